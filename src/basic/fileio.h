@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* File helpers. All return 0 or a negative errno; out-parameters are written
+ * only on success. */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* write()/pwrite() until done; EINTR-safe. */
+int loop_write(int fd, const void *buf, size_t len);
+int loop_pwrite(int fd, const void *buf, size_t len, uint64_t off);
+/* read()/pread() until len bytes or EOF; returns the number of bytes read. */
+ssize_t loop_read(int fd, void *buf, size_t len);
+ssize_t loop_pread(int fd, void *buf, size_t len, uint64_t off);
+
+/* Reads a whole regular file of at most max bytes. *ret is NUL-terminated
+ * (not counted in *ret_len); the caller frees it. -EFBIG past max. */
+int read_full_file(const char *path, size_t max, char **ret, size_t *ret_len);
+
+/* Atomically replaces path with data: a temp file beside it (O_EXCL),
+ * fsync, rename, fsync of the directory. */
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+/* Creates a unique temp file "DIR/.tmp-XXXXXX" (O_EXCL, mode 0600) and returns
+ * its fd and name (caller frees). */
+int tmpfile_create(const char *dir, char **ret_path);
+
+/* fsync() a directory by path, or the directory that contains path. */
+int fsync_dir(const char *dir);
+int fsync_parent(const char *path);
+
+/* mkdir -p with mode; existing directories are fine. */
+int mkdir_p(const char *path, mode_t mode);
+
+/* rm -rf, refuses "/" and "". */
+int rm_rf(const char *path);
+
+/* Returns 0 and sets *ret to true when every byte is zero. */
+int memory_is_zero(const void *p, size_t len);
+
+/* Joins a and b with one "/"; returns NULL on OOM. Caller frees. */
+char *path_join(const char *a, const char *b);

@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static bool name_char_ok(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+               c == '_' || c == '-';
+}
+
+bool name_is_valid(const char *s) {
+        if (!s)
+                return false;
+        size_t n = strlen(s);
+        if (n == 0 || n > NAME_MAX_LEN)
+                return false;
+        if (s[0] == '.' || s[0] == '-')
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!name_char_ok(s[i]))
+                        return false;
+        return true;
+}
+
+bool ref_name_is_valid(const char *s) {
+        if (!s)
+                return false;
+        size_t n = strlen(s);
+        if (n == 0 || n > REF_NAME_MAX_LEN)
+                return false;
+        int comps = 0;
+        const char *p = s;
+        for (;;) {
+                const char *slash = strchr(p, '/');
+                size_t len = slash ? (size_t) (slash - p) : strlen(p);
+                char comp[NAME_MAX_LEN + 1];
+                if (len == 0 || len > NAME_MAX_LEN)
+                        return false;
+                memcpy(comp, p, len);
+                comp[len] = 0;
+                if (!name_is_valid(comp))
+                        return false;
+                if (++comps > 8)
+                        return false;
+                if (!slash)
+                        break;
+                p = slash + 1;
+        }
+        return true;
+}
+
+int parse_u64(const char *s, uint64_t *ret) {
+        if (!s || !*s)
+                return -EINVAL;
+        uint64_t v = 0;
+        for (const char *p = s; *p; p++) {
+                if (*p < '0' || *p > '9')
+                        return -EINVAL;
+                unsigned d = (unsigned) (*p - '0');
+                if (v > (UINT64_MAX - d) / 10)
+                        return -ERANGE;
+                v = v * 10 + d;
+        }
+        *ret = v;
+        return 0;
+}
+
+int parse_size(const char *s, uint64_t *ret) {
+        if (!s || !*s)
+                return -EINVAL;
+        char num[32];
+        size_t n = 0;
+        while (s[n] >= '0' && s[n] <= '9') {
+                if (n + 1 >= sizeof num)
+                        return -ERANGE;
+                num[n] = s[n];
+                n++;
+        }
+        num[n] = 0;
+        if (n == 0)
+                return -EINVAL;
+        uint64_t v, mul = 1;
+        int r = parse_u64(num, &v);
+        if (r < 0)
+                return r;
+        const char *suf = s + n;
+        if (*suf) {
+                switch (*suf) {
+                case 'k': case 'K': mul = 1ULL << 10; break;
+                case 'm': case 'M': mul = 1ULL << 20; break;
+                case 'g': case 'G': mul = 1ULL << 30; break;
+                case 't': case 'T': mul = 1ULL << 40; break;
+                default: return -EINVAL;
+                }
+                suf++;
+                if (!strcmp(suf, "iB") || !strcmp(suf, "B"))
+                        suf += strlen(suf);
+                if (*suf)
+                        return -EINVAL;
+        }
+        if (v > UINT64_MAX / mul)
+                return -ERANGE;
+        *ret = v * mul;
+        return 0;
+}
+
+char *format_bytes(uint64_t n, char *buf, size_t size) {
+        static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+        double v = (double) n;
+        int u = 0;
+        while (v >= 1024 && u < 4) {
+                v /= 1024;
+                u++;
+        }
+        if (u == 0)
+                snprintf(buf, size, "%llu B", (unsigned long long) n);
+        else
+                snprintf(buf, size, "%.1f %s", v, units[u]);
+        return buf;
+}
+
+uint64_t now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+}
+
+double now_s(void) {
+        return (double) now_ns() / 1e9;
+}

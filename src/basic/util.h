@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Names of images and sessions: 1..64 of [A-Za-z0-9._-], not starting with
+ * '.' or '-'. Rejects '/', '..' and control characters by construction. */
+#define NAME_MAX_LEN 64
+bool name_is_valid(const char *s);
+
+/* Ref names: 1..8 components joined by '/', each a valid name
+ * ("images/debian", "sessions/alice/head"). */
+#define REF_NAME_MAX_LEN 255
+bool ref_name_is_valid(const char *s);
+
+/* Parses "512M", "4K", "1G", "65536" (binary units). -EINVAL / -ERANGE. */
+int parse_size(const char *s, uint64_t *ret);
+/* Parses a decimal unsigned integer with no trailing junk. */
+int parse_u64(const char *s, uint64_t *ret);
+
+/* "1.5 GiB"; buf of at least 16 bytes; returns buf. */
+char *format_bytes(uint64_t n, char *buf, size_t size);
+
+/* Monotonic clock in nanoseconds / seconds. */
+uint64_t now_ns(void);
+double now_s(void);
+
+/* Little-endian access for on-disk formats. */
+static inline void put_le32(uint8_t *p, uint32_t v) {
+        for (int i = 0; i < 4; i++)
+                p[i] = (uint8_t) (v >> (8 * i));
+}
+static inline void put_le64(uint8_t *p, uint64_t v) {
+        for (int i = 0; i < 8; i++)
+                p[i] = (uint8_t) (v >> (8 * i));
+}
+static inline uint32_t get_le32(const uint8_t *p) {
+        uint32_t v = 0;
+        for (int i = 3; i >= 0; i--)
+                v = v << 8 | p[i];
+        return v;
+}
+static inline uint64_t get_le64(const uint8_t *p) {
+        uint64_t v = 0;
+        for (int i = 7; i >= 0; i--)
+                v = v << 8 | p[i];
+        return v;
+}

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The content-addressed store: chunks, objects and refs under one directory.
+ *
+ *   DIR/config                 "roam-store 1" + chunk size + zstd level
+ *   DIR/lock                   flock: shared for writers, exclusive for gc
+ *   DIR/chunks/ab/<64 hex>     one chunk: a zstd frame of <= chunk_size plain
+ *                              bytes whose SHA-256 is the name
+ *   DIR/objects/ab/<64 hex>    one metadata object (index, manifest), stored
+ *                              plain, named by the SHA-256 of its bytes
+ *   DIR/refs/<ref name>        "roam-ref 1 <64 hex>\n": a name for an object
+ *   DIR/tmp/                   temp files of writers in progress
+ *
+ * The layout doubles as the HTTP layout of the sync protocol
+ * (docs/store-format.md, docs/sync-protocol.md).
+ *
+ * Durability: chunk writes go to tmp/ and are published in batches by
+ * store_commit(): syncfs() of the whole batch, then rename() into chunks/,
+ * then syncfs() again. Refs and objects are written one by one with temp file,
+ * fsync, rename, fsync of the directory. A ref is only ever written after a
+ * store_commit() that made every chunk below it durable, so a crash at any
+ * moment leaves at worst unreferenced chunks and temp files (gc removes them).
+ *
+ * Every read re-verifies the SHA-256: a corrupt chunk or object is -EBADMSG
+ * with an error detail that names it, never wrong bytes.
+ *
+ * Thread safety: one Store may be used from several threads for chunk
+ * put/get/has (each thread with its own ChunkCodec). Ref, object and commit
+ * calls are thread-safe too (internal mutex). */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../basic/hash.h"
+
+#define STORE_CHUNK_SIZE_DEFAULT (64u * 1024)
+#define STORE_CHUNK_SIZE_MIN (4u * 1024)
+#define STORE_CHUNK_SIZE_MAX (4u * 1024 * 1024)
+#define STORE_OBJECT_MAX (1024u * 1024 * 1024) /* bound on any metadata object */
+#define STORE_ZSTD_LEVEL_DEFAULT 1
+
+typedef struct Store Store;
+typedef struct ChunkCodec ChunkCodec;
+
+typedef struct StoreOptions {
+        bool create;         /* create the store if missing */
+        uint32_t chunk_size; /* for a new store; 0 = default */
+        int zstd_level;      /* for a new store; 0 = default */
+} StoreOptions;
+
+/* Opens (or creates) the store in dir. Caller frees with store_free(). */
+int store_open(const char *dir, const StoreOptions *opts, Store **ret);
+void store_free(Store *s);
+static inline void store_freep(Store **s) {
+        if (*s)
+                store_free(*s);
+}
+
+const char *store_path(const Store *s);
+uint32_t store_chunk_size(const Store *s);
+int store_zstd_level(const Store *s);
+
+/* Takes the store lock (flock on DIR/lock), held until store_free().
+ * Writers take it shared, gc exclusive. Blocks unless nonblock (-EAGAIN). */
+int store_lock(Store *s, bool exclusive, bool nonblock);
+
+/* ---- per-thread compression context ---- */
+/* Caller frees with chunk_codec_free() (accepts NULL). */
+ChunkCodec *chunk_codec_new(const Store *s);
+void chunk_codec_free(ChunkCodec *c);
+static inline void chunk_codec_freep(ChunkCodec **c) {
+        if (*c)
+                chunk_codec_free(*c);
+}
+
+/* ---- chunks ---- */
+/* 1 if the chunk is stored (or pending in this process), 0 if not. */
+int store_chunk_has(Store *s, const RoamId *id);
+/* Stores plain bytes (len <= chunk size) under id, which the caller computed
+ * as sha256(data). Never call it for all-zero data. Durable after store_commit(). */
+int store_chunk_put(Store *s, ChunkCodec *c, const RoamId *id, const void *data, size_t len);
+/* Stores a compressed chunk as received from a peer: decompresses and verifies
+ * the hash first; -EBADMSG (with detail) if the bytes don't match id. */
+int store_chunk_put_compressed(Store *s, ChunkCodec *c, const RoamId *id, const void *zdata, size_t zlen);
+/* Reads, decompresses and verifies a chunk into buf (chunk size bytes).
+ * -ENOENT if missing, -EBADMSG if corrupt. */
+int store_chunk_get(Store *s, ChunkCodec *c, const RoamId *id, void *buf, size_t *ret_len);
+/* Reads the stored (compressed) bytes and verifies them. Caller frees *ret. */
+int store_chunk_get_compressed(Store *s, ChunkCodec *c, const RoamId *id, void **ret, size_t *ret_len);
+/* Size of the stored file, or -ENOENT. */
+int store_chunk_stat(Store *s, const RoamId *id, uint64_t *ret_size);
+int store_chunk_remove(Store *s, const RoamId *id);
+/* Calls cb for every stored chunk; stops on a negative return and passes it on. */
+int store_chunk_foreach(Store *s, int (*cb)(const RoamId *id, uint64_t size, void *userdata), void *userdata);
+
+/* Publishes all pending chunk writes durably (see above). */
+int store_commit(Store *s);
+
+/* ---- objects ---- */
+int store_object_put(Store *s, const void *data, size_t len, RoamId *ret_id);
+/* Reads and verifies an object of at most max bytes. Caller frees *ret. */
+int store_object_get(Store *s, const RoamId *id, size_t max, void **ret, size_t *ret_len);
+int store_object_has(Store *s, const RoamId *id);
+int store_object_remove(Store *s, const RoamId *id);
+int store_object_foreach(Store *s, int (*cb)(const RoamId *id, uint64_t size, void *userdata), void *userdata);
+
+/* ---- refs ---- */
+/* -ENOENT if absent; -EBADMSG (with detail) if the ref file is malformed. */
+int store_ref_get(Store *s, const char *name, RoamId *ret);
+/* Sets name to id. If expected is non-NULL the update happens only if the
+ * current value equals *expected (ID_NULL = must not exist): -ESTALE otherwise. */
+int store_ref_set(Store *s, const char *name, const RoamId *id, const RoamId *expected);
+int store_ref_delete(Store *s, const char *name);
+/* Calls cb(name, id) for every ref whose name starts with prefix ("" = all),
+ * in sorted order. A malformed ref file is reported as -EBADMSG. */
+int store_ref_foreach(Store *s, const char *prefix, int (*cb)(const char *name, const RoamId *id, void *userdata),
+                      void *userdata);
+
+/* Removes stale temp files older than min_age_s from DIR/tmp. */
+int store_clean_tmp(Store *s, unsigned min_age_s, uint64_t *ret_removed);

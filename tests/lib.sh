@@ -1,0 +1,89 @@
+# Shared helpers for roam's shell integration tests. Source it first:
+#   . "$(dirname "$0")/../lib.sh"
+# Exit codes: 0 pass, 77 skip, anything else fail.
+set -euo pipefail
+
+SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$SRC_DIR/build}
+ROAM_BIN=${ROAM_BIN:-$BUILD_DIR/roam}
+TEST_NAME=$(basename "$0" .sh)
+# every test gets its own scratch directory and ROAM_HOME
+T=$(mktemp -d "${TMPDIR:-/tmp}/roam-test-$TEST_NAME.XXXXXX")
+export ROAM_HOME=$T/home
+export ROAM_PROGRESS=0
+
+_cleanups=()
+# cleanup_add CMD...: run CMD at exit (last added runs first)
+cleanup_add() { _cleanups+=("$*"); }
+_run_cleanups() {
+        local rc=$?
+        local i
+        for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do
+                eval "${_cleanups[$i]}" >/dev/null 2>&1 || true
+        done
+        if [ "${KEEP_TEST_DIR:-0}" != 1 ]; then rm -rf "$T"; fi
+        exit $rc
+}
+trap _run_cleanups EXIT
+
+log() { printf '# %s\n' "$*" >&2; }
+skip() { printf 'SKIP: %s\n' "$*" >&2; exit 77; }
+fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+
+requires() { command -v "$1" >/dev/null 2>&1 || skip "needs $1"; }
+requires_root() { [ "$(id -u)" = 0 ] || skip "needs root"; }
+
+roam() { ${ROAM_WRAPPER:-} "$ROAM_BIN" "$@"; }
+
+# must_fail CMD...: CMD must exit non-zero (not by a signal); its stderr lands in $ERR.
+must_fail() {
+        local rc=0
+        ERR=$("$@" 2>&1 >/dev/null) || rc=$?
+        if [ $rc = 0 ]; then fail "expected failure: $*"; fi
+        if [ $rc -ge 128 ]; then fail "crashed (rc=$rc): $* -- $ERR"; fi
+        log "failed as expected ($rc): $ERR"
+}
+# must_succeed CMD...: stdout lands in $OUT.
+must_succeed() {
+        local rc=0
+        OUT=$("$@") || rc=$?
+        [ $rc = 0 ] || fail "command failed ($rc): $*"
+}
+# expect_match STRING REGEX [what]
+expect_match() {
+        printf '%s' "$1" | grep -Eq -- "$2" || fail "${3:-output} does not match /$2/: $1"
+}
+# expect_one_line STRING: an error message is one line
+expect_one_line() {
+        [ "$(printf '%s\n' "$1" | wc -l)" = 1 ] || fail "expected one line, got: $1"
+}
+# wait_for TIMEOUT_S CMD...: poll until CMD succeeds
+wait_for() {
+        local t=$1; shift
+        local end=$((SECONDS + t))
+        until "$@" >/dev/null 2>&1; do
+                [ $SECONDS -lt $end ] || return 1
+                sleep 0.2
+        done
+}
+# make_image FILE SIZE_MIB SEED: a deterministic sparse-ish test image
+make_image() {
+        python3 - "$1" "$2" "$3" <<'PY'
+import random, sys
+path, mib, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rnd = random.Random(seed)
+with open(path, "wb") as f:
+    f.truncate(mib << 20)
+    for i in range(0, mib << 4):          # 64 KiB blocks
+        k = rnd.random()
+        if k < 0.35:
+            continue                      # hole
+        f.seek(i << 16)
+        if k < 0.7:
+            f.write(rnd.randbytes(65536))
+        elif k < 0.85:
+            f.write((b"roam test block %d " % (i % 7)) * 3000)
+        else:
+            f.write(bytes([rnd.randrange(4)]) * 65536)
+PY
+}

@@ -264,3 +264,10 @@ char *path_join(const char *a, const char *b) {
         memcpy(p + la + 1, b, lb + 1);
         return p;
 }
+
+int syncfs_path(const char *path) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        return syncfs(fd) < 0 ? -errno : 0;
+}

@@ -42,3 +42,6 @@ int memory_is_zero(const void *p, size_t len);
 
 /* Joins a and b with one "/"; returns NULL on OOM. Caller frees. */
 char *path_join(const char *a, const char *b);
+
+/* syncfs() of the filesystem that holds path. */
+int syncfs_path(const char *path);

@@ -1,1 +1,73 @@
-int main(void){return 0;}
+/* SPDX-License-Identifier: MIT */
+/* roam: makes a user's live desktop session portable. Entry point and the
+ * top-level verb table; each verb group lives in its own cmd-*.c. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "config.h"
+
+#include "../basic/progress.h"
+
+static const Verb verbs[] = {
+        { "image", verb_image, "COMMAND ...", "import, export, list and remove master disk images" },
+        { "store", verb_store, "COMMAND ...", "check, clean and measure the content-addressed store" },
+        { "bundle", verb_bundle, "COMMAND ...", "carry images and deltas in one file (USB stick)" },
+};
+
+static void usage(FILE *f) {
+        fprintf(f,
+                "usage: roam [--home DIR] [--quiet] COMMAND [ARGS...]\n"
+                "\n"
+                "roam makes a user's live desktop session portable: master images and session\n"
+                "state live in a content-addressed store and move between servers and laptops.\n"
+                "\n"
+                "Options:\n"
+                "  --home DIR   state directory (default $ROAM_HOME, else /var/lib/roam as root,\n"
+                "               else ~/.local/share/roam)\n"
+                "  -q, --quiet  no progress output\n"
+                "  -h, --help   this help\n"
+                "  --version    print the version\n"
+                "\n");
+        cli_print_verbs(f, NULL, verbs, sizeof verbs / sizeof verbs[0]);
+        fprintf(f, "\nRun 'roam COMMAND --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "home", required_argument, NULL, 'H' },
+                { "quiet", no_argument, NULL, 'q' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        int c;
+        /* '+': stop at the first verb; its options are its own */
+        while ((c = getopt_long(argc, argv, "+qh", opts, NULL)) >= 0) {
+                switch (c) {
+                case 'H':
+                        arg_home = optarg;
+                        break;
+                case 'q':
+                        arg_quiet = true;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                case 'V':
+                        printf("roam %s\n", ROAM_VERSION);
+                        return 0;
+                default:
+                        fprintf(stderr, "roam: see 'roam --help'\n");
+                        return 2;
+                }
+        }
+        progress_set_quiet(arg_quiet);
+        if (optind >= argc) {
+                usage(stderr);
+                return 2;
+        }
+        return cli_dispatch(NULL, verbs, sizeof verbs / sizeof verbs[0], argc - optind, argv + optind);
+}

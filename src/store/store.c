@@ -346,7 +346,8 @@ int store_chunk_put(Store *s, ChunkCodec *c, const RoamId *id, const void *data,
         size_t zlen = ZSTD_compressCCtx(c->cctx, c->zbuf, c->zcap, data, len, c->level);
         if (ZSTD_isError(zlen))
                 return -EIO;
-        return write_pending(s, id, c->zbuf, zlen);
+        int r = write_pending(s, id, c->zbuf, zlen);
+        return r < 0 ? r : (int) zlen;
 }
 
 int store_chunk_put_compressed(Store *s, ChunkCodec *c, const RoamId *id, const void *zdata, size_t zlen) {
@@ -362,7 +363,8 @@ int store_chunk_put_compressed(Store *s, ChunkCodec *c, const RoamId *id, const 
                 char hex[ID_HEX_SIZE];
                 return err_set(-EBADMSG, "chunk %s is all zeros and is never stored", id_to_hex(id, hex));
         }
-        return write_pending(s, id, zdata, zlen);
+        r = write_pending(s, id, zdata, zlen);
+        return r < 0 ? r : (int) zlen;
 }
 
 static int read_chunk_file(Store *s, ChunkCodec *c, const RoamId *id, size_t *ret_len) {
@@ -781,9 +783,10 @@ int store_ref_foreach(Store *s, const char *prefix, int (*cb)(const char *, cons
                         r = 0; /* deleted meanwhile */
                         continue;
                 }
-                if (r < 0)
-                        break;
-                r = cb(l.names[i], &id, userdata);
+                if (r == -EBADMSG)
+                        r = cb(l.names[i], NULL, userdata);
+                else if (r >= 0)
+                        r = cb(l.names[i], &id, userdata);
         }
         for (size_t i = 0; i < l.n; i++)
                 free(l.names[i]);

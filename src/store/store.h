@@ -82,7 +82,8 @@ int store_chunk_has(Store *s, const RoamId *id);
  * as sha256(data). Never call it for all-zero data. Durable after store_commit(). */
 int store_chunk_put(Store *s, ChunkCodec *c, const RoamId *id, const void *data, size_t len);
 /* Stores a compressed chunk as received from a peer: decompresses and verifies
- * the hash first; -EBADMSG (with detail) if the bytes don't match id. */
+ * the hash first; -EBADMSG (with detail) if the bytes don't match id.
+ * Returns zlen. */
 int store_chunk_put_compressed(Store *s, ChunkCodec *c, const RoamId *id, const void *zdata, size_t zlen);
 /* Reads, decompresses and verifies a chunk into buf (chunk size bytes).
  * -ENOENT if missing, -EBADMSG if corrupt. */
@@ -114,7 +115,7 @@ int store_ref_get(Store *s, const char *name, RoamId *ret);
 int store_ref_set(Store *s, const char *name, const RoamId *id, const RoamId *expected);
 int store_ref_delete(Store *s, const char *name);
 /* Calls cb(name, id) for every ref whose name starts with prefix ("" = all),
- * in sorted order. A malformed ref file is reported as -EBADMSG. */
+ * in sorted order. For a malformed ref file, cb gets id == NULL. */
 int store_ref_foreach(Store *s, const char *prefix, int (*cb)(const char *name, const RoamId *id, void *userdata),
                       void *userdata);
 

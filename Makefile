@@ -1,0 +1,56 @@
+# Thin wrapper around meson + ninja. Every target installs the Debian
+# packages it needs first (scripts/deps.sh).
+BUILD ?= build
+MESON_OPTS ?=
+
+.PHONY: all deps check check-valgrind asan fuzz demo guest bench clean
+
+all: deps
+	@test -f $(BUILD)/build.ninja || meson setup $(BUILD) $(MESON_OPTS) >/dev/null
+	ninja -C $(BUILD)
+
+deps:
+	@scripts/deps.sh build
+
+check: all
+	@scripts/deps.sh check
+	tests/run.sh
+
+check-valgrind: all
+	@scripts/deps.sh check
+	tests/run.sh --valgrind
+
+# AddressSanitizer + UndefinedBehaviorSanitizer build and test run
+asan: deps
+	@scripts/deps.sh check
+	@test -f build-asan/build.ninja || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+	ninja -C build-asan
+	BUILD_DIR=$(CURDIR)/build-asan tests/run.sh
+
+# libFuzzer targets (clang); FUZZ_SECONDS per target
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@scripts/deps.sh fuzz
+	@test -f build-fuzz/build.ninja || CC=clang meson setup build-fuzz -Dfuzz=true -Dwerror_dev=false >/dev/null
+	ninja -C build-fuzz
+	@for t in build-fuzz/tests/fuzz/fuzz-*-libfuzzer; do \
+		n=$$(basename $$t -libfuzzer); n=$${n#fuzz-}; \
+		echo "fuzzing $$n for $(FUZZ_SECONDS)s"; \
+		mkdir -p build-fuzz/corpus/$$n; \
+		$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus/$$n tests/fuzz/corpus/$$n || exit 1; \
+	done
+
+guest: all
+	@scripts/deps.sh guest
+	bash scripts/build-guest.sh $(BUILD)/guest
+
+demo: all
+	@scripts/deps.sh check
+	bash scripts/demo.sh
+
+bench: all
+	@scripts/deps.sh bench
+	bash bench/store.sh
+
+clean:
+	rm -rf $(BUILD) build-asan build-fuzz

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages a make target needs, when they are missing.
+# usage: scripts/deps.sh GROUP...   (groups: build check guest bench web)
+set -euo pipefail
+
+declare -A groups=(
+  [build]="gcc meson ninja-build pkg-config libzstd-dev libssl-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev"
+  [check]="libcmocka-dev qemu-utils qemu-system-x86 e2fsprogs python3 iproute2 valgrind busybox-static xz-utils cpio kmod zstd"
+  [guest]="qemu-utils qemu-system-x86 busybox-static e2fsprogs xz-utils cpio kmod"
+  [bench]="casync rsync debootstrap zstd e2fsprogs qemu-utils qemu-system-x86 iproute2"
+  [fuzz]="clang libclang-rt-14-dev"
+  [web]="chromium nodejs npm"
+)
+
+want=()
+for g in "$@"; do
+        [ -n "${groups[$g]+x}" ] || { echo "deps.sh: unknown group '$g'" >&2; exit 2; }
+        for p in ${groups[$g]}; do
+                dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || want+=("$p")
+        done
+done
+[ ${#want[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+        echo "roam: missing packages: ${want[*]} (run as root, or: sudo apt-get install ${want[*]})" >&2
+        exit 1
+fi
+echo "roam: installing ${want[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+if ! apt-get install -y -q --no-install-recommends "${want[@]}" >/tmp/roam-apt.log 2>&1; then
+        apt-get update -q >>/tmp/roam-apt.log 2>&1 || true
+        apt-get install -y -q --no-install-recommends "${want[@]}" >>/tmp/roam-apt.log 2>&1 || {
+                tail -20 /tmp/roam-apt.log >&2
+                echo "roam: apt-get install failed (log: /tmp/roam-apt.log)" >&2
+                exit 1
+        }
+fi

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+#include "spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "macro.h"
+
+typedef struct Buf {
+        char *p;
+        size_t n, max;
+} Buf;
+
+static void buf_add(Buf *b, const char *data, size_t n) {
+        if (!b->p)
+                b->p = calloc(1, b->max + 1);
+        if (!b->p)
+                return;
+        size_t take = MIN(n, b->max - b->n);
+        memcpy(b->p + b->n, data, take);
+        b->n += take;
+        b->p[b->n] = 0;
+}
+
+int spawn_capture(char *const argv[], size_t max, char **ret_stdout, char **ret_stderr) {
+        int out[2], err[2], ex[2];
+        if (pipe2(out, O_CLOEXEC) < 0)
+                return -errno;
+        if (pipe2(err, O_CLOEXEC) < 0) {
+                close(out[0]);
+                close(out[1]);
+                return -errno;
+        }
+        /* exec failure is reported through a CLOEXEC pipe */
+        if (pipe2(ex, O_CLOEXEC) < 0) {
+                close(out[0]), close(out[1]), close(err[0]), close(err[1]);
+                return -errno;
+        }
+        pid_t pid = fork();
+        if (pid < 0) {
+                int r = -errno;
+                close(out[0]), close(out[1]), close(err[0]), close(err[1]), close(ex[0]), close(ex[1]);
+                return r;
+        }
+        if (pid == 0) {
+                int devnull = open("/dev/null", O_RDONLY);
+                if (devnull >= 0)
+                        dup2(devnull, 0);
+                dup2(out[1], 1);
+                dup2(err[1], 2);
+                execvp(argv[0], argv);
+                int e = errno;
+                (void) !write(ex[1], &e, sizeof e);
+                _exit(127);
+        }
+        close(out[1]), close(err[1]), close(ex[1]);
+        Buf bo = { .max = max }, be = { .max = max };
+        struct pollfd p[2] = { { .fd = out[0], .events = POLLIN }, { .fd = err[0], .events = POLLIN } };
+        int open_fds = 2;
+        while (open_fds > 0) {
+                if (poll(p, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        break;
+                }
+                for (int i = 0; i < 2; i++) {
+                        if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                                continue;
+                        char tmp[4096];
+                        ssize_t n = read(p[i].fd, tmp, sizeof tmp);
+                        if (n <= 0) {
+                                if (n < 0 && errno == EINTR)
+                                        continue;
+                                close(p[i].fd);
+                                p[i].fd = -1;
+                                open_fds--;
+                                continue;
+                        }
+                        buf_add(i == 0 ? &bo : &be, tmp, (size_t) n);
+                }
+        }
+        int status, exec_errno = 0;
+        ssize_t n = read(ex[0], &exec_errno, sizeof exec_errno);
+        close(ex[0]);
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        break;
+        if (n == (ssize_t) sizeof exec_errno) {
+                free(bo.p);
+                free(be.p);
+                return -exec_errno;
+        }
+        if (ret_stdout)
+                *ret_stdout = bo.p ? bo.p : strdup("");
+        else
+                free(bo.p);
+        if (ret_stderr)
+                *ret_stderr = be.p ? be.p : strdup("");
+        else
+                free(be.p);
+        if (WIFEXITED(status))
+                return WEXITSTATUS(status);
+        return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}

@@ -1,0 +1,13 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Running helper programs (qemu-img, ...). */
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Runs argv (PATH lookup), waits, and captures up to max bytes of its stdout
+ * and stderr (either may be NULL to discard). Returns the exit status (0..255),
+ * -ENOENT when the program is missing, or another negative errno. Caller frees
+ * the captured strings (NUL-terminated). */
+int spawn_capture(char *const argv[], size_t max, char **ret_stdout, char **ret_stderr);

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../basic/error.h"
+#include "../basic/fileio.h"
+
+const char *arg_home;
+bool arg_quiet;
+
+void cli_print_verbs(FILE *f, const char *group, const Verb *table, size_t n) {
+        fprintf(f, "Commands:\n");
+        for (size_t i = 0; i < n; i++) {
+                char left[64];
+                snprintf(left, sizeof left, "%s %s", table[i].name, table[i].args ? table[i].args : "");
+                fprintf(f, "  %-28s %s\n", left, table[i].summary);
+        }
+}
+
+int cli_dispatch(const char *group, const Verb *table, size_t n, int argc, char **argv) {
+        /* argv[0] is the group name when group != NULL, else the verb */
+        if (group) {
+                argc--;
+                argv++;
+        }
+        if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h") || !strcmp(argv[0], "help")) {
+                FILE *f = argc < 1 ? stderr : stdout;
+                if (group)
+                        fprintf(f, "usage: roam %s COMMAND [ARGS...]\n\n", group);
+                cli_print_verbs(f, group, table, n);
+                if (group)
+                        fprintf(f, "\nRun 'roam %s COMMAND --help' for a command's options.\n", group);
+                return argc < 1 ? 2 : 0;
+        }
+        for (size_t i = 0; i < n; i++)
+                if (!strcmp(table[i].name, argv[0])) {
+                        optind = 0; /* reset getopt for the verb */
+                        err_clear();
+                        return table[i].run(argc, argv);
+                }
+        if (group)
+                fprintf(stderr, "roam: unknown command 'roam %s %s' (see 'roam %s --help')\n", group, argv[0],
+                        group);
+        else
+                fprintf(stderr, "roam: unknown command '%s' (see 'roam --help')\n", argv[0]);
+        return 2;
+}
+
+const char *cli_home(void) {
+        static char *home;
+        if (arg_home)
+                return arg_home;
+        const char *e = getenv("ROAM_HOME");
+        if (e && *e)
+                return e;
+        if (home)
+                return home;
+        if (geteuid() == 0)
+                return "/var/lib/roam";
+        const char *h = getenv("HOME");
+        if (!h || !*h)
+                h = "/tmp";
+        home = path_join(h, ".local/share/roam");
+        return home ? home : "/tmp/roam";
+}
+
+char *cli_home_path(const char *rel) {
+        return path_join(cli_home(), rel);
+}
+
+int cli_error(int r) {
+        fprintf(stderr, "roam: %s\n", err_message(r));
+        return 1;
+}
+
+int cli_errorf(const char *fmt, ...) {
+        va_list ap;
+        fputs("roam: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        return 1;
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...) {
+        va_list ap;
+        fputs("roam: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, " (see 'roam %s --help')\n", cmd);
+        return 2;
+}
+
+int cli_help(const char *cmd, const char *args, const char *text) {
+        printf("usage: roam %s %s\n\n%s", cmd, args, text);
+        return 0;
+}
+
+int cli_open_store(bool create, bool writer, Store **ret) {
+        char *dir = cli_home_path("store");
+        if (!dir)
+                return cli_error(-ENOMEM);
+        if (create) {
+                int r = mkdir_p(cli_home(), 0755);
+                if (r < 0) {
+                        free(dir);
+                        return cli_errorf("cannot create state directory '%s': %s (set ROAM_HOME or --home)",
+                                          cli_home(), strerror(-r));
+                }
+        }
+        StoreOptions o = { .create = create };
+        Store *s;
+        int r = store_open(dir, &o, &s);
+        free(dir);
+        if (r < 0)
+                return cli_error(r);
+        if (writer) {
+                r = store_lock(s, false, false);
+                if (r < 0) {
+                        store_free(s);
+                        return cli_error(r);
+                }
+        }
+        *ret = s;
+        return 0;
+}

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Shared pieces of the command line: the verb tables, the state directory,
+ * error reporting. Only code under src/cli/ prints and exits. */
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "../store/store.h"
+
+typedef struct Verb {
+        const char *name;
+        int (*run)(int argc, char **argv); /* argv[0] is the verb */
+        const char *args;                  /* "NAME FILE" for help */
+        const char *summary;
+} Verb;
+
+/* Runs the verb named argv[0] from table; prints the group's help on
+ * --help / no verb. Returns the exit code. */
+int cli_dispatch(const char *group, const Verb *table, size_t n, int argc, char **argv);
+void cli_print_verbs(FILE *f, const char *group, const Verb *table, size_t n);
+
+/* Global options. */
+extern const char *arg_home;
+extern bool arg_quiet;
+
+/* The state directory: --home, $ROAM_HOME, /var/lib/roam (root) or
+ * ~/.local/share/roam. */
+const char *cli_home(void);
+/* cli_home() + "/" + rel; caller frees. */
+char *cli_home_path(const char *rel);
+
+/* Opens the store in cli_home()/store; create makes it when missing.
+ * A writer takes the store lock shared. Prints the error itself. */
+int cli_open_store(bool create, bool writer, Store **ret);
+
+/* Prints "roam: <detail>" where the detail comes from err_message(r).
+ * Returns 1 (the exit code for an error). */
+int cli_error(int r);
+/* Prints "roam: <formatted>" and returns 1. */
+int cli_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Usage error: "roam: <msg> (see 'roam <cmd> --help')", returns 2. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Standard option handling for a verb: returns -1 to continue, else an exit
+ * code (after --help). Use in getopt loops: case 'h': return cli_help(...). */
+int cli_help(const char *cmd, const char *args, const char *text);
+
+/* Verb groups. */
+int verb_image(int argc, char **argv);
+int verb_store(int argc, char **argv);
+int verb_bundle(int argc, char **argv);

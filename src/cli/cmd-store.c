@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+/* roam store init|fsck|gc|stats */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#include "../basic/error.h"
+#include "../basic/fileio.h"
+#include "../basic/macro.h"
+#include "../basic/util.h"
+#include "../store/fsck.h"
+
+static bool want_help(int argc, char **argv) {
+        return argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+}
+
+static int store_init(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "chunk-size", required_argument, NULL, 'c' },
+                { "zstd-level", required_argument, NULL, 'z' },
+                {},
+        };
+        StoreOptions o = { .create = true };
+        int c;
+        while ((c = getopt_long(argc, argv, "hc:z:", opts, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        return cli_help("store init", "[--chunk-size SIZE] [--zstd-level N]",
+                                        "Creates an empty store (other commands create one with the defaults).\n\n"
+                                        "  --chunk-size SIZE  a power of two from 4K to 4M (default 64K)\n"
+                                        "  --zstd-level N     zstd level 1..19 for new chunks (default 1)\n");
+                case 'c': {
+                        uint64_t v;
+                        if (parse_size(optarg, &v) < 0 || v < STORE_CHUNK_SIZE_MIN || v > STORE_CHUNK_SIZE_MAX ||
+                            (v & (v - 1)))
+                                return cli_usage("store init", "--chunk-size must be a power of two from 4K to 4M");
+                        o.chunk_size = (uint32_t) v;
+                        break;
+                }
+                case 'z': {
+                        uint64_t v;
+                        if (parse_u64(optarg, &v) < 0 || v < 1 || v > 19)
+                                return cli_usage("store init", "--zstd-level takes a number from 1 to 19");
+                        o.zstd_level = (int) v;
+                        break;
+                }
+                default:
+                        return cli_usage("store init", "invalid option");
+                }
+        if (optind != argc)
+                return cli_usage("store init", "unexpected argument '%s'", argv[optind]);
+        _cleanup_free_ char *cfg = cli_home_path("store/config");
+        if (cfg && access(cfg, F_OK) == 0)
+                return cli_errorf("a store exists already in '%s' (its chunk size is fixed)", cli_home());
+        int r = mkdir_p(cli_home(), 0755);
+        if (r < 0)
+                return cli_errorf("cannot create '%s': %s", cli_home(), strerror(-r));
+        _cleanup_free_ char *dir = cli_home_path("store");
+        Store *s;
+        r = store_open(dir, &o, &s);
+        if (r < 0)
+                return cli_error(r);
+        printf("created store in %s (chunk size %u)\n", dir, store_chunk_size(s));
+        store_free(s);
+        return 0;
+}
+
+static void print_problem(const char *msg, void *userdata) {
+        fprintf(stderr, "problem: %s\n", msg);
+}
+
+static int store_fsck_cmd(int argc, char **argv) {
+        if (want_help(argc, argv))
+                return cli_help("store fsck", "",
+                                "Verifies the store: every ref, every object and every referenced chunk\n"
+                                "(read, decompressed, hashed). Lists problems; exits 1 when anything\n"
+                                "referenced is missing or corrupt. Unreferenced chunks are reported only\n"
+                                "('roam store gc' removes them).\n");
+        if (argc > 1)
+                return cli_usage("store fsck", "unexpected argument '%s'", argv[1]);
+        _cleanup_(store_freep) Store *s = NULL;
+        if (cli_open_store(false, false, &s))
+                return 1;
+        FsckReport f;
+        Progress *p = progress_new("fsck (chunks)", 0);
+        int r = store_fsck(s, p, print_problem, NULL, &f);
+        progress_free(p);
+        if (r < 0)
+                return cli_error(r);
+        printf("refs:                 %llu (%llu malformed)\n"
+               "objects referenced:   %llu (%llu missing or corrupt)\n"
+               "chunks referenced:    %llu (%llu missing, %llu corrupt)\n"
+               "chunks stored:        %llu (%llu unreferenced)\n"
+               "objects unreferenced: %llu\n"
+               "temp files:           %llu\n",
+               (unsigned long long) f.refs, (unsigned long long) f.bad_refs,
+               (unsigned long long) f.objects_referenced, (unsigned long long) f.bad_objects,
+               (unsigned long long) f.chunks_referenced, (unsigned long long) f.missing_chunks,
+               (unsigned long long) f.corrupt_chunks, (unsigned long long) f.chunks_stored,
+               (unsigned long long) f.unreferenced_chunks, (unsigned long long) f.unreferenced_objects,
+               (unsigned long long) f.tmp_files);
+        if (!fsck_report_ok(&f))
+                return cli_errorf("store '%s' is damaged: %llu refs, %llu objects, %llu chunks missing or corrupt "
+                                  "(re-import or pull the affected images)",
+                                  store_path(s), (unsigned long long) f.bad_refs, (unsigned long long) f.bad_objects,
+                                  (unsigned long long) (f.missing_chunks + f.corrupt_chunks));
+        printf("store is consistent\n");
+        return 0;
+}
+
+static int store_gc_cmd(int argc, char **argv) {
+        if (want_help(argc, argv))
+                return cli_help("store gc", "",
+                                "Removes every chunk and object that no ref reaches, and leftover temp\n"
+                                "files. Waits for running imports and transfers to finish first.\n");
+        if (argc > 1)
+                return cli_usage("store gc", "unexpected argument '%s'", argv[1]);
+        _cleanup_(store_freep) Store *s = NULL;
+        if (cli_open_store(false, false, &s))
+                return 1;
+        GcReport g;
+        int r = store_gc(s, &g);
+        if (r < 0)
+                return cli_error(r);
+        char a[32];
+        printf("removed %llu chunks (%s), %llu objects, %llu temp files\n", (unsigned long long) g.chunks_removed,
+               format_bytes(g.bytes_removed, a, sizeof a), (unsigned long long) g.objects_removed,
+               (unsigned long long) g.tmp_removed);
+        return 0;
+}
+
+static int store_stats_cmd(int argc, char **argv) {
+        if (want_help(argc, argv))
+                return cli_help("store stats", "",
+                                "Prints chunk count, bytes stored on disk, bytes referenced by refs, and\n"
+                                "the dedup and compression ratios.\n");
+        if (argc > 1)
+                return cli_usage("store stats", "unexpected argument '%s'", argv[1]);
+        _cleanup_(store_freep) Store *s = NULL;
+        if (cli_open_store(false, false, &s))
+                return 1;
+        StatsReport st;
+        int r = store_stats(s, &st);
+        if (r < 0)
+                return cli_error(r);
+        char a[32], b[32], c[32], d[32];
+        double dedup = st.unique_bytes ? (double) st.referenced_bytes / (double) st.unique_bytes : 0;
+        double comp = st.stored_bytes ? (double) st.unique_bytes / (double) st.stored_bytes : 0;
+        printf("refs:              %llu\n"
+               "chunks:            %llu\n"
+               "bytes stored:      %s (%llu)\n"
+               "bytes unique:      %s (plain size of stored chunks)\n"
+               "bytes referenced:  %s non-zero (%llu), %s logical\n"
+               "dedup ratio:       %.2f\n"
+               "compression ratio: %.2f\n",
+               (unsigned long long) st.refs, (unsigned long long) st.chunks,
+               format_bytes(st.stored_bytes, a, sizeof a), (unsigned long long) st.stored_bytes,
+               format_bytes(st.unique_bytes, b, sizeof b), format_bytes(st.referenced_bytes, c, sizeof c),
+               (unsigned long long) st.referenced_bytes, format_bytes(st.blob_bytes, d, sizeof d), dedup, comp);
+        return 0;
+}
+
+static const Verb store_verbs[] = {
+        { "init", store_init, "[--chunk-size SIZE]", "create a store with a chosen chunk size" },
+        { "fsck", store_fsck_cmd, "", "verify every ref, object and chunk" },
+        { "gc", store_gc_cmd, "", "remove unreferenced chunks and objects" },
+        { "stats", store_stats_cmd, "", "chunks, bytes stored and referenced, dedup ratio" },
+};
+
+int verb_store(int argc, char **argv) {
+        return cli_dispatch("store", store_verbs, ELEMENTSOF(store_verbs), argc, argv);
+}

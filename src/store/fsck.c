@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: MIT */
+#include "fsck.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "../basic/error.h"
+#include "../basic/fileio.h"
+#include "../basic/macro.h"
+#include "reach.h"
+
+typedef struct Verify {
+        Store *s;
+        RoamId *ids;
+        size_t n;
+        _Atomic size_t next;
+        _Atomic uint64_t missing, corrupt;
+        _Atomic int fatal;
+        Progress *progress;
+        pthread_mutex_t lock;
+        void (*problem)(const char *msg, void *userdata);
+        void *userdata;
+} Verify;
+
+static void *verify_worker(void *arg) {
+        Verify *v = arg;
+        _cleanup_(chunk_codec_freep) ChunkCodec *c = chunk_codec_new(v->s);
+        _cleanup_free_ void *buf = malloc(store_chunk_size(v->s));
+        if (!c || !buf) {
+                atomic_store(&v->fatal, -ENOMEM);
+                return NULL;
+        }
+        for (;;) {
+                size_t i = atomic_fetch_add(&v->next, 1);
+                if (i >= v->n || atomic_load(&v->fatal))
+                        break;
+                size_t len;
+                err_clear();
+                int r = store_chunk_get(v->s, c, &v->ids[i], buf, &len);
+                if (r == -ENOENT)
+                        atomic_fetch_add(&v->missing, 1);
+                else if (r == -EBADMSG)
+                        atomic_fetch_add(&v->corrupt, 1);
+                else if (r < 0) {
+                        atomic_store(&v->fatal, r);
+                        break;
+                }
+                if (r < 0 && v->problem) {
+                        pthread_mutex_lock(&v->lock);
+                        v->problem(err_message(r), v->userdata);
+                        pthread_mutex_unlock(&v->lock);
+                }
+                progress_add(v->progress, 1);
+        }
+        return NULL;
+}
+
+typedef struct Count {
+        IdSet *referenced;
+        uint64_t total, unreferenced, bytes, plain;
+        Store *s;
+        bool want_plain;
+} Count;
+
+static int count_cb(const RoamId *id, uint64_t size, void *userdata) {
+        Count *c = userdata;
+        c->total++;
+        c->bytes += size;
+        if (c->referenced && !idset_contains(c->referenced, id))
+                c->unreferenced++;
+        if (c->want_plain) {
+                char hex[ID_HEX_SIZE], rel[PATH_MAX];
+                id_to_hex(id, hex);
+                snprintf(rel, sizeof rel, "%s/chunks/%.2s/%s", store_path(c->s), hex, hex);
+                _cleanup_close_ int fd = open(rel, O_RDONLY | O_CLOEXEC);
+                uint8_t head[18]; /* ZSTD_FRAMEHEADERSIZE_MAX */
+                ssize_t n = fd >= 0 ? loop_read(fd, head, sizeof head) : -1;
+                if (n > 0) {
+                        unsigned long long cs = ZSTD_getFrameContentSize(head, (size_t) n);
+                        if (cs != ZSTD_CONTENTSIZE_ERROR && cs != ZSTD_CONTENTSIZE_UNKNOWN)
+                                c->plain += cs;
+                }
+        }
+        return 0;
+}
+
+/* Counts (and optionally removes) leftover ".tmp-*" files below dir. */
+static uint64_t tmp_files_under(const char *dir, int depth, bool remove) {
+        if (depth > 3)
+                return 0;
+        DIR *d = opendir(dir);
+        if (!d)
+                return 0;
+        uint64_t n = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                        continue;
+                if (!strncmp(de->d_name, ".tmp-", 5)) {
+                        if (!remove || unlinkat(dirfd(d), de->d_name, 0) == 0)
+                                n++;
+                        continue;
+                }
+                if (de->d_type == DT_DIR) {
+                        _cleanup_free_ char *sub = path_join(dir, de->d_name);
+                        if (sub)
+                                n += tmp_files_under(sub, depth + 1, remove);
+                }
+        }
+        closedir(d);
+        return n;
+}
+
+int store_fsck(Store *s, Progress *p, void (*problem)(const char *, void *), void *userdata, FsckReport *ret) {
+        _cleanup_(reach_freep) Reach *r = reach_new();
+        if (!r)
+                return -ENOMEM;
+        r->problem = problem;
+        r->userdata = userdata;
+        int k = reach_add_refs(s, r, "");
+        if (k < 0)
+                return k;
+
+        Verify v = { .s = s, .progress = p, .problem = problem, .userdata = userdata };
+        v.n = idset_size(r->chunks);
+        v.ids = malloc(MAX(v.n, (size_t) 1) * sizeof(RoamId));
+        if (!v.ids)
+                return -ENOMEM;
+        size_t pos = 0, i = 0;
+        while (idset_next(r->chunks, &pos, &v.ids[i]))
+                i++;
+        progress_set_total(p, v.n);
+        pthread_mutex_init(&v.lock, NULL);
+        long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned nt = (unsigned) MIN(MAX(nproc, 1L), 16L);
+        pthread_t tid[16];
+        unsigned started = 0;
+        for (unsigned t = 1; t < nt; t++) {
+                if (pthread_create(&tid[t], NULL, verify_worker, &v) != 0)
+                        break;
+                started = t;
+        }
+        verify_worker(&v);
+        for (unsigned t = 1; t <= started; t++)
+                pthread_join(tid[t], NULL);
+        pthread_mutex_destroy(&v.lock);
+        free(v.ids);
+        if (atomic_load(&v.fatal) < 0)
+                return atomic_load(&v.fatal);
+
+        Count chunks = { .referenced = r->chunks, .s = s };
+        k = store_chunk_foreach(s, count_cb, &chunks);
+        if (k < 0)
+                return k;
+        Count objects = { .referenced = r->objects, .s = s };
+        k = store_object_foreach(s, count_cb, &objects);
+        if (k < 0)
+                return k;
+
+        *ret = (FsckReport){
+                .refs = r->refs,
+                .bad_refs = r->bad_refs,
+                .objects_referenced = idset_size(r->objects),
+                .bad_objects = r->bad_objects,
+                .chunks_referenced = idset_size(r->chunks),
+                .missing_chunks = v.missing,
+                .corrupt_chunks = v.corrupt,
+                .chunks_stored = chunks.total,
+                .unreferenced_chunks = chunks.unreferenced,
+                .unreferenced_objects = objects.unreferenced,
+                .tmp_files = tmp_files_under(store_path(s), 0, false),
+        };
+        return 0;
+}
+
+typedef struct Sweep {
+        Store *s;
+        IdSet *keep;
+        bool objects;
+        GcReport *rep;
+} Sweep;
+
+static int sweep_cb(const RoamId *id, uint64_t size, void *userdata) {
+        Sweep *w = userdata;
+        if (idset_contains(w->keep, id))
+                return 0;
+        int r = w->objects ? store_object_remove(w->s, id) : store_chunk_remove(w->s, id);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        if (w->objects)
+                w->rep->objects_removed++;
+        else {
+                w->rep->chunks_removed++;
+                w->rep->bytes_removed += size;
+        }
+        return 0;
+}
+
+int store_gc(Store *s, GcReport *ret) {
+        int k = store_lock(s, true, false);
+        if (k < 0)
+                return k;
+        _cleanup_(reach_freep) Reach *r = reach_new();
+        if (!r)
+                return -ENOMEM;
+        k = reach_add_refs(s, r, "");
+        if (k < 0)
+                return k;
+        if (r->bad_objects || r->bad_refs)
+                return err_set(-EUCLEAN,
+                               "store '%s' has unreadable refs or objects: gc would not know what they need "
+                               "(run 'roam store fsck' and fix or remove them first)",
+                               store_path(s));
+        GcReport rep = { 0 };
+        Sweep w = { .s = s, .keep = r->chunks, .rep = &rep };
+        k = store_chunk_foreach(s, sweep_cb, &w);
+        if (k < 0)
+                return k;
+        w.keep = r->objects;
+        w.objects = true;
+        k = store_object_foreach(s, sweep_cb, &w);
+        if (k < 0)
+                return k;
+        /* we hold the store exclusively: every temp file is a leftover */
+        rep.tmp_removed = tmp_files_under(store_path(s), 0, true);
+        k = syncfs_path(store_path(s));
+        if (k < 0)
+                return k;
+        *ret = rep;
+        return 0;
+}
+
+int store_stats(Store *s, StatsReport *ret) {
+        _cleanup_(reach_freep) Reach *r = reach_new();
+        if (!r)
+                return -ENOMEM;
+        int k = reach_add_refs(s, r, "");
+        if (k < 0)
+                return k;
+        Count chunks = { .s = s, .want_plain = true };
+        k = store_chunk_foreach(s, count_cb, &chunks);
+        if (k < 0)
+                return k;
+        Count objects = { .s = s };
+        k = store_object_foreach(s, count_cb, &objects);
+        if (k < 0)
+                return k;
+        *ret = (StatsReport){
+                .refs = r->refs,
+                .chunks = chunks.total,
+                .stored_bytes = chunks.bytes,
+                .unique_bytes = chunks.plain,
+                .objects = objects.total,
+                .object_bytes = objects.bytes,
+                .blob_bytes = r->blob_bytes,
+                .referenced_bytes = r->nonzero_bytes,
+        };
+        return 0;
+}

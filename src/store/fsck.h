@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Store maintenance: fsck (verify everything reachable), gc (remove what is
+ * unreachable), stats. */
+
+#include <stdint.h>
+
+#include "../basic/progress.h"
+#include "store.h"
+
+typedef struct FsckReport {
+        uint64_t refs, bad_refs;
+        uint64_t objects_referenced, bad_objects;
+        uint64_t chunks_referenced, missing_chunks, corrupt_chunks;
+        uint64_t chunks_stored, unreferenced_chunks, unreferenced_objects;
+        uint64_t tmp_files;
+} FsckReport;
+
+/* Verifies every referenced object and chunk (every chunk is read, decompressed
+ * and hashed, on all cores). problem() is called once per problem found.
+ * Returns 0 when the check ran (look at the report), < 0 when it could not. */
+int store_fsck(Store *s, Progress *p, void (*problem)(const char *msg, void *userdata), void *userdata,
+               FsckReport *ret);
+/* True when nothing referenced is missing or corrupt. */
+static inline int fsck_report_ok(const FsckReport *f) {
+        return f->bad_refs == 0 && f->bad_objects == 0 && f->missing_chunks == 0 && f->corrupt_chunks == 0;
+}
+
+typedef struct GcReport {
+        uint64_t chunks_removed, bytes_removed, objects_removed, tmp_removed;
+} GcReport;
+
+/* Takes the store lock exclusively (waits for writers), then removes every
+ * chunk and object no ref reaches, and stale temp files. Refuses (-EUCLEAN)
+ * when a referenced object cannot be read, since its chunks are unknown. */
+int store_gc(Store *s, GcReport *ret);
+
+typedef struct StatsReport {
+        uint64_t refs;
+        uint64_t chunks;          /* chunk files */
+        uint64_t stored_bytes;    /* their size on disk (compressed) */
+        uint64_t unique_bytes;    /* their plain size */
+        uint64_t objects, object_bytes;
+        uint64_t blob_bytes;      /* logical size of every ref'd blob */
+        uint64_t referenced_bytes;/* non-zero plain bytes referenced, repeats counted */
+} StatsReport;
+
+int store_stats(Store *s, StatsReport *ret);

@@ -15,6 +15,8 @@ static const Verb verbs[] = {
         { "image", verb_image, "COMMAND ...", "import, export, list and remove master disk images" },
         { "store", verb_store, "COMMAND ...", "check, clean and measure the content-addressed store" },
         { "bundle", verb_bundle, "COMMAND ...", "carry images and deltas in one file (USB stick)" },
+        { "pull", verb_pull, "URL REF...", "fetch refs and their chunks from a roam daemon" },
+        { "push", verb_push, "URL REF...", "send refs and their chunks to a roam daemon" },
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: MIT */
+#include "remote.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../basic/error.h"
+#include "../basic/macro.h"
+
+struct Remote {
+        char *url;
+        char *auth_header;
+        RemoteOptions o;
+};
+
+struct RemoteConn {
+        Remote *r;
+        CURL *curl;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init_once(void) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int remote_new(const char *url, const char *token, const RemoteOptions *o, Remote **ret) {
+        if (!url || (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)))
+                return err_set(-EINVAL, "url '%s' is invalid (use http://HOST:PORT or https://HOST:PORT)",
+                               url ? url : "");
+        if (strlen(url) > 2048)
+                return err_set(-EINVAL, "url is too long");
+        pthread_once(&curl_once, curl_init_once);
+        Remote *r = calloc(1, sizeof *r);
+        if (!r)
+                return -ENOMEM;
+        r->url = strdup(url);
+        if (r->url) {
+                size_t n = strlen(r->url);
+                while (n > 0 && r->url[n - 1] == '/')
+                        r->url[--n] = 0;
+        }
+        if (token && asprintf(&r->auth_header, "Authorization: Bearer %s", token) < 0)
+                r->auth_header = NULL;
+        if (!r->url || (token && !r->auth_header)) {
+                remote_free(r);
+                return -ENOMEM;
+        }
+        if (o)
+                r->o = *o;
+        if (!r->o.connect_timeout_s)
+                r->o.connect_timeout_s = 10;
+        if (!r->o.stall_timeout_s)
+                r->o.stall_timeout_s = 30;
+        *ret = r;
+        return 0;
+}
+
+void remote_free(Remote *r) {
+        if (!r)
+                return;
+        free(r->url);
+        free(r->auth_header);
+        free(r);
+}
+
+const char *remote_url(const Remote *r) {
+        return r->url;
+}
+
+RemoteConn *remote_conn_new(Remote *r) {
+        RemoteConn *c = calloc(1, sizeof *c);
+        if (!c)
+                return NULL;
+        c->r = r;
+        c->curl = curl_easy_init();
+        if (!c->curl) {
+                free(c);
+                return NULL;
+        }
+        return c;
+}
+
+void remote_conn_free(RemoteConn *c) {
+        if (!c)
+                return;
+        curl_easy_cleanup(c->curl);
+        free(c);
+}
+
+typedef struct Sink {
+        uint8_t *p;
+        size_t n, cap, max;
+        bool overflow;
+} Sink;
+
+static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata) {
+        Sink *s = userdata;
+        size_t n = size * nmemb;
+        if (s->n + n > s->max) {
+                s->overflow = true;
+                return 0; /* aborts the transfer */
+        }
+        if (s->n + n + 1 > s->cap) {
+                size_t nc = s->cap ? s->cap : 64 * 1024;
+                while (nc < s->n + n + 1)
+                        nc *= 2;
+                uint8_t *np = realloc(s->p, nc);
+                if (!np)
+                        return 0;
+                s->p = np;
+                s->cap = nc;
+        }
+        memcpy(s->p + s->n, data, n);
+        s->n += n;
+        s->p[s->n] = 0;
+        return n;
+}
+
+static int curl_to_errno(CURLcode cc) {
+        switch (cc) {
+        case CURLE_COULDNT_CONNECT:
+                return -ECONNREFUSED;
+        case CURLE_OPERATION_TIMEDOUT:
+                return -ETIMEDOUT;
+        case CURLE_COULDNT_RESOLVE_HOST:
+                return -EHOSTUNREACH;
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CONNECT_ERROR:
+                return -EKEYREJECTED;
+        case CURLE_SEND_ERROR:
+        case CURLE_RECV_ERROR:
+        case CURLE_GOT_NOTHING:
+        case CURLE_PARTIAL_FILE:
+                return -ECONNRESET;
+        default:
+                return -EIO;
+        }
+}
+
+int remote_request(RemoteConn *c, const char *method, const char *path, const void *body, size_t len,
+                   const char *content_type, size_t max_response, RemoteResponse *ret) {
+        Remote *r = c->r;
+        CURL *h = c->curl;
+        _cleanup_free_ char *url = NULL;
+        if (asprintf(&url, "%s%s", r->url, path) < 0)
+                return -ENOMEM;
+        curl_easy_reset(h);
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long) r->o.connect_timeout_s);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long) r->o.stall_timeout_s);
+        curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+        if (r->o.cacert)
+                curl_easy_setopt(h, CURLOPT_CAINFO, r->o.cacert);
+        if (r->o.limit_rate) {
+                curl_easy_setopt(h, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t) r->o.limit_rate);
+                curl_easy_setopt(h, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t) r->o.limit_rate);
+        }
+        struct curl_slist *hdrs = NULL;
+        if (r->auth_header)
+                hdrs = curl_slist_append(hdrs, r->auth_header);
+        char ct[128];
+        snprintf(ct, sizeof ct, "Content-Type: %s", content_type ? content_type : "application/octet-stream");
+        if (body || strcmp(method, "GET"))
+                hdrs = curl_slist_append(hdrs, ct);
+        hdrs = curl_slist_append(hdrs, "Expect:"); /* no 100-continue round trip */
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+        if (!strcmp(method, "GET"))
+                curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+        else {
+                curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+                curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
+                curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) (body ? len : 0));
+        }
+        Sink sink = { .max = max_response };
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+        CURLcode cc = curl_easy_perform(h);
+        curl_slist_free_all(hdrs);
+        if (sink.overflow) {
+                free(sink.p);
+                return err_set(-EFBIG, "answer from %s is larger than %zu bytes", url, max_response);
+        }
+        if (cc != CURLE_OK) {
+                free(sink.p);
+                return err_set(curl_to_errno(cc), "cannot reach %s: %s", r->url, curl_easy_strerror(cc));
+        }
+        long status = 0;
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        *ret = (RemoteResponse){
+                .status = status,
+                .body = sink.p ? sink.p : (uint8_t *) strdup(""),
+                .len = sink.n,
+                .wire_bytes = sink.n + (body ? len : 0),
+        };
+        return 0;
+}
+
+void remote_response_done(RemoteResponse *r) {
+        free(r->body);
+        r->body = NULL;
+}
+
+int remote_status_error(const Remote *r, const RemoteResponse *resp, const char *what) {
+        const char *msg = NULL;
+        json_t *j = NULL;
+        if (resp->len > 0 && resp->len < 4096) {
+                j = json_loadb((const char *) resp->body, resp->len, 0, NULL);
+                if (json_is_object(j) && json_is_string(json_object_get(j, "error")))
+                        msg = json_string_value(json_object_get(j, "error"));
+        }
+        int e;
+        switch (resp->status) {
+        case 401: e = -EACCES; break;
+        case 403: e = -EPERM; break;
+        case 404: e = -ENOENT; break;
+        case 409: e = -ESTALE; break;
+        case 412: e = -ENODATA; break;
+        case 413: e = -EFBIG; break;
+        case 400: e = -EBADMSG; break;
+        default: e = resp->status >= 500 ? -EAGAIN : -EPROTO;
+        }
+        if (resp->status == 401)
+                err_set(e, "%s refused the token (check --token or ROAM_TOKEN)", r->url);
+        else if (resp->status == 404 && !msg)
+                err_set(e, "%s: %s not found", r->url, what);
+        else
+                err_set(e, "%s: %s: %s (HTTP %ld)", r->url, what, msg ? msg : "request failed", resp->status);
+        json_decref(j);
+        return e;
+}
+
+bool remote_error_is_transient(int r) {
+        return r == -ECONNREFUSED || r == -ETIMEDOUT || r == -EHOSTUNREACH || r == -ECONNRESET || r == -EIO ||
+               r == -EAGAIN;
+}
+
+const char *remote_token_from_env(const char *arg) {
+        if (arg && *arg)
+                return arg;
+        const char *e = getenv("ROAM_TOKEN");
+        return e && *e ? e : NULL;
+}

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* A remote roam daemon reached over HTTP(S) with libcurl: the client side of
+ * docs/sync-protocol.md. One Remote is shared by threads; each thread makes
+ * requests through its own RemoteConn (one keep-alive connection). */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Remote Remote;
+typedef struct RemoteConn RemoteConn;
+
+typedef struct RemoteOptions {
+        uint64_t limit_rate;     /* bytes/s per connection, 0 = none */
+        const char *cacert;      /* PEM file to trust for https (NULL = system) */
+        unsigned connect_timeout_s; /* default 10 */
+        unsigned stall_timeout_s;   /* abort a transfer that moves nothing this long; default 30 */
+} RemoteOptions;
+
+typedef struct RemoteResponse {
+        long status;
+        uint8_t *body; /* NUL-terminated; caller frees with remote_response_done() */
+        size_t len;
+        uint64_t wire_bytes; /* request + response body bytes */
+} RemoteResponse;
+
+/* url: "http://host:port" or "https://..." (a trailing "/" is fine). token may
+ * be NULL (requests then get 401). Caller frees with remote_free(). */
+int remote_new(const char *url, const char *token, const RemoteOptions *o, Remote **ret);
+void remote_free(Remote *r);
+static inline void remote_freep(Remote **r) {
+        if (*r)
+                remote_free(*r);
+}
+const char *remote_url(const Remote *r);
+
+/* Caller frees with remote_conn_free() (accepts NULL). */
+RemoteConn *remote_conn_new(Remote *r);
+void remote_conn_free(RemoteConn *c);
+static inline void remote_conn_freep(RemoteConn **c) {
+        if (*c)
+                remote_conn_free(*c);
+}
+
+/* Performs one request. body may be NULL. The response body is bounded by
+ * max_response (-EFBIG beyond). Transport errors are negative errnos with a
+ * detail naming the URL (-ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH, -EIO).
+ * Any HTTP status is a success here: look at ret->status. */
+int remote_request(RemoteConn *c, const char *method, const char *path, const void *body, size_t len,
+                   const char *content_type, size_t max_response, RemoteResponse *ret);
+void remote_response_done(RemoteResponse *r);
+
+/* Maps a non-2xx response to a negative errno with a one-line detail taken
+ * from the server's {"error": ...} body: 401 -EACCES, 403 -EPERM, 404 -ENOENT,
+ * 409 -ESTALE, 412 -ENODATA, 413 -EFBIG, 400 -EBADMSG, else -EPROTO.
+ * what names the request ("ref 'images/x'"). */
+int remote_status_error(const Remote *r, const RemoteResponse *resp, const char *what);
+
+/* True for errors worth retrying (link down, timeouts, 5xx). */
+bool remote_error_is_transient(int r);
+
+/* The token from the argument, else $ROAM_TOKEN, else NULL. */
+const char *remote_token_from_env(const char *arg);

@@ -1,0 +1,551 @@
+/* SPDX-License-Identifier: MIT */
+#include "sync.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "../basic/error.h"
+#include "../basic/idset.h"
+#include "../basic/macro.h"
+#include "../basic/util.h"
+#include "../store/index.h"
+#include "../store/manifest.h"
+#include "../store/reach.h"
+#include "wire.h"
+
+#define OBJECT_WIRE_MAX (64u << 20)
+#define BATCH_BYTES (8u << 20)
+#define COMMIT_INTERVAL_S 1.0
+
+/* ---- the transfer engine: batches of chunk ids, worker threads ---- */
+
+typedef struct Engine Engine;
+typedef int (*BatchFn)(Engine *e, RemoteConn *c, const RoamId *ids, size_t n, uint64_t *wire);
+
+struct Engine {
+        Store *s;
+        Remote *r;
+        const SyncOptions *o;
+        RoamId *ids;
+        size_t n;
+        size_t batch;            /* ids per batch */
+        _Atomic size_t next;     /* next batch start */
+        _Atomic int error;
+        _Atomic uint64_t done, wire, refetched;
+        pthread_mutex_t lock;
+        double last_commit;
+        char errdetail[512];
+        BatchFn fn;
+};
+
+static void engine_fail(Engine *e, int r) {
+        int expected = 0;
+        if (atomic_compare_exchange_strong(&e->error, &expected, r)) {
+                pthread_mutex_lock(&e->lock);
+                snprintf(e->errdetail, sizeof e->errdetail, "%s", err_message(r));
+                pthread_mutex_unlock(&e->lock);
+        }
+}
+
+static bool cancelled(const SyncOptions *o) {
+        return o->cancel && *o->cancel;
+}
+
+static void *engine_worker(void *arg) {
+        Engine *e = arg;
+        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(e->r);
+        if (!c) {
+                engine_fail(e, -ENOMEM);
+                return NULL;
+        }
+        for (;;) {
+                if (atomic_load(&e->error))
+                        break;
+                if (cancelled(e->o)) {
+                        engine_fail(e, err_set(-ECANCELED, "transfer cancelled"));
+                        break;
+                }
+                size_t start = atomic_fetch_add(&e->next, e->batch);
+                if (start >= e->n)
+                        break;
+                size_t n = MIN(e->batch, e->n - start);
+                int r = 0;
+                for (unsigned attempt = 0;; attempt++) {
+                        uint64_t wire = 0;
+                        err_clear();
+                        r = e->fn(e, c, e->ids + start, n, &wire);
+                        atomic_fetch_add(&e->wire, wire);
+                        if (r >= 0 || attempt >= e->o->retries || cancelled(e->o))
+                                break;
+                        if (r == -EBADMSG)
+                                atomic_fetch_add(&e->refetched, n);
+                        else if (!remote_error_is_transient(r))
+                                break;
+                        usleep((useconds_t) (200000u << MIN(attempt, 4u)));
+                }
+                if (r < 0) {
+                        engine_fail(e, r);
+                        break;
+                }
+                uint64_t done = atomic_fetch_add(&e->done, n) + n;
+                progress_add(e->o->progress, (uint64_t) n * store_chunk_size(e->s));
+                pthread_mutex_lock(&e->lock);
+                if (now_s() - e->last_commit >= COMMIT_INTERVAL_S) {
+                        /* bound what a crash can lose: publish what arrived */
+                        e->last_commit = now_s();
+                        r = store_commit(e->s);
+                }
+                if (e->o->on_batch)
+                        e->o->on_batch(done, e->n, atomic_load(&e->wire), e->o->userdata);
+                pthread_mutex_unlock(&e->lock);
+                if (r < 0) {
+                        engine_fail(e, r);
+                        break;
+                }
+        }
+        return NULL;
+}
+
+static int engine_run(Engine *e) {
+        unsigned par = e->o->parallel ? e->o->parallel : 4;
+        par = MIN(par, 32u);
+        pthread_mutex_init(&e->lock, NULL);
+        e->last_commit = now_s();
+        pthread_t tid[32];
+        unsigned started = 0;
+        for (unsigned i = 1; i < par; i++) {
+                if (pthread_create(&tid[i], NULL, engine_worker, e) != 0)
+                        break;
+                started = i;
+        }
+        engine_worker(e);
+        for (unsigned i = 1; i <= started; i++)
+                pthread_join(tid[i], NULL);
+        pthread_mutex_destroy(&e->lock);
+        int r = atomic_load(&e->error);
+        if (r < 0)
+                return err_set(r, "%s", e->errdetail);
+        return store_commit(e->s);
+}
+
+static int ids_from_set(IdSet *set, bool (*want)(Store *, const RoamId *), Store *s, RoamId **ret, size_t *ret_n) {
+        size_t cap = MAX(idset_size(set), (size_t) 1), n = 0, pos = 0;
+        RoamId *ids = malloc(cap * sizeof *ids);
+        if (!ids)
+                return -ENOMEM;
+        RoamId id;
+        while (idset_next(set, &pos, &id))
+                if (!want || want(s, &id))
+                        ids[n++] = id;
+        *ret = ids;
+        *ret_n = n;
+        return 0;
+}
+
+/* ---- pull ---- */
+
+static int fetch_json_ref(RemoteConn *c, Remote *r, const char *ref, RoamId *ret, uint64_t *wire) {
+        char path[512];
+        snprintf(path, sizeof path, "/v1/refs/%s", ref);
+        RemoteResponse resp;
+        int k = remote_request(c, "GET", path, NULL, 0, NULL, 64 * 1024, &resp);
+        if (k < 0)
+                return k;
+        *wire += resp.wire_bytes;
+        char what[300];
+        snprintf(what, sizeof what, "ref '%s'", ref);
+        if (resp.status != 200) {
+                k = remote_status_error(r, &resp, what);
+                remote_response_done(&resp);
+                return k;
+        }
+        json_t *j = json_loadb((const char *) resp.body, resp.len, 0, NULL);
+        remote_response_done(&resp);
+        const char *hex = json_string_value(json_object_get(j, "id"));
+        k = hex ? id_from_hex(hex, ret) : -EBADMSG;
+        json_decref(j);
+        if (k < 0)
+                return err_set(-EBADMSG, "%s sent a malformed answer for ref '%s'", remote_url(r), ref);
+        return 0;
+}
+
+typedef struct ObjWalk {
+        Store *s;
+        RemoteConn *c;
+        Remote *r;
+        IdSet *seen;
+        uint64_t fetched, wire;
+        int depth;
+} ObjWalk;
+
+static int fetch_object_tree(ObjWalk *w, const RoamId *id);
+
+static int manifest_child(const char *role, const RoamId *id, void *userdata) {
+        ObjWalk *w = userdata;
+        w->depth++;
+        int r = fetch_object_tree(w, id);
+        w->depth--;
+        return r;
+}
+
+/* Makes sure the object and every object below it are in the local store. */
+static int fetch_object_tree(ObjWalk *w, const RoamId *id) {
+        char hex[ID_HEX_SIZE];
+        if (w->depth > 16)
+                return err_set(-EBADMSG, "object tree is nested too deeply");
+        int k = idset_add(w->seen, id);
+        if (k <= 0)
+                return k;
+        _cleanup_free_ void *data = NULL;
+        size_t len = 0;
+        k = store_object_has(w->s, id);
+        if (k < 0)
+                return k;
+        if (k > 0)
+                k = store_object_get(w->s, id, STORE_OBJECT_MAX, &data, &len);
+        if (k == 0 || k == -EBADMSG) {
+                /* fetch it */
+                char path[128];
+                snprintf(path, sizeof path, "/v1/objects/%s", id_to_hex(id, hex));
+                RemoteResponse resp;
+                k = remote_request(w->c, "GET", path, NULL, 0, NULL, OBJECT_WIRE_MAX, &resp);
+                if (k < 0)
+                        return k;
+                w->wire += resp.wire_bytes;
+                if (resp.status != 200) {
+                        char what[100];
+                        snprintf(what, sizeof what, "object %s", hex);
+                        k = remote_status_error(w->r, &resp, what);
+                        remote_response_done(&resp);
+                        return k;
+                }
+                RoamId got, stored;
+                sha256(resp.body, resp.len, &got);
+                if (!id_equal(&got, id)) {
+                        remote_response_done(&resp);
+                        return err_set(-EBADMSG, "%s sent wrong bytes for object %s (refused)", remote_url(w->r),
+                                       hex);
+                }
+                k = store_object_put(w->s, resp.body, resp.len, &stored);
+                free(data);
+                data = resp.body;
+                len = resp.len;
+                if (k < 0)
+                        return k;
+                w->fetched++;
+        } else if (k < 0)
+                return k;
+        if (manifest_is_manifest(data, len)) {
+                json_t *j;
+                k = manifest_parse(data, len, &j);
+                if (k < 0)
+                        return err_set(-EBADMSG, "object %s is a malformed manifest", hex);
+                k = manifest_foreach_object(j, manifest_child, w);
+                json_decref(j);
+                return k;
+        }
+        return 0;
+}
+
+static int pull_batch(Engine *e, RemoteConn *c, const RoamId *ids, size_t n, uint64_t *wire) {
+        RemoteResponse resp;
+        int k = remote_request(c, "POST", "/v1/chunks/get", ids, n * ID_SIZE, "application/octet-stream",
+                               WIRE_MAX_STREAM, &resp);
+        if (k < 0)
+                return k;
+        *wire += resp.wire_bytes;
+        if (resp.status != 200) {
+                k = remote_status_error(e->r, &resp, "chunks");
+                remote_response_done(&resp);
+                return k;
+        }
+        _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(e->s);
+        if (!codec) {
+                remote_response_done(&resp);
+                return -ENOMEM;
+        }
+        WireReader wr;
+        wire_reader_init(&wr, resp.body, resp.len, ZSTD_compressBound(store_chunk_size(e->s)));
+        size_t i = 0;
+        RoamId id;
+        const uint8_t *data;
+        uint32_t len;
+        char hex[ID_HEX_SIZE];
+        for (;;) {
+                k = wire_reader_next(&wr, &id, &data, &len);
+                if (k == -EBADMSG)
+                        k = err_set(k, "%s sent a malformed chunk stream", remote_url(e->r));
+                if (k <= 0)
+                        break;
+                if (i >= n || !id_equal(&id, &ids[i])) {
+                        k = err_set(-EBADMSG, "%s answered with chunks that were not asked for", remote_url(e->r));
+                        break;
+                }
+                k = store_chunk_has(e->s, &id);
+                if (k == 0)
+                        k = store_chunk_put_compressed(e->s, codec, &id, data, len);
+                if (k == -EBADMSG)
+                        k = err_set(-EBADMSG, "%s sent wrong bytes for chunk %s (refused; tampered or corrupt "
+                                    "server store)", remote_url(e->r), id_to_hex(&id, hex));
+                if (k < 0)
+                        break;
+                i++;
+        }
+        remote_response_done(&resp);
+        if (k >= 0 && i != n)
+                k = err_set(-EBADMSG, "%s sent %zu of %zu chunks", remote_url(e->r), i, n);
+        return k;
+}
+
+static bool chunk_missing_locally(Store *s, const RoamId *id) {
+        return store_chunk_has(s, id) == 0;
+}
+
+int sync_pull(Store *s, Remote *r, const char *ref, const char *local_ref, const SyncOptions *o, SyncStats *ret) {
+        static const SyncOptions defaults = { 0 };
+        SyncOptions opts = o ? *o : defaults;
+        if (!opts.retries)
+                opts.retries = 3;
+        double t0 = now_s();
+        if (!local_ref)
+                local_ref = ref;
+        if (!ref_name_is_valid(ref) || !ref_name_is_valid(local_ref))
+                return err_set(-EINVAL, "ref name '%s' is invalid", ref_name_is_valid(ref) ? local_ref : ref);
+        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
+        if (!c)
+                return -ENOMEM;
+        SyncStats st = { 0 };
+        RoamId root;
+        int k = fetch_json_ref(c, r, ref, &root, &st.wire_bytes);
+        if (k < 0)
+                return k;
+        ObjWalk w = { .s = s, .c = c, .r = r, .seen = idset_new() };
+        if (!w.seen)
+                return -ENOMEM;
+        k = fetch_object_tree(&w, &root);
+        idset_free(w.seen);
+        st.wire_bytes += w.wire;
+        st.objects_sent = w.fetched;
+        if (k < 0)
+                return k;
+        _cleanup_(reach_freep) Reach *need = reach_new();
+        if (!need)
+                return -ENOMEM;
+        k = reach_add_object(s, need, &root);
+        if (k < 0)
+                return k;
+        if (need->bad_objects)
+                return err_set(-EBADMSG, "ref '%s' from %s has unreadable objects", ref, remote_url(r));
+        st.chunks_total = idset_size(need->chunks);
+
+        Engine e = { .s = s, .r = r, .o = &opts, .fn = pull_batch };
+        k = ids_from_set(need->chunks, chunk_missing_locally, s, &e.ids, &e.n);
+        if (k < 0)
+                return k;
+        /* batches of about BATCH_BYTES plain, at most WIRE_MAX_IDS_GET ids */
+        e.batch = MAX((size_t) 1, MIN((size_t) WIRE_MAX_IDS_GET, BATCH_BYTES / store_chunk_size(s)));
+        progress_set_total(opts.progress, (uint64_t) e.n * store_chunk_size(s));
+        k = engine_run(&e);
+        free(e.ids);
+        st.chunks_sent = e.done;
+        st.chunks_refetched = e.refetched;
+        st.wire_bytes += e.wire;
+        if (k < 0)
+                return k;
+        /* everything is durable now: move the local ref */
+        k = store_ref_set(s, local_ref, &root, NULL);
+        if (k < 0)
+                return k;
+        st.id = root;
+        st.seconds = now_s() - t0;
+        if (ret)
+                *ret = st;
+        return 0;
+}
+
+/* ---- push ---- */
+
+static int push_batch(Engine *e, RemoteConn *c, const RoamId *ids, size_t n, uint64_t *wire) {
+        _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(e->s);
+        if (!codec)
+                return -ENOMEM;
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len = 0, cap = 0;
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ void *z = NULL;
+                size_t zlen;
+                int k = store_chunk_get_compressed(e->s, codec, &ids[i], &z, &zlen);
+                if (k < 0)
+                        return k;
+                k = wire_append_record(&buf, &len, &cap, &ids[i], z, (uint32_t) zlen);
+                if (k < 0)
+                        return k;
+        }
+        RemoteResponse resp;
+        int k = remote_request(c, "POST", "/v1/chunks/put", buf, len, "application/octet-stream", 64 * 1024, &resp);
+        if (k < 0)
+                return k;
+        *wire += resp.wire_bytes;
+        if (resp.status != 200)
+                k = remote_status_error(e->r, &resp, "chunk upload");
+        remote_response_done(&resp);
+        return k;
+}
+
+/* Asks the remote which of ids it lacks; replaces ids/n with those. */
+static int remote_missing(Remote *r, RemoteConn *c, RoamId *ids, size_t *n, uint64_t *wire) {
+        size_t out = 0;
+        for (size_t start = 0; start < *n; start += WIRE_MAX_IDS_MISSING) {
+                size_t cnt = MIN((size_t) WIRE_MAX_IDS_MISSING, *n - start);
+                RemoteResponse resp;
+                int k = remote_request(c, "POST", "/v1/chunks/missing", ids + start, cnt * ID_SIZE,
+                                       "application/octet-stream", (cnt + 1) * ID_SIZE, &resp);
+                if (k < 0)
+                        return k;
+                *wire += resp.wire_bytes;
+                size_t m;
+                if (resp.status != 200) {
+                        k = remote_status_error(r, &resp, "missing chunks");
+                        remote_response_done(&resp);
+                        return k;
+                }
+                if (wire_id_list_check(resp.body, resp.len, cnt, &m) < 0) {
+                        remote_response_done(&resp);
+                        return err_set(-EBADMSG, "%s sent a malformed missing-chunks answer", remote_url(r));
+                }
+                /* answers come in request order; out <= start so this never overwrites unread ids */
+                memmove(ids + out, resp.body, m * ID_SIZE);
+                out += m;
+                remote_response_done(&resp);
+        }
+        *n = out;
+        return 0;
+}
+
+static int remote_ref_get_optional(Remote *r, RemoteConn *c, const char *ref, RoamId *ret, bool *ret_exists,
+                                   uint64_t *wire) {
+        int k = fetch_json_ref(c, r, ref, ret, wire);
+        if (k == -ENOENT) {
+                *ret_exists = false;
+                return 0;
+        }
+        if (k < 0)
+                return k;
+        *ret_exists = true;
+        return 0;
+}
+
+int sync_push(Store *s, Remote *r, const char *ref, const char *remote_ref, const SyncOptions *o, SyncStats *ret) {
+        static const SyncOptions defaults = { 0 };
+        SyncOptions opts = o ? *o : defaults;
+        if (!opts.retries)
+                opts.retries = 3;
+        double t0 = now_s();
+        if (!remote_ref)
+                remote_ref = ref;
+        if (!ref_name_is_valid(ref) || !ref_name_is_valid(remote_ref))
+                return err_set(-EINVAL, "ref name '%s' is invalid", ref_name_is_valid(ref) ? remote_ref : ref);
+        RoamId root;
+        int k = store_ref_get(s, ref, &root);
+        if (k == -ENOENT)
+                return err_set(k, "ref '%s' not found in the local store", ref);
+        if (k < 0)
+                return k;
+        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
+        if (!c)
+                return -ENOMEM;
+        SyncStats st = { .id = root };
+        RoamId old;
+        bool old_exists;
+        k = remote_ref_get_optional(r, c, remote_ref, &old, &old_exists, &st.wire_bytes);
+        if (k < 0)
+                return k;
+        _cleanup_(reach_freep) Reach *need = reach_new();
+        if (!need)
+                return -ENOMEM;
+        k = reach_add_object(s, need, &root);
+        if (k < 0)
+                return k;
+        if (need->bad_objects)
+                return err_set(-EUCLEAN, "ref '%s' has unreadable objects locally (run 'roam store fsck')", ref);
+        st.chunks_total = idset_size(need->chunks);
+
+        Engine e = { .s = s, .r = r, .o = &opts, .fn = push_batch };
+        k = ids_from_set(need->chunks, NULL, s, &e.ids, &e.n);
+        if (k >= 0)
+                k = remote_missing(r, c, e.ids, &e.n, &st.wire_bytes);
+        if (k < 0) {
+                free(e.ids);
+                return k;
+        }
+        e.batch = MAX((size_t) 1, MIN((size_t) WIRE_MAX_RECORDS, BATCH_BYTES / store_chunk_size(s)));
+        progress_set_total(opts.progress, (uint64_t) e.n * store_chunk_size(s));
+        k = engine_run(&e);
+        free(e.ids);
+        st.chunks_sent = e.done;
+        st.wire_bytes += e.wire;
+        if (k < 0)
+                return k;
+
+        /* objects (few and small next to the chunks), then the ref */
+        size_t pos = 0;
+        RoamId id;
+        char hex[ID_HEX_SIZE], path[512];
+        while (idset_next(need->objects, &pos, &id)) {
+                _cleanup_free_ void *data = NULL;
+                size_t len;
+                k = store_object_get(s, &id, STORE_OBJECT_MAX, &data, &len);
+                if (k < 0)
+                        return k;
+                snprintf(path, sizeof path, "/v1/objects/%s", id_to_hex(&id, hex));
+                RemoteResponse resp;
+                k = remote_request(c, "PUT", path, data, len, "application/octet-stream", 64 * 1024, &resp);
+                if (k < 0)
+                        return k;
+                st.wire_bytes += resp.wire_bytes;
+                if (resp.status != 200 && resp.status != 201) {
+                        char what[100];
+                        snprintf(what, sizeof what, "object %s", hex);
+                        k = remote_status_error(r, &resp, what);
+                }
+                remote_response_done(&resp);
+                if (k < 0)
+                        return k;
+                st.objects_sent++;
+        }
+        json_t *body = json_pack("{s:s}", "id", id_to_hex(&root, hex));
+        char oldhex[ID_HEX_SIZE];
+        json_object_set_new(body, "old", old_exists ? json_string(id_to_hex(&old, oldhex)) : json_null());
+        char *text = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
+        if (!text)
+                return -ENOMEM;
+        snprintf(path, sizeof path, "/v1/refs/%s", remote_ref);
+        RemoteResponse resp;
+        k = remote_request(c, "PUT", path, text, strlen(text), "application/json", 64 * 1024, &resp);
+        free(text);
+        if (k < 0)
+                return k;
+        st.wire_bytes += resp.wire_bytes;
+        if (resp.status != 200 && resp.status != 201) {
+                char what[300];
+                snprintf(what, sizeof what, "ref '%s'", remote_ref);
+                k = remote_status_error(r, &resp, what);
+                if (k == -ESTALE)
+                        k = err_set(k, "ref '%s' changed on %s while pushing (pull it, then push again)",
+                                    remote_ref, remote_url(r));
+        }
+        remote_response_done(&resp);
+        if (k < 0)
+                return k;
+        st.seconds = now_s() - t0;
+        if (ret)
+                *ret = st;
+        return 0;
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Pull and push of refs between the local store and a remote daemon
+ * (docs/sync-protocol.md). Both are stateless and resumable: run again after
+ * an interruption, they send only what the other side still lacks. */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../basic/progress.h"
+#include "../store/store.h"
+#include "remote.h"
+
+typedef struct SyncOptions {
+        unsigned parallel;     /* requests in flight (default 4) */
+        unsigned retries;      /* per batch, for transient errors (default 3) */
+        Progress *progress;    /* plain bytes of chunks transferred */
+        volatile int *cancel;  /* set non-zero to stop early (-ECANCELED) */
+        /* called after every batch, from worker threads, serialized */
+        void (*on_batch)(uint64_t chunks_done, uint64_t chunks_total, uint64_t wire_bytes, void *userdata);
+        void *userdata;
+} SyncOptions;
+
+typedef struct SyncStats {
+        RoamId id;                /* the ref's object */
+        uint64_t objects_sent;    /* objects transferred */
+        uint64_t chunks_total;    /* chunks the ref needs */
+        uint64_t chunks_sent;     /* chunks transferred */
+        uint64_t chunks_refetched;/* chunks received wrong and fetched again */
+        uint64_t wire_bytes;      /* request and response bodies */
+        double seconds;
+} SyncStats;
+
+/* Fetches remote ref `ref` into the local store and sets local ref
+ * `local_ref` (NULL = same name) after every chunk is stored durably.
+ * A chunk whose bytes do not match its id never enters the store: the batch is
+ * fetched again (up to retries), then the pull fails naming the chunk. */
+int sync_pull(Store *s, Remote *r, const char *ref, const char *local_ref, const SyncOptions *o, SyncStats *ret);
+
+/* Sends local ref `ref` (and everything it needs) to the remote, then sets
+ * remote ref `remote_ref` (NULL = same name) with compare-and-swap against
+ * the value it had when the push started (-ESTALE if it changed meanwhile). */
+int sync_push(Store *s, Remote *r, const char *ref, const char *remote_ref, const SyncOptions *o, SyncStats *ret);

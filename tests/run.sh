@@ -41,11 +41,11 @@ if [ $VALGRIND = 1 ]; then
 fi
 
 for t in "$BUILD_DIR"/tests/unit/test-*; do
-        [ -x "$t" ] || continue
+        [ -f "$t" ] && [ -x "$t" ] || continue
         run_one "unit/$(basename "$t")" "${vg[@]}" "$t"
 done
 for t in "$BUILD_DIR"/tests/fuzz/fuzz-*-replay; do
-        [ -x "$t" ] || continue
+        [ -f "$t" ] && [ -x "$t" ] || continue
         n=$(basename "$t" -replay); n=${n#fuzz-}
         run_one "fuzz/$n" "${vg[@]}" "$t" "$SRC_DIR/tests/fuzz/corpus/$n"
 done

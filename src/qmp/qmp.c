@@ -213,7 +213,8 @@ static int read_message(Qmp *q, uint64_t deadline, json_t **ret) {
                 r = make_room(q);
                 if (r < 0)
                         return r;
-                ssize_t k = read(q->fd, q->buf + q->len, q->cap - q->len);
+                /* at most one chunk: the buffer stays below QMP_LINE_MAX + 2 + READ_CHUNK */
+                ssize_t k = read(q->fd, q->buf + q->len, MIN(q->cap - q->len, (size_t) READ_CHUNK));
                 if (k > 0) {
                         q->len += (size_t) k;
                         continue;

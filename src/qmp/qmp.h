@@ -62,7 +62,8 @@ int qmp_connect(const char *path, int timeout_ms, Qmp **ret);
 
 /* Like qmp_connect() on an already connected stream socket (tests use a
  * socketpair). On success the Qmp owns fd (it is set non-blocking and closed
- * by qmp_free()); on failure the caller still owns fd. Caller frees *ret with
+ * by qmp_free()); on failure the caller still owns fd (now non-blocking). It
+ * must be a stream socket (writes use send(MSG_NOSIGNAL)). Caller frees *ret with
  * qmp_free(). */
 int qmp_new_from_fd(int fd, int timeout_ms, Qmp **ret);
 

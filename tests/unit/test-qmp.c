@@ -38,6 +38,7 @@ typedef enum StepKind {
         STEP_SEND_RAW,    /* text as is (no line end) */
         STEP_EXPECT,      /* read one command: execute == text, arguments == args */
         STEP_SEND_LONG,   /* a line of n bytes (a valid-looking object) + "\r\n" */
+        STEP_SEND_LONG_START, /* the first n bytes of such a line, no line end */
         STEP_SEND_EVENTS, /* n events "EV" with data {"i": 0..n-1} */
         STEP_SLEEP,       /* n ms */
         STEP_CLOSE,       /* shutdown both directions; the script must end here */
@@ -57,6 +58,7 @@ typedef struct Step {
 #define REPLY(v) SEND("{\"return\": " v ", \"id\": $ID}")
 #define EVENT(name) SEND("{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"" name "\"}")
 #define SEND_LONG(n) { STEP_SEND_LONG, NULL, NULL, (n) }
+#define SEND_LONG_START(n) { STEP_SEND_LONG_START, NULL, NULL, (n) }
 #define SEND_EVENTS(n) { STEP_SEND_EVENTS, NULL, NULL, (n) }
 #define SLEEP(ms) { STEP_SLEEP, NULL, NULL, (ms) }
 #define CLOSE { STEP_CLOSE, NULL, NULL, 0 }
@@ -211,13 +213,17 @@ static void *peer_main(void *arg) {
                 case STEP_EXPECT:
                         peer_expect(p, f, s, &id);
                         break;
-                case STEP_SEND_LONG: {
+                case STEP_SEND_LONG:
+                case STEP_SEND_LONG_START: {
+                        bool whole = s->kind == STEP_SEND_LONG;
                         char *t = malloc(s->n + 2);
                         memset(t, 'x', s->n);
                         memcpy(t, "{\"a\": \"", 7);
-                        memcpy(t + s->n - 2, "\"}", 2);
-                        memcpy(t + s->n, "\r\n", 2);
-                        if (send_all(p->fd, t, s->n + 2) < 0)
+                        if (whole) {
+                                memcpy(t + s->n - 2, "\"}", 2);
+                                memcpy(t + s->n, "\r\n", 2);
+                        }
+                        if (send_all(p->fd, t, s->n + (whole ? 2 : 0)) < 0)
                                 peer_fail(p, "send of a long line failed");
                         free(t);
                         break;
@@ -511,7 +517,10 @@ static void test_overlong_line(void **state) {
         static const Step script[] = {
                 HANDSHAKE,
                 EXPECT("a"),
-                SEND_LONG(QMP_LINE_MAX + 1000),
+                /* refused before the line ends: the client does not wait */
+                SEND_LONG_START(QMP_LINE_MAX + 1000),
+                SLEEP(1500),
+                SEND_RAW("xxxx\"}\r\n"),
                 REPLY("\"late a\""),
                 EXPECT("b"),
                 REPLY("\"b\""),
@@ -520,8 +529,30 @@ static void test_overlong_line(void **state) {
         Peer p;
         Qmp *q = connect_fake(&p, script);
         json_t *ret = NULL;
-        assert_err(qmp_execute(q, "a", NULL, 5000, &ret), -EBADMSG, "qmp message too long");
+        assert_err(qmp_execute(q, "a", NULL, 1000, &ret), -EBADMSG, "qmp message too long");
         /* the rest of the long line is skipped, the late reply to a ignored */
+        assert_int_equal(qmp_execute(q, "b", NULL, 5000, &ret), 0);
+        assert_string_equal(json_string_value(ret), "b");
+        json_decref(ret);
+        qmp_free(q);
+        peer_finish(&p);
+}
+
+static void test_overlong_line_complete(void **state) {
+        /* an overlong line that arrives whole is refused too */
+        static const Step script[] = {
+                HANDSHAKE,
+                EXPECT("a"),
+                SEND_LONG(QMP_LINE_MAX + 2),
+                REPLY("\"a\""),
+                EXPECT("b"),
+                REPLY("\"b\""),
+                END,
+        };
+        Peer p;
+        Qmp *q = connect_fake(&p, script);
+        json_t *ret = NULL;
+        assert_err(qmp_execute(q, "a", NULL, 5000, &ret), -EBADMSG, "qmp message too long");
         assert_int_equal(qmp_execute(q, "b", NULL, 5000, &ret), 0);
         assert_string_equal(json_string_value(ret), "b");
         json_decref(ret);
@@ -915,7 +946,27 @@ static void test_real_qemu(void **state) {
         assert_int_equal(qmp_query_status(q, &status), 0);
         assert_string_equal(status, "paused");
         free(status);
-        assert_int_equal(qmp_cont(q), 0);
+
+        /* checkpoint to a file, as the session code will */
+        _cleanup_free_ char *state_file = path_join(qemu_dir, "dev.state");
+        _cleanup_free_ char *uri = NULL;
+        assert_true(asprintf(&uri, "exec:cat > %s", state_file) > 0);
+        assert_int_equal(qmp_set_migrate_capability(q, "x-ignore-shared", true), 0);
+        assert_err(qmp_set_migrate_capability(q, "no-such-capability", true), -EIO,
+                   "qemu refused 'migrate-set-capabilities'");
+        assert_int_equal(qmp_migrate(q, uri), 0);
+        json_t *info = NULL;
+        r = qmp_wait_migration(q, 20000, &info);
+        if (r < 0)
+                fail_msg("migration failed: %s", err_message(r));
+        assert_string_equal(json_string_value(json_object_get(info, "status")), "completed");
+        json_decref(info);
+        struct stat st;
+        assert_int_equal(stat(state_file, &st), 0);
+        assert_true(st.st_size > 0);
+        assert_int_equal(qmp_query_status(q, &status), 0);
+        assert_string_equal(status, "postmigrate");
+        free(status);
 
         assert_int_equal(qmp_quit(q), 0);
         qmp_free(q);
@@ -949,6 +1000,7 @@ int main(void) {
                 cmocka_unit_test(test_execute_args_and_return),
                 cmocka_unit_test(test_error_reply),
                 cmocka_unit_test(test_overlong_line),
+                cmocka_unit_test(test_overlong_line_complete),
                 cmocka_unit_test(test_long_line_within_bound),
                 cmocka_unit_test(test_bad_messages),
                 cmocka_unit_test(test_close_mid_reply),

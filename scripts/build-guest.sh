@@ -54,9 +54,11 @@ flock 9
 
 # --- which .deb files (from the cache, without asking apt) ------------------
 cached_deb() { # REGEX: newest cached .deb whose file name matches
-	local f
-	f=$(cd "$CACHE" && ls -1 2>/dev/null | grep -E "$1" | sort -V | tail -n 1) || true
-	[ -n "$f" ] && echo "$CACHE/$f"
+	local f found=()
+	for f in "$CACHE"/*.deb; do
+		[[ ${f##*/} =~ $1 ]] && found+=("$f")
+	done
+	[ ${#found[@]} -gt 0 ] && printf '%s\n' "${found[@]}" | sort -V | tail -n 1
 	return 0
 }
 kernel_re='^linux-image-6\.1\.0-[0-9]+-amd64_.*_amd64\.deb$'
@@ -98,7 +100,7 @@ apt_update() {
 }
 need=()
 for t in dpkg-deb:dpkg xz:xz-utils cpio:cpio gzip:gzip mke2fs:e2fsprogs \
-	depmod:kmod modinfo:kmod flock:util-linux; do
+	depmod:kmod modinfo:kmod debugfs:e2fsprogs flock:util-linux; do
 	command -v "${t%%:*}" >/dev/null 2>&1 || need+=("${t#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -159,7 +161,18 @@ mkdir -p "$W"
 trap 'rm -rf "$W"' EXIT
 
 msg "kernel: $(basename "$KDEB")"
-dpkg-deb -x "$KDEB" "$W/k"
+# only the kernel, the module lists and our modules: the package holds
+# 400 MB of modules, and writing them all out takes most of the build time
+pats=('./boot/vmlinuz-*' './lib/modules/*/modules.builtin' './lib/modules/*/modules.builtin.modinfo'
+	'./lib/modules/*/modules.order')
+for m in $MODULES; do pats+=("*/$m.ko*"); done
+mkdir -p "$W/k"
+# (a built-in module matches nothing: tar then fails with "Not found in
+# archive", which is fine; what is missing is checked below)
+if ! dpkg-deb --fsys-tarfile "$KDEB" | tar -x -C "$W/k" --wildcards "${pats[@]}" 2>"$W/tar.err" &&
+	grep -vE 'Not found in archive|Exiting with failure' "$W/tar.err" | grep -q .; then
+	die "cannot unpack $(basename "$KDEB"): $(head -n 3 "$W/tar.err")"
+fi
 dpkg-deb -x "$BBDEB" "$W/bb"
 BUSYBOX=$W/bb/bin/busybox
 [ -x "$BUSYBOX" ] || die "no bin/busybox in $(basename "$BBDEB")"
@@ -247,13 +260,23 @@ echo "$KVER" >"$R/etc/roam/kernel-version"
 find "$I" "$R" -exec touch -h -d "@$EPOCH" {} +
 
 (cd "$I" && find . -mindepth 1 | LC_ALL=C sort |
-	cpio --quiet -o -H newc --reproducible -R 0:0) | gzip -n -9 >"$W/initrd.img"
+	cpio --quiet -o -H newc --reproducible -R 0:0) | gzip -n -6 >"$W/initrd.img"
 
 rm -f "$W/master.img"
 truncate -s "${DISK_MIB}M" "$W/master.img"
 E2FSPROGS_FAKE_TIME=$EPOCH mke2fs -q -F -t ext4 -L roam-master -U "$FS_UUID" \
 	-E "hash_seed=$FS_UUID,root_owner=0:0" -d "$R" "$W/master.img" >&2 ||
 	die "mke2fs failed"
+# mke2fs -d copies each inode's ctime from the staging tree (the time of this
+# build); pin it too, so that equal inputs give a byte-identical image
+(cd "$R" && find . -mindepth 1) | LC_ALL=C sort |
+	sed "s|^\./\(.*\)|sif \"/\1\" ctime @$EPOCH|" >"$W/ctime.cmds"
+echo "sif / ctime @$EPOCH" >>"$W/ctime.cmds"
+E2FSPROGS_FAKE_TIME=$EPOCH debugfs -w -f "$W/ctime.cmds" "$W/master.img" >/dev/null 2>"$W/ctime.err" ||
+	die "debugfs failed: $(head -c 500 "$W/ctime.err")"
+if grep -v '^debugfs' "$W/ctime.err" | grep -q .; then
+	die "debugfs: $(grep -v '^debugfs' "$W/ctime.err" | head -n 3)"
+fi
 
 cat >"$W/guest.info" <<EOF
 kernel_version=$KVER

@@ -25,14 +25,19 @@ VM=$T/vm
 SERIAL=$VM/serial.log
 QPID=
 
-serial() { tr -d '\r' <"$SERIAL" 2>/dev/null; }
+# sgrep GREP-ARGS...: grep the console log (without the serial line's CRs)
+sgrep() {
+	{ tr -d '\r' <"$SERIAL"; } 2>/dev/null >"$T/serial.txt" || true
+	grep "$@" "$T/serial.txt"
+}
 gfail() {
 	log "serial console:"
-	serial | tail -n 30 | sed 's/^/#   /' >&2 || true
+	sgrep '' | tail -n 30 | sed 's/^/#   /' >&2 || true
 	fail "$*"
 }
 # boot [run-guest.sh options]: start QEMU in the background
 boot() {
+	rm -f "$SERIAL"
 	bash "$SRC_DIR/scripts/run-guest.sh" -o "$GUEST" -w "$VM" "$@" </dev/null >"$T/qemu.out" 2>&1 &
 	QPID=$!
 	cleanup_add "kill $QPID"
@@ -40,11 +45,11 @@ boot() {
 }
 alive() { kill -0 "$QPID" 2>/dev/null; }
 gone() { ! alive; }
-seen_or_gone() { serial | grep -qE "$1" || gone; }
+seen_or_gone() { sgrep -qE "$1" || gone; }
 # wait_serial TIMEOUT REGEX: wait until the console shows REGEX
 wait_serial() {
 	wait_for "$1" seen_or_gone "$2" || gfail "no /$2/ on the console after $1 s"
-	serial | grep -qE "$2" || gfail "QEMU exited before /$2/: $(cat "$T/qemu.out")"
+	sgrep -qE "$2" || gfail "QEMU exited before /$2/: $(cat "$T/qemu.out")"
 }
 # wait_exit TIMEOUT: QEMU must exit by itself, with status 0
 wait_exit() {
@@ -75,10 +80,10 @@ for cmd in ["qmp_capabilities"] + sys.argv[2:]:
 PY
 }
 powerdown() {
-	serial | grep -q 'roam-guest: ready' || gfail "guest not ready"
+	sgrep -q 'roam-guest: ready' || gfail "guest not ready"
 	qmp system_powerdown || gfail "QMP system_powerdown failed"
 	wait_exit 60
-	serial | grep -q 'roam-guest: powered off cleanly' || gfail "no clean power-off"
+	sgrep -q 'roam-guest: powered off cleanly' || gfail "no clean power-off"
 }
 # disk_file IMAGE PATH: print a file from an ext4 image (qcow2 or raw)
 disk_file() {
@@ -105,7 +110,7 @@ boot
 wait_serial 60 '^tick 1$'
 first_tick_ms=$((($(date +%s%N) - BOOT_START) / 1000000))
 wait_serial 60 '^tick 5$'
-serial | grep -qE '^roam-guest: boot_id=[0-9a-f-]{36}$' || gfail "no boot_id line"
+sgrep -qE '^roam-guest: boot_id=[0-9a-f-]{36}$' || gfail "no boot_id line"
 log "boot 1: first tick after ${first_tick_ms} ms"
 powerdown
 cp "$SERIAL" "$T/serial.1"
@@ -114,7 +119,7 @@ disk_file "$VM/overlay.qcow2" /data/ticks >"$T/ticks.1"
 n1=$(check_ticks "$T/ticks.1") || fail "ticks after boot 1: $(cat "$T/ticks.1")"
 [ "$n1" -ge 5 ] || fail "only $n1 ticks on the disk after boot 1"
 # the console and the disk agree on the last tick
-last_console=$(serial | grep -E '^tick [0-9]+$' | tail -n 1)
+last_console=$(sgrep -E '^tick [0-9]+$' | tail -n 1)
 [ "$last_console" = "tick $n1" ] || fail "console ended at '$last_console', disk at tick $n1"
 e2fsck -fn "$T/disk.raw" >/dev/null 2>&1 || fail "file system not clean after power-off"
 boot1_id=$(awk 'NR == 1 { sub(/.*boot=/, ""); print }' "$T/ticks.1")
@@ -123,7 +128,7 @@ log "boot 1: $n1 ticks"
 # --- boot 2: the same overlay again; the counter continues ------------------------
 boot -k
 wait_serial 60 '^tick [0-9]+$'
-first=$(serial | grep -E '^tick [0-9]+$' | head -n 1)
+first=$(sgrep -m 1 -E '^tick [0-9]+$')
 [ "$first" = "tick $((n1 + 1))" ] || gfail "boot 2 started at '$first', expected tick $((n1 + 1))"
 wait_serial 60 "^tick $((n1 + 3))\$"
 powerdown
@@ -141,9 +146,9 @@ truncate -s 16M "$T/profile.img"
 mke2fs -q -F -t ext4 -L profile "$T/profile.img" || fail "mke2fs profile"
 boot -k -p "$T/profile.img" -a "roam.logoff=1 roam.user=alice"
 wait_exit 60
-serial | grep -q '^roam-guest: logoff done' || gfail "no 'logoff done' on the console"
-serial | grep -q 'roam-guest: powered off cleanly' || gfail "no clean power-off"
-! serial | grep -qE '^tick ' || gfail "the workload ran during log-off"
+sgrep -q '^roam-guest: logoff done' || gfail "no 'logoff done' on the console"
+sgrep -q 'roam-guest: powered off cleanly' || gfail "no clean power-off"
+! sgrep -qE '^tick ' || gfail "the workload ran during log-off"
 disk_file "$T/profile.img" /alice/ticks >"$T/alice.ticks"
 cmp -s "$T/alice.ticks" "$T/ticks.2" || fail "profile's alice/ticks differs from the session's /data/ticks"
 done_line=$(disk_file "$T/profile.img" /alice/logoff-done)

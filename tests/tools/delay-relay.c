@@ -60,7 +60,7 @@ static const char *prog = "delay-relay";
 static struct sockaddr_storage listen_addr, target_addr;
 static socklen_t listen_len, target_len;
 static const char *listen_str, *target_str;
-static int64_t delay_ns = 0;
+static int64_t delay_ns = -1; /* required */
 static double rate_bytes_per_ns = 0; /* 0: unlimited */
 static size_t max_queue = 16u << 20;
 static int max_conns = 1024;
@@ -163,7 +163,7 @@ static void usage(FILE *f)
 		"TCP relay that delays every byte by N ms in each direction (RTT +2N ms).\n"
 		"  --listen ADDR:PORT        address to accept on (e.g. 127.0.0.1:8080, [::1]:8080)\n"
 		"  --target ADDR:PORT        where each accepted connection is forwarded\n"
-		"  --delay-ms N              one-way delay per direction (default 0)\n"
+		"  --delay-ms N              one-way delay added in each direction (0: none)\n"
 		"  --rate-mbit R             token-bucket rate limit per direction, all connections\n"
 		"                            together (default: unlimited)\n"
 		"  --max-conns N             concurrent connections (default 1024)\n"
@@ -283,6 +283,8 @@ static void parse_args(int argc, char **argv)
 		usage_error("--listen ADDR:PORT is required");
 	if (!target_str)
 		usage_error("--target ADDR:PORT is required");
+	if (delay_ns < 0)
+		usage_error("--delay-ms N is required (0 for none)");
 	parse_addr("--listen", listen_str, &listen_addr, &listen_len);
 	parse_addr("--target", target_str, &target_addr, &target_len);
 	if (rate_bytes_per_ns > 0) {

@@ -87,3 +87,17 @@ with open(path, "wb") as f:
             f.write(bytes([rnd.randrange(4)]) * 65536)
 PY
 }
+# free_port: prints a TCP port that is free on 127.0.0.1 right now
+free_port() {
+        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# start_daemon HOME LISTEN [ARGS...]: starts 'roam serve' with ROAM_HOME=HOME
+# in the background, waits until it answers, sets DAEMON_PID; stopped at exit.
+start_daemon() {
+        local home=$1 listen=$2; shift 2
+        mkdir -p "$home"
+        ROAM_HOME=$home "$ROAM_BIN" serve --listen "$listen" "$@" >>"$home/serve.log" 2>&1 &
+        DAEMON_PID=$!
+        cleanup_add "kill $DAEMON_PID 2>/dev/null; wait $DAEMON_PID 2>/dev/null"
+        wait_for 20 curl -s -o /dev/null "http://$listen/v1/info" || { cat "$home/serve.log" >&2; fail "daemon on $listen did not start"; }
+}

@@ -231,8 +231,10 @@ int remote_status_error(const Remote *r, const RemoteResponse *resp, const char 
                 err_set(e, "%s refused the token (check --token or ROAM_TOKEN)", r->url);
         else if (resp->status == 404 && !msg)
                 err_set(e, "%s: %s not found", r->url, what);
+        else if (msg)
+                err_set(e, "%s: %s (HTTP %ld)", r->url, msg, resp->status);
         else
-                err_set(e, "%s: %s: %s (HTTP %ld)", r->url, what, msg ? msg : "request failed", resp->status);
+                err_set(e, "%s: %s: request failed (HTTP %ld)", r->url, what, resp->status);
         json_decref(j);
         return e;
 }

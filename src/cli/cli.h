@@ -51,5 +51,8 @@ int cli_help(const char *cmd, const char *args, const char *text);
 int verb_image(int argc, char **argv);
 int verb_store(int argc, char **argv);
 int verb_bundle(int argc, char **argv);
+int verb_session(int argc, char **argv);
+int verb_serve(int argc, char **argv);
+int verb_token(int argc, char **argv);
 int verb_pull(int argc, char **argv);
 int verb_push(int argc, char **argv);

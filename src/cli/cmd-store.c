@@ -33,7 +33,8 @@ static int store_init(int argc, char **argv) {
                         return cli_help("store init", "[--chunk-size SIZE] [--zstd-level N]",
                                         "Creates an empty store (other commands create one with the defaults).\n\n"
                                         "  --chunk-size SIZE  a power of two from 4K to 4M (default 64K)\n"
-                                        "  --zstd-level N     zstd level 1..19 for new chunks (default 1)\n");
+                                        "  --zstd-level N     zstd level 1..19 for new chunks (default 1); -1..-100\n"
+                                        "                     trade size for speed (zstd's fast mode)\n");
                 case 'c': {
                         uint64_t v;
                         if (parse_size(optarg, &v) < 0 || v < STORE_CHUNK_SIZE_MIN || v > STORE_CHUNK_SIZE_MAX ||
@@ -43,10 +44,13 @@ static int store_init(int argc, char **argv) {
                         break;
                 }
                 case 'z': {
+                        /* negative levels: zstd's fast mode, as in 'zstd --fast=N' */
                         uint64_t v;
-                        if (parse_u64(optarg, &v) < 0 || v < 1 || v > 19)
-                                return cli_usage("store init", "--zstd-level takes a number from 1 to 19");
-                        o.zstd_level = (int) v;
+                        bool neg = optarg[0] == '-';
+                        if (parse_u64(optarg + neg, &v) < 0 || v < 1 || v > (neg ? 100 : 19))
+                                return cli_usage("store init",
+                                                 "--zstd-level takes a number from 1 to 19, or -1 to -100 (faster)");
+                        o.zstd_level = neg ? -(int) v : (int) v;
                         break;
                 }
                 default:

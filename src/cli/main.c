@@ -14,7 +14,10 @@
 static const Verb verbs[] = {
         { "image", verb_image, "COMMAND ...", "import, export, list and remove master disk images" },
         { "store", verb_store, "COMMAND ...", "check, clean and measure the content-addressed store" },
+        { "session", verb_session, "COMMAND ...", "create, run, checkpoint and restore users' session VMs" },
         { "bundle", verb_bundle, "COMMAND ...", "carry images and deltas in one file (USB stick)" },
+        { "serve", verb_serve, "[--listen ADDR:PORT] ...", "serve the store to other hosts over HTTP(S)" },
+        { "token", verb_token, "COMMAND ...", "create, list and revoke API tokens for 'roam serve'" },
         { "pull", verb_pull, "URL REF...", "fetch refs and their chunks from a roam daemon" },
         { "push", verb_push, "URL REF...", "send refs and their chunks to a roam daemon" },
 };

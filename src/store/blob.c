@@ -2,6 +2,7 @@
 #include "blob.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -73,6 +74,10 @@ static void *import_worker(void *arg) {
                 job_fail(j, -ENOMEM);
                 return NULL;
         }
+        /* What SEEK_DATA/SEEK_HOLE told this worker: [hole_start, hole_end) is a
+         * hole, [data_start, data_end) is data. Each worker takes chunks in
+         * increasing order, so two lseeks per extent are enough, not one per chunk. */
+        uint64_t hole_start = 0, hole_end = 0, data_start = 0, data_end = 0;
         for (;;) {
                 if (atomic_load(&j->error))
                         break;
@@ -81,9 +86,22 @@ static void *import_worker(void *arg) {
                         break;
                 uint64_t off = i * cs;
                 uint32_t len = index_chunk_len(x, i);
+                bool hole = off >= hole_start && off + len <= hole_end;
+                if (!hole && !(off >= data_start && off + len <= data_end)) {
+                        off_t data = lseek(j->fd, (off_t) off, SEEK_DATA);
+                        if (data < 0 && errno == ENXIO) /* nothing but hole up to the end */
+                                hole_start = off, hole_end = UINT64_MAX;
+                        else if (data >= 0 && (uint64_t) data >= off + len)
+                                hole_start = off, hole_end = (uint64_t) data;
+                        else if (data >= 0) {
+                                off_t end = lseek(j->fd, data, SEEK_HOLE);
+                                if (end > data)
+                                        data_start = (uint64_t) data, data_end = (uint64_t) end;
+                        }
+                        hole = off >= hole_start && off + len <= hole_end;
+                }
                 /* a chunk that lies in a hole is zero without reading it */
-                off_t data = lseek(j->fd, (off_t) off, SEEK_DATA);
-                if ((data < 0 && errno == ENXIO) || (data >= 0 && (uint64_t) data >= off + len)) {
+                if (hole) {
                         x->ids[i] = ID_NULL;
                         atomic_fetch_add(&j->zero_chunks, 1);
                         progress_add(j->progress, len);
@@ -136,6 +154,8 @@ int blob_import_fd(Store *s, int fd, uint64_t size, const BlobOptions *o, RoamId
         int r = index_new(store_chunk_size(s), size, &x);
         if (r < 0)
                 return err_set(r, "input is too large (%llu bytes)", (unsigned long long) size);
+        /* the workers read the input in (nearly) increasing order: a wider readahead */
+        (void) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
         Job j = { .store = s, .index = x, .fd = fd, .progress = o->progress };
         pthread_mutex_init(&j.lock, NULL);
         r = run_pool(&j, pick_threads(o->threads), import_worker);

@@ -23,6 +23,10 @@
 #define CONFIG_MAX 4096
 #define REF_FILE_MAX 256
 #define COMMIT_BATCH 4096
+/* zstd levels a store may use: 1..22, or negative for zstd's fast mode
+ * (bigger chunks, faster import); the CLI's 'store init --zstd-level' matches */
+#define ZSTD_LEVEL_MIN (-100)
+#define ZSTD_LEVEL_MAX 22
 
 typedef struct Pending {
         char *tmp;
@@ -96,9 +100,12 @@ static int parse_config(const char *text, uint32_t *ret_cs, int *ret_level) {
                                         return -EBADMSG;
                                 cs = (uint32_t) v;
                         } else if (!strcmp(line, "zstd-level")) {
-                                if (parse_u64(sp + 1, &v) < 0 || v > 22 || v < 1)
+                                /* 1..22, or negative: zstd's fast levels */
+                                bool neg = sp[1] == '-';
+                                if (parse_u64(sp + 1 + neg, &v) < 0 || v < 1 ||
+                                    v > (neg ? (uint64_t) -ZSTD_LEVEL_MIN : ZSTD_LEVEL_MAX))
                                         return -EBADMSG;
-                                level = (int) v;
+                                level = neg ? -(int) v : (int) v;
                         }
                         /* unknown keys are ignored for forward compatibility */
                 } else if (len > 0)
@@ -130,6 +137,9 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret) {
                 if (cs < STORE_CHUNK_SIZE_MIN || cs > STORE_CHUNK_SIZE_MAX || (cs & (cs - 1)))
                         return err_set(-EINVAL, "chunk size %u is not a power of two from 4K to 4M", cs);
                 int level = opts->zstd_level ? opts->zstd_level : STORE_ZSTD_LEVEL_DEFAULT;
+                if (level < ZSTD_LEVEL_MIN || level > ZSTD_LEVEL_MAX)
+                        return err_set(-EINVAL, "zstd level %d is out of range (%d..-1 or 1..%d)", level,
+                                       ZSTD_LEVEL_MIN, ZSTD_LEVEL_MAX);
                 static const char *dirs[] = { "chunks", "objects", "refs", "tmp" };
                 for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
                         _cleanup_free_ char *d = path_join(dir, dirs[i]);

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/* roam serve */
+#include <getopt.h>
+#include <string.h>
+
+#include "cli.h"
+
+#include "../daemon/daemon.h"
+
+static const char serve_help[] =
+        "Serves the store in the state directory over HTTP(S) for 'roam pull', 'roam push'\n"
+        "and other roam hosts (docs/sync-protocol.md). Runs in the foreground until\n"
+        "SIGTERM or SIGINT, then finishes the requests in flight and exits 0; SIGHUP\n"
+        "reopens the log file. Every request needs a token ('roam token create');\n"
+        "local commands use the admin token the daemon keeps in $ROAM_HOME/local.token\n"
+        "and find it through $ROAM_HOME/serve.json.\n\n"
+        "  --listen ADDR:PORT  address to listen on (default " DAEMON_LISTEN_DEFAULT "; [IPv6]:PORT;\n"
+        "                      port 0 picks a free port, see serve.json)\n"
+        "  --tls-cert FILE     serve HTTPS with this PEM certificate ...\n"
+        "  --tls-key FILE      ... and this PEM private key\n"
+        "  --role ROLE         server (default) or laptop\n"
+        "  --log FILE          log here instead of stderr\n"
+        "  -v, --verbose       log every request\n"
+        "  --foreground        stay in the foreground (the default; roam never daemonizes)\n";
+
+int verb_serve(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "listen", required_argument, NULL, 'l' },
+                { "tls-cert", required_argument, NULL, 'c' },
+                { "tls-key", required_argument, NULL, 'k' },
+                { "role", required_argument, NULL, 'r' },
+                { "log", required_argument, NULL, 'L' },
+                { "verbose", no_argument, NULL, 'v' },
+                { "foreground", no_argument, NULL, 'f' },
+                {},
+        };
+        DaemonOptions o = { 0 };
+        int c;
+        while ((c = getopt_long(argc, argv, "hv", opts, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        return cli_help("serve",
+                                        "[--listen ADDR:PORT] [--tls-cert FILE --tls-key FILE] [--role server|laptop] "
+                                        "[--log FILE]",
+                                        serve_help);
+                case 'l':
+                        o.listen = optarg;
+                        break;
+                case 'c':
+                        o.tls_cert = optarg;
+                        break;
+                case 'k':
+                        o.tls_key = optarg;
+                        break;
+                case 'r':
+                        if (strcmp(optarg, "server") && strcmp(optarg, "laptop"))
+                                return cli_usage("serve", "--role takes server or laptop, not '%s'", optarg);
+                        o.role = optarg;
+                        break;
+                case 'L':
+                        o.log_path = optarg;
+                        break;
+                case 'v':
+                        o.verbose = true;
+                        break;
+                case 'f':
+                        break;
+                default:
+                        return cli_usage("serve", "invalid option");
+                }
+        if (optind != argc)
+                return cli_usage("serve", "unexpected argument '%s'", argv[optind]);
+        if (!!o.tls_cert != !!o.tls_key)
+                return cli_usage("serve", "--tls-cert and --tls-key go together");
+        o.home = cli_home();
+
+        Daemon *d;
+        int r = daemon_new(&o, &d);
+        if (r < 0)
+                return cli_error(r);
+        r = daemon_run(d);
+        daemon_free(d);
+        if (r < 0)
+                return cli_error(r);
+        return 0;
+}

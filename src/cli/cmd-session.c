@@ -1,0 +1,447 @@
+/* SPDX-License-Identifier: MIT */
+/* roam session create|start|stop|pause|resume|list|show|log|rm|checkpoint|restore */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#include "../basic/error.h"
+#include "../basic/fileio.h"
+#include "../basic/macro.h"
+#include "../basic/util.h"
+#include "../daemon/catalog.h"
+#include "../session/session.h"
+
+/* What one session command works with. */
+typedef struct Ctx {
+        Store *store;
+        Catalog *catalog;
+        SessionHost *host;
+} Ctx;
+
+static void ctx_done(Ctx *c) {
+        session_host_free(c->host);
+        catalog_free(c->catalog);
+        store_free(c->store);
+        *c = (Ctx) {};
+}
+
+/* Opens the catalog and, when with_store, the store (as a writer). Prints errors. */
+static int ctx_open(bool with_store, Ctx *c) {
+        *c = (Ctx) {};
+        int r = mkdir_p(cli_home(), 0755);
+        if (r < 0)
+                return cli_errorf("cannot create state directory '%s': %s (set ROAM_HOME or --home)", cli_home(),
+                                  strerror(-r));
+        if (with_store && cli_open_store(true, true, &c->store))
+                return 1;
+        _cleanup_free_ char *path = cli_home_path("catalog.db");
+        if (!path)
+                return cli_error(-ENOMEM);
+        r = catalog_open(path, &c->catalog);
+        if (r >= 0)
+                r = session_host_new(cli_home(), c->store, c->catalog, &c->host);
+        if (r < 0) {
+                ctx_done(c);
+                return cli_error(r);
+        }
+        return 0;
+}
+
+static bool want_help(int argc, char **argv) {
+        return argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+}
+
+static double ms(uint64_t ns) {
+        return (double) ns / 1e6;
+}
+
+/* ---- create ---- */
+
+static int session_create_verb(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "image", required_argument, NULL, 'i' },
+                { "user", required_argument, NULL, 'u' },
+                { "ram", required_argument, NULL, 'm' },
+                { "cpus", required_argument, NULL, 'c' },
+                { "kernel", required_argument, NULL, 'k' },
+                { "initrd", required_argument, NULL, 'r' },
+                { "append", required_argument, NULL, 'a' },
+                { "profile-disk", required_argument, NULL, 'p' },
+                { "accel", required_argument, NULL, 'A' },
+                {},
+        };
+        SessionCreate a = {};
+        int c;
+        while ((c = getopt_long(argc, argv, "hi:u:m:c:k:r:a:p:A:", opts, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        return cli_help(
+                                "session create", "NAME --image IMG --user USER [OPTIONS]",
+                                "Creates a session of image IMG for USER: a copy-on-write overlay over the\n"
+                                "image's master (exported once per host to $ROAM_HOME/masters, read-only).\n"
+                                "Nothing runs until 'roam session start NAME'.\n\n"
+                                "  -i, --image IMG          master image (see 'roam image list')\n"
+                                "  -u, --user USER          the user the session belongs to\n"
+                                "  -m, --ram SIZE           guest RAM, e.g. 512M, 2G (default 512M)\n"
+                                "  -c, --cpus N             virtual CPUs (default 1)\n"
+                                "  -k, --kernel FILE        guest kernel (default $ROAM_GUEST_DIR/vmlinux)\n"
+                                "  -r, --initrd FILE        guest initrd (default $ROAM_GUEST_DIR/initrd.img)\n"
+                                "  -a, --append ARGS        kernel command line (default '" SESSION_APPEND_DEFAULT
+                                "')\n"
+                                "  -p, --profile-disk FILE  a raw disk attached as the second virtio disk\n"
+                                "  -A, --accel ACCEL        auto, kvm or tcg (default auto: kvm if a probe boot\n"
+                                "                           works; $ROAM_ACCEL overrides)\n");
+                case 'i':
+                        a.image = optarg;
+                        break;
+                case 'u':
+                        a.user = optarg;
+                        break;
+                case 'm': {
+                        uint64_t v;
+                        if (parse_size(optarg, &v) < 0)
+                                return cli_usage("session create", "--ram takes a size such as 512M or 2G");
+                        if (v < 1024 * 1024 && v > 0 && !strpbrk(optarg, "kKmMgGtT"))
+                                v <<= 20; /* a bare number is MiB */
+                        if (v % (1024 * 1024))
+                                return cli_usage("session create", "--ram must be a whole number of MiB");
+                        a.ram_mib = v >> 20;
+                        if (a.ram_mib == 0)
+                                return cli_usage("session create", "--ram must be at least %d MiB",
+                                                 VM_RAM_MIB_MIN);
+                        break;
+                }
+                case 'c': {
+                        uint64_t v;
+                        if (parse_u64(optarg, &v) < 0 || v < 1 || v > VM_CPUS_MAX)
+                                return cli_usage("session create", "--cpus takes a number from 1 to %d",
+                                                 VM_CPUS_MAX);
+                        a.cpus = (unsigned) v;
+                        break;
+                }
+                case 'k':
+                        a.kernel = optarg;
+                        break;
+                case 'r':
+                        a.initrd = optarg;
+                        break;
+                case 'a':
+                        a.append = optarg;
+                        break;
+                case 'p':
+                        a.profile_disk = optarg;
+                        break;
+                case 'A':
+                        a.accel = optarg;
+                        break;
+                default:
+                        return cli_usage("session create", "invalid option");
+                }
+        if (argc - optind != 1)
+                return cli_usage("session create", "expected NAME");
+        a.name = argv[optind];
+        if (!a.image)
+                return cli_usage("session create", "--image IMG is required");
+        if (!a.user)
+                return cli_usage("session create", "--user USER is required");
+        _cleanup_free_ char *kernel = NULL, *initrd = NULL;
+        const char *gd = getenv("ROAM_GUEST_DIR");
+        if (!a.kernel) {
+                if (!gd || !*gd)
+                        return cli_usage("session create", "--kernel FILE is required (or set ROAM_GUEST_DIR)");
+                kernel = path_join(gd, "vmlinux");
+                a.kernel = kernel;
+                if (!a.initrd) {
+                        initrd = path_join(gd, "initrd.img");
+                        a.initrd = initrd;
+                }
+                if (!kernel || (!a.initrd))
+                        return cli_error(-ENOMEM);
+        }
+
+        _cleanup_(ctx_done) Ctx ctx = {};
+        if (ctx_open(true, &ctx))
+                return 1;
+        SessionInfo info = {};
+        int r = session_create(ctx.host, &a, &info);
+        if (r < 0)
+                return cli_error(r);
+        fprintf(stderr, "created session '%s' of image '%s' for user '%s' (%llu MiB RAM, %u cpus)\n", a.name,
+                info.row.image, info.row.user, (unsigned long long) info.config.ram_mib, info.config.cpus);
+        session_info_done(&info);
+        return 0;
+}
+
+/* ---- simple verbs: NAME only ---- */
+
+typedef int (*NameOp)(Ctx *c, const char *name);
+
+static int name_verb(int argc, char **argv, const char *cmd, const char *help, bool with_store, NameOp op) {
+        if (want_help(argc, argv))
+                return cli_help(cmd, "NAME", help);
+        if (argc < 2)
+                return cli_usage(cmd, "expected NAME");
+        if (argc > 2)
+                return cli_usage(cmd, "unexpected argument '%s'", argv[2]);
+        _cleanup_(ctx_done) Ctx ctx = {};
+        if (ctx_open(with_store, &ctx))
+                return 1;
+        int r = op(&ctx, argv[1]);
+        return r < 0 ? cli_error(r) : 0;
+}
+
+static int op_start(Ctx *c, const char *name) {
+        return session_start(c->host, name);
+}
+static int session_start_verb(int argc, char **argv) {
+        return name_verb(argc, argv, "session start",
+                         "Boots the session's VM from its disk (QEMU runs detached; watch it with\n"
+                         "'roam session log NAME'). To continue from a checkpoint use 'roam session restore'.\n",
+                         true, op_start);
+}
+
+static int op_pause(Ctx *c, const char *name) {
+        return session_pause(c->host, name);
+}
+static int session_pause_verb(int argc, char **argv) {
+        return name_verb(argc, argv, "session pause", "Pauses the guest's CPUs (its state stays in memory).\n",
+                         false, op_pause);
+}
+
+static int op_resume(Ctx *c, const char *name) {
+        return session_resume(c->host, name);
+}
+static int session_resume_verb(int argc, char **argv) {
+        return name_verb(argc, argv, "session resume", "Resumes a paused guest.\n", false, op_resume);
+}
+
+static int op_rm(Ctx *c, const char *name) {
+        return session_remove(c->host, name);
+}
+static int session_rm_verb(int argc, char **argv) {
+        return name_verb(argc, argv, "session rm",
+                         "Removes a session that does not run: its overlay, RAM file, catalog row and\n"
+                         "checkpoint refs. Chunks stay in the store until 'roam store gc'.\n",
+                         true, op_rm);
+}
+
+static int session_stop_verb(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "timeout", required_argument, NULL, 't' },
+                {},
+        };
+        int timeout = SESSION_STOP_TIMEOUT_S_DEFAULT, c;
+        while ((c = getopt_long(argc, argv, "ht:", opts, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        return cli_help("session stop", "[--timeout S] NAME",
+                                        "Presses the guest's power button (ACPI) and waits for a clean power-off;\n"
+                                        "after the timeout QEMU is ended hard.\n\n"
+                                        "  -t, --timeout S  seconds to wait (default 60)\n");
+                case 't': {
+                        uint64_t v;
+                        if (parse_u64(optarg, &v) < 0 || v < 1 || v > 3600)
+                                return cli_usage("session stop", "--timeout takes 1 to 3600 seconds");
+                        timeout = (int) v;
+                        break;
+                }
+                default:
+                        return cli_usage("session stop", "invalid option");
+                }
+        if (argc - optind != 1)
+                return cli_usage("session stop", "expected NAME");
+        const char *name = argv[optind];
+        _cleanup_(ctx_done) Ctx ctx = {};
+        if (ctx_open(false, &ctx))
+                return 1;
+        bool forced = false;
+        int r = session_stop(ctx.host, name, timeout, &forced);
+        if (r < 0)
+                return cli_error(r);
+        if (forced)
+                fprintf(stderr, "roam: session '%s' did not power off within %d s; its VM was ended hard\n", name,
+                        timeout);
+        return 0;
+}
+
+/* ---- list, show, log ---- */
+
+static int session_list_verb(int argc, char **argv) {
+        if (want_help(argc, argv))
+                return cli_help("session list", "",
+                                "Lists the sessions on this host: name, user, image, state, RAM, owner.\n");
+        if (argc > 1)
+                return cli_usage("session list", "unexpected argument '%s'", argv[1]);
+        _cleanup_(ctx_done) Ctx ctx = {};
+        if (ctx_open(false, &ctx))
+                return 1;
+        SessionInfo *list = NULL;
+        size_t n = 0;
+        int r = session_list(ctx.host, &list, &n);
+        if (r < 0)
+                return cli_error(r);
+        printf("%-20s %-12s %-16s %-8s %8s  %s\n", "NAME", "USER", "IMAGE", "STATE", "RAM", "OWNER");
+        for (size_t i = 0; i < n; i++) {
+                char ram[16];
+                snprintf(ram, sizeof ram, "%lluM", (unsigned long long) list[i].config.ram_mib);
+                printf("%-20s %-12s %-16s %-8s %8s  %s\n", list[i].row.name, list[i].row.user, list[i].row.image,
+                       session_state_to_string(list[i].row.state), ram, list[i].row.owner);
+        }
+        session_info_list_free(list, n);
+        return 0;
+}
+
+static int session_show_verb(int argc, char **argv) {
+        if (want_help(argc, argv))
+                return cli_help("session show", "NAME",
+                                "Shows a session: state, owner, VM config, files, checkpoints.\n");
+        if (argc != 2)
+                return cli_usage("session show", "expected NAME");
+        _cleanup_(ctx_done) Ctx ctx = {};
+        if (ctx_open(false, &ctx))
+                return 1;
+        SessionInfo i = {};
+        int r = session_get(ctx.host, argv[1], &i);
+        if (r < 0)
+                return cli_error(r);
+        char a[32], b[32], created[32], updated[32];
+        time_t tc = (time_t) i.row.created, tu = (time_t) i.row.updated;
+        strftime(created, sizeof created, "%Y-%m-%d %H:%M:%S", localtime(&tc));
+        strftime(updated, sizeof updated, "%Y-%m-%d %H:%M:%S", localtime(&tu));
+        printf("name:        %s\nuser:        %s\nimage:       %s (%.16s)\nstate:       %s\n", i.row.name,
+               i.row.user, i.row.image, i.row.image_id, session_state_to_string(i.row.state));
+        if (i.pid > 0)
+                printf("pid:         %d\n", (int) i.pid);
+        printf("owner:       %s (epoch %lld)\n", i.row.owner, (long long) i.row.epoch);
+        printf("ram:         %llu MiB (%s resident in %s)\ncpus:        %u\nmachine:     %s, cpu %s, accel %s\n",
+               (unsigned long long) i.config.ram_mib, format_bytes(i.ram_bytes, a, sizeof a), i.ram,
+               i.config.cpus, i.config.machine, i.config.cpu, i.config.accel);
+        printf("kernel:      %.16s%s%.16s\nappend:      %s\n", i.config.kernel_id,
+               i.config.initrd_id ? ", initrd " : "", i.config.initrd_id ? i.config.initrd_id : "",
+               i.config.append ? i.config.append : "");
+        if (i.config.profile_disk)
+                printf("profile:     %s\n", i.config.profile_disk);
+        printf("overlay:     %s (%s)\nmaster:      %s\nconsole:     %s\nvnc:         %s\n", i.overlay,
+               format_bytes(i.overlay_bytes, b, sizeof b), i.master, i.serial, i.vnc);
+        printf("checkpoints: %lld%s%s\ncreated:     %s\nupdated:     %s\n", (long long) i.row.checkpoints,
+               i.row.last_checkpoint ? ", last " : "", i.row.last_checkpoint ? i.row.last_checkpoint : "", created,
+               updated);
+        session_info_done(&i);
+        return 0;
+}
+
+static int session_log_verb(int argc, char **argv) {
+        if (want_help(argc, argv))
+                return cli_help("session log", "NAME", "Prints the session's serial console log (all runs).\n");
+        if (argc != 2)
+                return cli_usage("session log", "expected NAME");
+        _cleanup_(ctx_done) Ctx ctx = {};
+        if (ctx_open(false, &ctx))
+                return 1;
+        _cleanup_free_ char *path = NULL;
+        int r = session_log_path(ctx.host, argv[1], &path);
+        if (r < 0)
+                return cli_error(r);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                if (errno == ENOENT)
+                        return 0; /* never started: no output yet */
+                return cli_errorf("cannot read '%s': %s", path, strerror(errno));
+        }
+        char buf[65536], out[65536];
+        for (;;) {
+                ssize_t n = read(fd, buf, sizeof buf);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return cli_errorf("cannot read '%s': %s", path, strerror(errno));
+                if (n == 0)
+                        break;
+                size_t k = 0;
+                for (ssize_t j = 0; j < n; j++)
+                        if (buf[j] != '\r')
+                                out[k++] = buf[j];
+                if (fwrite(out, 1, k, stdout) != k)
+                        return 1;
+        }
+        return 0;
+}
+
+/* ---- checkpoint, restore ---- */
+
+static int session_checkpoint_verb(int argc, char **argv) {
+        if (want_help(argc, argv))
+                return cli_help("session checkpoint", "NAME",
+                                "Saves the running (or paused) session into the store: RAM, disk overlay,\n"
+                                "device state, kernel, initrd and image, under refs\n"
+                                "sessions/USER/NAME/latest and sessions/USER/NAME/<number>. The guest pauses\n"
+                                "only while the device state is saved and RAM and overlay are copied; only\n"
+                                "chunks the store lacks are added. Prints the checkpoint's id.\n");
+        if (argc != 2)
+                return cli_usage("session checkpoint", "expected NAME");
+        _cleanup_(ctx_done) Ctx ctx = {};
+        if (ctx_open(true, &ctx))
+                return 1;
+        SessionCheckpointResult res;
+        int r = session_checkpoint(ctx.host, argv[1], 0, &res);
+        if (r < 0)
+                return cli_error(r);
+        char hex[ID_HEX_SIZE], a[32], b[32];
+        fprintf(stderr,
+                "checkpoint %06lld of '%s': pause %.0f ms (device state %.0f ms, copy %.0f ms), total %.0f ms; "
+                "%llu of %llu chunks new (ram %llu, overlay %llu), %s new, %s stored\n",
+                (long long) res.seq, argv[1], ms(res.pause_ns), ms(res.devstate_ns), ms(res.copy_ns),
+                ms(res.total_ns), (unsigned long long) res.new_chunks, (unsigned long long) res.chunks,
+                (unsigned long long) res.ram_new_chunks, (unsigned long long) res.overlay_new_chunks,
+                format_bytes(res.new_bytes, a, sizeof a), format_bytes(res.stored_bytes, b, sizeof b));
+        printf("%s\n", id_to_hex(&res.id, hex));
+        return 0;
+}
+
+static int session_restore_verb(int argc, char **argv) {
+        if (want_help(argc, argv))
+                return cli_help("session restore", "NAME [CHECKPOINT]",
+                                "Resumes a session from a checkpoint: 'latest' (default), its number, or its\n"
+                                "64-digit id. The session must not be running. A checkpoint whose chunks are\n"
+                                "not all in the store is refused before anything changes. Given an id of a\n"
+                                "checkpoint that arrived from elsewhere, an unknown session NAME is adopted.\n");
+        if (argc < 2 || argc > 3)
+                return cli_usage("session restore", "expected NAME [CHECKPOINT]");
+        _cleanup_(ctx_done) Ctx ctx = {};
+        if (ctx_open(true, &ctx))
+                return 1;
+        SessionRestoreResult res;
+        int r = session_restore(ctx.host, argv[1], argc == 3 ? argv[2] : NULL, &res);
+        if (r < 0)
+                return cli_error(r);
+        char hex[ID_HEX_SIZE];
+        fprintf(stderr, "restored '%s' from %.16s in %.0f ms (files %.0f ms, qemu %.0f ms)\n", argv[1],
+                id_to_hex(&res.id, hex), ms(res.total_ns), ms(res.export_ns), ms(res.qemu_ns));
+        return 0;
+}
+
+static const Verb session_verbs[] = {
+        { "create", session_create_verb, "NAME --image IMG ...", "create a session of an image" },
+        { "start", session_start_verb, "NAME", "boot a session's VM" },
+        { "stop", session_stop_verb, "NAME", "power a session off cleanly" },
+        { "pause", session_pause_verb, "NAME", "pause a running session" },
+        { "resume", session_resume_verb, "NAME", "resume a paused session" },
+        { "list", session_list_verb, "", "list sessions" },
+        { "show", session_show_verb, "NAME", "show a session" },
+        { "log", session_log_verb, "NAME", "print a session's console log" },
+        { "checkpoint", session_checkpoint_verb, "NAME", "save a running session into the store" },
+        { "restore", session_restore_verb, "NAME [CHECKPOINT]", "resume a session from a checkpoint" },
+        { "rm", session_rm_verb, "NAME", "remove a session that does not run" },
+};
+
+int verb_session(int argc, char **argv) {
+        return cli_dispatch("session", session_verbs, ELEMENTSOF(session_verbs), argc, argv);
+}

@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/* roam token create|list|revoke */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+#include "../basic/error.h"
+#include "../basic/fileio.h"
+#include "../basic/macro.h"
+#include "../basic/util.h"
+#include "../daemon/catalog.h"
+
+static bool want_help(int argc, char **argv) {
+        return argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+}
+
+/* Opens cli_home()/catalog.db, creating the state directory. Prints errors. */
+static int open_catalog(Catalog **ret) {
+        int r = mkdir_p(cli_home(), 0755);
+        if (r < 0)
+                return cli_errorf("cannot create state directory '%s': %s (set ROAM_HOME or --home)", cli_home(),
+                                  strerror(-r));
+        _cleanup_free_ char *path = cli_home_path("catalog.db");
+        if (!path)
+                return cli_error(-ENOMEM);
+        r = catalog_open(path, ret);
+        if (r < 0)
+                return cli_error(r);
+        return 0;
+}
+
+static int token_create(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "role", required_argument, NULL, 'r' },
+                { "user", required_argument, NULL, 'u' },
+                {},
+        };
+        int role = -1;
+        const char *user = NULL;
+        int c;
+        while ((c = getopt_long(argc, argv, "hr:u:", opts, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        return cli_help("token create", "--role admin|user|host [--user NAME]",
+                                        "Creates an API token for 'roam serve' and prints it on stdout; only its\n"
+                                        "hash is kept, so store it now. Clients send it as\n"
+                                        "'Authorization: Bearer TOKEN'.\n\n"
+                                        "  --role admin  everything\n"
+                                        "  --role host   another roam server or laptop: every ref, chunk and object\n"
+                                        "  --role user   needs --user NAME: reads images/..., reads and writes\n"
+                                        "                sessions/NAME/...; other refs look absent\n"
+                                        "  --user NAME   the user of a user token\n");
+                case 'r':
+                        role = catalog_role_from_string(optarg);
+                        if (role < 0)
+                                return cli_usage("token create", "--role takes admin, user or host, not '%s'", optarg);
+                        break;
+                case 'u':
+                        if (!name_is_valid(optarg))
+                                return cli_usage("token create",
+                                                 "user name '%s' is invalid (1-64 letters, digits, '.', '_', '-')",
+                                                 optarg);
+                        user = optarg;
+                        break;
+                default:
+                        return cli_usage("token create", "invalid option");
+                }
+        if (optind != argc)
+                return cli_usage("token create", "unexpected argument '%s'", argv[optind]);
+        if (role < 0)
+                return cli_usage("token create", "--role is required");
+        if (role == CATALOG_ROLE_USER && !user)
+                return cli_usage("token create", "a user token needs --user NAME");
+        if (role != CATALOG_ROLE_USER && user)
+                return cli_usage("token create", "--user goes only with --role user");
+
+        _cleanup_(catalog_freep) Catalog *cat = NULL;
+        if (open_catalog(&cat))
+                return 1;
+        _cleanup_free_ char *token = NULL;
+        int r = catalog_token_create(cat, (CatalogRole) role, user, &token);
+        if (r < 0)
+                return cli_error(r);
+        printf("%s\n", token);
+        explicit_bzero(token, strlen(token));
+        return 0;
+}
+
+static int token_list(int argc, char **argv) {
+        if (want_help(argc, argv))
+                return cli_help("token list", "",
+                                "Lists the tokens: id (a hash of the token, give a prefix of it to\n"
+                                "'roam token revoke'), role, user and creation time (UTC).\n");
+        if (argc > 1)
+                return cli_usage("token list", "unexpected argument '%s'", argv[1]);
+        _cleanup_(catalog_freep) Catalog *cat = NULL;
+        if (open_catalog(&cat))
+                return 1;
+        CatalogToken *list;
+        size_t n;
+        int r = catalog_token_list(cat, &list, &n);
+        if (r < 0)
+                return cli_error(r);
+        printf("%-16s %-6s %-20s %s\n", "ID", "ROLE", "USER", "CREATED");
+        for (size_t i = 0; i < n; i++) {
+                char when[32] = "?";
+                struct tm tm;
+                time_t t = (time_t) list[i].created;
+                if (gmtime_r(&t, &tm))
+                        strftime(when, sizeof when, "%Y-%m-%d %H:%M:%SZ", &tm);
+                printf("%-16.16s %-6s %-20s %s\n", list[i].id, catalog_role_to_string(list[i].role),
+                       list[i].user ? list[i].user : "-", when);
+        }
+        catalog_token_list_free(list, n);
+        return 0;
+}
+
+static int token_revoke(int argc, char **argv) {
+        if (want_help(argc, argv))
+                return cli_help("token revoke", "ID",
+                                "Revokes the token whose id starts with ID (at least 4 hex digits, from\n"
+                                "'roam token list'). A running daemon refuses it from the next request on.\n");
+        if (argc != 2)
+                return cli_usage("token revoke", "expected one token ID");
+        _cleanup_(catalog_freep) Catalog *cat = NULL;
+        if (open_catalog(&cat))
+                return 1;
+        char id[ID_HEX_SIZE];
+        int r = catalog_token_revoke(cat, argv[1], id);
+        if (r == -EINVAL)
+                return cli_usage("token revoke", "%s", err_message(r));
+        if (r < 0)
+                return cli_error(r);
+        printf("revoked token %.16s\n", id);
+        return 0;
+}
+
+static const Verb token_verbs[] = {
+        { "create", token_create, "--role ROLE [--user NAME]", "create an API token and print it" },
+        { "list", token_list, "", "list tokens (ids, roles, users)" },
+        { "revoke", token_revoke, "ID", "revoke a token by id prefix" },
+};
+
+int verb_token(int argc, char **argv) {
+        return cli_dispatch("token", token_verbs, ELEMENTSOF(token_verbs), argc, argv);
+}

@@ -1,0 +1,643 @@
+/* SPDX-License-Identifier: MIT */
+#include "api-store.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "config.h"
+
+#include "../basic/error.h"
+#include "../basic/fileio.h"
+#include "../basic/idset.h"
+#include "../basic/macro.h"
+#include "../basic/util.h"
+#include "../store/reach.h"
+#include "../sync/wire.h"
+#include "auth.h"
+
+#define REF_JSON_MAX_DEPTH 8
+
+/* Per-thread state: a ChunkCodec for the store and a decoder for verifying
+ * chunks before anything is written. Freed when the thread exits. */
+typedef struct Worker {
+        ChunkCodec *codec;
+        ZSTD_DCtx *dctx;
+        uint8_t *plain;
+} Worker;
+
+struct ApiStore {
+        Store *s;
+        char *role;
+        uint32_t chunk_size;
+        size_t max_record;
+        pthread_key_t worker_key;
+        pthread_rwlock_t commit_lock;
+};
+
+static void worker_free(void *p) {
+        Worker *w = p;
+        if (!w)
+                return;
+        chunk_codec_free(w->codec);
+        ZSTD_freeDCtx(w->dctx);
+        free(w->plain);
+        free(w);
+}
+
+static Worker *worker_get(ApiStore *a) {
+        Worker *w = pthread_getspecific(a->worker_key);
+        if (w)
+                return w;
+        w = calloc(1, sizeof *w);
+        if (!w)
+                return NULL;
+        w->codec = chunk_codec_new(a->s);
+        w->dctx = ZSTD_createDCtx();
+        w->plain = malloc(a->chunk_size);
+        if (!w->codec || !w->dctx || !w->plain || pthread_setspecific(a->worker_key, w) != 0) {
+                worker_free(w);
+                return NULL;
+        }
+        return w;
+}
+
+int api_store_new(Store *s, const char *server_role, ApiStore **ret) {
+        ApiStore *a = calloc(1, sizeof *a);
+        if (!a)
+                return -ENOMEM;
+        a->s = s;
+        a->chunk_size = store_chunk_size(s);
+        a->max_record = ZSTD_compressBound(a->chunk_size);
+        a->role = strdup(server_role ? server_role : "server");
+        if (!a->role) {
+                free(a);
+                return -ENOMEM;
+        }
+        int r = -pthread_key_create(&a->worker_key, worker_free);
+        if (r < 0) {
+                free(a->role);
+                free(a);
+                return r;
+        }
+        pthread_rwlockattr_t attr;
+        pthread_rwlockattr_init(&attr);
+        /* a waiting commit holds back new writers, so acknowledgements are not starved */
+        pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        pthread_rwlock_init(&a->commit_lock, &attr);
+        pthread_rwlockattr_destroy(&attr);
+        *ret = a;
+        return 0;
+}
+
+void api_store_free(ApiStore *a) {
+        if (!a)
+                return;
+        /* the calling thread's worker; server threads freed theirs on exit */
+        worker_free(pthread_getspecific(a->worker_key));
+        pthread_key_delete(a->worker_key);
+        pthread_rwlock_destroy(&a->commit_lock);
+        free(a->role);
+        free(a);
+}
+
+void api_store_put_begin(ApiStore *a) {
+        pthread_rwlock_rdlock(&a->commit_lock);
+}
+
+void api_store_put_end(ApiStore *a) {
+        pthread_rwlock_unlock(&a->commit_lock);
+}
+
+int api_store_commit(ApiStore *a) {
+        pthread_rwlock_wrlock(&a->commit_lock);
+        int r = store_commit(a->s);
+        pthread_rwlock_unlock(&a->commit_lock);
+        return r;
+}
+
+/* ---- the ref update body ---- */
+
+/* Nesting depth of JSON text, counted outside strings; bounds the parser's
+ * recursion before it runs. */
+static size_t json_depth(const char *p, size_t len) {
+        size_t depth = 0, max = 0;
+        bool in_string = false;
+        for (size_t i = 0; i < len; i++) {
+                char ch = p[i];
+                if (in_string) {
+                        if (ch == '\\')
+                                i++;
+                        else if (ch == '"')
+                                in_string = false;
+                } else if (ch == '"')
+                        in_string = true;
+                else if (ch == '[' || ch == '{')
+                        max = MAX(max, ++depth);
+                else if ((ch == ']' || ch == '}') && depth > 0)
+                        depth--;
+        }
+        return max;
+}
+
+static int parse_id_member(json_t *v, const char *key, RoamId *ret) {
+        RoamId id;
+        if (!json_is_string(v) || id_from_hex(json_string_value(v), &id) < 0 || id_is_null(&id))
+                return err_set(-EBADMSG, "ref update: \"%s\" must be an object id of 64 hex digits", key);
+        *ret = id;
+        return 0;
+}
+
+int ref_update_parse(const void *body, size_t len, RefUpdate *ret) {
+        if (len > API_REF_BODY_MAX)
+                return err_set(-EBADMSG, "ref update is larger than %u bytes", API_REF_BODY_MAX);
+        if (json_depth(body, len) > REF_JSON_MAX_DEPTH)
+                return err_set(-EBADMSG, "ref update is nested too deeply (send {\"id\": HEX, \"old\": HEX or null})");
+        json_error_t e;
+        _cleanup_(json_decrefp) json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &e);
+        if (!j)
+                return err_set(-EBADMSG, "ref update is not valid JSON: %s (send {\"id\": HEX, \"old\": HEX or null})",
+                               e.text);
+        if (!json_is_object(j))
+                return err_set(-EBADMSG, "ref update must be a JSON object {\"id\": HEX, \"old\": HEX or null}");
+        RefUpdate u = { 0 };
+        int r = parse_id_member(json_object_get(j, "id"), "id", &u.id);
+        if (r < 0)
+                return r;
+        json_t *old = json_object_get(j, "old");
+        if (old) {
+                u.conditional = true;
+                if (!json_is_null(old)) {
+                        r = parse_id_member(old, "old", &u.old);
+                        if (r < 0)
+                                return err_set(r, "ref update: \"old\" must be an object id of 64 hex digits or null");
+                }
+        }
+        *ret = u;
+        return 0;
+}
+
+/* ---- helpers ---- */
+
+static const char *ref_name_of(HttpRequest *req) {
+        const char *name = http_request_rest(req);
+        return ref_name_is_valid(name) ? name : NULL;
+}
+
+static int reply_bad_ref_name(HttpRequest *req) {
+        return http_reply_error(req, 400,
+                                "ref name '%.300s' is invalid (1-8 components of letters, digits, '.', '_', '-', "
+                                "joined by '/')",
+                                http_request_rest(req));
+}
+
+static int reply_ref_not_found(HttpRequest *req, const char *name) {
+        return http_reply_error(req, 404, "ref '%s' not found", name);
+}
+
+static int parse_hex_rest(HttpRequest *req, const char *what, RoamId *ret) {
+        const char *hex = http_request_rest(req);
+        if (id_from_hex(hex, ret) < 0) {
+                http_reply_error(req, 400, "invalid %s id '%.80s' (give 64 hex digits)", what, hex);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* ---- /v1/info ---- */
+
+static int h_info(HttpRequest *req, void *userdata) {
+        ApiStore *a = userdata;
+        const Auth *au = auth_of(req);
+        return http_reply_json(req, 200,
+                               json_pack("{s:s, s:s, s:I, s:s?, s:s?}", "version", ROAM_VERSION, "role", a->role,
+                                         "chunk_size", (json_int_t) a->chunk_size, "user", au ? au->user : NULL,
+                                         "token_role", au ? catalog_role_to_string(au->role) : NULL));
+}
+
+/* ---- refs ---- */
+
+typedef struct ListCtx {
+        const Auth *auth;
+        json_t *refs;
+} ListCtx;
+
+static int list_cb(const char *name, const RoamId *id, void *userdata) {
+        ListCtx *l = userdata;
+        if (!id || auth_ref_access(l->auth, name) == AUTH_ACCESS_NONE)
+                return 0;
+        char hex[ID_HEX_SIZE];
+        return json_object_set_new(l->refs, name, json_string(id_to_hex(id, hex))) < 0 ? -ENOMEM : 0;
+}
+
+static int h_refs_list(HttpRequest *req, void *userdata) {
+        ApiStore *a = userdata;
+        const char *prefix = http_request_query(req, "prefix");
+        if (prefix && strlen(prefix) > REF_NAME_MAX_LEN)
+                return http_reply_error(req, 400, "prefix is longer than %d characters", REF_NAME_MAX_LEN);
+        _cleanup_(json_decrefp) json_t *refs = json_object();
+        if (!refs)
+                return -ENOMEM;
+        ListCtx l = { .auth = auth_of(req), .refs = refs };
+        int r = store_ref_foreach(a->s, prefix ? prefix : "", list_cb, &l);
+        if (r < 0)
+                return r;
+        return http_reply_json(req, 200, json_pack("{s:O}", "refs", refs));
+}
+
+static int h_ref_get(HttpRequest *req, void *userdata) {
+        ApiStore *a = userdata;
+        const char *name = ref_name_of(req);
+        if (!name)
+                return reply_bad_ref_name(req);
+        if (auth_ref_access(auth_of(req), name) == AUTH_ACCESS_NONE)
+                return reply_ref_not_found(req, name);
+        RoamId id;
+        int r = store_ref_get(a->s, name, &id);
+        if (r == -ENOENT)
+                return reply_ref_not_found(req, name);
+        if (r < 0)
+                return r;
+        char hex[ID_HEX_SIZE];
+        return http_reply_json(req, 200, json_pack("{s:s, s:s}", "name", name, "id", id_to_hex(&id, hex)));
+}
+
+static void first_problem(const char *msg, void *userdata) {
+        char *buf = userdata;
+        if (!buf[0])
+                snprintf(buf, 512, "%s", msg);
+}
+
+/* 0 if every object below id is stored and every chunk published, 1 with a
+ * message if not, or a negative errno. */
+static int check_complete(ApiStore *a, const RoamId *id, char *msg, size_t size) {
+        _cleanup_(reach_freep) Reach *reach = reach_new();
+        if (!reach)
+                return -ENOMEM;
+        char problem[512] = "";
+        reach->problem = first_problem;
+        reach->userdata = problem;
+        int r = reach_add_object(a->s, reach, id);
+        if (r < 0)
+                return r;
+        if (reach->bad_objects > 0) {
+                snprintf(msg, size, "%llu objects it needs are missing or malformed, first: %s",
+                         (unsigned long long) reach->bad_objects, problem);
+                return 1;
+        }
+        size_t pos = 0, missing = 0;
+        RoamId c, first;
+        while (idset_next(reach->chunks, &pos, &c)) {
+                uint64_t sz;
+                /* published chunks only: a pending one is not durable yet */
+                r = store_chunk_stat(a->s, &c, &sz);
+                if (r == -ENOENT) {
+                        if (missing++ == 0)
+                                first = c;
+                } else if (r < 0)
+                        return r;
+        }
+        if (missing > 0) {
+                char hex[ID_HEX_SIZE];
+                snprintf(msg, size, "the server lacks %zu of its %zu chunks, first: %s", missing,
+                         idset_size(reach->chunks), id_to_hex(&first, hex));
+                return 1;
+        }
+        return 0;
+}
+
+static int h_ref_put(HttpRequest *req, void *userdata) {
+        ApiStore *a = userdata;
+        const char *name = ref_name_of(req);
+        if (!name)
+                return reply_bad_ref_name(req);
+        AuthAccess acc = auth_ref_access(auth_of(req), name);
+        if (acc == AUTH_ACCESS_NONE)
+                return reply_ref_not_found(req, name);
+        if (acc != AUTH_ACCESS_WRITE)
+                return http_reply_error(req, 403, "this token may not change ref '%s' (user tokens write only "
+                                                  "sessions/USER/...)",
+                                        name);
+        size_t len;
+        const void *body = http_request_body(req, &len);
+        RefUpdate u;
+        int r = ref_update_parse(body ? body : "", len, &u);
+        if (r < 0)
+                return http_reply_error(req, 400, "%s", err_message(r));
+
+        char msg[1024], hex[ID_HEX_SIZE];
+        r = check_complete(a, &u.id, msg, sizeof msg);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                return http_reply_error(req, 412, "ref '%s' cannot point to %s: %s (push them first)", name,
+                                        id_to_hex(&u.id, hex), msg);
+        r = store_ref_set(a->s, name, &u.id, u.conditional ? &u.old : NULL);
+        if (r == -ESTALE) {
+                RoamId cur;
+                char chex[ID_HEX_SIZE];
+                int k = store_ref_get(a->s, name, &cur);
+                return http_reply_error(req, 409, "ref '%s' is %s, not %s as expected (pull it, then retry)", name,
+                                        k >= 0 ? id_to_hex(&cur, chex) : "absent",
+                                        id_is_null(&u.old) ? "absent" : id_to_hex(&u.old, hex));
+        }
+        if (r < 0)
+                return r;
+        return http_reply_json(req, 200, json_pack("{s:s, s:s}", "name", name, "id", id_to_hex(&u.id, hex)));
+}
+
+static int h_ref_delete(HttpRequest *req, void *userdata) {
+        ApiStore *a = userdata;
+        const char *name = ref_name_of(req);
+        if (!name)
+                return reply_bad_ref_name(req);
+        AuthAccess acc = auth_ref_access(auth_of(req), name);
+        if (acc == AUTH_ACCESS_NONE)
+                return reply_ref_not_found(req, name);
+        if (acc != AUTH_ACCESS_WRITE)
+                return http_reply_error(req, 403, "this token may not delete ref '%s'", name);
+        int r = store_ref_delete(a->s, name);
+        if (r == -ENOENT)
+                return reply_ref_not_found(req, name);
+        if (r < 0)
+                return r;
+        return http_reply_json(req, 200, json_pack("{s:s}", "name", name));
+}
+
+/* ---- objects ---- */
+
+static int h_object_get(HttpRequest *req, void *userdata) {
+        ApiStore *a = userdata;
+        RoamId id;
+        if (parse_hex_rest(req, "object", &id) < 0)
+                return 0;
+        void *data;
+        size_t len;
+        int r = store_object_get(a->s, &id, API_OBJECT_MAX, &data, &len);
+        if (r == -ENOENT) {
+                char hex[ID_HEX_SIZE];
+                return http_reply_error(req, 404, "object %s not found", id_to_hex(&id, hex));
+        }
+        if (r < 0)
+                return http_reply_error(req, 500, "%s", err_message(r));
+        return http_reply_buffer(req, 200, "application/octet-stream", data, len);
+}
+
+static int h_object_put(HttpRequest *req, void *userdata) {
+        ApiStore *a = userdata;
+        RoamId id, got;
+        char hex[ID_HEX_SIZE], ghex[ID_HEX_SIZE];
+        if (parse_hex_rest(req, "object", &id) < 0)
+                return 0;
+        size_t len;
+        const void *body = http_request_body(req, &len);
+        sha256(body ? body : "", len, &got);
+        if (!id_equal(&id, &got))
+                return http_reply_error(req, 400, "object body does not match its id %s (its SHA-256 is %s)",
+                                        id_to_hex(&id, hex), id_to_hex(&got, ghex));
+        int r = store_object_put(a->s, body ? body : "", len, &got);
+        if (r < 0)
+                return r;
+        return http_reply_json(req, 201, json_pack("{s:s}", "id", id_to_hex(&id, hex)));
+}
+
+/* ---- chunks ---- */
+
+static int reply_bad_id_list(HttpRequest *req, size_t max) {
+        return http_reply_error(req, 400,
+                                "body must be a list of at most %zu chunk ids of 32 bytes each, none all-zero", max);
+}
+
+static int h_chunks_missing(HttpRequest *req, void *userdata) {
+        ApiStore *a = userdata;
+        size_t len, n;
+        const void *body = http_request_body(req, &len);
+        if (wire_id_list_check(body, len, WIRE_MAX_IDS_MISSING, &n) < 0)
+                return reply_bad_id_list(req, WIRE_MAX_IDS_MISSING);
+        uint8_t *out = malloc(MAX(n * ID_SIZE, 1u));
+        if (!out)
+                return -ENOMEM;
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+                int r = store_chunk_has(a->s, wire_id_at(body, i));
+                if (r < 0) {
+                        free(out);
+                        return r;
+                }
+                if (r == 0)
+                        memcpy(out + ID_SIZE * k++, wire_id_at(body, i), ID_SIZE);
+        }
+        return http_reply_buffer(req, 200, "application/octet-stream", out, k * ID_SIZE);
+}
+
+/* The response of POST /v1/chunks/get, produced record by record. */
+typedef struct ChunkStream {
+        ApiStore *a;
+        RoamId *ids;
+        uint64_t *sizes;
+        size_t n;
+        size_t next;                   /* record to load next */
+        uint8_t head[WIRE_RECORD_HEADER];
+        void *data;                    /* current record's frame */
+        size_t rec_len, rec_off;       /* current record: header + frame */
+} ChunkStream;
+
+static void chunk_stream_free(void *p) {
+        ChunkStream *cs = p;
+        free(cs->ids);
+        free(cs->sizes);
+        free(cs->data);
+        free(cs);
+}
+
+static int chunk_stream_load(ChunkStream *cs) {
+        Worker *w = worker_get(cs->a);
+        if (!w)
+                return -ENOMEM;
+        free(cs->data);
+        cs->data = NULL;
+        size_t zlen;
+        const RoamId *id = &cs->ids[cs->next];
+        int r = store_chunk_get_compressed(cs->a->s, w->codec, id, &cs->data, &zlen);
+        if (r < 0)
+                return r;
+        /* the Content-Length promised the stat size; anything else must abort */
+        if (zlen != cs->sizes[cs->next])
+                return -EIO;
+        memcpy(cs->head, id->b, ID_SIZE);
+        put_le32(cs->head + ID_SIZE, (uint32_t) zlen);
+        cs->rec_len = WIRE_RECORD_HEADER + zlen;
+        cs->rec_off = 0;
+        cs->next++;
+        return 0;
+}
+
+static ssize_t chunk_stream_read(void *userdata, uint64_t pos, void *buf, size_t max) {
+        ChunkStream *cs = userdata;
+        uint8_t *out = buf;
+        size_t done = 0;
+        while (done < max) {
+                if (cs->rec_off == cs->rec_len) {
+                        if (cs->next == cs->n)
+                                break;
+                        int r = chunk_stream_load(cs);
+                        if (r < 0)
+                                return r;
+                }
+                size_t k = MIN(max - done, cs->rec_len - cs->rec_off);
+                if (cs->rec_off < WIRE_RECORD_HEADER) {
+                        k = MIN(k, WIRE_RECORD_HEADER - cs->rec_off);
+                        memcpy(out + done, cs->head + cs->rec_off, k);
+                } else
+                        memcpy(out + done, (uint8_t *) cs->data + cs->rec_off - WIRE_RECORD_HEADER, k);
+                cs->rec_off += k;
+                done += k;
+        }
+        return (ssize_t) done;
+}
+
+static int h_chunks_get(HttpRequest *req, void *userdata) {
+        ApiStore *a = userdata;
+        size_t len, n;
+        const void *body = http_request_body(req, &len);
+        if (wire_id_list_check(body, len, WIRE_MAX_IDS_GET, &n) < 0)
+                return reply_bad_id_list(req, WIRE_MAX_IDS_GET);
+        ChunkStream *cs = calloc(1, sizeof *cs);
+        if (!cs)
+                return -ENOMEM;
+        cs->a = a;
+        cs->n = n;
+        cs->ids = malloc(MAX(n, 1u) * sizeof *cs->ids);
+        cs->sizes = malloc(MAX(n, 1u) * sizeof *cs->sizes);
+        if (!cs->ids || !cs->sizes) {
+                chunk_stream_free(cs);
+                return -ENOMEM;
+        }
+        uint64_t total = 0;
+        for (size_t i = 0; i < n; i++) {
+                cs->ids[i] = *wire_id_at(body, i);
+                int r = store_chunk_stat(a->s, &cs->ids[i], &cs->sizes[i]);
+                if (r < 0) {
+                        char hex[ID_HEX_SIZE];
+                        chunk_stream_free(cs);
+                        if (r == -ENOENT)
+                                return http_reply_error(req, 404, "chunk %s not found", id_to_hex(wire_id_at(body, i), hex));
+                        return r;
+                }
+                total += WIRE_RECORD_HEADER + cs->sizes[i];
+        }
+        return http_reply_stream(req, 200, "application/octet-stream", total, chunk_stream_read, cs, chunk_stream_free);
+}
+
+/* Checks a record as store_chunk_put_compressed() will, without storing it. */
+static int verify_record(ApiStore *a, Worker *w, const RoamId *id, const uint8_t *z, size_t zlen) {
+        char hex[ID_HEX_SIZE], ghex[ID_HEX_SIZE];
+        unsigned long long want = ZSTD_getFrameContentSize(z, zlen);
+        if (want == ZSTD_CONTENTSIZE_ERROR || want == ZSTD_CONTENTSIZE_UNKNOWN || want == 0 || want > a->chunk_size)
+                return err_set(-EBADMSG, "chunk %s is not a zstd frame of 1 to %u bytes with its size in the header",
+                               id_to_hex(id, hex), a->chunk_size);
+        size_t n = ZSTD_decompressDCtx(w->dctx, w->plain, a->chunk_size, z, zlen);
+        if (ZSTD_isError(n) || n != want)
+                return err_set(-EBADMSG, "chunk %s does not decompress", id_to_hex(id, hex));
+        RoamId got;
+        sha256(w->plain, n, &got);
+        if (!id_equal(&got, id))
+                return err_set(-EBADMSG, "chunk %s does not match its id (its content hashes to %s)",
+                               id_to_hex(id, hex), id_to_hex(&got, ghex));
+        if (n == a->chunk_size && memory_is_zero(w->plain, n))
+                return err_set(-EBADMSG, "chunk %s is all zeros (never sent: the index marks zero chunks)",
+                               id_to_hex(id, hex));
+        return 0;
+}
+
+static int h_chunks_put(HttpRequest *req, void *userdata) {
+        ApiStore *a = userdata;
+        Worker *w = worker_get(a);
+        if (!w)
+                return -ENOMEM;
+        size_t len;
+        const void *body = http_request_body(req, &len);
+        WireReader rd;
+        RoamId id;
+        const uint8_t *z;
+        uint32_t zlen;
+        int k;
+
+        /* pass 1: verify everything, so that a bad record publishes nothing */
+        wire_reader_init(&rd, body, len, a->max_record);
+        while ((k = wire_reader_next(&rd, &id, &z, &zlen)) > 0) {
+                int r = verify_record(a, w, &id, z, zlen);
+                if (r < 0)
+                        return http_reply_error(req, 400, "%s (nothing of this request was stored)", err_message(r));
+        }
+        if (k < 0)
+                return http_reply_error(req, 400,
+                                        "chunk stream is malformed at record %zu (truncated, a length of 0 or over "
+                                        "%zu, or more than %d records)",
+                                        rd.count + 1, a->max_record, WIRE_MAX_RECORDS);
+
+        /* pass 2: store */
+        uint64_t stored = 0, present = 0;
+        int r = 0;
+        api_store_put_begin(a);
+        wire_reader_init(&rd, body, len, a->max_record);
+        while (r >= 0 && wire_reader_next(&rd, &id, &z, &zlen) > 0) {
+                r = store_chunk_has(a->s, &id);
+                if (r > 0)
+                        present++;
+                else if (r == 0) {
+                        r = store_chunk_put_compressed(a->s, w->codec, &id, z, zlen);
+                        if (r >= 0)
+                                stored++;
+                }
+        }
+        api_store_put_end(a);
+        if (r < 0)
+                return r;
+        r = api_store_commit(a);
+        if (r < 0)
+                return r;
+        return http_reply_json(req, 200,
+                               json_pack("{s:I, s:I}", "stored", (json_int_t) stored, "present", (json_int_t) present));
+}
+
+static int h_chunk_get(HttpRequest *req, void *userdata) {
+        ApiStore *a = userdata;
+        RoamId id;
+        if (parse_hex_rest(req, "chunk", &id) < 0)
+                return 0;
+        Worker *w = worker_get(a);
+        if (!w)
+                return -ENOMEM;
+        void *data;
+        size_t len;
+        int r = store_chunk_get_compressed(a->s, w->codec, &id, &data, &len);
+        if (r == -ENOENT) {
+                char hex[ID_HEX_SIZE];
+                return http_reply_error(req, 404, "chunk %s not found", id_to_hex(&id, hex));
+        }
+        if (r < 0)
+                return http_reply_error(req, 500, "%s", err_message(r));
+        return http_reply_buffer(req, 200, "application/zstd", data, len);
+}
+
+static const HttpRoute routes[] = {
+        { "GET", "/v1/info", 0, h_info },
+        { "GET", "/v1/refs", 0, h_refs_list },
+        { "GET", "/v1/refs/*", 0, h_ref_get },
+        { "PUT", "/v1/refs/*", API_REF_BODY_MAX, h_ref_put },
+        { "DELETE", "/v1/refs/*", 0, h_ref_delete },
+        { "GET", "/v1/objects/*", 0, h_object_get },
+        { "PUT", "/v1/objects/*", API_OBJECT_MAX, h_object_put },
+        { "POST", "/v1/chunks/missing", WIRE_MAX_IDS_MISSING * ID_SIZE, h_chunks_missing },
+        { "POST", "/v1/chunks/get", WIRE_MAX_IDS_GET * ID_SIZE, h_chunks_get },
+        { "POST", "/v1/chunks/put", WIRE_MAX_STREAM, h_chunks_put },
+        { "GET", "/v1/chunks/*", 0, h_chunk_get },
+};
+
+int api_store_register(ApiStore *a, HttpServer *srv) {
+        return http_server_add_routes(srv, routes, ELEMENTSOF(routes), a);
+}

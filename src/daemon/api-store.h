@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The store routes of the sync protocol (docs/sync-protocol.md) on a Store:
+ *
+ *   GET    /v1/info                 server and token facts
+ *   GET    /v1/refs?prefix=P        readable refs
+ *   GET    /v1/refs/NAME            one ref
+ *   PUT    /v1/refs/NAME            compare-and-swap after a completeness check
+ *   DELETE /v1/refs/NAME
+ *   GET    /v1/objects/HEX, PUT /v1/objects/HEX
+ *   POST   /v1/chunks/missing, /v1/chunks/get, /v1/chunks/put
+ *   GET    /v1/chunks/HEX
+ *
+ * Access follows auth.h (a ref a token cannot read answers 404).
+ *
+ * Durability: POST /v1/chunks/put answers only after store_commit() made its
+ * chunks durable; a ref is only set when every object below it is stored
+ * and every chunk is published. Chunk puts and commits are ordered by a
+ * read/write lock so that a commit never returns while another thread is
+ * still publishing the same batch (store_commit() hands the pending list to
+ * whichever thread calls it first). Other daemon code that writes chunks
+ * into the same Store uses api_store_put_begin()/end() and api_store_commit(). */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../basic/hash.h"
+#include "../http/server.h"
+#include "../store/store.h"
+
+#define API_OBJECT_MAX (64u << 20)   /* largest object over the wire */
+#define API_REF_BODY_MAX 4096u       /* PUT /v1/refs body */
+
+typedef struct ApiStore ApiStore;
+
+/* s stays the caller's and must outlive the ApiStore; server_role ("server",
+ * "laptop") is reported by /v1/info (copied). Caller frees with
+ * api_store_free(), after the HTTP server stopped. */
+int api_store_new(Store *s, const char *server_role, ApiStore **ret);
+void api_store_free(ApiStore *a);
+static inline void api_store_freep(ApiStore **a) {
+        if (*a)
+                api_store_free(*a);
+}
+
+/* Adds the routes to srv (before http_server_start()). */
+int api_store_register(ApiStore *a, HttpServer *srv);
+
+/* Bracket chunk writes into the store (shared), and publish them
+ * (exclusive: waits for writers in progress, then store_commit()). */
+void api_store_put_begin(ApiStore *a);
+void api_store_put_end(ApiStore *a);
+int api_store_commit(ApiStore *a);
+
+/* The body of PUT /v1/refs/NAME: {"id": HEX, "old": HEX or null}.
+ * Unknown keys are ignored. Pure and bounded (fuzzed in fuzz-wire.c). */
+typedef struct RefUpdate {
+        RoamId id;        /* never the null id */
+        bool conditional; /* "old" was given */
+        RoamId old;       /* ID_NULL: the ref must not exist */
+} RefUpdate;
+/* -EBADMSG with an error detail for anything malformed. */
+int ref_update_parse(const void *body, size_t len, RefUpdate *ret);

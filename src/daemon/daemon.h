@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The `roam serve` runtime: one process that owns the store (lock held
+ * shared), the catalog and the HTTP(S) server, plus background workers.
+ *
+ *   daemon_new(&opts, &d)          open store + catalog, bind, local token
+ *   daemon_add_routes(d, ...)      more HTTP routes (sessions, console, ...)
+ *   daemon_add_worker(d, ...)      background jobs (hoarding, pre-copy, ...)
+ *   daemon_run(d)                  serve until SIGTERM/SIGINT (or daemon_stop())
+ *   daemon_free(d)
+ *
+ * Files in the state directory (HOME):
+ *   HOME/store/        the content-addressed store
+ *   HOME/catalog.db    tokens (catalog.h)
+ *   HOME/serve.json    {"url", "pid", "role", "tls_cert"?} while the daemon
+ *                      serves; written atomically after the server listens,
+ *                      removed on clean shutdown
+ *   HOME/local.token   an admin token for local CLI commands (mode 0600),
+ *                      created once and reused while the catalog accepts it
+ *
+ * Local clients find the daemon with daemon_endpoint_read().
+ *
+ * Signals: SIGTERM/SIGINT stop it cleanly (stop accepting, let requests in
+ * flight finish for a grace period, stop workers, store_commit(), remove
+ * serve.json; daemon_run() returns 0). SIGHUP reopens the log file.
+ *
+ * Logging: one line per request at debug level (shown with verbose), info
+ * and errors always. */
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "../basic/macro.h"
+#include "../http/server.h"
+#include "../store/store.h"
+#include "api-store.h"
+#include "catalog.h"
+
+#define DAEMON_LISTEN_DEFAULT "127.0.0.1:7450"
+#define DAEMON_SERVE_FILE "serve.json"
+#define DAEMON_TOKEN_FILE "local.token"
+
+typedef struct DaemonOptions {
+        const char *home;     /* state directory, created if missing (required) */
+        const char *listen;   /* NULL = DAEMON_LISTEN_DEFAULT */
+        const char *tls_cert; /* PEM; both or neither */
+        const char *tls_key;
+        const char *role;     /* "server" (NULL = default) or "laptop"; reported by /v1/info */
+        const char *log_path; /* NULL = stderr */
+        bool verbose;         /* log every request (debug level) */
+        unsigned stop_grace_s; /* 0 = HTTP_STOP_GRACE_DEFAULT_S */
+} DaemonOptions;
+
+typedef struct Daemon Daemon;
+
+/* -EINVAL (with detail) for bad options, -EADDRINUSE, -EBUSY when another
+ * daemon serves HOME, ... Caller frees with daemon_free(). */
+int daemon_new(const DaemonOptions *o, Daemon **ret);
+void daemon_free(Daemon *d);
+static inline void daemon_freep(Daemon **d) {
+        if (*d)
+                daemon_free(*d);
+}
+
+/* Serves until a stop signal or daemon_stop(). Blocks SIGTERM, SIGINT and
+ * SIGHUP in the calling thread (and so in every thread it starts); call it
+ * from the main thread. Returns 0 after a clean shutdown. */
+int daemon_run(Daemon *d);
+/* Asks daemon_run() to shut down (any thread, async-signal-safe). */
+void daemon_stop(Daemon *d);
+
+Store *daemon_store(Daemon *d);
+Catalog *daemon_catalog(Daemon *d);
+ApiStore *daemon_api_store(Daemon *d);
+HttpServer *daemon_http(Daemon *d);
+const char *daemon_home(Daemon *d);
+const char *daemon_role(Daemon *d);
+
+/* Adds routes to the HTTP server (before daemon_run()); they share the
+ * authentication of every route (auth.h: auth_of(req)). */
+int daemon_add_routes(Daemon *d, const HttpRoute *routes, size_t n, void *userdata);
+
+typedef enum DaemonLogLevel {
+        DAEMON_LOG_DEBUG,
+        DAEMON_LOG_INFO,
+        DAEMON_LOG_ERROR,
+} DaemonLogLevel;
+/* One line to the daemon's log (thread-safe). */
+void daemon_log(Daemon *d, DaemonLogLevel level, const char *fmt, ...) _printf_(3, 4);
+
+/* ---- background workers ----
+ * A worker is a function run in its own thread from daemon_run() start until
+ * shutdown. It loops on daemon_worker_sleep(), which returns false once the
+ * daemon stops; the worker then returns promptly (before store_commit() and
+ * the exit). Example:
+ *
+ *     static void hoard(DaemonWorker *w, void *userdata) {
+ *             do
+ *                     hoard_some(daemon_worker_daemon(w), userdata);
+ *             while (daemon_worker_sleep(w, 60));
+ *     }
+ *     daemon_add_worker(d, "hoard", hoard, ctx, NULL);
+ */
+typedef struct DaemonWorker DaemonWorker;
+typedef void (*DaemonWorkerFn)(DaemonWorker *w, void *userdata);
+/* Before daemon_run(). *ret_worker (may be NULL) is owned by the daemon. */
+int daemon_add_worker(Daemon *d, const char *name, DaemonWorkerFn fn, void *userdata, DaemonWorker **ret_worker);
+/* Waits up to seconds, or until woken or stopping. Returns false when the
+ * daemon stops. */
+bool daemon_worker_sleep(DaemonWorker *w, double seconds);
+bool daemon_worker_stopping(DaemonWorker *w);
+/* Ends the worker's current sleep early (e.g. a route that says "hoard now"). */
+void daemon_worker_wake(DaemonWorker *w);
+Daemon *daemon_worker_daemon(DaemonWorker *w);
+
+/* ---- finding the local daemon (for CLI commands) ---- */
+typedef struct DaemonEndpoint {
+        char *url;    /* "http://127.0.0.1:7450" */
+        char *token;  /* the local admin token */
+        char *cacert; /* the daemon's TLS certificate (for https), else NULL */
+        char *role;   /* "server" or "laptop" */
+        pid_t pid;
+} DaemonEndpoint;
+/* Reads HOME/serve.json and HOME/local.token. -ENOENT when no daemon serves
+ * HOME, -ESRCH when serve.json is stale (its process is gone), -EBADMSG for
+ * malformed files; all with an error detail that says what to do. Caller
+ * frees with daemon_endpoint_free(). */
+int daemon_endpoint_read(const char *home, DaemonEndpoint **ret);
+void daemon_endpoint_free(DaemonEndpoint *e);
+static inline void daemon_endpoint_freep(DaemonEndpoint **e) {
+        if (*e)
+                daemon_endpoint_free(*e);
+}

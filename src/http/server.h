@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* A small HTTP(S) server on libmicrohttpd with route tables.
+ *
+ *   HttpServerOptions o = { .listen = "127.0.0.1:0", .auth = check, .log = log };
+ *   http_server_new(&o, &srv);                  binds; http_server_port() is known now
+ *   http_server_add_routes(srv, routes, n, ud);  any number of tables, before start
+ *   http_server_start(srv);                      serves from its own threads
+ *   ...
+ *   http_server_stop(srv);                       stop accepting, drain, close
+ *   http_server_free(srv);
+ *
+ * Request flow (one thread per connection, so a handler may block):
+ *
+ *   headers complete -> auth hook (every path, also unknown ones; failure:
+ *   401, empty body) -> route lookup (no path: 404, path but not method: 405
+ *   with Allow) -> Content-Length over the route's max_body: 413 at once,
+ *   the body is never read -> body buffered -> handler -> one reply.
+ *
+ * Robustness: idle connections time out (timeout_s), connections are limited
+ * in total and per client address, and a client that trickles its headers
+ * occupies only its own thread. Every response carries Content-Length unless
+ * streamed with an unknown size. Errors are {"error": "..."} with a 4xx/5xx
+ * status.
+ *
+ * Library code: nothing is printed; one line per finished request goes to
+ * the log callback (HTTP_LOG_DEBUG, or HTTP_LOG_ERROR for 5xx), and
+ * libmicrohttpd's own complaints go there as HTTP_LOG_ERROR. */
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../basic/macro.h"
+
+typedef struct HttpServer HttpServer;
+/* One request; valid from the auth hook until the handler returns. */
+typedef struct HttpRequest HttpRequest;
+
+typedef enum HttpLogLevel {
+        HTTP_LOG_DEBUG,
+        HTTP_LOG_INFO,
+        HTTP_LOG_ERROR,
+} HttpLogLevel;
+
+/* A route handler. It answers with exactly one http_reply_*() call and
+ * returns 0, or returns a negative errno without answering: the server then
+ * answers http_status_from_errno(r) with err_message(r) as the error. */
+typedef int (*HttpHandler)(HttpRequest *req, void *userdata);
+
+typedef struct HttpRoute {
+        const char *method; /* "GET", "PUT", "POST", "DELETE" */
+        /* "/v1/info" matches exactly; a pattern ending in '*' ("/v1/refs/" + "*")
+         * matches every path with that prefix and passes the remainder
+         * (http_request_rest(); may be "") to the handler. */
+        const char *path;
+        size_t max_body; /* largest request body accepted (413 beyond); 0 = none */
+        HttpHandler handler;
+} HttpRoute;
+
+/* Authentication hook, called for every request before routing. Returns 0
+ * to let the request through (it may attach its result with
+ * http_request_set_auth()), -EACCES or -EPERM for 401 (empty body), or
+ * another negative errno when it could not decide (503 with err_message()). */
+typedef int (*HttpAuthFn)(HttpRequest *req, void *userdata);
+/* One line, no newline. Called from any server thread. */
+typedef void (*HttpLogFn)(HttpLogLevel level, const char *line, void *userdata);
+
+#define HTTP_MAX_CONNECTIONS_DEFAULT 256u
+#define HTTP_MAX_PER_IP_DEFAULT 64u
+#define HTTP_TIMEOUT_DEFAULT_S 30u
+#define HTTP_STOP_GRACE_DEFAULT_S 10u
+
+typedef struct HttpServerOptions {
+        /* "ADDR:PORT" with an IPv4 literal or "[IPv6]:PORT"; port 0 picks a free one */
+        const char *listen;
+        /* PEM files; both set = HTTPS, both NULL = HTTP */
+        const char *tls_cert;
+        const char *tls_key;
+        unsigned max_connections; /* 0 = HTTP_MAX_CONNECTIONS_DEFAULT */
+        unsigned max_per_ip;      /* 0 = HTTP_MAX_PER_IP_DEFAULT */
+        unsigned timeout_s;       /* idle connection timeout; 0 = HTTP_TIMEOUT_DEFAULT_S */
+        unsigned stop_grace_s;    /* http_server_stop() waits this long for requests; 0 = default */
+        HttpAuthFn auth; /* NULL = no authentication (tests) */
+        void *auth_userdata;
+        HttpLogFn log; /* may be NULL */
+        void *log_userdata;
+} HttpServerOptions;
+
+/* Parses and binds the listen address (errors: -EINVAL for a malformed
+ * address, -EADDRINUSE, ... with detail) and loads the TLS files. Does not
+ * serve until http_server_start(). Caller frees with http_server_free(). */
+int http_server_new(const HttpServerOptions *o, HttpServer **ret);
+/* Adds a route table; the table (not copied) must outlive the server.
+ * Tables are searched in the order added, routes in table order; the first
+ * route whose path and method match wins. Only before http_server_start(). */
+int http_server_add_routes(HttpServer *s, const HttpRoute *routes, size_t n, void *userdata);
+int http_server_start(HttpServer *s);
+/* Stops accepting, answers new requests on open connections with 503, waits
+ * up to stop_grace_s for requests in flight to finish (transfers included),
+ * then closes every connection. Idempotent. */
+void http_server_stop(HttpServer *s);
+/* Stops the server if it runs. Accepts NULL. */
+void http_server_free(HttpServer *s);
+static inline void http_server_freep(HttpServer **s) {
+        if (*s)
+                http_server_free(*s);
+}
+
+/* The bound port (the chosen one for port 0). */
+uint16_t http_server_port(const HttpServer *s);
+/* "http://127.0.0.1:7450" or "https://[::1]:7450": the URL a local client
+ * uses; a wildcard address (0.0.0.0, ::) is given as loopback. Owned by s. */
+const char *http_server_url(const HttpServer *s);
+/* Number of requests between their headers and their completion. */
+unsigned http_server_in_flight(const HttpServer *s);
+
+/* Maps a negative errno to an HTTP status: ENOENT 404, EINVAL/EBADMSG 400,
+ * EACCES/EPERM 403, EEXIST/ESTALE 409, EFBIG 413, ENOSPC 507,
+ * EBUSY/EAGAIN 503, anything else 500. */
+unsigned http_status_from_errno(int r);
+
+/* ---- requests (all strings owned by the request) ---- */
+const char *http_request_method(const HttpRequest *req);
+/* The decoded path, without the query string. */
+const char *http_request_path(const HttpRequest *req);
+/* The part of the path after a prefix route's '*'; "" for exact routes. */
+const char *http_request_rest(const HttpRequest *req);
+/* A query argument (decoded) or NULL. */
+const char *http_request_query(const HttpRequest *req, const char *key);
+/* A request header (case-insensitive name) or NULL. */
+const char *http_request_header(const HttpRequest *req, const char *name);
+/* The token of "Authorization: Bearer TOKEN", or NULL. */
+const char *http_request_bearer(const HttpRequest *req);
+/* The buffered body (NULL and 0 when there is none). */
+const void *http_request_body(const HttpRequest *req, size_t *ret_len);
+/* The client's address as text ("127.0.0.1", "::1"). */
+const char *http_request_peer(const HttpRequest *req);
+/* Attaches the auth hook's result; free_fn (may be NULL) frees it after
+ * the request. */
+void http_request_set_auth(HttpRequest *req, void *auth, void (*free_fn)(void *));
+void *http_request_auth(const HttpRequest *req);
+
+/* ---- replies: exactly one per request; each returns 0 or -errno ---- */
+/* Takes the reference to j (also on failure). Content-Type application/json. */
+int http_reply_json(HttpRequest *req, unsigned status, json_t *j);
+/* {"error": "<formatted>"} */
+int http_reply_error(HttpRequest *req, unsigned status, const char *fmt, ...) _printf_(3, 4);
+/* http_status_from_errno(r) with err_message(r). */
+int http_reply_errno(HttpRequest *req, int r);
+/* Takes data (malloc'd; freed with free(), also on failure). */
+int http_reply_buffer(HttpRequest *req, unsigned status, const char *content_type, void *data, size_t len);
+/* No body. */
+int http_reply_empty(HttpRequest *req, unsigned status);
+
+/* A streamed body of size bytes (UINT64_MAX = unknown: chunked encoding).
+ * read() fills up to max bytes at offset pos and returns how many (> 0), or a
+ * negative errno to abort the connection (the client sees a short body).
+ * free_fn(userdata) runs when the response is done; it also runs when this
+ * call fails. read() runs after the handler returned, on the same thread. */
+typedef ssize_t (*HttpStreamFn)(void *userdata, uint64_t pos, void *buf, size_t max);
+int http_reply_stream(HttpRequest *req, unsigned status, const char *content_type, uint64_t size, HttpStreamFn read,
+                      void *userdata, void (*free_fn)(void *));

@@ -1,0 +1,707 @@
+/* SPDX-License-Identifier: MIT */
+#include "vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../basic/error.h"
+#include "../basic/fileio.h"
+#include "../basic/hash.h"
+#include "../basic/macro.h"
+#include "../basic/spawn.h"
+#include "../basic/util.h"
+
+/* ---- files under /proc (their size is 0: read until EOF) ---- */
+
+int read_proc_file(const char *path, size_t max, char **ret, size_t *ret_len) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        _cleanup_free_ char *buf = malloc(max + 1);
+        if (!buf)
+                return -ENOMEM;
+        size_t n = 0;
+        while (n < max) {
+                ssize_t k = read(fd, buf + n, max - n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+        }
+        buf[n] = 0;
+        if (ret_len)
+                *ret_len = n;
+        *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+/* ---- config ---- */
+
+int vm_config_init(VmConfig *c) {
+        *c = (VmConfig) { .ram_mib = VM_RAM_MIB_DEFAULT, .cpus = 1, .vga = true };
+        c->machine = strdup(VM_MACHINE_DEFAULT);
+        c->cpu = strdup(VM_CPU_DEFAULT);
+        c->accel = strdup("auto");
+        if (!c->machine || !c->cpu || !c->accel) {
+                vm_config_done(c);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+void vm_config_done(VmConfig *c) {
+        if (!c)
+                return;
+        free(c->machine);
+        free(c->cpu);
+        free(c->accel);
+        free(c->kernel_id);
+        free(c->initrd_id);
+        free(c->append);
+        free(c->profile_disk);
+        *c = (VmConfig) {};
+}
+
+static int dup_opt(const char *s, char **ret) {
+        if (!s) {
+                *ret = NULL;
+                return 0;
+        }
+        *ret = strdup(s);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int vm_config_copy(const VmConfig *src, VmConfig *ret) {
+        VmConfig c = { .ram_mib = src->ram_mib, .cpus = src->cpus, .vga = src->vga };
+        if (dup_opt(src->machine, &c.machine) < 0 || dup_opt(src->cpu, &c.cpu) < 0 ||
+            dup_opt(src->accel, &c.accel) < 0 || dup_opt(src->kernel_id, &c.kernel_id) < 0 ||
+            dup_opt(src->initrd_id, &c.initrd_id) < 0 || dup_opt(src->append, &c.append) < 0 ||
+            dup_opt(src->profile_disk, &c.profile_disk) < 0) {
+                vm_config_done(&c);
+                return -ENOMEM;
+        }
+        *ret = c;
+        return 0;
+}
+
+static bool token_ok(const char *s) {
+        if (!s || !*s || strlen(s) > 64)
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      *p == '-' || *p == '_' || *p == '.'))
+                        return false;
+        return true;
+}
+
+static bool id_hex_ok(const char *s) {
+        RoamId id;
+        return s && id_from_hex(s, &id) == 0;
+}
+
+int vm_config_validate(const VmConfig *c) {
+        if (!token_ok(c->machine))
+                return err_set(-EINVAL, "invalid machine type '%s'", c->machine ? c->machine : "");
+        if (!token_ok(c->cpu))
+                return err_set(-EINVAL, "invalid cpu model '%s'", c->cpu ? c->cpu : "");
+        if (!strcmp(c->cpu, "host") || !strcmp(c->cpu, "max"))
+                return err_set(-EINVAL, "cpu model '%s' differs from host to host and would break moves (use a "
+                                        "named model such as qemu64)",
+                               c->cpu);
+        if (!c->accel || (strcmp(c->accel, "auto") && strcmp(c->accel, "kvm") && strcmp(c->accel, "tcg")))
+                return err_set(-EINVAL, "invalid accelerator '%s' (use auto, kvm or tcg)", c->accel ? c->accel : "");
+        if (c->cpus < 1 || c->cpus > VM_CPUS_MAX)
+                return err_set(-EINVAL, "invalid number of cpus %u (use 1 to %d)", c->cpus, VM_CPUS_MAX);
+        if (c->ram_mib < VM_RAM_MIB_MIN || c->ram_mib > VM_RAM_MIB_MAX)
+                return err_set(-EINVAL, "invalid RAM size %llu MiB (use %d MiB to %d GiB)",
+                               (unsigned long long) c->ram_mib, VM_RAM_MIB_MIN, VM_RAM_MIB_MAX / 1024);
+        if (!id_hex_ok(c->kernel_id))
+                return err_set(-EINVAL, "the VM config has no valid kernel id");
+        if (c->initrd_id && !id_hex_ok(c->initrd_id))
+                return err_set(-EINVAL, "the VM config has an invalid initrd id");
+        if (c->append) {
+                if (strlen(c->append) > VM_APPEND_MAX)
+                        return err_set(-EINVAL, "kernel command line too long (at most %d bytes)", VM_APPEND_MAX);
+                for (const char *p = c->append; *p; p++)
+                        if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                                return err_set(-EINVAL, "kernel command line contains a control character");
+        }
+        if (c->profile_disk && c->profile_disk[0] != '/')
+                return err_set(-EINVAL, "profile disk path '%s' is not absolute", c->profile_disk);
+        return 0;
+}
+
+int vm_config_to_json(const VmConfig *c, json_t **ret) {
+        json_t *j = json_pack("{s:s, s:s, s:I, s:i, s:s, s:s?, s:s?, s:s?, s:s?, s:b}", "machine", c->machine,
+                              "cpu", c->cpu, "ram_mib", (json_int_t) c->ram_mib, "cpus", (int) c->cpus, "accel",
+                              c->accel, "kernel", c->kernel_id, "initrd", c->initrd_id, "append", c->append,
+                              "profile_disk", c->profile_disk, "vga", c->vga);
+        if (!j)
+                return -ENOMEM;
+        *ret = j;
+        return 0;
+}
+
+static int json_str(json_t *j, const char *key, bool required, char **ret) {
+        json_t *v = json_object_get(j, key);
+        if (!v || json_is_null(v)) {
+                if (required)
+                        return err_set(-EBADMSG, "VM config lacks '%s'", key);
+                *ret = NULL;
+                return 0;
+        }
+        if (!json_is_string(v))
+                return err_set(-EBADMSG, "VM config member '%s' is not a string", key);
+        *ret = strdup(json_string_value(v));
+        return *ret ? 0 : -ENOMEM;
+}
+
+int vm_config_from_json(json_t *j, VmConfig *ret) {
+        if (!json_is_object(j))
+                return err_set(-EBADMSG, "VM config is not a JSON object");
+        VmConfig c = { .vga = true };
+        int r = json_str(j, "machine", true, &c.machine);
+        if (r >= 0)
+                r = json_str(j, "cpu", true, &c.cpu);
+        if (r >= 0)
+                r = json_str(j, "accel", true, &c.accel);
+        if (r >= 0)
+                r = json_str(j, "kernel", true, &c.kernel_id);
+        if (r >= 0)
+                r = json_str(j, "initrd", false, &c.initrd_id);
+        if (r >= 0)
+                r = json_str(j, "append", false, &c.append);
+        if (r >= 0)
+                r = json_str(j, "profile_disk", false, &c.profile_disk);
+        if (r >= 0) {
+                json_t *m = json_object_get(j, "ram_mib"), *n = json_object_get(j, "cpus"),
+                       *v = json_object_get(j, "vga");
+                if (!json_is_integer(m) || json_integer_value(m) <= 0)
+                        r = err_set(-EBADMSG, "VM config lacks a valid 'ram_mib'");
+                else if (!json_is_integer(n) || json_integer_value(n) <= 0 ||
+                         json_integer_value(n) > VM_CPUS_MAX)
+                        r = err_set(-EBADMSG, "VM config lacks a valid 'cpus'");
+                else if (v && !json_is_boolean(v))
+                        r = err_set(-EBADMSG, "VM config member 'vga' is not a boolean");
+                else {
+                        c.ram_mib = (uint64_t) json_integer_value(m);
+                        c.cpus = (unsigned) json_integer_value(n);
+                        if (v)
+                                c.vga = json_is_true(v);
+                }
+        }
+        if (r >= 0) {
+                r = vm_config_validate(&c);
+                if (r < 0) {
+                        char detail[512];
+                        snprintf(detail, sizeof detail, "%s", err_message(r));
+                        r = err_set(-EBADMSG, "invalid VM config: %s", detail);
+                }
+        }
+        if (r < 0) {
+                vm_config_done(&c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+/* ---- binaries, accelerator ---- */
+
+const char *vm_qemu_binary(void) {
+        const char *e = getenv("ROAM_QEMU");
+        return e && *e ? e : "qemu-system-x86_64";
+}
+
+const char *vm_qemu_img_binary(void) {
+        const char *e = getenv("ROAM_QEMU_IMG");
+        return e && *e ? e : "qemu-img";
+}
+
+static void boot_id(char buf[static 64]) {
+        _cleanup_free_ char *s = NULL;
+        size_t n;
+        buf[0] = 0;
+        if (read_proc_file("/proc/sys/kernel/random/boot_id", 64, &s, &n) == 0) {
+                snprintf(buf, 64, "%s", s);
+                buf[strcspn(buf, "\n")] = 0;
+        }
+}
+
+/* Boots kernel under KVM and waits for its banner on the serial port. */
+static bool kvm_probe(const char *kernel) {
+        int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        close(fd);
+        if (!kernel)
+                return false;
+        char dir[] = "/tmp/roam-probe.XXXXXX";
+        if (!mkdtemp(dir))
+                return false;
+        char serial[64], serial_arg[80];
+        snprintf(serial, sizeof serial, "%s/serial", dir);
+        snprintf(serial_arg, sizeof serial_arg, "file:%s", serial);
+        char *argv[] = { (char *) vm_qemu_binary(), "-M", VM_MACHINE_DEFAULT, "-accel", "kvm", "-cpu",
+                         VM_CPU_DEFAULT, "-m", "128", "-nodefaults", "-display", "none", "-no-reboot", "-serial",
+                         serial_arg, "-kernel", (char *) kernel, "-append",
+                         "console=ttyS0 panic=-1 root=/dev/roam-probe", NULL };
+        bool ok = false;
+        pid_t pid = fork();
+        if (pid == 0) {
+                int null = open("/dev/null", O_RDWR);
+                if (null >= 0) {
+                        dup2(null, 0);
+                        dup2(null, 1);
+                        dup2(null, 2);
+                }
+                execvp(argv[0], argv);
+                _exit(127);
+        }
+        if (pid > 0) {
+                uint64_t end = now_ns() + (uint64_t) VM_ACCEL_PROBE_MS * 1000000;
+                while (now_ns() < end) {
+                        _cleanup_free_ char *s = NULL;
+                        size_t n;
+                        if (read_full_file(serial, 1 << 20, &s, &n) == 0 && memmem(s, n, "Linux version", 13)) {
+                                ok = true;
+                                break;
+                        }
+                        int st;
+                        if (waitpid(pid, &st, WNOHANG) == pid) {
+                                pid = -1;
+                                break;
+                        }
+                        nanosleep(&(struct timespec) { 0, 50 * 1000000 }, NULL);
+                }
+                if (pid > 0) {
+                        kill(pid, SIGKILL);
+                        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                                ;
+                }
+        }
+        unlink(serial);
+        rmdir(dir);
+        return ok;
+}
+
+int vm_resolve_accel(const char *want, const char *kernel, const char *cache_dir, const char **ret) {
+        const char *e = getenv("ROAM_ACCEL");
+        if (e && *e) {
+                if (strcmp(e, "kvm") && strcmp(e, "tcg"))
+                        return err_set(-EINVAL, "ROAM_ACCEL is '%s' (use kvm or tcg)", e);
+                want = e;
+        }
+        if (!strcmp(want, "kvm")) {
+                *ret = "kvm";
+                return 0;
+        }
+        if (!strcmp(want, "tcg")) {
+                *ret = "tcg";
+                return 0;
+        }
+        if (strcmp(want, "auto"))
+                return err_set(-EINVAL, "invalid accelerator '%s' (use auto, kvm or tcg)", want);
+
+        char bid[64];
+        boot_id(bid);
+        _cleanup_free_ char *cache = cache_dir ? path_join(cache_dir, "accel-probe") : NULL;
+        if (cache && bid[0]) {
+                _cleanup_free_ char *s = NULL;
+                size_t n;
+                if (read_full_file(cache, 256, &s, &n) == 0) {
+                        size_t bl = strlen(bid);
+                        if (n > bl && !strncmp(s, bid, bl) && s[bl] == ' ') {
+                                *ret = !strncmp(s + bl + 1, "kvm", 3) ? "kvm" : "tcg";
+                                return 0;
+                        }
+                }
+        }
+        const char *a = kvm_probe(kernel) ? "kvm" : "tcg";
+        if (cache && bid[0]) {
+                char line[128];
+                int len = snprintf(line, sizeof line, "%s %s\n", bid, a);
+                (void) write_file_atomic(cache, line, (size_t) len, 0644);
+        }
+        *ret = a;
+        return 0;
+}
+
+/* ---- command line ---- */
+
+void strv_free(char **v) {
+        if (!v)
+                return;
+        for (char **p = v; *p; p++)
+                free(*p);
+        free(v);
+}
+
+typedef struct Argv {
+        char **v;
+        size_t n, cap;
+        bool oom;
+} Argv;
+
+static void argv_add(Argv *a, const char *fmt, ...) _printf_(2, 3);
+static void argv_add(Argv *a, const char *fmt, ...) {
+        if (a->oom)
+                return;
+        if (a->n + 2 > a->cap) {
+                size_t cap = a->cap ? a->cap * 2 : 64;
+                char **v = realloc(a->v, cap * sizeof *v);
+                if (!v) {
+                        a->oom = true;
+                        return;
+                }
+                a->v = v;
+                a->cap = cap;
+        }
+        va_list ap;
+        va_start(ap, fmt);
+        int r = vasprintf(&a->v[a->n], fmt, ap);
+        va_end(ap);
+        if (r < 0) {
+                a->oom = true;
+                return;
+        }
+        a->v[++a->n] = NULL;
+}
+
+/* QEMU option values separate key=value pairs with ',': a ',' inside a value
+ * is written ",,". Caller frees. */
+static char *qemu_escape(const char *s) {
+        size_t n = 0;
+        for (const char *p = s; *p; p++)
+                n += *p == ',' ? 2 : 1;
+        char *o = malloc(n + 1), *q = o;
+        if (!o)
+                return NULL;
+        for (const char *p = s; *p; p++) {
+                *q++ = *p;
+                if (*p == ',')
+                        *q++ = ',';
+        }
+        *q = 0;
+        return o;
+}
+
+int vm_build_argv(const char *qemu, const VmConfig *c, const char *accel, const VmPaths *p, bool incoming,
+                  char ***ret) {
+        if (!p->kernel || !p->overlay || !p->ram || !p->serial || !p->qmp || !p->pidfile)
+                return -EINVAL;
+        _cleanup_free_ char *ram = qemu_escape(p->ram), *serial = qemu_escape(p->serial),
+                            *qmp = qemu_escape(p->qmp), *ov = qemu_escape(p->overlay),
+                            *vnc = p->vnc ? qemu_escape(p->vnc) : NULL,
+                            *prof = c->profile_disk ? qemu_escape(c->profile_disk) : NULL;
+        if (!ram || !serial || !qmp || !ov || (p->vnc && !vnc) || (c->profile_disk && !prof))
+                return -ENOMEM;
+        Argv a = {};
+        argv_add(&a, "%s", qemu);
+        argv_add(&a, "-M");
+        argv_add(&a, "%s,memory-backend=mem", c->machine);
+        argv_add(&a, "-accel");
+        argv_add(&a, "%s", accel);
+        argv_add(&a, "-cpu");
+        argv_add(&a, "%s", c->cpu);
+        argv_add(&a, "-m");
+        argv_add(&a, "%llu", (unsigned long long) c->ram_mib);
+        argv_add(&a, "-smp");
+        argv_add(&a, "%u", c->cpus);
+        argv_add(&a, "-object");
+        argv_add(&a, "memory-backend-file,id=mem,size=%lluM,mem-path=%s,share=on", (unsigned long long) c->ram_mib,
+                 ram);
+        argv_add(&a, "-nodefaults");
+        argv_add(&a, "-no-reboot");
+        argv_add(&a, "-no-shutdown");
+        argv_add(&a, "-display");
+        argv_add(&a, "none");
+        if (c->vga) {
+                argv_add(&a, "-device");
+                argv_add(&a, "VGA");
+        }
+        argv_add(&a, "-chardev");
+        argv_add(&a, "file,id=serial0,path=%s,append=on", serial);
+        argv_add(&a, "-serial");
+        argv_add(&a, "chardev:serial0");
+        argv_add(&a, "-qmp");
+        argv_add(&a, "unix:%s,server=on,wait=off", qmp);
+        if (vnc) {
+                argv_add(&a, "-vnc");
+                argv_add(&a, "unix:%s", vnc);
+        }
+        argv_add(&a, "-kernel");
+        argv_add(&a, "%s", p->kernel);
+        if (p->initrd) {
+                argv_add(&a, "-initrd");
+                argv_add(&a, "%s", p->initrd);
+        }
+        if (c->append) {
+                argv_add(&a, "-append");
+                argv_add(&a, "%s", c->append);
+        }
+        argv_add(&a, "-drive");
+        argv_add(&a, "file=%s,format=qcow2,if=virtio,cache=writeback,discard=unmap", ov);
+        if (prof) {
+                argv_add(&a, "-drive");
+                argv_add(&a, "file=%s,format=raw,if=virtio,cache=writeback", prof);
+        }
+        argv_add(&a, "-daemonize");
+        argv_add(&a, "-pidfile");
+        argv_add(&a, "%s", p->pidfile);
+        if (incoming) {
+                argv_add(&a, "-incoming");
+                argv_add(&a, "defer");
+        }
+        if (a.oom) {
+                strv_free(a.v);
+                return -ENOMEM;
+        }
+        *ret = a.v;
+        return 0;
+}
+
+char *shell_quote(const char *s) {
+        size_t n = 2;
+        for (const char *p = s; *p; p++)
+                n += *p == '\'' ? 4 : 1;
+        char *o = malloc(n + 1), *q = o;
+        if (!o)
+                return NULL;
+        *q++ = '\'';
+        for (const char *p = s; *p; p++) {
+                if (*p == '\'') {
+                        memcpy(q, "'\\''", 4);
+                        q += 4;
+                } else
+                        *q++ = *p;
+        }
+        *q++ = '\'';
+        *q = 0;
+        return o;
+}
+
+/* ---- process ---- */
+
+static int read_pidfile(const char *pidfile, pid_t *ret) {
+        _cleanup_free_ char *s = NULL;
+        size_t n;
+        int r = read_full_file(pidfile, 64, &s, &n);
+        if (r < 0)
+                return r;
+        s[strcspn(s, "\n")] = 0;
+        uint64_t v;
+        if (parse_u64(s, &v) < 0 || v < 2 || v > INT32_MAX)
+                return -EBADMSG;
+        *ret = (pid_t) v;
+        return 0;
+}
+
+int vm_launch(char **argv, const VmPaths *p, pid_t *ret_pid) {
+        if (strlen(p->qmp) > VM_SUN_PATH_MAX || (p->vnc && strlen(p->vnc) > VM_SUN_PATH_MAX))
+                return err_set(-ENAMETOOLONG,
+                               "socket path '%s' is too long for a unix socket (use a shorter ROAM_HOME)",
+                               p->qmp);
+        (void) unlink(p->qmp);
+        if (p->vnc)
+                (void) unlink(p->vnc);
+        (void) unlink(p->pidfile);
+        _cleanup_free_ char *err = NULL;
+        int r = spawn_capture(argv, 8192, NULL, &err);
+        if (r == -ENOENT)
+                return err_set(-ENOENT, "qemu '%s' not found (apt-get install qemu-system-x86, or set ROAM_QEMU)",
+                               argv[0]);
+        if (r < 0)
+                return err_set(r, "cannot run qemu '%s': %s", argv[0], strerror(-r));
+        if (r != 0) {
+                /* QEMU's first meaningful line, e.g. "qemu-system-x86_64: -kernel x: ..." */
+                const char *line = err ? err : "";
+                char *first = NULL;
+                for (char *t = err ? strtok(err, "\n") : NULL; t; t = strtok(NULL, "\n"))
+                        if (!strstr(t, "warning:")) {
+                                first = t;
+                                break;
+                        }
+                if (first)
+                        line = first;
+                return err_set(-EIO, "qemu failed to start (exit %d): %s", r, *line ? line : "no message");
+        }
+        pid_t pid;
+        r = read_pidfile(p->pidfile, &pid);
+        if (r < 0)
+                return err_set(-EIO, "qemu started but wrote no pid file '%s'", p->pidfile);
+        *ret_pid = pid;
+        return 0;
+}
+
+int vm_alive(const char *pidfile, pid_t *ret_pid) {
+        pid_t pid;
+        if (read_pidfile(pidfile, &pid) < 0)
+                return 0;
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+        _cleanup_free_ char *stat = NULL, *cmd = NULL;
+        size_t n, cn;
+        if (read_proc_file(path, 4096, &stat, &n) < 0)
+                return 0;
+        const char *rp = strrchr(stat, ')');
+        if (!rp || rp[1] != ' ' || rp[2] == 'Z' || rp[2] == 'X')
+                return 0;
+        snprintf(path, sizeof path, "/proc/%d/cmdline", (int) pid);
+        if (read_proc_file(path, 1 << 16, &cmd, &cn) < 0)
+                return 0;
+        /* a recycled pid is somebody else: the command line must name our pidfile */
+        bool ours = false;
+        for (size_t i = 0; i < cn; i += strlen(cmd + i) + 1)
+                if (!strcmp(cmd + i, pidfile)) {
+                        ours = true;
+                        break;
+                }
+        if (!ours)
+                return 0;
+        if (ret_pid)
+                *ret_pid = pid;
+        return 1;
+}
+
+static bool pid_gone(pid_t pid) {
+        /* reap it if it is our child (a QEMU started without -daemonize) */
+        (void) waitpid(pid, NULL, WNOHANG);
+        if (kill(pid, 0) < 0 && errno == ESRCH)
+                return true;
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+        _cleanup_free_ char *stat = NULL;
+        size_t n;
+        if (read_proc_file(path, 4096, &stat, &n) < 0)
+                return true;
+        const char *rp = strrchr(stat, ')');
+        return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+}
+
+int vm_wait_exit(pid_t pid, int timeout_ms) {
+        uint64_t end = now_ns() + (uint64_t) timeout_ms * 1000000;
+        for (;;) {
+                if (pid_gone(pid))
+                        return 0;
+                if (now_ns() >= end)
+                        return -ETIMEDOUT;
+                nanosleep(&(struct timespec) { 0, 20 * 1000000 }, NULL);
+        }
+}
+
+int vm_connect(const VmPaths *p, int timeout_ms, Qmp **ret) {
+        Qmp *q;
+        int r = qmp_connect(p->qmp, timeout_ms, &q);
+        if (r < 0)
+                return err_set_if_none(r, "cannot connect to qemu's qmp socket '%s': %s", p->qmp, strerror(-r));
+        *ret = q;
+        return 0;
+}
+
+int vm_powerdown(Qmp *q, pid_t pid, int timeout_ms) {
+        int r = qmp_system_powerdown(q);
+        if (r < 0)
+                return r;
+        uint64_t end = now_ns() + (uint64_t) timeout_ms * 1000000;
+        for (;;) {
+                if (pid_gone(pid))
+                        return 0;
+                /* SHUTDOWN arrives when the guest powered off (-no-shutdown keeps QEMU) */
+                r = qmp_wait_event(q, "SHUTDOWN", 200, NULL);
+                if (r >= 0)
+                        return 0;
+                if (r == -ECONNRESET)
+                        return vm_wait_exit(pid, 5000);
+                if (r != -ETIMEDOUT)
+                        return r;
+                _cleanup_free_ char *st = NULL;
+                if (qmp_query_status(q, &st) >= 0 && !strcmp(st, "shutdown"))
+                        return 0;
+                if (now_ns() >= end)
+                        return -ETIMEDOUT;
+        }
+}
+
+int vm_kill(Qmp *q, pid_t pid) {
+        if (q) {
+                (void) qmp_quit(q);
+                if (vm_wait_exit(pid, 5000) == 0)
+                        return 0;
+        }
+        (void) kill(pid, SIGTERM);
+        if (vm_wait_exit(pid, 5000) == 0)
+                return 0;
+        (void) kill(pid, SIGKILL);
+        return vm_wait_exit(pid, 5000);
+}
+
+int vm_save_devstate(Qmp *q, const char *file, int timeout_ms) {
+        _cleanup_free_ char *qf = shell_quote(file);
+        if (!qf)
+                return -ENOMEM;
+        int r = qmp_set_migrate_capability(q, "x-ignore-shared", true);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *uri = NULL;
+        if (asprintf(&uri, "exec:cat > %s", qf) < 0)
+                return -ENOMEM;
+        r = qmp_migrate(q, uri);
+        if (r < 0)
+                return r;
+        return qmp_wait_migration(q, timeout_ms, NULL);
+}
+
+int vm_load_devstate(Qmp *q, const char *file, int timeout_ms) {
+        _cleanup_free_ char *qf = shell_quote(file);
+        if (!qf)
+                return -ENOMEM;
+        int r = qmp_set_migrate_capability(q, "x-ignore-shared", true);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *uri = NULL;
+        if (asprintf(&uri, "exec:cat %s", qf) < 0)
+                return -ENOMEM;
+        r = qmp_migrate_incoming(q, uri);
+        if (r < 0)
+                return r;
+        uint64_t end = now_ns() + (uint64_t) timeout_ms * 1000000;
+        for (;;) {
+                _cleanup_free_ char *st = NULL;
+                r = qmp_query_status(q, &st);
+                if (r < 0)
+                        return r;
+                if (!strcmp(st, "paused") || !strcmp(st, "postmigrate") || !strcmp(st, "running"))
+                        return 0;
+                if (strcmp(st, "inmigrate"))
+                        return err_set(-EIO, "loading the device state left qemu in state '%s'", st);
+                /* a failed incoming migration ends QEMU; the caller sees that as a dead QEMU */
+                json_t *info = NULL;
+                if (qmp_execute(q, "query-migrate", NULL, 2000, &info) >= 0) {
+                        const char *ms = json_string_value(json_object_get(info, "status"));
+                        if (ms && !strcmp(ms, "failed")) {
+                                const char *d = json_string_value(json_object_get(info, "error-desc"));
+                                r = err_set(-EIO, "loading the device state failed: %s", d ? d : "unknown error");
+                                json_decref(info);
+                                return r;
+                        }
+                        json_decref(info);
+                }
+                if (now_ns() >= end)
+                        return err_set(-ETIMEDOUT, "loading the device state did not finish within %d ms",
+                                       timeout_ms);
+                nanosleep(&(struct timespec) { 0, 10 * 1000000 }, NULL);
+        }
+}

@@ -1,0 +1,397 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests for src/session without QEMU: the QEMU command line, the VM
+ * config and its JSON form, validation of names and RAM sizes, the sessions
+ * table of the catalog, and the ownership check. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "basic/error.h"
+#include "basic/fileio.h"
+#include "basic/macro.h"
+#include "daemon/catalog.h"
+#include "session/session-db.h"
+#include "session/session.h"
+#include "session/vm.h"
+
+#define KERNEL_ID "3ee2431090a3815c4fce0569ca02edb03951141706ed089f466c45488c76276a"
+#define INITRD_ID "b0c32ab1782c2e15631098e2dfda33659112d918b04b973f221449a13b6b0188"
+
+static void config_sample(VmConfig *c) {
+        assert_int_equal(vm_config_init(c), 0);
+        c->ram_mib = 256;
+        c->cpus = 2;
+        c->kernel_id = strdup(KERNEL_ID);
+        c->initrd_id = strdup(INITRD_ID);
+        c->append = strdup("console=ttyS0 quiet panic=-1");
+        assert_non_null(c->kernel_id);
+}
+
+static int argv_index(char **argv, const char *s) {
+        for (int i = 0; argv[i]; i++)
+                if (!strcmp(argv[i], s))
+                        return i;
+        return -1;
+}
+
+/* the value after option opt */
+static const char *argv_after(char **argv, const char *opt) {
+        int i = argv_index(argv, opt);
+        return i >= 0 && argv[i + 1] ? argv[i + 1] : NULL;
+}
+
+static void test_argv(void **state) {
+        VmConfig c;
+        config_sample(&c);
+        VmPaths p = {
+                .kernel = "/h/boot/k",
+                .initrd = "/h/boot/i",
+                .overlay = "/h/sessions/s,1/overlay.qcow2",
+                .ram = "/dev/shm/roam-x/s,1.ram",
+                .serial = "/h/sessions/s,1/serial.log",
+                .qmp = "/h/sessions/s,1/qmp.sock",
+                .vnc = "/h/sessions/s,1/vnc.sock",
+                .pidfile = "/h/sessions/s,1/qemu.pid",
+        };
+        char **argv = NULL;
+        assert_int_equal(vm_build_argv("qemu-x", &c, "tcg", &p, false, &argv), 0);
+        assert_string_equal(argv[0], "qemu-x");
+        assert_string_equal(argv_after(argv, "-M"), "pc-q35-7.2,memory-backend=mem");
+        assert_string_equal(argv_after(argv, "-accel"), "tcg");
+        assert_string_equal(argv_after(argv, "-cpu"), "qemu64");
+        assert_string_equal(argv_after(argv, "-m"), "256");
+        assert_string_equal(argv_after(argv, "-smp"), "2");
+        /* commas in paths are doubled inside option values */
+        assert_string_equal(argv_after(argv, "-object"),
+                            "memory-backend-file,id=mem,size=256M,mem-path=/dev/shm/roam-x/s,,1.ram,share=on");
+        assert_string_equal(argv_after(argv, "-qmp"), "unix:/h/sessions/s,,1/qmp.sock,server=on,wait=off");
+        assert_string_equal(argv_after(argv, "-vnc"), "unix:/h/sessions/s,,1/vnc.sock");
+        assert_string_equal(argv_after(argv, "-chardev"), "file,id=serial0,path=/h/sessions/s,,1/serial.log,append=on");
+        assert_string_equal(argv_after(argv, "-kernel"), "/h/boot/k");
+        assert_string_equal(argv_after(argv, "-initrd"), "/h/boot/i");
+        assert_string_equal(argv_after(argv, "-append"), "console=ttyS0 quiet panic=-1");
+        assert_string_equal(argv_after(argv, "-drive"),
+                            "file=/h/sessions/s,,1/overlay.qcow2,format=qcow2,if=virtio,cache=writeback,discard=unmap");
+        assert_string_equal(argv_after(argv, "-pidfile"), "/h/sessions/s,1/qemu.pid");
+        assert_true(argv_index(argv, "-daemonize") > 0);
+        assert_true(argv_index(argv, "-nodefaults") > 0);
+        assert_true(argv_index(argv, "-no-reboot") > 0);
+        assert_true(argv_index(argv, "-no-shutdown") > 0);
+        assert_int_equal(argv_index(argv, "-incoming"), -1);
+        assert_int_equal(argv_index(argv, "host"), -1);
+        strv_free(argv);
+
+        /* restore: -incoming defer; a profile disk is the second drive; no VNC, no VGA */
+        c.profile_disk = strdup("/data/profile.img");
+        c.vga = false;
+        p.vnc = NULL;
+        assert_int_equal(vm_build_argv("qemu-x", &c, "kvm", &p, true, &argv), 0);
+        assert_string_equal(argv_after(argv, "-incoming"), "defer");
+        assert_string_equal(argv_after(argv, "-accel"), "kvm");
+        assert_int_equal(argv_index(argv, "-vnc"), -1);
+        assert_int_equal(argv_index(argv, "VGA"), -1);
+        int d1 = argv_index(argv, "-drive");
+        assert_true(d1 > 0);
+        assert_string_equal(argv[d1 + 2], "-drive");
+        assert_string_equal(argv[d1 + 3], "file=/data/profile.img,format=raw,if=virtio,cache=writeback");
+        strv_free(argv);
+
+        /* a missing path is a programming error */
+        p.kernel = NULL;
+        assert_int_equal(vm_build_argv("qemu-x", &c, "tcg", &p, false, &argv), -EINVAL);
+        vm_config_done(&c);
+}
+
+static void test_config_json(void **state) {
+        VmConfig c, back;
+        config_sample(&c);
+        c.profile_disk = strdup("/p.img");
+        json_t *j = NULL;
+        assert_int_equal(vm_config_to_json(&c, &j), 0);
+        assert_int_equal(vm_config_from_json(j, &back), 0);
+        assert_string_equal(back.machine, c.machine);
+        assert_string_equal(back.cpu, c.cpu);
+        assert_string_equal(back.accel, "auto");
+        assert_int_equal(back.ram_mib, 256);
+        assert_int_equal(back.cpus, 2);
+        assert_string_equal(back.kernel_id, KERNEL_ID);
+        assert_string_equal(back.initrd_id, INITRD_ID);
+        assert_string_equal(back.append, c.append);
+        assert_string_equal(back.profile_disk, "/p.img");
+        assert_true(back.vga);
+        vm_config_done(&back);
+
+        /* text round trip, as stored in the catalog */
+        char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+        json_t *j2 = json_loads(text, 0, NULL);
+        assert_true(json_equal(j, j2));
+        free(text);
+        json_decref(j2);
+
+        /* optional members may be null; unknown members are ignored */
+        json_object_set_new(j, "initrd", json_null());
+        json_object_set_new(j, "profile_disk", json_null());
+        json_object_set_new(j, "future", json_string("x"));
+        assert_int_equal(vm_config_from_json(j, &back), 0);
+        assert_null(back.initrd_id);
+        assert_null(back.profile_disk);
+        vm_config_done(&back);
+
+        /* broken configs */
+        json_t *bad = json_deep_copy(j);
+        json_object_del(bad, "machine");
+        assert_int_equal(vm_config_from_json(bad, &back), -EBADMSG);
+        json_decref(bad);
+        bad = json_deep_copy(j);
+        json_object_set_new(bad, "ram_mib", json_string("256"));
+        assert_int_equal(vm_config_from_json(bad, &back), -EBADMSG);
+        json_decref(bad);
+        bad = json_deep_copy(j);
+        json_object_set_new(bad, "cpu", json_string("host"));
+        assert_int_equal(vm_config_from_json(bad, &back), -EBADMSG);
+        json_decref(bad);
+        bad = json_deep_copy(j);
+        json_object_set_new(bad, "kernel", json_string("not-an-id"));
+        assert_int_equal(vm_config_from_json(bad, &back), -EBADMSG);
+        json_decref(bad);
+        bad = json_string("x");
+        assert_int_equal(vm_config_from_json(bad, &back), -EBADMSG);
+        json_decref(bad);
+        json_decref(j);
+        vm_config_done(&c);
+}
+
+static void test_config_validate(void **state) {
+        VmConfig c;
+        config_sample(&c);
+        assert_int_equal(vm_config_validate(&c), 0);
+        c.ram_mib = 8;
+        assert_int_equal(vm_config_validate(&c), -EINVAL);
+        c.ram_mib = VM_RAM_MIB_MAX + 1;
+        assert_int_equal(vm_config_validate(&c), -EINVAL);
+        c.ram_mib = 256;
+        c.cpus = 0;
+        assert_int_equal(vm_config_validate(&c), -EINVAL);
+        c.cpus = VM_CPUS_MAX + 1;
+        assert_int_equal(vm_config_validate(&c), -EINVAL);
+        c.cpus = 1;
+        free(c.accel);
+        c.accel = strdup("hvf");
+        assert_int_equal(vm_config_validate(&c), -EINVAL);
+        free(c.accel);
+        c.accel = strdup("tcg");
+        free(c.cpu);
+        c.cpu = strdup("host");
+        assert_int_equal(vm_config_validate(&c), -EINVAL);
+        free(c.cpu);
+        c.cpu = strdup("qemu64,+x");
+        assert_int_equal(vm_config_validate(&c), -EINVAL);
+        free(c.cpu);
+        c.cpu = strdup("qemu64");
+        free(c.append);
+        c.append = strdup("console=ttyS0\nevil");
+        assert_int_equal(vm_config_validate(&c), -EINVAL);
+        free(c.append);
+        c.append = NULL;
+        c.profile_disk = strdup("relative.img");
+        assert_int_equal(vm_config_validate(&c), -EINVAL);
+        free(c.profile_disk);
+        c.profile_disk = NULL;
+        assert_int_equal(vm_config_validate(&c), 0);
+        vm_config_done(&c);
+}
+
+static void test_shell_quote(void **state) {
+        char *q = shell_quote("/a b/it's");
+        assert_string_equal(q, "'/a b/it'\\''s'");
+        free(q);
+        q = shell_quote("");
+        assert_string_equal(q, "''");
+        free(q);
+}
+
+static void test_accel(void **state) {
+        const char *a;
+        setenv("ROAM_ACCEL", "tcg", 1);
+        assert_int_equal(vm_resolve_accel("kvm", NULL, NULL, &a), 0);
+        assert_string_equal(a, "tcg");
+        assert_int_equal(vm_resolve_accel("auto", NULL, NULL, &a), 0);
+        assert_string_equal(a, "tcg");
+        setenv("ROAM_ACCEL", "fast", 1);
+        assert_int_equal(vm_resolve_accel("auto", NULL, NULL, &a), -EINVAL);
+        unsetenv("ROAM_ACCEL");
+        assert_int_equal(vm_resolve_accel("tcg", NULL, NULL, &a), 0);
+        assert_string_equal(a, "tcg");
+        assert_int_equal(vm_resolve_accel("bogus", NULL, NULL, &a), -EINVAL);
+        /* auto without a kernel to probe with: never kvm */
+        assert_int_equal(vm_resolve_accel("auto", NULL, NULL, &a), 0);
+        assert_string_equal(a, "tcg");
+}
+
+static void test_ram_check(void **state) {
+        assert_int_equal(session_check_ram("/dev/shm/roam-unit-test", 64), 0);
+        err_clear();
+        assert_int_equal(session_check_ram("/dev/shm/roam-unit-test", VM_RAM_MIB_MAX), -ENOMEM);
+        assert_non_null(strstr(err_message(-ENOMEM), "more than this host can give"));
+}
+
+/* ---- catalog ---- */
+
+typedef struct Fixture {
+        char dir[64];
+        Catalog *catalog;
+        SessionHost *host;
+} Fixture;
+
+static int setup_catalog(void **state) {
+        Fixture *f = calloc(1, sizeof *f);
+        snprintf(f->dir, sizeof f->dir, "/tmp/roam-test-session.XXXXXX");
+        if (!mkdtemp(f->dir))
+                return -1;
+        char path[128];
+        snprintf(path, sizeof path, "%s/catalog.db", f->dir);
+        if (catalog_open(path, &f->catalog) < 0)
+                return -1;
+        setenv("ROAM_RAM_DIR", f->dir, 1);
+        if (session_host_new(f->dir, NULL, f->catalog, &f->host) < 0)
+                return -1;
+        unsetenv("ROAM_RAM_DIR");
+        *state = f;
+        return 0;
+}
+
+static int teardown_catalog(void **state) {
+        Fixture *f = *state;
+        session_host_free(f->host);
+        catalog_free(f->catalog);
+        rm_rf(f->dir);
+        free(f);
+        return 0;
+}
+
+static char *sample_config_text(void) {
+        VmConfig c;
+        config_sample(&c);
+        json_t *j;
+        assert_int_equal(vm_config_to_json(&c, &j), 0);
+        char *s = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        vm_config_done(&c);
+        return s;
+}
+
+static void test_db(void **state) {
+        Fixture *f = *state;
+        assert_true(catalog_schema_version(f->catalog) >= 2);
+        char *cfg = sample_config_text();
+        SessionRow row = { .name = "s1", .user = "alice", .image = "deb", .image_id = KERNEL_ID, .config = cfg,
+                           .state = SESSION_CREATED };
+        assert_int_equal(session_db_insert(f->catalog, &row), 0);
+        err_clear();
+        assert_int_equal(session_db_insert(f->catalog, &row), -EEXIST);
+        assert_non_null(strstr(err_message(-EEXIST), "session 's1' already exists"));
+        row.name = "s0";
+        row.user = "bob";
+        assert_int_equal(session_db_insert(f->catalog, &row), 0);
+
+        SessionRow got = {};
+        assert_int_equal(session_db_get(f->catalog, "s1", &got), 0);
+        assert_string_equal(got.user, "alice");
+        assert_string_equal(got.owner, SESSION_OWNER_LOCAL);
+        assert_int_equal(got.state, SESSION_CREATED);
+        assert_int_equal(got.epoch, 0);
+        assert_null(got.last_checkpoint);
+        assert_true(got.created > 0);
+        session_row_done(&got);
+        err_clear();
+        assert_int_equal(session_db_get(f->catalog, "nope", &got), -ENOENT);
+        assert_non_null(strstr(err_message(-ENOENT), "session 'nope' not found"));
+
+        assert_int_equal(session_db_set_state(f->catalog, "s1", SESSION_RUNNING), 0);
+        assert_int_equal(session_db_set_checkpoint(f->catalog, "s1", INITRD_ID, 3), 0);
+        assert_int_equal(session_db_set_state(f->catalog, "nope", SESSION_RUNNING), -ENOENT);
+
+        SessionRow *rows;
+        size_t n;
+        assert_int_equal(session_db_list(f->catalog, &rows, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(rows[0].name, "s0"); /* by name */
+        assert_string_equal(rows[1].name, "s1");
+        assert_int_equal(rows[1].state, SESSION_RUNNING);
+        assert_string_equal(rows[1].last_checkpoint, INITRD_ID);
+        assert_int_equal(rows[1].checkpoints, 3);
+        session_rows_free(rows, n);
+
+        /* owner changes are compare-and-swap on the epoch */
+        assert_int_equal(session_db_set_owner(f->catalog, "s1", "https://b.example:7450", 1, 0), 0);
+        assert_int_equal(session_db_set_owner(f->catalog, "s1", "https://c.example:7450", 2, 0), -ESTALE);
+        assert_int_equal(session_db_get(f->catalog, "s1", &got), 0);
+        assert_string_equal(got.owner, "https://b.example:7450");
+        assert_int_equal(got.epoch, 1);
+        assert_int_equal(got.state, SESSION_AWAY);
+        session_row_done(&got);
+
+        assert_int_equal(session_db_delete(f->catalog, "s0"), 0);
+        assert_int_equal(session_db_delete(f->catalog, "s0"), -ENOENT);
+        free(cfg);
+}
+
+static void test_states(void **state) {
+        for (int s = 0; s < _SESSION_STATE_MAX; s++)
+                assert_int_equal(session_state_from_string(session_state_to_string((SessionState) s)), s);
+        assert_int_equal(session_state_from_string("zombie"), -EINVAL);
+        assert_null(session_state_to_string(_SESSION_STATE_MAX));
+}
+
+/* A session owned by another host cannot be started or restored here; bad
+ * names are refused before anything is looked up. */
+static void test_ownership_and_names(void **state) {
+        Fixture *f = *state;
+        char *cfg = sample_config_text();
+        SessionRow row = { .name = "away1", .user = "alice", .image = "deb", .image_id = KERNEL_ID, .config = cfg,
+                           .state = SESSION_CREATED };
+        assert_int_equal(session_db_insert(f->catalog, &row), 0);
+        assert_int_equal(session_db_set_owner(f->catalog, "away1", "https://srv2:7450", 4, 0), 0);
+        err_clear();
+        assert_int_equal(session_start(f->host, "away1"), -EREMOTE);
+        assert_string_equal(err_message(-EREMOTE), "session 'away1' is owned by https://srv2:7450 since epoch 4");
+        assert_int_equal(session_pause(f->host, "away1"), -EREMOTE);
+
+        SessionInfo i;
+        assert_int_equal(session_get(f->host, "away1", &i), 0);
+        assert_int_equal(i.row.state, SESSION_AWAY);
+        assert_int_equal(i.pid, 0);
+        session_info_done(&i);
+
+        static const char *const bad[] = { "a/b", "..", ".x", "-x", "", "tab\t" };
+        for (size_t k = 0; k < ELEMENTSOF(bad); k++) {
+                assert_int_equal(session_get(f->host, bad[k], &i), -EINVAL);
+                assert_int_equal(session_start(f->host, bad[k]), -EINVAL);
+        }
+        /* create needs the store */
+        SessionCreate a = { .name = "x", .user = "alice", .image = "deb", .kernel = "/nonexistent" };
+        assert_int_equal(session_create(f->host, &a, NULL), -EINVAL);
+        free(cfg);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_argv),
+                cmocka_unit_test(test_config_json),
+                cmocka_unit_test(test_config_validate),
+                cmocka_unit_test(test_shell_quote),
+                cmocka_unit_test(test_accel),
+                cmocka_unit_test(test_ram_check),
+                cmocka_unit_test(test_states),
+                cmocka_unit_test_setup_teardown(test_db, setup_catalog, teardown_catalog),
+                cmocka_unit_test_setup_teardown(test_ownership_and_names, setup_catalog, teardown_catalog),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -56,3 +56,5 @@ int verb_serve(int argc, char **argv);
 int verb_token(int argc, char **argv);
 int verb_pull(int argc, char **argv);
 int verb_push(int argc, char **argv);
+int verb_hoard(int argc, char **argv);
+int verb_status(int argc, char **argv);

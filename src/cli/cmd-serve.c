@@ -5,7 +5,9 @@
 
 #include "cli.h"
 
+#include "../basic/util.h"
 #include "../daemon/daemon.h"
+#include "../daemon/hoard.h"
 
 static const char serve_help[] =
         "Serves the store in the state directory over HTTP(S) for 'roam pull', 'roam push'\n"
@@ -20,6 +22,8 @@ static const char serve_help[] =
         "  --tls-key FILE      ... and this PEM private key\n"
         "  --role ROLE         server (default) or laptop\n"
         "  --log FILE          log here instead of stderr\n"
+        "  --hoard-rate RATE   bandwidth cap of background hoards per connection, e.g. 4M\n"
+        "                      (bytes/s; default none: hoards share the link with others)\n"
         "  -v, --verbose       log every request\n"
         "  --foreground        stay in the foreground (the default; roam never daemonizes)\n";
 
@@ -33,9 +37,11 @@ int verb_serve(int argc, char **argv) {
                 { "log", required_argument, NULL, 'L' },
                 { "verbose", no_argument, NULL, 'v' },
                 { "foreground", no_argument, NULL, 'f' },
+                { "hoard-rate", required_argument, NULL, 'H' },
                 {},
         };
         DaemonOptions o = { 0 };
+        HoardOptions ho = { 0 };
         int c;
         while ((c = getopt_long(argc, argv, "hv", opts, NULL)) >= 0)
                 switch (c) {
@@ -66,6 +72,10 @@ int verb_serve(int argc, char **argv) {
                         break;
                 case 'f':
                         break;
+                case 'H':
+                        if (parse_size(optarg, &ho.default_limit_rate) < 0 || ho.default_limit_rate < 1024)
+                                return cli_usage("serve", "--hoard-rate takes a rate of at least 1K (bytes/s)");
+                        break;
                 default:
                         return cli_usage("serve", "invalid option");
                 }
@@ -79,6 +89,11 @@ int verb_serve(int argc, char **argv) {
         int r = daemon_new(&o, &d);
         if (r < 0)
                 return cli_error(r);
+        r = hoard_register(d, &ho);
+        if (r < 0) {
+                daemon_free(d);
+                return cli_error(r);
+        }
         r = daemon_run(d);
         daemon_free(d);
         if (r < 0)

@@ -20,6 +20,8 @@ static const Verb verbs[] = {
         { "token", verb_token, "COMMAND ...", "create, list and revoke API tokens for 'roam serve'" },
         { "pull", verb_pull, "URL REF...", "fetch refs and their chunks from a roam daemon" },
         { "push", verb_push, "URL REF...", "send refs and their chunks to a roam daemon" },
+        { "hoard", verb_hoard, "URL REF...", "let the local daemon pull refs in the background" },
+        { "status", verb_status, "", "the local daemon: role, hoards and their progress" },
 };
 
 static void usage(FILE *f) {

@@ -41,6 +41,23 @@ static const char *const migrations[] = {
         "        created INTEGER NOT NULL,           -- unix time\n"
         "        updated INTEGER NOT NULL\n"
         ");\n",
+        /* 3: background pulls of a laptop (src/daemon/hoard.c) */
+        "CREATE TABLE hoards (\n"
+        "        id INTEGER PRIMARY KEY,\n"
+        "        url TEXT NOT NULL,                  -- the roam daemon to pull from\n"
+        "        ref TEXT NOT NULL,                  -- remote ref, also the local name\n"
+        "        token TEXT NOT NULL,                -- token for that daemon (the file is 0600)\n"
+        "        limit_rate INTEGER NOT NULL DEFAULT 0, -- bytes/s per connection, 0 = none\n"
+        "        state TEXT NOT NULL CHECK (state IN ('active', 'done', 'failed')),\n"
+        "        chunks_done INTEGER NOT NULL DEFAULT 0,\n"
+        "        chunks_total INTEGER NOT NULL DEFAULT 0,\n"
+        "        wire_bytes INTEGER NOT NULL DEFAULT 0,\n"
+        "        attempts INTEGER NOT NULL DEFAULT 0,\n"
+        "        last_error TEXT,\n"
+        "        created INTEGER NOT NULL,\n"
+        "        updated INTEGER NOT NULL,\n"
+        "        UNIQUE (url, ref)\n"
+        ");\n",
 };
 
 struct Catalog {

@@ -54,7 +54,7 @@ static void engine_fail(Engine *e, int r) {
 }
 
 static bool cancelled(const SyncOptions *o) {
-        return o->cancel && *o->cancel;
+        return (o->cancel && *o->cancel) || (o->should_stop && o->should_stop(o->userdata));
 }
 
 static void *engine_worker(void *arg) {
@@ -351,6 +351,8 @@ int sync_pull(Store *s, Remote *r, const char *ref, const char *local_ref, const
         /* batches of about BATCH_BYTES plain, at most WIRE_MAX_IDS_GET ids */
         e.batch = MAX((size_t) 1, MIN((size_t) WIRE_MAX_IDS_GET, BATCH_BYTES / store_chunk_size(s)));
         progress_set_total(opts.progress, (uint64_t) e.n * store_chunk_size(s));
+        if (opts.on_start)
+                opts.on_start(st.chunks_total, e.n, opts.userdata);
         k = engine_run(&e);
         free(e.ids);
         st.chunks_sent = e.done;
@@ -486,6 +488,8 @@ int sync_push(Store *s, Remote *r, const char *ref, const char *remote_ref, cons
         }
         e.batch = MAX((size_t) 1, MIN((size_t) WIRE_MAX_RECORDS, BATCH_BYTES / store_chunk_size(s)));
         progress_set_total(opts.progress, (uint64_t) e.n * store_chunk_size(s));
+        if (opts.on_start)
+                opts.on_start(st.chunks_total, e.n, opts.userdata);
         k = engine_run(&e);
         free(e.ids);
         st.chunks_sent = e.done;

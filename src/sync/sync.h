@@ -17,6 +17,9 @@ typedef struct SyncOptions {
         unsigned retries;      /* per batch, for transient errors (default 3) */
         Progress *progress;    /* plain bytes of chunks transferred */
         volatile int *cancel;  /* set non-zero to stop early (-ECANCELED) */
+        bool (*should_stop)(void *userdata); /* polled too, with userdata (may be NULL) */
+        /* called once the chunks to transfer are known (may be NULL) */
+        void (*on_start)(uint64_t chunks_total, uint64_t chunks_to_send, void *userdata);
         /* called after every batch, from worker threads, serialized */
         void (*on_batch)(uint64_t chunks_done, uint64_t chunks_total, uint64_t wire_bytes, void *userdata);
         void *userdata;

@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: MIT */
+/* roam hoard URL REF... and roam status: talk to the local daemon. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#include "../basic/error.h"
+#include "../basic/macro.h"
+#include "../basic/util.h"
+#include "../daemon/daemon.h"
+#include "../sync/remote.h"
+
+/* Connects to the daemon serving cli_home(). Prints errors itself. */
+static int local_daemon(Remote **ret_remote, DaemonEndpoint **ret_ep) {
+        DaemonEndpoint *ep = NULL;
+        int r = daemon_endpoint_read(cli_home(), &ep);
+        if (r < 0)
+                return cli_error(r);
+        RemoteOptions ro = { .cacert = ep->cacert };
+        Remote *rem;
+        r = remote_new(ep->url, ep->token, &ro, &rem);
+        if (r < 0) {
+                daemon_endpoint_free(ep);
+                return cli_error(r);
+        }
+        *ret_remote = rem;
+        *ret_ep = ep;
+        return 0;
+}
+
+/* One JSON request to the local daemon; prints errors itself. */
+static int local_request(Remote *rem, const char *method, const char *path, json_t *body, json_t **ret) {
+        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(rem);
+        if (!c)
+                return cli_error(-ENOMEM);
+        _cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        RemoteResponse resp;
+        int r = remote_request(c, method, path, text, text ? strlen(text) : 0, "application/json", 16 << 20, &resp);
+        if (r < 0)
+                return cli_error(r);
+        if (resp.status < 200 || resp.status > 299) {
+                r = remote_status_error(rem, &resp, path);
+                remote_response_done(&resp);
+                return cli_error(r);
+        }
+        json_t *j = json_loadb((const char *) resp.body, resp.len, 0, NULL);
+        remote_response_done(&resp);
+        if (!j)
+                return cli_errorf("the local daemon sent a malformed answer to %s", path);
+        *ret = j;
+        return 0;
+}
+
+int verb_hoard(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "token", required_argument, NULL, 't' },
+                { "limit-rate", required_argument, NULL, 'l' },
+                {},
+        };
+        const char *token_arg = NULL;
+        uint64_t limit = 0;
+        int c;
+        while ((c = getopt_long(argc, argv, "ht:l:", opts, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        return cli_help("hoard", "URL REF... [--token T] [--limit-rate RATE]",
+                                        "Hands a pull to the local daemon ('roam serve', usually --role laptop),\n"
+                                        "which keeps at it in the background across link cuts and restarts\n"
+                                        "until every chunk is here. 'roam status' shows the progress.\n"
+                                        "REF is a ref name (images/debian) or an image name.\n\n"
+                                        "  -t, --token T        token for URL (default $ROAM_TOKEN)\n"
+                                        "  -l, --limit-rate R   bandwidth cap per connection, e.g. 2M (bytes/s)\n");
+                case 't':
+                        token_arg = optarg;
+                        break;
+                case 'l':
+                        if (parse_size(optarg, &limit) < 0 || limit < 1024)
+                                return cli_usage("hoard", "--limit-rate takes a rate of at least 1K (bytes/s)");
+                        break;
+                default:
+                        return cli_usage("hoard", "invalid option");
+                }
+        if (argc - optind < 2)
+                return cli_usage("hoard", "expected URL and at least one REF");
+        const char *url = argv[optind];
+        if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))
+                return cli_errorf("url '%s' is invalid (use http://HOST:PORT or https://HOST:PORT)", url);
+        const char *token = remote_token_from_env(token_arg);
+        if (!token)
+                return cli_errorf("no token for %s (use --token or set ROAM_TOKEN)", url);
+        _cleanup_(remote_freep) Remote *rem = NULL;
+        _cleanup_(daemon_endpoint_freep) DaemonEndpoint *ep = NULL;
+        if (local_daemon(&rem, &ep))
+                return 1;
+        for (int i = optind + 1; i < argc; i++) {
+                char ref[300];
+                if (strchr(argv[i], '/'))
+                        snprintf(ref, sizeof ref, "%s", argv[i]);
+                else
+                        snprintf(ref, sizeof ref, "images/%s", argv[i]);
+                if (!ref_name_is_valid(ref))
+                        return cli_errorf("ref name '%s' is invalid (use letters, digits, '.', '_', '-' and '/')",
+                                          argv[i]);
+                json_t *body = json_pack("{s:s, s:s, s:s, s:I}", "url", url, "ref", ref, "token", token,
+                                         "limit_rate", (json_int_t) limit);
+                json_t *answer = NULL;
+                int r = local_request(rem, "POST", "/v1/hoards", body, &answer);
+                json_decref(body);
+                if (r)
+                        return r;
+                json_decref(answer);
+                printf("hoarding %s from %s (see 'roam status')\n", ref, url);
+        }
+        return 0;
+}
+
+int verb_status(int argc, char **argv) {
+        if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
+                return cli_help("status", "[--json]",
+                                "Shows the local daemon: its role and address, and every hoard with its\n"
+                                "progress. --json prints the daemon's answers as they are.\n");
+        bool as_json = argc > 1 && !strcmp(argv[1], "--json");
+        if (argc > 1 && !as_json)
+                return cli_usage("status", "unexpected argument '%s'", argv[1]);
+        _cleanup_(remote_freep) Remote *rem = NULL;
+        _cleanup_(daemon_endpoint_freep) DaemonEndpoint *ep = NULL;
+        if (local_daemon(&rem, &ep))
+                return 1;
+        json_t *info = NULL, *hoards = NULL;
+        if (local_request(rem, "GET", "/v1/info", NULL, &info))
+                return 1;
+        if (local_request(rem, "GET", "/v1/hoards", NULL, &hoards)) {
+                json_decref(info);
+                return 1;
+        }
+        if (as_json) {
+                json_t *all = json_pack("{s:o, s:o}", "info", info, "hoards", json_object_get(hoards, "hoards"));
+                json_incref(json_object_get(hoards, "hoards"));
+                json_dumpf(all, stdout, JSON_INDENT(2));
+                putchar('\n');
+                json_decref(all);
+                json_decref(hoards);
+                return 0;
+        }
+        printf("daemon:  %s (%s, pid %d)\n", ep->url, ep->role ? ep->role : "?", (int) ep->pid);
+        json_t *list = json_object_get(hoards, "hoards");
+        size_t i;
+        json_t *h;
+        printf("hoards:  %zu\n", json_array_size(list));
+        json_array_foreach(list, i, h) {
+                json_int_t done = json_integer_value(json_object_get(h, "chunks_done"));
+                json_int_t total = json_integer_value(json_object_get(h, "chunks_total"));
+                const char *err = json_string_value(json_object_get(h, "last_error"));
+                char w[32];
+                printf("  %-28s %-7s %5.1f%%  %lld/%lld chunks  %s on the wire  from %s%s%s\n",
+                       json_string_value(json_object_get(h, "ref")), json_string_value(json_object_get(h, "state")),
+                       total ? 100.0 * (double) done / (double) total : 0.0, (long long) done, (long long) total,
+                       format_bytes((uint64_t) json_integer_value(json_object_get(h, "wire_bytes")), w, sizeof w),
+                       json_string_value(json_object_get(h, "url")), err ? "  last error: " : "", err ? err : "");
+        }
+        json_decref(info);
+        json_decref(hoards);
+        return 0;
+}

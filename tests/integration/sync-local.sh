@@ -83,6 +83,20 @@ log "total $total, before the kill $have, after $sent"
 must_succeed roam image export big big-out.raw
 cmp big.raw big-out.raw || fail "resumed image differs"
 
+log "32 clients pulling at once all succeed"
+pids=()
+for i in $(seq 1 32); do
+        ROAM_HOME=$T/many/$i "$ROAM_BIN" pull "$URL" c --token "$HOST" --parallel 2 >/dev/null 2>"$T/many-$i.err" &
+        pids+=($!)
+done
+for i in $(seq 1 32); do
+        wait "${pids[$((i - 1))]}" || { cat "$T/many-$i.err" >&2; fail "parallel client $i failed"; }
+done
+for i in 1 16 32; do
+        ROAM_HOME=$T/many/$i roam image export c "$T/many-$i.raw"
+        cmp c.raw "$T/many-$i.raw" || fail "parallel client $i got a different image"
+done
+
 log "a server that sends a tampered chunk is caught"
 TPORT=$(free_port)
 python3 "$SRC_DIR/tests/tools/tamper-server.py" "$SRV/store" "$TPORT" always >tamper.out 2>tamper.err &

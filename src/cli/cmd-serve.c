@@ -7,7 +7,9 @@
 
 #include "../basic/util.h"
 #include "../daemon/daemon.h"
+#include "../daemon/api-session.h"
 #include "../daemon/hoard.h"
+#include "../session/session.h"
 
 static const char serve_help[] =
         "Serves the store in the state directory over HTTP(S) for 'roam pull', 'roam push'\n"
@@ -89,12 +91,19 @@ int verb_serve(int argc, char **argv) {
         int r = daemon_new(&o, &d);
         if (r < 0)
                 return cli_error(r);
+        SessionHost *sh = NULL;
         r = hoard_register(d, &ho);
+        if (r >= 0)
+                r = session_host_new(o.home, daemon_store(d), daemon_catalog(d), &sh);
+        if (r >= 0)
+                r = api_session_register(d, sh);
         if (r < 0) {
+                session_host_free(sh);
                 daemon_free(d);
                 return cli_error(r);
         }
         r = daemon_run(d);
+        session_host_free(sh);
         daemon_free(d);
         if (r < 0)
                 return cli_error(r);

@@ -15,7 +15,9 @@
 #include "../basic/macro.h"
 #include "../basic/util.h"
 #include "../daemon/catalog.h"
+#include "../session/move.h"
 #include "../session/session.h"
+#include "../sync/remote.h"
 
 /* What one session command works with. */
 typedef struct Ctx {
@@ -428,6 +430,77 @@ static int session_restore_verb(int argc, char **argv) {
         return 0;
 }
 
+static int session_move_verb(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "to", required_argument, NULL, 'o' },
+                { "token", required_argument, NULL, 't' },
+                { "no-precopy", no_argument, NULL, 'n' },
+                { "cacert", required_argument, NULL, 'c' },
+                {},
+        };
+        const char *to = NULL, *token_arg = NULL, *cacert = NULL;
+        SessionMoveOptions mo = { 0 };
+        int c;
+        while ((c = getopt_long(argc, argv, "ho:t:nc:", opts, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        return cli_help("session move", "NAME --to URL [--token T] [--no-precopy]",
+                                        "Moves a running session to the roam daemon at URL: a checkpoint is\n"
+                                        "pushed while the guest keeps running (pre-copy), then the guest is\n"
+                                        "paused, only what changed is pushed, and the target resumes it. This\n"
+                                        "host gives the session up only after the target confirms that it runs,\n"
+                                        "and records the target as owner with a new epoch; if the target fails,\n"
+                                        "the session resumes here. Prints the downtime and the bytes sent.\n\n"
+                                        "  --to URL         the target daemon (required)\n"
+                                        "  -t, --token T    a host or admin token of the target (default $ROAM_TOKEN)\n"
+                                        "  --no-precopy     skip the pre-copy round (longer downtime)\n"
+                                        "  --cacert FILE    trust this PEM certificate for https\n");
+                case 'o':
+                        to = optarg;
+                        break;
+                case 't':
+                        token_arg = optarg;
+                        break;
+                case 'n':
+                        mo.no_precopy = true;
+                        break;
+                case 'c':
+                        cacert = optarg;
+                        break;
+                default:
+                        return cli_usage("session move", "invalid option");
+                }
+        if (argc - optind != 1)
+                return cli_usage("session move", "expected NAME");
+        if (!to)
+                return cli_usage("session move", "--to URL is required");
+        const char *token = remote_token_from_env(token_arg);
+        if (!token)
+                return cli_errorf("no token for %s (use --token or set ROAM_TOKEN)", to);
+        RemoteOptions ro = { .cacert = cacert };
+        _cleanup_(remote_freep) Remote *r = NULL;
+        int k = remote_new(to, token, &ro, &r);
+        if (k < 0)
+                return cli_error(k);
+        _cleanup_(ctx_done) Ctx ctx = {};
+        if (ctx_open(true, &ctx))
+                return 1;
+        SessionMoveResult res;
+        k = session_move(ctx.host, argv[optind], r, &mo, &res);
+        if (k < 0)
+                return cli_error(k);
+        char a[32], b[32], hex[ID_HEX_SIZE];
+        printf("moved session '%s' to %s (epoch %lld, checkpoint %.16s)\n", argv[optind], to, (long long) res.epoch,
+               id_to_hex(&res.checkpoint, hex));
+        printf("downtime %.0f ms (paused here -> running there), total %.2f s\n", ms(res.downtime_ns),
+               (double) res.total_ns / 1e9);
+        printf("bytes on the wire: %s before the pause, %s during it (%llu chunks)\n",
+               format_bytes(res.precopy_wire_bytes, a, sizeof a), format_bytes(res.final_wire_bytes, b, sizeof b),
+               (unsigned long long) res.final_chunks);
+        return 0;
+}
+
 static const Verb session_verbs[] = {
         { "create", session_create_verb, "NAME --image IMG ...", "create a session of an image" },
         { "start", session_start_verb, "NAME", "boot a session's VM" },
@@ -438,6 +511,7 @@ static const Verb session_verbs[] = {
         { "show", session_show_verb, "NAME", "show a session" },
         { "log", session_log_verb, "NAME", "print a session's console log" },
         { "checkpoint", session_checkpoint_verb, "NAME", "save a running session into the store" },
+        { "move", session_move_verb, "NAME --to URL", "move a running session to another roam host" },
         { "restore", session_restore_verb, "NAME [CHECKPOINT]", "resume a session from a checkpoint" },
         { "rm", session_rm_verb, "NAME", "remove a session that does not run" },
 };

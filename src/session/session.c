@@ -97,6 +97,10 @@ void session_host_free(SessionHost *h) {
         free(h);
 }
 
+Store *session_host_store(const SessionHost *h) {
+        return h->store;
+}
+
 const char *session_host_ram_dir(const SessionHost *h) {
         return h->ram_dir;
 }

@@ -89,6 +89,8 @@ static inline void session_host_freep(SessionHost **h) {
 }
 /* Borrowed. */
 const char *session_host_ram_dir(const SessionHost *h);
+/* The store given to session_host_new() (borrowed; may be NULL). */
+Store *session_host_store(const SessionHost *h);
 
 typedef struct SessionCreate {
         const char *name;

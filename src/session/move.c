@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+#include "move.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../basic/error.h"
+#include "../basic/macro.h"
+#include "../basic/util.h"
+
+/* Pushes the session's latest checkpoint refs to the remote. */
+static int push_checkpoint(SessionHost *h, Store *s, Remote *r, const char *user, const char *name, int64_t seq,
+                           const SessionMoveOptions *o, uint64_t *wire, uint64_t *chunks) {
+        char latest[REF_NAME_MAX_LEN + 1], numbered[REF_NAME_MAX_LEN + 1];
+        snprintf(latest, sizeof latest, "sessions/%s/%s/latest", user, name);
+        snprintf(numbered, sizeof numbered, "sessions/%s/%s/%06lld", user, name, (long long) seq);
+        SyncOptions so = { .parallel = o->parallel };
+        SyncStats st;
+        int k = sync_push(s, r, latest, NULL, &so, &st);
+        if (k < 0)
+                return k;
+        *wire += st.wire_bytes;
+        *chunks += st.chunks_sent;
+        k = sync_push(s, r, numbered, NULL, &so, &st); /* everything is there: a ref update */
+        if (k < 0)
+                return k;
+        *wire += st.wire_bytes;
+        return 0;
+}
+
+static int request_move_in(Remote *r, const char *name, const RoamId *ck, int64_t epoch, uint64_t *ret_restore_ns,
+                           uint64_t *wire) {
+        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
+        if (!c)
+                return -ENOMEM;
+        char hex[ID_HEX_SIZE], path[256];
+        json_t *body = json_pack("{s:s, s:I}", "checkpoint", id_to_hex(ck, hex), "epoch", (json_int_t) epoch);
+        _cleanup_free_ char *text = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
+        if (!text)
+                return -ENOMEM;
+        snprintf(path, sizeof path, "/v1/sessions/%s/move-in", name);
+        RemoteResponse resp;
+        int k = remote_request(c, "POST", path, text, strlen(text), "application/json", 64 * 1024, &resp);
+        if (k < 0)
+                return k;
+        *wire += resp.wire_bytes;
+        if (resp.status != 200) {
+                char what[128];
+                snprintf(what, sizeof what, "session '%s'", name);
+                k = remote_status_error(r, &resp, what);
+                remote_response_done(&resp);
+                return k;
+        }
+        json_t *j = json_loadb((const char *) resp.body, resp.len, 0, NULL);
+        remote_response_done(&resp);
+        json_t *ns = json_object_get(j, "restore_ns");
+        *ret_restore_ns = json_is_integer(ns) ? (uint64_t) json_integer_value(ns) : 0;
+        const char *state = json_string_value(json_object_get(j, "state"));
+        k = state && !strcmp(state, "running") ? 0 : -EPROTO;
+        json_decref(j);
+        if (k < 0)
+                return err_set(k, "%s did not confirm that session '%s' runs", remote_url(r), name);
+        return 0;
+}
+
+int session_move(SessionHost *h, const char *name, Remote *r, const SessionMoveOptions *o, SessionMoveResult *ret) {
+        static const SessionMoveOptions defaults = { 0 };
+        if (!o)
+                o = &defaults;
+        uint64_t t0 = now_ns();
+        SessionInfo info = { 0 };
+        int k = session_get(h, name, &info);
+        if (k < 0)
+                return k;
+        _cleanup_free_ char *user = strdup(info.row.user);
+        int64_t epoch = info.row.epoch;
+        bool local = !strcmp(info.row.owner, SESSION_OWNER_LOCAL);
+        SessionState state = info.row.state;
+        session_info_done(&info);
+        if (!user)
+                return -ENOMEM;
+        if (!local)
+                return err_set(-EPERM, "session '%s' is not owned here (see 'roam session show %s')", name, name);
+        if (state != SESSION_RUNNING && state != SESSION_PAUSED)
+                return err_set(-EINVAL, "session '%s' is not running (start or restore it first)", name);
+        Store *s = session_host_store(h);
+        SessionMoveResult res = { .epoch = epoch + 1 };
+        SessionCheckpointResult ck;
+
+        /* pre-copy: most chunks move while the guest keeps running */
+        if (!o->no_precopy) {
+                uint64_t chunks = 0;
+                k = session_checkpoint(h, name, 0, &ck);
+                if (k < 0)
+                        return k;
+                k = push_checkpoint(h, s, r, user, name, ck.seq, o, &res.precopy_wire_bytes, &chunks);
+                if (k < 0)
+                        return k;
+        }
+
+        /* the final round: paused from here until the target runs it */
+        uint64_t t_pause = now_ns();
+        k = session_checkpoint(h, name, SESSION_CHECKPOINT_QUIT, &ck);
+        if (k < 0)
+                return k;
+        res.checkpoint = ck.id;
+        char hex[ID_HEX_SIZE];
+        id_to_hex(&ck.id, hex);
+        k = push_checkpoint(h, s, r, user, name, ck.seq, o, &res.final_wire_bytes, &res.final_chunks);
+        if (k >= 0)
+                k = request_move_in(r, name, &ck.id, epoch + 1, &res.target_restore_ns, &res.final_wire_bytes);
+        if (k < 0) {
+                /* the target does not run it: take it back from our own checkpoint */
+                char saved[1024];
+                snprintf(saved, sizeof saved, "%s", err_message(k));
+                int k2 = session_restore(h, name, hex, NULL);
+                if (k2 < 0)
+                        return err_set(k, "moving session '%s' failed (%s), and restoring it here failed too "
+                                       "(%s); restore checkpoint %s by hand",
+                                       name, saved, err_message(k2), hex);
+                return err_set(k, "moving session '%s' failed: %s (it runs here again)", name, saved);
+        }
+        res.downtime_ns = now_ns() - t_pause;
+
+        /* the target runs it: give it up for good */
+        const char *owner = o->owner_url ? o->owner_url : remote_url(r);
+        k = session_set_owner(h, name, owner, epoch + 1, epoch);
+        if (k < 0)
+                return err_set(k, "session '%s' now runs on %s, but recording that here failed: %s "
+                               "(do not start it here)",
+                               name, owner, err_message(k));
+        res.total_ns = now_ns() - t0;
+        if (ret)
+                *ret = res;
+        return 0;
+}
+
+int session_move_in(SessionHost *h, const char *name, const char *checkpoint_hex, int64_t epoch,
+                    SessionRestoreResult *ret) {
+        SessionInfo info = { 0 };
+        int k = session_get(h, name, &info);
+        if (k >= 0) {
+                int64_t known = info.row.epoch;
+                bool local = !strcmp(info.row.owner, SESSION_OWNER_LOCAL);
+                session_info_done(&info);
+                if (epoch <= known)
+                        return err_set(-ESTALE, "session '%s' is at epoch %lld here; epoch %lld is stale", name,
+                                       (long long) known, (long long) epoch);
+                if (local)
+                        return err_set(-EBUSY, "session '%s' is owned here already", name);
+                k = session_set_owner(h, name, SESSION_OWNER_LOCAL, epoch, known);
+                if (k < 0)
+                        return k;
+        } else if (k != -ENOENT)
+                return k;
+        err_clear();
+        k = session_restore(h, name, checkpoint_hex, ret);
+        if (k < 0)
+                return k;
+        /* a session adopted from the checkpoint starts at the epoch it was given */
+        k = session_get(h, name, &info);
+        if (k < 0)
+                return k;
+        int64_t now_epoch = info.row.epoch;
+        session_info_done(&info);
+        if (now_epoch != epoch)
+                k = session_set_owner(h, name, SESSION_OWNER_LOCAL, epoch, now_epoch);
+        return k;
+}

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Moving a running session to another roam host (`roam session move`):
+ *
+ *   source                                   target (roam serve)
+ *   checkpoint (guest keeps running)  ──push──▶ chunks, refs     (pre-copy)
+ *   checkpoint + quit QEMU (paused)   ──push──▶ only what changed
+ *   POST /v1/sessions/NAME/move-in {checkpoint, epoch e+1} ──▶ restore, cont
+ *                                     ◀── 200 {"state": "running"}
+ *   owner := target URL, epoch e+1 (the source never runs it again)
+ *
+ * The guest is paused from the final checkpoint until the target answers: the
+ * downtime. If anything fails after the source's QEMU ended, the source
+ * restores its own final checkpoint and stays the owner: one owner at a time,
+ * never none. */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../sync/sync.h"
+#include "session.h"
+
+typedef struct SessionMoveOptions {
+        bool no_precopy;       /* skip the pre-copy round */
+        unsigned parallel;     /* push requests in flight (0 = default) */
+        const char *owner_url; /* recorded as the new owner; NULL = the remote's URL */
+} SessionMoveOptions;
+
+typedef struct SessionMoveResult {
+        int64_t epoch;              /* the new epoch */
+        RoamId checkpoint;          /* the final checkpoint */
+        uint64_t downtime_ns;       /* guest paused on the source -> target confirmed running */
+        uint64_t total_ns;
+        uint64_t precopy_wire_bytes;/* bytes on the wire before the pause */
+        uint64_t final_wire_bytes;  /* bytes on the wire while paused */
+        uint64_t final_chunks;      /* chunks sent while paused */
+        uint64_t target_restore_ns; /* as the target measured it */
+} SessionMoveResult;
+
+int session_move(SessionHost *h, const char *name, Remote *r, const SessionMoveOptions *o, SessionMoveResult *ret);
+
+/* The target's side, used by the daemon's move-in route: makes this host the
+ * owner of session name at epoch (refusing an epoch not newer than the one it
+ * knows) and restores checkpoint hex. */
+int session_move_in(SessionHost *h, const char *name, const char *checkpoint_hex, int64_t epoch,
+                    SessionRestoreResult *ret);

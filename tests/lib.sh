@@ -51,7 +51,9 @@ must_succeed() {
 }
 # expect_match STRING REGEX [what]
 expect_match() {
-        printf '%s' "$1" | grep -Eq -- "$2" || fail "${3:-output} does not match /$2/: $1"
+        # a here-string, not a pipe: grep -q may exit before printf is done
+        # writing, and pipefail would then see printf's SIGPIPE
+        grep -Eq -- "$2" <<<"$1" || fail "${3:-output} does not match /$2/: $1"
 }
 # expect_one_line STRING: an error message is one line
 expect_one_line() {

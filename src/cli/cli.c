@@ -10,6 +10,9 @@
 
 #include "../basic/error.h"
 #include "../basic/fileio.h"
+#include "../basic/macro.h"
+#include "../daemon/daemon.h"
+#include "../sync/remote.h"
 
 const char *arg_home;
 bool arg_quiet;
@@ -132,3 +135,45 @@ int cli_open_store(bool create, bool writer, Store **ret) {
         *ret = s;
         return 0;
 }
+
+/* Connects to the daemon serving cli_home(). Prints errors itself. */
+int cli_local_daemon(Remote **ret_remote, DaemonEndpoint **ret_ep) {
+        DaemonEndpoint *ep = NULL;
+        int r = daemon_endpoint_read(cli_home(), &ep);
+        if (r < 0)
+                return cli_error(r);
+        RemoteOptions ro = { .cacert = ep->cacert };
+        Remote *rem;
+        r = remote_new(ep->url, ep->token, &ro, &rem);
+        if (r < 0) {
+                daemon_endpoint_free(ep);
+                return cli_error(r);
+        }
+        *ret_remote = rem;
+        *ret_ep = ep;
+        return 0;
+}
+
+/* One JSON request to the local daemon; prints errors itself. */
+int cli_local_request(Remote *rem, const char *method, const char *path, json_t *body, json_t **ret) {
+        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(rem);
+        if (!c)
+                return cli_error(-ENOMEM);
+        _cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        RemoteResponse resp;
+        int r = remote_request(c, method, path, text, text ? strlen(text) : 0, "application/json", 16 << 20, &resp);
+        if (r < 0)
+                return cli_error(r);
+        if (resp.status < 200 || resp.status > 299) {
+                r = remote_status_error(rem, &resp, path);
+                remote_response_done(&resp);
+                return cli_error(r);
+        }
+        json_t *j = json_loadb((const char *) resp.body, resp.len, 0, NULL);
+        remote_response_done(&resp);
+        if (!j)
+                return cli_errorf("the local daemon sent a malformed answer to %s", path);
+        *ret = j;
+        return 0;
+}
+

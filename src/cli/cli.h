@@ -47,6 +47,16 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
  * code (after --help). Use in getopt loops: case 'h': return cli_help(...). */
 int cli_help(const char *cmd, const char *args, const char *text);
 
+/* The daemon serving cli_home() and a client for it (its local admin token).
+ * Print errors themselves; callers free both. */
+struct Remote;
+struct DaemonEndpoint;
+int cli_local_daemon(struct Remote **ret_remote, struct DaemonEndpoint **ret_ep);
+/* One JSON request to it; *ret is the answer (caller decrefs). */
+struct json_t;
+int cli_local_request(struct Remote *rem, const char *method, const char *path, struct json_t *body,
+                      struct json_t **ret);
+
 /* Verb groups. */
 int verb_image(int argc, char **argv);
 int verb_store(int argc, char **argv);
@@ -58,3 +68,6 @@ int verb_pull(int argc, char **argv);
 int verb_push(int argc, char **argv);
 int verb_hoard(int argc, char **argv);
 int verb_status(int argc, char **argv);
+int verb_offline(int argc, char **argv);
+int verb_online(int argc, char **argv);
+int session_reclaim_verb(int argc, char **argv);

@@ -14,47 +14,6 @@
 #include "../daemon/daemon.h"
 #include "../sync/remote.h"
 
-/* Connects to the daemon serving cli_home(). Prints errors itself. */
-static int local_daemon(Remote **ret_remote, DaemonEndpoint **ret_ep) {
-        DaemonEndpoint *ep = NULL;
-        int r = daemon_endpoint_read(cli_home(), &ep);
-        if (r < 0)
-                return cli_error(r);
-        RemoteOptions ro = { .cacert = ep->cacert };
-        Remote *rem;
-        r = remote_new(ep->url, ep->token, &ro, &rem);
-        if (r < 0) {
-                daemon_endpoint_free(ep);
-                return cli_error(r);
-        }
-        *ret_remote = rem;
-        *ret_ep = ep;
-        return 0;
-}
-
-/* One JSON request to the local daemon; prints errors itself. */
-static int local_request(Remote *rem, const char *method, const char *path, json_t *body, json_t **ret) {
-        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(rem);
-        if (!c)
-                return cli_error(-ENOMEM);
-        _cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-        RemoteResponse resp;
-        int r = remote_request(c, method, path, text, text ? strlen(text) : 0, "application/json", 16 << 20, &resp);
-        if (r < 0)
-                return cli_error(r);
-        if (resp.status < 200 || resp.status > 299) {
-                r = remote_status_error(rem, &resp, path);
-                remote_response_done(&resp);
-                return cli_error(r);
-        }
-        json_t *j = json_loadb((const char *) resp.body, resp.len, 0, NULL);
-        remote_response_done(&resp);
-        if (!j)
-                return cli_errorf("the local daemon sent a malformed answer to %s", path);
-        *ret = j;
-        return 0;
-}
-
 int verb_hoard(int argc, char **argv) {
         static const struct option opts[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -95,7 +54,7 @@ int verb_hoard(int argc, char **argv) {
                 return cli_errorf("no token for %s (use --token or set ROAM_TOKEN)", url);
         _cleanup_(remote_freep) Remote *rem = NULL;
         _cleanup_(daemon_endpoint_freep) DaemonEndpoint *ep = NULL;
-        if (local_daemon(&rem, &ep))
+        if (cli_local_daemon(&rem, &ep))
                 return 1;
         for (int i = optind + 1; i < argc; i++) {
                 char ref[300];
@@ -109,7 +68,7 @@ int verb_hoard(int argc, char **argv) {
                 json_t *body = json_pack("{s:s, s:s, s:s, s:I}", "url", url, "ref", ref, "token", token,
                                          "limit_rate", (json_int_t) limit);
                 json_t *answer = NULL;
-                int r = local_request(rem, "POST", "/v1/hoards", body, &answer);
+                int r = cli_local_request(rem, "POST", "/v1/hoards", body, &answer);
                 json_decref(body);
                 if (r)
                         return r;
@@ -129,12 +88,12 @@ int verb_status(int argc, char **argv) {
                 return cli_usage("status", "unexpected argument '%s'", argv[1]);
         _cleanup_(remote_freep) Remote *rem = NULL;
         _cleanup_(daemon_endpoint_freep) DaemonEndpoint *ep = NULL;
-        if (local_daemon(&rem, &ep))
+        if (cli_local_daemon(&rem, &ep))
                 return 1;
         json_t *info = NULL, *hoards = NULL;
-        if (local_request(rem, "GET", "/v1/info", NULL, &info))
+        if (cli_local_request(rem, "GET", "/v1/info", NULL, &info))
                 return 1;
-        if (local_request(rem, "GET", "/v1/hoards", NULL, &hoards)) {
+        if (cli_local_request(rem, "GET", "/v1/hoards", NULL, &hoards)) {
                 json_decref(info);
                 return 1;
         }
@@ -162,6 +121,29 @@ int verb_status(int argc, char **argv) {
                        total ? 100.0 * (double) done / (double) total : 0.0, (long long) done, (long long) total,
                        format_bytes((uint64_t) json_integer_value(json_object_get(h, "wire_bytes")), w, sizeof w),
                        json_string_value(json_object_get(h, "url")), err ? "  last error: " : "", err ? err : "");
+        }
+        if (ep->role && !strcmp(ep->role, "laptop")) {
+                json_t *ho = NULL;
+                if (cli_local_request(rem, "GET", "/v1/handoff", NULL, &ho) == 0) {
+                        json_t *sessions = json_object_get(ho, "sessions");
+                        json_t *s;
+                        printf("server:  %s (%s)\nsessions: %zu\n", json_string_value(json_object_get(ho, "server")),
+                               json_is_true(json_object_get(ho, "connected")) ? "connected" : "not connected",
+                               json_array_size(sessions));
+                        json_array_foreach(sessions, i, s) {
+                                char r[32];
+                                printf("  %-20s on server: %-8s owner %-20s offline readiness: %s to send, "
+                                       "about %.1f s\n",
+                                       json_string_value(json_object_get(s, "name")),
+                                       json_string_value(json_object_get(s, "server_state")),
+                                       json_string_value(json_object_get(s, "server_owner")),
+                                       format_bytes((uint64_t) json_integer_value(
+                                                            json_object_get(s, "remainder_bytes")),
+                                                    r, sizeof r),
+                                       json_real_value(json_object_get(s, "predicted_offline_s")));
+                        }
+                        json_decref(ho);
+                }
         }
         json_decref(info);
         json_decref(hoards);

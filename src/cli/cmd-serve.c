@@ -1,15 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /* roam serve */
 #include <getopt.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 
 #include "../basic/util.h"
 #include "../daemon/daemon.h"
+#include "../daemon/api-console.h"
 #include "../daemon/api-session.h"
 #include "../daemon/hoard.h"
+#include "../daemon/laptop.h"
 #include "../session/session.h"
+#include "../sync/remote.h"
 
 static const char serve_help[] =
         "Serves the store in the state directory over HTTP(S) for 'roam pull', 'roam push'\n"
@@ -26,6 +30,14 @@ static const char serve_help[] =
         "  --log FILE          log here instead of stderr\n"
         "  --hoard-rate RATE   bandwidth cap of background hoards per connection, e.g. 4M\n"
         "                      (bytes/s; default none: hoards share the link with others)\n"
+        "  --offline-days D    (server) how long a laptop may keep a session offline\n"
+        "                      (default 30; fractions allowed; 0 = no limit)\n"
+        "Laptop role:\n"
+        "  --server URL        the datacenter server this laptop pairs with\n"
+        "  --token T           the user's token on that server (default $ROAM_TOKEN)\n"
+        "  --name NAME         this laptop's name (default: the host name)\n"
+        "  --precopy-interval S  seconds between background pre-copies (default 5)\n"
+        "  --precopy-rate RATE bandwidth cap of background pre-copy per connection\n"
         "  -v, --verbose       log every request\n"
         "  --foreground        stay in the foreground (the default; roam never daemonizes)\n";
 
@@ -40,10 +52,18 @@ int verb_serve(int argc, char **argv) {
                 { "verbose", no_argument, NULL, 'v' },
                 { "foreground", no_argument, NULL, 'f' },
                 { "hoard-rate", required_argument, NULL, 'H' },
+                { "offline-days", required_argument, NULL, 'D' },
+                { "server", required_argument, NULL, 'S' },
+                { "token", required_argument, NULL, 'T' },
+                { "name", required_argument, NULL, 'N' },
+                { "precopy-interval", required_argument, NULL, 'I' },
+                { "precopy-rate", required_argument, NULL, 'R' },
                 {},
         };
         DaemonOptions o = { 0 };
         HoardOptions ho = { 0 };
+        LaptopOptions lo = { 0 };
+        double offline_days = 30;
         int c;
         while ((c = getopt_long(argc, argv, "hv", opts, NULL)) >= 0)
                 switch (c) {
@@ -78,6 +98,33 @@ int verb_serve(int argc, char **argv) {
                         if (parse_size(optarg, &ho.default_limit_rate) < 0 || ho.default_limit_rate < 1024)
                                 return cli_usage("serve", "--hoard-rate takes a rate of at least 1K (bytes/s)");
                         break;
+                case 'D': {
+                        char *end;
+                        offline_days = strtod(optarg, &end);
+                        if (*end || end == optarg || offline_days < 0 || offline_days > 3650)
+                                return cli_usage("serve", "--offline-days takes a number of days from 0 to 3650");
+                        break;
+                }
+                case 'S':
+                        lo.server_url = optarg;
+                        break;
+                case 'T':
+                        lo.token = optarg;
+                        break;
+                case 'N':
+                        lo.name = optarg;
+                        break;
+                case 'I': {
+                        char *end;
+                        lo.precopy_interval_s = strtod(optarg, &end);
+                        if (*end || end == optarg || lo.precopy_interval_s < 0.2 || lo.precopy_interval_s > 86400)
+                                return cli_usage("serve", "--precopy-interval takes seconds from 0.2 to 86400");
+                        break;
+                }
+                case 'R':
+                        if (parse_size(optarg, &lo.precopy_rate) < 0 || lo.precopy_rate < 1024)
+                                return cli_usage("serve", "--precopy-rate takes a rate of at least 1K (bytes/s)");
+                        break;
                 default:
                         return cli_usage("serve", "invalid option");
                 }
@@ -86,17 +133,30 @@ int verb_serve(int argc, char **argv) {
         if (!!o.tls_cert != !!o.tls_key)
                 return cli_usage("serve", "--tls-cert and --tls-key go together");
         o.home = cli_home();
+        bool laptop = o.role && !strcmp(o.role, "laptop");
+        if (lo.server_url && !laptop)
+                return cli_usage("serve", "--server goes with --role laptop");
+        if (lo.server_url) {
+                lo.token = remote_token_from_env(lo.token);
+                if (!lo.token)
+                        return cli_errorf("no token for %s (use --token or set ROAM_TOKEN)", lo.server_url);
+        }
 
         Daemon *d;
         int r = daemon_new(&o, &d);
         if (r < 0)
                 return cli_error(r);
         SessionHost *sh = NULL;
-        r = hoard_register(d, &ho);
+        Hoard *hoard = NULL;
+        r = hoard_register(d, &ho, &hoard);
         if (r >= 0)
                 r = session_host_new(o.home, daemon_store(d), daemon_catalog(d), &sh);
         if (r >= 0)
-                r = api_session_register(d, sh);
+                r = api_session_register(d, sh, (int64_t) (offline_days * 86400));
+        if (r >= 0 && lo.server_url)
+                r = laptop_register(d, sh, hoard, &lo);
+        if (r >= 0)
+                r = api_console_register(d, sh);
         if (r < 0) {
                 session_host_free(sh);
                 daemon_free(d);

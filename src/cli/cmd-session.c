@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* roam session create|start|stop|pause|resume|list|show|log|rm|checkpoint|restore */
+/* roam session create|start|stop|pause|resume|list|show|log|rm|checkpoint|restore|adopt|finalize|move */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -77,11 +77,12 @@ static int session_create_verb(int argc, char **argv) {
                 { "append", required_argument, NULL, 'a' },
                 { "profile-disk", required_argument, NULL, 'p' },
                 { "accel", required_argument, NULL, 'A' },
+                { "policy", required_argument, NULL, 'P' },
                 {},
         };
         SessionCreate a = {};
         int c;
-        while ((c = getopt_long(argc, argv, "hi:u:m:c:k:r:a:p:A:", opts, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "hi:u:m:c:k:r:a:p:A:P:", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         return cli_help(
@@ -99,7 +100,10 @@ static int session_create_verb(int argc, char **argv) {
                                 "')\n"
                                 "  -p, --profile-disk FILE  a raw disk attached as the second virtio disk\n"
                                 "  -A, --accel ACCEL        auto, kvm or tcg (default auto: kvm if a probe boot\n"
-                                "                           works; $ROAM_ACCEL overrides)\n");
+                                "                           works; $ROAM_ACCEL overrides)\n"
+                                "  -P, --policy POLICY      what 'roam session finalize' does with the disk delta\n"
+                                "                           after the log-off: persistent (default) keeps it,\n"
+                                "                           pooled resets the session to the master image\n");
                 case 'i':
                         a.image = optarg;
                         break;
@@ -143,6 +147,13 @@ static int session_create_verb(int argc, char **argv) {
                 case 'A':
                         a.accel = optarg;
                         break;
+                case 'P': {
+                        int p = vm_policy_from_string(optarg);
+                        if (p < 0)
+                                return cli_usage("session create", "--policy takes persistent or pooled");
+                        a.policy = (VmPolicy) p;
+                        break;
+                }
                 default:
                         return cli_usage("session create", "invalid option");
                 }
@@ -175,8 +186,9 @@ static int session_create_verb(int argc, char **argv) {
         int r = session_create(ctx.host, &a, &info);
         if (r < 0)
                 return cli_error(r);
-        fprintf(stderr, "created session '%s' of image '%s' for user '%s' (%llu MiB RAM, %u cpus)\n", a.name,
-                info.row.image, info.row.user, (unsigned long long) info.config.ram_mib, info.config.cpus);
+        fprintf(stderr, "created session '%s' of image '%s' for user '%s' (%llu MiB RAM, %u cpus, %s)\n", a.name,
+                info.row.image, info.row.user, (unsigned long long) info.config.ram_mib, info.config.cpus,
+                vm_policy_to_string(info.config.policy));
         session_info_done(&info);
         return 0;
 }
@@ -326,6 +338,7 @@ static int session_show_verb(int argc, char **argv) {
         printf("ram:         %llu MiB (%s resident in %s)\ncpus:        %u\nmachine:     %s, cpu %s, accel %s\n",
                (unsigned long long) i.config.ram_mib, format_bytes(i.ram_bytes, a, sizeof a), i.ram,
                i.config.cpus, i.config.machine, i.config.cpu, i.config.accel);
+        printf("policy:      %s\n", vm_policy_to_string(i.config.policy));
         printf("kernel:      %.16s%s%.16s\nappend:      %s\n", i.config.kernel_id,
                i.config.initrd_id ? ", initrd " : "", i.config.initrd_id ? i.config.initrd_id : "",
                i.config.append ? i.config.append : "");
@@ -386,7 +399,9 @@ static int session_checkpoint_verb(int argc, char **argv) {
                                 "device state, kernel, initrd and image, under refs\n"
                                 "sessions/USER/NAME/latest and sessions/USER/NAME/<number>. The guest pauses\n"
                                 "only while the device state is saved and RAM and overlay are copied; only\n"
-                                "chunks the store lacks are added. Prints the checkpoint's id.\n");
+                                "chunks the store lacks are added. Of a stopped session it saves a powered-off\n"
+                                "checkpoint: the disk overlay alone (no RAM, no device state). Prints the\n"
+                                "checkpoint's id.\n");
         if (argc != 2)
                 return cli_usage("session checkpoint", "expected NAME");
         _cleanup_(ctx_done) Ctx ctx = {};
@@ -397,13 +412,21 @@ static int session_checkpoint_verb(int argc, char **argv) {
         if (r < 0)
                 return cli_error(r);
         char hex[ID_HEX_SIZE], a[32], b[32];
-        fprintf(stderr,
-                "checkpoint %06lld of '%s': pause %.0f ms (device state %.0f ms, copy %.0f ms), total %.0f ms; "
-                "%llu of %llu chunks new (ram %llu, overlay %llu), %s new, %s stored\n",
-                (long long) res.seq, argv[1], ms(res.pause_ns), ms(res.devstate_ns), ms(res.copy_ns),
-                ms(res.total_ns), (unsigned long long) res.new_chunks, (unsigned long long) res.chunks,
-                (unsigned long long) res.ram_new_chunks, (unsigned long long) res.overlay_new_chunks,
-                format_bytes(res.new_bytes, a, sizeof a), format_bytes(res.stored_bytes, b, sizeof b));
+        if (res.powered_off)
+                fprintf(stderr,
+                        "checkpoint %06lld of '%s' (powered off): disk only, total %.0f ms; %llu of %llu chunks new, "
+                        "%s new, %s stored\n",
+                        (long long) res.seq, argv[1], ms(res.total_ns), (unsigned long long) res.new_chunks,
+                        (unsigned long long) res.chunks, format_bytes(res.new_bytes, a, sizeof a),
+                        format_bytes(res.stored_bytes, b, sizeof b));
+        else
+                fprintf(stderr,
+                        "checkpoint %06lld of '%s': pause %.0f ms (device state %.0f ms, copy %.0f ms), total %.0f "
+                        "ms; %llu of %llu chunks new (ram %llu, overlay %llu), %s new, %s stored\n",
+                        (long long) res.seq, argv[1], ms(res.pause_ns), ms(res.devstate_ns), ms(res.copy_ns),
+                        ms(res.total_ns), (unsigned long long) res.new_chunks, (unsigned long long) res.chunks,
+                        (unsigned long long) res.ram_new_chunks, (unsigned long long) res.overlay_new_chunks,
+                        format_bytes(res.new_bytes, a, sizeof a), format_bytes(res.stored_bytes, b, sizeof b));
         printf("%s\n", id_to_hex(&res.id, hex));
         return 0;
 }
@@ -414,7 +437,9 @@ static int session_restore_verb(int argc, char **argv) {
                                 "Resumes a session from a checkpoint: 'latest' (default), its number, or its\n"
                                 "64-digit id. The session must not be running. A checkpoint whose chunks are\n"
                                 "not all in the store is refused before anything changes. Given an id of a\n"
-                                "checkpoint that arrived from elsewhere, an unknown session NAME is adopted.\n");
+                                "checkpoint that arrived from elsewhere, an unknown session NAME is adopted.\n"
+                                "A powered-off checkpoint replaces the disk only and leaves the session\n"
+                                "stopped ('roam session start' boots it, 'roam session finalize' logs it off).\n");
         if (argc < 2 || argc > 3)
                 return cli_usage("session restore", "expected NAME [CHECKPOINT]");
         _cleanup_(ctx_done) Ctx ctx = {};
@@ -425,8 +450,105 @@ static int session_restore_verb(int argc, char **argv) {
         if (r < 0)
                 return cli_error(r);
         char hex[ID_HEX_SIZE];
-        fprintf(stderr, "restored '%s' from %.16s in %.0f ms (files %.0f ms, qemu %.0f ms)\n", argv[1],
-                id_to_hex(&res.id, hex), ms(res.total_ns), ms(res.export_ns), ms(res.qemu_ns));
+        if (res.powered_off)
+                fprintf(stderr, "restored '%s' from powered-off checkpoint %.16s in %.0f ms (stopped)\n", argv[1],
+                        id_to_hex(&res.id, hex), ms(res.total_ns));
+        else
+                fprintf(stderr, "restored '%s' from %.16s in %.0f ms (files %.0f ms, qemu %.0f ms)\n", argv[1],
+                        id_to_hex(&res.id, hex), ms(res.total_ns), ms(res.export_ns), ms(res.qemu_ns));
+        return 0;
+}
+
+static int session_adopt_verb(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "epoch", required_argument, NULL, 'e' },
+                {},
+        };
+        int64_t epoch = -1;
+        int c;
+        while ((c = getopt_long(argc, argv, "he:", opts, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        return cli_help("session adopt", "NAME CHECKPOINT [--epoch N]",
+                                        "Makes this host the owner of session NAME from CHECKPOINT (a 64-digit id\n"
+                                        "already in the store, e.g. from 'roam bundle apply' or a push): an\n"
+                                        "unknown NAME is created from the checkpoint; a NAME owned by another host\n"
+                                        "is taken over at a newer epoch. A powered-off checkpoint leaves the session\n"
+                                        "stopped; a running one resumes it. The checkpoint becomes the session's\n"
+                                        "'latest'.\n\n"
+                                        "  -e, --epoch N    the new ownership epoch (default: one more than both the\n"
+                                        "                   checkpoint's and this host's)\n");
+                case 'e': {
+                        uint64_t v;
+                        if (parse_u64(optarg, &v) < 0 || v < 1 || v > INT64_MAX / 2)
+                                return cli_usage("session adopt", "--epoch takes a number >= 1");
+                        epoch = (int64_t) v;
+                        break;
+                }
+                default:
+                        return cli_usage("session adopt", "invalid option");
+                }
+        if (argc - optind != 2)
+                return cli_usage("session adopt", "expected NAME CHECKPOINT");
+        const char *name = argv[optind];
+        _cleanup_(ctx_done) Ctx ctx = {};
+        if (ctx_open(true, &ctx))
+                return 1;
+        SessionInfo i = {};
+        int r = session_adopt(ctx.host, name, argv[optind + 1], epoch, &i);
+        if (r < 0)
+                return cli_error(r);
+        fprintf(stderr, "adopted session '%s' of user '%s' at epoch %lld (%s, %s)\n", name, i.row.user,
+                (long long) i.row.epoch, session_state_to_string(i.row.state),
+                vm_policy_to_string(i.config.policy));
+        session_info_done(&i);
+        return 0;
+}
+
+static int session_finalize_verb(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "timeout", required_argument, NULL, 't' },
+                {},
+        };
+        int timeout = SESSION_FINALIZE_TIMEOUT_S_DEFAULT, c;
+        while ((c = getopt_long(argc, argv, "ht:", opts, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        return cli_help("session finalize", "[--timeout S] NAME",
+                                        "Finalizes a powered-off session: boots it once with 'roam.logoff=1\n"
+                                        "roam.user=USER' on the kernel command line and the user's profile disk\n"
+                                        "($ROAM_HOME/profiles/USER.img, made when missing) as its second disk; the\n"
+                                        "guest saves the user's files there and powers off. Then a persistent\n"
+                                        "session keeps its disk delta and a pooled one is reset to the master\n"
+                                        "image. The session stays stopped. Prints the guest's log-off line.\n\n"
+                                        "  -t, --timeout S  seconds to wait for the guest to power off (default 120;\n"
+                                        "                   then it is ended hard and its disk kept)\n");
+                case 't': {
+                        uint64_t v;
+                        if (parse_u64(optarg, &v) < 0 || v < 1 || v > 3600)
+                                return cli_usage("session finalize", "--timeout takes 1 to 3600 seconds");
+                        timeout = (int) v;
+                        break;
+                }
+                default:
+                        return cli_usage("session finalize", "invalid option");
+                }
+        if (argc - optind != 1)
+                return cli_usage("session finalize", "expected NAME");
+        const char *name = argv[optind];
+        _cleanup_(ctx_done) Ctx ctx = {};
+        if (ctx_open(true, &ctx))
+                return 1;
+        SessionFinalizeResult res;
+        int r = session_finalize_timeout(ctx.host, name, timeout, &res);
+        if (r < 0)
+                return cli_error(r);
+        fprintf(stderr, "finalized '%s' in %.1f s (log-off boot %.1f s); policy %s: %s\n", name,
+                (double) res.total_ns / 1e9, (double) res.boot_ns / 1e9, vm_policy_to_string(res.policy),
+                res.reset ? "disk reset to the master" : "disk kept");
+        printf("%s\n", res.logoff[0] ? res.logoff : "(the guest printed no log-off line)");
         return 0;
 }
 
@@ -510,9 +632,12 @@ static const Verb session_verbs[] = {
         { "list", session_list_verb, "", "list sessions" },
         { "show", session_show_verb, "NAME", "show a session" },
         { "log", session_log_verb, "NAME", "print a session's console log" },
-        { "checkpoint", session_checkpoint_verb, "NAME", "save a running session into the store" },
+        { "checkpoint", session_checkpoint_verb, "NAME", "save a session (running or powered off) into the store" },
         { "move", session_move_verb, "NAME --to URL", "move a running session to another roam host" },
+        { "reclaim", session_reclaim_verb, "NAME", "take a session back from a lost laptop (admin)" },
         { "restore", session_restore_verb, "NAME [CHECKPOINT]", "resume a session from a checkpoint" },
+        { "adopt", session_adopt_verb, "NAME CHECKPOINT", "take over a session from a checkpoint that arrived" },
+        { "finalize", session_finalize_verb, "NAME", "log a powered-off session off and apply its policy" },
         { "rm", session_rm_verb, "NAME", "remove a session that does not run" },
 };
 

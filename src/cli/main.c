@@ -22,6 +22,8 @@ static const Verb verbs[] = {
         { "push", verb_push, "URL REF...", "send refs and their chunks to a roam daemon" },
         { "hoard", verb_hoard, "URL REF...", "let the local daemon pull refs in the background" },
         { "status", verb_status, "", "the local daemon: role, hoards and their progress" },
+        { "offline", verb_offline, "SESSION", "take a session offline onto this laptop" },
+        { "online", verb_online, "SESSION", "take a session on this laptop back online" },
 };
 
 static void usage(FILE *f) {

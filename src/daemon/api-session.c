@@ -2,6 +2,8 @@
 #include "api-session.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <time.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,8 +11,68 @@
 #include "../basic/error.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
+#include "../session/handoff.h"
 #include "../session/move.h"
 #include "auth.h"
+
+#define READY_MAX 256
+
+/* What the last pre-copy of a session said about its offline readiness. */
+typedef struct Ready {
+        char name[NAME_MAX_LEN + 1];
+        uint64_t remainder; /* bytes a click would still send (changed between the last two pre-copies) */
+        uint64_t rate;      /* the receiver's measured link rate, bytes/s (0 = unknown) */
+        int64_t at;         /* unix time of the pre-copy */
+} Ready;
+
+typedef struct ApiSession {
+        SessionHost *h;
+        int64_t lease_s;
+        pthread_mutex_t lock;
+        Ready ready[READY_MAX];
+} ApiSession;
+
+/* Fixed part of a take-offline (checkpoint while paused, restore), seconds:
+ * measured on the test guest (docs/benchmarks.md); the rest is bytes / rate. */
+#define OFFLINE_FIXED_S 0.8
+
+static json_t *readiness_json(ApiSession *a, const char *name) {
+        json_t *j = NULL;
+        pthread_mutex_lock(&a->lock);
+        for (size_t i = 0; i < READY_MAX; i++) {
+                Ready *r = &a->ready[i];
+                if (!r->name[0] || strcmp(r->name, name))
+                        continue;
+                double predicted = OFFLINE_FIXED_S + (r->rate ? (double) r->remainder / (double) r->rate : 0);
+                j = json_pack("{s:I, s:I, s:I, s:f}", "remainder_bytes", (json_int_t) r->remainder, "link_rate",
+                              (json_int_t) r->rate, "precopy_at", (json_int_t) r->at, "predicted_offline_s",
+                              predicted);
+                break;
+        }
+        pthread_mutex_unlock(&a->lock);
+        return j ? j : json_null();
+}
+
+static void readiness_set(ApiSession *a, const char *name, uint64_t remainder, uint64_t rate) {
+        pthread_mutex_lock(&a->lock);
+        Ready *slot = NULL;
+        for (size_t i = 0; i < READY_MAX; i++) {
+                Ready *r = &a->ready[i];
+                if (r->name[0] && !strcmp(r->name, name)) {
+                        slot = r;
+                        break;
+                }
+                if (!r->name[0] && !slot)
+                        slot = r;
+        }
+        if (!slot)
+                slot = &a->ready[0]; /* full: reuse */
+        snprintf(slot->name, sizeof slot->name, "%s", name);
+        slot->remainder = remainder;
+        slot->rate = rate;
+        slot->at = (int64_t) time(NULL);
+        pthread_mutex_unlock(&a->lock);
+}
 
 static json_t *session_json(const SessionInfo *i) {
         return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:I}", "name", i->row.name, "user",
@@ -33,7 +95,8 @@ static bool is_admin_or_host(const HttpRequest *req) {
 }
 
 static int route_list(HttpRequest *req, void *userdata) {
-        SessionHost *h = userdata;
+        ApiSession *a = userdata;
+        SessionHost *h = a->h;
         SessionInfo *list = NULL;
         size_t n = 0;
         int r = session_list(h, &list, &n);
@@ -41,29 +104,41 @@ static int route_list(HttpRequest *req, void *userdata) {
                 return http_reply_errno(req, r);
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++)
-                if (may_see(req, &list[i]))
-                        json_array_append_new(arr, session_json(&list[i]));
+                if (may_see(req, &list[i])) {
+                        json_t *j = session_json(&list[i]);
+                        json_object_set_new(j, "readiness", readiness_json(a, list[i].row.name));
+                        json_array_append_new(arr, j);
+                }
         session_info_list_free(list, n);
         return http_reply_json(req, 200, json_pack("{s:o}", "sessions", arr));
 }
 
+static int visible(HttpRequest *req, SessionHost *h, const char *name, char **ret_user);
+
 static int move_in(HttpRequest *req, SessionHost *h, const char *name) {
-        if (!is_admin_or_host(req))
-                return http_reply_error(req, 403, "only admin and host tokens may move sessions in");
+        /* a user (a laptop coming back) may hand back only a session of theirs
+         * that this host knows; admin and host tokens may also bring new ones */
+        if (!is_admin_or_host(req)) {
+                int k = visible(req, h, name, NULL);
+                if (k != 0)
+                        return k;
+        }
         size_t len;
         const void *body = http_request_body(req, &len);
         json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
         const char *ck = json_string_value(json_object_get(j, "checkpoint"));
-        json_t *ep = json_object_get(j, "epoch");
+        json_t *ep = json_object_get(j, "epoch"), *from = json_object_get(j, "from_epoch");
         RoamId id;
         int r;
         if (!json_is_object(j) || !ck || id_from_hex(ck, &id) < 0 || !json_is_integer(ep) ||
-            json_integer_value(ep) < 1)
-                r = http_reply_error(req, 400, "expected {\"checkpoint\": HEX, \"epoch\": N >= 1}");
+            json_integer_value(ep) < 1 || (from && !json_is_integer(from)))
+                r = http_reply_error(req, 400,
+                                     "expected {\"checkpoint\": HEX, \"epoch\": N >= 1, \"from_epoch\": N?}");
         else {
                 SessionRestoreResult res;
                 err_clear();
-                r = session_move_in(h, name, ck, (int64_t) json_integer_value(ep), &res);
+                r = session_move_in(h, name, ck, (int64_t) json_integer_value(ep),
+                                    from ? (int64_t) json_integer_value(from) : -1, &res);
                 if (r == -ESTALE || r == -EBUSY)
                         r = http_reply_error(req, 409, "%s", err_message(r));
                 else if (r < 0)
@@ -93,7 +168,8 @@ static int split(const char *rest, char name[static NAME_MAX_LEN + 1], const cha
 }
 
 static int route_get(HttpRequest *req, void *userdata) {
-        SessionHost *h = userdata;
+        ApiSession *a = userdata;
+        SessionHost *h = a->h;
         char name[NAME_MAX_LEN + 1];
         const char *action;
         if (split(http_request_rest(req), name, &action) < 0 || *action)
@@ -106,19 +182,90 @@ static int route_get(HttpRequest *req, void *userdata) {
         }
         if (r < 0)
                 return http_reply_errno(req, r);
-        r = http_reply_json(req, 200, session_json(&i));
+        json_t *j = session_json(&i);
+        json_object_set_new(j, "readiness", readiness_json(a, name));
+        r = http_reply_json(req, 200, j);
         session_info_done(&i);
         return r;
 }
 
+/* The session must exist and be visible to the token (users: their own). */
+static int visible(HttpRequest *req, SessionHost *h, const char *name, char **ret_user) {
+        SessionInfo i = { 0 };
+        int r = session_get(h, name, &i);
+        if (r >= 0 && !may_see(req, &i))
+                r = -ENOENT;
+        if (r >= 0 && ret_user)
+                *ret_user = strdup(i.row.user);
+        session_info_done(&i);
+        if (r == -ENOENT)
+                return http_reply_error(req, 404, "session '%s' not found", name);
+        return r < 0 ? http_reply_errno(req, r) : 0;
+}
+
+static int precopy(HttpRequest *req, ApiSession *a, const char *name) {
+        int r = visible(req, a->h, name, NULL);
+        if (r != 0)
+                return r;
+        uint64_t rate = 0;
+        const char *q = http_request_query(req, "rate");
+        if (q && parse_u64(q, &rate) < 0)
+                return http_reply_error(req, 400, "rate must be a number of bytes/s");
+        PrecopyResult p;
+        err_clear();
+        r = handoff_precopy(a->h, name, &p);
+        if (r < 0)
+                return http_reply_error(req, r == -EINVAL ? 409 : 500, "%s", err_message(r));
+        readiness_set(a, name, p.new_stored, rate);
+        char hex[ID_HEX_SIZE];
+        return http_reply_json(req, 200,
+                               json_pack("{s:s, s:I, s:I, s:I, s:I, s:o}", "id", id_to_hex(&p.id, hex), "chunks",
+                                         (json_int_t) p.chunks, "new_chunks", (json_int_t) p.new_chunks,
+                                         "new_stored", (json_int_t) p.new_stored, "ms", (json_int_t) (p.ns / 1000000),
+                                         "readiness", readiness_json(a, name)));
+}
+
+static int offline(HttpRequest *req, ApiSession *a, const char *name) {
+        _cleanup_free_ char *user = NULL;
+        int r = visible(req, a->h, name, &user);
+        if (r != 0)
+                return r;
+        size_t len;
+        const void *body = http_request_body(req, &len);
+        json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+        const char *holder = json_string_value(json_object_get(j, "holder"));
+        if (!json_is_object(j) || !holder || strncmp(holder, "laptop:", 7) || !name_is_valid(holder + 7)) {
+                json_decref(j);
+                return http_reply_error(req, 400, "expected {\"holder\": \"laptop:NAME\"}");
+        }
+        OfflineGrant g;
+        err_clear();
+        r = handoff_grant_offline(a->h, name, holder, a->lease_s, &g);
+        json_decref(j);
+        if (r == -EBUSY)
+                return http_reply_error(req, 409, "%s", err_message(r));
+        if (r < 0)
+                return http_reply_error(req, r == -EINVAL ? 409 : 500, "%s", err_message(r));
+        char hex[ID_HEX_SIZE];
+        return http_reply_json(req, 200,
+                               json_pack("{s:s, s:s, s:I, s:I, s:I, s:b}", "checkpoint",
+                                         id_to_hex(&g.checkpoint, hex), "user", user, "epoch", (json_int_t) g.epoch,
+                                         "lease_until", (json_int_t) g.lease_until, "pause_ms",
+                                         (json_int_t) (g.pause_ns / 1000000), "again", g.again));
+}
+
 static int route_post(HttpRequest *req, void *userdata) {
-        SessionHost *h = userdata;
+        ApiSession *a = userdata;
         char name[NAME_MAX_LEN + 1];
         const char *action;
         if (split(http_request_rest(req), name, &action) < 0)
                 return http_reply_error(req, 404, "unknown route");
         if (!strcmp(action, "move-in"))
-                return move_in(req, h, name);
+                return move_in(req, a->h, name);
+        if (!strcmp(action, "precopy"))
+                return precopy(req, a, name);
+        if (!strcmp(action, "offline"))
+                return offline(req, a, name);
         return http_reply_error(req, 404, "unknown session action '%s'", action);
 }
 
@@ -128,6 +275,11 @@ static const HttpRoute routes[] = {
         { "POST", "/v1/sessions/*", 64 * 1024, route_post },
 };
 
-int api_session_register(Daemon *d, SessionHost *h) {
-        return daemon_add_routes(d, routes, ELEMENTSOF(routes), h);
+int api_session_register(Daemon *d, SessionHost *h, int64_t lease_s) {
+        /* lives as long as the daemon process */
+        static ApiSession a;
+        a.h = h;
+        a.lease_s = lease_s;
+        pthread_mutex_init(&a.lock, NULL);
+        return daemon_add_routes(d, routes, ELEMENTSOF(routes), &a);
 }

@@ -7,10 +7,17 @@
  *   GET  /v1/sessions/NAME            one session (404 for another user's)
  *   POST /v1/sessions/NAME/move-in    {"checkpoint": HEX, "epoch": N} (admin, host):
  *                                     become the owner at epoch N and run the
- *                                     checkpoint; 200 {"state": "running", ...} */
+ *                                     checkpoint; 200 {"state": "running", ...}
+ *   POST /v1/sessions/NAME/precopy?rate=B  fuzzy snapshot for a laptop to pull;
+ *                                     records the offline readiness
+ *   POST /v1/sessions/NAME/offline    {"holder": "laptop:NAME"}: pause, final
+ *                                     checkpoint, owner := holder at epoch+1;
+ *                                     200 {"checkpoint", "user", "epoch", "lease_until"}
+ * Users reach only their own sessions (404 otherwise). */
 
 #include "../session/session.h"
 #include "daemon.h"
 
-/* Adds the routes to d; h is borrowed and must outlive the daemon's run. */
-int api_session_register(Daemon *d, SessionHost *h);
+/* Adds the routes to d; h is borrowed and must outlive the daemon's run.
+ * lease_s: how long a laptop may keep a session offline (0 = no limit). */
+int api_session_register(Daemon *d, SessionHost *h, int64_t lease_s);

@@ -524,7 +524,8 @@ static int h_chunks_get(HttpRequest *req, void *userdata) {
                         char hex[ID_HEX_SIZE];
                         chunk_stream_free(cs);
                         if (r == -ENOENT)
-                                return http_reply_error(req, 404, "chunk %s not found", id_to_hex(wire_id_at(body, i), hex));
+                                return http_reply_error(req, 404, "chunk %s not found",
+                                                        id_to_hex(wire_id_at(body, i), hex));
                         return r;
                 }
                 total += WIRE_RECORD_HEADER + cs->sizes[i];

@@ -120,7 +120,8 @@ static int db_error(Catalog *c, int rc, const char *what) {
         default:
                 r = -EIO;
         }
-        return err_set(r, "catalog '%s': %s failed: %s", c->path, what, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+        return err_set(r, "catalog '%s': %s failed: %s", c->path, what,
+                       c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
 }
 
 static int exec(Catalog *c, const char *sql, const char *what) {
@@ -192,7 +193,7 @@ int catalog_open(const char *path, Catalog **ret) {
                 catalog_free(c);
                 return -ENOMEM;
         }
-        int rc = sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+        int rc = sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                                  NULL);
         if (rc != SQLITE_OK) {
                 int r = db_error(c, rc, "opening");
@@ -340,6 +341,7 @@ int catalog_token_create(Catalog *c, CatalogRole role, const char *user, char **
                 rc = sqlite3_step(st);
         }
         r = rc == SQLITE_DONE ? 0 : db_error(c, rc, "storing a token");
+        sqlite3_finalize(TAKE_PTR(st)); /* under the mutex: the connection is shared */
         pthread_mutex_unlock(&c->mutex);
         if (r < 0)
                 return r;
@@ -375,6 +377,7 @@ int catalog_token_check(Catalog *c, const char *token, CatalogRole *ret_role, ch
                 r = -EACCES;
         else
                 r = db_error(c, rc, "looking up a token");
+        sqlite3_finalize(TAKE_PTR(st));
         pthread_mutex_unlock(&c->mutex);
         if (r < 0)
                 return r;
@@ -428,6 +431,7 @@ int catalog_token_list(Catalog *c, CatalogToken **ret, size_t *ret_n) {
         }
         if (r >= 0 && rc != SQLITE_DONE)
                 r = db_error(c, rc, "listing tokens");
+        sqlite3_finalize(TAKE_PTR(st));
         pthread_mutex_unlock(&c->mutex);
         if (r < 0) {
                 catalog_token_list_free(list, n);
@@ -441,7 +445,8 @@ int catalog_token_list(Catalog *c, CatalogToken **ret, size_t *ret_n) {
 int catalog_token_revoke(Catalog *c, const char *id_prefix, char *ret_id) {
         size_t len = strlen(id_prefix);
         if (len < CATALOG_TOKEN_ID_MIN_PREFIX || len > ID_HEX_SIZE - 1)
-                return err_set(-EINVAL, "token id '%s' is too short (give at least %d hex digits from 'roam token list')",
+                return err_set(-EINVAL,
+                               "token id '%s' is too short (give at least %d hex digits from 'roam token list')",
                                id_prefix, CATALOG_TOKEN_ID_MIN_PREFIX);
         char lower[ID_HEX_SIZE];
         for (size_t i = 0; i <= len; i++) {
@@ -488,6 +493,7 @@ int catalog_token_revoke(Catalog *c, const char *id_prefix, char *ret_id) {
                         if (rc != SQLITE_DONE)
                                 r = db_error(c, rc, "revoking a token");
                 }
+                sqlite3_finalize(TAKE_PTR(st));
                 if (r >= 0)
                         r = exec(c, "COMMIT", "committing");
                 if (r < 0)

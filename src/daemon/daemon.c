@@ -2,6 +2,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <poll.h>
@@ -532,6 +533,23 @@ void daemon_endpoint_free(DaemonEndpoint *e) {
         free(e);
 }
 
+/* True if pid names a live process (not a zombie waiting to be reaped). */
+static bool pid_is_running(pid_t pid) {
+        if (kill(pid, 0) < 0 && errno == ESRCH)
+                return false;
+        char path[64], buf[256];
+        snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return errno != ENOENT;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        if (n <= 0)
+                return true;
+        buf[n] = 0;
+        const char *close_paren = strrchr(buf, ')');
+        return !(close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z');
+}
+
 /* Reads HOME/serve.json into e (url, role, cacert, pid) and checks that its
  * process lives. */
 static int read_serve(const char *home, DaemonEndpoint *e) {
@@ -555,7 +573,7 @@ static int read_serve(const char *home, DaemonEndpoint *e) {
                 json_decref(j);
                 return err_set(-EBADMSG, "'%s' is malformed (remove it and restart 'roam serve')", serve);
         }
-        if ((kill((pid_t) pid, 0) < 0 && errno == ESRCH) || (pid_t) pid == getpid()) {
+        if (!pid_is_running((pid_t) pid) || (pid_t) pid == getpid()) {
                 json_decref(j);
                 return err_set(-ESRCH, "the roam daemon of '%s' is gone (pid %d; start it again with 'roam serve')",
                                home, (int) pid);

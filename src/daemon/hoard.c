@@ -16,14 +16,14 @@
 #include "../sync/sync.h"
 #include "auth.h"
 
-typedef struct Hoard {
+struct Hoard {
         Daemon *daemon;
         HoardOptions o;
         DaemonWorker *worker;
         pthread_mutex_t lock;
         int64_t running_id; /* job in progress, 0 = none */
         int64_t cancel_id;  /* job deleted while running */
-} Hoard;
+};
 
 typedef struct Job {
         int64_t id;
@@ -315,7 +315,19 @@ static const HttpRoute routes[] = {
         { "DELETE", "/v1/hoards/*", 0, route_delete },
 };
 
-int hoard_register(Daemon *d, const HoardOptions *o) {
+int hoard_ensure(Hoard *h, const char *url, const char *ref, const char *token) {
+        int64_t now = time(NULL);
+        int k = exec_sql(h,
+                         "INSERT INTO hoards (url, ref, token, state, created, updated) VALUES (?, ?, ?, 'active', ?, ?) "
+                         "ON CONFLICT (url, ref) DO UPDATE SET token = excluded.token, state = 'active', "
+                         "updated = excluded.updated WHERE state = 'failed'",
+                         "sssii", url, ref, token, now, now);
+        if (k > 0)
+                daemon_worker_wake(h->worker);
+        return k < 0 ? k : 0;
+}
+
+int hoard_register(Daemon *d, const HoardOptions *o, Hoard **ret) {
         Hoard *h = calloc(1, sizeof *h);
         if (!h)
                 return -ENOMEM;
@@ -327,7 +339,9 @@ int hoard_register(Daemon *d, const HoardOptions *o) {
         pthread_mutex_init(&h->lock, NULL);
         registered = h; /* lives as long as the daemon process */
         int r = daemon_add_routes(d, routes, ELEMENTSOF(routes), h);
-        if (r < 0)
-                return r;
-        return daemon_add_worker(d, "hoard", hoard_worker, h, &h->worker);
+        if (r >= 0)
+                r = daemon_add_worker(d, "hoard", hoard_worker, h, &h->worker);
+        if (r >= 0 && ret)
+                *ret = h;
+        return r;
 }

@@ -22,6 +22,12 @@ typedef struct HoardOptions {
         double retry_max_s;          /* longest wait between attempts (default 30) */
 } HoardOptions;
 
+typedef struct Hoard Hoard;
+
 /* Adds the routes and the worker to d (before daemon_run()). The state is
- * owned by the daemon from then on. */
-int hoard_register(Daemon *d, const HoardOptions *o);
+ * owned by the daemon from then on; *ret (may be NULL) is borrowed. */
+int hoard_register(Daemon *d, const HoardOptions *o, Hoard **ret);
+
+/* Makes sure a job pulls ref from url (with token) unless one exists that is
+ * active or done; wakes the worker. Thread-safe. */
+int hoard_ensure(Hoard *h, const char *url, const char *ref, const char *token);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -42,7 +43,9 @@ struct HttpServer {
         RouteTable *tables;
         size_t n_tables;
         atomic_uint in_flight;
+        atomic_size_t body_memory; /* bytes of request bodies buffered now */
         atomic_bool stopping;
+        atomic_uint upgraded; /* upgraded connections whose handler still runs */
         bool stopped;
 };
 
@@ -55,7 +58,7 @@ struct HttpRequest {
         const HttpRoute *route;
         void *route_userdata;
         uint8_t *body;
-        size_t body_len, body_cap;
+        size_t body_len, body_cap; /* body_cap bytes are counted in body_memory */
         bool too_large;
         bool replied;
         unsigned status;
@@ -203,6 +206,8 @@ int http_server_new(const HttpServerOptions *o, HttpServer **ret) {
                 s->o.timeout_s = HTTP_TIMEOUT_DEFAULT_S;
         if (!s->o.stop_grace_s)
                 s->o.stop_grace_s = HTTP_STOP_GRACE_DEFAULT_S;
+        if (!s->o.max_body_memory)
+                s->o.max_body_memory = HTTP_MAX_BODY_MEMORY_DEFAULT;
         /* the option strings are the caller's; only the pointers are kept until start */
         int r = 0;
         if (o->tls_cert) {
@@ -254,12 +259,35 @@ unsigned http_server_in_flight(const HttpServer *s) {
         return atomic_load(&((HttpServer *) s)->in_flight);
 }
 
+bool http_server_stopping(const HttpServer *s) {
+        return atomic_load(&((HttpServer *) s)->stopping);
+}
+
+/* Grows the request's share of the server-wide body budget to cap bytes. */
+static bool body_reserve(HttpRequest *req, size_t cap) {
+        HttpServer *s = req->server;
+        size_t delta = cap - req->body_cap;
+        size_t before = atomic_fetch_add(&s->body_memory, delta);
+        if (before + delta > s->o.max_body_memory) {
+                atomic_fetch_sub(&s->body_memory, delta);
+                return false;
+        }
+        return true;
+}
+
+static void body_release(HttpRequest *req) {
+        atomic_fetch_sub(&req->server->body_memory, req->body_cap);
+        free(req->body);
+        req->body = NULL;
+        req->body_len = req->body_cap = 0;
+}
+
 static void request_free(HttpRequest *req) {
         if (!req)
                 return;
+        body_release(req);
         if (req->auth_free)
                 req->auth_free(req->auth);
-        free(req->body);
         free(req->method);
         free(req->path);
         free(req);
@@ -460,6 +488,86 @@ int http_reply_stream(HttpRequest *req, unsigned status, const char *content_typ
         return queue(req, status, resp, size == UINT64_MAX ? 0 : size);
 }
 
+/* ---- protocol upgrades ---- */
+
+typedef struct Upgrade {
+        HttpServer *server;
+        HttpUpgradeFn fn;
+        void *userdata;
+        void (*free_fn)(void *);
+        int fd;
+        char *extra;
+        size_t extra_len;
+        struct MHD_UpgradeResponseHandle *urh;
+} Upgrade;
+
+static void upgrade_free(Upgrade *u) {
+        if (u->free_fn)
+                u->free_fn(u->userdata);
+        free(u->extra);
+        free(u);
+}
+
+static void *upgrade_thread(void *p) {
+        Upgrade *u = p;
+        HttpServer *s = u->server;
+        u->fn(s, u->fd, u->extra, u->extra_len, u->userdata);
+        MHD_upgrade_action(u->urh, MHD_UPGRADE_ACTION_CLOSE);
+        upgrade_free(u);
+        atomic_fetch_sub(&s->upgraded, 1);
+        return NULL;
+}
+
+static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, const char *extra_in,
+                       size_t extra_in_size, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh) {
+        Upgrade *u = cls;
+        HttpServer *s = u->server;
+        u->fd = sock;
+        u->urh = urh;
+        u->extra = extra_in_size ? malloc(extra_in_size) : NULL;
+        if (u->extra) {
+                memcpy(u->extra, extra_in, extra_in_size);
+                u->extra_len = extra_in_size;
+        }
+        /* the handler may block for the connection's life: a thread of its
+         * own (with HTTPS, this thread forwards the TLS data once we return) */
+        atomic_fetch_add(&s->upgraded, 1);
+        pthread_attr_t attr;
+        pthread_t t;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, THREAD_STACK_SIZE);
+        int r = (extra_in_size && !u->extra) ? ENOMEM : pthread_create(&t, &attr, upgrade_thread, u);
+        pthread_attr_destroy(&attr);
+        if (r != 0) {
+                logf_(s, HTTP_LOG_ERROR, "cannot start the handler of an upgraded connection: %s", strerror(r));
+                MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+                upgrade_free(u);
+                atomic_fetch_sub(&s->upgraded, 1);
+        }
+}
+
+int http_reply_upgrade(HttpRequest *req, const char *const *headers, HttpUpgradeFn fn, void *userdata,
+                       void (*free_fn)(void *)) {
+        Upgrade *u = req->replied ? NULL : calloc(1, sizeof *u);
+        if (!u) {
+                if (free_fn)
+                        free_fn(userdata);
+                return req->replied ? -EALREADY : -ENOMEM;
+        }
+        *u = (Upgrade){ .server = req->server, .fn = fn, .userdata = userdata, .free_fn = free_fn, .fd = -1 };
+        struct MHD_Response *resp = MHD_create_response_for_upgrade(on_upgrade, u);
+        if (!resp) {
+                upgrade_free(u);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; headers && headers[i] && headers[i + 1]; i += 2)
+                MHD_add_response_header(resp, headers[i], headers[i + 1]);
+        /* MHD calls on_upgrade at most once; if the connection fails before,
+         * u leaks with its userdata: a rare, bounded loss (MHD has no hook) */
+        return queue(req, MHD_HTTP_SWITCHING_PROTOCOLS, resp, 0);
+}
+
 /* ---- request accessors ---- */
 
 const char *http_request_method(const HttpRequest *req) {
@@ -479,6 +587,10 @@ const char *http_request_header(const HttpRequest *req, const char *name) {
 }
 const char *http_request_bearer(const HttpRequest *req) {
         const char *v = http_request_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+        if (!v && req->route && (req->route->flags & HTTP_ROUTE_QUERY_TOKEN)) {
+                v = http_request_query(req, "access_token");
+                return v && *v ? v : NULL;
+        }
         if (!v || strncasecmp(v, "Bearer ", 7))
                 return NULL;
         v += 7;
@@ -566,7 +678,7 @@ static int request_begin(HttpRequest *req) {
                 return http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "server is shutting down (retry later)");
         char allow[64];
         int found = route_find(req, allow, sizeof allow);
-        if (s->o.auth) {
+        if (s->o.auth && !(found == 1 && (req->route->flags & HTTP_ROUTE_PUBLIC))) {
                 err_clear();
                 int r = s->o.auth(req, s->o.auth_userdata);
                 if (r == -EACCES || r == -EPERM) {
@@ -597,11 +709,16 @@ static int request_begin(HttpRequest *req) {
                                         "request body of %llu bytes is larger than %zu, the limit of this route",
                                         (unsigned long long) len, req->route->max_body);
         if (len > 0) {
+                if (!body_reserve(req, len))
+                        return http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                                "the server is receiving too much data at once (retry later)");
                 req->body = malloc(len);
-                if (!req->body)
+                if (!req->body) {
+                        atomic_fetch_sub(&s->body_memory, len);
                         return http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE,
                                                 "out of memory for a %llu byte body (retry later)",
                                                 (unsigned long long) len);
+                }
                 req->body_cap = len;
         }
         return 0;
@@ -611,9 +728,7 @@ static int body_append(HttpRequest *req, const char *data, size_t n) {
         if (req->too_large || n > req->route->max_body - req->body_len) {
                 /* chunked upload past the limit: drop it, answer 413 at the end */
                 req->too_large = true;
-                free(req->body);
-                req->body = NULL;
-                req->body_len = req->body_cap = 0;
+                body_release(req);
                 return 0;
         }
         if (req->body_len + n > req->body_cap) {
@@ -621,9 +736,13 @@ static int body_append(HttpRequest *req, const char *data, size_t n) {
                 while (nc < req->body_len + n)
                         nc *= 2;
                 nc = MIN(nc, req->route->max_body);
+                if (!body_reserve(req, nc))
+                        return -ENOMEM; /* closes the connection */
                 uint8_t *nb = realloc(req->body, nc);
-                if (!nb)
+                if (!nb) {
+                        atomic_fetch_sub(&req->server->body_memory, nc - req->body_cap);
                         return -ENOMEM;
+                }
                 req->body = nb;
                 req->body_cap = nc;
         }
@@ -634,8 +753,8 @@ static int body_append(HttpRequest *req, const char *data, size_t n) {
 
 static void request_run(HttpRequest *req) {
         if (req->too_large) {
-                http_reply_error(req, MHD_HTTP_CONTENT_TOO_LARGE, "request body is larger than %zu, the limit of this route",
-                                 req->route->max_body);
+                http_reply_error(req, MHD_HTTP_CONTENT_TOO_LARGE,
+                                 "request body is larger than %zu, the limit of this route", req->route->max_body);
                 return;
         }
         err_clear();
@@ -689,7 +808,7 @@ int http_server_start(HttpServer *s) {
         if (s->mhd)
                 return -EBUSY;
         unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-                         MHD_USE_ITC | MHD_USE_ERROR_LOG;
+                         MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_ALLOW_UPGRADE;
         if (s->ipv6)
                 flags |= MHD_USE_IPv6;
         if (s->tls_cert)
@@ -699,13 +818,17 @@ int http_server_start(HttpServer *s) {
                 { MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key },
                 { MHD_OPTION_END, 0, NULL },
         };
-        s->mhd = MHD_start_daemon(
-                flags, 0, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
-                MHD_OPTION_CONNECTION_LIMIT, s->o.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-                s->o.max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT, s->o.timeout_s, MHD_OPTION_THREAD_STACK_SIZE,
-                (size_t) THREAD_STACK_SIZE, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                MHD_OPTION_ARRAY, s->tls_cert ? tls : tls + 2,
-                MHD_OPTION_END);
+        /* the logger first, so that MHD never prints on its own */
+        s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s,
+                                  MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s,
+                                  MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
+                                  MHD_OPTION_CONNECTION_LIMIT, s->o.max_connections,
+                                  MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->o.max_per_ip,
+                                  MHD_OPTION_CONNECTION_TIMEOUT, s->o.timeout_s,
+                                  MHD_OPTION_THREAD_STACK_SIZE, (size_t) THREAD_STACK_SIZE,
+                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                                  MHD_OPTION_ARRAY, s->tls_cert ? tls : tls + 2,
+                                  MHD_OPTION_END);
         if (!s->mhd)
                 return err_set(-EIO, "cannot start the HTTP server on '%s'%s", s->o.listen,
                                s->tls_cert ? " (check that the TLS certificate and key belong together)" : "");
@@ -730,6 +853,13 @@ void http_server_stop(HttpServer *s) {
         }
         if (n > 0)
                 logf_(s, HTTP_LOG_INFO, "aborting %u requests still in flight", n);
+        /* upgraded connections end themselves once they see stopping;
+         * MHD_stop_daemon() would wait for them forever */
+        deadline = now_ns() + (uint64_t) s->o.stop_grace_s * 1000000000ull;
+        while (atomic_load(&s->upgraded) > 0 && now_ns() < deadline) {
+                struct timespec ts = { 0, 20 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+        }
         MHD_stop_daemon(s->mhd);
         s->mhd = NULL;
         s->stopped = true;

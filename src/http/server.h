@@ -19,7 +19,8 @@
  *   the body is never read -> body buffered -> handler -> one reply.
  *
  * Robustness: idle connections time out (timeout_s), connections are limited
- * in total and per client address, and a client that trickles its headers
+ * in total and per client address, buffered request bodies are limited
+ * server-wide (max_body_memory), and a client that trickles its headers
  * occupies only its own thread. Every response carries Content-Length unless
  * streamed with an unknown size. Errors are {"error": "..."} with a 4xx/5xx
  * status.
@@ -53,13 +54,24 @@ typedef int (*HttpHandler)(HttpRequest *req, void *userdata);
 
 typedef struct HttpRoute {
         const char *method; /* "GET", "PUT", "POST", "DELETE" */
-        /* "/v1/info" matches exactly; a pattern ending in '*' ("/v1/refs/" + "*")
+        /* "/v1/info" matches exactly; a pattern that ends in a star ("/v1/refs/" + star)
          * matches every path with that prefix and passes the remainder
          * (http_request_rest(); may be "") to the handler. */
         const char *path;
         size_t max_body; /* largest request body accepted (413 beyond); 0 = none */
         HttpHandler handler;
+        unsigned flags; /* HttpRouteFlags; 0 = an ordinary authenticated route */
 } HttpRoute;
+
+typedef enum HttpRouteFlags {
+        /* no authentication at all: the auth hook is not called (static files
+         * of the web console; never for a route that returns data) */
+        HTTP_ROUTE_PUBLIC = 1 << 0,
+        /* http_request_bearer() also takes the token from the query argument
+         * access_token= when there is no Authorization header: for the
+         * routes a browser opens without headers (WebSocket, EventSource) */
+        HTTP_ROUTE_QUERY_TOKEN = 1 << 1,
+} HttpRouteFlags;
 
 /* Authentication hook, called for every request before routing. Returns 0
  * to let the request through (it may attach its result with
@@ -73,6 +85,7 @@ typedef void (*HttpLogFn)(HttpLogLevel level, const char *line, void *userdata);
 #define HTTP_MAX_PER_IP_DEFAULT 64u
 #define HTTP_TIMEOUT_DEFAULT_S 30u
 #define HTTP_STOP_GRACE_DEFAULT_S 10u
+#define HTTP_MAX_BODY_MEMORY_DEFAULT ((size_t) 1 << 30)
 
 typedef struct HttpServerOptions {
         /* "ADDR:PORT" with an IPv4 literal or "[IPv6]:PORT"; port 0 picks a free one */
@@ -84,6 +97,8 @@ typedef struct HttpServerOptions {
         unsigned max_per_ip;      /* 0 = HTTP_MAX_PER_IP_DEFAULT */
         unsigned timeout_s;       /* idle connection timeout; 0 = HTTP_TIMEOUT_DEFAULT_S */
         unsigned stop_grace_s;    /* http_server_stop() waits this long for requests; 0 = default */
+        /* request bodies buffered at once, server-wide; a request past it gets 503 */
+        size_t max_body_memory; /* 0 = HTTP_MAX_BODY_MEMORY_DEFAULT */
         HttpAuthFn auth; /* NULL = no authentication (tests) */
         void *auth_userdata;
         HttpLogFn log; /* may be NULL */
@@ -117,6 +132,9 @@ uint16_t http_server_port(const HttpServer *s);
 const char *http_server_url(const HttpServer *s);
 /* Number of requests between their headers and their completion. */
 unsigned http_server_in_flight(const HttpServer *s);
+/* True once http_server_stop() began: long-running streams and upgraded
+ * connections end themselves when they see it. */
+bool http_server_stopping(const HttpServer *s);
 
 /* Maps a negative errno to an HTTP status: ENOENT 404, EINVAL/EBADMSG 400,
  * EACCES/EPERM 403, EEXIST/ESTALE 409, EFBIG 413, ENOSPC 507,
@@ -133,7 +151,8 @@ const char *http_request_rest(const HttpRequest *req);
 const char *http_request_query(const HttpRequest *req, const char *key);
 /* A request header (case-insensitive name) or NULL. */
 const char *http_request_header(const HttpRequest *req, const char *name);
-/* The token of "Authorization: Bearer TOKEN", or NULL. */
+/* The token of "Authorization: Bearer TOKEN", or NULL. On a route with
+ * HTTP_ROUTE_QUERY_TOKEN, also "?access_token=TOKEN" (the header wins). */
 const char *http_request_bearer(const HttpRequest *req);
 /* The buffered body (NULL and 0 when there is none). */
 const void *http_request_body(const HttpRequest *req, size_t *ret_len);
@@ -164,3 +183,18 @@ int http_reply_empty(HttpRequest *req, unsigned status);
 typedef ssize_t (*HttpStreamFn)(void *userdata, uint64_t pos, void *buf, size_t max);
 int http_reply_stream(HttpRequest *req, unsigned status, const char *content_type, uint64_t size, HttpStreamFn read,
                       void *userdata, void (*free_fn)(void *));
+
+/* ---- protocol upgrades (WebSocket) ----
+ * Answers 101 Switching Protocols with the given extra headers (name, value
+ * pairs, NULL-terminated; "Upgrade" must be among them; "Connection:
+ * Upgrade" is added by libmicrohttpd). Once the answer is on the wire, fn runs
+ * in a thread of its own with the connection's socket (for HTTPS a socket
+ * that libmicrohttpd bridges to TLS) and any bytes the client sent already
+ * after its headers (extra, extra_len). fn must not close fd; the server
+ * closes it when fn returns. fn should return soon after http_server_stopping()
+ * turns true (http_server_stop() waits for it). free_fn(userdata) runs after
+ * fn, or at once when the upgrade fails (also when this call fails). The
+ * request is finished when fn starts: fn must not touch req. */
+typedef void (*HttpUpgradeFn)(HttpServer *s, int fd, const void *extra, size_t extra_len, void *userdata);
+int http_reply_upgrade(HttpRequest *req, const char *const *headers, HttpUpgradeFn fn, void *userdata,
+                       void (*free_fn)(void *));

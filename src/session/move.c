@@ -10,33 +10,35 @@
 #include "../basic/macro.h"
 #include "../basic/util.h"
 
-/* Pushes the session's latest checkpoint refs to the remote. */
-static int push_checkpoint(SessionHost *h, Store *s, Remote *r, const char *user, const char *name, int64_t seq,
+/* Pushes the session's latest checkpoint to the remote under the staging ref
+ * sessions/USER/NAME/in-eEPOCH: the target's own refs (latest, numbered) are
+ * never overwritten by a sender; a refused (stale) sender's state stays there
+ * as a separate checkpoint an admin can inspect or restore. */
+static int push_checkpoint(SessionHost *h, Store *s, Remote *r, const char *user, const char *name, int64_t epoch,
                            const SessionMoveOptions *o, uint64_t *wire, uint64_t *chunks) {
-        char latest[REF_NAME_MAX_LEN + 1], numbered[REF_NAME_MAX_LEN + 1];
+        char latest[REF_NAME_MAX_LEN + 1], staging[REF_NAME_MAX_LEN + 1];
         snprintf(latest, sizeof latest, "sessions/%s/%s/latest", user, name);
-        snprintf(numbered, sizeof numbered, "sessions/%s/%s/%06lld", user, name, (long long) seq);
+        snprintf(staging, sizeof staging, "sessions/%s/%s/in-e%lld", user, name, (long long) epoch);
         SyncOptions so = { .parallel = o->parallel };
         SyncStats st;
-        int k = sync_push(s, r, latest, NULL, &so, &st);
+        int k = sync_push(s, r, latest, staging, &so, &st);
         if (k < 0)
                 return k;
         *wire += st.wire_bytes;
         *chunks += st.chunks_sent;
-        k = sync_push(s, r, numbered, NULL, &so, &st); /* everything is there: a ref update */
-        if (k < 0)
-                return k;
-        *wire += st.wire_bytes;
         return 0;
 }
 
 static int request_move_in(Remote *r, const char *name, const RoamId *ck, int64_t epoch, uint64_t *ret_restore_ns,
                            uint64_t *wire) {
+        /* from_epoch = the epoch this host owns the session at: the target
+         * refuses a sender whose ownership it knows to be over */
         _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
         if (!c)
                 return -ENOMEM;
         char hex[ID_HEX_SIZE], path[256];
-        json_t *body = json_pack("{s:s, s:I}", "checkpoint", id_to_hex(ck, hex), "epoch", (json_int_t) epoch);
+        json_t *body = json_pack("{s:s, s:I, s:I}", "checkpoint", id_to_hex(ck, hex), "epoch", (json_int_t) epoch,
+                                 "from_epoch", (json_int_t) (epoch - 1));
         _cleanup_free_ char *text = json_dumps(body, JSON_COMPACT);
         json_decref(body);
         if (!text)
@@ -96,7 +98,7 @@ int session_move(SessionHost *h, const char *name, Remote *r, const SessionMoveO
                 k = session_checkpoint(h, name, 0, &ck);
                 if (k < 0)
                         return k;
-                k = push_checkpoint(h, s, r, user, name, ck.seq, o, &res.precopy_wire_bytes, &chunks);
+                k = push_checkpoint(h, s, r, user, name, epoch + 1, o, &res.precopy_wire_bytes, &chunks);
                 if (k < 0)
                         return k;
         }
@@ -109,7 +111,7 @@ int session_move(SessionHost *h, const char *name, Remote *r, const SessionMoveO
         res.checkpoint = ck.id;
         char hex[ID_HEX_SIZE];
         id_to_hex(&ck.id, hex);
-        k = push_checkpoint(h, s, r, user, name, ck.seq, o, &res.final_wire_bytes, &res.final_chunks);
+        k = push_checkpoint(h, s, r, user, name, epoch + 1, o, &res.final_wire_bytes, &res.final_chunks);
         if (k >= 0)
                 k = request_move_in(r, name, &ck.id, epoch + 1, &res.target_restore_ns, &res.final_wire_bytes);
         if (k < 0) {
@@ -138,7 +140,7 @@ int session_move(SessionHost *h, const char *name, Remote *r, const SessionMoveO
         return 0;
 }
 
-int session_move_in(SessionHost *h, const char *name, const char *checkpoint_hex, int64_t epoch,
+int session_move_in(SessionHost *h, const char *name, const char *checkpoint_hex, int64_t epoch, int64_t from_epoch,
                     SessionRestoreResult *ret) {
         SessionInfo info = { 0 };
         int k = session_get(h, name, &info);
@@ -146,9 +148,11 @@ int session_move_in(SessionHost *h, const char *name, const char *checkpoint_hex
                 int64_t known = info.row.epoch;
                 bool local = !strcmp(info.row.owner, SESSION_OWNER_LOCAL);
                 session_info_done(&info);
-                if (epoch <= known)
-                        return err_set(-ESTALE, "session '%s' is at epoch %lld here; epoch %lld is stale", name,
-                                       (long long) known, (long long) epoch);
+                if (epoch <= known || (from_epoch >= 0 && from_epoch != known))
+                        return err_set(-ESTALE,
+                                       "session '%s' is at epoch %lld here; a hand-over from epoch %lld is stale "
+                                       "(its state is kept as checkpoint %s)",
+                                       name, (long long) known, (long long) from_epoch, checkpoint_hex);
                 if (local)
                         return err_set(-EBUSY, "session '%s' is owned here already", name);
                 k = session_set_owner(h, name, SESSION_OWNER_LOCAL, epoch, known);
@@ -165,8 +169,20 @@ int session_move_in(SessionHost *h, const char *name, const char *checkpoint_hex
         if (k < 0)
                 return k;
         int64_t now_epoch = info.row.epoch;
+        _cleanup_free_ char *user = strdup(info.row.user);
         session_info_done(&info);
-        if (now_epoch != epoch)
+        if (!user)
+                return -ENOMEM;
+        if (now_epoch != epoch) {
                 k = session_set_owner(h, name, SESSION_OWNER_LOCAL, epoch, now_epoch);
-        return k;
+                if (k < 0)
+                        return k;
+        }
+        /* the hand-over's checkpoint is now this host's latest */
+        RoamId id;
+        char ref[REF_NAME_MAX_LEN + 1];
+        snprintf(ref, sizeof ref, "sessions/%s/%s/latest", user, name);
+        if (id_from_hex(checkpoint_hex, &id) < 0)
+                return -EINVAL;
+        return store_ref_set(session_host_store(h), ref, &id, NULL);
 }

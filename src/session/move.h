@@ -4,7 +4,7 @@
 /* Moving a running session to another roam host (`roam session move`):
  *
  *   source                                   target (roam serve)
- *   checkpoint (guest keeps running)  ──push──▶ chunks, refs     (pre-copy)
+ *   checkpoint (guest keeps running)  ──push──▶ chunks, ref in-eE+1 (pre-copy)
  *   checkpoint + quit QEMU (paused)   ──push──▶ only what changed
  *   POST /v1/sessions/NAME/move-in {checkpoint, epoch e+1} ──▶ restore, cont
  *                                     ◀── 200 {"state": "running"}
@@ -41,7 +41,9 @@ typedef struct SessionMoveResult {
 int session_move(SessionHost *h, const char *name, Remote *r, const SessionMoveOptions *o, SessionMoveResult *ret);
 
 /* The target's side, used by the daemon's move-in route: makes this host the
- * owner of session name at epoch (refusing an epoch not newer than the one it
- * knows) and restores checkpoint hex. */
-int session_move_in(SessionHost *h, const char *name, const char *checkpoint_hex, int64_t epoch,
+ * owner of session name at epoch and restores checkpoint hex. Refuses
+ * (-ESTALE) an epoch not newer than the one it knows, and a sender whose
+ * from_epoch (>= 0; -1 = unchecked) is not the epoch this host recorded for
+ * the current owner: a laptop coming back after a reclaim. */
+int session_move_in(SessionHost *h, const char *name, const char *checkpoint_hex, int64_t epoch, int64_t from_epoch,
                     SessionRestoreResult *ret);

@@ -294,11 +294,12 @@ static int materialize(SessionHost *h, const RoamId *id, const char *path) {
         return 0;
 }
 
-static int run_tool(char **argv, const char *what) {
+/* Runs a tool; hint says how to get it when it is missing. */
+static int run_tool_hint(char **argv, const char *what, const char *hint) {
         _cleanup_free_ char *err = NULL;
         int r = spawn_capture(argv, 4096, NULL, &err);
         if (r == -ENOENT)
-                return err_set(r, "'%s' not found (apt-get install qemu-utils, or set ROAM_QEMU_IMG)", argv[0]);
+                return err_set(r, "'%s' not found (%s)", argv[0], hint);
         if (r < 0)
                 return err_set(r, "cannot run '%s': %s", argv[0], strerror(-r));
         if (r != 0) {
@@ -307,6 +308,10 @@ static int run_tool(char **argv, const char *what) {
                 return err_set(-EIO, "%s failed: %s", what, err && *err ? err : "no message");
         }
         return 0;
+}
+
+static int run_tool(char **argv, const char *what) {
+        return run_tool_hint(argv, what, "apt-get install qemu-utils, or set ROAM_QEMU_IMG");
 }
 
 static int overlay_create(const char *master, const char *overlay) {
@@ -319,6 +324,29 @@ static int overlay_rebase(const char *master, const char *overlay) {
         char *argv[] = { (char *) vm_qemu_img_binary(), "rebase", "-u", "-F", "raw", "-b", (char *) master,
                          (char *) overlay, NULL };
         return run_tool(argv, "rebasing the overlay");
+}
+
+/* Replaces overlay by a fresh, empty one over master: created beside it,
+ * fsync'd, renamed over it. On failure the old overlay stays. */
+static int overlay_reset(const char *master, const char *overlay) {
+        _cleanup_free_ char *tmp = NULL;
+        if (asprintf(&tmp, "%s.reset", overlay) < 0)
+                return -ENOMEM;
+        (void) unlink(tmp);
+        int r = overlay_create(master, tmp);
+        if (r >= 0) {
+                _cleanup_close_ int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+                if (fd < 0 || fsync(fd) < 0)
+                        r = err_set(-errno, "cannot sync '%s': %s", tmp, strerror(errno));
+        }
+        if (r >= 0 && rename(tmp, overlay) < 0)
+                r = err_set(-errno, "cannot rename '%s' to '%s': %s", tmp, overlay, strerror(errno));
+        if (r < 0) {
+                (void) unlink(tmp);
+                return r;
+        }
+        (void) fsync_parent(overlay);
+        return 0;
 }
 
 /* ---- RAM ---- */
@@ -743,6 +771,7 @@ int session_create(SessionHost *h, const SessionCreate *a, SessionInfo *ret) {
                 free(c.accel);
                 c.accel = strdup(a->accel);
         }
+        c.policy = a->policy;
         c.append = strdup(a->append ? a->append : SESSION_APPEND_DEFAULT);
         if (!c.accel || !c.append)
                 return -ENOMEM;
@@ -898,8 +927,11 @@ static int vm_paths(SessionHost *h, Op *o, VmPaths *vp, char **kernel, char **in
         return 0;
 }
 
-/* Launches QEMU for o (cold boot, or incoming); *ret_q is connected. */
-static int launch(SessionHost *h, Op *o, bool incoming, Qmp **ret_q) {
+/* Launches QEMU for o (cold boot, or incoming) with config cfg (NULL: o's
+ * own); *ret_q is connected. */
+static int launch_with(SessionHost *h, Op *o, const VmConfig *cfg, bool incoming, Qmp **ret_q) {
+        if (!cfg)
+                cfg = &o->config;
         _cleanup_free_ char *kernel = NULL, *initrd = NULL, *master = NULL;
         VmPaths vp;
         int r = vm_paths(h, o, &vp, &kernel, &initrd, &master);
@@ -910,11 +942,11 @@ static int launch(SessionHost *h, Op *o, bool incoming, Qmp **ret_q) {
                 return err_set(r, "cannot create the RAM directory '%s': %s (set ROAM_RAM_DIR)", h->ram_dir,
                                strerror(-r));
         const char *accel;
-        r = vm_resolve_accel(o->config.accel, kernel, h->home, &accel);
+        r = vm_resolve_accel(cfg->accel, kernel, h->home, &accel);
         if (r < 0)
                 return r;
         _cleanup_(strv_freep) char **argv = NULL;
-        r = vm_build_argv(vm_qemu_binary(), &o->config, accel, &vp, incoming, &argv);
+        r = vm_build_argv(vm_qemu_binary(), cfg, accel, &vp, incoming, &argv);
         if (r < 0)
                 return r;
         pid_t pid;
@@ -936,6 +968,10 @@ static int launch(SessionHost *h, Op *o, bool incoming, Qmp **ret_q) {
         o->pid = pid;
         *ret_q = q;
         return 0;
+}
+
+static int launch(SessionHost *h, Op *o, bool incoming, Qmp **ret_q) {
+        return launch_with(h, o, NULL, incoming, ret_q);
 }
 
 int session_start(SessionHost *h, const char *name) {
@@ -1091,6 +1127,86 @@ static void add_stats(SessionCheckpointResult *res, const BlobStats *b) {
         res->stored_bytes += b->stored_bytes;
 }
 
+/* Completes objects (taken over: {"ram","overlay","devstate"} or just
+ * {"overlay"}) with kernel, initrd and image, writes the checkpoint manifest
+ * of o, its refs (numbered and latest) and the catalog's record of it. */
+static int publish_checkpoint(SessionHost *h, Op *o, json_t *objects, bool powered_off, uint64_t pause_ns,
+                              RoamId *ret_id, int64_t *ret_seq) {
+        _cleanup_(json_decrefp) json_t *objs = objects;
+        if (json_object_set_new(objs, "kernel", json_string(o->config.kernel_id)) < 0 ||
+            json_object_set_new(objs, "image", json_string(o->row.image_id)) < 0 ||
+            (o->config.initrd_id && json_object_set_new(objs, "initrd", json_string(o->config.initrd_id)) < 0))
+                return -ENOMEM;
+        _cleanup_(json_decrefp) json_t *cfg = NULL;
+        int r = vm_config_to_json(&o->config, &cfg);
+        if (r < 0)
+                return r;
+        int64_t seq = o->row.checkpoints + 1;
+        _cleanup_(json_decrefp) json_t *m = json_pack(
+                "{s:s, s:s, s:s, s:s, s:s, s:O, s:O, s:s?, s:I, s:I, s:I, s:I}", "kind", "checkpoint", "session",
+                o->row.name, "user", o->row.user, "image", o->row.image_id, "image_name", o->row.image, "objects",
+                objs, "config", cfg, "parent", o->row.last_checkpoint, "epoch", (json_int_t) o->row.epoch, "seq",
+                (json_int_t) seq, "created", (json_int_t) time(NULL), "pause_ms", (json_int_t) (pause_ns / 1000000));
+        if (!m)
+                return -ENOMEM;
+        if (!o->row.last_checkpoint && json_object_set_new(m, "parent", json_null()) < 0)
+                return -ENOMEM;
+        if (powered_off && json_object_set_new(m, "powered_off", json_true()) < 0)
+                return -ENOMEM;
+        RoamId id;
+        r = put_manifest(h->store, m, &id);
+        if (r < 0)
+                return r;
+        char leaf[32], ref[REF_NAME_MAX_LEN + 1], hex[ID_HEX_SIZE];
+        snprintf(leaf, sizeof leaf, "%06lld", (long long) seq);
+        r = session_ref(o->row.user, o->row.name, leaf, ref, sizeof ref);
+        if (r >= 0)
+                r = store_ref_set(h->store, ref, &id, NULL);
+        if (r >= 0)
+                r = session_ref(o->row.user, o->row.name, "latest", ref, sizeof ref);
+        if (r >= 0)
+                r = store_ref_set(h->store, ref, &id, NULL);
+        if (r >= 0)
+                r = session_db_set_checkpoint(h->catalog, o->row.name, id_to_hex(&id, hex), seq);
+        if (r < 0)
+                return r;
+        *ret_id = id;
+        *ret_seq = seq;
+        return 0;
+}
+
+/* A powered-off checkpoint of o (no QEMU runs; the lock is held, so nobody
+ * starts it meanwhile): the overlay file is consistent as it is (QEMU flushed
+ * it when it ended) and is imported directly. */
+static int checkpoint_powered_off(SessionHost *h, Op *o, SessionCheckpointResult *ret) {
+        if (o->row.state == SESSION_CRASHED)
+                return err_set(-EINVAL,
+                               "session '%s' crashed and its disk may be torn (start it and stop it cleanly with "
+                               "'roam session stop %s' before a powered-off checkpoint)",
+                               o->row.name, o->row.name);
+        uint64_t t0 = now_ns();
+        SessionCheckpointResult res = { .powered_off = true };
+        RoamId ov_id;
+        BlobStats bs;
+        int r = import_file(h->store, o->paths.overlay, &ov_id, &bs);
+        if (r < 0)
+                return err_wrap(r, "session '%s'", o->row.name);
+        add_stats(&res, &bs);
+        res.overlay_new_chunks = bs.new_chunks;
+        res.import_ns = now_ns() - t0;
+        char ov_hex[ID_HEX_SIZE];
+        json_t *objects = json_pack("{s:s}", "overlay", id_to_hex(&ov_id, ov_hex));
+        if (!objects)
+                return -ENOMEM;
+        r = publish_checkpoint(h, o, objects, true, 0, &res.id, &res.seq);
+        if (r < 0)
+                return r;
+        res.total_ns = now_ns() - t0;
+        if (ret)
+                *ret = res;
+        return 0;
+}
+
 int session_checkpoint(SessionHost *h, const char *name, unsigned flags, SessionCheckpointResult *ret) {
         int r = need_store(h);
         if (r < 0)
@@ -1099,12 +1215,11 @@ int session_checkpoint(SessionHost *h, const char *name, unsigned flags, Session
         r = op_begin(h, name, false, &o);
         if (r < 0)
                 return r;
-        r = require_running(&o);
-        if (r < 0)
-                return r;
         if (o.row.checkpoints >= SESSION_CHECKPOINT_SEQ_MAX)
                 return err_set(-ERANGE, "session '%s' has %d checkpoints, the most it can number", name,
                                SESSION_CHECKPOINT_SEQ_MAX);
+        if (o.pid == 0)
+                return checkpoint_powered_off(h, &o, ret);
         _cleanup_(qmp_freep) Qmp *q = NULL;
         r = connect_op(&o, &q);
         if (r < 0)
@@ -1202,48 +1317,14 @@ int session_checkpoint(SessionHost *h, const char *name, unsigned flags, Session
 
         /* 3. manifest and refs */
         char ram_hex[ID_HEX_SIZE], ov_hex[ID_HEX_SIZE], dev_hex[ID_HEX_SIZE];
-        _cleanup_(json_decrefp) json_t *cfg = NULL;
-        r = vm_config_to_json(&o.config, &cfg);
-        if (r < 0)
-                return r;
-        json_t *objects = json_pack("{s:s, s:s, s:s, s:s, s:s}", "ram", id_to_hex(&ram_id, ram_hex), "overlay",
-                                    id_to_hex(&ov_id, ov_hex), "devstate", id_to_hex(&dev_id, dev_hex), "kernel",
-                                    o.config.kernel_id, "image", o.row.image_id);
+        json_t *objects = json_pack("{s:s, s:s, s:s}", "ram", id_to_hex(&ram_id, ram_hex), "overlay",
+                                    id_to_hex(&ov_id, ov_hex), "devstate", id_to_hex(&dev_id, dev_hex));
         if (!objects)
                 return -ENOMEM;
-        if (o.config.initrd_id && json_object_set_new(objects, "initrd", json_string(o.config.initrd_id)) < 0) {
-                json_decref(objects);
-                return -ENOMEM;
-        }
-        int64_t seq = o.row.checkpoints + 1;
-        _cleanup_(json_decrefp) json_t *m = json_pack(
-                "{s:s, s:s, s:s, s:s, s:s, s:o, s:O, s:s?, s:I, s:I, s:I, s:I}", "kind", "checkpoint", "session",
-                name, "user", o.row.user, "image", o.row.image_id, "image_name", o.row.image, "objects", objects,
-                "config", cfg, "parent", o.row.last_checkpoint, "epoch", (json_int_t) o.row.epoch, "seq",
-                (json_int_t) seq, "created", (json_int_t) time(NULL), "pause_ms",
-                (json_int_t) (res.pause_ns / 1000000));
-        if (!m)
-                return -ENOMEM;
-        if (!o.row.last_checkpoint && json_object_set_new(m, "parent", json_null()) < 0)
-                return -ENOMEM;
-        r = put_manifest(h->store, m, &res.id);
-        if (r < 0)
-                return r;
-        char leaf[32], ref[REF_NAME_MAX_LEN + 1], hex[ID_HEX_SIZE];
-        snprintf(leaf, sizeof leaf, "%06lld", (long long) seq);
-        r = session_ref(o.row.user, name, leaf, ref, sizeof ref);
-        if (r >= 0)
-                r = store_ref_set(h->store, ref, &res.id, NULL);
-        if (r >= 0)
-                r = session_ref(o.row.user, name, "latest", ref, sizeof ref);
-        if (r >= 0)
-                r = store_ref_set(h->store, ref, &res.id, NULL);
-        if (r >= 0)
-                r = session_db_set_checkpoint(h->catalog, name, id_to_hex(&res.id, hex), seq);
+        r = publish_checkpoint(h, &o, objects, false, res.pause_ns, &res.id, &res.seq);
         if (r < 0)
                 return r;
         (void) unlink(o.paths.devstate);
-        res.seq = seq;
         res.total_ns = now_ns() - t0;
         if (ret)
                 *ret = res;
@@ -1325,9 +1406,12 @@ int session_checkpoint_verify(Store *s, const RoamId *id, json_t **ret) {
         const char *kind = json_string_value(json_object_get(j, "kind"));
         if (!kind || strcmp(kind, "checkpoint"))
                 return err_set(-EBADMSG, "object %.12s is not a checkpoint", hex);
-        json_t *objs = json_object_get(j, "objects");
-        static const char *const required[] = { "ram", "overlay", "devstate", "kernel", "image" };
-        for (size_t i = 0; i < ELEMENTSOF(required); i++)
+        json_t *objs = json_object_get(j, "objects"), *po = json_object_get(j, "powered_off");
+        if (po && !json_is_boolean(po))
+                return err_set(-EBADMSG, "checkpoint %.12s has a malformed 'powered_off'", hex);
+        static const char *const required[] = { "overlay", "kernel", "image", "ram", "devstate" };
+        size_t n_required = json_is_true(po) ? 3 : ELEMENTSOF(required);
+        for (size_t i = 0; i < n_required; i++)
                 if (!json_is_string(json_object_get(objs, required[i])))
                         return err_set(-EBADMSG, "checkpoint %.12s lacks its %s", hex, required[i]);
         VerifyCtx v = { .s = s };
@@ -1358,13 +1442,14 @@ static int manifest_id(json_t *m, const char *role, RoamId *ret) {
         return 0;
 }
 
-/* Creates the row and directory of a session adopted from a checkpoint. */
-static int adopt(SessionHost *h, const char *name, json_t *m, const RoamId *id) {
+/* Creates the row and directory of a session adopted from a checkpoint, at
+ * epoch (< 0: the checkpoint's). */
+static int adopt(SessionHost *h, const char *name, json_t *m, const RoamId *id, int64_t epoch) {
         const char *user = json_string_value(json_object_get(m, "user"));
         const char *session = json_string_value(json_object_get(m, "session"));
         const char *image = json_string_value(json_object_get(m, "image"));
         const char *image_name = json_string_value(json_object_get(m, "image_name"));
-        json_t *seq = json_object_get(m, "seq"), *epoch = json_object_get(m, "epoch");
+        json_t *seq = json_object_get(m, "seq"), *mepoch = json_object_get(m, "epoch");
         if (!name_is_valid(user) || !session || !image)
                 return err_set(-EBADMSG, "checkpoint has no valid user, session or image");
         if (strcmp(session, name))
@@ -1386,7 +1471,7 @@ static int adopt(SessionHost *h, const char *name, json_t *m, const RoamId *id) 
                 .config = config_text,
                 .state = SESSION_STOPPED,
                 .owner = (char *) SESSION_OWNER_LOCAL,
-                .epoch = json_is_integer(epoch) ? json_integer_value(epoch) : 0,
+                .epoch = epoch >= 0 ? epoch : json_is_integer(mepoch) ? json_integer_value(mepoch) : 0,
                 .last_checkpoint = id_to_hex(id, hex),
                 .checkpoints = json_is_integer(seq) ? json_integer_value(seq) : 0,
         };
@@ -1407,6 +1492,68 @@ static int adopt(SessionHost *h, const char *name, json_t *m, const RoamId *id) 
                         (void) rm_rf(p.dir);
                 return err_set_if_none(r, "cannot adopt session '%s': %s", name, strerror(-r));
         }
+        return 0;
+}
+
+/* Records in the catalog that session o follows checkpoint id with o's config. */
+static int record_restored(SessionHost *h, Op *o, const RoamId *id) {
+        _cleanup_free_ char *config_text = NULL;
+        char hex[ID_HEX_SIZE];
+        int r = config_to_text(&o->config, &config_text);
+        if (r >= 0)
+                r = session_db_set_config(h->catalog, o->row.name, config_text);
+        if (r >= 0)
+                r = session_db_set_checkpoint(h->catalog, o->row.name, id_to_hex(id, hex), 0);
+        return r;
+}
+
+/* Restores powered-off checkpoint m into o (locked, not running; o's config
+ * and image are the checkpoint's): the overlay, rebased onto this host's
+ * master, replaces the session's; master and boot files are materialized so
+ * that a later start needs no store; the session is left stopped. */
+static int restore_powered_off(SessionHost *h, Op *o, json_t *m, SessionRestoreResult *res, uint64_t t0) {
+        const char *name = o->row.name;
+        RoamId ov_id, image_id;
+        int r;
+        if ((r = manifest_id(m, "overlay", &ov_id)) < 0 || (r = manifest_id(m, "image", &image_id)) < 0)
+                return r;
+        _cleanup_free_ char *ov_tmp = NULL;
+        if (asprintf(&ov_tmp, "%s.restore", o->paths.overlay) < 0)
+                return -ENOMEM;
+        remove_runtime(&o->paths);
+        r = export_to(h->store, &ov_id, ov_tmp, 0600);
+        if (r >= 0) {
+                /* the master this overlay needs, the boot files, at this host's paths */
+                _cleanup_free_ char *kernel = NULL, *initrd = NULL, *master = NULL;
+                VmPaths vp;
+                r = vm_paths(h, o, &vp, &kernel, &initrd, &master);
+                if (r >= 0)
+                        r = overlay_rebase(master, ov_tmp);
+        }
+        if (r >= 0) {
+                _cleanup_close_ int fd = open(ov_tmp, O_RDONLY | O_CLOEXEC);
+                if (fd < 0 || fsync(fd) < 0)
+                        r = -errno;
+        }
+        if (r >= 0 && rename(ov_tmp, o->paths.overlay) < 0)
+                r = -errno;
+        if (r < 0) {
+                (void) unlink(ov_tmp);
+                return err_set_if_none(r, "cannot restore session '%s': %s", name, strerror(-r));
+        }
+        (void) fsync_parent(o->paths.overlay);
+        /* a powered-off session has no RAM and no device state */
+        (void) unlink(o->paths.ram);
+        (void) unlink(o->paths.devstate);
+        res->powered_off = true;
+        res->export_ns = now_ns() - t0;
+        r = record_restored(h, o, &res->id);
+        if (r >= 0)
+                r = set_state(h, o, SESSION_STOPPED);
+        if (r < 0)
+                return r;
+        res->qemu_ns = 0;
+        res->total_ns = now_ns() - t0;
         return 0;
 }
 
@@ -1433,6 +1580,8 @@ static int restore_into(SessionHost *h, const char *name, json_t *m, SessionRest
                 return -EBADMSG;
         free(o.row.image_id);
         o.row.image_id = image_dup;
+        if (json_is_true(json_object_get(m, "powered_off")))
+                return restore_powered_off(h, &o, m, res, t0);
         r = session_check_ram(h->ram_dir, o.config.ram_mib);
         if (r < 0)
                 return err_wrap(r, "cannot restore session '%s'", name);
@@ -1473,13 +1622,7 @@ static int restore_into(SessionHost *h, const char *name, json_t *m, SessionRest
         res->export_ns = t1 - t0;
 
         /* the catalog follows the checkpoint (config, image, parent of the next one) */
-        _cleanup_free_ char *config_text = NULL;
-        char hex[ID_HEX_SIZE];
-        r = config_to_text(&o.config, &config_text);
-        if (r >= 0)
-                r = session_db_set_config(h->catalog, name, config_text);
-        if (r >= 0)
-                r = session_db_set_checkpoint(h->catalog, name, id_to_hex(&res->id, hex), 0);
+        r = record_restored(h, &o, &res->id);
         if (r < 0)
                 return r;
 
@@ -1509,6 +1652,24 @@ static int restore_into(SessionHost *h, const char *name, json_t *m, SessionRest
         res->qemu_ns = t2 - t1;
         res->total_ns = t2 - t0;
         return 0;
+}
+
+/* Undoes adopt() after a failed restore: an adopted session that never ran
+ * is not left behind. Its checkpoint refs stay (they arrived with the data);
+ * only the base ref adopt() wrote goes. */
+static int unadopt(SessionHost *h, const char *name, const char *user, int r) {
+        char saved[1024];
+        snprintf(saved, sizeof saved, "%s", err_message(r));
+        _cleanup_paths_ Paths p = {};
+        if (paths_for(h, name, &p) >= 0) {
+                (void) unlink(p.ram);
+                (void) rm_rf(p.dir);
+        }
+        char ref[REF_NAME_MAX_LEN + 1];
+        if (user && session_ref(user, name, "base", ref, sizeof ref) >= 0)
+                (void) store_ref_delete(h->store, ref);
+        (void) session_db_delete(h->catalog, name);
+        return err_set(r, "%s", saved); /* the restore's error, not the clean-up's */
 }
 
 int session_restore(SessionHost *h, const char *name, const char *spec, SessionRestoreResult *ret) {
@@ -1550,27 +1711,108 @@ int session_restore(SessionHost *h, const char *name, const char *spec, SessionR
                                        spec, ms ? ms : "?", mu ? mu : "?", name);
                 r = restore_into(h, name, m, &res, t0);
         } else {
-                r = adopt(h, name, m, &res.id);
+                r = adopt(h, name, m, &res.id, -1);
                 if (r < 0)
                         return r;
                 r = restore_into(h, name, m, &res, t0);
-                if (r < 0) {
-                        /* an adopted session that never ran is not left behind */
-                        _cleanup_paths_ Paths p = {};
-                        if (paths_for(h, name, &p) >= 0) {
-                                (void) unlink(p.ram);
-                                (void) rm_rf(p.dir);
-                        }
-                        char prefix[REF_NAME_MAX_LEN + 2];
-                        snprintf(prefix, sizeof prefix, "sessions/%s/%s/", mu, name);
-                        (void) delete_refs(h->store, prefix);
-                        (void) session_db_delete(h->catalog, name);
-                }
+                if (r < 0)
+                        r = unadopt(h, name, mu, r);
         }
         if (r < 0)
                 return r;
         if (ret)
                 *ret = res;
+        return 0;
+}
+
+/* ---- adopt ---- */
+
+int session_adopt(SessionHost *h, const char *name, const char *checkpoint_hex, int64_t epoch, SessionInfo *ret) {
+        int r = need_store(h);
+        if (r < 0)
+                return r;
+        if (!name_is_valid(name))
+                return err_set(-EINVAL, "session name '%s' is invalid (use 1-64 letters, digits, '.', '_', '-')",
+                               name);
+        SessionRestoreResult res = {};
+        if (!checkpoint_hex || strlen(checkpoint_hex) != ID_HEX_SIZE - 1 || id_from_hex(checkpoint_hex, &res.id) < 0)
+                return err_set(-EINVAL, "checkpoint '%s' is not a 64-digit id (session '%s')",
+                               checkpoint_hex ? checkpoint_hex : "", name);
+        uint64_t t0 = now_ns();
+
+        /* all of it here, and for this session? (before anything changes) */
+        _cleanup_(json_decrefp) json_t *m = NULL;
+        r = session_checkpoint_verify(h->store, &res.id, &m);
+        if (r < 0)
+                return err_wrap(r, "cannot adopt session '%s'", name);
+        const char *mu = json_string_value(json_object_get(m, "user"));
+        const char *ms = json_string_value(json_object_get(m, "session"));
+        json_t *me = json_object_get(m, "epoch"), *mseq = json_object_get(m, "seq");
+        int64_t m_epoch = json_is_integer(me) ? json_integer_value(me) : 0;
+        int64_t m_seq = json_is_integer(mseq) ? json_integer_value(mseq) : 0;
+        if (!mu || !ms || strcmp(ms, name))
+                return err_set(-EINVAL, "checkpoint %.12s belongs to session '%s', not '%s'", checkpoint_hex,
+                               ms ? ms : "?", name);
+        if (m_seq < 0 || m_seq > SESSION_CHECKPOINT_SEQ_MAX)
+                return err_set(-EBADMSG, "checkpoint %.12s has an invalid sequence number", checkpoint_hex);
+
+        _cleanup_(session_row_donep) SessionRow row = {};
+        r = session_db_get(h->catalog, name, &row);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        if (r >= 0) {
+                if (!strcmp(row.owner, SESSION_OWNER_LOCAL))
+                        return err_set(-EBUSY,
+                                       "session '%s' is owned here already (restore it with 'roam session "
+                                       "restore %s %s')",
+                                       name, name, checkpoint_hex);
+                if (strcmp(row.user, mu))
+                        return err_set(-EINVAL, "checkpoint %.12s belongs to user '%s', session '%s' to '%s'",
+                                       checkpoint_hex, mu, name, row.user);
+                if (epoch < 0)
+                        epoch = MAX(row.epoch, m_epoch) + 1;
+                if (epoch <= row.epoch)
+                        return err_set(-ESTALE, "session '%s' is at epoch %lld here; epoch %lld is stale", name,
+                                       (long long) row.epoch, (long long) epoch);
+                r = session_set_owner(h, name, SESSION_OWNER_LOCAL, epoch, row.epoch);
+                if (r < 0)
+                        return r;
+                r = restore_into(h, name, m, &res, t0);
+                if (r < 0) {
+                        /* not adopted: the old owner keeps it */
+                        char saved[1024];
+                        snprintf(saved, sizeof saved, "%s", err_message(r));
+                        int k = session_set_owner(h, name, row.owner, row.epoch, epoch);
+                        if (k < 0)
+                                return err_set(r, "%s; and giving session '%s' back to %s failed: %s", saved,
+                                               name, row.owner, err_message(k));
+                        return err_set(r, "%s", saved);
+                }
+                if (m_seq > row.checkpoints)
+                        r = session_db_set_checkpoint(h->catalog, name, checkpoint_hex, m_seq);
+        } else {
+                err_clear();
+                if (epoch < 0)
+                        epoch = m_epoch + 1;
+                r = adopt(h, name, m, &res.id, epoch);
+                if (r < 0)
+                        return r;
+                r = restore_into(h, name, m, &res, t0);
+                if (r < 0)
+                        return unadopt(h, name, mu, r);
+        }
+        if (r < 0)
+                return r;
+        /* the adopted checkpoint is this host's latest (the parent of the next one) */
+        char ref[REF_NAME_MAX_LEN + 1];
+        r = session_ref(mu, name, "latest", ref, sizeof ref);
+        if (r >= 0)
+                r = store_ref_set(h->store, ref, &res.id, NULL);
+        if (r < 0)
+                return err_set_if_none(r, "session '%s' was adopted, but its ref '%s' was not set: %s", name, ref,
+                                       strerror(-r));
+        if (ret)
+                return session_get(h, name, ret);
         return 0;
 }
 
@@ -1584,4 +1826,291 @@ int session_set_owner(SessionHost *h, const char *name, const char *owner, int64
         if (o.pid > 0 && strcmp(owner, SESSION_OWNER_LOCAL))
                 return err_set(-EBUSY, "session '%s' runs here; checkpoint and stop it before it moves", name);
         return session_db_set_owner(h->catalog, name, owner, epoch, expected_epoch);
+}
+
+/* ---- profile disks ---- */
+
+/* mke2fs from $ROAM_MKE2FS, PATH, or the sbin directories a user's PATH may lack. */
+static const char *mke2fs_binary(void) {
+        const char *e = getenv("ROAM_MKE2FS");
+        if (e && *e)
+                return e;
+        static const char *const paths[] = { "/usr/sbin/mke2fs", "/sbin/mke2fs" };
+        const char *path = getenv("PATH");
+        if (path) {
+                _cleanup_free_ char *copy = strdup(path);
+                char *save = NULL;
+                for (char *d = copy ? strtok_r(copy, ":", &save) : NULL; d; d = strtok_r(NULL, ":", &save)) {
+                        char p[PATH_MAX];
+                        snprintf(p, sizeof p, "%s/mke2fs", d);
+                        if (access(p, X_OK) == 0)
+                                return "mke2fs";
+                }
+        }
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++)
+                if (access(paths[i], X_OK) == 0)
+                        return paths[i];
+        return "mke2fs";
+}
+
+int session_profile_disk(SessionHost *h, const char *user, char **ret) {
+        if (!name_is_valid(user))
+                return err_set(-EINVAL, "user name '%s' is invalid (use 1-64 letters, digits, '.', '_', '-')",
+                               user ? user : "");
+        _cleanup_free_ char *dir = path_join(h->home, "profiles"), *path = NULL;
+        if (!dir || asprintf(&path, "%s/%s.img", dir, user) < 0)
+                return -ENOMEM;
+        struct stat st;
+        if (stat(path, &st) == 0) {
+                if (!S_ISREG(st.st_mode))
+                        return err_set(-EINVAL, "profile disk '%s' of user '%s' is not a regular file (move it away)",
+                                       path, user);
+                *ret = TAKE_PTR(path);
+                return 0;
+        }
+        if (errno != ENOENT && errno != ENOTDIR)
+                return err_set(-errno, "cannot use the profile disk '%s' of user '%s': %s", path, user,
+                               strerror(errno));
+        int r = mkdir_p(dir, 0700);
+        if (r < 0)
+                return err_set(r, "cannot create the profile disk of user '%s': directory '%s': %s (make it a "
+                               "writable directory)",
+                               user, dir, strerror(-r));
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = tmpfile_create(dir, &tmp);
+        if (fd < 0)
+                return err_set(fd, "cannot create the profile disk of user '%s' in '%s': %s", user, dir,
+                               strerror(-fd));
+        if (ftruncate(fd, (off_t) SESSION_PROFILE_MIB << 20) < 0)
+                r = err_set(-errno, "cannot size the profile disk '%s': %s", tmp, strerror(errno));
+        if (r >= 0) {
+                char *argv[] = { (char *) mke2fs_binary(), "-t", "ext4", "-q", "-F", "-m", "0", "-L", "roam-profile",
+                                 tmp, NULL };
+                r = run_tool_hint(argv, "making the profile disk's file system",
+                                  "apt-get install e2fsprogs, or set ROAM_MKE2FS");
+        }
+        if (r >= 0 && (fchmod(fd, 0600) < 0 || fsync(fd) < 0))
+                r = err_set(-errno, "cannot write the profile disk '%s': %s", tmp, strerror(errno));
+        /* link, not rename: a disk another process made meanwhile wins, never replaced */
+        if (r >= 0 && link(tmp, path) < 0 && errno != EEXIST)
+                r = err_set(-errno, "cannot create the profile disk '%s': %s", path, strerror(errno));
+        (void) unlink(tmp);
+        if (r < 0)
+                return err_set_if_none(r, "cannot create the profile disk of user '%s': %s", user, strerror(-r));
+        (void) fsync_dir(dir);
+        *ret = TAKE_PTR(path);
+        return 0;
+}
+
+/* ---- finalize ---- */
+
+int session_logoff_append(const char *append, const char *user, char **ret) {
+        if (!name_is_valid(user))
+                return err_set(-EINVAL, "user name '%s' is invalid", user ? user : "");
+        size_t n = append ? strlen(append) : 0;
+        _cleanup_free_ char *out = malloc(n + strlen(user) + 64);
+        if (!out)
+                return -ENOMEM;
+        char *o = out;
+        /* copy the words of append, leaving out roam.logoff= and roam.user= */
+        for (const char *p = append ? append : ""; *p;) {
+                while (*p == ' ')
+                        p++;
+                size_t w = strcspn(p, " ");
+                if (w == 0)
+                        break;
+                if (strncmp(p, "roam.logoff=", 12) && strncmp(p, "roam.user=", 10)) {
+                        if (o != out)
+                                *o++ = ' ';
+                        memcpy(o, p, w);
+                        o += w;
+                }
+                p += w;
+        }
+        sprintf(o, "%sroam.logoff=1 roam.user=%s", o != out ? " " : "", user);
+        if (strlen(out) > VM_APPEND_MAX)
+                return err_set(-E2BIG, "the kernel command line of the log-off boot is longer than %d bytes",
+                               VM_APPEND_MAX);
+        *ret = TAKE_PTR(out);
+        return 0;
+}
+
+int session_logoff_line(const char *log, size_t len, char *buf, size_t size) {
+        static const char tag[] = "roam-guest: logoff ";
+        const size_t tl = sizeof tag - 1;
+        const char *found = NULL;
+        size_t found_len = 0;
+        for (size_t i = 0; i < len;) {
+                const char *nl = memchr(log + i, '\n', len - i);
+                size_t l = nl ? (size_t) (nl - (log + i)) : len - i;
+                if (l >= tl && !memcmp(log + i, tag, tl)) {
+                        found = log + i;
+                        found_len = l;
+                }
+                i += l + 1;
+        }
+        if (size > 0)
+                buf[0] = 0;
+        if (!found)
+                return 0;
+        while (found_len > 0 && (found[found_len - 1] == '\r' || found[found_len - 1] == '\n'))
+                found_len--;
+        if (size > 0) {
+                size_t k = MIN(found_len, size - 1);
+                memcpy(buf, found, k);
+                buf[k] = 0;
+        }
+        return 1;
+}
+
+static uint64_t file_size(const char *path) {
+        struct stat st;
+        return stat(path, &st) == 0 ? (uint64_t) st.st_size : 0;
+}
+
+/* The console output of path after offset (at most its last MiB). Caller frees. */
+static int read_log_since(const char *path, uint64_t offset, char **ret, size_t *ret_len) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        uint64_t size = (uint64_t) st.st_size, from = offset;
+        if (from > size)
+                from = size;
+        if (size - from > (1u << 20))
+                from = size - (1u << 20);
+        size_t n = (size_t) (size - from);
+        _cleanup_free_ char *buf = malloc(n + 1);
+        if (!buf)
+                return -ENOMEM;
+        ssize_t k = loop_pread(fd, buf, n, from);
+        if (k < 0)
+                return (int) k;
+        buf[k] = 0;
+        *ret = TAKE_PTR(buf);
+        *ret_len = (size_t) k;
+        return 0;
+}
+
+int session_finalize_timeout(SessionHost *h, const char *name, int timeout_s, SessionFinalizeResult *ret) {
+        if (timeout_s <= 0)
+                timeout_s = SESSION_FINALIZE_TIMEOUT_S_DEFAULT;
+        _cleanup_(op_done) Op o = {};
+        int r = op_begin(h, name, false, &o);
+        if (r < 0)
+                return r;
+        if (o.pid > 0)
+                return err_set(-EBUSY,
+                               "session '%s' is %s (stop it first with 'roam session stop %s'; finalize boots a "
+                               "powered-off session)",
+                               name, session_state_to_string(o.row.state), name);
+        if (o.row.state == SESSION_CRASHED)
+                return err_set(-EINVAL,
+                               "session '%s' crashed and its disk may be torn (start it and stop it cleanly with "
+                               "'roam session stop %s' before finalizing it)",
+                               name, name);
+        uint64_t t0 = now_ns();
+        SessionFinalizeResult res = { .policy = o.config.policy };
+
+        /* the log-off boot's config: the user's profile disk, roam.logoff=1 */
+        _cleanup_free_ char *profile = NULL;
+        r = session_profile_disk(h, o.row.user, &profile);
+        if (r < 0)
+                return err_wrap(r, "cannot finalize session '%s'", name);
+        _cleanup_(vm_config_donep) VmConfig fc = {};
+        r = vm_config_copy(&o.config, &fc);
+        if (r < 0)
+                return r;
+        free(fc.append);
+        fc.append = NULL;
+        r = session_logoff_append(o.config.append, o.row.user, &fc.append);
+        if (r < 0)
+                return err_wrap(r, "cannot finalize session '%s'", name);
+        free(fc.profile_disk);
+        fc.profile_disk = strdup(profile);
+        if (!fc.profile_disk)
+                return -ENOMEM;
+        r = session_check_ram(h->ram_dir, fc.ram_mib);
+        if (r < 0)
+                return err_wrap(r, "cannot finalize session '%s'", name);
+        /* one guest at a time writes a user's profile disk */
+        _cleanup_close_ int pfd = open(profile, O_RDWR | O_CLOEXEC);
+        if (pfd < 0)
+                return err_set(-errno, "cannot open the profile disk '%s': %s", profile, strerror(errno));
+        while (flock(pfd, LOCK_EX) < 0)
+                if (errno != EINTR)
+                        return err_set(-errno, "cannot lock the profile disk '%s': %s", profile,
+                                       strerror(errno));
+
+        /* boot; the guest runs its log-off hook and powers itself off */
+        remove_runtime(&o.paths);
+        (void) unlink(o.paths.ram); /* a cold boot starts with empty RAM */
+        uint64_t log_from = file_size(o.paths.serial);
+        _cleanup_(qmp_freep) Qmp *q = NULL;
+        uint64_t t1 = now_ns();
+        r = launch_with(h, &o, &fc, false, &q);
+        if (r < 0)
+                return err_wrap(r, "cannot finalize session '%s'", name);
+        r = set_state(h, &o, SESSION_RUNNING);
+        _cleanup_free_ char *reason = NULL;
+        int w = r >= 0 ? vm_wait_poweroff(q, o.pid, timeout_s * 1000, &reason) : r;
+        res.boot_ns = now_ns() - t1;
+        err_clear();
+        int k = vm_kill(q, o.pid);
+        qmp_free(TAKE_PTR(q));
+        if (k < 0)
+                return err_set(k, "session '%s': qemu (pid %d) does not exit", name, (int) o.pid);
+        o.pid = 0;
+        remove_runtime(&o.paths);
+        (void) unlink(o.paths.ram);
+        r = set_state(h, &o, SESSION_STOPPED);
+        if (r < 0)
+                return r;
+        (void) flock(pfd, LOCK_UN);
+
+        _cleanup_free_ char *log = NULL;
+        size_t log_len = 0;
+        if (read_log_since(o.paths.serial, log_from, &log, &log_len) >= 0)
+                (void) session_logoff_line(log, log_len, res.logoff, sizeof res.logoff);
+        if (w == -ETIMEDOUT)
+                return err_set(-ETIMEDOUT,
+                               "session '%s' did not power off within %d s of its log-off boot; it was ended hard "
+                               "and its disk kept (see 'roam session log %s')",
+                               name, timeout_s, name);
+        if (w < 0)
+                return err_set(w, "session '%s': waiting for the log-off boot to end failed: %s; its disk was kept",
+                               name, strerror(-w));
+        if (strcmp(reason, "guest-shutdown"))
+                return err_set(-EIO,
+                               "session '%s': its log-off boot ended without a power-off (%s); its disk was kept "
+                               "(see 'roam session log %s')",
+                               name, reason, name);
+        if (!strncmp(res.logoff, "roam-guest: logoff failed", 25))
+                return err_set(-EIO, "session '%s': the guest's log-off hook failed ('%s'); its disk was kept", name,
+                               res.logoff);
+
+        /* the policy */
+        if (o.config.policy == VM_POLICY_POOLED) {
+                uint64_t t2 = now_ns();
+                _cleanup_free_ char *master = master_path(h, o.row.image_id);
+                if (!master)
+                        return -ENOMEM;
+                r = overlay_reset(master, o.paths.overlay);
+                if (r < 0)
+                        return err_wrap(r, "session '%s': resetting its disk to the master failed (the old disk "
+                                           "is kept)",
+                                        name);
+                res.reset = true;
+                res.reset_ns = now_ns() - t2;
+        }
+        res.total_ns = now_ns() - t0;
+        if (ret)
+                *ret = res;
+        return 0;
+}
+
+int session_finalize(SessionHost *h, const char *name, SessionFinalizeResult *ret) {
+        return session_finalize_timeout(h, name, SESSION_FINALIZE_TIMEOUT_S_DEFAULT, ret);
 }

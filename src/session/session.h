@@ -18,6 +18,11 @@
  *                                            store once per host, read-only (0444),
  *                                            shared by every session of the image
  *   $ROAM_HOME/boot/<index id>               kernels and initrds, likewise
+ *   $ROAM_HOME/profiles/<user>.img           the user's profile disk: raw ext4
+ *                                            (SESSION_PROFILE_MIB, sparse), made
+ *                                            when first needed, attached only
+ *                                            while a session is finalized, never
+ *                                            removed by a session operation
  *
  * $ROAM_RAM_DIR defaults to /dev/shm/roam-<first 12 hex digits of the
  * SHA-256 of the absolute $ROAM_HOME> (so two homes never collide).
@@ -36,6 +41,17 @@
  *    "image_name":IMG, "objects":{"ram","overlay","devstate","kernel","initrd",
  *    "image"}, "config":{VM config, vm.h}, "parent":<previous id or null>,
  *    "epoch":N, "seq":N, "created":unix, "pause_ms":N}
+ *
+ * A powered-off checkpoint (of a stopped or never started session) has no
+ * RAM and no device state: "powered_off":true and objects {"overlay",
+ * "kernel","initrd"?,"image"}, "pause_ms":0. It is the disk delta alone, what
+ * a laptop uploads when it takes a powered-off session online. Restoring it
+ * leaves the session stopped (ready to boot); finalizing it runs the guest's
+ * log-off hook and applies the session's policy (session_finalize()).
+ *
+ * Policy (VmConfig.policy, part of the config JSON, so it travels in every
+ * checkpoint): persistent sessions keep their disk delta when finalized,
+ * pooled ones are reset to the master image.
  *
  * Taking one: stop the guest -> device state (x-ignore-shared, ~40 ms) ->
  * copy the RAM file and the overlay to sibling snapshot files -> cont (the
@@ -73,6 +89,8 @@
 #define SESSION_APPEND_DEFAULT "console=ttyS0 quiet panic=-1"
 #define SESSION_STOP_TIMEOUT_S_DEFAULT 60
 #define SESSION_CHECKPOINT_SEQ_MAX 999999
+#define SESSION_FINALIZE_TIMEOUT_S_DEFAULT 120
+#define SESSION_PROFILE_MIB 64
 
 typedef struct SessionHost SessionHost;
 
@@ -103,6 +121,7 @@ typedef struct SessionCreate {
         uint64_t ram_mib;         /* 0: VM_RAM_MIB_DEFAULT */
         unsigned cpus;            /* 0: 1 */
         const char *accel;        /* NULL: "auto" */
+        VmPolicy policy;          /* 0: VM_POLICY_PERSISTENT */
 } SessionCreate;
 
 typedef struct SessionInfo {
@@ -156,6 +175,7 @@ typedef enum SessionCheckpointFlags {
 
 typedef struct SessionCheckpointResult {
         RoamId id;         /* the manifest */
+        bool powered_off;  /* a powered-off checkpoint: the overlay alone */
         int64_t seq;       /* its number: ref sessions/<user>/<name>/<seq %06d> */
         uint64_t pause_ns; /* stop -> cont, as the guest saw it */
         uint64_t devstate_ns, copy_ns, import_ns, total_ns;
@@ -164,7 +184,10 @@ typedef struct SessionCheckpointResult {
 } SessionCheckpointResult;
 
 /* Takes a checkpoint of a running or paused session (a paused one stays
- * paused). ret may be NULL. */
+ * paused). Of a stopped or created session it takes a powered-off checkpoint:
+ * the overlay alone (no QEMU, no pause; flags are ignored; of the counters
+ * only the overlay's and total_ns are set). A crashed session is refused
+ * (its disk may be torn: start and stop it first). ret may be NULL. */
 int session_checkpoint(SessionHost *h, const char *name, unsigned flags, SessionCheckpointResult *ret);
 
 /* Finds a checkpoint of user/name: spec NULL or "latest", a sequence number
@@ -172,23 +195,92 @@ int session_checkpoint(SessionHost *h, const char *name, unsigned flags, Session
 int session_checkpoint_resolve(SessionHost *h, const char *user, const char *name, const char *spec, RoamId *ret);
 
 /* Checks that manifest id is a checkpoint whose objects and chunks are all in
- * the store. -ENOENT/-EBADMSG with a detail naming what is missing. On
+ * the store (ram and devstate are required unless it is powered off). -ENOENT/-EBADMSG with a detail naming what is missing. On
  * success *ret (may be NULL) is the parsed JSON (caller json_decref()s). */
 int session_checkpoint_verify(Store *s, const RoamId *id, json_t **ret);
 
 typedef struct SessionRestoreResult {
         RoamId id;
+        bool powered_off;   /* the checkpoint was powered off: the session is stopped */
         uint64_t export_ns; /* store -> files */
-        uint64_t qemu_ns;   /* QEMU start, device state, cont */
+        uint64_t qemu_ns;   /* QEMU start, device state, cont (0 when powered off) */
         uint64_t total_ns;
 } SessionRestoreResult;
 
 /* Restores a checkpoint (spec as in session_checkpoint_resolve()) into a
- * session that is not running, and resumes it. A checkpoint with missing
- * chunks fails before anything changes. When no session NAME exists here and
- * spec is a manifest id, the session is adopted from the manifest (a move's
- * receiving side). ret may be NULL. */
+ * session that is not running, and resumes it; a powered-off checkpoint
+ * replaces the overlay (rebased onto this host's master) and leaves the
+ * session stopped. A checkpoint with missing chunks fails before anything
+ * changes. When no session NAME exists here and spec is a manifest id, the
+ * session is adopted from the manifest (a move's receiving side) at the
+ * manifest's epoch. ret may be NULL. */
 int session_restore(SessionHost *h, const char *name, const char *spec, SessionRestoreResult *ret);
+
+/* Adopts checkpoint checkpoint_hex (a 64-hex manifest id, already in the
+ * store, e.g. uploaded by a laptop) as session name on this host, owned here
+ * at epoch:
+ *   - no session name here: it is created from the manifest (user, image,
+ *     config with its policy, sequence number);
+ *   - a session name owned elsewhere (away): it must belong to the same user,
+ *     epoch must be newer than the one known here (-ESTALE), and it becomes
+ *     owned here; if the restore then fails, the old owner and epoch are put
+ *     back;
+ *   - a session name owned here already: -EBUSY.
+ * Then the checkpoint is restored (session_restore()): a powered-off one
+ * leaves the session stopped (finalize or start it next), a running one
+ * resumes it. Finally sessions/<user>/<name>/latest names the checkpoint.
+ * Everything is verified (all chunks present, the manifest names session
+ * name) before anything changes. epoch < 0: one more than both the
+ * checkpoint's epoch and the epoch known here. *ret (may be NULL) is the
+ * session afterwards; caller frees with session_info_done(). */
+int session_adopt(SessionHost *h, const char *name, const char *checkpoint_hex, int64_t epoch, SessionInfo *ret);
+
+/* The profile disk of user on this host ($ROAM_HOME/profiles/<user>.img),
+ * made when missing: a sparse raw file of SESSION_PROFILE_MIB MiB with an
+ * empty ext4 (mke2fs -t ext4 -q), created under a temp name and linked into
+ * place, so a concurrent call never sees a half-made disk. Caller frees
+ * *ret (the absolute path). -EINVAL (user name), or the errno of what failed
+ * with a detail naming the path. */
+int session_profile_disk(SessionHost *h, const char *user, char **ret);
+
+typedef struct SessionFinalizeResult {
+        VmPolicy policy;
+        bool reset;            /* the overlay was replaced by a fresh one (pooled) */
+        char logoff[256];      /* the guest's last "roam-guest: logoff ..." console
+                                * line of this boot, or "" if it printed none */
+        uint64_t boot_ns;      /* QEMU start -> the guest powered itself off */
+        uint64_t reset_ns;     /* the overlay reset (pooled) */
+        uint64_t total_ns;
+} SessionFinalizeResult;
+
+/* Finalizes a stopped (or created) session: boots it once with the kernel
+ * command line plus " roam.logoff=1 roam.user=<user>" and the user's profile
+ * disk (session_profile_disk(), locked with flock for the boot, so two
+ * finalizes of one user take turns) as the second virtio disk instead of the
+ * configured one; the guest runs its log-off hook and powers itself off. Then
+ * by the policy: persistent keeps the overlay; pooled replaces it with a
+ * fresh overlay over the master (created beside it, renamed over it). The
+ * session is left stopped either way.
+ *
+ * Errors (all leave the overlay as it was and the session stopped): -EBUSY
+ * for a running or paused session, -EINVAL for a crashed one; -ETIMEDOUT if
+ * the guest did not power off within timeout_s (QEMU is ended hard); -EIO if
+ * the guest reported "roam-guest: logoff failed". ret may be NULL. */
+int session_finalize_timeout(SessionHost *h, const char *name, int timeout_s, SessionFinalizeResult *ret);
+/* The same with SESSION_FINALIZE_TIMEOUT_S_DEFAULT. */
+int session_finalize(SessionHost *h, const char *name, SessionFinalizeResult *ret);
+
+/* Pure helpers (exposed for the tests). */
+
+/* The kernel command line of a finalize boot: append (may be NULL) without
+ * any roam.logoff= or roam.user= words, plus " roam.logoff=1 roam.user=USER".
+ * -EINVAL if user is not a valid name, -E2BIG past VM_APPEND_MAX. Caller
+ * frees *ret. */
+int session_logoff_append(const char *append, const char *user, char **ret);
+/* Copies the last line of log (len bytes, not NUL-terminated) that starts
+ * with "roam-guest: logoff " into buf (without "\r\n"; truncated to size).
+ * 1 if found, 0 if not (buf = ""). */
+int session_logoff_line(const char *log, size_t len, char *buf, size_t size);
 
 /* Changes the owner (see session_db_set_owner()). Refuses while QEMU runs
  * here (-EBUSY) unless the new owner is local. */

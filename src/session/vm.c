@@ -49,6 +49,24 @@ int read_proc_file(const char *path, size_t max, char **ret, size_t *ret_len) {
 
 /* ---- config ---- */
 
+static const char *const policy_names[_VM_POLICY_MAX] = {
+        [VM_POLICY_PERSISTENT] = "persistent",
+        [VM_POLICY_POOLED] = "pooled",
+};
+
+const char *vm_policy_to_string(VmPolicy p) {
+        if ((unsigned) p >= _VM_POLICY_MAX)
+                return NULL;
+        return policy_names[p];
+}
+
+int vm_policy_from_string(const char *s) {
+        for (int i = 0; s && i < _VM_POLICY_MAX; i++)
+                if (!strcmp(s, policy_names[i]))
+                        return i;
+        return -EINVAL;
+}
+
 int vm_config_init(VmConfig *c) {
         *c = (VmConfig) { .ram_mib = VM_RAM_MIB_DEFAULT, .cpus = 1, .vga = true };
         c->machine = strdup(VM_MACHINE_DEFAULT);
@@ -84,7 +102,7 @@ static int dup_opt(const char *s, char **ret) {
 }
 
 int vm_config_copy(const VmConfig *src, VmConfig *ret) {
-        VmConfig c = { .ram_mib = src->ram_mib, .cpus = src->cpus, .vga = src->vga };
+        VmConfig c = { .ram_mib = src->ram_mib, .cpus = src->cpus, .vga = src->vga, .policy = src->policy };
         if (dup_opt(src->machine, &c.machine) < 0 || dup_opt(src->cpu, &c.cpu) < 0 ||
             dup_opt(src->accel, &c.accel) < 0 || dup_opt(src->kernel_id, &c.kernel_id) < 0 ||
             dup_opt(src->initrd_id, &c.initrd_id) < 0 || dup_opt(src->append, &c.append) < 0 ||
@@ -140,14 +158,19 @@ int vm_config_validate(const VmConfig *c) {
         }
         if (c->profile_disk && c->profile_disk[0] != '/')
                 return err_set(-EINVAL, "profile disk path '%s' is not absolute", c->profile_disk);
+        if (!vm_policy_to_string(c->policy))
+                return err_set(-EINVAL, "invalid policy %d (use persistent or pooled)", (int) c->policy);
         return 0;
 }
 
 int vm_config_to_json(const VmConfig *c, json_t **ret) {
-        json_t *j = json_pack("{s:s, s:s, s:I, s:i, s:s, s:s?, s:s?, s:s?, s:s?, s:b}", "machine", c->machine,
+        const char *policy = vm_policy_to_string(c->policy);
+        if (!policy)
+                return -EINVAL;
+        json_t *j = json_pack("{s:s, s:s, s:I, s:i, s:s, s:s?, s:s?, s:s?, s:s?, s:b, s:s}", "machine", c->machine,
                               "cpu", c->cpu, "ram_mib", (json_int_t) c->ram_mib, "cpus", (int) c->cpus, "accel",
                               c->accel, "kernel", c->kernel_id, "initrd", c->initrd_id, "append", c->append,
-                              "profile_disk", c->profile_disk, "vga", c->vga);
+                              "profile_disk", c->profile_disk, "vga", c->vga, "policy", policy);
         if (!j)
                 return -ENOMEM;
         *ret = j;
@@ -187,7 +210,9 @@ int vm_config_from_json(json_t *j, VmConfig *ret) {
                 r = json_str(j, "profile_disk", false, &c.profile_disk);
         if (r >= 0) {
                 json_t *m = json_object_get(j, "ram_mib"), *n = json_object_get(j, "cpus"),
-                       *v = json_object_get(j, "vga");
+                       *v = json_object_get(j, "vga"), *pol = json_object_get(j, "policy");
+                int pv = pol && !json_is_null(pol) ? vm_policy_from_string(json_string_value(pol))
+                                                   : VM_POLICY_PERSISTENT;
                 if (!json_is_integer(m) || json_integer_value(m) <= 0)
                         r = err_set(-EBADMSG, "VM config lacks a valid 'ram_mib'");
                 else if (!json_is_integer(n) || json_integer_value(n) <= 0 ||
@@ -195,7 +220,10 @@ int vm_config_from_json(json_t *j, VmConfig *ret) {
                         r = err_set(-EBADMSG, "VM config lacks a valid 'cpus'");
                 else if (v && !json_is_boolean(v))
                         r = err_set(-EBADMSG, "VM config member 'vga' is not a boolean");
+                else if (pv < 0)
+                        r = err_set(-EBADMSG, "VM config member 'policy' is not 'persistent' or 'pooled'");
                 else {
+                        c.policy = (VmPolicy) pv;
                         c.ram_mib = (uint64_t) json_integer_value(m);
                         c.cpus = (unsigned) json_integer_value(n);
                         if (v)
@@ -615,24 +643,59 @@ int vm_powerdown(Qmp *q, pid_t pid, int timeout_ms) {
         int r = qmp_system_powerdown(q);
         if (r < 0)
                 return r;
+        return vm_wait_poweroff(q, pid, timeout_ms, NULL);
+}
+
+/* The "reason" of a SHUTDOWN event (a copy), or "unknown". */
+static char *shutdown_reason(json_t *ev) {
+        const char *s = json_string_value(json_object_get(json_object_get(ev, "data"), "reason"));
+        return strdup(s ? s : "unknown");
+}
+
+int vm_wait_poweroff(Qmp *q, pid_t pid, int timeout_ms, char **ret_reason) {
+        int r;
+        _cleanup_free_ char *reason = NULL;
         uint64_t end = now_ns() + (uint64_t) timeout_ms * 1000000;
         for (;;) {
-                if (pid_gone(pid))
-                        return 0;
+                if (pid_gone(pid)) {
+                        reason = strdup("gone");
+                        break;
+                }
                 /* SHUTDOWN arrives when the guest powered off (-no-shutdown keeps QEMU) */
-                r = qmp_wait_event(q, "SHUTDOWN", 200, NULL);
-                if (r >= 0)
-                        return 0;
-                if (r == -ECONNRESET)
-                        return vm_wait_exit(pid, 5000);
+                json_t *ev = NULL;
+                r = qmp_wait_event(q, "SHUTDOWN", 200, &ev);
+                if (r >= 0) {
+                        reason = shutdown_reason(ev);
+                        json_decref(ev);
+                        break;
+                }
+                if (r == -ECONNRESET) {
+                        r = vm_wait_exit(pid, 5000);
+                        if (r < 0)
+                                return r;
+                        reason = strdup("gone");
+                        break;
+                }
                 if (r != -ETIMEDOUT)
                         return r;
                 _cleanup_free_ char *st = NULL;
-                if (qmp_query_status(q, &st) >= 0 && !strcmp(st, "shutdown"))
-                        return 0;
+                if (qmp_query_status(q, &st) >= 0 && !strcmp(st, "shutdown")) {
+                        /* the event may have come in meanwhile: it says why */
+                        if (qmp_wait_event(q, "SHUTDOWN", 1000, &ev) >= 0) {
+                                reason = shutdown_reason(ev);
+                                json_decref(ev);
+                        } else
+                                reason = strdup("unknown");
+                        break;
+                }
                 if (now_ns() >= end)
                         return -ETIMEDOUT;
         }
+        if (!reason)
+                return -ENOMEM;
+        if (ret_reason)
+                *ret_reason = TAKE_PTR(reason);
+        return 0;
 }
 
 int vm_kill(Qmp *q, pid_t pid) {

@@ -54,6 +54,20 @@
 #define VM_QMP_TIMEOUT_MS 10000  /* connecting to a freshly started QEMU */
 #define VM_SUN_PATH_MAX 107      /* bytes of a unix socket path */
 
+/* What happens to a session's disk delta when it is finalized after a
+ * power-off (session_finalize()): a persistent session keeps it, a pooled one
+ * is reset to its master image (the user's files live on the profile disk). */
+typedef enum VmPolicy {
+        VM_POLICY_PERSISTENT, /* the default */
+        VM_POLICY_POOLED,
+        _VM_POLICY_MAX,
+} VmPolicy;
+
+/* "persistent", "pooled"; NULL for an invalid value. */
+const char *vm_policy_to_string(VmPolicy p);
+/* The policy, or -EINVAL. */
+int vm_policy_from_string(const char *s);
+
 typedef struct VmConfig {
         char *machine;      /* "pc-q35-7.2" */
         char *cpu;          /* "qemu64" */
@@ -65,6 +79,7 @@ typedef struct VmConfig {
         char *append;       /* kernel command line, or NULL */
         char *profile_disk; /* absolute path of a raw second disk, or NULL (host-local) */
         bool vga;           /* a VGA device for the VNC console */
+        VmPolicy policy;    /* not seen by the guest; travels with the config */
 } VmConfig;
 
 typedef struct VmPaths {
@@ -78,7 +93,7 @@ typedef struct VmPaths {
         const char *pidfile;
 } VmPaths;
 
-/* Sets the defaults (machine, cpu, 512 MiB, 1 CPU, accel auto, vga). */
+/* Sets the defaults (machine, cpu, 512 MiB, 1 CPU, accel auto, vga, persistent). */
 int vm_config_init(VmConfig *c);
 /* Frees the strings; the struct may be reused after vm_config_init(). Accepts zeroed. */
 void vm_config_done(VmConfig *c);
@@ -90,8 +105,9 @@ int vm_config_copy(const VmConfig *src, VmConfig *ret);
 int vm_config_validate(const VmConfig *c);
 
 /* JSON form: {"machine","cpu","ram_mib","cpus","accel","kernel","initrd",
- * "append","profile_disk","vga"}; absent optional members are null. The caller
- * owns *ret (json_decref). */
+ * "append","profile_disk","vga","policy"}; absent optional members are null.
+ * An absent "policy" (configs written before it existed) reads as
+ * "persistent". The caller owns *ret (json_decref). */
 int vm_config_to_json(const VmConfig *c, json_t **ret);
 /* Parses and validates; unknown members are ignored. -EBADMSG with detail
  * for a missing or mistyped member. On success the caller owns *ret
@@ -139,6 +155,13 @@ int vm_connect(const VmPaths *p, int timeout_ms, Qmp **ret);
 /* Presses the ACPI power button and waits up to timeout_ms for the guest to
  * power off (status "shutdown", or QEMU gone). -ETIMEDOUT if it did not. */
 int vm_powerdown(Qmp *q, pid_t pid, int timeout_ms);
+/* Waits up to timeout_ms for the guest to power off by itself, as above,
+ * without pressing anything. -ETIMEDOUT if it did not. *ret_reason (may be
+ * NULL; caller frees) says why it stopped: the SHUTDOWN event's reason
+ * ("guest-shutdown" for a power-off; "guest-reset", "guest-panic", ... when
+ * -no-reboot turned a reboot or panic into a stop), "gone" if QEMU exited,
+ * "unknown" if QEMU did not say. */
+int vm_wait_poweroff(Qmp *q, pid_t pid, int timeout_ms, char **ret_reason);
 
 /* Ends QEMU: quit over QMP (q may be NULL), then SIGTERM and SIGKILL if it
  * lingers. Returns once pid is gone. */

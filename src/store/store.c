@@ -40,6 +40,10 @@ struct Store {
         int dir_fd;
         int lock_fd;
         pthread_mutex_t mutex; /* pending list, refs */
+        /* held through a whole store_commit(): a commit returns only once every
+         * chunk put before it (by any thread) is durable, also when another
+         * thread's commit took the list */
+        pthread_mutex_t commit_lock;
         Pending *pending;
         size_t n_pending, cap_pending;
         IdSet *pending_set;
@@ -174,6 +178,7 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret) {
         s->path = strdup(dir);
         s->pending_set = idset_new();
         pthread_mutex_init(&s->mutex, NULL);
+        pthread_mutex_init(&s->commit_lock, NULL);
         s->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (!s->path || !s->pending_set || s->dir_fd < 0) {
                 r = s->dir_fd < 0 ? -errno : -ENOMEM;
@@ -207,6 +212,7 @@ void store_free(Store *s) {
         if (s->dir_fd >= 0)
                 close(s->dir_fd);
         pthread_mutex_destroy(&s->mutex);
+        pthread_mutex_destroy(&s->commit_lock);
         free(s->path);
         free(s);
 }
@@ -479,7 +485,16 @@ int store_chunk_foreach(Store *s, int (*cb)(const RoamId *, uint64_t, void *), v
         return foreach_in(s, "chunks", cb, userdata);
 }
 
+static int commit_locked(Store *s);
+
 int store_commit(Store *s) {
+        pthread_mutex_lock(&s->commit_lock);
+        int r = commit_locked(s);
+        pthread_mutex_unlock(&s->commit_lock);
+        return r;
+}
+
+static int commit_locked(Store *s) {
         pthread_mutex_lock(&s->mutex);
         Pending *list = TAKE_PTR(s->pending);
         size_t n = s->n_pending;

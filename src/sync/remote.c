@@ -11,10 +11,18 @@
 #include "../basic/error.h"
 #include "../basic/macro.h"
 
+#define POOL_MAX 16
+
 struct Remote {
         char *url;
         char *auth_header;
         RemoteOptions o;
+        /* idle handles with their keep-alive connections: a new RemoteConn
+         * reuses one, so a sequence of requests pays the TCP (and TLS)
+         * handshake once, not once per call (a WAN round trip or more) */
+        pthread_mutex_t lock;
+        CURL *pool[POOL_MAX];
+        size_t n_pool;
 };
 
 struct RemoteConn {
@@ -55,6 +63,7 @@ int remote_new(const char *url, const char *token, const RemoteOptions *o, Remot
                 r->o.connect_timeout_s = 10;
         if (!r->o.stall_timeout_s)
                 r->o.stall_timeout_s = 30;
+        pthread_mutex_init(&r->lock, NULL);
         *ret = r;
         return 0;
 }
@@ -62,6 +71,9 @@ int remote_new(const char *url, const char *token, const RemoteOptions *o, Remot
 void remote_free(Remote *r) {
         if (!r)
                 return;
+        for (size_t i = 0; i < r->n_pool; i++)
+                curl_easy_cleanup(r->pool[i]);
+        pthread_mutex_destroy(&r->lock);
         free(r->url);
         free(r->auth_header);
         free(r);
@@ -76,7 +88,12 @@ RemoteConn *remote_conn_new(Remote *r) {
         if (!c)
                 return NULL;
         c->r = r;
-        c->curl = curl_easy_init();
+        pthread_mutex_lock(&r->lock);
+        if (r->n_pool > 0)
+                c->curl = r->pool[--r->n_pool];
+        pthread_mutex_unlock(&r->lock);
+        if (!c->curl)
+                c->curl = curl_easy_init();
         if (!c->curl) {
                 free(c);
                 return NULL;
@@ -87,7 +104,15 @@ RemoteConn *remote_conn_new(Remote *r) {
 void remote_conn_free(RemoteConn *c) {
         if (!c)
                 return;
-        curl_easy_cleanup(c->curl);
+        Remote *r = c->r;
+        pthread_mutex_lock(&r->lock);
+        if (r->n_pool < POOL_MAX) {
+                r->pool[r->n_pool++] = c->curl;
+                c->curl = NULL;
+        }
+        pthread_mutex_unlock(&r->lock);
+        if (c->curl)
+                curl_easy_cleanup(c->curl);
         free(c);
 }
 

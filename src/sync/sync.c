@@ -320,11 +320,36 @@ int sync_pull(Store *s, Remote *r, const char *ref, const char *local_ref, const
         _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
         if (!c)
                 return -ENOMEM;
-        SyncStats st = { 0 };
+        uint64_t wire = 0;
         RoamId root;
-        int k = fetch_json_ref(c, r, ref, &root, &st.wire_bytes);
+        int k = fetch_json_ref(c, r, ref, &root, &wire);
         if (k < 0)
                 return k;
+        remote_conn_free(TAKE_PTR(c));
+        k = sync_pull_object(s, r, &root, local_ref, &opts, ret);
+        if (k >= 0 && ret) {
+                ret->wire_bytes += wire;
+                ret->seconds = now_s() - t0;
+        }
+        return k;
+}
+
+int sync_pull_object(Store *s, Remote *r, const RoamId *root_id, const char *local_ref, const SyncOptions *o,
+                     SyncStats *ret) {
+        static const SyncOptions defaults = { 0 };
+        SyncOptions opts = o ? *o : defaults;
+        if (!opts.retries)
+                opts.retries = 3;
+        double t0 = now_s();
+        if (!ref_name_is_valid(local_ref))
+                return err_set(-EINVAL, "ref name '%s' is invalid", local_ref);
+        const char *ref = local_ref;
+        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
+        if (!c)
+                return -ENOMEM;
+        SyncStats st = { 0 };
+        RoamId root = *root_id;
+        int k;
         ObjWalk w = { .s = s, .c = c, .r = r, .seen = idset_new() };
         if (!w.seen)
                 return -ENOMEM;

@@ -41,6 +41,11 @@ typedef struct SyncStats {
  * fetched again (up to retries), then the pull fails naming the chunk. */
 int sync_pull(Store *s, Remote *r, const char *ref, const char *local_ref, const SyncOptions *o, SyncStats *ret);
 
+/* Like sync_pull(), for an object whose id is known already (no ref lookup):
+ * fetches it and everything below it, then sets local_ref to it. */
+int sync_pull_object(Store *s, Remote *r, const RoamId *root, const char *local_ref, const SyncOptions *o,
+                     SyncStats *ret);
+
 /* Sends local ref `ref` (and everything it needs) to the remote, then sets
  * remote ref `remote_ref` (NULL = same name) with compare-and-swap against
  * the value it had when the push started (-ESTALE if it changed meanwhile). */

@@ -15,12 +15,17 @@ SERVE_JOB=
 URL=
 PID=
 
+# serve_file_from_other_than PID: serve.json exists and names another process
+serve_file_from_other_than() {
+        local p
+        p=$(jq -r .pid "$ROAM_HOME/serve.json" 2>/dev/null) && [ -n "$p" ] && [ "$p" != "$1" ]
+}
 # start_daemon [OPTIONS...]: roam serve on a free port of 127.0.0.1
 start_daemon() {
-        rm -f "$ROAM_HOME/serve.json"
         roam serve --listen 127.0.0.1:0 --verbose --log "$T/serve.log" "$@" &
         SERVE_JOB=$!
-        wait_for 60 test -s "$ROAM_HOME/serve.json" || { cat "$T/serve.log" >&2; fail "roam serve did not start"; }
+        wait_for 60 serve_file_from_other_than "${PID:-none}" ||
+                { cat "$T/serve.log" >&2; fail "roam serve did not start"; }
         URL=$(jq -r .url "$ROAM_HOME/serve.json")
         PID=$(jq -r .pid "$ROAM_HOME/serve.json")
         cleanup_add "kill -9 $PID"
@@ -157,6 +162,15 @@ http "$ALICE" GET /v1/info
 http "$LOCAL" GET /v1/info
 expect_code 200 "info with the local token"
 
+log "tokens made and revoked while the daemon runs take effect at once"
+must_succeed roam token create --role host
+LIVE=$OUT
+http "$LIVE" GET /v1/info
+expect_code 200 "a token created while the daemon runs"
+must_succeed roam token revoke "$(printf '%s' "$LIVE" | sha_of)"
+http "$LIVE" GET /v1/info
+expect_code 401 "a token revoked while the daemon runs"
+
 log "refs: list and get; an import into the same home while the daemon runs"
 make_image b.raw 4 2
 must_succeed roam image import ubuntu b.raw
@@ -283,6 +297,11 @@ claimed=$(printf 'claimed' | sha_of)
 http "$HOST" POST /v1/chunks/put --data-binary @bad.bin
 expect_code 400 "mismatched chunk"
 expect_error "$claimed" "the error names the chunk"
+# a later successful put commits whatever is pending: the good record must not be
+head -c 20000 /dev/urandom >later.bin
+make_record later.bin >later.rec
+http "$HOST" POST /v1/chunks/put --data-binary @later.rec
+expect_code 200 "a put after a refused one"
 for c in "$good" "$claimed"; do
         http "$ADMIN" GET "/v1/chunks/$c"
         expect_code 404 "chunk of a refused request"
@@ -508,6 +527,16 @@ NEWLOCAL=$(cat "$ROAM_HOME/local.token")
 [ "$NEWLOCAL" != "$LOCAL" ] || fail "revoked local token reused"
 http "$NEWLOCAL" GET /v1/info
 expect_code 200 "new local token"
+stop_daemon
+
+log "a daemon killed with SIGKILL leaves serve.json behind, which does not block a restart"
+start_daemon
+kill -9 "$PID"
+wait "$SERVE_JOB" 2>/dev/null || true
+[ -e "$ROAM_HOME/serve.json" ] || fail "serve.json vanished after SIGKILL"
+start_daemon
+http "$ADMIN" GET /v1/info
+expect_code 200 "after a restart over a stale serve.json"
 stop_daemon
 
 log "TLS"

@@ -128,8 +128,12 @@ expect_match "$ERR" "checkpoint 'nonsense' is neither"
 must_succeed roam session create s2 --image deb --user bob --ram 64M "${K[@]}"
 must_fail roam session restore s2
 expect_match "$ERR" "session 's2' has no checkpoint 'latest'"
-must_fail roam session checkpoint s2
-expect_match "$ERR" "session 's2' is not running \(state created"
+# a session that never ran has a powered-off checkpoint: its (empty) disk delta alone
+out=$(roam session checkpoint s2 2>&1) || fail "checkpoint of created s2: $out"
+expect_match "$out" "checkpoint 000001 of 's2' \(powered off\)"
+out=$(roam session restore s2 2>&1) || fail "restore of s2's powered-off checkpoint: $out"
+expect_match "$out" "\(stopped\)"
+[ "$(roam session list | awk '$1 == "s2" { print $4 }')" = stopped ] || fail "s2 is not stopped after restore"
 must_fail roam session stop s2
 expect_match "$ERR" "session 's2' is not running"
 must_fail roam session show nope

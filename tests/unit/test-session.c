@@ -1,22 +1,28 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests for src/session without QEMU: the QEMU command line, the VM
- * config and its JSON form, validation of names and RAM sizes, the sessions
- * table of the catalog, and the ownership check. */
+ * config and its JSON form (with the policy), validation of names and RAM
+ * sizes, the sessions table of the catalog, the ownership check, the log-off
+ * helpers, profile disks, powered-off checkpoint manifests and the refusals
+ * of adopt and finalize. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "basic/error.h"
 #include "basic/fileio.h"
 #include "basic/macro.h"
 #include "daemon/catalog.h"
+#include "store/blob.h"
+#include "store/manifest.h"
 #include "session/session-db.h"
 #include "session/session.h"
 #include "session/vm.h"
@@ -242,12 +248,113 @@ static void test_ram_check(void **state) {
         assert_non_null(strstr(err_message(-ENOMEM), "more than this host can give"));
 }
 
+/* ---- policy, log-off helpers ---- */
+
+static void test_policy(void **state) {
+        assert_string_equal(vm_policy_to_string(VM_POLICY_PERSISTENT), "persistent");
+        assert_string_equal(vm_policy_to_string(VM_POLICY_POOLED), "pooled");
+        assert_null(vm_policy_to_string(_VM_POLICY_MAX));
+        assert_int_equal(vm_policy_from_string("pooled"), VM_POLICY_POOLED);
+        assert_int_equal(vm_policy_from_string("Pooled"), -EINVAL);
+        assert_int_equal(vm_policy_from_string(NULL), -EINVAL);
+
+        VmConfig c, back;
+        config_sample(&c);
+        assert_int_equal(c.policy, VM_POLICY_PERSISTENT); /* the default */
+        c.policy = VM_POLICY_POOLED;
+        json_t *j = NULL;
+        assert_int_equal(vm_config_to_json(&c, &j), 0);
+        assert_string_equal(json_string_value(json_object_get(j, "policy")), "pooled");
+        assert_int_equal(vm_config_from_json(j, &back), 0);
+        assert_int_equal(back.policy, VM_POLICY_POOLED);
+        vm_config_done(&back);
+        VmConfig copy;
+        assert_int_equal(vm_config_copy(&c, &copy), 0);
+        assert_int_equal(copy.policy, VM_POLICY_POOLED);
+        vm_config_done(&copy);
+
+        /* a config from before the policy existed is persistent */
+        json_object_del(j, "policy");
+        assert_int_equal(vm_config_from_json(j, &back), 0);
+        assert_int_equal(back.policy, VM_POLICY_PERSISTENT);
+        vm_config_done(&back);
+        json_object_set_new(j, "policy", json_null());
+        assert_int_equal(vm_config_from_json(j, &back), 0);
+        assert_int_equal(back.policy, VM_POLICY_PERSISTENT);
+        vm_config_done(&back);
+        json_object_set_new(j, "policy", json_string("sticky"));
+        err_clear();
+        assert_int_equal(vm_config_from_json(j, &back), -EBADMSG);
+        assert_non_null(strstr(err_message(-EBADMSG), "'policy'"));
+        json_object_set_new(j, "policy", json_integer(1));
+        assert_int_equal(vm_config_from_json(j, &back), -EBADMSG);
+        json_decref(j);
+
+        c.policy = (VmPolicy) 7;
+        assert_int_equal(vm_config_validate(&c), -EINVAL);
+        assert_int_equal(vm_config_to_json(&c, &j), -EINVAL);
+        vm_config_done(&c);
+}
+
+static void test_logoff_append(void **state) {
+        char *s = NULL;
+        assert_int_equal(session_logoff_append(SESSION_APPEND_DEFAULT, "alice", &s), 0);
+        assert_string_equal(s, "console=ttyS0 quiet panic=-1 roam.logoff=1 roam.user=alice");
+        free(s);
+        assert_int_equal(session_logoff_append(NULL, "bob", &s), 0);
+        assert_string_equal(s, "roam.logoff=1 roam.user=bob");
+        free(s);
+        /* earlier roam.logoff= and roam.user= words go; spacing is normalized */
+        assert_int_equal(session_logoff_append("  a  roam.logoff=0 b roam.user=eve roam.userx=1 ", "bob", &s), 0);
+        assert_string_equal(s, "a b roam.userx=1 roam.logoff=1 roam.user=bob");
+        free(s);
+        assert_int_equal(session_logoff_append("", "bob", &s), 0);
+        assert_string_equal(s, "roam.logoff=1 roam.user=bob");
+        free(s);
+        s = NULL;
+        assert_int_equal(session_logoff_append("x", "a b", &s), -EINVAL);
+        assert_int_equal(session_logoff_append("x", "../x", &s), -EINVAL);
+        assert_int_equal(session_logoff_append("x", NULL, &s), -EINVAL);
+        assert_null(s);
+        char *big = malloc(VM_APPEND_MAX + 1);
+        memset(big, 'x', VM_APPEND_MAX - 10);
+        big[VM_APPEND_MAX - 10] = 0;
+        assert_int_equal(session_logoff_append(big, "alice", &s), -E2BIG);
+        assert_null(s);
+        free(big);
+}
+
+static void test_logoff_line(void **state) {
+        static const char log[] = "Booting from ROM..\r\n"
+                                  "roam-guest: logoff done (no profile disk)\r\n"
+                                  "tick 3\r\n"
+                                  "xroam-guest: logoff fake\n"
+                                  "roam-guest: logoff done user=alice last='tick 3 boot=b'\r\n"
+                                  "roam-guest: powered off cleanly\r\n";
+        char buf[256];
+        assert_int_equal(session_logoff_line(log, strlen(log), buf, sizeof buf), 1);
+        assert_string_equal(buf, "roam-guest: logoff done user=alice last='tick 3 boot=b'");
+        /* truncated to the buffer */
+        char small[12];
+        assert_int_equal(session_logoff_line(log, strlen(log), small, sizeof small), 1);
+        assert_string_equal(small, "roam-guest:");
+        /* a last line without a newline counts; a bare tag without a word does not */
+        static const char tail[] = "roam-guest: logoff failed user=bob";
+        assert_int_equal(session_logoff_line(tail, strlen(tail), buf, sizeof buf), 1);
+        assert_string_equal(buf, tail);
+        static const char none[] = "tick 1\nroam-guest: logoff\nroam-guest: ready\n";
+        assert_int_equal(session_logoff_line(none, strlen(none), buf, sizeof buf), 0);
+        assert_string_equal(buf, "");
+        assert_int_equal(session_logoff_line("", 0, buf, sizeof buf), 0);
+}
+
 /* ---- catalog ---- */
 
 typedef struct Fixture {
         char dir[64];
         Catalog *catalog;
         SessionHost *host;
+        Store *store; /* NULL unless setup_store() */
 } Fixture;
 
 static int setup_catalog(void **state) {
@@ -381,6 +488,239 @@ static void test_ownership_and_names(void **state) {
         free(cfg);
 }
 
+/* ---- with a store: profile disks, powered-off manifests, adopt and finalize refusals ---- */
+
+static int setup_store(void **state) {
+        if (setup_catalog(state) < 0)
+                return -1;
+        Fixture *f = *state;
+        char path[128];
+        snprintf(path, sizeof path, "%s/store", f->dir);
+        StoreOptions so = { .create = true };
+        Store *st;
+        if (store_open(path, &so, &st) < 0)
+                return -1;
+        f->store = st;
+        session_host_free(f->host);
+        setenv("ROAM_RAM_DIR", f->dir, 1);
+        if (session_host_new(f->dir, f->store, f->catalog, &f->host) < 0)
+                return -1;
+        unsetenv("ROAM_RAM_DIR");
+        return 0;
+}
+
+static int teardown_store(void **state) {
+        Fixture *f = *state;
+        session_host_free(f->host);
+        f->host = NULL;
+        store_free(f->store);
+        return teardown_catalog(state);
+}
+
+/* Imports len bytes of byte c as a blob; its id in hex. */
+static void put_blob(Fixture *f, char c, size_t len, char hex[static ID_HEX_SIZE]) {
+        char path[160];
+        snprintf(path, sizeof path, "%s/blob-%c", f->dir, c);
+        char *buf = malloc(len);
+        memset(buf, c, len);
+        assert_int_equal(write_file_atomic(path, buf, len, 0600), 0);
+        free(buf);
+        int fd = open(path, O_RDONLY);
+        assert_true(fd >= 0);
+        RoamId id;
+        BlobOptions o = {};
+        assert_int_equal(blob_import_fd(f->store, fd, len, &o, &id, NULL), 0);
+        close(fd);
+        id_to_hex(&id, hex);
+}
+
+static void put_manifest_json(Fixture *f, json_t *j, char hex[static ID_HEX_SIZE]) {
+        void *data;
+        size_t len;
+        assert_int_equal(manifest_serialize(j, &data, &len), 0);
+        RoamId id;
+        assert_int_equal(store_object_put(f->store, data, len, &id), 0);
+        free(data);
+        id_to_hex(&id, hex);
+}
+
+static void insert_row(Fixture *f, const char *name, const char *user, SessionState st) {
+        char *cfg = sample_config_text();
+        SessionRow row = { .name = (char *) name, .user = (char *) user, .image = "deb", .image_id = KERNEL_ID,
+                           .config = cfg, .state = st };
+        assert_int_equal(session_db_insert(f->catalog, &row), 0);
+        free(cfg);
+        char dir[160];
+        snprintf(dir, sizeof dir, "%s/sessions/%s", f->dir, name);
+        assert_int_equal(mkdir_p(dir, 0700), 0);
+}
+
+static void test_profile_disk(void **state) {
+        Fixture *f = *state;
+        char *path = NULL, want[160];
+        snprintf(want, sizeof want, "%s/profiles/alice.img", f->dir);
+        int r = session_profile_disk(f->host, "alice", &path);
+        if (r == -ENOENT) {
+                print_message("mke2fs missing: %s\n", err_message(r));
+                skip();
+        }
+        assert_int_equal(r, 0);
+        assert_string_equal(path, want);
+        struct stat st1, st2;
+        assert_int_equal(stat(path, &st1), 0);
+        assert_int_equal(st1.st_size, (off_t) SESSION_PROFILE_MIB << 20);
+        assert_true((uint64_t) st1.st_blocks * 512 < ((uint64_t) SESSION_PROFILE_MIB << 20) / 2); /* sparse */
+        /* an ext4 superblock: magic 0xEF53 at byte 1024 + 56 */
+        int fd = open(path, O_RDONLY);
+        unsigned char magic[2];
+        assert_int_equal(pread(fd, magic, 2, 1080), 2);
+        close(fd);
+        assert_int_equal(magic[0], 0x53);
+        assert_int_equal(magic[1], 0xef);
+        free(path);
+        /* the second call uses it as it is */
+        assert_int_equal(session_profile_disk(f->host, "alice", &path), 0);
+        assert_int_equal(stat(path, &st2), 0);
+        assert_int_equal(st1.st_ino, st2.st_ino);
+        free(path);
+        path = NULL;
+        assert_int_equal(session_profile_disk(f->host, "../alice", &path), -EINVAL);
+        assert_null(path);
+        /* no temp files left beside it */
+        char dir[160];
+        snprintf(dir, sizeof dir, "%s/profiles", f->dir);
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "test \"$(ls -A '%s')\" = alice.img", dir);
+        assert_int_equal(system(cmd), 0);
+
+        /* a profile directory that cannot be made */
+        assert_int_equal(rm_rf(dir), 0);
+        assert_int_equal(write_file_atomic(dir, "x", 1, 0600), 0);
+        err_clear();
+        r = session_profile_disk(f->host, "bob", &path);
+        assert_true(r < 0);
+        assert_non_null(strstr(err_message(r), "cannot create the profile disk of user 'bob'"));
+        assert_null(path);
+}
+
+static void test_finalize_refusals(void **state) {
+        Fixture *f = *state;
+        SessionFinalizeResult res;
+        err_clear();
+        assert_int_equal(session_finalize(f->host, "nope", &res), -ENOENT);
+        assert_non_null(strstr(err_message(-ENOENT), "session 'nope' not found"));
+        assert_int_equal(session_finalize(f->host, "a/b", &res), -EINVAL);
+
+        insert_row(f, "f1", "alice", SESSION_STOPPED);
+        /* the profile disk cannot be made: nothing boots, nothing changes */
+        char dir[160];
+        snprintf(dir, sizeof dir, "%s/profiles", f->dir);
+        assert_int_equal(write_file_atomic(dir, "x", 1, 0600), 0);
+        err_clear();
+        int r = session_finalize(f->host, "f1", &res);
+        assert_true(r < 0);
+        assert_non_null(strstr(err_message(r), "cannot finalize session 'f1': cannot create the profile disk of "
+                                               "user 'alice'"));
+        SessionInfo i;
+        assert_int_equal(session_get(f->host, "f1", &i), 0);
+        assert_int_equal(i.row.state, SESSION_STOPPED);
+        session_info_done(&i);
+
+        assert_int_equal(session_db_set_state(f->catalog, "f1", SESSION_CRASHED), 0);
+        err_clear();
+        assert_int_equal(session_finalize(f->host, "f1", &res), -EINVAL);
+        assert_non_null(strstr(err_message(-EINVAL), "session 'f1' crashed"));
+        /* nor a powered-off checkpoint of a crashed session */
+        err_clear();
+        assert_int_equal(session_checkpoint(f->host, "f1", 0, NULL), -EINVAL);
+        assert_non_null(strstr(err_message(-EINVAL), "session 'f1' crashed"));
+
+        assert_int_equal(session_db_set_owner(f->catalog, "f1", "https://srv2:7450", 1, 0), 0);
+        assert_int_equal(session_finalize(f->host, "f1", &res), -EREMOTE);
+}
+
+static void test_powered_off_manifest(void **state) {
+        Fixture *f = *state;
+        char ov[ID_HEX_SIZE], kernel[ID_HEX_SIZE], image[ID_HEX_SIZE], hex[ID_HEX_SIZE], other[ID_HEX_SIZE];
+        put_blob(f, 'o', 200000, ov);
+        put_blob(f, 'k', 70000, kernel);
+        put_blob(f, 'i', 300000, image);
+        VmConfig c;
+        config_sample(&c);
+        free(c.kernel_id);
+        c.kernel_id = strdup(kernel);
+        free(c.initrd_id);
+        c.initrd_id = NULL;
+        c.policy = VM_POLICY_POOLED;
+        json_t *cfg;
+        assert_int_equal(vm_config_to_json(&c, &cfg), 0);
+        vm_config_done(&c);
+        json_t *m = json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s}, s:o, s:b, s:I, s:I}", "kind", "checkpoint",
+                              "session", "s9", "user", "alice", "image", image, "objects", "overlay", ov, "kernel",
+                              kernel, "image", image, "config", cfg, "powered_off", 1, "epoch", (json_int_t) 2,
+                              "seq", (json_int_t) 5);
+        assert_non_null(m);
+        put_manifest_json(f, m, hex);
+        RoamId id;
+        assert_int_equal(id_from_hex(hex, &id), 0);
+        json_t *got = NULL;
+        assert_int_equal(session_checkpoint_verify(f->store, &id, &got), 0);
+        assert_true(json_is_true(json_object_get(got, "powered_off")));
+        json_decref(got);
+
+        /* without powered_off it lacks its RAM; a malformed flag is refused */
+        json_t *m2 = json_deep_copy(m);
+        json_object_del(m2, "powered_off");
+        put_manifest_json(f, m2, other);
+        assert_int_equal(id_from_hex(other, &id), 0);
+        err_clear();
+        assert_int_equal(session_checkpoint_verify(f->store, &id, NULL), -EBADMSG);
+        assert_non_null(strstr(err_message(-EBADMSG), "lacks its ram"));
+        json_object_set_new(m2, "powered_off", json_string("yes"));
+        put_manifest_json(f, m2, other);
+        assert_int_equal(id_from_hex(other, &id), 0);
+        assert_int_equal(session_checkpoint_verify(f->store, &id, NULL), -EBADMSG);
+        json_decref(m2);
+        /* powered off but without its overlay */
+        m2 = json_deep_copy(m);
+        json_object_del(json_object_get(m2, "objects"), "overlay");
+        put_manifest_json(f, m2, other);
+        assert_int_equal(id_from_hex(other, &id), 0);
+        err_clear();
+        assert_int_equal(session_checkpoint_verify(f->store, &id, NULL), -EBADMSG);
+        assert_non_null(strstr(err_message(-EBADMSG), "lacks its overlay"));
+        json_decref(m2);
+        json_decref(m);
+
+        /* adopt: every refusal comes before anything changes */
+        SessionInfo i;
+        err_clear();
+        assert_int_equal(session_adopt(f->host, "s8", hex, 3, &i), -EINVAL);
+        assert_non_null(strstr(err_message(-EINVAL), "belongs to session 's9', not 's8'"));
+        assert_int_equal(session_adopt(f->host, "s9", "xyz", 3, &i), -EINVAL);
+        assert_int_equal(session_adopt(f->host, "s9", NULL, 3, &i), -EINVAL);
+        assert_int_equal(session_adopt(f->host, "s9", KERNEL_ID, 3, &i), -ENOENT); /* not in the store */
+        assert_int_equal(session_get(f->host, "s9", &i), -ENOENT);
+
+        insert_row(f, "s9", "alice", SESSION_STOPPED);
+        err_clear();
+        assert_int_equal(session_adopt(f->host, "s9", hex, 3, &i), -EBUSY);
+        assert_non_null(strstr(err_message(-EBUSY), "session 's9' is owned here already"));
+        assert_int_equal(session_db_set_owner(f->catalog, "s9", "https://laptop:7450", 4, 0), 0);
+        assert_int_equal(session_adopt(f->host, "s9", hex, 4, &i), -ESTALE);
+        assert_int_equal(session_adopt(f->host, "s9", hex, 2, &i), -ESTALE);
+        assert_int_equal(session_db_delete(f->catalog, "s9"), 0);
+        insert_row(f, "s9", "bob", SESSION_STOPPED);
+        assert_int_equal(session_db_set_owner(f->catalog, "s9", "https://laptop:7450", 4, 0), 0);
+        err_clear();
+        assert_int_equal(session_adopt(f->host, "s9", hex, 5, &i), -EINVAL);
+        assert_non_null(strstr(err_message(-EINVAL), "belongs to user 'alice'"));
+        assert_int_equal(session_get(f->host, "s9", &i), 0);
+        assert_string_equal(i.row.owner, "https://laptop:7450");
+        assert_int_equal(i.row.epoch, 4);
+        session_info_done(&i);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_argv),
@@ -390,8 +730,14 @@ int main(void) {
                 cmocka_unit_test(test_accel),
                 cmocka_unit_test(test_ram_check),
                 cmocka_unit_test(test_states),
+                cmocka_unit_test(test_policy),
+                cmocka_unit_test(test_logoff_append),
+                cmocka_unit_test(test_logoff_line),
                 cmocka_unit_test_setup_teardown(test_db, setup_catalog, teardown_catalog),
                 cmocka_unit_test_setup_teardown(test_ownership_and_names, setup_catalog, teardown_catalog),
+                cmocka_unit_test_setup_teardown(test_profile_disk, setup_store, teardown_store),
+                cmocka_unit_test_setup_teardown(test_finalize_refusals, setup_store, teardown_store),
+                cmocka_unit_test_setup_teardown(test_powered_off_manifest, setup_store, teardown_store),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+/* roam offline|online SESSION (through the laptop's daemon) and
+ * roam session reclaim SESSION (on the server). */
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#include "../basic/error.h"
+#include "../basic/macro.h"
+#include "../basic/util.h"
+#include "../daemon/catalog.h"
+#include "../daemon/daemon.h"
+#include "../session/handoff.h"
+#include "../sync/remote.h"
+
+static int handoff(const char *verb, int argc, char **argv) {
+        if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+                if (!strcmp(verb, "offline"))
+                        return cli_help("offline", "SESSION",
+                                        "Takes a session offline onto this laptop: the server pauses it, sends\n"
+                                        "what the background pre-copy has not yet sent, and gives it up; it\n"
+                                        "resumes here and keeps running with the network cut. Needs the laptop\n"
+                                        "daemon ('roam serve --role laptop --server URL'). Prints the downtime\n"
+                                        "(paused there -> running here) and the bytes sent after the click.\n");
+                return cli_help("online", "SESSION",
+                                "Takes a session that runs on this laptop back online: it pauses here, sends\n"
+                                "what the background pre-copy has not sent, and resumes on the server,\n"
+                                "which becomes its owner again. Prints the downtime and the bytes sent.\n");
+        }
+        if (argc != 2)
+                return cli_usage(verb, "expected SESSION");
+        if (!name_is_valid(argv[1]))
+                return cli_errorf("session name '%s' is invalid", argv[1]);
+        _cleanup_(remote_freep) Remote *rem = NULL;
+        _cleanup_(daemon_endpoint_freep) DaemonEndpoint *ep = NULL;
+        if (cli_local_daemon(&rem, &ep))
+                return 1;
+        if (!ep->role || strcmp(ep->role, "laptop"))
+                return cli_errorf("the daemon of '%s' is not a laptop (start 'roam serve --role laptop --server URL')",
+                                  cli_home());
+        char path[64];
+        snprintf(path, sizeof path, "/v1/handoff/%s", verb);
+        json_t *body = json_pack("{s:s}", "session", argv[1]), *res = NULL;
+        int r = cli_local_request(rem, "POST", path, body, &res);
+        json_decref(body);
+        if (r)
+                return r;
+        char a[32];
+        printf("session '%s' is %s: downtime %lld ms, %s sent after the click (epoch %lld)\n", argv[1],
+               !strcmp(verb, "offline") ? "offline on this laptop" : "online on the server",
+               (long long) json_integer_value(json_object_get(res, "downtime_ms")),
+               format_bytes((uint64_t) json_integer_value(json_object_get(res, "bytes_after_click")), a, sizeof a),
+               (long long) json_integer_value(json_object_get(res, "epoch")));
+        json_decref(res);
+        return 0;
+}
+
+int verb_offline(int argc, char **argv) {
+        return handoff("offline", argc, argv);
+}
+
+int verb_online(int argc, char **argv) {
+        return handoff("online", argc, argv);
+}
+
+int session_reclaim_verb(int argc, char **argv) {
+        if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
+                return cli_help("session reclaim", "SESSION",
+                                "For a lost laptop (admin, on the server): takes the session back from the\n"
+                                "latest checkpoint this server holds, under a new epoch, and runs it. The\n"
+                                "laptop is refused if it ever comes back; its state is then kept as a\n"
+                                "separate checkpoint. Says how old the checkpoint is: the work done on the\n"
+                                "laptop after it is not in the reclaimed session.\n");
+        if (argc != 2)
+                return cli_usage("session reclaim", "expected SESSION");
+        _cleanup_(store_freep) Store *s = NULL;
+        if (cli_open_store(true, true, &s))
+                return 1;
+        _cleanup_free_ char *path = cli_home_path("catalog.db");
+        _cleanup_(catalog_freep) Catalog *c = NULL;
+        _cleanup_(session_host_freep) SessionHost *h = NULL;
+        int r = path ? catalog_open(path, &c) : -ENOMEM;
+        if (r >= 0)
+                r = session_host_new(cli_home(), s, c, &h);
+        if (r < 0)
+                return cli_error(r);
+        ReclaimResult res;
+        r = handoff_reclaim(h, argv[1], &res);
+        if (r < 0)
+                return cli_error(r);
+        char hex[ID_HEX_SIZE];
+        printf("reclaimed session '%s' from %s at epoch %lld; it runs here from checkpoint %.16s, taken %lld s ago: "
+               "work done after that on %s is not in it\n",
+               argv[1], res.lost_owner, (long long) res.epoch, id_to_hex(&res.checkpoint, hex),
+               (long long) res.checkpoint_age, res.lost_owner);
+        free(res.lost_owner);
+        return 0;
+}

@@ -1,0 +1,380 @@
+/* SPDX-License-Identifier: MIT */
+#include "laptop.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../basic/error.h"
+#include "../basic/macro.h"
+#include "../basic/util.h"
+#include "../session/handoff.h"
+#include "../session/move.h"
+#include "../sync/sync.h"
+#include "auth.h"
+
+#define LAPTOP_MAX_SESSIONS 64
+
+typedef struct Track {
+        char name[NAME_MAX_LEN + 1];
+        char user[NAME_MAX_LEN + 1];
+        char owner[256];          /* as the server reports it */
+        char state[32];
+        int64_t epoch;
+        uint64_t remainder;       /* server's estimate of what a click would send */
+        double rate;              /* measured pull rate, bytes/s */
+        int64_t precopy_at;       /* unix time of the last pre-copy pulled */
+        double last_checkpoint;   /* monotonic, local checkpoints of sessions here */
+} Track;
+
+typedef struct Laptop {
+        Daemon *d;
+        SessionHost *h;
+        Hoard *hoard;
+        LaptopOptions o;
+        char holder[NAME_MAX_LEN + 16];
+        Remote *server;
+        pthread_mutex_t lock;  /* tracks */
+        pthread_mutex_t op;    /* one hand-over or pre-copy at a time */
+        Track tracks[LAPTOP_MAX_SESSIONS];
+        bool connected;
+        int64_t last_contact;
+} Laptop;
+
+static Track *track(Laptop *l, const char *name) {
+        Track *free_slot = NULL;
+        for (size_t i = 0; i < LAPTOP_MAX_SESSIONS; i++) {
+                if (!strcmp(l->tracks[i].name, name))
+                        return &l->tracks[i];
+                if (!l->tracks[i].name[0] && !free_slot)
+                        free_slot = &l->tracks[i];
+        }
+        if (free_slot)
+                snprintf(free_slot->name, sizeof free_slot->name, "%s", name);
+        return free_slot;
+}
+
+static int server_json(Laptop *l, const char *method, const char *path, json_t *body, json_t **ret, uint64_t *wire) {
+        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(l->server);
+        if (!c)
+                return -ENOMEM;
+        _cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        RemoteResponse resp;
+        int k = remote_request(c, method, path, text, text ? strlen(text) : 0, "application/json", 16 << 20, &resp);
+        if (k < 0)
+                return k;
+        if (wire)
+                *wire += resp.wire_bytes;
+        if (resp.status != 200) {
+                k = remote_status_error(l->server, &resp, path);
+                remote_response_done(&resp);
+                return k;
+        }
+        json_t *j = json_loadb((const char *) resp.body, resp.len, 0, NULL);
+        remote_response_done(&resp);
+        if (!j)
+                return err_set(-EBADMSG, "%s sent a malformed answer to %s", remote_url(l->server), path);
+        *ret = j;
+        return 0;
+}
+
+/* ---- background work ---- */
+
+static void precopy_one(Laptop *l, const char *name, const char *user) {
+        char path[256], ref[REF_NAME_MAX_LEN + 1];
+        Track *t;
+        pthread_mutex_lock(&l->lock);
+        t = track(l, name);
+        double rate = t ? t->rate : 0;
+        pthread_mutex_unlock(&l->lock);
+        snprintf(path, sizeof path, "/v1/sessions/%s/precopy?rate=%.0f", name, rate);
+        json_t *j = NULL;
+        err_clear();
+        int k = server_json(l, "POST", path, NULL, &j, NULL);
+        if (k < 0) {
+                daemon_log(l->d, DAEMON_LOG_DEBUG, "pre-copy of '%s': %s", name, err_message(k));
+                return;
+        }
+        uint64_t remainder = (uint64_t) json_integer_value(json_object_get(j, "new_stored"));
+        json_decref(j);
+        snprintf(ref, sizeof ref, "sessions/%s/%s/precopy", user, name);
+        SyncOptions so = { .parallel = 4 };
+        SyncStats st;
+        k = sync_pull(daemon_store(l->d), l->server, ref, NULL, &so, &st);
+        if (k < 0) {
+                daemon_log(l->d, DAEMON_LOG_INFO, "pre-copy of '%s': %s", name, err_message(k));
+                return;
+        }
+        pthread_mutex_lock(&l->lock);
+        t = track(l, name);
+        if (t) {
+                t->remainder = remainder;
+                t->precopy_at = (int64_t) time(NULL);
+                /* a rate from transfers big enough to mean something */
+                if (st.wire_bytes > (1u << 20) && st.seconds > 0)
+                        t->rate = (double) st.wire_bytes / st.seconds;
+        }
+        pthread_mutex_unlock(&l->lock);
+}
+
+static void sync_with_server(Laptop *l) {
+        json_t *j = NULL;
+        err_clear();
+        int k = server_json(l, "GET", "/v1/sessions", NULL, &j, NULL);
+        pthread_mutex_lock(&l->lock);
+        l->connected = k >= 0;
+        if (k >= 0)
+                l->last_contact = (int64_t) time(NULL);
+        pthread_mutex_unlock(&l->lock);
+        if (k < 0)
+                return;
+        size_t i;
+        json_t *s;
+        json_array_foreach(json_object_get(j, "sessions"), i, s) {
+                const char *name = json_string_value(json_object_get(s, "name"));
+                const char *user = json_string_value(json_object_get(s, "user"));
+                const char *image = json_string_value(json_object_get(s, "image"));
+                const char *owner = json_string_value(json_object_get(s, "owner"));
+                const char *state = json_string_value(json_object_get(s, "state"));
+                if (!name || !user || !owner || !state || !name_is_valid(name) || !name_is_valid(user))
+                        continue;
+                pthread_mutex_lock(&l->lock);
+                Track *t = track(l, name);
+                if (t) {
+                        snprintf(t->user, sizeof t->user, "%s", user);
+                        snprintf(t->owner, sizeof t->owner, "%s", owner);
+                        snprintf(t->state, sizeof t->state, "%s", state);
+                        t->epoch = json_integer_value(json_object_get(s, "epoch"));
+                }
+                pthread_mutex_unlock(&l->lock);
+                if (image && name_is_valid(image)) {
+                        char ref[REF_NAME_MAX_LEN + 1];
+                        snprintf(ref, sizeof ref, "images/%s", image);
+                        (void) hoard_ensure(l->hoard, l->o.server_url, ref, l->o.token);
+                }
+                /* the server runs it: keep our copy close to its live state */
+                if (!strcmp(owner, SESSION_OWNER_LOCAL) && !strcmp(state, "running")) {
+                        pthread_mutex_lock(&l->op);
+                        precopy_one(l, name, user);
+                        pthread_mutex_unlock(&l->op);
+                }
+        }
+        json_decref(j);
+}
+
+/* Sessions that run here: local checkpoints (for a restart while offline). */
+static void care_for_local(Laptop *l, bool at_start) {
+        SessionInfo *list = NULL;
+        size_t n = 0;
+        if (session_list(l->h, &list, &n) < 0)
+                return;
+        for (size_t i = 0; i < n; i++) {
+                SessionInfo *s = &list[i];
+                if (strcmp(s->row.owner, SESSION_OWNER_LOCAL))
+                        continue;
+                const char *name = s->row.name;
+                if (s->row.state == SESSION_CRASHED && s->row.last_checkpoint) {
+                        err_clear();
+                        int k = handoff_lease_check(l->h, name);
+                        if (k >= 0)
+                                k = session_restore(l->h, name, NULL, NULL);
+                        daemon_log(l->d, DAEMON_LOG_INFO, "session '%s' was not running: %s", name,
+                                   k >= 0 ? "restored from its latest checkpoint" : err_message(k));
+                        continue;
+                }
+                if (at_start || s->row.state != SESSION_RUNNING)
+                        continue;
+                pthread_mutex_lock(&l->lock);
+                Track *t = track(l, name);
+                bool due = t && now_s() - t->last_checkpoint >= l->o.checkpoint_interval_s;
+                if (due)
+                        t->last_checkpoint = now_s();
+                pthread_mutex_unlock(&l->lock);
+                if (!due)
+                        continue;
+                pthread_mutex_lock(&l->op);
+                SessionCheckpointResult ck;
+                err_clear();
+                int k = session_checkpoint(l->h, name, 0, &ck);
+                if (k < 0)
+                        daemon_log(l->d, DAEMON_LOG_INFO, "checkpoint of '%s': %s", name, err_message(k));
+                else if (l->connected) {
+                        /* pre-copy back: the server gets what take-online will need */
+                        char ref[REF_NAME_MAX_LEN + 1], staging[REF_NAME_MAX_LEN + 1];
+                        snprintf(ref, sizeof ref, "sessions/%s/%s/latest", s->row.user, name);
+                        snprintf(staging, sizeof staging, "sessions/%s/%s/precopy-back", s->row.user, name);
+                        SyncOptions so = { .parallel = 4 };
+                        k = sync_push(daemon_store(l->d), l->server, ref, staging, &so, NULL);
+                        if (k < 0)
+                                daemon_log(l->d, DAEMON_LOG_DEBUG, "pre-copy back of '%s': %s", name,
+                                           err_message(k));
+                }
+                pthread_mutex_unlock(&l->op);
+        }
+        session_info_list_free(list, n);
+}
+
+static void laptop_worker(DaemonWorker *w, void *userdata) {
+        Laptop *l = userdata;
+        care_for_local(l, true);
+        do {
+                sync_with_server(l);
+                care_for_local(l, false);
+        } while (daemon_worker_sleep(w, l->o.precopy_interval_s));
+}
+
+/* ---- hand-overs ---- */
+
+static int do_offline(Laptop *l, const char *name, json_t **ret) {
+        uint64_t t0 = now_ns(), wire = 0;
+        json_t *body = json_pack("{s:s}", "holder", l->holder);
+        json_t *g = NULL;
+        char path[256];
+        snprintf(path, sizeof path, "/v1/sessions/%s/offline", name);
+        int k = server_json(l, "POST", path, body, &g, &wire);
+        json_decref(body);
+        if (k < 0)
+                return k;
+        const char *ck = json_string_value(json_object_get(g, "checkpoint"));
+        const char *user = json_string_value(json_object_get(g, "user"));
+        int64_t epoch = json_integer_value(json_object_get(g, "epoch"));
+        int64_t lease = json_integer_value(json_object_get(g, "lease_until"));
+        int64_t server_pause = json_integer_value(json_object_get(g, "pause_ms"));
+        if (!ck || !user || !name_is_valid(user) || epoch < 1) {
+                json_decref(g);
+                return err_set(-EBADMSG, "%s sent a malformed offline grant", l->o.server_url);
+        }
+        char ref[REF_NAME_MAX_LEN + 1];
+        snprintf(ref, sizeof ref, "sessions/%s/%s/latest", user, name);
+        SyncOptions so = { .parallel = 4 };
+        SyncStats st = { 0 };
+        RoamId ck_id;
+        k = id_from_hex(ck, &ck_id) < 0 ? err_set(-EBADMSG, "%s sent a malformed checkpoint id", l->o.server_url)
+                                         : sync_pull_object(daemon_store(l->d), l->server, &ck_id, ref, &so, &st);
+        if (k >= 0) {
+                wire += st.wire_bytes;
+                k = session_move_in(l->h, name, ck, epoch, -1, NULL);
+        }
+        if (k >= 0)
+                k = handoff_lease_set(l->h, name, lease);
+        if (k < 0) {
+                json_decref(g);
+                return err_set_if_none(k, "taking session '%s' offline failed", name);
+        }
+        uint64_t downtime = now_ns() - t0;
+        *ret = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "session", name, "checkpoint", ck, "epoch",
+                         (json_int_t) epoch, "downtime_ms", (json_int_t) (downtime / 1000000), "bytes_after_click",
+                         (json_int_t) wire, "chunks_after_click", (json_int_t) st.chunks_sent, "server_pause_ms",
+                         (json_int_t) server_pause, "lease_until", (json_int_t) lease);
+        json_decref(g);
+        daemon_log(l->d, DAEMON_LOG_INFO, "session '%s' taken offline: downtime %llu ms, %llu bytes after the click",
+                   name, (unsigned long long) (downtime / 1000000), (unsigned long long) wire);
+        return 0;
+}
+
+static int do_online(Laptop *l, const char *name, json_t **ret) {
+        SessionMoveOptions mo = { .owner_url = l->o.server_url };
+        SessionMoveResult res;
+        int k = session_move(l->h, name, l->server, &mo, &res);
+        if (k < 0)
+                return k;
+        (void) handoff_lease_set(l->h, name, 0);
+        *ret = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "session", name, "epoch", (json_int_t) res.epoch,
+                         "downtime_ms", (json_int_t) (res.downtime_ns / 1000000), "bytes_after_click",
+                         (json_int_t) res.final_wire_bytes, "bytes_before_pause",
+                         (json_int_t) res.precopy_wire_bytes, "total_ms", (json_int_t) (res.total_ns / 1000000));
+        daemon_log(l->d, DAEMON_LOG_INFO, "session '%s' taken online: downtime %llu ms", name,
+                   (unsigned long long) (res.downtime_ns / 1000000));
+        return 0;
+}
+
+static bool local_admin(const HttpRequest *req) {
+        const Auth *a = auth_of(req);
+        return !a || a->role == CATALOG_ROLE_ADMIN || a->role == CATALOG_ROLE_HOST;
+}
+
+static int route_handoff(HttpRequest *req, void *userdata) {
+        Laptop *l = userdata;
+        if (!local_admin(req))
+                return http_reply_error(req, 403, "only the laptop's admin may hand sessions over");
+        const char *what = http_request_rest(req);
+        bool off = !strcmp(what, "offline"), on = !strcmp(what, "online");
+        if (!off && !on)
+                return http_reply_error(req, 404, "unknown hand-over '%s' (offline or online)", what);
+        size_t len;
+        const void *body = http_request_body(req, &len);
+        json_t *j = json_loadb(body, len, 0, NULL);
+        const char *name = json_string_value(json_object_get(j, "session"));
+        if (!name || !name_is_valid(name)) {
+                json_decref(j);
+                return http_reply_error(req, 400, "expected {\"session\": NAME}");
+        }
+        json_t *res = NULL;
+        pthread_mutex_lock(&l->op);
+        err_clear();
+        int k = off ? do_offline(l, name, &res) : do_online(l, name, &res);
+        pthread_mutex_unlock(&l->op);
+        json_decref(j);
+        if (k < 0)
+                return http_reply_error(req, k == -ESTALE || k == -EBUSY ? 409 : 502, "%s", err_message(k));
+        return http_reply_json(req, 200, res);
+}
+
+static int route_status(HttpRequest *req, void *userdata) {
+        Laptop *l = userdata;
+        json_t *arr = json_array();
+        pthread_mutex_lock(&l->lock);
+        for (size_t i = 0; i < LAPTOP_MAX_SESSIONS; i++) {
+                Track *t = &l->tracks[i];
+                if (!t->name[0])
+                        continue;
+                double predicted = 0.8 + (t->rate > 0 ? (double) t->remainder / t->rate : 0);
+                json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:I, s:f}", "name", t->name,
+                                                     "user", t->user, "server_owner", t->owner, "server_state",
+                                                     t->state, "epoch", (json_int_t) t->epoch, "remainder_bytes",
+                                                     (json_int_t) t->remainder, "link_rate", t->rate, "precopy_at",
+                                                     (json_int_t) t->precopy_at, "predicted_offline_s", predicted));
+        }
+        json_t *j = json_pack("{s:s, s:s, s:b, s:I, s:o}", "server", l->o.server_url, "holder", l->holder,
+                              "connected", l->connected, "last_contact", (json_int_t) l->last_contact, "sessions", arr);
+        pthread_mutex_unlock(&l->lock);
+        return http_reply_json(req, 200, j);
+}
+
+static const HttpRoute routes[] = {
+        { "POST", "/v1/handoff/*", 64 * 1024, route_handoff },
+        { "GET", "/v1/handoff", 0, route_status },
+};
+
+int laptop_register(Daemon *d, SessionHost *h, Hoard *hoard, const LaptopOptions *o) {
+        static Laptop l; /* lives as long as the daemon process */
+        l.d = d;
+        l.h = h;
+        l.hoard = hoard;
+        l.o = *o;
+        if (l.o.precopy_interval_s <= 0)
+                l.o.precopy_interval_s = 5;
+        if (l.o.checkpoint_interval_s <= 0)
+                l.o.checkpoint_interval_s = 30;
+        char host[NAME_MAX_LEN + 1] = "laptop";
+        if (!o->name && gethostname(host, sizeof host - 1) == 0 && !name_is_valid(host))
+                snprintf(host, sizeof host, "laptop");
+        const char *nm = o->name ? o->name : host;
+        if (!name_is_valid(nm))
+                return err_set(-EINVAL, "laptop name '%s' is invalid (use letters, digits, '.', '_', '-')", nm);
+        snprintf(l.holder, sizeof l.holder, "laptop:%s", nm);
+        pthread_mutex_init(&l.lock, NULL);
+        pthread_mutex_init(&l.op, NULL);
+        RemoteOptions ro = { .cacert = o->cacert, .limit_rate = o->precopy_rate };
+        int r = remote_new(o->server_url, o->token, &ro, &l.server);
+        if (r < 0)
+                return r;
+        r = daemon_add_routes(d, routes, ELEMENTSOF(routes), &l);
+        if (r < 0)
+                return r;
+        return daemon_add_worker(d, "laptop", laptop_worker, &l, NULL);
+}

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The portable session: pre-copy, take offline, take online, reclaim, lease
+ * (docs/handoff.md). This file holds the host-side operations; the daemons
+ * (src/daemon/api-session.c on the server, src/daemon/laptop.c on the laptop)
+ * drive them over HTTP.
+ *
+ * Ownership: exactly one host owns a session at each epoch. The server hands
+ * a session to a laptop in one step (pause, final checkpoint, QEMU ends, owner
+ * := the laptop at epoch+1, all before it answers), so a crash on either side
+ * at any point leaves one owner: the server until that step, the laptop after
+ * it. A laptop that asks again gets the same grant (idempotent). Coming back
+ * goes through session_move()/session_move_in() with from_epoch checked, so a
+ * stale laptop is refused and its state is kept under its staging ref. */
+
+#include <stdint.h>
+
+#include "session.h"
+
+typedef struct PrecopyResult {
+        RoamId id;              /* the precopy manifest */
+        uint64_t chunks;        /* chunks of RAM + overlay */
+        uint64_t new_chunks;    /* not in the store before: what changed since the last pre-copy */
+        uint64_t new_stored;    /* their compressed size: roughly what a click would still send */
+        uint64_t ns;
+} PrecopyResult;
+
+/* A fuzzy snapshot of a running session, taken without pausing it: the RAM
+ * file and the overlay are imported as they are at this moment into the store
+ * under sessions/USER/NAME/precopy. Receivers pull it in the background, so
+ * that the final checkpoint later has little left to send. */
+int handoff_precopy(SessionHost *h, const char *name, PrecopyResult *ret);
+
+typedef struct OfflineGrant {
+        RoamId checkpoint;
+        int64_t epoch;        /* the holder's epoch */
+        int64_t lease_until;  /* unix time; 0 = no limit */
+        uint64_t pause_ns;    /* how long the server needed while paused */
+        bool again;           /* the holder had it already (a repeated request) */
+} OfflineGrant;
+
+/* Server side of "take offline": pauses the session, takes the final
+ * checkpoint, ends QEMU and records holder (e.g. "laptop:NAME") as owner at
+ * epoch+1, with a lease of lease_s seconds (0 = none). A second request by
+ * the same holder answers the same grant. */
+int handoff_grant_offline(SessionHost *h, const char *name, const char *holder, int64_t lease_s,
+                          OfflineGrant *ret);
+
+typedef struct ReclaimResult {
+        RoamId checkpoint;
+        int64_t epoch;
+        char *lost_owner;       /* who had it; caller frees */
+        int64_t checkpoint_age; /* seconds between that checkpoint and now */
+} ReclaimResult;
+
+/* Admin, for a lost laptop: this host takes the session back at epoch+1 from
+ * the latest checkpoint it holds and runs it. The result says how old that
+ * checkpoint is (the work the lost owner did after it is not here). */
+int handoff_reclaim(SessionHost *h, const char *name, ReclaimResult *ret);
+
+/* Lease of an offline session: stored beside the session as
+ * $ROAM_HOME/sessions/NAME/lease ("<unix time>\n"). check() returns -EKEYEXPIRED
+ * with a detail that says why when it has ended. */
+int handoff_lease_set(SessionHost *h, const char *name, int64_t until);
+int handoff_lease_check(SessionHost *h, const char *name);

@@ -19,6 +19,8 @@
 #include "../http/websocket.h"
 #include "../session/handoff.h"
 #include "../session/move.h"
+#include "../store/index.h"
+#include "api-store.h"
 #include "../sync/remote.h"
 #include "auth.h"
 
@@ -333,6 +335,43 @@ static int route_action(HttpRequest *req, void *userdata) {
         return http_reply_json(req, 200, j);
 }
 
+/* ---- images ---- */
+
+typedef struct ImagesCtx {
+        Store *store;
+        const Auth *auth;
+        json_t *arr;
+} ImagesCtx;
+
+static int image_cb(const char *name, const RoamId *id, void *userdata) {
+        ImagesCtx *x = userdata;
+        if (!id || auth_ref_access(x->auth, name) == AUTH_ACCESS_NONE)
+                return 0;
+        void *data = NULL;
+        size_t len = 0;
+        Index *ix = NULL;
+        char hex[ID_HEX_SIZE];
+        json_t *j = json_pack("{s:s, s:s}", "name", name + strlen("images/"), "id", id_to_hex(id, hex));
+        if (store_object_get(x->store, id, API_OBJECT_MAX, &data, &len) >= 0 && index_parse(data, len, &ix) >= 0) {
+                json_object_set_new(j, "size", json_integer((json_int_t) ix->blob_size));
+                json_object_set_new(j, "chunks", json_integer((json_int_t) ix->n_chunks));
+        }
+        index_free(ix);
+        free(data);
+        return json_array_append_new(x->arr, j) < 0 ? -ENOMEM : 0;
+}
+
+static int route_images(HttpRequest *req, void *userdata) {
+        Console *c = userdata;
+        ImagesCtx x = { .store = daemon_store(c->d), .auth = auth_of(req), .arr = json_array() };
+        int r = store_ref_foreach(x.store, "images/", image_cb, &x);
+        if (r < 0) {
+                json_decref(x.arr);
+                return http_reply_errno(req, r);
+        }
+        return http_reply_json(req, 200, json_pack("{s:o}", "images", x.arr));
+}
+
 /* ---- server-sent events ---- */
 
 typedef struct Events {
@@ -553,6 +592,7 @@ static const HttpRoute routes[] = {
         { "GET", "/console/*", 0, route_static, HTTP_ROUTE_PUBLIC },
         { "GET", "/novnc/*", 0, route_novnc, HTTP_ROUTE_PUBLIC },
         { "GET", "/v1/events", 0, route_events, HTTP_ROUTE_QUERY_TOKEN },
+        { "GET", "/v1/console/images", 0, route_images, 0 },
         { "GET", "/v1/console/sessions/*", 0, route_vnc, HTTP_ROUTE_QUERY_TOKEN },
         { "POST", "/v1/console/sessions/*", 64 * 1024, route_action, 0 },
 };

@@ -254,6 +254,58 @@ static int offline(HttpRequest *req, ApiSession *a, const char *name) {
                                          (json_int_t) (g.pause_ns / 1000000), "again", g.again));
 }
 
+/* A laptop hands back a powered-off session: adopt its disk delta at the new
+ * epoch (only from the epoch this server gave it), run the guest's log-off,
+ * apply the policy, and keep the result as a checkpoint. */
+static int finalize_in(HttpRequest *req, ApiSession *a, const char *name) {
+        _cleanup_free_ char *user = NULL;
+        int r = visible(req, a->h, name, &user);
+        if (r != 0)
+                return r;
+        size_t len;
+        const void *body = http_request_body(req, &len);
+        json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+        const char *ck = json_string_value(json_object_get(j, "checkpoint"));
+        json_t *ep = json_object_get(j, "epoch"), *from = json_object_get(j, "from_epoch");
+        RoamId id;
+        if (!json_is_object(j) || !ck || id_from_hex(ck, &id) < 0 || !json_is_integer(ep) || !json_is_integer(from)) {
+                json_decref(j);
+                return http_reply_error(req, 400, "expected {\"checkpoint\": HEX, \"epoch\": N, \"from_epoch\": N}");
+        }
+        int64_t epoch = (int64_t) json_integer_value(ep), from_epoch = (int64_t) json_integer_value(from);
+        _cleanup_free_ char *ckhex = strdup(ck);
+        json_decref(j);
+        SessionInfo i = { 0 };
+        r = session_get(a->h, name, &i);
+        int64_t known = r >= 0 ? i.row.epoch : -1;
+        session_info_done(&i);
+        if (r < 0)
+                return http_reply_errno(req, r);
+        if (known != from_epoch || epoch <= known)
+                return http_reply_error(req, 409,
+                                        "session '%s' is at epoch %lld here; a hand-over from epoch %lld is stale (its "
+                                        "state is kept as checkpoint %s)",
+                                        name, (long long) known, (long long) from_epoch, ckhex);
+        err_clear();
+        r = session_adopt(a->h, name, ckhex, epoch, NULL);
+        SessionFinalizeResult f = { 0 };
+        if (r >= 0)
+                r = session_finalize(a->h, name, &f);
+        SessionCheckpointResult c;
+        if (r >= 0)
+                r = session_checkpoint(a->h, name, 0, &c);
+        if (r == -ESTALE || r == -EBUSY)
+                return http_reply_error(req, 409, "%s", err_message(r));
+        if (r < 0)
+                return http_reply_error(req, 500, "%s", err_message(r));
+        char hex[ID_HEX_SIZE];
+        return http_reply_json(req, 200,
+                               json_pack("{s:s, s:s, s:I, s:s, s:b, s:s, s:I, s:s}", "name", name, "state", "stopped",
+                                         "epoch", (json_int_t) epoch, "policy", vm_policy_to_string(f.policy),
+                                         "reset", f.reset, "logoff", f.logoff, "checkpoint_seq", (json_int_t) c.seq,
+                                         "checkpoint", id_to_hex(&c.id, hex)));
+}
+
 static int route_post(HttpRequest *req, void *userdata) {
         ApiSession *a = userdata;
         char name[NAME_MAX_LEN + 1];
@@ -266,6 +318,8 @@ static int route_post(HttpRequest *req, void *userdata) {
                 return precopy(req, a, name);
         if (!strcmp(action, "offline"))
                 return offline(req, a, name);
+        if (!strcmp(action, "finalize-in"))
+                return finalize_in(req, a, name);
         return http_reply_error(req, 404, "unknown session action '%s'", action);
 }
 

@@ -58,8 +58,16 @@ static Track *track(Laptop *l, const char *name) {
         return free_slot;
 }
 
+static int remote_json(Remote *server, const char *method, const char *path, json_t *body, json_t **ret,
+                       uint64_t *wire);
+
 static int server_json(Laptop *l, const char *method, const char *path, json_t *body, json_t **ret, uint64_t *wire) {
-        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(l->server);
+        return remote_json(l->server, method, path, body, ret, wire);
+}
+
+static int remote_json(Remote *server, const char *method, const char *path, json_t *body, json_t **ret,
+                       uint64_t *wire) {
+        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(server);
         if (!c)
                 return -ENOMEM;
         _cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -70,14 +78,14 @@ static int server_json(Laptop *l, const char *method, const char *path, json_t *
         if (wire)
                 *wire += resp.wire_bytes;
         if (resp.status != 200) {
-                k = remote_status_error(l->server, &resp, path);
+                k = remote_status_error(server, &resp, path);
                 remote_response_done(&resp);
                 return k;
         }
         json_t *j = json_loadb((const char *) resp.body, resp.len, 0, NULL);
         remote_response_done(&resp);
         if (!j)
-                return err_set(-EBADMSG, "%s sent a malformed answer to %s", remote_url(l->server), path);
+                return err_set(-EBADMSG, "%s sent a malformed answer to %s", remote_url(server), path);
         *ret = j;
         return 0;
 }
@@ -276,7 +284,68 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
         return 0;
 }
 
+/* A powered-off session goes back as its disk delta; the server finalizes it. */
+static int do_online_powered_off(Laptop *l, const char *name, json_t **ret) {
+        uint64_t t0 = now_ns(), wire = 0;
+        SessionInfo i = { 0 };
+        int k = session_get(l->h, name, &i);
+        if (k < 0)
+                return k;
+        int64_t epoch = i.row.epoch;
+        _cleanup_free_ char *user = strdup(i.row.user);
+        session_info_done(&i);
+        if (!user)
+                return -ENOMEM;
+        SessionCheckpointResult ck;
+        k = session_checkpoint(l->h, name, 0, &ck);
+        if (k < 0)
+                return k;
+        char ref[REF_NAME_MAX_LEN + 1], staging[REF_NAME_MAX_LEN + 1], hex[ID_HEX_SIZE], path[256];
+        snprintf(ref, sizeof ref, "sessions/%s/%s/latest", user, name);
+        snprintf(staging, sizeof staging, "sessions/%s/%s/in-e%lld", user, name, (long long) (epoch + 1));
+        SyncOptions so = { .parallel = 4 };
+        SyncStats st = { 0 };
+        k = sync_push(daemon_store(l->d), l->server, ref, staging, &so, &st);
+        if (k < 0)
+                return k;
+        wire += st.wire_bytes;
+        /* the server boots the guest for its log-off: allow it minutes */
+        RemoteOptions ro = { .cacert = l->o.cacert, .stall_timeout_s = 600 };
+        _cleanup_(remote_freep) Remote *slow = NULL;
+        k = remote_new(l->o.server_url, l->o.token, &ro, &slow);
+        if (k < 0)
+                return k;
+        json_t *body = json_pack("{s:s, s:I, s:I}", "checkpoint", id_to_hex(&ck.id, hex), "epoch",
+                                 (json_int_t) (epoch + 1), "from_epoch", (json_int_t) epoch);
+        json_t *res = NULL;
+        snprintf(path, sizeof path, "/v1/sessions/%s/finalize-in", name);
+        k = remote_json(slow, "POST", path, body, &res, &wire);
+        json_decref(body);
+        if (k < 0)
+                return k;
+        k = session_set_owner(l->h, name, l->o.server_url, epoch + 1, epoch);
+        if (k >= 0)
+                (void) handoff_lease_set(l->h, name, 0);
+        json_object_set_new(res, "session", json_string(name));
+        json_object_set_new(res, "bytes_after_click", json_integer((json_int_t) wire));
+        json_object_set_new(res, "downtime_ms", json_integer(0));
+        json_object_set_new(res, "total_ms", json_integer((json_int_t) ((now_ns() - t0) / 1000000)));
+        json_object_set_new(res, "chunks_sent", json_integer((json_int_t) st.chunks_sent));
+        *ret = res;
+        daemon_log(l->d, DAEMON_LOG_INFO, "powered-off session '%s' taken online: %llu bytes, finalized by the server",
+                   name, (unsigned long long) wire);
+        return k;
+}
+
 static int do_online(Laptop *l, const char *name, json_t **ret) {
+        SessionInfo i = { 0 };
+        int k0 = session_get(l->h, name, &i);
+        SessionState state = k0 >= 0 ? i.row.state : SESSION_CREATED;
+        session_info_done(&i);
+        if (k0 < 0)
+                return k0;
+        if (state == SESSION_STOPPED)
+                return do_online_powered_off(l, name, ret);
         SessionMoveOptions mo = { .owner_url = l->o.server_url };
         SessionMoveResult res;
         int k = session_move(l->h, name, l->server, &mo, &res);

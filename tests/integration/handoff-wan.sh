@@ -4,9 +4,11 @@
 # master image and pre-copies the session; take offline; the link is cut and
 # the session keeps running; the laptop crashes and its daemon brings the
 # session back from a local checkpoint; the link returns; take online (live);
-# offline again, then the laptop is lost: reclaim on the server, and the stale
-# laptop is refused with its state kept. The counter continues at every step
-# and the server's /data/ticks has no gap and no repeat.
+# offline again, powered off on the laptop and taken online powered-off (the
+# server runs the guest's log-off into the user's profile disk); offline
+# again, then the laptop is lost: reclaim on the server, and the stale laptop
+# is refused with its state kept. The counter continues at every step and the
+# server's /data/ticks has no gap and no repeat.
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../netns.sh"
 requires qemu-system-x86_64
@@ -108,9 +110,26 @@ is_state roam_dc running || fail "s1 does not run on the server after take onlin
 is_state roam_laptop away || fail "the laptop still claims s1"
 wait_for 60 tick_above roam_dc "$before" || fail "the counter does not continue on the server"
 
-log "offline again, then the laptop is lost: reclaim"
+log "offline again, power off on the laptop, take online powered-off"
 wait_for 60 precopied || true
 out=$(roam_laptop offline s1) || fail "second take offline failed"
+log "$out"
+roam_laptop session stop s1 >/dev/null || fail "power-off on the laptop failed"
+is_state roam_laptop stopped || fail "s1 is not stopped on the laptop"
+out=$(roam_laptop online s1) || { tail -n 20 lt.log dc.log >&2; fail "take online (powered off) failed"; }
+log "$out"
+is_state roam_dc stopped || fail "s1 is '$(state_on roam_dc)' on the server after the powered-off take online"
+is_state roam_laptop away || fail "the laptop still claims s1"
+prof=$DC_HOME/profiles/alice.img
+[ -f "$prof" ] || fail "no profile disk for alice on the server"
+debugfs -R 'cat /alice/logoff-done' "$prof" 2>/dev/null | grep -q tick || fail "the log-off hook did not run on the server"
+debugfs -R 'cat /alice/ticks' "$prof" 2>/dev/null | grep -q '^tick' || fail "alice's files are not on her profile disk"
+roam_dc session start s1 >/dev/null
+wait_for 90 tick_above roam_dc 3 || fail "no ticks after starting s1 again on the server"
+
+log "offline again, then the laptop is lost: reclaim"
+wait_for 60 precopied || true
+out=$(roam_laptop offline s1) || fail "third take offline failed"
 log "$out"
 link_down
 out=$(roam_dc session reclaim s1) || fail "reclaim failed"
@@ -131,5 +150,6 @@ qemu-img convert -O raw "$DC_HOME/sessions/s1/overlay.qcow2" "$T/disk.raw"
 debugfs -R 'cat /data/ticks' "$T/disk.raw" 2>/dev/null >"$T/ticks"
 n=$(awk '!/^tick [0-9]+ boot=/ { exit 1 } $2 != NR { exit 1 } END { print NR }' "$T/ticks") ||
         fail "/data/ticks has a gap or a repeat"
-[ "$(awk '{ print $3 }' "$T/ticks" | sort -u | wc -l)" = 1 ] || fail "/data/ticks spans more than one boot"
+# two boots: the one before the powered-off take online and the one after
+[ "$(awk '{ print $3 }' "$T/ticks" | sort -u | wc -l)" = 2 ] || fail "/data/ticks does not span exactly two boots"
 log "ok: $n ticks"

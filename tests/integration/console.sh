@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The web console in a real browser (Debian's chromium, driven by
+# playwright-core from web/node_modules: tests/browser/console.test.js):
+# a server daemon with a real session (the test guest under TCG), log-in with
+# tokens, the sessions list, the live desktop through noVNC and roam's
+# WebSocket route (the guest's screen is not blank; its text is read back with
+# tesseract when installed), actions with the state following over the event
+# stream, a user who cannot see or open another user's session, phone width;
+# then a laptop daemon on loopback: take offline and take online pressed on
+# the laptop's console. Screenshots: $T/shots (KEEP_TEST_DIR=1 keeps them).
+. "$(dirname "$0")/../lib.sh"
+
+requires qemu-system-x86_64
+requires qemu-img
+requires curl
+command -v node >/dev/null || skip "needs node (scripts/deps.sh web)"
+CHROMIUM=${CHROMIUM:-$(command -v chromium || true)}
+[ -n "$CHROMIUM" ] || skip "needs chromium (scripts/deps.sh web)"
+WEB=$SRC_DIR/web
+[ -f "$WEB/node_modules/playwright-core/package.json" ] && [ -f "$WEB/node_modules/@novnc/novnc/core/rfb.js" ] ||
+	bash "$SRC_DIR/scripts/web-deps.sh" >"$T/web-deps.log" 2>&1 ||
+	skip "the console's npm packages are missing and cannot be installed (scripts/web-deps.sh)"
+export ROAM_ACCEL=tcg
+# the daemon finds web/ next to the build directory by itself
+unset ROAM_WEB_DIR
+
+GUEST=$BUILD_DIR/guest
+rc=0
+bash "$SRC_DIR/scripts/build-guest.sh" "$GUEST" >"$T/build-guest.log" 2>&1 || rc=$?
+case $rc in
+0) ;;
+3) skip "the test guest cannot be built here (no package archive and no cache)" ;;
+*) fail "scripts/build-guest.sh failed ($rc): $(tail -n 5 "$T/build-guest.log")" ;;
+esac
+
+DC=$ROAM_HOME
+LT=$T/laptop
+cleanup_add 'for p in "$DC"/sessions/*/qemu.pid "$LT"/sessions/*/qemu.pid; do kill -9 "$(cat "$p")"; done'
+# their RAM directories (session.h: /dev/shm/roam-<12 hex of SHA-256 of the home>)
+ram_dir() { printf '/dev/shm/roam-%s' "$(printf %s "$1" | sha256sum | cut -c1-12)"; }
+cleanup_add "rm -rf '$(ram_dir "$DC")' '$(ram_dir "$LT")'"
+
+# --- the server, a session of alice's ---------------------------------------------
+must_succeed roam image import deb "$GUEST/master.img"
+# console=tty0 too: whatever the guest writes to the VGA console shows on the desktop
+must_succeed roam session create s1 --image deb --user alice --ram 256M \
+	--kernel "$GUEST/vmlinux" --initrd "$GUEST/initrd.img" --append 'console=tty0 console=ttyS0 panic=-1'
+ALICE=$(roam token create --role user --user alice)
+BOB=$(roam token create --role user --user bob)
+PORT=$(free_port)
+start_daemon "$DC" "127.0.0.1:$PORT" -v
+ADMIN=$(cat "$DC/local.token")
+URL=http://127.0.0.1:$PORT
+must_succeed roam session start s1
+has_tick() { roam session log s1 | grep -qE '^tick [0-9]+$'; }
+wait_for 90 has_tick || fail "the guest does not tick: $(roam session log s1 | tail -n 5)"
+
+# the static files need no token, the data does
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/")" = 200 ] || fail "GET / is not 200"
+[ "$(curl -s -o /dev/null -w '%{content_type}' "$URL/console/app.js")" = "text/javascript; charset=utf-8" ] ||
+	fail "app.js is not served as JavaScript"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/novnc/core/rfb.js")" = 200 ] || fail "noVNC is not served"
+for p in /console/../catalog.db /console/.x /novnc/package.json /novnc/core/../../../package.json; do
+	code=$(curl -s --path-as-is -o /dev/null -w '%{http_code}' "$URL$p")
+	case $code in 401 | 404) ;; *) fail "GET $p answered $code" ;; esac
+done
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/events")" = 401 ] || fail "events without a token"
+# ?access_token= only on the two routes that need it
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/sessions?access_token=$ALICE")" = 401 ] ||
+	fail "the query token is accepted beyond the WebSocket and event routes"
+ev=$(curl -s -N --max-time 2 "$URL/v1/events?access_token=$BOB" || true)
+expect_match "$ev" '^retry: 2000' "bob's event stream"
+expect_match "$ev" 'data: \{"sessions":\[\]\}' "bob's event stream"
+
+# --- the laptop, paired with the server as alice ----------------------------------
+LPORT=$(free_port)
+start_daemon "$LT" "127.0.0.1:$LPORT" --role laptop --server "$URL" --token "$ALICE" --name lt1 \
+	--precopy-interval 2
+LADMIN=$(cat "$LT/local.token")
+
+# --- the browser ----------------------------------------------------------------------
+mkdir -p "$T/shots"
+rc=0
+ROAM_URL=$URL SESSION=s1 ADMIN_TOKEN=$ADMIN ALICE_TOKEN=$ALICE BOB_TOKEN=$BOB SHOTS=$T/shots \
+	CHROMIUM=$CHROMIUM WEB_DIR=$WEB OCR=$(command -v tesseract || true) \
+	LAPTOP_URL=http://127.0.0.1:$LPORT LAPTOP_TOKEN=$LADMIN \
+	timeout 780 node "$SRC_DIR/tests/browser/console.test.js" || rc=$?
+if [ $rc != 0 ]; then
+	log "server log:"; tail -n 30 "$DC/serve.log" >&2
+	log "laptop log:"; tail -n 30 "$LT/serve.log" >&2
+	fail "the browser test failed ($rc); screenshots in $T/shots (KEEP_TEST_DIR=1 keeps them)"
+fi
+roam store fsck >/dev/null || fail "server store inconsistent"
+log "screenshots: $(ls "$T/shots" | tr '\n' ' ')"

@@ -15,6 +15,7 @@
 #include "../basic/macro.h"
 #include "../basic/util.h"
 #include "../daemon/catalog.h"
+#include "../session/handoff.h"
 #include "../session/move.h"
 #include "../session/session.h"
 #include "../sync/remote.h"
@@ -212,7 +213,9 @@ static int name_verb(int argc, char **argv, const char *cmd, const char *help, b
 }
 
 static int op_start(Ctx *c, const char *name) {
-        return session_start(c->host, name);
+        /* an offline session past its lease stays off until it goes online */
+        int r = handoff_lease_check(c->host, name);
+        return r < 0 ? r : session_start(c->host, name);
 }
 static int session_start_verb(int argc, char **argv) {
         return name_verb(argc, argv, "session start",
@@ -446,7 +449,11 @@ static int session_restore_verb(int argc, char **argv) {
         if (ctx_open(true, &ctx))
                 return 1;
         SessionRestoreResult res;
-        int r = session_restore(ctx.host, argv[1], argc == 3 ? argv[2] : NULL, &res);
+        int r = handoff_lease_check(ctx.host, argv[1]);
+        if (r == -ENOENT)
+                r = 0; /* no such session here: restore says so, or adopts */
+        if (r >= 0)
+                r = session_restore(ctx.host, argv[1], argc == 3 ? argv[2] : NULL, &res);
         if (r < 0)
                 return cli_error(r);
         char hex[ID_HEX_SIZE];
@@ -609,6 +616,7 @@ static int session_move_verb(int argc, char **argv) {
         if (ctx_open(true, &ctx))
                 return 1;
         SessionMoveResult res;
+        mo.token = token;
         k = session_move(ctx.host, argv[optind], r, &mo, &res);
         if (k < 0)
                 return cli_error(k);

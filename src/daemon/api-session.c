@@ -329,11 +329,27 @@ static const HttpRoute routes[] = {
         { "POST", "/v1/sessions/*", 64 * 1024, route_post },
 };
 
+static void recover_log(const char *msg, void *userdata) {
+        daemon_log(userdata, DAEMON_LOG_INFO, "%s", msg);
+}
+
+/* Settles hand-overs a crash left in doubt (handoff_recover()): at start,
+ * then every 10 s (cheap: a look at each session's marker file). */
+static void recover_worker(DaemonWorker *w, void *userdata) {
+        ApiSession *a = userdata;
+        do
+                (void) handoff_recover(a->h, recover_log, daemon_worker_daemon(w));
+        while (daemon_worker_sleep(w, 10));
+}
+
 int api_session_register(Daemon *d, SessionHost *h, int64_t lease_s) {
         /* lives as long as the daemon process */
         static ApiSession a;
         a.h = h;
         a.lease_s = lease_s;
         pthread_mutex_init(&a.lock, NULL);
-        return daemon_add_routes(d, routes, ELEMENTSOF(routes), &a);
+        int r = daemon_add_routes(d, routes, ELEMENTSOF(routes), &a);
+        if (r < 0)
+                return r;
+        return daemon_add_worker(d, "handover-recovery", recover_worker, &a, NULL);
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../basic/error.h"
+#include "../basic/failpoint.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
 #include "../session/handoff.h"
@@ -256,6 +257,7 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
                 json_decref(g);
                 return err_set(-EBADMSG, "%s sent a malformed offline grant", l->o.server_url);
         }
+        failpoint("offline:after-grant");
         char ref[REF_NAME_MAX_LEN + 1];
         snprintf(ref, sizeof ref, "sessions/%s/%s/latest", user, name);
         SyncOptions so = { .parallel = 4 };
@@ -265,6 +267,7 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
                                          : sync_pull_object(daemon_store(l->d), l->server, &ck_id, ref, &so, &st);
         if (k >= 0) {
                 wire += st.wire_bytes;
+                failpoint("offline:after-pull");
                 k = session_move_in(l->h, name, ck, epoch, -1, NULL);
         }
         if (k >= 0)
@@ -346,7 +349,7 @@ static int do_online(Laptop *l, const char *name, json_t **ret) {
                 return k0;
         if (state == SESSION_STOPPED)
                 return do_online_powered_off(l, name, ret);
-        SessionMoveOptions mo = { .owner_url = l->o.server_url };
+        SessionMoveOptions mo = { .owner_url = l->o.server_url, .token = l->o.token };
         SessionMoveResult res;
         int k = session_move(l->h, name, l->server, &mo, &res);
         if (k < 0)

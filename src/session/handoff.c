@@ -2,6 +2,7 @@
 #include "handoff.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -11,11 +12,13 @@
 #include <unistd.h>
 
 #include "../basic/error.h"
+#include "../basic/failpoint.h"
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
 #include "../store/blob.h"
 #include "../store/manifest.h"
+#include "../sync/remote.h"
 
 static int import_path(Store *s, const char *path, RoamId *ret, BlobStats *st) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -114,16 +117,28 @@ int handoff_grant_offline(SessionHost *h, const char *name, const char *holder, 
                                session_state_to_string(state));
         uint64_t t0 = now_ns();
         SessionCheckpointResult ck;
-        r = session_checkpoint(h, name, SESSION_CHECKPOINT_QUIT, &ck);
+        char hex[ID_HEX_SIZE];
+        r = handoff_mark(h, name, "grant", holder, NULL, epoch + 1, NULL);
         if (r < 0)
                 return r;
-        /* the one step that moves ownership */
-        r = session_set_owner(h, name, holder, epoch + 1, epoch);
+        r = session_checkpoint(h, name, SESSION_CHECKPOINT_QUIT, &ck);
         if (r < 0) {
-                char hex[ID_HEX_SIZE];
-                (void) session_restore(h, name, id_to_hex(&ck.id, hex), NULL);
+                (void) handoff_unmark(h, name);
                 return r;
         }
+        /* a crash from here on resumes this checkpoint here (handoff_recover) */
+        r = handoff_mark(h, name, "grant", holder, NULL, epoch + 1, id_to_hex(&ck.id, hex));
+        failpoint("offline-grant:after-checkpoint");
+        /* the one step that moves ownership */
+        if (r >= 0)
+                r = session_set_owner(h, name, holder, epoch + 1, epoch);
+        if (r < 0) {
+                (void) session_restore(h, name, hex, NULL);
+                (void) handoff_unmark(h, name);
+                return r;
+        }
+        (void) handoff_unmark(h, name);
+        failpoint("offline-grant:after-owner");
         g.checkpoint = ck.id;
         g.epoch = epoch + 1;
         g.lease_until = lease_s > 0 ? (int64_t) time(NULL) + lease_s : 0;
@@ -218,4 +233,144 @@ int handoff_lease_check(SessionHost *h, const char *name) {
                                name, when);
         }
         return 0;
+}
+
+/* ---- hand-overs in doubt ---- */
+
+static int marker_path(SessionHost *h, const char *name, char **ret) {
+        SessionInfo i = { 0 };
+        int r = session_get(h, name, &i);
+        if (r < 0)
+                return r;
+        *ret = path_join(i.dir, "handover");
+        session_info_done(&i);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int handoff_mark(SessionHost *h, const char *name, const char *kind, const char *peer, const char *token,
+                 int64_t epoch, const char *checkpoint_hex) {
+        _cleanup_free_ char *p = NULL;
+        int r = marker_path(h, name, &p);
+        if (r < 0)
+                return r;
+        json_t *j = json_pack("{s:s, s:s?, s:s?, s:I, s:s?}", "kind", kind, "peer", peer, "token", token, "epoch",
+                              (json_int_t) epoch, "checkpoint", checkpoint_hex);
+        _cleanup_free_ char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        if (!text)
+                return -ENOMEM;
+        return write_file_atomic(p, text, strlen(text), 0600);
+}
+
+int handoff_unmark(SessionHost *h, const char *name) {
+        _cleanup_free_ char *p = NULL;
+        int r = marker_path(h, name, &p);
+        if (r < 0)
+                return r;
+        if (unlink(p) < 0 && errno != ENOENT)
+                return -errno;
+        return 0;
+}
+
+int handoff_peer_owns(const char *peer, const char *token, const char *name, int64_t epoch) {
+        RemoteOptions ro = { .connect_timeout_s = 5, .stall_timeout_s = 10 };
+        _cleanup_(remote_freep) Remote *r = NULL;
+        int k = remote_new(peer, token, &ro, &r);
+        if (k < 0)
+                return k;
+        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
+        if (!c)
+                return -ENOMEM;
+        char path[256];
+        snprintf(path, sizeof path, "/v1/sessions/%s", name);
+        RemoteResponse resp;
+        k = remote_request(c, "GET", path, NULL, 0, NULL, 1 << 20, &resp);
+        if (k < 0)
+                return k;
+        if (resp.status == 404) {
+                remote_response_done(&resp);
+                return 0;
+        }
+        if (resp.status != 200) {
+                remote_response_done(&resp);
+                return -EAGAIN;
+        }
+        json_t *j = json_loadb((const char *) resp.body, resp.len, 0, NULL);
+        remote_response_done(&resp);
+        const char *owner = json_string_value(json_object_get(j, "owner"));
+        json_int_t e = json_integer_value(json_object_get(j, "epoch"));
+        k = owner && !strcmp(owner, SESSION_OWNER_LOCAL) && e >= epoch ? 1 : 0;
+        json_decref(j);
+        return k;
+}
+
+static void say(HandoffLogFn log, void *userdata, const char *fmt, ...) _printf_(3, 4);
+static void say(HandoffLogFn log, void *userdata, const char *fmt, ...) {
+        if (!log)
+                return;
+        char buf[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof buf, fmt, ap);
+        va_end(ap);
+        log(buf, userdata);
+}
+
+/* Returns 1 when still in doubt. */
+static int recover_one(SessionHost *h, const SessionInfo *s, HandoffLogFn log, void *userdata) {
+        const char *name = s->row.name;
+        _cleanup_free_ char *p = path_join(s->dir, "handover"), *text = NULL;
+        if (!p || read_full_file(p, 64 * 1024, &text, NULL) < 0)
+                return 0;
+        json_t *j = json_loads(text, 0, NULL);
+        const char *kind = json_string_value(json_object_get(j, "kind"));
+        const char *peer = json_string_value(json_object_get(j, "peer"));
+        const char *token = json_string_value(json_object_get(j, "token"));
+        const char *ck = json_string_value(json_object_get(j, "checkpoint"));
+        int64_t epoch = json_integer_value(json_object_get(j, "epoch"));
+        bool here = !strcmp(s->row.owner, SESSION_OWNER_LOCAL);
+        bool runs = s->row.state == SESSION_RUNNING || s->row.state == SESSION_PAUSED;
+        int doubt = 0, k = 0;
+        err_clear();
+        if (!kind) {
+                say(log, userdata, "session '%s': malformed hand-over marker removed", name);
+        } else if (!strcmp(kind, "grant") || !strcmp(kind, "in")) {
+                if (here && !runs && ck) {
+                        k = session_restore(h, name, ck, NULL);
+                        say(log, userdata, "session '%s': interrupted hand-over (%s): %s", name, kind,
+                            k >= 0 ? "resumed here from its checkpoint" : err_message(k));
+                }
+        } else if (!strcmp(kind, "out") && here && !runs) {
+                int owns = peer ? handoff_peer_owns(peer, token, name, epoch) : 0;
+                if (owns > 0) {
+                        k = session_set_owner(h, name, peer, epoch, s->row.epoch);
+                        say(log, userdata, "session '%s': %s runs it at epoch %lld: %s", name, peer,
+                            (long long) epoch, k >= 0 ? "recorded" : err_message(k));
+                } else if (owns == 0 && ck) {
+                        k = session_restore(h, name, ck, NULL);
+                        say(log, userdata, "session '%s': %s does not run it: %s", name, peer ? peer : "?",
+                            k >= 0 ? "resumed here" : err_message(k));
+                } else {
+                        doubt = 1;
+                        say(log, userdata, "session '%s': hand-over to %s in doubt (%s); asking again later", name,
+                            peer, err_message(owns));
+                }
+        }
+        json_decref(j);
+        if (!doubt && k >= 0)
+                (void) unlink(p);
+        return doubt || k < 0;
+}
+
+int handoff_recover(SessionHost *h, HandoffLogFn log, void *userdata) {
+        SessionInfo *list = NULL;
+        size_t n = 0;
+        int r = session_list(h, &list, &n);
+        if (r < 0)
+                return r;
+        int doubt = 0;
+        for (size_t i = 0; i < n; i++)
+                doubt += recover_one(h, &list[i], log, userdata);
+        session_info_list_free(list, n);
+        return doubt;
 }

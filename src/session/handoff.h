@@ -64,3 +64,28 @@ int handoff_reclaim(SessionHost *h, const char *name, ReclaimResult *ret);
  * with a detail that says why when it has ended. */
 int handoff_lease_set(SessionHost *h, const char *name, int64_t until);
 int handoff_lease_check(SessionHost *h, const char *name);
+
+/* ---- hand-overs in doubt ----
+ * A hand-over writes a marker ($ROAM_HOME/sessions/NAME/handover, JSON,
+ * atomic, mode 0600) before the step that could leave the session nowhere or
+ * in two places if this process died, and removes it once the step is
+ * settled. handoff_recover() settles what a crash left:
+ *   "grant"  (server giving it to a laptop): owner still here -> resume the
+ *            final checkpoint here; owner moved -> done.
+ *   "out"    (this host sent it to peer): owner moved -> done; else ask the
+ *            peer: it owns the session at the new epoch -> record that;
+ *            it does not -> resume the final checkpoint here; peer
+ *            unreachable -> stay stopped and ask again later (never guess).
+ *   "in"     (this host took it at epoch E): owner here and QEMU not
+ *            running -> restore the checkpoint. */
+int handoff_mark(SessionHost *h, const char *name, const char *kind, const char *peer, const char *token,
+                 int64_t epoch, const char *checkpoint_hex);
+int handoff_unmark(SessionHost *h, const char *name);
+
+/* 1 = peer owns session name at epoch or later, 0 = it says it does not,
+ * < 0 = it cannot be asked now. */
+int handoff_peer_owns(const char *peer, const char *token, const char *name, int64_t epoch);
+
+typedef void (*HandoffLogFn)(const char *msg, void *userdata);
+/* Settles every marker it can; returns the number still in doubt. */
+int handoff_recover(SessionHost *h, HandoffLogFn log, void *userdata);

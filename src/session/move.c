@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "move.h"
+#include "handoff.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 
 #include "../basic/error.h"
+#include "../basic/failpoint.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
 
@@ -105,20 +107,53 @@ int session_move(SessionHost *h, const char *name, Remote *r, const SessionMoveO
 
         /* the final round: paused from here until the target runs it */
         uint64_t t_pause = now_ns();
-        k = session_checkpoint(h, name, SESSION_CHECKPOINT_QUIT, &ck);
+        const char *owner = o->owner_url ? o->owner_url : remote_url(r);
+        char hex[ID_HEX_SIZE];
+        k = handoff_mark(h, name, "out", owner, o->token, epoch + 1, NULL);
         if (k < 0)
                 return k;
+        k = session_checkpoint(h, name, SESSION_CHECKPOINT_QUIT, &ck);
+        if (k < 0) {
+                (void) handoff_unmark(h, name);
+                return k;
+        }
         res.checkpoint = ck.id;
-        char hex[ID_HEX_SIZE];
         id_to_hex(&ck.id, hex);
-        k = push_checkpoint(h, s, r, user, name, epoch + 1, o, &res.final_wire_bytes, &res.final_chunks);
+        k = handoff_mark(h, name, "out", owner, o->token, epoch + 1, hex);
+        failpoint("move:after-final-checkpoint");
+        if (k >= 0)
+                k = push_checkpoint(h, s, r, user, name, epoch + 1, o, &res.final_wire_bytes, &res.final_chunks);
+        failpoint("move:after-push");
         if (k >= 0)
                 k = request_move_in(r, name, &ck.id, epoch + 1, &res.target_restore_ns, &res.final_wire_bytes);
+        failpoint("move:after-move-in");
+        if (k < 0 && (remote_error_is_transient(k) || k == -EPROTO)) {
+                /* no clear answer: did the target take it? never guess */
+                char saved[1024];
+                snprintf(saved, sizeof saved, "%s", err_message(k));
+                int owns = -EAGAIN;
+                for (int attempt = 0; attempt < 5 && owns < 0; attempt++) {
+                        owns = handoff_peer_owns(owner, o->token, name, epoch + 1);
+                        if (owns < 0)
+                                sleep(1);
+                }
+                if (owns > 0)
+                        k = 0; /* it did: go on as if it had answered */
+                else if (owns < 0)
+                        return err_set(k, "moving session '%s': no answer from %s (%s); the session stays "
+                                       "stopped here until %s can say whether it runs there (the daemon asks "
+                                       "again; checkpoint %s)",
+                                       name, owner, saved, owner, hex);
+                else
+                        k = err_set(k, "%s", saved);
+        }
         if (k < 0) {
                 /* the target does not run it: take it back from our own checkpoint */
                 char saved[1024];
                 snprintf(saved, sizeof saved, "%s", err_message(k));
                 int k2 = session_restore(h, name, hex, NULL);
+                if (k2 >= 0)
+                        (void) handoff_unmark(h, name);
                 if (k2 < 0)
                         return err_set(k, "moving session '%s' failed (%s), and restoring it here failed too "
                                        "(%s); restore checkpoint %s by hand",
@@ -128,8 +163,9 @@ int session_move(SessionHost *h, const char *name, Remote *r, const SessionMoveO
         res.downtime_ns = now_ns() - t_pause;
 
         /* the target runs it: give it up for good */
-        const char *owner = o->owner_url ? o->owner_url : remote_url(r);
         k = session_set_owner(h, name, owner, epoch + 1, epoch);
+        if (k >= 0)
+                (void) handoff_unmark(h, name);
         if (k < 0)
                 return err_set(k, "session '%s' now runs on %s, but recording that here failed: %s "
                                "(do not start it here)",
@@ -161,9 +197,15 @@ int session_move_in(SessionHost *h, const char *name, const char *checkpoint_hex
         } else if (k != -ENOENT)
                 return k;
         err_clear();
+        bool adopted = k == -ENOENT;
+        if (!adopted)
+                (void) handoff_mark(h, name, "in", NULL, NULL, epoch, checkpoint_hex);
         k = session_restore(h, name, checkpoint_hex, ret);
         if (k < 0)
                 return k;
+        failpoint("move-in:after-restore");
+        if (!adopted)
+                (void) handoff_unmark(h, name);
         /* a session adopted from the checkpoint starts at the epoch it was given */
         k = session_get(h, name, &info);
         if (k < 0)

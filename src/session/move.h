@@ -25,6 +25,8 @@ typedef struct SessionMoveOptions {
         bool no_precopy;       /* skip the pre-copy round */
         unsigned parallel;     /* push requests in flight (0 = default) */
         const char *owner_url; /* recorded as the new owner; NULL = the remote's URL */
+        const char *token;     /* the remote's token, kept in the hand-over marker so that a
+                                  restarted daemon can ask the target how the move ended */
 } SessionMoveOptions;
 
 typedef struct SessionMoveResult {

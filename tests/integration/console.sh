@@ -80,6 +80,10 @@ LADMIN=$(cat "$LT/local.token")
 
 # --- the browser ----------------------------------------------------------------------
 mkdir -p "$T/shots"
+# a guest whose workload also writes its ticks to tty0 shows them on the desktop
+SCREEN_TEXT='SeaBIOS|Booting' SCREEN_CHANGES=
+if grep -q '/dev/tty0' "$SRC_DIR/guest/init"; then SCREEN_TEXT='tick ?[0-9]+' SCREEN_CHANGES=1; fi
+export SCREEN_TEXT SCREEN_CHANGES
 rc=0
 ROAM_URL=$URL SESSION=s1 ADMIN_TOKEN=$ADMIN ALICE_TOKEN=$ALICE BOB_TOKEN=$BOB SHOTS=$T/shots \
 	CHROMIUM=$CHROMIUM WEB_DIR=$WEB OCR=$(command -v tesseract || true) \

@@ -1,0 +1,128 @@
+# Shared helpers for roam's benchmarks. Source it first:
+#   . "$(dirname "$0")/lib.sh"
+# A benchmark prints one table on stdout (progress goes to stderr) and
+# replaces its own section of docs/benchmarks.md, between the markers
+# <!-- bench:NAME:start --> and <!-- bench:NAME:end -->.
+set -euo pipefail
+
+SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$SRC_DIR/build}
+ROAM_BIN=${ROAM_BIN:-$BUILD_DIR/roam}
+BENCH_CACHE=${ROAM_BENCH_CACHE:-/var/tmp/roam-bench}
+export ROAM_PROGRESS=0
+
+log() { printf '# %s\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+roam() { "$ROAM_BIN" "$@"; }
+
+# now: seconds since the epoch, with nanoseconds
+now() { date +%s.%N; }
+
+# timed VAR CMD...: runs CMD after a sync; VAR = its wall time in seconds,
+# VAR_cpu = the CPU time (user + system) of CMD and its children, which other
+# jobs on the machine disturb much less. The caller warms the page cache
+# first, so every tool starts from the same state.
+timed() {
+        local __var=$1 __f __t
+        shift
+        __f=$(mktemp)
+        sync
+        # bash's time keyword measures children too; its report goes to __f
+        { TIMEFORMAT='%R %U %S' && time "$@" 2>&3; } 3>&2 2>"$__f"
+        __t=$(tail -1 "$__f")
+        rm -f "$__f"
+        printf -v "$__var" '%s' "$(echo "$__t" | awk '{ printf "%.3f", $1 }')"
+        printf -v "${__var}_cpu" '%s' "$(echo "$__t" | awk '{ printf "%.3f", $2 + $3 }')"
+}
+
+# median: the median of the numbers on stdin
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+# warm FILE...: reads the files once so that timed runs find them in the page cache
+warm() { cat "$@" >/dev/null; }
+
+# calc EXPR: awk arithmetic, e.g. calc "1536 / 0.7"
+calc() { awk "BEGIN { printf \"%s\", $1 }"; }
+
+# mbps BYTES SECONDS: throughput in MB/s (10^6 bytes), no decimals
+mbps() { awk -v b="$1" -v s="$2" 'BEGIN { if (s <= 0) s = 0.001; printf "%.0f", b / s / 1e6 }'; }
+
+# ratio A B [DECIMALS]: A / B
+ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (b == 0) print "-"; else printf "%.*f", d, a / b }'; }
+
+# human BYTES: "123.4 MB" (10^6), the unit used in every table
+human() {
+        awk -v b="$1" 'BEGIN {
+                if (b >= 1e9) printf "%.2f GB", b / 1e9
+                else if (b >= 1e6) printf "%.1f MB", b / 1e6
+                else if (b >= 1e3) printf "%.1f kB", b / 1e3
+                else printf "%d B", b }'
+}
+
+# tree_bytes DIR: sum of the sizes of the regular files below DIR (what a
+# store holds, without directory entries)
+tree_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s }'; }
+
+# apt_mirror: the Debian mirror apt uses here (ROAM_BENCH_MIRROR overrides),
+# from one-line sources.list entries or deb822 *.sources files
+apt_mirror() {
+        if [ -n "${ROAM_BENCH_MIRROR:-}" ]; then
+                echo "$ROAM_BENCH_MIRROR"
+                return
+        fi
+        local suite=$1 m
+        m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+                awk -v s="$suite" '$1 == "deb" { for (i = 2; i < NF; i++) if ($i ~ /^(https?|file):/ && $(i + 1) == s) { print $i; exit } }')
+        if [ -z "$m" ]; then
+                m=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk -v s="$suite" '
+                        BEGIN { RS = ""; FS = "\n" }
+                        { uri = ""; suites = ""; types = ""
+                          for (i = 1; i <= NF; i++) {
+                                  if ($i ~ /^URIs:/) { split($i, a, /[ \t]+/); uri = a[2] }
+                                  if ($i ~ /^Suites:/) suites = " " substr($i, 8) " "
+                                  if ($i ~ /^Types:/) types = substr($i, 7) " "
+                          }
+                          if (types ~ /[ \t]deb[ \t]/ && suites ~ ("[ \t]" s "[ \t]") && uri != "") { print uri; exit } }')
+        fi
+        echo "${m:-http://deb.debian.org/debian}"
+}
+
+# machine: one line describing the machine, for the docs
+machine() {
+        local cpu mem fs dev
+        cpu=$(lscpu 2>/dev/null | awk -F: '/^Model name/ { sub(/^[ \t]+/, "", $2); print $2; exit }')
+        mem=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+        fs=$(df --output=fstype "$BENCH_CACHE" | tail -1)
+        dev=$(basename "$(df --output=source "$BENCH_CACHE" | tail -1)")
+        if [ "$fs" = ext4 ] && ! compgen -G "/proc/fs/jbd2/$dev-*" >/dev/null; then
+                fs="ext4 without journal"
+        fi
+        printf '%s cores (nproc), %s, %s RAM, Linux %s, %s on %s' "$(nproc)" "${cpu:-unknown CPU}" "$mem" \
+                "$(uname -r)" "$fs" "$BENCH_CACHE"
+}
+
+# doc_section NAME FILE: replaces the NAME section of docs/benchmarks.md with
+# the contents of FILE (creating the document, or appending the section, if
+# missing); every other section stays as it is
+doc_section() {
+        local name=$1 body=$2 doc=$SRC_DIR/docs/benchmarks.md
+        local start="<!-- bench:$name:start -->" end="<!-- bench:$name:end -->"
+        if [ ! -f "$doc" ]; then
+                cat >"$doc" <<'EOF'
+# Benchmarks
+
+Measured numbers for roam, one section per benchmark in `bench/`. Each
+section is rewritten by its script (`make bench` runs them); edit the
+scripts, not the numbers.
+EOF
+        fi
+        if ! grep -qF -- "$start" "$doc"; then
+                printf '\n%s\n%s\n' "$start" "$end" >>"$doc"
+        fi
+        awk -v start="$start" -v end="$end" -v body="$body" '
+                $0 == start { print; while ((getline line < body) > 0) print line; skip = 1; next }
+                $0 == end { skip = 0 }
+                !skip { print }' "$doc" >"$doc.tmp"
+        mv "$doc.tmp" "$doc"
+}

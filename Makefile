@@ -13,7 +13,7 @@ deps:
 	@scripts/deps.sh build
 
 check: all
-	@scripts/deps.sh check
+	@scripts/deps.sh check web && { scripts/web-deps.sh || true; }
 	tests/run.sh
 
 check-valgrind: all

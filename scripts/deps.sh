@@ -4,18 +4,25 @@
 set -euo pipefail
 
 declare -A groups=(
-  [build]="gcc meson ninja-build pkg-config libzstd-dev libssl-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev"
-  [check]="libcmocka-dev qemu-utils qemu-system-x86 e2fsprogs python3 iproute2 valgrind busybox-static xz-utils cpio kmod zstd"
+  [build]="gcc meson ninja-build pkg-config libzstd-dev libssl-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev libxxhash-dev"
+  [check]="libcmocka-dev qemu-utils qemu-system-x86 e2fsprogs python3 iproute2 valgrind busybox-static xz-utils cpio kmod zstd curl sqlite3"
   [guest]="qemu-utils qemu-system-x86 busybox-static e2fsprogs xz-utils cpio kmod"
   [bench]="casync rsync debootstrap zstd e2fsprogs openssl qemu-utils qemu-system-x86 iproute2"
   [fuzz]="clang libclang-rt-14-dev"
-  [web]="chromium nodejs npm"
+  [web]="chromium nodejs npm tesseract-ocr tesseract-ocr-eng"
 )
+
+# packages that count as present when their command is there (node and npm
+# may come from another packaging of Node.js; Debian's npm would fight it)
+declare -A commands=([nodejs]=node [npm]=npm)
 
 want=()
 for g in "$@"; do
         [ -n "${groups[$g]+x}" ] || { echo "deps.sh: unknown group '$g'" >&2; exit 2; }
         for p in ${groups[$g]}; do
+                if [ -n "${commands[$p]+x}" ] && command -v "${commands[$p]}" >/dev/null; then
+                        continue
+                fi
                 dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || want+=("$p")
         done
 done

@@ -427,7 +427,7 @@ static ssize_t events_read(void *userdata, uint64_t pos, void *buf, size_t max) 
         Events *e = userdata;
         while (!e->pending) {
                 if (http_server_stopping(e->server))
-                        return -ECANCELED;
+                        return 0; /* the end of the stream; EventSource reconnects */
                 char *text = sessions_text(e);
                 if (text && (!e->last || strcmp(text, e->last))) {
                         int r = queue_text(e, pos == 0 ? "retry: 2000\nevent: sessions\ndata: " : "event: sessions\ndata: ",

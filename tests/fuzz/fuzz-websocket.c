@@ -15,6 +15,13 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        static bool checked;
+        if (!checked) { /* the example of RFC 6455, 1.3 */
+                char a[WS_ACCEPT_SIZE];
+                if (ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", a) < 0 || strcmp(a, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="))
+                        abort();
+                checked = true;
+        }
         if (size < 1)
                 return 0;
         size_t max = (data[0] & 0x7f) ? (size_t) (data[0] & 0x7f) * 64 : WS_FRAME_MAX;

@@ -136,7 +136,7 @@ expect_match "$ERR" "in use"
 log "401 with an empty body without a valid token, on every route"
 for route in "GET /v1/info" "GET /v1/refs" "GET /v1/refs/images/debian" "PUT /v1/refs/images/debian" \
         "DELETE /v1/refs/images/debian" "GET /v1/objects/$IMG" "POST /v1/chunks/missing" "POST /v1/chunks/get" \
-        "POST /v1/chunks/put" "GET /v1/chunks/$IMG" "GET /v1/nope" "GET /" "DELETE /v1/info" "GET /v2/info"; do
+        "POST /v1/chunks/put" "GET /v1/chunks/$IMG" "GET /v1/nope" "GET /x" "DELETE /v1/info" "GET /v2/info"; do
         set -- $route
         for tok in "" "roam_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" "$REVOKED" "${ADMIN}x" "garbage"; do
                 http "$tok" "$1" "$2"

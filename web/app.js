@@ -1,0 +1,440 @@
+// roam console: plain JS (an ES module), no framework, no build step.
+// Data: the daemon's HTTP API with "Authorization: Bearer" (fetch); live
+// updates: GET /v1/events (server-sent events); desktop: noVNC through the
+// daemon's WebSocket route. The two routes a browser opens without headers
+// take the token as ?access_token= (web/README.md).
+
+const TOKEN_KEY = 'roam.token';
+const $ = (sel) => document.querySelector(sel);
+
+const st = {
+  token: sessionStorage.getItem(TOKEN_KEY),
+  info: null,          // GET /v1/info
+  sessions: [],        // from /v1/events (or GET /v1/sessions)
+  readiness: {},       // name -> readiness (GET /v1/sessions, or the laptop's /v1/handoff)
+  handoff: null,       // laptop: GET /v1/handoff
+  images: [],
+  hoards: null,
+  tab: 'sessions',
+  events: null,
+  timers: [],
+  busy: new Set(),     // "name/action" in flight
+  desktop: null,       // { name, rfb }
+};
+
+// ---- API ----------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+async function api(method, path, body) {
+  const opts = { method, headers: { Authorization: `Bearer ${st.token}` } };
+  if (body !== undefined) {
+    opts.headers['Content-Type'] = 'application/json';
+    opts.body = JSON.stringify(body);
+  }
+  const resp = await fetch(path, opts);
+  if (resp.status === 401) {
+    logout('The token was not accepted (expired or revoked?). Log in again.');
+    throw new ApiError(401, 'not logged in');
+  }
+  const text = await resp.text();
+  let json = null;
+  try { json = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  if (!resp.ok) throw new ApiError(resp.status, (json && json.error) || `${resp.status} ${resp.statusText}`);
+  return json;
+}
+
+const isLaptop = () => st.info && st.info.role === 'laptop';
+const isAdmin = () => st.info && (st.info.token_role === 'admin' || st.info.token_role === 'host');
+
+// ---- formatting ------------------------------------------------------------
+
+function fmtBytes(n) {
+  if (n === null || n === undefined) return '–';
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return `${i ? n.toFixed(n < 10 ? 1 : 0) : n} ${u[i]}`;
+}
+function fmtAgo(unix) {
+  if (!unix) return 'never';
+  const s = Math.max(0, Math.round(Date.now() / 1000 - unix));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+  return new Date(unix * 1000).toLocaleString();
+}
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined) e.append(c instanceof Node ? c : String(c));
+  return e;
+}
+function where(owner) {
+  if (owner === 'local') return isLaptop() ? 'this laptop' : 'this server';
+  if (isLaptop() && st.handoff && owner === st.handoff.server) return 'the server';
+  return owner;
+}
+
+// ---- result line -------------------------------------------------------------
+
+function showResult(text, kind = 'ok') {
+  const r = $('#result');
+  r.textContent = text;
+  r.className = kind === 'ok' ? '' : kind;
+  r.hidden = false;
+}
+
+// ---- confirmation ------------------------------------------------------------
+
+function confirmDialog(text, { move = false, okLabel = 'OK', danger = false } = {}) {
+  return new Promise((resolve) => {
+    const d = $('#confirm');
+    $('#confirm-text').textContent = text;
+    $('#move-fields').hidden = !move;
+    $('#move-url').required = move;
+    const ok = $('#confirm-ok');
+    ok.textContent = okLabel;
+    ok.className = danger ? 'danger' : '';
+    d.onclose = () => resolve(d.returnValue === 'ok'
+      ? (move ? { url: $('#move-url').value.trim(), token: $('#move-token').value } : true)
+      : null);
+    d.returnValue = '';
+    d.showModal();
+  });
+}
+
+// ---- actions -------------------------------------------------------------------
+
+const ACTIONS = {
+  start: { label: 'Start' },
+  pause: { label: 'Pause' },
+  resume: { label: 'Resume' },
+  checkpoint: { label: 'Checkpoint' },
+  stop: { label: 'Stop', confirm: (n) => `Stop session "${n}"? The guest is powered off (unsaved work in it is lost).`, danger: true },
+  move: { label: 'Move…', confirm: (n) => `Move session "${n}" to another server. It pauses briefly and then runs there.`, move: true, danger: true },
+  reclaim: { label: 'Reclaim', confirm: (n) => `Reclaim session "${n}" from its holder? It restarts here from the latest checkpoint this host has; work done since on the holder is not here.`, danger: true },
+  offline: { label: 'Take offline', handoff: true },
+  online: { label: 'Take online', handoff: true },
+};
+
+function describe(action, name, res) {
+  switch (action) {
+  case 'checkpoint':
+    return `Checkpoint ${res.seq} of "${name}" taken (${res.powered_off ? 'powered off' : `paused ${res.pause_ms} ms`}, ${fmtBytes(res.new_bytes)} new).`;
+  case 'stop': return `Session "${name}" stopped${res.forced ? ' (forced: the guest did not power off in time)' : ''}.`;
+  case 'move': return `Session "${name}" moved to ${res.owner} (epoch ${res.epoch}, downtime ${res.downtime_ms} ms).`;
+  case 'reclaim': return `Session "${name}" reclaimed from ${res.lost_owner || 'its holder'} (epoch ${res.epoch}, checkpoint ${res.checkpoint_age_s} s old).`;
+  case 'offline': return `Session "${name}" is offline on this laptop now (downtime ${res.downtime_ms} ms, ${fmtBytes(res.bytes_after_click)} after the click).`;
+  case 'online': return `Session "${name}" is back on the server (downtime ${res.downtime_ms} ms).`;
+  default: return `Session "${name}": ${action} done (${res.state}).`;
+  }
+}
+
+async function runAction(name, action) {
+  const a = ACTIONS[action];
+  let body;
+  if (a.confirm) {
+    const ok = await confirmDialog(a.confirm(name), { move: a.move, okLabel: a.label.replace('…', ''), danger: a.danger });
+    if (!ok) return;
+    if (a.move) body = ok;
+  }
+  const key = `${name}/${action}`;
+  st.busy.add(key);
+  renderSessions();
+  showResult(`${a.label.replace('…', '')} "${name}"…`, 'busy');
+  try {
+    const res = a.handoff
+      ? await api('POST', `/v1/handoff/${action}`, { session: name })
+      : await api('POST', `/v1/console/sessions/${encodeURIComponent(name)}/${action}`, body || {});
+    showResult(describe(action, name, res || {}), 'ok');
+  } catch (e) {
+    if (e.status !== 401) showResult(`${a.label.replace('…', '')} "${name}" failed: ${e.message}`, 'error');
+  } finally {
+    st.busy.delete(key);
+    refresh();
+  }
+}
+
+// ---- sessions ----------------------------------------------------------------------
+
+// The rows to show: this host's sessions; on a laptop also the server's ones
+// that are not here (from /v1/handoff), which can be taken offline.
+function sessionRows() {
+  const rows = st.sessions.map((s) => ({ ...s, here: true }));
+  if (isLaptop() && st.handoff) {
+    for (const t of st.handoff.sessions || []) {
+      const local = rows.find((r) => r.name === t.name);
+      if (local) { local.server = t; continue; }
+      rows.push({
+        name: t.name, user: t.user, image: '', state: t.server_state,
+        owner: t.server_owner === 'local' ? st.handoff.server : t.server_owner,
+        epoch: t.epoch, last_checkpoint: null, here: false, server: t,
+      });
+    }
+  }
+  return rows.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+function actionsFor(s) {
+  const acts = [];
+  const local = s.here && s.owner === 'local';
+  if (local) {
+    if (s.state === 'created' || s.state === 'stopped' || s.state === 'crashed') acts.push('start');
+    if (s.state === 'running') acts.push('pause');
+    if (s.state === 'paused') acts.push('resume');
+    if (s.state === 'running' || s.state === 'paused' || s.state === 'stopped' || s.state === 'created') acts.push('checkpoint');
+    if (s.state === 'running' || s.state === 'paused' || s.state === 'crashed') acts.push('stop');
+    if (!isLaptop() && isAdmin() && (s.state === 'running' || s.state === 'paused')) acts.push('move');
+    if (isLaptop() && isAdmin() && st.handoff) acts.push('online');
+  }
+  if (isLaptop() && isAdmin() && s.server && s.server.server_owner === 'local' && !local) acts.push('offline');
+  if (!isLaptop() && isAdmin() && s.here && s.state === 'away') acts.push('reclaim');
+  return acts;
+}
+
+function readinessCell(s) {
+  if (isLaptop() && s.here && s.owner === 'local') return el('span', { class: 'sub' }, 'offline: runs on this laptop');
+  if (s.here && s.owner !== 'local' && !isLaptop()) return el('span', { class: 'sub' }, `held by ${s.owner}`);
+  const r = (s.server && isLaptop()) ? s.server : st.readiness[s.name];
+  if (!r || (!r.precopy_at && !r.remainder_bytes)) return el('span', { class: 'sub' }, 'no pre-copy yet');
+  return el('span', {},
+    el('span', { class: 'remainder' }, `${fmtBytes(r.remainder_bytes)} left`),
+    el('br'),
+    el('span', { class: 'sub predicted' }, `offline in ≈ ${Number(r.predicted_offline_s).toFixed(1)} s`),
+    r.precopy_at ? el('span', { class: 'sub' }, ` · pre-copy ${fmtAgo(r.precopy_at)}`) : null);
+}
+
+function renderSessions() {
+  const tbody = $('#sessions tbody');
+  const rows = sessionRows();
+  tbody.replaceChildren(...rows.map((s) => {
+    const acts = actionsFor(s).map((a) => el('button', {
+      type: 'button', 'data-action': a,
+      class: ACTIONS[a].danger ? 'danger' : (a === 'start' || a === 'resume' || ACTIONS[a].handoff ? '' : 'secondary'),
+      disabled: st.busy.has(`${s.name}/${a}`) || [...st.busy].some((k) => k.startsWith(`${s.name}/`)),
+      onclick: () => runAction(s.name, a),
+    }, ACTIONS[a].label));
+    if (s.desktop) {
+      acts.unshift(el('button', { type: 'button', 'data-action': 'desktop', onclick: () => openDesktop(s.name) }, 'Desktop'));
+    }
+    return el('tr', { 'data-session': s.name, 'data-state': s.state },
+      el('td', { 'data-label': 'Session', class: 'name' }, el('strong', {}, s.name)),
+      el('td', { 'data-label': 'User' }, s.user),
+      el('td', { 'data-label': 'Image' }, s.image || '–'),
+      el('td', { 'data-label': 'Runs on', class: 'owner' }, where(s.owner)),
+      el('td', { 'data-label': 'State', class: `state state-${s.state}` }, s.state),
+      el('td', { 'data-label': 'Epoch', class: 'epoch' }, s.epoch),
+      el('td', { 'data-label': 'Last checkpoint', class: 'checkpoint' },
+        s.last_checkpoint ? el('span', { class: 'mono', title: s.last_checkpoint }, s.last_checkpoint.slice(0, 12)) : '–',
+        s.checkpoints ? el('span', { class: 'sub' }, ` (#${s.checkpoints})`) : null),
+      el('td', { 'data-label': 'Offline readiness', class: 'readiness' }, readinessCell(s)),
+      el('td', { 'data-label': 'Actions', class: 'actions' }, el('span', { class: 'buttons' }, acts)));
+  }));
+  $('#no-sessions').hidden = rows.length > 0;
+}
+
+// ---- images ---------------------------------------------------------------------
+
+function renderImages() {
+  $('#images tbody').replaceChildren(...st.images.map((i) => el('tr', { 'data-image': i.name },
+    el('td', { 'data-label': 'Image' }, el('strong', {}, i.name)),
+    el('td', { 'data-label': 'Size' }, fmtBytes(i.size)),
+    el('td', { 'data-label': 'Chunks' }, i.chunks ?? '–'),
+    el('td', { 'data-label': 'Id', class: 'mono' }, i.id.slice(0, 16)))));
+  $('#no-images').hidden = st.images.length > 0;
+  const h = st.hoards || [];
+  $('#hoards-box').hidden = !isLaptop() || !st.hoards;
+  $('#hoards tbody').replaceChildren(...h.map((j) => {
+    const pct = j.chunks_total ? Math.floor((100 * j.chunks_done) / j.chunks_total) : (j.state === 'done' ? 100 : 0);
+    return el('tr', { 'data-hoard': j.ref },
+      el('td', { 'data-label': 'Ref' }, j.ref),
+      el('td', { 'data-label': 'From' }, j.url),
+      el('td', { 'data-label': 'State' }, j.state),
+      el('td', { 'data-label': 'Progress' }, el('progress', { max: 100, value: pct }), ` ${pct} %`,
+        el('span', { class: 'sub' }, ` ${j.chunks_done}/${j.chunks_total} chunks, ${fmtBytes(j.wire_bytes)}`)),
+      el('td', { 'data-label': 'Last error' }, j.last_error || ''));
+  }));
+}
+
+// ---- hosts -----------------------------------------------------------------------
+
+function renderHosts() {
+  const i = st.info || {};
+  const dl = (pairs) => pairs.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]);
+  $('#host-info').replaceChildren(...dl([
+    ['This daemon', el('span', { id: 'host-role' }, i.role || '?')],
+    ['Address', location.origin],
+    ['Version', i.version || '?'],
+    ['Logged in as', i.user ? `${i.user} (${i.token_role})` : i.token_role || '?'],
+  ]));
+  const h = st.handoff;
+  $('#server-box').hidden = !isLaptop();
+  if (isLaptop()) {
+    $('#server-info').replaceChildren(...dl(h ? [
+      ['Server', h.server],
+      ['Connected', el('span', { id: 'server-connected', class: h.connected ? 'yes' : 'no' }, h.connected ? 'yes' : 'no')],
+      ['Last contact', fmtAgo(h.last_contact)],
+      ['This laptop', h.holder],
+    ] : [['Server', isAdmin() ? 'not paired (serve with --server URL)' : 'visible to the laptop\'s admin token only']]));
+  }
+}
+
+function render() {
+  renderSessions();
+  renderImages();
+  renderHosts();
+}
+
+// ---- data ---------------------------------------------------------------------
+
+async function refresh() {
+  const jobs = [
+    api('GET', '/v1/sessions').then((j) => {
+      st.readiness = Object.fromEntries(j.sessions.map((s) => [s.name, s.readiness]));
+      if (!st.events || st.events.readyState !== EventSource.OPEN) {
+        st.sessions = j.sessions.map((s) => ({ ...s, desktop: s.desktop ?? (s.owner === 'local' && (s.state === 'running' || s.state === 'paused')) }));
+      }
+    }),
+    api('GET', '/v1/console/images').then((j) => { st.images = j.images; }),
+  ];
+  if (isLaptop() && isAdmin()) {
+    jobs.push(api('GET', '/v1/handoff').then((j) => { st.handoff = j; }, () => { st.handoff = null; }));
+    jobs.push(api('GET', '/v1/hoards').then((j) => { st.hoards = j.hoards; }, () => { st.hoards = null; }));
+  }
+  await Promise.allSettled(jobs);
+  render();
+}
+
+function connectEvents() {
+  if (st.events) st.events.close();
+  const es = new EventSource(`/v1/events?access_token=${encodeURIComponent(st.token)}`);
+  st.events = es;
+  es.addEventListener('sessions', (ev) => {
+    st.sessions = JSON.parse(ev.data).sessions;
+    $('#live').classList.remove('off');
+    renderSessions();
+  });
+  es.onopen = () => { $('#live').classList.remove('off'); };
+  es.onerror = () => { $('#live').classList.add('off'); };
+}
+
+// ---- desktop (noVNC) ------------------------------------------------------------
+
+async function openDesktop(name) {
+  closeDesktop();
+  $('#desktop').hidden = false;
+  $('#desktop-title').textContent = `Desktop of ${name}`;
+  const status = $('#desktop-status');
+  status.textContent = 'connecting…';
+  let RFB;
+  try {
+    RFB = (await import('/novnc/core/rfb.js')).default;
+  } catch (e) {
+    status.textContent = 'noVNC is not installed on this host (run scripts/web-deps.sh)';
+    return;
+  }
+  const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  const url = `${proto}//${location.host}/v1/console/sessions/${encodeURIComponent(name)}/vnc?access_token=${encodeURIComponent(st.token)}`;
+  const rfb = new RFB($('#screen'), url, { wsProtocols: ['binary'] });
+  rfb.scaleViewport = true;
+  rfb.background = '#222';
+  st.desktop = { name, rfb, connected: false };
+  window.roamDesktop = st.desktop; // for the browser tests
+  rfb.addEventListener('connect', () => { st.desktop.connected = true; status.textContent = 'connected'; });
+  rfb.addEventListener('disconnect', (e) => {
+    if (st.desktop && st.desktop.rfb === rfb) st.desktop.connected = false;
+    status.textContent = e.detail.clean ? 'disconnected' : 'connection lost (is the session still running here?)';
+  });
+  $('#desktop').scrollIntoView({ behavior: 'smooth', block: 'nearest' });
+}
+
+function closeDesktop() {
+  if (st.desktop) {
+    try { st.desktop.rfb.disconnect(); } catch { /* already closed */ }
+    st.desktop = null;
+    window.roamDesktop = null;
+  }
+  $('#desktop').hidden = true;
+  $('#screen').replaceChildren();
+}
+
+// ---- navigation, log-in ------------------------------------------------------
+
+function showTab(tab) {
+  st.tab = ['sessions', 'images', 'hosts'].includes(tab) ? tab : 'sessions';
+  for (const s of document.querySelectorAll('.tab')) s.hidden = s.id !== `tab-${st.tab}`;
+  for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.dataset.tab === st.tab);
+}
+
+async function start() {
+  let info;
+  try {
+    info = await api('GET', '/v1/info');
+  } catch (e) {
+    if (e.status !== 401) showLogin(`Cannot reach the daemon: ${e.message}`);
+    return;
+  }
+  st.info = info;
+  $('#login').hidden = true;
+  $('#app').hidden = false;
+  $('#logout').hidden = false;
+  $('#live').hidden = false;
+  $('#live').classList.add('off');
+  const badge = $('#host-badge');
+  badge.textContent = info.role;
+  badge.hidden = false;
+  const who = $('#whoami');
+  who.textContent = info.user ? `${info.user}` : info.token_role;
+  who.hidden = false;
+  showTab(location.hash.slice(1));
+  connectEvents();
+  await refresh();
+  st.timers.push(setInterval(refresh, 3000));
+}
+
+function showLogin(message = '') {
+  $('#login').hidden = false;
+  $('#app').hidden = true;
+  $('#logout').hidden = true;
+  $('#live').hidden = true;
+  $('#host-badge').hidden = true;
+  $('#whoami').hidden = true;
+  $('#login-error').textContent = message;
+  $('#token').focus();
+}
+
+function logout(message = '') {
+  sessionStorage.removeItem(TOKEN_KEY);
+  st.token = null;
+  st.timers.forEach(clearInterval);
+  st.timers = [];
+  if (st.events) st.events.close();
+  st.events = null;
+  closeDesktop();
+  st.sessions = [];
+  st.info = null;
+  $('#result').hidden = true;
+  showLogin(message);
+}
+
+$('#login-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  st.token = $('#token').value.trim();
+  $('#token').value = '';
+  sessionStorage.setItem(TOKEN_KEY, st.token);
+  $('#login-error').textContent = '';
+  start();
+});
+$('#logout').addEventListener('click', () => logout());
+$('#desktop-close').addEventListener('click', closeDesktop);
+window.addEventListener('hashchange', () => showTab(location.hash.slice(1)));
+
+if (st.token) start(); else showLogin();

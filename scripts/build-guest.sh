@@ -38,7 +38,8 @@ EXIT_NOFETCH=3
 # button + evdev: the ACPI power button (QMP system_powerdown) reaches
 # userspace only through button.ko's input device read via evdev.
 MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
-virtio_blk crc32c_generic jbd2 mbcache crc16 ext4 button evdev"
+virtio_blk crc32c_generic jbd2 mbcache crc16 ext4 button evdev
+drm drm_kms_helper ttm drm_ttm_helper drm_vram_helper bochs"
 
 msg() { echo "build-guest: $*" >&2; }
 die() { msg "error: $*"; exit 1; }

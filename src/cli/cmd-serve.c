@@ -38,6 +38,7 @@ static const char serve_help[] =
         "  --name NAME         this laptop's name (default: the host name)\n"
         "  --precopy-interval S  seconds between background pre-copies (default 5)\n"
         "  --precopy-rate RATE bandwidth cap of background pre-copy per connection\n"
+        "  --no-precopy        pre-copy nothing in the background (for comparisons)\n"
         "  -v, --verbose       log every request\n"
         "  --foreground        stay in the foreground (the default; roam never daemonizes)\n";
 
@@ -58,6 +59,7 @@ int verb_serve(int argc, char **argv) {
                 { "name", required_argument, NULL, 'N' },
                 { "precopy-interval", required_argument, NULL, 'I' },
                 { "precopy-rate", required_argument, NULL, 'R' },
+                { "no-precopy", no_argument, NULL, 'P' },
                 {},
         };
         DaemonOptions o = { 0 };
@@ -121,6 +123,9 @@ int verb_serve(int argc, char **argv) {
                                 return cli_usage("serve", "--precopy-interval takes seconds from 0.2 to 86400");
                         break;
                 }
+                case 'P':
+                        lo.no_precopy = true;
+                        break;
                 case 'R':
                         if (parse_size(optarg, &lo.precopy_rate) < 0 || lo.precopy_rate < 1024)
                                 return cli_usage("serve", "--precopy-rate takes a rate of at least 1K (bytes/s)");

@@ -166,7 +166,7 @@ static void sync_with_server(Laptop *l) {
                         (void) hoard_ensure(l->hoard, l->o.server_url, ref, l->o.token);
                 }
                 /* the server runs it: keep our copy close to its live state */
-                if (!strcmp(owner, SESSION_OWNER_LOCAL) && !strcmp(state, "running")) {
+                if (!l->o.no_precopy && !strcmp(owner, SESSION_OWNER_LOCAL) && !strcmp(state, "running")) {
                         pthread_mutex_lock(&l->op);
                         precopy_one(l, name, user);
                         pthread_mutex_unlock(&l->op);
@@ -211,7 +211,7 @@ static void care_for_local(Laptop *l, bool at_start) {
                 int k = session_checkpoint(l->h, name, 0, &ck);
                 if (k < 0)
                         daemon_log(l->d, DAEMON_LOG_INFO, "checkpoint of '%s': %s", name, err_message(k));
-                else if (l->connected) {
+                else if (l->connected && !l->o.no_precopy) {
                         /* pre-copy back: the server gets what take-online will need */
                         char ref[REF_NAME_MAX_LEN + 1], staging[REF_NAME_MAX_LEN + 1];
                         snprintf(ref, sizeof ref, "sessions/%s/%s/latest", s->row.user, name);

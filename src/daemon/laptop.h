@@ -31,6 +31,7 @@ typedef struct LaptopOptions {
         double precopy_interval_s; /* 0 = 5 */
         double checkpoint_interval_s; /* local checkpoints of sessions running here; 0 = 30 */
         uint64_t precopy_rate;     /* bytes/s cap of background pre-copy per connection; 0 = none */
+        bool no_precopy;           /* pair and hoard, but pre-copy nothing (for comparisons) */
 } LaptopOptions;
 
 int laptop_register(Daemon *d, SessionHost *h, Hoard *hoard, const LaptopOptions *o);

@@ -103,3 +103,15 @@ start_daemon() {
         cleanup_add "kill $DAEMON_PID 2>/dev/null; wait $DAEMON_PID 2>/dev/null"
         wait_for 20 curl -s -o /dev/null "http://$listen/v1/info" || { cat "$home/serve.log" >&2; fail "daemon on $listen did not start"; }
 }
+# need_guest: builds the test guest into $BUILD_DIR/guest (cached: instant
+# when nothing changed) and sets GUEST; skips when it cannot be built here
+need_guest() {
+        GUEST=$BUILD_DIR/guest
+        local rc=0
+        bash "$SRC_DIR/scripts/build-guest.sh" "$GUEST" >"$T/build-guest.log" 2>&1 || rc=$?
+        case $rc in
+        0) ;;
+        3) skip "the test guest cannot be built here (no package archive and no cache)" ;;
+        *) fail "scripts/build-guest.sh failed ($rc): $(tail -n 5 "$T/build-guest.log")" ;;
+        esac
+}

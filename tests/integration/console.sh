@@ -24,14 +24,7 @@ export ROAM_ACCEL=tcg
 # the daemon finds web/ next to the build directory by itself
 unset ROAM_WEB_DIR
 
-GUEST=$BUILD_DIR/guest
-rc=0
-bash "$SRC_DIR/scripts/build-guest.sh" "$GUEST" >"$T/build-guest.log" 2>&1 || rc=$?
-case $rc in
-0) ;;
-3) skip "the test guest cannot be built here (no package archive and no cache)" ;;
-*) fail "scripts/build-guest.sh failed ($rc): $(tail -n 5 "$T/build-guest.log")" ;;
-esac
+need_guest
 
 DC=$ROAM_HOME
 LT=$T/laptop

@@ -7,14 +7,7 @@ requires qemu-system-x86_64
 requires curl
 export ROAM_ACCEL=tcg
 
-GUEST=$BUILD_DIR/guest
-rc=0
-bash "$SRC_DIR/scripts/build-guest.sh" "$GUEST" >"$T/build-guest.log" 2>&1 || rc=$?
-case $rc in
-0) ;;
-3) skip "the test guest cannot be built here (no package archive and no cache)" ;;
-*) fail "scripts/build-guest.sh failed ($rc): $(tail -n 5 "$T/build-guest.log")" ;;
-esac
+need_guest
 
 S=$T/server L=$T/laptop
 cleanup_add 'for p in "$S"/sessions/*/qemu.pid "$L"/sessions/*/qemu.pid; do kill -9 "$(cat "$p")"; done'

@@ -11,14 +11,7 @@ requires debugfs
 requires curl
 export ROAM_ACCEL=tcg
 
-GUEST=$BUILD_DIR/guest
-rc=0
-bash "$SRC_DIR/scripts/build-guest.sh" "$GUEST" >"$T/build-guest.log" 2>&1 || rc=$?
-case $rc in
-0) ;;
-3) skip "the test guest cannot be built here (no package archive and no cache)" ;;
-*) fail "scripts/build-guest.sh failed ($rc): $(tail -n 5 "$T/build-guest.log")" ;;
-esac
+need_guest
 
 A=$T/a B=$T/b
 cleanup_add 'for p in "$A"/sessions/*/qemu.pid "$B"/sessions/*/qemu.pid; do kill -9 "$(cat "$p")"; done'

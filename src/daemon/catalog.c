@@ -2,6 +2,7 @@
 #include "catalog.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -92,8 +93,7 @@ static inline void sqlite3_finalizep(sqlite3_stmt **st) {
 }
 #define _cleanup_stmt_ _cleanup_(sqlite3_finalizep)
 
-/* Maps an SQLite result to an errno and records a detail. */
-static int db_error(Catalog *c, int rc, const char *what) {
+int catalog_error(Catalog *c, int rc, const char *what) {
         int r;
         switch (rc & 0xff) {
         case SQLITE_BUSY:
@@ -117,6 +117,9 @@ static int db_error(Catalog *c, int rc, const char *what) {
         case SQLITE_CANTOPEN:
                 r = -ENOENT;
                 break;
+        case SQLITE_CONSTRAINT:
+                r = -EEXIST;
+                break;
         default:
                 r = -EIO;
         }
@@ -127,7 +130,7 @@ static int db_error(Catalog *c, int rc, const char *what) {
 static int exec(Catalog *c, const char *sql, const char *what) {
         int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
         if (rc != SQLITE_OK)
-                return db_error(c, rc, what);
+                return catalog_error(c, rc, what);
         return 0;
 }
 
@@ -135,10 +138,10 @@ static int read_user_version(Catalog *c, int *ret) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int rc = sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &st, NULL);
         if (rc != SQLITE_OK)
-                return db_error(c, rc, "reading the schema version");
+                return catalog_error(c, rc, "reading the schema version");
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW)
-                return db_error(c, rc, "reading the schema version");
+                return catalog_error(c, rc, "reading the schema version");
         *ret = sqlite3_column_int(st, 0);
         return 0;
 }
@@ -196,7 +199,7 @@ int catalog_open(const char *path, Catalog **ret) {
         int rc = sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                                  NULL);
         if (rc != SQLITE_OK) {
-                int r = db_error(c, rc, "opening");
+                int r = catalog_error(c, rc, "opening");
                 catalog_free(c);
                 return r;
         }
@@ -340,7 +343,7 @@ int catalog_token_create(Catalog *c, CatalogRole role, const char *user, char **
                 sqlite3_bind_int64(st, 4, (sqlite3_int64) time(NULL));
                 rc = sqlite3_step(st);
         }
-        r = rc == SQLITE_DONE ? 0 : db_error(c, rc, "storing a token");
+        r = rc == SQLITE_DONE ? 0 : catalog_error(c, rc, "storing a token");
         sqlite3_finalize(TAKE_PTR(st)); /* under the mutex: the connection is shared */
         pthread_mutex_unlock(&c->mutex);
         if (r < 0)
@@ -376,7 +379,7 @@ int catalog_token_check(Catalog *c, const char *token, CatalogRole *ret_role, ch
         } else if (rc == SQLITE_DONE)
                 r = -EACCES;
         else
-                r = db_error(c, rc, "looking up a token");
+                r = catalog_error(c, rc, "looking up a token");
         sqlite3_finalize(TAKE_PTR(st));
         pthread_mutex_unlock(&c->mutex);
         if (r < 0)
@@ -430,7 +433,7 @@ int catalog_token_list(Catalog *c, CatalogToken **ret, size_t *ret_n) {
                 n++;
         }
         if (r >= 0 && rc != SQLITE_DONE)
-                r = db_error(c, rc, "listing tokens");
+                r = catalog_error(c, rc, "listing tokens");
         sqlite3_finalize(TAKE_PTR(st));
         pthread_mutex_unlock(&c->mutex);
         if (r < 0) {
@@ -478,7 +481,7 @@ int catalog_token_revoke(Catalog *c, const char *id_prefix, char *ret_id) {
                         }
                 }
                 if (rc != SQLITE_DONE)
-                        r = db_error(c, rc, "looking up a token");
+                        r = catalog_error(c, rc, "looking up a token");
                 else if (matches == 0)
                         r = err_set(-ENOENT, "no token with id '%s' (see 'roam token list')", id_prefix);
                 else if (matches > 1)
@@ -491,7 +494,7 @@ int catalog_token_revoke(Catalog *c, const char *id_prefix, char *ret_id) {
                                 rc = sqlite3_step(del);
                         }
                         if (rc != SQLITE_DONE)
-                                r = db_error(c, rc, "revoking a token");
+                                r = catalog_error(c, rc, "revoking a token");
                 }
                 sqlite3_finalize(TAKE_PTR(st));
                 if (r >= 0)
@@ -505,4 +508,35 @@ int catalog_token_revoke(Catalog *c, const char *id_prefix, char *ret_id) {
         if (ret_id)
                 memcpy(ret_id, found, ID_HEX_SIZE);
         return 0;
+}
+
+int catalog_exec(Catalog *c, const char *what, const char *sql, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        int r = catalog_vexec(c, what, sql, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+int catalog_vexec(Catalog *c, const char *what, const char *sql, const char *fmt, va_list ap) {
+        catalog_lock(c);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                for (int i = 0; fmt[i]; i++) {
+                        if (fmt[i] == 't') {
+                                const char *v = va_arg(ap, const char *);
+                                if (v)
+                                        sqlite3_bind_text(st, i + 1, v, -1, SQLITE_TRANSIENT);
+                                else
+                                        sqlite3_bind_null(st, i + 1);
+                        } else
+                                sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+                }
+                rc = sqlite3_step(st);
+        }
+        int r = rc == SQLITE_DONE ? sqlite3_changes(c->db) : catalog_error(c, rc, what);
+        sqlite3_finalize(TAKE_PTR(st));
+        catalog_unlock(c);
+        return r;
 }

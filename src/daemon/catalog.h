@@ -20,6 +20,7 @@
  * Thread safety: every function may be called from any thread (one
  * connection behind a mutex). */
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -64,6 +65,17 @@ struct sqlite3;
 struct sqlite3 *catalog_sqlite(Catalog *c);
 void catalog_lock(Catalog *c);
 void catalog_unlock(Catalog *c);
+
+/* Maps an SQLite result code to a negative errno (SQLITE_CONSTRAINT ->
+ * -EEXIST, BUSY -> -EBUSY, FULL -> -ENOSPC, ...) and records a detail naming
+ * the catalog and what failed. */
+int catalog_error(Catalog *c, int rc, const char *what);
+
+/* Runs one statement that returns no rows, binding parameters described by
+ * fmt: 't' text (NULL = SQL NULL), 'i' int64. Takes the catalog lock itself.
+ * Returns the number of rows changed, or a negative errno (catalog_error). */
+int catalog_exec(Catalog *c, const char *what, const char *sql, const char *fmt, ...);
+int catalog_vexec(Catalog *c, const char *what, const char *sql, const char *fmt, va_list ap);
 /* The database file. Borrowed. */
 const char *catalog_path(Catalog *c);
 

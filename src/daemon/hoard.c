@@ -44,35 +44,14 @@ static Catalog *cat(Hoard *h) {
         return daemon_catalog(h->daemon);
 }
 
-/* Runs one SQL statement with bound text/int args described by fmt
- * ('s' text, 'i' int64). Returns sqlite3_changes() or a negative errno. */
+/* One statement on the catalog: 't' text, 'i' int64 (catalog_vexec()).
+ * Returns the rows changed or a negative errno. */
 static int exec_sql(Hoard *h, const char *sql, const char *fmt, ...) {
         va_list ap;
-        sqlite3 *db = catalog_sqlite(cat(h));
-        sqlite3_stmt *st;
-        catalog_lock(cat(h));
-        int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-        if (rc != SQLITE_OK) {
-                catalog_unlock(cat(h));
-                return -EIO;
-        }
         va_start(ap, fmt);
-        for (int i = 0; fmt[i]; i++) {
-                if (fmt[i] == 's') {
-                        const char *v = va_arg(ap, const char *);
-                        if (v)
-                                sqlite3_bind_text(st, i + 1, v, -1, SQLITE_TRANSIENT);
-                        else
-                                sqlite3_bind_null(st, i + 1);
-                } else
-                        sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-        }
+        int r = catalog_vexec(cat(h), "a hoard update", sql, fmt, ap);
         va_end(ap);
-        rc = sqlite3_step(st);
-        int changes = sqlite3_changes(db);
-        sqlite3_finalize(st);
-        catalog_unlock(cat(h));
-        return rc == SQLITE_DONE ? changes : (rc == SQLITE_CONSTRAINT ? -EEXIST : -EIO);
+        return r;
 }
 
 static int next_job(Hoard *h, Job *ret) {
@@ -176,7 +155,7 @@ static int run_job(Hoard *h, Job *j) {
         exec_sql(h,
                  "UPDATE hoards SET attempts = attempts + 1, last_error = ?, state = ?, wire_bytes = wire_bytes + ?, "
                  "updated = ? WHERE id = ?",
-                 "ssiii", msg, transient ? "active" : "failed", (int64_t) run.wire, (int64_t) time(NULL), j->id);
+                 "ttiii", msg, transient ? "active" : "failed", (int64_t) run.wire, (int64_t) time(NULL), j->id);
         daemon_log(h->daemon, DAEMON_LOG_INFO, "hoard %s from %s: %s (%s)", j->ref, j->url, msg,
                    transient ? "will retry" : "giving up");
         return transient ? 1 : k;
@@ -245,7 +224,7 @@ static int route_create(HttpRequest *req, void *userdata) {
                                  "VALUES (?, ?, ?, ?, 'active', ?, ?) ON CONFLICT (url, ref) DO UPDATE SET "
                                  "token = excluded.token, limit_rate = excluded.limit_rate, state = 'active', "
                                  "attempts = 0, last_error = NULL, updated = excluded.updated",
-                                 "sssiii", url, ref, token, (int64_t) (lr ? json_integer_value(lr) : 0), now, now);
+                                 "tttiii", url, ref, token, (int64_t) (lr ? json_integer_value(lr) : 0), now, now);
                 if (k < 0)
                         r = http_reply_error(req, 500, "cannot record the hoard");
                 else {
@@ -321,7 +300,7 @@ int hoard_ensure(Hoard *h, const char *url, const char *ref, const char *token) 
                          "INSERT INTO hoards (url, ref, token, state, created, updated) VALUES (?, ?, ?, 'active', ?, ?) "
                          "ON CONFLICT (url, ref) DO UPDATE SET token = excluded.token, state = 'active', "
                          "updated = excluded.updated WHERE state = 'failed'",
-                         "sssii", url, ref, token, now, now);
+                         "tttii", url, ref, token, now, now);
         if (k > 0)
                 daemon_worker_wake(h->worker);
         return k < 0 ? k : 0;

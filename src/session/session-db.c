@@ -54,31 +54,6 @@ static inline void finalizep(sqlite3_stmt **st) {
 }
 #define _cleanup_stmt_ _cleanup_(finalizep)
 
-static int db_error(Catalog *c, int rc, const char *what) {
-        int r;
-        switch (rc & 0xff) {
-        case SQLITE_BUSY:
-        case SQLITE_LOCKED:
-                r = -EBUSY;
-                break;
-        case SQLITE_NOMEM:
-                return -ENOMEM;
-        case SQLITE_READONLY:
-        case SQLITE_PERM:
-                r = -EACCES;
-                break;
-        case SQLITE_FULL:
-                r = -ENOSPC;
-                break;
-        case SQLITE_CONSTRAINT:
-                r = -EEXIST;
-                break;
-        default:
-                r = -EIO;
-        }
-        return err_set(r, "catalog '%s': %s failed: %s", catalog_path(c), what,
-                       sqlite3_errmsg(catalog_sqlite(c)));
-}
 
 static char *col_text(sqlite3_stmt *st, int i, bool *oom) {
         const unsigned char *t = sqlite3_column_text(st, i);
@@ -150,7 +125,7 @@ int session_db_insert(Catalog *c, const SessionRow *row) {
         if (rc == SQLITE_CONSTRAINT || (rc & 0xff) == SQLITE_CONSTRAINT)
                 r = err_set(-EEXIST, "session '%s' already exists (see 'roam session list')", row->name);
         else if (rc != SQLITE_DONE)
-                r = db_error(c, rc, "adding a session");
+                r = catalog_error(c, rc, "adding a session");
         catalog_unlock(c);
         return r;
 }
@@ -170,7 +145,7 @@ int session_db_get(Catalog *c, const char *name, SessionRow *ret) {
         else if (rc == SQLITE_DONE)
                 r = err_set(-ENOENT, "session '%s' not found (try 'roam session list')", name);
         else
-                r = db_error(c, rc, "reading a session");
+                r = catalog_error(c, rc, "reading a session");
         catalog_unlock(c);
         return r;
 }
@@ -203,7 +178,7 @@ int session_db_list(Catalog *c, SessionRow **ret, size_t *ret_n) {
                 n++;
         }
         if (r >= 0 && rc != SQLITE_DONE)
-                r = db_error(c, rc, "listing sessions");
+                r = catalog_error(c, rc, "listing sessions");
         catalog_unlock(c);
         if (r < 0) {
                 session_rows_free(rows, n);
@@ -214,36 +189,15 @@ int session_db_list(Catalog *c, SessionRow **ret, size_t *ret_n) {
         return 0;
 }
 
-/* Runs one UPDATE/DELETE with text/int parameters given as a format:
- * 't' text (NULL = SQL NULL), 'i' int64. -ENOENT when no row changed. */
+/* Runs one UPDATE/DELETE (catalog_vexec()); -ENOENT when no row changed. */
 static int run(Catalog *c, const char *name, const char *what, const char *sql, const char *fmt, ...) {
-        catalog_lock(c);
-        sqlite3 *db = catalog_sqlite(c);
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int r = 0;
-        int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-        if (rc == SQLITE_OK) {
-                va_list ap;
-                va_start(ap, fmt);
-                for (int i = 0; fmt[i]; i++) {
-                        if (fmt[i] == 't') {
-                                const char *s = va_arg(ap, const char *);
-                                if (s)
-                                        sqlite3_bind_text(st, i + 1, s, -1, SQLITE_TRANSIENT);
-                                else
-                                        sqlite3_bind_null(st, i + 1);
-                        } else
-                                sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-                }
-                va_end(ap);
-                rc = sqlite3_step(st);
-        }
-        if (rc != SQLITE_DONE)
-                r = db_error(c, rc, what);
-        else if (sqlite3_changes(db) == 0)
-                r = err_set(-ENOENT, "session '%s' not found (try 'roam session list')", name);
-        catalog_unlock(c);
-        return r;
+        va_list ap;
+        va_start(ap, fmt);
+        int r = catalog_vexec(c, what, sql, fmt, ap);
+        va_end(ap);
+        if (r == 0)
+                return err_set(-ENOENT, "session '%s' not found (try 'roam session list')", name);
+        return r < 0 ? r : 0;
 }
 
 int session_db_delete(Catalog *c, const char *name) {

@@ -48,9 +48,13 @@ demo: all
 	@scripts/deps.sh check
 	bash scripts/demo.sh
 
+# each benchmark prints a table and rewrites its section of docs/benchmarks.md
 bench: all
 	@scripts/deps.sh bench
 	bash bench/store.sh
+	bash bench/sync.sh
+	bash bench/session.sh
+	bash bench/handoff.sh
 
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz

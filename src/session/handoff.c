@@ -20,14 +20,35 @@
 #include "../store/manifest.h"
 #include "../sync/remote.h"
 
-static int import_path(Store *s, const char *path, RoamId *ret, BlobStats *st) {
+/* Imports path incrementally from the base in the sidecar DIR/SIDECAR and
+ * writes the next sidecar: the same sidecars as session_checkpoint()'s
+ * (session.c), so a checkpoint after a pre-copy hashes only what changed
+ * since it. map: a RAM file (read through mmap). */
+static int import_path(Store *s, const char *path, const char *dir, const char *sidecar, bool map, RoamId *ret,
+                       BlobStats *st) {
+        _cleanup_free_ char *side = path_join(dir, sidecar);
+        if (!side)
+                return -ENOMEM;
+        _cleanup_(blob_base_freep) BlobBase *base = NULL;
+        int r = blob_base_load(s, side, &base);
+        if (r < 0)
+                return r;
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return err_set(-errno, "cannot read '%s': %s", path, strerror(errno));
         struct stat sb;
         if (fstat(fd, &sb) < 0)
                 return -errno;
-        return blob_import_fd(s, fd, (uint64_t) sb.st_size, NULL, ret, st);
+        BlobOptions o = { .map = map };
+        _cleanup_(blob_fast_freep) BlobFast *fast = NULL;
+        r = blob_import_fd_base(s, fd, (uint64_t) sb.st_size, &o, base, ret, st, &fast);
+        if (r < 0)
+                return r;
+        if (blob_fast_save(fast, side) < 0) {
+                (void) unlink(side); /* costs the next import its base, nothing else */
+                err_clear();
+        }
+        return 0;
 }
 
 int handoff_precopy(SessionHost *h, const char *name, PrecopyResult *ret) {
@@ -48,9 +69,9 @@ int handoff_precopy(SessionHost *h, const char *name, PrecopyResult *ret) {
         PrecopyResult res = { 0 };
         RoamId ram, ov;
         BlobStats a = { 0 }, b = { 0 };
-        r = import_path(s, i.ram, &ram, &a);
+        r = import_path(s, i.ram, i.dir, "ram.fast", true, &ram, &a);
         if (r >= 0)
-                r = import_path(s, i.overlay, &ov, &b);
+                r = import_path(s, i.overlay, i.dir, "overlay.fast", false, &ov, &b);
         if (r < 0) {
                 session_info_done(&i);
                 return r;

@@ -115,6 +115,7 @@ static int need_store(SessionHost *h) {
 
 typedef struct Paths {
         char *dir, *overlay, *serial, *qmp, *vnc, *pidfile, *devstate, *ram, *ram_snap, *overlay_snap;
+        char *ram_fast, *overlay_fast; /* fast-hash sidecars: the base of the next import */
 } Paths;
 
 static void paths_done(Paths *p) {
@@ -128,6 +129,8 @@ static void paths_done(Paths *p) {
         free(p->ram);
         free(p->ram_snap);
         free(p->overlay_snap);
+        free(p->ram_fast);
+        free(p->overlay_fast);
         *p = (Paths) {};
 }
 
@@ -140,7 +143,9 @@ static int paths_for(SessionHost *h, const char *name, Paths *ret) {
                   asprintf(&p.devstate, "%s/devstate", p.dir) >= 0 &&
                   asprintf(&p.ram, "%s/%s.ram", h->ram_dir, name) >= 0 &&
                   asprintf(&p.ram_snap, "%s/%s.ram.snap", h->ram_dir, name) >= 0 &&
-                  asprintf(&p.overlay_snap, "%s/overlay.snap", p.dir) >= 0;
+                  asprintf(&p.overlay_snap, "%s/overlay.snap", p.dir) >= 0 &&
+                  asprintf(&p.ram_fast, "%s/ram.fast", p.dir) >= 0 &&
+                  asprintf(&p.overlay_fast, "%s/overlay.fast", p.dir) >= 0;
         if (!ok) {
                 paths_done(&p);
                 return -ENOMEM;
@@ -176,53 +181,21 @@ static uint64_t allocated_bytes(const char *path) {
         return (uint64_t) st.st_blocks * 512;
 }
 
-/* Copies src to a new file dst (replacing it), keeping holes. */
-static int copy_sparse(const char *src, const char *dst) {
-        _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC);
-        if (in < 0)
-                return err_set(-errno, "cannot open '%s': %s", src, strerror(errno));
+/* The first half of an incremental import of path from base (NULL = none):
+ * chunks pending or, up to capture bytes, copied (see blob_import_fd_begin()).
+ * map: read it through mmap (a RAM file, which nobody truncates). */
+static int import_begin(Store *s, const char *path, const BlobBase *base, bool map, uint64_t capture,
+                        BlobPending **ret) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return err_set(-errno, "cannot open '%s': %s", path, strerror(errno));
         struct stat st;
-        if (fstat(in, &st) < 0)
+        if (fstat(fd, &st) < 0)
                 return -errno;
-        (void) unlink(dst);
-        _cleanup_close_ int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (out < 0)
-                return err_set(-errno, "cannot create '%s': %s", dst, strerror(errno));
-        if (ftruncate(out, st.st_size) < 0)
-                return err_set(-errno, "cannot size '%s': %s", dst, strerror(errno));
-        off_t pos = 0;
-        static char buf[1 << 20];
-        while (pos < st.st_size) {
-                off_t data = lseek(in, pos, SEEK_DATA);
-                if (data < 0) {
-                        if (errno == ENXIO)
-                                break;
-                        data = pos; /* no SEEK_DATA: copy densely */
-                }
-                off_t hole = lseek(in, data, SEEK_HOLE);
-                if (hole < 0)
-                        hole = st.st_size;
-                off_t off_in = data, off_out = data;
-                while (off_in < hole) {
-                        ssize_t n = copy_file_range(in, &off_in, out, &off_out, (size_t) (hole - off_in), 0);
-                        if (n > 0)
-                                continue;
-                        if (n == 0)
-                                break;
-                        if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
-                                return err_set(-errno, "cannot copy '%s': %s", src, strerror(errno));
-                        /* fall back to read/write */
-                        ssize_t k = pread(in, buf, (size_t) MIN((off_t) sizeof buf, hole - off_in), off_in);
-                        if (k <= 0)
-                                return err_set(k < 0 ? -errno : -EIO, "cannot read '%s'", src);
-                        int r = loop_pwrite(out, buf, (size_t) k, (uint64_t) off_in);
-                        if (r < 0)
-                                return err_set(r, "cannot write '%s': %s", dst, strerror(-r));
-                        off_in += k;
-                        off_out = off_in;
-                }
-                pos = hole;
-        }
+        BlobOptions o = { .map = map, .capture_max = capture };
+        int r = blob_import_fd_begin(s, fd, (uint64_t) st.st_size, &o, base, ret);
+        if (r < 0)
+                return err_set_if_none(r, "cannot import '%s' into the store: %s", path, strerror(-r));
         return 0;
 }
 
@@ -1207,6 +1180,124 @@ static int checkpoint_powered_off(SessionHost *h, Op *o, SessionCheckpointResult
         return 0;
 }
 
+/* The RAM file and the overlay of a session, each imported incrementally
+ * from the base its sidecar (ram.fast, overlay.fast in the session
+ * directory) describes. Every import of them (pre-copy, checkpoint, the last
+ * checkpoint of a move) reads the sidecar and writes the next one, so the
+ * next import SHA-256-hashes and stores only what changed since the latest
+ * one. A missing, torn or stale sidecar (its chunks gone after a gc) means a
+ * full import, never an error: a sidecar is a cache. */
+typedef struct LiveFiles {
+        BlobBase *ram_base, *ov_base;
+        BlobPending *ram_pending, *ov_pending, *dev_pending; /* between begin and finish */
+        BlobFast *ram_fast, *ov_fast;                        /* of the latest import */
+        RoamId ram_id, ov_id, dev_id;
+        BlobStats ram_stats, ov_stats, dev_stats;
+} LiveFiles;
+
+static void live_files_done(LiveFiles *l) {
+        blob_base_free(l->ram_base);
+        blob_base_free(l->ov_base);
+        blob_pending_free(l->ram_pending);
+        blob_pending_free(l->ov_pending);
+        blob_pending_free(l->dev_pending);
+        blob_fast_free(l->ram_fast);
+        blob_fast_free(l->ov_fast);
+        *l = (LiveFiles) {};
+}
+
+/* Loads both bases from the sidecars (store lookups: before the pause). */
+static int live_files_load(SessionHost *h, const Paths *p, LiveFiles *l) {
+        int r = blob_base_load(h->store, p->ram_fast, &l->ram_base);
+        if (r >= 0)
+                r = blob_base_load(h->store, p->overlay_fast, &l->ov_base);
+        return r;
+}
+
+/* Changed chunks a paused checkpoint copies and stores after cont: beyond
+ * this they are hashed and written while paused. */
+#define CHECKPOINT_CAPTURE_MAX (256ULL << 20)
+
+/* Reads RAM file and overlay against their bases. capture: see
+ * import_begin(); with it, this is only a fast hash over both files and a
+ * copy of what changed (the paused part). */
+static int live_files_begin(SessionHost *h, const Paths *p, LiveFiles *l, uint64_t capture) {
+        blob_pending_free(TAKE_PTR(l->ram_pending));
+        blob_pending_free(TAKE_PTR(l->ov_pending));
+        int r = import_begin(h->store, p->ram, l->ram_base, true, capture, &l->ram_pending);
+        if (r >= 0)
+                r = import_begin(h->store, p->overlay, l->ov_base, false, capture, &l->ov_pending);
+        return r;
+}
+
+/* Also the device state (no base: it differs every time). */
+static int live_files_begin_devstate(SessionHost *h, const Paths *p, LiveFiles *l) {
+        blob_pending_free(TAKE_PTR(l->dev_pending));
+        return import_begin(h->store, p->devstate, NULL, false, 0, &l->dev_pending);
+}
+
+static int finish_one(BlobPending **p, RoamId *ret_id, BlobStats *ret_stats, BlobFast **ret_fast) {
+        if (!*p)
+                return 0;
+        if (ret_fast)
+                blob_fast_free(TAKE_PTR(*ret_fast));
+        int r = blob_import_finish(*p, ret_id, ret_stats, ret_fast);
+        blob_pending_free(TAKE_PTR(*p));
+        return r;
+}
+
+/* Stores what was copied, makes the chunks durable (one store_commit() for
+ * all, the first finish does it) and writes the index objects. */
+static int live_files_finish(LiveFiles *l) {
+        int r = finish_one(&l->ram_pending, &l->ram_id, &l->ram_stats, &l->ram_fast);
+        if (r >= 0)
+                r = finish_one(&l->ov_pending, &l->ov_id, &l->ov_stats, &l->ov_fast);
+        if (r >= 0)
+                r = finish_one(&l->dev_pending, &l->dev_id, &l->dev_stats, NULL);
+        return r;
+}
+
+static int live_files_import(SessionHost *h, const Paths *p, LiveFiles *l) {
+        int r = live_files_begin(h, p, l, 0);
+        return r < 0 ? r : live_files_finish(l);
+}
+
+/* Makes the latest import the base of the next one (store lookups). */
+static int live_files_rebase(SessionHost *h, LiveFiles *l) {
+        blob_base_free(TAKE_PTR(l->ram_base));
+        blob_base_free(TAKE_PTR(l->ov_base));
+        int r = blob_base_new(h->store, l->ram_fast, &l->ram_base);
+        int k = blob_base_new(h->store, l->ov_fast, &l->ov_base);
+        if (r == -ENOMEM || k == -ENOMEM)
+                return -ENOMEM;
+        err_clear(); /* no base: a full import, still correct */
+        return 0;
+}
+
+/* Writes the sidecars of the latest import; a failure only costs the next
+ * import its base. */
+static void live_files_save(const Paths *p, const LiveFiles *l) {
+        if (l->ram_fast && blob_fast_save(l->ram_fast, p->ram_fast) < 0)
+                (void) unlink(p->ram_fast);
+        if (l->ov_fast && blob_fast_save(l->ov_fast, p->overlay_fast) < 0)
+                (void) unlink(p->overlay_fast);
+        err_clear();
+}
+
+/* A checkpoint that is not the last one of a move first imports RAM and
+ * overlay while the guest runs when its base is missing or older than this:
+ * the pause then covers only what changed during that pre-pass. */
+#define CHECKPOINT_PREPASS_AGE_S 2
+
+static bool sidecar_fresh(const char *path) {
+        struct stat st;
+        if (stat(path, &st) < 0)
+                return false;
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        return now.tv_sec - st.st_mtim.tv_sec < CHECKPOINT_PREPASS_AGE_S;
+}
+
 int session_checkpoint(SessionHost *h, const char *name, unsigned flags, SessionCheckpointResult *ret) {
         int r = need_store(h);
         if (r < 0)
@@ -1225,8 +1316,34 @@ int session_checkpoint(SessionHost *h, const char *name, unsigned flags, Session
         if (r < 0)
                 return r;
         SessionCheckpointResult res = {};
+        bool quit = flags & SESSION_CHECKPOINT_QUIT;
+        uint64_t t_start = now_ns();
 
-        /* 1. pause: device state, RAM and overlay snapshots */
+        /* 0. before the pause: the bases, and a pre-pass while the guest runs
+         * when they are missing or old (not for the last checkpoint of a move,
+         * whose every millisecond is downtime however it is split) */
+        _cleanup_(live_files_done) LiveFiles live = {};
+        r = live_files_load(h, &o.paths, &live);
+        if (r < 0)
+                return r;
+        if (!quit && (!live.ram_base || !live.ov_base || !sidecar_fresh(o.paths.ram_fast))) {
+                r = live_files_import(h, &o.paths, &live);
+                if (r >= 0) {
+                        live_files_save(&o.paths, &live);
+                        r = live_files_rebase(h, &live);
+                }
+                if (r < 0)
+                        return err_wrap(r, "session '%s'", name);
+                /* what the pre-pass stored counts as stored by this checkpoint */
+                res.new_chunks = live.ram_stats.new_chunks + live.ov_stats.new_chunks;
+                res.new_bytes = live.ram_stats.new_bytes + live.ov_stats.new_bytes;
+                res.stored_bytes = live.ram_stats.stored_bytes + live.ov_stats.stored_bytes;
+                res.ram_new_chunks = live.ram_stats.new_chunks;
+                res.overlay_new_chunks = live.ov_stats.new_chunks;
+        }
+
+        /* 1. pause: device state; RAM and overlay imported from their bases
+         * (only changed chunks are hashed and stored) */
         uint64_t t0 = now_ns();
         _cleanup_free_ char *status = NULL;
         r = qmp_query_status(q, &status);
@@ -1251,13 +1368,19 @@ int session_checkpoint(SessionHost *h, const char *name, unsigned flags, Session
         if (r < 0)
                 r = err_wrap(r, "session '%s': saving the device state failed", name);
         uint64_t t1 = now_ns();
+        /* QEMU flushed the overlay at stop and writes neither file until cont.
+         * Quitting, everything is durably in the store before QEMU ends, so
+         * that a failure leaves the guest running here (and copies would not
+         * shorten anything: the guest is down until the target runs it) */
         if (r >= 0)
-                r = copy_sparse(o.paths.ram, o.paths.ram_snap);
-        if (r >= 0)
-                r = copy_sparse(o.paths.overlay, o.paths.overlay_snap);
+                r = live_files_begin(h, &o.paths, &live, quit ? 0 : CHECKPOINT_CAPTURE_MAX);
+        if (r >= 0 && quit)
+                r = live_files_begin_devstate(h, &o.paths, &live);
+        if (r >= 0 && quit)
+                r = live_files_finish(&live);
         uint64_t t2 = now_ns();
         int k = 0;
-        if (r >= 0 && (flags & SESSION_CHECKPOINT_QUIT)) {
+        if (r >= 0 && quit) {
                 /* the last checkpoint of a move: QEMU ends, the session stays as saved */
                 k = vm_kill(q, o.pid);
                 qmp_free(TAKE_PTR(q));
@@ -1285,47 +1408,39 @@ int session_checkpoint(SessionHost *h, const char *name, unsigned flags, Session
                 r = err_wrap(k, "session '%s': cannot resume the guest after the checkpoint", name);
         res.pause_ns = t3 - t0;
         res.devstate_ns = t1 - t0;
-        res.copy_ns = t2 - t1;
-        if (r < 0) {
-                (void) unlink(o.paths.ram_snap);
-                (void) unlink(o.paths.overlay_snap);
-                return r;
-        }
-
-        /* 2. import (the guest runs again meanwhile) */
-        RoamId ram_id, ov_id, dev_id;
-        BlobStats bs;
-        r = import_file(h->store, o.paths.ram_snap, &ram_id, &bs);
-        if (r >= 0) {
-                add_stats(&res, &bs);
-                res.ram_new_chunks = bs.new_chunks;
-                r = import_file(h->store, o.paths.overlay_snap, &ov_id, &bs);
-        }
-        if (r >= 0) {
-                add_stats(&res, &bs);
-                res.overlay_new_chunks = bs.new_chunks;
-                r = import_file(h->store, o.paths.devstate, &dev_id, &bs);
-        }
-        if (r >= 0)
-                add_stats(&res, &bs);
-        (void) unlink(o.paths.ram_snap);
-        (void) unlink(o.paths.overlay_snap);
+        res.copy_ns = t2 - t1; /* the paused part of the import */
         if (r < 0)
                 return r;
+
+        /* 2. after the pause: durable chunks and index objects, device state
+         * (unless quitting), sidecars */
+        if (!quit) {
+                r = live_files_begin_devstate(h, &o.paths, &live);
+                if (r >= 0)
+                        r = live_files_finish(&live);
+        }
+        if (r < 0)
+                return r;
+        live_files_save(&o.paths, &live);
+        add_stats(&res, &live.ram_stats);
+        add_stats(&res, &live.ov_stats);
+        add_stats(&res, &live.dev_stats);
+        res.ram_new_chunks += live.ram_stats.new_chunks;
+        res.overlay_new_chunks += live.ov_stats.new_chunks;
         uint64_t t4 = now_ns();
-        res.import_ns = t4 - t2;
+        res.import_ns = (t2 - t1) + (t4 - t3);
 
         /* 3. manifest and refs */
         char ram_hex[ID_HEX_SIZE], ov_hex[ID_HEX_SIZE], dev_hex[ID_HEX_SIZE];
-        json_t *objects = json_pack("{s:s, s:s, s:s}", "ram", id_to_hex(&ram_id, ram_hex), "overlay",
-                                    id_to_hex(&ov_id, ov_hex), "devstate", id_to_hex(&dev_id, dev_hex));
+        json_t *objects = json_pack("{s:s, s:s, s:s}", "ram", id_to_hex(&live.ram_id, ram_hex), "overlay",
+                                    id_to_hex(&live.ov_id, ov_hex), "devstate", id_to_hex(&live.dev_id, dev_hex));
         if (!objects)
                 return -ENOMEM;
         r = publish_checkpoint(h, &o, objects, false, res.pause_ns, &res.id, &res.seq);
         if (r < 0)
                 return r;
         (void) unlink(o.paths.devstate);
-        res.total_ns = now_ns() - t0;
+        res.total_ns = now_ns() - t_start;
         if (ret)
                 *ret = res;
         return 0;

@@ -7,7 +7,11 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "../basic/error.h"
 #include "../basic/fileio.h"
@@ -16,6 +20,13 @@
 
 #define MAX_THREADS 64
 
+typedef uint8_t FastHash[BLOB_FAST_HASH_SIZE];
+
+struct BlobBase {
+        BlobFast *fast;
+        Index *index;
+};
+
 typedef struct Job {
         Store *store;
         Index *index;
@@ -23,10 +34,39 @@ typedef struct Job {
         Progress *progress;
         _Atomic uint64_t next;
         _Atomic int error;
-        _Atomic uint64_t zero_chunks, new_chunks, new_bytes, stored_bytes;
+        _Atomic uint64_t zero_chunks, new_chunks, new_bytes, stored_bytes, reused_chunks, hashed_chunks;
         char errdetail[512];
         pthread_mutex_t lock;
+        /* incremental import */
+        const uint8_t *map;    /* the input mapped, or NULL: pread() */
+        FastHash *fast;        /* out: one per chunk, or NULL: no fast hashes */
+        uint64_t seed;
+        FastHash zero_full;    /* fast hash of a full all-zero chunk */
+        FastHash zero_last;    /* ... and of an all-zero last chunk */
+        const BlobBase *base;  /* or NULL */
+        /* two-phase import: changed chunks copied in the first phase and
+         * stored in the second (captured[i] = the copy, or NULL) */
+        uint8_t **captured;
+        _Atomic uint64_t capture_left; /* bytes that may still be copied */
 } Job;
+
+static void fast_hash(const void *p, size_t len, uint64_t seed, FastHash out) {
+        XXH128_hash_t h = XXH3_128bits_withSeed(p, len, seed);
+        XXH128_canonical_t c;
+        XXH128_canonicalFromHash(&c, h);
+        memcpy(out, c.digest, BLOB_FAST_HASH_SIZE);
+}
+
+static void fast_hash_zero(uint32_t len, uint64_t seed, FastHash out) {
+        static const uint8_t zeros[STORE_CHUNK_SIZE_MAX];
+        fast_hash(zeros, MIN(len, (uint32_t) sizeof zeros), seed, out);
+}
+
+/* Length of chunk i of a blob of size bytes. */
+static uint32_t chunk_len_of(uint32_t cs, uint64_t size, uint64_t i) {
+        uint64_t off = i * cs;
+        return off >= size ? 0 : (uint32_t) MIN(size - off, (uint64_t) cs);
+}
 
 static unsigned pick_threads(unsigned t) {
         if (t == 0) {
@@ -63,12 +103,40 @@ static int run_pool(Job *j, unsigned threads, void *(*fn)(void *)) {
         return 0;
 }
 
+/* Sets chunk i to all-zero (a hole or zero bytes). */
+static void take_zero(Job *j, uint64_t i, uint32_t len) {
+        j->index->ids[i] = ID_NULL;
+        if (j->fast)
+                memcpy(j->fast[i], len == j->index->chunk_size ? j->zero_full : j->zero_last, BLOB_FAST_HASH_SIZE);
+        atomic_fetch_add(&j->zero_chunks, 1);
+        progress_add(j->progress, len);
+}
+
+/* Takes the base's id for chunk i when the fast hash h of its len bytes
+ * equals the base's of a chunk of the same length. */
+static bool take_from_base(Job *j, uint64_t i, uint32_t len, const FastHash h) {
+        const BlobBase *b = j->base;
+        if (!b || i >= b->index->n_chunks || index_chunk_len(b->index, i) != len ||
+            memcmp(h, b->fast->hashes[i], BLOB_FAST_HASH_SIZE) != 0)
+                return false;
+        j->index->ids[i] = b->index->ids[i];
+        memcpy(j->fast[i], h, BLOB_FAST_HASH_SIZE);
+        if (id_is_null(&b->index->ids[i]))
+                atomic_fetch_add(&j->zero_chunks, 1);
+        else
+                atomic_fetch_add(&j->reused_chunks, 1);
+        progress_add(j->progress, len);
+        return true;
+}
+
+static int store_new(Job *j, ChunkCodec *codec, uint64_t i, const uint8_t *buf, uint32_t len);
+static bool capture(Job *j, uint64_t i, const uint8_t *buf, uint32_t len);
+
 static void *import_worker(void *arg) {
         Job *j = arg;
-        Store *s = j->store;
         Index *x = j->index;
         uint32_t cs = x->chunk_size;
-        _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(s);
+        _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(j->store);
         _cleanup_free_ uint8_t *buf = malloc(cs);
         if (!codec || !buf) {
                 job_fail(j, -ENOMEM);
@@ -102,90 +170,308 @@ static void *import_worker(void *arg) {
                 }
                 /* a chunk that lies in a hole is zero without reading it */
                 if (hole) {
-                        x->ids[i] = ID_NULL;
-                        atomic_fetch_add(&j->zero_chunks, 1);
-                        progress_add(j->progress, len);
+                        take_zero(j, i, len);
                         continue;
                 }
-                ssize_t n = loop_pread(j->fd, buf, len, off);
-                if (n < 0) {
-                        job_fail(j, err_set((int) n, "cannot read input at offset %llu: %s",
-                                            (unsigned long long) off, strerror((int) -n)));
-                        break;
+                /* through the mapping only a chunk that is all data: reading a
+                 * hole of a tmpfs file through a shared mapping would allocate it */
+                const uint8_t *mapped =
+                        j->map && off >= data_start && off + len <= data_end ? j->map + off : NULL;
+                FastHash h;
+                if (mapped && j->base) {
+                        /* compare in place; copy only what changed */
+                        fast_hash(mapped, len, j->seed, h);
+                        if (take_from_base(j, i, len, h))
+                                continue;
                 }
-                if ((size_t) n != len) {
-                        job_fail(j, err_set(-EIO, "input shrank while reading (at offset %llu)",
-                                            (unsigned long long) off));
-                        break;
-                }
-                if (memory_is_zero(buf, len)) {
-                        x->ids[i] = ID_NULL;
-                        atomic_fetch_add(&j->zero_chunks, 1);
-                        progress_add(j->progress, len);
-                        continue;
-                }
-                RoamId id;
-                sha256(buf, len, &id);
-                x->ids[i] = id;
-                int r = store_chunk_has(s, &id);
-                if (r == 0) {
-                        r = store_chunk_put(s, codec, &id, buf, len);
-                        if (r >= 0) {
-                                atomic_fetch_add(&j->new_chunks, 1);
-                                atomic_fetch_add(&j->new_bytes, len);
-                                atomic_fetch_add(&j->stored_bytes, (uint64_t) r);
+                if (mapped)
+                        memcpy(buf, mapped, len);
+                else {
+                        ssize_t n = loop_pread(j->fd, buf, len, off);
+                        if (n < 0) {
+                                job_fail(j, err_set((int) n, "cannot read input at offset %llu: %s",
+                                                    (unsigned long long) off, strerror((int) -n)));
+                                break;
+                        }
+                        if ((size_t) n != len) {
+                                job_fail(j, err_set(-EIO, "input shrank while reading (at offset %llu)",
+                                                    (unsigned long long) off));
+                                break;
                         }
                 }
+                if (j->fast) {
+                        /* the fast hash and the id must describe the same bytes: a
+                         * mapped input may have changed since the hash above */
+                        fast_hash(buf, len, j->seed, h);
+                        if (take_from_base(j, i, len, h))
+                                continue;
+                }
+                if (memory_is_zero(buf, len)) {
+                        take_zero(j, i, len);
+                        continue;
+                }
+                if (j->fast)
+                        memcpy(j->fast[i], h, BLOB_FAST_HASH_SIZE);
+                if (j->captured && capture(j, i, buf, len))
+                        continue;
+                int r = store_new(j, codec, i, buf, len);
                 if (r < 0) {
                         job_fail(j, r);
                         break;
                 }
-                progress_add(j->progress, len);
         }
         return NULL;
 }
 
-int blob_import_fd(Store *s, int fd, uint64_t size, const BlobOptions *o, RoamId *ret_id, BlobStats *ret_stats) {
+/* Hashes chunk i (len bytes in buf, not all zero) and stores it unless the
+ * store has it. */
+static int store_new(Job *j, ChunkCodec *codec, uint64_t i, const uint8_t *buf, uint32_t len) {
+        RoamId id;
+        sha256(buf, len, &id);
+        j->index->ids[i] = id;
+        atomic_fetch_add(&j->hashed_chunks, 1);
+        int r = store_chunk_has(j->store, &id);
+        if (r == 0) {
+                r = store_chunk_put(j->store, codec, &id, buf, len);
+                if (r >= 0) {
+                        atomic_fetch_add(&j->new_chunks, 1);
+                        atomic_fetch_add(&j->new_bytes, len);
+                        atomic_fetch_add(&j->stored_bytes, (uint64_t) r);
+                }
+        }
+        if (r < 0)
+                return r;
+        progress_add(j->progress, len);
+        return 0;
+}
+
+/* Keeps a copy of chunk i for the second phase, within the budget. */
+static bool capture(Job *j, uint64_t i, const uint8_t *buf, uint32_t len) {
+        uint64_t left = atomic_load(&j->capture_left);
+        do {
+                if (left < len)
+                        return false;
+        } while (!atomic_compare_exchange_weak(&j->capture_left, &left, left - len));
+        uint8_t *copy = malloc(len);
+        if (!copy) {
+                atomic_fetch_add(&j->capture_left, len);
+                return false; /* stored right away instead */
+        }
+        memcpy(copy, buf, len);
+        j->captured[i] = copy;
+        return true;
+}
+
+/* The second phase: hashes and stores the captured chunks. */
+static void *finish_worker(void *arg) {
+        Job *j = arg;
+        _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(j->store);
+        if (!codec) {
+                job_fail(j, -ENOMEM);
+                return NULL;
+        }
+        for (;;) {
+                if (atomic_load(&j->error))
+                        break;
+                uint64_t i = atomic_fetch_add(&j->next, 1);
+                if (i >= j->index->n_chunks)
+                        break;
+                if (!j->captured[i])
+                        continue;
+                int r = store_new(j, codec, i, j->captured[i], index_chunk_len(j->index, i));
+                free(j->captured[i]);
+                j->captured[i] = NULL;
+                if (r < 0) {
+                        job_fail(j, r);
+                        break;
+                }
+        }
+        return NULL;
+}
+
+static int random_seed(uint64_t *ret) {
+        for (;;) {
+                ssize_t n = getrandom(ret, sizeof *ret, 0);
+                if (n == (ssize_t) sizeof *ret)
+                        return 0;
+                if (n < 0 && errno != EINTR)
+                        return err_set(-errno, "getrandom failed: %s", strerror(errno));
+        }
+}
+
+struct BlobPending {
+        Store *store;
+        Index *index;
+        BlobFast *fast; /* NULL: no fast hashes wanted */
+        BlobStats stats;
+        double t0;
+        unsigned threads;
+        uint8_t **captured; /* n_chunks entries, or NULL */
+        void *map;          /* the input's mapping, unmapped later: munmap of a
+                             * large mapping takes tens of ms, not for a pause */
+        size_t map_size;
+};
+
+static void pending_unmap(BlobPending *p) {
+        if (p->map)
+                (void) munmap(p->map, p->map_size);
+        p->map = NULL;
+}
+
+void blob_pending_free(BlobPending *p) {
+        if (!p)
+                return;
+        pending_unmap(p);
+        if (p->captured)
+                for (uint64_t i = 0; i < p->index->n_chunks; i++)
+                        free(p->captured[i]);
+        free(p->captured);
+        index_free(p->index);
+        blob_fast_free(p->fast);
+        free(p);
+}
+
+/* The reading half of an import: the index in memory; chunks written
+ * (pending) or, with capture, copied for the second half. */
+static int import_begin(Store *s, int fd, uint64_t size, const BlobOptions *o, const BlobBase *base, bool want_fast,
+                        bool capture, BlobPending **ret) {
         static const BlobOptions defaults = { 0 };
         if (!o)
                 o = &defaults;
         double t0 = now_s();
-        _cleanup_(index_freep) Index *x = NULL;
-        int r = index_new(store_chunk_size(s), size, &x);
+        if (base && base->index->chunk_size != store_chunk_size(s))
+                base = NULL; /* blob_base_new() refuses it; be safe anyway */
+        _cleanup_(blob_pending_freep) BlobPending *p = calloc(1, sizeof *p);
+        if (!p)
+                return -ENOMEM;
+        p->store = s;
+        p->t0 = t0;
+        p->threads = pick_threads(o->threads);
+        int r = index_new(store_chunk_size(s), size, &p->index);
         if (r < 0)
                 return err_set(r, "input is too large (%llu bytes)", (unsigned long long) size);
-        /* the workers read the input in (nearly) increasing order: a wider readahead */
-        (void) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        Index *x = p->index;
         Job j = { .store = s, .index = x, .fd = fd, .progress = o->progress };
+        if (capture && o->capture_max > 0) {
+                p->captured = calloc(MAX(x->n_chunks, (uint64_t) 1), sizeof *p->captured);
+                if (!p->captured)
+                        return -ENOMEM;
+                j.captured = p->captured;
+                j.capture_left = o->capture_max;
+        }
+        if (base || want_fast) {
+                BlobFast *fast = p->fast = calloc(1, sizeof *fast);
+                if (!fast)
+                        return -ENOMEM;
+                fast->chunk_size = x->chunk_size;
+                fast->blob_size = size;
+                fast->count = x->n_chunks;
+                fast->hashes = malloc(MAX(x->n_chunks, (uint64_t) 1) * BLOB_FAST_HASH_SIZE);
+                if (!fast->hashes)
+                        return -ENOMEM;
+                if (base)
+                        fast->seed = base->fast->seed;
+                else {
+                        r = random_seed(&fast->seed);
+                        if (r < 0)
+                                return r;
+                }
+                j.fast = fast->hashes;
+                j.seed = fast->seed;
+                j.base = base;
+                fast_hash_zero(x->chunk_size, j.seed, j.zero_full);
+                fast_hash_zero(chunk_len_of(x->chunk_size, size, x->n_chunks ? x->n_chunks - 1 : 0), j.seed,
+                               j.zero_last);
+        }
+        struct stat st;
+        if (o->map && size > 0 && size <= SIZE_MAX && fstat(fd, &st) >= 0 && S_ISREG(st.st_mode) &&
+            (uint64_t) st.st_size >= size) {
+                void *map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+                if (map != MAP_FAILED) {
+                        (void) madvise(map, size, MADV_SEQUENTIAL);
+                        j.map = p->map = map;
+                        p->map_size = size;
+                }
+        }
+        /* the workers read the input in (nearly) increasing order: a wider readahead */
+        if (!j.map)
+                (void) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
         pthread_mutex_init(&j.lock, NULL);
-        r = run_pool(&j, pick_threads(o->threads), import_worker);
+        r = run_pool(&j, p->threads, import_worker);
         pthread_mutex_destroy(&j.lock);
         if (r < 0)
                 return r;
-        r = store_commit(s);
+        p->stats = (BlobStats){
+                .chunks = x->n_chunks,
+                .zero_chunks = j.zero_chunks,
+                .new_chunks = j.new_chunks,
+                .new_bytes = j.new_bytes,
+                .stored_bytes = j.stored_bytes,
+                .reused_chunks = j.reused_chunks,
+                .hashed_chunks = j.hashed_chunks,
+        };
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+int blob_import_fd_begin(Store *s, int fd, uint64_t size, const BlobOptions *o, const BlobBase *base,
+                         BlobPending **ret) {
+        return import_begin(s, fd, size, o, base, true, true, ret);
+}
+
+int blob_import_finish(BlobPending *p, RoamId *ret_id, BlobStats *ret_stats, BlobFast **ret_fast) {
+        int r;
+        if (ret_fast && !p->fast)
+                return -EINVAL;
+        pending_unmap(p);
+        if (p->captured) {
+                Job j = { .store = p->store, .index = p->index, .captured = p->captured };
+                pthread_mutex_init(&j.lock, NULL);
+                r = run_pool(&j, p->threads, finish_worker);
+                pthread_mutex_destroy(&j.lock);
+                if (r < 0)
+                        return r;
+                free(TAKE_PTR(p->captured));
+                p->stats.hashed_chunks += j.hashed_chunks;
+                p->stats.new_chunks += j.new_chunks;
+                p->stats.new_bytes += j.new_bytes;
+                p->stats.stored_bytes += j.stored_bytes;
+        }
+        r = store_commit(p->store);
         if (r < 0)
                 return r;
         _cleanup_free_ void *ser = NULL;
         size_t len;
-        r = index_serialize(x, &ser, &len);
+        r = index_serialize(p->index, &ser, &len);
         if (r < 0)
                 return r;
         RoamId id;
-        r = store_object_put(s, ser, len, &id);
+        r = store_object_put(p->store, ser, len, &id);
         if (r < 0)
                 return r;
         if (ret_stats) {
-                *ret_stats = (BlobStats){
-                        .chunks = x->n_chunks,
-                        .zero_chunks = j.zero_chunks,
-                        .new_chunks = j.new_chunks,
-                        .new_bytes = j.new_bytes,
-                        .stored_bytes = j.stored_bytes,
-                        .seconds = now_s() - t0,
-                };
+                *ret_stats = p->stats;
+                ret_stats->seconds = now_s() - p->t0;
+        }
+        if (ret_fast) {
+                p->fast->index_id = id;
+                *ret_fast = TAKE_PTR(p->fast);
         }
         *ret_id = id;
         return 0;
+}
+
+int blob_import_fd(Store *s, int fd, uint64_t size, const BlobOptions *o, RoamId *ret_id, BlobStats *ret_stats) {
+        return blob_import_fd_base(s, fd, size, o, NULL, ret_id, ret_stats, NULL);
+}
+
+int blob_import_fd_base(Store *s, int fd, uint64_t size, const BlobOptions *o, const BlobBase *base,
+                        RoamId *ret_id, BlobStats *ret_stats, BlobFast **ret_fast) {
+        _cleanup_(blob_pending_freep) BlobPending *p = NULL;
+        int r = import_begin(s, fd, size, o, base, ret_fast != NULL, false, &p);
+        if (r < 0)
+                return r;
+        return blob_import_finish(p, ret_id, ret_stats, ret_fast);
 }
 
 int blob_load_index(Store *s, const RoamId *id, Index **ret) {
@@ -198,6 +484,222 @@ int blob_load_index(Store *s, const RoamId *id, Index **ret) {
         r = index_parse(data, len, ret);
         if (r < 0)
                 return err_set(-EBADMSG, "object %s is not a valid index (run 'roam store fsck')", id_to_hex(id, hex));
+        return 0;
+}
+
+/* ---- fast hashes and bases ---- */
+
+#define FAST_HEADER_SIZE 72
+#define FAST_VERSION 1
+
+static bool chunk_size_valid(uint32_t cs) {
+        return cs >= STORE_CHUNK_SIZE_MIN && cs <= STORE_CHUNK_SIZE_MAX && (cs & (cs - 1)) == 0;
+}
+
+void blob_fast_free(BlobFast *f) {
+        if (!f)
+                return;
+        free(f->hashes);
+        free(f);
+}
+
+int blob_fast_serialize(const BlobFast *f, void **ret, size_t *ret_len) {
+        if (f->count > INDEX_MAX_CHUNKS)
+                return -EINVAL;
+        size_t len = FAST_HEADER_SIZE + (size_t) f->count * BLOB_FAST_HASH_SIZE + ID_SIZE;
+        uint8_t *b = malloc(len);
+        if (!b)
+                return -ENOMEM;
+        memcpy(b, BLOB_FAST_MAGIC, 8); /* includes the NUL */
+        put_le32(b + 8, FAST_VERSION);
+        put_le32(b + 12, f->chunk_size);
+        put_le64(b + 16, f->blob_size);
+        put_le64(b + 24, f->count);
+        put_le64(b + 32, f->seed);
+        memcpy(b + 40, f->index_id.b, ID_SIZE);
+        if (f->count)
+                memcpy(b + FAST_HEADER_SIZE, f->hashes, (size_t) f->count * BLOB_FAST_HASH_SIZE);
+        RoamId sum;
+        sha256(b, len - ID_SIZE, &sum);
+        memcpy(b + len - ID_SIZE, sum.b, ID_SIZE);
+        *ret = b;
+        *ret_len = len;
+        return 0;
+}
+
+int blob_fast_parse(const void *data, size_t len, BlobFast **ret) {
+        const uint8_t *b = data;
+        if (len < FAST_HEADER_SIZE + ID_SIZE || memcmp(b, BLOB_FAST_MAGIC, 8) != 0)
+                return -EBADMSG;
+        if (get_le32(b + 8) != FAST_VERSION)
+                return -EPROTONOSUPPORT;
+        uint32_t cs = get_le32(b + 12);
+        uint64_t size = get_le64(b + 16), n = get_le64(b + 24);
+        if (!chunk_size_valid(cs) || n > INDEX_MAX_CHUNKS || n != size / cs + (size % cs ? 1 : 0))
+                return -EBADMSG;
+        if ((len - FAST_HEADER_SIZE - ID_SIZE) % BLOB_FAST_HASH_SIZE ||
+            (len - FAST_HEADER_SIZE - ID_SIZE) / BLOB_FAST_HASH_SIZE != n)
+                return -EBADMSG;
+        RoamId sum;
+        sha256(b, len - ID_SIZE, &sum);
+        if (memcmp(sum.b, b + len - ID_SIZE, ID_SIZE) != 0)
+                return -EBADMSG;
+        _cleanup_(blob_fast_freep) BlobFast *f = calloc(1, sizeof *f);
+        if (!f)
+                return -ENOMEM;
+        f->hashes = malloc(MAX(n, (uint64_t) 1) * BLOB_FAST_HASH_SIZE);
+        if (!f->hashes)
+                return -ENOMEM;
+        f->chunk_size = cs;
+        f->blob_size = size;
+        f->count = n;
+        f->seed = get_le64(b + 32);
+        memcpy(f->index_id.b, b + 40, ID_SIZE);
+        if (n)
+                memcpy(f->hashes, b + FAST_HEADER_SIZE, (size_t) n * BLOB_FAST_HASH_SIZE);
+        *ret = TAKE_PTR(f);
+        return 0;
+}
+
+int blob_fast_save(const BlobFast *f, const char *path) {
+        _cleanup_free_ void *data = NULL;
+        size_t len;
+        int r = blob_fast_serialize(f, &data, &len);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *dir = strdup(path);
+        if (!dir)
+                return -ENOMEM;
+        char *slash = strrchr(dir, '/');
+        if (slash)
+                *slash = 0;
+        else
+                strcpy(dir, ".");
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = tmpfile_create(dir, &tmp);
+        if (fd < 0)
+                return err_set(fd, "cannot create a file in '%s': %s", dir, strerror(-fd));
+        r = loop_write(fd, data, len);
+        if (r >= 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0) {
+                (void) unlink(tmp);
+                return err_set(r, "cannot write '%s': %s", path, strerror(-r));
+        }
+        return 0;
+}
+
+int blob_fast_load(const char *path, BlobFast **ret) {
+        const size_t max = FAST_HEADER_SIZE + (size_t) INDEX_MAX_CHUNKS * BLOB_FAST_HASH_SIZE + ID_SIZE;
+        _cleanup_free_ char *data = NULL;
+        size_t len;
+        int r = read_full_file(path, max, &data, &len);
+        if (r < 0)
+                return r == -EFBIG ? -EBADMSG : r;
+        return blob_fast_parse(data, len, ret);
+}
+
+void blob_base_free(BlobBase *b) {
+        if (!b)
+                return;
+        blob_fast_free(b->fast);
+        index_free(b->index);
+        free(b);
+}
+
+/* Chunks of a base re-hashed from the store: enough to catch a sidecar that
+ * was paired with the wrong index, cheap enough to do every time. */
+#define BASE_SAMPLES 4
+
+int blob_base_new(Store *s, const BlobFast *fast, BlobBase **ret) {
+        char hex[ID_HEX_SIZE];
+        id_to_hex(&fast->index_id, hex);
+        if (fast->chunk_size != store_chunk_size(s))
+                return err_set(-EBADMSG, "fast hashes of blob %.12s are for %u-byte chunks, the store has %u", hex,
+                               fast->chunk_size, store_chunk_size(s));
+        _cleanup_(index_freep) Index *x = NULL;
+        int r = blob_load_index(s, &fast->index_id, &x);
+        if (r < 0)
+                return r;
+        if (x->chunk_size != fast->chunk_size || x->blob_size != fast->blob_size || x->n_chunks != fast->count)
+                return err_set(-EBADMSG, "fast hashes do not match blob %.12s (size or chunk count)", hex);
+        FastHash zero_full, zero_last;
+        fast_hash_zero(x->chunk_size, fast->seed, zero_full);
+        fast_hash_zero(chunk_len_of(x->chunk_size, x->blob_size, x->n_chunks ? x->n_chunks - 1 : 0), fast->seed,
+                       zero_last);
+        uint64_t nonzero = 0;
+        for (uint64_t i = 0; i < x->n_chunks; i++) {
+                if (id_is_null(&x->ids[i])) {
+                        const uint8_t *z = index_chunk_len(x, i) == x->chunk_size ? zero_full : zero_last;
+                        if (memcmp(fast->hashes[i], z, BLOB_FAST_HASH_SIZE) != 0)
+                                return err_set(-EBADMSG, "fast hashes do not match blob %.12s (chunk %llu)", hex,
+                                               (unsigned long long) i);
+                        continue;
+                }
+                nonzero++;
+                /* runs of one id (a repeated page pattern) need one lookup */
+                if (i > 0 && id_equal(&x->ids[i], &x->ids[i - 1]))
+                        continue;
+                r = store_chunk_has(s, &x->ids[i]);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        return err_set(-ENOENT, "chunk %llu of blob %.12s is no longer in the store",
+                                       (unsigned long long) i, hex);
+        }
+        if (nonzero > 0) {
+                _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(s);
+                _cleanup_free_ uint8_t *buf = malloc(x->chunk_size);
+                if (!codec || !buf)
+                        return -ENOMEM;
+                /* the k-th sample: the first non-zero chunk at or after k/BASE_SAMPLES of the blob */
+                for (unsigned k = 0; k < BASE_SAMPLES; k++) {
+                        uint64_t i = x->n_chunks * k / BASE_SAMPLES;
+                        while (i < x->n_chunks && id_is_null(&x->ids[i]))
+                                i++;
+                        if (i == x->n_chunks)
+                                break;
+                        size_t n;
+                        r = store_chunk_get(s, codec, &x->ids[i], buf, &n);
+                        if (r < 0)
+                                return r;
+                        FastHash h;
+                        fast_hash(buf, n, fast->seed, h);
+                        if (n != index_chunk_len(x, i) || memcmp(h, fast->hashes[i], BLOB_FAST_HASH_SIZE) != 0)
+                                return err_set(-EBADMSG, "fast hashes do not match blob %.12s (chunk %llu)", hex,
+                                               (unsigned long long) i);
+                }
+        }
+        _cleanup_free_ BlobBase *b = calloc(1, sizeof *b);
+        if (!b)
+                return -ENOMEM;
+        b->fast = calloc(1, sizeof *b->fast);
+        if (!b->fast)
+                return -ENOMEM;
+        *b->fast = *fast;
+        b->fast->hashes = malloc(MAX(fast->count, (uint64_t) 1) * BLOB_FAST_HASH_SIZE);
+        if (!b->fast->hashes) {
+                free(b->fast);
+                return -ENOMEM;
+        }
+        if (fast->count)
+                memcpy(b->fast->hashes, fast->hashes, (size_t) fast->count * BLOB_FAST_HASH_SIZE);
+        b->index = TAKE_PTR(x);
+        *ret = TAKE_PTR(b);
+        return 0;
+}
+
+int blob_base_load(Store *s, const char *path, BlobBase **ret) {
+        _cleanup_(blob_fast_freep) BlobFast *f = NULL;
+        int r = blob_fast_load(path, &f);
+        if (r >= 0)
+                r = blob_base_new(s, f, ret);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                err_clear();
+                *ret = NULL;
+        }
         return 0;
 }
 

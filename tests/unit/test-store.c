@@ -421,6 +421,394 @@ static void test_bundle_since(void **state) {
         free(a);
 }
 
+/* ---- incremental import (fast hashes and a base) ---- */
+
+/* Imports path with base (may be NULL); returns the new fast hashes. */
+static BlobFast *import_base(Fixture *f, const char *path, const BlobBase *base, bool map, RoamId *id,
+                             BlobStats *st) {
+        int fd = open(path, O_RDONLY);
+        assert_true(fd >= 0);
+        struct stat s;
+        assert_int_equal(fstat(fd, &s), 0);
+        BlobOptions o = { .threads = 2, .map = map };
+        BlobFast *fast = NULL;
+        assert_int_equal(blob_import_fd_base(f->s, fd, (uint64_t) s.st_size, &o, base, id, st, &fast), 0);
+        close(fd);
+        assert_non_null(fast);
+        assert_true(id_equal(&fast->index_id, id));
+        assert_int_equal(fast->blob_size, (uint64_t) s.st_size);
+        return fast;
+}
+
+static BlobBase *base_of(Fixture *f, const BlobFast *fast) {
+        BlobBase *b = NULL;
+        assert_int_equal(blob_base_new(f->s, fast, &b), 0);
+        assert_non_null(b);
+        return b;
+}
+
+/* The id a plain (full) import gives: what every incremental import must give. */
+static RoamId plain_id(Fixture *f, const char *path) {
+        RoamId id;
+        BlobStats st;
+        import_file(f, path, &id, &st);
+        return id;
+}
+
+static void write_block(const char *path, uint64_t block, uint8_t fill) {
+        int fd = open(path, O_WRONLY);
+        assert_true(fd >= 0);
+        uint8_t blk[4096];
+        if (fill)
+                memset(blk, fill, sizeof blk);
+        else
+                fill_random(blk, sizeof blk);
+        assert_int_equal(loop_pwrite(fd, blk, sizeof blk, block * 4096), 0);
+        close(fd);
+}
+
+static void test_blob_base_unchanged(void **state) {
+        Fixture *f = *state;
+        char *in = make_blob(f, "in.raw", 4096 * 100 + 777, 0);
+        RoamId id0, id1, id2;
+        BlobStats st0, st1, st2;
+        BlobFast *f0 = import_base(f, in, NULL, false, &id0, &st0);
+        RoamId want = plain_id(f, in);
+        assert_true(id_equal(&id0, &want));
+        assert_int_equal(f0->count, 101);
+        assert_int_equal(st0.reused_chunks, 0);
+        assert_int_equal(st0.hashed_chunks, st0.chunks - st0.zero_chunks);
+
+        /* unchanged: same id, nothing hashed with SHA-256, nothing new; zero
+         * chunks and holes stay zero */
+        BlobBase *b0 = base_of(f, f0);
+        BlobFast *f1 = import_base(f, in, b0, false, &id1, &st1);
+        assert_true(id_equal(&id1, &id0));
+        assert_int_equal(st1.new_chunks, 0);
+        assert_int_equal(st1.hashed_chunks, 0);
+        assert_int_equal(st1.zero_chunks, st0.zero_chunks);
+        assert_int_equal(st1.reused_chunks, st0.chunks - st0.zero_chunks);
+        /* the base's seed carries over, so the hashes are the same */
+        assert_int_equal(f1->seed, f0->seed);
+        assert_memory_equal(f1->hashes, f0->hashes, f0->count * BLOB_FAST_HASH_SIZE);
+        /* the same through mmap */
+        BlobFast *f2 = import_base(f, in, b0, true, &id2, &st2);
+        assert_true(id_equal(&id2, &id0));
+        assert_int_equal(st2.hashed_chunks, 0);
+        assert_int_equal(st2.new_chunks, 0);
+        blob_fast_free(f2);
+        /* a result is a base in turn */
+        BlobBase *b1 = base_of(f, f1);
+        f2 = import_base(f, in, b1, false, &id2, &st2);
+        assert_true(id_equal(&id2, &id0));
+        assert_int_equal(st2.hashed_chunks, 0);
+        blob_base_free(b0);
+        blob_base_free(b1);
+        blob_fast_free(f0);
+        blob_fast_free(f1);
+        blob_fast_free(f2);
+        free(in);
+}
+
+static void test_blob_base_changes(void **state) {
+        Fixture *f = *state;
+        char *in = make_blob(f, "in.raw", 4096 * 100, 0);
+        RoamId id, want;
+        BlobStats st;
+        BlobFast *fast = import_base(f, in, NULL, false, &id, &st);
+        for (int round = 0; round < 5; round++) {
+                for (int map = 0; map <= 1; map++) {
+                        /* blocks 3 and 4 are random data (variant 0), 5 a hole, 6 zeros */
+                        uint64_t nz_before = st.chunks - st.zero_chunks;
+                        if (round == 0)
+                                write_block(in, 3, 0); /* one data chunk changes */
+                        else if (round == 1)
+                                write_block(in, 5 + 5 * (uint64_t) map, 0); /* a hole gets data */
+                        else if (round == 2)
+                                write_block(in, 6 + 5 * (uint64_t) map, 'z'); /* zero bytes get data */
+                        else if (round == 3)
+                                write_block(in, 4 + 5 * (uint64_t) map, 0x00 + 1); /* data -> repeated byte */
+                        else {
+                                /* data becomes zero */
+                                int fd = open(in, O_WRONLY);
+                                uint8_t z[4096] = { 0 };
+                                assert_int_equal(loop_pwrite(fd, z, sizeof z, (13 + 5 * (uint64_t) map) * 4096), 0);
+                                close(fd);
+                        }
+                        BlobBase *b = base_of(f, fast);
+                        BlobStats st2;
+                        BlobFast *next = import_base(f, in, b, map, &id, &st2);
+                        want = plain_id(f, in);
+                        assert_true(id_equal(&id, &want));
+                        if (round < 4) {
+                                assert_int_equal(st2.hashed_chunks, 1);
+                                assert_true(st2.new_chunks <= 1);
+                                assert_int_equal(st2.reused_chunks, nz_before - (round == 0 || round == 3));
+                        } else {
+                                assert_int_equal(st2.hashed_chunks, 0);
+                                assert_int_equal(st2.zero_chunks, st.zero_chunks + 1);
+                        }
+                        if (round == 0 && map == 0)
+                                assert_int_equal(st2.new_chunks, 1);
+                        blob_base_free(b);
+                        blob_fast_free(fast);
+                        fast = next;
+                        st = st2;
+                }
+        }
+        /* the export of the last id is the file */
+        Index *x;
+        assert_int_equal(blob_load_index(f->s, &id, &x), 0);
+        char *out = path_join(f->dir, "out.raw");
+        int fd = open(out, O_CREAT | O_TRUNC | O_RDWR, 0644);
+        assert_int_equal(blob_export_fd(f->s, x, fd, NULL, NULL), 0);
+        close(fd);
+        assert_same_file(in, out);
+        index_free(x);
+        blob_fast_free(fast);
+        free(out);
+        free(in);
+}
+
+static void test_blob_base_resized(void **state) {
+        Fixture *f = *state;
+        char *in = make_blob(f, "in.raw", 4096 * 60 + 100, 1);
+        RoamId id, want;
+        BlobStats st, st2;
+        BlobFast *fast = import_base(f, in, NULL, false, &id, &st);
+        /* grown: the old short last chunk is now full and new chunks follow */
+        int fd = open(in, O_WRONLY);
+        uint8_t blk[4096 * 3];
+        fill_random(blk, sizeof blk);
+        assert_int_equal(loop_pwrite(fd, blk, sizeof blk, 4096 * 60 + 100), 0);
+        close(fd);
+        BlobBase *b = base_of(f, fast);
+        BlobFast *grown = import_base(f, in, b, false, &id, &st2);
+        want = plain_id(f, in);
+        assert_true(id_equal(&id, &want));
+        assert_int_equal(st2.chunks, 64);
+        /* chunks 60..63 are new or changed; 0..59 come from the base */
+        assert_int_equal(st2.hashed_chunks, 4);
+        assert_int_equal(st2.reused_chunks, st.chunks - st.zero_chunks);
+        blob_base_free(b);
+        /* shrunk to an odd size: the new short last chunk is hashed, the rest reused */
+        assert_int_equal(truncate(in, 4096 * 20 + 5), 0);
+        b = base_of(f, grown);
+        BlobFast *shrunk = import_base(f, in, b, true, &id, &st2);
+        want = plain_id(f, in);
+        assert_true(id_equal(&id, &want));
+        assert_int_equal(st2.chunks, 21);
+        assert_true(st2.hashed_chunks <= 1);
+        assert_int_equal(st2.reused_chunks + st2.zero_chunks + st2.hashed_chunks, 21);
+        blob_base_free(b);
+        /* empty */
+        assert_int_equal(truncate(in, 0), 0);
+        b = base_of(f, shrunk);
+        BlobFast *empty = import_base(f, in, b, false, &id, &st2);
+        want = plain_id(f, in);
+        assert_true(id_equal(&id, &want));
+        assert_int_equal(empty->count, 0);
+        blob_base_free(b);
+        b = base_of(f, empty); /* a base of nothing is a base */
+        blob_base_free(b);
+        blob_fast_free(fast);
+        blob_fast_free(grown);
+        blob_fast_free(shrunk);
+        blob_fast_free(empty);
+        free(in);
+}
+
+static void test_blob_base_wrong(void **state) {
+        Fixture *f = *state;
+        char *a = make_blob(f, "a.raw", 4096 * 40, 0);
+        char *bpath = make_blob(f, "b.raw", 4096 * 40, 3);
+        RoamId ida, idb, id, want;
+        BlobStats st;
+        BlobFast *fa = import_base(f, a, NULL, false, &ida, &st);
+        BlobFast *fb = import_base(f, bpath, NULL, false, &idb, &st);
+        /* the base of another file: correct ids (it only equals where the
+         * bytes are equal), just fewer reused chunks */
+        BlobBase *ba = base_of(f, fa);
+        BlobFast *x = import_base(f, bpath, ba, false, &id, &st);
+        assert_true(id_equal(&id, &idb));
+        want = plain_id(f, bpath);
+        assert_true(id_equal(&id, &want));
+        blob_fast_free(x);
+        x = import_base(f, bpath, ba, true, &id, &st);
+        assert_true(id_equal(&id, &idb));
+        blob_fast_free(x);
+        blob_base_free(ba);
+
+        /* fast hashes of b paired with the index of a: refused */
+        BlobFast forged = *fb;
+        forged.index_id = ida;
+        BlobBase *bad = NULL;
+        assert_int_equal(blob_base_new(f->s, &forged, &bad), -EBADMSG);
+        assert_null(bad);
+        /* another seed: the hashes describe nothing */
+        forged = *fa;
+        forged.seed ^= 1;
+        assert_int_equal(blob_base_new(f->s, &forged, &bad), -EBADMSG);
+        /* another chunk count */
+        forged = *fa;
+        forged.count--;
+        assert_int_equal(blob_base_new(f->s, &forged, &bad), -EBADMSG);
+        /* an index that is not in the store */
+        forged = *fa;
+        forged.index_id.b[0] ^= 1;
+        assert_int_equal(blob_base_new(f->s, &forged, &bad), -ENOENT);
+
+        /* a chunk of the base is gone (gc): no base, never a dangling id */
+        Index *xa;
+        assert_int_equal(blob_load_index(f->s, &ida, &xa), 0);
+        uint64_t i = 0;
+        while (id_is_null(&xa->ids[i]))
+                i++;
+        char p[512];
+        chunk_path(f, &xa->ids[i], p, sizeof p);
+        assert_int_equal(unlink(p), 0);
+        assert_int_equal(blob_base_new(f->s, fa, &bad), -ENOENT);
+        char *side = path_join(f->dir, "a.fast");
+        assert_int_equal(blob_fast_save(fa, side), 0);
+        bad = (BlobBase *) 1;
+        assert_int_equal(blob_base_load(f->s, side, &bad), 0);
+        assert_null(bad);
+        index_free(xa);
+        blob_fast_free(fa);
+        blob_fast_free(fb);
+        free(side);
+        free(a);
+        free(bpath);
+}
+
+static void test_blob_fast_format(void **state) {
+        Fixture *f = *state;
+        char *in = make_blob(f, "in.raw", 4096 * 30 + 1, 2);
+        RoamId id;
+        BlobStats st;
+        BlobFast *fast = import_base(f, in, NULL, false, &id, &st);
+        void *data;
+        size_t len;
+        assert_int_equal(blob_fast_serialize(fast, &data, &len), 0);
+        assert_int_equal(len, 72 + 31 * 16 + 32);
+        BlobFast *back;
+        assert_int_equal(blob_fast_parse(data, len, &back), 0);
+        assert_true(id_equal(&back->index_id, &fast->index_id));
+        assert_int_equal(back->seed, fast->seed);
+        assert_int_equal(back->count, fast->count);
+        assert_int_equal(back->blob_size, fast->blob_size);
+        assert_memory_equal(back->hashes, fast->hashes, fast->count * BLOB_FAST_HASH_SIZE);
+        blob_fast_free(back);
+        /* every flipped byte and every truncation is refused */
+        uint8_t *b = data;
+        for (size_t k = 0; k < len; k++) {
+                b[k] ^= 0x10;
+                back = NULL;
+                int r = blob_fast_parse(data, len, &back);
+                assert_true(r == -EBADMSG || r == -EPROTONOSUPPORT);
+                assert_null(back);
+                b[k] ^= 0x10;
+        }
+        for (size_t n = 0; n < len; n += 7)
+                assert_int_equal(blob_fast_parse(data, n, &back), -EBADMSG);
+
+        /* sidecar file: save, load, base; missing or garbage = no base */
+        char *side = path_join(f->dir, "in.fast");
+        BlobBase *base = (BlobBase *) 1;
+        assert_int_equal(blob_base_load(f->s, side, &base), 0);
+        assert_null(base);
+        assert_int_equal(blob_fast_load(side, &back), -ENOENT);
+        assert_int_equal(blob_fast_save(fast, side), 0);
+        assert_int_equal(blob_fast_load(side, &back), 0);
+        blob_fast_free(back);
+        assert_int_equal(blob_base_load(f->s, side, &base), 0);
+        assert_non_null(base);
+        RoamId id2;
+        BlobFast *next = import_base(f, in, base, false, &id2, &st);
+        assert_true(id_equal(&id2, &id));
+        assert_int_equal(st.hashed_chunks, 0);
+        blob_base_free(base);
+        blob_fast_free(next);
+        assert_int_equal(write_file_atomic(side, data, len / 2, 0644), 0);
+        base = (BlobBase *) 1;
+        assert_int_equal(blob_base_load(f->s, side, &base), 0);
+        assert_null(base);
+        free(data);
+        free(side);
+        blob_fast_free(fast);
+        free(in);
+}
+
+/* The two halves of an import around a pause: what begin read is what the
+ * index holds, whatever the file becomes before finish. */
+static void test_blob_import_two_phase(void **state) {
+        Fixture *f = *state;
+        char *in = make_blob(f, "in.raw", 4096 * 80, 0);
+        RoamId id, want;
+        BlobStats st;
+        BlobFast *fast = import_base(f, in, NULL, false, &id, &st);
+        for (int cap = 0; cap <= 2; cap++) {
+                write_block(in, 3, 0);
+                write_block(in, 8, 0);
+                write_block(in, 40, 0);
+                /* the bytes begin sees */
+                char *snap = path_join(f->dir, "snap.raw");
+                char *data;
+                size_t len;
+                assert_int_equal(read_full_file(in, 1 << 20, &data, &len), 0);
+                assert_int_equal(write_file_atomic(snap, data, len, 0644), 0);
+                free(data);
+
+                BlobBase *b = base_of(f, fast);
+                int fd = open(in, O_RDONLY);
+                /* cap 0: every copy fits; 1: room for one, the rest stored at
+                 * once; 2: no copies (stored at once, the file changes after) */
+                BlobOptions o = { .threads = 2, .map = true, .capture_max = cap == 0 ? 1 << 20 : cap == 1 ? 4096 : 0 };
+                BlobPending *p = NULL;
+                assert_int_equal(blob_import_fd_begin(f->s, fd, 4096 * 80, &o, b, &p), 0);
+                close(fd);
+                /* the guest runs again */
+                write_block(in, 3, 0);
+                write_block(in, 8, 'q');
+                write_block(in, 41, 0);
+                BlobFast *next = NULL;
+                assert_int_equal(blob_import_finish(p, &id, &st, &next), 0);
+                blob_pending_free(p);
+                assert_int_equal(st.hashed_chunks, 3);
+                assert_int_equal(st.new_chunks, 3);
+                want = plain_id(f, snap);
+                assert_true(id_equal(&id, &want));
+                assert_int_equal(st.reused_chunks + st.zero_chunks + 3, 80);
+                assert_true(id_equal(&next->index_id, &id));
+                /* its fast hashes describe the bytes begin saw */
+                BlobBase *nb = base_of(f, next);
+                RoamId id2;
+                BlobFast *again = import_base(f, snap, nb, false, &id2, &st);
+                assert_true(id_equal(&id2, &want));
+                assert_int_equal(st.hashed_chunks, 0);
+                blob_fast_free(again);
+                blob_base_free(nb);
+                blob_base_free(b);
+                blob_fast_free(fast);
+                fast = next;
+                /* continue from what the file is now */
+                blob_fast_free(fast);
+                fast = import_base(f, in, NULL, false, &id, &st);
+                free(snap);
+        }
+        /* an import begun and never finished: nothing referenced, no leak */
+        BlobBase *b = base_of(f, fast);
+        write_block(in, 5, 0);
+        int fd = open(in, O_RDONLY);
+        BlobPending *p = NULL;
+        assert_int_equal(blob_import_fd_begin(f->s, fd, 4096 * 80, NULL, b, &p), 0);
+        close(fd);
+        blob_pending_free(p);
+        blob_base_free(b);
+        blob_fast_free(fast);
+        free(in);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_chunk_roundtrip, setup, teardown),
@@ -432,6 +820,12 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_blob_roundtrip_and_dedup, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bundle_and_fsck, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bundle_since, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_blob_base_unchanged, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_blob_base_changes, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_blob_base_resized, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_blob_base_wrong, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_blob_fast_format, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_blob_import_two_phase, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

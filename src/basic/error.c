@@ -8,7 +8,11 @@ static _Thread_local char detail[1024];
 static _Thread_local int have_detail;
 
 static int vset(int r, const char *fmt, va_list ap) {
-        vsnprintf(detail, sizeof detail, fmt, ap);
+        /* format into a scratch buffer first: callers may pass err_message()
+         * (which points into detail) as an argument */
+        char scratch[sizeof detail];
+        vsnprintf(scratch, sizeof scratch, fmt, ap);
+        memcpy(detail, scratch, sizeof detail);
         /* one line only */
         for (char *p = detail; *p; p++)
                 if (*p == '\n' || *p == '\r')

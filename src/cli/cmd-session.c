@@ -424,7 +424,7 @@ static int session_checkpoint_verb(int argc, char **argv) {
                         format_bytes(res.stored_bytes, b, sizeof b));
         else
                 fprintf(stderr,
-                        "checkpoint %06lld of '%s': pause %.0f ms (device state %.0f ms, copy %.0f ms), total %.0f "
+                        "checkpoint %06lld of '%s': pause %.0f ms (device state %.0f ms, changed chunks %.0f ms), total %.0f "
                         "ms; %llu of %llu chunks new (ram %llu, overlay %llu), %s new, %s stored\n",
                         (long long) res.seq, argv[1], ms(res.pause_ns), ms(res.devstate_ns), ms(res.copy_ns),
                         ms(res.total_ns), (unsigned long long) res.new_chunks, (unsigned long long) res.chunks,

@@ -186,7 +186,8 @@ static int read_message(Qmp *q, uint64_t deadline, json_t **ret) {
         if (r < 0)
                 return r;
         for (;;) {
-                char *nl = memchr(q->buf + q->scan, '\n', q->len - q->scan);
+                /* no buffer yet: nothing to scan (memchr on NULL is undefined) */
+                char *nl = q->buf ? memchr(q->buf + q->scan, '\n', q->len - q->scan) : NULL;
                 if (nl) {
                         const char *line = q->buf + q->start;
                         size_t n = (size_t) (nl - line);

@@ -115,6 +115,24 @@ static int route_list(HttpRequest *req, void *userdata) {
 
 static int visible(HttpRequest *req, SessionHost *h, const char *name, char **ret_user);
 
+int parse_handover(const void *body, size_t len, bool need_from, Handover *ret) {
+        json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+        const char *ck = json_string_value(json_object_get(j, "checkpoint"));
+        json_t *ep = json_object_get(j, "epoch"), *from = json_object_get(j, "from_epoch");
+        RoamId id;
+        int r = -EBADMSG;
+        if (json_is_object(j) && ck && id_from_hex(ck, &id) == 0 && json_is_integer(ep) &&
+            json_integer_value(ep) >= 1 && (from ? json_is_integer(from) && json_integer_value(from) >= 0 : !need_from)) {
+                id_to_hex(&id, ret->checkpoint);
+                ret->epoch = (int64_t) json_integer_value(ep);
+                ret->from_epoch = from ? (int64_t) json_integer_value(from) : -1;
+                r = 0;
+        }
+        json_decref(j);
+        return r;
+}
+
+
 static int move_in(HttpRequest *req, SessionHost *h, const char *name) {
         /* a user (a laptop coming back) may hand back only a session of theirs
          * that this host knows; admin and host tokens may also bring new ones */
@@ -125,32 +143,20 @@ static int move_in(HttpRequest *req, SessionHost *h, const char *name) {
         }
         size_t len;
         const void *body = http_request_body(req, &len);
-        json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
-        const char *ck = json_string_value(json_object_get(j, "checkpoint"));
-        json_t *ep = json_object_get(j, "epoch"), *from = json_object_get(j, "from_epoch");
-        RoamId id;
-        int r;
-        if (!json_is_object(j) || !ck || id_from_hex(ck, &id) < 0 || !json_is_integer(ep) ||
-            json_integer_value(ep) < 1 || (from && !json_is_integer(from)))
-                r = http_reply_error(req, 400,
-                                     "expected {\"checkpoint\": HEX, \"epoch\": N >= 1, \"from_epoch\": N?}");
-        else {
-                SessionRestoreResult res;
-                err_clear();
-                r = session_move_in(h, name, ck, (int64_t) json_integer_value(ep),
-                                    from ? (int64_t) json_integer_value(from) : -1, &res);
-                if (r == -ESTALE || r == -EBUSY)
-                        r = http_reply_error(req, 409, "%s", err_message(r));
-                else if (r < 0)
-                        r = http_reply_error(req, r == -ENOENT ? 412 : 500, "%s", err_message(r));
-                else
-                        r = http_reply_json(req, 200,
-                                            json_pack("{s:s, s:s, s:I, s:I}", "name", name, "state", "running",
-                                                      "epoch", (json_int_t) json_integer_value(ep), "restore_ns",
-                                                      (json_int_t) res.total_ns));
-        }
-        json_decref(j);
-        return r;
+        Handover ho;
+        if (parse_handover(body, len, false, &ho) < 0)
+                return http_reply_error(req, 400,
+                                        "expected {\"checkpoint\": HEX, \"epoch\": N >= 1, \"from_epoch\": N?}");
+        SessionRestoreResult res;
+        err_clear();
+        int r = session_move_in(h, name, ho.checkpoint, ho.epoch, ho.from_epoch, &res);
+        if (r == -ESTALE || r == -EBUSY)
+                return http_reply_error(req, 409, "%s", err_message(r));
+        if (r < 0)
+                return http_reply_error(req, r == -ENOENT ? 412 : 500, "%s", err_message(r));
+        return http_reply_json(req, 200,
+                               json_pack("{s:s, s:s, s:I, s:I}", "name", name, "state", "running", "epoch",
+                                         (json_int_t) ho.epoch, "restore_ns", (json_int_t) res.total_ns));
 }
 
 /* "/v1/sessions/NAME" and "/v1/sessions/NAME/ACTION" */
@@ -264,17 +270,11 @@ static int finalize_in(HttpRequest *req, ApiSession *a, const char *name) {
                 return r;
         size_t len;
         const void *body = http_request_body(req, &len);
-        json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
-        const char *ck = json_string_value(json_object_get(j, "checkpoint"));
-        json_t *ep = json_object_get(j, "epoch"), *from = json_object_get(j, "from_epoch");
-        RoamId id;
-        if (!json_is_object(j) || !ck || id_from_hex(ck, &id) < 0 || !json_is_integer(ep) || !json_is_integer(from)) {
-                json_decref(j);
+        Handover ho;
+        if (parse_handover(body, len, true, &ho) < 0)
                 return http_reply_error(req, 400, "expected {\"checkpoint\": HEX, \"epoch\": N, \"from_epoch\": N}");
-        }
-        int64_t epoch = (int64_t) json_integer_value(ep), from_epoch = (int64_t) json_integer_value(from);
-        _cleanup_free_ char *ckhex = strdup(ck);
-        json_decref(j);
+        int64_t epoch = ho.epoch, from_epoch = ho.from_epoch;
+        const char *ckhex = ho.checkpoint;
         SessionInfo i = { 0 };
         r = session_get(a->h, name, &i);
         int64_t known = r >= 0 ? i.row.epoch : -1;

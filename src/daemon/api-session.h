@@ -18,6 +18,16 @@
 #include "../session/session.h"
 #include "daemon.h"
 
+/* The body of a hand-over (move-in, finalize-in), parsed from at most the
+ * route's body limit: {"checkpoint": HEX, "epoch": N >= 1, "from_epoch":
+ * N >= 0 (optional unless need_from)}. from_epoch is -1 when absent.
+ * -EBADMSG for anything else. Pure; fuzzed (tests/fuzz/fuzz-handover.c). */
+typedef struct Handover {
+        char checkpoint[ID_HEX_SIZE];
+        int64_t epoch, from_epoch;
+} Handover;
+int parse_handover(const void *body, size_t len, bool need_from, Handover *ret);
+
 /* Adds the routes to d; h is borrowed and must outlive the daemon's run.
  * lease_s: how long a laptop may keep a session offline (0 = no limit). */
 int api_session_register(Daemon *d, SessionHost *h, int64_t lease_s);

@@ -23,6 +23,14 @@
 #define BATCH_BYTES (8u << 20)
 #define COMMIT_INTERVAL_S 0.0 /* commit every batch: a crash re-sends only batches in flight */
 
+/* The caller's options with the defaults filled in. */
+static SyncOptions options_of(const SyncOptions *o) {
+        SyncOptions opts = o ? *o : (SyncOptions){ 0 };
+        if (!opts.retries)
+                opts.retries = 3;
+        return opts;
+}
+
 /* ---- the transfer engine: batches of chunk ids, worker threads ---- */
 
 typedef struct Engine Engine;
@@ -308,10 +316,7 @@ static bool chunk_missing_locally(Store *s, const RoamId *id) {
 }
 
 int sync_pull(Store *s, Remote *r, const char *ref, const char *local_ref, const SyncOptions *o, SyncStats *ret) {
-        static const SyncOptions defaults = { 0 };
-        SyncOptions opts = o ? *o : defaults;
-        if (!opts.retries)
-                opts.retries = 3;
+        SyncOptions opts = options_of(o);
         double t0 = now_s();
         if (!local_ref)
                 local_ref = ref;
@@ -336,10 +341,7 @@ int sync_pull(Store *s, Remote *r, const char *ref, const char *local_ref, const
 
 int sync_pull_object(Store *s, Remote *r, const RoamId *root_id, const char *local_ref, const SyncOptions *o,
                      SyncStats *ret) {
-        static const SyncOptions defaults = { 0 };
-        SyncOptions opts = o ? *o : defaults;
-        if (!opts.retries)
-                opts.retries = 3;
+        SyncOptions opts = options_of(o);
         double t0 = now_s();
         if (!ref_name_is_valid(local_ref))
                 return err_set(-EINVAL, "ref name '%s' is invalid", local_ref);
@@ -469,10 +471,7 @@ static int remote_ref_get_optional(Remote *r, RemoteConn *c, const char *ref, Ro
 }
 
 int sync_push(Store *s, Remote *r, const char *ref, const char *remote_ref, const SyncOptions *o, SyncStats *ret) {
-        static const SyncOptions defaults = { 0 };
-        SyncOptions opts = o ? *o : defaults;
-        if (!opts.retries)
-                opts.retries = 3;
+        SyncOptions opts = options_of(o);
         double t0 = now_s();
         if (!remote_ref)
                 remote_ref = ref;

@@ -26,6 +26,8 @@
 #      mirror is cancelled, the destination continues (the sequence and the
 #      QMP driver of bench/session.sh, copied here). It starts at tick
 #      $QEMU_TICK, about the guest's age at roam's click.
+#   4. The same QEMU migration of the guest without its VGA device: the
+#      control for what the VGA console's redraws cost QEMU's dirty log.
 #
 # The master image, kernel and initrd are on the laptop beforehand in every
 # case (a bundle, the "USB stick", not over the link), as the QEMU peer's
@@ -35,15 +37,15 @@
 # from the daemons' request logs (-v: every request with its duration, ms
 # timestamps, one clock).
 #
-# usage: bash bench/handoff.sh     (as root; 8-12 minutes on 2 cores, most of
-#                                  it QEMU's migration of the 2 GiB guest)
+# usage: bash bench/handoff.sh     (as root; 6-13 minutes on 2 cores: roam's
+#                                  runs take 5, QEMU's migrations 1 to 6 more)
 # env:   ROAM_BENCH_HANDOFF_RAM    guest sizes in MiB (default "512 2048")
 #        ROAM_BENCH_HANDOFF_ONLY   the parts to run, a regex matched against each
-#                                  whole name: precopy, noprecopy, qemu
+#                                  whole name: precopy, noprecopy, qemu, qemu-novga
 #        ROAM_BENCH_HANDOFF_QEMU_TICK  the guest's tick at which QEMU migrates
 #                                  (default 130: about its age at roam's click)
 #        ROAM_BENCH_HANDOFF_QEMU_MAX_S a QEMU migration not converged by then is
-#                                  cancelled and reported (default 300)
+#                                  cancelled and reported (default 180)
 #        ROAM_BENCH_DOC=0          do not update docs/benchmarks.md
 #        ROAM_BENCH_KEEP=1         keep the scratch directory (logs, consoles)
 . "$(dirname "$0")/lib.sh"
@@ -54,7 +56,7 @@ INTERVAL=2       # --precopy-interval
 DWELL_S=15       # seconds on the laptop between take offline and take online
 SETTLE_TICK=10   # the guest's counter before anything happens (about 2 s after boot)
 QEMU_TICK=${ROAM_BENCH_HANDOFF_QEMU_TICK:-130} # QEMU migrates at about the guest age of roam's click
-QEMU_MAX_S=${ROAM_BENCH_HANDOFF_QEMU_MAX_S:-300} # a QEMU migration not converged by then is cancelled
+QEMU_MAX_S=${ROAM_BENCH_HANDOFF_QEMU_MAX_S:-180} # a QEMU migration not converged by then is cancelled
 WAN_RATE=100     # Mbit/s
 WAN_DELAY=25     # ms each way
 PORT=7460        # roam serve on the server
@@ -159,7 +161,8 @@ WAN_RELAY_OPTS=${WAN_RELAY_OPTS:---max-buffer-mib 1}
 # ---- helpers ----
 
 # wire_bytes: bytes on the link so far (the laptop's end of the veth, both directions)
-wire_bytes() { ip netns exec "$LT_NS" awk -v d="$WAN_DEV:" '$1 == d { print $2 + $10 }' /proc/net/dev; }
+# (printf: awk would print a sum above 2^31 in %.6g, which bash cannot add)
+wire_bytes() { ip netns exec "$LT_NS" awk -v d="$WAN_DEV:" '$1 == d { printf "%.0f\n", $2 + $10 }' /proc/net/dev; }
 jget() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 # to_bytes "47.7 MiB": roam's human sizes back to bytes
 to_bytes() {
@@ -593,7 +596,7 @@ qemu_vm() { # NS NAME RAM_MIB OVERLAY [EXTRA...]: the command line roam uses (be
         ip netns exec "$ns" qemu-system-x86_64 -M pc-q35-7.2,memory-backend=mem -accel tcg -cpu qemu64 \
                 -m "$ram" -smp 1 \
                 -object "memory-backend-file,id=mem,size=${ram}M,mem-path=/dev/shm/rbh-$$-$n.ram,share=on" \
-                -nodefaults -no-reboot -no-shutdown -display none -device VGA \
+                -nodefaults -no-reboot -no-shutdown -display none "${QEMU_VGA[@]}" \
                 -chardev "file,id=serial0,path=$T/$n.serial,append=on" -serial chardev:serial0 \
                 -qmp "unix:$T/$n.qmp,server=on,wait=off" -vnc "unix:$T/$n.vnc" \
                 -kernel "$GUEST/vmlinux" -initrd "$GUEST/initrd.img" -append 'console=ttyS0 quiet panic=-1' \
@@ -605,10 +608,15 @@ qemu_quit() { # NAME
         rm -f "/dev/shm/rbh-$$-$1.ram"
 }
 
-bench_qemu() { # RAM_MIB
-        local ram=$1 n=q-$1 sz
+bench_qemu() { # RAM_MIB [novga]
+        local ram=$1 n=q-$1-${2:-vga} sz tool="QEMU 7.2 live migration + NBD drive-mirror"
         sz=$(gib "$ram")
-        log "QEMU live migration with storage, $sz guest, server → laptop"
+        QEMU_VGA=(-device VGA)
+        if [ "${2:-}" = novga ]; then
+                QEMU_VGA=()
+                tool="$tool; the guest without its VGA device (serial console only)"
+        fi
+        log "$tool, $sz guest, server → laptop"
         [ -f "$QEMU_MASTER" ] || { cp --sparse=always "$GUEST/master.img" "$QEMU_MASTER" && chmod 444 "$QEMU_MASTER"; }
         qemu-img create -q -f qcow2 -F raw -b "$QEMU_MASTER" "$T/$n-src.qcow2"
         qemu-img create -q -f qcow2 -F raw -b "$QEMU_MASTER" "$T/$n-dst.qcow2"
@@ -629,10 +637,10 @@ bench_qemu() { # RAM_MIB
                 qemu_quit "$n-src"
                 qemu_quit "$n-dst"
                 rm -f "$T/$n-src.qcow2" "$T/$n-dst.qcow2"
-                row "$sz" "live migration: server → laptop" "QEMU 7.2 live migration + NBD drive-mirror" \
+                row "$sz" "live migration: server → laptop" "$tool" \
                         "did not converge" "-" "$(human $((w1 - w0)))" "> ${QEMU_MAX_S} s (cancelled)" \
                         "migration stream $(human "$(jget "$j" ram_transferred)") in $(jget "$j" dirty_sync_count) dirty-log passes, $(human "$(jget "$j" remaining)") still dirty, dirty rate $(jget "$j" dirty_pages_rate) pages/s when cancelled; started at tick $QEMU_TICK"
-                QEMU_DOWN="" QEMU_WIRE=$((w1 - w0)) QEMU_TOTAL=$(jget "$j" total_ms)
+                if [ -z "${2:-}" ]; then QEMU_DOWN="" QEMU_WIRE=$((w1 - w0)) QEMU_TOTAL=$(jget "$j" total_ms); fi
                 return
         fi
         local a cont
@@ -652,10 +660,10 @@ bench_qemu() { # RAM_MIB
         ready=$(jget "$j" mirror_ready_ms)
         srcd=$(jget "$j" src_completed_ms)
         dstd=$(jget "$j" dst_completed_ms)
-        row "$sz" "live migration: server → laptop" "QEMU 7.2 live migration + NBD drive-mirror" \
+        row "$sz" "live migration: server → laptop" "$tool" \
                 "$(fmt_ms "$pause") (QEMU: $(fmt_ms "$qd"))" "-" "$(human $((w1 - w0)))" "$(fmt_s "$total")" \
                 "guest-visible downtime = source STOP → destination RESUME; started at tick $QEMU_TICK (about the guest's age at roam's click); migration stream $(human "$ram_b") in $(jget "$j" dirty_sync_count) dirty-log passes + mirror $(human "$mir_b"); mirror ready after $(fmt_s "$ready"), migrate $(fmt_s "$mig"); after the source's stop: source done $(fmt_ms "$srcd"), destination has the stream $(fmt_ms "$dstd"); downtime-limit $dl ms (default), max-bandwidth 10 GiB/s; no pre-copy ahead of time: all of it moves after the click; $cont"
-        QEMU_DOWN=$pause QEMU_WIRE=$((w1 - w0)) QEMU_TOTAL=$total
+        if [ -z "${2:-}" ]; then QEMU_DOWN=$pause QEMU_WIRE=$((w1 - w0)) QEMU_TOTAL=$total; fi
 }
 
 # goals RAM_MIB: the issue's goals for the pre-copy rows of this size
@@ -705,6 +713,8 @@ for ram in $RAM_SIZES; do
         if want precopy; then bench_roam "$ram" precopy; fi
         if want noprecopy; then bench_roam "$ram" noprecopy; fi
         if want qemu; then bench_qemu "$ram"; fi
+        # the control: what QEMU's dirty log sees of the VGA console's redraws
+        if want qemu-novga; then bench_qemu "$ram" novga; fi
         goals "$ram"
 done
 
@@ -746,7 +756,7 @@ EOF
 
 Goals of the issue, for the test workload, with background pre-copy:
 downtime ≤ 1 s and bytes after the click ≤ 2% of RAM + the disk delta
-(the disk delta of this workload is a few kB per second: the counter file).
+(checked here against 2% of RAM alone, which is stricter).
 
 EOF
         echo "In short: the downtime goal is met in $GOAL_DOWN of $GOAL_N hand-overs with pre-copy, the bytes goal in $GOAL_BYTES of $GOAL_N."
@@ -754,7 +764,10 @@ EOF
         cat "$GOALS"
         cat <<EOF
 
-* One run per row. Bytes are decimal (1 MB = 10^6 bytes).
+* One run per row. Bytes are decimal (1 MB = 10^6 bytes). On this shared
+  2-core machine the same hand-over varies by a few hundred ms from run to
+  run with the load, so a downtime within about 100 ms of the goal is no
+  clear pass or fail.
 * **downtime**: for roam, what \`roam offline\`/\`roam online\` print (the
   click's request → the guest runs on the other side; offline: the server's
   pause starts when the request reaches it, one connection set-up through
@@ -794,12 +807,19 @@ EOF
   the destination; both connections through the server namespace's delaying
   relays. It starts at tick $QEMU_TICK of the guest's counter, about the
   guest's age at roam's click; a migration still not converged after
-  ${QEMU_MAX_S} s would be cancelled and reported. QEMU has no pre-copy ahead of the
+  ${QEMU_MAX_S} s is cancelled and reported as such. QEMU has no pre-copy ahead of the
   click: everything it sends is sent after it. "dirty-log passes" is its
   \`dirty-sync-count\`: how often it went over the pages written since the
   previous pass. How long it takes and how much it sends depend on how fast
   the guest writes pages compared with the link, and vary a lot from run to
-  run with this guest under TCG.
+  run with this guest. The test guest prints its counter on the VGA console
+  too (bochs DRM), 5 times a second, and every line redraws the frame
+  buffer: QEMU's dirty log counts those pages as written again and again,
+  and it converges only when a last pass happens to fit into its downtime
+  limit. The rows "without its VGA device" are the control: the same guest
+  and link with the serial console only. roam keeps no dirty log: a
+  pre-copy round sends the 64 KiB chunks whose content is new, and the
+  frame buffer (in the device state) goes with the final checkpoint.
 * "counter continues (a → b)": the first tick on the target's console
   follows the last one on the source's: the same boot, nothing lost or
   repeated. "GUEST BROKEN" flags a run where it did not (the consoles are

@@ -156,6 +156,21 @@ static int ids_from_set(IdSet *set, bool (*want)(Store *, const RoamId *), Store
         return 0;
 }
 
+/* Everything below root in the local store: objects and chunks. A missing
+ * or unreadable object is err (with the detail given by what). */
+static int reach_root(Store *s, const RoamId *root, int err, const char *what, Reach **ret) {
+        _cleanup_(reach_freep) Reach *need = reach_new();
+        if (!need)
+                return -ENOMEM;
+        int k = reach_add_object(s, need, root);
+        if (k < 0)
+                return k;
+        if (need->bad_objects)
+                return err_set(err, "%s", what);
+        *ret = TAKE_PTR(need);
+        return 0;
+}
+
 /* ---- pull ---- */
 
 static int fetch_json_ref(RemoteConn *c, Remote *r, const char *ref, RoamId *ret, uint64_t *wire) {
@@ -361,14 +376,12 @@ int sync_pull_object(Store *s, Remote *r, const RoamId *root_id, const char *loc
         st.objects_sent = w.fetched;
         if (k < 0)
                 return k;
-        _cleanup_(reach_freep) Reach *need = reach_new();
-        if (!need)
-                return -ENOMEM;
-        k = reach_add_object(s, need, &root);
+        _cleanup_(reach_freep) Reach *need = NULL;
+        char unreadable[512];
+        snprintf(unreadable, sizeof unreadable, "ref '%s' from %s has unreadable objects", ref, remote_url(r));
+        k = reach_root(s, &root, -EBADMSG, unreadable, &need);
         if (k < 0)
                 return k;
-        if (need->bad_objects)
-                return err_set(-EBADMSG, "ref '%s' from %s has unreadable objects", ref, remote_url(r));
         st.chunks_total = idset_size(need->chunks);
 
         Engine e = { .s = s, .r = r, .o = &opts, .fn = pull_batch };
@@ -492,14 +505,13 @@ int sync_push(Store *s, Remote *r, const char *ref, const char *remote_ref, cons
         k = remote_ref_get_optional(r, c, remote_ref, &old, &old_exists, &st.wire_bytes);
         if (k < 0)
                 return k;
-        _cleanup_(reach_freep) Reach *need = reach_new();
-        if (!need)
-                return -ENOMEM;
-        k = reach_add_object(s, need, &root);
+        _cleanup_(reach_freep) Reach *need = NULL;
+        char unreadable[512];
+        snprintf(unreadable, sizeof unreadable, "ref '%s' has unreadable objects locally (run 'roam store fsck')",
+                 ref);
+        k = reach_root(s, &root, -EUCLEAN, unreadable, &need);
         if (k < 0)
                 return k;
-        if (need->bad_objects)
-                return err_set(-EUCLEAN, "ref '%s' has unreadable objects locally (run 'roam store fsck')", ref);
         st.chunks_total = idset_size(need->chunks);
 
         Engine e = { .s = s, .r = r, .o = &opts, .fn = push_batch };

@@ -309,18 +309,32 @@ static int check_complete(ApiStore *a, const RoamId *id, char *msg, size_t size)
         return 0;
 }
 
-static int h_ref_put(HttpRequest *req, void *userdata) {
-        ApiStore *a = userdata;
+/* The ref named by the path, if the token may write it: returns 0 and sets
+ * *ret_name. Otherwise it answers (400; 404 as if absent; 403 "may not
+ * VERB") and returns -EPERM: the handler then returns 0 (like parse_hex_rest). */
+static int ref_to_write(HttpRequest *req, const char *verb, const char *hint, const char **ret_name) {
         const char *name = ref_name_of(req);
         if (!name)
-                return reply_bad_ref_name(req);
-        AuthAccess acc = auth_ref_access(auth_of(req), name);
-        if (acc == AUTH_ACCESS_NONE)
-                return reply_ref_not_found(req, name);
-        if (acc != AUTH_ACCESS_WRITE)
-                return http_reply_error(req, 403, "this token may not change ref '%s' (user tokens write only "
-                                                  "sessions/USER/...)",
-                                        name);
+                reply_bad_ref_name(req);
+        else {
+                AuthAccess acc = auth_ref_access(auth_of(req), name);
+                if (acc == AUTH_ACCESS_NONE)
+                        reply_ref_not_found(req, name);
+                else if (acc != AUTH_ACCESS_WRITE)
+                        http_reply_error(req, 403, "this token may not %s ref '%s'%s", verb, name, hint);
+                else {
+                        *ret_name = name;
+                        return 0;
+                }
+        }
+        return -EPERM;
+}
+
+static int h_ref_put(HttpRequest *req, void *userdata) {
+        ApiStore *a = userdata;
+        const char *name;
+        if (ref_to_write(req, "change", " (user tokens write only sessions/USER/...)", &name) < 0)
+                return 0;
         size_t len;
         const void *body = http_request_body(req, &len);
         RefUpdate u;
@@ -351,14 +365,9 @@ static int h_ref_put(HttpRequest *req, void *userdata) {
 
 static int h_ref_delete(HttpRequest *req, void *userdata) {
         ApiStore *a = userdata;
-        const char *name = ref_name_of(req);
-        if (!name)
-                return reply_bad_ref_name(req);
-        AuthAccess acc = auth_ref_access(auth_of(req), name);
-        if (acc == AUTH_ACCESS_NONE)
-                return reply_ref_not_found(req, name);
-        if (acc != AUTH_ACCESS_WRITE)
-                return http_reply_error(req, 403, "this token may not delete ref '%s'", name);
+        const char *name;
+        if (ref_to_write(req, "delete", "", &name) < 0)
+                return 0;
         int r = store_ref_delete(a->s, name);
         if (r == -ENOENT)
                 return reply_ref_not_found(req, name);

@@ -16,6 +16,7 @@
 #include "../basic/macro.h"
 #include "../basic/util.h"
 #include "../store/reach.h"
+#include "../sync/pack.h"
 #include "../sync/wire.h"
 #include "auth.h"
 
@@ -180,6 +181,45 @@ int ref_update_parse(const void *body, size_t len, RefUpdate *ret) {
         return 0;
 }
 
+int pack_request_parse(const void *body, size_t len, PackRequest *ret) {
+        static const char *shape = "(send {\"want\": HEX, \"have\": [HEX, ...]})";
+        if (len > API_REF_BODY_MAX)
+                return err_set(-EBADMSG, "pack request is larger than %u bytes", API_REF_BODY_MAX);
+        if (json_depth(body, len) > REF_JSON_MAX_DEPTH)
+                return err_set(-EBADMSG, "pack request is nested too deeply %s", shape);
+        json_error_t e;
+        _cleanup_(json_decrefp) json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &e);
+        if (!j || !json_is_object(j))
+                return err_set(-EBADMSG, "pack request is not a JSON object %s", shape);
+        PackRequest p = { 0 };
+        json_t *want = json_object_get(j, "want"), *have = json_object_get(j, "have");
+        if (!json_is_string(want) || id_from_hex(json_string_value(want), &p.want) < 0 || id_is_null(&p.want))
+                return err_set(-EBADMSG, "pack request: \"want\" must be an object id of 64 hex digits");
+        if (have && (!json_is_array(have) || json_array_size(have) > API_PACK_HAVE_MAX))
+                return err_set(-EBADMSG, "pack request: \"have\" must be a list of at most %d object ids",
+                               API_PACK_HAVE_MAX);
+        size_t i;
+        json_t *v;
+        json_array_foreach(have, i, v) {
+                if (!json_is_string(v) || id_from_hex(json_string_value(v), &p.have[i]) < 0 ||
+                    id_is_null(&p.have[i]))
+                        return err_set(-EBADMSG, "pack request: \"have\" entry %zu is not an object id of 64 hex "
+                                       "digits", i + 1);
+                p.n_have++;
+        }
+        json_t *max = json_object_get(j, "max_bytes");
+        p.max_bytes = PACK_MAX_BYTES;
+        if (max) {
+                if (!json_is_integer(max) || json_integer_value(max) < (1 << 20) ||
+                    json_integer_value(max) > PACK_MAX_BYTES)
+                        return err_set(-EBADMSG, "pack request: \"max_bytes\" must be from %u to %u", 1u << 20,
+                                       PACK_MAX_BYTES);
+                p.max_bytes = (size_t) json_integer_value(max);
+        }
+        *ret = p;
+        return 0;
+}
+
 /* ---- helpers ---- */
 
 static const char *ref_name_of(HttpRequest *req) {
@@ -312,8 +352,7 @@ static int check_complete(ApiStore *a, const RoamId *id, char *msg, size_t size)
 /* The ref named by the path, if the token may write it: returns 0 and sets
  * *ret_name. Otherwise it answers (400; 404 as if absent; 403 "may not
  * VERB") and returns -EPERM: the handler then returns 0 (like parse_hex_rest). */
-static int ref_to_write(HttpRequest *req, const char *verb, const char *hint, const char **ret_name) {
-        const char *name = ref_name_of(req);
+static int ref_name_to_write(HttpRequest *req, const char *name, const char *verb, const char *hint) {
         if (!name)
                 reply_bad_ref_name(req);
         else {
@@ -322,12 +361,46 @@ static int ref_to_write(HttpRequest *req, const char *verb, const char *hint, co
                         reply_ref_not_found(req, name);
                 else if (acc != AUTH_ACCESS_WRITE)
                         http_reply_error(req, 403, "this token may not %s ref '%s'%s", verb, name, hint);
-                else {
-                        *ret_name = name;
+                else
                         return 0;
-                }
         }
         return -EPERM;
+}
+
+static int ref_to_write(HttpRequest *req, const char *verb, const char *hint, const char **ret_name) {
+        const char *name = ref_name_of(req);
+        int r = ref_name_to_write(req, name, verb, hint);
+        if (r >= 0)
+                *ret_name = name;
+        return r;
+}
+
+/* Sets ref name as u says after the completeness check, and answers: 200
+ * with {"name", "id"} and the members of extra (taken), 412 or 409. */
+static int apply_ref_update(HttpRequest *req, ApiStore *a, const char *name, const RefUpdate *u, json_t *extra) {
+        _cleanup_(json_decrefp) json_t *more = extra;
+        char msg[1024], hex[ID_HEX_SIZE];
+        int r = check_complete(a, &u->id, msg, sizeof msg);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                return http_reply_error(req, 412, "ref '%s' cannot point to %s: %s (push them first)", name,
+                                        id_to_hex(&u->id, hex), msg);
+        r = store_ref_set(a->s, name, &u->id, u->conditional ? &u->old : NULL);
+        if (r == -ESTALE) {
+                RoamId cur;
+                char chex[ID_HEX_SIZE];
+                int k = store_ref_get(a->s, name, &cur);
+                return http_reply_error(req, 409, "ref '%s' is %s, not %s as expected (pull it, then retry)", name,
+                                        k >= 0 ? id_to_hex(&cur, chex) : "absent",
+                                        id_is_null(&u->old) ? "absent" : id_to_hex(&u->old, hex));
+        }
+        if (r < 0)
+                return r;
+        json_t *j = json_pack("{s:s, s:s}", "name", name, "id", id_to_hex(&u->id, hex));
+        if (j && more)
+                json_object_update(j, more);
+        return http_reply_json(req, 200, j);
 }
 
 static int h_ref_put(HttpRequest *req, void *userdata) {
@@ -341,26 +414,7 @@ static int h_ref_put(HttpRequest *req, void *userdata) {
         int r = ref_update_parse(body ? body : "", len, &u);
         if (r < 0)
                 return http_reply_error(req, 400, "%s", err_message(r));
-
-        char msg[1024], hex[ID_HEX_SIZE];
-        r = check_complete(a, &u.id, msg, sizeof msg);
-        if (r < 0)
-                return r;
-        if (r > 0)
-                return http_reply_error(req, 412, "ref '%s' cannot point to %s: %s (push them first)", name,
-                                        id_to_hex(&u.id, hex), msg);
-        r = store_ref_set(a->s, name, &u.id, u.conditional ? &u.old : NULL);
-        if (r == -ESTALE) {
-                RoamId cur;
-                char chex[ID_HEX_SIZE];
-                int k = store_ref_get(a->s, name, &cur);
-                return http_reply_error(req, 409, "ref '%s' is %s, not %s as expected (pull it, then retry)", name,
-                                        k >= 0 ? id_to_hex(&cur, chex) : "absent",
-                                        id_is_null(&u.old) ? "absent" : id_to_hex(&u.old, hex));
-        }
-        if (r < 0)
-                return r;
-        return http_reply_json(req, 200, json_pack("{s:s, s:s}", "name", name, "id", id_to_hex(&u.id, hex)));
+        return apply_ref_update(req, a, name, &u, NULL);
 }
 
 static int h_ref_delete(HttpRequest *req, void *userdata) {
@@ -634,6 +688,201 @@ static int h_chunk_get(HttpRequest *req, void *userdata) {
         return http_reply_buffer(req, 200, "application/zstd", data, len);
 }
 
+/* ---- packs ---- */
+
+/* Adds the objects and chunks below want that are not below have: all the
+ * objects, then chunks until the pack is full (then not PACK_COMPLETE). */
+static int pack_fill(ApiStore *a, Worker *w, const Reach *want, const Reach *have, PackWriter *pw, RoamId *ret_missing) {
+        uint32_t flags = PACK_COMPLETE;
+        size_t pos = 0;
+        RoamId id;
+        int r = 0;
+        while (r >= 0 && idset_next(want->objects, &pos, &id)) {
+                if (idset_contains(have->objects, &id))
+                        continue;
+                _cleanup_free_ void *data = NULL, *z = NULL;
+                size_t len, zlen;
+                r = store_object_get(a->s, &id, API_OBJECT_MAX, &data, &len);
+                if (r >= 0)
+                        r = pack_object_compress(data, len, &z, &zlen);
+                if (r >= 0)
+                        r = pack_writer_add(pw, PACK_OBJECT, &id, z, zlen);
+        }
+        pos = 0;
+        while (r >= 0 && idset_next(want->chunks, &pos, &id)) {
+                if (idset_contains(have->chunks, &id))
+                        continue;
+                _cleanup_free_ void *z = NULL;
+                size_t zlen;
+                r = store_chunk_get_compressed(a->s, w->codec, &id, &z, &zlen);
+                if (r == -ENOENT)
+                        *ret_missing = id;
+                if (r >= 0)
+                        r = pack_writer_add(pw, PACK_CHUNK, &id, z, zlen);
+        }
+        if (r == -E2BIG) {
+                flags = 0; /* full: the receiver fetches the rest the usual way */
+                r = 0;
+        }
+        pack_writer_finish(pw, flags);
+        return r;
+}
+
+static int h_pack_get(HttpRequest *req, void *userdata) {
+        ApiStore *a = userdata;
+        Worker *w = worker_get(a);
+        if (!w)
+                return -ENOMEM;
+        size_t len;
+        const void *body = http_request_body(req, &len);
+        PackRequest pr;
+        int r = pack_request_parse(body ? body : "", len, &pr);
+        if (r < 0)
+                return http_reply_error(req, 400, "%s", err_message(r));
+        _cleanup_(reach_freep) Reach *want = reach_new(), *have = reach_new();
+        if (!want || !have)
+                return -ENOMEM;
+        /* what the receiver says it has: objects this store lacks subtract nothing */
+        for (size_t i = 0; i < pr.n_have && r >= 0; i++)
+                r = reach_add_object(a->s, have, &pr.have[i]);
+        if (r >= 0)
+                r = reach_add_object(a->s, want, &pr.want);
+        if (r < 0)
+                return r;
+        char hex[ID_HEX_SIZE];
+        if (want->bad_objects > 0)
+                return http_reply_error(req, 404, "object %s (or an object below it) not found",
+                                        id_to_hex(&pr.want, hex));
+        PackWriter pw;
+        r = pack_writer_init(&pw, pr.max_bytes);
+        if (r < 0)
+                return r;
+        RoamId missing = ID_NULL;
+        r = pack_fill(a, w, want, have, &pw, &missing);
+        if (r < 0) {
+                pack_writer_done(&pw);
+                char mhex[ID_HEX_SIZE];
+                if (r == -ENOENT && !id_is_null(&missing))
+                        return http_reply_error(req, 404, "chunk %s (below %s) not found", id_to_hex(&missing, mhex),
+                                                id_to_hex(&pr.want, hex));
+                return r;
+        }
+        return http_reply_buffer(req, 200, "application/octet-stream", pw.buf, pw.len);
+}
+
+/* Checks every record of a pack as storing it will, without storing. */
+static int pack_verify(ApiStore *a, Worker *w, const void *body, size_t len) {
+        PackReader rd;
+        if (pack_reader_init(&rd, body, len, ZSTD_compressBound(API_OBJECT_MAX), a->max_record) < 0)
+                return err_set(-EBADMSG, "pack header is malformed (magic, at most %u objects and %u chunks)",
+                               PACK_MAX_OBJECTS, PACK_MAX_CHUNKS);
+        PackKind kind;
+        RoamId id, got;
+        const uint8_t *z;
+        uint32_t zlen;
+        int k;
+        char hex[ID_HEX_SIZE];
+        uint64_t plain = 0;
+        while ((k = pack_reader_next(&rd, &kind, &id, &z, &zlen)) > 0) {
+                if (kind == PACK_CHUNK) {
+                        int r = verify_record(a, w, &id, z, zlen);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                _cleanup_free_ void *data = NULL;
+                size_t n;
+                if (pack_object_decompress(z, zlen, API_OBJECT_MAX, &data, &n) < 0)
+                        return err_set(-EBADMSG, "object %s is not a zstd frame of at most %u bytes",
+                                       id_to_hex(&id, hex), API_OBJECT_MAX);
+                sha256(data, n, &got);
+                if (!id_equal(&got, &id))
+                        return err_set(-EBADMSG, "object %s does not match its id", id_to_hex(&id, hex));
+                plain += n;
+                if (plain > API_PACK_OBJECTS_MAX)
+                        return err_set(-EBADMSG, "pack objects come to more than %u bytes", API_PACK_OBJECTS_MAX);
+        }
+        if (k < 0)
+                return err_set(-EBADMSG, "pack is malformed at record %u (truncated, a bad length, or bytes after "
+                               "the last record)", rd.seen + 1);
+        return 0;
+}
+
+static int pack_store(ApiStore *a, Worker *w, const void *body, size_t len, uint64_t *ret_objects,
+                      uint64_t *ret_stored, uint64_t *ret_present) {
+        PackReader rd;
+        int r = pack_reader_init(&rd, body, len, ZSTD_compressBound(API_OBJECT_MAX), a->max_record);
+        PackKind kind;
+        RoamId id, got;
+        const uint8_t *z;
+        uint32_t zlen;
+        api_store_put_begin(a);
+        while (r >= 0 && pack_reader_next(&rd, &kind, &id, &z, &zlen) > 0) {
+                if (kind == PACK_OBJECT) {
+                        _cleanup_free_ void *data = NULL;
+                        size_t n;
+                        r = pack_object_decompress(z, zlen, API_OBJECT_MAX, &data, &n);
+                        if (r >= 0)
+                                r = store_object_put(a->s, data, n, &got);
+                        if (r >= 0)
+                                (*ret_objects)++;
+                        continue;
+                }
+                r = store_chunk_has(a->s, &id);
+                if (r > 0)
+                        (*ret_present)++;
+                else if (r == 0) {
+                        r = store_chunk_put_compressed(a->s, w->codec, &id, z, zlen);
+                        if (r >= 0)
+                                (*ret_stored)++;
+                }
+        }
+        api_store_put_end(a);
+        if (r < 0)
+                return r;
+        return api_store_commit(a);
+}
+
+static int h_pack_put(HttpRequest *req, void *userdata) {
+        ApiStore *a = userdata;
+        Worker *w = worker_get(a);
+        if (!w)
+                return -ENOMEM;
+        /* the ref to set afterwards, if any: checked before anything is stored */
+        const char *name = http_request_query(req, "ref");
+        RefUpdate u = { 0 };
+        if (name) {
+                if (!ref_name_is_valid(name))
+                        return http_reply_error(req, 400, "ref name '%.300s' is invalid (1-8 components of letters, "
+                                                "digits, '.', '_', '-', joined by '/')", name);
+                if (ref_name_to_write(req, name, "change", " (user tokens write only sessions/USER/...)") < 0)
+                        return 0;
+                const char *id = http_request_query(req, "id"), *old = http_request_query(req, "old");
+                if (!id || id_from_hex(id, &u.id) < 0 || id_is_null(&u.id))
+                        return http_reply_error(req, 400, "pack upload with ref '%s' needs id=HEX (64 hex digits)",
+                                                name);
+                if (old) {
+                        u.conditional = true;
+                        if (strcmp(old, "none") != 0 && (id_from_hex(old, &u.old) < 0 || id_is_null(&u.old)))
+                                return http_reply_error(req, 400, "old must be 64 hex digits or 'none'");
+                }
+        }
+        size_t len;
+        const void *body = http_request_body(req, &len);
+        int r = pack_verify(a, w, body ? body : "", len);
+        if (r < 0)
+                return http_reply_error(req, 400, "%s (nothing of this request was stored)", err_message(r));
+        uint64_t objects = 0, stored = 0, present = 0;
+        r = pack_store(a, w, body, len, &objects, &stored, &present);
+        if (r < 0)
+                return r;
+        json_t *counts = json_pack("{s:I, s:I, s:I}", "objects", (json_int_t) objects, "stored", (json_int_t) stored,
+                                   "present", (json_int_t) present);
+        if (!name)
+                return http_reply_json(req, 200, counts);
+        return apply_ref_update(req, a, name, &u, counts);
+}
+
 static const HttpRoute routes[] = {
         { "GET", "/v1/info", 0, h_info },
         { "GET", "/v1/refs", 0, h_refs_list },
@@ -646,6 +895,8 @@ static const HttpRoute routes[] = {
         { "POST", "/v1/chunks/get", WIRE_MAX_IDS_GET * ID_SIZE, h_chunks_get },
         { "POST", "/v1/chunks/put", WIRE_MAX_STREAM, h_chunks_put },
         { "GET", "/v1/chunks/*", 0, h_chunk_get },
+        { "POST", "/v1/pack/get", API_REF_BODY_MAX, h_pack_get },
+        { "POST", "/v1/pack/put", PACK_MAX_BYTES, h_pack_put },
 };
 
 int api_store_register(ApiStore *a, HttpServer *srv) {

@@ -11,6 +11,10 @@
  *   GET    /v1/objects/HEX, PUT /v1/objects/HEX
  *   POST   /v1/chunks/missing, /v1/chunks/get, /v1/chunks/put
  *   GET    /v1/chunks/HEX
+ *   POST   /v1/pack/get             the objects and chunks below "want" that are
+ *                                   not below any of "have", in one body (pack.h)
+ *   POST   /v1/pack/put?ref=R&id=HEX[&old=HEX|none]
+ *                                   stores a pack, then sets ref R as PUT /v1/refs
  *
  * Access follows auth.h (a ref a token cannot read answers 404).
  *
@@ -31,6 +35,7 @@
 
 #define API_OBJECT_MAX (64u << 20)   /* largest object over the wire */
 #define API_REF_BODY_MAX 4096u       /* PUT /v1/refs body */
+#define API_PACK_OBJECTS_MAX (256u << 20) /* objects of one uploaded pack, plain */
 
 typedef struct ApiStore ApiStore;
 
@@ -62,3 +67,15 @@ typedef struct RefUpdate {
 } RefUpdate;
 /* -EBADMSG with an error detail for anything malformed. */
 int ref_update_parse(const void *body, size_t len, RefUpdate *ret);
+
+/* The body of POST /v1/pack/get: {"want": HEX, "have": [HEX, ...],
+ * "max_bytes": N} with at most API_PACK_HAVE_MAX ids in "have" (optional) and
+ * max_bytes (optional) from 1 MiB to PACK_MAX_BYTES. Pure and bounded (fuzzed). */
+#define API_PACK_HAVE_MAX 16
+typedef struct PackRequest {
+        RoamId want;
+        RoamId have[API_PACK_HAVE_MAX];
+        size_t n_have;
+        size_t max_bytes; /* PACK_MAX_BYTES when not given */
+} PackRequest;
+int pack_request_parse(const void *body, size_t len, PackRequest *ret);

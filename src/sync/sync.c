@@ -17,10 +17,12 @@
 #include "../store/index.h"
 #include "../store/manifest.h"
 #include "../store/reach.h"
+#include "pack.h"
 #include "wire.h"
 
 #define OBJECT_WIRE_MAX (64u << 20)
 #define BATCH_BYTES (8u << 20)
+#define PACK_AUTO_BYTES (16u << 20) /* remainders up to this go as one pack */
 #define COMMIT_INTERVAL_S 0.0 /* commit every batch: a crash re-sends only batches in flight */
 
 /* The caller's options with the defaults filled in. */
@@ -171,6 +173,73 @@ static int reach_root(Store *s, const RoamId *root, int err, const char *what, R
         return 0;
 }
 
+/* ---- packs: the remainder in one round trip ---- */
+
+/* {"want": HEX, "have": [HEX, ...], "max_bytes": N} */
+static char *pack_request_text(const RoamId *want, const RoamId *haves, size_t n_have) {
+        char hex[ID_HEX_SIZE];
+        json_t *have = json_array();
+        for (size_t i = 0; have && i < MIN(n_have, (size_t) 16); i++)
+                json_array_append_new(have, json_string(id_to_hex(&haves[i], hex)));
+        json_t *body = json_pack("{s:s, s:o, s:I}", "want", id_to_hex(want, hex), "have", have, "max_bytes",
+                                 (json_int_t) PACK_AUTO_BYTES);
+        char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        json_decref(body);
+        return text;
+}
+
+/* Fetches what the remote thinks the local store lacks below root, in one
+ * pack, and stores it (every object and chunk verified against its id).
+ * Any failure leaves the rest to the usual way: the caller ignores it. */
+static int pull_pack(Store *s, Remote *r, RemoteConn *c, const RoamId *root, const RoamId *have, size_t n_have,
+                     SyncStats *st) {
+        _cleanup_free_ char *text = pack_request_text(root, have, n_have);
+        if (!text)
+                return -ENOMEM;
+        RemoteResponse resp;
+        int k = remote_request(c, "POST", "/v1/pack/get", text, strlen(text), "application/json",
+                               PACK_MAX_BYTES + 4096, &resp);
+        if (k < 0)
+                return k;
+        st->wire_bytes += resp.wire_bytes;
+        if (resp.status != 200) {
+                k = remote_status_error(r, &resp, "pack");
+                remote_response_done(&resp);
+                return k;
+        }
+        _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(s);
+        PackReader rd;
+        k = codec ? pack_reader_init(&rd, resp.body, resp.len, ZSTD_compressBound(OBJECT_WIRE_MAX),
+                                     ZSTD_compressBound(store_chunk_size(s)))
+                  : -ENOMEM;
+        PackKind kind;
+        RoamId id, got;
+        const uint8_t *z;
+        uint32_t zlen;
+        while (k >= 0 && (k = pack_reader_next(&rd, &kind, &id, &z, &zlen)) > 0) {
+                if (kind == PACK_OBJECT) {
+                        _cleanup_free_ void *data = NULL;
+                        size_t n;
+                        k = pack_object_decompress(z, zlen, OBJECT_WIRE_MAX, &data, &n);
+                        if (k >= 0) {
+                                sha256(data, n, &got);
+                                k = id_equal(&got, &id) ? store_object_put(s, data, n, &got) : -EBADMSG;
+                        }
+                        if (k >= 0)
+                                st->objects_sent++;
+                        continue;
+                }
+                k = store_chunk_has(s, &id);
+                if (k == 0) {
+                        k = store_chunk_put_compressed(s, codec, &id, z, zlen);
+                        if (k >= 0)
+                                st->chunks_sent++;
+                }
+        }
+        remote_response_done(&resp);
+        return k;
+}
+
 /* ---- pull ---- */
 
 static int fetch_json_ref(RemoteConn *c, Remote *r, const char *ref, RoamId *ret, uint64_t *wire) {
@@ -230,8 +299,11 @@ static int fetch_object_tree(ObjWalk *w, const RoamId *id) {
         k = store_object_has(w->s, id);
         if (k < 0)
                 return k;
-        if (k > 0)
+        if (k > 0) {
                 k = store_object_get(w->s, id, STORE_OBJECT_MAX, &data, &len);
+                if (k >= 0)
+                        k = 1; /* here and intact: nothing to fetch */
+        }
         if (k == 0 || k == -EBADMSG) {
                 /* fetch it */
                 char path[128];
@@ -367,13 +439,23 @@ int sync_pull_object(Store *s, Remote *r, const RoamId *root_id, const char *loc
         SyncStats st = { 0 };
         RoamId root = *root_id;
         int k;
+        /* what the local ref points to now is here with everything below it */
+        RoamId have[16], cur;
+        size_t n_have = MIN(opts.n_have, ELEMENTSOF(have) - 1);
+        if (n_have)
+                memcpy(have, opts.have, n_have * sizeof *have);
+        if (store_ref_get(s, local_ref, &cur) >= 0 && !id_equal(&cur, &root))
+                have[n_have++] = cur;
+        err_clear();
+        if (n_have > 0 && pull_pack(s, r, c, &root, have, n_have, &st) < 0)
+                err_clear(); /* the usual way below fetches whatever the pack did not bring */
         ObjWalk w = { .s = s, .c = c, .r = r, .seen = idset_new() };
         if (!w.seen)
                 return -ENOMEM;
         k = fetch_object_tree(&w, &root);
         idset_free(w.seen);
         st.wire_bytes += w.wire;
-        st.objects_sent = w.fetched;
+        st.objects_sent += w.fetched;
         if (k < 0)
                 return k;
         _cleanup_(reach_freep) Reach *need = NULL;
@@ -395,7 +477,7 @@ int sync_pull_object(Store *s, Remote *r, const RoamId *root_id, const char *loc
                 opts.on_start(st.chunks_total, e.n, opts.userdata);
         k = engine_run(&e);
         free(e.ids);
-        st.chunks_sent = e.done;
+        st.chunks_sent += e.done;
         st.chunks_refetched = e.refetched;
         st.wire_bytes += e.wire;
         if (k < 0)
@@ -483,6 +565,90 @@ static int remote_ref_get_optional(Remote *r, RemoteConn *c, const char *ref, Ro
         return 0;
 }
 
+/* Sends everything below root that is not below the remote's have-objects
+ * as one pack that also sets the remote ref. -E2BIG when it does not fit,
+ * -ESTALE when the ref changed; other failures leave it to the usual way. */
+static int push_pack(Store *s, Remote *r, RemoteConn *c, const RoamId *root, const Reach *need, const char *remote_ref,
+                     const RoamId *old, const RoamId *haves, size_t n_have, SyncStats *st) {
+        _cleanup_(reach_freep) Reach *have = reach_new();
+        _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(s);
+        if (!have || !codec)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_have; i++) {
+                int k = reach_add_object(s, have, &haves[i]);
+                if (k < 0)
+                        return k;
+        }
+        /* only a remainder goes as a pack; more goes the usual way (parallel,
+         * resumable, with progress) */
+        uint64_t bytes = 0;
+        size_t pos = 0;
+        RoamId id;
+        while (idset_next(need->chunks, &pos, &id)) {
+                uint64_t size = 0;
+                if (!idset_contains(have->chunks, &id) && store_chunk_stat(s, &id, &size) >= 0 &&
+                    (bytes += size) > PACK_AUTO_BYTES)
+                        return -E2BIG;
+        }
+        PackWriter pw;
+        int k = pack_writer_init(&pw, PACK_MAX_BYTES);
+        if (k < 0)
+                return k;
+        uint64_t objects = 0, chunks = 0;
+        pos = 0;
+        while (k >= 0 && idset_next(need->objects, &pos, &id)) {
+                if (idset_contains(have->objects, &id))
+                        continue;
+                _cleanup_free_ void *data = NULL, *z = NULL;
+                size_t len, zlen;
+                k = store_object_get(s, &id, STORE_OBJECT_MAX, &data, &len);
+                if (k >= 0)
+                        k = pack_object_compress(data, len, &z, &zlen);
+                if (k >= 0)
+                        k = pack_writer_add(&pw, PACK_OBJECT, &id, z, zlen);
+                objects++;
+        }
+        pos = 0;
+        while (k >= 0 && idset_next(need->chunks, &pos, &id)) {
+                if (idset_contains(have->chunks, &id))
+                        continue;
+                _cleanup_free_ void *z = NULL;
+                size_t zlen;
+                k = store_chunk_get_compressed(s, codec, &id, &z, &zlen);
+                if (k >= 0)
+                        k = pack_writer_add(&pw, PACK_CHUNK, &id, z, zlen);
+                chunks++;
+        }
+        if (k < 0) {
+                pack_writer_done(&pw);
+                return k;
+        }
+        pack_writer_finish(&pw, PACK_COMPLETE);
+        char hex[ID_HEX_SIZE], oldhex[ID_HEX_SIZE], path[REF_NAME_MAX_LEN + 256];
+        snprintf(path, sizeof path, "/v1/pack/put?ref=%s&id=%s%s%s", remote_ref, id_to_hex(root, hex),
+                 old ? "&old=" : "", old ? (id_is_null(old) ? "none" : id_to_hex(old, oldhex)) : "");
+        RemoteResponse resp;
+        k = remote_request(c, "POST", path, pw.buf, pw.len, "application/octet-stream", 64 * 1024, &resp);
+        pack_writer_done(&pw);
+        if (k < 0)
+                return k;
+        st->wire_bytes += resp.wire_bytes;
+        if (resp.status != 200) {
+                char what[300];
+                snprintf(what, sizeof what, "ref '%s'", remote_ref);
+                k = remote_status_error(r, &resp, what);
+                if (k == -ESTALE)
+                        k = err_set(k, "ref '%s' changed on %s while pushing (pull it, then push again)", remote_ref,
+                                    remote_url(r));
+        }
+        remote_response_done(&resp);
+        if (k >= 0) {
+                st->objects_sent += objects;
+                st->chunks_sent += chunks;
+        }
+        return k;
+}
+
 int sync_push(Store *s, Remote *r, const char *ref, const char *remote_ref, const SyncOptions *o, SyncStats *ret) {
         SyncOptions opts = options_of(o);
         double t0 = now_s();
@@ -500,11 +666,13 @@ int sync_push(Store *s, Remote *r, const char *ref, const char *remote_ref, cons
         if (!c)
                 return -ENOMEM;
         SyncStats st = { .id = root };
-        RoamId old;
-        bool old_exists;
-        k = remote_ref_get_optional(r, c, remote_ref, &old, &old_exists, &st.wire_bytes);
-        if (k < 0)
-                return k;
+        RoamId old = ID_NULL;
+        bool old_exists = false;
+        if (!opts.overwrite) {
+                k = remote_ref_get_optional(r, c, remote_ref, &old, &old_exists, &st.wire_bytes);
+                if (k < 0)
+                        return k;
+        }
         _cleanup_(reach_freep) Reach *need = NULL;
         char unreadable[512];
         snprintf(unreadable, sizeof unreadable, "ref '%s' has unreadable objects locally (run 'roam store fsck')",
@@ -513,6 +681,31 @@ int sync_push(Store *s, Remote *r, const char *ref, const char *remote_ref, cons
         if (k < 0)
                 return k;
         st.chunks_total = idset_size(need->chunks);
+        if (old_exists && id_equal(&old, &root)) {
+                st.seconds = now_s() - t0; /* there already */
+                if (ret)
+                        *ret = st;
+                return 0;
+        }
+        /* what the remote ref points to now is there with everything below it */
+        RoamId have[16];
+        size_t n_have = MIN(opts.n_have, ELEMENTSOF(have) - 1);
+        if (n_have)
+                memcpy(have, opts.have, n_have * sizeof *have);
+        if (old_exists)
+                have[n_have++] = old;
+        if (n_have > 0) {
+                RoamId none = ID_NULL;
+                k = push_pack(s, r, c, &root, need, remote_ref, opts.overwrite ? NULL : old_exists ? &old : &none,
+                              have, n_have, &st);
+                if (k >= 0 || k == -ESTALE || k == -ENOMEM) {
+                        st.seconds = now_s() - t0;
+                        if (k >= 0 && ret)
+                                *ret = st;
+                        return k;
+                }
+                err_clear(); /* too big, or the hint was wrong (412): the usual way */
+        }
 
         Engine e = { .s = s, .r = r, .o = &opts, .fn = push_batch };
         k = ids_from_set(need->chunks, NULL, s, &e.ids, &e.n);
@@ -561,7 +754,8 @@ int sync_push(Store *s, Remote *r, const char *ref, const char *remote_ref, cons
         }
         json_t *body = json_pack("{s:s}", "id", id_to_hex(&root, hex));
         char oldhex[ID_HEX_SIZE];
-        json_object_set_new(body, "old", old_exists ? json_string(id_to_hex(&old, oldhex)) : json_null());
+        if (!opts.overwrite)
+                json_object_set_new(body, "old", old_exists ? json_string(id_to_hex(&old, oldhex)) : json_null());
         char *text = json_dumps(body, JSON_COMPACT);
         json_decref(body);
         if (!text)

@@ -23,6 +23,16 @@ typedef struct SyncOptions {
         /* called after every batch, from worker threads, serialized */
         void (*on_batch)(uint64_t chunks_done, uint64_t chunks_total, uint64_t wire_bytes, void *userdata);
         void *userdata;
+        /* Pull: objects the local store holds with everything below them;
+         * push: objects the remote holds so. With any, the transfer first
+         * tries one pack (docs/sync-protocol.md: everything below the root
+         * that is not below these, one round trip), then goes the usual way
+         * for whatever is still missing: a wrong hint costs time, not data. */
+        const RoamId *have;
+        size_t n_have;
+        /* Push: set the remote ref whatever it is now (no compare-and-swap);
+         * for staging refs that only this host writes. */
+        bool overwrite;
 } SyncOptions;
 
 typedef struct SyncStats {

@@ -136,7 +136,7 @@ expect_match "$ERR" "in use"
 log "401 with an empty body without a valid token, on every route"
 for route in "GET /v1/info" "GET /v1/refs" "GET /v1/refs/images/debian" "PUT /v1/refs/images/debian" \
         "DELETE /v1/refs/images/debian" "GET /v1/objects/$IMG" "POST /v1/chunks/missing" "POST /v1/chunks/get" \
-        "POST /v1/chunks/put" "GET /v1/chunks/$IMG" "GET /v1/nope" "GET /x" "DELETE /v1/info" "GET /v2/info"; do
+        "POST /v1/chunks/put" "GET /v1/chunks/$IMG" "POST /v1/pack/get" "POST /v1/pack/put" "GET /v1/nope" "GET /x" "DELETE /v1/info" "GET /v2/info"; do
         set -- $route
         for tok in "" "roam_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" "$REVOKED" "${ADMIN}x" "garbage"; do
                 http "$tok" "$1" "$2"
@@ -417,6 +417,227 @@ expect_code 200 "user puts a chunk"
 http "$ALICE" PUT /v1/refs/sessions/alice/keep -d "{\"id\":\"$fixed\",\"old\":\"$IMG\"}"
 expect_code 200 "complete update"
 
+# pack.py build OUT [--flags N] [--count-chunks N] obj:FILE[:ID]... chunk:FILE[:ID]...: a pack
+# (src/sync/pack.h), every frame from the zstd tool, ids the real hashes unless given;
+# pack.py read FILE: "flags F objects N chunks N", then "KIND ID" per record (each verified)
+cat >pack.py <<'PY'
+import hashlib, struct, subprocess, sys
+
+def frame(path):
+    # from a file, so that the frame header carries the content size (required)
+    return subprocess.run(["zstd", "-q", "-c", "-1", path], capture_output=True, check=True).stdout
+
+if sys.argv[1] == "build":
+    out, args, flags, n_chunks = sys.argv[2], sys.argv[3:], 1, None
+    recs = {"obj": [], "chunk": []}
+    while args:
+        a = args.pop(0)
+        if a == "--flags":
+            flags = int(args.pop(0)); continue
+        if a == "--count-chunks":
+            n_chunks = int(args.pop(0)); continue
+        kind, path, *cid = a.split(":")
+        plain = open(path, "rb").read()
+        cid = bytes.fromhex(cid[0]) if cid else hashlib.sha256(plain).digest()
+        z = frame(path)
+        recs[kind].append(cid + len(z).to_bytes(4, "little") + z)
+    n_chunks = len(recs["chunk"]) if n_chunks is None else n_chunks
+    with open(out, "wb") as f:
+        f.write(b"ROAMPK1\n" + struct.pack("<III", len(recs["obj"]), n_chunks, flags))
+        f.write(b"".join(recs["obj"] + recs["chunk"]))
+else:
+    d = open(sys.argv[2], "rb").read()
+    assert d[:8] == b"ROAMPK1\n", "no pack magic"
+    n_obj, n_chunk, flags = struct.unpack("<III", d[8:20])
+    print("flags %d objects %d chunks %d" % (flags, n_obj, n_chunk))
+    p = 20
+    for i in range(n_obj + n_chunk):
+        cid = d[p:p + 32]; n = int.from_bytes(d[p + 32:p + 36], "little")
+        z = d[p + 36:p + 36 + n]
+        assert len(z) == n and n > 0, "truncated record %d" % i
+        plain = subprocess.run(["zstd", "-q", "-d", "-c"], input=z, capture_output=True, check=True).stdout
+        assert hashlib.sha256(plain).digest() == cid, "record %d does not verify" % i
+        print("%s %s" % ("object" if i < n_obj else "chunk", cid.hex()))
+        p += 36 + n
+    assert p == len(d), "bytes after the last record"
+PY
+# index_of OUT CHUNK_ID...: an index object of 64 KiB chunks
+index_of() {
+        python3 - "$@" <<'PY'
+import struct, sys
+ids = sys.argv[2:]
+with open(sys.argv[1], "wb") as f:
+    f.write(b"ROAMIDX\0" + struct.pack("<IIQQ", 1, 65536, 65536 * len(ids), len(ids)))
+    f.write(b"".join(bytes.fromhex(i) for i in ids))
+PY
+}
+# pack_error REGEX WHAT: a one-line JSON error that matches
+pack_error() {
+        expect_error "$1" "$2"
+        expect_one_line "$(jq -r .error "$T/resp")"
+}
+
+log "pack/get: bad requests are 400, an unknown want is 404"
+for body in '{' 'null' '[]' '{"have":[]}' '{"want":"xyz"}' '{"want":5}' \
+        '{"want":"0000000000000000000000000000000000000000000000000000000000000000"}' \
+        "{\"want\":\"$IMG\",\"have\":\"$IMG\"}" "{\"want\":\"$IMG\",\"have\":[\"nothex\"]}" \
+        "{\"want\":\"$IMG\",\"want\":\"$IMG\"}" ''; do
+        http "$HOST" POST /v1/pack/get -d "$body"
+        expect_code 400 "pack/get with '$body'"
+        pack_error "pack request" "pack/get with '$body'"
+done
+have17=$(for i in $(seq 1 17); do printf '"%s",' "$(printf 'h%s' "$i" | sha_of)"; done)
+http "$HOST" POST /v1/pack/get -d "{\"want\":\"$IMG\",\"have\":[${have17%,}]}"
+expect_code 400 "pack/get with 17 haves"
+pack_error "at most 16" "pack/get with 17 haves"
+for max in 1048575 67108865 -1 1.5e6 '"4194304"'; do
+        http "$HOST" POST /v1/pack/get -d "{\"want\":\"$IMG\",\"max_bytes\":$max}"
+        expect_code 400 "pack/get with max_bytes $max"
+        pack_error "max_bytes" "pack/get with max_bytes $max"
+done
+http "$HOST" POST /v1/pack/get -d "{\"want\":\"$absent1\"}"
+expect_code 404 "pack/get of an absent object"
+pack_error "$absent1" "pack/get names the absent object"
+http "$HOST" POST /v1/pack/get -d "{\"want\":\"$broken\"}"
+expect_code 404 "pack/get of an index whose chunk is absent"
+pack_error "$absent1" "pack/get names the absent chunk"
+head -c 5000 /dev/zero | tr '\0' ' ' >pad-pack.json
+http "$HOST" POST /v1/pack/get --data-binary @pad-pack.json
+expect_code 413 "oversized pack request"
+
+log "pack/get: everything below want, less what lies below have"
+http "$HOST" POST /v1/pack/get -d "{\"want\":\"$IMG2\",\"have\":[\"$absent1\"]}" -o pack-full.bin
+expect_code 200 "pack/get without a useful have"
+python3 pack.py read pack-full.bin >pack-full.txt || fail "pack/get answered a bad pack"
+http "$HOST" GET "/v1/objects/$IMG2" -o idx2.bin
+want_chunks=$(python3 - idx2.bin <<'PY' | sort -u | wc -l
+import sys
+d = open(sys.argv[1], "rb").read()
+n = int.from_bytes(d[24:32], "little")
+for i in range(n):
+    c = d[32 + 32 * i: 64 + 32 * i]
+    if any(c):
+        print(c.hex())
+PY
+)
+[ "$(head -n 1 pack-full.txt)" = "flags 1 objects 1 chunks $want_chunks" ] ||
+        fail "pack of $IMG2: $(head -n 1 pack-full.txt), expected $want_chunks chunks"
+[ "$(sed -n 2p pack-full.txt)" = "object $IMG2" ] || fail "pack does not start with the object: $(sed -n 2p pack-full.txt)"
+http "$HOST" POST /v1/pack/get -d "{\"want\":\"$IMG2\",\"have\":[\"$IMG\"]}" -o pack-less.bin
+expect_code 200 "pack/get with a have"
+python3 pack.py read pack-less.bin >pack-less.txt || fail "pack/get answered a bad pack"
+! grep -qFf chunks.txt pack-less.txt || fail "the pack holds chunks below have"
+shared=$(sed -n 's/^chunk //p' pack-full.txt | grep -cFf chunks.txt || true)
+[ "$(grep -c '^chunk ' pack-less.txt)" = $((want_chunks - shared)) ] || fail "pack with have: $(head -n 1 pack-less.txt)"
+http "$HOST" POST /v1/pack/get -d "{\"want\":\"$IMG\",\"have\":[\"$IMG\"]}" -o pack-none.bin
+[ "$(python3 pack.py read pack-none.bin)" = "flags 1 objects 0 chunks 0" ] || fail "pack of what the receiver has"
+http "$HOST" POST /v1/pack/get -d "{\"want\":\"$IMG\",\"max_bytes\":1048576}" -o pack-part.bin
+expect_code 200 "pack/get with max_bytes"
+[ "$(stat -c %s pack-part.bin)" -le 1048576 ] || fail "pack over max_bytes: $(stat -c %s pack-part.bin) bytes"
+python3 pack.py read pack-part.bin >pack-part.txt || fail "pack/get answered a bad pack"
+expect_match "$(head -n 1 pack-part.txt)" "^flags 0 objects 1 chunks [1-9]" "a pack cut at max_bytes"
+
+log "pack/put: a bad record stores nothing of the request"
+head -c 65536 /dev/urandom >p1.bin
+head -c 65536 /dev/urandom >p2.bin
+head -c 40000 /dev/urandom >p3.bin
+p1=$(sha_of <p1.bin) p2=$(sha_of <p2.bin) p3=$(sha_of <p3.bin)
+index_of p.idx "$p1" "$p2"
+pidx=$(sha_of <p.idx)
+python3 pack.py build good.pack obj:p.idx chunk:p1.bin chunk:p2.bin
+printf 'garbage, not a pack' >garbage.pack
+head -c $(($(stat -c %s good.pack) - 9)) good.pack >truncated.pack
+cp good.pack trailing.pack; printf 'x' >>trailing.pack
+python3 pack.py build flags.pack --flags 3 obj:p.idx
+python3 pack.py build count.pack --count-chunks 3 obj:p.idx chunk:p1.bin chunk:p2.bin
+python3 pack.py build badchunk.pack obj:p.idx chunk:p1.bin "chunk:p3.bin:$claimed"
+python3 pack.py build badobj.pack "obj:p.idx:$absent2" chunk:p1.bin
+for f in garbage truncated trailing flags count badchunk badobj; do
+        http "$HOST" POST /v1/pack/put --data-binary "@$f.pack"
+        expect_code 400 "pack/put of $f.pack"
+        pack_error "nothing of this request was stored" "pack/put of $f.pack"
+done
+http "$HOST" POST /v1/pack/put --data-binary @badchunk.pack
+expect_error "$claimed" "pack/put names the chunk that does not match"
+http "$HOST" POST /v1/pack/put --data-binary @badobj.pack
+expect_error "$absent2" "pack/put names the object that does not match"
+# a later successful put commits whatever is pending: these must not be
+http "$HOST" POST /v1/chunks/put --data-binary @later.rec
+expect_code 200 "a put after refused packs"
+for c in "$p1" "$claimed"; do
+        http "$ADMIN" GET "/v1/chunks/$c"
+        expect_code 404 "chunk of a refused pack"
+        [ ! -e "$ROAM_HOME/store/chunks/${c:0:2}/$c" ] || fail "chunk $c of a refused pack was stored"
+done
+http "$ADMIN" GET "/v1/objects/$pidx"
+expect_code 404 "object of a refused pack"
+
+log "pack/put with a ref: access is checked before anything is stored"
+http "$ALICE" POST "/v1/pack/put?ref=images/debian&id=$pidx" --data-binary @good.pack
+expect_code 403 "alice packs onto an image"
+pack_error "may not change ref 'images/debian'" "403 message"
+http "$ALICE" POST "/v1/pack/put?ref=sessions/bob/head&id=$pidx" --data-binary @good.pack
+expect_code 404 "alice packs onto bob's session"
+pack_error "not found" "404 message"
+http "$ALICE" POST "/v1/pack/put?ref=../x&id=$pidx" --data-binary @good.pack
+expect_code 400 "pack/put with a bad ref name"
+http "$ALICE" POST "/v1/pack/put?ref=sessions/alice/p" --data-binary @good.pack
+expect_code 400 "pack/put with a ref and no id"
+pack_error "id=HEX" "pack/put without id"
+http "$ALICE" POST "/v1/pack/put?ref=sessions/alice/p&id=$pidx&old=xyz" --data-binary @good.pack
+expect_code 400 "pack/put with a malformed old"
+http "$ALICE" POST /v1/chunks/put --data-binary @later.rec
+for c in "$p1" "$p2"; do
+        [ ! -e "$ROAM_HOME/store/chunks/${c:0:2}/$c" ] || fail "chunk $c of a refused pack/put was stored"
+done
+http "$ADMIN" GET /v1/refs/sessions/bob/head
+[ "$(jq -r .id resp)" = "$IMG" ] || fail "bob's session changed"
+http "$ADMIN" GET /v1/refs/images/debian
+[ "$(jq -r .id resp)" = "$IMG" ] || fail "the image changed"
+
+log "pack/put without a ref: stored and durable"
+python3 pack.py build p3.pack chunk:p3.bin
+http "$HOST" POST /v1/pack/put --data-binary @p3.pack
+expect_code 200 "pack/put without a ref"
+[ "$(jq -c . resp)" = '{"objects":0,"stored":1,"present":0}' ] || fail "pack/put without a ref: $(cat resp)"
+[ -f "$ROAM_HOME/store/chunks/${p3:0:2}/$p3" ] || fail "acknowledged pack chunk is not published"
+
+log "pack/put with a ref: 412 when chunks are missing, 409 on a stale old"
+python3 pack.py build half.pack obj:p.idx chunk:p1.bin
+http "$ALICE" POST "/v1/pack/put?ref=sessions/alice/p&id=$pidx&old=none" --data-binary @half.pack
+expect_code 412 "pack without a chunk the ref needs"
+pack_error "$p2" "412 names the missing chunk"
+http "$ALICE" GET /v1/refs/sessions/alice/p
+expect_code 404 "a ref set by a refused pack/put"
+http "$ALICE" POST "/v1/pack/put?ref=sessions/alice/keep&id=$IMG&old=$IMG2" --data-binary @p3.pack
+expect_code 409 "pack/put with a stale old"
+pack_error "$fixed" "409 names the current value"
+http "$ALICE" POST "/v1/pack/put?ref=sessions/alice/keep&id=$IMG&old=none" --data-binary @p3.pack
+expect_code 409 "pack/put with old=none on an existing ref"
+http "$ALICE" GET /v1/refs/sessions/alice/keep
+[ "$(jq -r .id resp)" = "$fixed" ] || fail "ref changed by a refused pack/put"
+
+log "pack/put: stored and durable, then the ref is set"
+http "$ALICE" POST "/v1/pack/put?ref=sessions/alice/p&id=$pidx&old=none" --data-binary @good.pack
+expect_code 200 "pack/put with a ref"
+[ "$(jq -c '[.name, .id, .objects, .stored, .present]' resp)" = "[\"sessions/alice/p\",\"$pidx\",1,1,1]" ] ||
+        fail "pack/put with a ref: $(cat resp)"
+http "$ALICE" GET /v1/refs/sessions/alice/p
+[ "$(jq -r .id resp)" = "$pidx" ] || fail "pack/put did not set the ref"
+http "$ALICE" GET "/v1/objects/$pidx" -o back.idx
+cmp p.idx back.idx || fail "packed object does not read back"
+for c in "$p1" "$p2"; do
+        http "$ALICE" GET "/v1/chunks/$c" -o chunk.zst
+        [ "$(zstd -q -d -c chunk.zst | sha_of)" = "$c" ] || fail "packed chunk $c does not read back"
+done
+http "$ALICE" POST "/v1/pack/put?ref=sessions/alice/p&id=$pidx&old=$pidx" --data-binary @good.pack
+[ "$(jq -c '[.objects, .stored, .present]' resp)" = "[1,0,2]" ] || fail "pack/put again: $(cat resp)"
+http "$ALICE" POST /v1/pack/get -d "{\"want\":\"$pidx\",\"have\":[\"$fixed\"]}" -o back.pack
+python3 pack.py read back.pack >back.txt
+[ "$(sort back.txt | tr '\n' ' ')" = "$(printf '%s\n' "chunk $p1" "chunk $p2" "flags 1 objects 1 chunks 2" \
+        "object $pidx" | sort | tr '\n' ' ')" ] || fail "pack/get of a packed ref: $(cat back.txt)"
+must_succeed roam store fsck
+
 log "bad input: malformed JSON, oversized bodies, unknown routes, wrong methods"
 for body in '{' 'null' '[]' '{"id":"xyz"}' '{"id":null}' "{\"id\":\"$IMG\",\"old\":5}" "{\"id\":\"$IMG\",\"id\":\"$IMG\"}" ''; do
         http "$ADMIN" PUT /v1/refs/sessions/alice/j -d "$body"
@@ -435,6 +656,8 @@ expect_code 413 "oversized chunk stream"
 expect_error "larger than" "413 message"
 http "$ADMIN" POST /v1/chunks/missing --data-binary @big.bin
 expect_code 413 "oversized id list"
+http "$ADMIN" POST /v1/pack/put --data-binary @huge.bin
+expect_code 413 "pack over 64 MiB"
 # chunked upload without a Content-Length: refused at the end, not buffered
 head -c $((3 << 20)) /dev/urandom >chunked.bin
 http "$ADMIN" POST /v1/chunks/get -H 'Transfer-Encoding: chunked' --data-binary @chunked.bin

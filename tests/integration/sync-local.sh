@@ -20,7 +20,28 @@ ALICE=$(ROAM_HOME=$SRV roam token create --role user --user alice)
 BOB=$(ROAM_HOME=$SRV roam token create --role user --user bob)
 PORT=$(free_port)
 URL=http://127.0.0.1:$PORT
-start_daemon "$SRV" "127.0.0.1:$PORT"
+start_daemon "$SRV" "127.0.0.1:$PORT" --verbose
+SLOG=$SRV/serve.log
+
+# requests_after LINES: "METHOD PATH STATUS" of every request the daemon logged
+# after line LINES of its log (a marker request first makes sure they are all in)
+requests_after() {
+        local marker=images/marker-$RANDOM$RANDOM
+        curl -s -o /dev/null -H "Authorization: Bearer $HOST" "$URL/v1/refs/$marker"
+        wait_for 10 grep -q " /v1/refs/$marker " "$SLOG" || fail "the daemon does not log requests"
+        tail -n +$(($1 + 1)) "$SLOG" | awk -v m="/v1/refs/$marker" '$6 ~ "^/v1/" && $6 != m { print $5, $6, $7 }'
+}
+# change_blocks FILE BLOCK...: new random bytes in these 64 KiB blocks
+change_blocks() {
+        python3 - "$@" <<'PY'
+import random, sys
+r = random.Random(sys.argv[2])
+with open(sys.argv[1], "r+b") as f:
+    for blk in sys.argv[2:]:
+        f.seek(int(blk) * 65536)
+        f.write(r.randbytes(65536))
+PY
+}
 
 export ROAM_HOME=$CLI
 log "pull a whole image; export is byte-identical"
@@ -37,6 +58,48 @@ expect_match "$(cat pull2.err)" "pulled images/b: 5 of [0-9]+ chunks"
 roam pull "$URL" b --token "$HOST" >/dev/null 2>pull3.err
 expect_match "$(cat pull3.err)" ": 0 of [0-9]+ chunks"
 
+log "pulling a changed image whose ref exists here goes as one pack"
+cp --sparse=always b.raw b2.raw
+change_blocks b2.raw 3 50 200
+ROAM_HOME=$SRV roam image import --force b b2.raw >/dev/null
+mark=$(wc -l <"$SLOG")
+roam pull "$URL" b --token "$HOST" >pull4.out 2>pull4.err || { cat pull4.err >&2; fail "pull of the changed b failed"; }
+cat pull4.err >&2
+expect_match "$(cat pull4.err)" "pulled images/b: 3 of [0-9]+ chunks"
+reqs=$(requests_after "$mark")
+log "requests: $(tr '\n' ',' <<<"$reqs")"
+[ "$(grep -c '^POST /v1/pack/get 200$' <<<"$reqs")" = 1 ] || fail "the pull did not ask for one pack: $reqs"
+! grep -qE '/v1/chunks/|/v1/objects/' <<<"$reqs" || fail "the pull went beyond the pack: $reqs"
+must_succeed roam image export b b2-out.raw
+cmp b2.raw b2-out.raw || fail "image pulled as a pack differs"
+must_succeed roam store fsck
+
+log "a wrong hint costs a round trip, not data: a chunk below the local ref is gone"
+B2=$(cut -d' ' -f2 pull4.out)
+# the index object (stored plain): the first chunk from block 10 on (block 7 changes next)
+victim=$(python3 - "$CLI/store/objects/${B2:0:2}/$B2" <<'PY'
+import sys
+d = open(sys.argv[1], "rb").read()
+ids = [d[32 + 32 * i: 64 + 32 * i] for i in range(int.from_bytes(d[24:32], "little"))]
+print(next(c for c in ids[10:] if any(c)).hex())
+PY
+)
+rm "$CLI/store/chunks/${victim:0:2}/$victim"
+cp --sparse=always b2.raw b3.raw
+change_blocks b3.raw 7
+ROAM_HOME=$SRV roam image import --force b b3.raw >/dev/null
+mark=$(wc -l <"$SLOG")
+roam pull "$URL" b --token "$HOST" >/dev/null 2>pull5.err || { cat pull5.err >&2; fail "pull with a wrong hint failed"; }
+cat pull5.err >&2
+expect_match "$(cat pull5.err)" "pulled images/b: 2 of [0-9]+ chunks"
+reqs=$(requests_after "$mark")
+log "requests: $(tr '\n' ',' <<<"$reqs")"
+[ "$(grep -c '^POST /v1/pack/get 200$' <<<"$reqs")" = 1 ] || fail "the pull did not ask for one pack: $reqs"
+[ "$(grep -c '^POST /v1/chunks/get 200$' <<<"$reqs")" = 1 ] || fail "the pull did not fetch the rest: $reqs"
+must_succeed roam image export b b3-out.raw
+cmp b3.raw b3-out.raw || fail "image pulled with a wrong hint differs"
+must_succeed roam store fsck
+
 log "push a new image back; a second push sends nothing"
 make_image c.raw 16 33
 must_succeed roam image import c c.raw
@@ -45,6 +108,24 @@ roam push "$URL" c --token "$HOST" >/dev/null 2>push2.err
 expect_match "$(cat push2.err)" ": 0 of [0-9]+ chunks"
 ROAM_HOME=$SRV roam image export c c-srv.raw
 cmp c.raw c-srv.raw || fail "pushed image differs on the server"
+ROAM_HOME=$SRV must_succeed roam store fsck
+
+log "pushing a small change to a ref the server has goes as one pack"
+must_succeed roam image import d c.raw
+roam push "$URL" d --token "$HOST" >/dev/null 2>push3.err || { cat push3.err >&2; fail "push of d failed"; }
+cp --sparse=always c.raw d.raw
+change_blocks d.raw 5 100
+must_succeed roam image import --force d d.raw
+mark=$(wc -l <"$SLOG")
+roam push "$URL" d --token "$HOST" >/dev/null 2>push4.err || { cat push4.err >&2; fail "push of the changed d failed"; }
+cat push4.err >&2
+expect_match "$(cat push4.err)" "pushed images/d: 2 of [0-9]+ chunks"
+reqs=$(requests_after "$mark")
+log "requests: $(tr '\n' ',' <<<"$reqs")"
+[ "$(grep -c '^POST /v1/pack/put 200$' <<<"$reqs")" = 1 ] || fail "the push did not send one pack: $reqs"
+! grep -qE '/v1/chunks/|/v1/objects/|^PUT /v1/refs/' <<<"$reqs" || fail "the push went beyond the pack: $reqs"
+ROAM_HOME=$SRV roam image export d d-srv.raw
+cmp d.raw d-srv.raw || fail "image pushed as a pack differs on the server"
 ROAM_HOME=$SRV must_succeed roam store fsck
 
 log "tokens: none, wrong, and a user's reach"

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* A pack: the objects and chunks one side lacks, in one body, so that a
+ * hand-over's remainder crosses the link in one round trip
+ * (docs/sync-protocol.md, POST /v1/pack/get and /v1/pack/put):
+ *
+ *   "ROAMPK1\n"  u32 LE objects  u32 LE chunks  u32 LE flags
+ *   objects x record: 32-byte id, u32 LE length, zstd frame of the object
+ *   chunks  x record: 32-byte id, u32 LE length, zstd frame (as stored)
+ *
+ * Objects come first (the receiver walks them to know the chunks). flags bit
+ * 0 (PACK_COMPLETE): nothing else is needed; without it the sender stopped at
+ * its size bound and the receiver fetches the rest the usual way. The reader
+ * is pure and bounded (tests/fuzz/fuzz-pack.c); it checks framing only: the
+ * receiver verifies every id against its bytes. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../basic/hash.h"
+
+#define PACK_MAGIC "ROAMPK1\n"
+#define PACK_HEADER 20
+#define PACK_MAX_OBJECTS 4096u
+#define PACK_MAX_CHUNKS 16384u
+#define PACK_MAX_BYTES (64u << 20) /* a whole pack on the wire */
+#define PACK_COMPLETE 1u
+
+typedef enum PackKind {
+        PACK_OBJECT,
+        PACK_CHUNK,
+} PackKind;
+
+typedef struct PackReader {
+        const uint8_t *p;
+        size_t left;
+        uint32_t n_objects, n_chunks, flags;
+        uint32_t seen;           /* records returned so far */
+        size_t max_object_frame; /* bound of an object record's length */
+        size_t max_chunk_frame;  /* bound of a chunk record's length */
+} PackReader;
+
+/* Checks the header: magic, counts within the bounds, no unknown flags.
+ * -EBADMSG otherwise. */
+int pack_reader_init(PackReader *r, const void *body, size_t len, size_t max_object_frame, size_t max_chunk_frame);
+/* 1 with a record (pointers into the body), 0 after exactly the announced
+ * records with nothing left over, -EBADMSG for anything else. */
+int pack_reader_next(PackReader *r, PackKind *ret_kind, RoamId *ret_id, const uint8_t **ret_data, uint32_t *ret_len);
+
+typedef struct PackWriter {
+        uint8_t *buf;
+        size_t len, cap;
+        size_t max; /* bytes, at most PACK_MAX_BYTES */
+        uint32_t n_objects, n_chunks;
+} PackWriter;
+
+/* Starts an empty pack (header reserved) of at most max bytes (0 or more
+ * than PACK_MAX_BYTES: PACK_MAX_BYTES). */
+int pack_writer_init(PackWriter *w, size_t max);
+/* Appends a record; every object before the first chunk (-EINVAL otherwise),
+ * and within the bounds above (-E2BIG: the pack is full, nothing appended). */
+int pack_writer_add(PackWriter *w, PackKind kind, const RoamId *id, const void *data, size_t len);
+/* Writes the header; the body is w->buf, w->len (the caller frees buf). */
+void pack_writer_finish(PackWriter *w, uint32_t flags);
+void pack_writer_done(PackWriter *w);
+
+/* An object's bytes as a zstd frame, and back: the frame must announce its
+ * size, at most max, and be exactly that. Caller frees *ret. */
+int pack_object_compress(const void *data, size_t len, void **ret, size_t *ret_len);
+int pack_object_decompress(const void *frame, size_t len, size_t max, void **ret, size_t *ret_len);

@@ -93,6 +93,21 @@ static int remote_json(Remote *server, const char *method, const char *path, jso
 
 /* ---- background work ---- */
 
+/* What the laptop's store holds of a session, with everything below: its
+ * last pre-copy and its latest checkpoint (hints for a pack; sync.h). */
+static size_t local_haves(Laptop *l, const char *user, const char *name, RoamId have[2]) {
+        static const char *const leaves[] = { "precopy", "latest" };
+        size_t n = 0;
+        for (size_t i = 0; i < ELEMENTSOF(leaves); i++) {
+                char ref[REF_NAME_MAX_LEN + 1];
+                snprintf(ref, sizeof ref, "sessions/%s/%s/%s", user, name, leaves[i]);
+                if (store_ref_get(daemon_store(l->d), ref, &have[n]) >= 0)
+                        n++;
+        }
+        err_clear();
+        return n;
+}
+
 static void precopy_one(Laptop *l, const char *name, const char *user) {
         char path[256], ref[REF_NAME_MAX_LEN + 1];
         Track *t;
@@ -111,13 +126,23 @@ static void precopy_one(Laptop *l, const char *name, const char *user) {
         uint64_t remainder = (uint64_t) json_integer_value(json_object_get(j, "new_stored"));
         json_decref(j);
         snprintf(ref, sizeof ref, "sessions/%s/%s/precopy", user, name);
-        SyncOptions so = { .parallel = 4 };
+        RoamId have[2];
+        SyncOptions so = { .parallel = 4, .have = have, .n_have = local_haves(l, user, name, have) };
         SyncStats st;
         k = sync_pull(daemon_store(l->d), l->server, ref, NULL, &so, &st);
         if (k < 0) {
                 daemon_log(l->d, DAEMON_LOG_INFO, "pre-copy of '%s': %s", name, err_message(k));
                 return;
         }
+        /* its RAM file too, so that take offline writes only what changed */
+        SessionStageResult sr;
+        err_clear();
+        k = session_stage_ram(l->h, name, &st.id, &sr);
+        if (k < 0)
+                daemon_log(l->d, DAEMON_LOG_INFO, "staging the RAM of '%s': %s", name, err_message(k));
+        else
+                daemon_log(l->d, DAEMON_LOG_DEBUG, "staged the RAM of '%s': %s%llu chunks in %.0f ms", name,
+                           sr.full ? "in full, " : "", (unsigned long long) sr.chunks_written, sr.seconds * 1000);
         pthread_mutex_lock(&l->lock);
         t = track(l, name);
         if (t) {
@@ -258,17 +283,22 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
                 return err_set(-EBADMSG, "%s sent a malformed offline grant", l->o.server_url);
         }
         failpoint("offline:after-grant");
+        uint64_t t_grant = now_ns();
         char ref[REF_NAME_MAX_LEN + 1];
         snprintf(ref, sizeof ref, "sessions/%s/%s/latest", user, name);
-        SyncOptions so = { .parallel = 4 };
+        /* the remainder: what the pre-copy did not bring, in one pack */
+        RoamId have[2];
+        SyncOptions so = { .parallel = 4, .have = have, .n_have = local_haves(l, user, name, have) };
         SyncStats st = { 0 };
+        SessionRestoreResult rr = { 0 };
         RoamId ck_id;
         k = id_from_hex(ck, &ck_id) < 0 ? err_set(-EBADMSG, "%s sent a malformed checkpoint id", l->o.server_url)
                                          : sync_pull_object(daemon_store(l->d), l->server, &ck_id, ref, &so, &st);
+        uint64_t t_pulled = now_ns();
         if (k >= 0) {
                 wire += st.wire_bytes;
                 failpoint("offline:after-pull");
-                k = session_move_in(l->h, name, ck, epoch, -1, NULL);
+                k = session_move_in(l->h, name, ck, epoch, -1, &rr);
         }
         if (k >= 0)
                 k = handoff_lease_set(l->h, name, lease);
@@ -284,6 +314,13 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
         json_decref(g);
         daemon_log(l->d, DAEMON_LOG_INFO, "session '%s' taken offline: downtime %llu ms, %llu bytes after the click",
                    name, (unsigned long long) (downtime / 1000000), (unsigned long long) wire);
+        daemon_log(l->d, DAEMON_LOG_DEBUG, "take offline of '%s': grant %.0f ms, pull %.0f ms, restore %.0f ms", name,
+                   (t_grant - t0) / 1e6, (t_pulled - t_grant) / 1e6, (now_ns() - t_pulled) / 1e6);
+        daemon_log(l->d, DAEMON_LOG_DEBUG,
+                   "restore of '%s': %.0f ms: verify %.0f, RAM %.0f (%s), files %.0f in all, QEMU start %.0f, "
+                   "device state and cont %.0f",
+                   name, rr.total_ns / 1e6, rr.verify_ns / 1e6, rr.ram_ns / 1e6, rr.ram_staged ? "staged" : "full",
+                   rr.export_ns / 1e6, rr.launch_ns / 1e6, (rr.qemu_ns - rr.launch_ns) / 1e6);
         return 0;
 }
 

@@ -17,11 +17,13 @@
  * never overwritten by a sender; a refused (stale) sender's state stays there
  * as a separate checkpoint an admin can inspect or restore. */
 static int push_checkpoint(SessionHost *h, Store *s, Remote *r, const char *user, const char *name, int64_t epoch,
-                           const SessionMoveOptions *o, uint64_t *wire, uint64_t *chunks) {
+                           const SessionMoveOptions *o, const RoamId *have, uint64_t *wire, uint64_t *chunks) {
         char latest[REF_NAME_MAX_LEN + 1], staging[REF_NAME_MAX_LEN + 1];
         snprintf(latest, sizeof latest, "sessions/%s/%s/latest", user, name);
         snprintf(staging, sizeof staging, "sessions/%s/%s/in-e%lld", user, name, (long long) epoch);
-        SyncOptions so = { .parallel = o->parallel };
+        /* only this host writes the staging ref; with have (the pre-copy this
+         * move pushed) the remainder goes as one pack that also sets it */
+        SyncOptions so = { .parallel = o->parallel, .overwrite = true, .have = have, .n_have = have ? 1 : 0 };
         SyncStats st;
         int k = sync_push(s, r, latest, staging, &so, &st);
         if (k < 0)
@@ -93,6 +95,7 @@ int session_move(SessionHost *h, const char *name, Remote *r, const SessionMoveO
         Store *s = session_host_store(h);
         SessionMoveResult res = { .epoch = epoch + 1 };
         SessionCheckpointResult ck;
+        RoamId precopy = ID_NULL;
 
         /* pre-copy: most chunks move while the guest keeps running */
         if (!o->no_precopy) {
@@ -100,9 +103,10 @@ int session_move(SessionHost *h, const char *name, Remote *r, const SessionMoveO
                 k = session_checkpoint(h, name, 0, &ck);
                 if (k < 0)
                         return k;
-                k = push_checkpoint(h, s, r, user, name, epoch + 1, o, &res.precopy_wire_bytes, &chunks);
+                k = push_checkpoint(h, s, r, user, name, epoch + 1, o, NULL, &res.precopy_wire_bytes, &chunks);
                 if (k < 0)
                         return k;
+                precopy = ck.id;
         }
 
         /* the final round: paused from here until the target runs it */
@@ -122,7 +126,8 @@ int session_move(SessionHost *h, const char *name, Remote *r, const SessionMoveO
         k = handoff_mark(h, name, "out", owner, o->token, epoch + 1, hex);
         failpoint("move:after-final-checkpoint");
         if (k >= 0)
-                k = push_checkpoint(h, s, r, user, name, epoch + 1, o, &res.final_wire_bytes, &res.final_chunks);
+                k = push_checkpoint(h, s, r, user, name, epoch + 1, o, id_is_null(&precopy) ? NULL : &precopy,
+                                    &res.final_wire_bytes, &res.final_chunks);
         failpoint("move:after-push");
         if (k >= 0)
                 k = request_move_in(r, name, &ck.id, epoch + 1, &res.target_restore_ns, &res.final_wire_bytes);

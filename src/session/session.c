@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "session.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -21,6 +22,8 @@
 #include "../basic/util.h"
 #include "../store/blob.h"
 #include "../store/manifest.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
 
 struct SessionHost {
         char *home;
@@ -1060,6 +1063,151 @@ static int delete_refs(Store *s, const char *prefix) {
         return r;
 }
 
+static int manifest_id(json_t *m, const char *role, RoamId *ret) {
+        const char *s = json_string_value(json_object_get(json_object_get(m, "objects"), role));
+        if (!s || id_from_hex(s, ret) < 0)
+                return err_set(-EBADMSG, "checkpoint lacks a valid %s id", role);
+        return 0;
+}
+
+/* ---- staged RAM: a checkpoint's RAM file written ahead of a restore ---- */
+
+/* ram_dir/NAME.staged.HEX holds the RAM blob of index HEX: written by
+ * session_stage_ram() while the session runs elsewhere, taken (renamed) by
+ * the next restore of NAME here, which then writes only the chunks that
+ * differ. The index id travels in the name, so a file and what it holds never
+ * disagree; a half-written one is only ever under NAME.staging. */
+#define STAGED_INFIX ".staged."
+
+/* 1 with the path and the index of the staged file of name, 0 if none. */
+static int staged_find(SessionHost *h, const char *name, char **ret_path, RoamId *ret_id) {
+        _cleanup_(closedirp) DIR *d = opendir(h->ram_dir);
+        if (!d)
+                return 0;
+        size_t plen = strlen(name) + strlen(STAGED_INFIX);
+        struct dirent *e;
+        int found = 0;
+        while ((e = readdir(d))) {
+                RoamId id;
+                if (strncmp(e->d_name, name, strlen(name)) != 0 ||
+                    strncmp(e->d_name + strlen(name), STAGED_INFIX, strlen(STAGED_INFIX)) != 0 ||
+                    id_from_hex(e->d_name + plen, &id) < 0)
+                        continue;
+                char *path;
+                if (asprintf(&path, "%s/%s", h->ram_dir, e->d_name) < 0)
+                        return -ENOMEM;
+                if (found) { /* one is enough */
+                        (void) unlink(path);
+                        free(path);
+                        continue;
+                }
+                *ret_path = path;
+                *ret_id = id;
+                found = 1;
+        }
+        return found;
+}
+
+static void staged_clear(SessionHost *h, const char *name) {
+        char *path;
+        RoamId id;
+        while (staged_find(h, name, &path, &id) > 0) {
+                (void) unlink(path);
+                free(path);
+        }
+}
+
+/* Rewrites the file at path, which holds the blob of index from, into the
+ * blob of index to. */
+static int patch_file(Store *s, const RoamId *from, const RoamId *to, const char *path, BlobStats *st) {
+        _cleanup_(index_freep) Index *a = NULL, *b = NULL;
+        int r = blob_load_index(s, from, &a);
+        if (r >= 0)
+                r = blob_load_index(s, to, &b);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+                return err_set(-errno, "cannot open '%s': %s", path, strerror(errno));
+        return blob_patch_fd(s, a, b, fd, st);
+}
+
+int session_stage_ram(SessionHost *h, const char *name, const RoamId *checkpoint, SessionStageResult *ret) {
+        if (!name_is_valid(name))
+                return err_set(-EINVAL, "session name '%s' is invalid", name);
+        int r = need_store(h);
+        if (r < 0)
+                return r;
+        _cleanup_free_ void *data = NULL;
+        size_t len;
+        r = store_object_get(h->store, checkpoint, STORE_OBJECT_MAX, &data, &len);
+        if (r < 0)
+                return r;
+        _cleanup_(json_decrefp) json_t *m = NULL;
+        if (!manifest_is_manifest(data, len) || manifest_parse(data, len, &m) < 0)
+                return err_set(-EBADMSG, "object is not a checkpoint manifest");
+        RoamId ram;
+        if (!json_object_get(json_object_get(m, "objects"), "ram"))
+                return 0; /* powered off: no RAM */
+        r = manifest_id(m, "ram", &ram);
+        if (r < 0)
+                return r;
+        SessionStageResult res = { 0 };
+        double t0 = now_s();
+        _cleanup_free_ char *old = NULL, *tmp = NULL, *final = NULL;
+        char hex[ID_HEX_SIZE];
+        RoamId base;
+        if (asprintf(&tmp, "%s/%s.staging", h->ram_dir, name) < 0 ||
+            asprintf(&final, "%s/%s" STAGED_INFIX "%s", h->ram_dir, name, id_to_hex(&ram, hex)) < 0)
+                return -ENOMEM;
+        r = staged_find(h, name, &old, &base);
+        if (r < 0)
+                return r;
+        if (r > 0 && id_equal(&base, &ram)) {
+                if (ret)
+                        *ret = res;
+                return 0;
+        }
+        r = mkdir_p(h->ram_dir, 0700);
+        if (r < 0)
+                return err_set(r, "cannot create the RAM directory '%s': %s", h->ram_dir, strerror(-r));
+        BlobStats st = { 0 };
+        if (old && rename(old, tmp) == 0)
+                r = patch_file(h->store, &base, &ram, tmp, &st);
+        else {
+                r = export_to(h->store, &ram, tmp, 0600);
+                res.full = true;
+        }
+        if (r >= 0 && rename(tmp, final) < 0)
+                r = -errno;
+        if (r < 0) {
+                (void) unlink(tmp);
+                return err_set_if_none(r, "cannot stage the RAM of session '%s': %s", name, strerror(-r));
+        }
+        res.chunks_written = st.chunks;
+        res.seconds = now_s() - t0;
+        if (ret)
+                *ret = res;
+        return 0;
+}
+
+/* Writes the RAM blob ram into path: from the staged file of name if there is
+ * one (only the chunks that differ), else in full. */
+static int write_ram(SessionHost *h, const char *name, const RoamId *ram, const char *path, bool *ret_staged) {
+        _cleanup_free_ char *staged = NULL;
+        RoamId base;
+        *ret_staged = false;
+        if (staged_find(h, name, &staged, &base) > 0 && rename(staged, path) == 0) {
+                int r = patch_file(h->store, &base, ram, path, NULL);
+                *ret_staged = r >= 0;
+                if (r >= 0)
+                        return 0;
+                (void) unlink(path);
+                err_clear(); /* the full export below decides */
+        }
+        return export_to(h->store, ram, path, 0600);
+}
+
 int session_remove(SessionHost *h, const char *name) {
         int r = need_store(h);
         if (r < 0)
@@ -1085,6 +1233,7 @@ int session_remove(SessionHost *h, const char *name) {
                 return err_set_if_none(r, "cannot remove the refs of session '%s': %s", name, strerror(-r));
         remove_runtime(&o.paths);
         (void) unlink(o.paths.ram);
+        staged_clear(h, name);
         r = rm_rf(o.paths.dir);
         if (r < 0 && r != -ENOENT)
                 return err_set(r, "cannot remove '%s': %s", o.paths.dir, strerror(-r));
@@ -1550,13 +1699,6 @@ int session_checkpoint_verify(Store *s, const RoamId *id, json_t **ret) {
 
 /* ---- restore ---- */
 
-static int manifest_id(json_t *m, const char *role, RoamId *ret) {
-        const char *s = json_string_value(json_object_get(json_object_get(m, "objects"), role));
-        if (!s || id_from_hex(s, ret) < 0)
-                return err_set(-EBADMSG, "checkpoint lacks a valid %s id", role);
-        return 0;
-}
-
 /* Creates the row and directory of a session adopted from a checkpoint, at
  * epoch (< 0: the checkpoint's). */
 static int adopt(SessionHost *h, const char *name, json_t *m, const RoamId *id, int64_t epoch) {
@@ -1714,7 +1856,9 @@ static int restore_into(SessionHost *h, const char *name, json_t *m, SessionRest
         if (!master || asprintf(&ov_tmp, "%s.restore", o.paths.overlay) < 0)
                 return -ENOMEM;
         remove_runtime(&o.paths);
-        r = export_to(h->store, &ram_id, o.paths.ram_snap, 0600);
+        uint64_t t_ram = now_ns();
+        r = write_ram(h, name, &ram_id, o.paths.ram_snap, &res->ram_staged);
+        res->ram_ns = now_ns() - t_ram;
         if (r >= 0)
                 r = export_to(h->store, &ov_id, ov_tmp, 0600);
         if (r >= 0)
@@ -1744,6 +1888,7 @@ static int restore_into(SessionHost *h, const char *name, json_t *m, SessionRest
         /* QEMU: incoming, device state, cont */
         _cleanup_(qmp_freep) Qmp *q = NULL;
         r = launch(h, &o, true, &q);
+        res->launch_ns = now_ns() - t1;
         if (r >= 0) {
                 r = vm_load_devstate(q, o.paths.devstate, 60000);
                 if (r >= 0)
@@ -1818,6 +1963,7 @@ int session_restore(SessionHost *h, const char *name, const char *spec, SessionR
         r = session_checkpoint_verify(h->store, &res.id, &m);
         if (r < 0)
                 return err_wrap(r, "cannot restore session '%s'", name);
+        res.verify_ns = now_ns() - t0;
         const char *mu = json_string_value(json_object_get(m, "user"));
         const char *ms = json_string_value(json_object_get(m, "session"));
         if (row.name) {

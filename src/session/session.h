@@ -202,7 +202,11 @@ int session_checkpoint_verify(Store *s, const RoamId *id, json_t **ret);
 typedef struct SessionRestoreResult {
         RoamId id;
         bool powered_off;   /* the checkpoint was powered off: the session is stopped */
+        uint64_t verify_ns; /* is all of the checkpoint here (part of export_ns) */
+        uint64_t ram_ns;    /* RAM file (part of export_ns) */
+        bool ram_staged;    /* ... patched from a staged file (session_stage_ram()) */
         uint64_t export_ns; /* store -> files */
+        uint64_t launch_ns; /* QEMU start until it answers (part of qemu_ns) */
         uint64_t qemu_ns;   /* QEMU start, device state, cont (0 when powered off) */
         uint64_t total_ns;
 } SessionRestoreResult;
@@ -214,6 +218,20 @@ typedef struct SessionRestoreResult {
  * changes. When no session NAME exists here and spec is a manifest id, the
  * session is adopted from the manifest (a move's receiving side) at the
  * manifest's epoch. ret may be NULL. */
+typedef struct SessionStageResult {
+        bool full;               /* written in full (nothing staged before) */
+        uint64_t chunks_written; /* else: chunks that differed */
+        double seconds;
+} SessionStageResult;
+
+/* Writes the RAM of checkpoint (whose chunks are all in the store) ahead of
+ * a restore of session name on this host, into the host's RAM directory:
+ * the next restore of name (session_restore(), session_move_in()) then
+ * writes only the chunks that changed since. Staging again patches the
+ * staged file. Meant for a session that runs elsewhere (a laptop stages the
+ * server's pre-copy). Costs the RAM directory the checkpoint's non-zero RAM. */
+int session_stage_ram(SessionHost *h, const char *name, const RoamId *checkpoint, SessionStageResult *ret);
+
 int session_restore(SessionHost *h, const char *name, const char *spec, SessionRestoreResult *ret);
 
 /* Adopts checkpoint checkpoint_hex (a 64-hex manifest id, already in the

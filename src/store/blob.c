@@ -768,3 +768,57 @@ int blob_export_fd(Store *s, const Index *x, int fd, const BlobOptions *o, BlobS
         }
         return 0;
 }
+
+int blob_patch_fd(Store *s, const Index *from, const Index *to, int fd, BlobStats *ret_stats) {
+        double t0 = now_s();
+        if (from->chunk_size != store_chunk_size(s) || to->chunk_size != store_chunk_size(s))
+                return err_set(-EINVAL, "index chunk size differs from the store's %u", store_chunk_size(s));
+        _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(s);
+        _cleanup_free_ uint8_t *buf = malloc(to->chunk_size);
+        if (!codec || !buf)
+                return -ENOMEM;
+        if (ftruncate(fd, (off_t) to->blob_size) < 0)
+                return err_set(-errno, "cannot size output: %s", strerror(errno));
+        uint64_t written = 0, zero = 0;
+        for (uint64_t i = 0; i < to->n_chunks; i++) {
+                const RoamId *want = &to->ids[i];
+                uint32_t len = index_chunk_len(to, i);
+                /* the old content of the chunk's range, if the old blob had it whole */
+                bool same_range = i < from->n_chunks && index_chunk_len(from, i) == len;
+                if (id_is_null(want))
+                        zero++;
+                if (same_range && id_equal(&from->ids[i], want))
+                        continue;
+                if (id_is_null(want)) {
+                        if (i >= from->n_chunks)
+                                continue; /* beyond the old end: a hole already */
+                        if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t) (i * to->chunk_size),
+                                      len) < 0) {
+                                memset(buf, 0, len);
+                                int r = loop_pwrite(fd, buf, len, i * to->chunk_size);
+                                if (r < 0)
+                                        return err_set(r, "cannot write output: %s", strerror(-r));
+                        }
+                        written++;
+                        continue;
+                }
+                size_t n;
+                int r = store_chunk_get(s, codec, want, buf, &n);
+                if (r >= 0 && n != len) {
+                        char hex[ID_HEX_SIZE];
+                        r = err_set(-EBADMSG, "chunk %s has %zu bytes where the index wants %u", id_to_hex(want, hex),
+                                    n, len);
+                }
+                if (r >= 0) {
+                        r = loop_pwrite(fd, buf, n, i * to->chunk_size);
+                        if (r < 0)
+                                r = err_set(r, "cannot write output: %s", strerror(-r));
+                }
+                if (r < 0)
+                        return r;
+                written++;
+        }
+        if (ret_stats)
+                *ret_stats = (BlobStats){ .chunks = written, .zero_chunks = zero, .seconds = now_s() - t0 };
+        return 0;
+}

@@ -179,3 +179,10 @@ int blob_load_index(Store *s, const RoamId *id, Index **ret);
 /* Writes the blob into fd (truncated to the blob size first; all-zero chunks
  * become holes). Every chunk is verified. Does not fsync. */
 int blob_export_fd(Store *s, const Index *x, int fd, const BlobOptions *o, BlobStats *ret_stats);
+
+/* Turns fd, which holds the blob of index from, into the blob of index to:
+ * writes only the chunks whose ids differ (a chunk that became all-zero is
+ * punched out), then sets the size. Every chunk written is verified. The
+ * caller vouches for fd's content; a failure leaves fd half-patched. Does not
+ * fsync. *ret_stats (optional): chunks = chunks written. */
+int blob_patch_fd(Store *s, const Index *from, const Index *to, int fd, BlobStats *ret_stats);

@@ -32,10 +32,6 @@ typedef struct ApiSession {
         Ready ready[READY_MAX];
 } ApiSession;
 
-/* Fixed part of a take-offline (checkpoint while paused, restore), seconds:
- * measured on the test guest (docs/benchmarks.md); the rest is bytes / rate. */
-#define OFFLINE_FIXED_S 0.8
-
 static json_t *readiness_json(ApiSession *a, const char *name) {
         json_t *j = NULL;
         pthread_mutex_lock(&a->lock);
@@ -43,7 +39,7 @@ static json_t *readiness_json(ApiSession *a, const char *name) {
                 Ready *r = &a->ready[i];
                 if (!r->name[0] || strcmp(r->name, name))
                         continue;
-                double predicted = OFFLINE_FIXED_S + (r->rate ? (double) r->remainder / (double) r->rate : 0);
+                double predicted = HANDOFF_OFFLINE_FIXED_S + (r->rate ? (double) r->remainder / (double) r->rate : 0);
                 j = json_pack("{s:I, s:I, s:I, s:f}", "remainder_bytes", (json_int_t) r->remainder, "link_rate",
                               (json_int_t) r->rate, "precopy_at", (json_int_t) r->at, "predicted_offline_s",
                               predicted);

@@ -441,7 +441,7 @@ static int route_status(HttpRequest *req, void *userdata) {
                 Track *t = &l->tracks[i];
                 if (!t->name[0])
                         continue;
-                double predicted = 0.8 + (t->rate > 0 ? (double) t->remainder / t->rate : 0);
+                double predicted = HANDOFF_OFFLINE_FIXED_S + (t->rate > 0 ? (double) t->remainder / t->rate : 0);
                 json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:I, s:f}", "name", t->name,
                                                      "user", t->user, "server_owner", t->owner, "server_state",
                                                      t->state, "epoch", (json_int_t) t->epoch, "remainder_bytes",

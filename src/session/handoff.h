@@ -26,6 +26,13 @@ typedef struct PrecopyResult {
         uint64_t ns;
 } PrecopyResult;
 
+/* Offline readiness: the predicted take-offline downtime is this fixed part
+ * (request and grant, the server's final checkpoint while paused, the
+ * laptop's restore from its staged RAM; measured on the test guest over the
+ * emulated WAN, docs/benchmarks.md) plus the remainder's bytes at the link's
+ * rate. */
+#define HANDOFF_OFFLINE_FIXED_S 0.5
+
 /* A fuzzy snapshot of a running session, taken without pausing it: the RAM
  * file and the overlay are imported as they are at this moment into the store
  * under sessions/USER/NAME/precopy. Receivers pull it in the background, so

@@ -302,6 +302,34 @@ static int finalize_in(HttpRequest *req, ApiSession *a, const char *name) {
                                          "checkpoint", id_to_hex(&c.id, hex)));
 }
 
+/* A sender about to move a session here: write the RAM of its pre-copy
+ * (pushed already) ahead of the move-in, so that the restore then writes only
+ * what changed (session_stage_ram()). */
+static int stage(HttpRequest *req, ApiSession *a, const char *name) {
+        int r = visible(req, a->h, name, NULL);
+        if (r != 0)
+                return r;
+        size_t len;
+        const void *body = http_request_body(req, &len);
+        _cleanup_(json_decrefp) json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+        const char *hex = json_string_value(json_object_get(j, "checkpoint"));
+        RoamId id;
+        if (!json_is_object(j) || !hex || id_from_hex(hex, &id) < 0)
+                return http_reply_error(req, 400, "expected {\"checkpoint\": HEX}");
+        SessionStageResult st;
+        err_clear();
+        r = session_stage_ram(a->h, name, &id, &st);
+        if (r == -ENOENT)
+                return http_reply_error(req, 404, "%s", err_message(r));
+        if (r == -EINVAL || r == -EBUSY || r == -EBADMSG)
+                return http_reply_error(req, 409, "%s", err_message(r));
+        if (r < 0)
+                return http_reply_error(req, 500, "%s", err_message(r));
+        return http_reply_json(req, 200,
+                               json_pack("{s:s, s:b, s:I, s:I}", "name", name, "full", st.full, "chunks_written",
+                                         (json_int_t) st.chunks_written, "ms", (json_int_t) (st.seconds * 1000)));
+}
+
 static int route_post(HttpRequest *req, void *userdata) {
         ApiSession *a = userdata;
         char name[NAME_MAX_LEN + 1];
@@ -316,6 +344,8 @@ static int route_post(HttpRequest *req, void *userdata) {
                 return offline(req, a, name);
         if (!strcmp(action, "finalize-in"))
                 return finalize_in(req, a, name);
+        if (!strcmp(action, "stage"))
+                return stage(req, a, name);
         return http_reply_error(req, 404, "unknown session action '%s'", action);
 }
 

@@ -33,35 +33,47 @@ static int push_checkpoint(SessionHost *h, Store *s, Remote *r, const char *user
         return 0;
 }
 
-static int request_move_in(Remote *r, const char *name, const RoamId *ck, int64_t epoch, uint64_t *ret_restore_ns,
-                           uint64_t *wire) {
-        /* from_epoch = the epoch this host owns the session at: the target
-         * refuses a sender whose ownership it knows to be over */
+/* POSTs a JSON body to path; 200 answers go to *ret (may be NULL), others
+ * are errors naming what. */
+static int post_json(Remote *r, const char *path, json_t *body, const char *what, json_t **ret, uint64_t *wire) {
         _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
-        if (!c)
-                return -ENOMEM;
-        char hex[ID_HEX_SIZE], path[256];
-        json_t *body = json_pack("{s:s, s:I, s:I}", "checkpoint", id_to_hex(ck, hex), "epoch", (json_int_t) epoch,
-                                 "from_epoch", (json_int_t) (epoch - 1));
-        _cleanup_free_ char *text = json_dumps(body, JSON_COMPACT);
+        _cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
         json_decref(body);
-        if (!text)
+        if (!c || !text)
                 return -ENOMEM;
-        snprintf(path, sizeof path, "/v1/sessions/%s/move-in", name);
         RemoteResponse resp;
         int k = remote_request(c, "POST", path, text, strlen(text), "application/json", 64 * 1024, &resp);
         if (k < 0)
                 return k;
         *wire += resp.wire_bytes;
         if (resp.status != 200) {
-                char what[128];
-                snprintf(what, sizeof what, "session '%s'", name);
                 k = remote_status_error(r, &resp, what);
                 remote_response_done(&resp);
                 return k;
         }
         json_t *j = json_loadb((const char *) resp.body, resp.len, 0, NULL);
         remote_response_done(&resp);
+        if (ret)
+                *ret = j;
+        else
+                json_decref(j);
+        return 0;
+}
+
+static int request_move_in(Remote *r, const char *name, const RoamId *ck, int64_t epoch, uint64_t *ret_restore_ns,
+                           uint64_t *wire) {
+        /* from_epoch = the epoch this host owns the session at: the target
+         * refuses a sender whose ownership it knows to be over */
+        char hex[ID_HEX_SIZE], path[256], what[128];
+        snprintf(path, sizeof path, "/v1/sessions/%s/move-in", name);
+        snprintf(what, sizeof what, "session '%s'", name);
+        json_t *j = NULL;
+        int k = post_json(r, path,
+                          json_pack("{s:s, s:I, s:I}", "checkpoint", id_to_hex(ck, hex), "epoch", (json_int_t) epoch,
+                                    "from_epoch", (json_int_t) (epoch - 1)),
+                          what, &j, wire);
+        if (k < 0)
+                return k;
         json_t *ns = json_object_get(j, "restore_ns");
         *ret_restore_ns = json_is_integer(ns) ? (uint64_t) json_integer_value(ns) : 0;
         const char *state = json_string_value(json_object_get(j, "state"));
@@ -70,6 +82,18 @@ static int request_move_in(Remote *r, const char *name, const RoamId *ck, int64_
         if (k < 0)
                 return err_set(k, "%s did not confirm that session '%s' runs", remote_url(r), name);
         return 0;
+}
+
+/* Asks the target to write the pre-copy's RAM file ahead of the move-in
+ * (session_stage_ram() there), so that its restore writes only what the
+ * final round changed. Best effort: a target that cannot only restores
+ * slower. */
+static void request_stage(Remote *r, const char *name, const RoamId *ck, uint64_t *wire) {
+        char hex[ID_HEX_SIZE], path[256], what[128];
+        snprintf(path, sizeof path, "/v1/sessions/%s/stage", name);
+        snprintf(what, sizeof what, "staging session '%s'", name);
+        (void) post_json(r, path, json_pack("{s:s}", "checkpoint", id_to_hex(ck, hex)), what, NULL, wire);
+        err_clear();
 }
 
 int session_move(SessionHost *h, const char *name, Remote *r, const SessionMoveOptions *o, SessionMoveResult *ret) {
@@ -107,6 +131,7 @@ int session_move(SessionHost *h, const char *name, Remote *r, const SessionMoveO
                 if (k < 0)
                         return k;
                 precopy = ck.id;
+                request_stage(r, name, &precopy, &res.precopy_wire_bytes);
         }
 
         /* the final round: paused from here until the target runs it */

@@ -1146,6 +1146,20 @@ int session_stage_ram(SessionHost *h, const char *name, const RoamId *checkpoint
         _cleanup_(json_decrefp) json_t *m = NULL;
         if (!manifest_is_manifest(data, len) || manifest_parse(data, len, &m) < 0)
                 return err_set(-EBADMSG, "object is not a checkpoint manifest");
+        const char *kind = json_string_value(json_object_get(m, "kind"));
+        const char *mu = json_string_value(json_object_get(m, "user"));
+        const char *ms = json_string_value(json_object_get(m, "session"));
+        if (!kind || (strcmp(kind, "checkpoint") && strcmp(kind, "precopy")) || !mu || !ms)
+                return err_set(-EBADMSG, "object is not a checkpoint");
+        _cleanup_(session_row_donep) SessionRow row = {};
+        r = session_db_get(h->catalog, name, &row);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        err_clear();
+        if (r >= 0 && (strcmp(mu, row.user) || strcmp(ms, name)))
+                return err_set(-EINVAL, "checkpoint belongs to session '%s' of user '%s', not to '%s'", ms, mu, name);
+        if (r >= 0 && !strcmp(row.owner, SESSION_OWNER_LOCAL) && row.state == SESSION_RUNNING)
+                return err_set(-EBUSY, "session '%s' runs here (nothing to stage)", name);
         RoamId ram;
         if (!json_object_get(json_object_get(m, "objects"), "ram"))
                 return 0; /* powered off: no RAM */

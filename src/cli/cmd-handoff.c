@@ -49,11 +49,13 @@ static int handoff(const char *verb, int argc, char **argv) {
         if (r)
                 return r;
         char a[32];
-        printf("session '%s' is %s: downtime %lld ms, %s sent after the click (epoch %lld)\n", argv[1],
+        json_t *staged = json_object_get(res, "ram_staged");
+        printf("session '%s' is %s: downtime %lld ms, %s sent after the click (epoch %lld)%s\n", argv[1],
                !strcmp(verb, "offline") ? "offline on this laptop" : "online on the server",
                (long long) json_integer_value(json_object_get(res, "downtime_ms")),
                format_bytes((uint64_t) json_integer_value(json_object_get(res, "bytes_after_click")), a, sizeof a),
-               (long long) json_integer_value(json_object_get(res, "epoch")));
+               (long long) json_integer_value(json_object_get(res, "epoch")),
+               !staged ? "" : json_is_true(staged) ? "; RAM staged ahead" : "; RAM written in full");
         json_decref(res);
         return 0;
 }

@@ -307,10 +307,11 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
                 return err_set_if_none(k, "taking session '%s' offline failed", name);
         }
         uint64_t downtime = now_ns() - t0;
-        *ret = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "session", name, "checkpoint", ck, "epoch",
-                         (json_int_t) epoch, "downtime_ms", (json_int_t) (downtime / 1000000), "bytes_after_click",
-                         (json_int_t) wire, "chunks_after_click", (json_int_t) st.chunks_sent, "server_pause_ms",
-                         (json_int_t) server_pause, "lease_until", (json_int_t) lease);
+        *ret = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "session", name, "checkpoint", ck,
+                         "epoch", (json_int_t) epoch, "downtime_ms", (json_int_t) (downtime / 1000000),
+                         "bytes_after_click", (json_int_t) wire, "chunks_after_click", (json_int_t) st.chunks_sent,
+                         "server_pause_ms", (json_int_t) server_pause, "lease_until", (json_int_t) lease, "restore_ms",
+                         (json_int_t) (rr.total_ns / 1000000), "ram_staged", rr.ram_staged);
         json_decref(g);
         daemon_log(l->d, DAEMON_LOG_INFO, "session '%s' taken offline: downtime %llu ms, %llu bytes after the click",
                    name, (unsigned long long) (downtime / 1000000), (unsigned long long) wire);
@@ -392,10 +393,12 @@ static int do_online(Laptop *l, const char *name, json_t **ret) {
         if (k < 0)
                 return k;
         (void) handoff_lease_set(l->h, name, 0);
-        *ret = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "session", name, "epoch", (json_int_t) res.epoch,
+        *ret = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "session", name, "epoch", (json_int_t) res.epoch,
                          "downtime_ms", (json_int_t) (res.downtime_ns / 1000000), "bytes_after_click",
                          (json_int_t) res.final_wire_bytes, "bytes_before_pause",
-                         (json_int_t) res.precopy_wire_bytes, "total_ms", (json_int_t) (res.total_ns / 1000000));
+                         (json_int_t) res.precopy_wire_bytes, "total_ms", (json_int_t) (res.total_ns / 1000000),
+                         "restore_ms", (json_int_t) (res.target_restore_ns / 1000000), "ram_staged",
+                         res.target_ram_staged);
         daemon_log(l->d, DAEMON_LOG_INFO, "session '%s' taken online: downtime %llu ms", name,
                    (unsigned long long) (res.downtime_ns / 1000000));
         return 0;

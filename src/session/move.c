@@ -60,7 +60,7 @@ static int post_json(Remote *r, const char *path, json_t *body, const char *what
         return 0;
 }
 
-static int request_move_in(Remote *r, const char *name, const RoamId *ck, int64_t epoch, uint64_t *ret_restore_ns,
+static int request_move_in(Remote *r, const char *name, const RoamId *ck, int64_t epoch, SessionMoveResult *res,
                            uint64_t *wire) {
         /* from_epoch = the epoch this host owns the session at: the target
          * refuses a sender whose ownership it knows to be over */
@@ -75,7 +75,8 @@ static int request_move_in(Remote *r, const char *name, const RoamId *ck, int64_
         if (k < 0)
                 return k;
         json_t *ns = json_object_get(j, "restore_ns");
-        *ret_restore_ns = json_is_integer(ns) ? (uint64_t) json_integer_value(ns) : 0;
+        res->target_restore_ns = json_is_integer(ns) ? (uint64_t) json_integer_value(ns) : 0;
+        res->target_ram_staged = json_is_true(json_object_get(j, "ram_staged"));
         const char *state = json_string_value(json_object_get(j, "state"));
         k = state && !strcmp(state, "running") ? 0 : -EPROTO;
         json_decref(j);
@@ -155,7 +156,7 @@ int session_move(SessionHost *h, const char *name, Remote *r, const SessionMoveO
                                     &res.final_wire_bytes, &res.final_chunks);
         failpoint("move:after-push");
         if (k >= 0)
-                k = request_move_in(r, name, &ck.id, epoch + 1, &res.target_restore_ns, &res.final_wire_bytes);
+                k = request_move_in(r, name, &ck.id, epoch + 1, &res, &res.final_wire_bytes);
         failpoint("move:after-move-in");
         if (k < 0 && (remote_error_is_transient(k) || k == -EPROTO)) {
                 /* no clear answer: did the target take it? never guess */

@@ -38,6 +38,7 @@ typedef struct SessionMoveResult {
         uint64_t final_wire_bytes;  /* bytes on the wire while paused */
         uint64_t final_chunks;      /* chunks sent while paused */
         uint64_t target_restore_ns; /* as the target measured it */
+        bool target_ram_staged;     /* the target had the pre-copy's RAM staged */
 } SessionMoveResult;
 
 int session_move(SessionHost *h, const char *name, Remote *r, const SessionMoveOptions *o, SessionMoveResult *ret);

@@ -70,6 +70,8 @@ log "take offline"
 out=$(roam_laptop offline s1) || { cat lt.log dc.log >&2; fail "take offline failed"; }
 log "$out"
 expect_match "$out" "downtime [0-9]+ ms"
+# the pre-copy's RAM file was written ahead; the restore patched what changed
+expect_match "$out" "RAM staged ahead" "take offline's output"
 before=$(last_tick_on roam_dc)
 is_state roam_laptop running || fail "s1 is not running on the laptop"
 d=$(roam_laptop session show s1 2>/dev/null | sed -n 's/^ram: .* in \(.*\)\/s1.ram)$/\1/p') || true
@@ -98,6 +100,7 @@ link_up
 sleep 3
 out=$(roam_laptop online s1) || { tail -n 20 lt.log dc.log >&2; fail "take online failed"; }
 log "$out"
+expect_match "$out" "RAM staged ahead" "take online's output"
 before=$(last_tick_on roam_laptop)
 is_state roam_dc running || fail "s1 does not run on the server after take online"
 is_state roam_laptop away || fail "the laptop still claims s1"

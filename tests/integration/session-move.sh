@@ -35,6 +35,7 @@ for h in "$A" "$B"; do
         d=$(on "$h" session show s1 2>/dev/null | sed -n 's/^ram: .* in \(.*\)\/s1.ram)$/\1/p') || true
         [ -z "$d" ] || cleanup_add "rm -rf '$d'"
 done
+A_RAM=$(on "$A" session show s1 | sed -n 's/^ram: .* in \(.*\)\/s1.ram)$/\1/p')
 on "$A" session start s1
 wait_for 90 has_tick_above "$A" 4 || fail "no ticks on A"
 boot_a=$(on "$A" session log s1 | sed -n 's/^roam-guest: boot_id=//p')
@@ -43,6 +44,8 @@ log "move A -> B"
 out=$(on "$A" session move s1 --to "http://127.0.0.1:$PB" --token "$TOK_B") || fail "move to B failed"
 printf '%s\n' "$out" >&2
 expect_match "$out" "downtime [0-9]+ ms"
+# B wrote the pre-copy's RAM before the pause; its restore patched that
+expect_match "$out" "RAM staged ahead" "the move's output"
 last_a=$(ticks_on "$A" | tail -n 1)
 is_state_on "$B" running || fail "session is '$(state_on "$B")' on B, expected running"
 is_state_on "$A" away || fail "session is '$(state_on "$A")' on A, expected away"
@@ -65,10 +68,30 @@ code=$(curl -s -o "$T/stale.json" -w '%{http_code}' -H "Authorization: Bearer $T
         "http://127.0.0.1:$PA/v1/sessions/s1/move-in")
 [ "$code" = 409 ] || fail "stale move-in answered $code: $(cat "$T/stale.json")"
 
+log "staging: bad input, and never for a session that runs there"
+stage() { # HOME-PORT TOKEN BODY: prints the HTTP status, the answer in $T/stage.json
+        curl -s -o "$T/stage.json" -w '%{http_code}' -H "Authorization: Bearer $2" -X POST -d "$3" \
+                "http://127.0.0.1:$1/v1/sessions/s1/stage"
+}
+code=$(stage "$PB" "$TOK_B" 'not json')
+[ "$code" = 400 ] || fail "stage with a malformed body answered $code: $(cat "$T/stage.json")"
+code=$(stage "$PB" "$TOK_B" '{"checkpoint": "xyz"}')
+[ "$code" = 400 ] || fail "stage with a malformed id answered $code: $(cat "$T/stage.json")"
+code=$(stage "$PB" "$TOK_B" "{\"checkpoint\": \"$(printf 'ab%.0s' $(seq 32))\"}")
+[ "$code" = 404 ] || fail "stage of an unknown checkpoint answered $code: $(cat "$T/stage.json")"
+code=$(stage "$PB" "$TOK_B" "{\"checkpoint\": \"$ck\"}")
+[ "$code" = 409 ] || fail "stage of a session running there answered $code: $(cat "$T/stage.json")"
+expect_match "$(cat "$T/stage.json")" "runs here"
+B_RAM=$(on "$B" session show s1 | sed -n 's/^ram: .* in \(.*\)\/s1.ram)$/\1/p')
+[ -n "$B_RAM" ] || fail "no RAM path on B"
+ls "$B_RAM"/s1.staged.* 2>/dev/null && fail "B kept a staged RAM file after its move-in"
+
 log "move B -> A"
 sleep 1
 out=$(on "$B" session move s1 --to "http://127.0.0.1:$PA" --token "$TOK_A") || fail "move back failed"
 printf '%s\n' "$out" >&2
+expect_match "$out" "RAM staged ahead" "the move's output"
+ls "$A_RAM"/s1.staged.* 2>/dev/null && fail "A kept a staged RAM file after the move-in"
 last_b=$(ticks_on "$B" | tail -n 1)
 is_state_on "$A" running || fail "session is '$(state_on "$A")' on A after the move back"
 is_state_on "$B" away || fail "B still claims the session"

@@ -809,6 +809,79 @@ static void test_blob_import_two_phase(void **state) {
         free(in);
 }
 
+/* blob_patch_fd(): a file holding blob A becomes blob B, whatever changed
+ * between them (data, data -> zero, zero -> data, the size both ways), and
+ * only the chunks that differ are written. */
+static void export_id(Fixture *f, const RoamId *id, const char *path) {
+        Index *x;
+        assert_int_equal(blob_load_index(f->s, id, &x), 0);
+        int fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0644);
+        assert_true(fd >= 0);
+        assert_int_equal(blob_export_fd(f->s, x, fd, NULL, NULL), 0);
+        close(fd);
+        index_free(x);
+}
+
+static void patch_and_check(Fixture *f, const RoamId *from, const char *to_file, uint64_t want_written) {
+        RoamId to;
+        BlobStats st;
+        import_file(f, to_file, &to, &st);
+        Index *a, *b;
+        assert_int_equal(blob_load_index(f->s, from, &a), 0);
+        assert_int_equal(blob_load_index(f->s, &to, &b), 0);
+        char *out = path_join(f->dir, "patched.raw");
+        export_id(f, from, out);
+        int fd = open(out, O_RDWR);
+        BlobStats ps;
+        assert_int_equal(blob_patch_fd(f->s, a, b, fd, &ps), 0);
+        close(fd);
+        assert_same_file(to_file, out);
+        if (want_written != UINT64_MAX)
+                assert_int_equal(ps.chunks, want_written);
+        index_free(a);
+        index_free(b);
+        free(out);
+}
+
+static void test_blob_patch(void **state) {
+        Fixture *f = *state;
+        char *in = make_blob(f, "in.raw", 4096 * 64 + 100, 2);
+        RoamId a;
+        BlobStats st;
+        import_file(f, in, &a, &st);
+        /* the same blob: nothing to write */
+        patch_and_check(f, &a, in, 0);
+        /* (variant 2: block 3 a hole, 5 repeated bytes, 6 random) a hole gets data, a
+         * data chunk changes, a data chunk becomes zero */
+        write_block(in, 3, 'x');
+        write_block(in, 6, 'y');
+        int fd = open(in, O_WRONLY);
+        uint8_t z[4096] = { 0 };
+        assert_int_equal(loop_pwrite(fd, z, sizeof z, 5 * 4096), 0);
+        close(fd);
+        patch_and_check(f, &a, in, 3);
+        /* it grows by chunks and bytes, and shrinks to a short last chunk */
+        fd = open(in, O_WRONLY);
+        assert_int_equal(ftruncate(fd, 4096 * 70 + 7), 0);
+        close(fd);
+        write_block(in, 68, 'g');
+        patch_and_check(f, &a, in, UINT64_MAX);
+        fd = open(in, O_WRONLY);
+        assert_int_equal(ftruncate(fd, 4096 * 10 + 5), 0);
+        close(fd);
+        patch_and_check(f, &a, in, UINT64_MAX);
+        /* chunk sizes must match the store's */
+        Index *x, *y;
+        assert_int_equal(blob_load_index(f->s, &a, &x), 0);
+        assert_int_equal(index_new(8192, 8192, &y), 0);
+        fd = open(in, O_RDWR);
+        assert_true(blob_patch_fd(f->s, x, y, fd, NULL) < 0);
+        close(fd);
+        index_free(x);
+        index_free(y);
+        free(in);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_chunk_roundtrip, setup, teardown),
@@ -826,6 +899,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_blob_base_wrong, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_blob_fast_format, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_blob_import_two_phase, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_blob_patch, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include "../basic/error.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
+#include "../basic/failpoint.h"
 #include "../session/handoff.h"
 #include "../session/move.h"
 #include "auth.h"
@@ -284,17 +285,29 @@ static int finalize_in(HttpRequest *req, ApiSession *a, const char *name) {
                                         "state is kept as checkpoint %s)",
                                         name, (long long) known, (long long) from_epoch, ckhex);
         err_clear();
-        r = session_adopt(a->h, name, ckhex, epoch, NULL);
+        /* from here a crash leaves the log-off to handoff_recover() */
+        r = handoff_mark(a->h, name, "finalize", NULL, NULL, epoch, ckhex);
+        bool adopted = false;
+        if (r >= 0)
+                r = session_adopt(a->h, name, ckhex, epoch, NULL);
+        adopted = r >= 0;
+        failpoint("finalize-in:after-adopt");
         SessionFinalizeResult f = { 0 };
         if (r >= 0)
                 r = session_finalize(a->h, name, &f);
+        failpoint("finalize-in:after-finalize");
         SessionCheckpointResult c;
         if (r >= 0)
                 r = session_checkpoint(a->h, name, 0, &c);
+        /* settled either way: a failed log-off is not retried behind the admin's back */
+        (void) handoff_unmark(a->h, name);
         if (r == -ESTALE || r == -EBUSY)
                 return http_reply_error(req, 409, "%s", err_message(r));
         if (r < 0)
-                return http_reply_error(req, 500, "%s", err_message(r));
+                return http_reply_error(req, 500, "%s%s", err_message(r),
+                                        adopted ? " (the session is this server's now, stopped, with the laptop's "
+                                                  "disk)"
+                                                : "");
         char hex[ID_HEX_SIZE];
         return http_reply_json(req, 200,
                                json_pack("{s:s, s:s, s:I, s:s, s:b, s:s, s:I, s:s}", "name", name, "state", "stopped",

@@ -360,13 +360,45 @@ static int do_online_powered_off(Laptop *l, const char *name, json_t **ret) {
                                  (json_int_t) (epoch + 1), "from_epoch", (json_int_t) epoch);
         json_t *res = NULL;
         snprintf(path, sizeof path, "/v1/sessions/%s/finalize-in", name);
+        /* from here a crash leaves the question "does the server have it?" to handoff_recover() */
+        k = handoff_mark(l->h, name, "out", l->o.server_url, l->o.token, epoch + 1, hex);
+        if (k < 0) {
+                json_decref(body);
+                return k;
+        }
+        failpoint("online-off:before-finalize");
         k = remote_json(slow, "POST", path, body, &res, &wire);
         json_decref(body);
-        if (k < 0)
+        if (k < 0 && k != -ESTALE && k != -EBADMSG && k != -EACCES && k != -EPERM && k != -ENOENT) {
+                /* no clear answer, or the server failed after taking it: ask, never guess */
+                char saved[1024];
+                snprintf(saved, sizeof saved, "%s", err_message(k));
+                int owns = handoff_ask_peer(l->o.server_url, l->o.token, name, epoch + 1);
+                if (owns < 0)
+                        return err_set(k, "taking session '%s' online: no clear answer from %s (%s); it stays "
+                                       "stopped here until the server says whether it has it (the daemon asks "
+                                       "again)", name, l->o.server_url, saved);
+                if (owns > 0) {
+                        k = session_set_owner(l->h, name, l->o.server_url, epoch + 1, epoch);
+                        if (k >= 0) {
+                                (void) handoff_unmark(l->h, name);
+                                (void) handoff_lease_set(l->h, name, 0);
+                        }
+                        return err_set(k >= 0 ? -EIO : k, "session '%s' is the server's now (epoch %lld), but its "
+                                       "log-off there did not finish: %s", name, (long long) (epoch + 1), saved);
+                }
+                k = err_set(k, "%s", saved);
+        }
+        if (k < 0) {
+                /* the server did not take it: it stays here */
+                (void) handoff_unmark(l->h, name);
                 return k;
+        }
         k = session_set_owner(l->h, name, l->o.server_url, epoch + 1, epoch);
-        if (k >= 0)
+        if (k >= 0) {
+                (void) handoff_unmark(l->h, name);
                 (void) handoff_lease_set(l->h, name, 0);
+        }
         json_object_set_new(res, "session", json_string(name));
         json_object_set_new(res, "bytes_after_click", json_integer((json_int_t) wire));
         json_object_set_new(res, "downtime_ms", json_integer(0));

@@ -325,6 +325,16 @@ int handoff_peer_owns(const char *peer, const char *token, const char *name, int
         return k;
 }
 
+int handoff_ask_peer(const char *peer, const char *token, const char *name, int64_t epoch) {
+        int owns = -EAGAIN;
+        for (int attempt = 0; attempt < 5 && owns < 0; attempt++) {
+                owns = handoff_peer_owns(peer, token, name, epoch);
+                if (owns < 0 && attempt < 4)
+                        sleep(1);
+        }
+        return owns;
+}
+
 static void say(HandoffLogFn log, void *userdata, const char *fmt, ...) _printf_(3, 4);
 static void say(HandoffLogFn log, void *userdata, const char *fmt, ...) {
         if (!log)
@@ -361,6 +371,22 @@ static int recover_one(SessionHost *h, const SessionInfo *s, HandoffLogFn log, v
                         say(log, userdata, "session '%s': interrupted hand-over (%s): %s", name, kind,
                             k >= 0 ? "resumed here from its checkpoint" : err_message(k));
                 }
+        } else if (!strcmp(kind, "finalize") && here) {
+                SessionFinalizeResult f;
+                SessionCheckpointResult c;
+                if (runs) {
+                        doubt = 1; /* its log-off boot outlived the daemon: when it ends */
+                        say(log, userdata, "session '%s': interrupted log-off; waiting for its boot to end", name);
+                } else if (ck) {
+                        /* from the laptop's disk delta again: a half-done log-off or reset is not trusted */
+                        k = session_restore(h, name, ck, NULL);
+                        if (k >= 0)
+                                k = session_finalize(h, name, &f);
+                        if (k >= 0)
+                                k = session_checkpoint(h, name, 0, &c);
+                        say(log, userdata, "session '%s': interrupted log-off: %s", name,
+                            k >= 0 ? "logged off again from the laptop's disk" : err_message(k));
+                }
         } else if (!strcmp(kind, "out") && here && !runs) {
                 int owns = peer ? handoff_peer_owns(peer, token, name, epoch) : 0;
                 if (owns > 0) {
@@ -377,10 +403,13 @@ static int recover_one(SessionHost *h, const SessionInfo *s, HandoffLogFn log, v
                             peer, err_message(owns));
                 }
         }
+        /* a failed log-off is not tried again and again: the session stays
+         * here, stopped, with its disk (the error is in the log) */
+        bool settled = !doubt && (k >= 0 || (kind && !strcmp(kind, "finalize")));
         json_decref(j);
-        if (!doubt && k >= 0)
+        if (settled)
                 (void) unlink(p);
-        return doubt || k < 0;
+        return !settled;
 }
 
 int handoff_recover(SessionHost *h, HandoffLogFn log, void *userdata) {

@@ -84,7 +84,11 @@ int handoff_lease_check(SessionHost *h, const char *name);
  *            it does not -> resume the final checkpoint here; peer
  *            unreachable -> stay stopped and ask again later (never guess).
  *   "in"     (this host took it at epoch E): owner here and QEMU not
- *            running -> restore the checkpoint. */
+ *            running -> restore the checkpoint.
+ *   "finalize" (this server took a powered-off session back at epoch E to
+ *            log it off): owner here -> the laptop's disk delta (checkpoint)
+ *            again, log-off boot, policy, checkpoint (a log-off boot still
+ *            running: later); owner not here -> it never moved. */
 int handoff_mark(SessionHost *h, const char *name, const char *kind, const char *peer, const char *token,
                  int64_t epoch, const char *checkpoint_hex);
 int handoff_unmark(SessionHost *h, const char *name);
@@ -92,6 +96,9 @@ int handoff_unmark(SessionHost *h, const char *name);
 /* 1 = peer owns session name at epoch or later, 0 = it says it does not,
  * < 0 = it cannot be asked now. */
 int handoff_peer_owns(const char *peer, const char *token, const char *name, int64_t epoch);
+/* The same, asked up to 5 times a second apart while it cannot be answered:
+ * for a sender that got no clear answer to its hand-over (never guess). */
+int handoff_ask_peer(const char *peer, const char *token, const char *name, int64_t epoch);
 
 typedef void (*HandoffLogFn)(const char *msg, void *userdata);
 /* Settles every marker it can; returns the number still in doubt. */

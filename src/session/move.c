@@ -162,12 +162,7 @@ int session_move(SessionHost *h, const char *name, Remote *r, const SessionMoveO
                 /* no clear answer: did the target take it? never guess */
                 char saved[1024];
                 snprintf(saved, sizeof saved, "%s", err_message(k));
-                int owns = -EAGAIN;
-                for (int attempt = 0; attempt < 5 && owns < 0; attempt++) {
-                        owns = handoff_peer_owns(owner, o->token, name, epoch + 1);
-                        if (owns < 0)
-                                sleep(1);
-                }
+                int owns = handoff_ask_peer(owner, o->token, name, epoch + 1);
                 if (owns > 0)
                         k = 0; /* it did: go on as if it had answered */
                 else if (owns < 0)

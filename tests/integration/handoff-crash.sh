@@ -2,10 +2,15 @@
 # Crash safety of hand-overs: a daemon is killed (SIGKILL, through
 # ROAM_FAILPOINT) at chosen steps of take offline and take online; after it
 # restarts, exactly one side runs the session, the owner records agree, and
-# the hand-over can be done again.
+# the hand-over can be done again. Also the powered-off take online: the
+# laptop dies before asking the server to take the disk delta (it keeps the
+# session), the server dies after taking it back and before or after the
+# log-off (after its restart it logs it off again from the laptop's disk; the
+# laptop learns that the server has it).
 . "$(dirname "$0")/../lib.sh"
 requires qemu-system-x86_64
 requires curl
+requires debugfs
 export ROAM_ACCEL=tcg
 
 need_guest
@@ -99,4 +104,49 @@ check "$S" "after both settled"
 log "and a clean hand-over still works"
 must_succeed on "$L" offline s1
 check "$L" "after a clean take offline"
+
+# ---- take online of a powered-off session (disk delta, log-off on the server)
+no_marker() { [ ! -e "$1/sessions/s1/handover" ]; }
+stopped_owned_by() { # HOME: stopped there, owned there, and runs nowhere
+        [ "$(state "$1")" = stopped ] && owner_is "$1" local && [ "$(running_count)" = 0 ]
+}
+log "powered off; the laptop dies before asking the server to take it: it keeps it"
+on "$L" session stop s1 >/dev/null || fail "power-off on the laptop failed"
+kill "$LPID"; wait "$LPID" 2>/dev/null || true
+laptop_up online-off:before-finalize
+must_fail on "$L" online s1
+died "$LPID"
+laptop_up
+wait_for 60 no_marker "$L" || { tail -n 15 "$T/laptop.log" >&2; fail "the laptop did not settle its hand-over"; }
+stopped_owned_by "$L" || fail "after the laptop's restart: laptop '$(state "$L")', server '$(state "$S")'"
+owner_is "$S" laptop:lt || fail "the server does not record the laptop as owner any more"
+
+log "the server dies after taking it back, before the log-off: it logs it off after its restart"
+kill "$SPID"; wait "$SPID" 2>/dev/null || true
+server_up finalize-in:after-adopt
+must_fail on "$L" online s1
+died "$SPID"
+server_up
+wait_for 120 owner_is "$L" "http://127.0.0.1:$SP" || { tail -n 15 "$T/laptop.log" >&2; fail "the laptop did not learn that the server has it"; }
+wait_for 180 no_marker "$S" || { tail -n 15 "$T/server.log" >&2; fail "the server did not finish the log-off"; }
+stopped_owned_by "$S" || fail "after the server's restart: server '$(state "$S")', laptop '$(state "$L")'"
+grep -q "logged off again from the laptop's disk" "$T/server.log" || fail "the server's log does not show the log-off"
+debugfs -R 'cat /alice/logoff-done' "$S/profiles/alice.img" 2>/dev/null | grep -q tick ||
+        fail "the log-off hook did not write alice's profile disk"
+
+log "once more, the server dies after the log-off, before its checkpoint: it does it again from the laptop's disk"
+on "$S" session start s1 >/dev/null
+wait_for 60 bash -c "ROAM_HOME=$S $ROAM_BIN session log s1 | tail -n 3 | grep -q '^tick'" || fail "no ticks after the start"
+must_succeed on "$L" offline s1
+on "$L" session stop s1 >/dev/null || fail "power-off on the laptop failed"
+before=$(grep -c "logged off again" "$T/server.log")
+kill "$SPID"; wait "$SPID" 2>/dev/null || true
+server_up finalize-in:after-finalize
+must_fail on "$L" online s1
+died "$SPID"
+server_up
+wait_for 120 owner_is "$L" "http://127.0.0.1:$SP" || fail "the laptop did not learn that the server has it"
+wait_for 180 no_marker "$S" || fail "the server did not finish the log-off"
+stopped_owned_by "$S" || fail "after the server's restart: server '$(state "$S")', laptop '$(state "$L")'"
+[ "$(grep -c "logged off again" "$T/server.log")" -gt "$before" ] || fail "the server did not log it off again"
 log ok

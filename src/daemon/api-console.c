@@ -28,6 +28,7 @@
 #define STATIC_PATH_MAX 200
 #define EVENT_CHECK_MS 1000
 #define EVENT_KEEPALIVE_S 10
+#define EVENT_TOKEN_CHECK_S 5 /* a revoked token ends its event stream within this */
 #define MOVE_URL_MAX 512
 #define MOVE_TOKEN_MAX 512
 
@@ -379,6 +380,8 @@ typedef struct Events {
         HttpServer *server;
         Auth auth; /* a copy: the request's is freed before the stream ends */
         bool restricted;
+        char *token;      /* checked again while the stream lasts: a revoked token ends it */
+        uint64_t last_token_check_ns;
         char *last;       /* the last "sessions" data sent */
         char *pending;    /* text not yet handed to the server */
         size_t pending_len, pending_off;
@@ -388,6 +391,7 @@ typedef struct Events {
 static void events_free(void *p) {
         Events *e = p;
         free(e->auth.user);
+        free(e->token);
         free(e->last);
         free(e->pending);
         free(e);
@@ -428,6 +432,16 @@ static ssize_t events_read(void *userdata, uint64_t pos, void *buf, size_t max) 
         while (!e->pending) {
                 if (http_server_stopping(e->server))
                         return 0; /* the end of the stream; EventSource reconnects */
+                if (e->token && now_ns() - e->last_token_check_ns >= (uint64_t) EVENT_TOKEN_CHECK_S * 1000000000ull) {
+                        /* revoked meanwhile: the stream ends, and the reconnect gets its 401 */
+                        CatalogRole role;
+                        char *user = NULL;
+                        int r = catalog_token_check(daemon_catalog(e->c->d), e->token, &role, &user);
+                        free(user);
+                        if (r == -EACCES)
+                                return 0;
+                        e->last_token_check_ns = now_ns();
+                }
                 char *text = sessions_text(e);
                 if (text && (!e->last || strcmp(text, e->last))) {
                         int r = queue_text(e, pos == 0 ? "retry: 2000\nevent: sessions\ndata: " : "event: sessions\ndata: ",
@@ -470,10 +484,12 @@ static int route_events(HttpRequest *req, void *userdata) {
         if (a) {
                 e->restricted = true;
                 e->auth.role = a->role;
-                if (a->user && !(e->auth.user = strdup(a->user))) {
+                const char *token = http_request_bearer(req);
+                if ((a->user && !(e->auth.user = strdup(a->user))) || (token && !(e->token = strdup(token)))) {
                         events_free(e);
                         return -ENOMEM;
                 }
+                e->last_token_check_ns = now_ns();
         }
         return http_reply_stream(req, 200, "text/event-stream", UINT64_MAX, events_read, e, events_free);
 }

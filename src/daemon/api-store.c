@@ -17,6 +17,7 @@
 #include "../basic/util.h"
 #include "../store/reach.h"
 #include "../sync/pack.h"
+#include "../sync/sync.h"
 #include "../sync/wire.h"
 #include "auth.h"
 
@@ -690,49 +691,8 @@ static int h_chunk_get(HttpRequest *req, void *userdata) {
 
 /* ---- packs ---- */
 
-/* Adds the objects and chunks below want that are not below have: all the
- * objects, then chunks until the pack is full (then not PACK_COMPLETE). */
-static int pack_fill(ApiStore *a, Worker *w, const Reach *want, const Reach *have, PackWriter *pw, RoamId *ret_missing) {
-        uint32_t flags = PACK_COMPLETE;
-        size_t pos = 0;
-        RoamId id;
-        int r = 0;
-        while (r >= 0 && idset_next(want->objects, &pos, &id)) {
-                if (idset_contains(have->objects, &id))
-                        continue;
-                _cleanup_free_ void *data = NULL, *z = NULL;
-                size_t len, zlen;
-                r = store_object_get(a->s, &id, API_OBJECT_MAX, &data, &len);
-                if (r >= 0)
-                        r = pack_object_compress(data, len, &z, &zlen);
-                if (r >= 0)
-                        r = pack_writer_add(pw, PACK_OBJECT, &id, z, zlen);
-        }
-        pos = 0;
-        while (r >= 0 && idset_next(want->chunks, &pos, &id)) {
-                if (idset_contains(have->chunks, &id))
-                        continue;
-                _cleanup_free_ void *z = NULL;
-                size_t zlen;
-                r = store_chunk_get_compressed(a->s, w->codec, &id, &z, &zlen);
-                if (r == -ENOENT)
-                        *ret_missing = id;
-                if (r >= 0)
-                        r = pack_writer_add(pw, PACK_CHUNK, &id, z, zlen);
-        }
-        if (r == -E2BIG) {
-                flags = 0; /* full: the receiver fetches the rest the usual way */
-                r = 0;
-        }
-        pack_writer_finish(pw, flags);
-        return r;
-}
-
 static int h_pack_get(HttpRequest *req, void *userdata) {
         ApiStore *a = userdata;
-        Worker *w = worker_get(a);
-        if (!w)
-                return -ENOMEM;
         size_t len;
         const void *body = http_request_body(req, &len);
         PackRequest pr;
@@ -758,7 +718,8 @@ static int h_pack_get(HttpRequest *req, void *userdata) {
         if (r < 0)
                 return r;
         RoamId missing = ID_NULL;
-        r = pack_fill(a, w, want, have, &pw, &missing);
+        bool complete;
+        r = sync_pack_fill(a->s, want, have, &pw, &complete, &missing);
         if (r < 0) {
                 pack_writer_done(&pw);
                 char mhex[ID_HEX_SIZE];

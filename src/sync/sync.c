@@ -568,11 +568,49 @@ static int remote_ref_get_optional(Remote *r, RemoteConn *c, const char *ref, Ro
 /* Sends everything below root that is not below the remote's have-objects
  * as one pack that also sets the remote ref. -E2BIG when it does not fit,
  * -ESTALE when the ref changed; other failures leave it to the usual way. */
+int sync_pack_fill(Store *s, const Reach *want, const Reach *have, PackWriter *pw, bool *ret_complete,
+                   RoamId *ret_missing) {
+        _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(s);
+        if (!codec)
+                return -ENOMEM;
+        size_t pos = 0;
+        RoamId id;
+        int k = 0;
+        while (k >= 0 && idset_next(want->objects, &pos, &id)) {
+                if (idset_contains(have->objects, &id))
+                        continue;
+                _cleanup_free_ void *data = NULL, *z = NULL;
+                size_t len, zlen;
+                k = store_object_get(s, &id, STORE_OBJECT_MAX, &data, &len);
+                if (k >= 0)
+                        k = pack_object_compress(data, len, &z, &zlen);
+                if (k >= 0)
+                        k = pack_writer_add(pw, PACK_OBJECT, &id, z, zlen);
+        }
+        pos = 0;
+        while (k >= 0 && idset_next(want->chunks, &pos, &id)) {
+                if (idset_contains(have->chunks, &id))
+                        continue;
+                _cleanup_free_ void *z = NULL;
+                size_t zlen;
+                k = store_chunk_get_compressed(s, codec, &id, &z, &zlen);
+                if (k == -ENOENT)
+                        *ret_missing = id;
+                if (k >= 0)
+                        k = pack_writer_add(pw, PACK_CHUNK, &id, z, zlen);
+        }
+        *ret_complete = k >= 0;
+        if (k == -E2BIG)
+                k = 0; /* full: the receiver gets the rest the usual way */
+        if (k >= 0)
+                pack_writer_finish(pw, *ret_complete ? PACK_COMPLETE : 0);
+        return k;
+}
+
 static int push_pack(Store *s, Remote *r, RemoteConn *c, const RoamId *root, const Reach *need, const char *remote_ref,
                      const RoamId *old, const RoamId *haves, size_t n_have, SyncStats *st) {
         _cleanup_(reach_freep) Reach *have = reach_new();
-        _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(s);
-        if (!have || !codec)
+        if (!have)
                 return -ENOMEM;
         for (size_t i = 0; i < n_have; i++) {
                 int k = reach_add_object(s, have, &haves[i]);
@@ -592,38 +630,17 @@ static int push_pack(Store *s, Remote *r, RemoteConn *c, const RoamId *root, con
         }
         PackWriter pw;
         int k = pack_writer_init(&pw, PACK_MAX_BYTES);
-        if (k < 0)
-                return k;
-        uint64_t objects = 0, chunks = 0;
-        pos = 0;
-        while (k >= 0 && idset_next(need->objects, &pos, &id)) {
-                if (idset_contains(have->objects, &id))
-                        continue;
-                _cleanup_free_ void *data = NULL, *z = NULL;
-                size_t len, zlen;
-                k = store_object_get(s, &id, STORE_OBJECT_MAX, &data, &len);
-                if (k >= 0)
-                        k = pack_object_compress(data, len, &z, &zlen);
-                if (k >= 0)
-                        k = pack_writer_add(&pw, PACK_OBJECT, &id, z, zlen);
-                objects++;
-        }
-        pos = 0;
-        while (k >= 0 && idset_next(need->chunks, &pos, &id)) {
-                if (idset_contains(have->chunks, &id))
-                        continue;
-                _cleanup_free_ void *z = NULL;
-                size_t zlen;
-                k = store_chunk_get_compressed(s, codec, &id, &z, &zlen);
-                if (k >= 0)
-                        k = pack_writer_add(&pw, PACK_CHUNK, &id, z, zlen);
-                chunks++;
-        }
+        bool complete = false;
+        RoamId missing;
+        if (k >= 0)
+                k = sync_pack_fill(s, need, have, &pw, &complete, &missing);
+        if (k >= 0 && !complete)
+                k = -E2BIG;
         if (k < 0) {
                 pack_writer_done(&pw);
                 return k;
         }
-        pack_writer_finish(&pw, PACK_COMPLETE);
+        uint64_t objects = pw.n_objects, chunks = pw.n_chunks;
         char hex[ID_HEX_SIZE], oldhex[ID_HEX_SIZE], path[REF_NAME_MAX_LEN + 256];
         snprintf(path, sizeof path, "/v1/pack/put?ref=%s&id=%s%s%s", remote_ref, id_to_hex(root, hex),
                  old ? "&old=" : "", old ? (id_is_null(old) ? "none" : id_to_hex(old, oldhex)) : "");

@@ -10,6 +10,8 @@
 
 #include "../basic/progress.h"
 #include "../store/store.h"
+#include "../store/reach.h"
+#include "pack.h"
 #include "remote.h"
 
 typedef struct SyncOptions {
@@ -60,3 +62,10 @@ int sync_pull_object(Store *s, Remote *r, const RoamId *root, const char *local_
  * remote ref `remote_ref` (NULL = same name) with compare-and-swap against
  * the value it had when the push started (-ESTALE if it changed meanwhile). */
 int sync_push(Store *s, Remote *r, const char *ref, const char *remote_ref, const SyncOptions *o, SyncStats *ret);
+
+/* Fills pw (from pack_writer_init()) with every object and then every chunk
+ * of want that is not in have, read from s, and writes its header: complete,
+ * or, when pw filled up, not (*ret_complete says which). A chunk missing
+ * from s is -ENOENT with its id in *ret_missing. */
+int sync_pack_fill(Store *s, const Reach *want, const Reach *have, PackWriter *pw, bool *ret_complete,
+                   RoamId *ret_missing);

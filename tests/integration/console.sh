@@ -64,6 +64,17 @@ done
 ev=$(curl -s -N --max-time 2 "$URL/v1/events?access_token=$BOB" || true)
 expect_match "$ev" '^retry: 2000' "bob's event stream"
 expect_match "$ev" 'data: \{"sessions":\[\]\}' "bob's event stream"
+# a token revoked while its event stream is open ends that stream
+CAROL=$(roam token create --role user --user carol)
+curl -s -N --max-time 60 "$URL/v1/events?access_token=$CAROL" >"$T/carol.ev" 2>/dev/null &
+carol_pid=$!
+wait_for 10 grep -q '^retry: 2000' "$T/carol.ev" || fail "carol's event stream did not start"
+carol_id=$(roam token list | awk '$3 == "carol" { print $1 }' | tail -n 1)
+[ -n "$carol_id" ] || fail "no token id for carol in: $(roam token list)"
+roam token revoke "$carol_id" >/dev/null
+wait_for 15 bash -c "! kill -0 $carol_pid 2>/dev/null" || fail "carol's event stream outlived her revoked token"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/events?access_token=$CAROL")" = 401 ] ||
+	fail "a revoked token opens an event stream"
 
 # --- the laptop, paired with the server as alice ----------------------------------
 LPORT=$(free_port)

@@ -52,6 +52,7 @@
 #        ROAM_BENCH_KEEP=1         keep the scratch directory (logs)
 # shellcheck disable=SC2154 # parse_* set PREFIX_* variables by name
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/guest.sh"
 
 RAM_SIZES=${ROAM_BENCH_SESSION_RAM:-256 1024}
 LINKS=${ROAM_BENCH_SESSION_LINKS:-loopback wan}
@@ -67,84 +68,13 @@ PORT_B=7450      # roam serve on host B (receiving)
 PORT_A=7451      # roam serve on host A (sending; for roam session move)
 MAX_BANDWIDTH=$((10 << 30)) # QEMU migrate-set-parameters max-bandwidth (7.2 default: 128 MiB/s)
 
-[ "$(id -u)" = 0 ] || die "needs root (network namespaces)"
-for t in qemu-system-x86_64 qemu-img python3 ip tc curl ss sha256sum; do
-        command -v "$t" >/dev/null || die "needs $t"
-done
-[ -x "$ROAM_BIN" ] || die "no roam binary at $ROAM_BIN (run: make)"
-export ROAM_ACCEL=tcg
-BENCH_T0=$(date +%s)
+bench_prereqs # root, tools, the test guest in GUEST (bench/guest.sh)
 
-GUEST=$BUILD_DIR/guest
-log "building the test guest (cached)"
-rc=0
-bash "$SRC_DIR/scripts/build-guest.sh" "$GUEST" >/dev/null 2>&1 || rc=$?
-[ $rc = 0 ] || die "scripts/build-guest.sh $GUEST failed ($rc; 3: no packages and no cache)"
 
 # ---- scratch, cleanup (tests/netns.sh expects tests/lib.sh's helpers) ----
 
-T=$(mktemp -d /tmp/rbs.XXXXXX) # short: unix socket paths live below it
-_cleanups=()
-HOMES=()   # every ROAM_HOME used: their QEMUs die, their RAM dirs go
-QPIDS=()   # pid files of the QEMU peers
-DPIDS=()   # roam serve daemons
 LO_NS=""
-cleanup_add() { _cleanups+=("$*"); }
-fail() { die "$*"; }
-skip() { die "cannot run here: $*"; }
-requires_root() { :; }
-wait_for() {
-        local t=$1
-        shift
-        local end=$((SECONDS + t))
-        until "$@" >/dev/null 2>&1; do
-                [ $SECONDS -lt $end ] || return 1
-                sleep 0.1
-        done
-}
-ram_dir_of() { printf '/dev/shm/roam-%s' "$(printf '%s' "$1" | sha256sum | cut -c1-12)"; }
-kill_qemus() {
-        local p h
-        for p in "${QPIDS[@]}"; do
-                [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null
-        done
-        for h in "${HOMES[@]}"; do
-                for p in "$h"/sessions/*/qemu.pid; do
-                        [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null
-                done
-        done
-        return 0
-}
-bench_cleanup() {
-        local rc=$? i h
-        trap - EXIT INT TERM
-        set +e
-        kill_qemus
-        for i in "${DPIDS[@]}"; do kill "$i" 2>/dev/null; done
-        for i in "${DPIDS[@]}"; do wait "$i" 2>/dev/null; done
-        for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do
-                eval "${_cleanups[$i]}" >/dev/null 2>&1
-        done
-        if [ -n "$LO_NS" ]; then
-                # shellcheck disable=SC2046
-                kill -9 $(ip netns pids "$LO_NS" 2>/dev/null) 2>/dev/null
-                ip netns del "$LO_NS" 2>/dev/null
-        fi
-        for h in "${HOMES[@]}"; do rm -rf "$(ram_dir_of "$h")"; done
-        rm -f /dev/shm/rbs-$$-*.ram
-        if [ "${ROAM_BENCH_KEEP:-0}" = 1 ]; then log "kept $T"; else rm -rf "$T"; fi
-        exit $rc
-}
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
-
-# run copies of the binaries: a 'make' during the run must not swap them
-mkdir "$T/bin"
-cp "$ROAM_BIN" "$T/bin/roam"
-ROAM_BIN=$T/bin/roam
-cp "$BUILD_DIR/tests/tools/delay-relay" "$T/bin/delay-relay" 2>/dev/null ||
-        die "no $BUILD_DIR/tests/tools/delay-relay (run: make)"
-DELAY_RELAY=$T/bin/delay-relay
+bench_start rbs # T, traps, copies of the binaries (bench/guest.sh)
 
 # The relay's buffer stands for the link's own capacity: 1 MiB is about what
 # 100 Mbit/s x 50 ms RTT holds in flight plus tbf's 25 ms queue. The relay's
@@ -155,130 +85,10 @@ WAN_RELAY_OPTS=${WAN_RELAY_OPTS:---max-buffer-mib 1}
 
 # ---- the QMP driver of the QEMU peer ----
 
-QMPDRV=$T/qmp-migrate.py
-cat >"$QMPDRV" <<'PY'
-# qmp-migrate.py SRC.qmp DST.qmp MIG_LISTEN MIG_CONNECT NBD_LISTEN NBD_CONNECT MAX_BW
-# QEMU live migration with storage, DESIGN.md's verified sequence. Prints JSON.
-import json, select, socket, sys, time
-
-class Qmp:
-    def __init__(self, path, name):
-        self.name, self.buf, self.events = name, b"", []
-        self.s = socket.socket(socket.AF_UNIX)
-        self.s.connect(path)
-        self.read()
-        self.cmd("qmp_capabilities")
-
-    def read(self, timeout=120):
-        while b"\n" not in self.buf:
-            if not select.select([self.s], [], [], timeout)[0]:
-                raise TimeoutError("%s: QMP silent for %d s" % (self.name, timeout))
-            b = self.s.recv(65536)
-            if not b:
-                raise EOFError("%s: QMP closed" % self.name)
-            self.buf += b
-        line, self.buf = self.buf.split(b"\n", 1)
-        m = json.loads(line)
-        if "event" in m:
-            ts = m["timestamp"]
-            m["t"] = ts["seconds"] + ts["microseconds"] / 1e6
-            self.events.append(m)
-        return m
-
-    def cmd(self, execute, **args):
-        msg = {"execute": execute}
-        if args:
-            msg["arguments"] = args
-        self.s.sendall(json.dumps(msg).encode() + b"\n")
-        while True:
-            m = self.read()
-            if "error" in m:
-                raise RuntimeError("%s: %s: %s" % (self.name, execute, m["error"]["desc"]))
-            if "return" in m:
-                return m["return"]
-
-    def event(self, name, pred=lambda d: True, timeout=600):
-        end = time.monotonic() + timeout
-        while True:
-            for e in self.events:
-                if e["event"] == name and pred(e.get("data", {})):
-                    return e
-            if time.monotonic() > end:
-                raise TimeoutError("%s: no %s event" % (self.name, name))
-            try:
-                self.read(max(0.01, end - time.monotonic()))
-            except TimeoutError:
-                pass
-
-src_path, dst_path, mig_listen, mig_connect, nbd_listen, nbd_connect, max_bw = sys.argv[1:8]
-src, dst = Qmp(src_path, "source"), Qmp(dst_path, "destination")
-r = {}
-for q in (src, dst):
-    q.cmd("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
-# destination: wait for the stream, export its own (empty) overlay
-dst.cmd("migrate-incoming", uri="tcp:" + mig_listen)
-host, port = nbd_listen.rsplit(":", 1)
-dst.cmd("nbd-server-start", addr={"type": "inet", "data": {"host": host, "port": port}})
-dst.cmd("block-export-add", **{"type": "nbd", "id": "exp0", "node-name": "disk0-fmt", "name": "disk0",
-                               "writable": True})
-# source: no 128 MiB/s cap; downtime-limit stays QEMU's default (reported)
-src.cmd("migrate-set-parameters", **{"max-bandwidth": int(max_bw)})
-p = src.cmd("query-migrate-parameters")
-r["downtime_limit_ms"], r["max_bandwidth"] = p["downtime-limit"], p["max-bandwidth"]
-t0 = time.time()
-src.cmd("drive-mirror", **{"device": "disk0", "job-id": "mirror0", "target": "nbd://%s/disk0" % nbd_connect,
-                           "format": "raw", "sync": "top", "mode": "existing"})
-ready = src.event("BLOCK_JOB_READY", lambda d: d.get("device") == "mirror0")
-r["mirror_ready_ms"] = (ready["t"] - t0) * 1000
-src.cmd("migrate", uri="tcp:" + mig_connect)
-src_done = src.event("MIGRATION", lambda d: d.get("status") in ("completed", "failed", "cancelled"))
-info = src.cmd("query-migrate")
-if info.get("status") != "completed":
-    raise SystemExit("migration %s: %s" % (info.get("status"), info.get("error-desc", "")))
-# 7.2 sends the 'completed' event before it fills in total-time and downtime
-end = time.monotonic() + 2
-while not info.get("total-time") and time.monotonic() < end:
-    time.sleep(0.01)
-    info = src.cmd("query-migrate")
-src.cmd("block-job-cancel", device="mirror0")
-done = src.event("BLOCK_JOB_COMPLETED", lambda d: d.get("device") == "mirror0")
-stop = src.event("STOP")
-dst_done = dst.event("MIGRATION", lambda d: d.get("status") in ("completed", "failed"))
-dst.cmd("block-export-del", id="exp0", mode="hard")
-dst.cmd("nbd-server-stop")
-dst.cmd("cont")
-resume = dst.event("RESUME")
-ram = info.get("ram", {})
-r.update({
-    "guest_pause_ms": (resume["t"] - stop["t"]) * 1000,
-    # where the guest-visible pause goes, from the source's STOP
-    "src_completed_ms": (src_done["t"] - stop["t"]) * 1000,
-    "dst_completed_ms": (dst_done["t"] - stop["t"]) * 1000,
-    "mirror_cancelled_ms": (done["t"] - stop["t"]) * 1000,
-    "qemu_downtime_ms": info.get("downtime"),
-    "migrate_total_ms": info.get("total-time"),
-    "total_ms": (resume["t"] - t0) * 1000,
-    "mirror_bytes": done["data"].get("offset", 0),
-    "ram_transferred": ram.get("transferred", 0),
-    "dirty_sync_count": ram.get("dirty-sync-count"),
-    "status": dst.cmd("query-status")["status"],
-})
-print(json.dumps(r))
-PY
+QMPDRV=$SRC_DIR/bench/qmp-migrate.py # DESIGN.md's verified sequence, one driver for both benches
 
 # jget FILE KEY: a number from a JSON object
-jget() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 # to_bytes "47.7 MiB": roam's human sizes back to bytes
-to_bytes() {
-        awk -v s="$1" 'BEGIN { split(s, a, " "); m = 1
-                if (a[2] == "KiB") m = 1024; else if (a[2] == "MiB") m = 1048576
-                else if (a[2] == "GiB") m = 1073741824
-                printf "%.0f", a[1] * m }'
-}
-ms_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) * 1000 }'; }
-fmt_s() { awk -v ms="$1" 'BEGIN { if (ms >= 1000) printf "%.2f s", ms / 1000; else printf "%.0f ms", ms }'; }
-fmt_ms() { awk -v ms="$1" 'BEGIN { printf "%.0f ms", ms }'; }
-gib() { awk -v m="$1" 'BEGIN { if (m >= 1024) printf "%g GiB", m / 1024; else printf "%d MiB", m }'; }
 
 # ---- links ----
 # For each link: NS_A/NS_B (sender/receiver namespaces), the addresses B
@@ -287,6 +97,8 @@ gib() { awk -v m="$1" 'BEGIN { if (m >= 1024) printf "%g GiB", m / 1024; else pr
 lo_setup() {
         LO_NS=roam-bench-lo-$$
         ip netns add "$LO_NS" || die "cannot create network namespace $LO_NS"
+        # shellcheck disable=SC2016
+        cleanup_add 'kill -9 $(ip netns pids "$LO_NS" 2>/dev/null) 2>/dev/null; ip netns del "$LO_NS"'
         ip -n "$LO_NS" link set lo up
 }
 
@@ -309,21 +121,15 @@ link_select() { # LINK
 # wire_bytes: bytes (IP + link header, both directions) on the current link so far
 wire_bytes() {
         if [ "$LINK" = loopback ]; then # every packet is sent and received once on lo
-                ip netns exec "$LO_NS" awk '$1 == "lo:" { print $10 }' /proc/net/dev
-        else
-                ip netns exec "$LT_NS" awk -v d="$WAN_DEV:" '$1 == d { print $2 + $10 }' /proc/net/dev
+                ip netns exec "$LO_NS" awk '$1 == "lo:" { printf "%.0f\n", $10 }' /proc/net/dev
+        else # %.0f: awk's default print turns sums past 2^31 into exponent form
+                ip netns exec "$LT_NS" awk -v d="$WAN_DEV:" '$1 == d { printf "%.0f\n", $2 + $10 }' /proc/net/dev
         fi
 }
 
 # ---- helpers ----
 
-# last_tick FILE / first_tick FILE: the workload counter on a serial log
-last_tick() { tr -d '\r' <"$1" | sed -n 's/^tick \([0-9]*\)$/\1/p' | tail -n 1; }
-first_tick() { tr -d '\r' <"$1" | sed -n 's/^tick \([0-9]*\)$/\1/p' | head -n 1; }
-has_tick() { tr -d '\r' <"$1" 2>/dev/null | grep -qx "tick $2"; }
-wait_tick() { # FILE N
-        wait_for 120 has_tick "$1" "$2" || die "no 'tick $2' in $1: $(tail -n 3 "$1" 2>/dev/null)"
-}
+# (last_tick, first_tick, has_tick: bench/guest.sh)
 # continuity SRC_LOG DST_LOG: whether the target's first tick follows the
 # source's last; when not, both consoles are kept in $BENCH_CACHE
 continuity() {
@@ -351,15 +157,6 @@ continuity() {
 }
 
 # roam_in NS HOME ARGS...: roam with ROAM_HOME=HOME in namespace NS
-roam_in() {
-        local ns=$1 home=$2
-        shift 2
-        if [ -n "$ns" ]; then
-                ROAM_HOME=$home ip netns exec "$ns" "$ROAM_BIN" "$@"
-        else
-                ROAM_HOME=$home "$ROAM_BIN" "$@"
-        fi
-}
 
 # start_serve NS HOME ADDR PORT: roam serve in the background (pid in DPIDS)
 start_serve() {
@@ -368,12 +165,6 @@ start_serve() {
         DPIDS+=($!)
         wait_for 20 ip netns exec "$ns" curl -s -o /dev/null "http://$addr:$port/v1/info" ||
                 die "roam serve on $addr:$port did not start: $(tail -n 3 "$home/serve.log")"
-}
-stop_serves() {
-        local p
-        for p in "${DPIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-        for p in "${DPIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-        DPIDS=()
 }
 
 # new_home DIR: an empty ROAM_HOME with the test guest's master imported
@@ -389,14 +180,6 @@ new_session() {
 }
 SEQ=0
 # homes_rm: removes the homes of the finished run and their RAM directories
-homes_rm() {
-        local h
-        for h in "${HOMES[@]}"; do
-                rm -rf "$(ram_dir_of "$h")"
-                [ "${ROAM_BENCH_KEEP:-0}" = 1 ] || rm -rf "$h"
-        done
-        HOMES=()
-}
 session_qemu_kill() { # HOME
         local p=$1/sessions/s1/qemu.pid
         [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null
@@ -524,26 +307,6 @@ bench_checkpoint() { # RAM_MIB
 # ---- 2. QEMU live migration with storage ----
 
 QEMU_MASTER=$T/master.img
-qemu_vm() { # NS NAME RAM_MIB OVERLAY [EXTRA...]: the same command line roam uses
-        local ns=$1 n=$2 ram=$3 ov=$4
-        shift 4
-        QPIDS+=("$T/$n.pid")
-        ip netns exec "$ns" qemu-system-x86_64 -M pc-q35-7.2,memory-backend=mem -accel tcg -cpu qemu64 \
-                -m "$ram" -smp 1 \
-                -object "memory-backend-file,id=mem,size=${ram}M,mem-path=/dev/shm/rbs-$$-$n.ram,share=on" \
-                -nodefaults -no-reboot -no-shutdown -display none -device VGA \
-                -chardev "file,id=serial0,path=$T/$n.serial,append=on" -serial chardev:serial0 \
-                -qmp "unix:$T/$n.qmp,server=on,wait=off" -vnc "unix:$T/$n.vnc" \
-                -kernel "$GUEST/vmlinux" -initrd "$GUEST/initrd.img" -append 'console=ttyS0 quiet panic=-1' \
-                -drive "file=$ov,format=qcow2,if=virtio,cache=writeback,discard=unmap,id=disk0,node-name=disk0-fmt" \
-                -daemonize -pidfile "$T/$n.pid" "$@" 2>"$T/$n.err" || die "qemu $n failed: $(cat "$T/$n.err")"
-}
-qemu_quit() { # NAME
-        local p=$T/$1.pid
-        [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null
-        rm -f "/dev/shm/rbs-$$-$1.ram"
-        return 0
-}
 
 bench_qemu() { # RAM_MIB
         local ram=$1 n=q-$LINK-$1-$((++SEQ)) sz
@@ -569,16 +332,7 @@ bench_qemu() { # RAM_MIB
         rm -f "$T/$n-src.qcow2" "$T/$n-dst.qcow2"
         local j=$T/$n.json
         local pause qd total mig ram_b mir_b dl ready srcd dstd
-        pause=$(jget "$j" guest_pause_ms)
-        qd=$(jget "$j" qemu_downtime_ms)
-        total=$(jget "$j" total_ms)
-        mig=$(jget "$j" migrate_total_ms)
-        ram_b=$(jget "$j" ram_transferred)
-        mir_b=$(jget "$j" mirror_bytes)
-        dl=$(jget "$j" downtime_limit_ms)
-        ready=$(jget "$j" mirror_ready_ms)
-        srcd=$(jget "$j" src_completed_ms)
-        dstd=$(jget "$j" dst_completed_ms)
+        mig_fields "$j"
         row "$LINK-$ram-qemu" "$pause" "move, $sz guest, $LINK_DESC" "QEMU 7.2 live migration + NBD drive-mirror" \
                 "$(fmt_ms "$pause") guest-visible (QEMU: $(fmt_ms "$qd"))" "$(fmt_s "$total")" "$(human $((w1 - w0)))" \
                 "migration stream $(human "$ram_b") + mirror $(human "$mir_b"); mirror ready after $(fmt_s "$ready"), migrate $(fmt_s "$mig"); after the source's stop: source done $(fmt_ms "$srcd"), destination has the stream $(fmt_ms "$dstd"); downtime-limit $dl ms (default), max-bandwidth 10 GiB/s; $cont"

@@ -191,6 +191,33 @@ static char *pack_request_text(const RoamId *want, const RoamId *haves, size_t n
 /* Fetches what the remote thinks the local store lacks below root, in one
  * pack, and stores it (every object and chunk verified against its id).
  * Any failure leaves the rest to the usual way: the caller ignores it. */
+typedef struct Hints {
+        RoamId *have;
+        size_t n, max;
+} Hints;
+
+static int hint_cb(const char *name, const RoamId *id, void *userdata) {
+        Hints *h = userdata;
+        if (id && h->n < h->max)
+                h->have[h->n++] = *id;
+        return 0;
+}
+
+/* A ref pulled for the first time: its siblings (the refs in the same
+ * directory: images/, sessions/USER/NAME/) are likely to share most of it
+ * (a new image version, a session's next checkpoint). Returns the new count. */
+static size_t sibling_hints(Store *s, const char *ref, RoamId *have, size_t n, size_t max) {
+        char dir[REF_NAME_MAX_LEN + 1];
+        snprintf(dir, sizeof dir, "%s", ref);
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+                return n;
+        slash[1] = 0;
+        Hints h = { .have = have, .n = n, .max = max };
+        (void) store_ref_foreach(s, dir, hint_cb, &h);
+        return h.n;
+}
+
 static int pull_pack(Store *s, Remote *r, RemoteConn *c, const RoamId *root, const RoamId *have, size_t n_have,
                      SyncStats *st) {
         _cleanup_free_ char *text = pack_request_text(root, have, n_have);
@@ -444,8 +471,11 @@ int sync_pull_object(Store *s, Remote *r, const RoamId *root_id, const char *loc
         size_t n_have = MIN(opts.n_have, ELEMENTSOF(have) - 1);
         if (n_have)
                 memcpy(have, opts.have, n_have * sizeof *have);
-        if (store_ref_get(s, local_ref, &cur) >= 0 && !id_equal(&cur, &root))
-                have[n_have++] = cur;
+        if (store_ref_get(s, local_ref, &cur) >= 0) {
+                if (!id_equal(&cur, &root))
+                        have[n_have++] = cur;
+        } else
+                n_have = sibling_hints(s, local_ref, have, n_have, ELEMENTSOF(have));
         err_clear();
         if (n_have > 0 && pull_pack(s, r, c, &root, have, n_have, &st) < 0)
                 err_clear(); /* the usual way below fetches whatever the pack did not bring */

@@ -372,7 +372,7 @@ table() {
                 "link busy $(pct "$(f "$l" 3)" "$(f "$l" 1)")%, idle $(f "$l" 5) s; $(f "$l" 7) connections; median of $WAN_REPEAT; diagnostic"
         row "session after base, WAN" "roam pull" "$s_t s" - \
                 "$(human "$s_wire"); link $(human "$s_down") + $(human "$s_up") = $(human $((s_down + s_up)))" \
-                "$s_sent of $s_total chunks, and the image's index ($(human "$s_index")); cmp: $s_same"
+                "$s_sent of $s_total chunks, and the image's index ($(human "$s_index") plain), in one pack; cmp: $s_same"
         row "session after base, WAN" "rsync --no-whole-file --inplace" "$r_t s" - \
                 "$(human $((r_sent + r_recv))); link $(human "$r_down") + $(human "$r_up") = $(human $((r_down + r_up)))" \
                 "literal data $(human "$r_lit"); cmp: $r_same"
@@ -426,7 +426,9 @@ NOTES="* Image: $(basename "$BASE") ($(human "$RAW") raw; $LO_TOTAL non-zero chu
   last one, so a client slow to store (disk, or CPU taken by other jobs)
   leaves the link idle; \"idle\" shows it.
 * **session after base**: the client of the median default WAN run pulls
-  the session ref (only the chunks it lacks, and the new index). rsync
+  the session ref: a first pull, so the base image's ref (its sibling under
+  images/) is the pack's hint, and the chunks it lacks and the new index
+  (zstd-compressed) come as one pack (docs/sync-protocol.md). rsync
   $RSYNC_VERSION: \`rsync --daemon\` in the dc namespace serving the cache directory,
   reached through a second relay on the same link; the laptop runs
   \`rsync --no-whole-file --inplace --stats rsync://…/$(basename "$SESSION") DEST\`

@@ -21,8 +21,27 @@ _run_cleanups() {
         for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do
                 eval "${_cleanups[$i]}" >/dev/null 2>&1 || true
         done
+        _reap_homes
         if [ "${KEEP_TEST_DIR:-0}" != 1 ]; then rm -rf "$T"; fi
         exit $rc
+}
+# Every ROAM_HOME below $T: its QEMUs die (a pid is trusted only while its
+# command line names the pid file) and its RAM directory in /dev/shm goes
+# (session.c: /dev/shm/roam-<first 12 hex of SHA-256 of the home's path>).
+_reap_homes() {
+        local db home p pid
+        for db in "$T"/catalog.db "$T"/*/catalog.db "$T"/*/*/catalog.db "$T"/*/*/*/catalog.db; do
+                [ -f "$db" ] || continue
+                home=$(cd "$(dirname "$db")" && pwd -P)
+                for p in "$home"/sessions/*/qemu.pid; do
+                        [ -f "$p" ] || continue
+                        pid=$(cat "$p" 2>/dev/null) || continue
+                        if [[ $pid =~ ^[0-9]+$ ]] && grep -qaF -- "$p" "/proc/$pid/cmdline" 2>/dev/null; then
+                                kill -9 "$pid" 2>/dev/null || true
+                        fi
+                done
+                rm -rf "/dev/shm/roam-$(printf '%s' "$home" | sha256sum | cut -c1-12)"
+        done
 }
 trap _run_cleanups EXIT
 

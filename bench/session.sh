@@ -230,7 +230,7 @@ table_rows() {
 parse_ckpt() {
         local l
         l=$(cat "$1")
-        [[ $l =~ pause\ ([0-9]+)\ ms\ \(device\ state\ ([0-9]+)\ ms,\ copy\ ([0-9]+)\ ms\),\ total\ ([0-9]+)\ ms\;\ ([0-9]+)\ of\ ([0-9]+)\ chunks\ new\ \(ram\ ([0-9]+),\ overlay\ ([0-9]+)\),\ ([0-9.]+\ [KMG]?i?B)\ new,\ ([0-9.]+\ [KMG]?i?B)\ stored ]] ||
+        [[ $l =~ pause\ ([0-9]+)\ ms\ \(device\ state\ ([0-9]+)\ ms,\ changed\ chunks\ ([0-9]+)\ ms\),\ total\ ([0-9]+)\ ms\;\ ([0-9]+)\ of\ ([0-9]+)\ chunks\ new\ \(ram\ ([0-9]+),\ overlay\ ([0-9]+)\),\ ([0-9.]+\ [KMG]?i?B)\ new,\ ([0-9.]+\ [KMG]?i?B)\ stored ]] ||
                 die "cannot parse the checkpoint line: $l"
         printf -v "$2_pause" '%s' "${BASH_REMATCH[1]}"
         printf -v "$2_devstate" '%s' "${BASH_REMATCH[2]}"
@@ -296,7 +296,7 @@ bench_checkpoint() { # RAM_MIB
 
         row "ckpt1-$ram" "$c1_pause" "checkpoint 1, $sz guest" "roam" "$(fmt_ms "$c1_pause") pause" "$(fmt_s "$c1_total")" \
                 "$(human "$c1_stored") stored" \
-                "$c1_new of $c1_chunks chunks new (RAM $c1_ram, overlay $c1_ov), $(human "$c1_plain") plain; pause = device state $c1_devstate ms + copy of RAM and overlay $c1_copy ms"
+                "$c1_new of $c1_chunks chunks new (RAM $c1_ram, overlay $c1_ov), $(human "$c1_plain") plain; pause = device state $c1_devstate ms + RAM and overlay (changed chunks found and stored) $c1_copy ms"
         row "ckpt2-$ram" "$c2_pause" "checkpoint 2, ${SECOND_AFTER} s later, $sz guest" "roam" "$(fmt_ms "$c2_pause") pause" "$(fmt_s "$c2_total")" \
                 "$(human "$c2_stored") stored" \
                 "$c2_new of $c2_chunks chunks new (RAM $c2_ram, overlay $c2_ov), $(human "$c2_plain") plain"

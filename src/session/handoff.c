@@ -268,14 +268,31 @@ static int marker_path(SessionHost *h, const char *name, char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
+/* The start time of process pid (clock ticks since boot, /proc/PID/stat
+ * field 22), or 0 if it does not run: with the pid it names one process,
+ * whatever pids are reused for later. */
+static uint64_t process_start(pid_t pid) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+        _cleanup_free_ char *text = NULL;
+        if (read_full_file(path, 4096, &text, NULL) < 0)
+                return 0;
+        const char *p = strrchr(text, ')'); /* the command may hold spaces and ')' */
+        for (int field = 2; p && field < 22; field++)
+                p = strchr(p + 1, ' ');
+        return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
 int handoff_mark(SessionHost *h, const char *name, const char *kind, const char *peer, const char *token,
                  int64_t epoch, const char *checkpoint_hex) {
         _cleanup_free_ char *p = NULL;
         int r = marker_path(h, name, &p);
         if (r < 0)
                 return r;
-        json_t *j = json_pack("{s:s, s:s?, s:s?, s:I, s:s?}", "kind", kind, "peer", peer, "token", token, "epoch",
-                              (json_int_t) epoch, "checkpoint", checkpoint_hex);
+        /* the writer: while it runs, the hand-over is in progress, not in doubt */
+        json_t *j = json_pack("{s:s, s:s?, s:s?, s:I, s:s?, s:I, s:I}", "kind", kind, "peer", peer, "token", token,
+                              "epoch", (json_int_t) epoch, "checkpoint", checkpoint_hex, "pid", (json_int_t) getpid(),
+                              "pid_start", (json_int_t) process_start(getpid()));
         _cleanup_free_ char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
         if (!text)
@@ -363,6 +380,12 @@ static int recover_one(SessionHost *h, const SessionInfo *s, HandoffLogFn log, v
         bool runs = s->row.state == SESSION_RUNNING || s->row.state == SESSION_PAUSED;
         int doubt = 0, k = 0;
         err_clear();
+        json_int_t pid = json_integer_value(json_object_get(j, "pid"));
+        json_int_t pid_start = json_integer_value(json_object_get(j, "pid_start"));
+        if (pid > 0 && pid_start > 0 && process_start((pid_t) pid) == (uint64_t) pid_start) {
+                json_decref(j);
+                return 0; /* its writer still works on it (this daemon, or a CLI command) */
+        }
         if (!kind) {
                 say(log, userdata, "session '%s': malformed hand-over marker removed", name);
         } else if (!strcmp(kind, "grant") || !strcmp(kind, "in")) {

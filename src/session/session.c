@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -1108,6 +1109,30 @@ static int staged_find(SessionHost *h, const char *name, char **ret_path, RoamId
         return found;
 }
 
+/* A new empty file ram_dir/NAME.staging.RANDOM (staged_clear() removes
+ * what a crash left of them). */
+static int staging_tmp(SessionHost *h, const char *name, char **ret) {
+        for (int attempt = 0; attempt < 10; attempt++) {
+                uint64_t rnd;
+                if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t) sizeof rnd)
+                        return -EIO;
+                char *p;
+                if (asprintf(&p, "%s/%s.staging.%016llx", h->ram_dir, name, (unsigned long long) rnd) < 0)
+                        return -ENOMEM;
+                int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+                if (fd >= 0) {
+                        close(fd);
+                        *ret = p;
+                        return 0;
+                }
+                int r = -errno;
+                free(p);
+                if (r != -EEXIST)
+                        return r;
+        }
+        return -EEXIST;
+}
+
 static void staged_clear(SessionHost *h, const char *name) {
         char *path;
         RoamId id;
@@ -1115,6 +1140,13 @@ static void staged_clear(SessionHost *h, const char *name) {
                 (void) unlink(path);
                 free(path);
         }
+        _cleanup_(closedirp) DIR *d = opendir(h->ram_dir);
+        struct dirent *e;
+        size_t n = strlen(name);
+        while (d && (e = readdir(d)))
+                if (!strncmp(e->d_name, name, n) && !strncmp(e->d_name + n, ".staging.", 9) &&
+                    strlen(e->d_name) == n + 9 + 16 && strspn(e->d_name + n + 9, "0123456789abcdef") == 16)
+                        (void) unlinkat(dirfd(d), e->d_name, 0);
 }
 
 /* Rewrites the file at path, which holds the blob of index from, into the
@@ -1171,8 +1203,7 @@ int session_stage_ram(SessionHost *h, const char *name, const RoamId *checkpoint
         _cleanup_free_ char *old = NULL, *tmp = NULL, *final = NULL;
         char hex[ID_HEX_SIZE];
         RoamId base;
-        if (asprintf(&tmp, "%s/%s.staging", h->ram_dir, name) < 0 ||
-            asprintf(&final, "%s/%s" STAGED_INFIX "%s", h->ram_dir, name, id_to_hex(&ram, hex)) < 0)
+        if (asprintf(&final, "%s/%s" STAGED_INFIX "%s", h->ram_dir, name, id_to_hex(&ram, hex)) < 0)
                 return -ENOMEM;
         r = staged_find(h, name, &old, &base);
         if (r < 0)
@@ -1185,6 +1216,10 @@ int session_stage_ram(SessionHost *h, const char *name, const RoamId *checkpoint
         r = mkdir_p(h->ram_dir, 0700);
         if (r < 0)
                 return err_set(r, "cannot create the RAM directory '%s': %s", h->ram_dir, strerror(-r));
+        /* a name of its own: two stagings at once must not write one file */
+        r = staging_tmp(h, name, &tmp);
+        if (r < 0)
+                return err_set(r, "cannot create a file in '%s': %s", h->ram_dir, strerror(-r));
         BlobStats st = { 0 };
         if (old && rename(old, tmp) == 0)
                 r = patch_file(h->store, &base, &ram, tmp, &st);

@@ -45,3 +45,7 @@ char *path_join(const char *a, const char *b);
 
 /* syncfs() of the filesystem that holds path. */
 int syncfs_path(const char *path);
+
+/* Reads a file under /proc (whose size says 0) until EOF, at most max bytes,
+ * NUL-terminated. Caller frees *ret. */
+int read_proc_file(const char *path, size_t max, char **ret, size_t *ret_len);

@@ -357,8 +357,12 @@ static int route_post(HttpRequest *req, void *userdata) {
                 return precopy(req, a, name);
         if (!strcmp(action, "offline"))
                 return offline(req, a, name);
-        if (!strcmp(action, "finalize-in"))
-                return finalize_in(req, a, name);
+        if (!strcmp(action, "finalize-in")) {
+                handoff_busy_begin(a->h, name);
+                int r = finalize_in(req, a, name);
+                handoff_busy_end(a->h, name);
+                return r;
+        }
         if (!strcmp(action, "stage"))
                 return stage(req, a, name);
         return http_reply_error(req, 404, "unknown session action '%s'", action);

@@ -460,7 +460,9 @@ static int route_handoff(HttpRequest *req, void *userdata) {
         json_t *res = NULL;
         pthread_mutex_lock(&l->op);
         err_clear();
+        handoff_busy_begin(l->h, name);
         int k = off ? do_offline(l, name, &res) : do_online(l, name, &res);
+        handoff_busy_end(l->h, name);
         pthread_mutex_unlock(&l->op);
         json_decref(j);
         if (k < 0)

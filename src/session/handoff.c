@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -108,8 +109,17 @@ int handoff_precopy(SessionHost *h, const char *name, PrecopyResult *ret) {
         return 0;
 }
 
+static int grant_offline(SessionHost *h, const char *name, const char *holder, int64_t lease_s, OfflineGrant *ret);
+
 int handoff_grant_offline(SessionHost *h, const char *name, const char *holder, int64_t lease_s,
                           OfflineGrant *ret) {
+        handoff_busy_begin(h, name);
+        int r = grant_offline(h, name, holder, lease_s, ret);
+        handoff_busy_end(h, name);
+        return r;
+}
+
+static int grant_offline(SessionHost *h, const char *name, const char *holder, int64_t lease_s, OfflineGrant *ret) {
         SessionInfo i = { 0 };
         int r = session_get(h, name, &i);
         if (r < 0)
@@ -275,7 +285,7 @@ static uint64_t process_start(pid_t pid) {
         char path[64];
         snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
         _cleanup_free_ char *text = NULL;
-        if (read_full_file(path, 4096, &text, NULL) < 0)
+        if (read_proc_file(path, 4096, &text, NULL) < 0)
                 return 0;
         const char *p = strrchr(text, ')'); /* the command may hold spaces and ')' */
         for (int field = 2; p && field < 22; field++)
@@ -352,6 +362,55 @@ int handoff_ask_peer(const char *peer, const char *token, const char *name, int6
         return owns;
 }
 
+/* ---- hand-overs running in this process ---- */
+
+#define BUSY_MAX 64
+static pthread_mutex_t busy_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+        const SessionHost *h;
+        char name[NAME_MAX_LEN + 1];
+        unsigned count;
+} busy[BUSY_MAX];
+
+void handoff_busy_begin(SessionHost *h, const char *name) {
+        pthread_mutex_lock(&busy_lock);
+        int free_slot = -1;
+        for (int i = 0; i < BUSY_MAX; i++) {
+                if (busy[i].count && busy[i].h == h && !strcmp(busy[i].name, name)) {
+                        busy[i].count++;
+                        pthread_mutex_unlock(&busy_lock);
+                        return;
+                }
+                if (!busy[i].count && free_slot < 0)
+                        free_slot = i;
+        }
+        if (free_slot >= 0) { /* full: recovery may then act early, as before this registry */
+                busy[free_slot].h = h;
+                snprintf(busy[free_slot].name, sizeof busy[free_slot].name, "%s", name);
+                busy[free_slot].count = 1;
+        }
+        pthread_mutex_unlock(&busy_lock);
+}
+
+void handoff_busy_end(SessionHost *h, const char *name) {
+        pthread_mutex_lock(&busy_lock);
+        for (int i = 0; i < BUSY_MAX; i++)
+                if (busy[i].count && busy[i].h == h && !strcmp(busy[i].name, name)) {
+                        busy[i].count--;
+                        break;
+                }
+        pthread_mutex_unlock(&busy_lock);
+}
+
+static bool is_busy(const SessionHost *h, const char *name) {
+        bool b = false;
+        pthread_mutex_lock(&busy_lock);
+        for (int i = 0; i < BUSY_MAX && !b; i++)
+                b = busy[i].count && busy[i].h == h && !strcmp(busy[i].name, name);
+        pthread_mutex_unlock(&busy_lock);
+        return b;
+}
+
 static void say(HandoffLogFn log, void *userdata, const char *fmt, ...) _printf_(3, 4);
 static void say(HandoffLogFn log, void *userdata, const char *fmt, ...) {
         if (!log)
@@ -382,9 +441,12 @@ static int recover_one(SessionHost *h, const SessionInfo *s, HandoffLogFn log, v
         err_clear();
         json_int_t pid = json_integer_value(json_object_get(j, "pid"));
         json_int_t pid_start = json_integer_value(json_object_get(j, "pid_start"));
-        if (pid > 0 && pid_start > 0 && process_start((pid_t) pid) == (uint64_t) pid_start) {
+        bool in_progress = pid == getpid() ? is_busy(h, name)
+                                           : pid > 0 && pid_start > 0 &&
+                                                     process_start((pid_t) pid) == (uint64_t) pid_start;
+        if (in_progress) {
                 json_decref(j);
-                return 0; /* its writer still works on it (this daemon, or a CLI command) */
+                return 0; /* its hand-over still runs (here, or in a 'roam' command) */
         }
         if (!kind) {
                 say(log, userdata, "session '%s': malformed hand-over marker removed", name);

@@ -100,6 +100,14 @@ int handoff_peer_owns(const char *peer, const char *token, const char *name, int
  * for a sender that got no clear answer to its hand-over (never guess). */
 int handoff_ask_peer(const char *peer, const char *token, const char *name, int64_t epoch);
 
+/* A hand-over of session name runs in this process (a begin/end pair, may
+ * nest): handoff_recover() leaves its marker alone meanwhile, and settles it
+ * once the hand-over returned with it still there. A marker written by
+ * another process (a 'roam session move' command) is left alone while that
+ * process runs. */
+void handoff_busy_begin(SessionHost *h, const char *name);
+void handoff_busy_end(SessionHost *h, const char *name);
+
 typedef void (*HandoffLogFn)(const char *msg, void *userdata);
 /* Settles every marker it can; returns the number still in doubt. */
 int handoff_recover(SessionHost *h, HandoffLogFn log, void *userdata);

@@ -97,7 +97,16 @@ static void request_stage(Remote *r, const char *name, const RoamId *ck, uint64_
         err_clear();
 }
 
+static int move(SessionHost *h, const char *name, Remote *r, const SessionMoveOptions *o, SessionMoveResult *ret);
+
 int session_move(SessionHost *h, const char *name, Remote *r, const SessionMoveOptions *o, SessionMoveResult *ret) {
+        handoff_busy_begin(h, name);
+        int k = move(h, name, r, o, ret);
+        handoff_busy_end(h, name);
+        return k;
+}
+
+static int move(SessionHost *h, const char *name, Remote *r, const SessionMoveOptions *o, SessionMoveResult *ret) {
         static const SessionMoveOptions defaults = { 0 };
         if (!o)
                 o = &defaults;
@@ -202,8 +211,19 @@ int session_move(SessionHost *h, const char *name, Remote *r, const SessionMoveO
         return 0;
 }
 
+static int move_in(SessionHost *h, const char *name, const char *checkpoint_hex, int64_t epoch, int64_t from_epoch,
+                   SessionRestoreResult *ret);
+
 int session_move_in(SessionHost *h, const char *name, const char *checkpoint_hex, int64_t epoch, int64_t from_epoch,
                     SessionRestoreResult *ret) {
+        handoff_busy_begin(h, name);
+        int k = move_in(h, name, checkpoint_hex, epoch, from_epoch, ret);
+        handoff_busy_end(h, name);
+        return k;
+}
+
+static int move_in(SessionHost *h, const char *name, const char *checkpoint_hex, int64_t epoch, int64_t from_epoch,
+                   SessionRestoreResult *ret) {
         SessionInfo info = { 0 };
         int k = session_get(h, name, &info);
         if (k >= 0) {

@@ -20,33 +20,6 @@
 #include "../basic/spawn.h"
 #include "../basic/util.h"
 
-/* ---- files under /proc (their size is 0: read until EOF) ---- */
-
-int read_proc_file(const char *path, size_t max, char **ret, size_t *ret_len) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        _cleanup_free_ char *buf = malloc(max + 1);
-        if (!buf)
-                return -ENOMEM;
-        size_t n = 0;
-        while (n < max) {
-                ssize_t k = read(fd, buf + n, max - n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                if (k == 0)
-                        break;
-                n += (size_t) k;
-        }
-        buf[n] = 0;
-        if (ret_len)
-                *ret_len = n;
-        *ret = TAKE_PTR(buf);
-        return 0;
-}
-
 /* ---- config ---- */
 
 static const char *const policy_names[_VM_POLICY_MAX] = {

@@ -174,9 +174,6 @@ int vm_save_devstate(Qmp *q, const char *file, int timeout_ms);
  * waits until it is loaded (status "paused"). */
 int vm_load_devstate(Qmp *q, const char *file, int timeout_ms);
 
-/* Reads a file of unknown size (/proc) up to max bytes, NUL-terminated.
- * Caller frees *ret. */
-int read_proc_file(const char *path, size_t max, char **ret, size_t *ret_len);
 
 /* Quotes s for /bin/sh (single quotes). Caller frees. Used for exec: URIs. */
 char *shell_quote(const char *s);

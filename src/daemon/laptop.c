@@ -195,6 +195,11 @@ static void sync_with_server(Laptop *l) {
                         pthread_mutex_lock(&l->op);
                         precopy_one(l, name, user);
                         pthread_mutex_unlock(&l->op);
+                } else if (!strcmp(owner, SESSION_OWNER_LOCAL) && strcmp(state, "paused")) {
+                        /* the server has it, stopped: a staged RAM file would only hold memory */
+                        pthread_mutex_lock(&l->op);
+                        session_unstage_ram(l->h, name);
+                        pthread_mutex_unlock(&l->op);
                 }
         }
         json_decref(j);

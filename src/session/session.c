@@ -1149,6 +1149,11 @@ static void staged_clear(SessionHost *h, const char *name) {
                         (void) unlinkat(dirfd(d), e->d_name, 0);
 }
 
+void session_unstage_ram(SessionHost *h, const char *name) {
+        if (name_is_valid(name))
+                staged_clear(h, name);
+}
+
 /* Rewrites the file at path, which holds the blob of index from, into the
  * blob of index to. */
 static int patch_file(Store *s, const RoamId *from, const RoamId *to, const char *path, BlobStats *st) {

@@ -231,6 +231,9 @@ typedef struct SessionStageResult {
  * staged file. Meant for a session that runs elsewhere (a laptop stages the
  * server's pre-copy). Costs the RAM directory the checkpoint's non-zero RAM. */
 int session_stage_ram(SessionHost *h, const char *name, const RoamId *checkpoint, SessionStageResult *ret);
+/* Removes what session_stage_ram() wrote for name (when it will not come:
+ * the session stopped elsewhere). */
+void session_unstage_ram(SessionHost *h, const char *name);
 
 int session_restore(SessionHost *h, const char *name, const char *spec, SessionRestoreResult *ret);
 

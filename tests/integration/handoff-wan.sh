@@ -5,7 +5,9 @@
 # the session keeps running; the laptop crashes and its daemon brings the
 # session back from a local checkpoint; the link returns; take online (live);
 # offline again, powered off on the laptop and taken online powered-off (the
-# server runs the guest's log-off into the user's profile disk); offline
+# server runs the guest's log-off into the user's profile disk); the laptop
+# stages the RAM of the session running on the server and drops it while the
+# server has it stopped (take offline and online patch staged RAM); offline
 # again, then the laptop is lost: reclaim on the server, and the stale laptop
 # is refused with its state kept. The counter continues at every step and the
 # server's /data/ticks has no gap and no repeat.
@@ -76,6 +78,7 @@ before=$(last_tick_on roam_dc)
 is_state roam_laptop running || fail "s1 is not running on the laptop"
 d=$(roam_laptop session show s1 2>/dev/null | sed -n 's/^ram: .* in \(.*\)\/s1.ram)$/\1/p') || true
 [ -z "$d" ] || cleanup_add "rm -rf '$d'"
+LT_RAM=$d
 is_state roam_dc away || fail "the server still claims s1: $(state_on roam_dc)"
 must_fail roam_dc session start s1; expect_match "$ERR" "owned by laptop:lt1"
 wait_for 60 tick_above roam_laptop "$before" || fail "the counter does not continue on the laptop"
@@ -123,10 +126,21 @@ debugfs -R 'cat /alice/ticks' "$prof" 2>/dev/null | grep -q '^tick' || fail "ali
 roam_dc session start s1 >/dev/null
 wait_for 90 tick_above roam_dc 3 || fail "no ticks after starting s1 again on the server"
 
+log "the laptop stages the running session's RAM, and drops it while the server has it stopped"
+has_staged() { ls "$LT_RAM"/s1.staged.* >/dev/null 2>&1; }
+no_staged() { ! has_staged; }
+[ -n "$LT_RAM" ] || fail "no RAM directory of the laptop"
+wait_for 60 has_staged || fail "the laptop did not stage the RAM of the session running on the server"
+roam_dc session stop s1 >/dev/null
+wait_for 30 no_staged || fail "the laptop keeps a staged RAM file of a session stopped on the server"
+roam_dc session start s1 >/dev/null
+wait_for 90 tick_above roam_dc 3 || fail "no ticks after starting s1 once more on the server"
+wait_for 60 has_staged || fail "the laptop did not stage the RAM again"
+
 log "offline again, then the laptop is lost: reclaim"
-wait_for 60 precopied || true
 out=$(roam_laptop offline s1) || fail "third take offline failed"
 log "$out"
+expect_match "$out" "RAM staged ahead" "the third take offline's output"
 link_down
 out=$(roam_dc session reclaim s1) || fail "reclaim failed"
 log "$out"
@@ -146,6 +160,7 @@ qemu-img convert -O raw "$DC_HOME/sessions/s1/overlay.qcow2" "$T/disk.raw"
 debugfs -R 'cat /data/ticks' "$T/disk.raw" 2>/dev/null >"$T/ticks"
 n=$(awk '!/^tick [0-9]+ boot=/ { exit 1 } $2 != NR { exit 1 } END { print NR }' "$T/ticks") ||
         fail "/data/ticks has a gap or a repeat"
-# two boots: the one before the powered-off take online and the one after
-[ "$(awk '{ print $3 }' "$T/ticks" | sort -u | wc -l)" = 2 ] || fail "/data/ticks does not span exactly two boots"
+# three boots: the first, the one after the powered-off take online, and the
+# one after the stop on the server
+[ "$(awk '{ print $3 }' "$T/ticks" | sort -u | wc -l)" = 3 ] || fail "/data/ticks does not span exactly three boots"
 log "ok: $n ticks"

@@ -1195,7 +1195,8 @@ int session_stage_ram(SessionHost *h, const char *name, const RoamId *checkpoint
         err_clear();
         if (r >= 0 && (strcmp(mu, row.user) || strcmp(ms, name)))
                 return err_set(-EINVAL, "checkpoint belongs to session '%s' of user '%s', not to '%s'", ms, mu, name);
-        if (r >= 0 && !strcmp(row.owner, SESSION_OWNER_LOCAL) && row.state == SESSION_RUNNING)
+        if (r >= 0 && !strcmp(row.owner, SESSION_OWNER_LOCAL) &&
+            (row.state == SESSION_RUNNING || row.state == SESSION_PAUSED))
                 return err_set(-EBUSY, "session '%s' runs here (nothing to stage)", name);
         RoamId ram;
         if (!json_object_get(json_object_get(m, "objects"), "ram"))

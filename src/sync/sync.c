@@ -188,9 +188,6 @@ static char *pack_request_text(const RoamId *want, const RoamId *haves, size_t n
         return text;
 }
 
-/* Fetches what the remote thinks the local store lacks below root, in one
- * pack, and stores it (every object and chunk verified against its id).
- * Any failure leaves the rest to the usual way: the caller ignores it. */
 typedef struct Hints {
         RoamId *have;
         size_t n, max;
@@ -218,6 +215,9 @@ static size_t sibling_hints(Store *s, const char *ref, RoamId *have, size_t n, s
         return h.n;
 }
 
+/* Fetches what the remote thinks the local store lacks below root, in one
+ * pack, and stores it (every object and chunk verified against its id).
+ * Any failure leaves the rest to the usual way: the caller ignores it. */
 static int pull_pack(Store *s, Remote *r, RemoteConn *c, const RoamId *root, const RoamId *have, size_t n_have,
                      SyncStats *st) {
         _cleanup_free_ char *text = pack_request_text(root, have, n_have);
@@ -595,9 +595,6 @@ static int remote_ref_get_optional(Remote *r, RemoteConn *c, const char *ref, Ro
         return 0;
 }
 
-/* Sends everything below root that is not below the remote's have-objects
- * as one pack that also sets the remote ref. -E2BIG when it does not fit,
- * -ESTALE when the ref changed; other failures leave it to the usual way. */
 int sync_pack_fill(Store *s, const Reach *want, const Reach *have, PackWriter *pw, bool *ret_complete,
                    RoamId *ret_missing) {
         _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(s);
@@ -637,6 +634,9 @@ int sync_pack_fill(Store *s, const Reach *want, const Reach *have, PackWriter *p
         return k;
 }
 
+/* Sends everything below root that is not below the remote's have-objects
+ * as one pack that also sets the remote ref. -E2BIG when it does not fit,
+ * -ESTALE when the ref changed; other failures leave it to the usual way. */
 static int push_pack(Store *s, Remote *r, RemoteConn *c, const RoamId *root, const Reach *need, const char *remote_ref,
                      const RoamId *old, const RoamId *haves, size_t n_have, SyncStats *st) {
         _cleanup_(reach_freep) Reach *have = reach_new();

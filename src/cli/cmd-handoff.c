@@ -49,6 +49,12 @@ static int handoff(const char *verb, int argc, char **argv) {
         if (r)
                 return r;
         char a[32];
+        if (json_is_true(json_object_get(res, "already"))) {
+                printf("session '%s' is offline on this laptop already (epoch %lld)\n", argv[1],
+                       (long long) json_integer_value(json_object_get(res, "epoch")));
+                json_decref(res);
+                return 0;
+        }
         json_t *staged = json_object_get(res, "ram_staged");
         printf("session '%s' is %s: downtime %lld ms, %s sent after the click (epoch %lld)%s\n", argv[1],
                !strcmp(verb, "offline") ? "offline on this laptop" : "online on the server",

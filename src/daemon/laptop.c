@@ -155,6 +155,36 @@ static void precopy_one(Laptop *l, const char *name, const char *user) {
         pthread_mutex_unlock(&l->lock);
 }
 
+static int do_offline(Laptop *l, const char *name, json_t **ret);
+
+/* The session is this laptop's at epoch (or later) in its own catalog. */
+static bool owned_here(Laptop *l, const char *name, int64_t epoch) {
+        SessionInfo i = { 0 };
+        bool here = session_get(l->h, name, &i) >= 0 && !strcmp(i.row.owner, SESSION_OWNER_LOCAL) &&
+                    i.row.epoch >= epoch;
+        session_info_done(&i);
+        err_clear();
+        return here;
+}
+
+/* The server gave the session to this laptop, but it is not here: a take
+ * offline that a crash of this daemon cut short (after the grant, before the
+ * restore). Finish it: the grant is idempotent (the same checkpoint again). */
+static void finish_offline(Laptop *l, const char *name, int64_t epoch) {
+        pthread_mutex_lock(&l->op);
+        if (!owned_here(l, name, epoch)) {
+                handoff_busy_begin(l->h, name);
+                json_t *res = NULL;
+                err_clear();
+                int k = do_offline(l, name, &res);
+                handoff_busy_end(l->h, name);
+                daemon_log(l->d, DAEMON_LOG_INFO, "session '%s' was given to this laptop but did not run here: %s",
+                           name, k >= 0 ? "take offline finished" : err_message(k));
+                json_decref(res);
+        }
+        pthread_mutex_unlock(&l->op);
+}
+
 static void sync_with_server(Laptop *l) {
         json_t *j = NULL;
         err_clear();
@@ -185,6 +215,9 @@ static void sync_with_server(Laptop *l) {
                         t->epoch = json_integer_value(json_object_get(s, "epoch"));
                 }
                 pthread_mutex_unlock(&l->lock);
+                int64_t epoch = json_integer_value(json_object_get(s, "epoch"));
+                if (!strcmp(owner, l->holder) && !owned_here(l, name, epoch))
+                        finish_offline(l, name, epoch);
                 if (image && name_is_valid(image)) {
                         char ref[REF_NAME_MAX_LEN + 1];
                         snprintf(ref, sizeof ref, "images/%s", image);
@@ -286,6 +319,14 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
         if (!ck || !user || !name_is_valid(user) || epoch < 1) {
                 json_decref(g);
                 return err_set(-EBADMSG, "%s sent a malformed offline grant", l->o.server_url);
+        }
+        if (owned_here(l, name, epoch)) {
+                /* taken offline already (a repeated click, or this daemon finished it after a crash) */
+                *ret = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:b}", "session", name, "checkpoint", ck, "epoch",
+                                 (json_int_t) epoch, "downtime_ms", (json_int_t) 0, "bytes_after_click",
+                                 (json_int_t) wire, "lease_until", (json_int_t) lease, "already", 1);
+                json_decref(g);
+                return 0;
         }
         failpoint("offline:after-grant");
         uint64_t t_grant = now_ns();

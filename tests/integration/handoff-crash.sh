@@ -2,7 +2,9 @@
 # Crash safety of hand-overs: a daemon is killed (SIGKILL, through
 # ROAM_FAILPOINT) at chosen steps of take offline and take online; after it
 # restarts, exactly one side runs the session, the owner records agree, and
-# the hand-over can be done again. Also the powered-off take online: the
+# the hand-over can be done again. A laptop daemon killed after the grant or
+# after the pull finishes the take offline by itself after its restart. Also
+# the powered-off take online: the
 # laptop dies before asking the server to take the disk delta (it keeps the
 # session), the server dies after taking it back and before or after the
 # log-off (after its restart it logs it off again from the laptop's disk; the
@@ -82,6 +84,30 @@ server_up
 owner_is "$S" laptop:lt || fail "the server does not record the laptop as owner"
 must_succeed on "$L" offline s1
 check "$L" "after asking again"
+
+log "laptop dies after the grant, before the pull: after its restart it finishes the take offline itself"
+on "$L" online s1 >/dev/null || fail "take online failed"
+check "$S" "after taking it online"
+kill "$LPID"; wait "$LPID" 2>/dev/null || true
+laptop_up offline:after-grant
+must_fail on "$L" offline s1
+died "$LPID"
+owner_is "$S" laptop:lt || fail "the server does not record the laptop as owner"
+laptop_up
+check "$L" "after the laptop's restart"
+grep -q "take offline finished" "$T/laptop.log" || fail "the laptop daemon did not say it finished the take offline"
+out=$(on "$L" offline s1) || fail "a repeated take offline failed"
+expect_match "$out" "already" "a repeated take offline"
+
+log "laptop dies after the pull, before the restore: the same"
+on "$L" online s1 >/dev/null || fail "take online failed"
+check "$S" "after taking it online"
+kill "$LPID"; wait "$LPID" 2>/dev/null || true
+laptop_up offline:after-pull
+must_fail on "$L" offline s1
+died "$LPID"
+laptop_up
+check "$L" "after the laptop's restart"
 
 log "laptop dies in the middle of take online, after pushing: it resumes the session itself"
 kill "$LPID"; wait "$LPID" 2>/dev/null || true

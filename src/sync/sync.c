@@ -634,6 +634,17 @@ int sync_pack_fill(Store *s, const Reach *want, const Reach *have, PackWriter *p
         return k;
 }
 
+/* The error of a refused update of the remote ref (PUT /v1/refs, pack/put). */
+static int ref_update_error(Remote *r, const RemoteResponse *resp, const char *remote_ref) {
+        char what[300];
+        snprintf(what, sizeof what, "ref '%s'", remote_ref);
+        int k = remote_status_error(r, resp, what);
+        if (k == -ESTALE)
+                k = err_set(k, "ref '%s' changed on %s while pushing (pull it, then push again)", remote_ref,
+                            remote_url(r));
+        return k;
+}
+
 /* Sends everything below root that is not below the remote's have-objects
  * as one pack that also sets the remote ref. -E2BIG when it does not fit,
  * -ESTALE when the ref changed; other failures leave it to the usual way. */
@@ -680,14 +691,8 @@ static int push_pack(Store *s, Remote *r, RemoteConn *c, const RoamId *root, con
         if (k < 0)
                 return k;
         st->wire_bytes += resp.wire_bytes;
-        if (resp.status != 200) {
-                char what[300];
-                snprintf(what, sizeof what, "ref '%s'", remote_ref);
-                k = remote_status_error(r, &resp, what);
-                if (k == -ESTALE)
-                        k = err_set(k, "ref '%s' changed on %s while pushing (pull it, then push again)", remote_ref,
-                                    remote_url(r));
-        }
+        if (resp.status != 200)
+                k = ref_update_error(r, &resp, remote_ref);
         remote_response_done(&resp);
         if (k >= 0) {
                 st->objects_sent += objects;
@@ -814,14 +819,8 @@ int sync_push(Store *s, Remote *r, const char *ref, const char *remote_ref, cons
         if (k < 0)
                 return k;
         st.wire_bytes += resp.wire_bytes;
-        if (resp.status != 200 && resp.status != 201) {
-                char what[300];
-                snprintf(what, sizeof what, "ref '%s'", remote_ref);
-                k = remote_status_error(r, &resp, what);
-                if (k == -ESTALE)
-                        k = err_set(k, "ref '%s' changed on %s while pushing (pull it, then push again)",
-                                    remote_ref, remote_url(r));
-        }
+        if (resp.status != 200 && resp.status != 201)
+                k = ref_update_error(r, &resp, remote_ref);
         remote_response_done(&resp);
         if (k < 0)
                 return k;

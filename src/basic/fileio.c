@@ -153,6 +153,10 @@ int fsync_parent(const char *path) {
 }
 
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode) {
+        return write_file_replace(path, data, len, mode, true);
+}
+
+int write_file_replace(const char *path, const void *data, size_t len, mode_t mode, bool durable) {
         _cleanup_free_ char *dir = strdup(path);
         if (!dir)
                 return -ENOMEM;
@@ -168,7 +172,7 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
         int r = loop_write(fd, data, len);
         if (r >= 0 && fchmod(fd, mode) < 0)
                 r = -errno;
-        if (r >= 0 && fsync(fd) < 0)
+        if (r >= 0 && durable && fsync(fd) < 0)
                 r = -errno;
         if (r >= 0 && rename(tmp, path) < 0)
                 r = -errno;
@@ -176,7 +180,7 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
                 unlink(tmp);
                 return r;
         }
-        return fsync_dir(dir);
+        return durable ? fsync_dir(dir) : 0;
 }
 
 int mkdir_p(const char *path, mode_t mode) {
@@ -294,5 +298,27 @@ int read_proc_file(const char *path, size_t max, char **ret, size_t *ret_len) {
         if (ret_len)
                 *ret_len = n;
         *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+int proc_pid_stat(pid_t pid, char *ret_state, uint64_t *ret_start) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+        _cleanup_free_ char *text = NULL;
+        int r = read_proc_file(path, 4096, &text, NULL);
+        if (r < 0)
+                return r == -ENOENT || r == -ESRCH ? -ENOENT : r;
+        /* "PID (COMMAND) STATE ..."; the command may hold spaces and ')' */
+        const char *p = strrchr(text, ')');
+        if (!p || p[1] != ' ' || !p[2])
+                return -EBADMSG;
+        if (ret_state)
+                *ret_state = p[2];
+        for (int field = 2; p && field < 22; field++)
+                p = strchr(p + 1, ' ');
+        if (!p)
+                return -EBADMSG;
+        if (ret_start)
+                *ret_start = strtoull(p + 1, NULL, 10);
         return 0;
 }

@@ -4,6 +4,7 @@
 /* File helpers. All return 0 or a negative errno; out-parameters are written
  * only on success. */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -22,6 +23,9 @@ int read_full_file(const char *path, size_t max, char **ret, size_t *ret_len);
 /* Atomically replaces path with data: a temp file beside it (O_EXCL),
  * fsync, rename, fsync of the directory. */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* The same; durable = false skips both fsyncs (readers never see a torn
+ * file, a crash may leave the old one or none: for caches). */
+int write_file_replace(const char *path, const void *data, size_t len, mode_t mode, bool durable);
 
 /* Creates a unique temp file "DIR/.tmp-XXXXXX" (O_EXCL, mode 0600) and returns
  * its fd and name (caller frees). */
@@ -49,3 +53,15 @@ int syncfs_path(const char *path);
 /* Reads a file under /proc (whose size says 0) until EOF, at most max bytes,
  * NUL-terminated. Caller frees *ret. */
 int read_proc_file(const char *path, size_t max, char **ret, size_t *ret_len);
+
+/* The state letter (field 3: 'R', 'S', 'Z', ...) and start time (field 22,
+ * clock ticks since boot) of process pid from /proc/PID/stat; -ENOENT when
+ * there is no such process, -EBADMSG when the file cannot be parsed. Either
+ * pointer may be NULL. A pid with its start time names one process for good:
+ * pids are reused, start times are not. */
+int proc_pid_stat(pid_t pid, char *ret_state, uint64_t *ret_start);
+/* False for a process that is gone or a zombie. */
+static inline bool proc_pid_runs(pid_t pid) {
+        char st;
+        return proc_pid_stat(pid, &st, NULL) >= 0 && st != 'Z' && st != 'X';
+}

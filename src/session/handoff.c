@@ -214,19 +214,20 @@ int handoff_reclaim(SessionHost *h, const char *name, ReclaimResult *ret) {
         return 0;
 }
 
-static int lease_path(SessionHost *h, const char *name, char **ret) {
+/* $ROAM_HOME/sessions/NAME/LEAF of a known session. */
+static int session_file(SessionHost *h, const char *name, const char *leaf, char **ret) {
         SessionInfo i = { 0 };
         int r = session_get(h, name, &i);
         if (r < 0)
                 return r;
-        *ret = path_join(i.dir, "lease");
+        *ret = path_join(i.dir, leaf);
         session_info_done(&i);
         return *ret ? 0 : -ENOMEM;
 }
 
 int handoff_lease_set(SessionHost *h, const char *name, int64_t until) {
         _cleanup_free_ char *p = NULL;
-        int r = lease_path(h, name, &p);
+        int r = session_file(h, name, "lease", &p);
         if (r < 0)
                 return r;
         if (until <= 0)
@@ -238,7 +239,7 @@ int handoff_lease_set(SessionHost *h, const char *name, int64_t until) {
 
 int handoff_lease_check(SessionHost *h, const char *name) {
         _cleanup_free_ char *p = NULL, *text = NULL;
-        int r = lease_path(h, name, &p);
+        int r = session_file(h, name, "lease", &p);
         if (r < 0)
                 return r;
         r = read_full_file(p, 64, &text, NULL);
@@ -268,35 +269,16 @@ int handoff_lease_check(SessionHost *h, const char *name) {
 
 /* ---- hand-overs in doubt ---- */
 
-static int marker_path(SessionHost *h, const char *name, char **ret) {
-        SessionInfo i = { 0 };
-        int r = session_get(h, name, &i);
-        if (r < 0)
-                return r;
-        *ret = path_join(i.dir, "handover");
-        session_info_done(&i);
-        return *ret ? 0 : -ENOMEM;
-}
-
-/* The start time of process pid (clock ticks since boot, /proc/PID/stat
- * field 22), or 0 if it does not run: with the pid it names one process,
- * whatever pids are reused for later. */
+/* The start time of process pid, or 0 if there is none. */
 static uint64_t process_start(pid_t pid) {
-        char path[64];
-        snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
-        _cleanup_free_ char *text = NULL;
-        if (read_proc_file(path, 4096, &text, NULL) < 0)
-                return 0;
-        const char *p = strrchr(text, ')'); /* the command may hold spaces and ')' */
-        for (int field = 2; p && field < 22; field++)
-                p = strchr(p + 1, ' ');
-        return p ? strtoull(p + 1, NULL, 10) : 0;
+        uint64_t start;
+        return proc_pid_stat(pid, NULL, &start) < 0 ? 0 : start;
 }
 
 int handoff_mark(SessionHost *h, const char *name, const char *kind, const char *peer, const char *token,
                  int64_t epoch, const char *checkpoint_hex) {
         _cleanup_free_ char *p = NULL;
-        int r = marker_path(h, name, &p);
+        int r = session_file(h, name, "handover", &p);
         if (r < 0)
                 return r;
         /* the writer: while it runs, the hand-over is in progress, not in doubt */
@@ -312,7 +294,7 @@ int handoff_mark(SessionHost *h, const char *name, const char *kind, const char 
 
 int handoff_unmark(SessionHost *h, const char *name) {
         _cleanup_free_ char *p = NULL;
-        int r = marker_path(h, name, &p);
+        int r = session_file(h, name, "handover", &p);
         if (r < 0)
                 return r;
         if (unlink(p) < 0 && errno != ENOENT)

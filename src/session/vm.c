@@ -551,15 +551,11 @@ int vm_alive(const char *pidfile, pid_t *ret_pid) {
         pid_t pid;
         if (read_pidfile(pidfile, &pid) < 0)
                 return 0;
+        if (!proc_pid_runs(pid))
+                return 0;
         char path[64];
-        snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
-        _cleanup_free_ char *stat = NULL, *cmd = NULL;
-        size_t n, cn;
-        if (read_proc_file(path, 4096, &stat, &n) < 0)
-                return 0;
-        const char *rp = strrchr(stat, ')');
-        if (!rp || rp[1] != ' ' || rp[2] == 'Z' || rp[2] == 'X')
-                return 0;
+        _cleanup_free_ char *cmd = NULL;
+        size_t cn;
         snprintf(path, sizeof path, "/proc/%d/cmdline", (int) pid);
         if (read_proc_file(path, 1 << 16, &cmd, &cn) < 0)
                 return 0;
@@ -582,14 +578,7 @@ static bool pid_gone(pid_t pid) {
         (void) waitpid(pid, NULL, WNOHANG);
         if (kill(pid, 0) < 0 && errno == ESRCH)
                 return true;
-        char path[64];
-        snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
-        _cleanup_free_ char *stat = NULL;
-        size_t n;
-        if (read_proc_file(path, 4096, &stat, &n) < 0)
-                return true;
-        const char *rp = strrchr(stat, ')');
-        return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+        return !proc_pid_runs(pid);
 }
 
 int vm_wait_exit(pid_t pid, int timeout_ms) {

@@ -567,25 +567,9 @@ int blob_fast_save(const BlobFast *f, const char *path) {
         int r = blob_fast_serialize(f, &data, &len);
         if (r < 0)
                 return r;
-        _cleanup_free_ char *dir = strdup(path);
-        if (!dir)
-                return -ENOMEM;
-        char *slash = strrchr(dir, '/');
-        if (slash)
-                *slash = 0;
-        else
-                strcpy(dir, ".");
-        _cleanup_free_ char *tmp = NULL;
-        _cleanup_close_ int fd = tmpfile_create(dir, &tmp);
-        if (fd < 0)
-                return err_set(fd, "cannot create a file in '%s': %s", dir, strerror(-fd));
-        r = loop_write(fd, data, len);
-        if (r >= 0 && rename(tmp, path) < 0)
-                r = -errno;
-        if (r < 0) {
-                (void) unlink(tmp);
+        r = write_file_replace(path, data, len, 0600, false);
+        if (r < 0)
                 return err_set(r, "cannot write '%s': %s", path, strerror(-r));
-        }
         return 0;
 }
 

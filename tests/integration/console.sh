@@ -28,7 +28,6 @@ need_guest
 
 DC=$ROAM_HOME
 LT=$T/laptop
-cleanup_add 'for p in "$DC"/sessions/*/qemu.pid "$LT"/sessions/*/qemu.pid; do kill -9 "$(cat "$p")"; done'
 # their RAM directories (session.h: /dev/shm/roam-<12 hex of SHA-256 of the home>)
 ram_dir() { printf '/dev/shm/roam-%s' "$(printf %s "$1" | sha256sum | cut -c1-12)"; }
 cleanup_add "rm -rf '$(ram_dir "$DC")' '$(ram_dir "$LT")'"

@@ -18,7 +18,6 @@ export ROAM_ACCEL=tcg
 need_guest
 
 S=$T/server L=$T/laptop
-cleanup_add 'for p in "$S"/sessions/*/qemu.pid "$L"/sessions/*/qemu.pid; do kill -9 "$(cat "$p")"; done'
 on() { local h=$1; shift; ROAM_HOME=$h "$ROAM_BIN" "$@"; }
 state() { on "$1" session list 2>/dev/null | awk '$1 == "s1" { print $4 }'; }
 owner_is() { on "$1" session show s1 2>/dev/null | grep -Eq "^owner: +$2 "; }
@@ -36,8 +35,6 @@ SP=$(free_port) LP=$(free_port)
 on "$S" image import deb "$GUEST/master.img" >/dev/null 2>&1
 ALICE=$(on "$S" token create --role user --user alice)
 on "$S" session create s1 --image deb --user alice --ram 256M --kernel "$GUEST/vmlinux" --initrd "$GUEST/initrd.img" >/dev/null
-d=$(on "$S" session show s1 | sed -n 's/^ram: .* in \(.*\)\/s1.ram)$/\1/p') || true
-[ -z "$d" ] || cleanup_add "rm -rf '$d'"
 on "$S" session start s1 >/dev/null
 
 server_up() { # [FAILPOINT]

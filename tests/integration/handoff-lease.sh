@@ -10,7 +10,6 @@ export ROAM_ACCEL=tcg
 need_guest
 
 S=$T/server L=$T/laptop
-cleanup_add 'for p in "$S"/sessions/*/qemu.pid "$L"/sessions/*/qemu.pid; do kill -9 "$(cat "$p")"; done'
 on() { local h=$1; shift; ROAM_HOME=$h "$ROAM_BIN" "$@"; }
 state() { on "$1" session list 2>/dev/null | awk '$1 == "s1" { print $4 }'; }
 SP=$(free_port) LP=$(free_port)

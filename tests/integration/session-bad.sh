@@ -11,7 +11,6 @@ requires qemu-img
 export ROAM_ACCEL=tcg
 
 need_guest
-cleanup_add 'for p in "$ROAM_HOME"/sessions/*/qemu.pid; do kill -9 "$(cat "$p")"; done'
 export ROAM_RAM_DIR=/dev/shm/roam-test-$$-bad
 cleanup_add "rm -rf '$ROAM_RAM_DIR'"
 

@@ -14,7 +14,6 @@ export ROAM_ACCEL=tcg
 need_guest
 
 A=$T/a B=$T/b
-cleanup_add 'for p in "$A"/sessions/*/qemu.pid "$B"/sessions/*/qemu.pid; do kill -9 "$(cat "$p")"; done'
 on() { local h=$1; shift; ROAM_HOME=$h "$ROAM_BIN" "$@"; }
 state_on() { on "$1" session list | awk -v n=s1 '$1 == n { print $4 }'; }
 is_state_on() { [ "$(state_on "$1")" = "$2" ]; }
@@ -31,10 +30,6 @@ TOK_B=$(on "$B" token create --role host)
 
 on "$A" image import deb "$GUEST/master.img" >/dev/null
 on "$A" session create s1 --image deb --user alice --ram 256M --kernel "$GUEST/vmlinux" --initrd "$GUEST/initrd.img" >/dev/null
-for h in "$A" "$B"; do
-        d=$(on "$h" session show s1 2>/dev/null | sed -n 's/^ram: .* in \(.*\)\/s1.ram)$/\1/p') || true
-        [ -z "$d" ] || cleanup_add "rm -rf '$d'"
-done
 A_RAM=$(on "$A" session show s1 | sed -n 's/^ram: .* in \(.*\)\/s1.ram)$/\1/p')
 on "$A" session start s1
 wait_for 90 has_tick_above "$A" 4 || fail "no ticks on A"

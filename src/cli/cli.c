@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -136,6 +137,20 @@ int cli_open_store(bool create, bool writer, Store **ret) {
         return 0;
 }
 
+int cli_open_catalog(bool create, Catalog **ret) {
+        _cleanup_free_ char *path = cli_home_path("catalog.db");
+        if (!path)
+                return cli_error(-ENOMEM);
+        int r = create ? mkdir_p(cli_home(), 0755) : 0;
+        if (r < 0)
+                return cli_errorf("cannot create state directory '%s': %s (set ROAM_HOME or --home)", cli_home(),
+                                  strerror(-r));
+        if (!create && access(path, F_OK) < 0)
+                return cli_errorf("'%s' holds no roam catalog (check --home or ROAM_HOME)", cli_home());
+        r = catalog_open(path, ret);
+        return r < 0 ? cli_error(r) : 0;
+}
+
 /* Connects to the daemon serving cli_home(). Prints errors itself. */
 int cli_local_daemon(Remote **ret_remote, DaemonEndpoint **ret_ep) {
         DaemonEndpoint *ep = NULL;
@@ -165,9 +180,13 @@ int cli_local_request(Remote *rem, const char *method, const char *path, json_t 
         if (r < 0)
                 return cli_error(r);
         if (resp.status < 200 || resp.status > 299) {
-                r = remote_status_error(rem, &resp, path);
+                /* the local daemon's own words, without its address: it is this host */
+                json_t *e = json_loadb((const char *) resp.body, resp.len, 0, NULL);
+                const char *msg = json_string_value(json_object_get(e, "error"));
+                r = msg ? cli_errorf("%s", msg) : cli_error(remote_status_error(rem, &resp, path));
+                json_decref(e);
                 remote_response_done(&resp);
-                return cli_error(r);
+                return r;
         }
         json_t *j = json_loadb((const char *) resp.body, resp.len, 0, NULL);
         remote_response_done(&resp);

@@ -43,6 +43,12 @@ int cli_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Usage error: "roam: <msg> (see 'roam <cmd> --help')", returns 2. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Opens cli_home()/catalog.db; create makes the state directory and the
+ * catalog when missing, else a home without a catalog is an error. Prints
+ * the error itself. */
+struct Catalog;
+int cli_open_catalog(bool create, struct Catalog **ret);
+
 /* Standard option handling for a verb: returns -1 to continue, else an exit
  * code (after --help). Use in getopt loops: case 'h': return cli_help(...). */
 int cli_help(const char *cmd, const char *args, const char *text);
@@ -71,3 +77,4 @@ int verb_status(int argc, char **argv);
 int verb_offline(int argc, char **argv);
 int verb_online(int argc, char **argv);
 int session_reclaim_verb(int argc, char **argv);
+int verb_laptop(int argc, char **argv);

@@ -13,6 +13,7 @@
 #include "../basic/util.h"
 #include "../daemon/catalog.h"
 #include "../daemon/daemon.h"
+#include "../daemon/laptop-registry.h"
 #include "../session/handoff.h"
 #include "../sync/remote.h"
 
@@ -50,7 +51,7 @@ static int handoff(const char *verb, int argc, char **argv) {
                 return r;
         char a[32];
         if (json_is_true(json_object_get(res, "already"))) {
-                printf("session '%s' is offline on this laptop already (epoch %lld)\n", argv[1],
+                printf("session '%s' is already offline on this laptop (epoch %lld)\n", argv[1],
                        (long long) json_integer_value(json_object_get(res, "epoch")));
                 json_decref(res);
                 return 0;
@@ -99,6 +100,11 @@ int session_reclaim_verb(int argc, char **argv) {
         r = handoff_reclaim(h, argv[1], &res);
         if (r < 0)
                 return cli_error(r);
+        char lost[384];
+        laptop_owner_describe(c, argv[1], res.lost_owner, false, lost, sizeof lost);
+        free(res.lost_owner);
+        res.lost_owner = strdup(lost);
+        (void) laptop_grant_drop(c, argv[1]);
         char hex[ID_HEX_SIZE];
         printf("reclaimed session '%s' from %s at epoch %lld; it runs here from checkpoint %.16s, taken %lld s ago: "
                "work done after that on %s is not in it\n",

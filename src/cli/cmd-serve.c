@@ -31,11 +31,16 @@ static const char serve_help[] =
         "  --hoard-rate RATE   bandwidth cap of background hoards per connection, e.g. 4M\n"
         "                      (bytes/s; default none: hoards share the link with others)\n"
         "  --offline-days D    (server) how long a laptop may keep a session offline\n"
-        "                      (default 30; fractions allowed; 0 = no limit)\n"
+        "                      (default 30; fractions allowed; 0 = no limit); a paired\n"
+        "                      laptop renews it while it reaches the server\n"
+        "  --nonce-ttl S       (server) how long a nonce for a laptop's signed request\n"
+        "                      stays good (default 300 s)\n"
         "Laptop role:\n"
         "  --server URL        the datacenter server this laptop pairs with\n"
         "  --token T           the user's token on that server (default $ROAM_TOKEN)\n"
-        "  --name NAME         this laptop's name (default: the host name)\n"
+        "  --name NAME         this laptop's display name (default: the host name); its\n"
+        "                      identity is the key it makes on first start\n"
+        "                      ($ROAM_HOME/laptop.key) and registers with the server\n"
         "  --precopy-interval S  seconds between background pre-copies (default 5)\n"
         "  --precopy-rate RATE bandwidth cap of background pre-copy per connection\n"
         "  --no-precopy        pre-copy nothing in the background (for comparisons)\n"
@@ -60,12 +65,14 @@ int verb_serve(int argc, char **argv) {
                 { "precopy-interval", required_argument, NULL, 'I' },
                 { "precopy-rate", required_argument, NULL, 'R' },
                 { "no-precopy", no_argument, NULL, 'P' },
+                { "nonce-ttl", required_argument, NULL, 'n' },
                 {},
         };
         DaemonOptions o = { 0 };
         HoardOptions ho = { 0 };
         LaptopOptions lo = { 0 };
         double offline_days = 30;
+        uint64_t nonce_ttl = 0;
         int c;
         while ((c = getopt_long(argc, argv, "hv", opts, NULL)) >= 0)
                 switch (c) {
@@ -126,6 +133,10 @@ int verb_serve(int argc, char **argv) {
                 case 'P':
                         lo.no_precopy = true;
                         break;
+                case 'n':
+                        if (parse_u64(optarg, &nonce_ttl) < 0 || nonce_ttl < 1 || nonce_ttl > 86400)
+                                return cli_usage("serve", "--nonce-ttl takes seconds from 1 to 86400");
+                        break;
                 case 'R':
                         if (parse_size(optarg, &lo.precopy_rate) < 0 || lo.precopy_rate < 1024)
                                 return cli_usage("serve", "--precopy-rate takes a rate of at least 1K (bytes/s)");
@@ -153,11 +164,14 @@ int verb_serve(int argc, char **argv) {
                 return cli_error(r);
         SessionHost *sh = NULL;
         Hoard *hoard = NULL;
+        ApiLaptop *laptops = NULL;
         r = hoard_register(d, &ho, &hoard);
         if (r >= 0)
                 r = session_host_new(o.home, daemon_store(d), daemon_catalog(d), &sh);
         if (r >= 0)
-                r = api_session_register(d, sh, (int64_t) (offline_days * 86400));
+                r = api_laptop_register(d, (int64_t) nonce_ttl, &laptops);
+        if (r >= 0)
+                r = api_session_register(d, sh, (int64_t) (offline_days * 86400), laptops);
         if (r >= 0 && lo.server_url)
                 r = laptop_register(d, sh, hoard, &lo);
         if (r >= 0)

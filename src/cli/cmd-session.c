@@ -15,6 +15,7 @@
 #include "../basic/macro.h"
 #include "../basic/util.h"
 #include "../daemon/catalog.h"
+#include "../daemon/laptop-registry.h"
 #include "../session/handoff.h"
 #include "../session/move.h"
 #include "../session/session.h"
@@ -309,8 +310,10 @@ static int session_list_verb(int argc, char **argv) {
         for (size_t i = 0; i < n; i++) {
                 char ram[16];
                 snprintf(ram, sizeof ram, "%lluM", (unsigned long long) list[i].config.ram_mib);
+                char owner[384];
+                laptop_owner_describe(ctx.catalog, list[i].row.name, list[i].row.owner, false, owner, sizeof owner);
                 printf("%-20s %-12s %-16s %-8s %8s  %s\n", list[i].row.name, list[i].row.user, list[i].row.image,
-                       session_state_to_string(list[i].row.state), ram, list[i].row.owner);
+                       session_state_to_string(list[i].row.state), ram, owner);
         }
         session_info_list_free(list, n);
         return 0;
@@ -337,7 +340,9 @@ static int session_show_verb(int argc, char **argv) {
                i.row.user, i.row.image, i.row.image_id, session_state_to_string(i.row.state));
         if (i.pid > 0)
                 printf("pid:         %d\n", (int) i.pid);
-        printf("owner:       %s (epoch %lld)\n", i.row.owner, (long long) i.row.epoch);
+        char owner[384];
+        laptop_owner_describe(ctx.catalog, i.row.name, i.row.owner, true, owner, sizeof owner);
+        printf("owner:       %s (epoch %lld)\n", owner, (long long) i.row.epoch);
         printf("ram:         %llu MiB (%s resident in %s)\ncpus:        %u\nmachine:     %s, cpu %s, accel %s\n",
                (unsigned long long) i.config.ram_mib, format_bytes(i.ram_bytes, a, sizeof a), i.ram,
                i.config.cpus, i.config.machine, i.config.cpu, i.config.accel);

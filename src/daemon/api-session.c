@@ -14,6 +14,7 @@
 #include "../basic/failpoint.h"
 #include "../session/handoff.h"
 #include "../session/move.h"
+#include "api-laptop.h"
 #include "auth.h"
 
 #define READY_MAX 256
@@ -27,8 +28,10 @@ typedef struct Ready {
 } Ready;
 
 typedef struct ApiSession {
+        Daemon *d;
         SessionHost *h;
         int64_t lease_s;
+        ApiLaptop *laptops;
         pthread_mutex_t lock;
         Ready ready[READY_MAX];
 } ApiSession;
@@ -71,13 +74,14 @@ static void readiness_set(ApiSession *a, const char *name, uint64_t remainder, u
         pthread_mutex_unlock(&a->lock);
 }
 
-static json_t *session_json(const SessionInfo *i) {
-        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:I}", "name", i->row.name, "user",
+static json_t *session_json(ApiSession *a, const SessionInfo *i) {
+        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:o, s:I, s:I, s:I, s:o}", "name", i->row.name, "user",
                          i->row.user, "image", i->row.image, "state", session_state_to_string(i->row.state), "owner",
-                         i->row.owner, "epoch", (json_int_t) i->row.epoch, "last_checkpoint",
+                         i->row.owner, "laptop", api_laptop_holder_json(a->laptops, i->row.name, i->row.owner),
+                         "epoch", (json_int_t) i->row.epoch, "last_checkpoint",
                          i->row.last_checkpoint ? json_string(i->row.last_checkpoint) : json_null(), "checkpoints",
                          (json_int_t) i->row.checkpoints, "ram_mib", (json_int_t) i->config.ram_mib, "updated",
-                         (json_int_t) i->row.updated);
+                         (json_int_t) i->row.updated, "readiness", readiness_json(a, i->row.name));
 }
 
 /* A user token sees only that user's sessions. */
@@ -101,16 +105,14 @@ static int route_list(HttpRequest *req, void *userdata) {
                 return http_reply_errno(req, r);
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++)
-                if (may_see(req, &list[i])) {
-                        json_t *j = session_json(&list[i]);
-                        json_object_set_new(j, "readiness", readiness_json(a, list[i].row.name));
-                        json_array_append_new(arr, j);
-                }
+                if (may_see(req, &list[i]))
+                        json_array_append_new(arr, session_json(a, &list[i]));
         session_info_list_free(list, n);
         return http_reply_json(req, 200, json_pack("{s:o}", "sessions", arr));
 }
 
 static int visible(HttpRequest *req, SessionHost *h, const char *name, char **ret_user);
+static int laptop_gate(HttpRequest *req, ApiSession *a, const char *name, char **ret_laptop);
 
 int parse_handover(const void *body, size_t len, bool need_from, Handover *ret) {
         json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
@@ -130,14 +132,20 @@ int parse_handover(const void *body, size_t len, bool need_from, Handover *ret) 
 }
 
 
-static int move_in(HttpRequest *req, SessionHost *h, const char *name) {
+static int move_in(HttpRequest *req, ApiSession *a, const char *name) {
+        SessionHost *h = a->h;
         /* a user (a laptop coming back) may hand back only a session of theirs
          * that this host knows; admin and host tokens may also bring new ones */
         if (!is_admin_or_host(req)) {
                 int k = visible(req, h, name, NULL);
-                if (k != 0)
+                if (k < 0)
                         return k;
         }
+        /* a session offline on a laptop comes back from that laptop only */
+        _cleanup_free_ char *laptop = NULL;
+        int g = laptop_gate(req, a, name, &laptop);
+        if (g != 0)
+                return g < 0 ? g : 0;
         size_t len;
         const void *body = http_request_body(req, &len);
         Handover ho;
@@ -147,6 +155,8 @@ static int move_in(HttpRequest *req, SessionHost *h, const char *name) {
         SessionRestoreResult res;
         err_clear();
         int r = session_move_in(h, name, ho.checkpoint, ho.epoch, ho.from_epoch, &res);
+        if (r >= 0 && laptop)
+                (void) laptop_grant_drop(daemon_catalog(a->d), name);
         if (r == -ESTALE || r == -EBUSY)
                 return http_reply_error(req, 409, "%s", err_message(r));
         if (r < 0)
@@ -186,30 +196,70 @@ static int route_get(HttpRequest *req, void *userdata) {
         }
         if (r < 0)
                 return http_reply_errno(req, r);
-        json_t *j = session_json(&i);
-        json_object_set_new(j, "readiness", readiness_json(a, name));
-        r = http_reply_json(req, 200, j);
+        r = http_reply_json(req, 200, session_json(a, &i));
         session_info_done(&i);
         return r;
 }
 
-/* The session must exist and be visible to the token (users: their own). */
+/* The session must exist and be visible to the token (users: their own):
+ * 0, or a negative errno for the handler to return (the server answers it:
+ * -ENOENT is 404, the same for another user's session as for none). */
 static int visible(HttpRequest *req, SessionHost *h, const char *name, char **ret_user) {
         SessionInfo i = { 0 };
         int r = session_get(h, name, &i);
         if (r >= 0 && !may_see(req, &i))
                 r = -ENOENT;
-        if (r >= 0 && ret_user)
-                *ret_user = strdup(i.row.user);
+        if (r >= 0 && ret_user && !(*ret_user = strdup(i.row.user)))
+                r = -ENOMEM;
         session_info_done(&i);
         if (r == -ENOENT)
-                return http_reply_error(req, 404, "session '%s' not found", name);
-        return r < 0 ? http_reply_errno(req, r) : 0;
+                return err_set(r, "session '%s' not found", name);
+        return r;
+}
+
+/* "session 's1' is offline on laptop 'alice-t14' (id 3f2a...) since ..." */
+static void describe_holder(ApiSession *a, const char *name, const char *owner, char *buf, size_t size) {
+        char who[384];
+        laptop_owner_describe(daemon_catalog(a->d), name, owner, false, who, sizeof who);
+        snprintf(buf, size, "session '%s' is offline on %s", name, who);
+}
+
+/* A session that a laptop holds offline changes hands only by a request
+ * signed by that laptop. 0: go on (*ret_laptop: the laptop's id when the
+ * session is a laptop's, else NULL); 1: replied (refused); < 0: an errno. */
+static int laptop_gate(HttpRequest *req, ApiSession *a, const char *name, char **ret_laptop) {
+        SessionInfo i = { 0 };
+        int r = session_get(a->h, name, &i);
+        _cleanup_free_ char *owner = r >= 0 ? strdup(i.row.owner) : NULL;
+        session_info_done(&i);
+        err_clear();
+        if (r == -ENOENT)
+                return 0; /* a new session (admin and host tokens may bring one) */
+        if (r < 0)
+                return r;
+        if (!owner)
+                return -ENOMEM;
+        const char *holder = laptop_holder_id(owner);
+        if (!holder)
+                return 0;
+        char what[512];
+        describe_holder(a, name, owner, what, sizeof what);
+        LaptopRecord l;
+        r = api_laptop_verify(a->laptops, req, &l);
+        if (r == -ENOENT)
+                return http_reply_error(req, 403, "%s; only that laptop hands it back (with a signed request)",
+                                        what) ?: 1;
+        if (r != 0)
+                return r;
+        if (strcmp(l.id, holder))
+                return http_reply_error(req, 409, "%s; reclaim it from the console", what) ?: 1;
+        *ret_laptop = strdup(l.id);
+        return *ret_laptop ? 0 : -ENOMEM;
 }
 
 static int precopy(HttpRequest *req, ApiSession *a, const char *name) {
         int r = visible(req, a->h, name, NULL);
-        if (r != 0)
+        if (r < 0)
                 return r;
         uint64_t rate = 0;
         const char *q = http_request_query(req, "rate");
@@ -229,43 +279,103 @@ static int precopy(HttpRequest *req, ApiSession *a, const char *name) {
                                          "readiness", readiness_json(a, name)));
 }
 
+/* Take offline: only a paired laptop's signed request; the holder is the
+ * laptop the signature proves, never a name from the body. */
 static int offline(HttpRequest *req, ApiSession *a, const char *name) {
         _cleanup_free_ char *user = NULL;
         int r = visible(req, a->h, name, &user);
-        if (r != 0)
+        if (r < 0)
                 return r;
-        size_t len;
-        const void *body = http_request_body(req, &len);
-        json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
-        const char *holder = json_string_value(json_object_get(j, "holder"));
-        if (!json_is_object(j) || !holder || strncmp(holder, "laptop:", 7) || !name_is_valid(holder + 7)) {
-                json_decref(j);
-                return http_reply_error(req, 400, "expected {\"holder\": \"laptop:NAME\"}");
+        LaptopRecord l;
+        r = api_laptop_verify(a->laptops, req, &l);
+        if (r == -ENOENT)
+                return http_reply_error(req, 401,
+                                        "take offline needs a paired laptop's signed request (roam serve --role "
+                                        "laptop pairs itself)");
+        if (r != 0)
+                return r < 0 ? r : 0;
+        if (strcmp(l.user, user))
+                return http_reply_error(req, 403, "laptop '%s' (id %s) is user '%s''s, not '%s''s", l.name, l.id,
+                                        l.user, user);
+        char holder[sizeof LAPTOP_HOLDER_PREFIX + SIGN_KEY_ID_LEN];
+        snprintf(holder, sizeof holder, LAPTOP_HOLDER_PREFIX "%s", l.id);
+        SessionInfo i = { 0 };
+        r = session_get(a->h, name, &i);
+        _cleanup_free_ char *owner = r >= 0 ? strdup(i.row.owner) : NULL;
+        session_info_done(&i);
+        if (r < 0)
+                return r;
+        if (owner && laptop_holder_id(owner) && strcmp(owner, holder)) {
+                char what[512];
+                describe_holder(a, name, owner, what, sizeof what);
+                return http_reply_error(req, 409, "%s; reclaim it from the console", what);
         }
         OfflineGrant g;
         err_clear();
         r = handoff_grant_offline(a->h, name, holder, a->lease_s, &g);
-        json_decref(j);
         if (r == -EBUSY)
                 return http_reply_error(req, 409, "%s", err_message(r));
         if (r < 0)
                 return http_reply_error(req, r == -EINVAL ? 409 : 500, "%s", err_message(r));
+        Catalog *c = daemon_catalog(a->d);
+        LaptopGrant old;
+        if (g.again && laptop_grant_get(c, name, &old) >= 0 && !strcmp(old.laptop, l.id) && old.epoch == g.epoch)
+                g.lease_until = old.lease_until; /* asked again: the lease it has */
+        err_clear();
+        r = laptop_grant_set(c, name, l.id, g.epoch, g.lease_until);
+        if (r < 0)
+                daemon_log(a->d, DAEMON_LOG_ERROR, "recording the grant of '%s': %s", name, err_message(r));
+        daemon_log(a->d, DAEMON_LOG_INFO, "session '%s' %s offline on laptop '%s' (id %s) at epoch %lld", name,
+                   g.again ? "stays" : "taken", l.name, l.id, (long long) g.epoch);
         char hex[ID_HEX_SIZE];
         return http_reply_json(req, 200,
-                               json_pack("{s:s, s:s, s:I, s:I, s:I, s:b}", "checkpoint",
+                               json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:s}", "checkpoint",
                                          id_to_hex(&g.checkpoint, hex), "user", user, "epoch", (json_int_t) g.epoch,
                                          "lease_until", (json_int_t) g.lease_until, "pause_ms",
-                                         (json_int_t) (g.pause_ns / 1000000), "again", g.again));
+                                         (json_int_t) (g.pause_ns / 1000000), "again", g.again, "laptop", l.id));
+}
+
+/* The laptop that holds a session offline extends its lease (while it
+ * reaches the server): a revoked laptop cannot. */
+static int renew(HttpRequest *req, ApiSession *a, const char *name) {
+        int r = visible(req, a->h, name, NULL);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *laptop = NULL;
+        r = laptop_gate(req, a, name, &laptop);
+        if (r != 0)
+                return r < 0 ? r : 0;
+        if (!laptop)
+                return http_reply_error(req, 409, "session '%s' is not offline on a laptop", name);
+        SessionInfo i = { 0 };
+        r = session_get(a->h, name, &i);
+        int64_t epoch = i.row.epoch;
+        session_info_done(&i);
+        if (r < 0)
+                return r;
+        int64_t until = a->lease_s > 0 ? (int64_t) time(NULL) + a->lease_s : 0;
+        err_clear();
+        r = laptop_grant_renew(daemon_catalog(a->d), name, laptop, epoch, until);
+        if (r == -ESTALE)
+                return http_reply_error(req, 409, "%s", err_message(r));
+        if (r < 0)
+                return r;
+        return http_reply_json(req, 200,
+                               json_pack("{s:s, s:I, s:I}", "name", name, "epoch", (json_int_t) epoch, "lease_until",
+                                         (json_int_t) until));
 }
 
 /* A laptop hands back a powered-off session: adopt its disk delta at the new
  * epoch (only from the epoch this server gave it), run the guest's log-off,
  * apply the policy, and keep the result as a checkpoint. */
 static int finalize_in(HttpRequest *req, ApiSession *a, const char *name) {
-        _cleanup_free_ char *user = NULL;
-        int r = visible(req, a->h, name, &user);
-        if (r != 0)
+        int r = visible(req, a->h, name, NULL);
+        if (r < 0)
                 return r;
+        _cleanup_free_ char *laptop = NULL;
+        r = laptop_gate(req, a, name, &laptop);
+        if (r != 0)
+                return r < 0 ? r : 0;
         size_t len;
         const void *body = http_request_body(req, &len);
         Handover ho;
@@ -301,6 +411,8 @@ static int finalize_in(HttpRequest *req, ApiSession *a, const char *name) {
                 r = session_checkpoint(a->h, name, 0, &c);
         /* settled either way: a failed log-off is not retried behind the admin's back */
         (void) handoff_unmark(a->h, name);
+        if (adopted && laptop)
+                (void) laptop_grant_drop(daemon_catalog(a->d), name);
         if (r == -ESTALE || r == -EBUSY)
                 return http_reply_error(req, 409, "%s", err_message(r));
         if (r < 0)
@@ -320,10 +432,15 @@ static int finalize_in(HttpRequest *req, ApiSession *a, const char *name) {
  * (pushed already) ahead of the move-in, so that the restore then writes only
  * what changed (session_stage_ram()). */
 static int stage(HttpRequest *req, ApiSession *a, const char *name) {
-        /* as for move-in: admin and host tokens may also bring new sessions */
+        /* as for move-in: admin and host tokens may also bring new sessions,
+         * and a laptop's session is staged by that laptop only */
         int r = is_admin_or_host(req) ? 0 : visible(req, a->h, name, NULL);
-        if (r != 0)
+        if (r < 0)
                 return r;
+        _cleanup_free_ char *laptop = NULL;
+        r = laptop_gate(req, a, name, &laptop);
+        if (r != 0)
+                return r < 0 ? r : 0;
         size_t len;
         const void *body = http_request_body(req, &len);
         _cleanup_(json_decrefp) json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
@@ -352,7 +469,9 @@ static int route_post(HttpRequest *req, void *userdata) {
         if (split(http_request_rest(req), name, &action) < 0)
                 return http_reply_error(req, 404, "unknown route");
         if (!strcmp(action, "move-in"))
-                return move_in(req, a->h, name);
+                return move_in(req, a, name);
+        if (!strcmp(action, "renew"))
+                return renew(req, a, name);
         if (!strcmp(action, "precopy"))
                 return precopy(req, a, name);
         if (!strcmp(action, "offline"))
@@ -387,10 +506,12 @@ static void recover_worker(DaemonWorker *w, void *userdata) {
         while (daemon_worker_sleep(w, 10));
 }
 
-int api_session_register(Daemon *d, SessionHost *h, int64_t lease_s) {
+int api_session_register(Daemon *d, SessionHost *h, int64_t lease_s, ApiLaptop *laptops) {
         /* lives as long as the daemon process */
         static ApiSession a;
+        a.d = d;
         a.h = h;
+        a.laptops = laptops;
         a.lease_s = lease_s;
         pthread_mutex_init(&a.lock, NULL);
         int r = daemon_add_routes(d, routes, ELEMENTSOF(routes), &a);

@@ -5,17 +5,25 @@
  *
  *   GET  /v1/sessions                 {"sessions": [...]} (user tokens: their own only)
  *   GET  /v1/sessions/NAME            one session (404 for another user's)
- *   POST /v1/sessions/NAME/move-in    {"checkpoint": HEX, "epoch": N} (admin, host):
+ *   POST /v1/sessions/NAME/move-in    {"checkpoint": HEX, "epoch": N, "from_epoch": N?}
+ *                                     (admin, host; a user for a session here):
  *                                     become the owner at epoch N and run the
  *                                     checkpoint; 200 {"state": "running", ...}
  *   POST /v1/sessions/NAME/precopy?rate=B  fuzzy snapshot for a laptop to pull;
  *                                     records the offline readiness
- *   POST /v1/sessions/NAME/offline    {"holder": "laptop:NAME"}: pause, final
- *                                     checkpoint, owner := holder at epoch+1;
- *                                     200 {"checkpoint", "user", "epoch", "lease_until"}
- * Users reach only their own sessions (404 otherwise). */
+ *   POST /v1/sessions/NAME/offline    signed by a paired laptop (api-laptop.h):
+ *                                     pause, final checkpoint, owner :=
+ *                                     "laptop:ID" at epoch+1; 200 {"checkpoint",
+ *                                     "user", "epoch", "lease_until", "laptop"}
+ *   POST /v1/sessions/NAME/renew      signed by the laptop that holds it: a new
+ *                                     lease; 200 {"lease_until"}
+ *   POST /v1/sessions/NAME/finalize-in, /stage  (see the handlers)
+ * Users reach only their own sessions (404 otherwise). A session offline on
+ * a laptop is handed back (move-in, finalize-in, stage, renew) only by a
+ * request signed by that laptop: 403 unsigned or revoked, 409 another laptop. */
 
 #include "../session/session.h"
+#include "api-laptop.h"
 #include "daemon.h"
 
 /* The body of a hand-over (move-in, finalize-in), parsed from at most the
@@ -28,6 +36,7 @@ typedef struct Handover {
 } Handover;
 int parse_handover(const void *body, size_t len, bool need_from, Handover *ret);
 
-/* Adds the routes to d; h is borrowed and must outlive the daemon's run.
- * lease_s: how long a laptop may keep a session offline (0 = no limit). */
-int api_session_register(Daemon *d, SessionHost *h, int64_t lease_s);
+/* Adds the routes to d; h and laptops are borrowed and must outlive the
+ * daemon's run. lease_s: how long a laptop may keep a session offline
+ * without renewing (0 = no limit). */
+int api_session_register(Daemon *d, SessionHost *h, int64_t lease_s, ApiLaptop *laptops);

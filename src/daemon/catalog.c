@@ -7,13 +7,14 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include "../basic/error.h"
+#include "../basic/base64.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
+#include "catalog-sql.h"
 
 #define BUSY_TIMEOUT_MS 5000
 
@@ -59,6 +60,23 @@ static const char *const migrations[] = {
         "        updated INTEGER NOT NULL,\n"
         "        UNIQUE (url, ref)\n"
         ");\n",
+        /* 4: paired laptops and the sessions they hold offline (laptop-registry.c) */
+        "CREATE TABLE laptops (\n"
+        "        id TEXT PRIMARY KEY NOT NULL,       -- hex of SHA-256(public_key), first 16 bytes\n"
+        "        public_key TEXT NOT NULL UNIQUE,    -- base64url Ed25519 public key\n"
+        "        name TEXT NOT NULL,                 -- display name (the laptop's --name or host name)\n"
+        "        user TEXT NOT NULL,                 -- the user it was paired for\n"
+        "        paired INTEGER NOT NULL,            -- unix time\n"
+        "        last_seen INTEGER NOT NULL,         -- unix time of its last signed request\n"
+        "        revoked INTEGER NOT NULL DEFAULT 0  -- unix time of the revocation, 0 = valid\n"
+        ");\n"
+        "CREATE TABLE offline_grants (\n"
+        "        session TEXT PRIMARY KEY NOT NULL,\n"
+        "        laptop TEXT NOT NULL,               -- laptops.id\n"
+        "        epoch INTEGER NOT NULL,             -- the laptop's epoch\n"
+        "        granted INTEGER NOT NULL,           -- unix time of the take offline\n"
+        "        lease_until INTEGER NOT NULL        -- unix time, 0 = no limit\n"
+        ");\n",
 };
 
 struct Catalog {
@@ -86,12 +104,6 @@ int catalog_role_from_string(const char *s) {
                         return i;
         return -EINVAL;
 }
-
-static inline void sqlite3_finalizep(sqlite3_stmt **st) {
-        if (*st)
-                sqlite3_finalize(*st);
-}
-#define _cleanup_stmt_ _cleanup_(sqlite3_finalizep)
 
 int catalog_error(Catalog *c, int rc, const char *what) {
         int r;
@@ -251,24 +263,6 @@ const char *catalog_path(Catalog *c) {
         return c->path;
 }
 
-static void base64url(const uint8_t *in, size_t n, char *out) {
-        static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        size_t o = 0;
-        uint32_t acc = 0;
-        int bits = 0;
-        for (size_t i = 0; i < n; i++) {
-                acc = acc << 8 | in[i];
-                bits += 8;
-                while (bits >= 6) {
-                        bits -= 6;
-                        out[o++] = alphabet[(acc >> bits) & 63];
-                }
-        }
-        if (bits > 0)
-                out[o++] = alphabet[(acc << (6 - bits)) & 63];
-        out[o] = 0;
-}
-
 static bool token_is_wellformed(const char *t) {
         const size_t pl = sizeof(CATALOG_TOKEN_PREFIX) - 1;
         if (!t || strncmp(t, CATALOG_TOKEN_PREFIX, pl))
@@ -291,21 +285,6 @@ static void token_id(const char *token, char id[static ID_HEX_SIZE]) {
         id_to_hex(&h, id);
 }
 
-static int random_bytes(void *p, size_t n) {
-        uint8_t *b = p;
-        while (n > 0) {
-                ssize_t k = getrandom(b, n, 0);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                b += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
-
 int catalog_token_create(Catalog *c, CatalogRole role, const char *user, char **ret_token) {
         if (!catalog_role_to_string(role))
                 return err_set(-EINVAL, "invalid token role (use admin, user or host)");
@@ -324,7 +303,7 @@ int catalog_token_create(Catalog *c, CatalogRole role, const char *user, char **
         if (!token)
                 return -ENOMEM;
         strcpy(token, CATALOG_TOKEN_PREFIX);
-        base64url(raw, sizeof raw, token + sizeof(CATALOG_TOKEN_PREFIX) - 1);
+        base64url_encode(raw, sizeof raw, token + sizeof(CATALOG_TOKEN_PREFIX) - 1);
         explicit_bzero(raw, sizeof raw);
         char id[ID_HEX_SIZE];
         token_id(token, id);
@@ -445,68 +424,63 @@ int catalog_token_list(Catalog *c, CatalogToken **ret, size_t *ret_n) {
         return 0;
 }
 
-int catalog_token_revoke(Catalog *c, const char *id_prefix, char *ret_id) {
-        size_t len = strlen(id_prefix);
-        if (len < CATALOG_TOKEN_ID_MIN_PREFIX || len > ID_HEX_SIZE - 1)
-                return err_set(-EINVAL,
-                               "token id '%s' is too short (give at least %d hex digits from 'roam token list')",
-                               id_prefix, CATALOG_TOKEN_ID_MIN_PREFIX);
+int catalog_find_prefix(Catalog *c, const char *table, const char *noun, const char *list_cmd, const char *prefix,
+                        char *ret_id, size_t size) {
+        size_t len = strlen(prefix);
+        if (len < CATALOG_TOKEN_ID_MIN_PREFIX || len >= size)
+                return err_set(-EINVAL, "%s id '%s' is too short (give at least %d hex digits from '%s')", noun,
+                               prefix, CATALOG_TOKEN_ID_MIN_PREFIX, list_cmd);
         char lower[ID_HEX_SIZE];
+        if (len >= sizeof lower)
+                return err_set(-EINVAL, "%s id '%s' is too long (copy it from '%s')", noun, prefix, list_cmd);
         for (size_t i = 0; i <= len; i++) {
-                char ch = id_prefix[i];
+                char ch = prefix[i];
                 if (ch >= 'A' && ch <= 'F')
                         ch = (char) (ch - 'A' + 'a');
                 if (i < len && !((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
-                        return err_set(-EINVAL, "token id '%s' is not hex (copy it from 'roam token list')",
-                                       id_prefix);
+                        return err_set(-EINVAL, "%s id '%s' is not hex (copy it from '%s')", noun, prefix, list_cmd);
                 lower[i] = ch;
         }
-
-        int r = 0;
-        char found[ID_HEX_SIZE] = "";
+        char sql[128], found[ID_HEX_SIZE] = "";
+        /* table is one of ours, never input; hex ids have no LIKE wildcards, substr() keeps it exact */
+        snprintf(sql, sizeof sql, "SELECT id FROM %s WHERE substr(id, 1, ?) = ? LIMIT 2", table);
+        int r = 0, matches = 0;
         pthread_mutex_lock(&c->mutex);
-        r = exec(c, "BEGIN IMMEDIATE", "starting a transaction");
-        if (r >= 0) {
-                _cleanup_stmt_ sqlite3_stmt *st = NULL;
-                /* hex ids have no LIKE wildcards; substr() keeps it exact */
-                int rc = sqlite3_prepare_v2(c->db, "SELECT id FROM tokens WHERE substr(id, 1, ?) = ? LIMIT 2", -1,
-                                            &st, NULL);
-                int matches = 0;
-                if (rc == SQLITE_OK) {
-                        sqlite3_bind_int(st, 1, (int) len);
-                        sqlite3_bind_text(st, 2, lower, -1, SQLITE_STATIC);
-                        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                                if (matches++ == 0)
-                                        snprintf(found, sizeof found, "%s", (const char *) sqlite3_column_text(st, 0));
-                        }
-                }
-                if (rc != SQLITE_DONE)
-                        r = catalog_error(c, rc, "looking up a token");
-                else if (matches == 0)
-                        r = err_set(-ENOENT, "no token with id '%s' (see 'roam token list')", id_prefix);
-                else if (matches > 1)
-                        r = err_set(-ENOTUNIQ, "token id '%s' matches several tokens (give more digits)", id_prefix);
-                if (r >= 0) {
-                        _cleanup_stmt_ sqlite3_stmt *del = NULL;
-                        rc = sqlite3_prepare_v2(c->db, "DELETE FROM tokens WHERE id = ?", -1, &del, NULL);
-                        if (rc == SQLITE_OK) {
-                                sqlite3_bind_text(del, 1, found, -1, SQLITE_STATIC);
-                                rc = sqlite3_step(del);
-                        }
-                        if (rc != SQLITE_DONE)
-                                r = catalog_error(c, rc, "revoking a token");
-                }
-                sqlite3_finalize(TAKE_PTR(st));
-                if (r >= 0)
-                        r = exec(c, "COMMIT", "committing");
-                if (r < 0)
-                        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                sqlite3_bind_int(st, 1, (int) len);
+                sqlite3_bind_text(st, 2, lower, -1, SQLITE_STATIC);
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+                        if (matches++ == 0)
+                                snprintf(found, sizeof found, "%s", (const char *) sqlite3_column_text(st, 0));
         }
+        if (rc != SQLITE_DONE)
+                r = catalog_error(c, rc, "looking up an id");
+        else if (matches == 0)
+                r = err_set(-ENOENT, "no %s with id '%s' (see '%s')", noun, prefix, list_cmd);
+        else if (matches > 1)
+                r = err_set(-ENOTUNIQ, "%s id '%s' matches several (give more digits)", noun, prefix);
+        sqlite3_finalize(TAKE_PTR(st));
         pthread_mutex_unlock(&c->mutex);
         if (r < 0)
                 return r;
+        snprintf(ret_id, size, "%s", found);
+        return 0;
+}
+
+int catalog_token_revoke(Catalog *c, const char *id_prefix, char *ret_id) {
+        char id[ID_HEX_SIZE];
+        int r = catalog_find_prefix(c, "tokens", "token", "roam token list", id_prefix, id, sizeof id);
+        if (r < 0)
+                return r;
+        r = catalog_exec(c, "revoking a token", "DELETE FROM tokens WHERE id = ?", "t", id);
+        if (r == 0)
+                return err_set(-ENOENT, "no token with id '%s' (see 'roam token list')", id_prefix);
+        if (r < 0)
+                return r;
         if (ret_id)
-                memcpy(ret_id, found, ID_HEX_SIZE);
+                memcpy(ret_id, id, ID_HEX_SIZE);
         return 0;
 }
 

@@ -2,7 +2,9 @@
 #pragma once
 
 /* The catalog: the daemon's small relational state in SQLite
- * ($ROAM_HOME/catalog.db): API tokens now; sessions, hosts and leases later.
+ * ($ROAM_HOME/catalog.db): API tokens; the tables of sessions
+ * (src/session/session-db.c), hoards (hoard.c) and laptops
+ * (laptop-registry.c) ride on the same connection.
  *
  * Schema changes are migration steps (catalog.c: migrations[]), applied in
  * order inside a transaction and counted in PRAGMA user_version. A later
@@ -105,3 +107,10 @@ void catalog_token_list_free(CatalogToken *list, size_t n);
  * -ENOENT if none matches, -ENOTUNIQ if several do (all with detail). If
  * ret_id is non-NULL (ID_HEX_SIZE bytes) it receives the full id. */
 int catalog_token_revoke(Catalog *c, const char *id_prefix, char *ret_id);
+
+/* The one id in table (a table of ours with a hex "id" column) that starts
+ * with prefix (at least CATALOG_TOKEN_ID_MIN_PREFIX hex digits, any case),
+ * into ret_id (size bytes). -EINVAL, -ENOENT, -ENOTUNIQ with a detail that
+ * names noun ("token", "laptop") and list_cmd ("roam token list"). */
+int catalog_find_prefix(Catalog *c, const char *table, const char *noun, const char *list_cmd, const char *prefix,
+                        char *ret_id, size_t size);

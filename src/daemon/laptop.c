@@ -17,6 +17,8 @@
 #include "../session/move.h"
 #include "../sync/sync.h"
 #include "auth.h"
+#include "laptop-identity.h"
+#include "laptop-registry.h"
 
 #define LAPTOP_MAX_SESSIONS 64
 
@@ -30,6 +32,8 @@ typedef struct Track {
         double rate;              /* measured pull rate, bytes/s */
         int64_t precopy_at;       /* unix time of the last pre-copy pulled */
         double last_checkpoint;   /* monotonic, local checkpoints of sessions here */
+        int64_t lease_until;      /* of a session offline here, as the server last renewed it */
+        char lease_error[256];    /* why the last renewal failed ("" = it did not) */
 } Track;
 
 typedef struct Laptop {
@@ -37,8 +41,10 @@ typedef struct Laptop {
         SessionHost *h;
         Hoard *hoard;
         LaptopOptions o;
-        char holder[NAME_MAX_LEN + 16];
-        Remote *server;
+        LaptopIdentity *id;
+        char holder[sizeof LAPTOP_HOLDER_PREFIX + SIGN_KEY_ID_LEN]; /* "laptop:ID", the server's owner for us */
+        Remote *server; /* signs what needs signing (laptop-identity.h) */
+        char pair_error[256]; /* why pairing failed ("" = paired or not tried) */
         pthread_mutex_t lock;  /* tracks */
         pthread_mutex_t op;    /* one hand-over or pre-copy at a time */
         Track tracks[LAPTOP_MAX_SESSIONS];
@@ -185,6 +191,82 @@ static void finish_offline(Laptop *l, const char *name, int64_t epoch) {
         pthread_mutex_unlock(&l->op);
 }
 
+/* The session runs here under an older epoch than the server's, which
+ * another owner holds: the server reclaimed it (the laptop was lost or
+ * revoked). The copy here is stale; it must not run on beside the real one.
+ * It is checkpointed and stopped, its state kept here (nothing is lost);
+ * taking it online is refused by the server, which keeps that state too. */
+static void stop_if_stale(Laptop *l, const char *name, const char *owner, int64_t epoch) {
+        pthread_mutex_lock(&l->op);
+        SessionInfo i = { 0 };
+        bool stale = session_get(l->h, name, &i) >= 0 && !strcmp(i.row.owner, SESSION_OWNER_LOCAL) &&
+                     i.row.epoch < epoch && (i.row.state == SESSION_RUNNING || i.row.state == SESSION_PAUSED);
+        int64_t mine = i.row.epoch;
+        session_info_done(&i);
+        err_clear();
+        int k = 0;
+        if (stale) {
+                handoff_busy_begin(l->h, name);
+                SessionCheckpointResult ck;
+                k = session_checkpoint(l->h, name, SESSION_CHECKPOINT_QUIT, &ck);
+                handoff_busy_end(l->h, name);
+        }
+        pthread_mutex_unlock(&l->op);
+        if (stale)
+                daemon_log(l->d, DAEMON_LOG_INFO,
+                           "session '%s' here is stale: the server gave it to %s at epoch %lld (this laptop has "
+                           "epoch %lld); %s",
+                           name, !strcmp(owner, SESSION_OWNER_LOCAL) ? "itself" : owner, (long long) epoch, (long long) mine,
+                           k >= 0 ? "stopped here, its state kept in a checkpoint" : err_message(k));
+}
+
+/* The server renews the lease of a session offline here (a signed request;
+ * refused once this laptop is revoked). */
+static void renew_lease(Laptop *l, const char *name) {
+        char path[256];
+        snprintf(path, sizeof path, "/v1/sessions/%s/renew", name);
+        json_t *j = NULL;
+        err_clear();
+        int k = server_json(l, "POST", path, NULL, &j, NULL);
+        int64_t until = k >= 0 ? json_integer_value(json_object_get(j, "lease_until")) : 0;
+        json_decref(j);
+        if (k >= 0)
+                k = handoff_lease_set(l->h, name, until);
+        pthread_mutex_lock(&l->lock);
+        Track *t = track(l, name);
+        bool new_error = false;
+        if (t) {
+                if (k >= 0)
+                        t->lease_until = until;
+                new_error = k < 0 && strcmp(t->lease_error, err_message(k));
+                snprintf(t->lease_error, sizeof t->lease_error, "%s", k < 0 ? err_message(k) : "");
+        }
+        pthread_mutex_unlock(&l->lock);
+        if (new_error)
+                daemon_log(l->d, DAEMON_LOG_INFO, "renewing the lease of '%s': %s", name, err_message(k));
+}
+
+/* Pairs this laptop's key with the server until it has answered yes, and
+ * keeps nonces at hand for the next signed request. */
+static bool ensure_paired(Laptop *l) {
+        if (laptop_identity_paired(l->id)) {
+                (void) laptop_identity_refill(l->id);
+                return true;
+        }
+        err_clear();
+        int k = laptop_identity_pair(l->id, l->server);
+        pthread_mutex_lock(&l->lock);
+        bool changed = strcmp(l->pair_error, k < 0 ? err_message(k) : "");
+        snprintf(l->pair_error, sizeof l->pair_error, "%s", k < 0 ? err_message(k) : "");
+        pthread_mutex_unlock(&l->lock);
+        if (k >= 0)
+                daemon_log(l->d, DAEMON_LOG_INFO, "paired with %s as laptop '%s' (id %s)", l->o.server_url,
+                           laptop_identity_name(l->id), laptop_identity_id(l->id));
+        else if (changed)
+                daemon_log(l->d, DAEMON_LOG_ERROR, "pairing with %s: %s", l->o.server_url, err_message(k));
+        return k >= 0;
+}
+
 static void sync_with_server(Laptop *l) {
         json_t *j = NULL;
         err_clear();
@@ -196,6 +278,7 @@ static void sync_with_server(Laptop *l) {
         pthread_mutex_unlock(&l->lock);
         if (k < 0)
                 return;
+        bool paired = ensure_paired(l);
         size_t i;
         json_t *s;
         json_array_foreach(json_object_get(j, "sessions"), i, s) {
@@ -218,6 +301,10 @@ static void sync_with_server(Laptop *l) {
                 int64_t epoch = json_integer_value(json_object_get(s, "epoch"));
                 if (!strcmp(owner, l->holder) && !owned_here(l, name, epoch))
                         finish_offline(l, name, epoch);
+                else if (paired && !strcmp(owner, l->holder))
+                        renew_lease(l, name);
+                else if (strcmp(owner, l->holder))
+                        stop_if_stale(l, name, owner, epoch);
                 if (image && name_is_valid(image)) {
                         char ref[REF_NAME_MAX_LEN + 1];
                         snprintf(ref, sizeof ref, "images/%s", image);
@@ -303,6 +390,11 @@ static void laptop_worker(DaemonWorker *w, void *userdata) {
 
 static int do_offline(Laptop *l, const char *name, json_t **ret) {
         uint64_t t0 = now_ns(), wire = 0;
+        if (!laptop_identity_paired(l->id)) {
+                int k = laptop_identity_pair(l->id, l->server);
+                if (k < 0)
+                        return k;
+        }
         json_t *body = json_pack("{s:s}", "holder", l->holder);
         json_t *g = NULL;
         char path[256];
@@ -397,7 +489,8 @@ static int do_online_powered_off(Laptop *l, const char *name, json_t **ret) {
                 return k;
         wire += st.wire_bytes;
         /* the server boots the guest for its log-off: allow it minutes */
-        RemoteOptions ro = { .cacert = l->o.cacert, .stall_timeout_s = 600 };
+        RemoteOptions ro = { .cacert = l->o.cacert, .stall_timeout_s = 600,
+                             .signer = laptop_identity_signer(l->id) };
         _cleanup_(remote_freep) Remote *slow = NULL;
         k = remote_new(l->o.server_url, l->o.token, &ro, &slow);
         if (k < 0)
@@ -525,14 +618,19 @@ static int route_status(HttpRequest *req, void *userdata) {
                 if (!t->name[0])
                         continue;
                 double predicted = HANDOFF_OFFLINE_FIXED_S + (t->rate > 0 ? (double) t->remainder / t->rate : 0);
-                json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:I, s:f}", "name", t->name,
-                                                     "user", t->user, "server_owner", t->owner, "server_state",
-                                                     t->state, "epoch", (json_int_t) t->epoch, "remainder_bytes",
-                                                     (json_int_t) t->remainder, "link_rate", t->rate, "precopy_at",
-                                                     (json_int_t) t->precopy_at, "predicted_offline_s", predicted));
+                json_array_append_new(
+                        arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:f, s:I, s:f, s:I, s:o}", "name", t->name,
+                                       "user", t->user, "server_owner", t->owner, "server_state", t->state, "epoch",
+                                       (json_int_t) t->epoch, "remainder_bytes", (json_int_t) t->remainder,
+                                       "link_rate", t->rate, "precopy_at", (json_int_t) t->precopy_at,
+                                       "predicted_offline_s", predicted, "lease_until", (json_int_t) t->lease_until,
+                                       "lease_error", t->lease_error[0] ? json_string(t->lease_error) : json_null()));
         }
-        json_t *j = json_pack("{s:s, s:s, s:b, s:I, s:o}", "server", l->o.server_url, "holder", l->holder,
-                              "connected", l->connected, "last_contact", (json_int_t) l->last_contact, "sessions", arr);
+        json_t *j = json_pack("{s:s, s:s, s:{s:s, s:s, s:b, s:o}, s:b, s:I, s:o}", "server", l->o.server_url,
+                              "holder", l->holder, "laptop", "id", laptop_identity_id(l->id), "name",
+                              laptop_identity_name(l->id), "paired", laptop_identity_paired(l->id), "pair_error",
+                              l->pair_error[0] ? json_string(l->pair_error) : json_null(), "connected", l->connected,
+                              "last_contact", (json_int_t) l->last_contact, "sessions", arr);
         pthread_mutex_unlock(&l->lock);
         return http_reply_json(req, 200, j);
 }
@@ -558,13 +656,21 @@ int laptop_register(Daemon *d, SessionHost *h, Hoard *hoard, const LaptopOptions
         const char *nm = o->name ? o->name : host;
         if (!name_is_valid(nm))
                 return err_set(-EINVAL, "laptop name '%s' is invalid (use letters, digits, '.', '_', '-')", nm);
-        snprintf(l.holder, sizeof l.holder, "laptop:%s", nm);
         pthread_mutex_init(&l.lock, NULL);
         pthread_mutex_init(&l.op, NULL);
-        RemoteOptions ro = { .cacert = o->cacert, .limit_rate = o->precopy_rate };
-        int r = remote_new(o->server_url, o->token, &ro, &l.server);
+        LaptopIdentityOptions io = { .home = daemon_home(d), .name = nm, .server_url = o->server_url,
+                                     .token = o->token, .cacert = o->cacert };
+        int r = laptop_identity_open(&io, &l.id);
         if (r < 0)
                 return r;
+        snprintf(l.holder, sizeof l.holder, LAPTOP_HOLDER_PREFIX "%s", laptop_identity_id(l.id));
+        RemoteOptions ro = { .cacert = o->cacert, .limit_rate = o->precopy_rate,
+                             .signer = laptop_identity_signer(l.id) };
+        r = remote_new(o->server_url, o->token, &ro, &l.server);
+        if (r < 0)
+                return r;
+        daemon_log(d, DAEMON_LOG_INFO, "laptop '%s', id %s (key in %s/%s)", nm, laptop_identity_id(l.id),
+                   daemon_home(d), LAPTOP_KEY_FILE);
         r = daemon_add_routes(d, routes, ELEMENTSOF(routes), &l);
         if (r < 0)
                 return r;

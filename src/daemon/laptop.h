@@ -27,7 +27,8 @@ typedef struct LaptopOptions {
         const char *server_url;
         const char *token;         /* the user's token on the server */
         const char *cacert;        /* for https servers */
-        const char *name;          /* this laptop's name (holder "laptop:NAME"); NULL = host name */
+        const char *name;          /* this laptop's display name; NULL = host name (its identity
+                                      is its key: laptop-identity.h) */
         double precopy_interval_s; /* 0 = 5 */
         double checkpoint_interval_s; /* local checkpoints of sessions running here; 0 = 30 */
         uint64_t precopy_rate;     /* bytes/s cap of background pre-copy per connection; 0 = none */

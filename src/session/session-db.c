@@ -10,6 +10,7 @@
 
 #include "../basic/error.h"
 #include "../basic/macro.h"
+#include "../daemon/catalog-sql.h"
 
 static const char *const state_names[_SESSION_STATE_MAX] = {
         [SESSION_CREATED] = "created", [SESSION_RUNNING] = "running", [SESSION_PAUSED] = "paused",
@@ -48,37 +49,20 @@ void session_rows_free(SessionRow *rows, size_t n) {
         free(rows);
 }
 
-static inline void finalizep(sqlite3_stmt **st) {
-        if (*st)
-                sqlite3_finalize(*st);
-}
-#define _cleanup_stmt_ _cleanup_(finalizep)
-
-
-static char *col_text(sqlite3_stmt *st, int i, bool *oom) {
-        const unsigned char *t = sqlite3_column_text(st, i);
-        if (!t)
-                return NULL;
-        char *s = strdup((const char *) t);
-        if (!s)
-                *oom = true;
-        return s;
-}
-
 #define COLUMNS \
         "name, user, image, image_id, config, state, owner, epoch, last_checkpoint, checkpoints, created, updated"
 
 static int read_row(sqlite3_stmt *st, SessionRow *ret) {
         bool oom = false;
         SessionRow r = {
-                .name = col_text(st, 0, &oom),
-                .user = col_text(st, 1, &oom),
-                .image = col_text(st, 2, &oom),
-                .image_id = col_text(st, 3, &oom),
-                .config = col_text(st, 4, &oom),
-                .owner = col_text(st, 6, &oom),
+                .name = catalog_col_text(st, 0, &oom),
+                .user = catalog_col_text(st, 1, &oom),
+                .image = catalog_col_text(st, 2, &oom),
+                .image_id = catalog_col_text(st, 3, &oom),
+                .config = catalog_col_text(st, 4, &oom),
+                .owner = catalog_col_text(st, 6, &oom),
                 .epoch = sqlite3_column_int64(st, 7),
-                .last_checkpoint = col_text(st, 8, &oom),
+                .last_checkpoint = catalog_col_text(st, 8, &oom),
                 .checkpoints = sqlite3_column_int64(st, 9),
                 .created = sqlite3_column_int64(st, 10),
                 .updated = sqlite3_column_int64(st, 11),

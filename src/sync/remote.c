@@ -167,8 +167,9 @@ static int curl_to_errno(CURLcode cc) {
         }
 }
 
-int remote_request(RemoteConn *c, const char *method, const char *path, const void *body, size_t len,
-                   const char *content_type, size_t max_response, RemoteResponse *ret) {
+static int request_once(RemoteConn *c, const char *method, const char *path, const void *body, size_t len,
+                        const char *content_type, const char *extra_headers, size_t max_response,
+                        RemoteResponse *ret) {
         Remote *r = c->r;
         CURL *h = c->curl;
         _cleanup_free_ char *url = NULL;
@@ -196,6 +197,13 @@ int remote_request(RemoteConn *c, const char *method, const char *path, const vo
         if (body || strcmp(method, "GET"))
                 hdrs = curl_slist_append(hdrs, ct);
         hdrs = curl_slist_append(hdrs, "Expect:"); /* no 100-continue round trip */
+        for (const char *p = extra_headers; p && *p;) {
+                size_t n = strcspn(p, "\n");
+                _cleanup_free_ char *line = strndup(p, n);
+                if (line)
+                        hdrs = curl_slist_append(hdrs, line);
+                p += n + (p[n] == '\n');
+        }
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
         if (!strcmp(method, "GET"))
                 curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
@@ -226,6 +234,34 @@ int remote_request(RemoteConn *c, const char *method, const char *path, const vo
                 .wire_bytes = sink.n + (body ? len : 0),
         };
         return 0;
+}
+
+/* A 401 whose body says {"nonce_refused": true}: sign again with a new nonce. */
+static bool nonce_refused(const RemoteResponse *resp) {
+        if (resp->status != 401 || resp->len == 0 || resp->len > 4096)
+                return false;
+        json_t *j = json_loadb((const char *) resp->body, resp->len, 0, NULL);
+        bool refused = json_is_true(json_object_get(j, "nonce_refused"));
+        json_decref(j);
+        return refused;
+}
+
+int remote_request(RemoteConn *c, const char *method, const char *path, const void *body, size_t len,
+                   const char *content_type, size_t max_response, RemoteResponse *ret) {
+        const RemoteSigner *s = c->r->o.signer;
+        for (int attempt = 0;; attempt++) {
+                _cleanup_free_ char *sig = NULL;
+                if (s) {
+                        int k = s->sign(s->userdata, method, path, body, len, &sig);
+                        if (k < 0)
+                                return k;
+                }
+                int k = request_once(c, method, path, body, len, content_type, sig, max_response, ret);
+                if (k < 0 || !sig || attempt > 0 || !nonce_refused(ret))
+                        return k;
+                remote_response_done(ret);
+                s->nonce_refused(s->userdata);
+        }
 }
 
 void remote_response_done(RemoteResponse *r) {

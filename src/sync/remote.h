@@ -12,11 +12,25 @@
 typedef struct Remote Remote;
 typedef struct RemoteConn RemoteConn;
 
+/* Signs the requests that need it (a laptop's, crypto/request-sig.h). */
+typedef struct RemoteSigner {
+        /* Header lines ("Name: value", joined by '\n') for this request in *ret
+         * (caller frees), or *ret = NULL when it goes unsigned. */
+        int (*sign)(void *userdata, const char *method, const char *path, const void *body, size_t len,
+                    char **ret);
+        /* The server refused the request's nonce (used, expired, or lost in a
+         * restart): forget pooled nonces. The request is then signed and sent
+         * once more. */
+        void (*nonce_refused)(void *userdata);
+        void *userdata;
+} RemoteSigner;
+
 typedef struct RemoteOptions {
         uint64_t limit_rate;     /* bytes/s per connection, 0 = none */
         const char *cacert;      /* PEM file to trust for https (NULL = system) */
         unsigned connect_timeout_s; /* default 10 */
         unsigned stall_timeout_s;   /* abort a transfer that moves nothing this long; default 30 */
+        const RemoteSigner *signer; /* NULL = nothing is signed; must outlive the Remote */
 } RemoteOptions;
 
 typedef struct RemoteResponse {

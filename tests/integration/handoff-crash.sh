@@ -78,7 +78,7 @@ server_up offline-grant:after-owner
 must_fail on "$L" offline s1
 died "$SPID"
 server_up
-owner_is "$S" laptop:lt || fail "the server does not record the laptop as owner"
+owner_is "$S" "laptop 'lt'" || fail "the server does not record the laptop as owner"
 must_succeed on "$L" offline s1
 check "$L" "after asking again"
 
@@ -89,7 +89,7 @@ kill "$LPID"; wait "$LPID" 2>/dev/null || true
 laptop_up offline:after-grant
 must_fail on "$L" offline s1
 died "$LPID"
-owner_is "$S" laptop:lt || fail "the server does not record the laptop as owner"
+owner_is "$S" "laptop 'lt'" || fail "the server does not record the laptop as owner"
 laptop_up
 check "$L" "after the laptop's restart"
 grep -q "take offline finished" "$T/laptop.log" || fail "the laptop daemon did not say it finished the take offline"
@@ -142,7 +142,7 @@ died "$LPID"
 laptop_up
 wait_for 60 no_marker "$L" || { tail -n 15 "$T/laptop.log" >&2; fail "the laptop did not settle its hand-over"; }
 stopped_owned_by "$L" || fail "after the laptop's restart: laptop '$(state "$L")', server '$(state "$S")'"
-owner_is "$S" laptop:lt || fail "the server does not record the laptop as owner any more"
+owner_is "$S" "laptop 'lt'" || fail "the server does not record the laptop as owner any more"
 
 log "the server dies after taking it back, before the log-off: it logs it off after its restart"
 kill "$SPID"; wait "$SPID" 2>/dev/null || true

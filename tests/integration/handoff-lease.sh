@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The offline lease: a server allows a session offline for --offline-days;
-# past that the laptop refuses to start or restore it and says why, and
-# taking it online still works.
+# The offline lease: a server allows a session offline for --offline-days
+# without contact; the laptop renews it (a signed request) while it reaches
+# the server; past it the laptop refuses to start or restore the session
+# and says why, and taking it online still works.
 . "$(dirname "$0")/../lib.sh"
 requires qemu-system-x86_64
 requires curl
@@ -19,6 +20,7 @@ on "$S" session create s1 --image deb --user alice --ram 256M --kernel "$GUEST/v
 on "$S" session start s1 >/dev/null
 # a lease of 6 seconds
 start_daemon "$S" "127.0.0.1:$SP" --offline-days 0.00007
+SPID=$DAEMON_PID
 start_daemon "$L" "127.0.0.1:$LP" --role laptop --server "http://127.0.0.1:$SP" --token "$ALICE" --name lt \
         --precopy-interval 2
 wait_for 60 bash -c "ROAM_HOME=$S $ROAM_BIN session log s1 | grep -q '^tick 3'" || fail "no ticks"
@@ -26,6 +28,11 @@ wait_for 60 bash -c "ROAM_HOME=$S $ROAM_BIN session log s1 | grep -q '^tick 3'" 
 must_succeed on "$L" offline s1
 [ "$(state "$L")" = running ] || fail "not running on the laptop"
 [ -f "$L/sessions/s1/lease" ] || fail "no lease recorded on the laptop"
+log "while the laptop reaches the server, it renews the lease"
+first=$(cat "$L/sessions/s1/lease")
+wait_for 20 bash -c "[ \"\$(cat $L/sessions/s1/lease)\" != $first ]" || fail "the lease was not renewed"
+log "the server goes away: no renewal from now on"
+kill "$SPID"; wait "$SPID" 2>/dev/null
 log "within the lease: stop and start again"
 on "$L" session stop s1 >/dev/null
 must_succeed on "$L" session start s1
@@ -40,6 +47,7 @@ expect_one_line "$ERR"
 expect_match "$ERR" "offline longer than its policy allows"
 [ "$(state "$L")" = stopped ] || fail "the session is '$(state "$L")' after a refused start"
 log "taking it online still works (powered off: the server finalizes it)"
+start_daemon "$S" "127.0.0.1:$SP" --offline-days 0.00007
 must_succeed on "$L" online s1
 [ "$(state "$S")" = stopped ] || fail "the server has it '$(state "$S")'"
 must_succeed on "$S" session start s1

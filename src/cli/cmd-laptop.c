@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+/* roam laptop list|revoke|id: the laptops paired with this server, and this
+ * laptop's own identity. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+#include "../basic/error.h"
+#include "../basic/fileio.h"
+#include "../basic/macro.h"
+#include "../crypto/sign-key.h"
+#include "../daemon/catalog.h"
+#include "../daemon/laptop-identity.h"
+#include "../daemon/laptop-registry.h"
+
+static bool want_help(int argc, char **argv) {
+        return argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+}
+
+static void utc(int64_t t, char *buf, size_t size) {
+        struct tm tm;
+        time_t tt = (time_t) t;
+        if (t <= 0 || !gmtime_r(&tt, &tm))
+                snprintf(buf, size, "-");
+        else
+                strftime(buf, size, "%Y-%m-%d %H:%M:%SZ", &tm);
+}
+
+static int laptop_list_verb(int argc, char **argv) {
+        if (want_help(argc, argv))
+                return cli_help("laptop list", "[--json]",
+                                "Lists the laptops paired with this server: id (the fingerprint of the key\n"
+                                "the laptop made; give a prefix of it to 'roam laptop revoke'), display\n"
+                                "name, user, when paired, when last seen (UTC), and whether revoked.\n"
+                                "Two laptops may share a name; never an id.\n\n"
+                                "  --json   one JSON object {\"laptops\": [...]}\n");
+        bool as_json = argc > 1 && !strcmp(argv[1], "--json");
+        if (argc > 1 + as_json)
+                return cli_usage("laptop list", "unexpected argument '%s'", argv[1 + as_json]);
+        _cleanup_(catalog_freep) Catalog *cat = NULL;
+        if (cli_open_catalog(false, &cat))
+                return 1;
+        LaptopRecord *list = NULL;
+        size_t n = 0;
+        int r = laptop_list(cat, NULL, &list, &n);
+        if (r < 0)
+                return cli_error(r);
+        json_t *arr = as_json ? json_array() : NULL;
+        if (!as_json)
+                printf("%-32s %-20s %-12s %-20s %-20s %s\n", "ID", "NAME", "USER", "PAIRED", "LAST SEEN", "STATE");
+        for (size_t i = 0; i < n; i++) {
+                LaptopRecord *l = &list[i];
+                char paired[32], seen[32];
+                utc(l->paired, paired, sizeof paired);
+                utc(l->last_seen, seen, sizeof seen);
+                if (arr)
+                        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "id", l->id, "name",
+                                                             l->name, "user", l->user, "paired", (json_int_t) l->paired,
+                                                             "last_seen", (json_int_t) l->last_seen, "revoked",
+                                                             (json_int_t) l->revoked));
+                else
+                        printf("%-32s %-20s %-12s %-20s %-20s %s\n", l->id, l->name, l->user, paired, seen,
+                               l->revoked ? "revoked" : "paired");
+        }
+        free(list);
+        if (arr) {
+                json_t *j = json_pack("{s:o}", "laptops", arr);
+                json_dumpf(j, stdout, JSON_INDENT(2));
+                putchar('\n');
+                json_decref(j);
+        }
+        return 0;
+}
+
+static int laptop_revoke_verb(int argc, char **argv) {
+        if (want_help(argc, argv))
+                return cli_help("laptop revoke", "ID",
+                                "Revokes the laptop whose id starts with ID (at least 4 hex digits, from\n"
+                                "'roam laptop list'): from its next request on, the server refuses it\n"
+                                "every request that takes, renews or hands back a session. The sessions\n"
+                                "it holds offline stay its until an admin reclaims them ('roam session\n"
+                                "reclaim'); whatever it did offline stays on the laptop.\n");
+        if (argc != 2)
+                return cli_usage("laptop revoke", "expected one laptop ID");
+        _cleanup_(catalog_freep) Catalog *cat = NULL;
+        if (cli_open_catalog(false, &cat))
+                return 1;
+        LaptopRecord l;
+        int r = laptop_revoke(cat, argv[1], &l);
+        if (r == -EINVAL)
+                return cli_usage("laptop revoke", "%s", err_message(r));
+        if (r < 0)
+                return cli_error(r);
+        printf("revoked laptop '%s' (id %s) of user '%s'\n", l.name, l.id, l.user);
+        return 0;
+}
+
+static int laptop_id_verb(int argc, char **argv) {
+        if (want_help(argc, argv))
+                return cli_help("laptop id", "",
+                                "Prints this laptop's id: the fingerprint of the key that 'roam serve --role\n"
+                                "laptop' made in $ROAM_HOME/" LAPTOP_KEY_FILE " on its first start.\n");
+        if (argc > 1)
+                return cli_usage("laptop id", "unexpected argument '%s'", argv[1]);
+        _cleanup_free_ char *path = cli_home_path(LAPTOP_KEY_FILE);
+        if (!path)
+                return cli_error(-ENOMEM);
+        _cleanup_(sign_key_freep) SignKey *k = NULL;
+        int r = sign_key_load(path, &k);
+        if (r == -ENOENT)
+                return cli_errorf("'%s' has no laptop key (start 'roam serve --role laptop' there once)", cli_home());
+        if (r < 0)
+                return cli_error(r);
+        uint8_t pub[SIGN_PUBLIC_SIZE];
+        char id[SIGN_KEY_ID_LEN + 1];
+        sign_key_public(k, pub);
+        sign_key_id(pub, id);
+        printf("%s\n", id);
+        return 0;
+}
+
+static const Verb laptop_verbs[] = {
+        { "list", laptop_list_verb, "[--json]", "the laptops paired with this server" },
+        { "revoke", laptop_revoke_verb, "ID", "refuse a laptop's ownership requests from now on" },
+        { "id", laptop_id_verb, "", "this laptop's id (the fingerprint of its key)" },
+};
+
+int verb_laptop(int argc, char **argv) {
+        return cli_dispatch("laptop", laptop_verbs, ELEMENTSOF(laptop_verbs), argc, argv);
+}

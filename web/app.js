@@ -77,9 +77,15 @@ function el(tag, attrs = {}, ...children) {
   for (const c of children.flat()) if (c !== null && c !== undefined) e.append(c instanceof Node ? c : String(c));
   return e;
 }
-function where(owner) {
+// a laptop is its key: its name is a label that two laptops may share, so the id goes with it
+function laptopLabel(l) {
+  return `laptop '${l.name}' (id ${l.id.slice(0, 12)}…)${l.revoked ? ', revoked' : ''}`;
+}
+function where(owner, laptop) {
   if (owner === 'local') return isLaptop() ? 'this laptop' : 'this server';
   if (isLaptop() && st.handoff && owner === st.handoff.server) return 'the server';
+  if (isLaptop() && st.handoff && st.handoff.laptop && owner === `laptop:${st.handoff.laptop.id}`) return 'this laptop';
+  if (laptop) return laptopLabel(laptop);
   return owner;
 }
 
@@ -202,7 +208,10 @@ function actionsFor(s) {
 
 function readinessCell(s) {
   if (isLaptop() && s.here && s.owner === 'local') return el('span', { class: 'sub' }, 'offline: runs on this laptop');
-  if (s.here && s.owner !== 'local' && !isLaptop()) return el('span', { class: 'sub' }, `held by ${s.owner}`);
+  if (s.here && s.owner !== 'local' && !isLaptop()) {
+    const since = s.laptop && s.laptop.since ? ` since ${new Date(s.laptop.since * 1000).toLocaleString()}` : '';
+    return el('span', { class: 'sub', title: s.laptop ? s.laptop.id : s.owner }, `held by ${where(s.owner, s.laptop)}${since}`);
+  }
   const r = (s.server && isLaptop()) ? s.server : st.readiness[s.name];
   if (!r || (!r.precopy_at && !r.remainder_bytes)) return el('span', { class: 'sub' }, 'no pre-copy yet');
   return el('span', {},
@@ -229,7 +238,7 @@ function renderSessions() {
       el('td', { 'data-label': 'Session', class: 'name' }, el('strong', {}, s.name)),
       el('td', { 'data-label': 'User' }, s.user),
       el('td', { 'data-label': 'Image' }, s.image || '–'),
-      el('td', { 'data-label': 'Runs on', class: 'owner' }, where(s.owner)),
+      el('td', { 'data-label': 'Runs on', class: 'owner', title: s.laptop ? `laptop id ${s.laptop.id}` : '' }, where(s.owner, s.laptop)),
       el('td', { 'data-label': 'State', class: `state state-${s.state}` }, s.state),
       el('td', { 'data-label': 'Epoch', class: 'epoch' }, s.epoch),
       el('td', { 'data-label': 'Last checkpoint', class: 'checkpoint' },

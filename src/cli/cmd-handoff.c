@@ -97,14 +97,9 @@ int session_reclaim_verb(int argc, char **argv) {
         if (r < 0)
                 return cli_error(r);
         ReclaimResult res;
-        r = handoff_reclaim(h, argv[1], &res);
+        r = laptop_reclaim(c, h, argv[1], &res);
         if (r < 0)
                 return cli_error(r);
-        char lost[384];
-        laptop_owner_describe(c, argv[1], res.lost_owner, false, lost, sizeof lost);
-        free(res.lost_owner);
-        res.lost_owner = strdup(lost);
-        (void) laptop_grant_drop(c, argv[1]);
         char hex[ID_HEX_SIZE];
         printf("reclaimed session '%s' from %s at epoch %lld; it runs here from checkpoint %.16s, taken %lld s ago: "
                "work done after that on %s is not in it\n",

@@ -23,6 +23,7 @@
 #include "api-store.h"
 #include "../sync/remote.h"
 #include "auth.h"
+#include "laptop-registry.h"
 
 #define STATIC_FILE_MAX ((size_t) 8 << 20)
 #define STATIC_PATH_MAX 200
@@ -311,7 +312,7 @@ static int route_action(HttpRequest *req, void *userdata) {
                 }
         } else if (!strcmp(action, "reclaim")) {
                 ReclaimResult res = { 0 };
-                r = handoff_reclaim(c->h, name, &res);
+                r = laptop_reclaim(daemon_catalog(c->d), c->h, name, &res);
                 if (r >= 0) {
                         char hex[ID_HEX_SIZE];
                         detail = json_pack("{s:s, s:I, s:s?, s:I}", "checkpoint", id_to_hex(&res.checkpoint, hex),

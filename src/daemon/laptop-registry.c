@@ -252,3 +252,21 @@ void laptop_owner_describe(Catalog *c, const char *session, const char *owner, b
         snprintf(buf, size, "laptop '%s' (id %s)%s%s%s%s%s", known ? l.name : "?", id, since[0] ? " since " : "",
                  since, until[0] ? ", lease until " : "", until, known && l.revoked ? ", revoked" : "");
 }
+
+int laptop_reclaim(Catalog *c, SessionHost *h, const char *name, ReclaimResult *ret) {
+        ReclaimResult res;
+        int r = handoff_reclaim(h, name, &res);
+        if (r < 0)
+                return r;
+        char who[384];
+        laptop_owner_describe(c, name, res.lost_owner, false, who, sizeof who);
+        char *d = strdup(who);
+        if (d) {
+                free(res.lost_owner);
+                res.lost_owner = d;
+        }
+        (void) laptop_grant_drop(c, name);
+        err_clear();
+        *ret = res;
+        return 0;
+}

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "../crypto/sign-key.h"
+#include "../session/handoff.h"
 #include "catalog.h"
 
 #define LAPTOP_HOLDER_PREFIX "laptop:"
@@ -73,3 +74,8 @@ int laptop_grant_drop(Catalog *c, const char *session);
  * with_lease, and "revoked" when it is). */
 void laptop_owner_describe(Catalog *c, const char *session, const char *owner, bool with_lease, char *buf,
                            size_t size);
+
+/* handoff_reclaim() (admin: the server takes a session back from a lost or
+ * revoked laptop) and the end of its grant; ret->lost_owner is described for
+ * people (laptop_owner_describe()). */
+int laptop_reclaim(Catalog *c, SessionHost *h, const char *name, ReclaimResult *ret);

@@ -290,7 +290,7 @@ async function laptopSide() {
   await login(s.page, URL_, env('ADMIN_TOKEN'));
   await waitState(s.page, SESSION, 'away');
   const owner = await s.page.textContent(`${row(SESSION)} td.owner`);
-  check(/laptop:/.test(owner), `the server's console: away, held by ${owner}`);
+  check(/laptop 'lt1' \(id [0-9a-f]{12}…\)/.test(owner), `the server's console: away, held by ${owner}`);
   await press(p, SESSION, 'online');
   const back = await resultText(p, /back on the server|failed/, 180000);
   check(/back on the server/.test(back), `Take online: ${back.trim()}`);

@@ -22,6 +22,7 @@
 #include "../store/index.h"
 #include "api-store.h"
 #include "../sync/remote.h"
+#include "api-session.h"
 #include "auth.h"
 #include "laptop-registry.h"
 
@@ -211,15 +212,13 @@ static int get_visible(HttpRequest *req, SessionHost *h, const char *name, Sessi
         return 0;
 }
 
-static json_t *session_json(const SessionInfo *i) {
+static json_t *session_json(Console *c, const SessionInfo *i) {
         bool here = !strcmp(i->row.owner, SESSION_OWNER_LOCAL);
         bool live = here && (i->row.state == SESSION_RUNNING || i->row.state == SESSION_PAUSED);
-        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:b}", "name", i->row.name, "user",
-                         i->row.user, "image", i->row.image, "state", session_state_to_string(i->row.state), "owner",
-                         i->row.owner, "epoch", (json_int_t) i->row.epoch, "last_checkpoint",
-                         i->row.last_checkpoint ? json_string(i->row.last_checkpoint) : json_null(), "checkpoints",
-                         (json_int_t) i->row.checkpoints, "ram_mib", (json_int_t) i->config.ram_mib, "updated",
-                         (json_int_t) i->row.updated, "desktop", live && i->vnc);
+        json_t *j = session_api_json(daemon_catalog(c->d), i);
+        if (j)
+                json_object_set_new(j, "desktop", json_boolean(live && i->vnc));
+        return j;
 }
 
 /* ---- actions ---- */
@@ -406,7 +405,7 @@ static char *sessions_text(Events *e) {
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++)
                 if (auth_may_see(e->restricted ? &e->auth : NULL, &list[i]))
-                        json_array_append_new(arr, session_json(&list[i]));
+                        json_array_append_new(arr, session_json(e->c, &list[i]));
         session_info_list_free(list, n);
         json_t *j = json_pack("{s:o}", "sessions", arr);
         char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;

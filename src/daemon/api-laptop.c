@@ -108,21 +108,6 @@ int api_laptop_verify(ApiLaptop *a, HttpRequest *req, LaptopRecord *ret) {
         return 0;
 }
 
-json_t *api_laptop_holder_json(ApiLaptop *a, const char *session, const char *owner) {
-        const char *id = laptop_holder_id(owner);
-        if (!id)
-                return json_null();
-        Catalog *c = daemon_catalog(a->d);
-        LaptopRecord l = { 0 };
-        LaptopGrant g = { 0 };
-        bool known = laptop_get(c, id, &l) >= 0;
-        bool granted = laptop_grant_get(c, session, &g) >= 0 && !strcmp(g.laptop, id);
-        err_clear();
-        return json_pack("{s:s, s:s, s:o, s:o, s:b}", "id", id, "name", known ? l.name : "?", "since",
-                         granted ? json_integer(g.granted) : json_null(), "lease_until",
-                         granted ? json_integer(g.lease_until) : json_null(), "revoked", known && l.revoked);
-}
-
 /* ---- routes ---- */
 
 static int route_nonces(HttpRequest *req, void *userdata) {

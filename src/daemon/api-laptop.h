@@ -41,10 +41,6 @@ int api_laptop_register(Daemon *d, int64_t nonce_ttl_s, ApiLaptop **ret);
  * 1. */
 int api_laptop_verify(ApiLaptop *a, HttpRequest *req, LaptopRecord *ret);
 
-/* For a session list: {"id", "name", "since", "lease_until", "revoked"} of
- * the laptop that holds session (owner "laptop:ID"), else JSON null. */
-json_t *api_laptop_holder_json(ApiLaptop *a, const char *session, const char *owner);
-
 /* Pure and fuzzed (tests/fuzz/fuzz-reqsig.c): the pairing body. *ret_user
  * is NULL when the body names none. Borrowed from j. */
 int api_laptop_parse_pairing(json_t *j, uint8_t pub[static SIGN_PUBLIC_SIZE], const char **ret_name,

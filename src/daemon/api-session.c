@@ -74,14 +74,21 @@ static void readiness_set(ApiSession *a, const char *name, uint64_t remainder, u
         pthread_mutex_unlock(&a->lock);
 }
 
-static json_t *session_json(ApiSession *a, const SessionInfo *i) {
-        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:o, s:I, s:I, s:I, s:o}", "name", i->row.name, "user",
+json_t *session_api_json(Catalog *c, const SessionInfo *i) {
+        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:o, s:I, s:I, s:I}", "name", i->row.name, "user",
                          i->row.user, "image", i->row.image, "state", session_state_to_string(i->row.state), "owner",
-                         i->row.owner, "laptop", api_laptop_holder_json(a->laptops, i->row.name, i->row.owner),
-                         "epoch", (json_int_t) i->row.epoch, "last_checkpoint",
+                         i->row.owner, "laptop", laptop_holder_json(c, i->row.name, i->row.owner), "epoch",
+                         (json_int_t) i->row.epoch, "last_checkpoint",
                          i->row.last_checkpoint ? json_string(i->row.last_checkpoint) : json_null(), "checkpoints",
                          (json_int_t) i->row.checkpoints, "ram_mib", (json_int_t) i->config.ram_mib, "updated",
-                         (json_int_t) i->row.updated, "readiness", readiness_json(a, i->row.name));
+                         (json_int_t) i->row.updated);
+}
+
+static json_t *session_json(ApiSession *a, const SessionInfo *i) {
+        json_t *j = session_api_json(daemon_catalog(a->d), i);
+        if (j)
+                json_object_set_new(j, "readiness", readiness_json(a, i->row.name));
+        return j;
 }
 
 /* A user token sees only that user's sessions. */
@@ -112,7 +119,7 @@ static int route_list(HttpRequest *req, void *userdata) {
 }
 
 static int visible(HttpRequest *req, SessionHost *h, const char *name, char **ret_user);
-static int laptop_gate(HttpRequest *req, ApiSession *a, const char *name, char **ret_laptop);
+static int handover_gate(HttpRequest *req, ApiSession *a, const char *name, bool may_be_new, char **ret_laptop);
 
 int parse_handover(const void *body, size_t len, bool need_from, Handover *ret) {
         json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
@@ -134,16 +141,8 @@ int parse_handover(const void *body, size_t len, bool need_from, Handover *ret) 
 
 static int move_in(HttpRequest *req, ApiSession *a, const char *name) {
         SessionHost *h = a->h;
-        /* a user (a laptop coming back) may hand back only a session of theirs
-         * that this host knows; admin and host tokens may also bring new ones */
-        if (!is_admin_or_host(req)) {
-                int k = visible(req, h, name, NULL);
-                if (k < 0)
-                        return k;
-        }
-        /* a session offline on a laptop comes back from that laptop only */
         _cleanup_free_ char *laptop = NULL;
-        int g = laptop_gate(req, a, name, &laptop);
+        int g = handover_gate(req, a, name, true, &laptop);
         if (g != 0)
                 return g < 0 ? g : 0;
         size_t len;
@@ -224,12 +223,17 @@ static void describe_holder(ApiSession *a, const char *name, const char *owner, 
         snprintf(buf, size, "session '%s' is offline on %s", name, who);
 }
 
-/* A session that a laptop holds offline changes hands only by a request
+/* Who may hand session name over: a user only a session of theirs that
+ * this host knows (admin and host tokens may also bring a new one when
+ * may_be_new), and a session that a laptop holds offline only by a request
  * signed by that laptop. 0: go on (*ret_laptop: the laptop's id when the
  * session is a laptop's, else NULL); 1: replied (refused); < 0: an errno. */
-static int laptop_gate(HttpRequest *req, ApiSession *a, const char *name, char **ret_laptop) {
+static int handover_gate(HttpRequest *req, ApiSession *a, const char *name, bool may_be_new, char **ret_laptop) {
+        int r = may_be_new && is_admin_or_host(req) ? 0 : visible(req, a->h, name, NULL);
+        if (r < 0)
+                return r;
         SessionInfo i = { 0 };
-        int r = session_get(a->h, name, &i);
+        r = session_get(a->h, name, &i);
         _cleanup_free_ char *owner = r >= 0 ? strdup(i.row.owner) : NULL;
         session_info_done(&i);
         err_clear();
@@ -338,11 +342,8 @@ static int offline(HttpRequest *req, ApiSession *a, const char *name) {
 /* The laptop that holds a session offline extends its lease (while it
  * reaches the server): a revoked laptop cannot. */
 static int renew(HttpRequest *req, ApiSession *a, const char *name) {
-        int r = visible(req, a->h, name, NULL);
-        if (r < 0)
-                return r;
         _cleanup_free_ char *laptop = NULL;
-        r = laptop_gate(req, a, name, &laptop);
+        int r = handover_gate(req, a, name, false, &laptop);
         if (r != 0)
                 return r < 0 ? r : 0;
         if (!laptop)
@@ -369,11 +370,8 @@ static int renew(HttpRequest *req, ApiSession *a, const char *name) {
  * epoch (only from the epoch this server gave it), run the guest's log-off,
  * apply the policy, and keep the result as a checkpoint. */
 static int finalize_in(HttpRequest *req, ApiSession *a, const char *name) {
-        int r = visible(req, a->h, name, NULL);
-        if (r < 0)
-                return r;
         _cleanup_free_ char *laptop = NULL;
-        r = laptop_gate(req, a, name, &laptop);
+        int r = handover_gate(req, a, name, false, &laptop);
         if (r != 0)
                 return r < 0 ? r : 0;
         size_t len;
@@ -434,11 +432,8 @@ static int finalize_in(HttpRequest *req, ApiSession *a, const char *name) {
 static int stage(HttpRequest *req, ApiSession *a, const char *name) {
         /* as for move-in: admin and host tokens may also bring new sessions,
          * and a laptop's session is staged by that laptop only */
-        int r = is_admin_or_host(req) ? 0 : visible(req, a->h, name, NULL);
-        if (r < 0)
-                return r;
         _cleanup_free_ char *laptop = NULL;
-        r = laptop_gate(req, a, name, &laptop);
+        int r = handover_gate(req, a, name, true, &laptop);
         if (r != 0)
                 return r < 0 ? r : 0;
         size_t len;

@@ -26,6 +26,11 @@
 #include "api-laptop.h"
 #include "daemon.h"
 
+/* A session in the API (GET /v1/sessions, the console's event stream):
+ * name, user, image, state, owner, epoch, checkpoints, RAM, and for a session
+ * a laptop holds "laptop" (laptop_holder_json()), else null. */
+json_t *session_api_json(Catalog *c, const SessionInfo *i);
+
 /* The body of a hand-over (move-in, finalize-in), parsed from at most the
  * route's body limit: {"checkpoint": HEX, "epoch": N >= 1, "from_epoch":
  * N >= 0 (optional unless need_from)}. from_epoch is -1 when absent.

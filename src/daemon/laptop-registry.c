@@ -2,6 +2,7 @@
 #include "laptop-registry.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -269,4 +270,18 @@ int laptop_reclaim(Catalog *c, SessionHost *h, const char *name, ReclaimResult *
         err_clear();
         *ret = res;
         return 0;
+}
+
+json_t *laptop_holder_json(Catalog *c, const char *session, const char *owner) {
+        const char *id = laptop_holder_id(owner);
+        if (!id)
+                return json_null();
+        LaptopRecord l = { 0 };
+        LaptopGrant g = { 0 };
+        bool known = laptop_get(c, id, &l) >= 0;
+        bool granted = laptop_grant_get(c, session, &g) >= 0 && !strcmp(g.laptop, id);
+        err_clear();
+        return json_pack("{s:s, s:s, s:o, s:o, s:b}", "id", id, "name", known ? l.name : "?", "since",
+                         granted ? json_integer(g.granted) : json_null(), "lease_until",
+                         granted ? json_integer(g.lease_until) : json_null(), "revoked", known && l.revoked);
 }

@@ -13,6 +13,7 @@
  * Every function is thread-safe (the catalog's lock) and returns 0 or a
  * negative errno with a detail. */
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -74,6 +75,10 @@ int laptop_grant_drop(Catalog *c, const char *session);
  * with_lease, and "revoked" when it is). */
 void laptop_owner_describe(Catalog *c, const char *session, const char *owner, bool with_lease, char *buf,
                            size_t size);
+
+/* {"id", "name", "since", "lease_until", "revoked"} of the laptop that holds
+ * session (owner "laptop:ID"), else JSON null. */
+json_t *laptop_holder_json(Catalog *c, const char *session, const char *owner);
 
 /* handoff_reclaim() (admin: the server takes a session back from a lost or
  * revoked laptop) and the end of its grant; ret->lost_owner is described for

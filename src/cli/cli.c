@@ -10,6 +10,7 @@
 
 #include "../basic/error.h"
 #include "../basic/fileio.h"
+#include "../basic/interrupt.h"
 #include "../basic/macro.h"
 #include "../daemon/daemon.h"
 #include "../sync/remote.h"
@@ -77,12 +78,30 @@ char *cli_home_path(const char *rel) {
         return path_join(cli_home(), rel);
 }
 
+static const char *interrupt_note = "nothing was changed";
+static bool interrupt_reported;
+
+void cli_interrupt_note(const char *note) {
+        interrupt_note = note;
+}
+
+int cli_interrupted(void) {
+        if (!interrupt_reported)
+                fprintf(stderr, "roam: interrupted; %s\n", interrupt_note);
+        interrupt_reported = true;
+        return INTERRUPT_EXIT;
+}
+
 int cli_error(int r) {
+        if (interrupt_requested())
+                return cli_interrupted();
         fprintf(stderr, "roam: %s\n", err_message(r));
         return 1;
 }
 
 int cli_errorf(const char *fmt, ...) {
+        if (interrupt_requested())
+                return cli_interrupted();
         va_list ap;
         fputs("roam: ", stderr);
         va_start(ap, fmt);

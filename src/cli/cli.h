@@ -40,6 +40,11 @@ int cli_open_store(bool create, bool writer, Store **ret);
 int cli_error(int r);
 /* Prints "roam: <formatted>" and returns 1. */
 int cli_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Once interrupted (src/basic/interrupt.h) both print one line instead,
+ * "roam: interrupted; <note>", and return 130. The note says what was kept;
+ * the default is "nothing was changed". cli_interrupted() prints it (once). */
+void cli_interrupt_note(const char *note);
+int cli_interrupted(void);
 /* Usage error: "roam: <msg> (see 'roam <cmd> --help')", returns 2. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -120,6 +121,7 @@ int tmpfile_create(const char *dir, char **ret_path) {
                         return -ENOMEM;
                 int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
                 if (fd >= 0) {
+                        (void) flock(fd, LOCK_EX | LOCK_NB); /* "in use", see tmpfile_in_use() */
                         *ret_path = TAKE_PTR(p);
                         return fd;
                 }
@@ -127,6 +129,13 @@ int tmpfile_create(const char *dir, char **ret_path) {
                         return -errno;
         }
         return -EEXIST;
+}
+
+bool tmpfile_in_use(int dir_fd, const char *name) {
+        _cleanup_close_ int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0)
+                return errno != ENOENT;
+        return flock(fd, LOCK_SH | LOCK_NB) < 0;
 }
 
 int fsync_dir(const char *dir) {

@@ -28,8 +28,13 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 int write_file_replace(const char *path, const void *data, size_t len, mode_t mode, bool durable);
 
 /* Creates a unique temp file "DIR/.tmp-XXXXXX" (O_EXCL, mode 0600) and returns
- * its fd and name (caller frees). */
+ * its fd and name (caller frees). The fd holds an exclusive flock on the file
+ * until it is closed: the mark of a temp file in use. */
 int tmpfile_create(const char *dir, char **ret_path);
+/* True while a process holds the flock that tmpfile_create() took on
+ * dir_fd/name (or when the file cannot be opened to tell). A file that was
+ * just created may not be locked yet: look only at older ones. */
+bool tmpfile_in_use(int dir_fd, const char *name);
 
 /* fsync() a directory by path, or the directory that contains path. */
 int fsync_dir(const char *dir);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -17,6 +18,7 @@
 #include "../basic/error.h"
 #include "../basic/fileio.h"
 #include "../basic/idset.h"
+#include "../basic/interrupt.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
 
@@ -225,12 +227,71 @@ int store_lock(Store *s, bool exclusive, bool nonblock) {
         }
         int op = (exclusive ? LOCK_EX : LOCK_SH) | (nonblock ? LOCK_NB : 0);
         while (flock(s->lock_fd, op) < 0) {
-                if (errno == EINTR)
+                if (errno == EINTR && !interrupt_requested())
                         continue;
                 if (errno == EWOULDBLOCK)
                         return err_set(-EAGAIN, "store '%s' is busy (another roam is using it; try again)", s->path);
-                return -errno;
+                return err_set(-errno, "cannot lock store '%s': %s", s->path, strerror(errno));
         }
+        return 0;
+}
+
+/* The boot time in seconds since the epoch, from /proc/stat. */
+static int boot_time(time_t *ret) {
+        _cleanup_free_ char *text = NULL;
+        int r = read_proc_file("/proc/stat", 1 << 20, &text, NULL);
+        if (r < 0)
+                return r;
+        const char *b = strstr(text, "\nbtime ");
+        long long v;
+        if (!b || sscanf(b + 7, "%lld", &v) != 1)
+                return -EBADMSG;
+        *ret = (time_t) v;
+        return 0;
+}
+
+/* When pid started, in seconds since the epoch (rounded down). */
+static int pid_start_time(pid_t pid, time_t boot, time_t *ret) {
+        uint64_t ticks;
+        int r = proc_pid_stat(pid, NULL, &ticks);
+        if (r < 0)
+                return r;
+        long hz = sysconf(_SC_CLK_TCK);
+        *ret = boot + (time_t) (ticks / (uint64_t) (hz > 0 ? hz : 100));
+        return 0;
+}
+
+int store_lock_oldest_holder(Store *s, time_t *ret) {
+        struct stat st;
+        if (fstatat(s->dir_fd, "lock", &st, 0) < 0) {
+                if (errno != ENOENT)
+                        return -errno;
+                *ret = TIME_T_MAX;
+                return 0;
+        }
+        _cleanup_free_ char *text = NULL;
+        time_t boot;
+        int r = read_proc_file("/proc/locks", 16 << 20, &text, NULL);
+        if (r >= 0)
+                r = boot_time(&boot);
+        if (r < 0)
+                return r;
+        time_t oldest = TIME_T_MAX;
+        for (char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+                /* "3: FLOCK  ADVISORY  READ 1234 fd:01:5678 0 EOF"; waiters have "->" */
+                char kind[16];
+                unsigned maj, min;
+                unsigned long long ino;
+                int pid;
+                if (sscanf(line, "%*d: %15s %*s %*s %d %x:%x:%llu", kind, &pid, &maj, &min, &ino) != 5 ||
+                    strcmp(kind, "FLOCK") || ino != (unsigned long long) st.st_ino || maj != major(st.st_dev) ||
+                    min != minor(st.st_dev) || pid == getpid())
+                        continue;
+                time_t t;
+                if (pid_start_time(pid, boot, &t) >= 0 && t < oldest)
+                        oldest = t;
+        }
+        *ret = oldest;
         return 0;
 }
 

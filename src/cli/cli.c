@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../basic/error.h"
@@ -126,18 +127,34 @@ int cli_help(const char *cmd, const char *args, const char *text) {
         return 0;
 }
 
+int cli_need_home(bool create) {
+        struct stat st;
+        const char *h = cli_home();
+        if (stat(h, &st) < 0 && errno == ENOENT && !create)
+                return cli_errorf("state directory '%s' does not exist (check --home or ROAM_HOME)", h);
+        int r = mkdir_p(h, 0755);
+        if (r == -ENOTDIR)
+                return cli_errorf("state directory '%s' is not a directory (check --home or ROAM_HOME)", h);
+        if (r < 0)
+                return cli_errorf("cannot create state directory '%s': %s (set ROAM_HOME or --home)", h,
+                                  strerror(-r));
+        return 0;
+}
+
+int cli_need_writable_home(void) {
+        if (access(cli_home(), W_OK) < 0 && (errno == EROFS || errno == EACCES))
+                return cli_errorf("cannot write to state directory '%s': %s (make it writable, or use another "
+                                  "with --home)",
+                                  cli_home(), strerror(errno));
+        return 0;
+}
+
 int cli_open_store(bool create, bool writer, Store **ret) {
+        if (cli_need_home(create))
+                return 1;
         char *dir = cli_home_path("store");
         if (!dir)
                 return cli_error(-ENOMEM);
-        if (create) {
-                int r = mkdir_p(cli_home(), 0755);
-                if (r < 0) {
-                        free(dir);
-                        return cli_errorf("cannot create state directory '%s': %s (set ROAM_HOME or --home)",
-                                          cli_home(), strerror(-r));
-                }
-        }
         StoreOptions o = { .create = create };
         Store *s;
         int r = store_open(dir, &o, &s);

@@ -31,6 +31,12 @@ const char *cli_home(void);
 /* cli_home() + "/" + rel; caller frees. */
 char *cli_home_path(const char *rel);
 
+/* The state directory must exist and be a directory; create: make it when
+ * missing (first use by a writer). Prints the error; returns 0 or 1. */
+int cli_need_home(bool create);
+/* Refuses a read-only state directory with a line that names it. */
+int cli_need_writable_home(void);
+
 /* Opens the store in cli_home()/store; create makes it when missing.
  * A writer takes the store lock shared. Prints the error itself. */
 int cli_open_store(bool create, bool writer, Store **ret);

@@ -336,11 +336,13 @@ static int image_list(int argc, char **argv) {
                 return cli_help("image list", "", "Lists the images in the store: name, size, id.\n");
         if (argc > 1)
                 return cli_usage("image list", "unexpected argument '%s'", argv[1]);
+        if (cli_need_home(false))
+                return 1;
         char *dir = cli_home_path("store/config");
         bool exists = dir && access(dir, F_OK) == 0;
         free(dir);
         if (!exists)
-                return 0; /* no store yet: no images */
+                return 0; /* a home without a store yet: no images */
         _cleanup_(store_freep) Store *s = NULL;
         if (cli_open_store(false, false, &s))
                 return 1;

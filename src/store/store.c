@@ -223,7 +223,9 @@ int store_lock(Store *s, bool exclusive, bool nonblock) {
         if (s->lock_fd < 0) {
                 s->lock_fd = openat(s->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
                 if (s->lock_fd < 0)
-                        return -errno;
+                        return err_set(-errno, "cannot write to store '%s': %s (make it writable, or use another "
+                                       "store with --home)",
+                                       s->path, strerror(errno));
         }
         int op = (exclusive ? LOCK_EX : LOCK_SH) | (nonblock ? LOCK_NB : 0);
         while (flock(s->lock_fd, op) < 0) {

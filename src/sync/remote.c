@@ -252,8 +252,13 @@ int remote_status_error(const Remote *r, const RemoteResponse *resp, const char 
         case 400: e = -EBADMSG; break;
         default: e = resp->status >= 500 ? -EAGAIN : -EPROTO;
         }
+        /* a roam daemon's 4xx always carries {"error": ...} */
+        bool alien = !msg && resp->status >= 400 && resp->status < 500 && resp->status != 401 && resp->status != 413;
         if (resp->status == 401)
                 err_set(e, "%s refused the token (check --token or ROAM_TOKEN)", r->url);
+        else if (alien)
+                err_set(e = -EPROTO, "'%s' is not a roam server (it answered HTTP %ld without a roam error for %s; "
+                        "check the URL and port)", r->url, resp->status, what);
         else if (resp->status == 404 && !msg)
                 err_set(e, "%s: %s not found", r->url, what);
         else if (msg)

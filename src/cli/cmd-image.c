@@ -20,7 +20,7 @@
 
 static int image_ref(const char *name, char *buf, size_t size) {
         if (!name_is_valid(name))
-                return cli_errorf("image name '%s' is invalid (use 1-64 letters, digits, '.', '_', '-'; no '/')",
+                return cli_errorf("image name '%s' is invalid (use " NAME_RULE ")",
                                   name);
         snprintf(buf, size, "images/%s", name);
         return 0;

@@ -141,6 +141,8 @@ int verb_serve(int argc, char **argv) {
         bool laptop = o.role && !strcmp(o.role, "laptop");
         if (lo.server_url && !laptop)
                 return cli_usage("serve", "--server goes with --role laptop");
+        if (laptop && !lo.server_url)
+                return cli_usage("serve", "a laptop needs the server it pairs with: --server URL");
         if (lo.server_url) {
                 lo.token = remote_token_from_env(lo.token);
                 if (!lo.token)

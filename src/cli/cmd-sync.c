@@ -115,7 +115,7 @@ static int run_sync(const char *cmd, int argc, char **argv, bool pull) {
                 if (a.as)
                         full_ref(a.as, as, sizeof as);
                 if (!ref_name_is_valid(ref) || (a.as && !ref_name_is_valid(as)))
-                        return cli_errorf("ref name '%s' is invalid (use letters, digits, '.', '_', '-' and '/')",
+                        return cli_errorf("ref name '%s' is invalid (use " REF_NAME_RULE ")",
                                           ref_name_is_valid(ref) ? a.as : argv[i]);
                 Progress *p = progress_new(ref, 0);
                 SyncOptions so = { .parallel = a.parallel, .progress = p, .cancel = interrupt_flag() };

@@ -62,7 +62,7 @@ static int token_create(int argc, char **argv) {
                 case 'u':
                         if (!name_is_valid(optarg))
                                 return cli_usage("token create",
-                                                 "user name '%s' is invalid (1-64 letters, digits, '.', '_', '-')",
+                                                 "user name '%s' is invalid (use " NAME_RULE ")",
                                                  optarg);
                         user = optarg;
                         break;

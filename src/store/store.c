@@ -695,7 +695,7 @@ static int ref_parse(const char *text, size_t len, RoamId *ret) {
 
 static int ref_path(Store *s, const char *name, char **ret) {
         if (!ref_name_is_valid(name))
-                return err_set(-EINVAL, "ref name '%s' is invalid (use letters, digits, '.', '_', '-' and '/')",
+                return err_set(-EINVAL, "ref name '%s' is invalid (use " REF_NAME_RULE ")",
                                name);
         char *rel = path_join("refs", name);
         if (!rel)

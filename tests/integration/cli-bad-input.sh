@@ -65,14 +65,20 @@ start_slow_import() {
         cleanup_add "kill -9 $CONVERT"
 }
 gone() { ! kill -0 "$1" 2>/dev/null || grep -q '^State:.Z' "/proc/$1/status" 2>/dev/null; }
+# interrupt SIG PID: sends SIG to our child PID, which must end soon; sets RC
+# (a background job of a script ignores SIGINT unless it handles it itself)
+interrupt() {
+        kill -"$1" "$2"
+        wait_for 15 gone "$2" || fail "roam ($2) did not stop on SIG$1"
+        RC=0; wait "$2" || RC=$?
+}
 
 if want interrupt; then
         log "SIGINT during a qcow2 conversion: qemu-img stops, the temp file goes, exit 130, one line"
         for sig in INT TERM; do
                 start_slow_import conv
-                kill -$sig $PID
-                rc=0; wait $PID || rc=$?
-                [ $rc = 130 ] || fail "interrupted import exited $rc: $(cat slow.err)"
+                interrupt $sig $PID
+                [ $RC = 130 ] || fail "interrupted import exited $RC: $(cat slow.err)"
                 expect_one_line "$(cat slow.err)"
                 expect_match "$(cat slow.err)" "^roam: interrupted; nothing was changed$"
                 wait_for 5 gone "$CONVERT" || fail "qemu-img ($CONVERT) still runs after roam was interrupted"
@@ -91,9 +97,10 @@ PY
         PID=$!
         cleanup_add "kill -9 $PID"
         wait_for 20 has_tmp_files "$T/slow/store/tmp" || fail "the import wrote no chunk: $(cat big.err)"
-        kill -STOP $PID; kill -INT $PID; kill -CONT $PID
-        rc=0; wait $PID || rc=$?
-        [ $rc = 130 ] || fail "interrupted raw import exited $rc: $(cat big.err)"
+        kill -STOP $PID
+        kill -INT $PID # pending until it continues, mid-import
+        interrupt CONT $PID
+        [ $RC = 130 ] || fail "interrupted raw import exited $RC: $(cat big.err)"
         expect_match "$(cat big.err)" "^roam: interrupted; nothing was changed$"
         [ -z "$(tmp_files "$T/slow")" ] || fail "temp files left: $(tmp_files "$T/slow" | wc -l)"
         must_succeed roam --home "$T/slow" image list
@@ -122,8 +129,7 @@ if want stray; then
         touch -d '-1 hour' $(tmp_files "$ROAM_HOME/tmp")
         must_succeed roam store fsck
         expect_match "$OUT" "temp files: +0 stray" "fsck during an import"
-        kill -INT $PID
-        wait $PID 2>/dev/null || true
+        interrupt INT $PID
         fsck_ok
 fi
 

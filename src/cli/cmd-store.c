@@ -124,8 +124,9 @@ static int store_fsck_cmd(int argc, char **argv) {
 static int store_gc_cmd(int argc, char **argv) {
         if (want_help(argc, argv))
                 return cli_help("store gc", "",
-                                "Removes every chunk and object that no ref reaches, and leftover temp\n"
-                                "files. Waits for running imports and transfers to finish first.\n");
+                                "Removes every chunk and object that no ref reaches, and stray temp\n"
+                                "files anywhere under the home (ones no running roam uses). Waits for\n"
+                                "running imports and transfers to finish first.\n");
         if (argc > 1)
                 return cli_usage("store gc", "unexpected argument '%s'", argv[1]);
         _cleanup_(store_freep) Store *s = NULL;

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* write()/pwrite() until done; EINTR-safe. */
 int loop_write(int fd, const void *buf, size_t len);
@@ -65,6 +66,9 @@ int read_proc_file(const char *path, size_t max, char **ret, size_t *ret_len);
  * pointer may be NULL. A pid with its start time names one process for good:
  * pids are reused, start times are not. */
 int proc_pid_stat(pid_t pid, char *ret_state, uint64_t *ret_start);
+/* When process pid started, in seconds since the epoch (rounded down; the
+ * boot time of /proc/stat plus its start time). */
+int proc_pid_start_time(pid_t pid, time_t *ret);
 /* False for a process that is gone or a zombie. */
 static inline bool proc_pid_runs(pid_t pid) {
         char st;

@@ -238,31 +238,6 @@ int store_lock(Store *s, bool exclusive, bool nonblock) {
         return 0;
 }
 
-/* The boot time in seconds since the epoch, from /proc/stat. */
-static int boot_time(time_t *ret) {
-        _cleanup_free_ char *text = NULL;
-        int r = read_proc_file("/proc/stat", 1 << 20, &text, NULL);
-        if (r < 0)
-                return r;
-        const char *b = strstr(text, "\nbtime ");
-        long long v;
-        if (!b || sscanf(b + 7, "%lld", &v) != 1)
-                return -EBADMSG;
-        *ret = (time_t) v;
-        return 0;
-}
-
-/* When pid started, in seconds since the epoch (rounded down). */
-static int pid_start_time(pid_t pid, time_t boot, time_t *ret) {
-        uint64_t ticks;
-        int r = proc_pid_stat(pid, NULL, &ticks);
-        if (r < 0)
-                return r;
-        long hz = sysconf(_SC_CLK_TCK);
-        *ret = boot + (time_t) (ticks / (uint64_t) (hz > 0 ? hz : 100));
-        return 0;
-}
-
 int store_lock_oldest_holder(Store *s, time_t *ret) {
         struct stat st;
         if (fstatat(s->dir_fd, "lock", &st, 0) < 0) {
@@ -272,10 +247,7 @@ int store_lock_oldest_holder(Store *s, time_t *ret) {
                 return 0;
         }
         _cleanup_free_ char *text = NULL;
-        time_t boot;
         int r = read_proc_file("/proc/locks", 16 << 20, &text, NULL);
-        if (r >= 0)
-                r = boot_time(&boot);
         if (r < 0)
                 return r;
         time_t oldest = TIME_T_MAX;
@@ -290,7 +262,7 @@ int store_lock_oldest_holder(Store *s, time_t *ret) {
                     min != minor(st.st_dev) || pid == getpid())
                         continue;
                 time_t t;
-                if (pid_start_time(pid, boot, &t) >= 0 && t < oldest)
+                if (proc_pid_start_time(pid, &t) >= 0 && t < oldest)
                         oldest = t;
         }
         *ret = oldest;

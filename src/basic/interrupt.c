@@ -69,3 +69,9 @@ void interrupt_install(void) {
         sigemptyset(&al.sa_mask);
         (void) sigaction(SIGALRM, &al, NULL);
 }
+
+void interrupt_uninstall(void) {
+        (void) signal(SIGINT, SIG_DFL);
+        (void) signal(SIGTERM, SIG_DFL);
+        (void) signal(SIGALRM, SIG_DFL);
+}

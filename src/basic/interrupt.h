@@ -23,6 +23,9 @@
 #define INTERRUPT_GRACE_S 10
 
 void interrupt_install(void);
+/* Back to the default dispositions: for 'roam serve', whose daemon takes
+ * SIGINT and SIGTERM through a signalfd (a signal before it runs kills it). */
+void interrupt_uninstall(void);
 /* The flag, non-zero once a signal came. */
 volatile int *interrupt_flag(void);
 static inline bool interrupt_requested(void) {

@@ -6,6 +6,7 @@
 
 #include "cli.h"
 
+#include "../basic/interrupt.h"
 #include "../basic/util.h"
 #include "../daemon/daemon.h"
 #include "../daemon/api-console.h"
@@ -149,6 +150,7 @@ int verb_serve(int argc, char **argv) {
                         return cli_errorf("no token for %s (use --token or set ROAM_TOKEN)", lo.server_url);
         }
 
+        interrupt_uninstall(); /* the daemon stops cleanly on its own */
         Daemon *d;
         int r = daemon_new(&o, &d);
         if (r < 0)

@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -120,6 +122,7 @@ int tmpfile_create(const char *dir, char **ret_path) {
                         return -ENOMEM;
                 int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
                 if (fd >= 0) {
+                        (void) flock(fd, LOCK_EX | LOCK_NB); /* "in use", see tmpfile_in_use() */
                         *ret_path = TAKE_PTR(p);
                         return fd;
                 }
@@ -127,6 +130,13 @@ int tmpfile_create(const char *dir, char **ret_path) {
                         return -errno;
         }
         return -EEXIST;
+}
+
+bool tmpfile_in_use(int dir_fd, const char *name) {
+        _cleanup_close_ int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0)
+                return errno != ENOENT;
+        return flock(fd, LOCK_SH | LOCK_NB) < 0;
 }
 
 int fsync_dir(const char *dir) {
@@ -320,5 +330,32 @@ int proc_pid_stat(pid_t pid, char *ret_state, uint64_t *ret_start) {
                 return -EBADMSG;
         if (ret_start)
                 *ret_start = strtoull(p + 1, NULL, 10);
+        return 0;
+}
+
+/* The boot time in seconds since the epoch, from /proc/stat. */
+static int boot_time(time_t *ret) {
+        _cleanup_free_ char *text = NULL;
+        int r = read_proc_file("/proc/stat", 1 << 20, &text, NULL);
+        if (r < 0)
+                return r;
+        const char *b = strstr(text, "\nbtime ");
+        long long v;
+        if (!b || sscanf(b + 7, "%lld", &v) != 1)
+                return -EBADMSG;
+        *ret = (time_t) v;
+        return 0;
+}
+
+int proc_pid_start_time(pid_t pid, time_t *ret) {
+        uint64_t ticks;
+        time_t boot;
+        int r = proc_pid_stat(pid, NULL, &ticks);
+        if (r >= 0)
+                r = boot_time(&boot);
+        if (r < 0)
+                return r;
+        long hz = sysconf(_SC_CLK_TCK);
+        *ret = boot + (time_t) (ticks / (uint64_t) (hz > 0 ? hz : 100));
         return 0;
 }

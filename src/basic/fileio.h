@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* write()/pwrite() until done; EINTR-safe. */
 int loop_write(int fd, const void *buf, size_t len);
@@ -28,8 +29,13 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 int write_file_replace(const char *path, const void *data, size_t len, mode_t mode, bool durable);
 
 /* Creates a unique temp file "DIR/.tmp-XXXXXX" (O_EXCL, mode 0600) and returns
- * its fd and name (caller frees). */
+ * its fd and name (caller frees). The fd holds an exclusive flock on the file
+ * until it is closed: the mark of a temp file in use. */
 int tmpfile_create(const char *dir, char **ret_path);
+/* True while a process holds the flock that tmpfile_create() took on
+ * dir_fd/name (or when the file cannot be opened to tell). A file that was
+ * just created may not be locked yet: look only at older ones. */
+bool tmpfile_in_use(int dir_fd, const char *name);
 
 /* fsync() a directory by path, or the directory that contains path. */
 int fsync_dir(const char *dir);
@@ -60,6 +66,9 @@ int read_proc_file(const char *path, size_t max, char **ret, size_t *ret_len);
  * pointer may be NULL. A pid with its start time names one process for good:
  * pids are reused, start times are not. */
 int proc_pid_stat(pid_t pid, char *ret_state, uint64_t *ret_start);
+/* When process pid started, in seconds since the epoch (rounded down; the
+ * boot time of /proc/stat plus its start time). */
+int proc_pid_start_time(pid_t pid, time_t *ret);
 /* False for a process that is gone or a zombie. */
 static inline bool proc_pid_runs(pid_t pid) {
         char st;

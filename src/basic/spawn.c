@@ -4,11 +4,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "error.h"
+#include "interrupt.h"
 #include "macro.h"
 
 typedef struct Buf {
@@ -41,6 +45,7 @@ int spawn_capture(char *const argv[], size_t max, char **ret_stdout, char **ret_
                 close(out[0]), close(out[1]), close(err[0]), close(err[1]);
                 return -errno;
         }
+        pid_t parent = getpid();
         pid_t pid = fork();
         if (pid < 0) {
                 int r = -errno;
@@ -48,6 +53,12 @@ int spawn_capture(char *const argv[], size_t max, char **ret_stdout, char **ret_
                 return r;
         }
         if (pid == 0) {
+                /* a group of its own (a terminal's Ctrl-C goes to roam, which
+                 * stops the group), and it dies with roam, even by SIGKILL */
+                (void) setpgid(0, 0);
+                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (getppid() != parent)
+                        _exit(127);
                 int devnull = open("/dev/null", O_RDONLY);
                 if (devnull >= 0)
                         dup2(devnull, 0);
@@ -59,10 +70,14 @@ int spawn_capture(char *const argv[], size_t max, char **ret_stdout, char **ret_
                 _exit(127);
         }
         close(out[1]), close(err[1]), close(ex[1]);
+        (void) setpgid(pid, pid); /* either of the two calls wins the race with exec */
+        (void) interrupt_child_add(pid);
         Buf bo = { .max = max }, be = { .max = max };
         struct pollfd p[2] = { { .fd = out[0], .events = POLLIN }, { .fd = err[0], .events = POLLIN } };
         int open_fds = 2;
         while (open_fds > 0) {
+                if (interrupt_requested())
+                        (void) kill(-pid, SIGTERM);
                 if (poll(p, 2, -1) < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -90,9 +105,12 @@ int spawn_capture(char *const argv[], size_t max, char **ret_stdout, char **ret_
         while (waitpid(pid, &status, 0) < 0)
                 if (errno != EINTR)
                         break;
-        if (n == (ssize_t) sizeof exec_errno) {
+        interrupt_child_remove(pid);
+        if (n == (ssize_t) sizeof exec_errno || interrupt_requested()) {
                 free(bo.p);
                 free(be.p);
+                if (n != (ssize_t) sizeof exec_errno)
+                        return err_set(-EINTR, "'%s' was stopped by an interrupt", argv[0]);
                 return -exec_errno;
         }
         if (ret_stdout)

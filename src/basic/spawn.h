@@ -9,5 +9,8 @@
 /* Runs argv (PATH lookup), waits, and captures up to max bytes of its stdout
  * and stderr (either may be NULL to discard). Returns the exit status (0..255),
  * -ENOENT when the program is missing, or another negative errno. Caller frees
- * the captured strings (NUL-terminated). */
+ * the captured strings (NUL-terminated). The program runs in a process group
+ * of its own, dies with the calling process (PR_SET_PDEATHSIG, even when that
+ * is killed), and is stopped by an interrupt (src/basic/interrupt.h), which
+ * makes the result -EINTR. */
 int spawn_capture(char *const argv[], size_t max, char **ret_stdout, char **ret_stderr);

@@ -9,11 +9,14 @@
  * '.' or '-'. Rejects '/', '..' and control characters by construction. */
 #define NAME_MAX_LEN 64
 bool name_is_valid(const char *s);
+/* The rule above for messages: "image name 'x' is invalid (use " NAME_RULE ")" */
+#define NAME_RULE "1-64 letters, digits, '.', '_' or '-', not starting with '.' or '-'"
 
 /* Ref names: 1..8 components joined by '/', each a valid name
  * ("images/debian", "sessions/alice/head"). */
 #define REF_NAME_MAX_LEN 255
 bool ref_name_is_valid(const char *s);
+#define REF_NAME_RULE "1-8 names joined by '/', each " NAME_RULE
 
 /* Parses "512M", "4K", "1G", "65536" (binary units). -EINVAL / -ERANGE. */
 int parse_size(const char *s, uint64_t *ret);

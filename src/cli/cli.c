@@ -7,10 +7,12 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../basic/error.h"
 #include "../basic/fileio.h"
+#include "../basic/interrupt.h"
 #include "../basic/macro.h"
 #include "../daemon/daemon.h"
 #include "../sync/remote.h"
@@ -78,12 +80,30 @@ char *cli_home_path(const char *rel) {
         return path_join(cli_home(), rel);
 }
 
+static const char *interrupt_note = "nothing was changed";
+static bool interrupt_reported;
+
+void cli_interrupt_note(const char *note) {
+        interrupt_note = note;
+}
+
+int cli_interrupted(void) {
+        if (!interrupt_reported)
+                fprintf(stderr, "roam: interrupted; %s\n", interrupt_note);
+        interrupt_reported = true;
+        return INTERRUPT_EXIT;
+}
+
 int cli_error(int r) {
+        if (interrupt_requested())
+                return cli_interrupted();
         fprintf(stderr, "roam: %s\n", err_message(r));
         return 1;
 }
 
 int cli_errorf(const char *fmt, ...) {
+        if (interrupt_requested())
+                return cli_interrupted();
         va_list ap;
         fputs("roam: ", stderr);
         va_start(ap, fmt);
@@ -108,18 +128,34 @@ int cli_help(const char *cmd, const char *args, const char *text) {
         return 0;
 }
 
+int cli_need_home(bool create) {
+        struct stat st;
+        const char *h = cli_home();
+        if (stat(h, &st) < 0 && errno == ENOENT && !create)
+                return cli_errorf("state directory '%s' does not exist (check --home or ROAM_HOME)", h);
+        int r = mkdir_p(h, 0755);
+        if (r == -ENOTDIR)
+                return cli_errorf("state directory '%s' is not a directory (check --home or ROAM_HOME)", h);
+        if (r < 0)
+                return cli_errorf("cannot create state directory '%s': %s (set ROAM_HOME or --home)", h,
+                                  strerror(-r));
+        return 0;
+}
+
+int cli_need_writable_home(void) {
+        if (access(cli_home(), W_OK) < 0 && (errno == EROFS || errno == EACCES))
+                return cli_errorf("cannot write to state directory '%s': %s (make it writable, or use another "
+                                  "with --home)",
+                                  cli_home(), strerror(errno));
+        return 0;
+}
+
 int cli_open_store(bool create, bool writer, Store **ret) {
+        if (cli_need_home(create))
+                return 1;
         char *dir = cli_home_path("store");
         if (!dir)
                 return cli_error(-ENOMEM);
-        if (create) {
-                int r = mkdir_p(cli_home(), 0755);
-                if (r < 0) {
-                        free(dir);
-                        return cli_errorf("cannot create state directory '%s': %s (set ROAM_HOME or --home)",
-                                          cli_home(), strerror(-r));
-                }
-        }
         StoreOptions o = { .create = create };
         Store *s;
         int r = store_open(dir, &o, &s);

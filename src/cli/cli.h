@@ -31,6 +31,12 @@ const char *cli_home(void);
 /* cli_home() + "/" + rel; caller frees. */
 char *cli_home_path(const char *rel);
 
+/* The state directory must exist and be a directory; create: make it when
+ * missing (first use by a writer). Prints the error; returns 0 or 1. */
+int cli_need_home(bool create);
+/* Refuses a read-only state directory with a line that names it. */
+int cli_need_writable_home(void);
+
 /* Opens the store in cli_home()/store; create makes it when missing.
  * A writer takes the store lock shared. Prints the error itself. */
 int cli_open_store(bool create, bool writer, Store **ret);
@@ -40,6 +46,11 @@ int cli_open_store(bool create, bool writer, Store **ret);
 int cli_error(int r);
 /* Prints "roam: <formatted>" and returns 1. */
 int cli_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Once interrupted (src/basic/interrupt.h) both print one line instead,
+ * "roam: interrupted; <note>", and return 130. The note says what was kept;
+ * the default is "nothing was changed". cli_interrupted() prints it (once). */
+void cli_interrupt_note(const char *note);
+int cli_interrupted(void);
 /* Usage error: "roam: <msg> (see 'roam <cmd> --help')", returns 2. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

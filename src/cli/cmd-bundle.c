@@ -70,6 +70,8 @@ static int bundle_create_cmd(int argc, char **argv) {
         if (argc - optind > MAX_ARGS_REFS)
                 return cli_usage("bundle create", "too many refs");
         struct stat st;
+        if (stat(out, &st) == 0 && S_ISDIR(st.st_mode))
+                return cli_errorf("'%s' is a directory (give -o the name of the bundle file to write)", out);
         if (!force && stat(out, &st) == 0)
                 return cli_errorf("'%s' exists (use --force to overwrite it)", out);
 

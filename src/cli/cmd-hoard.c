@@ -63,7 +63,7 @@ int verb_hoard(int argc, char **argv) {
                 else
                         snprintf(ref, sizeof ref, "images/%s", argv[i]);
                 if (!ref_name_is_valid(ref))
-                        return cli_errorf("ref name '%s' is invalid (use letters, digits, '.', '_', '-' and '/')",
+                        return cli_errorf("ref name '%s' is invalid (use " REF_NAME_RULE ")",
                                           argv[i]);
                 json_t *body = json_pack("{s:s, s:s, s:s, s:I}", "url", url, "ref", ref, "token", token,
                                          "limit_rate", (json_int_t) limit);

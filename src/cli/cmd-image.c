@@ -12,6 +12,7 @@
 
 #include "../basic/error.h"
 #include "../basic/fileio.h"
+#include "../basic/interrupt.h"
 #include "../basic/macro.h"
 #include "../basic/spawn.h"
 #include "../basic/util.h"
@@ -19,7 +20,7 @@
 
 static int image_ref(const char *name, char *buf, size_t size) {
         if (!name_is_valid(name))
-                return cli_errorf("image name '%s' is invalid (use 1-64 letters, digits, '.', '_', '-'; no '/')",
+                return cli_errorf("image name '%s' is invalid (use " NAME_RULE ")",
                                   name);
         snprintf(buf, size, "images/%s", name);
         return 0;
@@ -33,6 +34,7 @@ static const struct {
 } formats[] = {
         { "qcow2", "QFI\xfb", 4 }, { "qed", "QED\0", 4 },         { "vmdk", "KDMV", 4 },
         { "vdi", "<<< ", 4 },      { "vhdx", "vhdxfile", 8 },    { "vpc", "conectix", 8 },
+        { "parallels", "WithoutFreeSpace", 16 }, { "parallels", "WithouFreSpacExt", 16 },
 };
 
 static const char *detect_format(int fd) {
@@ -44,37 +46,75 @@ static const char *detect_format(int fd) {
         return "raw";
 }
 
-/* Converts file (of format fmt) into a sparse raw temp file under
- * ROAM_HOME/tmp; returns its path. */
-static int convert_to_raw(const char *file, const char *fmt, char **ret_path) {
+/* The first line of a helper's message, or dflt when it said nothing. */
+static const char *first_line(char *msg, const char *dflt) {
+        if (!msg || !*msg)
+                return dflt;
+        msg[strcspn(msg, "\n")] = 0;
+        return msg;
+}
+
+/* The first "ERROR: ..." line of qemu-img check's report, without the prefix. */
+static const char *check_reason(char *out, char *err) {
+        char *e = out ? strstr(out, "ERROR") : NULL;
+        if (!e && err)
+                e = strstr(err, "ERROR");
+        if (!e)
+                return first_line(err && *err ? err : out, "no reason given");
+        e += strspn(e + 5, ": ") + 5;
+        return first_line(e, "no reason given");
+}
+
+/* Runs qemu-img check on file: a corrupt or truncated image (exit 2) is
+ * refused with its first error; leaked clusters only (3) and formats
+ * without a check (63) pass. */
+static int check_image(const char *file, const char *fmt) {
+        char *argv[] = { "qemu-img", "check", "-f", (char *) fmt, (char *) file, NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        int r = spawn_capture(argv, 64 * 1024, &out, &err);
+        if (r == -ENOENT)
+                return err_set(r, "'%s' is a %s image and reading it needs qemu-img (apt-get install qemu-utils)",
+                               file, fmt);
+        if (r < 0)
+                return err_set(r, "cannot run qemu-img check on '%s': %s", file, strerror(-r));
+        if (r == 0 || r == 3 || r == 63)
+                return 0;
+        if (r == 2)
+                return err_set(-EBADMSG,
+                               "'%s' is a corrupt %s image (truncated or damaged; qemu-img check: %s): "
+                               "import an intact copy",
+                               file, fmt, check_reason(out, err));
+        return err_set(-EIO, "cannot check %s image '%s': qemu-img check failed (exit %d): %s", fmt, file, r,
+                       first_line(err, "no message"));
+}
+
+/* Checks file (of format fmt) and converts it into a sparse raw temp file
+ * under ROAM_HOME/tmp; returns its path and an fd that holds it "in use"
+ * (tmpfile_create()'s lock) until the caller closes it. */
+static int convert_to_raw(const char *file, const char *fmt, char **ret_path, int *ret_fd) {
+        int r = check_image(file, fmt);
+        if (r < 0)
+                return r;
         _cleanup_free_ char *tmpdir = cli_home_path("tmp");
         if (!tmpdir)
                 return -ENOMEM;
-        int r = mkdir_p(tmpdir, 0700);
+        r = mkdir_p(tmpdir, 0700);
         if (r < 0)
                 return err_set(r, "cannot create '%s': %s", tmpdir, strerror(-r));
         _cleanup_free_ char *tmp = NULL;
-        int fd = tmpfile_create(tmpdir, &tmp);
+        _cleanup_close_ int fd = tmpfile_create(tmpdir, &tmp);
         if (fd < 0)
                 return err_set(fd, "cannot create a temp file in '%s': %s", tmpdir, strerror(-fd));
-        close(fd);
         char *argv[] = { "qemu-img", "convert", "-q", "-f", (char *) fmt, "-O", "raw", (char *) file, tmp, NULL };
         _cleanup_free_ char *err = NULL;
         r = spawn_capture(argv, 4096, NULL, &err);
-        if (r == -ENOENT) {
-                unlink(tmp);
-                return err_set(r, "'%s' is a %s image and converting it needs qemu-img (apt-get install qemu-utils)",
-                               file, fmt);
-        }
         if (r != 0) {
                 unlink(tmp);
-                char *nl = err ? strchr(err, '\n') : NULL;
-                if (nl)
-                        *nl = 0;
-                return err_set(-EINVAL, "cannot convert %s image '%s': %s", fmt, file,
-                               err && *err ? err : "qemu-img failed");
+                return err_set(r < 0 ? r : -EINVAL, "cannot convert %s image '%s': %s", fmt, file,
+                               first_line(err, "qemu-img failed"));
         }
         *ret_path = TAKE_PTR(tmp);
+        *ret_fd = TAKE_FD(fd);
         return 0;
 }
 
@@ -150,8 +190,9 @@ static int image_import(int argc, char **argv) {
                                   name, name);
 
         _cleanup_free_ char *converted = NULL;
+        _cleanup_close_ int converted_fd = -1;
         if (strcmp(fmt, "raw")) {
-                r = convert_to_raw(file, fmt, &converted);
+                r = convert_to_raw(file, fmt, &converted, &converted_fd);
                 if (r < 0)
                         return cli_error(r);
                 close(fd);
@@ -163,7 +204,7 @@ static int image_import(int argc, char **argv) {
         }
 
         Progress *p = progress_new("import", (uint64_t) st.st_size);
-        BlobOptions o = { .threads = threads, .progress = p };
+        BlobOptions o = { .threads = threads, .progress = p, .cancel = interrupt_flag() };
         RoamId id;
         BlobStats bs;
         r = blob_import_fd(s, fd, (uint64_t) st.st_size, &o, &id, &bs);
@@ -176,10 +217,10 @@ static int image_import(int argc, char **argv) {
         if (r < 0)
                 return cli_error(r);
         char hex[ID_HEX_SIZE], a[32], b[32];
-        fprintf(stderr, "imported '%s': %s in %.2fs (%.0f MB/s), %llu new chunks, %s stored\n", name,
+        fprintf(stderr, "imported '%s': %s in %.2fs (%.0f MB/s), %llu new chunk%s, %s stored\n", name,
                 format_bytes((uint64_t) st.st_size, a, sizeof a), bs.seconds,
                 bs.seconds > 0 ? (double) st.st_size / bs.seconds / 1e6 : 0.0, (unsigned long long) bs.new_chunks,
-                format_bytes(bs.stored_bytes, b, sizeof b));
+                bs.new_chunks == 1 ? "" : "s", format_bytes(bs.stored_bytes, b, sizeof b));
         printf("%s\n", id_to_hex(&id, hex));
         return 0;
 }
@@ -252,7 +293,7 @@ static int image_export(int argc, char **argv) {
         if (fd < 0)
                 return cli_errorf("cannot write to '%s': %s", dir, strerror(-fd));
         Progress *p = progress_new("export", x->blob_size);
-        BlobOptions o = { .progress = p };
+        BlobOptions o = { .progress = p, .cancel = interrupt_flag() };
         BlobStats bs;
         int r = blob_export_fd(s, x, fd, &o, &bs);
         progress_free(p);
@@ -295,11 +336,13 @@ static int image_list(int argc, char **argv) {
                 return cli_help("image list", "", "Lists the images in the store: name, size, id.\n");
         if (argc > 1)
                 return cli_usage("image list", "unexpected argument '%s'", argv[1]);
+        if (cli_need_home(false))
+                return 1;
         char *dir = cli_home_path("store/config");
         bool exists = dir && access(dir, F_OK) == 0;
         free(dir);
         if (!exists)
-                return 0; /* no store yet: no images */
+                return 0; /* a home without a store yet: no images */
         _cleanup_(store_freep) Store *s = NULL;
         if (cli_open_store(false, false, &s))
                 return 1;

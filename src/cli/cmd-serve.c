@@ -6,6 +6,7 @@
 
 #include "cli.h"
 
+#include "../basic/interrupt.h"
 #include "../basic/util.h"
 #include "../daemon/daemon.h"
 #include "../daemon/api-console.h"
@@ -152,12 +153,15 @@ int verb_serve(int argc, char **argv) {
         bool laptop = o.role && !strcmp(o.role, "laptop");
         if (lo.server_url && !laptop)
                 return cli_usage("serve", "--server goes with --role laptop");
+        if (laptop && !lo.server_url)
+                return cli_usage("serve", "a laptop needs the server it pairs with: --server URL");
         if (lo.server_url) {
                 lo.token = remote_token_from_env(lo.token);
                 if (!lo.token)
                         return cli_errorf("no token for %s (use --token or set ROAM_TOKEN)", lo.server_url);
         }
 
+        interrupt_uninstall(); /* the daemon stops cleanly on its own */
         Daemon *d;
         int r = daemon_new(&o, &d);
         if (r < 0)

@@ -162,6 +162,8 @@ static int session_create_verb(int argc, char **argv) {
         if (argc - optind != 1)
                 return cli_usage("session create", "expected NAME");
         a.name = argv[optind];
+        if (!name_is_valid(a.name)) /* before the options that depend on the host */
+                return cli_errorf("session name '%s' is invalid (use " NAME_RULE ")", a.name);
         if (!a.image)
                 return cli_usage("session create", "--image IMG is required");
         if (!a.user)

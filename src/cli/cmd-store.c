@@ -94,20 +94,24 @@ static int store_fsck_cmd(int argc, char **argv) {
         Progress *p = progress_new("fsck (chunks)", 0);
         int r = store_fsck(s, p, print_problem, NULL, &f);
         progress_free(p);
+        uint64_t tmp_bytes = 0;
+        if (r >= 0) /* the home's too: a converted image waits in HOME/tmp */
+                r = store_stray_tmp(s, cli_home(), STORE_TMP_MIN_AGE_S, false, &f.tmp_files, &tmp_bytes);
         if (r < 0)
                 return cli_error(r);
+        char tb[32];
         printf("refs:                 %llu (%llu malformed)\n"
                "objects referenced:   %llu (%llu missing or corrupt)\n"
                "chunks referenced:    %llu (%llu missing, %llu corrupt)\n"
                "chunks stored:        %llu (%llu unreferenced)\n"
                "objects unreferenced: %llu\n"
-               "temp files:           %llu\n",
+               "temp files:           %llu stray (%s; 'roam store gc' removes them)\n",
                (unsigned long long) f.refs, (unsigned long long) f.bad_refs,
                (unsigned long long) f.objects_referenced, (unsigned long long) f.bad_objects,
                (unsigned long long) f.chunks_referenced, (unsigned long long) f.missing_chunks,
                (unsigned long long) f.corrupt_chunks, (unsigned long long) f.chunks_stored,
                (unsigned long long) f.unreferenced_chunks, (unsigned long long) f.unreferenced_objects,
-               (unsigned long long) f.tmp_files);
+               (unsigned long long) f.tmp_files, format_bytes(tmp_bytes, tb, sizeof tb));
         if (!fsck_report_ok(&f))
                 return cli_errorf("store '%s' is damaged: %llu refs, %llu objects, %llu chunks missing or corrupt "
                                   "(re-import or pull the affected images)",
@@ -120,8 +124,9 @@ static int store_fsck_cmd(int argc, char **argv) {
 static int store_gc_cmd(int argc, char **argv) {
         if (want_help(argc, argv))
                 return cli_help("store gc", "",
-                                "Removes every chunk and object that no ref reaches, and leftover temp\n"
-                                "files. Waits for running imports and transfers to finish first.\n");
+                                "Removes every chunk and object that no ref reaches, and stray temp\n"
+                                "files anywhere under the home (ones no running roam uses). Waits for\n"
+                                "running imports and transfers to finish first.\n");
         if (argc > 1)
                 return cli_usage("store gc", "unexpected argument '%s'", argv[1]);
         _cleanup_(store_freep) Store *s = NULL;
@@ -129,6 +134,10 @@ static int store_gc_cmd(int argc, char **argv) {
                 return 1;
         GcReport g;
         int r = store_gc(s, &g);
+        uint64_t more = 0; /* the rest of the home, with the store still held */
+        if (r >= 0)
+                r = store_stray_tmp(s, cli_home(), STORE_TMP_MIN_AGE_S, true, &more, NULL);
+        g.tmp_removed += more;
         if (r < 0)
                 return cli_error(r);
         char a[32];

@@ -2,21 +2,16 @@
 /* roam pull|push URL REF... */
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 
 #include "../basic/error.h"
+#include "../basic/interrupt.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
 #include "../sync/sync.h"
-
-static volatile int interrupted;
-static void on_signal(int sig) {
-        interrupted = 1;
-}
 
 /* "debian" is short for "images/debian". */
 static void full_ref(const char *arg, char *buf, size_t size) {
@@ -112,19 +107,18 @@ static int run_sync(const char *cmd, int argc, char **argv, bool pull) {
         _cleanup_(store_freep) Store *s = NULL;
         if (cli_open_store(pull, true, &s))
                 return 1;
-        struct sigaction sa = { .sa_handler = on_signal };
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
+        cli_interrupt_note(pull ? "the chunks fetched so far are kept: run the same command again to resume"
+                                : "the chunks sent so far are kept: run the same command again to resume");
         for (int i = optind + 1; i < argc; i++) {
                 char ref[300], as[300];
                 full_ref(argv[i], ref, sizeof ref);
                 if (a.as)
                         full_ref(a.as, as, sizeof as);
                 if (!ref_name_is_valid(ref) || (a.as && !ref_name_is_valid(as)))
-                        return cli_errorf("ref name '%s' is invalid (use letters, digits, '.', '_', '-' and '/')",
+                        return cli_errorf("ref name '%s' is invalid (use " REF_NAME_RULE ")",
                                           ref_name_is_valid(ref) ? a.as : argv[i]);
                 Progress *p = progress_new(ref, 0);
-                SyncOptions so = { .parallel = a.parallel, .progress = p, .cancel = &interrupted };
+                SyncOptions so = { .parallel = a.parallel, .progress = p, .cancel = interrupt_flag() };
                 SyncStats st;
                 err_clear();
                 k = pull ? sync_pull(s, r, ref, a.as ? as : NULL, &so, &st)

@@ -18,16 +18,15 @@ static bool want_help(int argc, char **argv) {
         return argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
 }
 
-/* Opens cli_home()/catalog.db, creating the state directory. Prints errors. */
-static int open_catalog(Catalog **ret) {
-        int r = mkdir_p(cli_home(), 0755);
-        if (r < 0)
-                return cli_errorf("cannot create state directory '%s': %s (set ROAM_HOME or --home)", cli_home(),
-                                  strerror(-r));
+/* Opens cli_home()/catalog.db; create: makes the state directory when missing.
+ * Prints errors. */
+static int open_catalog(bool create, Catalog **ret) {
+        if (cli_need_home(create) || cli_need_writable_home())
+                return 1;
         _cleanup_free_ char *path = cli_home_path("catalog.db");
         if (!path)
                 return cli_error(-ENOMEM);
-        r = catalog_open(path, ret);
+        int r = catalog_open(path, ret);
         if (r < 0)
                 return cli_error(r);
         return 0;
@@ -63,7 +62,7 @@ static int token_create(int argc, char **argv) {
                 case 'u':
                         if (!name_is_valid(optarg))
                                 return cli_usage("token create",
-                                                 "user name '%s' is invalid (1-64 letters, digits, '.', '_', '-')",
+                                                 "user name '%s' is invalid (use " NAME_RULE ")",
                                                  optarg);
                         user = optarg;
                         break;
@@ -80,7 +79,7 @@ static int token_create(int argc, char **argv) {
                 return cli_usage("token create", "--user goes only with --role user");
 
         _cleanup_(catalog_freep) Catalog *cat = NULL;
-        if (open_catalog(&cat))
+        if (open_catalog(true, &cat))
                 return 1;
         _cleanup_free_ char *token = NULL;
         int r = catalog_token_create(cat, (CatalogRole) role, user, &token);
@@ -99,7 +98,7 @@ static int token_list(int argc, char **argv) {
         if (argc > 1)
                 return cli_usage("token list", "unexpected argument '%s'", argv[1]);
         _cleanup_(catalog_freep) Catalog *cat = NULL;
-        if (open_catalog(&cat))
+        if (open_catalog(false, &cat))
                 return 1;
         CatalogToken *list;
         size_t n;
@@ -128,7 +127,7 @@ static int token_revoke(int argc, char **argv) {
         if (argc != 2)
                 return cli_usage("token revoke", "expected one token ID");
         _cleanup_(catalog_freep) Catalog *cat = NULL;
-        if (open_catalog(&cat))
+        if (open_catalog(false, &cat))
                 return 1;
         char id[ID_HEX_SIZE];
         int r = catalog_token_revoke(cat, argv[1], id);

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "config.h"
 
+#include "../basic/interrupt.h"
 #include "../basic/progress.h"
 
 static const Verb verbs[] = {
@@ -79,5 +80,8 @@ int main(int argc, char **argv) {
                 usage(stderr);
                 return 2;
         }
-        return cli_dispatch(NULL, verbs, sizeof verbs / sizeof verbs[0], argc - optind, argv + optind);
+        interrupt_install();
+        int rc = cli_dispatch(NULL, verbs, sizeof verbs / sizeof verbs[0], argc - optind, argv + optind);
+        /* a command that finished anyway did its work: its exit code stands */
+        return rc != 0 && interrupt_requested() ? cli_interrupted() : rc;
 }

@@ -230,8 +230,7 @@ static const char *ref_name_of(HttpRequest *req) {
 
 static int reply_bad_ref_name(HttpRequest *req) {
         return http_reply_error(req, 400,
-                                "ref name '%.300s' is invalid (1-8 components of letters, digits, '.', '_', '-', "
-                                "joined by '/')",
+                                "ref name '%.300s' is invalid (use " REF_NAME_RULE ")",
                                 http_request_rest(req));
 }
 

@@ -2,6 +2,7 @@
 #include "server.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -81,14 +82,52 @@ static void logf_(HttpServer *s, HttpLogLevel level, const char *fmt, ...) {
         s->o.log(level, line, s->o.log_userdata);
 }
 
+/* One of libmicrohttpd's own messages as one roam log line: "http: " and
+ * its first line, starting lowercase, with the HTML of an error page it
+ * quotes ("<html><head><title>Request malformed</title></head><body>Your HTTP
+ * request ...") reduced to its text ("Request malformed: Your HTTP ..."). */
+static void mhd_line(const char *in, char *out, size_t size) {
+        size_t n = (size_t) snprintf(out, size, "http: ");
+        size_t start = n;
+        bool tag = false, after_title = false;
+        for (const char *p = in; *p && *p != '\r' && *p != '\n' && n + 3 < size; p++) {
+                if (*p == '<') {
+                        tag = true;
+                        after_title |= !strncmp(p, "</title>", 8);
+                } else if (tag)
+                        tag = *p != '>';
+                else {
+                        if (after_title)
+                                out[n++] = ':', out[n++] = ' ';
+                        after_title = false;
+                        out[n++] = *p;
+                }
+        }
+        out[n] = 0;
+        out[start] = (char) tolower((unsigned char) out[start]);
+}
+
 static void mhd_logger(void *cls, const char *fmt, va_list ap) {
         HttpServer *s = cls;
         if (!s->o.log)
                 return;
-        char line[1024];
-        vsnprintf(line, sizeof line, fmt, ap);
-        line[strcspn(line, "\r\n")] = 0;
+        char raw[1024], line[1024];
+        vsnprintf(raw, sizeof raw, fmt, ap);
+        mhd_line(raw, line, sizeof line);
         s->o.log(HTTP_LOG_ERROR, line, s->o.log_userdata);
+}
+
+/* Reads a PEM file (a TLS certificate or key: what) of at most TLS_FILE_MAX. */
+static int read_pem(const char *path, const char *what, char **ret, size_t *ret_len) {
+        _cleanup_free_ char *text = NULL;
+        int r = read_full_file(path, TLS_FILE_MAX, &text, ret_len);
+        if (r < 0 && r != -EFBIG)
+                return err_set(r, "cannot read TLS %s '%s': %s", what, path, strerror(-r));
+        if (r == -EFBIG || !strstr(text, "-----BEGIN"))
+                return err_set(-EINVAL, "TLS %s '%s' is not a PEM %s (give the '-----BEGIN ...' file)", what, path,
+                               what);
+        *ret = TAKE_PTR(text);
+        return 0;
 }
 
 /* ---- listen address ---- */
@@ -212,17 +251,9 @@ int http_server_new(const HttpServerOptions *o, HttpServer **ret) {
         int r = 0;
         if (o->tls_cert) {
                 size_t n;
-                r = read_full_file(o->tls_cert, TLS_FILE_MAX, &s->tls_cert, &n);
-                if (r < 0)
-                        r = err_set(r, "cannot read TLS certificate '%s': %s", o->tls_cert, strerror(-r));
-                if (r >= 0) {
-                        r = read_full_file(o->tls_key, TLS_FILE_MAX, &s->tls_key, &s->tls_key_len);
-                        if (r < 0)
-                                r = err_set(r, "cannot read TLS key '%s': %s", o->tls_key, strerror(-r));
-                }
-                if (r >= 0 && (!strstr(s->tls_cert, "-----BEGIN") || !strstr(s->tls_key, "-----BEGIN")))
-                        r = err_set(-EINVAL, "TLS certificate '%s' and key '%s' must be PEM files", o->tls_cert,
-                                    o->tls_key);
+                r = read_pem(o->tls_cert, "certificate", &s->tls_cert, &n);
+                if (r >= 0)
+                        r = read_pem(o->tls_key, "key", &s->tls_key, &s->tls_key_len);
                 if (r >= 0 && !MHD_is_feature_supported(MHD_FEATURE_TLS))
                         r = err_set(-EOPNOTSUPP, "this libmicrohttpd has no TLS support (serve without --tls-cert)");
         }

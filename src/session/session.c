@@ -483,7 +483,7 @@ static void op_done(Op *o) {
 static int op_begin(SessionHost *h, const char *name, bool any_owner, Op *o) {
         *o = (Op) { .lock_fd = -1 };
         if (!name_is_valid(name))
-                return err_set(-EINVAL, "session name '%s' is invalid (use 1-64 letters, digits, '.', '_', '-')",
+                return err_set(-EINVAL, "session name '%s' is invalid (use " NAME_RULE ")",
                                name);
         int r = session_db_get(h->catalog, name, &o->row);
         if (r < 0)
@@ -599,7 +599,7 @@ static int info_from_row(SessionHost *h, SessionRow *row, SessionInfo *ret) {
 
 int session_get(SessionHost *h, const char *name, SessionInfo *ret) {
         if (!name_is_valid(name))
-                return err_set(-EINVAL, "session name '%s' is invalid (use 1-64 letters, digits, '.', '_', '-')",
+                return err_set(-EINVAL, "session name '%s' is invalid (use " NAME_RULE ")",
                                name);
         _cleanup_(session_row_donep) SessionRow row = {};
         int r = session_db_get(h->catalog, name, &row);
@@ -728,10 +728,10 @@ int session_create(SessionHost *h, const SessionCreate *a, SessionInfo *ret) {
                 return r;
         if (!name_is_valid(a->name))
                 return err_set(-EINVAL,
-                               "session name '%s' is invalid (use 1-64 letters, digits, '.', '_', '-'; no '/')",
+                               "session name '%s' is invalid (use " NAME_RULE ")",
                                a->name ? a->name : "");
         if (!name_is_valid(a->user))
-                return err_set(-EINVAL, "user name '%s' is invalid (use 1-64 letters, digits, '.', '_', '-')",
+                return err_set(-EINVAL, "user name '%s' is invalid (use " NAME_RULE ")",
                                a->user ? a->user : "");
         if (!name_is_valid(a->image))
                 return err_set(-EINVAL, "image name '%s' is invalid", a->image ? a->image : "");
@@ -1992,7 +1992,7 @@ int session_restore(SessionHost *h, const char *name, const char *spec, SessionR
         if (r < 0)
                 return r;
         if (!name_is_valid(name))
-                return err_set(-EINVAL, "session name '%s' is invalid (use 1-64 letters, digits, '.', '_', '-')",
+                return err_set(-EINVAL, "session name '%s' is invalid (use " NAME_RULE ")",
                                name);
         uint64_t t0 = now_ns();
         SessionRestoreResult res = {};
@@ -2048,7 +2048,7 @@ int session_adopt(SessionHost *h, const char *name, const char *checkpoint_hex, 
         if (r < 0)
                 return r;
         if (!name_is_valid(name))
-                return err_set(-EINVAL, "session name '%s' is invalid (use 1-64 letters, digits, '.', '_', '-')",
+                return err_set(-EINVAL, "session name '%s' is invalid (use " NAME_RULE ")",
                                name);
         SessionRestoreResult res = {};
         if (!checkpoint_hex || strlen(checkpoint_hex) != ID_HEX_SIZE - 1 || id_from_hex(checkpoint_hex, &res.id) < 0)
@@ -2171,7 +2171,7 @@ static const char *mke2fs_binary(void) {
 
 int session_profile_disk(SessionHost *h, const char *user, char **ret) {
         if (!name_is_valid(user))
-                return err_set(-EINVAL, "user name '%s' is invalid (use 1-64 letters, digits, '.', '_', '-')",
+                return err_set(-EINVAL, "user name '%s' is invalid (use " NAME_RULE ")",
                                user ? user : "");
         _cleanup_free_ char *dir = path_join(h->home, "profiles"), *path = NULL;
         if (!dir || asprintf(&path, "%s/%s.img", dir, user) < 0)

@@ -48,6 +48,7 @@ typedef struct Job {
          * stored in the second (captured[i] = the copy, or NULL) */
         uint8_t **captured;
         _Atomic uint64_t capture_left; /* bytes that may still be copied */
+        volatile int *cancel;          /* BlobOptions.cancel */
 } Job;
 
 static void fast_hash(const void *p, size_t len, uint64_t seed, FastHash out) {
@@ -84,6 +85,14 @@ static void job_fail(Job *j, int r) {
                 snprintf(j->errdetail, sizeof j->errdetail, "%s", err_message(r));
                 pthread_mutex_unlock(&j->lock);
         }
+}
+
+/* True (and the job failed) once the caller asked to stop. */
+static bool job_cancelled(Job *j) {
+        if (!j->cancel || !*j->cancel)
+                return false;
+        job_fail(j, err_set(-ECANCELED, "stopped on request"));
+        return true;
 }
 
 static int run_pool(Job *j, unsigned threads, void *(*fn)(void *)) {
@@ -147,7 +156,7 @@ static void *import_worker(void *arg) {
          * increasing order, so two lseeks per extent are enough, not one per chunk. */
         uint64_t hole_start = 0, hole_end = 0, data_start = 0, data_end = 0;
         for (;;) {
-                if (atomic_load(&j->error))
+                if (atomic_load(&j->error) || job_cancelled(j))
                         break;
                 uint64_t i = atomic_fetch_add(&j->next, 1);
                 if (i >= x->n_chunks)
@@ -351,7 +360,7 @@ static int import_begin(Store *s, int fd, uint64_t size, const BlobOptions *o, c
         if (r < 0)
                 return err_set(r, "input is too large (%llu bytes)", (unsigned long long) size);
         Index *x = p->index;
-        Job j = { .store = s, .index = x, .fd = fd, .progress = o->progress };
+        Job j = { .store = s, .index = x, .fd = fd, .progress = o->progress, .cancel = o->cancel };
         if (capture && o->capture_max > 0) {
                 p->captured = calloc(MAX(x->n_chunks, (uint64_t) 1), sizeof *p->captured);
                 if (!p->captured)
@@ -697,7 +706,7 @@ static void *export_worker(void *arg) {
                 return NULL;
         }
         for (;;) {
-                if (atomic_load(&j->error))
+                if (atomic_load(&j->error) || job_cancelled(j))
                         break;
                 uint64_t i = atomic_fetch_add(&j->next, 1);
                 if (i >= x->n_chunks)
@@ -738,7 +747,7 @@ int blob_export_fd(Store *s, const Index *x, int fd, const BlobOptions *o, BlobS
                                store_chunk_size(s));
         if (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t) x->blob_size) < 0)
                 return err_set(-errno, "cannot size output: %s", strerror(errno));
-        Job j = { .store = s, .index = (Index *) x, .fd = fd, .progress = o->progress };
+        Job j = { .store = s, .index = (Index *) x, .fd = fd, .progress = o->progress, .cancel = o->cancel };
         pthread_mutex_init(&j.lock, NULL);
         int r = run_pool(&j, pick_threads(o->threads), export_worker);
         pthread_mutex_destroy(&j.lock);

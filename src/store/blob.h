@@ -43,6 +43,7 @@ typedef struct BlobOptions {
         Progress *progress;
         bool map;
         uint64_t capture_max; /* blob_import_fd_begin() only, see there */
+        volatile int *cancel;  /* set non-zero to stop early (-ECANCELED) */
 } BlobOptions;
 
 /* Imports size bytes of fd (a regular file: holes are detected with

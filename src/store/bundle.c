@@ -8,6 +8,7 @@
 #include <zstd.h>
 
 #include "../basic/error.h"
+#include "../basic/interrupt.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
 #include "reach.h"
@@ -276,6 +277,10 @@ int bundle_create(Store *s, char **refs, size_t n_refs, char **since, size_t n_s
         progress_set_total(p, total);
         pos = 0;
         while (r >= 0 && !w.error && idset_next(want->chunks, &pos, &id)) {
+                if (interrupt_requested()) {
+                        r = err_set(-ECANCELED, "stopped on request");
+                        break;
+                }
                 if (idset_contains(base->chunks, &id))
                         continue;
                 _cleanup_free_ void *z = NULL;
@@ -378,6 +383,10 @@ int bundle_apply(Store *s, const char *path, Progress *p, BundleStats *ret) {
         BundleStats st = { 0 };
         while ((r = bundle_reader_next(b, &rec)) > 0) {
                 char hex[ID_HEX_SIZE];
+                if (interrupt_requested()) {
+                        r = err_set(-ECANCELED, "stopped on request");
+                        break;
+                }
                 if (rec.type == BUNDLE_REF) {
                         snprintf(refs[st.refs].name, sizeof refs[st.refs].name, "%s", rec.name);
                         refs[st.refs++].id = rec.id;

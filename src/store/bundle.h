@@ -60,7 +60,8 @@ typedef struct BundleStats {
 } BundleStats;
 
 /* Writes a bundle of refs (names in s) to out, leaving out everything reachable
- * from the since refs (may be n_since = 0). */
+ * from the since refs (may be n_since = 0). Both this and bundle_apply() stop
+ * with -ECANCELED once interrupt_requested() (src/basic/interrupt.h). */
 int bundle_create(Store *s, char **refs, size_t n_refs, char **since, size_t n_since, FILE *out, Progress *p,
                   BundleStats *ret);
 

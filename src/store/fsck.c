@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -93,31 +94,55 @@ static int count_cb(const RoamId *id, uint64_t size, void *userdata) {
         return 0;
 }
 
-/* Counts (and optionally removes) leftover ".tmp-*" files below dir. */
-static uint64_t tmp_files_under(const char *dir, int depth, bool remove) {
-        if (depth > 3)
-                return 0;
+typedef struct Stray {
+        time_t before; /* a stray file was last modified before this */
+        bool remove;
+        uint64_t files, bytes;
+} Stray;
+
+static void stray_under(const char *dir, int depth, Stray *w) {
+        if (depth > 4)
+                return;
         DIR *d = opendir(dir);
         if (!d)
-                return 0;
-        uint64_t n = 0;
+                return;
         struct dirent *de;
         while ((de = readdir(d))) {
-                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                struct stat st;
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+                    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
                         continue;
-                if (!strncmp(de->d_name, ".tmp-", 5)) {
-                        if (!remove || unlinkat(dirfd(d), de->d_name, 0) == 0)
-                                n++;
-                        continue;
-                }
-                if (de->d_type == DT_DIR) {
+                /* chunks/ holds none: chunk writes go through tmp/ */
+                if (S_ISDIR(st.st_mode) && strcmp(de->d_name, "chunks")) {
                         _cleanup_free_ char *sub = path_join(dir, de->d_name);
                         if (sub)
-                                n += tmp_files_under(sub, depth + 1, remove);
+                                stray_under(sub, depth + 1, w);
                 }
+                if (!S_ISREG(st.st_mode) || strncmp(de->d_name, ".tmp-", 5) || st.st_mtime >= w->before ||
+                    tmpfile_in_use(dirfd(d), de->d_name))
+                        continue;
+                if (w->remove && unlinkat(dirfd(d), de->d_name, 0) < 0)
+                        continue;
+                w->files++;
+                w->bytes += (uint64_t) st.st_blocks * 512;
         }
         closedir(d);
-        return n;
+}
+
+int store_stray_tmp(Store *s, const char *dir, unsigned min_age_s, bool remove, uint64_t *ret_files,
+                    uint64_t *ret_bytes) {
+        time_t oldest;
+        int r = store_lock_oldest_holder(s, &oldest);
+        if (r < 0)
+                return err_set(r, "cannot tell the writers of store '%s' from /proc/locks: %s", store_path(s),
+                               strerror(-r));
+        time_t young = min_age_s ? time(NULL) - (time_t) min_age_s : TIME_T_MAX;
+        Stray w = { .before = MIN(young, oldest - 2), .remove = remove };
+        stray_under(dir, 0, &w);
+        *ret_files = w.files;
+        if (ret_bytes)
+                *ret_bytes = w.bytes;
+        return 0;
 }
 
 int store_fsck(Store *s, Progress *p, void (*problem)(const char *, void *), void *userdata, FsckReport *ret) {
@@ -177,9 +202,8 @@ int store_fsck(Store *s, Progress *p, void (*problem)(const char *, void *), voi
                 .chunks_stored = chunks.total,
                 .unreferenced_chunks = chunks.unreferenced,
                 .unreferenced_objects = objects.unreferenced,
-                .tmp_files = tmp_files_under(store_path(s), 0, false),
         };
-        return 0;
+        return store_stray_tmp(s, store_path(s), STORE_TMP_MIN_AGE_S, false, &ret->tmp_files, NULL);
 }
 
 typedef struct Sweep {
@@ -230,8 +254,11 @@ int store_gc(Store *s, GcReport *ret) {
         k = store_object_foreach(s, sweep_cb, &w);
         if (k < 0)
                 return k;
-        /* we hold the store exclusively: every temp file is a leftover */
-        rep.tmp_removed = tmp_files_under(store_path(s), 0, true);
+        /* we hold the store exclusively: no writer is left, every temp file
+         * that is not locked is a leftover */
+        k = store_stray_tmp(s, store_path(s), 0, true, &rep.tmp_removed, NULL);
+        if (k < 0)
+                return k;
         k = syncfs_path(store_path(s));
         if (k < 0)
                 return k;

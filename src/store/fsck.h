@@ -4,6 +4,7 @@
 /* Store maintenance: fsck (verify everything reachable), gc (remove what is
  * unreachable), stats. */
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "../basic/progress.h"
@@ -14,7 +15,7 @@ typedef struct FsckReport {
         uint64_t objects_referenced, bad_objects;
         uint64_t chunks_referenced, missing_chunks, corrupt_chunks;
         uint64_t chunks_stored, unreferenced_chunks, unreferenced_objects;
-        uint64_t tmp_files;
+        uint64_t tmp_files; /* stray temp files in the store, see store_stray_tmp() */
 } FsckReport;
 
 /* Verifies every referenced object and chunk (every chunk is read, decompressed
@@ -35,6 +36,19 @@ typedef struct GcReport {
  * chunk and object no ref reaches, and stale temp files. Refuses (-EUCLEAN)
  * when a referenced object cannot be read, since its chunks are unknown. */
 int store_gc(Store *s, GcReport *ret);
+
+/* Stray temp files (".tmp-*", up to 4 directories below dir, e.g. the store
+ * or the home that holds it): files that no live writer can still be using.
+ * A file is stray when nobody holds the flock tmpfile_create() took on it,
+ * it was last modified before every other process that holds the store lock
+ * started (a writer holds the lock before it makes a file, and its pending
+ * chunks are closed files that wait for a commit), and at least min_age_s
+ * ago (a file made a moment ago may not be locked yet; gc, which holds the
+ * store exclusively, passes 0 for the store itself). remove: unlinks them.
+ * *ret_bytes (optional): their disk usage. */
+#define STORE_TMP_MIN_AGE_S 10
+int store_stray_tmp(Store *s, const char *dir, unsigned min_age_s, bool remove, uint64_t *ret_files,
+                    uint64_t *ret_bytes);
 
 typedef struct StatsReport {
         uint64_t refs;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -17,6 +18,7 @@
 #include "../basic/error.h"
 #include "../basic/fileio.h"
 #include "../basic/idset.h"
+#include "../basic/interrupt.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
 
@@ -221,16 +223,49 @@ int store_lock(Store *s, bool exclusive, bool nonblock) {
         if (s->lock_fd < 0) {
                 s->lock_fd = openat(s->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
                 if (s->lock_fd < 0)
-                        return -errno;
+                        return err_set(-errno, "cannot write to store '%s': %s (make it writable, or use another "
+                                       "store with --home)",
+                                       s->path, strerror(errno));
         }
         int op = (exclusive ? LOCK_EX : LOCK_SH) | (nonblock ? LOCK_NB : 0);
         while (flock(s->lock_fd, op) < 0) {
-                if (errno == EINTR)
+                if (errno == EINTR && !interrupt_requested())
                         continue;
                 if (errno == EWOULDBLOCK)
                         return err_set(-EAGAIN, "store '%s' is busy (another roam is using it; try again)", s->path);
-                return -errno;
+                return err_set(-errno, "cannot lock store '%s': %s", s->path, strerror(errno));
         }
+        return 0;
+}
+
+int store_lock_oldest_holder(Store *s, time_t *ret) {
+        struct stat st;
+        if (fstatat(s->dir_fd, "lock", &st, 0) < 0) {
+                if (errno != ENOENT)
+                        return -errno;
+                *ret = TIME_T_MAX;
+                return 0;
+        }
+        _cleanup_free_ char *text = NULL;
+        int r = read_proc_file("/proc/locks", 16 << 20, &text, NULL);
+        if (r < 0)
+                return r;
+        time_t oldest = TIME_T_MAX;
+        for (char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+                /* "3: FLOCK  ADVISORY  READ 1234 fd:01:5678 0 EOF"; waiters have "->" */
+                char kind[16];
+                unsigned maj, min;
+                unsigned long long ino;
+                int pid;
+                if (sscanf(line, "%*d: %15s %*s %*s %d %x:%x:%llu", kind, &pid, &maj, &min, &ino) != 5 ||
+                    strcmp(kind, "FLOCK") || ino != (unsigned long long) st.st_ino || maj != major(st.st_dev) ||
+                    min != minor(st.st_dev) || pid == getpid())
+                        continue;
+                time_t t;
+                if (proc_pid_start_time(pid, &t) >= 0 && t < oldest)
+                        oldest = t;
+        }
+        *ret = oldest;
         return 0;
 }
 
@@ -632,7 +667,7 @@ static int ref_parse(const char *text, size_t len, RoamId *ret) {
 
 static int ref_path(Store *s, const char *name, char **ret) {
         if (!ref_name_is_valid(name))
-                return err_set(-EINVAL, "ref name '%s' is invalid (use letters, digits, '.', '_', '-' and '/')",
+                return err_set(-EINVAL, "ref name '%s' is invalid (use " REF_NAME_RULE ")",
                                name);
         char *rel = path_join("refs", name);
         if (!rel)

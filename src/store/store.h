@@ -32,6 +32,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "../basic/hash.h"
 
@@ -65,6 +66,11 @@ int store_zstd_level(const Store *s);
 /* Takes the store lock (flock on DIR/lock), held until store_free().
  * Writers take it shared, gc exclusive. Blocks unless nonblock (-EAGAIN). */
 int store_lock(Store *s, bool exclusive, bool nonblock);
+/* When the longest-running other process that holds the store lock started
+ * (seconds since the epoch, from /proc/locks), TIME_T_MAX when none does.
+ * Every file such a writer made is younger than that. */
+#define TIME_T_MAX ((time_t) INT64_MAX)
+int store_lock_oldest_holder(Store *s, time_t *ret);
 
 /* ---- per-thread compression context ---- */
 /* Caller frees with chunk_codec_free() (accepts NULL). */

@@ -288,10 +288,14 @@ int remote_status_error(const Remote *r, const RemoteResponse *resp, const char 
         case 400: e = -EBADMSG; break;
         default: e = resp->status >= 500 ? -EAGAIN : -EPROTO;
         }
+        /* a roam daemon's 4xx always carries {"error": ...} */
+        if (!msg && resp->status >= 400 && resp->status < 500 && resp->status != 401 && resp->status != 413)
+                e = -EPROTO;
         if (resp->status == 401)
                 err_set(e, "%s refused the token (check --token or ROAM_TOKEN)", r->url);
-        else if (resp->status == 404 && !msg)
-                err_set(e, "%s: %s not found", r->url, what);
+        else if (e == -EPROTO && !msg)
+                err_set(e, "'%s' is not a roam server (it answered HTTP %ld without a roam error for %s; check the "
+                        "URL and port)", r->url, resp->status, what);
         else if (msg)
                 err_set(e, "%s: %s (HTTP %ld)", r->url, msg, resp->status);
         else

@@ -68,7 +68,8 @@ void remote_response_done(RemoteResponse *r);
 
 /* Maps a non-2xx response to a negative errno with a one-line detail taken
  * from the server's {"error": ...} body: 401 -EACCES, 403 -EPERM, 404 -ENOENT,
- * 409 -ESTALE, 412 -ENODATA, 413 -EFBIG, 400 -EBADMSG, else -EPROTO.
+ * 409 -ESTALE, 412 -ENODATA, 413 -EFBIG, 400 -EBADMSG, else -EPROTO; a 4xx
+ * without that body (roam's always have one) is -EPROTO, "not a roam server".
  * what names the request ("ref 'images/x'"). */
 int remote_status_error(const Remote *r, const RemoteResponse *resp, const char *what);
 

@@ -286,6 +286,11 @@ static int fetch_json_ref(RemoteConn *c, Remote *r, const char *ref, RoamId *ret
         }
         json_t *j = json_loadb((const char *) resp.body, resp.len, 0, NULL);
         remote_response_done(&resp);
+        if (!json_is_object(j)) {
+                json_decref(j);
+                return err_set(-EPROTO, "'%s' is not a roam server (its answer for ref '%s' is not JSON; check the "
+                               "URL and port)", remote_url(r), ref);
+        }
         const char *hex = json_string_value(json_object_get(j, "id"));
         k = hex ? id_from_hex(hex, ret) : -EBADMSG;
         json_decref(j);

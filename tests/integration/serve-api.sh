@@ -78,6 +78,7 @@ for c in "serve" "token" "token create" "token list" "token revoke"; do
         expect_match "$OUT" "usage: roam" "$c --help"
 done
 usage_rc() { local rc=0; roam "$@" >/dev/null 2>err.txt || rc=$?; [ $rc = 2 ] || fail "expected exit 2 from 'roam $*', got $rc"; expect_one_line "$(cat err.txt)"; }
+mkdir -p "$ROAM_HOME" # 'token revoke ab' needs a catalog to look the id up in
 usage_rc token create
 usage_rc token create --role root
 usage_rc token create --role user

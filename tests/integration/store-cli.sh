@@ -24,7 +24,8 @@ for c in "image" "image import" "image export" "image list" "image show" "image 
 done
 must_fail roam frobnicate; expect_match "$ERR" "unknown command"
 
-log "image list on an empty home"
+log "image list on an empty home (a home that does not exist is an error: cli-bad-input.sh)"
+mkdir -p "$ROAM_HOME"
 must_succeed roam image list
 
 log "import, export byte-identical and sparse"

@@ -11,7 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "basic/fileio.h"
@@ -882,6 +885,79 @@ static void test_blob_patch(void **state) {
         free(in);
 }
 
+/* Stray temp files: in use while locked, young ones and those of a running
+ * store writer are not stray; gc-style removal takes the rest. */
+static void test_stray_tmp(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *tmpdir = path_join(f->dir, "tmp"), *p = NULL, *q = NULL;
+        assert_int_equal(mkdir_p(tmpdir, 0700), 0);
+        int fd = tmpfile_create(tmpdir, &p);
+        assert_true(fd >= 0);
+        struct timespec old[2] = { { .tv_sec = time(NULL) - 3600 }, { .tv_sec = time(NULL) - 3600 } };
+        assert_int_equal(utimensat(AT_FDCWD, p, old, 0), 0);
+        uint64_t n = 99, bytes;
+        assert_int_equal(store_stray_tmp(f->s, f->dir, STORE_TMP_MIN_AGE_S, false, &n, NULL), 0);
+        assert_int_equal(n, 0); /* locked: in use */
+        close(fd);
+        assert_int_equal(store_stray_tmp(f->s, f->dir, STORE_TMP_MIN_AGE_S, false, &n, &bytes), 0);
+        assert_int_equal(n, 1);
+
+        /* a young closed file (a store writer's pending chunk) */
+        fd = tmpfile_create(tmpdir, &q);
+        assert_true(fd >= 0);
+        close(fd);
+        assert_int_equal(store_stray_tmp(f->s, f->dir, STORE_TMP_MIN_AGE_S, false, &n, NULL), 0);
+        assert_int_equal(n, 1);
+
+        /* ... stays while another process that holds the store lock runs */
+        int pipefd[2];
+        assert_int_equal(pipe(pipefd), 0);
+        struct timespec now[2] = { { .tv_sec = time(NULL) + 5 }, { .tv_sec = time(NULL) + 5 } };
+        assert_int_equal(utimensat(AT_FDCWD, q, now, 0), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                Store *s;
+                char c = store_open(f->storedir, NULL, &s) >= 0 && store_lock(s, false, false) >= 0;
+                (void) !write(pipefd[1], &c, 1);
+                pause();
+                _exit(0);
+        }
+        char c = 0;
+        assert_int_equal(read(pipefd[0], &c, 1), 1);
+        assert_int_equal(c, 1);
+        assert_int_equal(store_stray_tmp(f->s, f->dir, 0, false, &n, NULL), 0);
+        assert_int_equal(n, 1); /* q is younger than the lock holder */
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        assert_int_equal(store_stray_tmp(f->s, f->dir, 0, true, &n, NULL), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(access(p, F_OK), -1);
+        assert_int_equal(access(q, F_OK), -1);
+}
+
+/* An import asked to stop fails with -ECANCELED and leaves no temp file. */
+static void test_blob_import_cancel(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *path = path_join(f->dir, "in.raw"), *tmp = path_join(f->storedir, "tmp");
+        size_t len = 64 * 4096;
+        _cleanup_free_ uint8_t *in = malloc(len);
+        fill_random(in, len);
+        int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(loop_write(fd, in, len), 0);
+        volatile int stop = 1;
+        BlobOptions o = { .cancel = &stop };
+        RoamId id;
+        assert_int_equal(blob_import_fd(f->s, fd, len, &o, &id, NULL), -ECANCELED);
+        close(fd);
+        uint64_t n = 99;
+        assert_int_equal(store_stray_tmp(f->s, tmp, 0, false, &n, NULL), 0);
+        assert_int_equal(n, 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_chunk_roundtrip, setup, teardown),
@@ -900,6 +976,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_blob_fast_format, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_blob_import_two_phase, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_blob_patch, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stray_tmp, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_blob_import_cancel, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -141,8 +141,7 @@ int api_laptop_parse_pairing(json_t *j, uint8_t pub[static SIGN_PUBLIC_SIZE], co
                 return err_set(-EBADMSG, "public_key must be an Ed25519 public key (%d base64url characters)",
                                (int) BASE64URL_LEN(SIGN_PUBLIC_SIZE));
         if (!name || !name_is_valid(name))
-                return err_set(-EBADMSG, "name must be a laptop name (1-64 letters, digits, '.', '_', '-'; not "
-                                         "starting with '.' or '-')");
+                return err_set(-EBADMSG, "name must be a laptop name (" NAME_RULE ")");
         if (u && (!json_is_string(u) || !name_is_valid(json_string_value(u))))
                 return err_set(-EBADMSG, "user must be a user name");
         *ret_name = name;

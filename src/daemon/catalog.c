@@ -293,7 +293,7 @@ int catalog_token_create(Catalog *c, CatalogRole role, const char *user, char **
         if (role != CATALOG_ROLE_USER && user)
                 return err_set(-EINVAL, "only user tokens take a user name (drop --user or use --role user)");
         if (user && !name_is_valid(user))
-                return err_set(-EINVAL, "user name '%s' is invalid (use 1-64 letters, digits, '.', '_', '-')", user);
+                return err_set(-EINVAL, "user name '%s' is invalid (use " NAME_RULE ")", user);
 
         uint8_t raw[32];
         int r = random_bytes(raw, sizeof raw);

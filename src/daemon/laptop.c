@@ -655,7 +655,7 @@ int laptop_register(Daemon *d, SessionHost *h, Hoard *hoard, const LaptopOptions
                 snprintf(host, sizeof host, "laptop");
         const char *nm = o->name ? o->name : host;
         if (!name_is_valid(nm))
-                return err_set(-EINVAL, "laptop name '%s' is invalid (use letters, digits, '.', '_', '-')", nm);
+                return err_set(-EINVAL, "laptop name '%s' is invalid (use " NAME_RULE ")", nm);
         pthread_mutex_init(&l.lock, NULL);
         pthread_mutex_init(&l.op, NULL);
         LaptopIdentityOptions io = { .home = daemon_home(d), .name = nm, .server_url = o->server_url,

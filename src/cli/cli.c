@@ -15,6 +15,7 @@
 #include "../basic/interrupt.h"
 #include "../basic/macro.h"
 #include "../daemon/daemon.h"
+#include "../session/session.h"
 #include "../sync/remote.h"
 
 const char *arg_home;
@@ -185,6 +186,27 @@ int cli_open_catalog(bool create, Catalog **ret) {
                 return cli_errorf("'%s' holds no roam catalog (check --home or ROAM_HOME)", cli_home());
         r = catalog_open(path, ret);
         return r < 0 ? cli_error(r) : 0;
+}
+
+int cli_host_open(CliHost *ret) {
+        *ret = (CliHost) { 0 };
+        if (cli_open_store(true, true, &ret->store) || cli_open_catalog(true, &ret->catalog)) {
+                cli_host_done(ret);
+                return 1;
+        }
+        int r = session_host_new(cli_home(), ret->store, ret->catalog, &ret->host);
+        if (r < 0) {
+                cli_host_done(ret);
+                return cli_error(r);
+        }
+        return 0;
+}
+
+void cli_host_done(CliHost *h) {
+        session_host_free(h->host);
+        catalog_free(h->catalog);
+        store_free(h->store);
+        *h = (CliHost) { 0 };
 }
 
 /* Connects to the daemon serving cli_home(). Prints errors itself. */

@@ -60,6 +60,18 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
 struct Catalog;
 int cli_open_catalog(bool create, struct Catalog **ret);
 
+/* A home's store (as a writer), catalog and session host, for commands that
+ * hand sessions over. cli_host_open() prints its errors; done() accepts a
+ * zeroed or half-opened one. */
+struct SessionHost;
+typedef struct CliHost {
+        Store *store;
+        struct Catalog *catalog;
+        struct SessionHost *host;
+} CliHost;
+int cli_host_open(CliHost *ret);
+void cli_host_done(CliHost *h);
+
 /* Standard option handling for a verb: returns -1 to continue, else an exit
  * code (after --help). Use in getopt loops: case 'h': return cli_help(...). */
 int cli_help(const char *cmd, const char *args, const char *text);
@@ -89,3 +101,9 @@ int verb_offline(int argc, char **argv);
 int verb_online(int argc, char **argv);
 int session_reclaim_verb(int argc, char **argv);
 int verb_laptop(int argc, char **argv);
+/* sync files (cmd-syncfile.c) */
+int session_export_offline_verb(int argc, char **argv);
+int session_apply_sync_verb(int argc, char **argv);
+int syncfile_offline_from(const char *name, const char *file);
+int syncfile_online_to(const char *name, const char *file, bool force);
+int syncfile_resume_refused(const char *name);

@@ -13,6 +13,7 @@
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
+#include "../daemon/sync-file.h"
 #include "../store/bundle.h"
 
 #define MAX_ARGS_REFS 256
@@ -69,12 +70,6 @@ static int bundle_create_cmd(int argc, char **argv) {
                 return cli_usage("bundle create", "expected at least one REF");
         if (argc - optind > MAX_ARGS_REFS)
                 return cli_usage("bundle create", "too many refs");
-        struct stat st;
-        if (stat(out, &st) == 0 && S_ISDIR(st.st_mode))
-                return cli_errorf("'%s' is a directory (give -o the name of the bundle file to write)", out);
-        if (!force && stat(out, &st) == 0)
-                return cli_errorf("'%s' exists (use --force to overwrite it)", out);
-
         _cleanup_(store_freep) Store *s = NULL;
         if (cli_open_store(false, false, &s))
                 return 1;
@@ -85,37 +80,15 @@ static int bundle_create_cmd(int argc, char **argv) {
                 refs[n_refs++] = resolve_ref(s, argv[i]);
         for (size_t i = 0; i < n_since; i++)
                 since[i] = resolve_ref(s, since_arg[i]);
-
-        _cleanup_free_ char *dir = strdup(out);
-        char *slash = dir ? strrchr(dir, '/') : NULL;
-        if (slash)
-                *slash = 0;
-        else if (dir)
-                strcpy(dir, ".");
-        _cleanup_free_ char *tmp = NULL;
-        int fd = dir ? tmpfile_create(dir, &tmp) : -ENOMEM;
-        FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-        if (!f) {
-                if (fd >= 0)
-                        close(fd);
-                cli_errorf("cannot write to '%s': %s", dir ? dir : out, strerror(fd < 0 ? -fd : errno));
-                goto done;
-        }
         Progress *p = progress_new("bundle", 0);
         BundleStats bs;
-        int r = bundle_create(s, refs, n_refs, since, n_since, f, p, &bs);
+        BundleSpec spec = { .refs = refs, .n_refs = n_refs, .since = since, .n_since = n_since };
+        int r = bundle_write_file(s, &spec, out, force, p, &bs);
         progress_free(p);
-        if (r >= 0 && (fflush(f) != 0 || fsync(fileno(f)) < 0 || fchmod(fileno(f), 0644) < 0))
-                r = err_set(-errno, "cannot write '%s': %s", out, strerror(errno));
-        fclose(f);
-        if (r >= 0 && rename(tmp, out) < 0)
-                r = err_set(-errno, "cannot rename to '%s': %s", out, strerror(errno));
         if (r < 0) {
-                unlink(tmp);
                 cli_error(r);
                 goto done;
         }
-        fsync_parent(out);
         char a[32];
         printf("wrote %s: %llu refs, %llu objects, %llu chunks, %s\n", out, (unsigned long long) bs.refs,
                (unsigned long long) bs.objects, (unsigned long long) bs.chunks, format_bytes(bs.bytes, a, sizeof a));
@@ -128,30 +101,71 @@ done:
         return ret;
 }
 
+typedef struct PlainRefs {
+        SyncCtx x;
+        bool force;
+} PlainRefs;
+
+/* A plain bundle sets the refs of a session only where this host holds it
+ * (sync-file.h); --force lets an admin through, and says what it forced. */
+static int check_plain(void *userdata, const char *envelope, const BundleRef *refs, size_t n) {
+        PlainRefs *p = userdata;
+        if (envelope)
+                return err_set(-EINVAL, "this is a sync file, not a plain bundle (apply it with 'roam session "
+                               "apply-sync FILE' on a server, 'roam offline SESSION --from-file FILE' on a laptop)");
+        _cleanup_free_ char *forced = NULL;
+        int r = sync_check_plain_refs(&p->x, refs, n, p->force, &forced);
+        if (r >= 0 && forced)
+                fprintf(stderr, "roam: --force: %s\n", forced);
+        return r;
+}
+
 static int bundle_apply_cmd(int argc, char **argv) {
-        if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
-                return cli_help("bundle apply", "FILE",
-                                "Verifies a bundle (checksum of the whole file, then every object and\n"
-                                "chunk) and stores its contents; sets its refs only when all is well.\n");
-        if (argc != 2)
+        static const struct option opts[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "force", no_argument, NULL, 'f' },
+                {},
+        };
+        bool force = false;
+        int c;
+        while ((c = getopt_long(argc, argv, "hf", opts, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        return cli_help("bundle apply", "FILE [--force]",
+                                        "Verifies a bundle (checksum of the whole file, then every object and\n"
+                                        "chunk) and stores its contents; sets its refs only when all is well.\n"
+                                        "Refs of a session that another host or a laptop holds, and users'\n"
+                                        "profile refs, are refused: sessions move by hand-over or sync file.\n\n"
+                                        "  -f, --force   an admin's override: apply them anyway (said on stderr)\n");
+                case 'f':
+                        force = true;
+                        break;
+                default:
+                        return cli_usage("bundle apply", "invalid option");
+                }
+        if (argc - optind != 1)
                 return cli_usage("bundle apply", "expected FILE");
+        const char *file = argv[optind];
         struct stat st;
-        if (stat(argv[1], &st) < 0)
-                return cli_errorf("cannot open bundle '%s': %s", argv[1], strerror(errno));
+        if (stat(file, &st) < 0)
+                return cli_errorf("cannot open bundle '%s': %s", file, strerror(errno));
         if (S_ISDIR(st.st_mode))
-                return cli_errorf("'%s' is a directory (give a bundle file)", argv[1]);
-        _cleanup_(store_freep) Store *s = NULL;
-        if (cli_open_store(true, true, &s))
+                return cli_errorf("'%s' is a directory (give a bundle file)", file);
+        _cleanup_(cli_host_done) CliHost h = { 0 };
+        if (cli_host_open(&h))
                 return 1;
+        PlainRefs pr = { .x = { .home = cli_home(), .store = h.store, .catalog = h.catalog, .host = h.host },
+                         .force = force };
+        BundleApplyOptions o = { .check = check_plain, .userdata = &pr };
         Progress *p = progress_new("apply", (uint64_t) st.st_size);
         BundleStats bs;
-        int r = bundle_apply(s, argv[1], p, &bs);
+        int r = bundle_apply(h.store, file, &o, p, &bs);
         progress_free(p);
         if (r < 0) {
                 fprintf(stderr, "roam: %s; no ref was changed\n", err_message(r));
                 return 1;
         }
-        printf("applied %s: %llu refs, %llu objects, %llu chunks (%llu new)\n", argv[1], (unsigned long long) bs.refs,
+        printf("applied %s: %llu refs, %llu objects, %llu chunks (%llu new)\n", file, (unsigned long long) bs.refs,
                (unsigned long long) bs.objects, (unsigned long long) bs.chunks, (unsigned long long) bs.chunks_new);
         return 0;
 }

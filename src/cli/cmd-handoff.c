@@ -20,21 +20,35 @@
 static int handoff(const char *verb, int argc, char **argv) {
         if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
                 if (!strcmp(verb, "offline"))
-                        return cli_help("offline", "SESSION",
+                        return cli_help("offline", "SESSION [--from-file FILE]",
                                         "Takes a session offline onto this laptop: the server pauses it, sends\n"
                                         "what the background pre-copy has not yet sent, and gives it up; it\n"
                                         "resumes here and keeps running with the network cut. Needs the laptop\n"
                                         "daemon ('roam serve --role laptop --server URL'). Prints the downtime\n"
-                                        "(paused there -> running here) and the bytes sent after the click.\n");
-                return cli_help("online", "SESSION",
+                                        "(paused there -> running here) and the bytes sent after the click.\n\n"
+                                        "  --from-file FILE  no link: the grant comes in a sync file that the\n"
+                                        "                    server wrote for this laptop ('roam session\n"
+                                        "                    export-offline'); the master image must be here\n");
+                return cli_help("online", "SESSION [--to-file FILE [--force]]",
                                 "Takes a session that runs on this laptop back online: it pauses here, sends\n"
                                 "what the background pre-copy has not sent, and resumes on the server,\n"
-                                "which becomes its owner again. Prints the downtime and the bytes sent.\n");
+                                "which becomes its owner again. Prints the downtime and the bytes sent.\n\n"
+                                "  --to-file FILE  no link: the session is checkpointed (or taken as it is,\n"
+                                "                  powered off) into a sync file, signed with this laptop's\n"
+                                "                  key, for 'roam session apply-sync' on the server; it does\n"
+                                "                  not run here again unless the server refuses the file\n"
+                                "  --force         overwrite FILE\n");
         }
-        if (argc != 2)
-                return cli_usage(verb, "expected SESSION");
+        const char *opt = !strcmp(verb, "offline") ? "--from-file" : "--to-file";
+        bool file_mode = argc >= 4 && !strcmp(argv[2], opt);
+        bool force = file_mode && argc == 5 && !strcmp(argv[4], "--force") && !strcmp(verb, "online");
+        if (argc != 2 && !(file_mode && (argc == 4 || force)))
+                return cli_usage(verb, "expected SESSION [%s FILE]", opt);
         if (!name_is_valid(argv[1]))
-                return cli_errorf("session name '%s' is invalid", argv[1]);
+                return cli_errorf("session name '%s' is invalid (use " NAME_RULE ")", argv[1]);
+        if (file_mode)
+                return !strcmp(verb, "offline") ? syncfile_offline_from(argv[1], argv[3])
+                                                : syncfile_online_to(argv[1], argv[3], force);
         _cleanup_(remote_freep) Remote *rem = NULL;
         _cleanup_(daemon_endpoint_freep) DaemonEndpoint *ep = NULL;
         if (cli_local_daemon(&rem, &ep))

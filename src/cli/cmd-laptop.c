@@ -2,6 +2,7 @@
 /* roam laptop list|revoke|id: the laptops paired with this server, and this
  * laptop's own identity. */
 #include <errno.h>
+#include <getopt.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,9 +10,11 @@
 
 #include "cli.h"
 
+#include "../basic/base64.h"
 #include "../basic/error.h"
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
+#include "../basic/util.h"
 #include "../crypto/sign-key.h"
 #include "../daemon/catalog.h"
 #include "../daemon/laptop-identity.h"
@@ -123,10 +126,92 @@ static int laptop_id_verb(int argc, char **argv) {
         return 0;
 }
 
+static int laptop_init_verb(int argc, char **argv) {
+        if (want_help(argc, argv))
+                return cli_help("laptop init", "",
+                                "Makes this laptop's key ($ROAM_HOME/" LAPTOP_KEY_FILE ") if there is none, and\n"
+                                "prints its id and public key. 'roam serve --role laptop' does this by\n"
+                                "itself and pairs over the network; a laptop that never reaches the\n"
+                                "server is registered by hand on the server ('roam laptop add').\n");
+        if (argc > 1)
+                return cli_usage("laptop init", "unexpected argument '%s'", argv[1]);
+        _cleanup_free_ char *path = cli_home_path(LAPTOP_KEY_FILE);
+        if (!path)
+                return cli_error(-ENOMEM);
+        int r = mkdir_p(cli_home(), 0755);
+        _cleanup_(sign_key_freep) SignKey *k = NULL;
+        if (r >= 0)
+                r = sign_key_load(path, &k);
+        if (r == -ENOENT) {
+                r = sign_key_generate(&k);
+                if (r >= 0)
+                        r = sign_key_save(k, path);
+        }
+        if (r < 0)
+                return cli_error(r);
+        uint8_t pub[SIGN_PUBLIC_SIZE];
+        char id[SIGN_KEY_ID_LEN + 1], pub64[BASE64URL_LEN(SIGN_PUBLIC_SIZE) + 1];
+        sign_key_public(k, pub);
+        sign_key_id(pub, id);
+        base64url_encode(pub, sizeof pub, pub64);
+        printf("laptop id:  %s\npublic key: %s\non the server (admin): roam laptop add --user USER --name NAME %s\n",
+               id, pub64, pub64);
+        return 0;
+}
+
+static int laptop_add_verb(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "user", required_argument, NULL, 'u' },
+                { "name", required_argument, NULL, 'n' },
+                {},
+        };
+        const char *user = NULL, *name = "laptop";
+        int c;
+        while ((c = getopt_long(argc, argv, "hu:n:", opts, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        return cli_help("laptop add", "--user USER [--name NAME] PUBLIC_KEY",
+                                        "Pairs a laptop by hand (admin, on the server): PUBLIC_KEY is what 'roam\n"
+                                        "laptop init' printed on the laptop. For a laptop that never reaches the\n"
+                                        "server: it then takes sessions offline and online by sync file.\n");
+                case 'u':
+                        user = optarg;
+                        break;
+                case 'n':
+                        name = optarg;
+                        break;
+                default:
+                        return cli_usage("laptop add", "invalid option");
+                }
+        if (argc - optind != 1)
+                return cli_usage("laptop add", "expected PUBLIC_KEY");
+        if (!user || !name_is_valid(user))
+                return cli_usage("laptop add", "--user takes the laptop's user (" NAME_RULE ")");
+        if (!name_is_valid(name))
+                return cli_usage("laptop add", "--name takes a display name (" NAME_RULE ")");
+        uint8_t pub[SIGN_PUBLIC_SIZE];
+        if (base64url_decode_exact(argv[optind], pub, sizeof pub) < 0)
+                return cli_errorf("'%s' is not an Ed25519 public key (%d base64url characters from 'roam laptop init')",
+                                  argv[optind], (int) BASE64URL_LEN(SIGN_PUBLIC_SIZE));
+        _cleanup_(catalog_freep) Catalog *cat = NULL;
+        if (cli_open_catalog(true, &cat))
+                return 1;
+        LaptopRecord l;
+        bool again;
+        int r = laptop_pair(cat, pub, name, user, &l, &again);
+        if (r < 0)
+                return cli_error(r);
+        printf("%s laptop '%s' (id %s) of user '%s'\n", again ? "renamed" : "paired", l.name, l.id, l.user);
+        return 0;
+}
+
 static const Verb laptop_verbs[] = {
         { "list", laptop_list_verb, "[--json]", "the laptops paired with this server" },
         { "revoke", laptop_revoke_verb, "ID", "refuse a laptop's ownership requests from now on" },
         { "id", laptop_id_verb, "", "this laptop's id (the fingerprint of its key)" },
+        { "init", laptop_init_verb, "", "make this laptop's key; print its id and public key" },
+        { "add", laptop_add_verb, "--user USER PUBLIC_KEY", "pair a laptop by hand (admin, on the server)" },
 };
 
 int verb_laptop(int argc, char **argv) {

@@ -239,6 +239,15 @@ static int op_resume(Ctx *c, const char *name) {
         return session_resume(c->host, name);
 }
 static int session_resume_verb(int argc, char **argv) {
+        /* a laptop whose sync file the server refused runs the session again */
+        if (argc == 3 && !strcmp(argv[2], "--file-refused"))
+                return syncfile_resume_refused(argv[1]);
+        if (want_help(argc, argv))
+                return cli_help("session resume", "NAME [--file-refused]",
+                                "Resumes a paused guest.\n\n"
+                                "  --file-refused  on a laptop, for a session handed in by file ('roam online\n"
+                                "                  NAME --to-file') that the server refused: it runs here again\n"
+                                "                  from the checkpoint it was handed in with\n");
         return name_verb(argc, argv, "session resume", "Resumes a paused guest.\n", false, op_resume);
 }
 
@@ -651,6 +660,9 @@ static const Verb session_verbs[] = {
         { "checkpoint", session_checkpoint_verb, "NAME", "save a session (running or powered off) into the store" },
         { "move", session_move_verb, "NAME --to URL", "move a running session to another roam host" },
         { "reclaim", session_reclaim_verb, "NAME", "take a session back from a lost laptop (admin)" },
+        { "export-offline", session_export_offline_verb, "NAME --laptop ID -o FILE",
+          "take a session offline by file (admin, on the server)" },
+        { "apply-sync", session_apply_sync_verb, "FILE", "take a session online from a laptop's sync file" },
         { "restore", session_restore_verb, "NAME [CHECKPOINT]", "resume a session from a checkpoint" },
         { "adopt", session_adopt_verb, "NAME CHECKPOINT", "take over a session from a checkpoint that arrived" },
         { "finalize", session_finalize_verb, "NAME", "log a powered-off session off and apply its policy" },

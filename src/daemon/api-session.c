@@ -2,6 +2,7 @@
 #include "api-session.h"
 
 #include <errno.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <time.h>
 #include <jansson.h>
@@ -9,12 +10,15 @@
 #include <string.h>
 
 #include "../basic/error.h"
+#include "../basic/fileio.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
 #include "../basic/failpoint.h"
 #include "../session/handoff.h"
 #include "../session/move.h"
 #include "api-laptop.h"
+#include "host-id.h"
+#include "sync-file.h"
 #include "auth.h"
 
 #define READY_MAX 256
@@ -331,12 +335,15 @@ static int offline(HttpRequest *req, ApiSession *a, const char *name) {
                 daemon_log(a->d, DAEMON_LOG_ERROR, "recording the grant of '%s': %s", name, err_message(r));
         daemon_log(a->d, DAEMON_LOG_INFO, "session '%s' %s offline on laptop '%s' (id %s) at epoch %lld", name,
                    g.again ? "stays" : "taken", l.name, l.id, (long long) g.epoch);
-        char hex[ID_HEX_SIZE];
+        char hex[ID_HEX_SIZE], server[HOST_ID_LEN + 1] = "";
+        (void) host_id_get(daemon_home(a->d), server); /* for a later take online by file */
+        err_clear();
         return http_reply_json(req, 200,
-                               json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:s}", "checkpoint",
+                               json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:s, s:s}", "checkpoint",
                                          id_to_hex(&g.checkpoint, hex), "user", user, "epoch", (json_int_t) g.epoch,
                                          "lease_until", (json_int_t) g.lease_until, "pause_ms",
-                                         (json_int_t) (g.pause_ns / 1000000), "again", g.again, "laptop", l.id));
+                                         (json_int_t) (g.pause_ns / 1000000), "again", g.again, "laptop", l.id,
+                                         "server_id", server));
 }
 
 /* The laptop that holds a session offline extends its lease (while it
@@ -379,51 +386,22 @@ static int finalize_in(HttpRequest *req, ApiSession *a, const char *name) {
         Handover ho;
         if (parse_handover(body, len, true, &ho) < 0)
                 return http_reply_error(req, 400, "expected {\"checkpoint\": HEX, \"epoch\": N, \"from_epoch\": N}");
-        int64_t epoch = ho.epoch, from_epoch = ho.from_epoch;
-        const char *ckhex = ho.checkpoint;
-        SessionInfo i = { 0 };
-        r = session_get(a->h, name, &i);
-        int64_t known = r >= 0 ? i.row.epoch : -1;
-        session_info_done(&i);
-        if (r < 0)
-                return http_reply_errno(req, r);
-        if (known != from_epoch || epoch <= known)
-                return http_reply_error(req, 409,
-                                        "session '%s' is at epoch %lld here; a hand-over from epoch %lld is stale (its "
-                                        "state is kept as checkpoint %s)",
-                                        name, (long long) known, (long long) from_epoch, ckhex);
+        FinalizeInResult f;
         err_clear();
-        /* from here a crash leaves the log-off to handoff_recover() */
-        r = handoff_mark(a->h, name, "finalize", NULL, NULL, epoch, ckhex);
-        bool adopted = false;
-        if (r >= 0)
-                r = session_adopt(a->h, name, ckhex, epoch, NULL);
-        adopted = r >= 0;
-        failpoint("finalize-in:after-adopt");
-        SessionFinalizeResult f = { 0 };
-        if (r >= 0)
-                r = session_finalize(a->h, name, &f);
-        failpoint("finalize-in:after-finalize");
-        SessionCheckpointResult c;
-        if (r >= 0)
-                r = session_checkpoint(a->h, name, 0, &c);
-        /* settled either way: a failed log-off is not retried behind the admin's back */
-        (void) handoff_unmark(a->h, name);
-        if (adopted && laptop)
+        r = handoff_finalize_in(a->h, name, ho.checkpoint, ho.epoch, ho.from_epoch, &f);
+        if (f.adopted && laptop)
                 (void) laptop_grant_drop(daemon_catalog(a->d), name);
         if (r == -ESTALE || r == -EBUSY)
                 return http_reply_error(req, 409, "%s", err_message(r));
         if (r < 0)
-                return http_reply_error(req, 500, "%s%s", err_message(r),
-                                        adopted ? " (the session is this server's now, stopped, with the laptop's "
-                                                  "disk)"
-                                                : "");
+                return http_reply_error(req, 500, "%s", err_message(r));
         char hex[ID_HEX_SIZE];
         return http_reply_json(req, 200,
                                json_pack("{s:s, s:s, s:I, s:s, s:b, s:s, s:I, s:s}", "name", name, "state", "stopped",
-                                         "epoch", (json_int_t) epoch, "policy", vm_policy_to_string(f.policy),
-                                         "reset", f.reset, "logoff", f.logoff, "checkpoint_seq", (json_int_t) c.seq,
-                                         "checkpoint", id_to_hex(&c.id, hex)));
+                                         "epoch", (json_int_t) ho.epoch, "policy",
+                                         vm_policy_to_string(f.finalize.policy), "reset", f.finalize.reset, "logoff",
+                                         f.finalize.logoff, "checkpoint_seq", (json_int_t) f.checkpoint.seq,
+                                         "checkpoint", id_to_hex(&f.checkpoint.id, hex)));
 }
 
 /* A sender about to move a session here: write the RAM of its pre-copy
@@ -471,21 +449,75 @@ static int route_post(HttpRequest *req, void *userdata) {
                 return precopy(req, a, name);
         if (!strcmp(action, "offline"))
                 return offline(req, a, name);
-        if (!strcmp(action, "finalize-in")) {
-                handoff_busy_begin(a->h, name);
-                int r = finalize_in(req, a, name);
-                handoff_busy_end(a->h, name);
-                return r;
-        }
+        if (!strcmp(action, "finalize-in"))
+                return finalize_in(req, a, name);
         if (!strcmp(action, "stage"))
                 return stage(req, a, name);
         return http_reply_error(req, 404, "unknown session action '%s'", action);
+}
+
+static unsigned sync_status(int r) {
+        switch (-r) {
+        case ESTALE:
+        case EXDEV:
+        case EALREADY:
+                return 409;
+        case EPERM:
+        case EKEYREVOKED:
+                return 403;
+        case ENOENT:
+                return 404;
+        case EBADMSG:
+        case EINVAL:
+        case EPROTONOSUPPORT:
+                return 400;
+        default:
+                return http_status_from_errno(r);
+        }
+}
+
+/* A laptop's take-online sync file, uploaded (sync-file.h): the same checks
+ * and hand-over as 'roam session apply-sync'; a user token applies only a
+ * file of its own sessions. */
+static int route_sync_apply(HttpRequest *req, void *userdata) {
+        ApiSession *a = userdata;
+        const Auth *au = auth_of(req);
+        size_t len;
+        const void *body = http_request_body(req, &len);
+        if (!body || len == 0)
+                return http_reply_error(req, 400, "expected a sync file as the body ('roam online NAME --to-file')");
+        _cleanup_free_ char *dir = path_join(daemon_home(a->d), "tmp"), *tmp = NULL;
+        int fd = dir && mkdir_p(dir, 0700) >= 0 ? tmpfile_create(dir, &tmp) : -EIO;
+        int r = fd < 0 ? fd : loop_write(fd, body, len);
+        if (fd >= 0)
+                close(fd);
+        if (r < 0) {
+                if (tmp)
+                        unlink(tmp);
+                return http_reply_error(req, 507, "cannot keep the uploaded sync file: %s", strerror(-r));
+        }
+        SyncCtx x = { .home = daemon_home(a->d), .store = daemon_store(a->d), .catalog = daemon_catalog(a->d),
+                      .host = a->h };
+        SyncFileResult res;
+        err_clear();
+        r = sync_file_apply(&x, tmp, au && au->role == CATALOG_ROLE_USER ? au->user : NULL, &res);
+        unlink(tmp);
+        if (r < 0)
+                return http_reply_error(req, sync_status(r), "%s", err_message(r));
+        daemon_log(a->d, DAEMON_LOG_INFO, "session '%s' taken online by sync file from laptop %s at epoch %lld",
+                   res.terms.session, res.terms.laptop, (long long) res.terms.epoch + 1);
+        return http_reply_json(req, 200,
+                               json_pack("{s:s, s:I, s:s, s:b, s:I}", "session", res.terms.session, "epoch",
+                                         (json_int_t) res.terms.epoch + 1, "state",
+                                         res.terms.powered_off ? "stopped" : "running", "powered_off",
+                                         res.terms.powered_off, "chunks", (json_int_t) res.stats.chunks));
 }
 
 static const HttpRoute routes[] = {
         { "GET", "/v1/sessions", 0, route_list },
         { "GET", "/v1/sessions/*", 0, route_get },
         { "POST", "/v1/sessions/*", 64 * 1024, route_post },
+        { "POST", "/v1/sync-files", API_SYNC_FILE_MAX, route_sync_apply },
 };
 
 static void recover_log(const char *msg, void *userdata) {

@@ -18,11 +18,17 @@
  *   POST /v1/sessions/NAME/renew      signed by the laptop that holds it: a new
  *                                     lease; 200 {"lease_until"}
  *   POST /v1/sessions/NAME/finalize-in, /stage  (see the handlers)
+ *   POST /v1/sync-files               a laptop's take-online sync file as the body
+ *                                     (sync-file.h): 200 {"session", "epoch", "state"};
+ *                                     a refused file: 4xx naming the check
  * Users reach only their own sessions (404 otherwise). A session offline on
  * a laptop is handed back (move-in, finalize-in, stage, renew) only by a
  * request signed by that laptop: 403 unsigned or revoked, 409 another laptop. */
 
 #include "../session/session.h"
+
+/* the largest sync file POST /v1/sync-files takes (larger ones: 'roam session apply-sync' on the server) */
+#define API_SYNC_FILE_MAX ((size_t) 256 << 20)
 #include "api-laptop.h"
 #include "daemon.h"
 

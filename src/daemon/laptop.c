@@ -388,6 +388,22 @@ static void laptop_worker(DaemonWorker *w, void *userdata) {
 
 /* ---- hand-overs ---- */
 
+/* What this laptop knows the server has of a session it took offline: for a
+ * later take online by file (sync-file.h), which sends only the rest. */
+static void note_grant(Laptop *l, const char *name, const char *user, const char *server_id, int64_t epoch,
+                       const RoamId *ck) {
+        GrantNote g = { .epoch = epoch };
+        snprintf(g.server, sizeof g.server, "%s", server_id ? server_id : "");
+        id_to_hex(ck, g.checkpoint);
+        char ref[REF_NAME_MAX_LEN + 1];
+        snprintf(ref, sizeof ref, "sessions/%s/%s/server-has", user, name);
+        int k = handoff_grant_note_set(l->h, name, &g);
+        if (k >= 0)
+                k = store_ref_set(daemon_store(l->d), ref, ck, NULL);
+        if (k < 0)
+                daemon_log(l->d, DAEMON_LOG_INFO, "noting the grant of '%s': %s", name, err_message(k));
+}
+
 static int do_offline(Laptop *l, const char *name, json_t **ret) {
         uint64_t t0 = now_ns(), wire = 0;
         if (!laptop_identity_paired(l->id)) {
@@ -440,6 +456,8 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
         }
         if (k >= 0)
                 k = handoff_lease_set(l->h, name, lease);
+        if (k >= 0)
+                note_grant(l, name, user, json_string_value(json_object_get(g, "server_id")), epoch, &ck_id);
         if (k < 0) {
                 json_decref(g);
                 return err_set_if_none(k, "taking session '%s' offline failed", name);

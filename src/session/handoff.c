@@ -178,6 +178,43 @@ static int grant_offline(SessionHost *h, const char *name, const char *holder, i
         return 0;
 }
 
+int handoff_finalize_in(SessionHost *h, const char *name, const char *ckhex, int64_t epoch, int64_t from_epoch,
+                        FinalizeInResult *ret) {
+        *ret = (FinalizeInResult) { 0 };
+        SessionInfo i = { 0 };
+        int r = session_get(h, name, &i);
+        int64_t known = r >= 0 ? i.row.epoch : -1;
+        session_info_done(&i);
+        if (r < 0)
+                return r;
+        if (known != from_epoch || epoch <= known)
+                return err_set(-ESTALE,
+                               "session '%s' is at epoch %lld here; a hand-over from epoch %lld is stale (its state "
+                               "is kept as checkpoint %s)",
+                               name, (long long) known, (long long) from_epoch, ckhex);
+        handoff_busy_begin(h, name);
+        /* from here a crash leaves the log-off to handoff_recover() */
+        r = handoff_mark(h, name, "finalize", NULL, NULL, epoch, ckhex);
+        if (r >= 0)
+                r = session_adopt(h, name, ckhex, epoch, NULL);
+        ret->adopted = r >= 0;
+        failpoint("finalize-in:after-adopt");
+        if (r >= 0)
+                r = session_finalize(h, name, &ret->finalize);
+        failpoint("finalize-in:after-finalize");
+        if (r >= 0)
+                r = session_checkpoint(h, name, 0, &ret->checkpoint);
+        /* settled either way: a failed log-off is not retried behind the admin's back */
+        (void) handoff_unmark(h, name);
+        handoff_busy_end(h, name);
+        if (r < 0 && ret->adopted) {
+                char why[768];
+                snprintf(why, sizeof why, "%s", err_message(r));
+                return err_set(r, "%s (the session is this server's now, stopped, with the laptop's disk)", why);
+        }
+        return r;
+}
+
 int handoff_reclaim(SessionHost *h, const char *name, ReclaimResult *ret) {
         SessionInfo i = { 0 };
         int r = session_get(h, name, &i);
@@ -237,9 +274,94 @@ int handoff_lease_set(SessionHost *h, const char *name, int64_t until) {
         return write_file_atomic(p, buf, (size_t) n, 0644);
 }
 
+int handoff_grant_note_set(SessionHost *h, const char *name, const GrantNote *g) {
+        _cleanup_free_ char *p = NULL, *text = NULL;
+        int r = session_file(h, name, "grant", &p);
+        if (r < 0)
+                return r;
+        json_t *j = json_pack("{s:s, s:I, s:s}", "server", g->server, "epoch", (json_int_t) g->epoch, "checkpoint",
+                              g->checkpoint);
+        text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        return text ? write_file_atomic(p, text, strlen(text), 0600) : -ENOMEM;
+}
+
+int handoff_grant_note_get(SessionHost *h, const char *name, GrantNote *ret) {
+        _cleanup_free_ char *p = NULL, *text = NULL;
+        int r = session_file(h, name, "grant", &p);
+        if (r < 0)
+                return r;
+        size_t len;
+        r = read_full_file(p, 4096, &text, &len);
+        if (r < 0)
+                return r;
+        _cleanup_(json_decrefp) json_t *j = json_loadb(text, len, 0, NULL);
+        const char *server = json_string_value(json_object_get(j, "server"));
+        const char *ck = json_string_value(json_object_get(j, "checkpoint"));
+        json_t *e = json_object_get(j, "epoch");
+        RoamId id;
+        if (!server || strlen(server) >= sizeof ret->server || !ck || id_from_hex(ck, &id) < 0 ||
+            !json_is_integer(e))
+                return err_set(-EBADMSG, "the grant note of session '%s' is malformed (%s)", name, p);
+        GrantNote g = { .epoch = (int64_t) json_integer_value(e) };
+        snprintf(g.server, sizeof g.server, "%s", server);
+        id_to_hex(&id, g.checkpoint);
+        *ret = g;
+        return 0;
+}
+
+int handoff_handed_in_set(SessionHost *h, const char *name, const char *file) {
+        _cleanup_free_ char *p = NULL;
+        int r = session_file(h, name, "handed-in", &p);
+        if (r < 0)
+                return r;
+        char buf[4200];
+        int n = snprintf(buf, sizeof buf, "%lld %s\n", (long long) time(NULL), file);
+        if (n < 0 || (size_t) n >= sizeof buf)
+                return -ENAMETOOLONG;
+        return write_file_atomic(p, buf, (size_t) n, 0600);
+}
+
+int handoff_handed_in_clear(SessionHost *h, const char *name) {
+        _cleanup_free_ char *p = NULL;
+        int r = session_file(h, name, "handed-in", &p);
+        if (r < 0)
+                return r;
+        return unlink(p) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+/* -EREMOTE when the session was handed in by file. */
+static int handed_in_check(SessionHost *h, const char *name) {
+        _cleanup_free_ char *p = NULL, *text = NULL;
+        int r = session_file(h, name, "handed-in", &p);
+        if (r < 0)
+                return r;
+        r = read_full_file(p, 8192, &text, NULL);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        long long when = 0;
+        int off = 0;
+        if (sscanf(text, "%lld %n", &when, &off) < 1)
+                off = 0;
+        text[strcspn(text, "\n")] = 0;
+        char day[64];
+        time_t t = (time_t) when;
+        struct tm tm;
+        strftime(day, sizeof day, "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&t, &tm));
+        return err_set(-EREMOTE,
+                       "session '%s' was handed in by file ('%s', %s): it runs again here only if the server "
+                       "refused that file ('roam session resume %s --file-refused')",
+                       name, text + off, day, name);
+}
+
 int handoff_lease_check(SessionHost *h, const char *name) {
         _cleanup_free_ char *p = NULL, *text = NULL;
-        int r = session_file(h, name, "lease", &p);
+        int r = handed_in_check(h, name);
+        if (r < 0)
+                return r;
+        r = session_file(h, name, "lease", &p);
         if (r < 0)
                 return r;
         r = read_full_file(p, 64, &text, NULL);

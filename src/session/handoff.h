@@ -66,11 +66,47 @@ typedef struct ReclaimResult {
  * checkpoint is (the work the lost owner did after it is not here). */
 int handoff_reclaim(SessionHost *h, const char *name, ReclaimResult *ret);
 
+typedef struct FinalizeInResult {
+        bool adopted;                       /* the session is this host's now (even if the log-off failed) */
+        SessionFinalizeResult finalize;     /* the log-off and the policy */
+        SessionCheckpointResult checkpoint; /* of the result */
+} FinalizeInResult;
+
+/* Server side of a powered-off take online (by network or by file): a
+ * laptop hands back checkpoint_hex (a disk delta) of session name, from
+ * from_epoch, the epoch this host recorded when it gave the session away;
+ * this host adopts it at epoch (> from_epoch), boots it for the guest's
+ * log-off, applies the policy and checkpoints the result. -ESTALE for any
+ * other from_epoch (the laptop's state stays as that checkpoint). A crash
+ * from the adoption on is settled by handoff_recover() (marker "finalize"). */
+int handoff_finalize_in(SessionHost *h, const char *name, const char *checkpoint_hex, int64_t epoch,
+                        int64_t from_epoch, FinalizeInResult *ret);
+
 /* Lease of an offline session: stored beside the session as
- * $ROAM_HOME/sessions/NAME/lease ("<unix time>\n"). check() returns -EKEYEXPIRED
- * with a detail that says why when it has ended. */
+ * $ROAM_HOME/sessions/NAME/lease ("<unix time>\n"). check() says whether the
+ * session may run here: -EKEYEXPIRED when the lease has ended, -EREMOTE
+ * when it was handed in by file (below), both with a detail that says why
+ * and what to do. */
 int handoff_lease_set(SessionHost *h, const char *name, int64_t until);
 int handoff_lease_check(SessionHost *h, const char *name);
+
+/* What a laptop knows of the grant of a session it holds, for a later take
+ * online by file: $ROAM_HOME/sessions/NAME/grant (JSON {"server": HOST ID,
+ * "epoch", "checkpoint"}). get() gives -ENOENT when there is none. */
+typedef struct GrantNote {
+        char server[64];
+        int64_t epoch;
+        char checkpoint[ID_HEX_SIZE];
+} GrantNote;
+int handoff_grant_note_set(SessionHost *h, const char *name, const GrantNote *g);
+int handoff_grant_note_get(SessionHost *h, const char *name, GrantNote *ret);
+
+/* A session handed in by file (roam online --to-file): the laptop does not
+ * run it again until the server refuses the file and the user says so
+ * (handoff_handed_in_clear()). $ROAM_HOME/sessions/NAME/handed-in holds the
+ * file's path and when. */
+int handoff_handed_in_set(SessionHost *h, const char *name, const char *file);
+int handoff_handed_in_clear(SessionHost *h, const char *name);
 
 /* ---- hand-overs in doubt ----
  * A hand-over writes a marker ($ROAM_HOME/sessions/NAME/handover, JSON,

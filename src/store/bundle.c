@@ -5,9 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #include "../basic/error.h"
+#include "../basic/fileio.h"
 #include "../basic/interrupt.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
@@ -23,7 +25,8 @@ struct BundleReader {
         uint8_t *buf;
         size_t cap;
         uint64_t refs, objects, chunks;
-        int phase; /* 1 refs, 2 objects, 3 chunks: records must not go back */
+        int phase; /* 0 envelope, 1 refs, 2 objects, 3 chunks: records must not go back */
+        bool envelope; /* flag bit 0: an envelope comes first */
         bool ended;
 };
 
@@ -71,13 +74,14 @@ int bundle_reader_new(FILE *f, uint64_t file_size, BundleReader **ret) {
         uint32_t cs = r >= 0 ? get_le32(h + 12) : 0;
         if (r >= 0 && (cs < STORE_CHUNK_SIZE_MIN || cs > STORE_CHUNK_SIZE_MAX || (cs & (cs - 1))))
                 r = err_set(-EBADMSG, "bundle has an invalid chunk size %u", cs);
-        if (r >= 0 && get_le64(h + 16) != 0)
+        if (r >= 0 && (get_le64(h + 16) & ~(uint64_t) BUNDLE_FLAG_ENVELOPE))
                 r = err_set(-EBADMSG, "bundle has unknown flags (update roam)");
         if (r < 0) {
                 bundle_reader_free(b);
                 return r;
         }
         b->chunk_size = cs;
+        b->envelope = get_le64(h + 16) & BUNDLE_FLAG_ENVELOPE;
         *ret = b;
         return 0;
 }
@@ -109,7 +113,31 @@ int bundle_reader_next(BundleReader *b, BundleRecord *ret) {
         if (r < 0)
                 return r;
         BundleRecord rec = { .type = type };
+        /* with flag bit 0 the first record is the envelope, and only then */
+        if (b->phase == 0 && b->envelope != (type == BUNDLE_ENVELOPE))
+                return err_set(-EBADMSG, b->envelope ? "bundle lacks the envelope its header announces"
+                                                     : "bundle has an envelope its header does not announce");
         switch (type) {
+        case BUNDLE_ENVELOPE: {
+                uint8_t l[4];
+                if (b->phase > 0)
+                        return err_set(-EBADMSG, "bundle has an envelope out of place at byte %llu",
+                                       (unsigned long long) (b->pos - 1));
+                if ((r = rd(b, l, 4, true)) < 0)
+                        return r;
+                uint32_t n = get_le32(l);
+                if (n == 0 || n > BUNDLE_ENVELOPE_MAX || n > b->size - b->pos)
+                        return err_set(-EBADMSG, "bundle envelope has an invalid length %u", n);
+                if ((r = reserve(b, (size_t) n + 1)) < 0 || (r = rd(b, b->buf, n, true)) < 0)
+                        return r;
+                b->buf[n] = 0;
+                if (strlen((const char *) b->buf) != n)
+                        return err_set(-EBADMSG, "bundle envelope holds a NUL byte");
+                rec.data = b->buf;
+                rec.len = n;
+                b->phase = 1; /* once */
+                break;
+        }
         case BUNDLE_REF: {
                 uint8_t l[2];
                 if ((r = next_phase(b, 1)) < 0 || (r = rd(b, l, 2, true)) < 0)
@@ -197,6 +225,16 @@ typedef struct RefArg {
 
 int bundle_create(Store *s, char **refs, size_t n_refs, char **since, size_t n_since, FILE *out, Progress *p,
                   BundleStats *ret) {
+        BundleSpec spec = { .refs = refs, .n_refs = n_refs, .since = since, .n_since = n_since };
+        return bundle_write(s, &spec, out, p, ret);
+}
+
+int bundle_write(Store *s, const BundleSpec *spec, FILE *out, Progress *p, BundleStats *ret) {
+        char **refs = spec->refs, **since = spec->since;
+        size_t n_refs = spec->n_refs, n_since = spec->n_since;
+        size_t envelope_len = spec->envelope ? strlen(spec->envelope) : 0;
+        if (spec->envelope && (envelope_len == 0 || envelope_len > BUNDLE_ENVELOPE_MAX))
+                return err_set(-EINVAL, "bundle envelope of %zu bytes (1 to %d)", envelope_len, BUNDLE_ENVELOPE_MAX);
         _cleanup_(reach_freep) Reach *base = reach_new();
         _cleanup_(reach_freep) Reach *want = reach_new();
         if (!base || !want)
@@ -238,7 +276,16 @@ int bundle_create(Store *s, char **refs, size_t n_refs, char **since, size_t n_s
         memcpy(h, BUNDLE_MAGIC, 8);
         put_le32(h + 8, 1);
         put_le32(h + 12, store_chunk_size(s));
-        wr(&w, h, sizeof h);
+        if (spec->envelope) {
+                put_le64(h + 16, BUNDLE_FLAG_ENVELOPE);
+                uint8_t t = BUNDLE_ENVELOPE, l[4];
+                put_le32(l, (uint32_t) envelope_len);
+                wr(&w, h, sizeof h);
+                wr(&w, &t, 1);
+                wr(&w, l, 4);
+                wr(&w, spec->envelope, envelope_len);
+        } else
+                wr(&w, h, sizeof h);
         for (size_t i = 0; i < n_refs; i++) {
                 uint8_t t = BUNDLE_REF, l[2];
                 size_t n = strlen(refs[i]);
@@ -324,11 +371,6 @@ int bundle_create(Store *s, char **refs, size_t n_refs, char **since, size_t n_s
 
 /* ---- apply ---- */
 
-typedef struct PendingRef {
-        char name[256];
-        RoamId id;
-} PendingRef;
-
 static int open_reader(const char *path, FILE **ret_f, BundleReader **ret) {
         FILE *f = fopen(path, "re");
         if (!f)
@@ -347,13 +389,14 @@ static int open_reader(const char *path, FILE **ret_f, BundleReader **ret) {
         return 0;
 }
 
-int bundle_apply(Store *s, const char *path, Progress *p, BundleStats *ret) {
+int bundle_apply(Store *s, const char *path, const BundleApplyOptions *o, Progress *p, BundleStats *ret) {
         FILE *f = NULL;
         BundleReader *b = NULL;
         BundleRecord rec;
         int r;
 
-        /* pass 1: structure and checksum of the whole file, nothing written */
+        /* pass 1: structure and checksum of the whole file, nothing written;
+         * the envelope and the refs for the caller's check */
         r = open_reader(path, &f, &b);
         if (r < 0)
                 return r;
@@ -361,10 +404,26 @@ int bundle_apply(Store *s, const char *path, Progress *p, BundleStats *ret) {
                 r = err_set(-EINVAL, "bundle chunk size %u differs from the store's %u (use a store with the same "
                             "chunk size)", bundle_reader_chunk_size(b), store_chunk_size(s));
         }
-        while (r >= 0 && (r = bundle_reader_next(b, &rec)) > 0)
-                ;
+        _cleanup_free_ BundleRef *refs = calloc(BUNDLE_MAX_REFS, sizeof *refs);
+        _cleanup_free_ char *envelope = NULL;
+        size_t n_refs = 0;
+        if (!refs)
+                r = -ENOMEM;
+        while (r >= 0 && (r = bundle_reader_next(b, &rec)) > 0) {
+                if (rec.type == BUNDLE_ENVELOPE && !(envelope = strdup((const char *) rec.data)))
+                        r = -ENOMEM;
+                if (rec.type == BUNDLE_REF) {
+                        snprintf(refs[n_refs].name, sizeof refs[n_refs].name, "%s", rec.name);
+                        refs[n_refs++].id = rec.id;
+                }
+        }
         bundle_reader_free(b);
         fclose(f);
+        if (r >= 0 && envelope && !(o && o->check))
+                r = err_set(-EINVAL, "'%s' is a sync file, not a plain bundle (apply it with 'roam session "
+                            "apply-sync' on a server, 'roam offline --from-file' on a laptop)", path);
+        if (r >= 0 && o && o->check)
+                r = o->check(o->userdata, envelope, refs, n_refs);
         if (r < 0)
                 return r;
 
@@ -373,9 +432,7 @@ int bundle_apply(Store *s, const char *path, Progress *p, BundleStats *ret) {
         if (r < 0)
                 return r;
         _cleanup_(chunk_codec_freep) ChunkCodec *c = chunk_codec_new(s);
-        PendingRef *refs = calloc(BUNDLE_MAX_REFS, sizeof *refs);
-        if (!c || !refs) {
-                free(refs);
+        if (!c) {
                 bundle_reader_free(b);
                 fclose(f);
                 return -ENOMEM;
@@ -387,10 +444,11 @@ int bundle_apply(Store *s, const char *path, Progress *p, BundleStats *ret) {
                         r = err_set(-ECANCELED, "stopped on request");
                         break;
                 }
-                if (rec.type == BUNDLE_REF) {
-                        snprintf(refs[st.refs].name, sizeof refs[st.refs].name, "%s", rec.name);
-                        refs[st.refs++].id = rec.id;
-                } else if (rec.type == BUNDLE_OBJECT) {
+                if (rec.type == BUNDLE_REF)
+                        st.refs++; /* as read in pass 1 */
+                else if (rec.type == BUNDLE_ENVELOPE)
+                        continue;
+                else if (rec.type == BUNDLE_OBJECT) {
                         RoamId got;
                         sha256(rec.data, rec.len, &got);
                         if (!id_equal(&got, &rec.id)) {
@@ -445,10 +503,47 @@ int bundle_apply(Store *s, const char *path, Progress *p, BundleStats *ret) {
         }
         for (uint64_t i = 0; i < st.refs && r >= 0; i++)
                 r = store_ref_set(s, refs[i].name, &refs[i].id, NULL);
-        free(refs);
         if (r < 0)
                 return r;
         if (ret)
                 *ret = st;
+        return 0;
+}
+
+int bundle_write_file(Store *s, const BundleSpec *spec, const char *path, bool overwrite, Progress *p,
+                      BundleStats *ret) {
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+                return err_set(-EISDIR, "'%s' is a directory (give the name of the file to write)", path);
+        if (!overwrite && stat(path, &st) == 0)
+                return err_set(-EEXIST, "'%s' exists (use --force to overwrite it)", path);
+        _cleanup_free_ char *dir = strdup(path);
+        if (!dir)
+                return -ENOMEM;
+        char *slash = strrchr(dir, '/');
+        if (slash)
+                slash[slash == dir] = 0; /* "/x" -> "/" */
+        else
+                strcpy(dir, ".");
+        _cleanup_free_ char *tmp = NULL;
+        int fd = tmpfile_create(dir, &tmp);
+        FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+        if (!f) {
+                int e = fd < 0 ? fd : -errno;
+                if (fd >= 0)
+                        close(fd);
+                return err_set(e, "cannot write to '%s': %s", dir, strerror(-e));
+        }
+        int r = bundle_write(s, spec, f, p, ret);
+        if (r >= 0 && (fflush(f) != 0 || fsync(fileno(f)) < 0 || fchmod(fileno(f), 0644) < 0))
+                r = err_set(-errno, "cannot write '%s': %s", path, strerror(errno));
+        fclose(f);
+        if (r >= 0 && rename(tmp, path) < 0)
+                r = err_set(-errno, "cannot rename to '%s': %s", path, strerror(errno));
+        if (r < 0) {
+                unlink(tmp);
+                return r;
+        }
+        (void) fsync_parent(path);
         return 0;
 }

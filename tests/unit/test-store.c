@@ -309,6 +309,17 @@ static void test_blob_roundtrip_and_dedup(void **state) {
         free(out);
 }
 
+static int refuse_all(void *userdata, const char *envelope, const BundleRef *refs, size_t n) {
+        assert_non_null(envelope);
+        assert_int_equal(n, 1);
+        assert_string_equal(refs[0].name, "images/b");
+        return -EPERM;
+}
+
+static int allow_all(void *userdata, const char *envelope, const BundleRef *refs, size_t n) {
+        return 0;
+}
+
 static void test_bundle_and_fsck(void **state) {
         Fixture *f = *state;
         char *in = make_blob(f, "b.raw", 4096 * 64, 1);
@@ -334,12 +345,53 @@ static void test_bundle_and_fsck(void **state) {
         StoreOptions o = { .create = true, .chunk_size = 4096 };
         Store *s2;
         assert_int_equal(store_open(dir2, &o, &s2), 0);
-        assert_int_equal(bundle_apply(s2, bpath, NULL, &bs), 0);
+        assert_int_equal(bundle_apply(s2, bpath, NULL, NULL, &bs), 0);
         RoamId got;
         assert_int_equal(store_ref_get(s2, "images/b", &got), 0);
         assert_true(id_equal(&got, &id));
         assert_int_equal(store_fsck(s2, NULL, NULL, NULL, &fr), 0);
         assert_true(fsck_report_ok(&fr));
+
+        /* with an envelope: read back; refused without a check; a check that
+         * refuses stores nothing */
+        char *epath = path_join(f->dir, "x.sync");
+        BundleSpec spec = { .refs = refs, .n_refs = 1, .envelope = "{\"terms\": 1}" };
+        assert_int_equal(bundle_write_file(f->s, &spec, epath, false, NULL, &bs), 0);
+        assert_int_equal(bundle_write_file(f->s, &spec, epath, false, NULL, &bs), -EEXIST);
+        assert_int_equal(bundle_write_file(f->s, &spec, f->dir, true, NULL, &bs), -EISDIR);
+        FILE *ef = fopen(epath, "r");
+        struct stat es;
+        assert_int_equal(fstat(fileno(ef), &es), 0);
+        BundleReader *br;
+        BundleRecord rec;
+        assert_int_equal(bundle_reader_new(ef, (uint64_t) es.st_size, &br), 0);
+        assert_int_equal(bundle_reader_next(br, &rec), 1);
+        assert_int_equal(rec.type, BUNDLE_ENVELOPE);
+        assert_string_equal((const char *) rec.data, "{\"terms\": 1}");
+        bundle_reader_free(br);
+        fclose(ef);
+        RoamId x_first_chunk = ID_NULL;
+        Index *ix;
+        assert_int_equal(blob_load_index(f->s, &id, &ix), 0);
+        for (uint64_t k = 0; k < ix->n_chunks && id_is_null(&x_first_chunk); k++)
+                x_first_chunk = ix->ids[k];
+        index_free(ix);
+        assert_false(id_is_null(&x_first_chunk));
+        char *dir4 = path_join(f->dir, "store4");
+        Store *s4;
+        assert_int_equal(store_open(dir4, &o, &s4), 0);
+        assert_int_equal(bundle_apply(s4, epath, NULL, NULL, &bs), -EINVAL);
+        BundleApplyOptions refuse = { .check = refuse_all };
+        assert_int_equal(bundle_apply(s4, epath, &refuse, NULL, &bs), -EPERM);
+        assert_int_equal(store_ref_get(s4, "images/b", &got), -ENOENT);
+        assert_int_equal(store_chunk_has(s4, &x_first_chunk), 0);
+        BundleApplyOptions allow = { .check = allow_all };
+        assert_int_equal(bundle_apply(s4, epath, &allow, NULL, &bs), 0);
+        assert_int_equal(store_ref_get(s4, "images/b", &got), 0);
+        assert_true(id_equal(&got, &id));
+        store_free(s4);
+        free(dir4);
+        free(epath);
 
         /* a flipped byte anywhere: refused, and no ref set */
         Store *s3;
@@ -348,11 +400,11 @@ static void test_bundle_and_fsck(void **state) {
         struct stat sb;
         assert_int_equal(stat(bpath, &sb), 0);
         corrupt_file(bpath, sb.st_size / 2);
-        assert_int_equal(bundle_apply(s3, bpath, NULL, &bs), -EBADMSG);
+        assert_int_equal(bundle_apply(s3, bpath, NULL, NULL, &bs), -EBADMSG);
         assert_int_equal(store_ref_get(s3, "images/b", &got), -ENOENT);
         /* truncated */
         assert_int_equal(truncate(bpath, sb.st_size - 40), 0);
-        assert_int_equal(bundle_apply(s3, bpath, NULL, &bs), -EBADMSG);
+        assert_int_equal(bundle_apply(s3, bpath, NULL, NULL, &bs), -EBADMSG);
         assert_int_equal(store_ref_get(s3, "images/b", &got), -ENOENT);
 
         /* corrupt a referenced chunk: fsck sees it, gc refuses nothing but keeps it */
@@ -415,7 +467,7 @@ static void test_bundle_since(void **state) {
         StoreOptions o = { .create = true, .chunk_size = 4096 };
         Store *s2;
         assert_int_equal(store_open(dir2, &o, &s2), 0);
-        assert_int_equal(bundle_apply(s2, bpath, NULL, &bs), -ENOENT);
+        assert_int_equal(bundle_apply(s2, bpath, NULL, NULL, &bs), -ENOENT);
         RoamId got;
         assert_int_equal(store_ref_get(s2, "images/b", &got), -ENOENT);
         store_free(s2);

@@ -30,7 +30,10 @@ class ApiError extends Error {
 
 async function api(method, path, body) {
   const opts = { method, headers: { Authorization: `Bearer ${st.token}` } };
-  if (body !== undefined) {
+  if (body instanceof Blob) {
+    opts.headers['Content-Type'] = 'application/octet-stream';
+    opts.body = body;
+  } else if (body !== undefined) {
     opts.headers['Content-Type'] = 'application/json';
     opts.body = JSON.stringify(body);
   }
@@ -90,6 +93,28 @@ function where(owner, laptop) {
 }
 
 // ---- result line -------------------------------------------------------------
+
+// ---- sync files ----------------------------------------------------------------
+
+// a laptop's take-online sync file ('roam online NAME --to-file'), uploaded to the server
+async function applySyncFile(ev) {
+  ev.preventDefault();
+  const file = $('#sync-file').files[0];
+  if (!file) return;
+  const button = $('#sync-apply');
+  button.disabled = true;
+  showResult(`Applying ${file.name}…`, 'busy');
+  try {
+    const res = await api('POST', '/v1/sync-files', file);
+    showResult(`Session "${res.session}" is back on this server (epoch ${res.epoch}, ${res.state}) from ${file.name}.`);
+    $('#sync-form').reset();
+    await refresh();
+  } catch (e) {
+    showResult(`Sync file ${file.name} refused: ${e.message}`, 'error');
+  } finally {
+    button.disabled = false;
+  }
+}
 
 function showResult(text, kind = 'ok') {
   const r = $('#result');
@@ -403,6 +428,7 @@ async function start() {
   const who = $('#whoami');
   who.textContent = info.user ? `${info.user}` : info.token_role;
   who.hidden = false;
+  $('#sync-form').hidden = info.role === 'laptop';
   showTab(location.hash.slice(1));
   connectEvents();
   await refresh();
@@ -443,6 +469,7 @@ $('#login-form').addEventListener('submit', (ev) => {
   start();
 });
 $('#logout').addEventListener('click', () => logout());
+$('#sync-form').addEventListener('submit', applySyncFile);
 $('#desktop-close').addEventListener('click', closeDesktop);
 window.addEventListener('hashchange', () => showTab(location.hash.slice(1)));
 

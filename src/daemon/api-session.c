@@ -506,11 +506,14 @@ static int route_sync_apply(HttpRequest *req, void *userdata) {
                 return http_reply_error(req, sync_status(r), "%s", err_message(r));
         daemon_log(a->d, DAEMON_LOG_INFO, "session '%s' taken online by sync file from laptop %s at epoch %lld",
                    res.terms.session, res.terms.laptop, (long long) res.terms.epoch + 1);
-        return http_reply_json(req, 200,
-                               json_pack("{s:s, s:I, s:s, s:b, s:I}", "session", res.terms.session, "epoch",
-                                         (json_int_t) res.terms.epoch + 1, "state",
-                                         res.terms.powered_off ? "stopped" : "running", "powered_off",
-                                         res.terms.powered_off, "chunks", (json_int_t) res.stats.chunks));
+        json_t *j = json_pack("{s:s, s:I, s:s, s:b, s:I}", "session", res.terms.session, "epoch",
+                              (json_int_t) res.terms.epoch + 1, "state", res.terms.powered_off ? "stopped" : "running",
+                              "powered_off", res.terms.powered_off, "chunks", (json_int_t) res.stats.chunks);
+        if (j && res.terms.powered_off) {
+                json_object_set_new(j, "logoff", json_string(res.finalize.finalize.logoff));
+                json_object_set_new(j, "policy", json_string(vm_policy_to_string(res.finalize.finalize.policy)));
+        }
+        return http_reply_json(req, 200, j);
 }
 
 static const HttpRoute routes[] = {

@@ -181,6 +181,16 @@ async function serverSide() {
   const ck = await resultText(p, /Checkpoint \d+ of/);
   await p.waitForFunction((sel) => document.querySelector(sel).textContent.trim() !== '–', `${row(SESSION)} td.checkpoint`);
   ok(`Checkpoint: ${ck.trim()}`);
+  // a file that is no sync file: uploaded, refused with the check named, nothing changes
+  const junk = path.join(SHOTS, 'not-a-sync-file.sync');
+  fs.writeFileSync(junk, Buffer.alloc(4096, 7));
+  check(await p.isVisible('#sync-form'), 'the server console offers to apply a sync file');
+  await p.setInputFiles('#sync-file', junk);
+  await p.click('#sync-apply');
+  const refused = await resultText(p, /refused/);
+  check(/bad magic/.test(refused), `Apply sync file: ${refused.trim()}`);
+  check(await p.$(`${row(SESSION)}[data-state="running"]`) !== null, 'the refused sync file changed nothing');
+  await p.screenshot({ path: path.join(SHOTS, 'sync-refused.png') });
   await press(p, SESSION, 'stop');
   await p.waitForSelector('#confirm[open]');
   await p.screenshot({ path: path.join(SHOTS, 'confirm-stop.png') });

@@ -130,9 +130,18 @@ on "$L" session stop s1 >/dev/null || fail "stop on the laptop failed"
 [ "$(state_of "$L")" = stopped ] || fail "s1 is '$(state_of "$L")' on the laptop after stop"
 must_succeed lt online s1 --to-file "$T/on2.sync"
 expect_match "$OUT" "powered off"
-must_succeed on "$S" session apply-sync "$T/on2.sync"
-log "$OUT"
-expect_match "$OUT" "logged off \\(roam-guest: logoff"
+# this one through the HTTP route, with alice's token (the console's upload)
+PORT=$(free_port)
+ALICE=$(on "$S" token create --role user --user alice)
+start_daemon "$S" "127.0.0.1:$PORT"
+SD=$DAEMON_PID
+code=$(curl -s -o "$T/resp" -w '%{http_code}' -X POST -H "Authorization: Bearer $ALICE" \
+        --data-binary @"$T/on2.sync" "http://127.0.0.1:$PORT/v1/sync-files")
+log "POST /v1/sync-files: $code $(cat "$T/resp")"
+[ "$code" = 200 ] || fail "alice's upload of her powered-off sync file: HTTP $code: $(cat "$T/resp")"
+expect_match "$(cat "$T/resp")" '"state":"stopped"'
+kill "$SD"; wait "$SD" 2>/dev/null || true
+expect_match "$(cat "$T/resp")" '"logoff":"roam-guest: logoff' "the log-off on the server"
 [ "$(state_of "$S")" = stopped ] || fail "s1 is '$(state_of "$S")' on the server after the powered-off apply"
 
 log "round 3: a file from before a reclaim"

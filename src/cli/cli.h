@@ -107,3 +107,6 @@ int session_apply_sync_verb(int argc, char **argv);
 int syncfile_offline_from(const char *name, const char *file);
 int syncfile_online_to(const char *name, const char *file, bool force);
 int syncfile_resume_refused(const char *name);
+/* history and rollback (cmd-history.c) */
+int session_history_verb(int argc, char **argv);
+int session_rollback_verb(int argc, char **argv);

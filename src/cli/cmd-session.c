@@ -663,6 +663,8 @@ static const Verb session_verbs[] = {
         { "export-offline", session_export_offline_verb, "NAME --laptop ID -o FILE",
           "take a session offline by file (admin, on the server)" },
         { "apply-sync", session_apply_sync_verb, "FILE", "take a session online from a laptop's sync file" },
+        { "history", session_history_verb, "NAME", "list a session's checkpoints" },
+        { "rollback", session_rollback_verb, "NAME CHECKPOINT", "roll a session back, keeping its present" },
         { "restore", session_restore_verb, "NAME [CHECKPOINT]", "resume a session from a checkpoint" },
         { "adopt", session_adopt_verb, "NAME CHECKPOINT", "take over a session from a checkpoint that arrived" },
         { "finalize", session_finalize_verb, "NAME", "log a powered-off session off and apply its policy" },

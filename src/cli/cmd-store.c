@@ -8,6 +8,8 @@
 
 #include "cli.h"
 
+#include "../session/history.h"
+
 #include "../basic/error.h"
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
@@ -121,14 +123,64 @@ static int store_fsck_cmd(int argc, char **argv) {
         return 0;
 }
 
+static int parse_keep(const char *arg, unsigned *ret) {
+        uint64_t v;
+        if (parse_u64(arg, &v) < 0 || v > 100000)
+                return cli_usage("store gc", "--keep-* takes a count from 0 to 100000, not '%s'", arg);
+        *ret = (unsigned) v;
+        return 0;
+}
+
 static int store_gc_cmd(int argc, char **argv) {
-        if (want_help(argc, argv))
-                return cli_help("store gc", "",
-                                "Removes every chunk and object that no ref reaches, and stray temp\n"
-                                "files anywhere under the home (ones no running roam uses). Waits for\n"
-                                "running imports and transfers to finish first.\n");
-        if (argc > 1)
-                return cli_usage("store gc", "unexpected argument '%s'", argv[1]);
+        static const struct option opts[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "keep-last", required_argument, NULL, 'l' },
+                { "keep-hourly", required_argument, NULL, 'H' },
+                { "keep-daily", required_argument, NULL, 'd' },
+                {},
+        };
+        RetentionPolicy keep = { 0 };
+        int c;
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        return cli_help("store gc", "[--keep-last N] [--keep-hourly N] [--keep-daily N]",
+                                        "Removes every chunk and object that no ref reaches, and stray temp\n"
+                                        "files anywhere under the home (ones no running roam uses). Waits for\n"
+                                        "running imports and transfers to finish first.\n\n"
+                                        "Retention of the checkpoints of the sessions this host owns (without\n"
+                                        "these options every checkpoint is kept): a checkpoint stays if any\n"
+                                        "rule keeps it; the latest, the current parent and the branches a\n"
+                                        "rollback left are always kept.\n"
+                                        "  --keep-last N     the newest N of each session\n"
+                                        "  --keep-hourly N   the newest of each of the last N hours\n"
+                                        "  --keep-daily N    the newest of each of the last N days\n");
+                case 'l':
+                        if (parse_keep(optarg, &keep.keep_last))
+                                return 2;
+                        break;
+                case 'H':
+                        if (parse_keep(optarg, &keep.keep_hourly))
+                                return 2;
+                        break;
+                case 'd':
+                        if (parse_keep(optarg, &keep.keep_daily))
+                                return 2;
+                        break;
+                default:
+                        return cli_usage("store gc", "invalid option");
+                }
+        if (optind != argc)
+                return cli_usage("store gc", "unexpected argument '%s'", argv[optind]);
+        uint64_t pruned = 0;
+        if (!retention_keeps_all(&keep)) {
+                _cleanup_(cli_host_done) CliHost h = { 0 };
+                if (cli_host_open(&h))
+                        return 1;
+                int k = session_prune(h.host, &keep, &pruned);
+                if (k < 0)
+                        return cli_error(k);
+        }
         _cleanup_(store_freep) Store *s = NULL;
         if (cli_open_store(false, false, &s))
                 return 1;
@@ -141,6 +193,8 @@ static int store_gc_cmd(int argc, char **argv) {
         if (r < 0)
                 return cli_error(r);
         char a[32];
+        if (!retention_keeps_all(&keep))
+                printf("retention: %llu checkpoints dropped\n", (unsigned long long) pruned);
         printf("removed %llu chunks (%s), %llu objects, %llu temp files\n", (unsigned long long) g.chunks_removed,
                format_bytes(g.bytes_removed, a, sizeof a), (unsigned long long) g.objects_removed,
                (unsigned long long) g.tmp_removed);

@@ -17,7 +17,7 @@
 #include "../session/handoff.h"
 #include "../session/move.h"
 #include "api-laptop.h"
-#include "host-id.h"
+#include "../session/host-id.h"
 #include "sync-file.h"
 #include "auth.h"
 

@@ -41,7 +41,7 @@
 #include "../session/handoff.h"
 #include "../store/bundle.h"
 #include "catalog.h"
-#include "host-id.h"
+#include "../session/host-id.h"
 
 typedef enum SyncKind {
         SYNC_TAKE_OFFLINE,

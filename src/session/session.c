@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "session.h"
+#include "host-id.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -1330,6 +1331,10 @@ static int publish_checkpoint(SessionHost *h, Op *o, json_t *objects, bool power
                 return -ENOMEM;
         if (powered_off && json_object_set_new(m, "powered_off", json_true()) < 0)
                 return -ENOMEM;
+        char host[HOST_ID_LEN + 1];
+        if (host_id_get(h->home, host) >= 0 && json_object_set_new(m, "host", json_string(host)) < 0)
+                return -ENOMEM;
+        err_clear();
         RoamId id;
         r = put_manifest(h->store, m, &id);
         if (r < 0)

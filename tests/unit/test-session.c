@@ -23,6 +23,7 @@
 #include "daemon/catalog.h"
 #include "store/blob.h"
 #include "store/manifest.h"
+#include "session/history.h"
 #include "session/session-db.h"
 #include "session/session.h"
 #include "session/vm.h"
@@ -721,8 +722,44 @@ static void test_powered_off_manifest(void **state) {
         session_info_done(&i);
 }
 
+/* retention: newest first; a checkpoint stays if any rule keeps it */
+static void test_retention(void **state) {
+        const int64_t now = 1000000;
+        /* ages: 10 s, 20 min, 50 min, 1.5 h, 2.5 h, 1.2 d, 1.5 d, 3 d */
+        const int64_t created[] = { now - 10, now - 1200, now - 3000, now - 5400, now - 9000,
+                                    now - 103680, now - 129600, now - 259200 };
+        const size_t n = ELEMENTSOF(created);
+        bool keep[8];
+        RetentionPolicy all = { 0 };
+        retention_select(created, n, &all, now, keep);
+        for (size_t i = 0; i < n; i++)
+                assert_true(keep[i]);
+        RetentionPolicy last2 = { .keep_last = 2 };
+        retention_select(created, n, &last2, now, keep);
+        for (size_t i = 0; i < n; i++)
+                assert_int_equal(keep[i], i < 2);
+        /* hourly, 3 hours: the newest of hour 0 (10 s), hour 1 (1.5 h), hour 2 (2.5 h) */
+        RetentionPolicy hourly = { .keep_hourly = 3 };
+        retention_select(created, n, &hourly, now, keep);
+        const bool want_h[] = { 1, 0, 0, 1, 1, 0, 0, 0 };
+        for (size_t i = 0; i < n; i++)
+                assert_int_equal(keep[i], want_h[i]);
+        /* daily, 2 days, with last 1: day 0 (10 s) and day 1 (1.2 d) */
+        RetentionPolicy daily = { .keep_last = 1, .keep_daily = 2 };
+        retention_select(created, n, &daily, now, keep);
+        const bool want_d[] = { 1, 0, 0, 0, 0, 1, 0, 0 };
+        for (size_t i = 0; i < n; i++)
+                assert_int_equal(keep[i], want_d[i]);
+        /* a clock that went back: treated as age 0, kept by the first bucket */
+        const int64_t future[] = { now + 50, now - 10 };
+        retention_select(future, 2, &hourly, now, keep);
+        assert_true(keep[0]);
+        assert_false(keep[1]);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_retention),
                 cmocka_unit_test(test_argv),
                 cmocka_unit_test(test_config_json),
                 cmocka_unit_test(test_config_validate),

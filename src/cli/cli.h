@@ -88,4 +88,5 @@ int verb_status(int argc, char **argv);
 int verb_offline(int argc, char **argv);
 int verb_online(int argc, char **argv);
 int session_reclaim_verb(int argc, char **argv);
+int session_connect_verb(int argc, char **argv);
 int verb_laptop(int argc, char **argv);

@@ -277,7 +277,8 @@ int remote_stream_open(const char *url, const char *token, const char *cacert, c
                         : cc == CURLE_COULDNT_RESOLVE_HOST   ? -EHOSTUNREACH
                         : cc == CURLE_PEER_FAILED_VERIFICATION ? -EACCES
                                                              : -EIO;
-                return err_set(e, "cannot reach %s: %s", url, curl_easy_strerror(cc));
+                return err_set(e, "cannot reach %s: %s%s", url, curl_easy_strerror(cc),
+                               e == -ECONNREFUSED ? " (is 'roam serve' running there?)" : "");
         }
         curl_socket_t sock;
         if (curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &sock) != CURLE_OK || sock == CURL_SOCKET_BAD)

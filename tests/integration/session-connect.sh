@@ -7,7 +7,9 @@
 # frame shows a later tick. Then a wrong password (refused, and the viewer
 # gets nothing), and bad input, each a one-line error with a non-zero exit:
 # an unknown session, another user's session (the same answer), a stopped
-# session, a non-loopback --listen, a refused token, no daemon.
+# session, a non-loopback --listen, a refused token, no daemon. Last, the
+# same over HTTPS through the local daemon (its URL, token and CA from
+# serve.json).
 . "$(dirname "$0")/../lib.sh"
 
 requires qemu-system-x86_64
@@ -123,3 +125,40 @@ kill -INT "$CONNECT_PID"
 rc=0
 wait "$CONNECT_PID" || rc=$?
 [ $rc = 0 ] || fail "connect exited $rc on SIGINT: $(tail -n 3 "$T/connect.err")"
+
+# --- over HTTPS, through the local daemon (serve.json gives its URL, token, CA) ---------
+kill "$DAEMON_PID"
+wait "$DAEMON_PID" 2>/dev/null || true
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost -days 1 \
+	-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout "$T/key.pem" -out "$T/cert.pem" 2>/dev/null ||
+	fail "openssl req failed"
+PORT=$(free_port)
+ROAM_HOME=$ROAM_HOME "$ROAM_BIN" serve --listen "127.0.0.1:$PORT" --tls-cert "$T/cert.pem" --tls-key "$T/key.pem" \
+	>>"$ROAM_HOME/serve.log" 2>&1 &
+DAEMON_PID=$!
+cleanup_add "kill $DAEMON_PID 2>/dev/null; wait $DAEMON_PID 2>/dev/null"
+wait_for 20 curl -s --cacert "$T/cert.pem" -o /dev/null "https://127.0.0.1:$PORT/v1/info" ||
+	fail "the https daemon did not start: $(tail -n 5 "$ROAM_HOME/serve.log")"
+must_succeed roam session start s1
+has_new_tick() { roam session log s1 | tail -n 3 | grep -qE '^tick [0-9]+$'; }
+wait_for 90 has_new_tick || fail "the guest does not tick again"
+"$ROAM_BIN" session connect s1 --password-file "$T/passwd2" >"$T/connect2.out" 2>"$T/connect2.err" &
+CONNECT_PID=$!
+cleanup_add "kill $CONNECT_PID 2>/dev/null; wait $CONNECT_PID 2>/dev/null"
+wait_for 20 grep -q '^password: ' "$T/connect2.out" ||
+	fail "connect over https printed no address: $(cat "$T/connect2.out" "$T/connect2.err")"
+ADDR=$(sed -n 's|^vnc://||p' "$T/connect2.out")
+VNC=${ADDR%:*}::${ADDR##*:}
+n=
+for i in 1 2 3 4 5; do
+	timeout 60 vncsnapshot -quiet -passwd "$T/passwd2" -allowblank "$VNC" "$T/tls$i.jpg" >"$T/vncsnapshot.log" 2>&1 ||
+		fail "vncsnapshot over https failed: $(cat "$T/vncsnapshot.log"); connect: $(cat "$T/connect2.err")"
+	n=$(ocr_tick "$T/tls$i.jpg" || true)
+	[ -n "$n" ] && break
+	sleep 2
+done
+[ -n "$n" ] || fail "no tick read on the frames over https"
+log "over https: tick $n"
+cmp -s "$T/passwd" "$T/passwd2" && fail "two runs of connect made the same password"
+kill -INT "$CONNECT_PID"
+wait "$CONNECT_PID" || fail "connect over https did not end in order"

@@ -35,27 +35,28 @@ static int wait_fd(int fd, short events) {
         return k > 0;
 }
 
-int relay_end_write_all(const RelayEnd *e, const void *buf, size_t n, int timeout_ms, RelayStopFn stop,
+/* All of n bytes one way: written from or read into buf, waiting for the fd
+ * while nothing moves. */
+static int transfer_all(const RelayEnd *e, bool out, uint8_t *buf, size_t n, int timeout_ms, RelayStopFn stop,
                         void *stop_userdata) {
-        const uint8_t *p = buf;
         int idle_ms = 0;
         while (n > 0) {
-                ssize_t k = relay_end_write(e, p, n);
+                ssize_t k = out ? relay_end_write(e, buf, n) : relay_end_read(e, buf, n);
                 if (k > 0) {
-                        p += k;
+                        buf += k;
                         n -= (size_t) k;
                         idle_ms = 0;
                         continue;
                 }
                 if (k == 0)
-                        return -EPIPE;
+                        return out ? -EPIPE : -ECONNRESET;
                 if (k != -EAGAIN)
                         return (int) k;
                 if (stop && stop(stop_userdata))
                         return -ECANCELED;
                 if (timeout_ms > 0 && idle_ms >= timeout_ms)
                         return -ETIMEDOUT;
-                int w = wait_fd(e->fd, POLLOUT);
+                int w = wait_fd(e->fd, out ? POLLOUT : POLLIN);
                 if (w < 0)
                         return w;
                 if (w == 0)
@@ -64,33 +65,15 @@ int relay_end_write_all(const RelayEnd *e, const void *buf, size_t n, int timeou
         return 0;
 }
 
+int relay_end_write_all(const RelayEnd *e, const void *buf, size_t n, int timeout_ms, RelayStopFn stop,
+                        void *stop_userdata) {
+        /* written from, never into: the cast only shares the loop */
+        return transfer_all(e, true, (uint8_t *) buf, n, timeout_ms, stop, stop_userdata);
+}
+
 int relay_end_read_exact(const RelayEnd *e, void *buf, size_t n, int timeout_ms, RelayStopFn stop,
                          void *stop_userdata) {
-        uint8_t *p = buf;
-        int idle_ms = 0;
-        while (n > 0) {
-                ssize_t k = relay_end_read(e, p, n);
-                if (k > 0) {
-                        p += k;
-                        n -= (size_t) k;
-                        idle_ms = 0;
-                        continue;
-                }
-                if (k == 0)
-                        return -ECONNRESET;
-                if (k != -EAGAIN)
-                        return (int) k;
-                if (stop && stop(stop_userdata))
-                        return -ECANCELED;
-                if (timeout_ms > 0 && idle_ms >= timeout_ms)
-                        return -ETIMEDOUT;
-                int w = wait_fd(e->fd, POLLIN);
-                if (w < 0)
-                        return w;
-                if (w == 0)
-                        idle_ms += RELAY_POLL_MS;
-        }
-        return 0;
+        return transfer_all(e, false, buf, n, timeout_ms, stop, stop_userdata);
 }
 
 /* Moves what from can give now to to: 1 moved or nothing ready, 0 at from's

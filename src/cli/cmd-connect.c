@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,12 +68,14 @@ static void note(const char *fmt, ...) _printf_(1, 2);
 static void note(const char *fmt, ...) {
         if (arg_quiet)
                 return;
-        char line[1024];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(line, sizeof line, fmt, ap);
+        flockfile(stderr); /* one line at a time from the viewers' threads */
+        fputs("roam: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        funlockfile(stderr);
         va_end(ap);
-        fprintf(stderr, "roam: %s\n", line);
 }
 
 /* The desktop through the daemon, opened up to where ClientInit goes. */

@@ -62,6 +62,17 @@ bad "session name '../x' is invalid" ../x
 bad "no token for" s1 --url "$URL"
 bad "cannot reach http://127.0.0.1:1: .*is .roam serve. running there" s1 --url http://127.0.0.1:1 --token "$ALICE"
 
+# the same route still opens the console's WebSocket (RFC 6455's example key)
+ws=$(curl -s -i --http1.1 --max-time 3 -H "Authorization: Bearer $ALICE" -H 'Connection: Upgrade' \
+	-H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' \
+	"$URL/v1/console/sessions/s1/vnc" 2>/dev/null | tr -d '\r' || true)
+expect_match "$ws" '^HTTP/1.1 101' "the WebSocket answer"
+expect_match "$ws" '^Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=$' "the WebSocket answer"
+# and a plain GET says what the route is
+code=$(curl -s -o "$T/plain.json" -w '%{http_code}' -H "Authorization: Bearer $ALICE" "$URL/v1/console/sessions/s1/vnc")
+[ "$code" = 400 ] || fail "a plain GET of the desktop route answered $code"
+expect_match "$(cat "$T/plain.json")" 'roam-vnc' "the plain GET's error"
+
 # --- a real viewer ------------------------------------------------------------------
 "$ROAM_BIN" session connect s1 --url "$URL" --token "$ALICE" --password-file "$T/passwd" \
 	>"$T/connect.out" 2>"$T/connect.err" &

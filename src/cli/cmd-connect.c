@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -274,6 +275,9 @@ int session_connect_verb(int argc, char **argv) {
                 }
         if (argc - optind != 1)
                 return cli_usage("session connect", "expected NAME");
+        /* a viewer that leaves while bytes are on their way to it is an
+         * EPIPE for its thread, not the end of the process */
+        signal(SIGPIPE, SIG_IGN);
         Target t = { .name = argv[optind], .cacert = cacert };
         if (!name_is_valid(t.name))
                 return cli_errorf("session name '%s' is invalid", t.name);

@@ -114,6 +114,35 @@ done
 [ "$last" -gt "$first" ] || fail "the desktop did not change between frames (tick $first, then $last)"
 grep -q "viewer 127.0.0.1:[0-9]* connected" "$T/connect.err" || fail "connect did not note the viewer: $(cat "$T/connect.err")"
 
+# viewers beyond 8 at once are turned away; those that say nothing and hang
+# up end their thread, and connect goes on serving
+python3 - "${ADDR##*:}" <<'PY' || fail "the viewer limit does not hold"
+import socket, sys
+port = int(sys.argv[1])
+socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(10)]
+got = []
+for s in socks:
+    s.settimeout(10)
+    data = b""
+    try:
+        while len(data) < 12:
+            k = s.recv(12 - len(data))
+            if not k:
+                break
+            data += k
+    except socket.timeout:
+        pass
+    got.append(data)
+served = sum(1 for d in got if d == b"RFB 003.008\n")
+if served != 8:
+    sys.exit("%d of 10 viewers got the version, not 8" % served)
+for s in socks:
+    s.close()
+PY
+grep -q "turned a viewer away" "$T/connect.err" || fail "connect did not note the viewers it turned away"
+sleep 1
+snapshot "$T/after-flood.jpg" || fail "no frame after the viewers hung up: $(tail -n 3 "$T/connect.err")"
+
 # a wrong password: the viewer is refused and gets no frame
 printf '\xdb\xd8\x3c\xfd\x72\x7a\x14\x58' >"$T/wrong" # vncpasswd's "password"
 chmod 600 "$T/wrong"

@@ -657,6 +657,7 @@ static const Verb session_verbs[] = {
         { "list", session_list_verb, "", "list sessions" },
         { "show", session_show_verb, "NAME", "show a session" },
         { "log", session_log_verb, "NAME", "print a session's console log" },
+        { "connect", session_connect_verb, "NAME", "a loopback port for native VNC viewers to a session's desktop" },
         { "checkpoint", session_checkpoint_verb, "NAME", "save a session (running or powered off) into the store" },
         { "move", session_move_verb, "NAME --to URL", "move a running session to another roam host" },
         { "reclaim", session_reclaim_verb, "NAME", "take a session back from a lost laptop (admin)" },

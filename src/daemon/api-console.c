@@ -15,6 +15,7 @@
 #include "../basic/error.h"
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
+#include "../basic/relay.h"
 #include "../basic/util.h"
 #include "../http/websocket.h"
 #include "../session/handoff.h"
@@ -498,6 +499,7 @@ static int route_events(HttpRequest *req, void *userdata) {
 
 typedef struct Vnc {
         int fd;
+        bool raw; /* Upgrade: roam-vnc, the bytes as they are (roam session connect) */
 } Vnc;
 
 static void vnc_free(void *p) {
@@ -513,7 +515,11 @@ static bool vnc_stop(void *userdata) {
 
 static void vnc_bridge(HttpServer *s, int fd, const void *extra, size_t extra_len, void *userdata) {
         Vnc *v = userdata;
-        (void) ws_bridge(fd, extra, extra_len, v->fd, vnc_stop, s);
+        if (v->raw) {
+                RelayEnd client = { .fd = fd }, desktop = { .fd = v->fd };
+                (void) relay_run(&client, &desktop, extra, extra_len, vnc_stop, s);
+        } else
+                (void) ws_bridge(fd, extra, extra_len, v->fd, vnc_stop, s);
 }
 
 /* A comma-separated header value that lists token (case-insensitive). */
@@ -573,11 +579,14 @@ static int route_vnc(HttpRequest *req, void *userdata) {
         const char *version = http_request_header(req, "Sec-WebSocket-Version");
         const char *key = http_request_header(req, "Sec-WebSocket-Key");
         char accept[WS_ACCEPT_SIZE];
-        if (!upgrade || !header_lists(upgrade, "websocket") || !header_lists(connection, "upgrade"))
-                return http_reply_error(req, 400, "this route is a WebSocket (open it with noVNC)");
-        if (!version || strcmp(version, "13"))
+        bool raw = upgrade && header_lists(upgrade, VNC_RAW_PROTOCOL) && header_lists(connection, "upgrade");
+        if (!raw && (!upgrade || !header_lists(upgrade, "websocket") || !header_lists(connection, "upgrade")))
+                return http_reply_error(req, 400,
+                                        "this route is a WebSocket (open it with noVNC) or a raw byte stream "
+                                        "(Upgrade: " VNC_RAW_PROTOCOL ", 'roam session connect')");
+        if (!raw && (!version || strcmp(version, "13")))
                 return http_reply_error(req, 400, "only WebSocket version 13 is supported");
-        if (ws_accept_key(key, accept) < 0)
+        if (!raw && ws_accept_key(key, accept) < 0)
                 return http_reply_error(req, 400, "malformed Sec-WebSocket-Key");
         int fd = vnc_connect(path);
         if (fd < 0)
@@ -589,6 +598,8 @@ static int route_vnc(HttpRequest *req, void *userdata) {
                 return -ENOMEM;
         }
         v->fd = fd;
+        v->raw = raw;
+        const char *raw_headers[] = { "Upgrade", VNC_RAW_PROTOCOL, NULL };
         const char *protocols = http_request_header(req, "Sec-WebSocket-Protocol");
         const char *headers[] = { "Upgrade",
                                   "websocket",
@@ -597,8 +608,9 @@ static int route_vnc(HttpRequest *req, void *userdata) {
                                   protocols && header_lists(protocols, "binary") ? "Sec-WebSocket-Protocol" : NULL,
                                   "binary",
                                   NULL };
-        daemon_log(c->d, DAEMON_LOG_DEBUG, "console: desktop of session '%s' opened", name);
-        return http_reply_upgrade(req, headers, vnc_bridge, v, vnc_free);
+        daemon_log(c->d, DAEMON_LOG_DEBUG, "console: desktop of session '%s' opened%s", name,
+                   raw ? " (raw)" : "");
+        return http_reply_upgrade(req, raw ? raw_headers : headers, vnc_bridge, v, vnc_free);
 }
 
 /* ---- registration ---- */

@@ -14,7 +14,10 @@
  *                                          (checked every second); a comment
  *                                          line every 10 s keeps it open
  *   GET  /v1/console/sessions/NAME/vnc     WebSocket (RFC 6455, binary frames)
- *                                          bridged to the session's VNC socket
+ *                                          bridged to the session's VNC socket;
+ *                                          with "Upgrade: roam-vnc" instead, a
+ *                                          raw byte stream to it (no frames:
+ *                                          roam session connect)
  *   POST /v1/console/sessions/NAME/ACTION  start, stop, pause, resume,
  *                                          checkpoint (the session's user,
  *                                          admin, host); reclaim, and move
@@ -34,6 +37,9 @@
 
 #include "../session/session.h"
 #include "daemon.h"
+
+/* The Upgrade token of the desktop's raw byte stream. */
+#define VNC_RAW_PROTOCOL "roam-vnc"
 
 /* Adds the routes to d; h is borrowed and must outlive the daemon's run. A
  * missing web directory is no error: / then answers 404 with what to do. */

@@ -132,7 +132,7 @@ static int read_pem(const char *path, const char *what, char **ret, size_t *ret_
 
 /* ---- listen address ---- */
 
-static int parse_listen(const char *listen, struct sockaddr_storage *ret, socklen_t *ret_len, bool *ret_v6) {
+int http_listen_parse(const char *listen, struct sockaddr_storage *ret, socklen_t *ret_len, bool *ret_v6) {
         const char *colon;
         char host[INET6_ADDRSTRLEN + 2];
         bool v6 = false;
@@ -180,7 +180,7 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ret, sockle
 static int bind_listen(HttpServer *s) {
         struct sockaddr_storage ss;
         socklen_t sl;
-        int r = parse_listen(s->o.listen, &ss, &sl, &s->ipv6);
+        int r = http_listen_parse(s->o.listen, &ss, &sl, &s->ipv6);
         if (r < 0)
                 return err_set(r,
                                "listen address '%s' is invalid (use ADDR:PORT with an IPv4 literal or [IPv6]:PORT, "

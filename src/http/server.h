@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "../basic/macro.h"
@@ -109,6 +110,11 @@ typedef struct HttpServerOptions {
  * address, -EADDRINUSE, ... with detail) and loads the TLS files. Does not
  * serve until http_server_start(). Caller frees with http_server_free(). */
 int http_server_new(const HttpServerOptions *o, HttpServer **ret);
+
+/* Parses a listen address as HttpServerOptions.listen takes it ("ADDR:PORT",
+ * "[IPv6]:PORT"); -EINVAL without a detail for anything else. Also for other
+ * listeners (roam session connect). */
+int http_listen_parse(const char *listen, struct sockaddr_storage *ret, socklen_t *ret_len, bool *ret_v6);
 /* Adds a route table; the table (not copied) must outlive the server.
  * Tables are searched in the order added, routes in table order; the first
  * route whose path and method match wins. Only before http_server_start(). */

@@ -153,8 +153,6 @@ int verb_serve(int argc, char **argv) {
         bool laptop = o.role && !strcmp(o.role, "laptop");
         if (lo.server_url && !laptop)
                 return cli_usage("serve", "--server goes with --role laptop");
-        if (laptop && !lo.server_url)
-                return cli_usage("serve", "a laptop needs the server it pairs with: --server URL");
         if (lo.server_url) {
                 lo.token = remote_token_from_env(lo.token);
                 if (!lo.token)
@@ -166,6 +164,10 @@ int verb_serve(int argc, char **argv) {
         int r = daemon_new(&o, &d);
         if (r < 0)
                 return cli_error(r);
+        if (laptop && !lo.server_url)
+                daemon_log(d, DAEMON_LOG_INFO,
+                           "a laptop without --server URL: it pairs with no server and pre-copies nothing; it "
+                           "hoards what 'roam hoard URL REF' hands it");
         SessionHost *sh = NULL;
         Hoard *hoard = NULL;
         ApiLaptop *laptops = NULL;

@@ -200,7 +200,10 @@ if want smaller; then
         fails_with "image name '.x' is invalid \(use 1-64 letters, digits, '.', '_' or '-', not starting with '.' or '-'\)" \
                 roam image import .x a.raw
         fails_with "session name 'a/b' is invalid" env -u ROAM_GUEST_DIR "$ROAM_BIN" session create a/b --image small --user u
-        fails_with "laptop needs .*--server" roam serve --role laptop --listen 127.0.0.1:1
+        # a laptop daemon without a server (a hoarder) starts, and says what it is
+        start_daemon "$T/hoarder" "127.0.0.1:$(free_port)" --role laptop
+        grep -q "a laptop without --server URL: it pairs with no server" "$T/hoarder/serve.log" ||
+                fail "a laptop daemon without --server does not say what it does"
         head -c $((2 << 20)) /dev/zero >big.pem
         echo "not a certificate" >small.pem
         for c in big.pem small.pem; do

@@ -232,3 +232,23 @@ int cli_local_request(Remote *rem, const char *method, const char *path, json_t 
         return 0;
 }
 
+
+bool cli_take_flag(int *argc, char **argv, const char *flag) {
+        for (int i = 1; i < *argc && strcmp(argv[i], "--"); i++)
+                if (!strcmp(argv[i], flag)) {
+                        memmove(argv + i, argv + i + 1, sizeof(char *) * (size_t) (*argc - i)); /* with argv[argc] */
+                        (*argc)--;
+                        return true;
+                }
+        return false;
+}
+
+int cli_print_json(json_t *j) {
+        if (!j)
+                return cli_error(-ENOMEM);
+        int r = json_dumpf(j, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+        json_decref(j);
+        if (r < 0 || putchar('\n') == EOF || fflush(stdout) == EOF)
+                return cli_errorf("cannot write the JSON answer to stdout: %s", strerror(errno));
+        return 0;
+}

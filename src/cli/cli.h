@@ -74,6 +74,14 @@ struct json_t;
 int cli_local_request(struct Remote *rem, const char *method, const char *path, struct json_t *body,
                       struct json_t **ret);
 
+/* --json output (docs/cli-json.md). cli_take_flag() removes the first
+ * argv[1..] equal to flag (before a "--"), shifting the rest down; returns
+ * whether it was there. cli_print_json() prints j on stdout, indented, with
+ * a newline, and decrefs it; a NULL j (allocation failure) is an error.
+ * Returns 0 or 1. */
+bool cli_take_flag(int *argc, char **argv, const char *flag);
+int cli_print_json(struct json_t *j);
+
 /* Verb groups. */
 int verb_image(int argc, char **argv);
 int verb_store(int argc, char **argv);
@@ -89,3 +97,4 @@ int verb_offline(int argc, char **argv);
 int verb_online(int argc, char **argv);
 int session_reclaim_verb(int argc, char **argv);
 int verb_laptop(int argc, char **argv);
+int verb_info(int argc, char **argv);

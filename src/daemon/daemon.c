@@ -148,7 +148,8 @@ static int ensure_local_token(Daemon *d) {
                 return err_set(r, "cannot read '%s': %s", path, strerror(-r));
 
         _cleanup_free_ char *token = NULL;
-        r = catalog_token_create(d->catalog, CATALOG_ROLE_ADMIN, NULL, &token);
+        r = catalog_token_create_labeled(d->catalog, CATALOG_ROLE_ADMIN, NULL, "local admin token of roam serve",
+                                         &token);
         if (r < 0)
                 return r;
         size_t n = strlen(token);

@@ -20,17 +20,20 @@
 static int handoff(const char *verb, int argc, char **argv) {
         if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
                 if (!strcmp(verb, "offline"))
-                        return cli_help("offline", "SESSION",
+                        return cli_help("offline", "[--json] SESSION",
                                         "Takes a session offline onto this laptop: the server pauses it, sends\n"
                                         "what the background pre-copy has not yet sent, and gives it up; it\n"
                                         "resumes here and keeps running with the network cut. Needs the laptop\n"
                                         "daemon ('roam serve --role laptop --server URL'). Prints the downtime\n"
-                                        "(paused there -> running here) and the bytes sent after the click.\n");
-                return cli_help("online", "SESSION",
+                                        "(paused there -> running here) and the bytes sent after the click.\n\n"
+                                        "  --json   the laptop daemon's answer as it is (docs/cli-json.md)\n");
+                return cli_help("online", "[--json] SESSION",
                                 "Takes a session that runs on this laptop back online: it pauses here, sends\n"
                                 "what the background pre-copy has not sent, and resumes on the server,\n"
-                                "which becomes its owner again. Prints the downtime and the bytes sent.\n");
+                                "which becomes its owner again. Prints the downtime and the bytes sent.\n\n"
+                                "  --json   the laptop daemon's answer as it is (docs/cli-json.md)\n");
         }
+        bool as_json = cli_take_flag(&argc, argv, "--json");
         if (argc != 2)
                 return cli_usage(verb, "expected SESSION");
         if (!name_is_valid(argv[1]))
@@ -49,6 +52,8 @@ static int handoff(const char *verb, int argc, char **argv) {
         json_decref(body);
         if (r)
                 return r;
+        if (as_json)
+                return cli_print_json(res);
         char a[32];
         if (json_is_true(json_object_get(res, "already"))) {
                 printf("session '%s' is already offline on this laptop (epoch %lld)\n", argv[1],

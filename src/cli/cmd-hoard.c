@@ -98,13 +98,9 @@ int verb_status(int argc, char **argv) {
                 return 1;
         }
         if (as_json) {
-                json_t *all = json_pack("{s:o, s:o}", "info", info, "hoards", json_object_get(hoards, "hoards"));
-                json_incref(json_object_get(hoards, "hoards"));
-                json_dumpf(all, stdout, JSON_INDENT(2));
-                putchar('\n');
-                json_decref(all);
+                json_t *all = json_pack("{s:o, s:O}", "info", info, "hoards", json_object_get(hoards, "hoards"));
                 json_decref(hoards);
-                return 0;
+                return cli_print_json(all);
         }
         printf("daemon:  %s (%s, pid %d)\n", ep->url, ep->role ? ep->role : "?", (int) ep->pid);
         json_t *list = json_object_get(hoards, "hoards");

@@ -67,13 +67,7 @@ static int laptop_list_verb(int argc, char **argv) {
                                l->revoked ? "revoked" : "paired");
         }
         free(list);
-        if (arr) {
-                json_t *j = json_pack("{s:o}", "laptops", arr);
-                json_dumpf(j, stdout, JSON_INDENT(2));
-                putchar('\n');
-                json_decref(j);
-        }
-        return 0;
+        return arr ? cli_print_json(json_pack("{s:o}", "laptops", arr)) : 0;
 }
 
 static int laptop_revoke_verb(int argc, char **argv) {

@@ -23,9 +23,10 @@ static const Verb verbs[] = {
         { "pull", verb_pull, "URL REF...", "fetch refs and their chunks from a roam daemon" },
         { "push", verb_push, "URL REF...", "send refs and their chunks to a roam daemon" },
         { "hoard", verb_hoard, "URL REF...", "let the local daemon pull refs in the background" },
-        { "status", verb_status, "", "the local daemon: role, hoards and their progress" },
-        { "offline", verb_offline, "SESSION", "take a session offline onto this laptop" },
-        { "online", verb_online, "SESSION", "take a session on this laptop back online" },
+        { "info", verb_info, "URL", "what a roam daemon says about itself and the token" },
+        { "status", verb_status, "[--json]", "the local daemon: role, hoards and their progress" },
+        { "offline", verb_offline, "[--json] SESSION", "take a session offline onto this laptop" },
+        { "online", verb_online, "[--json] SESSION", "take a session on this laptop back online" },
 };
 
 static void usage(FILE *f) {

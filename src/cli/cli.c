@@ -19,6 +19,20 @@
 
 const char *arg_home;
 bool arg_quiet;
+const char *arg_log_level;
+
+const char *cli_log_level(void) {
+        if (arg_log_level)
+                return arg_log_level;
+        const char *e = getenv("ROAM_LOG");
+        if (!e || !*e)
+                return NULL;
+        if (daemon_log_level_from_string(e) < 0) {
+                fprintf(stderr, "roam: ignoring ROAM_LOG='%s' (use " DAEMON_LOG_LEVELS ")\n", e);
+                return NULL;
+        }
+        return e;
+}
 
 void cli_print_verbs(FILE *f, const char *group, const Verb *table, size_t n) {
         fprintf(f, "Commands:\n");

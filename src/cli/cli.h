@@ -24,6 +24,11 @@ void cli_print_verbs(FILE *f, const char *group, const Verb *table, size_t n);
 /* Global options. */
 extern const char *arg_home;
 extern bool arg_quiet;
+extern const char *arg_log_level; /* roam --log-level, checked */
+
+/* The log level asked for: roam --log-level, else $ROAM_LOG (a bad value is
+ * ignored with a warning), else NULL. */
+const char *cli_log_level(void);
 
 /* The state directory: --home, $ROAM_HOME, /var/lib/roam (root) or
  * ~/.local/share/roam. */

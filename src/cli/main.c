@@ -11,6 +11,7 @@
 
 #include "../basic/interrupt.h"
 #include "../basic/progress.h"
+#include "../daemon/daemon.h"
 
 static const Verb verbs[] = {
         { "image", verb_image, "COMMAND ...", "import, export, list and remove master disk images" },
@@ -31,7 +32,7 @@ static const Verb verbs[] = {
 
 static void usage(FILE *f) {
         fprintf(f,
-                "usage: roam [--home DIR] [--quiet] COMMAND [ARGS...]\n"
+                "usage: roam [--home DIR] [--quiet] [--log-level LEVEL] COMMAND [ARGS...]\n"
                 "\n"
                 "roam makes a user's live desktop session portable: master images and session\n"
                 "state live in a content-addressed store and move between servers and laptops.\n"
@@ -40,6 +41,9 @@ static void usage(FILE *f) {
                 "  --home DIR   state directory (default $ROAM_HOME, else /var/lib/roam as root,\n"
                 "               else ~/.local/share/roam)\n"
                 "  -q, --quiet  no progress output\n"
+                "  --log-level LEVEL\n"
+                "               what the daemon logs: debug, info (default), warning or error\n"
+                "               (default $ROAM_LOG)\n"
                 "  -h, --help   this help\n"
                 "  --version    print the version\n"
                 "\n");
@@ -53,6 +57,7 @@ int main(int argc, char **argv) {
                 { "quiet", no_argument, NULL, 'q' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
+                { "log-level", required_argument, NULL, 'L' },
                 {},
         };
         int c;
@@ -68,6 +73,14 @@ int main(int argc, char **argv) {
                 case 'h':
                         usage(stdout);
                         return 0;
+                case 'L':
+                        if (daemon_log_level_from_string(optarg) < 0) {
+                                fprintf(stderr, "roam: --log-level takes " DAEMON_LOG_LEVELS ", not '%s' (see 'roam --help')\n",
+                                        optarg);
+                                return 2;
+                        }
+                        arg_log_level = optarg;
+                        break;
                 case 'V':
                         printf("roam %s\n", ROAM_VERSION);
                         return 0;

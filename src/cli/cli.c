@@ -58,6 +58,8 @@ int cli_dispatch(const char *group, const Verb *table, size_t n, int argc, char 
                         fprintf(f, "\nRun 'roam %s COMMAND --help' for a command's options.\n", group);
                 return argc < 1 ? 2 : 0;
         }
+        if (group && !strcmp(argv[0], "--help-man")) /* hidden: the build makes the man pages */
+                return cli_man_commands(group, table, n);
         for (size_t i = 0; i < n; i++)
                 if (!strcmp(table[i].name, argv[0])) {
                         optind = 0; /* reset getopt for the verb */

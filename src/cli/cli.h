@@ -14,12 +14,22 @@ typedef struct Verb {
         int (*run)(int argc, char **argv); /* argv[0] is the verb */
         const char *args;                  /* "NAME FILE" for help */
         const char *summary;
+        bool group; /* a verb group: 'roam NAME COMMAND', its own man page */
 } Verb;
 
 /* Runs the verb named argv[0] from table; prints the group's help on
  * --help / no verb. Returns the exit code. */
 int cli_dispatch(const char *group, const Verb *table, size_t n, int argc, char **argv);
 void cli_print_verbs(FILE *f, const char *group, const Verb *table, size_t n);
+
+/* Man pages (src/cli/man.c), roff from the verb tables and each verb's own
+ * --help text. cli_man_header() starts page (e.g. "roam-image") with its
+ * NAME section; cli_man_verb() is one .SS of a verb (prefix: "image ");
+ * cli_man_commands() is the COMMANDS section of a group, which cli_dispatch()
+ * prints for 'roam GROUP --help-man'. Return 0, or 1 after an error. */
+void cli_man_header(const char *page, const char *name, const char *summary);
+int cli_man_verb(const char *prefix, const Verb *v);
+int cli_man_commands(const char *group, const Verb *table, size_t n);
 
 /* Global options. */
 extern const char *arg_home;

@@ -16,7 +16,7 @@ deps:
 	@scripts/deps.sh build
 
 check: all
-	@scripts/deps.sh check web && { scripts/web-deps.sh || true; }
+	@scripts/deps.sh check web deb && { scripts/web-deps.sh || true; }
 	tests/run.sh
 
 check-valgrind: all

@@ -349,6 +349,19 @@ static void test_label(void **state) {
         assert_int_equal(labeled, 2);
         assert_int_equal(unlabeled, 1);
         catalog_token_list_free(l, n);
+
+        /* a catalog from before labels (schema 4) gains the column, its tokens none */
+        int version = catalog_schema_version(f->c);
+        catalog_free(f->c);
+        f->c = NULL;
+        sql(f->path, "ALTER TABLE tokens DROP COLUMN label; PRAGMA user_version = 4");
+        assert_int_equal(catalog_open(f->path, &f->c), 0);
+        assert_int_equal(catalog_schema_version(f->c), version);
+        assert_int_equal(catalog_token_list(f->c, &l, &n), 0);
+        assert_int_equal(n, 3);
+        for (size_t i = 0; i < n; i++)
+                assert_null(l[i].label);
+        catalog_token_list_free(l, n);
 }
 
 static void test_ref_access(void **state) {

@@ -2,6 +2,7 @@
 /* roam serve */
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,28 +76,57 @@ enum {
 };
 #define N_SETTINGS (OPT_CONFIG - OPT_LISTEN)
 
+/* What roam serve runs with, converted from the settings. */
+typedef struct ServeConfig {
+        DaemonOptions daemon;
+        HoardOptions hoard;
+        LaptopOptions laptop;
+        double offline_days;
+        uint64_t nonce_ttl;
+        bool foreground; /* accepted, changes nothing */
+} ServeConfig;
+
+typedef enum FlagKind {
+        KIND_STRING, /* const char * at offset */
+        KIND_SWITCH, /* bool at offset, set by the flag or "true" */
+        KIND_RATE,   /* uint64_t bytes/s at offset, at least 1K */
+        KIND_NUMBER, /* double at offset, from min to max */
+        KIND_OTHER,  /* apply_other() */
+} FlagKind;
+
+#define AT(field) offsetof(ServeConfig, field)
 static const struct ServeFlag {
         const char *name;
         int has_arg;
         const char *dflt; /* for --print-config */
+        FlagKind kind;
+        size_t offset;
+        double min, max; /* KIND_NUMBER */
+        const char *range; /* KIND_NUMBER: what it takes */
 } flags[] = {
-        [OPT_LISTEN - OPT_LISTEN] = { "listen", required_argument, DAEMON_LISTEN_DEFAULT },
-        [OPT_TLS_CERT - OPT_LISTEN] = { "tls-cert", required_argument, "(none: plain HTTP)" },
-        [OPT_TLS_KEY - OPT_LISTEN] = { "tls-key", required_argument, "(none)" },
-        [OPT_ROLE - OPT_LISTEN] = { "role", required_argument, "server" },
-        [OPT_LOG - OPT_LISTEN] = { "log", required_argument, "(stderr)" },
-        [OPT_LOG_LEVEL - OPT_LISTEN] = { "log-level", required_argument, "info" },
-        [OPT_VERBOSE - OPT_LISTEN] = { "verbose", no_argument, "false" },
-        [OPT_FOREGROUND - OPT_LISTEN] = { "foreground", no_argument, "true" },
-        [OPT_HOARD_RATE - OPT_LISTEN] = { "hoard-rate", required_argument, "(no cap)" },
-        [OPT_OFFLINE_DAYS - OPT_LISTEN] = { "offline-days", required_argument, "30" },
-        [OPT_NONCE_TTL - OPT_LISTEN] = { "nonce-ttl", required_argument, "300" },
-        [OPT_SERVER - OPT_LISTEN] = { "server", required_argument, "(none)" },
-        [OPT_TOKEN - OPT_LISTEN] = { "token", required_argument, "($ROAM_TOKEN)" },
-        [OPT_NAME - OPT_LISTEN] = { "name", required_argument, "(the host name)" },
-        [OPT_PRECOPY_INTERVAL - OPT_LISTEN] = { "precopy-interval", required_argument, "5" },
-        [OPT_PRECOPY_RATE - OPT_LISTEN] = { "precopy-rate", required_argument, "(no cap)" },
-        [OPT_NO_PRECOPY - OPT_LISTEN] = { "no-precopy", no_argument, "false" },
+        [OPT_LISTEN - OPT_LISTEN] = { "listen", required_argument, DAEMON_LISTEN_DEFAULT, KIND_STRING, AT(daemon.listen) },
+        [OPT_TLS_CERT - OPT_LISTEN] = { "tls-cert", required_argument, "(none: plain HTTP)", KIND_STRING,
+                                        AT(daemon.tls_cert) },
+        [OPT_TLS_KEY - OPT_LISTEN] = { "tls-key", required_argument, "(none)", KIND_STRING, AT(daemon.tls_key) },
+        [OPT_ROLE - OPT_LISTEN] = { "role", required_argument, "server", KIND_OTHER },
+        [OPT_LOG - OPT_LISTEN] = { "log", required_argument, "(stderr)", KIND_STRING, AT(daemon.log_path) },
+        [OPT_LOG_LEVEL - OPT_LISTEN] = { "log-level", required_argument, "info", KIND_OTHER },
+        [OPT_VERBOSE - OPT_LISTEN] = { "verbose", no_argument, "false", KIND_SWITCH, AT(daemon.verbose) },
+        [OPT_FOREGROUND - OPT_LISTEN] = { "foreground", no_argument, "true", KIND_SWITCH, AT(foreground) },
+        [OPT_HOARD_RATE - OPT_LISTEN] = { "hoard-rate", required_argument, "(no cap)", KIND_RATE,
+                                          AT(hoard.default_limit_rate) },
+        [OPT_OFFLINE_DAYS - OPT_LISTEN] = { "offline-days", required_argument, "30", KIND_NUMBER, AT(offline_days), 0,
+                                            3650, "a number of days from 0 to 3650" },
+        [OPT_NONCE_TTL - OPT_LISTEN] = { "nonce-ttl", required_argument, "300", KIND_OTHER },
+        [OPT_SERVER - OPT_LISTEN] = { "server", required_argument, "(none)", KIND_STRING, AT(laptop.server_url) },
+        [OPT_TOKEN - OPT_LISTEN] = { "token", required_argument, "($ROAM_TOKEN)", KIND_STRING, AT(laptop.token) },
+        [OPT_NAME - OPT_LISTEN] = { "name", required_argument, "(the host name)", KIND_STRING, AT(laptop.name) },
+        [OPT_PRECOPY_INTERVAL - OPT_LISTEN] = { "precopy-interval", required_argument, "5", KIND_NUMBER,
+                                                AT(laptop.precopy_interval_s), 0.2, 86400,
+                                                "seconds from 0.2 to 86400" },
+        [OPT_PRECOPY_RATE - OPT_LISTEN] = { "precopy-rate", required_argument, "(no cap)", KIND_RATE,
+                                            AT(laptop.precopy_rate) },
+        [OPT_NO_PRECOPY - OPT_LISTEN] = { "no-precopy", no_argument, "false", KIND_SWITCH, AT(laptop.no_precopy) },
         [OPT_CONFIG - OPT_LISTEN] = { "config", required_argument, NULL },
         [OPT_PRINT_CONFIG - OPT_LISTEN] = { "print-config", no_argument, NULL },
         [OPT_HELP - OPT_LISTEN] = { "help", no_argument, NULL },
@@ -181,36 +211,12 @@ static int read_config(const char *explicit_path, Settings *s, char **ret_path) 
         return 0;
 }
 
-/* What roam serve runs with, converted from the settings. */
-typedef struct ServeConfig {
-        DaemonOptions daemon;
-        HoardOptions hoard;
-        LaptopOptions laptop;
-        double offline_days;
-        uint64_t nonce_ttl;
-} ServeConfig;
-
-/* Converts setting i into c; NULL, or what is wrong with the value ("takes
- * ...", after the option's name). */
-static const char *apply(ServeConfig *c, int opt, const char *v) {
-        char *end;
+static const char *apply_other(ServeConfig *c, int opt, const char *v) {
         switch (opt) {
-        case OPT_LISTEN:
-                c->daemon.listen = v;
-                return NULL;
-        case OPT_TLS_CERT:
-                c->daemon.tls_cert = v;
-                return NULL;
-        case OPT_TLS_KEY:
-                c->daemon.tls_key = v;
-                return NULL;
         case OPT_ROLE:
                 if (strcmp(v, "server") && strcmp(v, "laptop"))
                         return "takes server or laptop";
                 c->daemon.role = v;
-                return NULL;
-        case OPT_LOG:
-                c->daemon.log_path = v;
                 return NULL;
         case OPT_LOG_LEVEL: {
                 int l = daemon_log_level_from_string(v);
@@ -219,47 +225,45 @@ static const char *apply(ServeConfig *c, int opt, const char *v) {
                 c->daemon.log_level = l;
                 return NULL;
         }
-        case OPT_VERBOSE:
-                c->daemon.verbose = true;
-                return NULL;
-        case OPT_FOREGROUND:
-                return NULL;
-        case OPT_HOARD_RATE:
-                if (parse_size(v, &c->hoard.default_limit_rate) < 0 || c->hoard.default_limit_rate < 1024)
-                        return "takes a rate of at least 1K (bytes/s)";
-                return NULL;
-        case OPT_OFFLINE_DAYS:
-                c->offline_days = strtod(v, &end);
-                if (*end || end == v || c->offline_days < 0 || c->offline_days > 3650)
-                        return "takes a number of days from 0 to 3650";
-                return NULL;
         case OPT_NONCE_TTL:
                 if (parse_u64(v, &c->nonce_ttl) < 0 || c->nonce_ttl < 1 || c->nonce_ttl > 86400)
                         return "takes seconds from 1 to 86400";
                 return NULL;
-        case OPT_SERVER:
-                c->laptop.server_url = v;
-                return NULL;
-        case OPT_TOKEN:
-                c->laptop.token = v;
-                return NULL;
-        case OPT_NAME:
-                c->laptop.name = v;
-                return NULL;
-        case OPT_PRECOPY_INTERVAL:
-                c->laptop.precopy_interval_s = strtod(v, &end);
-                if (*end || end == v || c->laptop.precopy_interval_s < 0.2 || c->laptop.precopy_interval_s > 86400)
-                        return "takes seconds from 0.2 to 86400";
-                return NULL;
-        case OPT_PRECOPY_RATE:
-                if (parse_size(v, &c->laptop.precopy_rate) < 0 || c->laptop.precopy_rate < 1024)
-                        return "takes a rate of at least 1K (bytes/s)";
-                return NULL;
-        case OPT_NO_PRECOPY:
-                c->laptop.no_precopy = true;
-                return NULL;
         }
         return "is not a setting";
+}
+
+/* Converts setting i into c; NULL, or what is wrong with the value ("takes
+ * ...", after the option's name). */
+static const char *apply(ServeConfig *c, size_t i, const char *v) {
+        static char range[96];
+        const struct ServeFlag *f = &flags[i];
+        void *field = (char *) c + f->offset;
+        char *end;
+        switch (f->kind) {
+        case KIND_STRING:
+                *(const char **) field = v;
+                return NULL;
+        case KIND_SWITCH:
+                *(bool *) field = true;
+                return NULL;
+        case KIND_RATE:
+                if (parse_size(v, field) < 0 || *(uint64_t *) field < 1024)
+                        return "takes a rate of at least 1K (bytes/s)";
+                return NULL;
+        case KIND_NUMBER: {
+                double x = strtod(v, &end);
+                if (*end || end == v || !(x >= f->min && x <= f->max)) {
+                        snprintf(range, sizeof range, "takes %s", f->range);
+                        return range;
+                }
+                *(double *) field = x;
+                return NULL;
+        }
+        case KIND_OTHER:
+                break;
+        }
+        return apply_other(c, OPT_LISTEN + (int) i, v);
 }
 
 /* A value that looks fine to the config file writer: quoted when it would
@@ -342,7 +346,7 @@ int verb_serve(int argc, char **argv) {
 
         ServeConfig cfg = { .offline_days = 30 };
         for (size_t i = 0; i < N_SETTINGS; i++) {
-                const char *problem = s.value[i] ? apply(&cfg, OPT_LISTEN + (int) i, s.value[i]) : NULL;
+                const char *problem = s.value[i] ? apply(&cfg, i, s.value[i]) : NULL;
                 if (problem && s.from[i])
                         return cli_errorf("'%s' line %u: '%s' %s (fix the config file)", s.from[i], s.line[i],
                                           flags[i].name, problem);

@@ -82,9 +82,10 @@ int verb_status(int argc, char **argv) {
         if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
                 return cli_help("status", "[--json]",
                                 "Shows the local daemon: its role and address, and every hoard with its\n"
-                                "progress. --json prints the daemon's answers as they are.\n");
-        bool as_json = argc > 1 && !strcmp(argv[1], "--json");
-        if (argc > 1 && !as_json)
+                                "progress.\n\n"
+                                "  --json   the daemon's answers as they are (docs/cli-json.md)\n");
+        bool as_json = cli_take_flag(&argc, argv, "--json");
+        if (argc > 1)
                 return cli_usage("status", "unexpected argument '%s'", argv[1]);
         _cleanup_(remote_freep) Remote *rem = NULL;
         _cleanup_(daemon_endpoint_freep) DaemonEndpoint *ep = NULL;

@@ -38,9 +38,9 @@ static int laptop_list_verb(int argc, char **argv) {
                                 "name, user, when paired, when last seen (UTC), and whether revoked.\n"
                                 "Two laptops may share a name; never an id.\n\n"
                                 "  --json   one JSON object {\"laptops\": [...]}\n");
-        bool as_json = argc > 1 && !strcmp(argv[1], "--json");
-        if (argc > 1 + as_json)
-                return cli_usage("laptop list", "unexpected argument '%s'", argv[1 + as_json]);
+        bool as_json = cli_take_flag(&argc, argv, "--json");
+        if (argc > 1)
+                return cli_usage("laptop list", "unexpected argument '%s'", argv[1]);
         _cleanup_(catalog_freep) Catalog *cat = NULL;
         if (cli_open_catalog(false, &cat))
                 return 1;

@@ -98,8 +98,16 @@ int verb_status(int argc, char **argv) {
                 json_decref(info);
                 return 1;
         }
+        bool laptop = ep->role && !strcmp(ep->role, "laptop");
         if (as_json) {
-                json_t *all = json_pack("{s:o, s:O}", "info", info, "hoards", json_object_get(hoards, "hoards"));
+                json_t *ho = NULL;
+                if (laptop && cli_local_request(rem, "GET", "/v1/handoff", NULL, &ho)) {
+                        json_decref(info);
+                        json_decref(hoards);
+                        return 1;
+                }
+                json_t *all = json_pack("{s:o, s:O, s:o}", "info", info, "hoards", json_object_get(hoards, "hoards"),
+                                        "handoff", ho ? ho : json_null());
                 json_decref(hoards);
                 return cli_print_json(all);
         }
@@ -119,7 +127,7 @@ int verb_status(int argc, char **argv) {
                        format_bytes((uint64_t) json_integer_value(json_object_get(h, "wire_bytes")), w, sizeof w),
                        json_string_value(json_object_get(h, "url")), err ? "  last error: " : "", err ? err : "");
         }
-        if (ep->role && !strcmp(ep->role, "laptop")) {
+        if (laptop) {
                 json_t *ho = NULL;
                 if (cli_local_request(rem, "GET", "/v1/handoff", NULL, &ho) == 0) {
                         json_t *sessions = json_object_get(ho, "sessions");

@@ -99,6 +99,7 @@ hoard_done() { ROAM_HOME=$H2 "$ROAM_BIN" status --json | jq -e '.hoards[0].state
 wait_for 30 hoard_done || fail "the hoard did not finish: $(ROAM_HOME=$H2 "$ROAM_BIN" status --json)"
 must_succeed env ROAM_HOME="$H2" "$ROAM_BIN" status --json
 shape "roam status --json" "$OUT"
+[ "$(jq -c .handoff <<<"$OUT")" = null ] || fail "status --json of a server has a handoff: $OUT"
 
 # a laptop pairs with the server: laptop list --json on the server
 P3=$(free_port)
@@ -111,6 +112,14 @@ shape "roam laptop list --json" "$OUT"
         fail "laptop list --json: $OUT"
 [ "$(jq -r '.laptops[0].id' <<<"$OUT")" = "$(ROAM_HOME=$T/laptop "$ROAM_BIN" laptop id)" ] ||
         fail "laptop list --json names another id than 'roam laptop id'"
+# and the laptop's status --json holds its handoff state
+tracked() { ROAM_HOME=$T/laptop "$ROAM_BIN" status --json | jq -e '.handoff.sessions | length == 1'; }
+wait_for 30 tracked || fail "the laptop does not track s1: $(ROAM_HOME=$T/laptop "$ROAM_BIN" status --json)"
+must_succeed env ROAM_HOME="$T/laptop" "$ROAM_BIN" status --json
+shape "roam status --json" "$OUT"
+shape "handoff" "$(jq .handoff <<<"$OUT")"
+[ "$(jq -r '.handoff | [.connected, .laptop.name, .sessions[0].name] | map(tostring) | join(" ")' <<<"$OUT")" = "true bob-x1 s1" ] ||
+        fail "status --json of the laptop: $OUT"
 
 # fsck --json of a damaged store: the problem listed, ok false, exit 1
 chunk=$(find "$ROAM_HOME/store" -path '*chunks*' -type f | head -n 1)

@@ -3,7 +3,10 @@
 BUILD ?= build
 MESON_OPTS ?=
 
-.PHONY: all deps check check-valgrind asan fuzz demo guest bench clean
+PREFIX ?= /usr/local
+DESTDIR ?=
+
+.PHONY: all deps check check-valgrind asan fuzz demo guest bench clean install deb
 
 all: deps
 	@test -f $(BUILD)/build.ninja || meson setup $(BUILD) $(MESON_OPTS) >/dev/null
@@ -13,7 +16,7 @@ deps:
 	@scripts/deps.sh build
 
 check: all
-	@scripts/deps.sh check web && { scripts/web-deps.sh || true; }
+	@scripts/deps.sh check web deb && { scripts/web-deps.sh || true; }
 	tests/run.sh
 
 check-valgrind: all
@@ -56,5 +59,16 @@ bench: all
 	bash bench/session.sh
 	bash bench/handoff.sh
 
+# the binary, man pages, bash and zsh completion, systemd units under
+# $(DESTDIR)$(PREFIX) (dist/meson.build)
+install: all
+	meson configure $(BUILD) --prefix $(PREFIX) >/dev/null
+	meson install -C $(BUILD) --no-rebuild --quiet $(if $(DESTDIR),--destdir $(abspath $(DESTDIR)))
+
+# a Debian package (debian/, dpkg-buildpackage) checked by lintian, in build-deb/
+deb: deps
+	@scripts/deps.sh deb
+	bash scripts/deb.sh build-deb
+
 clean:
-	rm -rf $(BUILD) build-asan build-fuzz
+	rm -rf $(BUILD) build-asan build-fuzz build-deb

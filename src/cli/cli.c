@@ -20,6 +20,20 @@
 
 const char *arg_home;
 bool arg_quiet;
+const char *arg_log_level;
+
+const char *cli_log_level(void) {
+        if (arg_log_level)
+                return arg_log_level;
+        const char *e = getenv("ROAM_LOG");
+        if (!e || !*e)
+                return NULL;
+        if (daemon_log_level_from_string(e) < 0) {
+                fprintf(stderr, "roam: ignoring ROAM_LOG='%s' (use " DAEMON_LOG_LEVELS ")\n", e);
+                return NULL;
+        }
+        return e;
+}
 
 void cli_print_verbs(FILE *f, const char *group, const Verb *table, size_t n) {
         fprintf(f, "Commands:\n");
@@ -45,6 +59,8 @@ int cli_dispatch(const char *group, const Verb *table, size_t n, int argc, char 
                         fprintf(f, "\nRun 'roam %s COMMAND --help' for a command's options.\n", group);
                 return argc < 1 ? 2 : 0;
         }
+        if (group && !strcmp(argv[0], "--help-man")) /* hidden: the build makes the man pages */
+                return cli_man_commands(group, table, n);
         for (size_t i = 0; i < n; i++)
                 if (!strcmp(table[i].name, argv[0])) {
                         optind = 0; /* reset getopt for the verb */
@@ -254,3 +270,23 @@ int cli_local_request(Remote *rem, const char *method, const char *path, json_t 
         return 0;
 }
 
+
+bool cli_take_flag(int *argc, char **argv, const char *flag) {
+        for (int i = 1; i < *argc && strcmp(argv[i], "--"); i++)
+                if (!strcmp(argv[i], flag)) {
+                        memmove(argv + i, argv + i + 1, sizeof(char *) * (size_t) (*argc - i)); /* with argv[argc] */
+                        (*argc)--;
+                        return true;
+                }
+        return false;
+}
+
+int cli_print_json(json_t *j) {
+        if (!j)
+                return cli_error(-ENOMEM);
+        int r = json_dumpf(j, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+        json_decref(j);
+        if (r < 0 || putchar('\n') == EOF || fflush(stdout) == EOF)
+                return cli_errorf("cannot write the JSON answer to stdout: %s", strerror(errno));
+        return 0;
+}

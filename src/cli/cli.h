@@ -14,6 +14,7 @@ typedef struct Verb {
         int (*run)(int argc, char **argv); /* argv[0] is the verb */
         const char *args;                  /* "NAME FILE" for help */
         const char *summary;
+        bool group; /* a verb group: 'roam NAME COMMAND', its own man page */
 } Verb;
 
 /* Runs the verb named argv[0] from table; prints the group's help on
@@ -21,9 +22,23 @@ typedef struct Verb {
 int cli_dispatch(const char *group, const Verb *table, size_t n, int argc, char **argv);
 void cli_print_verbs(FILE *f, const char *group, const Verb *table, size_t n);
 
+/* Man pages (src/cli/man.c), roff from the verb tables and each verb's own
+ * --help text. cli_man_header() starts page (e.g. "roam-image") with its
+ * NAME section; cli_man_verb() is one .SS of a verb (prefix: "image ");
+ * cli_man_commands() is the COMMANDS section of a group, which cli_dispatch()
+ * prints for 'roam GROUP --help-man'. Return 0, or 1 after an error. */
+void cli_man_header(const char *page, const char *name, const char *summary);
+int cli_man_verb(const char *prefix, const Verb *v);
+int cli_man_commands(const char *group, const Verb *table, size_t n);
+
 /* Global options. */
 extern const char *arg_home;
 extern bool arg_quiet;
+extern const char *arg_log_level; /* roam --log-level, checked */
+
+/* The log level asked for: roam --log-level, else $ROAM_LOG (a bad value is
+ * ignored with a warning), else NULL. */
+const char *cli_log_level(void);
 
 /* The state directory: --home, $ROAM_HOME, /var/lib/roam (root) or
  * ~/.local/share/roam. */
@@ -86,6 +101,14 @@ struct json_t;
 int cli_local_request(struct Remote *rem, const char *method, const char *path, struct json_t *body,
                       struct json_t **ret);
 
+/* --json output (docs/cli-json.md). cli_take_flag() removes the first
+ * argv[1..] equal to flag (before a "--"), shifting the rest down; returns
+ * whether it was there. cli_print_json() prints j on stdout, indented, with
+ * a newline, and decrefs it; a NULL j (allocation failure) is an error.
+ * Returns 0 or 1. */
+bool cli_take_flag(int *argc, char **argv, const char *flag);
+int cli_print_json(struct json_t *j);
+
 /* Verb groups. */
 int verb_image(int argc, char **argv);
 int verb_store(int argc, char **argv);
@@ -111,3 +134,4 @@ int syncfile_resume_refused(const char *name);
 /* history and rollback (cmd-history.c) */
 int session_history_verb(int argc, char **argv);
 int session_rollback_verb(int argc, char **argv);
+int verb_info(int argc, char **argv);

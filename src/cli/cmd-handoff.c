@@ -20,7 +20,7 @@
 static int handoff(const char *verb, int argc, char **argv) {
         if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
                 if (!strcmp(verb, "offline"))
-                        return cli_help("offline", "SESSION [--from-file FILE]",
+                        return cli_help("offline", "[--json] SESSION [--from-file FILE]",
                                         "Takes a session offline onto this laptop: the server pauses it, sends\n"
                                         "what the background pre-copy has not yet sent, and gives it up; it\n"
                                         "resumes here and keeps running with the network cut. Needs the laptop\n"
@@ -28,8 +28,9 @@ static int handoff(const char *verb, int argc, char **argv) {
                                         "(paused there -> running here) and the bytes sent after the click.\n\n"
                                         "  --from-file FILE  no link: the grant comes in a sync file that the\n"
                                         "                    server wrote for this laptop ('roam session\n"
-                                        "                    export-offline'); the master image must be here\n");
-                return cli_help("online", "SESSION [--to-file FILE [--force]]",
+                                        "                    export-offline'); the master image must be here\n"
+                                        "  --json            the laptop daemon's answer as it is (docs/cli-json.md)\n");
+                return cli_help("online", "[--json] SESSION [--to-file FILE [--force]]",
                                 "Takes a session that runs on this laptop back online: it pauses here, sends\n"
                                 "what the background pre-copy has not sent, and resumes on the server,\n"
                                 "which becomes its owner again. Prints the downtime and the bytes sent.\n\n"
@@ -37,8 +38,10 @@ static int handoff(const char *verb, int argc, char **argv) {
                                 "                  powered off) into a sync file, signed with this laptop's\n"
                                 "                  key, for 'roam session apply-sync' on the server; it does\n"
                                 "                  not run here again unless the server refuses the file\n"
-                                "  --force         overwrite FILE\n");
+                                "  --force         overwrite FILE\n"
+                                "  --json          the laptop daemon's answer as it is (docs/cli-json.md)\n");
         }
+        bool as_json = cli_take_flag(&argc, argv, "--json");
         const char *opt = !strcmp(verb, "offline") ? "--from-file" : "--to-file";
         bool file_mode = argc >= 4 && !strcmp(argv[2], opt);
         bool force = file_mode && argc == 5 && !strcmp(argv[4], "--force") && !strcmp(verb, "online");
@@ -63,6 +66,8 @@ static int handoff(const char *verb, int argc, char **argv) {
         json_decref(body);
         if (r)
                 return r;
+        if (as_json)
+                return cli_print_json(res);
         char a[32];
         if (json_is_true(json_object_get(res, "already"))) {
                 printf("session '%s' is already offline on this laptop (epoch %lld)\n", argv[1],

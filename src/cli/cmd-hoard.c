@@ -82,9 +82,10 @@ int verb_status(int argc, char **argv) {
         if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
                 return cli_help("status", "[--json]",
                                 "Shows the local daemon: its role and address, and every hoard with its\n"
-                                "progress. --json prints the daemon's answers as they are.\n");
-        bool as_json = argc > 1 && !strcmp(argv[1], "--json");
-        if (argc > 1 && !as_json)
+                                "progress.\n\n"
+                                "  --json   the daemon's answers as they are (docs/cli-json.md)\n");
+        bool as_json = cli_take_flag(&argc, argv, "--json");
+        if (argc > 1)
                 return cli_usage("status", "unexpected argument '%s'", argv[1]);
         _cleanup_(remote_freep) Remote *rem = NULL;
         _cleanup_(daemon_endpoint_freep) DaemonEndpoint *ep = NULL;
@@ -97,14 +98,18 @@ int verb_status(int argc, char **argv) {
                 json_decref(info);
                 return 1;
         }
+        bool laptop = ep->role && !strcmp(ep->role, "laptop");
         if (as_json) {
-                json_t *all = json_pack("{s:o, s:o}", "info", info, "hoards", json_object_get(hoards, "hoards"));
-                json_incref(json_object_get(hoards, "hoards"));
-                json_dumpf(all, stdout, JSON_INDENT(2));
-                putchar('\n');
-                json_decref(all);
+                json_t *ho = NULL;
+                if (laptop && cli_local_request(rem, "GET", "/v1/handoff", NULL, &ho)) {
+                        json_decref(info);
+                        json_decref(hoards);
+                        return 1;
+                }
+                json_t *all = json_pack("{s:o, s:O, s:o}", "info", info, "hoards", json_object_get(hoards, "hoards"),
+                                        "handoff", ho ? ho : json_null());
                 json_decref(hoards);
-                return 0;
+                return cli_print_json(all);
         }
         printf("daemon:  %s (%s, pid %d)\n", ep->url, ep->role ? ep->role : "?", (int) ep->pid);
         json_t *list = json_object_get(hoards, "hoards");
@@ -122,7 +127,7 @@ int verb_status(int argc, char **argv) {
                        format_bytes((uint64_t) json_integer_value(json_object_get(h, "wire_bytes")), w, sizeof w),
                        json_string_value(json_object_get(h, "url")), err ? "  last error: " : "", err ? err : "");
         }
-        if (ep->role && !strcmp(ep->role, "laptop")) {
+        if (laptop) {
                 json_t *ho = NULL;
                 if (cli_local_request(rem, "GET", "/v1/handoff", NULL, &ho) == 0) {
                         json_t *sessions = json_object_get(ho, "sessions");

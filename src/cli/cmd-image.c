@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -314,18 +315,30 @@ static int image_export(int argc, char **argv) {
         return 0;
 }
 
+typedef struct ListCtx {
+        Store *store;
+        json_t *images; /* --json: the array, else NULL */
+} ListCtx;
+
 static int list_cb(const char *name, const RoamId *id, void *userdata) {
-        Store *s = userdata;
+        ListCtx *l = userdata;
         char hex[ID_HEX_SIZE], a[32];
-        if (!id) {
-                printf("%-24s %12s  %s\n", name + 7, "?", "(malformed ref: run 'roam store fsck')");
-                return 0;
-        }
         _cleanup_(index_freep) Index *x = NULL;
         err_clear();
-        int r = blob_load_index(s, id, &x);
-        if (r < 0)
-                printf("%-24s %12s  %.16s  (%s)\n", name + 7, "?", id_to_hex(id, hex), err_message(r));
+        int r = id ? blob_load_index(l->store, id, &x) : -EBADMSG;
+        const char *problem = !id ? "malformed ref: run 'roam store fsck'" : r < 0 ? err_message(r) : NULL;
+        if (l->images)
+                return json_array_append_new(l->images,
+                                             json_pack("{s:s, s:o, s:o, s:o}", "name", name + 7, "id",
+                                                       id ? json_string(id_to_hex(id, hex)) : json_null(), "size",
+                                                       x ? json_integer((json_int_t) x->blob_size) : json_null(),
+                                                       "error", problem ? json_string(problem) : json_null())) < 0
+                               ? -ENOMEM
+                               : 0;
+        if (!id)
+                printf("%-24s %12s  %s\n", name + 7, "?", "(malformed ref: run 'roam store fsck')");
+        else if (r < 0)
+                printf("%-24s %12s  %.16s  (%s)\n", name + 7, "?", id_to_hex(id, hex), problem);
         else
                 printf("%-24s %12s  %.16s\n", name + 7, format_bytes(x->blob_size, a, sizeof a), id_to_hex(id, hex));
         return 0;
@@ -333,7 +346,10 @@ static int list_cb(const char *name, const RoamId *id, void *userdata) {
 
 static int image_list(int argc, char **argv) {
         if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
-                return cli_help("image list", "", "Lists the images in the store: name, size, id.\n");
+                return cli_help("image list", "[--json]",
+                                "Lists the images in the store: name, size, id.\n\n"
+                                "  --json   one JSON object {\"images\": [...]} (docs/cli-json.md)\n");
+        bool as_json = cli_take_flag(&argc, argv, "--json");
         if (argc > 1)
                 return cli_usage("image list", "unexpected argument '%s'", argv[1]);
         if (cli_need_home(false))
@@ -341,19 +357,34 @@ static int image_list(int argc, char **argv) {
         char *dir = cli_home_path("store/config");
         bool exists = dir && access(dir, F_OK) == 0;
         free(dir);
-        if (!exists)
-                return 0; /* a home without a store yet: no images */
+        ListCtx l = { .images = as_json ? json_array() : NULL };
+        if (as_json && !l.images)
+                return cli_error(-ENOMEM);
         _cleanup_(store_freep) Store *s = NULL;
-        if (cli_open_store(false, false, &s))
-                return 1;
-        printf("%-24s %12s  %s\n", "NAME", "SIZE", "ID");
-        int r = store_ref_foreach(s, "images/", list_cb, s);
-        return r < 0 ? cli_error(r) : 0;
+        if (exists) { /* a home without a store yet: no images */
+                if (cli_open_store(false, false, &s)) {
+                        json_decref(l.images);
+                        return 1;
+                }
+                l.store = s;
+                if (!as_json)
+                        printf("%-24s %12s  %s\n", "NAME", "SIZE", "ID");
+                int r = store_ref_foreach(s, "images/", list_cb, &l);
+                if (r < 0) {
+                        json_decref(l.images);
+                        return cli_error(r);
+                }
+        }
+        return as_json ? cli_print_json(json_pack("{s:o}", "images", l.images)) : 0;
 }
 
 static int image_show(int argc, char **argv) {
         if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
-                return cli_help("image show", "NAME", "Shows an image: id, size, chunks, bytes stored.\n");
+                return cli_help("image show", "[--json] NAME",
+                                "Shows an image: id, size, chunks, bytes stored. Exits 1 when the store\n"
+                                "lacks some of its chunks.\n\n"
+                                "  --json   one JSON object (docs/cli-json.md)\n");
+        bool as_json = cli_take_flag(&argc, argv, "--json");
         if (argc != 2)
                 return cli_usage("image show", "expected NAME");
         _cleanup_(store_freep) Store *s = NULL;
@@ -374,13 +405,24 @@ static int image_show(int argc, char **argv) {
                         missing++;
         }
         char hex[ID_HEX_SIZE], a[32], b[32];
-        printf("name:        %s\nid:          %s\nsize:        %s (%llu bytes)\nchunk size:  %u\n"
-               "chunks:      %llu (%llu all-zero, not stored)\nstored:      %s compressed\n",
-               argv[1], id_to_hex(&id, hex), format_bytes(x->blob_size, a, sizeof a),
-               (unsigned long long) x->blob_size, x->chunk_size, (unsigned long long) x->n_chunks,
-               (unsigned long long) zero, format_bytes(stored, b, sizeof b));
+        if (as_json) {
+                int k = cli_print_json(json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "name", argv[1], "id",
+                                                 id_to_hex(&id, hex), "size", (json_int_t) x->blob_size,
+                                                 "chunk_size", (json_int_t) x->chunk_size, "chunks",
+                                                 (json_int_t) x->n_chunks, "zero_chunks", (json_int_t) zero,
+                                                 "stored_bytes", (json_int_t) stored, "missing_chunks",
+                                                 (json_int_t) missing));
+                if (k || !missing)
+                        return k;
+        } else
+                printf("name:        %s\nid:          %s\nsize:        %s (%llu bytes)\nchunk size:  %u\n"
+                       "chunks:      %llu (%llu all-zero, not stored)\nstored:      %s compressed\n",
+                       argv[1], id_to_hex(&id, hex), format_bytes(x->blob_size, a, sizeof a),
+                       (unsigned long long) x->blob_size, x->chunk_size, (unsigned long long) x->n_chunks,
+                       (unsigned long long) zero, format_bytes(stored, b, sizeof b));
         if (missing) {
-                printf("missing:     %llu chunks\n", (unsigned long long) missing);
+                if (!as_json)
+                        printf("missing:     %llu chunks\n", (unsigned long long) missing);
                 return cli_errorf("image '%s' lacks %llu chunks (run 'roam store fsck')", argv[1],
                                   (unsigned long long) missing);
         }
@@ -412,8 +454,8 @@ static int image_rm(int argc, char **argv) {
 static const Verb image_verbs[] = {
         { "import", image_import, "NAME FILE", "import a disk image (raw, qcow2, ...)" },
         { "export", image_export, "NAME FILE", "write an image as a sparse raw file" },
-        { "list", image_list, "", "list images" },
-        { "show", image_show, "NAME", "show an image's id, size and chunks" },
+        { "list", image_list, "[--json]", "list images" },
+        { "show", image_show, "[--json] NAME", "show an image's id, size and chunks" },
         { "rm", image_rm, "NAME...", "remove images (chunks stay until 'store gc')" },
 };
 

@@ -41,9 +41,9 @@ static int laptop_list_verb(int argc, char **argv) {
                                 "name, user, when paired, when last seen (UTC), and whether revoked.\n"
                                 "Two laptops may share a name; never an id.\n\n"
                                 "  --json   one JSON object {\"laptops\": [...]}\n");
-        bool as_json = argc > 1 && !strcmp(argv[1], "--json");
-        if (argc > 1 + as_json)
-                return cli_usage("laptop list", "unexpected argument '%s'", argv[1 + as_json]);
+        bool as_json = cli_take_flag(&argc, argv, "--json");
+        if (argc > 1)
+                return cli_usage("laptop list", "unexpected argument '%s'", argv[1]);
         _cleanup_(catalog_freep) Catalog *cat = NULL;
         if (cli_open_catalog(false, &cat))
                 return 1;
@@ -70,13 +70,7 @@ static int laptop_list_verb(int argc, char **argv) {
                                l->revoked ? "revoked" : "paired");
         }
         free(list);
-        if (arr) {
-                json_t *j = json_pack("{s:o}", "laptops", arr);
-                json_dumpf(j, stdout, JSON_INDENT(2));
-                putchar('\n');
-                json_decref(j);
-        }
-        return 0;
+        return arr ? cli_print_json(json_pack("{s:o}", "laptops", arr)) : 0;
 }
 
 static int laptop_revoke_verb(int argc, char **argv) {

@@ -1,12 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /* roam serve */
+#include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 
+#include "../basic/conf-file.h"
+#include "../basic/error.h"
 #include "../basic/interrupt.h"
+#include "../basic/macro.h"
 #include "../basic/util.h"
 #include "../daemon/daemon.h"
 #include "../daemon/api-console.h"
@@ -29,6 +35,8 @@ static const char serve_help[] =
         "  --tls-key FILE      ... and this PEM private key\n"
         "  --role ROLE         server (default) or laptop\n"
         "  --log FILE          log here instead of stderr\n"
+        "  --log-level LEVEL   debug, info (default), warning or error (also 'roam\n"
+        "                      --log-level' and $ROAM_LOG)\n"
         "  --hoard-rate RATE   bandwidth cap of background hoards per connection, e.g. 4M\n"
         "                      (bytes/s; default none: hoards share the link with others)\n"
         "  --offline-days D    (server) how long a laptop may keep a session offline\n"
@@ -45,114 +53,321 @@ static const char serve_help[] =
         "  --precopy-interval S  seconds between background pre-copies (default 5)\n"
         "  --precopy-rate RATE bandwidth cap of background pre-copy per connection\n"
         "  --no-precopy        pre-copy nothing in the background (for comparisons)\n"
-        "  -v, --verbose       log every request\n"
-        "  --foreground        stay in the foreground (the default; roam never daemonizes)\n";
+        "  -v, --verbose       log every request (--log-level debug)\n"
+        "  --foreground        stay in the foreground (the default; roam never daemonizes)\n"
+        "Configuration:\n"
+        "  --config FILE       read these settings from FILE (default: $ROAM_HOME/roam.conf\n"
+        "                      when --home or $ROAM_HOME is set, else /etc/roam/roam.conf;\n"
+        "                      a missing default file is no error). One 'key = value' a\n"
+        "                      line, the keys being the long options above without '--'\n"
+        "                      (docs/config.md); options on the command line win\n"
+        "  --print-config      print the settings in effect, checked, as a config file,\n"
+        "                      and exit\n";
+
+#define SERVE_CONFIG_FILE "roam.conf"
+#define SERVE_CONFIG_SYSTEM "/etc/roam/roam.conf"
+
+/* Every option of roam serve; all but the last three are config file keys
+ * too. The order is the order of --print-config. */
+enum {
+        OPT_LISTEN = 1000, OPT_TLS_CERT, OPT_TLS_KEY, OPT_ROLE, OPT_LOG, OPT_LOG_LEVEL, OPT_VERBOSE,
+        OPT_FOREGROUND, OPT_HOARD_RATE, OPT_OFFLINE_DAYS, OPT_NONCE_TTL, OPT_SERVER, OPT_TOKEN, OPT_NAME,
+        OPT_PRECOPY_INTERVAL, OPT_PRECOPY_RATE, OPT_NO_PRECOPY, OPT_CONFIG, OPT_PRINT_CONFIG, OPT_HELP,
+};
+#define N_SETTINGS (OPT_CONFIG - OPT_LISTEN)
+
+/* What roam serve runs with, converted from the settings. */
+typedef struct ServeConfig {
+        DaemonOptions daemon;
+        HoardOptions hoard;
+        LaptopOptions laptop;
+        double offline_days;
+        uint64_t nonce_ttl;
+        bool foreground; /* accepted, changes nothing */
+} ServeConfig;
+
+typedef enum FlagKind {
+        KIND_STRING, /* const char * at offset */
+        KIND_SWITCH, /* bool at offset, set by the flag or "true" */
+        KIND_RATE,   /* uint64_t bytes/s at offset, at least 1K */
+        KIND_NUMBER, /* double at offset, from min to max */
+        KIND_OTHER,  /* apply_other() */
+} FlagKind;
+
+#define AT(field) offsetof(ServeConfig, field)
+static const struct ServeFlag {
+        const char *name;
+        int has_arg;
+        const char *dflt; /* for --print-config */
+        FlagKind kind;
+        size_t offset;
+        double min, max; /* KIND_NUMBER */
+        const char *range; /* KIND_NUMBER: what it takes */
+} flags[] = {
+        [OPT_LISTEN - OPT_LISTEN] = { "listen", required_argument, DAEMON_LISTEN_DEFAULT, KIND_STRING, AT(daemon.listen) },
+        [OPT_TLS_CERT - OPT_LISTEN] = { "tls-cert", required_argument, "(none: plain HTTP)", KIND_STRING,
+                                        AT(daemon.tls_cert) },
+        [OPT_TLS_KEY - OPT_LISTEN] = { "tls-key", required_argument, "(none)", KIND_STRING, AT(daemon.tls_key) },
+        [OPT_ROLE - OPT_LISTEN] = { "role", required_argument, "server", KIND_OTHER },
+        [OPT_LOG - OPT_LISTEN] = { "log", required_argument, "(stderr)", KIND_STRING, AT(daemon.log_path) },
+        [OPT_LOG_LEVEL - OPT_LISTEN] = { "log-level", required_argument, "info", KIND_OTHER },
+        [OPT_VERBOSE - OPT_LISTEN] = { "verbose", no_argument, "false", KIND_SWITCH, AT(daemon.verbose) },
+        [OPT_FOREGROUND - OPT_LISTEN] = { "foreground", no_argument, "true", KIND_SWITCH, AT(foreground) },
+        [OPT_HOARD_RATE - OPT_LISTEN] = { "hoard-rate", required_argument, "(no cap)", KIND_RATE,
+                                          AT(hoard.default_limit_rate) },
+        [OPT_OFFLINE_DAYS - OPT_LISTEN] = { "offline-days", required_argument, "30", KIND_NUMBER, AT(offline_days), 0,
+                                            3650, "a number of days from 0 to 3650" },
+        [OPT_NONCE_TTL - OPT_LISTEN] = { "nonce-ttl", required_argument, "300", KIND_OTHER },
+        [OPT_SERVER - OPT_LISTEN] = { "server", required_argument, "(none)", KIND_STRING, AT(laptop.server_url) },
+        [OPT_TOKEN - OPT_LISTEN] = { "token", required_argument, "($ROAM_TOKEN)", KIND_STRING, AT(laptop.token) },
+        [OPT_NAME - OPT_LISTEN] = { "name", required_argument, "(the host name)", KIND_STRING, AT(laptop.name) },
+        [OPT_PRECOPY_INTERVAL - OPT_LISTEN] = { "precopy-interval", required_argument, "5", KIND_NUMBER,
+                                                AT(laptop.precopy_interval_s), 0.2, 86400,
+                                                "seconds from 0.2 to 86400" },
+        [OPT_PRECOPY_RATE - OPT_LISTEN] = { "precopy-rate", required_argument, "(no cap)", KIND_RATE,
+                                            AT(laptop.precopy_rate) },
+        [OPT_NO_PRECOPY - OPT_LISTEN] = { "no-precopy", no_argument, "false", KIND_SWITCH, AT(laptop.no_precopy) },
+        [OPT_CONFIG - OPT_LISTEN] = { "config", required_argument, NULL },
+        [OPT_PRINT_CONFIG - OPT_LISTEN] = { "print-config", no_argument, NULL },
+        [OPT_HELP - OPT_LISTEN] = { "help", no_argument, NULL },
+};
+
+/* The settings as text, from the config file and then the command line. */
+typedef struct Settings {
+        char *value[N_SETTINGS];   /* NULL = unset; "true" for a flag that is set */
+        const char *from[N_SETTINGS]; /* the file's path, or NULL for the command line */
+        unsigned line[N_SETTINGS];
+} Settings;
+
+static void settings_done(Settings *s) {
+        for (size_t i = 0; i < N_SETTINGS; i++)
+                free(s->value[i]);
+}
+
+static int settings_set(Settings *s, size_t i, const char *value, const char *from, unsigned line) {
+        char *v = strdup(value);
+        if (!v)
+                return -ENOMEM;
+        free(s->value[i]);
+        s->value[i] = v;
+        s->from[i] = from;
+        s->line[i] = line;
+        return 0;
+}
+
+typedef struct ConfCtx {
+        Settings *settings;
+        const char *path;
+} ConfCtx;
+
+static int conf_item(const char *key, const char *value, unsigned line, void *userdata) {
+        ConfCtx *c = userdata;
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                if (strcmp(flags[i].name, key))
+                        continue;
+                if (flags[i].has_arg == no_argument) {
+                        if (!strcmp(value, "true") || !strcmp(value, "yes") || !strcmp(value, "1"))
+                                return settings_set(c->settings, i, "true", c->path, line);
+                        if (!strcmp(value, "false") || !strcmp(value, "no") || !strcmp(value, "0")) {
+                                free(c->settings->value[i]);
+                                c->settings->value[i] = NULL;
+                                return 0;
+                        }
+                        return err_set(-EINVAL, "'%s' line %u: '%s' takes true or false, not '%s'", c->path, line,
+                                       key, value);
+                }
+                if (!*value)
+                        return err_set(-EINVAL, "'%s' line %u: '%s' has no value", c->path, line, key);
+                return settings_set(c->settings, i, value, c->path, line);
+        }
+        return err_set(-EINVAL, "'%s' line %u: unknown setting '%s' (the keys are the long options of "
+                       "'roam serve --help')", c->path, line, key);
+}
+
+/* The config file: --config, else the home's roam.conf when the home was
+ * chosen (--home, $ROAM_HOME), else /etc/roam/roam.conf. */
+static int read_config(const char *explicit_path, Settings *s, char **ret_path) {
+        _cleanup_free_ char *path = NULL;
+        const char *env = getenv("ROAM_HOME");
+        if (explicit_path)
+                path = strdup(explicit_path);
+        else if (arg_home || (env && *env))
+                path = cli_home_path(SERVE_CONFIG_FILE);
+        else
+                path = strdup(SERVE_CONFIG_SYSTEM);
+        if (!path)
+                return -ENOMEM;
+        ConfCtx c = { .settings = s, .path = path };
+        int r = conf_parse_file(path, conf_item, &c);
+        if (r == -ENOENT && !explicit_path) {
+                *ret_path = NULL; /* none: the defaults */
+                return 0;
+        }
+        if (r == -ENOENT)
+                return err_set(r, "config file '%s' does not exist (check --config)", path);
+        if (r < 0)
+                return r;
+        *ret_path = TAKE_PTR(path);
+        return 0;
+}
+
+static const char *apply_other(ServeConfig *c, int opt, const char *v) {
+        switch (opt) {
+        case OPT_ROLE:
+                if (strcmp(v, "server") && strcmp(v, "laptop"))
+                        return "takes server or laptop";
+                c->daemon.role = v;
+                return NULL;
+        case OPT_LOG_LEVEL: {
+                int l = daemon_log_level_from_string(v);
+                if (l < 0)
+                        return "takes " DAEMON_LOG_LEVELS;
+                c->daemon.log_level = l;
+                return NULL;
+        }
+        case OPT_NONCE_TTL:
+                if (parse_u64(v, &c->nonce_ttl) < 0 || c->nonce_ttl < 1 || c->nonce_ttl > 86400)
+                        return "takes seconds from 1 to 86400";
+                return NULL;
+        }
+        return "is not a setting";
+}
+
+/* Converts setting i into c; NULL, or what is wrong with the value ("takes
+ * ...", after the option's name). */
+static const char *apply(ServeConfig *c, size_t i, const char *v) {
+        static char range[96];
+        const struct ServeFlag *f = &flags[i];
+        void *field = (char *) c + f->offset;
+        char *end;
+        switch (f->kind) {
+        case KIND_STRING:
+                *(const char **) field = v;
+                return NULL;
+        case KIND_SWITCH:
+                *(bool *) field = true;
+                return NULL;
+        case KIND_RATE:
+                if (parse_size(v, field) < 0 || *(uint64_t *) field < 1024)
+                        return "takes a rate of at least 1K (bytes/s)";
+                return NULL;
+        case KIND_NUMBER: {
+                double x = strtod(v, &end);
+                if (*end || end == v || !(x >= f->min && x <= f->max)) {
+                        snprintf(range, sizeof range, "takes %s", f->range);
+                        return range;
+                }
+                *(double *) field = x;
+                return NULL;
+        }
+        case KIND_OTHER:
+                break;
+        }
+        return apply_other(c, OPT_LISTEN + (int) i, v);
+}
+
+/* A value that looks fine to the config file writer: quoted when it would
+ * not survive unquoted. */
+static void print_value(const char *v) {
+        size_t n = strlen(v);
+        if (n && !strchr(v, '#') && !strchr(v, '"') && !strchr(v, '\\') && v[0] != ' ' && v[0] != '\t' &&
+            v[n - 1] != ' ' && v[n - 1] != '\t') {
+                printf("%s\n", v);
+                return;
+        }
+        putchar('"');
+        for (const char *p = v; *p; p++) {
+                if (*p == '"' || *p == '\\')
+                        putchar('\\');
+                putchar(*p);
+        }
+        printf("\"\n");
+}
+
+static void print_config(const Settings *s, const char *path) {
+        if (path)
+                printf("# roam serve: the settings in effect: the config file '%s', then $ROAM_LOG and\n"
+                       "# the command line. Commented out: not set (the default in effect).\n", path);
+        else
+                printf("# roam serve: the settings in effect (no config file): $ROAM_LOG and the command\n"
+                       "# line. Commented out: not set (the default in effect).\n");
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                if (!s->value[i]) {
+                        printf("# %s = %s\n", flags[i].name, flags[i].dflt);
+                        continue;
+                }
+                printf("%s = ", flags[i].name);
+                if (i == OPT_TOKEN - OPT_LISTEN)
+                        printf("(hidden: a secret)\n");
+                else
+                        print_value(s->value[i]);
+        }
+}
 
 int verb_serve(int argc, char **argv) {
-        static const struct option opts[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "listen", required_argument, NULL, 'l' },
-                { "tls-cert", required_argument, NULL, 'c' },
-                { "tls-key", required_argument, NULL, 'k' },
-                { "role", required_argument, NULL, 'r' },
-                { "log", required_argument, NULL, 'L' },
-                { "verbose", no_argument, NULL, 'v' },
-                { "foreground", no_argument, NULL, 'f' },
-                { "hoard-rate", required_argument, NULL, 'H' },
-                { "offline-days", required_argument, NULL, 'D' },
-                { "server", required_argument, NULL, 'S' },
-                { "token", required_argument, NULL, 'T' },
-                { "name", required_argument, NULL, 'N' },
-                { "precopy-interval", required_argument, NULL, 'I' },
-                { "precopy-rate", required_argument, NULL, 'R' },
-                { "no-precopy", no_argument, NULL, 'P' },
-                { "nonce-ttl", required_argument, NULL, 'n' },
-                {},
-        };
-        DaemonOptions o = { 0 };
-        HoardOptions ho = { 0 };
-        LaptopOptions lo = { 0 };
-        double offline_days = 30;
-        uint64_t nonce_ttl = 0;
+        struct option opts[ELEMENTSOF(flags) + 1] = {};
+        for (size_t i = 0; i < ELEMENTSOF(flags); i++)
+                opts[i] = (struct option){ flags[i].name, flags[i].has_arg, NULL, OPT_LISTEN + (int) i };
+        _cleanup_(settings_done) Settings cmdline = {}, s = {};
+        const char *config_path = NULL;
+        bool print = false;
         int c;
-        while ((c = getopt_long(argc, argv, "hv", opts, NULL)) >= 0)
-                switch (c) {
-                case 'h':
+        while ((c = getopt_long(argc, argv, "hv", opts, NULL)) >= 0) {
+                if (c == 'h' || c == OPT_HELP)
                         return cli_help("serve",
                                         "[--listen ADDR:PORT] [--tls-cert FILE --tls-key FILE] [--role server|laptop] "
-                                        "[--log FILE]",
+                                        "[--config FILE] ...",
                                         serve_help);
-                case 'l':
-                        o.listen = optarg;
-                        break;
-                case 'c':
-                        o.tls_cert = optarg;
-                        break;
-                case 'k':
-                        o.tls_key = optarg;
-                        break;
-                case 'r':
-                        if (strcmp(optarg, "server") && strcmp(optarg, "laptop"))
-                                return cli_usage("serve", "--role takes server or laptop, not '%s'", optarg);
-                        o.role = optarg;
-                        break;
-                case 'L':
-                        o.log_path = optarg;
-                        break;
-                case 'v':
-                        o.verbose = true;
-                        break;
-                case 'f':
-                        break;
-                case 'H':
-                        if (parse_size(optarg, &ho.default_limit_rate) < 0 || ho.default_limit_rate < 1024)
-                                return cli_usage("serve", "--hoard-rate takes a rate of at least 1K (bytes/s)");
-                        break;
-                case 'D': {
-                        char *end;
-                        offline_days = strtod(optarg, &end);
-                        if (*end || end == optarg || offline_days < 0 || offline_days > 3650)
-                                return cli_usage("serve", "--offline-days takes a number of days from 0 to 3650");
-                        break;
-                }
-                case 'S':
-                        lo.server_url = optarg;
-                        break;
-                case 'T':
-                        lo.token = optarg;
-                        break;
-                case 'N':
-                        lo.name = optarg;
-                        break;
-                case 'I': {
-                        char *end;
-                        lo.precopy_interval_s = strtod(optarg, &end);
-                        if (*end || end == optarg || lo.precopy_interval_s < 0.2 || lo.precopy_interval_s > 86400)
-                                return cli_usage("serve", "--precopy-interval takes seconds from 0.2 to 86400");
-                        break;
-                }
-                case 'P':
-                        lo.no_precopy = true;
-                        break;
-                case 'n':
-                        if (parse_u64(optarg, &nonce_ttl) < 0 || nonce_ttl < 1 || nonce_ttl > 86400)
-                                return cli_usage("serve", "--nonce-ttl takes seconds from 1 to 86400");
-                        break;
-                case 'R':
-                        if (parse_size(optarg, &lo.precopy_rate) < 0 || lo.precopy_rate < 1024)
-                                return cli_usage("serve", "--precopy-rate takes a rate of at least 1K (bytes/s)");
-                        break;
-                default:
+                if (c == OPT_CONFIG)
+                        config_path = optarg;
+                else if (c == OPT_PRINT_CONFIG)
+                        print = true;
+                else if (c == 'v' || (c >= OPT_LISTEN && c < OPT_CONFIG)) {
+                        size_t i = (size_t) ((c == 'v' ? OPT_VERBOSE : c) - OPT_LISTEN);
+                        if (settings_set(&cmdline, i, optarg ? optarg : "true", NULL, 0) < 0)
+                                return cli_error(-ENOMEM);
+                } else
                         return cli_usage("serve", "invalid option");
-                }
+        }
         if (optind != argc)
                 return cli_usage("serve", "unexpected argument '%s'", argv[optind]);
+
+        /* the file, then $ROAM_LOG and roam --log-level, then serve's own options */
+        _cleanup_free_ char *path = NULL;
+        int r = read_config(config_path, &s, &path);
+        if (r < 0)
+                return cli_error(r);
+        const char *level = cli_log_level();
+        if (level && settings_set(&s, OPT_LOG_LEVEL - OPT_LISTEN, level, NULL, 0) < 0)
+                return cli_error(-ENOMEM);
+        for (size_t i = 0; i < N_SETTINGS; i++)
+                if (cmdline.value[i] && settings_set(&s, i, cmdline.value[i], NULL, 0) < 0)
+                        return cli_error(-ENOMEM);
+
+        ServeConfig cfg = { .offline_days = 30 };
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                const char *problem = s.value[i] ? apply(&cfg, i, s.value[i]) : NULL;
+                if (problem && s.from[i])
+                        return cli_errorf("'%s' line %u: '%s' %s (fix the config file)", s.from[i], s.line[i],
+                                          flags[i].name, problem);
+                if (problem)
+                        return cli_usage("serve", "--%s %s", flags[i].name, problem);
+        }
+        DaemonOptions o = cfg.daemon;
+        HoardOptions ho = cfg.hoard;
+        LaptopOptions lo = cfg.laptop;
+        double offline_days = cfg.offline_days;
+        uint64_t nonce_ttl = cfg.nonce_ttl;
         if (!!o.tls_cert != !!o.tls_key)
                 return cli_usage("serve", "--tls-cert and --tls-key go together");
         o.home = cli_home();
         bool laptop = o.role && !strcmp(o.role, "laptop");
         if (lo.server_url && !laptop)
                 return cli_usage("serve", "--server goes with --role laptop");
+        if (print) {
+                print_config(&s, path);
+                return 0;
+        }
         if (lo.server_url) {
                 lo.token = remote_token_from_env(lo.token);
                 if (!lo.token)
@@ -161,7 +376,7 @@ int verb_serve(int argc, char **argv) {
 
         interrupt_uninstall(); /* the daemon stops cleanly on its own */
         Daemon *d;
-        int r = daemon_new(&o, &d);
+        r = daemon_new(&o, &d);
         if (r < 0)
                 return cli_error(r);
         if (laptop && !lo.server_url)

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -14,6 +15,7 @@
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
+#include "../daemon/api-session.h"
 #include "../daemon/catalog.h"
 #include "../daemon/laptop-registry.h"
 #include "../session/handoff.h"
@@ -305,8 +307,11 @@ static int session_stop_verb(int argc, char **argv) {
 
 static int session_list_verb(int argc, char **argv) {
         if (want_help(argc, argv))
-                return cli_help("session list", "",
-                                "Lists the sessions on this host: name, user, image, state, RAM, owner.\n");
+                return cli_help("session list", "[--json]",
+                                "Lists the sessions on this host: name, user, image, state, RAM, owner.\n\n"
+                                "  --json   {\"sessions\": [...]}, each as in the daemon's GET /v1/sessions\n"
+                                "           (docs/cli-json.md)\n");
+        bool as_json = cli_take_flag(&argc, argv, "--json");
         if (argc > 1)
                 return cli_usage("session list", "unexpected argument '%s'", argv[1]);
         _cleanup_(ctx_done) Ctx ctx = {};
@@ -317,6 +322,13 @@ static int session_list_verb(int argc, char **argv) {
         int r = session_list(ctx.host, &list, &n);
         if (r < 0)
                 return cli_error(r);
+        if (as_json) {
+                json_t *arr = json_array();
+                for (size_t i = 0; arr && i < n; i++)
+                        json_array_append_new(arr, session_api_json(ctx.catalog, &list[i]));
+                session_info_list_free(list, n);
+                return cli_print_json(json_pack("{s:o}", "sessions", arr));
+        }
         printf("%-20s %-12s %-16s %-8s %8s  %s\n", "NAME", "USER", "IMAGE", "STATE", "RAM", "OWNER");
         for (size_t i = 0; i < n; i++) {
                 char ram[16];
@@ -330,10 +342,35 @@ static int session_list_verb(int argc, char **argv) {
         return 0;
 }
 
+/* session_api_json() and what 'session show' adds (docs/cli-json.md) */
+static json_t *session_show_json(Catalog *cat, const SessionInfo *i) {
+        json_t *j = session_api_json(cat, i);
+        json_t *more = json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?, s:I, s:I, s:s, s:s, s:s, "
+                                 "s:s, s:s, s:s}",
+                                 "pid", (json_int_t) i->pid, "cpus", (json_int_t) i->config.cpus, "machine",
+                                 i->config.machine, "cpu", i->config.cpu, "accel", i->config.accel, "policy",
+                                 vm_policy_to_string(i->config.policy), "kernel_id", i->config.kernel_id,
+                                 "initrd_id", i->config.initrd_id, "append", i->config.append, "profile_disk",
+                                 i->config.profile_disk, "ram_bytes", (json_int_t) i->ram_bytes, "overlay_bytes",
+                                 (json_int_t) i->overlay_bytes, "image_id", i->row.image_id, "overlay", i->overlay,
+                                 "master", i->master, "serial", i->serial, "vnc", i->vnc, "ram", i->ram);
+        if (!j || !more || json_object_update(j, more) < 0 ||
+            json_object_set_new(j, "created", json_integer((json_int_t) i->row.created)) < 0) {
+                json_decref(more);
+                json_decref(j);
+                return NULL;
+        }
+        json_decref(more);
+        return j;
+}
+
 static int session_show_verb(int argc, char **argv) {
         if (want_help(argc, argv))
-                return cli_help("session show", "NAME",
-                                "Shows a session: state, owner, VM config, files, checkpoints.\n");
+                return cli_help("session show", "[--json] NAME",
+                                "Shows a session: state, owner, VM config, files, checkpoints.\n\n"
+                                "  --json   the session as in 'session list --json', with the VM config\n"
+                                "           and the files (docs/cli-json.md)\n");
+        bool as_json = cli_take_flag(&argc, argv, "--json");
         if (argc != 2)
                 return cli_usage("session show", "expected NAME");
         _cleanup_(ctx_done) Ctx ctx = {};
@@ -343,6 +380,11 @@ static int session_show_verb(int argc, char **argv) {
         int r = session_get(ctx.host, argv[1], &i);
         if (r < 0)
                 return cli_error(r);
+        if (as_json) {
+                int k = cli_print_json(session_show_json(ctx.catalog, &i));
+                session_info_done(&i);
+                return k;
+        }
         char a[32], b[32], created[32], updated[32];
         time_t tc = (time_t) i.row.created, tu = (time_t) i.row.updated;
         strftime(created, sizeof created, "%Y-%m-%d %H:%M:%S", localtime(&tc));
@@ -654,8 +696,8 @@ static const Verb session_verbs[] = {
         { "stop", session_stop_verb, "NAME", "power a session off cleanly" },
         { "pause", session_pause_verb, "NAME", "pause a running session" },
         { "resume", session_resume_verb, "NAME", "resume a paused session" },
-        { "list", session_list_verb, "", "list sessions" },
-        { "show", session_show_verb, "NAME", "show a session" },
+        { "list", session_list_verb, "[--json]", "list sessions" },
+        { "show", session_show_verb, "[--json] NAME", "show a session" },
         { "log", session_log_verb, "NAME", "print a session's console log" },
         { "connect", session_connect_verb, "NAME", "a loopback port for native VNC viewers to a session's desktop" },
         { "checkpoint", session_checkpoint_verb, "NAME", "save a session (running or powered off) into the store" },

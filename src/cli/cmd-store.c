@@ -2,6 +2,7 @@
 /* roam store init|fsck|gc|stats */
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -76,31 +77,55 @@ static int store_init(int argc, char **argv) {
         return 0;
 }
 
+/* userdata: the --json array of problems, or NULL to print them */
 static void print_problem(const char *msg, void *userdata) {
-        fprintf(stderr, "problem: %s\n", msg);
+        if (userdata)
+                json_array_append_new(userdata, json_string(msg));
+        else
+                fprintf(stderr, "problem: %s\n", msg);
 }
 
 static int store_fsck_cmd(int argc, char **argv) {
         if (want_help(argc, argv))
-                return cli_help("store fsck", "",
+                return cli_help("store fsck", "[--json]",
                                 "Verifies the store: every ref, every object and every referenced chunk\n"
                                 "(read, decompressed, hashed). Lists problems; exits 1 when anything\n"
                                 "referenced is missing or corrupt. Unreferenced chunks are reported only\n"
-                                "('roam store gc' removes them).\n");
+                                "('roam store gc' removes them).\n\n"
+                                "  --json   one JSON object with the counts and the problems (docs/cli-json.md)\n");
+        bool as_json = cli_take_flag(&argc, argv, "--json");
         if (argc > 1)
                 return cli_usage("store fsck", "unexpected argument '%s'", argv[1]);
         _cleanup_(store_freep) Store *s = NULL;
         if (cli_open_store(false, false, &s))
                 return 1;
         FsckReport f;
+        _cleanup_(json_decrefp) json_t *problems = as_json ? json_array() : NULL;
+        if (as_json && !problems)
+                return cli_error(-ENOMEM);
         Progress *p = progress_new("fsck (chunks)", 0);
-        int r = store_fsck(s, p, print_problem, NULL, &f);
+        int r = store_fsck(s, p, print_problem, problems, &f);
         progress_free(p);
         uint64_t tmp_bytes = 0;
         if (r >= 0) /* the home's too: a converted image waits in HOME/tmp */
                 r = store_stray_tmp(s, cli_home(), STORE_TMP_MIN_AGE_S, false, &f.tmp_files, &tmp_bytes);
         if (r < 0)
                 return cli_error(r);
+        if (as_json) {
+                json_t *j = json_pack(
+                        "{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:O}", "ok",
+                        fsck_report_ok(&f), "refs", (json_int_t) f.refs, "bad_refs", (json_int_t) f.bad_refs,
+                        "objects_referenced", (json_int_t) f.objects_referenced, "bad_objects",
+                        (json_int_t) f.bad_objects, "chunks_referenced", (json_int_t) f.chunks_referenced,
+                        "missing_chunks", (json_int_t) f.missing_chunks, "corrupt_chunks",
+                        (json_int_t) f.corrupt_chunks, "chunks_stored", (json_int_t) f.chunks_stored,
+                        "unreferenced_chunks", (json_int_t) f.unreferenced_chunks, "unreferenced_objects",
+                        (json_int_t) f.unreferenced_objects, "tmp_files", (json_int_t) f.tmp_files, "tmp_bytes",
+                        (json_int_t) tmp_bytes, "problems", problems);
+                if (cli_print_json(j))
+                        return 1;
+                return fsck_report_ok(&f) ? 0 : 1;
+        }
         char tb[32];
         printf("refs:                 %llu (%llu malformed)\n"
                "objects referenced:   %llu (%llu missing or corrupt)\n"
@@ -203,9 +228,11 @@ static int store_gc_cmd(int argc, char **argv) {
 
 static int store_stats_cmd(int argc, char **argv) {
         if (want_help(argc, argv))
-                return cli_help("store stats", "",
+                return cli_help("store stats", "[--json]",
                                 "Prints chunk count, bytes stored on disk, bytes referenced by refs, and\n"
-                                "the dedup and compression ratios.\n");
+                                "the dedup and compression ratios.\n\n"
+                                "  --json   one JSON object (docs/cli-json.md)\n");
+        bool as_json = cli_take_flag(&argc, argv, "--json");
         if (argc > 1)
                 return cli_usage("store stats", "unexpected argument '%s'", argv[1]);
         _cleanup_(store_freep) Store *s = NULL;
@@ -218,6 +245,15 @@ static int store_stats_cmd(int argc, char **argv) {
         char a[32], b[32], c[32], d[32];
         double dedup = st.unique_bytes ? (double) st.referenced_bytes / (double) st.unique_bytes : 0;
         double comp = st.stored_bytes ? (double) st.unique_bytes / (double) st.stored_bytes : 0;
+        if (as_json)
+                return cli_print_json(json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "refs",
+                                                (json_int_t) st.refs, "chunks", (json_int_t) st.chunks,
+                                                "stored_bytes", (json_int_t) st.stored_bytes, "unique_bytes",
+                                                (json_int_t) st.unique_bytes, "objects", (json_int_t) st.objects,
+                                                "object_bytes", (json_int_t) st.object_bytes, "blob_bytes",
+                                                (json_int_t) st.blob_bytes, "referenced_bytes",
+                                                (json_int_t) st.referenced_bytes, "dedup_ratio", dedup,
+                                                "compression_ratio", comp));
         printf("refs:              %llu\n"
                "chunks:            %llu\n"
                "bytes stored:      %s (%llu)\n"
@@ -234,9 +270,9 @@ static int store_stats_cmd(int argc, char **argv) {
 
 static const Verb store_verbs[] = {
         { "init", store_init, "[--chunk-size SIZE]", "create a store with a chosen chunk size" },
-        { "fsck", store_fsck_cmd, "", "verify every ref, object and chunk" },
+        { "fsck", store_fsck_cmd, "[--json]", "verify every ref, object and chunk" },
         { "gc", store_gc_cmd, "", "remove unreferenced chunks and objects" },
-        { "stats", store_stats_cmd, "", "chunks, bytes stored and referenced, dedup ratio" },
+        { "stats", store_stats_cmd, "[--json]", "chunks, bytes stored and referenced, dedup ratio" },
 };
 
 int verb_store(int argc, char **argv) {

@@ -2,6 +2,7 @@
 /* roam pull|push URL REF... */
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,7 @@ typedef struct SyncArgs {
         const char *cacert;
         uint64_t limit_rate;
         unsigned parallel;
+        bool json;
 } SyncArgs;
 
 static int parse_sync_args(const char *cmd, int argc, char **argv, SyncArgs *a) {
@@ -37,13 +39,14 @@ static int parse_sync_args(const char *cmd, int argc, char **argv, SyncArgs *a) 
                 { "parallel", required_argument, NULL, 'p' },
                 { "as", required_argument, NULL, 'a' },
                 { "cacert", required_argument, NULL, 'c' },
+                { "json", no_argument, NULL, 'j' },
                 {},
         };
         int c;
         while ((c = getopt_long(argc, argv, "ht:l:p:a:c:", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
-                        printf("usage: roam %s URL REF... [--token T] [--limit-rate RATE] [--parallel N]\n\n", cmd);
+                        printf("usage: roam %s URL REF... [--token T] [--limit-rate RATE] [--parallel N] [--json]\n\n", cmd);
                         if (!strcmp(cmd, "pull"))
                                 printf("Fetches refs (and every chunk they need) from a roam daemon into the local\n"
                                        "store. Only chunks the local store lacks are transferred; every chunk is\n"
@@ -57,7 +60,9 @@ static int parse_sync_args(const char *cmd, int argc, char **argv, SyncArgs *a) 
                                "  -l, --limit-rate R   bandwidth cap per connection, e.g. 5M (bytes/s)\n"
                                "  -p, --parallel N     requests in flight (default 4)\n"
                                "  -a, --as REF         name of the ref on the receiving side (one REF only)\n"
-                               "  -c, --cacert FILE    trust this PEM certificate for https\n");
+                               "  -c, --cacert FILE    trust this PEM certificate for https\n"
+                               "      --json           the results as one JSON object {\"refs\": [...]}\n"
+                               "                       (docs/cli-json.md)\n");
                         return 0;
                 case 't':
                         a->token = optarg;
@@ -78,6 +83,9 @@ static int parse_sync_args(const char *cmd, int argc, char **argv, SyncArgs *a) 
                         break;
                 case 'c':
                         a->cacert = optarg;
+                        break;
+                case 'j':
+                        a->json = true;
                         break;
                 default:
                         return cli_usage(cmd, "invalid option");
@@ -107,6 +115,9 @@ static int run_sync(const char *cmd, int argc, char **argv, bool pull) {
         _cleanup_(store_freep) Store *s = NULL;
         if (cli_open_store(pull, true, &s))
                 return 1;
+        _cleanup_(json_decrefp) json_t *results = a.json ? json_array() : NULL;
+        if (a.json && !results)
+                return cli_error(-ENOMEM);
         cli_interrupt_note(pull ? "the chunks fetched so far are kept: run the same command again to resume"
                                 : "the chunks sent so far are kept: run the same command again to resume");
         for (int i = optind + 1; i < argc; i++) {
@@ -130,9 +141,20 @@ static int run_sync(const char *cmd, int argc, char **argv, bool pull) {
                 fprintf(stderr, "%s %s: %llu of %llu chunks transferred, %s on the wire, %.2fs\n",
                         pull ? "pulled" : "pushed", ref, (unsigned long long) st.chunks_sent,
                         (unsigned long long) st.chunks_total, format_bytes(st.wire_bytes, w, sizeof w), st.seconds);
-                printf("%s %s\n", ref, id_to_hex(&st.id, hex));
+                if (results)
+                        json_array_append_new(results,
+                                              json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f}", "ref", ref, "as",
+                                                        a.as ? as : ref, "id", id_to_hex(&st.id, hex), "chunks_total",
+                                                        (json_int_t) st.chunks_total, "chunks_sent",
+                                                        (json_int_t) st.chunks_sent, "objects_sent",
+                                                        (json_int_t) st.objects_sent, "wire_bytes",
+                                                        (json_int_t) st.wire_bytes, "seconds", st.seconds));
+                else
+                        printf("%s %s\n", ref, id_to_hex(&st.id, hex));
         }
-        return 0;
+        return results ? cli_print_json(json_pack("{s:s, s:s, s:O}", "direction", pull ? "pull" : "push", "url", url,
+                                                  "refs", results))
+                       : 0;
 }
 
 int verb_pull(int argc, char **argv) {

@@ -2,6 +2,7 @@
 /* roam token create|list|revoke */
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -37,15 +38,16 @@ static int token_create(int argc, char **argv) {
                 { "help", no_argument, NULL, 'h' },
                 { "role", required_argument, NULL, 'r' },
                 { "user", required_argument, NULL, 'u' },
+                { "label", required_argument, NULL, 'l' },
                 {},
         };
         int role = -1;
-        const char *user = NULL;
+        const char *user = NULL, *label = NULL;
         int c;
-        while ((c = getopt_long(argc, argv, "hr:u:", opts, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "hr:u:l:", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
-                        return cli_help("token create", "--role admin|user|host [--user NAME]",
+                        return cli_help("token create", "--role admin|user|host [--user NAME] [--label TEXT]",
                                         "Creates an API token for 'roam serve' and prints it on stdout; only its\n"
                                         "hash is kept, so store it now. Clients send it as\n"
                                         "'Authorization: Bearer TOKEN'.\n\n"
@@ -53,7 +55,9 @@ static int token_create(int argc, char **argv) {
                                         "  --role host   another roam server or laptop: every ref, chunk and object\n"
                                         "  --role user   needs --user NAME: reads images/..., reads and writes\n"
                                         "                sessions/NAME/...; other refs look absent\n"
-                                        "  --user NAME   the user of a user token\n");
+                                        "  --user NAME   the user of a user token\n"
+                                        "  --label TEXT  what the token is for, shown by 'roam token list'\n"
+                                        "                (" CATALOG_TOKEN_LABEL_RULE ")\n");
                 case 'r':
                         role = catalog_role_from_string(optarg);
                         if (role < 0)
@@ -65,6 +69,12 @@ static int token_create(int argc, char **argv) {
                                                  "user name '%s' is invalid (use " NAME_RULE ")",
                                                  optarg);
                         user = optarg;
+                        break;
+                case 'l':
+                        if (!catalog_token_label_is_valid(optarg))
+                                return cli_usage("token create", "token label '%s' is invalid (use " CATALOG_TOKEN_LABEL_RULE ")",
+                                                 optarg);
+                        label = optarg;
                         break;
                 default:
                         return cli_usage("token create", "invalid option");
@@ -82,7 +92,7 @@ static int token_create(int argc, char **argv) {
         if (open_catalog(true, &cat))
                 return 1;
         _cleanup_free_ char *token = NULL;
-        int r = catalog_token_create(cat, (CatalogRole) role, user, &token);
+        int r = catalog_token_create_labeled(cat, (CatalogRole) role, user, label, &token);
         if (r < 0)
                 return cli_error(r);
         printf("%s\n", token);
@@ -92,9 +102,11 @@ static int token_create(int argc, char **argv) {
 
 static int token_list(int argc, char **argv) {
         if (want_help(argc, argv))
-                return cli_help("token list", "",
+                return cli_help("token list", "[--json]",
                                 "Lists the tokens: id (a hash of the token, give a prefix of it to\n"
-                                "'roam token revoke'), role, user and creation time (UTC).\n");
+                                "'roam token revoke'), role, user, creation time (UTC) and label.\n\n"
+                                "  --json   one JSON object {\"tokens\": [...]} (docs/cli-json.md)\n");
+        bool as_json = cli_take_flag(&argc, argv, "--json");
         if (argc > 1)
                 return cli_usage("token list", "unexpected argument '%s'", argv[1]);
         _cleanup_(catalog_freep) Catalog *cat = NULL;
@@ -105,18 +117,27 @@ static int token_list(int argc, char **argv) {
         int r = catalog_token_list(cat, &list, &n);
         if (r < 0)
                 return cli_error(r);
-        printf("%-16s %-6s %-20s %s\n", "ID", "ROLE", "USER", "CREATED");
+        json_t *arr = as_json ? json_array() : NULL;
+        if (!as_json)
+                printf("%-16s %-6s %-20s %-20s %s\n", "ID", "ROLE", "USER", "CREATED", "LABEL");
         for (size_t i = 0; i < n; i++) {
+                CatalogToken *t = &list[i];
+                if (arr) {
+                        json_array_append_new(arr, json_pack("{s:s, s:s, s:s?, s:s?, s:I}", "id", t->id, "role",
+                                                             catalog_role_to_string(t->role), "user", t->user,
+                                                             "label", t->label, "created", (json_int_t) t->created));
+                        continue;
+                }
                 char when[32] = "?";
                 struct tm tm;
-                time_t t = (time_t) list[i].created;
-                if (gmtime_r(&t, &tm))
+                time_t tt = (time_t) t->created;
+                if (gmtime_r(&tt, &tm))
                         strftime(when, sizeof when, "%Y-%m-%d %H:%M:%SZ", &tm);
-                printf("%-16.16s %-6s %-20s %s\n", list[i].id, catalog_role_to_string(list[i].role),
-                       list[i].user ? list[i].user : "-", when);
+                printf("%-16.16s %-6s %-20s %-20s %s\n", t->id, catalog_role_to_string(t->role),
+                       t->user ? t->user : "-", when, t->label ? t->label : "-");
         }
         catalog_token_list_free(list, n);
-        return 0;
+        return arr ? cli_print_json(json_pack("{s:o}", "tokens", arr)) : 0;
 }
 
 static int token_revoke(int argc, char **argv) {
@@ -140,8 +161,8 @@ static int token_revoke(int argc, char **argv) {
 }
 
 static const Verb token_verbs[] = {
-        { "create", token_create, "--role ROLE [--user NAME]", "create an API token and print it" },
-        { "list", token_list, "", "list tokens (ids, roles, users)" },
+        { "create", token_create, "--role ROLE [--user NAME] [--label TEXT]", "create an API token and print it" },
+        { "list", token_list, "[--json]", "list tokens (ids, roles, users, labels)" },
         { "revoke", token_revoke, "ID", "revoke a token by id prefix" },
 };
 

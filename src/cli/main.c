@@ -10,40 +10,101 @@
 #include "config.h"
 
 #include "../basic/interrupt.h"
+#include "../basic/macro.h"
 #include "../basic/progress.h"
+#include "../daemon/daemon.h"
 
 static const Verb verbs[] = {
-        { "image", verb_image, "COMMAND ...", "import, export, list and remove master disk images" },
-        { "store", verb_store, "COMMAND ...", "check, clean and measure the content-addressed store" },
-        { "session", verb_session, "COMMAND ...", "create, run, checkpoint and restore users' session VMs" },
-        { "bundle", verb_bundle, "COMMAND ...", "carry images and deltas in one file (USB stick)" },
+        { "image", verb_image, "COMMAND ...", "import, export, list and remove master disk images", true },
+        { "store", verb_store, "COMMAND ...", "check, clean and measure the content-addressed store", true },
+        { "session", verb_session, "COMMAND ...", "create, run, checkpoint and restore users' session VMs", true },
+        { "bundle", verb_bundle, "COMMAND ...", "carry images and deltas in one file (USB stick)", true },
         { "serve", verb_serve, "[--listen ADDR:PORT] ...", "serve the store to other hosts over HTTP(S)" },
-        { "token", verb_token, "COMMAND ...", "create, list and revoke API tokens for 'roam serve'" },
-        { "laptop", verb_laptop, "COMMAND ...", "list and revoke the laptops paired with this server" },
+        { "token", verb_token, "COMMAND ...", "create, list and revoke API tokens for 'roam serve'", true },
+        { "laptop", verb_laptop, "COMMAND ...", "list and revoke the laptops paired with this server", true },
         { "pull", verb_pull, "URL REF...", "fetch refs and their chunks from a roam daemon" },
         { "push", verb_push, "URL REF...", "send refs and their chunks to a roam daemon" },
         { "hoard", verb_hoard, "URL REF...", "let the local daemon pull refs in the background" },
-        { "status", verb_status, "", "the local daemon: role, hoards and their progress" },
-        { "offline", verb_offline, "SESSION", "take a session offline onto this laptop" },
-        { "online", verb_online, "SESSION", "take a session on this laptop back online" },
+        { "info", verb_info, "URL", "what a roam daemon says about itself and the token" },
+        { "status", verb_status, "[--json]", "the local daemon: role, hoards and their progress" },
+        { "offline", verb_offline, "[--json] SESSION", "take a session offline onto this laptop" },
+        { "online", verb_online, "[--json] SESSION", "take a session on this laptop back online" },
 };
 
+static const char about[] =
+        "roam makes a user's live desktop session portable: master images and session\n"
+        "state live in a content-addressed store and move between servers and laptops.\n";
+static const char options[] =
+        "  --home DIR   state directory (default $ROAM_HOME, else /var/lib/roam as root,\n"
+        "               else ~/.local/share/roam)\n"
+        "  -q, --quiet  no progress output\n"
+        "  --log-level LEVEL\n"
+        "               what the daemon logs: debug, info (default), warning or error\n"
+        "               (default $ROAM_LOG)\n"
+        "  -h, --help   this help\n"
+        "  --version    print the version\n";
+#define SYNOPSIS "roam [--home DIR] [--quiet] [--log-level LEVEL] COMMAND [ARGS...]"
+
 static void usage(FILE *f) {
-        fprintf(f,
-                "usage: roam [--home DIR] [--quiet] COMMAND [ARGS...]\n"
-                "\n"
-                "roam makes a user's live desktop session portable: master images and session\n"
-                "state live in a content-addressed store and move between servers and laptops.\n"
-                "\n"
-                "Options:\n"
-                "  --home DIR   state directory (default $ROAM_HOME, else /var/lib/roam as root,\n"
-                "               else ~/.local/share/roam)\n"
-                "  -q, --quiet  no progress output\n"
-                "  -h, --help   this help\n"
-                "  --version    print the version\n"
-                "\n");
-        cli_print_verbs(f, NULL, verbs, sizeof verbs / sizeof verbs[0]);
+        fprintf(f, "usage: " SYNOPSIS "\n\n%s\nOptions:\n%s\n", about, options);
+        cli_print_verbs(f, NULL, verbs, ELEMENTSOF(verbs));
         fprintf(f, "\nRun 'roam COMMAND --help' for a command's options.\n");
+}
+
+/* roam --help-man [GROUP] (hidden): roam.1, or roam-GROUP.1, on stdout. */
+static int man_page(const char *group) {
+        const Verb *g = NULL;
+        for (size_t i = 0; group && i < ELEMENTSOF(verbs); i++)
+                if (verbs[i].group && !strcmp(verbs[i].name, group))
+                        g = &verbs[i];
+        if (group && !g) {
+                fprintf(stderr, "roam: no verb group '%s' (see 'roam --help')\n", group);
+                return 2;
+        }
+        if (g) {
+                char page[64];
+                snprintf(page, sizeof page, "roam-%s", g->name);
+                cli_man_header(page, page, g->summary);
+                printf(".SH SYNOPSIS\n.B roam %s\n.I COMMAND\n[ARGS...]\n.PP\n"
+                       ".B roam %s\n.I COMMAND\n\\-\\-help\n", g->name, g->name);
+                char *argv[] = { (char *) g->name, "--help-man", NULL };
+                int rc = g->run(2, argv);
+                if (rc)
+                        return rc;
+                printf(".SH SEE ALSO\n.BR roam (1)\n");
+                return 0;
+        }
+        cli_man_header("roam", "roam", "portable desktop sessions: QEMU VMs over a content-addressed store");
+        printf(".SH SYNOPSIS\n.B roam\n[\\-\\-home DIR] [\\-\\-quiet] [\\-\\-log\\-level LEVEL]\n"
+               ".I COMMAND\n[ARGS...]\n.SH DESCRIPTION\n%s.SH OPTIONS\n.nf\n", about);
+        for (const char *p = options; *p; p++)
+                fputs(*p == '-' ? "\\-" : (char[]){ *p, 0 }, stdout);
+        printf(".fi\n.SH COMMANDS\n");
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                if (!verbs[i].group) {
+                        if (cli_man_verb("", &verbs[i]))
+                                return 1;
+                        continue;
+                }
+                printf(".SS \"roam %s COMMAND ...\"\n%s: see\n.BR roam\\-%s (1).\n", verbs[i].name,
+                       verbs[i].summary, verbs[i].name);
+        }
+        printf(".SH ENVIRONMENT\n"
+               ".TP\n.B ROAM_HOME\nthe state directory (\\-\\-home wins)\n"
+               ".TP\n.B ROAM_TOKEN\nthe token for another daemon (\\-\\-token wins)\n"
+               ".TP\n.B ROAM_LOG\nthe daemon's log level (\\-\\-log\\-level wins)\n"
+               ".SH FILES\n"
+               ".TP\n.I /etc/roam/roam.conf\nsettings of roam serve, or $ROAM_HOME/roam.conf when the home "
+               "is chosen (roam serve \\-\\-help, \\-\\-print\\-config)\n"
+               ".TP\n.I /var/lib/roam\nthe state directory of root: store, catalog, sessions\n"
+               ".SH SEE ALSO\n");
+        for (size_t i = 0, first = 1; i < ELEMENTSOF(verbs); i++)
+                if (verbs[i].group) {
+                        printf("%s.BR roam\\-%s (1)", first ? "" : ",\n", verbs[i].name);
+                        first = 0;
+                }
+        printf("\n");
+        return 0;
 }
 
 int main(int argc, char **argv) {
@@ -52,6 +113,8 @@ int main(int argc, char **argv) {
                 { "quiet", no_argument, NULL, 'q' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
+                { "log-level", required_argument, NULL, 'L' },
+                { "help-man", no_argument, NULL, 'M' },
                 {},
         };
         int c;
@@ -67,6 +130,16 @@ int main(int argc, char **argv) {
                 case 'h':
                         usage(stdout);
                         return 0;
+                case 'L':
+                        if (daemon_log_level_from_string(optarg) < 0) {
+                                fprintf(stderr, "roam: --log-level takes " DAEMON_LOG_LEVELS ", not '%s' (see 'roam --help')\n",
+                                        optarg);
+                                return 2;
+                        }
+                        arg_log_level = optarg;
+                        break;
+                case 'M':
+                        return man_page(optind < argc ? argv[optind] : NULL);
                 case 'V':
                         printf("roam %s\n", ROAM_VERSION);
                         return 0;
@@ -81,7 +154,7 @@ int main(int argc, char **argv) {
                 return 2;
         }
         interrupt_install();
-        int rc = cli_dispatch(NULL, verbs, sizeof verbs / sizeof verbs[0], argc - optind, argv + optind);
+        int rc = cli_dispatch(NULL, verbs, ELEMENTSOF(verbs), argc - optind, argv + optind);
         /* a command that finished anyway did its work: its exit code stands */
         return rc != 0 && interrupt_requested() ? cli_interrupted() : rc;
 }

@@ -324,7 +324,7 @@ static int route_action(HttpRequest *req, void *userdata) {
                 r = do_move(req, c, name, &detail);
         if (r < 0) {
                 unsigned status = r == -EBUSY || r == -EREMOTE || r == -ESTALE ? 409 : http_status_from_errno(r);
-                daemon_log(c->d, DAEMON_LOG_INFO, "console: %s of session '%s' failed: %s", action, name,
+                daemon_log(c->d, DAEMON_LOG_WARNING, "console: %s of session '%s' failed: %s", action, name,
                            err_message(r));
                 return http_reply_error(req, status, "%s", err_message(r));
         }

@@ -77,6 +77,8 @@ static const char *const migrations[] = {
         "        granted INTEGER NOT NULL,           -- unix time of the take offline\n"
         "        lease_until INTEGER NOT NULL        -- unix time, 0 = no limit\n"
         ");\n",
+        /* 5: a label on each token, what it is for (NULL: none) */
+        "ALTER TABLE tokens ADD COLUMN label TEXT;\n",
 };
 
 struct Catalog {
@@ -285,7 +287,24 @@ static void token_id(const char *token, char id[static ID_HEX_SIZE]) {
         id_to_hex(&h, id);
 }
 
+bool catalog_token_label_is_valid(const char *label) {
+        size_t n = strlen(label);
+        if (n < 1 || n > CATALOG_TOKEN_LABEL_MAX)
+                return false;
+        for (const unsigned char *p = (const unsigned char *) label; *p; p++)
+                if (*p < 0x20 || *p == 0x7f)
+                        return false;
+        return true;
+}
+
 int catalog_token_create(Catalog *c, CatalogRole role, const char *user, char **ret_token) {
+        return catalog_token_create_labeled(c, role, user, NULL, ret_token);
+}
+
+int catalog_token_create_labeled(Catalog *c, CatalogRole role, const char *user, const char *label,
+                                 char **ret_token) {
+        if (label && !catalog_token_label_is_valid(label))
+                return err_set(-EINVAL, "token label '%s' is invalid (use " CATALOG_TOKEN_LABEL_RULE ")", label);
         if (!catalog_role_to_string(role))
                 return err_set(-EINVAL, "invalid token role (use admin, user or host)");
         if (role == CATALOG_ROLE_USER && !user)
@@ -310,8 +329,8 @@ int catalog_token_create(Catalog *c, CatalogRole role, const char *user, char **
 
         pthread_mutex_lock(&c->mutex);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int rc = sqlite3_prepare_v2(c->db, "INSERT INTO tokens (id, role, user, created) VALUES (?, ?, ?, ?)", -1,
-                                    &st, NULL);
+        int rc = sqlite3_prepare_v2(c->db, "INSERT INTO tokens (id, role, user, created, label) VALUES (?, ?, ?, ?, ?)",
+                                    -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
                 sqlite3_bind_text(st, 2, role_names[role], -1, SQLITE_STATIC);
@@ -320,6 +339,10 @@ int catalog_token_create(Catalog *c, CatalogRole role, const char *user, char **
                 else
                         sqlite3_bind_null(st, 3);
                 sqlite3_bind_int64(st, 4, (sqlite3_int64) time(NULL));
+                if (label)
+                        sqlite3_bind_text(st, 5, label, -1, SQLITE_STATIC);
+                else
+                        sqlite3_bind_null(st, 5);
                 rc = sqlite3_step(st);
         }
         r = rc == SQLITE_DONE ? 0 : catalog_error(c, rc, "storing a token");
@@ -371,8 +394,10 @@ int catalog_token_check(Catalog *c, const char *token, CatalogRole *ret_role, ch
 }
 
 void catalog_token_list_free(CatalogToken *list, size_t n) {
-        for (size_t i = 0; list && i < n; i++)
+        for (size_t i = 0; list && i < n; i++) {
                 free(list[i].user);
+                free(list[i].label);
+        }
         free(list);
 }
 
@@ -382,7 +407,7 @@ int catalog_token_list(Catalog *c, CatalogToken **ret, size_t *ret_n) {
         int r = 0;
         pthread_mutex_lock(&c->mutex);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int rc = sqlite3_prepare_v2(c->db, "SELECT id, role, user, created FROM tokens ORDER BY created, id", -1,
+        int rc = sqlite3_prepare_v2(c->db, "SELECT id, role, user, created, label FROM tokens ORDER BY created, id", -1,
                                     &st, NULL);
         while (rc == SQLITE_OK || rc == SQLITE_ROW) {
                 rc = sqlite3_step(st);
@@ -402,14 +427,15 @@ int catalog_token_list(Catalog *c, CatalogToken **ret, size_t *ret_n) {
                 *t = (CatalogToken){ .created = sqlite3_column_int64(st, 3) };
                 const char *id = (const char *) sqlite3_column_text(st, 0);
                 const char *u = (const char *) sqlite3_column_text(st, 2);
+                const char *label = (const char *) sqlite3_column_text(st, 4);
                 int role = catalog_role_from_string((const char *) sqlite3_column_text(st, 1));
                 snprintf(t->id, sizeof t->id, "%s", id ? id : "");
                 t->role = role < 0 ? CATALOG_ROLE_USER : (CatalogRole) role;
-                if (u && !(t->user = strdup(u))) {
+                n++; /* from here on the list frees what it holds */
+                if ((u && !(t->user = strdup(u))) || (label && !(t->label = strdup(label)))) {
                         r = -ENOMEM;
                         break;
                 }
-                n++;
         }
         if (r >= 0 && rc != SQLITE_DONE)
                 r = catalog_error(c, rc, "listing tokens");

@@ -23,6 +23,7 @@
  * connection behind a mutex). */
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -85,6 +86,14 @@ const char *catalog_path(Catalog *c);
  * name_is_valid()) and must be NULL for the other roles (-EINVAL with detail).
  * *ret_token is the only copy of the secret; the caller frees it. */
 int catalog_token_create(Catalog *c, CatalogRole role, const char *user, char **ret_token);
+/* The same with a label that says what the token is for (NULL: none; else
+ * CATALOG_TOKEN_LABEL_RULE, -EINVAL with detail otherwise). Shown by
+ * catalog_token_list(); never part of the secret. */
+#define CATALOG_TOKEN_LABEL_MAX 128
+#define CATALOG_TOKEN_LABEL_RULE "1-128 bytes without control characters"
+int catalog_token_create_labeled(Catalog *c, CatalogRole role, const char *user, const char *label,
+                                 char **ret_token);
+bool catalog_token_label_is_valid(const char *label);
 
 /* Looks a presented token up. -EACCES if it is malformed, unknown or revoked.
  * *ret_user (may be NULL to skip) is the user name for CATALOG_ROLE_USER and
@@ -95,6 +104,7 @@ typedef struct CatalogToken {
         char id[ID_HEX_SIZE]; /* hex SHA-256 of the token */
         CatalogRole role;
         char *user;      /* NULL unless role is user */
+        char *label;     /* NULL when it has none */
         int64_t created; /* unix time */
 } CatalogToken;
 

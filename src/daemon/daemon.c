@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/time.h>
@@ -51,7 +52,7 @@ struct Daemon {
         pthread_mutex_t log_mutex;
         FILE *log;
         char *log_path;
-        bool verbose;
+        int log_level; /* least level logged */
 
         /* workers */
         DaemonWorker **workers;
@@ -65,14 +66,28 @@ struct Daemon {
 
 /* ---- log ---- */
 
-static const char *const level_names[] = {
+static const char *const level_names[_DAEMON_LOG_MAX] = {
         [DAEMON_LOG_DEBUG] = "debug",
         [DAEMON_LOG_INFO] = "info",
+        [DAEMON_LOG_WARNING] = "warning",
         [DAEMON_LOG_ERROR] = "error",
 };
 
+int daemon_log_level_from_string(const char *s) {
+        if (!strcasecmp(s, "warn"))
+                return DAEMON_LOG_WARNING;
+        for (int i = DAEMON_LOG_DEBUG; i < _DAEMON_LOG_MAX; i++)
+                if (!strcasecmp(s, level_names[i]))
+                        return i;
+        return -EINVAL;
+}
+
+const char *daemon_log_level_to_string(int level) {
+        return level >= DAEMON_LOG_DEBUG && level < _DAEMON_LOG_MAX ? level_names[level] : NULL;
+}
+
 static void log_line(Daemon *d, DaemonLogLevel level, const char *line) {
-        if (level == DAEMON_LOG_DEBUG && !d->verbose)
+        if ((int) level < d->log_level)
                 return;
         struct timespec ts;
         struct tm tm;
@@ -148,7 +163,8 @@ static int ensure_local_token(Daemon *d) {
                 return err_set(r, "cannot read '%s': %s", path, strerror(-r));
 
         _cleanup_free_ char *token = NULL;
-        r = catalog_token_create(d->catalog, CATALOG_ROLE_ADMIN, NULL, &token);
+        r = catalog_token_create_labeled(d->catalog, CATALOG_ROLE_ADMIN, NULL, "local admin token of roam serve",
+                                         &token);
         if (r < 0)
                 return r;
         size_t n = strlen(token);
@@ -194,7 +210,9 @@ int daemon_new(const DaemonOptions *o, Daemon **ret) {
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&d->worker_cond, &ca);
         pthread_condattr_destroy(&ca);
-        d->verbose = o->verbose;
+        d->log_level = o->verbose ? DAEMON_LOG_DEBUG : o->log_level ? o->log_level : DAEMON_LOG_INFO;
+        if (!daemon_log_level_to_string(d->log_level))
+                return err_set(-EINVAL, "log level %d is invalid (use " DAEMON_LOG_LEVELS ")", o->log_level);
         d->home = strdup(o->home);
         d->role = strdup(role);
         d->serve_path = path_join(o->home, DAEMON_SERVE_FILE);

@@ -25,8 +25,8 @@
  * flight finish for a grace period, stop workers, store_commit(), remove
  * serve.json; daemon_run() returns 0). SIGHUP reopens the log file.
  *
- * Logging: one line per request at debug level (shown with verbose), info
- * and errors always. */
+ * Logging: lines at or above the log level (default info): one per request
+ * at debug, the daemon's life at info, trouble at warning and error. */
 
 #include <stdbool.h>
 #include <sys/types.h>
@@ -41,6 +41,19 @@
 #define DAEMON_SERVE_FILE "serve.json"
 #define DAEMON_TOKEN_FILE "local.token"
 
+/* Levels, least first. DaemonOptions.log_level 0 means the default, info. */
+typedef enum DaemonLogLevel {
+        DAEMON_LOG_DEBUG = 1,
+        DAEMON_LOG_INFO,
+        DAEMON_LOG_WARNING,
+        DAEMON_LOG_ERROR,
+        _DAEMON_LOG_MAX,
+} DaemonLogLevel;
+#define DAEMON_LOG_LEVELS "debug, info, warning or error"
+/* "debug", "info", "warning" (or "warn"), "error" (any case); -EINVAL otherwise. */
+int daemon_log_level_from_string(const char *s);
+const char *daemon_log_level_to_string(int level);
+
 typedef struct DaemonOptions {
         const char *home;     /* state directory, created if missing (required) */
         const char *listen;   /* NULL = DAEMON_LISTEN_DEFAULT */
@@ -48,7 +61,8 @@ typedef struct DaemonOptions {
         const char *tls_key;
         const char *role;     /* "server" (NULL = default) or "laptop"; reported by /v1/info */
         const char *log_path; /* NULL = stderr */
-        bool verbose;         /* log every request (debug level) */
+        bool verbose;         /* log every request: the same as log_level debug */
+        int log_level;        /* a DaemonLogLevel, the least that is logged; 0 = info */
         unsigned stop_grace_s; /* 0 = HTTP_STOP_GRACE_DEFAULT_S */
 } DaemonOptions;
 
@@ -81,11 +95,7 @@ const char *daemon_role(Daemon *d);
  * authentication of every route (auth.h: auth_of(req)). */
 int daemon_add_routes(Daemon *d, const HttpRoute *routes, size_t n, void *userdata);
 
-typedef enum DaemonLogLevel {
-        DAEMON_LOG_DEBUG,
-        DAEMON_LOG_INFO,
-        DAEMON_LOG_ERROR,
-} DaemonLogLevel;
+
 /* One line to the daemon's log (thread-safe). */
 void daemon_log(Daemon *d, DaemonLogLevel level, const char *fmt, ...) _printf_(3, 4);
 

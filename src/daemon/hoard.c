@@ -156,7 +156,8 @@ static int run_job(Hoard *h, Job *j) {
                  "UPDATE hoards SET attempts = attempts + 1, last_error = ?, state = ?, wire_bytes = wire_bytes + ?, "
                  "updated = ? WHERE id = ?",
                  "ttiii", msg, transient ? "active" : "failed", (int64_t) run.wire, (int64_t) time(NULL), j->id);
-        daemon_log(h->daemon, DAEMON_LOG_INFO, "hoard %s from %s: %s (%s)", j->ref, j->url, msg,
+        daemon_log(h->daemon, transient ? DAEMON_LOG_INFO : DAEMON_LOG_WARNING, "hoard %s from %s: %s (%s)", j->ref,
+                   j->url, msg,
                    transient ? "will retry" : "giving up");
         return transient ? 1 : k;
 }

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "basic/conf-file.h"
+#include "basic/error.h"
 #include "basic/fileio.h"
 #include "basic/hash.h"
 #include "basic/idset.h"
@@ -131,10 +133,64 @@ static void test_zero(void **state) {
         assert_true(memory_is_zero(buf + 4, 10));
 }
 
+/* collects "key=value;" for each item */
+static int conf_item(const char *key, const char *value, unsigned line, void *userdata) {
+        char *out = userdata;
+        size_t n = strlen(out);
+        snprintf(out + n, 512 - n, "%s=%s@%u;", key, value, line);
+        return !strcmp(key, "stop") ? -ECANCELED : 0;
+}
+
+static int conf(const char *text, char out[static 512]) {
+        out[0] = 0;
+        err_clear();
+        return conf_parse("t.conf", text, strlen(text), conf_item, out);
+}
+
+static void test_conf(void **state) {
+        char out[512];
+        assert_int_equal(conf("# c\n\n  listen = 0.0.0.0:1  \nname=\" a \\\"b\\\\ \"\r\n\tx-1 =\n", out), 0);
+        assert_string_equal(out, "listen=0.0.0.0:1@3;name= a \"b\\ @4;x-1=@5;");
+        assert_int_equal(conf("a = b # not a comment\n", out), 0);
+        assert_string_equal(out, "a=b # not a comment@1;");
+        /* errors name the file and the line */
+        assert_int_equal(conf("a = 1\nlisten 0.0.0.0\n", out), -EBADMSG);
+        assert_non_null(strstr(err_message(-EBADMSG), "'t.conf' line 2"));
+        assert_int_equal(conf("Key = 1\n", out), -EBADMSG);
+        assert_int_equal(conf("= 1\n", out), -EBADMSG);
+        assert_int_equal(conf("a = \"open\n", out), -EBADMSG);
+        assert_int_equal(conf("a = \"x\" y\n", out), -EBADMSG);
+        assert_int_equal(conf("a = \"\\n\"\n", out), -EBADMSG);
+        assert_int_equal(conf("a = \x01\n", out), -EBADMSG);
+        assert_int_equal(conf_parse("t.conf", "a = b\0c\n", 8, conf_item, out), -EBADMSG);
+        /* the callback's error stops the parse */
+        assert_int_equal(conf("a = 1\nstop = 1\nb = 2\n", out), -ECANCELED);
+        assert_string_equal(out, "a=1@1;stop=1@2;");
+        /* limits */
+        char *big = malloc(CONF_FILE_MAX + 2);
+        assert_non_null(big);
+        memset(big, '#', CONF_FILE_MAX + 1);
+        big[CONF_FILE_MAX + 1] = 0;
+        assert_int_equal(conf(big, out), -EBADMSG);
+        memset(big, 'v', CONF_LINE_MAX + 10);
+        memcpy(big, "k = ", 4);
+        big[CONF_LINE_MAX + 10] = 0;
+        assert_int_equal(conf(big, out), -EBADMSG);
+        big[CONF_LINE_MAX] = 0; /* exactly the limit */
+        assert_int_equal(conf(big, out), 0);
+        big[0] = 0; /* one setting too many, the comments between them do not count */
+        for (int i = 0; i <= CONF_ITEMS_MAX; i++)
+                strcat(big, "# comment\nq = 2\n");
+        assert_int_equal(conf(big, out), -EBADMSG);
+        assert_non_null(strstr(err_message(-EBADMSG), "more than 256 settings"));
+        free(big);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names),  cmocka_unit_test(test_sizes),        cmocka_unit_test(test_hex),
                 cmocka_unit_test(test_idset),  cmocka_unit_test(test_atomic_write), cmocka_unit_test(test_zero),
+                cmocka_unit_test(test_conf),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

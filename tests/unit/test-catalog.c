@@ -319,6 +319,51 @@ static void test_concurrent(void **state) {
 
 /* ---- ref policy ---- */
 
+static void test_label(void **state) {
+        Fixture *f = *state;
+        char *t = NULL;
+        assert_int_equal(catalog_token_create_labeled(f->c, CATALOG_ROLE_HOST, NULL, "laptop of alice, 2026", &t), 0);
+        free(t);
+        char longer[CATALOG_TOKEN_LABEL_MAX + 2];
+        memset(longer, 'x', sizeof longer - 1);
+        longer[sizeof longer - 1] = 0;
+        assert_int_equal(catalog_token_create_labeled(f->c, CATALOG_ROLE_HOST, NULL, longer, &t), -EINVAL);
+        assert_int_equal(catalog_token_create_labeled(f->c, CATALOG_ROLE_HOST, NULL, "a\nb", &t), -EINVAL);
+        assert_int_equal(catalog_token_create_labeled(f->c, CATALOG_ROLE_HOST, NULL, "", &t), -EINVAL);
+        longer[CATALOG_TOKEN_LABEL_MAX] = 0; /* exactly the limit */
+        assert_int_equal(catalog_token_create_labeled(f->c, CATALOG_ROLE_USER, "bob", longer, &t), 0);
+        free(t);
+        assert_int_equal(catalog_token_create(f->c, CATALOG_ROLE_ADMIN, NULL, &t), 0);
+        free(t);
+        CatalogToken *l;
+        size_t n;
+        assert_int_equal(catalog_token_list(f->c, &l, &n), 0);
+        assert_int_equal(n, 3);
+        size_t labeled = 0, unlabeled = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (!l[i].label)
+                        unlabeled++;
+                else if (!strcmp(l[i].label, "laptop of alice, 2026") || !strcmp(l[i].label, longer))
+                        labeled++;
+        }
+        assert_int_equal(labeled, 2);
+        assert_int_equal(unlabeled, 1);
+        catalog_token_list_free(l, n);
+
+        /* a catalog from before labels (schema 4) gains the column, its tokens none */
+        int version = catalog_schema_version(f->c);
+        catalog_free(f->c);
+        f->c = NULL;
+        sql(f->path, "ALTER TABLE tokens DROP COLUMN label; PRAGMA user_version = 4");
+        assert_int_equal(catalog_open(f->path, &f->c), 0);
+        assert_int_equal(catalog_schema_version(f->c), version);
+        assert_int_equal(catalog_token_list(f->c, &l, &n), 0);
+        assert_int_equal(n, 3);
+        for (size_t i = 0; i < n; i++)
+                assert_null(l[i].label);
+        catalog_token_list_free(l, n);
+}
+
 static void test_ref_access(void **state) {
         Auth admin = { .role = CATALOG_ROLE_ADMIN }, host = { .role = CATALOG_ROLE_HOST };
         Auth alice = { .role = CATALOG_ROLE_USER, .user = (char *) "alice" };
@@ -402,6 +447,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_create_invalid, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_list_revoke, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_label, setup, teardown),
                 cmocka_unit_test(test_ref_access),
                 cmocka_unit_test(test_ref_update_parse),
         };

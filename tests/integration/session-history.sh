@@ -44,6 +44,8 @@ log "$out"
 hist 'sys.exit(0 if all(c["bytes"] > 0 and c["epoch"] == 0 and len(c["host"]) == 32 and not c["powered_off"] for c in h) else 1)' ||
         fail "history lacks size, epoch or host"
 expect_match "$out" "000003 .* here +0 live "
+roam session history s1 --json | python3 "$SRC_DIR/tests/tools/json-shape.py" "$SRC_DIR/docs/cli-json.md" \
+        'roam session history --json' || fail "session history --json does not match docs/cli-json.md"
 
 log "rollback to checkpoint 1: the counter goes back, the present is kept"
 must_succeed roam session rollback s1 1

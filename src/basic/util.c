@@ -107,6 +107,14 @@ int parse_size(const char *s, uint64_t *ret) {
         return 0;
 }
 
+char *format_utc(int64_t t, bool table, char *buf, size_t size) {
+        struct tm tm;
+        time_t tt = (time_t) t;
+        if (t <= 0 || !gmtime_r(&tt, &tm) || !strftime(buf, size, table ? "%Y-%m-%d %H:%M:%SZ" : "%Y-%m-%d %H:%M:%S UTC", &tm))
+                snprintf(buf, size, "-");
+        return buf;
+}
+
 char *format_bytes(uint64_t n, char *buf, size_t size) {
         static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
         double v = (double) n;

@@ -23,6 +23,12 @@ int parse_size(const char *s, uint64_t *ret);
 /* Parses a decimal unsigned integer with no trailing junk. */
 int parse_u64(const char *s, uint64_t *ret);
 
+/* A unix time in UTC: "2026-12-02 14:00:00 UTC" for messages, or (table)
+ * "2026-12-02 14:00:00Z"; "-" for t <= 0. buf of at least 32 bytes;
+ * returns buf. */
+#define UTC_BUF_SIZE 32
+char *format_utc(int64_t t, bool table, char *buf, size_t size);
+
 /* "1.5 GiB"; buf of at least 16 bytes; returns buf. */
 char *format_bytes(uint64_t n, char *buf, size_t size);
 

@@ -62,11 +62,8 @@ int session_history_verb(int argc, char **argv) {
                        "SIZE", "ID", "");
                 for (size_t i = 0; i < n; i++) {
                         CheckpointEntry *e = &list[i];
-                        char when[32] = "-", size[32], hex[ID_HEX_SIZE];
-                        time_t t = (time_t) e->created;
-                        struct tm tm;
-                        if (e->created > 0 && gmtime_r(&t, &tm))
-                                strftime(when, sizeof when, "%Y-%m-%d %H:%M:%SZ", &tm);
+                        char when[UTC_BUF_SIZE], size[32], hex[ID_HEX_SIZE];
+                        format_utc(e->created, true, when, sizeof when);
                         const char *host = !e->host[0] ? "?" : !strcmp(e->host, me) ? "here" : e->host;
                         printf("%-18s %-20s %-10.10s %5lld %-11s %10s  %.16s %s%s\n", e->leaf, when, host,
                                (long long) e->epoch, e->powered_off ? "powered-off" : "live",

@@ -24,15 +24,6 @@ static bool want_help(int argc, char **argv) {
         return argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
 }
 
-static void utc(int64_t t, char *buf, size_t size) {
-        struct tm tm;
-        time_t tt = (time_t) t;
-        if (t <= 0 || !gmtime_r(&tt, &tm))
-                snprintf(buf, size, "-");
-        else
-                strftime(buf, size, "%Y-%m-%d %H:%M:%SZ", &tm);
-}
-
 static int laptop_list_verb(int argc, char **argv) {
         if (want_help(argc, argv))
                 return cli_help("laptop list", "[--json]",
@@ -57,9 +48,9 @@ static int laptop_list_verb(int argc, char **argv) {
                 printf("%-32s %-20s %-12s %-20s %-20s %s\n", "ID", "NAME", "USER", "PAIRED", "LAST SEEN", "STATE");
         for (size_t i = 0; i < n; i++) {
                 LaptopRecord *l = &list[i];
-                char paired[32], seen[32];
-                utc(l->paired, paired, sizeof paired);
-                utc(l->last_seen, seen, sizeof seen);
+                char paired[UTC_BUF_SIZE], seen[UTC_BUF_SIZE];
+                format_utc(l->paired, true, paired, sizeof paired);
+                format_utc(l->last_seen, true, seen, sizeof seen);
                 if (arr)
                         json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "id", l->id, "name",
                                                              l->name, "user", l->user, "paired", (json_int_t) l->paired,

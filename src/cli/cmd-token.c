@@ -128,11 +128,8 @@ static int token_list(int argc, char **argv) {
                                                              "label", t->label, "created", (json_int_t) t->created));
                         continue;
                 }
-                char when[32] = "?";
-                struct tm tm;
-                time_t tt = (time_t) t->created;
-                if (gmtime_r(&tt, &tm))
-                        strftime(when, sizeof when, "%Y-%m-%d %H:%M:%SZ", &tm);
+                char when[UTC_BUF_SIZE];
+                format_utc(t->created, true, when, sizeof when);
                 printf("%-16.16s %-6s %-20s %-20s %s\n", t->id, catalog_role_to_string(t->role),
                        t->user ? t->user : "-", when, t->label ? t->label : "-");
         }

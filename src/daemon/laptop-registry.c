@@ -226,13 +226,6 @@ int laptop_grant_drop(Catalog *c, const char *session) {
         return r < 0 ? r : 0;
 }
 
-static void utc(int64_t t, char *buf, size_t size) {
-        struct tm tm;
-        time_t tt = (time_t) t;
-        gmtime_r(&tt, &tm);
-        strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm);
-}
-
 void laptop_owner_describe(Catalog *c, const char *session, const char *owner, bool with_lease, char *buf,
                            size_t size) {
         const char *id = laptop_holder_id(owner);
@@ -245,11 +238,11 @@ void laptop_owner_describe(Catalog *c, const char *session, const char *owner, b
         bool known = laptop_get(c, id, &l) >= 0;
         bool granted = laptop_grant_get(c, session, &g) >= 0 && !strcmp(g.laptop, id);
         err_clear();
-        char since[48] = "", until[48] = "";
+        char since[UTC_BUF_SIZE] = "", until[UTC_BUF_SIZE] = "";
         if (granted)
-                utc(g.granted, since, sizeof since);
+                format_utc(g.granted, false, since, sizeof since);
         if (granted && with_lease && g.lease_until > 0)
-                utc(g.lease_until, until, sizeof until);
+                format_utc(g.lease_until, false, until, sizeof until);
         snprintf(buf, size, "laptop '%s' (id %s)%s%s%s%s%s", known ? l.name : "?", id, since[0] ? " since " : "",
                  since, until[0] ? ", lease until " : "", until, known && l.revoked ? ", revoked" : "");
 }

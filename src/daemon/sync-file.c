@@ -373,11 +373,9 @@ static int check_offline(void *userdata, const char *envelope, const BundleRef *
         if (k->name && strcmp(k->name, t->session))
                 return err_set(-EINVAL, "'%s' is for session '%s', not '%s'", k->path, t->session, k->name);
         if (t->lease_until > 0 && t->lease_until < (int64_t) time(NULL)) {
-                char when[64];
-                time_t tt = (time_t) t->lease_until;
-                struct tm tm;
-                strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&tt, &tm));
-                return err_set(-EKEYEXPIRED, "the grant in '%s' expired on %s (ask for a new one)", k->path, when);
+                char when[UTC_BUF_SIZE];
+                return err_set(-EKEYEXPIRED, "the grant in '%s' expired on %s (ask for a new one)", k->path,
+                               format_utc(t->lease_until, false, when, sizeof when));
         }
         SessionInfo i = { 0 };
         r = session_get(k->x->host, t->session, &i);

@@ -262,39 +262,57 @@ static int session_file(SessionHost *h, const char *name, const char *leaf, char
         return *ret ? 0 : -ENOMEM;
 }
 
-int handoff_lease_set(SessionHost *h, const char *name, int64_t until) {
+/* Writes $ROAM_HOME/sessions/NAME/LEAF crash-safely, or removes it (text NULL). */
+static int session_file_write(SessionHost *h, const char *name, const char *leaf, const char *text, mode_t mode) {
         _cleanup_free_ char *p = NULL;
-        int r = session_file(h, name, "lease", &p);
+        int r = session_file(h, name, leaf, &p);
         if (r < 0)
                 return r;
-        if (until <= 0)
+        if (!text)
                 return unlink(p) < 0 && errno != ENOENT ? -errno : 0;
+        return write_file_atomic(p, text, strlen(text), mode);
+}
+
+/* The text of $ROAM_HOME/sessions/NAME/LEAF (at most max bytes, NUL-ended)
+ * of a known session: 1, or 0 when the file is not there (*ret_text NULL).
+ * *ret_path (may be NULL): its path. */
+static int session_file_read(SessionHost *h, const char *name, const char *leaf, size_t max, char **ret_text,
+                             size_t *ret_len, char **ret_path) {
+        _cleanup_free_ char *p = NULL;
+        *ret_text = NULL;
+        int r = session_file(h, name, leaf, &p);
+        if (r < 0)
+                return r;
+        r = read_full_file(p, max, ret_text, ret_len);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        if (ret_path)
+                *ret_path = TAKE_PTR(p);
+        return 1;
+}
+
+int handoff_lease_set(SessionHost *h, const char *name, int64_t until) {
         char buf[32];
-        int n = snprintf(buf, sizeof buf, "%lld\n", (long long) until);
-        return write_file_atomic(p, buf, (size_t) n, 0644);
+        snprintf(buf, sizeof buf, "%lld\n", (long long) until);
+        return session_file_write(h, name, "lease", until > 0 ? buf : NULL, 0644);
 }
 
 int handoff_grant_note_set(SessionHost *h, const char *name, const GrantNote *g) {
-        _cleanup_free_ char *p = NULL, *text = NULL;
-        int r = session_file(h, name, "grant", &p);
-        if (r < 0)
-                return r;
         json_t *j = json_pack("{s:s, s:I, s:s}", "server", g->server, "epoch", (json_int_t) g->epoch, "checkpoint",
                               g->checkpoint);
-        text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        _cleanup_free_ char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
-        return text ? write_file_atomic(p, text, strlen(text), 0600) : -ENOMEM;
+        return text ? session_file_write(h, name, "grant", text, 0600) : -ENOMEM;
 }
 
 int handoff_grant_note_get(SessionHost *h, const char *name, GrantNote *ret) {
         _cleanup_free_ char *p = NULL, *text = NULL;
-        int r = session_file(h, name, "grant", &p);
-        if (r < 0)
-                return r;
         size_t len;
-        r = read_full_file(p, 4096, &text, &len);
-        if (r < 0)
-                return r;
+        int r = session_file_read(h, name, "grant", 4096, &text, &len, &p);
+        if (r <= 0)
+                return r < 0 ? r : -ENOENT;
         _cleanup_(json_decrefp) json_t *j = json_loadb(text, len, 0, NULL);
         const char *server = json_string_value(json_object_get(j, "server"));
         const char *ck = json_string_value(json_object_get(j, "checkpoint"));
@@ -311,45 +329,30 @@ int handoff_grant_note_get(SessionHost *h, const char *name, GrantNote *ret) {
 }
 
 int handoff_handed_in_set(SessionHost *h, const char *name, const char *file) {
-        _cleanup_free_ char *p = NULL;
-        int r = session_file(h, name, "handed-in", &p);
-        if (r < 0)
-                return r;
         char buf[4200];
         int n = snprintf(buf, sizeof buf, "%lld %s\n", (long long) time(NULL), file);
         if (n < 0 || (size_t) n >= sizeof buf)
                 return -ENAMETOOLONG;
-        return write_file_atomic(p, buf, (size_t) n, 0600);
+        return session_file_write(h, name, "handed-in", buf, 0600);
 }
 
 int handoff_handed_in_clear(SessionHost *h, const char *name) {
-        _cleanup_free_ char *p = NULL;
-        int r = session_file(h, name, "handed-in", &p);
-        if (r < 0)
-                return r;
-        return unlink(p) < 0 && errno != ENOENT ? -errno : 0;
+        return session_file_write(h, name, "handed-in", NULL, 0);
 }
 
 /* -EREMOTE when the session was handed in by file. */
 static int handed_in_check(SessionHost *h, const char *name) {
-        _cleanup_free_ char *p = NULL, *text = NULL;
-        int r = session_file(h, name, "handed-in", &p);
-        if (r < 0)
-                return r;
-        r = read_full_file(p, 8192, &text, NULL);
-        if (r == -ENOENT)
-                return 0;
-        if (r < 0)
+        _cleanup_free_ char *text = NULL;
+        int r = session_file_read(h, name, "handed-in", 8192, &text, NULL, NULL);
+        if (r <= 0)
                 return r;
         long long when = 0;
         int off = 0;
         if (sscanf(text, "%lld %n", &when, &off) < 1)
                 off = 0;
         text[strcspn(text, "\n")] = 0;
-        char day[64];
-        time_t t = (time_t) when;
-        struct tm tm;
-        strftime(day, sizeof day, "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&t, &tm));
+        char day[UTC_BUF_SIZE];
+        format_utc(when, false, day, sizeof day);
         return err_set(-EREMOTE,
                        "session '%s' was handed in by file ('%s', %s): it runs again here only if the server "
                        "refused that file ('roam session resume %s --file-refused')",
@@ -361,13 +364,8 @@ int handoff_lease_check(SessionHost *h, const char *name) {
         int r = handed_in_check(h, name);
         if (r < 0)
                 return r;
-        r = session_file(h, name, "lease", &p);
-        if (r < 0)
-                return r;
-        r = read_full_file(p, 64, &text, NULL);
-        if (r == -ENOENT)
-                return 0;
-        if (r < 0)
+        r = session_file_read(h, name, "lease", 64, &text, NULL, &p);
+        if (r <= 0)
                 return r;
         char *nl = strchr(text, '\n');
         if (nl)
@@ -377,10 +375,8 @@ int handoff_lease_check(SessionHost *h, const char *name) {
                 return err_set(-EBADMSG, "the offline lease of session '%s' is malformed (%s)", name, p);
         int64_t now = (int64_t) time(NULL);
         if (now > (int64_t) until) {
-                char when[64];
-                time_t t = (time_t) until;
-                struct tm tm;
-                strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&t, &tm));
+                char when[UTC_BUF_SIZE];
+                format_utc((int64_t) until, false, when, sizeof when);
                 return err_set(-EKEYEXPIRED,
                                "session '%s' has been offline longer than its policy allows (lease ended %s): "
                                "connect to the server and take it online",

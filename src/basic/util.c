@@ -107,6 +107,31 @@ int parse_size(const char *s, uint64_t *ret) {
         return 0;
 }
 
+int parse_duration(const char *s, uint64_t *ret) {
+        static const struct { char unit; uint64_t seconds; } units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 },
+                                                                         { 'd', 86400 } };
+        size_t n = s ? strlen(s) : 0;
+        if (n == 0 || n > 20)
+                return -EINVAL;
+        uint64_t mult = 1;
+        char digits[24];
+        memcpy(digits, s, n + 1);
+        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+                if (digits[n - 1] == units[i].unit) {
+                        mult = units[i].seconds;
+                        digits[--n] = 0;
+                        break;
+                }
+        uint64_t v;
+        int r = parse_u64(digits, &v);
+        if (r < 0)
+                return r;
+        if (v > UINT64_MAX / mult)
+                return -ERANGE;
+        *ret = v * mult;
+        return 0;
+}
+
 char *format_utc(int64_t t, bool table, char *buf, size_t size) {
         struct tm tm;
         time_t tt = (time_t) t;

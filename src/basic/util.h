@@ -20,6 +20,9 @@ bool ref_name_is_valid(const char *s);
 
 /* Parses "512M", "4K", "1G", "65536" (binary units). -EINVAL / -ERANGE. */
 int parse_size(const char *s, uint64_t *ret);
+/* Parses a duration in seconds: "90", "90s", "30m", "12h", "30d". -EINVAL
+ * / -ERANGE. */
+int parse_duration(const char *s, uint64_t *ret);
 /* Parses a decimal unsigned integer with no trailing junk. */
 int parse_u64(const char *s, uint64_t *ret);
 

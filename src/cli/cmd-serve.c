@@ -14,6 +14,7 @@
 #include "../basic/interrupt.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
+#include "../daemon/auth.h"
 #include "../daemon/daemon.h"
 #include "../daemon/api-console.h"
 #include "../daemon/api-session.h"
@@ -44,6 +45,9 @@ static const char serve_help[] =
         "                      laptop renews it while it reaches the server\n"
         "  --nonce-ttl S       (server) how long a nonce for a laptop's signed request\n"
         "                      stays good (default 300 s)\n"
+        "  --max-failed-logins N  refused tokens a client address may present within a\n"
+        "                      minute; then it gets 429 for a minute (default 20; 0 = no\n"
+        "                      limit)\n"
         "Laptop role:\n"
         "  --server URL        the datacenter server this laptop pairs with\n"
         "  --token T           the user's token on that server (default $ROAM_TOKEN)\n"
@@ -71,7 +75,8 @@ static const char serve_help[] =
  * too. The order is the order of --print-config. */
 enum {
         OPT_LISTEN = 1000, OPT_TLS_CERT, OPT_TLS_KEY, OPT_ROLE, OPT_LOG, OPT_LOG_LEVEL, OPT_VERBOSE,
-        OPT_FOREGROUND, OPT_HOARD_RATE, OPT_OFFLINE_DAYS, OPT_NONCE_TTL, OPT_SERVER, OPT_TOKEN, OPT_NAME,
+        OPT_FOREGROUND, OPT_HOARD_RATE, OPT_OFFLINE_DAYS, OPT_NONCE_TTL, OPT_MAX_FAILED_LOGINS, OPT_SERVER, OPT_TOKEN,
+        OPT_NAME,
         OPT_PRECOPY_INTERVAL, OPT_PRECOPY_RATE, OPT_NO_PRECOPY, OPT_CONFIG, OPT_PRINT_CONFIG, OPT_HELP,
 };
 #define N_SETTINGS (OPT_CONFIG - OPT_LISTEN)
@@ -83,6 +88,7 @@ typedef struct ServeConfig {
         LaptopOptions laptop;
         double offline_days;
         uint64_t nonce_ttl;
+        double max_failed_logins;
         bool foreground; /* accepted, changes nothing */
 } ServeConfig;
 
@@ -118,6 +124,8 @@ static const struct ServeFlag {
         [OPT_OFFLINE_DAYS - OPT_LISTEN] = { "offline-days", required_argument, "30", KIND_NUMBER, AT(offline_days), 0,
                                             3650, "a number of days from 0 to 3650" },
         [OPT_NONCE_TTL - OPT_LISTEN] = { "nonce-ttl", required_argument, "300", KIND_OTHER },
+        [OPT_MAX_FAILED_LOGINS - OPT_LISTEN] = { "max-failed-logins", required_argument, "20", KIND_NUMBER,
+                                                 AT(max_failed_logins), 0, 100000, "a count from 0 to 100000" },
         [OPT_SERVER - OPT_LISTEN] = { "server", required_argument, "(none)", KIND_STRING, AT(laptop.server_url) },
         [OPT_TOKEN - OPT_LISTEN] = { "token", required_argument, "($ROAM_TOKEN)", KIND_STRING, AT(laptop.token) },
         [OPT_NAME - OPT_LISTEN] = { "name", required_argument, "(the host name)", KIND_STRING, AT(laptop.name) },
@@ -344,7 +352,7 @@ int verb_serve(int argc, char **argv) {
                 if (cmdline.value[i] && settings_set(&s, i, cmdline.value[i], NULL, 0) < 0)
                         return cli_error(-ENOMEM);
 
-        ServeConfig cfg = { .offline_days = 30 };
+        ServeConfig cfg = { .offline_days = 30, .max_failed_logins = AUTH_FAILED_LOGINS_DEFAULT };
         for (size_t i = 0; i < N_SETTINGS; i++) {
                 const char *problem = s.value[i] ? apply(&cfg, i, s.value[i]) : NULL;
                 if (problem && s.from[i])
@@ -374,6 +382,7 @@ int verb_serve(int argc, char **argv) {
                         return cli_errorf("no token for %s (use --token or set ROAM_TOKEN)", lo.server_url);
         }
 
+        auth_throttle_set((unsigned) cfg.max_failed_logins);
         interrupt_uninstall(); /* the daemon stops cleanly on its own */
         Daemon *d;
         r = daemon_new(&o, &d);

@@ -39,15 +39,17 @@ static int token_create(int argc, char **argv) {
                 { "role", required_argument, NULL, 'r' },
                 { "user", required_argument, NULL, 'u' },
                 { "label", required_argument, NULL, 'l' },
+                { "ttl", required_argument, NULL, 't' },
                 {},
         };
         int role = -1;
         const char *user = NULL, *label = NULL;
+        uint64_t ttl = 0;
         int c;
-        while ((c = getopt_long(argc, argv, "hr:u:l:", opts, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "hr:u:l:t:", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
-                        return cli_help("token create", "--role admin|user|host [--user NAME] [--label TEXT]",
+                        return cli_help("token create", "--role admin|user|host [--user NAME] [--label TEXT] [--ttl D]",
                                         "Creates an API token for 'roam serve' and prints it on stdout; only its\n"
                                         "hash is kept, so store it now. Clients send it as\n"
                                         "'Authorization: Bearer TOKEN'.\n\n"
@@ -57,7 +59,10 @@ static int token_create(int argc, char **argv) {
                                         "                sessions/NAME/...; other refs look absent\n"
                                         "  --user NAME   the user of a user token\n"
                                         "  --label TEXT  what the token is for, shown by 'roam token list'\n"
-                                        "                (" CATALOG_TOKEN_LABEL_RULE ")\n");
+                                        "                (" CATALOG_TOKEN_LABEL_RULE ")\n"
+                                        "  --ttl D       it expires after D: seconds, or with a unit (90s, 30m,\n"
+                                        "                12h, 30d); from then on it is refused like a revoked one\n"
+                                        "                (also by open event streams and desktops)\n");
                 case 'r':
                         role = catalog_role_from_string(optarg);
                         if (role < 0)
@@ -76,6 +81,12 @@ static int token_create(int argc, char **argv) {
                                                  optarg);
                         label = optarg;
                         break;
+                case 't':
+                        if (parse_duration(optarg, &ttl) < 0 || ttl < 1 || ttl > 100ull * 365 * 86400)
+                                return cli_usage("token create",
+                                                 "--ttl takes a duration from 1s to 100 years (90s, 30m, 12h, 30d), not '%s'",
+                                                 optarg);
+                        break;
                 default:
                         return cli_usage("token create", "invalid option");
                 }
@@ -92,7 +103,8 @@ static int token_create(int argc, char **argv) {
         if (open_catalog(true, &cat))
                 return 1;
         _cleanup_free_ char *token = NULL;
-        int r = catalog_token_create_labeled(cat, (CatalogRole) role, user, label, &token);
+        int r = catalog_token_create_labeled(cat, (CatalogRole) role, user, label,
+                                             ttl ? (int64_t) time(NULL) + (int64_t) ttl : 0, &token);
         if (r < 0)
                 return cli_error(r);
         printf("%s\n", token);
@@ -104,7 +116,8 @@ static int token_list(int argc, char **argv) {
         if (want_help(argc, argv))
                 return cli_help("token list", "[--json]",
                                 "Lists the tokens: id (a hash of the token, give a prefix of it to\n"
-                                "'roam token revoke'), role, user, creation time (UTC) and label.\n\n"
+                                "'roam token revoke'), role, user, creation and expiry time (UTC; an\n"
+                                "expired token is marked so) and label.\n\n"
                                 "  --json   one JSON object {\"tokens\": [...]} (docs/cli-json.md)\n");
         bool as_json = cli_take_flag(&argc, argv, "--json");
         if (argc > 1)
@@ -119,19 +132,23 @@ static int token_list(int argc, char **argv) {
                 return cli_error(r);
         json_t *arr = as_json ? json_array() : NULL;
         if (!as_json)
-                printf("%-16s %-6s %-20s %-20s %s\n", "ID", "ROLE", "USER", "CREATED", "LABEL");
+                printf("%-16s %-6s %-20s %-20s %-20s %s\n", "ID", "ROLE", "USER", "CREATED", "EXPIRES", "LABEL");
         for (size_t i = 0; i < n; i++) {
                 CatalogToken *t = &list[i];
                 if (arr) {
-                        json_array_append_new(arr, json_pack("{s:s, s:s, s:s?, s:s?, s:I}", "id", t->id, "role",
+                        json_array_append_new(arr, json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:I}", "id", t->id, "role",
                                                              catalog_role_to_string(t->role), "user", t->user,
-                                                             "label", t->label, "created", (json_int_t) t->created));
+                                                             "label", t->label, "created", (json_int_t) t->created,
+                                                             "expires", (json_int_t) t->expires));
                         continue;
                 }
-                char when[UTC_BUF_SIZE];
+                char when[UTC_BUF_SIZE], until[UTC_BUF_SIZE + 10];
                 format_utc(t->created, true, when, sizeof when);
-                printf("%-16.16s %-6s %-20s %-20s %s\n", t->id, catalog_role_to_string(t->role),
-                       t->user ? t->user : "-", when, t->label ? t->label : "-");
+                format_utc(t->expires, true, until, sizeof until);
+                if (t->expires > 0 && t->expires <= (int64_t) time(NULL))
+                        strcat(until, " (expired)");
+                printf("%-16.16s %-6s %-20s %-20s %-20s %s\n", t->id, catalog_role_to_string(t->role),
+                       t->user ? t->user : "-", when, until, t->label ? t->label : "-");
         }
         catalog_token_list_free(list, n);
         return arr ? cli_print_json(json_pack("{s:o}", "tokens", arr)) : 0;

@@ -31,7 +31,7 @@
 #define STATIC_PATH_MAX 200
 #define EVENT_CHECK_MS 1000
 #define EVENT_KEEPALIVE_S 10
-#define EVENT_TOKEN_CHECK_S 5 /* a revoked token ends its event stream within this */
+#define DESKTOP_TOKEN_CHECK_MS 1000 /* a revoked token closes its desktop within this (and a poll) */
 #define MOVE_URL_MAX 512
 #define MOVE_TOKEN_MAX 512
 
@@ -211,6 +211,20 @@ static int get_visible(HttpRequest *req, SessionHost *h, const char *name, Sessi
         }
         *ret = i;
         return 0;
+}
+
+/* For a stream that outlives its request (events, desktop): true once
+ * token, checked at most every every_ms (*last: monotonic ns of the last
+ * check), was revoked or expired. NULL token (no auth): never. */
+static bool token_revoked(Catalog *catalog, const char *token, uint64_t *last, unsigned every_ms) {
+        if (!token || now_ns() - *last < (uint64_t) every_ms * 1000000ull)
+                return false;
+        *last = now_ns();
+        CatalogRole role;
+        char *user = NULL;
+        int r = catalog_token_check(catalog, token, &role, &user);
+        free(user);
+        return r == -EACCES;
 }
 
 static json_t *session_json(Console *c, const SessionInfo *i) {
@@ -433,16 +447,10 @@ static ssize_t events_read(void *userdata, uint64_t pos, void *buf, size_t max) 
         while (!e->pending) {
                 if (http_server_stopping(e->server))
                         return 0; /* the end of the stream; EventSource reconnects */
-                if (e->token && now_ns() - e->last_token_check_ns >= (uint64_t) EVENT_TOKEN_CHECK_S * 1000000000ull) {
-                        /* revoked meanwhile: the stream ends, and the reconnect gets its 401 */
-                        CatalogRole role;
-                        char *user = NULL;
-                        int r = catalog_token_check(daemon_catalog(e->c->d), e->token, &role, &user);
-                        free(user);
-                        if (r == -EACCES)
-                                return 0;
-                        e->last_token_check_ns = now_ns();
-                }
+                /* revoked meanwhile: the stream ends, and the reconnect gets its 401 */
+                /* (each round: EVENT_CHECK_MS) */
+                if (token_revoked(daemon_catalog(e->c->d), e->token, &e->last_token_check_ns, 0))
+                        return 0;
                 char *text = sessions_text(e);
                 if (text && (!e->last || strcmp(text, e->last))) {
                         int r = queue_text(e, pos == 0 ? "retry: 2000\nevent: sessions\ndata: " : "event: sessions\ndata: ",
@@ -500,26 +508,34 @@ static int route_events(HttpRequest *req, void *userdata) {
 typedef struct Vnc {
         int fd;
         bool raw; /* Upgrade: roam-vnc, the bytes as they are (roam session connect) */
+        HttpServer *server;
+        Catalog *catalog;
+        char *token; /* checked again while the desktop is open: a revoked token closes it */
+        uint64_t last_token_check_ns;
 } Vnc;
 
 static void vnc_free(void *p) {
         Vnc *v = p;
         if (v->fd >= 0)
                 close(v->fd);
+        free(v->token);
         free(v);
 }
 
 static bool vnc_stop(void *userdata) {
-        return http_server_stopping(userdata);
+        Vnc *v = userdata;
+        return http_server_stopping(v->server) ||
+               token_revoked(v->catalog, v->token, &v->last_token_check_ns, DESKTOP_TOKEN_CHECK_MS);
 }
 
 static void vnc_bridge(HttpServer *s, int fd, const void *extra, size_t extra_len, void *userdata) {
         Vnc *v = userdata;
+        v->server = s;
         if (v->raw) {
                 RelayEnd client = { .fd = fd }, desktop = { .fd = v->fd };
-                (void) relay_run(&client, &desktop, extra, extra_len, vnc_stop, s);
+                (void) relay_run(&client, &desktop, extra, extra_len, vnc_stop, v);
         } else
-                (void) ws_bridge(fd, extra, extra_len, v->fd, vnc_stop, s);
+                (void) ws_bridge(fd, extra, extra_len, v->fd, vnc_stop, v);
 }
 
 /* A comma-separated header value that lists token (case-insensitive). */
@@ -592,13 +608,19 @@ static int route_vnc(HttpRequest *req, void *userdata) {
         if (fd < 0)
                 return http_reply_error(req, 503, "cannot reach the desktop of session '%s': %s", name,
                                         strerror(-fd));
-        Vnc *v = malloc(sizeof *v);
-        if (!v) {
+        Vnc *v = calloc(1, sizeof *v);
+        const char *token = http_request_bearer(req);
+        if (v && token)
+                v->token = strdup(token);
+        if (!v || (token && !v->token)) {
+                free(v);
                 close(fd);
                 return -ENOMEM;
         }
         v->fd = fd;
         v->raw = raw;
+        v->catalog = daemon_catalog(c->d);
+        v->last_token_check_ns = now_ns();
         const char *raw_headers[] = { "Upgrade", VNC_RAW_PROTOCOL, NULL };
         const char *protocols = http_request_header(req, "Sec-WebSocket-Protocol");
         const char *headers[] = { "Upgrade",

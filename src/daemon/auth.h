@@ -24,9 +24,24 @@ typedef struct Auth {
 void auth_free(Auth *a);
 
 /* HttpAuthFn; userdata is the Catalog. Attaches an Auth to the request, or
- * returns -EACCES for a missing, malformed or unknown token (401), or
- * another errno when the catalog fails (503/500; never let through). */
+ * returns -EACCES for a missing, malformed or unknown token (401),
+ * HTTP_AUTH_THROTTLED for a client address that presented too many refused
+ * tokens (429), or another errno when the catalog fails (503/500; never let
+ * through). */
 int auth_http_hook(HttpRequest *req, void *catalog);
+
+/* Failed logins: a client address that presents more than max refused
+ * tokens within AUTH_THROTTLE_WINDOW_S seconds is refused (429, without a
+ * look at its token) until the window after the last of them has passed. 0 =
+ * no limit. Process-wide; the table of addresses is bounded
+ * (AUTH_THROTTLE_SLOTS, the oldest entry gives way). */
+#define AUTH_FAILED_LOGINS_DEFAULT 20
+#define AUTH_THROTTLE_WINDOW_S 60
+#define AUTH_THROTTLE_SLOTS 1024
+void auth_throttle_set(unsigned max);
+/* For tests: the verdict for addr at time now; record a failure. */
+int auth_throttle_check(const char *addr, int64_t now);
+void auth_throttle_fail(const char *addr, int64_t now);
 
 /* The Auth attached by auth_http_hook() (NULL when the server runs without
  * authentication). Owned by the request. */

@@ -79,6 +79,8 @@ static const char *const migrations[] = {
         ");\n",
         /* 5: a label on each token, what it is for (NULL: none) */
         "ALTER TABLE tokens ADD COLUMN label TEXT;\n",
+        /* 6: tokens that expire (unix time; 0: never) */
+        "ALTER TABLE tokens ADD COLUMN expires INTEGER NOT NULL DEFAULT 0;\n",
 };
 
 struct Catalog {
@@ -298,11 +300,13 @@ bool catalog_token_label_is_valid(const char *label) {
 }
 
 int catalog_token_create(Catalog *c, CatalogRole role, const char *user, char **ret_token) {
-        return catalog_token_create_labeled(c, role, user, NULL, ret_token);
+        return catalog_token_create_labeled(c, role, user, NULL, 0, ret_token);
 }
 
-int catalog_token_create_labeled(Catalog *c, CatalogRole role, const char *user, const char *label,
+int catalog_token_create_labeled(Catalog *c, CatalogRole role, const char *user, const char *label, int64_t expires,
                                  char **ret_token) {
+        if (expires < 0)
+                return err_set(-EINVAL, "a token cannot expire before 1970");
         if (label && !catalog_token_label_is_valid(label))
                 return err_set(-EINVAL, "token label '%s' is invalid (use " CATALOG_TOKEN_LABEL_RULE ")", label);
         if (!catalog_role_to_string(role))
@@ -329,7 +333,8 @@ int catalog_token_create_labeled(Catalog *c, CatalogRole role, const char *user,
 
         pthread_mutex_lock(&c->mutex);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int rc = sqlite3_prepare_v2(c->db, "INSERT INTO tokens (id, role, user, created, label) VALUES (?, ?, ?, ?, ?)",
+        int rc = sqlite3_prepare_v2(c->db,
+                                    "INSERT INTO tokens (id, role, user, created, label, expires) VALUES (?, ?, ?, ?, ?, ?)",
                                     -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -343,6 +348,7 @@ int catalog_token_create_labeled(Catalog *c, CatalogRole role, const char *user,
                         sqlite3_bind_text(st, 5, label, -1, SQLITE_STATIC);
                 else
                         sqlite3_bind_null(st, 5);
+                sqlite3_bind_int64(st, 6, (sqlite3_int64) expires);
                 rc = sqlite3_step(st);
         }
         r = rc == SQLITE_DONE ? 0 : catalog_error(c, rc, "storing a token");
@@ -365,7 +371,7 @@ int catalog_token_check(Catalog *c, const char *token, CatalogRole *ret_role, ch
         _cleanup_free_ char *user = NULL;
         pthread_mutex_lock(&c->mutex);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int rc = sqlite3_prepare_v2(c->db, "SELECT role, user FROM tokens WHERE id = ?", -1, &st, NULL);
+        int rc = sqlite3_prepare_v2(c->db, "SELECT role, user, expires FROM tokens WHERE id = ?", -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
                 rc = sqlite3_step(st);
@@ -378,6 +384,9 @@ int catalog_token_check(Catalog *c, const char *token, CatalogRole *ret_role, ch
                         r = -ENOMEM;
                 else if (role < 0 || (role == CATALOG_ROLE_USER) != !!u)
                         r = err_set(-EBADMSG, "catalog '%s': token %.12s is malformed (revoke it)", c->path, id);
+                int64_t expires = sqlite3_column_int64(st, 2);
+                if (r >= 0 && expires > 0 && (int64_t) time(NULL) >= expires)
+                        r = err_set(-EACCES, "token %.12s expired", id);
         } else if (rc == SQLITE_DONE)
                 r = -EACCES;
         else
@@ -407,7 +416,7 @@ int catalog_token_list(Catalog *c, CatalogToken **ret, size_t *ret_n) {
         int r = 0;
         pthread_mutex_lock(&c->mutex);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int rc = sqlite3_prepare_v2(c->db, "SELECT id, role, user, created, label FROM tokens ORDER BY created, id", -1,
+        int rc = sqlite3_prepare_v2(c->db, "SELECT id, role, user, created, label, expires FROM tokens ORDER BY created, id", -1,
                                     &st, NULL);
         while (rc == SQLITE_OK || rc == SQLITE_ROW) {
                 rc = sqlite3_step(st);
@@ -424,7 +433,7 @@ int catalog_token_list(Catalog *c, CatalogToken **ret, size_t *ret_n) {
                         cap = ncap;
                 }
                 CatalogToken *t = &list[n];
-                *t = (CatalogToken){ .created = sqlite3_column_int64(st, 3) };
+                *t = (CatalogToken){ .created = sqlite3_column_int64(st, 3), .expires = sqlite3_column_int64(st, 5) };
                 const char *id = (const char *) sqlite3_column_text(st, 0);
                 const char *u = (const char *) sqlite3_column_text(st, 2);
                 const char *label = (const char *) sqlite3_column_text(st, 4);

@@ -87,15 +87,17 @@ const char *catalog_path(Catalog *c);
  * *ret_token is the only copy of the secret; the caller frees it. */
 int catalog_token_create(Catalog *c, CatalogRole role, const char *user, char **ret_token);
 /* The same with a label that says what the token is for (NULL: none; else
- * CATALOG_TOKEN_LABEL_RULE, -EINVAL with detail otherwise). Shown by
- * catalog_token_list(); never part of the secret. */
+ * CATALOG_TOKEN_LABEL_RULE, -EINVAL with detail otherwise), shown by
+ * catalog_token_list() and never part of the secret; and the unix time from
+ * which on it is refused like a revoked one (expires; 0 = never). */
 #define CATALOG_TOKEN_LABEL_MAX 128
 #define CATALOG_TOKEN_LABEL_RULE "1-128 bytes without control characters"
-int catalog_token_create_labeled(Catalog *c, CatalogRole role, const char *user, const char *label,
+int catalog_token_create_labeled(Catalog *c, CatalogRole role, const char *user, const char *label, int64_t expires,
                                  char **ret_token);
 bool catalog_token_label_is_valid(const char *label);
 
-/* Looks a presented token up. -EACCES if it is malformed, unknown or revoked.
+/* Looks a presented token up. -EACCES if it is malformed, unknown, revoked
+ * or expired.
  * *ret_user (may be NULL to skip) is the user name for CATALOG_ROLE_USER and
  * NULL otherwise; the caller frees it. */
 int catalog_token_check(Catalog *c, const char *token, CatalogRole *ret_role, char **ret_user);
@@ -106,6 +108,7 @@ typedef struct CatalogToken {
         char *user;      /* NULL unless role is user */
         char *label;     /* NULL when it has none */
         int64_t created; /* unix time */
+        int64_t expires; /* unix time; 0 = never */
 } CatalogToken;
 
 /* All tokens, oldest first. Caller frees with catalog_token_list_free(). */

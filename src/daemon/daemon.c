@@ -163,7 +163,7 @@ static int ensure_local_token(Daemon *d) {
                 return err_set(r, "cannot read '%s': %s", path, strerror(-r));
 
         _cleanup_free_ char *token = NULL;
-        r = catalog_token_create_labeled(d->catalog, CATALOG_ROLE_ADMIN, NULL, "local admin token of roam serve",
+        r = catalog_token_create_labeled(d->catalog, CATALOG_ROLE_ADMIN, NULL, "local admin token of roam serve", 0,
                                          &token);
         if (r < 0)
                 return r;

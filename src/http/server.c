@@ -718,6 +718,8 @@ static int request_begin(HttpRequest *req) {
                                 MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
                         return queue(req, MHD_HTTP_UNAUTHORIZED, resp, 0);
                 }
+                if (r == HTTP_AUTH_THROTTLED)
+                        return http_reply_error(req, MHD_HTTP_TOO_MANY_REQUESTS, "%s", err_message(r));
                 if (r < 0)
                         return http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot check the token: %s",
                                                 err_message(r));

@@ -29,6 +29,7 @@
  * the log callback (HTTP_LOG_DEBUG, or HTTP_LOG_ERROR for 5xx), and
  * libmicrohttpd's own complaints go there as HTTP_LOG_ERROR. */
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -79,6 +80,9 @@ typedef enum HttpRouteFlags {
  * http_request_set_auth()), -EACCES or -EPERM for 401 (empty body), or
  * another negative errno when it could not decide (503 with err_message()). */
 typedef int (*HttpAuthFn)(HttpRequest *req, void *userdata);
+/* What an auth hook returns for a client refused for now (429 with
+ * err_message(), e.g. after too many failed logins). */
+#define HTTP_AUTH_THROTTLED (-EUSERS)
 /* One line, no newline. Called from any server thread. */
 typedef void (*HttpLogFn)(HttpLogLevel level, const char *line, void *userdata);
 

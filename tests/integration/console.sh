@@ -70,10 +70,44 @@ carol_pid=$!
 wait_for 10 grep -q '^retry: 2000' "$T/carol.ev" || fail "carol's event stream did not start"
 carol_id=$(roam token list | awk '$3 == "carol" { print $1 }' | tail -n 1)
 [ -n "$carol_id" ] || fail "no token id for carol in: $(roam token list)"
+t0=$(date +%s%N)
 roam token revoke "$carol_id" >/dev/null
 wait_for 15 bash -c "! kill -0 $carol_pid 2>/dev/null" || fail "carol's event stream outlived her revoked token"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+log "carol's event stream ended ${ms} ms after the revocation"
+[ "$ms" -le 2000 ] || fail "carol's event stream ended only ${ms} ms after her token was revoked (goal: 2 s)"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/events?access_token=$CAROL")" = 401 ] ||
 	fail "a revoked token opens an event stream"
+# the same for an open desktop: alice's second token, revoked, closes it within 2 s
+ALICE2=$(roam token create --role user --user alice --label "alice's tablet")
+a2_id=$(roam token list | awk '/alice.s tablet/ { print $1 }')
+[ -n "$a2_id" ] || fail "no token id for alice's tablet in: $(roam token list)"
+python3 - "$PORT" "$ALICE2" "$a2_id" "$ROAM_BIN" <<'PY' || fail "a revoked token's desktop stayed open"
+import os, socket, subprocess, sys, time
+port, token, token_id, roam = sys.argv[1:5]
+s = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
+s.sendall(("GET /v1/console/sessions/s1/vnc?access_token=%s HTTP/1.1\r\nHost: x\r\n"
+           "Upgrade: roam-vnc\r\nConnection: Upgrade\r\n\r\n" % token).encode())
+got = b""
+while b"RFB " not in got:
+    chunk = s.recv(4096)
+    if not chunk:
+        sys.exit("the desktop closed before its greeting: %r" % got)
+    got += chunk
+if b" 101 " not in got.split(b"\r\n", 1)[0]:
+    sys.exit("no upgrade: %r" % got[:200])
+t0 = time.monotonic()
+subprocess.run([roam, "token", "revoke", token_id], check=True, stdout=subprocess.DEVNULL)
+s.settimeout(10)
+try:
+    while s.recv(4096):
+        pass
+except (socket.timeout, ConnectionError):
+    pass
+ms = (time.monotonic() - t0) * 1000
+print("# the desktop closed %.0f ms after the revocation" % ms, file=sys.stderr)
+sys.exit(0 if ms <= 2000 else "the desktop closed only %.0f ms after the revocation (goal: 2 s)" % ms)
+PY
 
 # --- the laptop, paired with the server as alice ----------------------------------
 LPORT=$(free_port)

@@ -27,13 +27,14 @@ for g in $groups; do
         page=$P/share/man/man1/roam-$g.1
         [ -f "$page" ] || fail "no man page roam-$g.1 for verb group '$g'"
         for v in $("$P/bin/roam" "$g" --help | awk '/^Commands:/ { c = 1; next } c && /^  [a-z]/ { print $1 }'); do
-                grep -q "^\.SS \"roam $g $v" "$page" || fail "roam-$g.1 lacks 'roam $g $v'"
+                # (roff writes a hyphen as \-)
+                grep -qF ".SS \"roam $g ${v//-/\\-}" "$page" || fail "roam-$g.1 lacks 'roam $g $v'"
         done
 done
 n_pages=$(ls "$P/share/man/man1" | wc -l)
 [ "$n_pages" = $(($(wc -w <<<"$groups") + 1)) ] || fail "expected roam.1 and one page per group, got $n_pages pages"
 for v in $("$P/bin/roam" --help | awk '/^Commands:/ { c = 1; next } c && /^  [a-z]/ && !/ COMMAND \.\.\./ { print $1 }'); do
-        grep -q "^\.SS \"roam $v" "$P/share/man/man1/roam.1" || fail "roam.1 lacks 'roam $v'"
+        grep -qF ".SS \"roam ${v//-/\\-}" "$P/share/man/man1/roam.1" || fail "roam.1 lacks 'roam $v'"
 done
 # the pages hold the help text itself (one source)
 grep -q 'Lists the images in the store' "$P/share/man/man1/roam-image.1" || fail "roam-image.1 lacks the help text"

@@ -57,7 +57,7 @@ bad $'# c\noffline-days = soon' "'$T/bad.conf' line 2: 'offline-days' takes a nu
 bad 'no-precopy = maybe' "line 1: 'no-precopy' takes true or false"
 bad 'listen 127.0.0.1' "line 1: expected '=' after 'listen'"
 bad 'name = "open' "line 1: the quoted value of 'name' does not end"
-bad 'role = laptop' "a laptop needs the server it pairs with"
+bad 'role = desk' "'role' takes server or laptop"
 bad 'log-level = loud' "'log-level' takes debug, info, warning or error"
 head -c 70000 /dev/zero | tr '\0' '#' >"$T/bad.conf"
 must_fail roam serve --config "$T/bad.conf"

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "basic/fileio.h"
@@ -317,21 +318,42 @@ static void test_concurrent(void **state) {
         catalog_free(second);
 }
 
+/* a token with an expiry works until then, and is refused like a revoked one after */
+static void test_expiry(void **state) {
+        Fixture *f = *state;
+        char *live = NULL, *dead = NULL;
+        int64_t now = (int64_t) time(NULL);
+        assert_int_equal(catalog_token_create_labeled(f->c, CATALOG_ROLE_USER, "alice", NULL, now + 3600, &live), 0);
+        assert_int_equal(catalog_token_create_labeled(f->c, CATALOG_ROLE_USER, "alice", NULL, now - 1, &dead), 0);
+        assert_int_equal(catalog_token_create_labeled(f->c, CATALOG_ROLE_USER, "alice", NULL, -5, &dead), -EINVAL);
+        CatalogRole role;
+        assert_int_equal(catalog_token_check(f->c, live, &role, NULL), 0);
+        assert_int_equal(catalog_token_check(f->c, dead, &role, NULL), -EACCES);
+        CatalogToken *l;
+        size_t n;
+        assert_int_equal(catalog_token_list(f->c, &l, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(l[0].expires == now + 3600 || l[1].expires == now + 3600, 1);
+        catalog_token_list_free(l, n);
+        free(live);
+        free(dead);
+}
+
 /* ---- ref policy ---- */
 
 static void test_label(void **state) {
         Fixture *f = *state;
         char *t = NULL;
-        assert_int_equal(catalog_token_create_labeled(f->c, CATALOG_ROLE_HOST, NULL, "laptop of alice, 2026", &t), 0);
+        assert_int_equal(catalog_token_create_labeled(f->c, CATALOG_ROLE_HOST, NULL, "laptop of alice, 2026", 0, &t), 0);
         free(t);
         char longer[CATALOG_TOKEN_LABEL_MAX + 2];
         memset(longer, 'x', sizeof longer - 1);
         longer[sizeof longer - 1] = 0;
-        assert_int_equal(catalog_token_create_labeled(f->c, CATALOG_ROLE_HOST, NULL, longer, &t), -EINVAL);
-        assert_int_equal(catalog_token_create_labeled(f->c, CATALOG_ROLE_HOST, NULL, "a\nb", &t), -EINVAL);
-        assert_int_equal(catalog_token_create_labeled(f->c, CATALOG_ROLE_HOST, NULL, "", &t), -EINVAL);
+        assert_int_equal(catalog_token_create_labeled(f->c, CATALOG_ROLE_HOST, NULL, longer, 0, &t), -EINVAL);
+        assert_int_equal(catalog_token_create_labeled(f->c, CATALOG_ROLE_HOST, NULL, "a\nb", 0, &t), -EINVAL);
+        assert_int_equal(catalog_token_create_labeled(f->c, CATALOG_ROLE_HOST, NULL, "", 0, &t), -EINVAL);
         longer[CATALOG_TOKEN_LABEL_MAX] = 0; /* exactly the limit */
-        assert_int_equal(catalog_token_create_labeled(f->c, CATALOG_ROLE_USER, "bob", longer, &t), 0);
+        assert_int_equal(catalog_token_create_labeled(f->c, CATALOG_ROLE_USER, "bob", longer, 0, &t), 0);
         free(t);
         assert_int_equal(catalog_token_create(f->c, CATALOG_ROLE_ADMIN, NULL, &t), 0);
         free(t);
@@ -350,11 +372,11 @@ static void test_label(void **state) {
         assert_int_equal(unlabeled, 1);
         catalog_token_list_free(l, n);
 
-        /* a catalog from before labels (schema 4) gains the column, its tokens none */
+        /* a catalog from before labels and expiry (schema 4) gains the columns, its tokens none */
         int version = catalog_schema_version(f->c);
         catalog_free(f->c);
         f->c = NULL;
-        sql(f->path, "ALTER TABLE tokens DROP COLUMN label; PRAGMA user_version = 4");
+        sql(f->path, "ALTER TABLE tokens DROP COLUMN label; ALTER TABLE tokens DROP COLUMN expires; PRAGMA user_version = 4");
         assert_int_equal(catalog_open(f->path, &f->c), 0);
         assert_int_equal(catalog_schema_version(f->c), version);
         assert_int_equal(catalog_token_list(f->c, &l, &n), 0);
@@ -444,6 +466,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_open_schema, setup, teardown),
                 cmocka_unit_test(test_roles),
                 cmocka_unit_test_setup_teardown(test_create_check, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_create_invalid, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_list_revoke, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),

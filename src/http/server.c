@@ -799,6 +799,28 @@ static void request_run(HttpRequest *req) {
         http_reply_errno(req, r);
 }
 
+static int hex_digit(char c) {
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Percent-decoding of the path and the query, in place, except that "%00"
+ * stays as it is: a NUL never reaches a handler, whose C strings would end
+ * there ("/v1/sessions/a1%00x" would name a1), so such a name is simply
+ * invalid. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
+        char *w = s;
+        for (const char *r = s; *r;) {
+                int hi = r[0] == '%' ? hex_digit(r[1]) : -1, lo = hi >= 0 ? hex_digit(r[2]) : -1;
+                if (lo >= 0 && (hi || lo)) {
+                        *w++ = (char) (hi << 4 | lo);
+                        r += 3;
+                } else
+                        *w++ = *r++;
+        }
+        *w = 0;
+        return (size_t) (w - s);
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                  const char *version, const char *upload_data, size_t *upload_data_size,
                                  void **con_cls) {
@@ -860,6 +882,7 @@ int http_server_start(HttpServer *s) {
                                   MHD_OPTION_CONNECTION_TIMEOUT, s->o.timeout_s,
                                   MHD_OPTION_THREAD_STACK_SIZE, (size_t) THREAD_STACK_SIZE,
                                   MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                                  MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
                                   MHD_OPTION_ARRAY, s->tls_cert ? tls : tls + 2,
                                   MHD_OPTION_END);
         if (!s->mhd)

@@ -22,7 +22,8 @@ serve_file_from_other_than() {
 }
 # start_daemon [OPTIONS...]: roam serve on a free port of 127.0.0.1
 start_daemon() {
-        roam serve --listen 127.0.0.1:0 --verbose --log "$T/serve.log" "$@" &
+        # (this test tries a wrong token on every route: no failed-login limit)
+        roam serve --listen 127.0.0.1:0 --verbose --log "$T/serve.log" --max-failed-logins 0 "$@" &
         SERVE_JOB=$!
         wait_for 60 serve_file_from_other_than "${PID:-none}" ||
                 { cat "$T/serve.log" >&2; fail "roam serve did not start"; }

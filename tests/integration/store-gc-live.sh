@@ -11,7 +11,7 @@ cd "$T"
 SRV=$T/srv CLI=$T/cli
 make_image big.raw 24 31
 make_image junk.raw 8 32
-make_image mine.raw 16 33
+make_image mine.raw 32 33
 ROAM_HOME=$SRV roam image import big big.raw >/dev/null
 ADMIN=$(ROAM_HOME=$SRV roam token create --role admin)
 USER=$(ROAM_HOME=$SRV roam token create --role user --user alice)
@@ -75,7 +75,7 @@ ROAM_HOME=$CLI "$ROAM_BIN" push "$URL" mine --token "$ADMIN" --limit-rate 256K >
 PUSH=$!
 cleanup_add "kill $PUSH 2>/dev/null"
 before=$(nchunks "$SRV")
-wait_for 20 test_more "$SRV" "$before" || fail "the push does not start"
+wait_for 40 test_more "$SRV" "$before" || fail "the push does not start"
 gc_srv
 log "gc during the push: $OUT"
 expect_match "$OUT" "kept [1-9][0-9]* chunks" "gc during the push (its chunks are young)"

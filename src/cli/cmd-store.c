@@ -15,7 +15,9 @@
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
+#include "../daemon/api-gc.h"
 #include "../store/fsck.h"
+#include "../sync/remote.h"
 
 static bool want_help(int argc, char **argv) {
         return argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
@@ -156,23 +158,87 @@ static int parse_keep(const char *arg, unsigned *ret) {
         return 0;
 }
 
+/* "90", "90s", "30m", "1h", "2d" -> seconds, at most max */
+static int parse_seconds(const char *opt, const char *arg, unsigned max, unsigned *ret) {
+        uint64_t v;
+        if (parse_duration(arg, &v) < 0 || v > max)
+                return cli_usage("store gc", "%s takes a time from 0 to %u days (90, 90s, 30m, 1h, 2d), not '%s'", opt,
+                                 max / 86400, arg);
+        *ret = (unsigned) v;
+        return 0;
+}
+
+static void print_gc(const GcReport *g, unsigned grace_s) {
+        char a[32];
+        printf("removed %llu chunks (%s), %llu objects, %llu temp files", (unsigned long long) g->chunks_removed,
+               format_bytes(g->bytes_removed, a, sizeof a), (unsigned long long) g->objects_removed,
+               (unsigned long long) g->tmp_removed);
+        if (g->chunks_young || g->objects_young)
+                printf("; kept %llu chunks, %llu objects younger than the grace of %u s (--grace)",
+                       (unsigned long long) g->chunks_young, (unsigned long long) g->objects_young, grace_s);
+        putchar('\n');
+}
+
+static uint64_t member_u64(json_t *j, const char *key) {
+        json_t *v = json_object_get(j, key);
+        return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t) json_integer_value(v) : 0;
+}
+
+/* gc by the daemon that serves the home (api-gc.h); 1 if it failed (printed) */
+static int gc_by_daemon(DaemonEndpoint *ep, unsigned grace_s, unsigned wait_s, GcReport *ret) {
+        /* the daemon bounds its wait; the sweep of a large store may take long */
+        RemoteOptions ro = { .cacert = ep->cacert, .stall_timeout_s = wait_s + 24 * 3600 };
+        _cleanup_(remote_freep) Remote *rem = NULL;
+        int r = remote_new(ep->url, ep->token, &ro, &rem);
+        if (r < 0)
+                return cli_error(r);
+        _cleanup_(json_decrefp) json_t *body = json_pack("{s:I, s:I}", "grace_s", (json_int_t) grace_s, "wait_s",
+                                                         (json_int_t) wait_s);
+        json_t *answer = NULL;
+        if (!body)
+                return cli_error(-ENOMEM);
+        if (cli_local_request(rem, "POST", "/v1/store/gc", body, &answer))
+                return 1;
+        *ret = (GcReport){
+                .chunks_removed = member_u64(answer, "chunks_removed"),
+                .bytes_removed = member_u64(answer, "bytes_removed"),
+                .objects_removed = member_u64(answer, "objects_removed"),
+                .tmp_removed = member_u64(answer, "tmp_removed"),
+                .chunks_young = member_u64(answer, "chunks_young"),
+                .objects_young = member_u64(answer, "objects_young"),
+        };
+        json_decref(answer);
+        return 0;
+}
+
 static int store_gc_cmd(int argc, char **argv) {
         static const struct option opts[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "keep-last", required_argument, NULL, 'l' },
                 { "keep-hourly", required_argument, NULL, 'H' },
                 { "keep-daily", required_argument, NULL, 'd' },
+                { "grace", required_argument, NULL, 'g' },
+                { "wait", required_argument, NULL, 'w' },
                 {},
         };
         RetentionPolicy keep = { 0 };
+        unsigned grace_s = STORE_GC_GRACE_DEFAULT_S, wait_s = API_GC_WAIT_DEFAULT_S;
         int c;
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
-                        return cli_help("store gc", "[--keep-last N] [--keep-hourly N] [--keep-daily N]",
-                                        "Removes every chunk and object that no ref reaches, and stray temp\n"
-                                        "files anywhere under the home (ones no running roam uses). Waits for\n"
-                                        "running imports and transfers to finish first.\n\n"
+                        return cli_help("store gc", "[--grace TIME] [--wait TIME] [--keep-last N] [--keep-hourly N] "
+                                        "[--keep-daily N]",
+                                        "Removes every chunk and object that no ref reaches and that is older\n"
+                                        "than the grace, and stray temp files anywhere under the home (ones no\n"
+                                        "running roam uses). Waits for running imports and transfers to finish\n"
+                                        "first. When a daemon serves the home, it runs the gc and serves on:\n"
+                                        "pulls go on, writes wait for the gc.\n\n"
+                                        "  --grace TIME      keep unreferenced chunks and objects written or\n"
+                                        "                    found by a writer in the last TIME (default 1h;\n"
+                                        "                    0 = none): a push in progress keeps its chunks\n"
+                                        "  --wait TIME       give up when the daemon's writers do not let go\n"
+                                        "                    within TIME (default 10m)\n\n"
                                         "Retention of the checkpoints of the sessions this host owns (without\n"
                                         "these options every checkpoint is kept): a checkpoint stays if any\n"
                                         "rule keeps it; the latest, the current parent and the branches a\n"
@@ -192,6 +258,14 @@ static int store_gc_cmd(int argc, char **argv) {
                         if (parse_keep(optarg, &keep.keep_daily))
                                 return 2;
                         break;
+                case 'g':
+                        if (parse_seconds("--grace", optarg, STORE_GC_GRACE_MAX_S, &grace_s))
+                                return 2;
+                        break;
+                case 'w':
+                        if (parse_seconds("--wait", optarg, API_GC_WAIT_MAX_S, &wait_s))
+                                return 2;
+                        break;
                 default:
                         return cli_usage("store gc", "invalid option");
                 }
@@ -206,23 +280,32 @@ static int store_gc_cmd(int argc, char **argv) {
                 if (k < 0)
                         return cli_error(k);
         }
-        _cleanup_(store_freep) Store *s = NULL;
-        if (cli_open_store(false, false, &s))
+        GcReport g = { 0 };
+        _cleanup_(daemon_endpoint_freep) DaemonEndpoint *ep = NULL;
+        if (cli_need_home(false))
                 return 1;
-        GcReport g;
-        int r = store_gc(s, &g);
-        uint64_t more = 0; /* the rest of the home, with the store still held */
-        if (r >= 0)
-                r = store_stray_tmp(s, cli_home(), STORE_TMP_MIN_AGE_S, true, &more, NULL);
-        g.tmp_removed += more;
-        if (r < 0)
+        int r = daemon_endpoint_read(cli_home(), &ep);
+        if (r >= 0) {
+                if (gc_by_daemon(ep, grace_s, wait_s, &g))
+                        return 1;
+        } else if (r != -ENOENT && r != -ESRCH)
                 return cli_error(r);
-        char a[32];
+        else {
+                err_clear(); /* no daemon: gc here */
+                _cleanup_(store_freep) Store *s = NULL;
+                if (cli_open_store(false, false, &s))
+                        return 1;
+                r = store_gc(s, &(GcOptions){ .grace_s = grace_s }, &g);
+                uint64_t more = 0; /* the rest of the home, with the store still held */
+                if (r >= 0)
+                        r = store_stray_tmp(s, cli_home(), STORE_TMP_MIN_AGE_S, true, &more, NULL);
+                g.tmp_removed += more;
+                if (r < 0)
+                        return cli_error(r);
+        }
         if (!retention_keeps_all(&keep))
                 printf("retention: %llu checkpoints dropped\n", (unsigned long long) pruned);
-        printf("removed %llu chunks (%s), %llu objects, %llu temp files\n", (unsigned long long) g.chunks_removed,
-               format_bytes(g.bytes_removed, a, sizeof a), (unsigned long long) g.objects_removed,
-               (unsigned long long) g.tmp_removed);
+        print_gc(&g, grace_s);
         return 0;
 }
 
@@ -271,7 +354,7 @@ static int store_stats_cmd(int argc, char **argv) {
 static const Verb store_verbs[] = {
         { "init", store_init, "[--chunk-size SIZE]", "create a store with a chosen chunk size" },
         { "fsck", store_fsck_cmd, "[--json]", "verify every ref, object and chunk" },
-        { "gc", store_gc_cmd, "", "remove unreferenced chunks and objects" },
+        { "gc", store_gc_cmd, "[--grace TIME] [--keep-last N]", "remove unreferenced chunks and objects (also while serving)" },
         { "stats", store_stats_cmd, "[--json]", "chunks, bytes stored and referenced, dedup ratio" },
 };
 

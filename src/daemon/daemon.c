@@ -23,6 +23,7 @@
 #include "../basic/error.h"
 #include "../basic/fileio.h"
 #include "../basic/util.h"
+#include "api-gc.h"
 #include "auth.h"
 
 #define TOKEN_FILE_MAX 256
@@ -133,6 +134,29 @@ static int log_open(Daemon *d) {
         if (old)
                 fclose(old);
         return 0;
+}
+
+/* ---- the store's write gate (api-gc.h) ---- */
+
+/* POSTs that only read: they need not wait for a gc (and gc's own route must not) */
+static const char *const read_only_posts[] = { "/v1/chunks/get", "/v1/pack/get", "/v1/store/gc" };
+
+/* Every request but GET and the read-only POSTs is a writer (any route added
+ * later too): it waits while a gc runs and holds gc back while it runs. */
+static void *request_enter(HttpRequest *req, void *userdata) {
+        Daemon *d = userdata;
+        if (!strcmp(http_request_method(req), "GET"))
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(read_only_posts); i++)
+                if (!strcmp(http_request_path(req), read_only_posts[i]))
+                        return NULL;
+        store_write_begin(d->store);
+        return d->store;
+}
+
+static void request_leave(void *token, void *userdata) {
+        if (token)
+                store_write_end(token);
 }
 
 /* ---- set-up ---- */
@@ -273,11 +297,16 @@ int daemon_new(const DaemonOptions *o, Daemon **ret) {
                 .auth_userdata = d->catalog,
                 .log = http_log,
                 .log_userdata = d,
+                .enter = request_enter,
+                .leave = request_leave,
+                .enter_userdata = d,
         };
         r = http_server_new(&ho, &d->http);
         if (r < 0)
                 return r;
         r = api_store_register(d->api, d->http);
+        if (r >= 0)
+                r = api_gc_register(d);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(d);
@@ -369,9 +398,12 @@ int daemon_add_worker(Daemon *d, const char *name, DaemonWorkerFn fn, void *user
         return 0;
 }
 
+/* A worker is a writer of the store while it works, not while it sleeps. */
 static void *worker_main(void *p) {
         DaemonWorker *w = p;
+        store_write_begin(w->d->store);
         w->fn(w, w->userdata);
+        store_write_end(w->d->store);
         return NULL;
 }
 
@@ -388,6 +420,7 @@ bool daemon_worker_sleep(DaemonWorker *w, double seconds) {
                         until.tv_nsec -= 1000000000L;
                 }
         }
+        store_write_end(d->store); /* a gc may run meanwhile */
         pthread_mutex_lock(&d->worker_mutex);
         while (!d->stopping && !w->woken)
                 if (pthread_cond_timedwait(&d->worker_cond, &d->worker_mutex, &until) == ETIMEDOUT)
@@ -395,6 +428,7 @@ bool daemon_worker_sleep(DaemonWorker *w, double seconds) {
         w->woken = false;
         bool go_on = !d->stopping;
         pthread_mutex_unlock(&d->worker_mutex);
+        store_write_begin(d->store);
         return go_on;
 }
 

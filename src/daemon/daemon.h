@@ -21,6 +21,10 @@
  *
  * Local clients find the daemon with daemon_endpoint_read().
  *
+ * gc while serving (api-gc.h): every request but GET and the read-only POSTs
+ * holds the store's write gate (store_write_begin()) for its handler, and a
+ * worker holds it except inside daemon_worker_sleep().
+ *
  * Signals: SIGTERM/SIGINT stop it cleanly (stop accepting, let requests in
  * flight finish for a grace period, stop workers, store_commit(), remove
  * serve.json; daemon_run() returns 0). SIGHUP reopens the log file.

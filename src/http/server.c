@@ -791,7 +791,11 @@ static void request_run(HttpRequest *req) {
                 return;
         }
         err_clear();
+        HttpServer *s = req->server;
+        void *token = s->o.enter ? s->o.enter(req, s->o.enter_userdata) : NULL;
         int r = req->route->handler(req, req->route_userdata);
+        if (s->o.leave)
+                s->o.leave(token, s->o.enter_userdata);
         if (req->replied)
                 return;
         if (r >= 0)

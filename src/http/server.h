@@ -108,6 +108,12 @@ typedef struct HttpServerOptions {
         void *auth_userdata;
         HttpLogFn log; /* may be NULL */
         void *log_userdata;
+        /* around every handler (not around the stream and upgrade callbacks
+         * that run after it returned): enter() may block, and what it returns
+         * is passed to leave() once the handler answered. NULL = none. */
+        void *(*enter)(HttpRequest *req, void *userdata);
+        void (*leave)(void *token, void *userdata);
+        void *enter_userdata;
 } HttpServerOptions;
 
 /* Parses and binds the listen address (errors: -EINVAL for a malformed

@@ -210,6 +210,8 @@ typedef struct Sweep {
         Store *s;
         IdSet *keep;
         bool objects;
+        const GcOptions *o;
+        time_t now;
         GcReport *rep;
 } Sweep;
 
@@ -217,6 +219,19 @@ static int sweep_cb(const RoamId *id, uint64_t size, void *userdata) {
         Sweep *w = userdata;
         if (idset_contains(w->keep, id))
                 return 0;
+        if (w->o->grace_s > 0) {
+                char hex[ID_HEX_SIZE], path[PATH_MAX];
+                struct stat st;
+                id_to_hex(id, hex);
+                snprintf(path, sizeof path, "%s/%s/%.2s/%s", store_path(w->s), w->objects ? "objects" : "chunks",
+                         hex, hex);
+                if (stat(path, &st) < 0)
+                        return errno == ENOENT ? 0 : -errno;
+                if (gc_is_young(w->o, w->now, st.st_mtime)) {
+                        (*(w->objects ? &w->rep->objects_young : &w->rep->chunks_young))++;
+                        return 0;
+                }
+        }
         int r = w->objects ? store_object_remove(w->s, id) : store_chunk_remove(w->s, id);
         if (r < 0 && r != -ENOENT)
                 return r;
@@ -229,10 +244,15 @@ static int sweep_cb(const RoamId *id, uint64_t size, void *userdata) {
         return 0;
 }
 
-int store_gc(Store *s, GcReport *ret) {
+int store_gc(Store *s, const GcOptions *o, GcReport *ret) {
+        static const GcOptions defaults = { .grace_s = STORE_GC_GRACE_DEFAULT_S };
+        if (!o)
+                o = &defaults;
         int k = store_lock(s, true, false);
         if (k < 0)
                 return k;
+        /* after the lock: a writer that finished before we got it wrote earlier */
+        time_t now = o->now ? o->now : time(NULL);
         _cleanup_(reach_freep) Reach *r = reach_new();
         if (!r)
                 return -ENOMEM;
@@ -245,7 +265,7 @@ int store_gc(Store *s, GcReport *ret) {
                                "(run 'roam store fsck' and fix or remove them first)",
                                store_path(s));
         GcReport rep = { 0 };
-        Sweep w = { .s = s, .keep = r->chunks, .rep = &rep };
+        Sweep w = { .s = s, .keep = r->chunks, .o = o, .now = now, .rep = &rep };
         k = store_chunk_foreach(s, sweep_cb, &w);
         if (k < 0)
                 return k;

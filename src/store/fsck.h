@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "../basic/progress.h"
 #include "store.h"
@@ -30,12 +31,33 @@ static inline int fsck_report_ok(const FsckReport *f) {
 
 typedef struct GcReport {
         uint64_t chunks_removed, bytes_removed, objects_removed, tmp_removed;
+        uint64_t chunks_young, objects_young; /* unreferenced, kept: younger than the grace */
 } GcReport;
 
-/* Takes the store lock exclusively (waits for writers), then removes every
- * chunk and object no ref reaches, and stale temp files. Refuses (-EUCLEAN)
- * when a referenced object cannot be read, since its chunks are unknown. */
-int store_gc(Store *s, GcReport *ret);
+/* The grace: an unreferenced chunk or object whose mtime is less than
+ * grace_s old is kept. New files are young, and a writer's dedup hit makes
+ * an old one young again (store_chunk_has()), so a writer that is between
+ * its writes and the ref that names them (a push over several requests) does
+ * not lose them, as long as it takes less than grace_s - STORE_TOUCH_S. */
+#define STORE_GC_GRACE_DEFAULT_S 3600u
+#define STORE_GC_GRACE_MAX_S (365u * 24 * 3600)
+typedef struct GcOptions {
+        unsigned grace_s; /* 0: remove every unreferenced file */
+        time_t now;       /* the clock for the grace; 0 = time(NULL) once the lock is held */
+} GcOptions;
+
+/* True when gc keeps an unreferenced file of this mtime (pure). */
+static inline bool gc_is_young(const GcOptions *o, time_t now, time_t mtime) {
+        return now - mtime < (time_t) o->grace_s;
+}
+
+/* Takes the store lock exclusively (waits for writers; a caller that holds
+ * it already, and has this process's writers out with store_write_exclude(),
+ * passes straight through), then removes every chunk and object no ref
+ * reaches and that is not younger than the grace, and stale temp files.
+ * Refuses (-EUCLEAN) when a referenced object cannot be read, since its
+ * chunks are unknown. o may be NULL: the default grace. */
+int store_gc(Store *s, const GcOptions *o, GcReport *ret);
 
 /* Stray temp files (".tmp-*", up to 4 directories below dir, e.g. the store
  * or the home that holds it): files that no live writer can still be using.

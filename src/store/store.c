@@ -49,7 +49,15 @@ struct Store {
         Pending *pending;
         size_t n_pending, cap_pending;
         IdSet *pending_set;
+        /* the write gate: writers shared, gc exclusive (store_write_begin()) */
+        pthread_rwlock_t gate;
 };
+
+/* this thread's open write brackets (they nest; one store at a time) */
+static _Thread_local struct {
+        const Store *s;
+        unsigned depth;
+} gate_held;
 
 struct ChunkCodec {
         ZSTD_CCtx *cctx;
@@ -181,6 +189,12 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret) {
         s->pending_set = idset_new();
         pthread_mutex_init(&s->mutex, NULL);
         pthread_mutex_init(&s->commit_lock, NULL);
+        pthread_rwlockattr_t ga;
+        pthread_rwlockattr_init(&ga);
+        /* a waiting gc holds back new writers, so that it is not starved */
+        pthread_rwlockattr_setkind_np(&ga, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        pthread_rwlock_init(&s->gate, &ga);
+        pthread_rwlockattr_destroy(&ga);
         s->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (!s->path || !s->pending_set || s->dir_fd < 0) {
                 r = s->dir_fd < 0 ? -errno : -ENOMEM;
@@ -215,6 +229,7 @@ void store_free(Store *s) {
                 close(s->dir_fd);
         pthread_mutex_destroy(&s->mutex);
         pthread_mutex_destroy(&s->commit_lock);
+        pthread_rwlock_destroy(&s->gate);
         free(s->path);
         free(s);
 }
@@ -236,6 +251,66 @@ int store_lock(Store *s, bool exclusive, bool nonblock) {
                 return err_set(-errno, "cannot lock store '%s': %s", s->path, strerror(errno));
         }
         return 0;
+}
+
+int store_lock_within(Store *s, bool exclusive, unsigned timeout_ms) {
+        struct timespec t0, now;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (;;) {
+                int r = store_lock(s, exclusive, true);
+                if (r != -EAGAIN)
+                        return r;
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                int64_t ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+                if (ms >= (int64_t) timeout_ms || interrupt_requested())
+                        return err_set(-EBUSY, "store '%s' is busy: another roam holds it (an import or a "
+                                       "transfer) after %u s; try again when it is done",
+                                       s->path, timeout_ms / 1000);
+                err_clear();
+                usleep(50 * 1000);
+        }
+}
+
+void store_write_begin(Store *s) {
+        if (gate_held.depth > 0 && gate_held.s == s) {
+                gate_held.depth++;
+                return;
+        }
+        pthread_rwlock_rdlock(&s->gate);
+        gate_held.s = s;
+        gate_held.depth = 1;
+}
+
+void store_write_end(Store *s) {
+        if (gate_held.s != s || gate_held.depth == 0)
+                return; /* not ours: a bug, but never an unlock of someone else's */
+        if (--gate_held.depth == 0) {
+                gate_held.s = NULL;
+                pthread_rwlock_unlock(&s->gate);
+        }
+}
+
+int store_write_exclude(Store *s, unsigned timeout_ms) {
+        if (gate_held.s == s && gate_held.depth > 0)
+                return -EDEADLK;
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += timeout_ms / 1000;
+        until.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+        }
+        int e = pthread_rwlock_clockwrlock(&s->gate, CLOCK_MONOTONIC, &until);
+        if (e == ETIMEDOUT)
+                return err_set(-EBUSY, "store '%s' is busy: a transfer or checkpoint of this daemon still "
+                               "writes after %u s; try again when it is done",
+                               s->path, timeout_ms / 1000);
+        return -e;
+}
+
+void store_write_allow(Store *s) {
+        pthread_rwlock_unlock(&s->gate);
 }
 
 int store_lock_oldest_holder(Store *s, time_t *ret) {
@@ -329,13 +404,25 @@ static void chunk_rel(const RoamId *id, char out[static 96]) {
         snprintf(out, 96, "chunks/%.2s/%s", hex, hex);
 }
 
+/* A writer that finds a chunk or object present skips writing it and will
+ * reference it: its mtime is brought to now (when older than STORE_TOUCH_S)
+ * so that gc's grace keeps it even while nothing references it yet. Errors
+ * (a read-only store, another user's file) leave the file as it is. */
+static int present_touch(Store *s, const char *rel) {
+        struct stat st;
+        if (fstatat(s->dir_fd, rel, &st, 0) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (time(NULL) - st.st_mtime >= STORE_TOUCH_S)
+                (void) utimensat(s->dir_fd, rel, NULL, 0);
+        return 1;
+}
+
 int store_chunk_has(Store *s, const RoamId *id) {
         char rel[96];
         chunk_rel(id, rel);
-        if (faccessat(s->dir_fd, rel, F_OK, 0) == 0)
-                return 1;
-        if (errno != ENOENT)
-                return -errno;
+        int r = present_touch(s, rel);
+        if (r != 0)
+                return r;
         pthread_mutex_lock(&s->mutex);
         bool p = idset_contains(s->pending_set, id);
         pthread_mutex_unlock(&s->mutex);
@@ -585,7 +672,7 @@ int store_object_put(Store *s, const void *data, size_t len, RoamId *ret_id) {
                 return -EFBIG;
         sha256(data, len, &id);
         object_rel(&id, rel);
-        if (faccessat(s->dir_fd, rel, F_OK, 0) == 0) {
+        if (present_touch(s, rel) > 0) {
                 *ret_id = id;
                 return 0;
         }
@@ -636,9 +723,7 @@ int store_object_get(Store *s, const RoamId *id, size_t max, void **ret, size_t 
 int store_object_has(Store *s, const RoamId *id) {
         char rel[96];
         object_rel(id, rel);
-        if (faccessat(s->dir_fd, rel, F_OK, 0) == 0)
-                return 1;
-        return errno == ENOENT ? 0 : -errno;
+        return present_touch(s, rel);
 }
 
 int store_object_remove(Store *s, const RoamId *id) {

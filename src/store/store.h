@@ -66,6 +66,24 @@ int store_zstd_level(const Store *s);
 /* Takes the store lock (flock on DIR/lock), held until store_free().
  * Writers take it shared, gc exclusive. Blocks unless nonblock (-EAGAIN). */
 int store_lock(Store *s, bool exclusive, bool nonblock);
+/* store_lock() that waits at most timeout_ms (-EBUSY with detail after).
+ * Converting a held lock is flock's: not atomic, so after a failure the
+ * caller holds no store lock and takes the one it needs again. */
+int store_lock_within(Store *s, bool exclusive, unsigned timeout_ms);
+
+/* The write gate, for gc in a process that also writes (roam serve): other
+ * processes are kept out by the store lock, this process's own writers by
+ * the gate. A writer brackets every operation that writes chunks, objects or
+ * refs, from its first "is it there already?" to the ref that names what it
+ * wrote, with store_write_begin()/end() (shared; brackets nest on one thread,
+ * one store at a time). store_write_exclude() waits until no bracket is open
+ * and holds new ones back, up to timeout_ms (-EBUSY with detail; -EDEADLK
+ * from inside a bracket); store_write_allow() ends that. */
+void store_write_begin(Store *s);
+void store_write_end(Store *s);
+int store_write_exclude(Store *s, unsigned timeout_ms);
+void store_write_allow(Store *s);
+
 /* When the longest-running other process that holds the store lock started
  * (seconds since the epoch, from /proc/locks), TIME_T_MAX when none does.
  * Every file such a writer made is younger than that. */
@@ -82,7 +100,11 @@ static inline void chunk_codec_freep(ChunkCodec **c) {
 }
 
 /* ---- chunks ---- */
-/* 1 if the chunk is stored (or pending in this process), 0 if not. */
+/* A dedup hit refreshes the file's mtime when it is older than this (gc keeps
+ * unreferenced files younger than its grace, docs/store-format.md). */
+#define STORE_TOUCH_S 60
+/* 1 if the chunk is stored (or pending in this process), 0 if not. A writer's
+ * "present, skip it": a stored chunk's mtime is refreshed (STORE_TOUCH_S). */
 int store_chunk_has(Store *s, const RoamId *id);
 /* Stores plain bytes (len <= chunk size) under id, which the caller computed
  * as sha256(data). Never call it for all-zero data. Durable after store_commit(). */
@@ -109,6 +131,8 @@ int store_commit(Store *s);
 int store_object_put(Store *s, const void *data, size_t len, RoamId *ret_id);
 /* Reads and verifies an object of at most max bytes. Caller frees *ret. */
 int store_object_get(Store *s, const RoamId *id, size_t max, void **ret, size_t *ret_len);
+/* 1 or 0; like store_chunk_has() it refreshes the mtime of a stored object,
+ * as store_object_put() does when the object is there already. */
 int store_object_has(Store *s, const RoamId *id);
 int store_object_remove(Store *s, const RoamId *id);
 int store_object_foreach(Store *s, int (*cb)(const RoamId *id, uint64_t size, void *userdata), void *userdata);

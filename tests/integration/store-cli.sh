@@ -120,7 +120,7 @@ expect_one_line "$ERR"
 rm -f "$chunk"
 must_fail roam store fsck; expect_match "$ERR" "damaged"
 must_succeed roam image rm base again session fromqcow
-must_succeed roam store gc
+must_succeed roam store gc --grace 0
 must_succeed roam store fsck
 
 must_succeed roam image import t a.raw

@@ -18,7 +18,7 @@ for delay in 0.05 0.15 0.3 0.5 0.8; do
         roam store fsck >fsck.out 2>&1 || { cat fsck.out >&2; fail "fsck after kill -9 at ${delay}s"; }
         roam image rm big >/dev/null 2>&1 || true
 done
-must_succeed roam store gc
+must_succeed roam store gc --grace 0
 must_succeed roam store fsck
 expect_match "$OUT" "chunks stored: +0 "
 expect_match "$OUT" "temp files: +0"

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -424,7 +425,7 @@ static void test_bundle_and_fsck(void **state) {
         /* gc removes only unreachable chunks */
         assert_int_equal(store_ref_delete(s2, "images/b"), 0);
         GcReport g;
-        assert_int_equal(store_gc(s2, &g), 0);
+        assert_int_equal(store_gc(s2, &(GcOptions){ .grace_s = 0 }, &g), 0);
         assert_true(g.chunks_removed > 0);
         assert_int_equal(store_fsck(s2, NULL, NULL, NULL, &fr), 0);
         assert_int_equal(fr.chunks_stored, 0);
@@ -990,6 +991,144 @@ static void test_stray_tmp(void **state) {
         assert_int_equal(access(q, F_OK), -1);
 }
 
+static void set_mtime(const char *path, time_t t) {
+        struct timespec ts[2] = { { .tv_sec = t }, { .tv_sec = t } };
+        assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+static time_t mtime_of(const char *path) {
+        struct stat st;
+        assert_int_equal(stat(path, &st), 0);
+        return st.st_mtime;
+}
+
+static void object_path(Fixture *f, const RoamId *id, char *out, size_t n) {
+        char hex[ID_HEX_SIZE];
+        id_to_hex(id, hex);
+        snprintf(out, n, "%s/objects/%.2s/%s", f->storedir, hex, hex);
+}
+
+/* The grace rule: an unreferenced chunk or object younger than the grace is
+ * kept; a writer's dedup hit (has, put of an existing object) makes an old
+ * one young; grace 0 keeps nothing unreferenced; nothing referenced ever goes. */
+static void test_gc_grace(void **state) {
+        Fixture *f = *state;
+        GcOptions hour = { .grace_s = 3600 };
+        time_t now = 1700000000;
+        assert_false(gc_is_young(&hour, now, now - 3600));
+        assert_true(gc_is_young(&hour, now, now - 3599));
+        assert_true(gc_is_young(&hour, now, now + 60)); /* from the future: kept */
+        assert_false(gc_is_young(&(GcOptions){ 0 }, now, now));
+
+        _cleanup_(chunk_codec_freep) ChunkCodec *c = chunk_codec_new(f->s);
+        uint8_t buf[4096];
+        RoamId ids[4];
+        char path[4][512];
+        for (int i = 0; i < 4; i++) {
+                fill_random(buf, sizeof buf);
+                sha256(buf, sizeof buf, &ids[i]);
+                assert_true(store_chunk_put(f->s, c, &ids[i], buf, sizeof buf) > 0);
+                chunk_path(f, &ids[i], path[i], sizeof path[i]);
+        }
+        assert_int_equal(store_commit(f->s), 0);
+        /* a referenced blob: kept whatever the grace */
+        char in[512];
+        snprintf(in, sizeof in, "%s/in.raw", f->dir);
+        fill_random(buf, sizeof buf);
+        assert_int_equal(write_file_atomic(in, buf, sizeof buf, 0644), 0);
+        int fd = open(in, O_RDONLY);
+        assert_true(fd >= 0);
+        RoamId blob;
+        assert_int_equal(blob_import_fd(f->s, fd, sizeof buf, &(BlobOptions){ 0 }, &blob, NULL), 0);
+        close(fd);
+        assert_int_equal(store_ref_set(f->s, "images/kept", &blob, NULL), 0);
+        char bpath[512];
+        object_path(f, &blob, bpath, sizeof bpath);
+        set_mtime(bpath, time(NULL) - 7200);
+
+        /* two unreferenced objects, both old */
+        RoamId o1, o2;
+        char p1[512], p2[512];
+        assert_int_equal(store_object_put(f->s, "old object", 10, &o1), 0);
+        assert_int_equal(store_object_put(f->s, "deduped object", 14, &o2), 0);
+        object_path(f, &o1, p1, sizeof p1);
+        object_path(f, &o2, p2, sizeof p2);
+
+        time_t old = time(NULL) - 7200;
+        set_mtime(path[0], old); /* old: goes */
+        /* path[1] stays new: kept */
+        set_mtime(path[2], old); /* old, then a writer's dedup hit: kept */
+        set_mtime(path[3], time(NULL) - 30); /* 30 s: a hit leaves it be (STORE_TOUCH_S) */
+        set_mtime(p1, old);
+        set_mtime(p2, old);
+        assert_int_equal(store_chunk_has(f->s, &ids[2]), 1);
+        assert_true(mtime_of(path[2]) >= time(NULL) - 5);
+        time_t t3 = mtime_of(path[3]);
+        assert_int_equal(store_chunk_has(f->s, &ids[3]), 1);
+        assert_int_equal(mtime_of(path[3]), t3);
+        RoamId again;
+        assert_int_equal(store_object_put(f->s, "deduped object", 14, &again), 0);
+        assert_true(id_equal(&again, &o2));
+        assert_true(mtime_of(p2) >= time(NULL) - 5);
+
+        GcReport g;
+        assert_int_equal(store_gc(f->s, &hour, &g), 0);
+        assert_int_equal(g.chunks_removed, 1);
+        assert_int_equal(g.chunks_young, 3);
+        assert_int_equal(g.objects_removed, 1);
+        assert_int_equal(g.objects_young, 1);
+        assert_int_equal(access(path[0], F_OK), -1);
+        assert_int_equal(access(path[1], F_OK), 0);
+        assert_int_equal(access(path[2], F_OK), 0);
+        assert_int_equal(access(p1, F_OK), -1);
+        assert_int_equal(access(p2, F_OK), 0);
+
+        /* a clock given by the caller: two hours on, they are all old */
+        assert_int_equal(store_gc(f->s, &(GcOptions){ .grace_s = 3600, .now = time(NULL) + 7200 }, &g), 0);
+        assert_int_equal(g.chunks_removed, 3);
+        assert_int_equal(g.objects_removed, 1);
+        assert_int_equal(g.chunks_young + g.objects_young, 0);
+
+        /* grace 0: nothing unreferenced is left, the referenced blob is whole */
+        assert_int_equal(store_object_put(f->s, "new object", 10, &o1), 0);
+        assert_int_equal(store_gc(f->s, &(GcOptions){ .grace_s = 0 }, &g), 0);
+        assert_int_equal(g.objects_removed, 1);
+        FsckReport fr;
+        assert_int_equal(store_fsck(f->s, NULL, NULL, NULL, &fr), 0);
+        assert_true(fsck_report_ok(&fr));
+        assert_int_equal(fr.unreferenced_chunks + fr.unreferenced_objects, 0);
+        assert_int_equal(fr.chunks_stored, fr.chunks_referenced);
+        assert_true(fr.chunks_referenced > 0);
+}
+
+static void *hold_bracket(void *p) {
+        Store *s = p;
+        store_write_begin(s);
+        usleep(300 * 1000);
+        store_write_end(s);
+        return NULL;
+}
+
+/* The write gate: gc waits for open brackets, or gives up in time. */
+static void test_write_gate(void **state) {
+        Fixture *f = *state;
+        store_write_begin(f->s);
+        store_write_begin(f->s); /* nests */
+        assert_int_equal(store_write_exclude(f->s, 10), -EDEADLK);
+        store_write_end(f->s);
+        store_write_end(f->s);
+        assert_int_equal(store_write_exclude(f->s, 10), 0);
+        store_write_allow(f->s);
+
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, hold_bracket, f->s), 0);
+        usleep(50 * 1000);
+        assert_int_equal(store_write_exclude(f->s, 20), -EBUSY);
+        assert_int_equal(store_write_exclude(f->s, 5000), 0); /* after the bracket ends */
+        store_write_allow(f->s);
+        pthread_join(t, NULL);
+}
+
 /* An import asked to stop fails with -ECANCELED and leaves no temp file. */
 static void test_blob_import_cancel(void **state) {
         Fixture *f = *state;
@@ -1030,6 +1169,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_blob_patch, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stray_tmp, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_blob_import_cancel, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_gc_grace, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_write_gate, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

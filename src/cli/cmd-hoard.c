@@ -132,8 +132,10 @@ int verb_status(int argc, char **argv) {
                 if (cli_local_request(rem, "GET", "/v1/handoff", NULL, &ho) == 0) {
                         json_t *sessions = json_object_get(ho, "sessions");
                         json_t *s;
-                        printf("server:  %s (%s)\nsessions: %zu\n", json_string_value(json_object_get(ho, "server")),
-                               json_is_true(json_object_get(ho, "connected")) ? "connected" : "not connected",
+                        const char *server = json_string_value(json_object_get(ho, "server"));
+                        printf("server:  %s (%s)\nsessions: %zu\n", server ? server : "none",
+                               server ? (json_is_true(json_object_get(ho, "connected")) ? "connected" : "not connected")
+                                      : "a hoarder: start the daemon with --server URL to pair",
                                json_array_size(sessions));
                         json_array_foreach(sessions, i, s) {
                                 char r[32];

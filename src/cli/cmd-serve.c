@@ -404,6 +404,8 @@ int verb_serve(int argc, char **argv) {
                 r = api_session_register(d, sh, (int64_t) (offline_days * 86400), laptops);
         if (r >= 0 && lo.server_url)
                 r = laptop_register(d, sh, hoard, &lo);
+        else if (r >= 0 && laptop)
+                r = laptop_register_without_server(d);
         if (r >= 0)
                 r = api_console_register(d, sh);
         if (r < 0) {

@@ -658,6 +658,27 @@ static const HttpRoute routes[] = {
         { "GET", "/v1/handoff", 0, route_status },
 };
 
+/* A laptop daemon without a server: it answers the hand-over routes too, so
+ * that 'roam status' and 'roam offline' say what it is. */
+static int route_no_server_status(HttpRequest *req, void *userdata) {
+        return http_reply_json(req, 200, json_pack("{s:n, s:n, s:b, s:I, s:[]}", "server", "laptop", "connected", 0,
+                                                   "last_contact", (json_int_t) 0, "sessions"));
+}
+
+static int route_no_server_handoff(HttpRequest *req, void *userdata) {
+        return http_reply_error(req, 409, "this laptop daemon pairs with no server (start it with --server URL "
+                                          "--token T to take sessions offline and online)");
+}
+
+static const HttpRoute no_server_routes[] = {
+        { "POST", "/v1/handoff/*", 64 * 1024, route_no_server_handoff },
+        { "GET", "/v1/handoff", 0, route_no_server_status },
+};
+
+int laptop_register_without_server(Daemon *d) {
+        return daemon_add_routes(d, no_server_routes, ELEMENTSOF(no_server_routes), NULL);
+}
+
 int laptop_register(Daemon *d, SessionHost *h, Hoard *hoard, const LaptopOptions *o) {
         static Laptop l; /* lives as long as the daemon process */
         l.d = d;

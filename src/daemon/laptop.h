@@ -36,3 +36,7 @@ typedef struct LaptopOptions {
 } LaptopOptions;
 
 int laptop_register(Daemon *d, SessionHost *h, Hoard *hoard, const LaptopOptions *o);
+/* A laptop daemon with no --server (it hoards what it is asked): GET
+ * /v1/handoff answers {"server": null, "sessions": []}, a hand-over says
+ * there is no server. */
+int laptop_register_without_server(Daemon *d);

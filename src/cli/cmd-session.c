@@ -14,7 +14,7 @@
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
-#include "../daemon/catalog.h"
+#include "../catalog/catalog.h"
 #include "../daemon/laptop-registry.h"
 #include "../session/handoff.h"
 #include "../session/move.h"

@@ -253,6 +253,144 @@ static bool sidecar_fresh(const char *path) {
         return now.tv_sec - st.st_mtim.tv_sec < CHECKPOINT_PREPASS_AGE_S;
 }
 
+/* 0. before the pause: the bases, and a pre-pass while the guest runs when
+ * they are missing or old (not for the last checkpoint of a move, whose every
+ * millisecond is downtime however it is split) */
+static int checkpoint_prepass(SessionHost *h, Op *o, LiveFiles *live, bool quit, SessionCheckpointResult *res) {
+        int r = live_files_load(h, &o->paths, live);
+        if (r < 0)
+                return r;
+        if (!quit && (!live->ram_base || !live->ov_base || !sidecar_fresh(o->paths.ram_fast))) {
+                r = live_files_import(h, &o->paths, live);
+                if (r >= 0) {
+                        live_files_save(&o->paths, live);
+                        r = live_files_rebase(h, live);
+                }
+                if (r < 0)
+                        return err_wrap(r, "session '%s'", o->row.name);
+                /* what the pre-pass stored counts as stored by this checkpoint */
+                res->new_chunks = live->ram_stats.new_chunks + live->ov_stats.new_chunks;
+                res->new_bytes = live->ram_stats.new_bytes + live->ov_stats.new_bytes;
+                res->stored_bytes = live->ram_stats.stored_bytes + live->ov_stats.stored_bytes;
+                res->ram_new_chunks = live->ram_stats.new_chunks;
+                res->overlay_new_chunks = live->ov_stats.new_chunks;
+        }
+        return 0;
+}
+
+/* Stops the guest (*ret_was_running: it ran). */
+static int checkpoint_stop_guest(Qmp *q, const char *name, bool *ret_was_running) {
+        _cleanup_free_ char *status = NULL;
+        int r = qmp_query_status(q, &status);
+        if (r < 0)
+                return r;
+        bool was_running = !strcmp(status, "running");
+        if (!strcmp(status, "postmigrate")) {
+                /* left by an interrupted checkpoint: see checkpoint_resume_guest() */
+                r = qmp_cont(q);
+                if (r >= 0)
+                        r = qmp_stop(q);
+                if (r < 0)
+                        return err_wrap(r, "session '%s'", name);
+        }
+        if (was_running) {
+                r = qmp_stop(q);
+                if (r < 0)
+                        return err_wrap(r, "session '%s'", name);
+        }
+        *ret_was_running = was_running;
+        return 0;
+}
+
+/* Ends the pause: QEMU ends when quitting (the state saved, *q freed), the
+ * guest runs again when it ran, else it is paused as before. */
+static int checkpoint_resume_guest(SessionHost *h, Op *o, Qmp **q, bool quit, bool was_running) {
+        int k = 0;
+        if (quit) {
+                /* the last checkpoint of a move: QEMU ends, the session stays as saved */
+                k = vm_kill(*q, o->pid);
+                qmp_free(TAKE_PTR(*q));
+                if (k >= 0) {
+                        (void) unlink(o->paths.qmp);
+                        (void) unlink(o->paths.vnc);
+                        (void) unlink(o->paths.pidfile);
+                        (void) unlink(o->paths.ram);
+                        o->pid = 0;
+                        k = set_state(h, o, SESSION_STOPPED);
+                }
+        } else if (was_running)
+                k = qmp_cont(*q);
+        else {
+                /* QEMU 7.2 refuses to migrate a VM left in "postmigrate" ("paused due to
+                 * previous migration") and keeps its disks inactive until cont: a paused
+                 * session is brought back to plain "paused" with cont + stop (the guest
+                 * runs for a moment after the checkpoint was taken) */
+                k = qmp_cont(*q);
+                if (k >= 0)
+                        k = qmp_stop(*q);
+        }
+        return k;
+}
+
+/* 1. pause: device state; RAM and overlay imported from their bases (only
+ * changed chunks are hashed and stored). *ret_resumed: when the pause ended. */
+static int checkpoint_paused(SessionHost *h, Op *o, Qmp **q, LiveFiles *live, bool quit,
+                             SessionCheckpointResult *res, uint64_t *ret_resumed) {
+        const char *name = o->row.name;
+        uint64_t t0 = now_ns();
+        bool was_running = false;
+        int r = checkpoint_stop_guest(*q, name, &was_running);
+        if (r < 0)
+                return r;
+        (void) unlink(o->paths.devstate);
+        r = vm_save_devstate(*q, o->paths.devstate, 60000);
+        if (r < 0)
+                r = err_wrap(r, "session '%s': saving the device state failed", name);
+        uint64_t t1 = now_ns();
+        /* QEMU flushed the overlay at stop and writes neither file until cont.
+         * Quitting, everything is durably in the store before QEMU ends, so
+         * that a failure leaves the guest running here (and copies would not
+         * shorten anything: the guest is down until the target runs it) */
+        if (r >= 0)
+                r = live_files_begin(h, &o->paths, live, quit ? 0 : CHECKPOINT_CAPTURE_MAX);
+        if (r >= 0 && quit)
+                r = live_files_begin_devstate(h, &o->paths, live);
+        if (r >= 0 && quit)
+                r = live_files_finish(live);
+        uint64_t t2 = now_ns();
+        int k = checkpoint_resume_guest(h, o, q, r >= 0 && quit, was_running);
+        uint64_t t3 = now_ns();
+        if (r >= 0 && k < 0)
+                r = err_wrap(k, "session '%s': cannot resume the guest after the checkpoint", name);
+        res->pause_ns = t3 - t0;
+        res->devstate_ns = t1 - t0;
+        res->copy_ns = t2 - t1; /* the paused part of the import */
+        *ret_resumed = t3;
+        return r;
+}
+
+/* 2. after the pause (since resumed): durable chunks and index objects,
+ * device state (unless quitting), sidecars */
+static int checkpoint_store(SessionHost *h, Op *o, LiveFiles *live, bool quit, SessionCheckpointResult *res,
+                            uint64_t resumed) {
+        int r = 0;
+        if (!quit) {
+                r = live_files_begin_devstate(h, &o->paths, live);
+                if (r >= 0)
+                        r = live_files_finish(live);
+        }
+        if (r < 0)
+                return r;
+        live_files_save(&o->paths, live);
+        add_stats(res, &live->ram_stats);
+        add_stats(res, &live->ov_stats);
+        add_stats(res, &live->dev_stats);
+        res->ram_new_chunks += live->ram_stats.new_chunks;
+        res->overlay_new_chunks += live->ov_stats.new_chunks;
+        res->import_ns = res->copy_ns + (now_ns() - resumed);
+        return 0;
+}
+
 int session_checkpoint(SessionHost *h, const char *name, unsigned flags, SessionCheckpointResult *ret) {
         int r = need_store(h);
         if (r < 0)
@@ -273,117 +411,17 @@ int session_checkpoint(SessionHost *h, const char *name, unsigned flags, Session
         SessionCheckpointResult res = {};
         bool quit = flags & SESSION_CHECKPOINT_QUIT;
         uint64_t t_start = now_ns();
-
-        /* 0. before the pause: the bases, and a pre-pass while the guest runs
-         * when they are missing or old (not for the last checkpoint of a move,
-         * whose every millisecond is downtime however it is split) */
         _cleanup_(live_files_done) LiveFiles live = {};
-        r = live_files_load(h, &o.paths, &live);
+        r = checkpoint_prepass(h, &o, &live, quit, &res);
         if (r < 0)
                 return r;
-        if (!quit && (!live.ram_base || !live.ov_base || !sidecar_fresh(o.paths.ram_fast))) {
-                r = live_files_import(h, &o.paths, &live);
-                if (r >= 0) {
-                        live_files_save(&o.paths, &live);
-                        r = live_files_rebase(h, &live);
-                }
-                if (r < 0)
-                        return err_wrap(r, "session '%s'", name);
-                /* what the pre-pass stored counts as stored by this checkpoint */
-                res.new_chunks = live.ram_stats.new_chunks + live.ov_stats.new_chunks;
-                res.new_bytes = live.ram_stats.new_bytes + live.ov_stats.new_bytes;
-                res.stored_bytes = live.ram_stats.stored_bytes + live.ov_stats.stored_bytes;
-                res.ram_new_chunks = live.ram_stats.new_chunks;
-                res.overlay_new_chunks = live.ov_stats.new_chunks;
-        }
-
-        /* 1. pause: device state; RAM and overlay imported from their bases
-         * (only changed chunks are hashed and stored) */
-        uint64_t t0 = now_ns();
-        _cleanup_free_ char *status = NULL;
-        r = qmp_query_status(q, &status);
+        uint64_t resumed;
+        r = checkpoint_paused(h, &o, &q, &live, quit, &res, &resumed);
         if (r < 0)
                 return r;
-        bool was_running = !strcmp(status, "running");
-        if (!strcmp(status, "postmigrate")) {
-                /* left by an interrupted checkpoint: see below */
-                r = qmp_cont(q);
-                if (r >= 0)
-                        r = qmp_stop(q);
-                if (r < 0)
-                        return err_wrap(r, "session '%s'", name);
-        }
-        if (was_running) {
-                r = qmp_stop(q);
-                if (r < 0)
-                        return err_wrap(r, "session '%s'", name);
-        }
-        (void) unlink(o.paths.devstate);
-        r = vm_save_devstate(q, o.paths.devstate, 60000);
-        if (r < 0)
-                r = err_wrap(r, "session '%s': saving the device state failed", name);
-        uint64_t t1 = now_ns();
-        /* QEMU flushed the overlay at stop and writes neither file until cont.
-         * Quitting, everything is durably in the store before QEMU ends, so
-         * that a failure leaves the guest running here (and copies would not
-         * shorten anything: the guest is down until the target runs it) */
-        if (r >= 0)
-                r = live_files_begin(h, &o.paths, &live, quit ? 0 : CHECKPOINT_CAPTURE_MAX);
-        if (r >= 0 && quit)
-                r = live_files_begin_devstate(h, &o.paths, &live);
-        if (r >= 0 && quit)
-                r = live_files_finish(&live);
-        uint64_t t2 = now_ns();
-        int k = 0;
-        if (r >= 0 && quit) {
-                /* the last checkpoint of a move: QEMU ends, the session stays as saved */
-                k = vm_kill(q, o.pid);
-                qmp_free(TAKE_PTR(q));
-                if (k >= 0) {
-                        (void) unlink(o.paths.qmp);
-                        (void) unlink(o.paths.vnc);
-                        (void) unlink(o.paths.pidfile);
-                        (void) unlink(o.paths.ram);
-                        o.pid = 0;
-                        k = set_state(h, &o, SESSION_STOPPED);
-                }
-        } else if (was_running)
-                k = qmp_cont(q);
-        else {
-                /* QEMU 7.2 refuses to migrate a VM left in "postmigrate" ("paused due to
-                 * previous migration") and keeps its disks inactive until cont: a paused
-                 * session is brought back to plain "paused" with cont + stop (the guest
-                 * runs for a moment after the checkpoint was taken) */
-                k = qmp_cont(q);
-                if (k >= 0)
-                        k = qmp_stop(q);
-        }
-        uint64_t t3 = now_ns();
-        if (r >= 0 && k < 0)
-                r = err_wrap(k, "session '%s': cannot resume the guest after the checkpoint", name);
-        res.pause_ns = t3 - t0;
-        res.devstate_ns = t1 - t0;
-        res.copy_ns = t2 - t1; /* the paused part of the import */
+        r = checkpoint_store(h, &o, &live, quit, &res, resumed);
         if (r < 0)
                 return r;
-
-        /* 2. after the pause: durable chunks and index objects, device state
-         * (unless quitting), sidecars */
-        if (!quit) {
-                r = live_files_begin_devstate(h, &o.paths, &live);
-                if (r >= 0)
-                        r = live_files_finish(&live);
-        }
-        if (r < 0)
-                return r;
-        live_files_save(&o.paths, &live);
-        add_stats(&res, &live.ram_stats);
-        add_stats(&res, &live.ov_stats);
-        add_stats(&res, &live.dev_stats);
-        res.ram_new_chunks += live.ram_stats.new_chunks;
-        res.overlay_new_chunks += live.ov_stats.new_chunks;
-        uint64_t t4 = now_ns();
-        res.import_ns = (t2 - t1) + (t4 - t3);
 
         /* 3. manifest and refs */
         char ram_hex[ID_HEX_SIZE], ov_hex[ID_HEX_SIZE], dev_hex[ID_HEX_SIZE];

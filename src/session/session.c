@@ -485,10 +485,7 @@ int write_base(SessionHost *h, const char *user, const char *name, const char *i
         return store_ref_set(h->store, ref, &id, NULL);
 }
 
-int session_create(SessionHost *h, const SessionCreate *a, SessionInfo *ret) {
-        int r = need_store(h);
-        if (r < 0)
-                return r;
+static int create_check_names(const SessionCreate *a) {
         if (!name_is_valid(a->name))
                 return err_set(-EINVAL,
                                "session name '%s' is invalid (use " NAME_RULE ")",
@@ -498,34 +495,40 @@ int session_create(SessionHost *h, const SessionCreate *a, SessionInfo *ret) {
                                a->user ? a->user : "");
         if (!name_is_valid(a->image))
                 return err_set(-EINVAL, "image name '%s' is invalid", a->image ? a->image : "");
+        return 0;
+}
 
-        _cleanup_(vm_config_donep) VmConfig c = {};
-        r = vm_config_init(&c);
+/* The VM config of a new session from a (c is the caller's to free, also on
+ * failure), validated with a placeholder kernel id. */
+static int create_config(const SessionCreate *a, VmConfig *c) {
+        int r = vm_config_init(c);
         if (r < 0)
                 return r;
         if (a->ram_mib)
-                c.ram_mib = a->ram_mib;
+                c->ram_mib = a->ram_mib;
         if (a->cpus)
-                c.cpus = a->cpus;
+                c->cpus = a->cpus;
         if (a->accel) {
-                free(c.accel);
-                c.accel = strdup(a->accel);
+                free(c->accel);
+                c->accel = strdup(a->accel);
         }
-        c.policy = a->policy;
-        c.append = strdup(a->append ? a->append : SESSION_APPEND_DEFAULT);
-        if (!c.accel || !c.append)
+        c->policy = a->policy;
+        c->append = strdup(a->append ? a->append : SESSION_APPEND_DEFAULT);
+        if (!c->accel || !c->append)
                 return -ENOMEM;
         /* validate with a placeholder kernel id: the real one comes from the import below */
-        c.kernel_id = strdup("0000000000000000000000000000000000000000000000000000000000000000");
-        if (!c.kernel_id)
+        c->kernel_id = strdup("0000000000000000000000000000000000000000000000000000000000000000");
+        if (!c->kernel_id)
                 return -ENOMEM;
-        r = vm_config_validate(&c);
-        if (r < 0)
-                return r;
+        return vm_config_validate(c);
+}
 
+/* -EEXIST if the name is taken; else the index id of the image (whose index
+ * loads). */
+static int create_find_image(SessionHost *h, const SessionCreate *a, RoamId *ret_image_id) {
         /* name taken? (the insert below decides races; this fails early and cheaply) */
         _cleanup_(session_row_donep) SessionRow existing = {};
-        r = session_db_get(h->catalog, a->name, &existing);
+        int r = session_db_get(h->catalog, a->name, &existing);
         if (r >= 0)
                 return err_set(-EEXIST, "session '%s' already exists (see 'roam session list')", a->name);
         if (r != -ENOENT)
@@ -545,8 +548,14 @@ int session_create(SessionHost *h, const SessionCreate *a, SessionInfo *ret) {
         if (r < 0)
                 return err_set_if_none(r, "image '%s' is damaged: %s (run 'roam store fsck')", a->image,
                                        strerror(-r));
+        *ret_image_id = image_id;
+        return 0;
+}
 
-        r = regular_file("kernel", a->kernel);
+/* Kernel, initrd and profile disk are readable files; c takes the real path
+ * of the profile disk. */
+static int create_check_files(const SessionCreate *a, VmConfig *c) {
+        int r = regular_file("kernel", a->kernel);
         if (r >= 0 && a->initrd)
                 r = regular_file("initrd", a->initrd);
         if (r < 0)
@@ -558,10 +567,96 @@ int session_create(SessionHost *h, const SessionCreate *a, SessionInfo *ret) {
                 char real[PATH_MAX];
                 if (!realpath(a->profile_disk, real))
                         return -errno;
-                c.profile_disk = strdup(real);
-                if (!c.profile_disk)
+                c->profile_disk = strdup(real);
+                if (!c->profile_disk)
                         return -ENOMEM;
         }
+        return 0;
+}
+
+/* The shared, content-named files first (harmless if create fails later):
+ * the master, at *ret_master (caller frees); kernel and initrd imported,
+ * their ids into c. */
+static int create_shared_files(SessionHost *h, const SessionCreate *a, const RoamId *image_id,
+                               const char *image_hex, VmConfig *c, char **ret_master) {
+        _cleanup_free_ char *master = master_path(h, image_hex);
+        if (!master)
+                return -ENOMEM;
+        int r = materialize(h, image_id, master);
+        if (r < 0)
+                return r;
+        free(c->kernel_id);
+        c->kernel_id = NULL;
+        r = import_boot(h, "kernel", a->kernel, &c->kernel_id);
+        if (r >= 0 && a->initrd)
+                r = import_boot(h, "initrd", a->initrd, &c->initrd_id);
+        if (r < 0)
+                return r;
+        *ret_master = TAKE_PTR(master);
+        return 0;
+}
+
+/* Claims the name: the primary key decides between concurrent creates. */
+static int create_claim(SessionHost *h, const SessionCreate *a, const char *image_hex, const VmConfig *c) {
+        _cleanup_free_ char *config_text = NULL;
+        int r = config_to_text(c, &config_text);
+        if (r < 0)
+                return r;
+        SessionRow row = {
+                .name = (char *) a->name,
+                .user = (char *) a->user,
+                .image = (char *) a->image,
+                .image_id = (char *) image_hex,
+                .config = config_text,
+                .state = SESSION_CREATED,
+                .owner = (char *) SESSION_OWNER_LOCAL,
+        };
+        return session_db_insert(h->catalog, &row);
+}
+
+/* The session's own files, once its row is claimed: directory, overlay, base
+ * ref. On failure all of it is undone, the row too. */
+static int create_own_files(SessionHost *h, const SessionCreate *a, const Paths *p, const char *master,
+                            const char *image_hex, const VmConfig *c) {
+        (void) rm_rf(p->dir); /* a leftover of an earlier crash: the row is ours now */
+        int r = mkdir_p(p->dir, 0700);
+        if (r < 0)
+                r = err_set(r, "cannot create '%s': %s", p->dir, strerror(-r));
+        if (r >= 0)
+                r = overlay_create(master, p->overlay);
+        if (r >= 0)
+                r = write_base(h, a->user, a->name, image_hex, c);
+        if (r >= 0)
+                r = fsync_dir(p->dir);
+        if (r < 0) {
+                char bref[REF_NAME_MAX_LEN + 1];
+                if (session_ref(a->user, a->name, "base", bref, sizeof bref) >= 0)
+                        (void) store_ref_delete(h->store, bref);
+                (void) rm_rf(p->dir);
+                (void) session_db_delete(h->catalog, a->name);
+                return r;
+        }
+        return 0;
+}
+
+int session_create(SessionHost *h, const SessionCreate *a, SessionInfo *ret) {
+        int r = need_store(h);
+        if (r < 0)
+                return r;
+        r = create_check_names(a);
+        if (r < 0)
+                return r;
+        _cleanup_(vm_config_donep) VmConfig c = {};
+        r = create_config(a, &c);
+        if (r < 0)
+                return r;
+        RoamId image_id;
+        r = create_find_image(h, a, &image_id);
+        if (r < 0)
+                return r;
+        r = create_check_files(a, &c);
+        if (r < 0)
+                return r;
         r = session_check_ram(h->ram_dir, c.ram_mib);
         if (r < 0)
                 return r;
@@ -573,61 +668,19 @@ int session_create(SessionHost *h, const SessionCreate *a, SessionInfo *ret) {
                 return err_set(-ENAMETOOLONG,
                                "socket path '%s' is too long for a unix socket (use a shorter name or ROAM_HOME)",
                                p.qmp);
-
-        /* shared, content-named files first: harmless if we fail later */
         char image_hex[ID_HEX_SIZE];
         id_to_hex(&image_id, image_hex);
-        _cleanup_free_ char *master = master_path(h, image_hex);
-        if (!master)
-                return -ENOMEM;
-        r = materialize(h, &image_id, master);
+        _cleanup_free_ char *master = NULL;
+        r = create_shared_files(h, a, &image_id, image_hex, &c, &master);
         if (r < 0)
                 return r;
-        free(c.kernel_id);
-        c.kernel_id = NULL;
-        r = import_boot(h, "kernel", a->kernel, &c.kernel_id);
-        if (r >= 0 && a->initrd)
-                r = import_boot(h, "initrd", a->initrd, &c.initrd_id);
+        r = create_claim(h, a, image_hex, &c);
         if (r < 0)
                 return r;
-
-        /* claim the name: the primary key decides between concurrent creates */
-        _cleanup_free_ char *config_text = NULL;
-        r = config_to_text(&c, &config_text);
-        if (r < 0)
-                return r;
-        SessionRow row = {
-                .name = (char *) a->name,
-                .user = (char *) a->user,
-                .image = (char *) a->image,
-                .image_id = image_hex,
-                .config = config_text,
-                .state = SESSION_CREATED,
-                .owner = (char *) SESSION_OWNER_LOCAL,
-        };
-        r = session_db_insert(h->catalog, &row);
-        if (r < 0)
-                return r;
-
         /* from here on, undo everything on failure */
-        (void) rm_rf(p.dir); /* a leftover of an earlier crash: the row is ours now */
-        r = mkdir_p(p.dir, 0700);
+        r = create_own_files(h, a, &p, master, image_hex, &c);
         if (r < 0)
-                r = err_set(r, "cannot create '%s': %s", p.dir, strerror(-r));
-        if (r >= 0)
-                r = overlay_create(master, p.overlay);
-        if (r >= 0)
-                r = write_base(h, a->user, a->name, image_hex, &c);
-        if (r >= 0)
-                r = fsync_dir(p.dir);
-        if (r < 0) {
-                char bref[REF_NAME_MAX_LEN + 1];
-                if (session_ref(a->user, a->name, "base", bref, sizeof bref) >= 0)
-                        (void) store_ref_delete(h->store, bref);
-                (void) rm_rf(p.dir);
-                (void) session_db_delete(h->catalog, a->name);
                 return r;
-        }
         if (ret)
                 return session_get(h, a->name, ret);
         return 0;

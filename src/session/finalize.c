@@ -107,48 +107,51 @@ static int read_log_since(const char *path, uint64_t offset, char **ret, size_t 
         return 0;
 }
 
-int session_finalize_timeout(SessionHost *h, const char *name, int timeout_s, SessionFinalizeResult *ret) {
-        if (timeout_s <= 0)
-                timeout_s = SESSION_FINALIZE_TIMEOUT_S_DEFAULT;
-        _cleanup_(op_done) Op o = {};
-        int r = op_begin(h, name, false, &o);
-        if (r < 0)
-                return r;
-        if (o.pid > 0)
+/* Only a powered-off session that did not crash is finalized. */
+static int finalize_check(const Op *o) {
+        const char *name = o->row.name;
+        if (o->pid > 0)
                 return err_set(-EBUSY,
                                "session '%s' is %s (stop it first with 'roam session stop %s'; finalize boots a "
                                "powered-off session)",
-                               name, session_state_to_string(o.row.state), name);
-        if (o.row.state == SESSION_CRASHED)
+                               name, session_state_to_string(o->row.state), name);
+        if (o->row.state == SESSION_CRASHED)
                 return err_set(-EINVAL,
                                "session '%s' crashed and its disk may be torn (start it and stop it cleanly with "
                                "'roam session stop %s' before finalizing it)",
                                name, name);
-        uint64_t t0 = now_ns();
-        SessionFinalizeResult res = { .policy = o.config.policy };
+        return 0;
+}
 
-        /* the log-off boot's config: the user's profile disk, roam.logoff=1 */
+/* The log-off boot's config fc (the caller's to free, also on failure): the
+ * user's profile disk (*ret_profile, caller frees), roam.logoff=1. */
+static int finalize_config(SessionHost *h, Op *o, VmConfig *fc, char **ret_profile) {
+        const char *name = o->row.name;
         _cleanup_free_ char *profile = NULL;
-        r = session_profile_disk(h, o.row.user, &profile);
+        int r = session_profile_disk(h, o->row.user, &profile);
         if (r < 0)
                 return err_wrap(r, "cannot finalize session '%s'", name);
-        _cleanup_(vm_config_donep) VmConfig fc = {};
-        r = vm_config_copy(&o.config, &fc);
+        r = vm_config_copy(&o->config, fc);
         if (r < 0)
                 return r;
-        free(fc.append);
-        fc.append = NULL;
-        r = session_logoff_append(o.config.append, o.row.user, &fc.append);
+        free(fc->append);
+        fc->append = NULL;
+        r = session_logoff_append(o->config.append, o->row.user, &fc->append);
         if (r < 0)
                 return err_wrap(r, "cannot finalize session '%s'", name);
-        free(fc.profile_disk);
-        fc.profile_disk = strdup(profile);
-        if (!fc.profile_disk)
+        free(fc->profile_disk);
+        fc->profile_disk = strdup(profile);
+        if (!fc->profile_disk)
                 return -ENOMEM;
-        r = session_check_ram(h->ram_dir, fc.ram_mib);
+        r = session_check_ram(h->ram_dir, fc->ram_mib);
         if (r < 0)
                 return err_wrap(r, "cannot finalize session '%s'", name);
-        /* one guest at a time writes a user's profile disk */
+        *ret_profile = TAKE_PTR(profile);
+        return 0;
+}
+
+/* One guest at a time writes a user's profile disk: *ret_fd holds its lock. */
+static int finalize_lock_profile(const char *profile, int *ret_fd) {
         _cleanup_close_ int pfd = open(profile, O_RDWR | O_CLOEXEC);
         if (pfd < 0)
                 return err_set(-errno, "cannot open the profile disk '%s': %s", profile, strerror(errno));
@@ -156,37 +159,48 @@ int session_finalize_timeout(SessionHost *h, const char *name, int timeout_s, Se
                 if (errno != EINTR)
                         return err_set(-errno, "cannot lock the profile disk '%s': %s", profile,
                                        strerror(errno));
+        *ret_fd = TAKE_FD(pfd);
+        return 0;
+}
 
-        /* boot; the guest runs its log-off hook and powers itself off */
-        remove_runtime(&o.paths);
-        (void) unlink(o.paths.ram); /* a cold boot starts with empty RAM */
-        uint64_t log_from = file_size(o.paths.serial);
+/* Boots o with fc; the guest runs its log-off hook and powers itself off.
+ * QEMU ends either way and the session is stopped; *ret_wait is how the wait
+ * for the power-off ended, *ret_reason (caller frees) why QEMU stopped,
+ * *ret_log_from where this boot's console output starts. */
+static int finalize_boot(SessionHost *h, Op *o, const VmConfig *fc, int timeout_s, SessionFinalizeResult *res,
+                         int *ret_wait, char **ret_reason, uint64_t *ret_log_from) {
+        const char *name = o->row.name;
+        remove_runtime(&o->paths);
+        (void) unlink(o->paths.ram); /* a cold boot starts with empty RAM */
+        *ret_log_from = file_size(o->paths.serial);
         _cleanup_(qmp_freep) Qmp *q = NULL;
         uint64_t t1 = now_ns();
-        r = launch_with(h, &o, &fc, false, &q);
+        int r = launch_with(h, o, fc, false, &q);
         if (r < 0)
                 return err_wrap(r, "cannot finalize session '%s'", name);
-        r = set_state(h, &o, SESSION_RUNNING);
-        _cleanup_free_ char *reason = NULL;
-        int w = r >= 0 ? vm_wait_poweroff(q, o.pid, timeout_s * 1000, &reason) : r;
-        res.boot_ns = now_ns() - t1;
+        r = set_state(h, o, SESSION_RUNNING);
+        *ret_wait = r >= 0 ? vm_wait_poweroff(q, o->pid, timeout_s * 1000, ret_reason) : r;
+        res->boot_ns = now_ns() - t1;
         err_clear();
-        int k = vm_kill(q, o.pid);
+        int k = vm_kill(q, o->pid);
         qmp_free(TAKE_PTR(q));
         if (k < 0)
-                return err_set(k, "session '%s': qemu (pid %d) does not exit", name, (int) o.pid);
-        o.pid = 0;
-        remove_runtime(&o.paths);
-        (void) unlink(o.paths.ram);
-        r = set_state(h, &o, SESSION_STOPPED);
-        if (r < 0)
-                return r;
-        (void) flock(pfd, LOCK_UN);
+                return err_set(k, "session '%s': qemu (pid %d) does not exit", name, (int) o->pid);
+        o->pid = 0;
+        remove_runtime(&o->paths);
+        (void) unlink(o->paths.ram);
+        return set_state(h, o, SESSION_STOPPED);
+}
 
+/* The log-off line of the boot into res, and whether the boot did its job
+ * (w and reason from finalize_boot()). */
+static int finalize_outcome(const Op *o, uint64_t log_from, int w, const char *reason, int timeout_s,
+                            SessionFinalizeResult *res) {
+        const char *name = o->row.name;
         _cleanup_free_ char *log = NULL;
         size_t log_len = 0;
-        if (read_log_since(o.paths.serial, log_from, &log, &log_len) >= 0)
-                (void) session_logoff_line(log, log_len, res.logoff, sizeof res.logoff);
+        if (read_log_since(o->paths.serial, log_from, &log, &log_len) >= 0)
+                (void) session_logoff_line(log, log_len, res->logoff, sizeof res->logoff);
         if (w == -ETIMEDOUT)
                 return err_set(-ETIMEDOUT,
                                "session '%s' did not power off within %d s of its log-off boot; it was ended hard "
@@ -200,24 +214,64 @@ int session_finalize_timeout(SessionHost *h, const char *name, int timeout_s, Se
                                "session '%s': its log-off boot ended without a power-off (%s); its disk was kept "
                                "(see 'roam session log %s')",
                                name, reason, name);
-        if (!strncmp(res.logoff, "roam-guest: logoff failed", 25))
+        if (!strncmp(res->logoff, "roam-guest: logoff failed", 25))
                 return err_set(-EIO, "session '%s': the guest's log-off hook failed ('%s'); its disk was kept", name,
-                               res.logoff);
+                               res->logoff);
+        return 0;
+}
 
-        /* the policy */
-        if (o.config.policy == VM_POLICY_POOLED) {
-                uint64_t t2 = now_ns();
-                _cleanup_free_ char *master = master_path(h, o.row.image_id);
-                if (!master)
-                        return -ENOMEM;
-                r = overlay_reset(master, o.paths.overlay);
-                if (r < 0)
-                        return err_wrap(r, "session '%s': resetting its disk to the master failed (the old disk "
-                                           "is kept)",
-                                        name);
-                res.reset = true;
-                res.reset_ns = now_ns() - t2;
-        }
+/* The policy: a pooled session's overlay is reset to the master. */
+static int finalize_apply_policy(SessionHost *h, const Op *o, SessionFinalizeResult *res) {
+        if (o->config.policy != VM_POLICY_POOLED)
+                return 0;
+        uint64_t t2 = now_ns();
+        _cleanup_free_ char *master = master_path(h, o->row.image_id);
+        if (!master)
+                return -ENOMEM;
+        int r = overlay_reset(master, o->paths.overlay);
+        if (r < 0)
+                return err_wrap(r, "session '%s': resetting its disk to the master failed (the old disk "
+                                   "is kept)",
+                                o->row.name);
+        res->reset = true;
+        res->reset_ns = now_ns() - t2;
+        return 0;
+}
+
+int session_finalize_timeout(SessionHost *h, const char *name, int timeout_s, SessionFinalizeResult *ret) {
+        if (timeout_s <= 0)
+                timeout_s = SESSION_FINALIZE_TIMEOUT_S_DEFAULT;
+        _cleanup_(op_done) Op o = {};
+        int r = op_begin(h, name, false, &o);
+        if (r < 0)
+                return r;
+        r = finalize_check(&o);
+        if (r < 0)
+                return r;
+        uint64_t t0 = now_ns();
+        SessionFinalizeResult res = { .policy = o.config.policy };
+        _cleanup_free_ char *profile = NULL;
+        _cleanup_(vm_config_donep) VmConfig fc = {};
+        r = finalize_config(h, &o, &fc, &profile);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int pfd = -1;
+        r = finalize_lock_profile(profile, &pfd);
+        if (r < 0)
+                return r;
+        int w = 0;
+        _cleanup_free_ char *reason = NULL;
+        uint64_t log_from = 0;
+        r = finalize_boot(h, &o, &fc, timeout_s, &res, &w, &reason, &log_from);
+        if (r < 0)
+                return r;
+        (void) flock(pfd, LOCK_UN);
+        r = finalize_outcome(&o, log_from, w, reason, timeout_s, &res);
+        if (r < 0)
+                return r;
+        r = finalize_apply_policy(h, &o, &res);
+        if (r < 0)
+                return r;
         res.total_ns = now_ns() - t0;
         if (ret)
                 *ret = res;

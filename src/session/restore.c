@@ -131,6 +131,91 @@ static int restore_powered_off(SessionHost *h, Op *o, json_t *m, SessionRestoreR
 }
 
 /* Restores checkpoint m (verified) into session name (row exists, QEMU not running). */
+/* The checkpoint's config and image replace o's. */
+static int restore_take_config(Op *o, json_t *m) {
+        VmConfig c = {};
+        int r = vm_config_from_json(json_object_get(m, "config"), &c);
+        if (r < 0)
+                return r;
+        vm_config_done(&o->config);
+        o->config = c;
+        const char *image = json_string_value(json_object_get(m, "image"));
+        char *image_dup = image ? strdup(image) : NULL;
+        if (!image_dup)
+                return -EBADMSG;
+        free(o->row.image_id);
+        o->row.image_id = image_dup;
+        return 0;
+}
+
+/* The files of checkpoint m: temp names first, renamed into place once all
+ * are written (RAM from a staged file when there is one); on failure none
+ * of them is left. */
+static int restore_files(SessionHost *h, Op *o, json_t *m, SessionRestoreResult *res) {
+        const char *name = o->row.name;
+        RoamId ram_id, ov_id, dev_id, image_id;
+        int r;
+        if ((r = manifest_id(m, "ram", &ram_id)) < 0 || (r = manifest_id(m, "overlay", &ov_id)) < 0 ||
+            (r = manifest_id(m, "devstate", &dev_id)) < 0 || (r = manifest_id(m, "image", &image_id)) < 0)
+                return r;
+        r = mkdir_p(h->ram_dir, 0700);
+        if (r < 0)
+                return err_set(r, "cannot create the RAM directory '%s': %s", h->ram_dir, strerror(-r));
+        _cleanup_free_ char *master = master_path(h, o->row.image_id);
+        _cleanup_free_ char *ov_tmp = NULL;
+        if (!master || asprintf(&ov_tmp, "%s.restore", o->paths.overlay) < 0)
+                return -ENOMEM;
+        remove_runtime(&o->paths);
+        uint64_t t_ram = now_ns();
+        r = write_ram(h, name, &ram_id, o->paths.ram_snap, &res->ram_staged);
+        res->ram_ns = now_ns() - t_ram;
+        if (r >= 0)
+                r = export_to(h->store, &ov_id, ov_tmp, 0600);
+        if (r >= 0)
+                r = export_to(h->store, &dev_id, o->paths.devstate, 0600);
+        if (r >= 0)
+                r = materialize(h, &image_id, master); /* the master this overlay needs */
+        if (r >= 0)
+                r = overlay_rebase(master, ov_tmp); /* ... at this host's path */
+        if (r >= 0 && rename(o->paths.ram_snap, o->paths.ram) < 0)
+                r = -errno;
+        if (r >= 0 && rename(ov_tmp, o->paths.overlay) < 0)
+                r = -errno;
+        if (r < 0) {
+                (void) unlink(ov_tmp);
+                (void) unlink(o->paths.ram_snap);
+                (void) unlink(o->paths.devstate);
+                return err_set_if_none(r, "cannot restore session '%s': %s", name, strerror(-r));
+        }
+        return 0;
+}
+
+/* QEMU: incoming, device state, cont (since t1); the session is running, or
+ * stopped when that failed. */
+static int restore_launch(SessionHost *h, Op *o, SessionRestoreResult *res, uint64_t t1) {
+        _cleanup_(qmp_freep) Qmp *q = NULL;
+        int r = launch(h, o, true, &q);
+        res->launch_ns = now_ns() - t1;
+        if (r >= 0) {
+                r = vm_load_devstate(q, o->paths.devstate, 60000);
+                if (r >= 0)
+                        r = qmp_cont(q);
+                if (r < 0) {
+                        r = err_wrap(r, "cannot restore session '%s'", o->row.name);
+                        (void) vm_kill(q, o->pid);
+                        o->pid = 0;
+                        remove_runtime(&o->paths);
+                }
+        }
+        (void) unlink(o->paths.devstate);
+        if (r < 0) {
+                (void) set_state(h, o, SESSION_STOPPED);
+                return r;
+        }
+        return set_state(h, o, SESSION_RUNNING);
+}
+
+/* Restores checkpoint m (verified) into session name (row exists, QEMU not running). */
 static int restore_into(SessionHost *h, const char *name, json_t *m, SessionRestoreResult *res, uint64_t t0) {
         _cleanup_(op_done) Op o = {};
         int r = op_begin(h, name, false, &o);
@@ -140,59 +225,17 @@ static int restore_into(SessionHost *h, const char *name, json_t *m, SessionRest
                 return err_set(-EBUSY,
                                "session '%s' is %s (stop it first: the checkpoint replaces its state)", name,
                                session_state_to_string(o.row.state));
-        /* the checkpoint's config and image replace the row's */
-        VmConfig c = {};
-        r = vm_config_from_json(json_object_get(m, "config"), &c);
+        r = restore_take_config(&o, m);
         if (r < 0)
                 return r;
-        vm_config_done(&o.config);
-        o.config = c;
-        const char *image = json_string_value(json_object_get(m, "image"));
-        char *image_dup = image ? strdup(image) : NULL;
-        if (!image_dup)
-                return -EBADMSG;
-        free(o.row.image_id);
-        o.row.image_id = image_dup;
         if (json_is_true(json_object_get(m, "powered_off")))
                 return restore_powered_off(h, &o, m, res, t0);
         r = session_check_ram(h->ram_dir, o.config.ram_mib);
         if (r < 0)
                 return err_wrap(r, "cannot restore session '%s'", name);
-
-        /* files: temp names first, renamed into place once all are written */
-        RoamId ram_id, ov_id, dev_id, image_id;
-        if ((r = manifest_id(m, "ram", &ram_id)) < 0 || (r = manifest_id(m, "overlay", &ov_id)) < 0 ||
-            (r = manifest_id(m, "devstate", &dev_id)) < 0 || (r = manifest_id(m, "image", &image_id)) < 0)
-                return r;
-        r = mkdir_p(h->ram_dir, 0700);
+        r = restore_files(h, &o, m, res);
         if (r < 0)
-                return err_set(r, "cannot create the RAM directory '%s': %s", h->ram_dir, strerror(-r));
-        _cleanup_free_ char *master = master_path(h, o.row.image_id);
-        _cleanup_free_ char *ov_tmp = NULL;
-        if (!master || asprintf(&ov_tmp, "%s.restore", o.paths.overlay) < 0)
-                return -ENOMEM;
-        remove_runtime(&o.paths);
-        uint64_t t_ram = now_ns();
-        r = write_ram(h, name, &ram_id, o.paths.ram_snap, &res->ram_staged);
-        res->ram_ns = now_ns() - t_ram;
-        if (r >= 0)
-                r = export_to(h->store, &ov_id, ov_tmp, 0600);
-        if (r >= 0)
-                r = export_to(h->store, &dev_id, o.paths.devstate, 0600);
-        if (r >= 0)
-                r = materialize(h, &image_id, master); /* the master this overlay needs */
-        if (r >= 0)
-                r = overlay_rebase(master, ov_tmp); /* ... at this host's path */
-        if (r >= 0 && rename(o.paths.ram_snap, o.paths.ram) < 0)
-                r = -errno;
-        if (r >= 0 && rename(ov_tmp, o.paths.overlay) < 0)
-                r = -errno;
-        if (r < 0) {
-                (void) unlink(ov_tmp);
-                (void) unlink(o.paths.ram_snap);
-                (void) unlink(o.paths.devstate);
-                return err_set_if_none(r, "cannot restore session '%s': %s", name, strerror(-r));
-        }
+                return r;
         uint64_t t1 = now_ns();
         res->export_ns = t1 - t0;
 
@@ -200,28 +243,7 @@ static int restore_into(SessionHost *h, const char *name, json_t *m, SessionRest
         r = record_restored(h, &o, &res->id);
         if (r < 0)
                 return r;
-
-        /* QEMU: incoming, device state, cont */
-        _cleanup_(qmp_freep) Qmp *q = NULL;
-        r = launch(h, &o, true, &q);
-        res->launch_ns = now_ns() - t1;
-        if (r >= 0) {
-                r = vm_load_devstate(q, o.paths.devstate, 60000);
-                if (r >= 0)
-                        r = qmp_cont(q);
-                if (r < 0) {
-                        r = err_wrap(r, "cannot restore session '%s'", name);
-                        (void) vm_kill(q, o.pid);
-                        o.pid = 0;
-                        remove_runtime(&o.paths);
-                }
-        }
-        (void) unlink(o.paths.devstate);
-        if (r < 0) {
-                (void) set_state(h, &o, SESSION_STOPPED);
-                return r;
-        }
-        r = set_state(h, &o, SESSION_RUNNING);
+        r = restore_launch(h, &o, res, t1);
         if (r < 0)
                 return r;
         uint64_t t2 = now_ns();
@@ -304,6 +326,90 @@ int session_restore(SessionHost *h, const char *name, const char *spec, SessionR
 
 /* ---- adopt ---- */
 
+/* What session_adopt() takes of its checkpoint. */
+typedef struct Adoptee {
+        const char *hex;  /* the manifest id */
+        json_t *m;        /* the manifest, verified */
+        const char *user; /* points into m */
+        int64_t epoch, seq;
+} Adoptee;
+
+static void adoptee_done(Adoptee *a) {
+        json_decref(a->m);
+        *a = (Adoptee) {};
+}
+
+/* All of checkpoint id here, and for session name? (before anything changes) */
+static int adopt_verify(SessionHost *h, const char *name, const char *hex, const RoamId *id, Adoptee *a) {
+        *a = (Adoptee) { .hex = hex };
+        int r = session_checkpoint_verify(h->store, id, &a->m);
+        if (r < 0)
+                return err_wrap(r, "cannot adopt session '%s'", name);
+        const char *mu = json_string_value(json_object_get(a->m, "user"));
+        const char *ms = json_string_value(json_object_get(a->m, "session"));
+        json_t *me = json_object_get(a->m, "epoch"), *mseq = json_object_get(a->m, "seq");
+        a->user = mu;
+        a->epoch = json_is_integer(me) ? json_integer_value(me) : 0;
+        a->seq = json_is_integer(mseq) ? json_integer_value(mseq) : 0;
+        if (!mu || !ms || strcmp(ms, name))
+                return err_set(-EINVAL, "checkpoint %.12s belongs to session '%s', not '%s'", hex, ms ? ms : "?",
+                               name);
+        if (a->seq < 0 || a->seq > SESSION_CHECKPOINT_SEQ_MAX)
+                return err_set(-EBADMSG, "checkpoint %.12s has an invalid sequence number", hex);
+        return 0;
+}
+
+/* Adopts a of session name, known here as row and owned elsewhere: owned
+ * here at epoch, then restored; if the restore fails, the old owner keeps it. */
+static int adopt_away(SessionHost *h, const char *name, const SessionRow *row, int64_t epoch, const Adoptee *a,
+                      SessionRestoreResult *res, uint64_t t0) {
+        if (!strcmp(row->owner, SESSION_OWNER_LOCAL))
+                return err_set(-EBUSY,
+                               "session '%s' is owned here already (restore it with 'roam session "
+                               "restore %s %s')",
+                               name, name, a->hex);
+        if (strcmp(row->user, a->user))
+                return err_set(-EINVAL, "checkpoint %.12s belongs to user '%s', session '%s' to '%s'", a->hex,
+                               a->user, name, row->user);
+        if (epoch < 0)
+                epoch = MAX(row->epoch, a->epoch) + 1;
+        if (epoch <= row->epoch)
+                return err_set(-ESTALE, "session '%s' is at epoch %lld here; epoch %lld is stale", name,
+                               (long long) row->epoch, (long long) epoch);
+        int r = session_set_owner(h, name, SESSION_OWNER_LOCAL, epoch, row->epoch);
+        if (r < 0)
+                return r;
+        r = restore_into(h, name, a->m, res, t0);
+        if (r < 0) {
+                /* not adopted: the old owner keeps it */
+                char saved[1024];
+                snprintf(saved, sizeof saved, "%s", err_message(r));
+                int k = session_set_owner(h, name, row->owner, row->epoch, epoch);
+                if (k < 0)
+                        return err_set(r, "%s; and giving session '%s' back to %s failed: %s", saved, name,
+                                       row->owner, err_message(k));
+                return err_set(r, "%s", saved);
+        }
+        if (a->seq > row->checkpoints)
+                r = session_db_set_checkpoint(h->catalog, name, a->hex, a->seq);
+        return r;
+}
+
+/* Adopts a as session name, unknown here: created from the manifest at
+ * epoch, then restored; if the restore fails, nothing is left. */
+static int adopt_new(SessionHost *h, const char *name, int64_t epoch, const Adoptee *a, SessionRestoreResult *res,
+                     uint64_t t0) {
+        if (epoch < 0)
+                epoch = a->epoch + 1;
+        int r = adopt(h, name, a->m, &res->id, epoch);
+        if (r < 0)
+                return r;
+        r = restore_into(h, name, a->m, res, t0);
+        if (r < 0)
+                return unadopt(h, name, a->user, r);
+        return 0;
+}
+
 int session_adopt(SessionHost *h, const char *name, const char *checkpoint_hex, int64_t epoch, SessionInfo *ret) {
         int r = need_store(h);
         if (r < 0)
@@ -316,73 +422,26 @@ int session_adopt(SessionHost *h, const char *name, const char *checkpoint_hex, 
                 return err_set(-EINVAL, "checkpoint '%s' is not a 64-digit id (session '%s')",
                                checkpoint_hex ? checkpoint_hex : "", name);
         uint64_t t0 = now_ns();
-
-        /* all of it here, and for this session? (before anything changes) */
-        _cleanup_(json_decrefp) json_t *m = NULL;
-        r = session_checkpoint_verify(h->store, &res.id, &m);
+        _cleanup_(adoptee_done) Adoptee a = {};
+        r = adopt_verify(h, name, checkpoint_hex, &res.id, &a);
         if (r < 0)
-                return err_wrap(r, "cannot adopt session '%s'", name);
-        const char *mu = json_string_value(json_object_get(m, "user"));
-        const char *ms = json_string_value(json_object_get(m, "session"));
-        json_t *me = json_object_get(m, "epoch"), *mseq = json_object_get(m, "seq");
-        int64_t m_epoch = json_is_integer(me) ? json_integer_value(me) : 0;
-        int64_t m_seq = json_is_integer(mseq) ? json_integer_value(mseq) : 0;
-        if (!mu || !ms || strcmp(ms, name))
-                return err_set(-EINVAL, "checkpoint %.12s belongs to session '%s', not '%s'", checkpoint_hex,
-                               ms ? ms : "?", name);
-        if (m_seq < 0 || m_seq > SESSION_CHECKPOINT_SEQ_MAX)
-                return err_set(-EBADMSG, "checkpoint %.12s has an invalid sequence number", checkpoint_hex);
+                return r;
 
         _cleanup_(session_row_donep) SessionRow row = {};
         r = session_db_get(h->catalog, name, &row);
         if (r < 0 && r != -ENOENT)
                 return r;
-        if (r >= 0) {
-                if (!strcmp(row.owner, SESSION_OWNER_LOCAL))
-                        return err_set(-EBUSY,
-                                       "session '%s' is owned here already (restore it with 'roam session "
-                                       "restore %s %s')",
-                                       name, name, checkpoint_hex);
-                if (strcmp(row.user, mu))
-                        return err_set(-EINVAL, "checkpoint %.12s belongs to user '%s', session '%s' to '%s'",
-                                       checkpoint_hex, mu, name, row.user);
-                if (epoch < 0)
-                        epoch = MAX(row.epoch, m_epoch) + 1;
-                if (epoch <= row.epoch)
-                        return err_set(-ESTALE, "session '%s' is at epoch %lld here; epoch %lld is stale", name,
-                                       (long long) row.epoch, (long long) epoch);
-                r = session_set_owner(h, name, SESSION_OWNER_LOCAL, epoch, row.epoch);
-                if (r < 0)
-                        return r;
-                r = restore_into(h, name, m, &res, t0);
-                if (r < 0) {
-                        /* not adopted: the old owner keeps it */
-                        char saved[1024];
-                        snprintf(saved, sizeof saved, "%s", err_message(r));
-                        int k = session_set_owner(h, name, row.owner, row.epoch, epoch);
-                        if (k < 0)
-                                return err_set(r, "%s; and giving session '%s' back to %s failed: %s", saved,
-                                               name, row.owner, err_message(k));
-                        return err_set(r, "%s", saved);
-                }
-                if (m_seq > row.checkpoints)
-                        r = session_db_set_checkpoint(h->catalog, name, checkpoint_hex, m_seq);
-        } else {
+        if (r >= 0)
+                r = adopt_away(h, name, &row, epoch, &a, &res, t0);
+        else {
                 err_clear();
-                if (epoch < 0)
-                        epoch = m_epoch + 1;
-                r = adopt(h, name, m, &res.id, epoch);
-                if (r < 0)
-                        return r;
-                r = restore_into(h, name, m, &res, t0);
-                if (r < 0)
-                        return unadopt(h, name, mu, r);
+                r = adopt_new(h, name, epoch, &a, &res, t0);
         }
         if (r < 0)
                 return r;
         /* the adopted checkpoint is this host's latest (the parent of the next one) */
         char ref[REF_NAME_MAX_LEN + 1];
-        r = session_ref(mu, name, "latest", ref, sizeof ref);
+        r = session_ref(a.user, name, "latest", ref, sizeof ref);
         if (r >= 0)
                 r = store_ref_set(h->store, ref, &res.id, NULL);
         if (r < 0)

@@ -118,15 +118,12 @@ static int patch_file(Store *s, const RoamId *from, const RoamId *to, const char
         return blob_patch_fd(s, a, b, fd, st);
 }
 
-int session_stage_ram(SessionHost *h, const char *name, const RoamId *checkpoint, SessionStageResult *ret) {
-        if (!name_is_valid(name))
-                return err_set(-EINVAL, "session name '%s' is invalid", name);
-        int r = need_store(h);
-        if (r < 0)
-                return r;
+/* The RAM of checkpoint, a checkpoint (or pre-copy) of session name that
+ * does not run here: 1 with its blob id, 0 if it is powered off (no RAM). */
+static int stage_find_ram(SessionHost *h, const char *name, const RoamId *checkpoint, RoamId *ret_ram) {
         _cleanup_free_ void *data = NULL;
         size_t len;
-        r = store_object_get(h->store, checkpoint, STORE_OBJECT_MAX, &data, &len);
+        int r = store_object_get(h->store, checkpoint, STORE_OBJECT_MAX, &data, &len);
         if (r < 0)
                 return r;
         _cleanup_(json_decrefp) json_t *m = NULL;
@@ -147,11 +144,21 @@ int session_stage_ram(SessionHost *h, const char *name, const RoamId *checkpoint
         if (r >= 0 && !strcmp(row.owner, SESSION_OWNER_LOCAL) &&
             (row.state == SESSION_RUNNING || row.state == SESSION_PAUSED))
                 return err_set(-EBUSY, "session '%s' runs here (nothing to stage)", name);
-        RoamId ram;
         if (!json_object_get(json_object_get(m, "objects"), "ram"))
                 return 0; /* powered off: no RAM */
-        r = manifest_id(m, "ram", &ram);
+        r = manifest_id(m, "ram", ret_ram);
+        return r < 0 ? r : 1;
+}
+
+int session_stage_ram(SessionHost *h, const char *name, const RoamId *checkpoint, SessionStageResult *ret) {
+        if (!name_is_valid(name))
+                return err_set(-EINVAL, "session name '%s' is invalid", name);
+        int r = need_store(h);
         if (r < 0)
+                return r;
+        RoamId ram;
+        r = stage_find_ram(h, name, checkpoint, &ram);
+        if (r <= 0)
                 return r;
         SessionStageResult res = { 0 };
         double t0 = now_s();

@@ -243,9 +243,8 @@ int session_finalize_timeout(SessionHost *h, const char *name, int timeout_s, Se
                 timeout_s = SESSION_FINALIZE_TIMEOUT_S_DEFAULT;
         _cleanup_(op_done) Op o = {};
         int r = op_begin(h, name, false, &o);
-        if (r < 0)
-                return r;
-        r = finalize_check(&o);
+        if (r >= 0)
+                r = finalize_check(&o);
         if (r < 0)
                 return r;
         uint64_t t0 = now_ns();

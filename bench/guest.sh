@@ -135,6 +135,38 @@ qemu_quit() { # NAME
         rm -f "/dev/shm/$BENCH_TAG-$$-$1.ram"
 }
 
+# ---- QEMU live migration with storage: the peer roam is measured against ----
+
+QMPDRV=$SRC_DIR/bench/qmp-migrate.py # DESIGN.md's verified sequence, one driver for both benches
+
+# qemu_pair NAME RAM_MIB SRC_NS DST_NS: QEMU NAME-src booted in SRC_NS and
+# NAME-dst waiting for it (-incoming defer) in DST_NS, each on its own overlay
+# over a copy of the test guest's master (QEMU_MASTER, made once)
+qemu_pair() {
+        local n=$1 ram=$2
+        [ -f "$QEMU_MASTER" ] || { cp --sparse=always "$GUEST/master.img" "$QEMU_MASTER" && chmod 444 "$QEMU_MASTER"; }
+        qemu-img create -q -f qcow2 -F raw -b "$QEMU_MASTER" "$T/$n-src.qcow2"
+        qemu-img create -q -f qcow2 -F raw -b "$QEMU_MASTER" "$T/$n-dst.qcow2"
+        qemu_vm "$3" "$n-src" "$ram" "$T/$n-src.qcow2"
+        qemu_vm "$4" "$n-dst" "$ram" "$T/$n-dst.qcow2" -incoming defer -S
+}
+
+# qemu_migrate NAME MIG_LISTEN MIG_CONNECT NBD_LISTEN NBD_CONNECT [MAX_S]:
+# bench/qmp-migrate.py moves NAME-src to NAME-dst (max-bandwidth
+# MAX_BANDWIDTH; cancelled after MAX_S seconds); its figures in $T/NAME.json
+qemu_migrate() {
+        local n=$1
+        python3 "$QMPDRV" "$T/$n-src.qmp" "$T/$n-dst.qmp" "$2" "$3" "$4" "$5" "$MAX_BANDWIDTH" ${6:+"$6"} \
+                >"$T/$n.json" 2>"$T/$n.drv.err" || die "QEMU migration failed: $(tail -n 3 "$T/$n.drv.err")"
+}
+
+# qemu_pair_done NAME: both QEMUs of qemu_pair end, their overlays go
+qemu_pair_done() {
+        qemu_quit "$1-src"
+        qemu_quit "$1-dst"
+        rm -f "$T/$1-src.qcow2" "$T/$1-dst.qcow2"
+}
+
 # bench_cleanup: at exit, every QEMU and daemon the bench started goes, then
 # what cleanup_add registered, the RAM files, and $T (ROAM_BENCH_KEEP=1 keeps it)
 bench_cleanup() {
@@ -162,6 +194,7 @@ bench_start() {
         _cleanups=()
         HOMES=() # every ROAM_HOME used: their QEMUs die, their RAM dirs go
         QPIDS=() # pid files of the QEMU peers
+        QEMU_MASTER=$T/master.img # their master image (qemu_pair)
         DPIDS=() # roam serve daemons
         trap bench_cleanup EXIT
         trap 'exit 130' INT TERM

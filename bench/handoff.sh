@@ -350,11 +350,7 @@ bench_roam() { # RAM_MIB precopy|noprecopy
         homes_rm
 }
 
-# ---- QEMU live migration with storage (bench/session.sh's driver) ----
-
-QMPDRV=$SRC_DIR/bench/qmp-migrate.py # DESIGN.md's verified sequence, one driver for both benches
-
-QEMU_MASTER=$T/master.img
+# ---- QEMU live migration with storage (bench/guest.sh: qemu_pair, qemu_migrate) ----
 
 bench_qemu() { # RAM_MIB [novga]
         local ram=$1 n=q-$1-${2:-vga} sz tool="QEMU 7.2 live migration + NBD drive-mirror"
@@ -365,26 +361,18 @@ bench_qemu() { # RAM_MIB [novga]
                 tool="$tool; the guest without its VGA device (serial console only)"
         fi
         log "$tool, $sz guest, server → laptop"
-        [ -f "$QEMU_MASTER" ] || { cp --sparse=always "$GUEST/master.img" "$QEMU_MASTER" && chmod 444 "$QEMU_MASTER"; }
-        qemu-img create -q -f qcow2 -F raw -b "$QEMU_MASTER" "$T/$n-src.qcow2"
-        qemu-img create -q -f qcow2 -F raw -b "$QEMU_MASTER" "$T/$n-dst.qcow2"
-        qemu_vm "$DC_NS" "$n-src" "$ram" "$T/$n-src.qcow2"
-        qemu_vm "$LT_NS" "$n-dst" "$ram" "$T/$n-dst.qcow2" -incoming defer -S
+        qemu_pair "$n" "$ram" "$DC_NS" "$LT_NS"
         wait_tick "$T/$n-src.serial" "$QEMU_TICK"
         local w0 w1
         w0=$(wire_bytes)
         # the destination listens on the laptop's address; the source reaches
         # it through the server namespace's delaying relays
-        python3 "$QMPDRV" "$T/$n-src.qmp" "$T/$n-dst.qmp" "$LT_IP:$PORT_MIG" "127.0.0.1:$PORT_MIG" \
-                "$LT_IP:$PORT_NBD" "127.0.0.1:$PORT_NBD" "$MAX_BANDWIDTH" "$QEMU_MAX_S" >"$T/$n.json" 2>"$T/$n.drv.err" ||
-                die "QEMU migration failed: $(tail -n 3 "$T/$n.drv.err")"
+        qemu_migrate "$n" "$LT_IP:$PORT_MIG" "127.0.0.1:$PORT_MIG" "$LT_IP:$PORT_NBD" "127.0.0.1:$PORT_NBD" "$QEMU_MAX_S"
         w1=$(wire_bytes)
         log "$(cat "$T/$n.json")"
         local j=$T/$n.json
         if [ "$(jget "$j" status)" = timeout ]; then
-                qemu_quit "$n-src"
-                qemu_quit "$n-dst"
-                rm -f "$T/$n-src.qcow2" "$T/$n-dst.qcow2"
+                qemu_pair_done "$n"
                 row "$sz" "live migration: server → laptop" "$tool" \
                         "did not converge" "-" "$(human $((w1 - w0)))" "> ${QEMU_MAX_S} s (cancelled)" \
                         "migration stream $(human "$(jget "$j" ram_transferred)") in $(jget "$j" dirty_sync_count) dirty-log passes, $(human "$(jget "$j" remaining)") still dirty, dirty rate $(jget "$j" dirty_pages_rate) pages/s when cancelled; started at tick $QEMU_TICK"
@@ -394,9 +382,7 @@ bench_qemu() { # RAM_MIB [novga]
         local a cont
         a=$(last_tick "$T/$n-src.serial")
         cont=$(continuity "$a" "$T/$n-dst.serial" 0 "$T/$n-src.serial")
-        qemu_quit "$n-src"
-        qemu_quit "$n-dst"
-        rm -f "$T/$n-src.qcow2" "$T/$n-dst.qcow2"
+        qemu_pair_done "$n"
         local pause qd total mig ram_b mir_b dl ready srcd dstd
         mig_fields "$j"
         row "$sz" "live migration: server → laptop" "$tool" \

@@ -83,10 +83,6 @@ bench_start rbs # T, traps, copies of the binaries (bench/guest.sh)
 WAN_RELAY_OPTS=${WAN_RELAY_OPTS:---max-buffer-mib 1}
 . "$SRC_DIR/tests/netns.sh"
 
-# ---- the QMP driver of the QEMU peer ----
-
-QMPDRV=$SRC_DIR/bench/qmp-migrate.py # DESIGN.md's verified sequence, one driver for both benches
-
 # jget FILE KEY: a number from a JSON object
 # to_bytes "47.7 MiB": roam's human sizes back to bytes
 
@@ -306,30 +302,20 @@ bench_checkpoint() { # RAM_MIB
 
 # ---- 2. QEMU live migration with storage ----
 
-QEMU_MASTER=$T/master.img
-
 bench_qemu() { # RAM_MIB
         local ram=$1 n=q-$LINK-$1-$((++SEQ)) sz
         sz=$(gib "$ram")
         log "QEMU live migration with storage, $sz guest, $LINK"
-        [ -f "$QEMU_MASTER" ] || { cp --sparse=always "$GUEST/master.img" "$QEMU_MASTER" && chmod 444 "$QEMU_MASTER"; }
-        qemu-img create -q -f qcow2 -F raw -b "$QEMU_MASTER" "$T/$n-src.qcow2"
-        qemu-img create -q -f qcow2 -F raw -b "$QEMU_MASTER" "$T/$n-dst.qcow2"
-        qemu_vm "$NS_A" "$n-src" "$ram" "$T/$n-src.qcow2"
-        qemu_vm "$NS_B" "$n-dst" "$ram" "$T/$n-dst.qcow2" -incoming defer -S
+        qemu_pair "$n" "$ram" "$NS_A" "$NS_B"
         wait_tick "$T/$n-src.serial" $SETTLE_TICK
         local w0 w1
         w0=$(wire_bytes)
-        python3 "$QMPDRV" "$T/$n-src.qmp" "$T/$n-dst.qmp" "$B_LISTEN:$PORT_MIG" "$B_FROM_A:$PORT_MIG" \
-                "$B_LISTEN:$PORT_NBD" "$B_FROM_A:$PORT_NBD" "$MAX_BANDWIDTH" >"$T/$n.json" 2>"$T/$n.drv.err" ||
-                die "QEMU migration failed: $(tail -n 3 "$T/$n.drv.err")"
+        qemu_migrate "$n" "$B_LISTEN:$PORT_MIG" "$B_FROM_A:$PORT_MIG" "$B_LISTEN:$PORT_NBD" "$B_FROM_A:$PORT_NBD"
         w1=$(wire_bytes)
         log "$(cat "$T/$n.json")"
         local cont
         cont=$(continuity "$T/$n-src.serial" "$T/$n-dst.serial")
-        qemu_quit "$n-src"
-        qemu_quit "$n-dst"
-        rm -f "$T/$n-src.qcow2" "$T/$n-dst.qcow2"
+        qemu_pair_done "$n"
         local j=$T/$n.json
         local pause qd total mig ram_b mir_b dl ready srcd dstd
         mig_fields "$j"

@@ -11,7 +11,7 @@
 #include "../basic/error.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
-#include "../daemon/catalog.h"
+#include "../catalog/catalog.h"
 #include "../daemon/daemon.h"
 #include "../daemon/laptop-registry.h"
 #include "../session/handoff.h"

@@ -15,8 +15,8 @@
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
+#include "../catalog/catalog.h"
 #include "../crypto/sign-key.h"
-#include "../daemon/catalog.h"
 #include "../daemon/laptop-identity.h"
 #include "../daemon/laptop-registry.h"
 

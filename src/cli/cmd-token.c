@@ -13,7 +13,7 @@
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
-#include "../daemon/catalog.h"
+#include "../catalog/catalog.h"
 
 static bool want_help(int argc, char **argv) {
         return argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));

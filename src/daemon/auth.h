@@ -13,8 +13,8 @@
  * Chunks and objects are content-addressed (knowing an id is knowing the
  * content's hash) and open to every role. */
 
+#include "../catalog/catalog.h"
 #include "../http/server.h"
-#include "catalog.h"
 
 typedef struct Auth {
         CatalogRole role;

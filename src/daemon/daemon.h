@@ -36,10 +36,10 @@
 #include <sys/types.h>
 
 #include "../basic/macro.h"
+#include "../catalog/catalog.h"
 #include "../http/server.h"
 #include "../store/store.h"
 #include "api-store.h"
-#include "catalog.h"
 
 #define DAEMON_LISTEN_DEFAULT "127.0.0.1:7450"
 #define DAEMON_SERVE_FILE "serve.json"

@@ -10,8 +10,8 @@
 #include "../basic/base64.h"
 #include "../basic/error.h"
 #include "../basic/util.h"
+#include "../catalog/catalog-sql.h"
 #include "../crypto/request-sig.h"
-#include "catalog-sql.h"
 
 #define COLUMNS "id, public_key, name, user, paired, last_seen, revoked"
 

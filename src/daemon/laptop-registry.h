@@ -18,9 +18,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../catalog/catalog.h"
 #include "../crypto/sign-key.h"
 #include "../session/handoff.h"
-#include "catalog.h"
 
 #define LAPTOP_HOLDER_PREFIX "laptop:"
 #define LAPTOP_NAME_MAX 64

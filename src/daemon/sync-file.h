@@ -37,10 +37,10 @@
 #include <stdint.h>
 
 #include "../basic/util.h"
+#include "../catalog/catalog.h"
 #include "../crypto/sign-key.h"
 #include "../session/handoff.h"
 #include "../store/bundle.h"
-#include "catalog.h"
 #include "../session/host-id.h"
 
 typedef enum SyncKind {

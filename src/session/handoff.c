@@ -23,7 +23,7 @@
 
 /* Imports path incrementally from the base in the sidecar DIR/SIDECAR and
  * writes the next sidecar: the same sidecars as session_checkpoint()'s
- * (session.c), so a checkpoint after a pre-copy hashes only what changed
+ * (checkpoint.c), so a checkpoint after a pre-copy hashes only what changed
  * since it. map: a RAM file (read through mmap). */
 static int import_path(Store *s, const char *path, const char *dir, const char *sidecar, bool map, RoamId *ret,
                        BlobStats *st) {

@@ -10,7 +10,7 @@
 
 #include "../basic/error.h"
 #include "../basic/macro.h"
-#include "../daemon/catalog-sql.h"
+#include "../catalog/catalog-sql.h"
 
 static const char *const state_names[_SESSION_STATE_MAX] = {
         [SESSION_CREATED] = "created", [SESSION_RUNNING] = "running", [SESSION_PAUSED] = "paused",

@@ -2,7 +2,7 @@
 #pragma once
 
 /* The sessions table of the catalog (schema: migration step 2 in
- * src/daemon/catalog.c). One row per session this host knows:
+ * src/catalog/catalog.c). One row per session this host knows:
  *
  *   name             primary key (name_is_valid())
  *   user             the user it belongs to
@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../daemon/catalog.h"
+#include "../catalog/catalog.h"
 
 typedef enum SessionState {
         SESSION_CREATED,

@@ -81,7 +81,7 @@
 #include <sys/types.h>
 
 #include "../basic/hash.h"
-#include "../daemon/catalog.h"
+#include "../catalog/catalog.h"
 #include "../store/store.h"
 #include "session-db.h"
 #include "vm.h"

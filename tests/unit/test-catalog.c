@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests for src/daemon/catalog (tokens, schema migrations, concurrent
+/* Unit tests for src/catalog/catalog (tokens, schema migrations, concurrent
  * use), the ref policy of src/daemon/auth and the PUT /v1/refs body parser. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,9 +19,9 @@
 #include "basic/fileio.h"
 #include "basic/hash.h"
 #include "basic/macro.h"
+#include "catalog/catalog.h"
 #include "daemon/api-store.h"
 #include "daemon/auth.h"
-#include "daemon/catalog.h"
 
 typedef struct Fixture {
         char dir[64];

@@ -20,7 +20,7 @@
 #include "basic/error.h"
 #include "basic/fileio.h"
 #include "basic/macro.h"
-#include "daemon/catalog.h"
+#include "catalog/catalog.h"
 #include "store/blob.h"
 #include "store/manifest.h"
 #include "session/history.h"

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* The catalog: the daemon's small relational state in SQLite
+/* The catalog: roam's small relational state in SQLite
  * ($ROAM_HOME/catalog.db): API tokens; the tables of sessions
- * (src/session/session-db.c), hoards (hoard.c) and laptops
- * (laptop-registry.c) ride on the same connection.
+ * (src/session/session-db.c), hoards (src/daemon/hoard.c) and laptops
+ * (src/daemon/laptop-registry.c) ride on the same connection. It sits below
+ * the session layer and the daemon, which both keep tables in it, and
+ * depends on src/basic/ alone.
  *
  * Schema changes are migration steps (catalog.c: migrations[]), applied in
  * order inside a transaction and counted in PRAGMA user_version. A later

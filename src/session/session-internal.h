@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* What the files of the session layer share (private to src/session/;
+ * session.h is the API):
+ *
+ *   session.c     the host, operations on one session (Op: row, config,
+ *                 paths, lock), info, create, start/stop/pause/resume, remove,
+ *                 owner
+ *   files.c       a session's paths; files in and out of the store, masters
+ *                 and boot files, qemu-img overlays
+ *   checkpoint.c  checkpoints: taking one (live or powered off), resolve,
+ *                 verify
+ *   staging.c     RAM staged ahead of a restore
+ *   restore.c     restore and adopt
+ *   finalize.c    finalize (the log-off boot, the policy), log-off parsing
+ *   profile.c     profile disks (mke2fs)
+ *
+ * Errors as in session.h: negative errno with a detail (err_set()). */
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../basic/hash.h"
+#include "../basic/macro.h"
+#include "../qmp/qmp.h"
+#include "../store/blob.h"
+#include "../store/store.h"
+#include "session-db.h"
+#include "session.h"
+#include "vm.h"
+
+struct SessionHost {
+        char *home;
+        char *ram_dir;
+        Store *store;
+        Catalog *catalog;
+};
+
+/* err_set(r, "<prefix>: <current detail>"): the detail is copied first, as
+ * err_message() points into the buffer err_set() writes. */
+int err_wrap(int r, const char *fmt, ...) _printf_(2, 3);
+
+/* -EINVAL (an internal error) unless the host was given a store. */
+int need_store(SessionHost *h);
+
+static inline void vm_config_donep(VmConfig *c) {
+        vm_config_done(c);
+}
+static inline void session_row_donep(SessionRow *r) {
+        session_row_done(r);
+}
+
+/* ---- files.c: paths, files in and out of the store, overlays ---- */
+
+/* The files of session NAME (session.h); paths_for() fills them in, caller
+ * frees with paths_done(). */
+typedef struct Paths {
+        char *dir, *overlay, *serial, *qmp, *vnc, *pidfile, *devstate, *ram, *ram_snap, *overlay_snap;
+        char *ram_fast, *overlay_fast; /* fast-hash sidecars: the base of the next import */
+} Paths;
+
+void paths_done(Paths *p);
+int paths_for(SessionHost *h, const char *name, Paths *ret);
+#define _cleanup_paths_ _cleanup_(paths_done)
+
+/* $ROAM_HOME/masters/<image_hex>.raw and $ROAM_HOME/boot/<id_hex>, or NULL
+ * (out of memory). Caller frees. */
+char *master_path(SessionHost *h, const char *image_hex);
+char *boot_path(SessionHost *h, const char *id_hex);
+
+/* Imports the file at path as a blob (a full import). ret_stats may be NULL. */
+int import_file(Store *s, const char *path, RoamId *ret_id, BlobStats *ret_stats);
+
+/* Exports blob id into a new file at path (temp file beside it, then
+ * rename). mode 0444 for shared read-only files. */
+int export_to(Store *s, const RoamId *id, const char *path, mode_t mode);
+
+/* A file exported once per host and shared read-only (masters, kernels):
+ * present means complete (written by rename). fsync'd: a master outlives
+ * many sessions. */
+int materialize(SessionHost *h, const RoamId *id, const char *path);
+
+/* Runs a tool; hint says how to get it when it is missing. */
+int run_tool_hint(char **argv, const char *what, const char *hint);
+
+/* qemu-img: a new overlay over master; an overlay pointed at master (this
+ * host's path of its master). */
+int overlay_create(const char *master, const char *overlay);
+int overlay_rebase(const char *master, const char *overlay);
+
+/* Replaces overlay by a fresh, empty one over master: created beside it,
+ * fsync'd, renamed over it. On failure the old overlay stays. */
+int overlay_reset(const char *master, const char *overlay);
+
+/* Removes what a QEMU run leaves: sockets, pid file, snapshot copies (not
+ * the RAM file). */
+void remove_runtime(const Paths *p);
+
+/* ---- session.c: operations on one session ---- */
+
+/* An operation on one session: the row, its config, its paths, the lock. */
+typedef struct Op {
+        SessionRow row;
+        VmConfig config;
+        Paths paths;
+        int lock_fd;
+        pid_t pid;
+} Op;
+
+void op_done(Op *o);
+/* Loads, locks and refreshes session name; checks the owner unless any_owner. */
+int op_begin(SessionHost *h, const char *name, bool any_owner, Op *o);
+
+/* The row's state, in the catalog and in o. */
+int set_state(SessionHost *h, Op *o, SessionState st);
+/* A QMP connection to o's QEMU. */
+int connect_op(Op *o, Qmp **ret);
+
+/* A VM config as the catalog keeps it (compact JSON). Caller frees. */
+int config_to_text(const VmConfig *c, char **ret);
+/* -EREMOTE with detail unless the row is owned here. */
+int check_owner(const SessionRow *row);
+
+/* The store ref sessions/<user>/<name>/<leaf> into buf; -EINVAL if invalid. */
+int session_ref(const char *user, const char *name, const char *leaf, char *buf, size_t size);
+/* Stores manifest j as an object. */
+int put_manifest(Store *s, json_t *j, RoamId *ret);
+/* Writes the session-base manifest of user/name and its ref. */
+int write_base(SessionHost *h, const char *user, const char *name, const char *image_hex, const VmConfig *c);
+
+/* The VM paths of a session; boot files and master are materialized when
+ * missing (from the store). Caller frees *kernel, *initrd, *master (vp
+ * points into them and into o). */
+int vm_paths(SessionHost *h, Op *o, VmPaths *vp, char **kernel, char **initrd, char **master);
+
+/* Launches QEMU for o (cold boot, or incoming) with config cfg (NULL: o's
+ * own); *ret_q is connected. launch(): with o's own config. */
+int launch_with(SessionHost *h, Op *o, const VmConfig *cfg, bool incoming, Qmp **ret_q);
+int launch(SessionHost *h, Op *o, bool incoming, Qmp **ret_q);
+
+/* ---- checkpoint.c ---- */
+
+/* The id of objects.<role> of checkpoint manifest m; -EBADMSG with detail. */
+int manifest_id(json_t *m, const char *role, RoamId *ret);
+
+/* ---- staging.c ---- */
+
+/* Removes the staged RAM of name and what a crash left of a staging. */
+void staged_clear(SessionHost *h, const char *name);
+
+/* Writes the RAM blob ram into path: from the staged file of name if there is
+ * one (only the chunks that differ), else in full. */
+int write_ram(SessionHost *h, const char *name, const RoamId *ram, const char *path, bool *ret_staged);

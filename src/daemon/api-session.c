@@ -310,6 +310,7 @@ static int offline(HttpRequest *req, ApiSession *a, const char *name) {
         SessionInfo i = { 0 };
         r = session_get(a->h, name, &i);
         _cleanup_free_ char *owner = r >= 0 ? strdup(i.row.owner) : NULL;
+        int64_t epoch = i.row.epoch;
         session_info_done(&i);
         if (r < 0)
                 return r;
@@ -318,21 +319,27 @@ static int offline(HttpRequest *req, ApiSession *a, const char *name) {
                 describe_holder(a, name, owner, what, sizeof what);
                 return http_reply_error(req, 409, "%s; reclaim it from the console", what);
         }
-        OfflineGrant g;
+        /* the grant's record first, while the session still runs (a write less
+         * in the pause); it counts only once the owner is this laptop's */
+        Catalog *c = daemon_catalog(a->d);
+        int64_t lease_until = a->lease_s > 0 ? (int64_t) time(NULL) + a->lease_s : 0;
+        bool again = owner && !strcmp(owner, holder);
         err_clear();
+        r = again ? 0 : laptop_grant_set(c, name, l.id, epoch + 1, lease_until);
+        if (r < 0)
+                return r;
+        OfflineGrant g;
         r = handoff_grant_offline(a->h, name, holder, a->lease_s, &g);
+        if (r < 0 && !again)
+                (void) laptop_grant_drop(c, name); /* it did not move: no record of a grant */
         if (r == -EBUSY)
                 return http_reply_error(req, 409, "%s", err_message(r));
         if (r < 0)
                 return http_reply_error(req, r == -EINVAL ? 409 : 500, "%s", err_message(r));
-        Catalog *c = daemon_catalog(a->d);
-        LaptopGrant old;
-        if (g.again && laptop_grant_get(c, name, &old) >= 0 && !strcmp(old.laptop, l.id) && old.epoch == g.epoch)
-                g.lease_until = old.lease_until; /* asked again: the lease it has */
+        LaptopGrant rec;
+        if (laptop_grant_get(c, name, &rec) >= 0 && !strcmp(rec.laptop, l.id) && rec.epoch == g.epoch)
+                g.lease_until = rec.lease_until; /* the lease as recorded (asked again: the one it has) */
         err_clear();
-        r = laptop_grant_set(c, name, l.id, g.epoch, g.lease_until);
-        if (r < 0)
-                daemon_log(a->d, DAEMON_LOG_ERROR, "recording the grant of '%s': %s", name, err_message(r));
         daemon_log(a->d, DAEMON_LOG_INFO, "session '%s' %s offline on laptop '%s' (id %s) at epoch %lld", name,
                    g.again ? "stays" : "taken", l.name, l.id, (long long) g.epoch);
         char hex[ID_HEX_SIZE], server[HOST_ID_LEN + 1] = "";

@@ -166,8 +166,11 @@ int laptop_revoke(Catalog *c, const char *id_prefix, LaptopRecord *ret) {
 }
 
 int laptop_seen(Catalog *c, const char *id) {
-        int r = catalog_exec(c, "noting a laptop's request", "UPDATE laptops SET last_seen = ? WHERE id = ?", "it",
-                             (int64_t) time(NULL), id);
+        /* to the minute: a hand-over's signed request should not wait for a write */
+        int64_t now = (int64_t) time(NULL);
+        int r = catalog_exec(c, "noting a laptop's request",
+                             "UPDATE laptops SET last_seen = ? WHERE id = ? AND last_seen < ?", "iti", now, id,
+                             now - LAPTOP_SEEN_RESOLUTION_S);
         return r < 0 ? r : 0;
 }
 

@@ -50,7 +50,8 @@ int laptop_list(Catalog *c, const char *user, LaptopRecord **ret, size_t *ret_n)
 /* Revokes the laptop whose id starts with id_prefix (catalog_find_prefix()).
  * Revoking twice is fine; ret gets the record. */
 int laptop_revoke(Catalog *c, const char *id_prefix, LaptopRecord *ret);
-/* Notes a verified request of the laptop. */
+/* Notes a verified request of the laptop (last_seen, to the minute). */
+#define LAPTOP_SEEN_RESOLUTION_S 60
 int laptop_seen(Catalog *c, const char *id);
 
 typedef struct LaptopGrant {

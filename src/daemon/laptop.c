@@ -454,6 +454,8 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
                 failpoint("offline:after-pull");
                 k = session_move_in(l->h, name, ck, epoch, -1, &rr);
         }
+        /* the guest runs here from now on: what follows is bookkeeping */
+        uint64_t downtime = now_ns() - t0;
         if (k >= 0)
                 k = handoff_lease_set(l->h, name, lease);
         if (k >= 0)
@@ -462,7 +464,6 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
                 json_decref(g);
                 return err_set_if_none(k, "taking session '%s' offline failed", name);
         }
-        uint64_t downtime = now_ns() - t0;
         *ret = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "session", name, "checkpoint", ck,
                          "epoch", (json_int_t) epoch, "downtime_ms", (json_int_t) (downtime / 1000000),
                          "bytes_after_click", (json_int_t) wire, "chunks_after_click", (json_int_t) st.chunks_sent,

@@ -191,22 +191,20 @@ int cli_open_store(bool create, bool writer, Store **ret) {
 }
 
 int cli_open_catalog(bool create, Catalog **ret) {
+        if (cli_need_home(create))
+                return 1;
         _cleanup_free_ char *path = cli_home_path("catalog.db");
         if (!path)
                 return cli_error(-ENOMEM);
-        int r = create ? mkdir_p(cli_home(), 0755) : 0;
-        if (r < 0)
-                return cli_errorf("cannot create state directory '%s': %s (set ROAM_HOME or --home)", cli_home(),
-                                  strerror(-r));
-        if (!create && access(path, F_OK) < 0)
-                return cli_errorf("'%s' holds no roam catalog (check --home or ROAM_HOME)", cli_home());
-        r = catalog_open(path, ret);
+        if (cli_need_writable_home())
+                return 1;
+        int r = catalog_open(path, ret);
         return r < 0 ? cli_error(r) : 0;
 }
 
-int cli_host_open(CliHost *ret) {
+int cli_host_open(bool with_store, CliHost *ret) {
         *ret = (CliHost) { 0 };
-        if (cli_open_store(true, true, &ret->store) || cli_open_catalog(true, &ret->catalog)) {
+        if ((with_store && cli_open_store(true, true, &ret->store)) || cli_open_catalog(true, &ret->catalog)) {
                 cli_host_done(ret);
                 return 1;
         }

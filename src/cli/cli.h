@@ -69,22 +69,21 @@ int cli_interrupted(void);
 /* Usage error: "roam: <msg> (see 'roam <cmd> --help')", returns 2. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Opens cli_home()/catalog.db; create makes the state directory and the
- * catalog when missing, else a home without a catalog is an error. Prints
- * the error itself. */
+/* Opens cli_home()/catalog.db (made when missing); create: makes the state
+ * directory too, else a missing one is an error. Prints the error itself. */
 struct Catalog;
 int cli_open_catalog(bool create, struct Catalog **ret);
 
-/* A home's store (as a writer), catalog and session host, for commands that
- * hand sessions over. cli_host_open() prints its errors; done() accepts a
- * zeroed or half-opened one. */
+/* A home's store (as a writer; with_store false: none), catalog and session
+ * host, for the commands on sessions. cli_host_open() prints its errors;
+ * done() accepts a zeroed or half-opened one. */
 struct SessionHost;
 typedef struct CliHost {
         Store *store;
         struct Catalog *catalog;
         struct SessionHost *host;
 } CliHost;
-int cli_host_open(CliHost *ret);
+int cli_host_open(bool with_store, CliHost *ret);
 void cli_host_done(CliHost *h);
 
 /* Standard option handling for a verb: returns -1 to continue, else an exit

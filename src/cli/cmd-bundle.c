@@ -152,7 +152,7 @@ static int bundle_apply_cmd(int argc, char **argv) {
         if (S_ISDIR(st.st_mode))
                 return cli_errorf("'%s' is a directory (give a bundle file)", file);
         _cleanup_(cli_host_done) CliHost h = { 0 };
-        if (cli_host_open(&h))
+        if (cli_host_open(true, &h))
                 return 1;
         PlainRefs pr = { .x = { .home = cli_home(), .store = h.store, .catalog = h.catalog, .host = h.host },
                          .force = force };

@@ -40,7 +40,7 @@ int session_history_verb(int argc, char **argv) {
         if (argc != 2 && !as_json)
                 return cli_usage("session history", "expected NAME [--json]");
         _cleanup_(cli_host_done) CliHost h = { 0 };
-        if (cli_host_open(&h))
+        if (cli_host_open(true, &h))
                 return 1;
         CheckpointEntry *list = NULL;
         size_t n = 0;
@@ -86,7 +86,7 @@ int session_rollback_verb(int argc, char **argv) {
         if (argc != 3)
                 return cli_usage("session rollback", "expected NAME CHECKPOINT");
         _cleanup_(cli_host_done) CliHost h = { 0 };
-        if (cli_host_open(&h))
+        if (cli_host_open(true, &h))
                 return 1;
         RollbackResult res;
         int r = session_rollback(h.host, argv[1], argv[2], &res);

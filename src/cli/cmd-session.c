@@ -23,42 +23,6 @@
 #include "../session/session.h"
 #include "../sync/remote.h"
 
-/* What one session command works with. */
-typedef struct Ctx {
-        Store *store;
-        Catalog *catalog;
-        SessionHost *host;
-} Ctx;
-
-static void ctx_done(Ctx *c) {
-        session_host_free(c->host);
-        catalog_free(c->catalog);
-        store_free(c->store);
-        *c = (Ctx) {};
-}
-
-/* Opens the catalog and, when with_store, the store (as a writer). Prints errors. */
-static int ctx_open(bool with_store, Ctx *c) {
-        *c = (Ctx) {};
-        int r = mkdir_p(cli_home(), 0755);
-        if (r < 0)
-                return cli_errorf("cannot create state directory '%s': %s (set ROAM_HOME or --home)", cli_home(),
-                                  strerror(-r));
-        if (with_store && cli_open_store(true, true, &c->store))
-                return 1;
-        _cleanup_free_ char *path = cli_home_path("catalog.db");
-        if (!path)
-                return cli_error(-ENOMEM);
-        r = catalog_open(path, &c->catalog);
-        if (r >= 0)
-                r = session_host_new(cli_home(), c->store, c->catalog, &c->host);
-        if (r < 0) {
-                ctx_done(c);
-                return cli_error(r);
-        }
-        return 0;
-}
-
 static bool want_help(int argc, char **argv) {
         return argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
 }
@@ -185,8 +149,8 @@ static int session_create_verb(int argc, char **argv) {
                         return cli_error(-ENOMEM);
         }
 
-        _cleanup_(ctx_done) Ctx ctx = {};
-        if (ctx_open(true, &ctx))
+        _cleanup_(cli_host_done) CliHost ctx = {};
+        if (cli_host_open(true, &ctx))
                 return 1;
         SessionInfo info = {};
         int r = session_create(ctx.host, &a, &info);
@@ -201,7 +165,7 @@ static int session_create_verb(int argc, char **argv) {
 
 /* ---- simple verbs: NAME only ---- */
 
-typedef int (*NameOp)(Ctx *c, const char *name);
+typedef int (*NameOp)(CliHost *c, const char *name);
 
 static int name_verb(int argc, char **argv, const char *cmd, const char *help, bool with_store, NameOp op) {
         if (want_help(argc, argv))
@@ -210,14 +174,14 @@ static int name_verb(int argc, char **argv, const char *cmd, const char *help, b
                 return cli_usage(cmd, "expected NAME");
         if (argc > 2)
                 return cli_usage(cmd, "unexpected argument '%s'", argv[2]);
-        _cleanup_(ctx_done) Ctx ctx = {};
-        if (ctx_open(with_store, &ctx))
+        _cleanup_(cli_host_done) CliHost ctx = {};
+        if (cli_host_open(with_store, &ctx))
                 return 1;
         int r = op(&ctx, argv[1]);
         return r < 0 ? cli_error(r) : 0;
 }
 
-static int op_start(Ctx *c, const char *name) {
+static int op_start(CliHost *c, const char *name) {
         /* an offline session past its lease stays off until it goes online */
         int r = handoff_lease_check(c->host, name);
         return r < 0 ? r : session_start(c->host, name);
@@ -229,7 +193,7 @@ static int session_start_verb(int argc, char **argv) {
                          true, op_start);
 }
 
-static int op_pause(Ctx *c, const char *name) {
+static int op_pause(CliHost *c, const char *name) {
         return session_pause(c->host, name);
 }
 static int session_pause_verb(int argc, char **argv) {
@@ -237,7 +201,7 @@ static int session_pause_verb(int argc, char **argv) {
                          false, op_pause);
 }
 
-static int op_resume(Ctx *c, const char *name) {
+static int op_resume(CliHost *c, const char *name) {
         return session_resume(c->host, name);
 }
 static int session_resume_verb(int argc, char **argv) {
@@ -253,7 +217,7 @@ static int session_resume_verb(int argc, char **argv) {
         return name_verb(argc, argv, "session resume", "Resumes a paused guest.\n", false, op_resume);
 }
 
-static int op_rm(Ctx *c, const char *name) {
+static int op_rm(CliHost *c, const char *name) {
         return session_remove(c->host, name);
 }
 static int session_rm_verb(int argc, char **argv) {
@@ -290,8 +254,8 @@ static int session_stop_verb(int argc, char **argv) {
         if (argc - optind != 1)
                 return cli_usage("session stop", "expected NAME");
         const char *name = argv[optind];
-        _cleanup_(ctx_done) Ctx ctx = {};
-        if (ctx_open(false, &ctx))
+        _cleanup_(cli_host_done) CliHost ctx = {};
+        if (cli_host_open(false, &ctx))
                 return 1;
         bool forced = false;
         int r = session_stop(ctx.host, name, timeout, &forced);
@@ -314,8 +278,8 @@ static int session_list_verb(int argc, char **argv) {
         bool as_json = cli_take_flag(&argc, argv, "--json");
         if (argc > 1)
                 return cli_usage("session list", "unexpected argument '%s'", argv[1]);
-        _cleanup_(ctx_done) Ctx ctx = {};
-        if (ctx_open(false, &ctx))
+        _cleanup_(cli_host_done) CliHost ctx = {};
+        if (cli_host_open(false, &ctx))
                 return 1;
         SessionInfo *list = NULL;
         size_t n = 0;
@@ -373,8 +337,8 @@ static int session_show_verb(int argc, char **argv) {
         bool as_json = cli_take_flag(&argc, argv, "--json");
         if (argc != 2)
                 return cli_usage("session show", "expected NAME");
-        _cleanup_(ctx_done) Ctx ctx = {};
-        if (ctx_open(false, &ctx))
+        _cleanup_(cli_host_done) CliHost ctx = {};
+        if (cli_host_open(false, &ctx))
                 return 1;
         SessionInfo i = {};
         int r = session_get(ctx.host, argv[1], &i);
@@ -419,8 +383,8 @@ static int session_log_verb(int argc, char **argv) {
                 return cli_help("session log", "NAME", "Prints the session's serial console log (all runs).\n");
         if (argc != 2)
                 return cli_usage("session log", "expected NAME");
-        _cleanup_(ctx_done) Ctx ctx = {};
-        if (ctx_open(false, &ctx))
+        _cleanup_(cli_host_done) CliHost ctx = {};
+        if (cli_host_open(false, &ctx))
                 return 1;
         _cleanup_free_ char *path = NULL;
         int r = session_log_path(ctx.host, argv[1], &path);
@@ -465,8 +429,8 @@ static int session_checkpoint_verb(int argc, char **argv) {
                                 "checkpoint's id.\n");
         if (argc != 2)
                 return cli_usage("session checkpoint", "expected NAME");
-        _cleanup_(ctx_done) Ctx ctx = {};
-        if (ctx_open(true, &ctx))
+        _cleanup_(cli_host_done) CliHost ctx = {};
+        if (cli_host_open(true, &ctx))
                 return 1;
         SessionCheckpointResult res;
         int r = session_checkpoint(ctx.host, argv[1], 0, &res);
@@ -503,8 +467,8 @@ static int session_restore_verb(int argc, char **argv) {
                                 "stopped ('roam session start' boots it, 'roam session finalize' logs it off).\n");
         if (argc < 2 || argc > 3)
                 return cli_usage("session restore", "expected NAME [CHECKPOINT]");
-        _cleanup_(ctx_done) Ctx ctx = {};
-        if (ctx_open(true, &ctx))
+        _cleanup_(cli_host_done) CliHost ctx = {};
+        if (cli_host_open(true, &ctx))
                 return 1;
         SessionRestoreResult res;
         int r = handoff_lease_check(ctx.host, argv[1]);
@@ -557,8 +521,8 @@ static int session_adopt_verb(int argc, char **argv) {
         if (argc - optind != 2)
                 return cli_usage("session adopt", "expected NAME CHECKPOINT");
         const char *name = argv[optind];
-        _cleanup_(ctx_done) Ctx ctx = {};
-        if (ctx_open(true, &ctx))
+        _cleanup_(cli_host_done) CliHost ctx = {};
+        if (cli_host_open(true, &ctx))
                 return 1;
         SessionInfo i = {};
         int r = session_adopt(ctx.host, name, argv[optind + 1], epoch, &i);
@@ -603,8 +567,8 @@ static int session_finalize_verb(int argc, char **argv) {
         if (argc - optind != 1)
                 return cli_usage("session finalize", "expected NAME");
         const char *name = argv[optind];
-        _cleanup_(ctx_done) Ctx ctx = {};
-        if (ctx_open(true, &ctx))
+        _cleanup_(cli_host_done) CliHost ctx = {};
+        if (cli_host_open(true, &ctx))
                 return 1;
         SessionFinalizeResult res;
         int r = session_finalize_timeout(ctx.host, name, timeout, &res);
@@ -670,8 +634,8 @@ static int session_move_verb(int argc, char **argv) {
         int k = remote_new(to, token, &ro, &r);
         if (k < 0)
                 return cli_error(k);
-        _cleanup_(ctx_done) Ctx ctx = {};
-        if (ctx_open(true, &ctx))
+        _cleanup_(cli_host_done) CliHost ctx = {};
+        if (cli_host_open(true, &ctx))
                 return 1;
         SessionMoveResult res;
         mo.token = token;

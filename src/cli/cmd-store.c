@@ -274,7 +274,7 @@ static int store_gc_cmd(int argc, char **argv) {
         uint64_t pruned = 0;
         if (!retention_keeps_all(&keep)) {
                 _cleanup_(cli_host_done) CliHost h = { 0 };
-                if (cli_host_open(&h))
+                if (cli_host_open(true, &h))
                         return 1;
                 int k = session_prune(h.host, &keep, &pruned);
                 if (k < 0)

@@ -81,7 +81,7 @@ int session_export_offline_verb(int argc, char **argv) {
         if (!laptop || !out)
                 return cli_usage("session export-offline", "--laptop ID and -o FILE are required");
         _cleanup_(cli_host_done) CliHost h = { 0 };
-        if (cli_host_open(&h))
+        if (cli_host_open(true, &h))
                 return 1;
         SyncCtx x = ctx_of(&h);
         SyncFileResult res;
@@ -107,7 +107,7 @@ int session_apply_sync_verb(int argc, char **argv) {
         if (argc != 2)
                 return cli_usage("session apply-sync", "expected FILE");
         _cleanup_(cli_host_done) CliHost h = { 0 };
-        if (cli_host_open(&h))
+        if (cli_host_open(true, &h))
                 return 1;
         SyncCtx x = ctx_of(&h);
         SyncFileResult res;
@@ -128,7 +128,7 @@ int session_apply_sync_verb(int argc, char **argv) {
 
 int syncfile_offline_from(const char *name, const char *file) {
         _cleanup_(cli_host_done) CliHost h = { 0 };
-        if (cli_host_open(&h))
+        if (cli_host_open(true, &h))
                 return 1;
         SyncCtx x = ctx_of(&h);
         SyncFileResult res;
@@ -146,7 +146,7 @@ int syncfile_offline_from(const char *name, const char *file) {
 
 int syncfile_online_to(const char *name, const char *file, bool force) {
         _cleanup_(cli_host_done) CliHost h = { 0 };
-        if (cli_host_open(&h))
+        if (cli_host_open(true, &h))
                 return 1;
         SyncCtx x = ctx_of(&h);
         SyncFileResult res;
@@ -162,7 +162,7 @@ int syncfile_online_to(const char *name, const char *file, bool force) {
 
 int syncfile_resume_refused(const char *name) {
         _cleanup_(cli_host_done) CliHost h = { 0 };
-        if (cli_host_open(&h))
+        if (cli_host_open(true, &h))
                 return 1;
         SyncCtx x = ctx_of(&h);
         int r = sync_file_resume_refused(&x, name);

@@ -19,20 +19,6 @@ static bool want_help(int argc, char **argv) {
         return argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
 }
 
-/* Opens cli_home()/catalog.db; create: makes the state directory when missing.
- * Prints errors. */
-static int open_catalog(bool create, Catalog **ret) {
-        if (cli_need_home(create) || cli_need_writable_home())
-                return 1;
-        _cleanup_free_ char *path = cli_home_path("catalog.db");
-        if (!path)
-                return cli_error(-ENOMEM);
-        int r = catalog_open(path, ret);
-        if (r < 0)
-                return cli_error(r);
-        return 0;
-}
-
 static int token_create(int argc, char **argv) {
         static const struct option opts[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -100,7 +86,7 @@ static int token_create(int argc, char **argv) {
                 return cli_usage("token create", "--user goes only with --role user");
 
         _cleanup_(catalog_freep) Catalog *cat = NULL;
-        if (open_catalog(true, &cat))
+        if (cli_open_catalog(true, &cat))
                 return 1;
         _cleanup_free_ char *token = NULL;
         int r = catalog_token_create_labeled(cat, (CatalogRole) role, user, label,
@@ -123,7 +109,7 @@ static int token_list(int argc, char **argv) {
         if (argc > 1)
                 return cli_usage("token list", "unexpected argument '%s'", argv[1]);
         _cleanup_(catalog_freep) Catalog *cat = NULL;
-        if (open_catalog(false, &cat))
+        if (cli_open_catalog(false, &cat))
                 return 1;
         CatalogToken *list;
         size_t n;
@@ -162,7 +148,7 @@ static int token_revoke(int argc, char **argv) {
         if (argc != 2)
                 return cli_usage("token revoke", "expected one token ID");
         _cleanup_(catalog_freep) Catalog *cat = NULL;
-        if (open_catalog(false, &cat))
+        if (cli_open_catalog(false, &cat))
                 return 1;
         char id[ID_HEX_SIZE];
         int r = catalog_token_revoke(cat, argv[1], id);

@@ -15,6 +15,7 @@
 #include "../basic/interrupt.h"
 #include "../basic/macro.h"
 #include "../daemon/daemon.h"
+#include "../daemon/laptop-registry.h"
 #include "../session/session.h"
 #include "../sync/remote.h"
 
@@ -213,6 +214,7 @@ int cli_host_open(bool with_store, CliHost *ret) {
                 cli_host_done(ret);
                 return cli_error(r);
         }
+        session_host_set_owner_describer(ret->host, laptop_owner_describer, ret->catalog);
         return 0;
 }
 

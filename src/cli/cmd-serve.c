@@ -20,6 +20,7 @@
 #include "../daemon/api-session.h"
 #include "../daemon/hoard.h"
 #include "../daemon/laptop.h"
+#include "../daemon/laptop-registry.h"
 #include "../session/session.h"
 #include "../sync/remote.h"
 
@@ -398,6 +399,8 @@ int verb_serve(int argc, char **argv) {
         r = hoard_register(d, &ho, &hoard);
         if (r >= 0)
                 r = session_host_new(o.home, daemon_store(d), daemon_catalog(d), &sh);
+        if (r >= 0)
+                session_host_set_owner_describer(sh, laptop_owner_describer, daemon_catalog(d));
         if (r >= 0)
                 r = api_laptop_register(d, (int64_t) nonce_ttl, &laptops);
         if (r >= 0)

@@ -250,6 +250,16 @@ void laptop_owner_describe(Catalog *c, const char *session, const char *owner, b
                  since, until[0] ? ", lease until " : "", until, known && l.revoked ? ", revoked" : "");
 }
 
+void laptop_owner_describer(void *catalog, const char *session, const char *owner, char *buf, size_t size) {
+        const char *id = laptop_holder_id(owner);
+        LaptopRecord l;
+        if (id && laptop_get(catalog, id, &l) >= 0)
+                snprintf(buf, size, "laptop '%s' (id %s)", l.name, l.id);
+        else
+                snprintf(buf, size, "%s", owner);
+        err_clear();
+}
+
 int laptop_reclaim(Catalog *c, SessionHost *h, const char *name, ReclaimResult *ret) {
         ReclaimResult res;
         int r = handoff_reclaim(h, name, &res);

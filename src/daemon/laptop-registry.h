@@ -81,6 +81,10 @@ void laptop_owner_describe(Catalog *c, const char *session, const char *owner, b
  * session (owner "laptop:ID"), else JSON null. */
 json_t *laptop_holder_json(Catalog *c, const char *session, const char *owner);
 
+/* A SessionOwnerDescribeFn (session.h) over catalog (the userdata):
+ * "laptop 'alice-t14' (id 3f2a...)" for "laptop:ID", else owner. */
+void laptop_owner_describer(void *catalog, const char *session, const char *owner, char *buf, size_t size);
+
 /* handoff_reclaim() (admin: the server takes a session back from a lost or
  * revoked laptop) and the end of its grant; ret->lost_owner is described for
  * people (laptop_owner_describe()). */

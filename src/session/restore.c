@@ -290,7 +290,7 @@ int session_restore(SessionHost *h, const char *name, const char *spec, SessionR
                         return r; /* "session 'X' not found" */
                 err_clear();
         } else {
-                r = check_owner(&row);
+                r = check_owner(h, &row);
                 if (r < 0)
                         return r;
                 r = session_checkpoint_resolve(h, row.user, name, spec, &res.id);

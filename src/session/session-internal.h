@@ -38,6 +38,8 @@ struct SessionHost {
         char *ram_dir;
         Store *store;
         Catalog *catalog;
+        SessionOwnerDescribeFn describe_owner; /* NULL: owners as they are */
+        void *describe_userdata;
 };
 
 /* err_set(r, "<prefix>: <current detail>"): the detail is copied first, as
@@ -123,7 +125,7 @@ int connect_op(Op *o, Qmp **ret);
 /* A VM config as the catalog keeps it (compact JSON). Caller frees. */
 int config_to_text(const VmConfig *c, char **ret);
 /* -EREMOTE with detail unless the row is owned here. */
-int check_owner(const SessionRow *row);
+int check_owner(const SessionHost *h, const SessionRow *row);
 
 /* The store ref sessions/<user>/<name>/<leaf> into buf; -EINVAL if invalid. */
 int session_ref(const char *user, const char *name, const char *leaf, char *buf, size_t size);

@@ -169,11 +169,21 @@ int config_to_text(const VmConfig *c, char **ret) {
         return 0;
 }
 
-int check_owner(const SessionRow *row) {
-        if (strcmp(row->owner, SESSION_OWNER_LOCAL))
-                return err_set(-EREMOTE, "session '%s' is owned by %s since epoch %lld", row->name, row->owner,
-                               (long long) row->epoch);
-        return 0;
+void session_host_set_owner_describer(SessionHost *h, SessionOwnerDescribeFn fn, void *userdata) {
+        h->describe_owner = fn;
+        h->describe_userdata = userdata;
+}
+
+int check_owner(const SessionHost *h, const SessionRow *row) {
+        if (!strcmp(row->owner, SESSION_OWNER_LOCAL))
+                return 0;
+        char who[384];
+        if (h->describe_owner)
+                h->describe_owner(h->describe_userdata, row->name, row->owner, who, sizeof who);
+        else
+                snprintf(who, sizeof who, "%s", row->owner);
+        return err_set(-EREMOTE, "session '%s' is owned by %s since epoch %lld", row->name, who,
+                       (long long) row->epoch);
 }
 
 /* flock on the session directory. -ENOENT if it is missing; -EAGAIN when
@@ -255,7 +265,7 @@ int op_begin(SessionHost *h, const char *name, bool any_owner, Op *o) {
         if (r >= 0)
                 r = paths_for(h, name, &o->paths);
         if (r >= 0 && !any_owner)
-                r = check_owner(&o->row);
+                r = check_owner(h, &o->row);
         if (r >= 0) {
                 r = lock_dir(o->paths.dir, false, &o->lock_fd);
                 if (r == -ENOENT)

@@ -101,6 +101,11 @@ typedef struct SessionHost SessionHost;
  * Caller frees with session_host_free(). */
 int session_host_new(const char *home, Store *store, Catalog *catalog, SessionHost **ret);
 void session_host_free(SessionHost *h);
+/* How a refusal names an owner that is not this host (e.g. "laptop 'x' (id
+ * ...)" for "laptop:ID": the laptops are the daemon's, above this layer). */
+typedef void (*SessionOwnerDescribeFn)(void *userdata, const char *session, const char *owner, char *buf,
+                                       size_t size);
+void session_host_set_owner_describer(SessionHost *h, SessionOwnerDescribeFn fn, void *userdata);
 static inline void session_host_freep(SessionHost **h) {
         if (*h)
                 session_host_free(*h);

@@ -74,7 +74,7 @@ before=$(last_tick_on roam_dc)
 is_state roam_laptop running || fail "s1 is not running on the laptop"
 LT_RAM=$(roam_laptop session show s1 2>/dev/null | sed -n 's/^ram: .* in \(.*\)\/s1.ram)$/\1/p') || true
 is_state roam_dc away || fail "the server still claims s1: $(state_on roam_dc)"
-must_fail roam_dc session start s1; expect_match "$ERR" "owned by laptop:[0-9a-f]{32}"
+must_fail roam_dc session start s1; expect_match "$ERR" "owned by laptop 'lt1' \\(id [0-9a-f]{32}\\) since epoch "
 wait_for 60 tick_above roam_laptop "$before" || fail "the counter does not continue on the laptop"
 
 log "cut the link: the session keeps running"

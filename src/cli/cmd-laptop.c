@@ -139,7 +139,7 @@ static int laptop_init_verb(int argc, char **argv) {
         sign_key_public(k, pub);
         sign_key_id(pub, id);
         base64url_encode(pub, sizeof pub, pub64);
-        printf("laptop id:  %s\npublic key: %s\non the server (admin): roam laptop add --user USER --name NAME %s\n",
+        printf("laptop id:  %s\npublic key: %s\non the server (admin): roam laptop add --user USER --name NAME --key %s\n",
                id, pub64, pub64);
         return 0;
 }
@@ -149,36 +149,43 @@ static int laptop_add_verb(int argc, char **argv) {
                 { "help", no_argument, NULL, 'h' },
                 { "user", required_argument, NULL, 'u' },
                 { "name", required_argument, NULL, 'n' },
+                { "key", required_argument, NULL, 'k' },
                 {},
         };
-        const char *user = NULL, *name = "laptop";
+        const char *user = NULL, *name = "laptop", *key = NULL;
         int c;
         while ((c = getopt_long(argc, argv, "hu:n:", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
-                        return cli_help("laptop add", "--user USER [--name NAME] PUBLIC_KEY",
+                        return cli_help("laptop add", "--user USER [--name NAME] --key PUBLIC_KEY",
                                         "Pairs a laptop by hand (admin, on the server): PUBLIC_KEY is what 'roam\n"
-                                        "laptop init' printed on the laptop. For a laptop that never reaches the\n"
-                                        "server: it then takes sessions offline and online by sync file.\n");
+                                        "laptop init' printed on the laptop (it may start with '-': give it with\n"
+                                        "--key, or after '--'). For a laptop that never reaches the server: it\n"
+                                        "then takes sessions offline and online by sync file.\n");
                 case 'u':
                         user = optarg;
                         break;
                 case 'n':
                         name = optarg;
                         break;
+                case 'k':
+                        key = optarg;
+                        break;
                 default:
                         return cli_usage("laptop add", "invalid option");
                 }
-        if (argc - optind != 1)
-                return cli_usage("laptop add", "expected PUBLIC_KEY");
+        if (!key && argc - optind == 1)
+                key = argv[optind++];
+        if (!key || argc != optind)
+                return cli_usage("laptop add", "expected --key PUBLIC_KEY");
         if (!user || !name_is_valid(user))
                 return cli_usage("laptop add", "--user takes the laptop's user (" NAME_RULE ")");
         if (!name_is_valid(name))
                 return cli_usage("laptop add", "--name takes a display name (" NAME_RULE ")");
         uint8_t pub[SIGN_PUBLIC_SIZE];
-        if (base64url_decode_exact(argv[optind], pub, sizeof pub) < 0)
+        if (base64url_decode_exact(key, pub, sizeof pub) < 0)
                 return cli_errorf("'%s' is not an Ed25519 public key (%d base64url characters from 'roam laptop init')",
-                                  argv[optind], (int) BASE64URL_LEN(SIGN_PUBLIC_SIZE));
+                                  key, (int) BASE64URL_LEN(SIGN_PUBLIC_SIZE));
         _cleanup_(catalog_freep) Catalog *cat = NULL;
         if (cli_open_catalog(true, &cat))
                 return 1;
@@ -196,7 +203,7 @@ static const Verb laptop_verbs[] = {
         { "revoke", laptop_revoke_verb, "ID", "refuse a laptop's ownership requests from now on" },
         { "id", laptop_id_verb, "", "this laptop's id (the fingerprint of its key)" },
         { "init", laptop_init_verb, "", "make this laptop's key; print its id and public key" },
-        { "add", laptop_add_verb, "--user USER PUBLIC_KEY", "pair a laptop by hand (admin, on the server)" },
+        { "add", laptop_add_verb, "--user USER --key PUBLIC_KEY", "pair a laptop by hand (admin, on the server)" },
 };
 
 int verb_laptop(int argc, char **argv) {

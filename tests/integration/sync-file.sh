@@ -59,7 +59,10 @@ wait_for 90 tick_above "$S" 3 || fail "no ticks on the server"
 log "pairing by hand, the master image by bundle"
 out=$(lt laptop init) || fail "laptop init failed"
 PUB=$(sed -n 's/^public key: *//p' <<<"$out") ID=$(sed -n 's/^laptop id: *//p' <<<"$out")
-must_succeed on "$S" laptop add --user alice --name lt "$PUB"
+must_succeed on "$S" laptop add --user alice --name lt --key "$PUB"
+# a key may start with '-' (base64url): taken as the key, not as an option
+must_succeed on "$S2" laptop add --user carol --key "-$(printf 'A%.0s' $(seq 42))"
+expect_match "$OUT" "paired laptop 'laptop' \\(id [0-9a-f]{32}\\) of user 'carol'"
 on "$S" bundle create -o "$T/deb.bundle" images/deb >/dev/null || fail "bundle create failed"
 must_succeed lt bundle apply "$T/deb.bundle"
 
@@ -158,7 +161,8 @@ log "bad grants on the laptop"
 on "$S" session start s2 >/dev/null
 X_KEY_HOME=$T/other
 out=$(on "$X_KEY_HOME" laptop init) || fail "laptop init (other) failed"
-must_succeed on "$S" laptop add --user alice --name other "$(sed -n 's/^public key: *//p' <<<"$out")"
+# (after '--': a base64url key may start with '-')
+must_succeed on "$S" laptop add --user alice --name other -- "$(sed -n 's/^public key: *//p' <<<"$out")"
 must_succeed on "$S" session export-offline s2 --laptop "$(sed -n 's/^laptop id: *//p' <<<"$out")" -o "$T/other.sync"
 must_fail lt offline s2 --from-file "$T/other.sync"
 expect_one_line "$ERR"

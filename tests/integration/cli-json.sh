@@ -65,7 +65,8 @@ shape "roam session show --json" "$OUT"
 [ "$(jq -r '.image_id' <<<"$OUT")" = "$ID" ] || fail "session show --json: image_id is not the image's id: $OUT"
 
 # a daemon: info, pull, push; session list --json is what GET /v1/sessions says
-roam serve --listen 127.0.0.1:0 --log "$T/serve.log" &
+# the binary itself in the background, not the roam() function: $! must be the daemon
+${ROAM_WRAPPER:-} "$ROAM_BIN" serve --listen 127.0.0.1:0 --log "$T/serve.log" &
 cleanup_add "kill $! 2>/dev/null; wait $! 2>/dev/null"
 wait_for 20 test -s "$ROAM_HOME/serve.json" || fail "roam serve did not start"
 URL=$(jq -r .url "$ROAM_HOME/serve.json")

@@ -203,6 +203,17 @@ static int lock_dir(const char *dir, bool nonblock, int *ret_fd) {
         return 0;
 }
 
+/* Replaces *row with the catalog's current one (caller holds the lock). */
+static int reread_row(SessionHost *h, SessionRow *row) {
+        SessionRow fresh = {};
+        int r = session_db_get(h->catalog, row->name, &fresh);
+        if (r < 0)
+                return r;
+        session_row_done(row);
+        *row = fresh;
+        return 0;
+}
+
 /* Brings row->state in line with QEMU (caller holds the lock). *ret_pid is
  * QEMU's pid when it runs, else 0. A guest that powered off is quit and
  * becomes "stopped"; a vanished QEMU of a running or paused session becomes
@@ -261,11 +272,7 @@ int op_begin(SessionHost *h, const char *name, bool any_owner, Op *o) {
         int r = session_db_get(h->catalog, name, &o->row);
         if (r < 0)
                 return r;
-        r = load_config(&o->row, &o->config);
-        if (r >= 0)
-                r = paths_for(h, name, &o->paths);
-        if (r >= 0 && !any_owner)
-                r = check_owner(h, &o->row);
+        r = paths_for(h, name, &o->paths);
         if (r >= 0) {
                 r = lock_dir(o->paths.dir, false, &o->lock_fd);
                 if (r == -ENOENT)
@@ -274,6 +281,15 @@ int op_begin(SessionHost *h, const char *name, bool any_owner, Op *o) {
                 else if (r < 0)
                         r = err_set(r, "cannot lock session '%s': %s", name, strerror(-r));
         }
+        /* the row read before the lock may be stale: whoever held the lock
+         * may have changed its state or owner (a refresh from a stale
+         * "running" row would call a cleanly stopped session "crashed") */
+        if (r >= 0)
+                r = reread_row(h, &o->row);
+        if (r >= 0)
+                r = load_config(&o->row, &o->config);
+        if (r >= 0 && !any_owner)
+                r = check_owner(h, &o->row);
         if (r >= 0)
                 r = refresh_locked(h, &o->row, &o->paths, &o->pid);
         if (r < 0) {
@@ -342,7 +358,11 @@ static int info_from_row(SessionHost *h, SessionRow *row, SessionInfo *ret) {
         }
         int fd = -1;
         if (lock_dir(p.dir, true, &fd) == 0) {
-                r = refresh_locked(h, &i.row, &p, &i.pid);
+                /* a row gone meanwhile (removed) is shown as it was read */
+                if (reread_row(h, &i.row) >= 0)
+                        r = refresh_locked(h, &i.row, &p, &i.pid);
+                else
+                        err_clear();
                 close(fd);
                 if (r < 0) {
                         session_info_done(&i);

@@ -6,7 +6,7 @@ MESON_OPTS ?=
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all deps check check-valgrind asan fuzz demo guest bench clean install deb
+.PHONY: all deps check check-valgrind asan fuzz demo guest desktop bench clean install deb
 
 all: deps
 	@test -f $(BUILD)/build.ninja || meson setup $(BUILD) $(MESON_OPTS) >/dev/null
@@ -46,6 +46,10 @@ fuzz: deps
 guest: all
 	@scripts/deps.sh guest
 	bash scripts/build-guest.sh $(BUILD)/guest
+
+# the desktop guest (Debian bookworm + Xfce, built by mmdebstrap; cached)
+desktop:
+	bash scripts/build-desktop.sh $(BUILD)/desktop
 
 demo: all
 	@scripts/deps.sh check

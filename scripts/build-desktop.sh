@@ -145,9 +145,19 @@ printf '/dev/vda\t/\text4\trw,noatime\t0\t1\ntmpfs\t/tmp\ttmpfs\tmode=1777,size=
 P=$R/etc/skel/.config/xfce4/xfconf/xfce-perchannel-xml
 mkdir -p "$P"
 [ -f "$R/etc/xdg/xfce4/panel/default.xml" ] && cp "$R/etc/xdg/xfce4/panel/default.xml" "$P/xfce4-panel.xml"
+# xfwm4's compositor draws nothing on a display without GL (QEMU's VGA under
+# TCG): the screen stays black. Off for every user.
+cat >"$P/xfwm4.xml" <<'XML'
+<?xml version="1.0" encoding="UTF-8"?>
+<channel name="xfwm4" version="1.0">
+  <property name="general" type="empty">
+    <property name="use_compositing" type="bool" value="false"/>
+  </property>
+</channel>
+XML
 # no screen saver, no blanking, inside the session either
 mkdir -p "$R/etc/xdg/autostart"
-printf '[Desktop Entry]\nType=Application\nName=roam: no blanking\nExec=xset s off -dpms\n' \
+printf '[Desktop Entry]\nType=Application\nName=roam: no blanking\nExec=xset s off\n' \
 	>"$R/etc/xdg/autostart/roam-noblank.desktop"
 
 KVER=$(ls "$R/lib/modules" | sort -V | tail -n 1)

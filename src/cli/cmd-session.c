@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -215,6 +216,28 @@ static int session_resume_verb(int argc, char **argv) {
                                 "                  NAME --to-file') that the server refused: it runs here again\n"
                                 "                  from the checkpoint it was handed in with\n");
         return name_verb(argc, argv, "session resume", "Resumes a paused guest.\n", false, op_resume);
+}
+
+static int session_screenshot_verb(int argc, char **argv) {
+        if (want_help(argc, argv))
+                return cli_help("session screenshot", "NAME FILE.png",
+                                "Writes the running session's display (what its VNC desktop shows) as a PNG\n"
+                                "file, through QEMU's screendump. Works on the server and on a laptop. FILE\n"
+                                "is replaced whole or not at all.\n");
+        if (argc != 3)
+                return cli_usage("session screenshot", argc < 3 ? "expected NAME and FILE.png"
+                                                                 : "unexpected argument '%s'", argv[3]);
+        struct stat st;
+        if (stat(argv[2], &st) == 0 && S_ISDIR(st.st_mode))
+                return cli_errorf("'%s' is a directory (give the name of the PNG file to write)", argv[2]);
+        _cleanup_(cli_host_done) CliHost ctx = {};
+        if (cli_host_open(false, &ctx))
+                return 1;
+        int r = session_screenshot(ctx.host, argv[1], argv[2]);
+        if (r < 0)
+                return cli_error(r);
+        fprintf(stderr, "wrote the display of session '%s' to %s\n", argv[1], argv[2]);
+        return 0;
 }
 
 static int op_rm(CliHost *c, const char *name) {
@@ -663,6 +686,7 @@ static const Verb session_verbs[] = {
         { "list", session_list_verb, "[--json]", "list sessions" },
         { "show", session_show_verb, "[--json] NAME", "show a session" },
         { "log", session_log_verb, "NAME", "print a session's console log" },
+        { "screenshot", session_screenshot_verb, "NAME FILE.png", "save a running session's display as PNG" },
         { "connect", session_connect_verb, "NAME", "a loopback port for native VNC viewers to a session's desktop" },
         { "checkpoint", session_checkpoint_verb, "NAME", "save a session (running or powered off) into the store" },
         { "move", session_move_verb, "NAME --to URL", "move a running session to another roam host" },

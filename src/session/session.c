@@ -864,6 +864,59 @@ static int pause_resume(SessionHost *h, const char *name, bool pause) {
         return set_state(h, &o, pause ? SESSION_PAUSED : SESSION_RUNNING);
 }
 
+/* ---- screenshot ---- */
+
+int session_screenshot(SessionHost *h, const char *name, const char *file) {
+        _cleanup_(op_done) Op o = {};
+        int r = op_begin(h, name, false, &o);
+        if (r < 0)
+                return r;
+        r = require_running(&o);
+        if (r < 0)
+                return r;
+        if (!o.config.vga)
+                return err_set(-EINVAL, "session '%s' has no display (it was created without VGA)", name);
+        /* QEMU writes the file itself, from its own working directory: give it
+         * an absolute temp path beside FILE, renamed over FILE once complete */
+        _cleanup_free_ char *copy = strdup(file), *dir = NULL;
+        if (!copy)
+                return -ENOMEM;
+        char *slash = strrchr(copy, '/');
+        const char *d = slash ? (slash == copy ? "/" : (*slash = 0, copy)) : ".";
+        dir = realpath(d, NULL);
+        if (!dir)
+                return err_set(-errno, "cannot write the screenshot '%s': directory '%s': %s", file, d,
+                               strerror(errno));
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = tmpfile_create(dir, &tmp);
+        if (fd < 0)
+                return err_set(fd, "cannot write the screenshot '%s' in '%s': %s", file, dir, strerror(-fd));
+        _cleanup_(qmp_freep) Qmp *q = NULL;
+        r = connect_op(&o, &q);
+        if (r >= 0) {
+                r = qmp_execute(q, "screendump", json_pack("{s:s, s:s}", "filename", tmp, "format", "png"),
+                                VM_QMP_TIMEOUT_MS, NULL);
+                if (r < 0)
+                        r = err_set_if_none(r, "session '%s': screendump failed: %s", name, strerror(-r));
+        }
+        unsigned char magic[8] = { 0 };
+        _cleanup_close_ int rfd = r >= 0 ? open(tmp, O_RDONLY | O_CLOEXEC) : -1; /* fd is write-only */
+        if (r >= 0 && (rfd < 0 || loop_pread(rfd, magic, sizeof magic, 0) != (ssize_t) sizeof magic ||
+                       memcmp(magic, "\x89PNG\r\n\x1a\n", 8)))
+                r = err_set(-EIO, "session '%s': QEMU wrote no PNG image (is its QEMU built with PNG support?)",
+                            name);
+        if (r >= 0 && (fchmod(fd, 0644) < 0 || fsync(fd) < 0))
+                r = err_set(-errno, "cannot write the screenshot '%s': %s", tmp, strerror(errno));
+        if (r >= 0 && rename(tmp, file) < 0)
+                r = err_set(-errno, "cannot rename the screenshot to '%s': %s", file, strerror(errno));
+        if (r < 0) {
+                (void) unlink(tmp);
+                return r;
+        }
+        (void) fsync_dir(dir);
+        return 0;
+}
+
 int session_pause(SessionHost *h, const char *name) {
         return pause_resume(h, name, true);
 }

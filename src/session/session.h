@@ -160,6 +160,9 @@ int session_start(SessionHost *h, const char *name);
  * The RAM file is removed. */
 int session_stop(SessionHost *h, const char *name, int timeout_s, bool *ret_forced);
 int session_pause(SessionHost *h, const char *name);
+/* Writes the running session's display as a PNG file (QMP screendump),
+ * complete or not at all (temp file beside it, fsync, rename). */
+int session_screenshot(SessionHost *h, const char *name, const char *file);
 int session_resume(SessionHost *h, const char *name);
 
 /* One session with its state refreshed. Caller frees with session_info_done(). */

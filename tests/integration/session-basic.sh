@@ -66,6 +66,26 @@ wait_for 90 has_tick 5 || fail "no 'tick 5' on the console: $(roam session log s
 boot_id=$(roam session log s1 | sed -n 's/^roam-guest: boot_id=//p')
 [ -n "$boot_id" ] || fail "no boot_id line"
 
+# --- screenshot: a PNG of the display, complete or nothing -----------------------------
+must_succeed roam session screenshot s1 "$T/shot.png"
+python3 - "$T/shot.png" <<'PY' || fail "the screenshot is not a PNG image with a size"
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+assert d[:8] == b"\x89PNG\r\n\x1a\n" and d[12:16] == b"IHDR", "not a PNG"
+w, h = struct.unpack(">II", d[16:24])
+assert w >= 320 and h >= 200, (w, h)
+print(f"screenshot {w}x{h}, {len(d)} bytes")
+PY
+ls "$T" | grep -q '^\.tmp' && fail "the screenshot left a temp file"
+mkdir -p "$T/shots"
+must_fail roam session screenshot s1 "$T/shots"
+expect_match "$ERR" "is a directory"
+must_fail roam session screenshot s1 "$T/no/such/dir/x.png"
+expect_match "$ERR" "directory"
+expect_one_line "$ERR"
+must_fail roam session screenshot nosuch "$T/x.png"
+[ ! -e "$T/x.png" ] || fail "a failed screenshot wrote a file"
+
 # --- pause, resume ---------------------------------------------------------------
 must_succeed roam session pause s1
 expect_state s1 paused
@@ -121,6 +141,9 @@ wait_for 20 has_tick $((first + 5)) || fail "ticks stop after restore"
 # --- clean power-off, then the disk -------------------------------------------------------
 must_succeed roam session stop s1
 expect_state s1 stopped
+must_fail roam session screenshot s1 "$T/stopped.png"
+expect_match "$ERR" "not running"
+expect_one_line "$ERR"
 [ ! -e "$S/qemu.pid" ] && [ ! -e "$RAMDIR/s1.ram" ] || fail "stop left the pid file or the RAM file"
 roam session log s1 | grep -q 'roam-guest: powered off cleanly' || fail "no clean power-off on the console"
 qemu-img convert -O raw "$S/overlay.qcow2" "$T/disk.raw" || fail "qemu-img convert"

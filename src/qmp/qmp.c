@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -39,6 +40,7 @@ struct Qmp {
         char *buf;
         size_t start, scan, len, cap;
         bool skipping; /* dropping the rest of an overlong line */
+        bool to_delim; /* guest agent: dropping everything up to the next 0xff */
 
         /* Why the connection is unusable; NULL while it is fine. */
         const char *dead;
@@ -186,8 +188,17 @@ static int read_message(Qmp *q, uint64_t deadline, json_t **ret) {
         if (r < 0)
                 return r;
         for (;;) {
+                if (q->to_delim && q->buf) {
+                        /* a stale answer before the agent's sync delimiter is dropped */
+                        char *d = memchr(q->buf + q->start, 0xff, q->len - q->start);
+                        if (d) {
+                                q->to_delim = false;
+                                q->start = q->scan = (size_t) (d - q->buf) + 1;
+                        } else
+                                q->start = q->scan = q->len;
+                }
                 /* no buffer yet: nothing to scan (memchr on NULL is undefined) */
-                char *nl = q->buf ? memchr(q->buf + q->scan, '\n', q->len - q->scan) : NULL;
+                char *nl = q->buf && !q->to_delim ? memchr(q->buf + q->scan, '\n', q->len - q->scan) : NULL;
                 if (nl) {
                         const char *line = q->buf + q->start;
                         size_t n = (size_t) (nl - line);
@@ -434,43 +445,105 @@ int qmp_new_from_fd(int fd, int timeout_ms, Qmp **ret) {
         return 0;
 }
 
-int qmp_connect(const char *path, int timeout_ms, Qmp **ret) {
-        if (!path || !ret)
+/* The guest agent's handshake (QEMU's docs/interop/qemu-ga.rst): a 0xff byte
+ * resets the agent's JSON parser; guest-sync-delimited {id: N} is answered
+ * with 0xff and {"return": N}, so whatever a former client left unread is
+ * told apart from the answer. */
+static int agent_sync(Qmp *q, int timeout_ms) {
+        uint64_t deadline = deadline_from(timeout_ms);
+        uint32_t nonce;
+        if (getrandom(&nonce, sizeof nonce, 0) != (ssize_t) sizeof nonce)
+                return -EIO;
+        nonce &= 0x3fffffff;
+        if (send(q->fd, "\xff", 1, MSG_NOSIGNAL) != 1)
+                return err_set(-errno, "cannot write to the guest agent's socket: %s", strerror(errno));
+        q->to_delim = true;
+        _cleanup_json_ json_t *ret = NULL;
+        int r = execute_until(q, "guest-sync-delimited", json_pack("{s:I}", "id", (json_int_t) nonce), deadline,
+                              &ret);
+        if (r == -ETIMEDOUT)
+                return err_set(r, "the guest agent did not answer within %d ms (is qemu-guest-agent running in "
+                               "the guest?)",
+                               timeout_ms);
+        if (r < 0)
+                return r;
+        if (!json_is_integer(ret) || json_integer_value(ret) != (json_int_t) nonce)
+                return err_set(-EPROTO, "the guest agent answered its sync with a wrong value");
+        return 0;
+}
+
+int qmp_agent_new_from_fd(int fd, int timeout_ms, Qmp **ret) {
+        if (fd < 0 || !ret)
                 return -EINVAL;
+        int flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+                return -errno;
+        _cleanup_(qmp_freep) Qmp *q = calloc(1, sizeof *q);
+        if (!q)
+                return -ENOMEM;
+        q->fd = fd;
+        q->timeout_ms = QMP_TIMEOUT_DEFAULT_MS;
+        int r = agent_sync(q, timeout_ms);
+        if (r < 0) {
+                q->fd = -1; /* still the caller's */
+                return r;
+        }
+        *ret = TAKE_PTR(q);
+        return 0;
+}
+
+/* Connects to a unix socket, retrying while it does not exist yet or
+ * refuses (QEMU may still be starting) until deadline. */
+static int connect_unix(const char *path, const char *what, uint64_t deadline, int timeout_ms, int *ret_fd) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         if (strlen(path) >= sizeof sa.sun_path)
-                return err_set(-ENAMETOOLONG, "qmp socket path '%s' is too long (at most %zu bytes)",
-                               path, sizeof sa.sun_path - 1);
+                return err_set(-ENAMETOOLONG, "%s socket path '%s' is too long (at most %zu bytes)", what, path,
+                               sizeof sa.sun_path - 1);
         strcpy(sa.sun_path, path);
-
-        uint64_t deadline = deadline_from(timeout_ms);
-        _cleanup_close_ int fd = -1;
         for (;;) {
-                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
                 if (fd < 0)
                         return -errno;
-                if (connect(fd, (struct sockaddr *) &sa, sizeof sa) == 0)
-                        break;
+                if (connect(fd, (struct sockaddr *) &sa, sizeof sa) == 0) {
+                        *ret_fd = fd;
+                        return 0;
+                }
                 int r = -errno;
-                closep(&fd);
-                fd = -1;
+                close(fd);
                 if (r != -ENOENT && r != -ECONNREFUSED && r != -EAGAIN && r != -EINTR)
-                        return err_set(r, "cannot connect to qmp socket '%s': %s", path, strerror(-r));
+                        return err_set(r, "cannot connect to %s socket '%s': %s", what, path, strerror(-r));
                 int left = remaining_ms(deadline);
                 if (left == 0)
-                        return err_set(r, "cannot connect to qmp socket '%s' within %d ms: %s", path,
+                        return err_set(r, "cannot connect to %s socket '%s' within %d ms: %s", what, path,
                                        timeout_ms, strerror(-r));
                 poll(NULL, 0, left < 0 ? CONNECT_RETRY_MS : MIN(left, CONNECT_RETRY_MS));
         }
+}
 
-        int left = remaining_ms(deadline);
+static int connect_with(const char *path, const char *what, int timeout_ms, int (*setup)(int, int, Qmp **),
+                        Qmp **ret) {
+        if (!path || !ret)
+                return -EINVAL;
+        uint64_t deadline = deadline_from(timeout_ms);
+        _cleanup_close_ int fd = -1;
+        int r = connect_unix(path, what, deadline, timeout_ms, &fd);
+        if (r < 0)
+                return r;
         Qmp *q;
-        int r = qmp_new_from_fd(fd, left, &q);
+        r = setup(fd, remaining_ms(deadline), &q);
         if (r < 0)
                 return r;
         TAKE_FD(fd);
         *ret = q;
         return 0;
+}
+
+int qmp_connect(const char *path, int timeout_ms, Qmp **ret) {
+        return connect_with(path, "qmp", timeout_ms, qmp_new_from_fd, ret);
+}
+
+int qmp_agent_connect(const char *path, int timeout_ms, Qmp **ret) {
+        return connect_with(path, "guest agent", timeout_ms, qmp_agent_new_from_fd, ret);
 }
 
 void qmp_free(Qmp *q) {

@@ -67,6 +67,17 @@ int qmp_connect(const char *path, int timeout_ms, Qmp **ret);
  * qmp_free(). */
 int qmp_new_from_fd(int fd, int timeout_ms, Qmp **ret);
 
+/* The same client for QEMU's guest agent (qemu-guest-agent in the guest, on
+ * a virtio-serial port whose host side is a unix socket): there is no
+ * greeting; the connection starts with the agent's sync handshake (a 0xff
+ * byte, then guest-sync-delimited with a random id, answered by 0xff and the
+ * id), so an answer left over from an earlier client is never taken for
+ * ours. An agent that does not answer within timeout_ms is -ETIMEDOUT ("is
+ * qemu-guest-agent running in the guest?"). Commands then go through
+ * qmp_execute(). */
+int qmp_agent_new_from_fd(int fd, int timeout_ms, Qmp **ret);
+int qmp_agent_connect(const char *path, int timeout_ms, Qmp **ret);
+
 /* Closes the connection and frees queued events. Accepts NULL. */
 void qmp_free(Qmp *q);
 static inline void qmp_freep(Qmp **q) {

@@ -857,6 +857,128 @@ static void test_connect_unix(void **state) {
         assert_int_equal(rm_rf(dir), 0);
 }
 
+/* ---- the guest agent ---- */
+
+typedef enum AgentMode {
+        AGENT_GOOD,    /* stale bytes, then 0xff and the right sync answer */
+        AGENT_WRONG,   /* 0xff and a wrong sync value */
+        AGENT_SILENT,  /* reads, never answers */
+} AgentMode;
+
+typedef struct Agent {
+        int fd;
+        AgentMode mode;
+        pthread_t thread;
+        char failure[256];
+} Agent;
+
+/* Reads one line (after an optional leading 0xff); NULL at EOF. */
+static char *agent_read_line(FILE *f, bool *saw_ff) {
+        char *line = NULL;
+        size_t cap = 0;
+        if (getline(&line, &cap, f) < 0) {
+                free(line);
+                return NULL;
+        }
+        if ((unsigned char) line[0] == 0xff) {
+                *saw_ff = true;
+                memmove(line, line + 1, strlen(line));
+        }
+        return line;
+}
+
+static void *agent_main(void *arg) {
+        Agent *a = arg;
+        FILE *f = fdopen(dup(a->fd), "r");
+        bool saw_ff = false;
+        _cleanup_free_ char *cmd = NULL, *sync = agent_read_line(f, &saw_ff);
+        json_t *j = sync ? json_loads(sync, 0, NULL) : NULL;
+        json_t *id = json_object_get(json_object_get(j, "arguments"), "id");
+        if (!saw_ff || !j || strcmp(json_string_value(json_object_get(j, "execute")) ?: "", "guest-sync-delimited") ||
+            !json_is_integer(id)) {
+                snprintf(a->failure, sizeof a->failure, "bad sync: ff=%d '%s'", saw_ff, sync ?: "(eof)");
+                goto out;
+        }
+        if (a->mode == AGENT_SILENT) {
+                char c;
+                while (read(a->fd, &c, 1) > 0)
+                        ;
+                goto out;
+        }
+        char buf[512];
+        long long v = json_integer_value(id) + (a->mode == AGENT_WRONG);
+        int n = snprintf(buf, sizeof buf, "{\"return\": {\"pid\": 9}}\n{\"ret\xff{\"return\": %lld, \"id\": %lld}\n", v,
+                         (long long) json_integer_value(json_object_get(j, "id")));
+        /* a stale answer and half a line of a former client first, then the delimiter */
+        if (send_all(a->fd, buf, (size_t) n) < 0 || a->mode == AGENT_WRONG)
+                goto out;
+        json_decref(j);
+        j = NULL;
+        cmd = agent_read_line(f, &saw_ff);
+        j = cmd ? json_loads(cmd, 0, NULL) : NULL;
+        if (!j || strcmp(json_string_value(json_object_get(j, "execute")) ?: "", "guest-exec")) {
+                snprintf(a->failure, sizeof a->failure, "expected guest-exec, got '%s'", cmd ?: "(eof)");
+                goto out;
+        }
+        n = snprintf(buf, sizeof buf, "{\"return\": {\"pid\": 42}, \"id\": %lld}\n",
+                     (long long) json_integer_value(json_object_get(j, "id")));
+        (void) send_all(a->fd, buf, (size_t) n);
+out:
+        json_decref(j);
+        fclose(f);
+        return NULL;
+}
+
+static int agent_start(Agent *a, AgentMode mode) {
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        *a = (Agent) { .fd = sv[1], .mode = mode };
+        assert_int_equal(pthread_create(&a->thread, NULL, agent_main, a), 0);
+        return sv[0];
+}
+
+static void agent_finish(Agent *a, int client_fd) {
+        if (client_fd >= 0)
+                close(client_fd);
+        shutdown(a->fd, SHUT_RDWR);
+        pthread_join(a->thread, NULL);
+        close(a->fd);
+        if (a->failure[0])
+                fail_msg("agent: %s", a->failure);
+}
+
+static void test_agent_sync(void **state) {
+        Agent a;
+        int fd = agent_start(&a, AGENT_GOOD);
+        Qmp *q = NULL;
+        /* the stale {"return": {"pid": 9}} and the half line before 0xff are skipped */
+        assert_int_equal(qmp_agent_new_from_fd(fd, 2000, &q), 0);
+        json_t *ret = NULL;
+        assert_int_equal(qmp_execute(q, "guest-exec", json_pack("{s:s}", "path", "/bin/true"), 2000, &ret), 0);
+        assert_int_equal(json_integer_value(json_object_get(ret, "pid")), 42);
+        json_decref(ret);
+        qmp_free(q); /* closes fd */
+        agent_finish(&a, -1);
+}
+
+static void test_agent_wrong_sync(void **state) {
+        Agent a;
+        int fd = agent_start(&a, AGENT_WRONG);
+        Qmp *q = NULL;
+        assert_err(qmp_agent_new_from_fd(fd, 2000, &q), -EPROTO, "wrong value");
+        assert_null(q);
+        agent_finish(&a, fd);
+}
+
+static void test_agent_silent(void **state) {
+        Agent a;
+        int fd = agent_start(&a, AGENT_SILENT);
+        Qmp *q = NULL;
+        assert_err(qmp_agent_new_from_fd(fd, 200, &q), -ETIMEDOUT, "qemu-guest-agent running");
+        assert_null(q);
+        agent_finish(&a, fd);
+}
+
 /* ---- real QEMU ---- */
 
 static pid_t qemu_pid = -1;
@@ -1013,6 +1135,9 @@ int main(void) {
                 cmocka_unit_test(test_quit_without_reply),
                 cmocka_unit_test(test_send_to_closed_peer),
                 cmocka_unit_test(test_connect_unix),
+                cmocka_unit_test(test_agent_sync),
+                cmocka_unit_test(test_agent_wrong_sync),
+                cmocka_unit_test(test_agent_silent),
                 cmocka_unit_test_teardown(test_real_qemu, qemu_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

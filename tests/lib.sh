@@ -124,6 +124,18 @@ start_daemon() {
 }
 # need_guest: builds the test guest into $BUILD_DIR/guest (cached: instant
 # when nothing changed) and sets GUEST; skips when it cannot be built here
+# need_desktop: the desktop guest in $DESKTOP (scripts/build-desktop.sh,
+# cached by the hash of its inputs; from scratch a few minutes)
+need_desktop() {
+        DESKTOP=$BUILD_DIR/desktop
+        local rc=0
+        bash "$SRC_DIR/scripts/build-desktop.sh" "$DESKTOP" >"$T/build-desktop.log" 2>&1 || rc=$?
+        case $rc in
+        0) ;;
+        3) skip "the desktop guest cannot be built here (no package archive and no cache)" ;;
+        *) fail "scripts/build-desktop.sh failed ($rc): $(tail -n 5 "$T/build-desktop.log")" ;;
+        esac
+}
 need_guest() {
         GUEST=$BUILD_DIR/guest
         local rc=0

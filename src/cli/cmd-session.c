@@ -47,11 +47,12 @@ static int session_create_verb(int argc, char **argv) {
                 { "profile-disk", required_argument, NULL, 'p' },
                 { "accel", required_argument, NULL, 'A' },
                 { "policy", required_argument, NULL, 'P' },
+                { "agent", no_argument, NULL, 'G' },
                 {},
         };
         SessionCreate a = {};
         int c;
-        while ((c = getopt_long(argc, argv, "hi:u:m:c:k:r:a:p:A:P:", opts, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "hi:u:m:c:k:r:a:p:A:P:G", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         return cli_help(
@@ -72,7 +73,9 @@ static int session_create_verb(int argc, char **argv) {
                                 "                           works; $ROAM_ACCEL overrides)\n"
                                 "  -P, --policy POLICY      what 'roam session finalize' does with the disk delta\n"
                                 "                           after the log-off: persistent (default) keeps it,\n"
-                                "                           pooled resets the session to the master image\n");
+                                "                           pooled resets the session to the master image\n"
+                                "  -G, --agent              a virtio-serial port for qemu-guest-agent in the\n"
+                                "                           guest ('roam session exec'; the image must run it)\n");
                 case 'i':
                         a.image = optarg;
                         break;
@@ -123,6 +126,9 @@ static int session_create_verb(int argc, char **argv) {
                         a.policy = (VmPolicy) p;
                         break;
                 }
+                case 'G':
+                        a.agent = true;
+                        break;
                 default:
                         return cli_usage("session create", "invalid option");
                 }
@@ -216,6 +222,87 @@ static int session_resume_verb(int argc, char **argv) {
                                 "                  NAME --to-file') that the server refused: it runs here again\n"
                                 "                  from the checkpoint it was handed in with\n");
         return name_verb(argc, argv, "session resume", "Resumes a paused guest.\n", false, op_resume);
+}
+
+static int session_exec_verb(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "user", required_argument, NULL, 'u' },
+                { "timeout", required_argument, NULL, 't' },
+                {},
+        };
+        SessionExec e = {};
+        int c;
+        /* roam's options before "--" (on either side of NAME), the guest's command after it;
+         * without "--" roam's options end at NAME */
+        int dashdash = 0;
+        for (int i = 1; i < argc && !dashdash; i++)
+                if (!strcmp(argv[i], "--"))
+                        dashdash = i;
+        int roam_argc = dashdash ? dashdash : argc;
+        while ((c = getopt_long(roam_argc, argv, dashdash ? "hu:t:" : "+hu:t:", opts, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        return cli_help("session exec", "NAME [--user USER] [--timeout S] -- CMD [ARG...]",
+                                        "Runs CMD in the running guest through its guest agent (qemu-guest-agent\n"
+                                        "on the session's virtio-serial port; see 'session create --agent'),\n"
+                                        "prints its output and exits with its exit code (128+N when signal N\n"
+                                        "ended it). roam's own errors exit 2: a stopped session, one without an\n"
+                                        "agent, an agent that does not answer (bounded), a command past the\n"
+                                        "timeout (it keeps running in the guest).\n\n"
+                                        "  -u, --user USER  run as USER with DISPLAY=:0 (through runuser), as the\n"
+                                        "                   user's desktop applications run; default: as root\n"
+                                        "  -t, --timeout S  seconds to wait for CMD (default 60)\n");
+                case 'u':
+                        e.user = optarg;
+                        break;
+                case 't': {
+                        uint64_t v;
+                        if (parse_u64(optarg, &v) < 0 || v < 1 || v > 86400) {
+                                cli_usage("session exec", "--timeout takes 1 to 86400 seconds");
+                                return 2;
+                        }
+                        e.timeout_s = (unsigned) v;
+                        break;
+                }
+                default:
+                        cli_usage("session exec", "invalid option");
+                        return 2;
+                }
+        if (optind >= roam_argc) {
+                cli_usage("session exec", "expected NAME -- CMD");
+                return 2;
+        }
+        const char *name = argv[optind++];
+        if (dashdash) {
+                if (optind < dashdash) {
+                        cli_usage("session exec", "unexpected argument '%s' before '--'", argv[optind]);
+                        return 2;
+                }
+                optind = dashdash + 1;
+        }
+        if (optind >= argc) {
+                cli_usage("session exec", "expected a command after NAME -- ");
+                return 2;
+        }
+        e.argv = argv + optind;
+        _cleanup_(cli_host_done) CliHost ctx = {};
+        if (cli_host_open(false, &ctx))
+                return 2;
+        SessionExecResult res;
+        int r = session_exec(ctx.host, name, &e, &res);
+        if (r < 0) {
+                cli_error(r);
+                return 2;
+        }
+        fwrite(res.out, 1, res.out_len, stdout);
+        fwrite(res.err, 1, res.err_len, stderr);
+        fflush(stdout);
+        if (res.truncated)
+                fprintf(stderr, "roam: the guest agent cut the command's output short (its limit is 16 MiB)\n");
+        int code = res.exit_code;
+        session_exec_result_done(&res);
+        return code;
 }
 
 static int session_screenshot_verb(int argc, char **argv) {
@@ -686,6 +773,7 @@ static const Verb session_verbs[] = {
         { "list", session_list_verb, "[--json]", "list sessions" },
         { "show", session_show_verb, "[--json] NAME", "show a session" },
         { "log", session_log_verb, "NAME", "print a session's console log" },
+        { "exec", session_exec_verb, "NAME -- CMD...", "run a command in the guest (guest agent)" },
         { "screenshot", session_screenshot_verb, "NAME FILE.png", "save a running session's display as PNG" },
         { "connect", session_connect_verb, "NAME", "a loopback port for native VNC viewers to a session's desktop" },
         { "checkpoint", session_checkpoint_verb, "NAME", "save a session (running or powered off) into the store" },

@@ -23,6 +23,7 @@ void paths_done(Paths *p) {
         free(p->serial);
         free(p->qmp);
         free(p->vnc);
+        free(p->agent);
         free(p->pidfile);
         free(p->devstate);
         free(p->ram);
@@ -38,7 +39,8 @@ int paths_for(SessionHost *h, const char *name, Paths *ret) {
         bool ok = asprintf(&p.dir, "%s/sessions/%s", h->home, name) >= 0 &&
                   asprintf(&p.overlay, "%s/overlay.qcow2", p.dir) >= 0 &&
                   asprintf(&p.serial, "%s/serial.log", p.dir) >= 0 && asprintf(&p.qmp, "%s/qmp.sock", p.dir) >= 0 &&
-                  asprintf(&p.vnc, "%s/vnc.sock", p.dir) >= 0 && asprintf(&p.pidfile, "%s/qemu.pid", p.dir) >= 0 &&
+                  asprintf(&p.vnc, "%s/vnc.sock", p.dir) >= 0 &&
+                  asprintf(&p.agent, "%s/agent.sock", p.dir) >= 0 && asprintf(&p.pidfile, "%s/qemu.pid", p.dir) >= 0 &&
                   asprintf(&p.devstate, "%s/devstate", p.dir) >= 0 &&
                   asprintf(&p.ram, "%s/%s.ram", h->ram_dir, name) >= 0 &&
                   asprintf(&p.ram_snap, "%s/%s.ram.snap", h->ram_dir, name) >= 0 &&

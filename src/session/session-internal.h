@@ -61,7 +61,7 @@ static inline void session_row_donep(SessionRow *r) {
 /* The files of session NAME (session.h); paths_for() fills them in, caller
  * frees with paths_done(). */
 typedef struct Paths {
-        char *dir, *overlay, *serial, *qmp, *vnc, *pidfile, *devstate, *ram, *ram_snap, *overlay_snap;
+        char *dir, *overlay, *serial, *qmp, *vnc, *agent, *pidfile, *devstate, *ram, *ram_snap, *overlay_snap;
         char *ram_fast, *overlay_fast; /* fast-hash sidecars: the base of the next import */
 } Paths;
 

@@ -543,6 +543,7 @@ static int create_config(const SessionCreate *a, VmConfig *c) {
                 c->accel = strdup(a->accel);
         }
         c->policy = a->policy;
+        c->agent = a->agent;
         c->append = strdup(a->append ? a->append : SESSION_APPEND_DEFAULT);
         if (!c->accel || !c->append)
                 return -ENOMEM;
@@ -743,6 +744,7 @@ int vm_paths(SessionHost *h, Op *o, VmPaths *vp, char **kernel, char **initrd, c
                 .serial = o->paths.serial,
                 .qmp = o->paths.qmp,
                 .vnc = o->paths.vnc,
+                .agent = o->paths.agent,
                 .pidfile = o->paths.pidfile,
         };
         return 0;

@@ -126,6 +126,7 @@ typedef struct SessionCreate {
         uint64_t ram_mib;         /* 0: VM_RAM_MIB_DEFAULT */
         unsigned cpus;            /* 0: 1 */
         const char *accel;        /* NULL: "auto" */
+        bool agent;               /* a port for qemu-guest-agent */
         VmPolicy policy;          /* 0: VM_POLICY_PERSISTENT */
 } SessionCreate;
 
@@ -160,6 +161,24 @@ int session_start(SessionHost *h, const char *name);
  * The RAM file is removed. */
 int session_stop(SessionHost *h, const char *name, int timeout_s, bool *ret_forced);
 int session_pause(SessionHost *h, const char *name);
+/* A command in the running guest through qemu-guest-agent (the session
+ * needs VmConfig.agent and a guest that runs the agent). */
+#define SESSION_EXEC_TIMEOUT_S_DEFAULT 60u
+typedef struct SessionExec {
+        char **argv;        /* the program (a path in the guest, or a name for runuser) and its arguments */
+        const char *user;   /* NULL: as the agent (root); else that user, DISPLAY=:0, via runuser */
+        unsigned timeout_s; /* 0: SESSION_EXEC_TIMEOUT_S_DEFAULT */
+} SessionExec;
+typedef struct SessionExecResult {
+        int exit_code;    /* 128 + N for a command ended by signal N */
+        bool signaled, truncated;
+        char *out, *err;  /* NUL-terminated; out_len/err_len bytes (may hold NULs) */
+        size_t out_len, err_len;
+} SessionExecResult;
+void session_exec_result_done(SessionExecResult *r);
+/* -ESRCH not running, -EOPNOTSUPP no agent, -ETIMEDOUT the agent did not
+ * answer or the command did not end in time; all with a message. */
+int session_exec(SessionHost *h, const char *name, const SessionExec *e, SessionExecResult *ret);
 /* Writes the running session's display as a PNG file (QMP screendump),
  * complete or not at all (temp file beside it, fsync, rename). */
 int session_screenshot(SessionHost *h, const char *name, const char *file);

@@ -75,7 +75,8 @@ static int dup_opt(const char *s, char **ret) {
 }
 
 int vm_config_copy(const VmConfig *src, VmConfig *ret) {
-        VmConfig c = { .ram_mib = src->ram_mib, .cpus = src->cpus, .vga = src->vga, .policy = src->policy };
+        VmConfig c = { .ram_mib = src->ram_mib, .cpus = src->cpus, .vga = src->vga, .agent = src->agent,
+                       .policy = src->policy };
         if (dup_opt(src->machine, &c.machine) < 0 || dup_opt(src->cpu, &c.cpu) < 0 ||
             dup_opt(src->accel, &c.accel) < 0 || dup_opt(src->kernel_id, &c.kernel_id) < 0 ||
             dup_opt(src->initrd_id, &c.initrd_id) < 0 || dup_opt(src->append, &c.append) < 0 ||
@@ -146,6 +147,11 @@ int vm_config_to_json(const VmConfig *c, json_t **ret) {
                               "profile_disk", c->profile_disk, "vga", c->vga, "policy", policy);
         if (!j)
                 return -ENOMEM;
+        /* only when on: configs (and checkpoints) of sessions without an agent stay as they were */
+        if (c->agent && json_object_set_new(j, "agent", json_true()) < 0) {
+                json_decref(j);
+                return -ENOMEM;
+        }
         *ret = j;
         return 0;
 }
@@ -183,7 +189,8 @@ int vm_config_from_json(json_t *j, VmConfig *ret) {
                 r = json_str(j, "profile_disk", false, &c.profile_disk);
         if (r >= 0) {
                 json_t *m = json_object_get(j, "ram_mib"), *n = json_object_get(j, "cpus"),
-                       *v = json_object_get(j, "vga"), *pol = json_object_get(j, "policy");
+                       *v = json_object_get(j, "vga"), *pol = json_object_get(j, "policy"),
+                       *ag = json_object_get(j, "agent");
                 int pv = pol && !json_is_null(pol) ? vm_policy_from_string(json_string_value(pol))
                                                    : VM_POLICY_PERSISTENT;
                 if (!json_is_integer(m) || json_integer_value(m) <= 0)
@@ -193,6 +200,8 @@ int vm_config_from_json(json_t *j, VmConfig *ret) {
                         r = err_set(-EBADMSG, "VM config lacks a valid 'cpus'");
                 else if (v && !json_is_boolean(v))
                         r = err_set(-EBADMSG, "VM config member 'vga' is not a boolean");
+                else if (ag && !json_is_boolean(ag))
+                        r = err_set(-EBADMSG, "VM config member 'agent' is not a boolean");
                 else if (pv < 0)
                         r = err_set(-EBADMSG, "VM config member 'policy' is not 'persistent' or 'pooled'");
                 else {
@@ -201,6 +210,7 @@ int vm_config_from_json(json_t *j, VmConfig *ret) {
                         c.cpus = (unsigned) json_integer_value(n);
                         if (v)
                                 c.vga = json_is_true(v);
+                        c.agent = json_is_true(ag);
                 }
         }
         if (r >= 0) {
@@ -406,9 +416,12 @@ int vm_build_argv(const char *qemu, const VmConfig *c, const char *accel, const 
         _cleanup_free_ char *ram = qemu_escape(p->ram), *serial = qemu_escape(p->serial),
                             *qmp = qemu_escape(p->qmp), *ov = qemu_escape(p->overlay),
                             *vnc = p->vnc ? qemu_escape(p->vnc) : NULL,
-                            *prof = c->profile_disk ? qemu_escape(c->profile_disk) : NULL;
+                            *prof = c->profile_disk ? qemu_escape(c->profile_disk) : NULL,
+                            *agent = c->agent && p->agent ? qemu_escape(p->agent) : NULL;
         if (!ram || !serial || !qmp || !ov || (p->vnc && !vnc) || (c->profile_disk && !prof))
                 return -ENOMEM;
+        if (c->agent && !agent)
+                return p->agent ? -ENOMEM : -EINVAL;
         Argv a = {};
         argv_add(&a, "%s", qemu);
         argv_add(&a, "-M");
@@ -442,6 +455,14 @@ int vm_build_argv(const char *qemu, const VmConfig *c, const char *accel, const 
         if (vnc) {
                 argv_add(&a, "-vnc");
                 argv_add(&a, "unix:%s", vnc);
+        }
+        if (agent) {
+                argv_add(&a, "-chardev");
+                argv_add(&a, "socket,id=agent0,path=%s,server=on,wait=off", agent);
+                argv_add(&a, "-device");
+                argv_add(&a, "virtio-serial-pci,id=vser0");
+                argv_add(&a, "-device");
+                argv_add(&a, "virtserialport,bus=vser0.0,chardev=agent0,name=org.qemu.guest_agent.0");
         }
         argv_add(&a, "-kernel");
         argv_add(&a, "%s", p->kernel);
@@ -511,13 +532,16 @@ static int read_pidfile(const char *pidfile, pid_t *ret) {
 }
 
 int vm_launch(char **argv, const VmPaths *p, pid_t *ret_pid) {
-        if (strlen(p->qmp) > VM_SUN_PATH_MAX || (p->vnc && strlen(p->vnc) > VM_SUN_PATH_MAX))
+        if (strlen(p->qmp) > VM_SUN_PATH_MAX || (p->vnc && strlen(p->vnc) > VM_SUN_PATH_MAX) ||
+            (p->agent && strlen(p->agent) > VM_SUN_PATH_MAX))
                 return err_set(-ENAMETOOLONG,
                                "socket path '%s' is too long for a unix socket (use a shorter ROAM_HOME)",
                                p->qmp);
         (void) unlink(p->qmp);
         if (p->vnc)
                 (void) unlink(p->vnc);
+        if (p->agent)
+                (void) unlink(p->agent);
         (void) unlink(p->pidfile);
         _cleanup_free_ char *err = NULL;
         int r = spawn_capture(argv, 8192, NULL, &err);

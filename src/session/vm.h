@@ -79,6 +79,7 @@ typedef struct VmConfig {
         char *append;       /* kernel command line, or NULL */
         char *profile_disk; /* absolute path of a raw second disk, or NULL (host-local) */
         bool vga;           /* a VGA device for the VNC console */
+        bool agent;         /* a virtio-serial port for qemu-guest-agent (VmPaths.agent) */
         VmPolicy policy;    /* not seen by the guest; travels with the config */
 } VmConfig;
 
@@ -90,6 +91,7 @@ typedef struct VmPaths {
         const char *serial;  /* serial console log (appended) */
         const char *qmp;     /* unix socket */
         const char *vnc;     /* unix socket, or NULL for no VNC */
+        const char *agent;   /* unix socket of the guest agent's port (VmConfig.agent) */
         const char *pidfile;
 } VmPaths;
 

@@ -83,6 +83,14 @@ expect_match "$ERR" "is a directory"
 must_fail roam session screenshot s1 "$T/no/such/dir/x.png"
 expect_match "$ERR" "directory"
 expect_one_line "$ERR"
+# --- exec needs a guest agent: a clear error, exit 2, nothing changed ------------------
+rc=0; ERR=$(roam session exec s1 -- /bin/true 2>&1) || rc=$?
+[ $rc = 2 ] || fail "exec without an agent exited $rc, not 2"
+expect_match "$ERR" "has no guest agent"
+expect_one_line "$ERR"
+expect_state s1 running
+rc=0; ERR=$(roam session exec s1 2>&1) || rc=$?
+[ $rc = 2 ] || fail "exec without a command exited $rc, not 2"
 must_fail roam session screenshot nosuch "$T/x.png"
 [ ! -e "$T/x.png" ] || fail "a failed screenshot wrote a file"
 
@@ -143,6 +151,10 @@ must_succeed roam session stop s1
 expect_state s1 stopped
 must_fail roam session screenshot s1 "$T/stopped.png"
 expect_match "$ERR" "not running"
+expect_one_line "$ERR"
+rc=0; ERR=$(roam session exec s1 -- /bin/true 2>&1) || rc=$?
+[ $rc = 2 ] || fail "exec on a stopped session exited $rc, not 2"
+expect_match "$ERR" "is not running"
 expect_one_line "$ERR"
 [ ! -e "$S/qemu.pid" ] && [ ! -e "$RAMDIR/s1.ram" ] || fail "stop left the pid file or the RAM file"
 roam session log s1 | grep -q 'roam-guest: powered off cleanly' || fail "no clean power-off on the console"

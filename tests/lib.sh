@@ -122,27 +122,25 @@ start_daemon() {
         cleanup_add "kill $DAEMON_PID 2>/dev/null; wait $DAEMON_PID 2>/dev/null"
         wait_for 20 curl -s -o /dev/null "http://$listen/v1/info" || { cat "$home/serve.log" >&2; fail "daemon on $listen did not start"; }
 }
-# need_guest: builds the test guest into $BUILD_DIR/guest (cached: instant
-# when nothing changed) and sets GUEST; skips when it cannot be built here
+# build_artefact SCRIPT DIR WHAT: a cached guest build (exit 3 = cannot fetch: skip)
+build_artefact() {
+        local rc=0 log=$T/$(basename "$1" .sh).log
+        bash "$SRC_DIR/scripts/$1" "$2" >"$log" 2>&1 || rc=$?
+        case $rc in
+        0) ;;
+        3) skip "$3 cannot be built here (no package archive and no cache)" ;;
+        *) fail "scripts/$1 failed ($rc): $(tail -n 5 "$log")" ;;
+        esac
+}
 # need_desktop: the desktop guest in $DESKTOP (scripts/build-desktop.sh,
 # cached by the hash of its inputs; from scratch a few minutes)
 need_desktop() {
         DESKTOP=$BUILD_DIR/desktop
-        local rc=0
-        bash "$SRC_DIR/scripts/build-desktop.sh" "$DESKTOP" >"$T/build-desktop.log" 2>&1 || rc=$?
-        case $rc in
-        0) ;;
-        3) skip "the desktop guest cannot be built here (no package archive and no cache)" ;;
-        *) fail "scripts/build-desktop.sh failed ($rc): $(tail -n 5 "$T/build-desktop.log")" ;;
-        esac
+        build_artefact build-desktop.sh "$DESKTOP" "the desktop guest"
 }
+# need_guest: builds the test guest into $BUILD_DIR/guest (cached: instant
+# when nothing changed) and sets GUEST; skips when it cannot be built here
 need_guest() {
         GUEST=$BUILD_DIR/guest
-        local rc=0
-        bash "$SRC_DIR/scripts/build-guest.sh" "$GUEST" >"$T/build-guest.log" 2>&1 || rc=$?
-        case $rc in
-        0) ;;
-        3) skip "the test guest cannot be built here (no package archive and no cache)" ;;
-        *) fail "scripts/build-guest.sh failed ($rc): $(tail -n 5 "$T/build-guest.log")" ;;
-        esac
+        build_artefact build-guest.sh "$GUEST" "the test guest"
 }

@@ -272,6 +272,11 @@ int op_begin(SessionHost *h, const char *name, bool any_owner, Op *o) {
         int r = session_db_get(h->catalog, name, &o->row);
         if (r < 0)
                 return r;
+        /* refused early when it is not ours (no directory needed), and again below */
+        if (!any_owner && (r = check_owner(h, &o->row)) < 0) {
+                op_done(o);
+                return r;
+        }
         r = paths_for(h, name, &o->paths);
         if (r >= 0) {
                 r = lock_dir(o->paths.dir, false, &o->lock_fd);

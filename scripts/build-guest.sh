@@ -13,7 +13,7 @@
 #   cache/       the downloaded .deb files (a rebuild needs no network)
 #
 # Nothing is installed on the host except missing build tools (apt-get).
-# The build is cached: with unchanged inputs (this script, guest/*, the cached
+# The build is cached: with unchanged inputs (this script, the files of guest/, the cached
 # .deb files) a second run does nothing.
 #
 # Environment:
@@ -72,7 +72,8 @@ BBDEB=$(cached_deb "$bb_re")
 
 inputs_hash() {
 	{
-		sha256sum "$SRC_DIR/scripts/build-guest.sh" "$SRC_DIR"/guest/*
+		sha256sum "$SRC_DIR/scripts/build-guest.sh" \
+			"$SRC_DIR"/guest/{init,initrd-init,logoff,acpi-power}
 		echo "$MODULES $DISK_MIB $EPOCH $FS_UUID"
 		for d in "$KDEB" "$BBDEB"; do
 			echo "$(basename "$d") $(stat -c %s "$d")"

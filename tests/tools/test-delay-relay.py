@@ -131,7 +131,9 @@ def main():
     s.sendall(b"x")
     recv_exact(s, 1)
     first = (time.monotonic() - t0) * 1000
-    check(4 * DELAY_MS <= first < 4 * DELAY_MS + 30, "first response after %.1f ms (4 x delay)" % first)
+    # the lower bound is the relay's promise; the upper one only catches a
+    # whole extra delay (a scheduling hiccup on a loaded machine is not one)
+    check(4 * DELAY_MS <= first < 5 * DELAY_MS + 30, "first response after %.1f ms (4 x delay)" % first)
     rtts = []
     for _ in range(10):
         t0 = time.monotonic()
@@ -139,7 +141,7 @@ def main():
         recv_exact(s, 1)
         rtts.append((time.monotonic() - t0) * 1000)
     rtts.sort()
-    check(rtts[0] >= 2 * DELAY_MS and rtts[5] < 2 * DELAY_MS + 15,
+    check(rtts[0] >= 2 * DELAY_MS and rtts[5] < 3 * DELAY_MS,
           "RTT min %.1f median %.1f max %.1f ms" % (rtts[0], rtts[5], rtts[-1]))
     # half-close: our EOF reaches the echo server, whose EOF comes back
     s.shutdown(socket.SHUT_WR)

@@ -9,8 +9,9 @@
 # file twice, a truncated, zero-length or flipped one, one of another magic,
 # a plain bundle, one applied on another server, alice's file with bob's
 # token (HTTP upload), and a plain bundle that would overwrite the session's
-# refs. Round 2, powered off: the server finalizes it with the log-off. Round
-# 3: a file from before a reclaim is refused; the laptop runs its copy again
+# refs (an admin's --force applies it and says so). Round 2, powered off: the
+# server finalizes it with the log-off. Round 3: a file from before a
+# reclaim is refused; the laptop runs its copy again
 # (resume --file-refused). On the laptop a grant for another laptop and an
 # expired grant are refused too.
 . "$(dirname "$0")/../lib.sh"
@@ -104,6 +105,12 @@ log "refused: another server: $ERR"
 # a plain bundle of the laptop's session refs: refused while the laptop holds s1
 lt bundle create -o "$T/refs.bundle" sessions/alice/s1/latest >/dev/null || fail "bundle create on the laptop failed"
 refused_on_server "a plain bundle of s1's refs" "holds" on "$S" bundle apply "$T/refs.bundle"
+# an admin's --force goes through and says what it forced (on a copy of the server)
+cp -a "$S" "$T/forced"
+err=$(on "$T/forced" bundle apply --force "$T/refs.bundle" 2>&1 >/dev/null) || fail "bundle apply --force failed: $err"
+expect_match "$err" "^roam: --force: ref 'sessions/alice/s1/latest' belongs to session 's1'" "the forced apply's notice"
+[ "$(on "$T/forced" store fsck >/dev/null 2>&1; echo $?)" = 0 ] || fail "the forced copy's store is inconsistent"
+rm -rf "$T/forced"
 # over HTTP: alice's file with bob's token is "not found"
 PORT=$(free_port)
 BOB=$(on "$S" token create --role user --user bob)

@@ -94,6 +94,11 @@ int cli_help(const char *cmd, const char *args, const char *text);
  * Print errors themselves; callers free both. */
 struct Remote;
 struct DaemonEndpoint;
+/* The token to give a Remote, a hoard or a hand-over marker: token with
+ * fingerprint ("sha256:HEX", may be NULL: token as it is) in place of the
+ * one it may carry ("TOKEN@sha256:HEX", crypto/fingerprint.h). Caller
+ * frees. Prints errors itself (returns 1). */
+int cli_token_with_fingerprint(const char *token, const char *fingerprint, char **ret);
 int cli_local_daemon(struct Remote **ret_remote, struct DaemonEndpoint **ret_ep);
 /* One JSON request to it; *ret is the answer (caller decrefs). */
 struct json_t;

@@ -44,7 +44,7 @@ typedef struct Laptop {
         LaptopIdentity *id;
         char holder[sizeof LAPTOP_HOLDER_PREFIX + SIGN_KEY_ID_LEN]; /* "laptop:ID", the server's owner for us */
         Remote *server; /* signs what needs signing (laptop-identity.h) */
-        char pair_error[256]; /* why pairing failed ("" = paired or not tried) */
+        char pair_error[640]; /* why pairing failed ("" = paired or not tried) */
         pthread_mutex_t lock;  /* tracks */
         pthread_mutex_t op;    /* one hand-over or pre-copy at a time */
         Track tracks[LAPTOP_MAX_SESSIONS];
@@ -698,9 +698,17 @@ int laptop_register(Daemon *d, SessionHost *h, Hoard *hoard, const LaptopOptions
                 return err_set(-EINVAL, "laptop name '%s' is invalid (use " NAME_RULE ")", nm);
         pthread_mutex_init(&l.lock, NULL);
         pthread_mutex_init(&l.op, NULL);
+        /* from here on the token carries the fingerprint to pin: every
+         * Remote made from it, and the hand-over markers, pin the server */
+        char *pinned = NULL;
+        int r = laptop_pin_resolve(daemon_home(d), o->server_url, o->token, o->fingerprint, &pinned);
+        if (r < 0)
+                return r;
+        l.o.token = pinned; /* lives as long as l */
+        o = &l.o;
         LaptopIdentityOptions io = { .home = daemon_home(d), .name = nm, .server_url = o->server_url,
                                      .token = o->token, .cacert = o->cacert };
-        int r = laptop_identity_open(&io, &l.id);
+        r = laptop_identity_open(&io, &l.id);
         if (r < 0)
                 return r;
         snprintf(l.holder, sizeof l.holder, LAPTOP_HOLDER_PREFIX "%s", laptop_identity_id(l.id));

@@ -11,6 +11,13 @@ TEST_NAME=$(basename "$0" .sh)
 T=$(mktemp -d "${TMPDIR:-/tmp}/roam-test-$TEST_NAME.XXXXXX")
 export ROAM_HOME=$T/home
 export ROAM_PROGRESS=0
+# 'roam serve' serves HTTPS by default (docs/sync-protocol.md, "TLS and
+# pinning"); tests serve plain HTTP unless they 'use_tls' (then their
+# daemons make their certificates and the clients pin them)
+export ROAM_INSECURE_HTTP=${ROAM_INSECURE_HTTP-1}
+use_tls() { unset ROAM_INSECURE_HTTP; }
+# daemon_scheme: http or https, as the next daemon will serve
+daemon_scheme() { if [ -n "${ROAM_INSECURE_HTTP:-}" ]; then echo http; else echo https; fi; }
 
 _cleanups=()
 # cleanup_add CMD...: run CMD at exit (last added runs first)
@@ -120,7 +127,7 @@ start_daemon() {
         ROAM_HOME=$home "$ROAM_BIN" serve --listen "$listen" "$@" >>"$home/serve.log" 2>&1 &
         DAEMON_PID=$!
         cleanup_add "kill $DAEMON_PID 2>/dev/null; wait $DAEMON_PID 2>/dev/null"
-        wait_for 20 curl -s -o /dev/null "http://$listen/v1/info" || { cat "$home/serve.log" >&2; fail "daemon on $listen did not start"; }
+        wait_for 20 curl -sk -o /dev/null "$(daemon_scheme)://$listen/v1/info" || { cat "$home/serve.log" >&2; fail "daemon on $listen did not start"; }
 }
 # build_artefact SCRIPT DIR WHAT: a cached guest build (exit 3 = cannot fetch: skip)
 build_artefact() {

@@ -366,8 +366,9 @@ int verb_serve(int argc, char **argv) {
         const char *level = cli_log_level();
         if (level && settings_set(&s, OPT_LOG_LEVEL - OPT_LISTEN, level, NULL, 0) < 0)
                 return cli_error(-ENOMEM);
+        /* $ROAM_INSECURE_HTTP beats the file; a certificate given wins over it */
         const char *insecure = getenv("ROAM_INSECURE_HTTP");
-        if (insecure && *insecure) {
+        if (insecure && *insecure && !cmdline.value[OPT_TLS_CERT - OPT_LISTEN]) {
                 bool on = !strcmp(insecure, "1") || !strcmp(insecure, "true") || !strcmp(insecure, "yes");
                 if (!on && strcmp(insecure, "0") && strcmp(insecure, "false") && strcmp(insecure, "no"))
                         return cli_errorf("$ROAM_INSECURE_HTTP takes 1 or 0, not '%s'", insecure);

@@ -35,6 +35,9 @@ static int home_fingerprint(Fingerprint *ret) {
                 return fingerprint_parse(ep->fingerprint, ret) < 0 ? -1 : 1;
         }
         err_clear();
+        const char *insecure = getenv("ROAM_INSECURE_HTTP");
+        if (insecure && (!strcmp(insecure, "1") || !strcmp(insecure, "true") || !strcmp(insecure, "yes")))
+                return 0; /* roam serve here would serve plain HTTP */
         r = tls_home_cert_ensure(cli_home(), NULL, NULL, ret, NULL);
         if (r < 0) {
                 cli_error(r);
@@ -70,7 +73,8 @@ static int token_create(int argc, char **argv) {
                                         "certificate, which every roam client given the token pins (a server with\n"
                                         "another certificate is refused). The fingerprint is the running daemon's,\n"
                                         "else that of the home's own certificate ($ROAM_HOME/tls, made now if\n"
-                                        "missing, as 'roam serve' would).\n\n"
+                                        "missing, as 'roam serve' would), or none when $ROAM_INSECURE_HTTP=1 says\n"
+                                        "that 'roam serve' serves plain HTTP.\n\n"
                                         "  --role admin  everything\n"
                                         "  --role host   another roam server or laptop: every ref, chunk and object\n"
                                         "  --role user   needs --user NAME: reads images/..., reads and writes\n"

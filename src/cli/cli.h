@@ -132,6 +132,7 @@ int verb_laptop(int argc, char **argv);
 /* sync files (cmd-syncfile.c) */
 int session_export_offline_verb(int argc, char **argv);
 int session_apply_sync_verb(int argc, char **argv);
+int session_export_stale_verb(int argc, char **argv);
 int syncfile_offline_from(const char *name, const char *file);
 int syncfile_online_to(const char *name, const char *file, bool force);
 int syncfile_resume_refused(const char *name);

@@ -199,10 +199,22 @@ static void finish_offline(Laptop *l, const char *name, int64_t epoch) {
 static void stop_if_stale(Laptop *l, const char *name, const char *owner, int64_t epoch) {
         pthread_mutex_lock(&l->op);
         SessionInfo i = { 0 };
-        bool stale = session_get(l->h, name, &i) >= 0 && !strcmp(i.row.owner, SESSION_OWNER_LOCAL) &&
-                     i.row.epoch < epoch && (i.row.state == SESSION_RUNNING || i.row.state == SESSION_PAUSED);
+        bool older = session_get(l->h, name, &i) >= 0 && !strcmp(i.row.owner, SESSION_OWNER_LOCAL) &&
+                     i.row.epoch < epoch;
+        bool stale = older && (i.row.state == SESSION_RUNNING || i.row.state == SESSION_PAUSED);
         int64_t mine = i.row.epoch;
         session_info_done(&i);
+        err_clear();
+        StaleNote note;
+        if (older && (handoff_stale_note_get(l->h, name, &note) < 0 || note.server_epoch != epoch)) {
+                /* for 'roam session export-stale' */
+                note = (StaleNote){ .epoch = mine, .server_epoch = epoch, .at = (int64_t) time(NULL) };
+                snprintf(note.server_owner, sizeof note.server_owner, "%s", owner);
+                int n = handoff_stale_note_set(l->h, name, &note);
+                if (n < 0)
+                        daemon_log(l->d, DAEMON_LOG_WARNING, "noting that session '%s' is stale: %s", name,
+                                   err_message(n));
+        }
         err_clear();
         int k = 0;
         if (stale) {
@@ -217,7 +229,9 @@ static void stop_if_stale(Laptop *l, const char *name, const char *owner, int64_
                            "session '%s' here is stale: the server gave it to %s at epoch %lld (this laptop has "
                            "epoch %lld); %s",
                            name, !strcmp(owner, SESSION_OWNER_LOCAL) ? "itself" : owner, (long long) epoch, (long long) mine,
-                           k >= 0 ? "stopped here, its state kept in a checkpoint" : err_message(k));
+                           k >= 0 ? "stopped here, its state kept in a checkpoint ('roam session export-stale' "
+                                    "writes it to a file for the admin)"
+                                  : err_message(k));
 }
 
 /* The server renews the lease of a session offline here (a signed request;

@@ -20,6 +20,7 @@
 #include "../daemon/api-session.h"
 #include "../daemon/hoard.h"
 #include "../daemon/laptop.h"
+#include "../daemon/laptop-identity.h"
 #include "../daemon/laptop-registry.h"
 #include "../session/session.h"
 #include "../sync/remote.h"
@@ -411,10 +412,17 @@ int verb_serve(int argc, char **argv) {
                 print_config(&s, path);
                 return 0;
         }
+        _cleanup_free_ char *pinned = NULL;
         if (lo.server_url) {
                 lo.token = remote_token_from_env(lo.token);
                 if (!lo.token)
                         return cli_errorf("no token for %s (use --token or set ROAM_TOKEN)", lo.server_url);
+                /* what to pin, before anything starts */
+                r = laptop_pin_resolve(o.home, lo.server_url, lo.token, lo.fingerprint, &pinned);
+                if (r < 0)
+                        return cli_error(r);
+                lo.token = pinned;
+                lo.fingerprint = NULL;
         }
 
         auth_throttle_set((unsigned) cfg.max_failed_logins);

@@ -13,6 +13,7 @@
 #include "../basic/failpoint.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
+#include "../crypto/fingerprint.h"
 #include "../session/handoff.h"
 #include "../session/move.h"
 #include "../sync/sync.h"
@@ -659,8 +660,13 @@ static int route_status(HttpRequest *req, void *userdata) {
                                        "predicted_offline_s", predicted, "lease_until", (json_int_t) t->lease_until,
                                        "lease_error", t->lease_error[0] ? json_string(t->lease_error) : json_null()));
         }
-        json_t *j = json_pack("{s:s, s:s, s:{s:s, s:s, s:b, s:o}, s:b, s:I, s:o}", "server", l->o.server_url,
-                              "holder", l->holder, "laptop", "id", laptop_identity_id(l->id), "name",
+        Fingerprint fp;
+        char fptext[FINGERPRINT_TEXT_SIZE];
+        bool pinned = remote_pinned(l->server, &fp) && !strncmp(l->o.server_url, "https://", 8);
+        if (pinned)
+                fingerprint_format(&fp, fptext);
+        json_t *j = json_pack("{s:s, s:s?, s:s, s:{s:s, s:s, s:b, s:o}, s:b, s:I, s:o}", "server", l->o.server_url,
+                              "server_fingerprint", pinned ? fptext : NULL, "holder", l->holder, "laptop", "id", laptop_identity_id(l->id), "name",
                               laptop_identity_name(l->id), "paired", laptop_identity_paired(l->id), "pair_error",
                               l->pair_error[0] ? json_string(l->pair_error) : json_null(), "connected", l->connected,
                               "last_contact", (json_int_t) l->last_contact, "sessions", arr);
@@ -676,8 +682,9 @@ static const HttpRoute routes[] = {
 /* A laptop daemon without a server: it answers the hand-over routes too, so
  * that 'roam status' and 'roam offline' say what it is. */
 static int route_no_server_status(HttpRequest *req, void *userdata) {
-        return http_reply_json(req, 200, json_pack("{s:n, s:n, s:b, s:I, s:[]}", "server", "laptop", "connected", 0,
-                                                   "last_contact", (json_int_t) 0, "sessions"));
+        return http_reply_json(req, 200, json_pack("{s:n, s:n, s:n, s:b, s:I, s:[]}", "server", "server_fingerprint",
+                                                   "laptop", "connected", 0, "last_contact", (json_int_t) 0,
+                                                   "sessions"));
 }
 
 static int route_no_server_handoff(HttpRequest *req, void *userdata) {

@@ -163,11 +163,13 @@ SERVER=https://$DC_IP:$PORT
 roam_dc image import deb "$GUEST/master.img" >/dev/null 2>&1
 roam_dc session create s1 --image deb --user alice --ram 256M --kernel "$GUEST/vmlinux" --initrd "$GUEST/initrd.img" >/dev/null
 roam_dc session start s1 >/dev/null
+serves() { [ "$(jq -r .pid "$1/serve.json" 2>/dev/null)" = "$2" ]; } # HOME PID
 dc_up() {
-        ROAM_HOME=$DC_HOME in_dc "$ROAM_BIN" serve --listen "$DC_IP:$PORT" >>dc.log 2>&1 &
+        # not through in_dc: a function in the background is a subshell, and $! its pid
+        ROAM_HOME=$DC_HOME ip netns exec "$DC_NS" "$ROAM_BIN" serve --listen "$DC_IP:$PORT" >>dc.log 2>&1 &
         DC_PID=$!
         cleanup_add "kill $DC_PID 2>/dev/null"
-        wait_for 20 test -s "$DC_HOME/serve.json" || { cat dc.log >&2; fail "server daemon did not start"; }
+        wait_for 20 serves "$DC_HOME" "$DC_PID" || { cat dc.log >&2; fail "server daemon did not start"; }
 }
 dc_up
 DCFP=$(jq -r .fingerprint "$DC_HOME/serve.json")
@@ -175,11 +177,11 @@ ALICE=$(roam_dc token create --role user --user alice)
 expect_match "$ALICE" "@$DCFP$" "alice's pairing token"
 start_laptop() { # TOKEN [ARGS...]
         local tok=$1; shift
-        ROAM_HOME=$LT_HOME in_laptop "$ROAM_BIN" serve --role laptop --listen "127.0.0.1:$LPORT" \
+        ROAM_HOME=$LT_HOME ip netns exec "$LT_NS" "$ROAM_BIN" serve --role laptop --listen "127.0.0.1:$LPORT" \
                 --server "$SERVER" --token "$tok" --name lt1 --precopy-interval 2 "$@" >>lt.log 2>&1 &
         LT_PID=$!
         cleanup_add "kill $LT_PID 2>/dev/null"
-        wait_for 20 test -s "$LT_HOME/serve.json" || { cat lt.log >&2; fail "laptop daemon did not start"; }
+        wait_for 20 serves "$LT_HOME" "$LT_PID" || { cat lt.log >&2; fail "laptop daemon did not start"; }
 }
 state_on() { "$1" session list | awk '$1 == "s1" { print $4 }'; }
 is_state() { [ "$(state_on "$1")" = "$2" ]; }

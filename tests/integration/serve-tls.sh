@@ -58,6 +58,11 @@ expect_match "$OUT" "^tls: +$FP \(pinned\)$" "roam info"
 must_succeed roam info "$URL" --token "$ADMIN" --json
 [ "$(jq -r .tls_fingerprint <<<"$OUT")" = "$FP" ] || fail "/v1/info: $OUT"
 must_succeed roam status   # the local daemon: pinned from serve.json
+# the console rides the same TLS (the generated certificate names 127.0.0.1)
+page=$(curl -s --cacert "$ROAM_HOME/tls/cert.pem" "$URL/") || fail "the console is not served over HTTPS"
+grep -q '<html' <<<"$page" || fail "the console over HTTPS is no page"
+page=$(curl -s --cacert "$ROAM_HOME/tls/cert.pem" "$URL/console/app.js")
+grep -q 'host-fingerprint' <<<"$page" || fail "the console does not show the fingerprint"
 must_succeed roam info "$URL" --token "$BARE" --fingerprint "$(openssl x509 -in "$ROAM_HOME/tls/cert.pem" -noout -fingerprint -sha256 | cut -d= -f2)"
 # what a server sees of a pairing token is the token (a browser, curl)
 [ "$(curl -s --cacert "$ROAM_HOME/tls/cert.pem" -H "Authorization: Bearer $ADMIN" "$URL/v1/info" | jq -r .token_role)" = admin ] ||

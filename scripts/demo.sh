@@ -11,6 +11,7 @@
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 export BUILD_DIR=${BUILD_DIR:-$SRC/build}
 . "$SRC/tests/lib.sh"
+use_tls # the daemons as they come: HTTPS, the laptop pins the server's certificate
 export ROAM_ACCEL=${ROAM_ACCEL:-tcg}
 GUEST=$BUILD_DIR/guest
 timeline=()
@@ -54,7 +55,10 @@ in_dc_roam serve --listen "$DC_LISTEN" --log "$T/dc.log" &
 cleanup_add "kill $! 2>/dev/null"
 sleep 1
 if [ "$(id -u)" = 0 ]; then wan_relay "$PORT"; fi
-SERVER=http://127.0.0.1:$PORT
+SERVER=https://127.0.0.1:$PORT
+wait_for 20 test -s "$DC_HOME/serve.json" || fail "the datacenter daemon did not start"
+echo "datacenter serves HTTPS; its certificate $(jq -r .fingerprint "$DC_HOME/serve.json" 2>/dev/null ||
+        sed -n 's/.*"fingerprint": "\(.*\)".*/\1/p' "$DC_HOME/serve.json"), carried by alice's pairing token"
 wait_for 90 tick_above in_dc_roam 5 || fail "the session does not tick"
 echo "alice's session runs in the datacenter: $(in_dc_roam session log s1 | grep -E '^tick' | tail -n 1)"
 

@@ -11,6 +11,13 @@ TEST_NAME=$(basename "$0" .sh)
 T=$(mktemp -d "${TMPDIR:-/tmp}/roam-test-$TEST_NAME.XXXXXX")
 export ROAM_HOME=$T/home
 export ROAM_PROGRESS=0
+# 'roam serve' serves HTTPS by default (docs/sync-protocol.md, "TLS and
+# pinning"); tests serve plain HTTP unless they 'use_tls' (then their
+# daemons make their certificates and the clients pin them)
+export ROAM_INSECURE_HTTP=${ROAM_INSECURE_HTTP-1}
+use_tls() { unset ROAM_INSECURE_HTTP; }
+# daemon_scheme: http or https, as the next daemon will serve
+daemon_scheme() { if [ -n "${ROAM_INSECURE_HTTP:-}" ]; then echo http; else echo https; fi; }
 
 _cleanups=()
 # cleanup_add CMD...: run CMD at exit (last added runs first)
@@ -112,6 +119,13 @@ PY
 free_port() {
         python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+# _daemon_answers HOME: the daemon $DAEMON_PID wrote HOME/serve.json and answers at its URL
+_daemon_answers() {
+        local url
+        url=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if j["pid"]==int(sys.argv[2]) else 1); ' \
+                "$1/serve.json" "$DAEMON_PID" 2>/dev/null && python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$1/serve.json") || return 1
+        curl -sk -o /dev/null "$url/v1/info"
+}
 # start_daemon HOME LISTEN [ARGS...]: starts 'roam serve' with ROAM_HOME=HOME
 # in the background, waits until it answers, sets DAEMON_PID; stopped at exit.
 start_daemon() {
@@ -120,7 +134,7 @@ start_daemon() {
         ROAM_HOME=$home "$ROAM_BIN" serve --listen "$listen" "$@" >>"$home/serve.log" 2>&1 &
         DAEMON_PID=$!
         cleanup_add "kill $DAEMON_PID 2>/dev/null; wait $DAEMON_PID 2>/dev/null"
-        wait_for 20 curl -s -o /dev/null "http://$listen/v1/info" || { cat "$home/serve.log" >&2; fail "daemon on $listen did not start"; }
+        wait_for 20 _daemon_answers "$home" || { cat "$home/serve.log" >&2; fail "daemon on $listen did not start"; }
 }
 # build_artefact SCRIPT DIR WHAT: a cached guest build (exit 3 = cannot fetch: skip)
 build_artefact() {

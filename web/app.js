@@ -308,6 +308,9 @@ function renderHosts() {
     ['Address', location.origin],
     ['Version', i.version || '?'],
     ['Logged in as', i.user ? `${i.user} (${i.token_role})` : i.token_role || '?'],
+    // what clients pin (docs/sync-protocol.md, "TLS and pinning"): compare it
+    // with the browser's view of the certificate
+    ['TLS certificate', el('code', { id: 'host-fingerprint' }, i.tls_fingerprint || 'none (plain HTTP)')],
   ]));
   const h = st.handoff;
   $('#server-box').hidden = !isLaptop();
@@ -317,6 +320,7 @@ function renderHosts() {
       ['Connected', el('span', { id: 'server-connected', class: h.connected ? 'yes' : 'no' }, h.connected ? 'yes' : 'no')],
       ['Last contact', fmtAgo(h.last_contact)],
       ['This laptop', h.holder],
+      ['Server certificate', el('code', { id: 'server-fingerprint' }, h.server_fingerprint || 'none (plain HTTP)')],
     ] : [['Server', isAdmin() ? 'not paired (serve with --server URL)' : 'visible to the laptop\'s admin token only']]));
   }
 }

@@ -360,11 +360,20 @@ int catalog_token_create_labeled(Catalog *c, CatalogRole role, const char *user,
         return 0;
 }
 
-int catalog_token_check(Catalog *c, const char *token, CatalogRole *ret_role, char **ret_user) {
+int catalog_token_check(Catalog *c, const char *presented, CatalogRole *ret_role, char **ret_user) {
+        /* a pairing token: the fingerprint after '@' is the client's business */
+        char token[CATALOG_TOKEN_LEN + 1];
+        size_t n = presented ? strcspn(presented, "@") : 0;
+        if (n > CATALOG_TOKEN_LEN)
+                return -EACCES;
+        if (n)
+                memcpy(token, presented, n);
+        token[n] = 0;
         if (!token_is_wellformed(token))
                 return -EACCES;
         char id[ID_HEX_SIZE];
         token_id(token, id);
+        explicit_bzero(token, sizeof token);
 
         int r;
         int role = -1;

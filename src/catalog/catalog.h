@@ -98,8 +98,9 @@ int catalog_token_create_labeled(Catalog *c, CatalogRole role, const char *user,
                                  char **ret_token);
 bool catalog_token_label_is_valid(const char *label);
 
-/* Looks a presented token up. -EACCES if it is malformed, unknown, revoked
- * or expired.
+/* Looks a presented token up; a pairing token "TOKEN@sha256:HEX"
+ * (crypto/fingerprint.h) is looked up by its TOKEN. -EACCES if it is
+ * malformed, unknown, revoked or expired.
  * *ret_user (may be NULL to skip) is the user name for CATALOG_ROLE_USER and
  * NULL otherwise; the caller frees it. */
 int catalog_token_check(Catalog *c, const char *token, CatalogRole *ret_role, char **ret_user);

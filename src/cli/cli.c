@@ -14,6 +14,7 @@
 #include "../basic/fileio.h"
 #include "../basic/interrupt.h"
 #include "../basic/macro.h"
+#include "../crypto/fingerprint.h"
 #include "../daemon/daemon.h"
 #include "../daemon/laptop-registry.h"
 #include "../session/session.h"
@@ -225,13 +226,31 @@ void cli_host_done(CliHost *h) {
         *h = (CliHost) { 0 };
 }
 
+int cli_token_with_fingerprint(const char *token, const char *fingerprint, char **ret) {
+        if (!fingerprint) {
+                *ret = strdup(token);
+                return *ret ? 0 : cli_error(-ENOMEM);
+        }
+        _cleanup_free_ char *bare = NULL;
+        Fingerprint fp, ignored;
+        bool had;
+        int r = pairing_token_split(token, &bare, &ignored, &had);
+        if (r < 0)
+                return cli_error(r);
+        if (fingerprint_parse(fingerprint, &fp) < 0)
+                return cli_errorf("fingerprint '%.100s' is malformed (expected sha256: and 64 hex digits, as 'roam "
+                                  "serve' prints it)", fingerprint);
+        r = pairing_token_join(bare, &fp, ret);
+        return r < 0 ? cli_error(r) : 0;
+}
+
 /* Connects to the daemon serving cli_home(). Prints errors itself. */
 int cli_local_daemon(Remote **ret_remote, DaemonEndpoint **ret_ep) {
         DaemonEndpoint *ep = NULL;
         int r = daemon_endpoint_read(cli_home(), &ep);
         if (r < 0)
                 return cli_error(r);
-        RemoteOptions ro = { .cacert = ep->cacert };
+        RemoteOptions ro = { .cacert = ep->cacert, .fingerprint = ep->fingerprint };
         Remote *rem;
         r = remote_new(ep->url, ep->token, &ro, &rem);
         if (r < 0) {

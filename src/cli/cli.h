@@ -94,6 +94,11 @@ int cli_help(const char *cmd, const char *args, const char *text);
  * Print errors themselves; callers free both. */
 struct Remote;
 struct DaemonEndpoint;
+/* The token to give a Remote, a hoard or a hand-over marker: token with
+ * fingerprint ("sha256:HEX", may be NULL: token as it is) in place of the
+ * one it may carry ("TOKEN@sha256:HEX", crypto/fingerprint.h). Caller
+ * frees. Prints errors itself (returns 1). */
+int cli_token_with_fingerprint(const char *token, const char *fingerprint, char **ret);
 int cli_local_daemon(struct Remote **ret_remote, struct DaemonEndpoint **ret_ep);
 /* One JSON request to it; *ret is the answer (caller decrefs). */
 struct json_t;
@@ -127,6 +132,7 @@ int verb_laptop(int argc, char **argv);
 /* sync files (cmd-syncfile.c) */
 int session_export_offline_verb(int argc, char **argv);
 int session_apply_sync_verb(int argc, char **argv);
+int session_export_stale_verb(int argc, char **argv);
 int syncfile_offline_from(const char *name, const char *file);
 int syncfile_online_to(const char *name, const char *file, bool force);
 int syncfile_resume_refused(const char *name);

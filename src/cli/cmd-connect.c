@@ -45,7 +45,8 @@
 #define CONNECT_LISTEN_DEFAULT "127.0.0.1:0"
 
 typedef struct Target {
-        const char *url, *token, *cacert;
+        const char *url, *token;
+        RemoteOptions ro; /* cacert, fingerprint */
         char path[128];
         const char *name;
         char password[RFB_PASSWORD_LEN + 1];
@@ -82,7 +83,7 @@ static void note(const char *fmt, ...) {
 /* The desktop through the daemon, opened up to where ClientInit goes. */
 static int open_desktop(const Target *t, RemoteStream **ret) {
         _cleanup_(remote_stream_freep) RemoteStream *s = NULL;
-        int r = remote_stream_open(t->url, t->token, t->cacert, t->path, VNC_RAW_PROTOCOL, &s);
+        int r = remote_stream_open(t->url, t->token, &t->ro, t->path, VNC_RAW_PROTOCOL, &s);
         if (r < 0)
                 return r;
         RelayEnd e = { .fd = remote_stream_fd(s), .read = remote_stream_read, .write = remote_stream_write,
@@ -229,14 +230,15 @@ int session_connect_verb(int argc, char **argv) {
                 { "url", required_argument, NULL, 'u' },
                 { "token", required_argument, NULL, 't' },
                 { "cacert", required_argument, NULL, 'c' },
+                { "fingerprint", required_argument, NULL, 'f' },
                 { "listen", required_argument, NULL, 'l' },
                 { "password-file", required_argument, NULL, 'p' },
                 {},
         };
-        const char *url = NULL, *token_arg = NULL, *cacert = NULL, *listen_arg = CONNECT_LISTEN_DEFAULT,
+        const char *url = NULL, *token_arg = NULL, *cacert = NULL, *fingerprint = NULL, *listen_arg = CONNECT_LISTEN_DEFAULT,
                    *password_file = NULL;
         int c;
-        while ((c = getopt_long(argc, argv, "hu:t:c:l:p:", opts, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "hu:t:c:f:l:p:", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         return cli_help(
@@ -250,7 +252,10 @@ int session_connect_verb(int argc, char **argv) {
                                 "sessions.\n\n"
                                 "  --url URL              the daemon (default: the one serving --home)\n"
                                 "  -t, --token T          its token (default $ROAM_TOKEN; with --url)\n"
-                                "  --cacert FILE          trust this PEM certificate for https\n"
+                                "  --fingerprint FP       pin the https server's certificate (sha256:HEX;\n"
+                                "                         default: the one in the token)\n"
+                                "  --cacert FILE          trust this PEM CA certificate for https when\n"
+                                "                         nothing is pinned\n"
                                 "  -l, --listen A:P       loopback address and port (default 127.0.0.1 and a\n"
                                 "                         free port)\n"
                                 "  -p, --password-file F  also write the password as a VNC password file\n"
@@ -263,6 +268,9 @@ int session_connect_verb(int argc, char **argv) {
                         break;
                 case 'c':
                         cacert = optarg;
+                        break;
+                case 'f':
+                        fingerprint = optarg;
                         break;
                 case 'l':
                         listen_arg = optarg;
@@ -278,7 +286,7 @@ int session_connect_verb(int argc, char **argv) {
         /* a viewer that leaves while bytes are on their way to it is an
          * EPIPE for its thread, not the end of the process */
         signal(SIGPIPE, SIG_IGN);
-        Target t = { .name = argv[optind], .cacert = cacert };
+        Target t = { .name = argv[optind], .ro = { .cacert = cacert, .fingerprint = fingerprint } };
         if (!name_is_valid(t.name))
                 return cli_errorf("session name '%s' is invalid", t.name);
         snprintf(t.path, sizeof t.path, "/v1/console/sessions/%s/vnc", t.name);
@@ -288,15 +296,14 @@ int session_connect_verb(int argc, char **argv) {
                 if (!(t.token = remote_token_from_env(token_arg)))
                         return cli_errorf("no token for %s (use --token or set ROAM_TOKEN)", url);
         } else {
-                if (token_arg)
-                        return cli_usage("session connect", "--token goes with --url");
+                if (token_arg || fingerprint)
+                        return cli_usage("session connect", "--token and --fingerprint go with --url");
                 int r = daemon_endpoint_read(cli_home(), &ep);
                 if (r < 0)
                         return cli_error(r);
                 t.url = ep->url;
                 t.token = ep->token;
-                if (!t.cacert)
-                        t.cacert = ep->cacert;
+                t.ro.fingerprint = ep->fingerprint; /* the local daemon's own certificate */
         }
 
         /* the session must be there, visible to the token and showing a

@@ -19,20 +19,23 @@ int verb_hoard(int argc, char **argv) {
                 { "help", no_argument, NULL, 'h' },
                 { "token", required_argument, NULL, 't' },
                 { "limit-rate", required_argument, NULL, 'l' },
+                { "fingerprint", required_argument, NULL, 'f' },
                 {},
         };
-        const char *token_arg = NULL;
+        const char *token_arg = NULL, *fingerprint = NULL;
         uint64_t limit = 0;
         int c;
-        while ((c = getopt_long(argc, argv, "ht:l:", opts, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "ht:l:f:", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
-                        return cli_help("hoard", "URL REF... [--token T] [--limit-rate RATE]",
+                        return cli_help("hoard", "URL REF... [--token T] [--fingerprint FP] [--limit-rate RATE]",
                                         "Hands a pull to the local daemon ('roam serve', usually --role laptop),\n"
                                         "which keeps at it in the background across link cuts and restarts\n"
                                         "until every chunk is here. 'roam status' shows the progress.\n"
                                         "REF is a ref name (images/debian) or an image name.\n\n"
-                                        "  -t, --token T        token for URL (default $ROAM_TOKEN)\n"
+                                        "  -t, --token T        token for URL (default $ROAM_TOKEN); one from 'roam\n"
+                                        "                       token create' carries the server's fingerprint\n"
+                                        "  -f, --fingerprint FP pin this certificate of an https URL (sha256:HEX)\n"
                                         "  -l, --limit-rate R   bandwidth cap per connection, e.g. 2M (bytes/s)\n");
                 case 't':
                         token_arg = optarg;
@@ -40,6 +43,9 @@ int verb_hoard(int argc, char **argv) {
                 case 'l':
                         if (parse_size(optarg, &limit) < 0 || limit < 1024)
                                 return cli_usage("hoard", "--limit-rate takes a rate of at least 1K (bytes/s)");
+                        break;
+                case 'f':
+                        fingerprint = optarg;
                         break;
                 default:
                         return cli_usage("hoard", "invalid option");
@@ -49,9 +55,13 @@ int verb_hoard(int argc, char **argv) {
         const char *url = argv[optind];
         if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))
                 return cli_errorf("url '%s' is invalid (use http://HOST:PORT or https://HOST:PORT)", url);
-        const char *token = remote_token_from_env(token_arg);
-        if (!token)
+        const char *token_given = remote_token_from_env(token_arg);
+        if (!token_given)
                 return cli_errorf("no token for %s (use --token or set ROAM_TOKEN)", url);
+        /* the daemon keeps the token with the fingerprint to pin */
+        _cleanup_free_ char *token = NULL;
+        if (cli_token_with_fingerprint(token_given, fingerprint, &token))
+                return 1;
         _cleanup_(remote_freep) Remote *rem = NULL;
         _cleanup_(daemon_endpoint_freep) DaemonEndpoint *ep = NULL;
         if (cli_local_daemon(&rem, &ep))

@@ -19,27 +19,35 @@ int verb_info(int argc, char **argv) {
                 { "help", no_argument, NULL, 'h' },
                 { "token", required_argument, NULL, 't' },
                 { "cacert", required_argument, NULL, 'c' },
+                { "fingerprint", required_argument, NULL, 'f' },
                 { "json", no_argument, NULL, 'j' },
                 {},
         };
-        const char *token_arg = NULL, *cacert = NULL;
+        const char *token_arg = NULL, *cacert = NULL, *fingerprint = NULL;
         bool as_json = false;
         int c;
-        while ((c = getopt_long(argc, argv, "ht:c:", opts, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "ht:c:f:", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
-                        return cli_help("info", "URL [--token T] [--cacert FILE] [--json]",
+                        return cli_help("info", "URL [--token T] [--fingerprint FP | --cacert FILE] [--json]",
                                         "Asks the roam daemon at URL about itself (GET /v1/info): its version,\n"
                                         "role (server or laptop) and chunk size, and what the token is (role,\n"
-                                        "user). A quick check that a URL, a certificate and a token work.\n\n"
-                                        "  -t, --token T       access token (default $ROAM_TOKEN)\n"
-                                        "  -c, --cacert FILE   trust this PEM certificate for https\n"
+                                        "user), and the fingerprint of its TLS certificate. A quick check that\n"
+                                        "a URL, a certificate and a token work.\n\n"
+                                        "  -t, --token T       access token (default $ROAM_TOKEN); one from 'roam\n"
+                                        "                      token create' carries the server's fingerprint\n"
+                                        "  -f, --fingerprint FP  pin this server certificate (sha256:HEX)\n"
+                                        "  -c, --cacert FILE   trust this PEM CA certificate for https when\n"
+                                        "                      nothing is pinned\n"
                                         "      --json          the daemon's answer and the URL (docs/cli-json.md)\n");
                 case 't':
                         token_arg = optarg;
                         break;
                 case 'c':
                         cacert = optarg;
+                        break;
+                case 'f':
+                        fingerprint = optarg;
                         break;
                 case 'j':
                         as_json = true;
@@ -54,7 +62,7 @@ int verb_info(int argc, char **argv) {
         if (!token)
                 return cli_errorf("no token for %s (use --token or set ROAM_TOKEN; 'roam token create' on the server)",
                                   url);
-        RemoteOptions ro = { .cacert = cacert };
+        RemoteOptions ro = { .cacert = cacert, .fingerprint = fingerprint };
         _cleanup_(remote_freep) Remote *rem = NULL;
         int r = remote_new(url, token, &ro, &rem);
         if (r < 0)
@@ -86,6 +94,8 @@ int verb_info(int argc, char **argv) {
                json_string_value(json_object_get(j, "role")),
                (long long) json_integer_value(json_object_get(j, "chunk_size")),
                json_string_value(json_object_get(j, "token_role")), user ? ", user " : "", user ? user : "");
+        const char *fp = json_string_value(json_object_get(j, "tls_fingerprint"));
+        printf("tls:         %s%s\n", fp ? fp : "none (plain HTTP)", fp && remote_pinned(rem, NULL) ? " (pinned)" : "");
         json_decref(j);
         return 0;
 }

@@ -20,6 +20,7 @@
 #include "../daemon/api-session.h"
 #include "../daemon/hoard.h"
 #include "../daemon/laptop.h"
+#include "../daemon/laptop-identity.h"
 #include "../daemon/laptop-registry.h"
 #include "../session/session.h"
 #include "../sync/remote.h"
@@ -34,7 +35,13 @@ static const char serve_help[] =
         "  --listen ADDR:PORT  address to listen on (default " DAEMON_LISTEN_DEFAULT "; [IPv6]:PORT;\n"
         "                      port 0 picks a free port, see serve.json)\n"
         "  --tls-cert FILE     serve HTTPS with this PEM certificate ...\n"
-        "  --tls-key FILE      ... and this PEM private key\n"
+        "  --tls-key FILE      ... and this PEM private key (default: the self-signed\n"
+        "                      pair made on first start in $ROAM_HOME/tls; either way\n"
+        "                      the certificate's SHA-256 fingerprint is logged at start,\n"
+        "                      shown by the console and /v1/info, and carried by the\n"
+        "                      tokens 'roam token create' prints: clients pin it)\n"
+        "  --insecure-http     serve plain HTTP instead: tokens and data unencrypted (also\n"
+        "                      $ROAM_INSECURE_HTTP=1; for tests and trusted loopback)\n"
         "  --role ROLE         server (default) or laptop\n"
         "  --log FILE          log here instead of stderr\n"
         "  --log-level LEVEL   debug, info (default), warning or error (also 'roam\n"
@@ -51,7 +58,12 @@ static const char serve_help[] =
         "                      limit)\n"
         "Laptop role:\n"
         "  --server URL        the datacenter server this laptop pairs with\n"
-        "  --token T           the user's token on that server (default $ROAM_TOKEN)\n"
+        "  --token T           the user's token on that server (default $ROAM_TOKEN); the\n"
+        "                      pairing token 'roam token create' prints there carries\n"
+        "                      the server's fingerprint, which is pinned\n"
+        "  --fingerprint FP    pin this fingerprint of the server's certificate instead\n"
+        "                      (sha256:HEX); without either, the one pinned at pairing\n"
+        "                      ($ROAM_HOME/server-pin.json)\n"
         "  --name NAME         this laptop's display name (default: the host name); its\n"
         "                      identity is the key it makes on first start\n"
         "                      ($ROAM_HOME/laptop.key) and registers with the server\n"
@@ -75,9 +87,9 @@ static const char serve_help[] =
 /* Every option of roam serve; all but the last three are config file keys
  * too. The order is the order of --print-config. */
 enum {
-        OPT_LISTEN = 1000, OPT_TLS_CERT, OPT_TLS_KEY, OPT_ROLE, OPT_LOG, OPT_LOG_LEVEL, OPT_VERBOSE,
+        OPT_LISTEN = 1000, OPT_TLS_CERT, OPT_TLS_KEY, OPT_INSECURE_HTTP, OPT_ROLE, OPT_LOG, OPT_LOG_LEVEL, OPT_VERBOSE,
         OPT_FOREGROUND, OPT_HOARD_RATE, OPT_OFFLINE_DAYS, OPT_NONCE_TTL, OPT_MAX_FAILED_LOGINS, OPT_SERVER, OPT_TOKEN,
-        OPT_NAME,
+        OPT_FINGERPRINT, OPT_NAME,
         OPT_PRECOPY_INTERVAL, OPT_PRECOPY_RATE, OPT_NO_PRECOPY, OPT_CONFIG, OPT_PRINT_CONFIG, OPT_HELP,
 };
 #define N_SETTINGS (OPT_CONFIG - OPT_LISTEN)
@@ -112,9 +124,12 @@ static const struct ServeFlag {
         const char *range; /* KIND_NUMBER: what it takes */
 } flags[] = {
         [OPT_LISTEN - OPT_LISTEN] = { "listen", required_argument, DAEMON_LISTEN_DEFAULT, KIND_STRING, AT(daemon.listen) },
-        [OPT_TLS_CERT - OPT_LISTEN] = { "tls-cert", required_argument, "(none: plain HTTP)", KIND_STRING,
-                                        AT(daemon.tls_cert) },
-        [OPT_TLS_KEY - OPT_LISTEN] = { "tls-key", required_argument, "(none)", KIND_STRING, AT(daemon.tls_key) },
+        [OPT_TLS_CERT - OPT_LISTEN] = { "tls-cert", required_argument, "($ROAM_HOME/tls/cert.pem, made if missing)",
+                                        KIND_STRING, AT(daemon.tls_cert) },
+        [OPT_TLS_KEY - OPT_LISTEN] = { "tls-key", required_argument, "($ROAM_HOME/tls/key.pem)", KIND_STRING,
+                                       AT(daemon.tls_key) },
+        [OPT_INSECURE_HTTP - OPT_LISTEN] = { "insecure-http", no_argument, "false", KIND_SWITCH,
+                                             AT(daemon.insecure_http) },
         [OPT_ROLE - OPT_LISTEN] = { "role", required_argument, "server", KIND_OTHER },
         [OPT_LOG - OPT_LISTEN] = { "log", required_argument, "(stderr)", KIND_STRING, AT(daemon.log_path) },
         [OPT_LOG_LEVEL - OPT_LISTEN] = { "log-level", required_argument, "info", KIND_OTHER },
@@ -129,6 +144,8 @@ static const struct ServeFlag {
                                                  AT(max_failed_logins), 0, 100000, "a count from 0 to 100000" },
         [OPT_SERVER - OPT_LISTEN] = { "server", required_argument, "(none)", KIND_STRING, AT(laptop.server_url) },
         [OPT_TOKEN - OPT_LISTEN] = { "token", required_argument, "($ROAM_TOKEN)", KIND_STRING, AT(laptop.token) },
+        [OPT_FINGERPRINT - OPT_LISTEN] = { "fingerprint", required_argument, "(the token's, else the pinned one)",
+                                           KIND_STRING, AT(laptop.fingerprint) },
         [OPT_NAME - OPT_LISTEN] = { "name", required_argument, "(the host name)", KIND_STRING, AT(laptop.name) },
         [OPT_PRECOPY_INTERVAL - OPT_LISTEN] = { "precopy-interval", required_argument, "5", KIND_NUMBER,
                                                 AT(laptop.precopy_interval_s), 0.2, 86400,
@@ -324,7 +341,8 @@ int verb_serve(int argc, char **argv) {
         while ((c = getopt_long(argc, argv, "hv", opts, NULL)) >= 0) {
                 if (c == 'h' || c == OPT_HELP)
                         return cli_help("serve",
-                                        "[--listen ADDR:PORT] [--tls-cert FILE --tls-key FILE] [--role server|laptop] "
+                                        "[--listen ADDR:PORT] [--tls-cert FILE --tls-key FILE | --insecure-http] "
+                                        "[--role server|laptop] "
                                         "[--config FILE] ...",
                                         serve_help);
                 if (c == OPT_CONFIG)
@@ -349,6 +367,18 @@ int verb_serve(int argc, char **argv) {
         const char *level = cli_log_level();
         if (level && settings_set(&s, OPT_LOG_LEVEL - OPT_LISTEN, level, NULL, 0) < 0)
                 return cli_error(-ENOMEM);
+        /* $ROAM_INSECURE_HTTP beats the file; a certificate given wins over it */
+        const char *insecure = getenv("ROAM_INSECURE_HTTP");
+        if (insecure && *insecure && !cmdline.value[OPT_TLS_CERT - OPT_LISTEN]) {
+                bool on = !strcmp(insecure, "1") || !strcmp(insecure, "true") || !strcmp(insecure, "yes");
+                if (!on && strcmp(insecure, "0") && strcmp(insecure, "false") && strcmp(insecure, "no"))
+                        return cli_errorf("$ROAM_INSECURE_HTTP takes 1 or 0, not '%s'", insecure);
+                size_t i = OPT_INSECURE_HTTP - OPT_LISTEN;
+                free(s.value[i]);
+                s.value[i] = NULL;
+                if (on && settings_set(&s, i, "true", NULL, 0) < 0)
+                        return cli_error(-ENOMEM);
+        }
         for (size_t i = 0; i < N_SETTINGS; i++)
                 if (cmdline.value[i] && settings_set(&s, i, cmdline.value[i], NULL, 0) < 0)
                         return cli_error(-ENOMEM);
@@ -369,18 +399,30 @@ int verb_serve(int argc, char **argv) {
         uint64_t nonce_ttl = cfg.nonce_ttl;
         if (!!o.tls_cert != !!o.tls_key)
                 return cli_usage("serve", "--tls-cert and --tls-key go together");
+        if (o.tls_cert && o.insecure_http)
+                return cli_usage("serve", "--insecure-http serves plain HTTP: it does not go with --tls-cert and "
+                                 "--tls-key");
         o.home = cli_home();
         bool laptop = o.role && !strcmp(o.role, "laptop");
         if (lo.server_url && !laptop)
                 return cli_usage("serve", "--server goes with --role laptop");
+        if (lo.fingerprint && !lo.server_url)
+                return cli_usage("serve", "--fingerprint goes with --role laptop --server URL");
         if (print) {
                 print_config(&s, path);
                 return 0;
         }
+        _cleanup_free_ char *pinned = NULL;
         if (lo.server_url) {
                 lo.token = remote_token_from_env(lo.token);
                 if (!lo.token)
                         return cli_errorf("no token for %s (use --token or set ROAM_TOKEN)", lo.server_url);
+                /* what to pin, before anything starts */
+                r = laptop_pin_resolve(o.home, lo.server_url, lo.token, lo.fingerprint, &pinned);
+                if (r < 0)
+                        return cli_error(r);
+                lo.token = pinned;
+                lo.fingerprint = NULL;
         }
 
         auth_throttle_set((unsigned) cfg.max_failed_logins);

@@ -698,12 +698,13 @@ static int session_move_verb(int argc, char **argv) {
                 { "token", required_argument, NULL, 't' },
                 { "no-precopy", no_argument, NULL, 'n' },
                 { "cacert", required_argument, NULL, 'c' },
+                { "fingerprint", required_argument, NULL, 'f' },
                 {},
         };
-        const char *to = NULL, *token_arg = NULL, *cacert = NULL;
+        const char *to = NULL, *token_arg = NULL, *cacert = NULL, *fingerprint = NULL;
         SessionMoveOptions mo = { 0 };
         int c;
-        while ((c = getopt_long(argc, argv, "ho:t:nc:", opts, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "ho:t:nc:f:", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         return cli_help("session move", "NAME --to URL [--token T] [--no-precopy]",
@@ -716,7 +717,10 @@ static int session_move_verb(int argc, char **argv) {
                                         "  --to URL         the target daemon (required)\n"
                                         "  -t, --token T    a host or admin token of the target (default $ROAM_TOKEN)\n"
                                         "  --no-precopy     skip the pre-copy round (longer downtime)\n"
-                                        "  --cacert FILE    trust this PEM certificate for https\n");
+                                        "  --fingerprint FP pin the target's certificate (sha256:HEX; default: the\n"
+                                        "                   one the token from 'roam token create' carries)\n"
+                                        "  --cacert FILE    trust this PEM CA certificate for https when nothing\n"
+                                        "                   is pinned\n");
                 case 'o':
                         to = optarg;
                         break;
@@ -729,6 +733,9 @@ static int session_move_verb(int argc, char **argv) {
                 case 'c':
                         cacert = optarg;
                         break;
+                case 'f':
+                        fingerprint = optarg;
+                        break;
                 default:
                         return cli_usage("session move", "invalid option");
                 }
@@ -736,9 +743,13 @@ static int session_move_verb(int argc, char **argv) {
                 return cli_usage("session move", "expected NAME");
         if (!to)
                 return cli_usage("session move", "--to URL is required");
-        const char *token = remote_token_from_env(token_arg);
-        if (!token)
+        const char *token_given = remote_token_from_env(token_arg);
+        if (!token_given)
                 return cli_errorf("no token for %s (use --token or set ROAM_TOKEN)", to);
+        /* the hand-over marker keeps the token with the fingerprint to pin */
+        _cleanup_free_ char *token = NULL;
+        if (cli_token_with_fingerprint(token_given, fingerprint, &token))
+                return 1;
         RemoteOptions ro = { .cacert = cacert };
         _cleanup_(remote_freep) Remote *r = NULL;
         int k = remote_new(to, token, &ro, &r);
@@ -781,7 +792,10 @@ static const Verb session_verbs[] = {
         { "reclaim", session_reclaim_verb, "NAME", "take a session back from a lost laptop (admin)" },
         { "export-offline", session_export_offline_verb, "NAME --laptop ID -o FILE",
           "take a session offline by file (admin, on the server)" },
-        { "apply-sync", session_apply_sync_verb, "FILE", "take a session online from a laptop's sync file" },
+        { "apply-sync", session_apply_sync_verb, "FILE",
+          "take a session online from a laptop's sync file (or keep a stale copy)" },
+        { "export-stale", session_export_stale_verb, "NAME -o FILE",
+          "write a stale copy's state to a file for the admin (laptop, after a reclaim)" },
         { "history", session_history_verb, "NAME", "list a session's checkpoints" },
         { "rollback", session_rollback_verb, "NAME CHECKPOINT", "roll a session back, keeping its present" },
         { "restore", session_restore_verb, "NAME [CHECKPOINT]", "resume a session from a checkpoint" },

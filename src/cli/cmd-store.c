@@ -187,7 +187,7 @@ static uint64_t member_u64(json_t *j, const char *key) {
 /* gc by the daemon that serves the home (api-gc.h); 1 if it failed (printed) */
 static int gc_by_daemon(DaemonEndpoint *ep, unsigned grace_s, unsigned wait_s, GcReport *ret) {
         /* the daemon bounds its wait; the sweep of a large store may take long */
-        RemoteOptions ro = { .cacert = ep->cacert, .stall_timeout_s = wait_s + 24 * 3600 };
+        RemoteOptions ro = { .cacert = ep->cacert, .fingerprint = ep->fingerprint, .stall_timeout_s = wait_s + 24 * 3600 };
         _cleanup_(remote_freep) Remote *rem = NULL;
         int r = remote_new(ep->url, ep->token, &ro, &rem);
         if (r < 0)

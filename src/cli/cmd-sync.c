@@ -26,6 +26,7 @@ typedef struct SyncArgs {
         const char *token;
         const char *as;
         const char *cacert;
+        const char *fingerprint;
         uint64_t limit_rate;
         unsigned parallel;
         bool json;
@@ -39,11 +40,12 @@ static int parse_sync_args(const char *cmd, int argc, char **argv, SyncArgs *a) 
                 { "parallel", required_argument, NULL, 'p' },
                 { "as", required_argument, NULL, 'a' },
                 { "cacert", required_argument, NULL, 'c' },
+                { "fingerprint", required_argument, NULL, 'f' },
                 { "json", no_argument, NULL, 'j' },
                 {},
         };
         int c;
-        while ((c = getopt_long(argc, argv, "ht:l:p:a:c:", opts, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "ht:l:p:a:c:f:", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         printf("usage: roam %s URL REF... [--token T] [--limit-rate RATE] [--parallel N] [--json]\n\n", cmd);
@@ -56,11 +58,16 @@ static int parse_sync_args(const char *cmd, int argc, char **argv, SyncArgs *a) 
                                 printf("Sends refs (and every chunk the daemon lacks) to a roam daemon, then moves\n"
                                        "the remote ref (compare-and-swap). Interrupted, it resumes when run again.\n\n");
                         printf("REF is a ref name (images/debian, sessions/alice/s1) or an image name.\n\n"
-                               "  -t, --token T        access token (default $ROAM_TOKEN)\n"
+                               "  -t, --token T        access token (default $ROAM_TOKEN); the one 'roam token\n"
+                               "                       create' prints for an https server carries its\n"
+                               "                       certificate's fingerprint, which is pinned\n"
                                "  -l, --limit-rate R   bandwidth cap per connection, e.g. 5M (bytes/s)\n"
                                "  -p, --parallel N     requests in flight (default 4)\n"
                                "  -a, --as REF         name of the ref on the receiving side (one REF only)\n"
-                               "  -c, --cacert FILE    trust this PEM certificate for https\n"
+                               "  -f, --fingerprint FP pin this server certificate (sha256:HEX, as 'roam serve'\n"
+                               "                       prints it) instead of the token's\n"
+                               "  -c, --cacert FILE    trust this PEM CA certificate for https when nothing\n"
+                               "                       is pinned\n"
                                "      --json           the results as one JSON object {\"refs\": [...]}\n"
                                "                       (docs/cli-json.md)\n");
                         return 0;
@@ -83,6 +90,9 @@ static int parse_sync_args(const char *cmd, int argc, char **argv, SyncArgs *a) 
                         break;
                 case 'c':
                         a->cacert = optarg;
+                        break;
+                case 'f':
+                        a->fingerprint = optarg;
                         break;
                 case 'j':
                         a->json = true;
@@ -107,7 +117,7 @@ static int run_sync(const char *cmd, int argc, char **argv, bool pull) {
         if (!token)
                 return cli_errorf("no token for %s (use --token or set ROAM_TOKEN; 'roam token create' on the server)",
                                   url);
-        RemoteOptions ro = { .limit_rate = a.limit_rate, .cacert = a.cacert };
+        RemoteOptions ro = { .limit_rate = a.limit_rate, .cacert = a.cacert, .fingerprint = a.fingerprint };
         _cleanup_(remote_freep) Remote *r = NULL;
         k = remote_new(url, token, &ro, &r);
         if (k < 0)

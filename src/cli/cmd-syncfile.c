@@ -103,7 +103,13 @@ int session_apply_sync_verb(int argc, char **argv) {
                                 "the epoch it holds it (signed with that laptop's key) and was written for\n"
                                 "this server, then stores it and resumes the session (a live checkpoint)\n"
                                 "or logs it off and applies its policy (powered off). A file that fails a\n"
-                                "check is refused with the check named, and nothing here changes.\n");
+                                "check is refused with the check named, and nothing here changes.\n"
+                                "A stale copy ('roam session export-stale' on a laptop that had the\n"
+                                "session before a reclaim) is checked the same way (signed by a laptop of\n"
+                                "the session's user, revoked or not; older than the session here) and only\n"
+                                "kept, as ref sessions/USER/NAME/stale-eEPOCH-LAPTOP: the session, its owner\n"
+                                "and its checkpoints stay as they are; restore it on purpose with 'roam\n"
+                                "session restore NAME CHECKPOINT' once the session is stopped.\n");
         if (argc != 2)
                 return cli_usage("session apply-sync", "expected FILE");
         _cleanup_(cli_host_done) CliHost h = { 0 };
@@ -116,13 +122,72 @@ int session_apply_sync_verb(int argc, char **argv) {
                 fprintf(stderr, "roam: %s\n", err_message(r));
                 return 1;
         }
-        if (res.terms.powered_off)
+        if (res.terms.kind == SYNC_STALE_COPY)
+                printf("kept the stale copy of session '%s' from laptop %s (epoch %lld, checkpoint %s) as ref '%s'; "
+                       "the session is unchanged\n", res.terms.session, res.terms.laptop, (long long) res.terms.epoch,
+                       res.terms.checkpoint, res.kept_ref);
+        else if (res.terms.powered_off)
                 printf("session '%s' is this server's at epoch %lld: logged off (%s), policy %s\n", res.terms.session,
                        (long long) res.terms.epoch + 1, res.finalize.finalize.logoff,
                        vm_policy_to_string(res.finalize.finalize.policy));
         else
                 printf("session '%s' runs on this server again at epoch %lld (%llu chunks from the file)\n",
                        res.terms.session, (long long) res.terms.epoch + 1, (unsigned long long) res.stats.chunks);
+        return 0;
+}
+
+int session_export_stale_verb(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "output", required_argument, NULL, 'o' },
+                { "force", no_argument, NULL, 'f' },
+                {},
+        };
+        const char *out = NULL;
+        bool force = false;
+        int c;
+        while ((c = getopt_long(argc, argv, "ho:f", opts, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        return cli_help("session export-stale", "NAME -o FILE [--force]",
+                                        "On a laptop that had session NAME offline when the server reclaimed it:\n"
+                                        "the copy here is stale (the laptop daemon stopped it, checkpointed, and\n"
+                                        "noted why); it never runs on beside the server's and is never taken\n"
+                                        "online over it. This writes its latest checkpoint to FILE (a sync file:\n"
+                                        "a verified bundle whose terms are signed by this laptop's key, without\n"
+                                        "the master image) for an admin, who keeps it on the server with 'roam\n"
+                                        "session apply-sync FILE': beside the session, never over it. Nothing\n"
+                                        "here changes; the copy stays until removed.\n\n"
+                                        "  -o, --output FILE  the file to write\n"
+                                        "  -f, --force        overwrite FILE\n");
+                case 'o':
+                        out = optarg;
+                        break;
+                case 'f':
+                        force = true;
+                        break;
+                default:
+                        return cli_usage("session export-stale", "invalid option");
+                }
+        if (argc - optind != 1)
+                return cli_usage("session export-stale", "expected NAME");
+        if (!name_is_valid(argv[optind]))
+                return cli_usage("session export-stale", "session name '%s' is invalid (use " NAME_RULE ")",
+                                 argv[optind]);
+        if (!out)
+                return cli_usage("session export-stale", "-o FILE is required");
+        _cleanup_(cli_host_done) CliHost h = { 0 };
+        if (cli_host_open(true, &h))
+                return 1;
+        SyncCtx x = ctx_of(&h);
+        SyncFileResult res;
+        int r = sync_file_export_stale(&x, argv[optind], out, force, &res);
+        if (r < 0)
+                return cli_error(r);
+        print_written("stale copy", out, &res);
+        printf("session '%s' at epoch %lld (%s, checkpoint %.12s); on the server an admin keeps it with: roam "
+               "session apply-sync FILE\n", argv[optind], (long long) res.terms.epoch,
+               res.terms.powered_off ? "powered off" : "live", res.terms.checkpoint);
         return 0;
 }
 

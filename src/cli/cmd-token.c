@@ -14,9 +14,36 @@
 #include "../basic/macro.h"
 #include "../basic/util.h"
 #include "../catalog/catalog.h"
+#include "../crypto/fingerprint.h"
+#include "../crypto/tls-cert.h"
+#include "../daemon/daemon.h"
 
 static bool want_help(int argc, char **argv) {
         return argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+}
+
+/* The fingerprint the clients of this home's daemon pin: the running
+ * daemon's (none when it serves plain HTTP), else the home's own
+ * certificate, made now if missing (roam serve uses it unless told
+ * otherwise). 1 with one, 0 without. Prints errors (-1). */
+static int home_fingerprint(Fingerprint *ret) {
+        _cleanup_(daemon_endpoint_freep) DaemonEndpoint *ep = NULL;
+        int r = daemon_endpoint_read(cli_home(), &ep);
+        if (r >= 0) {
+                if (!ep->fingerprint)
+                        return 0;
+                return fingerprint_parse(ep->fingerprint, ret) < 0 ? -1 : 1;
+        }
+        err_clear();
+        const char *insecure = getenv("ROAM_INSECURE_HTTP");
+        if (insecure && (!strcmp(insecure, "1") || !strcmp(insecure, "true") || !strcmp(insecure, "yes")))
+                return 0; /* roam serve here would serve plain HTTP */
+        r = tls_home_cert_ensure(cli_home(), NULL, NULL, ret, NULL);
+        if (r < 0) {
+                cli_error(r);
+                return -1;
+        }
+        return 1;
 }
 
 static int token_create(int argc, char **argv) {
@@ -26,19 +53,28 @@ static int token_create(int argc, char **argv) {
                 { "user", required_argument, NULL, 'u' },
                 { "label", required_argument, NULL, 'l' },
                 { "ttl", required_argument, NULL, 't' },
+                { "fingerprint", required_argument, NULL, 'f' },
+                { "no-fingerprint", no_argument, NULL, 'n' },
                 {},
         };
         int role = -1;
-        const char *user = NULL, *label = NULL;
+        const char *user = NULL, *label = NULL, *fingerprint = NULL;
+        bool bare = false;
         uint64_t ttl = 0;
         int c;
-        while ((c = getopt_long(argc, argv, "hr:u:l:t:", opts, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "hr:u:l:t:f:n", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         return cli_help("token create", "--role admin|user|host [--user NAME] [--label TEXT] [--ttl D]",
                                         "Creates an API token for 'roam serve' and prints it on stdout; only its\n"
                                         "hash is kept, so store it now. Clients send it as\n"
-                                        "'Authorization: Bearer TOKEN'.\n\n"
+                                        "'Authorization: Bearer TOKEN'. For a daemon serving HTTPS it is printed as\n"
+                                        "a pairing token, TOKEN@sha256:HEX: the fingerprint of the daemon's\n"
+                                        "certificate, which every roam client given the token pins (a server with\n"
+                                        "another certificate is refused). The fingerprint is the running daemon's,\n"
+                                        "else that of the home's own certificate ($ROAM_HOME/tls, made now if\n"
+                                        "missing, as 'roam serve' would), or none when $ROAM_INSECURE_HTTP=1 says\n"
+                                        "that 'roam serve' serves plain HTTP.\n\n"
                                         "  --role admin  everything\n"
                                         "  --role host   another roam server or laptop: every ref, chunk and object\n"
                                         "  --role user   needs --user NAME: reads images/..., reads and writes\n"
@@ -48,7 +84,10 @@ static int token_create(int argc, char **argv) {
                                         "                (" CATALOG_TOKEN_LABEL_RULE ")\n"
                                         "  --ttl D       it expires after D: seconds, or with a unit (90s, 30m,\n"
                                         "                12h, 30d); from then on it is refused like a revoked one\n"
-                                        "                (also by open event streams and desktops)\n");
+                                        "                (also by open event streams and desktops)\n"
+                                        "  --fingerprint FP   carry this fingerprint instead (sha256:HEX; for a\n"
+                                        "                daemon started with another --tls-cert)\n"
+                                        "  --no-fingerprint   print the token alone (plain HTTP, or pinned otherwise)\n");
                 case 'r':
                         role = catalog_role_from_string(optarg);
                         if (role < 0)
@@ -73,6 +112,12 @@ static int token_create(int argc, char **argv) {
                                                  "--ttl takes a duration from 1s to 100 years (90s, 30m, 12h, 30d), not '%s'",
                                                  optarg);
                         break;
+                case 'f':
+                        fingerprint = optarg;
+                        break;
+                case 'n':
+                        bare = true;
+                        break;
                 default:
                         return cli_usage("token create", "invalid option");
                 }
@@ -85,16 +130,30 @@ static int token_create(int argc, char **argv) {
         if (role != CATALOG_ROLE_USER && user)
                 return cli_usage("token create", "--user goes only with --role user");
 
+        if (bare && fingerprint)
+                return cli_usage("token create", "--fingerprint and --no-fingerprint exclude each other");
+        Fingerprint fp;
+        if (fingerprint && fingerprint_parse(fingerprint, &fp) < 0)
+                return cli_usage("token create", "fingerprint '%.100s' is malformed (expected sha256: and 64 hex "
+                                 "digits, as 'roam serve' prints it)", fingerprint);
+
         _cleanup_(catalog_freep) Catalog *cat = NULL;
         if (cli_open_catalog(true, &cat))
                 return 1;
-        _cleanup_free_ char *token = NULL;
+        int have = bare ? 0 : fingerprint ? 1 : home_fingerprint(&fp);
+        if (have < 0)
+                return 1;
+        _cleanup_free_ char *token = NULL, *pairing = NULL;
         int r = catalog_token_create_labeled(cat, (CatalogRole) role, user, label,
                                              ttl ? (int64_t) time(NULL) + (int64_t) ttl : 0, &token);
+        if (r >= 0 && have)
+                r = pairing_token_join(token, &fp, &pairing);
         if (r < 0)
                 return cli_error(r);
-        printf("%s\n", token);
+        printf("%s\n", pairing ? pairing : token);
         explicit_bzero(token, strlen(token));
+        if (pairing)
+                explicit_bzero(pairing, strlen(pairing));
         return 0;
 }
 

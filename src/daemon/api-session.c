@@ -511,6 +511,15 @@ static int route_sync_apply(HttpRequest *req, void *userdata) {
         unlink(tmp);
         if (r < 0)
                 return http_reply_error(req, sync_status(r), "%s", err_message(r));
+        if (res.terms.kind == SYNC_STALE_COPY) {
+                daemon_log(a->d, DAEMON_LOG_INFO, "stale copy of session '%s' from laptop %s (epoch %lld) kept as "
+                           "ref '%s'", res.terms.session, res.terms.laptop, (long long) res.terms.epoch,
+                           res.kept_ref);
+                return http_reply_json(req, 200, json_pack("{s:s, s:s, s:I, s:s, s:s}", "session", res.terms.session,
+                                                           "kind", "stale-copy", "stale_epoch",
+                                                           (json_int_t) res.terms.epoch, "checkpoint",
+                                                           res.terms.checkpoint, "kept_as", res.kept_ref));
+        }
         daemon_log(a->d, DAEMON_LOG_INFO, "session '%s' taken online by sync file from laptop %s at epoch %lld",
                    res.terms.session, res.terms.laptop, (long long) res.terms.epoch + 1);
         json_t *j = json_pack("{s:s, s:I, s:s, s:b, s:I}", "session", res.terms.session, "epoch",

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
@@ -34,6 +35,7 @@ typedef struct Worker {
 struct ApiStore {
         Store *s;
         char *role;
+        char fingerprint[80]; /* "" for plain HTTP */
         uint32_t chunk_size;
         size_t max_record;
         pthread_key_t worker_key;
@@ -253,9 +255,15 @@ static int h_info(HttpRequest *req, void *userdata) {
         ApiStore *a = userdata;
         const Auth *au = auth_of(req);
         return http_reply_json(req, 200,
-                               json_pack("{s:s, s:s, s:I, s:s?, s:s?}", "version", ROAM_VERSION, "role", a->role,
-                                         "chunk_size", (json_int_t) a->chunk_size, "user", au ? au->user : NULL,
-                                         "token_role", au ? catalog_role_to_string(au->role) : NULL));
+                               json_pack("{s:s, s:s, s:I, s:s?, s:s?, s:s?}", "version", ROAM_VERSION, "role",
+                                         a->role, "chunk_size", (json_int_t) a->chunk_size, "user",
+                                         au ? au->user : NULL, "token_role",
+                                         au ? catalog_role_to_string(au->role) : NULL, "tls_fingerprint",
+                                         a->fingerprint[0] ? a->fingerprint : NULL));
+}
+
+void api_store_set_fingerprint(ApiStore *a, const char *fingerprint) {
+        snprintf(a->fingerprint, sizeof a->fingerprint, "%s", fingerprint ? fingerprint : "");
 }
 
 /* ---- refs ---- */

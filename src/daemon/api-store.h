@@ -43,6 +43,9 @@ typedef struct ApiStore ApiStore;
  * "laptop") is reported by /v1/info (copied). Caller frees with
  * api_store_free(), after the HTTP server stopped. */
 int api_store_new(Store *s, const char *server_role, ApiStore **ret);
+/* The certificate fingerprint GET /v1/info reports as "tls_fingerprint"
+ * (NULL: plain HTTP, reported as absent). Before serving. */
+void api_store_set_fingerprint(ApiStore *a, const char *fingerprint);
 void api_store_free(ApiStore *a);
 static inline void api_store_freep(ApiStore **a) {
         if (*a)

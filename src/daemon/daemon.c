@@ -23,6 +23,7 @@
 #include "../basic/error.h"
 #include "../basic/fileio.h"
 #include "../basic/util.h"
+#include "../crypto/tls-cert.h"
 #include "api-gc.h"
 #include "auth.h"
 
@@ -44,6 +45,8 @@ struct Daemon {
         char *role;
         char *serve_path;
         char *tls_cert_abs;
+        char *tls_key;
+        char fingerprint[FINGERPRINT_TEXT_SIZE]; /* "" for plain HTTP */
         Store *store;
         Catalog *catalog;
         ApiStore *api;
@@ -214,6 +217,7 @@ static int check_not_running(Daemon *d) {
         free(e.url);
         free(e.role);
         free(e.cacert);
+        free(e.fingerprint);
         return r == -EBUSY ? r : 0;
 }
 
@@ -244,8 +248,21 @@ int daemon_new(const DaemonOptions *o, Daemon **ret) {
                 return -ENOMEM;
         if (!d->home || !d->role || !d->serve_path)
                 return -ENOMEM;
-        if (o->tls_cert && !(d->tls_cert_abs = realpath(o->tls_cert, NULL)))
-                return err_set(-errno, "cannot read TLS certificate '%s': %m", o->tls_cert);
+        if (!!o->tls_cert != !!o->tls_key)
+                return err_set(-EINVAL, "TLS needs both a certificate and a key (--tls-cert FILE --tls-key FILE)");
+        if (o->tls_cert && o->insecure_http)
+                return err_set(-EINVAL, "--insecure-http serves plain HTTP: drop --tls-cert and --tls-key, or it");
+        if (o->tls_cert) {
+                Fingerprint fp;
+                int k = tls_cert_check_pair(o->tls_cert, o->tls_key, &fp);
+                if (k < 0)
+                        return k;
+                if (!(d->tls_cert_abs = realpath(o->tls_cert, NULL)))
+                        return err_set(-errno, "cannot read TLS certificate '%s': %m", o->tls_cert);
+                if (!(d->tls_key = strdup(o->tls_key)))
+                        return -ENOMEM;
+                fingerprint_format(&fp, d->fingerprint);
+        }
         d->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (d->stop_fd < 0)
                 return -errno;
@@ -284,14 +301,27 @@ int daemon_new(const DaemonOptions *o, Daemon **ret) {
         r = ensure_local_token(d);
         if (r < 0)
                 return r;
+        if (!o->tls_cert && !o->insecure_http) {
+                /* the home's own pair, made on first start */
+                Fingerprint fp;
+                bool created;
+                r = tls_home_cert_ensure(d->home, &d->tls_cert_abs, &d->tls_key, &fp, &created);
+                if (r < 0)
+                        return r;
+                fingerprint_format(&fp, d->fingerprint);
+                if (created)
+                        daemon_log(d, DAEMON_LOG_INFO, "made a TLS key and self-signed certificate in %s/%s",
+                                   d->home, TLS_HOME_DIR);
+        }
 
         r = api_store_new(d->store, d->role, &d->api);
         if (r < 0)
                 return r;
+        api_store_set_fingerprint(d->api, daemon_fingerprint(d));
         HttpServerOptions ho = {
                 .listen = o->listen ? o->listen : DAEMON_LISTEN_DEFAULT,
-                .tls_cert = o->tls_cert,
-                .tls_key = o->tls_key,
+                .tls_cert = d->tls_cert_abs,
+                .tls_key = d->tls_key,
                 .stop_grace_s = o->stop_grace_s,
                 .auth = auth_http_hook,
                 .auth_userdata = d->catalog,
@@ -350,6 +380,7 @@ void daemon_free(Daemon *d) {
         free(d->role);
         free(d->serve_path);
         free(d->tls_cert_abs);
+        free(d->tls_key);
         free(d->log_path);
         free(d);
 }
@@ -371,6 +402,9 @@ const char *daemon_home(Daemon *d) {
 }
 const char *daemon_role(Daemon *d) {
         return d->role;
+}
+const char *daemon_fingerprint(Daemon *d) {
+        return d->fingerprint[0] ? d->fingerprint : NULL;
 }
 
 int daemon_add_routes(Daemon *d, const HttpRoute *routes, size_t n, void *userdata) {
@@ -459,8 +493,8 @@ void daemon_stop(Daemon *d) {
 }
 
 static int write_serve_file(Daemon *d) {
-        json_t *j = json_pack("{s:s, s:i, s:s, s:s*}", "url", http_server_url(d->http), "pid", (int) getpid(), "role",
-                              d->role, "tls_cert", d->tls_cert_abs);
+        json_t *j = json_pack("{s:s, s:i, s:s, s:s*, s:s*}", "url", http_server_url(d->http), "pid", (int) getpid(),
+                              "role", d->role, "tls_cert", d->tls_cert_abs, "fingerprint", daemon_fingerprint(d));
         if (!j)
                 return -ENOMEM;
         char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
@@ -528,6 +562,12 @@ int daemon_run(Daemon *d) {
         if (r >= 0)
                 daemon_log(d, DAEMON_LOG_INFO, "serving store '%s' as %s on %s", store_path(d->store), d->role,
                            http_server_url(d->http));
+        if (r >= 0 && d->fingerprint[0])
+                daemon_log(d, DAEMON_LOG_INFO, "TLS certificate %s: fingerprint %s (clients pin it: 'roam token "
+                           "create' puts it into the tokens it prints)", d->tls_cert_abs, d->fingerprint);
+        else if (r >= 0)
+                daemon_log(d, DAEMON_LOG_WARNING, "plain HTTP (--insecure-http): tokens and data cross the "
+                           "network unencrypted");
 
         while (r >= 0) {
                 struct pollfd p[2] = { { .fd = sfd, .events = POLLIN }, { .fd = d->stop_fd, .events = POLLIN } };
@@ -581,6 +621,7 @@ void daemon_endpoint_free(DaemonEndpoint *e) {
                 explicit_bzero(e->token, strlen(e->token));
         free(e->token);
         free(e->cacert);
+        free(e->fingerprint);
         free(e->role);
         free(e);
 }
@@ -616,12 +657,14 @@ static int read_serve(const char *home, DaemonEndpoint *e) {
         if (r < 0)
                 return err_set(r, "cannot read '%s': %s", serve, strerror(-r));
         json_t *j = json_loads(text, 0, NULL);
-        const char *url = NULL, *role = NULL, *cacert = NULL;
-        json_t *cert = NULL;
+        const char *url = NULL, *role = NULL, *cacert = NULL, *fp = NULL;
+        json_t *cert = NULL, *fpj = NULL;
         json_int_t pid = 0;
-        if (!j || json_unpack(j, "{s:s, s:I, s:s, s?o}", "url", &url, "pid", &pid, "role", &role, "tls_cert",
-                              &cert) < 0 ||
-            pid <= 0 || pid > INT_MAX || (cert && !json_is_null(cert) && !(cacert = json_string_value(cert)))) {
+        Fingerprint parsed;
+        if (!j || json_unpack(j, "{s:s, s:I, s:s, s?o, s?o}", "url", &url, "pid", &pid, "role", &role, "tls_cert",
+                              &cert, "fingerprint", &fpj) < 0 ||
+            pid <= 0 || pid > INT_MAX || (cert && !json_is_null(cert) && !(cacert = json_string_value(cert))) ||
+            (fpj && !json_is_null(fpj) && (!(fp = json_string_value(fpj)) || fingerprint_parse(fp, &parsed) < 0))) {
                 json_decref(j);
                 return err_set(-EBADMSG, "'%s' is malformed (remove it and restart 'roam serve')", serve);
         }
@@ -631,7 +674,8 @@ static int read_serve(const char *home, DaemonEndpoint *e) {
                                home, (int) pid);
         }
         r = 0;
-        if (!(e->url = strdup(url)) || !(e->role = strdup(role)) || (cacert && !(e->cacert = strdup(cacert))))
+        if (!(e->url = strdup(url)) || !(e->role = strdup(role)) || (cacert && !(e->cacert = strdup(cacert))) ||
+            (fp && !(e->fingerprint = strdup(fp))))
                 r = -ENOMEM;
         e->pid = (pid_t) pid;
         json_decref(j);

@@ -13,9 +13,11 @@
  * Files in the state directory (HOME):
  *   HOME/store/        the content-addressed store
  *   HOME/catalog.db    tokens (catalog.h)
- *   HOME/serve.json    {"url", "pid", "role", "tls_cert"?} while the daemon
- *                      serves; written atomically after the server listens,
- *                      removed on clean shutdown
+ *   HOME/serve.json    {"url", "pid", "role", "tls_cert"?, "fingerprint"?} while
+ *                      the daemon serves; written atomically after the server
+ *                      listens, removed on clean shutdown
+ *   HOME/tls/          the TLS key and certificate made on first start
+ *                      (crypto/tls-cert.h), unless --tls-cert or --insecure-http
  *   HOME/local.token   an admin token for local CLI commands (mode 0600),
  *                      created once and reused while the catalog accepts it
  *
@@ -61,8 +63,9 @@ const char *daemon_log_level_to_string(int level);
 typedef struct DaemonOptions {
         const char *home;     /* state directory, created if missing (required) */
         const char *listen;   /* NULL = DAEMON_LISTEN_DEFAULT */
-        const char *tls_cert; /* PEM; both or neither */
+        const char *tls_cert; /* PEM; both or neither (neither: HOME/tls, made if missing) */
         const char *tls_key;
+        bool insecure_http;   /* plain HTTP (no tls_cert then) */
         const char *role;     /* "server" (NULL = default) or "laptop"; reported by /v1/info */
         const char *log_path; /* NULL = stderr */
         bool verbose;         /* log every request: the same as log_level debug */
@@ -94,6 +97,8 @@ ApiStore *daemon_api_store(Daemon *d);
 HttpServer *daemon_http(Daemon *d);
 const char *daemon_home(Daemon *d);
 const char *daemon_role(Daemon *d);
+/* "sha256:HEX" of the certificate served, or NULL for plain HTTP. */
+const char *daemon_fingerprint(Daemon *d);
 
 /* Adds routes to the HTTP server (before daemon_run()); they share the
  * authentication of every route (auth.h: auth_of(req)). */
@@ -132,7 +137,8 @@ Daemon *daemon_worker_daemon(DaemonWorker *w);
 typedef struct DaemonEndpoint {
         char *url;    /* "http://127.0.0.1:7450" */
         char *token;  /* the local admin token */
-        char *cacert; /* the daemon's TLS certificate (for https), else NULL */
+        char *cacert; /* the daemon's TLS certificate file (for https), else NULL */
+        char *fingerprint; /* "sha256:HEX" of that certificate, pinned by local clients; NULL for http */
         char *role;   /* "server" or "laptop" */
         pid_t pid;
 } DaemonEndpoint;

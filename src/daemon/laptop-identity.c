@@ -12,11 +12,13 @@
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
+#include "../crypto/fingerprint.h"
 #include "../crypto/request-sig.h"
 
 #define POOL_MAX 8
 #define POOL_LOW 2
 #define NONCE_BATCH 4
+#define PIN_FILE_MAX 8192
 
 typedef struct PooledNonce {
         char text[REQSIG_NONCE_HEX_LEN + 1];
@@ -24,6 +26,8 @@ typedef struct PooledNonce {
 } PooledNonce;
 
 struct LaptopIdentity {
+        char *home;
+        char *server_url;
         SignKey *key;
         char id[SIGN_KEY_ID_LEN + 1];
         char name[NAME_MAX_LEN + 1];
@@ -138,6 +142,81 @@ static void nonce_refused_cb(void *userdata) {
         pthread_mutex_unlock(&li->lock);
 }
 
+/* ---- the server's pinned certificate ---- */
+
+/* The fingerprint pinned for url in HOME/server-pin.json: 1 with it, 0 when
+ * there is none for url. */
+static int pin_load(const char *home, const char *url, Fingerprint *ret) {
+        _cleanup_free_ char *path = path_join(home, LAPTOP_PIN_FILE), *text = NULL;
+        if (!path)
+                return -ENOMEM;
+        size_t len;
+        int r = read_full_file(path, PIN_FILE_MAX, &text, &len);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return err_set(r, "cannot read '%s': %s", path, strerror(-r));
+        json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+        const char *u = json_string_value(json_object_get(j, "url"));
+        const char *f = json_string_value(json_object_get(j, "fingerprint"));
+        Fingerprint fp;
+        r = u && f && fingerprint_parse(f, &fp) >= 0 ? 0 : -EBADMSG;
+        if (r >= 0 && !strcmp(u, url)) {
+                *ret = fp;
+                r = 1;
+        }
+        json_decref(j);
+        if (r == -EBADMSG)
+                return err_set(r, "'%s' is malformed (remove it and pair with a token from 'roam token create')",
+                               path);
+        return r;
+}
+
+static int pin_save(const char *home, const char *url, const Fingerprint *fp) {
+        Fingerprint old;
+        int r = pin_load(home, url, &old);
+        if (r > 0 && fingerprint_equal(&old, fp))
+                return 0;
+        _cleanup_free_ char *path = path_join(home, LAPTOP_PIN_FILE);
+        char text[FINGERPRINT_TEXT_SIZE];
+        json_t *j = json_pack("{s:s, s:s}", "url", url, "fingerprint", fingerprint_format(fp, text));
+        _cleanup_free_ char *dump = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+        json_decref(j);
+        if (!path || !dump)
+                return -ENOMEM;
+        return write_file_atomic(path, dump, strlen(dump), 0644);
+}
+
+int laptop_pin_resolve(const char *home, const char *server_url, const char *token, const char *fingerprint,
+                       char **ret_token) {
+        _cleanup_free_ char *bare = NULL;
+        Fingerprint fp;
+        bool have;
+        int r = pairing_token_split(token, &bare, &fp, &have);
+        if (r < 0)
+                return r;
+        if (fingerprint) {
+                if (fingerprint_parse(fingerprint, &fp) < 0)
+                        return err_set(-EINVAL, "fingerprint '%.100s' is malformed (expected sha256: and 64 hex "
+                                       "digits, as 'roam serve' prints it)", fingerprint);
+                have = true;
+        }
+        if (strncmp(server_url, "https://", 8)) {
+                *ret_token = strdup(token);
+                return *ret_token ? 0 : -ENOMEM;
+        }
+        if (!have) {
+                r = pin_load(home, server_url, &fp);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        return err_set(-EINVAL, "no fingerprint of %s's certificate to pin: use the pairing "
+                                       "token 'roam token create' prints there (TOKEN@sha256:...), or "
+                                       "--fingerprint with the one 'roam serve' printed there", server_url);
+        }
+        return pairing_token_join(bare, &fp, ret_token);
+}
+
 int laptop_identity_open(const LaptopIdentityOptions *o, LaptopIdentity **ret) {
         _cleanup_free_ char *path = path_join(o->home, LAPTOP_KEY_FILE);
         if (!path)
@@ -146,6 +225,8 @@ int laptop_identity_open(const LaptopIdentityOptions *o, LaptopIdentity **ret) {
         if (!li)
                 return -ENOMEM;
         pthread_mutex_init(&li->lock, NULL);
+        if (!(li->home = strdup(o->home)) || !(li->server_url = strdup(o->server_url)))
+                return -ENOMEM;
         int r = sign_key_load(path, &li->key);
         if (r == -ENOENT) {
                 r = sign_key_generate(&li->key);
@@ -172,6 +253,8 @@ void laptop_identity_free(LaptopIdentity *li) {
                 return;
         sign_key_free(li->key);
         remote_free(li->server);
+        free(li->home);
+        free(li->server_url);
         pthread_mutex_destroy(&li->lock);
         free(li);
 }
@@ -218,6 +301,13 @@ int laptop_identity_pair(LaptopIdentity *li, Remote *server) {
         remote_response_done(&resp);
         if (r < 0)
                 return err_set_if_none(r, "pairing with %s failed", remote_url(server));
+        Fingerprint fp;
+        if (!strncmp(li->server_url, "https://", 8) && remote_pinned(server, &fp)) {
+                r = pin_save(li->home, li->server_url, &fp);
+                if (r < 0)
+                        return err_set_if_none(r, "cannot keep the server's fingerprint in '%s/%s'", li->home,
+                                               LAPTOP_PIN_FILE);
+        }
         pthread_mutex_lock(&li->lock);
         li->paired = true;
         pthread_mutex_unlock(&li->lock);

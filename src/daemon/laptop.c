@@ -13,6 +13,7 @@
 #include "../basic/failpoint.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
+#include "../crypto/fingerprint.h"
 #include "../session/handoff.h"
 #include "../session/move.h"
 #include "../sync/sync.h"
@@ -44,7 +45,7 @@ typedef struct Laptop {
         LaptopIdentity *id;
         char holder[sizeof LAPTOP_HOLDER_PREFIX + SIGN_KEY_ID_LEN]; /* "laptop:ID", the server's owner for us */
         Remote *server; /* signs what needs signing (laptop-identity.h) */
-        char pair_error[256]; /* why pairing failed ("" = paired or not tried) */
+        char pair_error[640]; /* why pairing failed ("" = paired or not tried) */
         pthread_mutex_t lock;  /* tracks */
         pthread_mutex_t op;    /* one hand-over or pre-copy at a time */
         Track tracks[LAPTOP_MAX_SESSIONS];
@@ -199,10 +200,22 @@ static void finish_offline(Laptop *l, const char *name, int64_t epoch) {
 static void stop_if_stale(Laptop *l, const char *name, const char *owner, int64_t epoch) {
         pthread_mutex_lock(&l->op);
         SessionInfo i = { 0 };
-        bool stale = session_get(l->h, name, &i) >= 0 && !strcmp(i.row.owner, SESSION_OWNER_LOCAL) &&
-                     i.row.epoch < epoch && (i.row.state == SESSION_RUNNING || i.row.state == SESSION_PAUSED);
+        bool older = session_get(l->h, name, &i) >= 0 && !strcmp(i.row.owner, SESSION_OWNER_LOCAL) &&
+                     i.row.epoch < epoch;
+        bool stale = older && (i.row.state == SESSION_RUNNING || i.row.state == SESSION_PAUSED);
         int64_t mine = i.row.epoch;
         session_info_done(&i);
+        err_clear();
+        StaleNote note;
+        if (older && (handoff_stale_note_get(l->h, name, &note) < 0 || note.server_epoch != epoch)) {
+                /* for 'roam session export-stale' */
+                note = (StaleNote){ .epoch = mine, .server_epoch = epoch, .at = (int64_t) time(NULL) };
+                snprintf(note.server_owner, sizeof note.server_owner, "%s", owner);
+                int n = handoff_stale_note_set(l->h, name, &note);
+                if (n < 0)
+                        daemon_log(l->d, DAEMON_LOG_WARNING, "noting that session '%s' is stale: %s", name,
+                                   err_message(n));
+        }
         err_clear();
         int k = 0;
         if (stale) {
@@ -217,7 +230,9 @@ static void stop_if_stale(Laptop *l, const char *name, const char *owner, int64_
                            "session '%s' here is stale: the server gave it to %s at epoch %lld (this laptop has "
                            "epoch %lld); %s",
                            name, !strcmp(owner, SESSION_OWNER_LOCAL) ? "itself" : owner, (long long) epoch, (long long) mine,
-                           k >= 0 ? "stopped here, its state kept in a checkpoint" : err_message(k));
+                           k >= 0 ? "stopped here, its state kept in a checkpoint ('roam session export-stale' "
+                                    "writes it to a file for the admin)"
+                                  : err_message(k));
 }
 
 /* The server renews the lease of a session offline here (a signed request;
@@ -645,8 +660,13 @@ static int route_status(HttpRequest *req, void *userdata) {
                                        "predicted_offline_s", predicted, "lease_until", (json_int_t) t->lease_until,
                                        "lease_error", t->lease_error[0] ? json_string(t->lease_error) : json_null()));
         }
-        json_t *j = json_pack("{s:s, s:s, s:{s:s, s:s, s:b, s:o}, s:b, s:I, s:o}", "server", l->o.server_url,
-                              "holder", l->holder, "laptop", "id", laptop_identity_id(l->id), "name",
+        Fingerprint fp;
+        char fptext[FINGERPRINT_TEXT_SIZE];
+        bool pinned = remote_pinned(l->server, &fp) && !strncmp(l->o.server_url, "https://", 8);
+        if (pinned)
+                fingerprint_format(&fp, fptext);
+        json_t *j = json_pack("{s:s, s:s?, s:s, s:{s:s, s:s, s:b, s:o}, s:b, s:I, s:o}", "server", l->o.server_url,
+                              "server_fingerprint", pinned ? fptext : NULL, "holder", l->holder, "laptop", "id", laptop_identity_id(l->id), "name",
                               laptop_identity_name(l->id), "paired", laptop_identity_paired(l->id), "pair_error",
                               l->pair_error[0] ? json_string(l->pair_error) : json_null(), "connected", l->connected,
                               "last_contact", (json_int_t) l->last_contact, "sessions", arr);
@@ -662,8 +682,9 @@ static const HttpRoute routes[] = {
 /* A laptop daemon without a server: it answers the hand-over routes too, so
  * that 'roam status' and 'roam offline' say what it is. */
 static int route_no_server_status(HttpRequest *req, void *userdata) {
-        return http_reply_json(req, 200, json_pack("{s:n, s:n, s:b, s:I, s:[]}", "server", "laptop", "connected", 0,
-                                                   "last_contact", (json_int_t) 0, "sessions"));
+        return http_reply_json(req, 200, json_pack("{s:n, s:n, s:n, s:b, s:I, s:[]}", "server", "server_fingerprint",
+                                                   "laptop", "connected", 0, "last_contact", (json_int_t) 0,
+                                                   "sessions"));
 }
 
 static int route_no_server_handoff(HttpRequest *req, void *userdata) {
@@ -698,9 +719,17 @@ int laptop_register(Daemon *d, SessionHost *h, Hoard *hoard, const LaptopOptions
                 return err_set(-EINVAL, "laptop name '%s' is invalid (use " NAME_RULE ")", nm);
         pthread_mutex_init(&l.lock, NULL);
         pthread_mutex_init(&l.op, NULL);
+        /* from here on the token carries the fingerprint to pin: every
+         * Remote made from it, and the hand-over markers, pin the server */
+        char *pinned = NULL;
+        int r = laptop_pin_resolve(daemon_home(d), o->server_url, o->token, o->fingerprint, &pinned);
+        if (r < 0)
+                return r;
+        l.o.token = pinned; /* lives as long as l */
+        o = &l.o;
         LaptopIdentityOptions io = { .home = daemon_home(d), .name = nm, .server_url = o->server_url,
                                      .token = o->token, .cacert = o->cacert };
-        int r = laptop_identity_open(&io, &l.id);
+        r = laptop_identity_open(&io, &l.id);
         if (r < 0)
                 return r;
         snprintf(l.holder, sizeof l.holder, LAPTOP_HOLDER_PREFIX "%s", laptop_identity_id(l.id));

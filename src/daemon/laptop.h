@@ -26,7 +26,9 @@
 typedef struct LaptopOptions {
         const char *server_url;
         const char *token;         /* the user's token on the server */
-        const char *cacert;        /* for https servers */
+        const char *cacert;        /* for https servers (unused once pinned) */
+        const char *fingerprint;   /* the server certificate's to pin; NULL = the token's, else
+                                      the one pinned at pairing (laptop-identity.h) */
         const char *name;          /* this laptop's display name; NULL = host name (its identity
                                       is its key: laptop-identity.h) */
         double precopy_interval_s; /* 0 = 5 */

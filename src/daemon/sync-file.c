@@ -25,6 +25,7 @@
 static const char *const kind_names[] = {
         [SYNC_TAKE_OFFLINE] = "take-offline",
         [SYNC_TAKE_ONLINE] = "take-online",
+        [SYNC_STALE_COPY] = "stale-copy",
 };
 
 /* ---- terms ---- */
@@ -67,6 +68,8 @@ int sync_terms_parse(const char *text, SyncTerms *ret) {
                 t.kind = SYNC_TAKE_OFFLINE;
         else if (kind && !strcmp(kind, kind_names[SYNC_TAKE_ONLINE]))
                 t.kind = SYNC_TAKE_ONLINE;
+        else if (kind && !strcmp(kind, kind_names[SYNC_STALE_COPY]))
+                t.kind = SYNC_STALE_COPY;
         else
                 return err_set(-EBADMSG, "sync file terms: 'kind' is missing or unknown");
         json_t *po = json_object_get(j, "powered_off");
@@ -82,7 +85,7 @@ int sync_terms_parse(const char *text, SyncTerms *ret) {
         if (r >= 0)
                 r = copy_field(j, "checkpoint", t.checkpoint, sizeof t.checkpoint, checkpoint_ok);
         if (r >= 0)
-                r = int_field(j, "epoch", t.kind == SYNC_TAKE_OFFLINE ? 1 : 0, &t.epoch);
+                r = int_field(j, "epoch", t.kind != SYNC_TAKE_ONLINE ? 1 : 0, &t.epoch);
         if (r >= 0)
                 r = int_field(j, "lease_until", 0, &t.lease_until);
         if (r >= 0)
@@ -96,8 +99,8 @@ int sync_terms_parse(const char *text, SyncTerms *ret) {
         if (sig && base64url_decode_exact(json_string_value(sig), t.signature, sizeof t.signature) < 0)
                 return err_set(-EBADMSG, "sync file terms: 'signature' is malformed");
         t.signed_ = sig != NULL;
-        if (t.kind == SYNC_TAKE_ONLINE && !t.signed_)
-                return err_set(-EBADMSG, "sync file terms: a take-online file must be signed by its laptop");
+        if (t.kind != SYNC_TAKE_OFFLINE && !t.signed_)
+                return err_set(-EBADMSG, "sync file terms: a %s file must be signed by its laptop", kind);
         *ret = t;
         return 0;
 }
@@ -168,6 +171,9 @@ static int read_terms(Check *k, const char *envelope) {
         int r = sync_terms_parse(envelope, &k->terms);
         if (r < 0)
                 return r;
+        /* the server takes both kinds the laptop writes */
+        if (k->want == SYNC_TAKE_ONLINE && k->terms.kind == SYNC_STALE_COPY)
+                return 0;
         if (k->terms.kind != k->want)
                 return err_set(-EINVAL, "'%s' is a %s file: %s", k->path, kind_names[k->terms.kind],
                                k->terms.kind == SYNC_TAKE_OFFLINE
@@ -274,7 +280,25 @@ int sync_file_export_offline(const SyncCtx *x, const char *name, const char *lap
         return 0;
 }
 
-/* ---- server: apply a take-online file ---- */
+/* ---- server: apply a take-online file (or keep a stale copy) ---- */
+
+/* sessions/USER/NAME/stale-eEPOCH-LAPTOP12: where a stale copy is kept */
+static void stale_ref(char buf[static REF_NAME_MAX_LEN + 1], const SyncTerms *t) {
+        char leaf[64];
+        snprintf(leaf, sizeof leaf, "stale-e%lld-%.12s", (long long) t->epoch, t->laptop);
+        session_ref(buf, t->user, t->session, leaf);
+}
+
+/* A stale copy sets its one ref and no other */
+static int check_stale_refs(const SyncTerms *t, const BundleRef *refs, size_t n) {
+        char want[REF_NAME_MAX_LEN + 1];
+        stale_ref(want, t);
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(refs[i].name, want))
+                        return err_set(-EPERM, "the stale copy sets ref '%s'; it may set '%s' only", refs[i].name,
+                                       want);
+        return check_refs(t, refs, n);
+}
 
 static int check_online(void *userdata, const char *envelope, const BundleRef *refs, size_t n) {
         Check *k = userdata;
@@ -306,7 +330,18 @@ static int check_online(void *userdata, const char *envelope, const BundleRef *r
                 return err_set(-EPERM, "'%s' is for user '%s''s session '%s'; that session is user '%s''s here",
                                k->path, t->user, t->session, user);
         const char *holder = laptop_holder_id(owner);
-        if (!holder || strcmp(holder, t->laptop)) {
+        if (t->kind == SYNC_STALE_COPY) {
+                /* kept beside the session, which stays as it is: the laptop
+                 * must be stale indeed (an older epoch), not the holder */
+                if (holder && !strcmp(holder, t->laptop) && epoch == t->epoch)
+                        return err_set(-EINVAL, "'%s' is not stale: session '%s' is offline on laptop %s at epoch "
+                                       "%lld (take it online: 'roam online %s --to-file FILE' there); nothing was "
+                                       "changed", k->path, t->session, t->laptop, (long long) epoch, t->session);
+                if (t->epoch >= epoch)
+                        return err_set(-EINVAL, "'%s' is from epoch %lld, not older than session '%s''s %lld here; "
+                                       "nothing was changed", k->path, (long long) t->epoch, t->session,
+                                       (long long) epoch);
+        } else if (!holder || strcmp(holder, t->laptop)) {
                 char who[384];
                 laptop_owner_describe(x->catalog, t->session, owner, false, who, sizeof who);
                 return err_set(-ESTALE,
@@ -315,14 +350,21 @@ static int check_online(void *userdata, const char *envelope, const BundleRef *r
                                k->path, t->session, !strcmp(owner, "local") ? "this server" : who, (long long) epoch,
                                t->laptop);
         }
-        if (epoch != t->epoch)
+        if (t->kind == SYNC_TAKE_ONLINE && epoch != t->epoch)
                 return err_set(-ESTALE, "'%s' is stale: it is from epoch %lld, session '%s' is at epoch %lld here",
                                k->path, (long long) t->epoch, t->session, (long long) epoch);
         LaptopRecord l;
         r = laptop_get(x->catalog, t->laptop, &l);
+        if (r == -ENOENT)
+                return err_set(r, "'%s' comes from laptop %s, which never paired with this server", k->path,
+                               t->laptop);
         if (r < 0)
                 return r;
-        if (l.revoked)
+        if (strcmp(l.user, t->user))
+                return err_set(-EPERM, "'%s' comes from laptop '%s' (id %s), which is user '%s''s, not '%s''s",
+                               k->path, l.name, l.id, l.user, t->user);
+        /* a revoked laptop's stale copy is kept all the same: that is what it is for */
+        if (l.revoked && t->kind == SYNC_TAKE_ONLINE)
                 return err_set(-EKEYREVOKED, "'%s' comes from laptop '%s' (id %s), which was revoked", k->path, l.name,
                                l.id);
         _cleanup_free_ char *msg = NULL;
@@ -333,7 +375,7 @@ static int check_online(void *userdata, const char *envelope, const BundleRef *r
         if (sign_verify(l.public_key, msg, len, t->signature) < 0)
                 return err_set(-EPERM, "'%s' is not signed by laptop '%s' (id %s): the signature does not match",
                                k->path, l.name, l.id);
-        return check_refs(t, refs, n);
+        return t->kind == SYNC_STALE_COPY ? check_stale_refs(t, refs, n) : check_refs(t, refs, n);
 }
 
 int sync_file_apply(const SyncCtx *x, const char *path, const char *as_user, SyncFileResult *ret) {
@@ -345,6 +387,10 @@ int sync_file_apply(const SyncCtx *x, const char *path, const char *as_user, Syn
                 return r;
         const SyncTerms *t = &k.terms;
         ret->terms = *t;
+        if (t->kind == SYNC_STALE_COPY) {
+                stale_ref(ret->kept_ref, t); /* bundle_apply() set it: that is all */
+                return 0;
+        }
         if (t->powered_off)
                 r = handoff_finalize_in(x->host, t->session, t->checkpoint, t->epoch + 1, t->epoch, &ret->finalize);
         else
@@ -524,6 +570,86 @@ int sync_file_take_online(const SyncCtx *x, const char *name, const char *path, 
         }
         handoff_busy_end(x->host, name);
         return 0;
+}
+
+/* ---- laptop: a stale copy into a file ---- */
+
+int sync_file_export_stale(const SyncCtx *x, const char *name, const char *path, bool overwrite,
+                           SyncFileResult *ret) {
+        *ret = (SyncFileResult) { 0 };
+        SyncTerms t = { .kind = SYNC_STALE_COPY, .created = (int64_t) time(NULL), .signed_ = true };
+        _cleanup_(sign_key_freep) SignKey *key = NULL;
+        int r = my_laptop_key(x, &key, t.laptop);
+        if (r < 0)
+                return r;
+        SessionInfo i = { 0 };
+        r = session_get(x->host, name, &i);
+        SessionState state = i.row.state;
+        int64_t epoch = i.row.epoch;
+        if (r >= 0)
+                snprintf(t.user, sizeof t.user, "%s", i.row.user);
+        _cleanup_free_ char *image = r >= 0 ? strdup(i.row.image) : NULL;
+        session_info_done(&i);
+        if (r < 0)
+                return r;
+        StaleNote note;
+        r = handoff_stale_note_get(x->host, name, &note);
+        if (r == -ENOENT)
+                return err_set(r, "session '%s' is not known to be stale here (the laptop daemon notes it when the "
+                               "server has given it to another owner; to hand a current session in: 'roam online "
+                               "%s --to-file FILE')", name, name);
+        if (r < 0)
+                return r;
+        if (note.epoch != epoch)
+                return err_set(-ESTALE, "session '%s' is at epoch %lld here, not the stale epoch %lld noted (take it "
+                               "online instead)", name, (long long) epoch, (long long) note.epoch);
+        if (state == SESSION_RUNNING || state == SESSION_PAUSED)
+                return err_set(-EBUSY, "the stale copy of session '%s' runs here: stop it first ('roam session stop "
+                               "%s'; its state is checkpointed)", name, name);
+        GrantNote g;
+        r = handoff_grant_note_get(x->host, name, &g);
+        if (r == -ENOENT)
+                return err_set(r, "session '%s' has no record of the server it came from here", name);
+        if (r < 0)
+                return r;
+        if (!hex_is_exact(g.server, HOST_ID_LEN))
+                return err_set(-EBADMSG, "the grant of session '%s' here names no server id", name);
+        RoamId ck;
+        r = session_checkpoint_resolve(x->host, t.user, name, "latest", &ck);
+        if (r < 0)
+                return r;
+        json_t *manifest = NULL;
+        r = session_checkpoint_verify(x->store, &ck, &manifest);
+        if (r < 0)
+                return r;
+        t.powered_off = json_is_true(json_object_get(manifest, "powered_off"));
+        json_decref(manifest);
+        snprintf(t.session, sizeof t.session, "%s", name);
+        memcpy(t.server, g.server, sizeof t.server);
+        t.epoch = epoch;
+        id_to_hex(&ck, t.checkpoint);
+        _cleanup_free_ char *msg = NULL;
+        size_t len;
+        r = sync_terms_message(&t, &msg, &len);
+        if (r >= 0)
+                r = sign_key_sign(key, msg, len, t.signature);
+        if (r < 0)
+                return r;
+        /* the ref the server keeps it under, here too: what the bundle carries */
+        char ref[REF_NAME_MAX_LEN + 1], base[REF_NAME_MAX_LEN + 1];
+        stale_ref(ref, &t);
+        r = store_ref_set(x->store, ref, &ck, NULL);
+        if (r < 0)
+                return r;
+        snprintf(base, sizeof base, "images/%s", image ? image : "");
+        RoamId dummy;
+        bool has_base = image && store_ref_get(x->store, base, &dummy) >= 0;
+        err_clear();
+        char *refs[] = { ref }, *since[] = { base };
+        r = write_file(x, &t, refs, 1, since, has_base, path, overwrite, ret);
+        if (r >= 0)
+                snprintf(ret->kept_ref, sizeof ret->kept_ref, "%s", ref);
+        return r;
 }
 
 int sync_file_resume_refused(const SyncCtx *x, const char *name) {

@@ -19,13 +19,25 @@
  *           only from the laptop that holds S, at the epoch it holds: S
  *           resumes live, or (powered off) is logged off and finalized
  *
+ * And a stale copy (a laptop that comes back after a reclaim):
+ *
+ *   laptop  roam session export-stale S -o F
+ *           S, found stale here (handoff.h: StaleNote) and stopped: its
+ *           latest checkpoint, signed by the laptop's key
+ *   server  roam session apply-sync F
+ *           from a laptop paired for the session's user (revoked or not),
+ *           for this server, older than the session's epoch here: the
+ *           checkpoint is kept as ref sessions/USER/S/stale-eEPOCH-LAPTOP12
+ *           and nothing else changes (owner, epoch, state, latest); an
+ *           admin may restore it on purpose ('roam session restore S HEX')
+ *
  * A sync file is a bundle (store/bundle.h) whose envelope holds its terms:
  *
- *   {"roam_sync": 1, "kind": "take-offline" | "take-online",
+ *   {"roam_sync": 1, "kind": "take-offline" | "take-online" | "stale-copy",
  *    "session", "user", "server": HOST ID (host-id.h), "laptop": ID,
  *    "epoch", "checkpoint": HEX, "powered_off", "lease_until", "created",
- *    "signature": B64URL (take-online: Ed25519 by the laptop over
- *     sync_terms_message())}
+ *    "signature": B64URL (take-online, stale-copy: Ed25519 by the laptop
+ *     over sync_terms_message())}
  *
  * Every check runs after the whole file is verified and before anything is
  * stored, so a refused file leaves the receiving store and catalog as they
@@ -46,6 +58,7 @@
 typedef enum SyncKind {
         SYNC_TAKE_OFFLINE,
         SYNC_TAKE_ONLINE,
+        SYNC_STALE_COPY,
 } SyncKind;
 
 typedef struct SyncTerms {
@@ -84,6 +97,7 @@ typedef struct SyncFileResult {
         BundleStats stats;
         FinalizeInResult finalize; /* apply of a powered-off session */
         uint64_t file_bytes;       /* written */
+        char kept_ref[REF_NAME_MAX_LEN + 1]; /* stale-copy: the ref written or kept */
 } SyncFileResult;
 
 /* Server: grants session name to the laptop whose id starts with laptop
@@ -92,7 +106,8 @@ typedef struct SyncFileResult {
  * Asked again for the same laptop, the same grant. */
 int sync_file_export_offline(const SyncCtx *x, const char *name, const char *laptop, int64_t lease_s,
                              const char *path, bool overwrite, SyncFileResult *ret);
-/* Server: applies a take-online file. as_user (NULL: any) limits it to that
+/* Server: applies a take-online file, or keeps a stale-copy file's
+ * checkpoint (terms.kind says which). as_user (NULL: any) limits it to that
  * user's sessions (a user token; another user's session is "not found"). */
 int sync_file_apply(const SyncCtx *x, const char *path, const char *as_user, SyncFileResult *ret);
 
@@ -102,6 +117,11 @@ int sync_file_take_offline(const SyncCtx *x, const char *name, const char *path,
 /* Laptop: hands session name in by file. */
 int sync_file_take_online(const SyncCtx *x, const char *name, const char *path, bool overwrite,
                           SyncFileResult *ret);
+/* Laptop: writes the stale copy of session name (found stale by the laptop
+ * daemon, not running) to path: its latest checkpoint, signed; the master
+ * image is left out (the server has it). Nothing here changes. */
+int sync_file_export_stale(const SyncCtx *x, const char *name, const char *path, bool overwrite,
+                           SyncFileResult *ret);
 /* Laptop: the server refused the file: the session may run here again, from
  * the checkpoint it was handed in with. */
 int sync_file_resume_refused(const SyncCtx *x, const char *name);

@@ -328,6 +328,33 @@ int handoff_grant_note_get(SessionHost *h, const char *name, GrantNote *ret) {
         return 0;
 }
 
+int handoff_stale_note_set(SessionHost *h, const char *name, const StaleNote *n) {
+        json_t *j = json_pack("{s:I, s:I, s:s, s:I}", "epoch", (json_int_t) n->epoch, "server_epoch",
+                              (json_int_t) n->server_epoch, "server_owner", n->server_owner, "at", (json_int_t) n->at);
+        _cleanup_free_ char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        return text ? session_file_write(h, name, "stale", text, 0600) : -ENOMEM;
+}
+
+int handoff_stale_note_get(SessionHost *h, const char *name, StaleNote *ret) {
+        _cleanup_free_ char *p = NULL, *text = NULL;
+        size_t len;
+        int r = session_file_read(h, name, "stale", 4096, &text, &len, &p);
+        if (r <= 0)
+                return r < 0 ? r : -ENOENT;
+        _cleanup_(json_decrefp) json_t *j = json_loadb(text, len, 0, NULL);
+        json_t *e = json_object_get(j, "epoch"), *se = json_object_get(j, "server_epoch"), *at = json_object_get(j, "at");
+        const char *owner = json_string_value(json_object_get(j, "server_owner"));
+        if (!json_is_integer(e) || !json_is_integer(se) || !json_is_integer(at) || !owner ||
+            strlen(owner) >= sizeof ret->server_owner)
+                return err_set(-EBADMSG, "the stale note of session '%s' is malformed (%s)", name, p);
+        StaleNote n = { .epoch = (int64_t) json_integer_value(e), .server_epoch = (int64_t) json_integer_value(se),
+                        .at = (int64_t) json_integer_value(at) };
+        snprintf(n.server_owner, sizeof n.server_owner, "%s", owner);
+        *ret = n;
+        return 0;
+}
+
 int handoff_handed_in_set(SessionHost *h, const char *name, const char *file) {
         char buf[4200];
         int n = snprintf(buf, sizeof buf, "%lld %s\n", (long long) time(NULL), file);

@@ -101,6 +101,20 @@ typedef struct GrantNote {
 int handoff_grant_note_set(SessionHost *h, const char *name, const GrantNote *g);
 int handoff_grant_note_get(SessionHost *h, const char *name, GrantNote *ret);
 
+/* A copy here found stale: the server gave the session to another owner
+ * (reclaim) at a later epoch than this copy's. Kept for 'roam session
+ * export-stale' (src/daemon/sync-file.h): $ROAM_HOME/sessions/NAME/stale
+ * (JSON {"epoch": this copy's, "server_epoch", "server_owner", "at"}).
+ * get() gives -ENOENT when there is none. */
+typedef struct StaleNote {
+        int64_t epoch;
+        int64_t server_epoch;
+        char server_owner[256];
+        int64_t at;
+} StaleNote;
+int handoff_stale_note_set(SessionHost *h, const char *name, const StaleNote *n);
+int handoff_stale_note_get(SessionHost *h, const char *name, StaleNote *ret);
+
 /* A session handed in by file (roam online --to-file): the laptop does not
  * run it again until the server refuses the file and the user says so
  * (handoff_handed_in_clear()). $ROAM_HOME/sessions/NAME/handed-in holds the

@@ -12,10 +12,12 @@
 #include "../basic/error.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
+#include "remote-tls.h"
 #include "remote.h"
 
 struct RemoteStream {
         CURL *curl;
+        TlsVerify tv;
         int fd;
         uint8_t *extra; /* bytes after the answer's head, handed out first */
         size_t extra_len, extra_off;
@@ -248,12 +250,17 @@ static int error_answer(const char *url, const char *token, const char *buf, siz
         return r;
 }
 
-int remote_stream_open(const char *url, const char *token, const char *cacert, const char *path,
+int remote_stream_open(const char *url, const char *token_in, const RemoteOptions *o, const char *path,
                        const char *protocol, RemoteStream **ret) {
         char host[512];
         if (!url || (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) || host_of(url, host, sizeof host) < 0)
                 return err_set(-EINVAL, "url '%s' is invalid (use http://HOST:PORT or https://HOST:PORT)",
                                url ? url : "");
+        _cleanup_free_ char *token = NULL;
+        RemoteTls tls;
+        int r = remote_tls_config(token_in, o, &token, &tls);
+        if (r < 0)
+                return r;
         if ((token && (strlen(token) > 1024 || !header_safe(token))) || !header_safe(path) || !header_safe(protocol))
                 return err_set(-EINVAL, "the token holds characters that cannot go into a request");
         curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -268,9 +275,12 @@ int remote_stream_open(const char *url, const char *token, const char *cacert, c
         curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long) REMOTE_STREAM_TIMEOUT_MS);
         curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-        if (cacert)
-                curl_easy_setopt(h, CURLOPT_CAINFO, cacert);
+        r = remote_tls_setup(h, url, &tls, &s->tv);
+        if (r < 0)
+                return r;
         CURLcode cc = curl_easy_perform(h);
+        if (cc != CURLE_OK && (r = remote_tls_error(url, &tls, &s->tv, cc)) < 0)
+                return r;
         if (cc != CURLE_OK) {
                 int e = cc == CURLE_COULDNT_CONNECT          ? -ECONNREFUSED
                         : cc == CURLE_OPERATION_TIMEDOUT     ? -ETIMEDOUT
@@ -292,7 +302,7 @@ int remote_stream_open(const char *url, const char *token, const char *cacert, c
                      path, host, token ? "Authorization: Bearer " : "", token ? token : "", token ? "\r\n" : "",
                      protocol) < 0)
                 return -ENOMEM;
-        int r = send_all(s, req, strlen(req), url);
+        r = send_all(s, req, strlen(req), url);
         if (r < 0)
                 return r;
 

@@ -25,11 +25,13 @@
 
 typedef struct RemoteStream RemoteStream;
 
-/* Opens the stream. url: "http(s)://HOST:PORT"; token may be NULL; cacert:
- * a PEM file to trust, or NULL. An answer other than 101 with the same
+/* Opens the stream. url: "http(s)://HOST:PORT"; token may be NULL or a
+ * pairing token (remote.h: remote_new()); o (may be NULL): cacert and
+ * fingerprint as for remote_new() (the rest is unused). An answer other than 101 with the same
  * Upgrade is an error mapped as remote_status_error() maps it (404 -ENOENT
  * with the server's words, ...). Caller frees with remote_stream_free(). */
-int remote_stream_open(const char *url, const char *token, const char *cacert, const char *path,
+struct RemoteOptions;
+int remote_stream_open(const char *url, const char *token, const struct RemoteOptions *o, const char *path,
                        const char *protocol, RemoteStream **ret);
 void remote_stream_free(RemoteStream *s);
 static inline void remote_stream_freep(RemoteStream **s) {

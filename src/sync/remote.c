@@ -10,6 +10,7 @@
 
 #include "../basic/error.h"
 #include "../basic/macro.h"
+#include "remote-tls.h"
 
 #define POOL_MAX 16
 
@@ -17,6 +18,7 @@ struct Remote {
         char *url;
         char *auth_header;
         RemoteOptions o;
+        RemoteTls tls;
         /* idle handles with their keep-alive connections: a new RemoteConn
          * reuses one, so a sequence of requests pays the TCP (and TLS)
          * handshake once, not once per call (a WAN round trip or more) */
@@ -28,6 +30,7 @@ struct Remote {
 struct RemoteConn {
         Remote *r;
         CURL *curl;
+        TlsVerify tv; /* what the last handshake saw */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -42,18 +45,26 @@ int remote_new(const char *url, const char *token, const RemoteOptions *o, Remot
         if (strlen(url) > 2048)
                 return err_set(-EINVAL, "url is too long");
         pthread_once(&curl_once, curl_init_once);
+        _cleanup_free_ char *bearer = NULL;
+        RemoteTls tls;
+        int k = remote_tls_config(token, o, &bearer, &tls);
+        if (k < 0)
+                return k;
         Remote *r = calloc(1, sizeof *r);
         if (!r)
                 return -ENOMEM;
+        r->tls = tls;
         r->url = strdup(url);
         if (r->url) {
                 size_t n = strlen(r->url);
                 while (n > 0 && r->url[n - 1] == '/')
                         r->url[--n] = 0;
         }
-        if (token && asprintf(&r->auth_header, "Authorization: Bearer %s", token) < 0)
+        if (bearer && asprintf(&r->auth_header, "Authorization: Bearer %s", bearer) < 0)
                 r->auth_header = NULL;
-        if (!r->url || (token && !r->auth_header)) {
+        if (bearer)
+                explicit_bzero(bearer, strlen(bearer));
+        if (!r->url || (bearer && !r->auth_header)) {
                 remote_free(r);
                 return -ENOMEM;
         }
@@ -81,6 +92,12 @@ void remote_free(Remote *r) {
 
 const char *remote_url(const Remote *r) {
         return r->url;
+}
+
+bool remote_pinned(const Remote *r, Fingerprint *ret) {
+        if (r->tls.pinned && ret)
+                *ret = r->tls.pin;
+        return r->tls.pinned;
 }
 
 RemoteConn *remote_conn_new(Remote *r) {
@@ -183,8 +200,9 @@ static int request_once(RemoteConn *c, const char *method, const char *path, con
         curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long) r->o.stall_timeout_s);
         curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
         curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-        if (r->o.cacert)
-                curl_easy_setopt(h, CURLOPT_CAINFO, r->o.cacert);
+        int k = remote_tls_setup(h, url, &r->tls, &c->tv);
+        if (k < 0)
+                return k;
         if (r->o.limit_rate) {
                 curl_easy_setopt(h, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t) r->o.limit_rate);
                 curl_easy_setopt(h, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t) r->o.limit_rate);
@@ -223,6 +241,9 @@ static int request_once(RemoteConn *c, const char *method, const char *path, con
         }
         if (cc != CURLE_OK) {
                 free(sink.p);
+                k = remote_tls_error(r->url, &r->tls, &c->tv, cc);
+                if (k < 0)
+                        return k;
                 return err_set(curl_to_errno(cc), "cannot reach %s: %s", r->url, curl_easy_strerror(cc));
         }
         long status = 0;

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 typedef struct Remote Remote;
+struct Fingerprint;
 typedef struct RemoteConn RemoteConn;
 
 /* Signs the requests that need it (a laptop's, crypto/request-sig.h). */
@@ -27,7 +28,11 @@ typedef struct RemoteSigner {
 
 typedef struct RemoteOptions {
         uint64_t limit_rate;     /* bytes/s per connection, 0 = none */
-        const char *cacert;      /* PEM file to trust for https (NULL = system) */
+        const char *cacert;      /* PEM file to trust for https (NULL = system); unused when pinned */
+        /* the server certificate's SHA-256 to pin for https ("sha256:HEX",
+         * crypto/fingerprint.h); wins over one the token carries. NULL = the
+         * token's, else none (then the CA chain is verified) */
+        const char *fingerprint;
         unsigned connect_timeout_s; /* default 10 */
         unsigned stall_timeout_s;   /* abort a transfer that moves nothing this long; default 30 */
         const RemoteSigner *signer; /* NULL = nothing is signed; must outlive the Remote */
@@ -41,7 +46,11 @@ typedef struct RemoteResponse {
 } RemoteResponse;
 
 /* url: "http://host:port" or "https://..." (a trailing "/" is fine). token may
- * be NULL (requests then get 401). Caller frees with remote_free(). */
+ * be NULL (requests then get 401); a pairing token "TOKEN@sha256:HEX"
+ * (crypto/fingerprint.h) sends TOKEN and pins the fingerprint for https: a
+ * server with another certificate is refused (-EKEYREJECTED, both
+ * fingerprints in the detail) before anything is sent. Caller frees with
+ * remote_free(). */
 int remote_new(const char *url, const char *token, const RemoteOptions *o, Remote **ret);
 void remote_free(Remote *r);
 static inline void remote_freep(Remote **r) {
@@ -49,6 +58,8 @@ static inline void remote_freep(Remote **r) {
                 remote_free(*r);
 }
 const char *remote_url(const Remote *r);
+/* True when https connections are pinned; the pin in *ret (may be NULL). */
+bool remote_pinned(const Remote *r, struct Fingerprint *ret);
 
 /* Caller frees with remote_conn_free() (accepts NULL). */
 RemoteConn *remote_conn_new(Remote *r);

@@ -8,7 +8,9 @@
 # signature over another request, an unknown laptop, a stale nonce, and
 # pairings with a malformed, another user's or a mismatched key. A revoked
 # laptop cannot renew its lease nor take the session online; after a
-# reclaim it keeps its state (stopped, checkpointed) and is refused.
+# reclaim it keeps its state (stopped, checkpointed) and is refused; its
+# stale copy goes into a file (roam session export-stale) that the server
+# keeps beside the session, never over it.
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../netns.sh"
 requires qemu-system-x86_64
@@ -206,6 +208,33 @@ must_fail on "$LA" online s1
 expect_one_line "$ERR"
 expect_match "$ERR" "stale|epoch|revoked"
 [ "$(running_on)" = dc ] || fail "after the refused take online s1 runs on: $(running_on | tr '\n' ' ')"
+
+log "the stale copy on A goes to a file; the server keeps it beside s1, never over it"
+must_fail on "$LB" session export-stale s1 -o "$T/b-stale.sync"
+expect_one_line "$ERR"
+expect_match "$ERR" "session 's1' (not found|is not known to be stale here)"
+on "$LA" session export-stale s1 -o "$T/stale.sync" >"$T/export.out" || fail "export-stale on A failed"
+expect_match "$(cat "$T/export.out")" "^stale copy: wrote $T/stale.sync"
+ck=$(sed -n 's/.*checkpoint \([0-9a-f]\{12\}\)).*/\1/p' "$T/export.out")
+[ -n "$ck" ] || fail "export-stale named no checkpoint: $(cat "$T/export.out")"
+must_fail on "$LA" session export-stale s1 -o "$T/stale.sync"
+expect_match "$ERR" "exists"
+before=$(snapshot)
+latest=$(cat "$DC_HOME/store/refs/sessions/alice/s1/latest")
+out=$(roam_dc session apply-sync "$T/stale.sync") || fail "the server did not keep the stale copy"
+log "$out"
+expect_match "$out" "kept the stale copy of session 's1' from laptop $A_ID \\(epoch [0-9]+, checkpoint $ck[0-9a-f]*\\) as ref 'sessions/alice/s1/stale-e[0-9]+-${A_ID:0:12}'; the session is unchanged"
+ref=$(sed -n "s/.* as ref '\\([^']*\\)'.*/\\1/p" <<<"$out")
+grep -q " $ck" "$DC_HOME/store/refs/$ref" || fail "the server's ref $ref does not keep checkpoint $ck"
+[ "$(snapshot)" = "$before" ] || fail "keeping the stale copy changed the session: $(snapshot)"
+[ "$(cat "$DC_HOME/store/refs/sessions/alice/s1/latest")" = "$latest" ] || fail "the stale copy moved s1's latest"
+[ "$(running_on)" = dc ] || fail "after keeping the stale copy s1 runs on: $(running_on | tr '\n' ' ')"
+out=$(roam_dc session apply-sync "$T/stale.sync") || fail "the same stale copy again was refused"
+expect_match "$out" "kept the stale copy"
+cp "$T/stale.sync" "$T/torn.sync"
+truncate -s -100 "$T/torn.sync"
+must_fail roam_dc session apply-sync "$T/torn.sync"
+expect_one_line "$ERR"
 ROAM_HOME=$LA "$ROAM_BIN" store fsck >/dev/null || fail "laptop A's store is inconsistent"
 roam_dc store fsck >/dev/null || fail "the server's store is inconsistent"
 log ok

@@ -10,6 +10,7 @@ requires jq
 requires curl
 cd "$T"
 mkdir -p "$ROAM_HOME"
+use_tls # the defaults as they are: HTTPS
 
 # every option of 'roam serve --help' but the three of the command line only is a key
 keys=$(roam serve --print-config | sed -n 's/^# \([a-z-]*\) = .*/\1/p' | sort)
@@ -36,6 +37,12 @@ expect_match "$OUT" "^listen = 127\.0\.0\.1:2$" "print-config with --listen"
         fail "roam --log-level does not beat ROAM_LOG"
 [ "$(ROAM_LOG=error roam serve --log-level info --print-config | grep '^log-level')" = "log-level = info" ] ||
         fail "serve --log-level does not win"
+# $ROAM_INSECURE_HTTP beats the file too (tests/lib.sh sets it for the other tests)
+printf 'insecure-http = false\n' >>"$ROAM_HOME/roam.conf"
+[ "$(ROAM_INSECURE_HTTP=1 roam serve --print-config | grep '^insecure-http')" = "insecure-http = true" ] ||
+        fail "ROAM_INSECURE_HTTP=1 does not show in --print-config"
+must_fail env ROAM_INSECURE_HTTP=maybe "$ROAM_BIN" serve --print-config
+expect_match "$ERR" "ROAM_INSECURE_HTTP takes 1 or 0, not 'maybe'"
 ERR=$(ROAM_LOG=loud roam serve --print-config 2>&1 >/dev/null)
 expect_match "$ERR" "ignoring ROAM_LOG='loud'"
 must_fail roam --log-level loud status
@@ -75,7 +82,7 @@ printf 'listen = 127.0.0.1:%s\nlog = %s\nlog-level = debug\n' "$PORT" "$T/serve.
 PID=$!
 cleanup_add "kill $PID 2>/dev/null"
 wait_for 20 test -s "$ROAM_HOME/serve.json" || fail "roam serve did not start with the config file"
-[ "$(jq -r .url "$ROAM_HOME/serve.json")" = "http://127.0.0.1:$PORT" ] || fail "the daemon does not listen where the file says"
+[ "$(jq -r .url "$ROAM_HOME/serve.json")" = "https://127.0.0.1:$PORT" ] || fail "the daemon does not listen where the file says"
 roam status >/dev/null
 wait_for 5 grep -q ' debug: ' "$T/serve.log" || fail "log-level debug in the file logs no debug lines: $(cat "$T/serve.log")"
 kill "$PID"

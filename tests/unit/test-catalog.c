@@ -160,6 +160,13 @@ static void test_create_check(void **state) {
         assert_int_equal(catalog_token_check(f->c, "", NULL, NULL), -EACCES);
         assert_int_equal(catalog_token_check(f->c, NULL, NULL, NULL), -EACCES);
         assert_int_equal(catalog_token_check(f->c, "roam_' OR 1=1 --", NULL, NULL), -EACCES);
+        /* a pairing token (crypto/fingerprint.h) is looked up by its token */
+        snprintf(buf, sizeof buf, "%s@sha256:%064d", admin, 0);
+        assert_int_equal(catalog_token_check(f->c, buf, &role, NULL), 0);
+        assert_int_equal(role, CATALOG_ROLE_ADMIN);
+        snprintf(buf, sizeof buf, "%sA@sha256:%064d", admin, 0);
+        assert_int_equal(catalog_token_check(f->c, buf, NULL, NULL), -EACCES);
+        assert_int_equal(catalog_token_check(f->c, "@sha256:", NULL, NULL), -EACCES);
 
         /* only the hash is stored: the secret is nowhere in the database files */
         catalog_free(f->c);

@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests for TLS with pinning: fingerprints and pairing tokens
+ * (crypto/fingerprint), the home's own key and certificate and the checks
+ * of a given pair (crypto/tls-cert), and the client's pin against the real
+ * HTTPS server on loopback (http/server + sync/remote + crypto/tls-verify):
+ * the right pin passes, another is refused before the request goes out
+ * with both fingerprints, no pin falls back to the CA chain. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "basic/error.h"
+#include "basic/fileio.h"
+#include "basic/macro.h"
+#include "crypto/fingerprint.h"
+#include "crypto/tls-cert.h"
+#include "http/server.h"
+#include "sync/remote.h"
+
+#define HEX64 "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+static void test_fingerprint_text(void **state) {
+        Fingerprint a, b;
+        char buf[FINGERPRINT_TEXT_SIZE];
+        assert_int_equal(fingerprint_parse("sha256:" HEX64, &a), 0);
+        assert_string_equal(fingerprint_format(&a, buf), "sha256:" HEX64);
+        /* as openssl x509 -fingerprint and browsers show it */
+        assert_int_equal(fingerprint_parse("9F:86:D0:81:88:4C:7D:65:9A:2F:EA:A0:C5:5A:D0:15:A3:BF:4F:1B:2B:0B:82:2C:D1:5D:"
+                                           "6C:15:B0:F0:0A:08", &b), 0);
+        assert_true(fingerprint_equal(&a, &b));
+        assert_int_equal(fingerprint_parse("SHA256:" HEX64, &b), 0);
+        assert_int_equal(fingerprint_parse(HEX64, &b), 0);
+        assert_true(fingerprint_equal(&a, &b));
+        static const char *const bad[] = {
+                "", "sha256:", "sha256:" HEX64 "00", "sha256:9f86", "md5:" HEX64, "sha256: " HEX64,
+                "9f:86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", /* colons here and there */
+                "sha256:" HEX64 ":", "sha256:zz86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                assert_int_equal(fingerprint_parse(bad[i], &b), -EINVAL);
+        assert_int_equal(fingerprint_parse(NULL, &b), -EINVAL);
+}
+
+static void test_pairing_token(void **state) {
+        char *t = NULL, *joined = NULL;
+        Fingerprint fp, want;
+        bool has;
+        assert_int_equal(fingerprint_parse(HEX64, &want), 0);
+        assert_int_equal(pairing_token_split("roam_abc", &t, &fp, &has), 0);
+        assert_string_equal(t, "roam_abc");
+        assert_false(has);
+        free(t);
+        assert_int_equal(pairing_token_split("roam_abc@sha256:" HEX64, &t, &fp, &has), 0);
+        assert_string_equal(t, "roam_abc");
+        assert_true(has);
+        assert_true(fingerprint_equal(&fp, &want));
+        assert_int_equal(pairing_token_join(t, &fp, &joined), 0);
+        assert_string_equal(joined, "roam_abc@sha256:" HEX64);
+        assert_int_equal(pairing_token_join(joined, &fp, &t), -EINVAL); /* one fingerprint only */
+        free(joined);
+        free(t);
+        err_clear();
+        assert_int_equal(pairing_token_split("roam_abc@sha256:12", &t, &fp, &has), -EINVAL);
+        assert_non_null(strstr(err_message(-EINVAL), "after '@'"));
+        assert_null(strstr(err_message(-EINVAL), "roam_abc")); /* never the secret */
+        assert_int_equal(pairing_token_split("@sha256:" HEX64, &t, &fp, &has), -EINVAL);
+        assert_int_equal(pairing_token_split("", &t, &fp, &has), -EINVAL);
+        char big[PAIRING_TOKEN_MAX + 2];
+        memset(big, 'a', sizeof big - 1);
+        big[sizeof big - 1] = 0;
+        assert_int_equal(pairing_token_split(big, &t, &fp, &has), -EINVAL);
+}
+
+static char *tmpdir(void) {
+        char *d = strdup("/tmp/roam-unit-tls-XXXXXX");
+        assert_non_null(mkdtemp(d));
+        return d;
+}
+
+static void test_home_pair(void **state) {
+        _cleanup_free_ char *home = tmpdir();
+        Fingerprint fp, again, direct;
+        char *cert = NULL, *key = NULL;
+        bool created = false;
+        assert_int_equal(tls_home_cert_fingerprint(home, &fp), -ENOENT); /* nothing made by looking */
+        assert_int_equal(tls_home_cert_ensure(home, &cert, &key, &fp, &created), 0);
+        assert_true(created);
+        struct stat st;
+        assert_int_equal(stat(key, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0600);
+        assert_int_equal(tls_cert_file_fingerprint(cert, &direct), 0);
+        assert_true(fingerprint_equal(&fp, &direct));
+        /* the same pair the next time, and for a reader */
+        assert_int_equal(tls_home_cert_ensure(home, NULL, NULL, &again, &created), 0);
+        assert_false(created);
+        assert_true(fingerprint_equal(&fp, &again));
+        assert_int_equal(tls_home_cert_fingerprint(home, &again), 0);
+        assert_true(fingerprint_equal(&fp, &again));
+        /* a crash after the key: the certificate is made again, for that key */
+        _cleanup_free_ char *key_text = NULL, *key_after = NULL;
+        size_t n, n2;
+        assert_int_equal(read_full_file(key, 4096, &key_text, &n), 0);
+        assert_int_equal(unlink(cert), 0);
+        assert_int_equal(tls_home_cert_ensure(home, NULL, NULL, &again, &created), 0);
+        assert_true(created);
+        assert_int_equal(read_full_file(key, 4096, &key_after, &n2), 0);
+        assert_true(n == n2 && !memcmp(key_text, key_after, n));
+        assert_int_equal(tls_cert_check_pair(cert, key, &direct), 0);
+        /* a certificate without its key: named, nothing made */
+        assert_int_equal(unlink(key), 0);
+        err_clear();
+        assert_int_equal(tls_home_cert_ensure(home, NULL, NULL, &again, NULL), -ENOENT);
+        assert_non_null(strstr(err_message(-ENOENT), "has no key"));
+        assert_int_equal(access(key, F_OK), -1);
+        free(cert);
+        free(key);
+        assert_int_equal(rm_rf(home), 0);
+}
+
+static void test_check_pair(void **state) {
+        _cleanup_free_ char *a = tmpdir(), *b = tmpdir();
+        char *ca, *ka, *cb, *kb;
+        Fingerprint fa, fb, f;
+        assert_int_equal(tls_home_cert_ensure(a, &ca, &ka, &fa, NULL), 0);
+        assert_int_equal(tls_home_cert_ensure(b, &cb, &kb, &fb, NULL), 0);
+        assert_false(fingerprint_equal(&fa, &fb));
+        assert_int_equal(tls_cert_check_pair(ca, ka, &f), 0);
+        assert_true(fingerprint_equal(&f, &fa));
+        err_clear();
+        assert_int_equal(tls_cert_check_pair(ca, kb, &f), -EINVAL);
+        assert_non_null(strstr(err_message(-EINVAL), "does not belong to certificate"));
+        assert_int_equal(tls_cert_check_pair(ka, ka, &f), -EINVAL); /* a key as the certificate */
+        assert_non_null(strstr(err_message(-EINVAL), "is not a PEM certificate"));
+        assert_int_equal(tls_cert_check_pair(ca, ca, &f), -EINVAL);
+        assert_non_null(strstr(err_message(-EINVAL), "is not an unencrypted PEM private key"));
+        _cleanup_free_ char *none = path_join(a, "none.pem");
+        assert_int_equal(tls_cert_check_pair(none, ka, &f), -ENOENT);
+        free(ca), free(ka), free(cb), free(kb);
+        assert_int_equal(rm_rf(a), 0);
+        assert_int_equal(rm_rf(b), 0);
+}
+
+static int h_hello(HttpRequest *req, void *userdata) {
+        (*(int *) userdata)++;
+        return http_reply_json(req, 200, json_pack("{s:s}", "hello", "pinned"));
+}
+
+/* One GET /hello through a Remote with token; the HTTP status or -errno. */
+static int get_hello(const char *url, const char *token, const char *fingerprint) {
+        RemoteOptions ro = { .fingerprint = fingerprint, .connect_timeout_s = 5 };
+        _cleanup_(remote_freep) Remote *r = NULL;
+        int k = remote_new(url, token, &ro, &r);
+        if (k < 0)
+                return k;
+        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
+        RemoteResponse resp;
+        k = remote_request(c, "GET", "/hello", NULL, 0, NULL, 4096, &resp);
+        if (k < 0)
+                return k;
+        remote_response_done(&resp);
+        return (int) resp.status;
+}
+
+static void test_pinned_client(void **state) {
+        _cleanup_free_ char *home = tmpdir(), *other = tmpdir();
+        char *cert, *key;
+        Fingerprint fp, ofp;
+        assert_int_equal(tls_home_cert_ensure(home, &cert, &key, &fp, NULL), 0);
+        assert_int_equal(tls_home_cert_ensure(other, NULL, NULL, &ofp, NULL), 0);
+        int hits = 0;
+        static const HttpRoute routes[] = { { "GET", "/hello", 0, h_hello } };
+        HttpServerOptions o = { .listen = "127.0.0.1:0", .tls_cert = cert, .tls_key = key };
+        HttpServer *s = NULL;
+        assert_int_equal(http_server_new(&o, &s), 0);
+        assert_int_equal(http_server_add_routes(s, routes, 1, &hits), 0);
+        assert_int_equal(http_server_start(s), 0);
+        const char *url = http_server_url(s);
+        assert_int_equal(strncmp(url, "https://", 8), 0);
+        char good[FINGERPRINT_TEXT_SIZE], bad[FINGERPRINT_TEXT_SIZE], *pinned = NULL, *wrong = NULL;
+        fingerprint_format(&fp, good);
+        fingerprint_format(&ofp, bad);
+        assert_int_equal(pairing_token_join("roam_t", &fp, &pinned), 0);
+        assert_int_equal(pairing_token_join("roam_t", &ofp, &wrong), 0);
+
+        assert_int_equal(get_hello(url, pinned, NULL), 200);
+        assert_int_equal(get_hello(url, "roam_t", good), 200);
+        assert_int_equal(get_hello(url, wrong, good), 200); /* the option wins over the token */
+        assert_int_equal(hits, 3);
+        err_clear();
+        assert_int_equal(get_hello(url, wrong, NULL), -EKEYREJECTED);
+        const char *msg = err_message(-EKEYREJECTED);
+        assert_non_null(strstr(msg, good));
+        assert_non_null(strstr(msg, bad));
+        assert_null(strchr(msg, '\n'));
+        err_clear();
+        assert_int_equal(get_hello(url, "roam_t", NULL), -EKEYREJECTED); /* no pin: a CA chain, and there is none */
+        assert_non_null(strstr(err_message(-EKEYREJECTED), good));
+        assert_int_equal(hits, 3); /* nothing refused reached a handler */
+        /* a pin means nothing over plain HTTP */
+        http_server_free(s);
+        HttpServerOptions plain = { .listen = "127.0.0.1:0" };
+        assert_int_equal(http_server_new(&plain, &s), 0);
+        assert_int_equal(http_server_add_routes(s, routes, 1, &hits), 0);
+        assert_int_equal(http_server_start(s), 0);
+        assert_int_equal(get_hello(http_server_url(s), pinned, NULL), 200);
+        http_server_free(s);
+        free(pinned), free(wrong), free(cert), free(key);
+        assert_int_equal(rm_rf(home), 0);
+        assert_int_equal(rm_rf(other), 0);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_fingerprint_text), cmocka_unit_test(test_pairing_token),
+                cmocka_unit_test(test_home_pair),        cmocka_unit_test(test_check_pair),
+                cmocka_unit_test(test_pinned_client),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -165,9 +165,9 @@ static int move_in(HttpRequest *req, ApiSession *a, const char *name) {
         if (r < 0)
                 return http_reply_error(req, r == -ENOENT ? 412 : 500, "%s", err_message(r));
         return http_reply_json(req, 200,
-                               json_pack("{s:s, s:s, s:I, s:I, s:b}", "name", name, "state", "running", "epoch",
+                               json_pack("{s:s, s:s, s:I, s:I, s:b, s:b}", "name", name, "state", "running", "epoch",
                                          (json_int_t) ho.epoch, "restore_ns", (json_int_t) res.total_ns, "ram_staged",
-                                         res.ram_staged));
+                                         res.ram_staged, "qemu_waiting", res.warm));
 }
 
 /* "/v1/sessions/NAME" and "/v1/sessions/NAME/ACTION" */

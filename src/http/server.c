@@ -641,6 +641,9 @@ const void *http_request_body(const HttpRequest *req, size_t *ret_len) {
 const char *http_request_peer(const HttpRequest *req) {
         return req->peer;
 }
+uint64_t http_request_start_ns(const HttpRequest *req) {
+        return req->start_ns;
+}
 void http_request_set_auth(HttpRequest *req, void *auth, void (*free_fn)(void *)) {
         if (req->auth_free)
                 req->auth_free(req->auth);

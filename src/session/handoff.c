@@ -181,6 +181,7 @@ static int grant_offline(SessionHost *h, const char *name, const char *holder, i
         g.epoch = epoch + 1;
         g.lease_until = lease_s > 0 ? (int64_t) time(NULL) + lease_s : 0;
         g.pause_ns = now_ns() - t0;
+        g.ck = ck;
         *ret = g;
         return 0;
 }

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -611,13 +613,25 @@ static bool pid_gone(pid_t pid) {
 
 int vm_wait_exit(pid_t pid, int timeout_ms) {
         uint64_t end = now_ns() + (uint64_t) timeout_ms * 1000000;
+        /* a pidfd says at once when it ends (QEMU is not our child: no waitpid) */
+        _cleanup_close_ int pfd = (int) syscall(SYS_pidfd_open, pid, 0);
         for (;;) {
                 if (pid_gone(pid))
                         return 0;
-                if (now_ns() >= end)
+                uint64_t now = now_ns();
+                if (now >= end)
                         return -ETIMEDOUT;
-                nanosleep(&(struct timespec) { 0, 20 * 1000000 }, NULL);
+                if (pfd >= 0) {
+                        struct pollfd p = { .fd = pfd, .events = POLLIN };
+                        (void) poll(&p, 1, (int) MIN((end - now) / 1000000 + 1, (uint64_t) 1000));
+                } else
+                        nanosleep(&(struct timespec) { 0, 20 * 1000000 }, NULL);
         }
+}
+
+int vm_end_saved(pid_t pid) {
+        (void) kill(pid, SIGKILL);
+        return vm_wait_exit(pid, 5000);
 }
 
 int vm_connect(const VmPaths *p, int timeout_ms, Qmp **ret) {

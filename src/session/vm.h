@@ -176,6 +176,10 @@ int vm_wait_poweroff(Qmp *q, pid_t pid, int timeout_ms, char **ret_reason);
 /* Ends QEMU: quit over QMP (q may be NULL), then SIGTERM and SIGKILL if it
  * lingers. Returns once pid is gone. */
 int vm_kill(Qmp *q, pid_t pid);
+/* Ends a QEMU whose guest is stopped and whose state is saved (its device
+ * state written by a migration, which also flushed and released its disks):
+ * SIGKILL, without QEMU's own clean-up. Returns once pid is gone. */
+int vm_end_saved(pid_t pid);
 
 /* Saves the device state (without RAM: x-ignore-shared) to file. The VM must
  * be stopped; afterwards it is in "postmigrate" (cont resumes it). */

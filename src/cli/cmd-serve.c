@@ -70,6 +70,10 @@ static const char serve_help[] =
         "  --precopy-interval S  seconds between background pre-copies (default 5)\n"
         "  --precopy-rate RATE bandwidth cap of background pre-copy per connection\n"
         "  --no-precopy        pre-copy nothing in the background (for comparisons)\n"
+        "Both roles:\n"
+        "  --no-warm-restore   start no QEMU ahead of a hand-over (by default, when a\n"
+        "                      session's RAM is staged here, its QEMU is started too\n"
+        "                      and waits for the click; for comparisons)\n"
         "  -v, --verbose       log every request (--log-level debug)\n"
         "  --foreground        stay in the foreground (the default; roam never daemonizes)\n"
         "Configuration:\n"
@@ -90,7 +94,8 @@ enum {
         OPT_LISTEN = 1000, OPT_TLS_CERT, OPT_TLS_KEY, OPT_INSECURE_HTTP, OPT_ROLE, OPT_LOG, OPT_LOG_LEVEL, OPT_VERBOSE,
         OPT_FOREGROUND, OPT_HOARD_RATE, OPT_OFFLINE_DAYS, OPT_NONCE_TTL, OPT_MAX_FAILED_LOGINS, OPT_SERVER, OPT_TOKEN,
         OPT_FINGERPRINT, OPT_NAME,
-        OPT_PRECOPY_INTERVAL, OPT_PRECOPY_RATE, OPT_NO_PRECOPY, OPT_CONFIG, OPT_PRINT_CONFIG, OPT_HELP,
+        OPT_PRECOPY_INTERVAL, OPT_PRECOPY_RATE, OPT_NO_PRECOPY, OPT_NO_WARM_RESTORE, OPT_CONFIG, OPT_PRINT_CONFIG,
+        OPT_HELP,
 };
 #define N_SETTINGS (OPT_CONFIG - OPT_LISTEN)
 
@@ -103,6 +108,7 @@ typedef struct ServeConfig {
         uint64_t nonce_ttl;
         double max_failed_logins;
         bool foreground; /* accepted, changes nothing */
+        bool no_warm;    /* no QEMU started ahead of a hand-over's restore */
 } ServeConfig;
 
 typedef enum FlagKind {
@@ -153,6 +159,7 @@ static const struct ServeFlag {
         [OPT_PRECOPY_RATE - OPT_LISTEN] = { "precopy-rate", required_argument, "(no cap)", KIND_RATE,
                                             AT(laptop.precopy_rate) },
         [OPT_NO_PRECOPY - OPT_LISTEN] = { "no-precopy", no_argument, "false", KIND_SWITCH, AT(laptop.no_precopy) },
+        [OPT_NO_WARM_RESTORE - OPT_LISTEN] = { "no-warm-restore", no_argument, "false", KIND_SWITCH, AT(no_warm) },
         [OPT_CONFIG - OPT_LISTEN] = { "config", required_argument, NULL },
         [OPT_PRINT_CONFIG - OPT_LISTEN] = { "print-config", no_argument, NULL },
         [OPT_HELP - OPT_LISTEN] = { "help", no_argument, NULL },
@@ -441,8 +448,11 @@ int verb_serve(int argc, char **argv) {
         r = hoard_register(d, &ho, &hoard);
         if (r >= 0)
                 r = session_host_new(o.home, daemon_store(d), daemon_catalog(d), &sh);
-        if (r >= 0)
+        if (r >= 0) {
                 session_host_set_owner_describer(sh, laptop_owner_describer, daemon_catalog(d));
+                session_host_set_warm(sh, !cfg.no_warm);
+                session_warm_sweep(sh, false); /* what a crash left */
+        }
         if (r >= 0)
                 r = api_laptop_register(d, (int64_t) nonce_ttl, &laptops);
         if (r >= 0)
@@ -459,6 +469,7 @@ int verb_serve(int argc, char **argv) {
                 return cli_error(r);
         }
         r = daemon_run(d);
+        session_warm_sweep(sh, true);
         session_host_free(sh);
         daemon_free(d);
         if (r < 0)

@@ -766,9 +766,10 @@ static int session_move_verb(int argc, char **argv) {
         char a[32], b[32], hex[ID_HEX_SIZE];
         printf("moved session '%s' to %s (epoch %lld, checkpoint %.16s)\n", argv[optind], to, (long long) res.epoch,
                id_to_hex(&res.checkpoint, hex));
-        printf("downtime %.0f ms (paused here -> running there; its restore %.0f ms, RAM %s), total %.2f s\n",
+        printf("downtime %.0f ms (paused here -> running there; its restore %.0f ms, RAM %s%s), total %.2f s\n",
                ms(res.downtime_ns), ms(res.target_restore_ns),
-               res.target_ram_staged ? "staged ahead" : "written in full", (double) res.total_ns / 1e9);
+               res.target_ram_staged ? "staged ahead" : "written in full",
+               res.target_warm ? ", QEMU waiting" : "", (double) res.total_ns / 1e9);
         printf("bytes on the wire: %s before the pause, %s during it (%llu chunks)\n",
                format_bytes(res.precopy_wire_bytes, a, sizeof a), format_bytes(res.final_wire_bytes, b, sizeof b),
                (unsigned long long) res.final_chunks);

@@ -165,9 +165,9 @@ static int move_in(HttpRequest *req, ApiSession *a, const char *name) {
         if (r < 0)
                 return http_reply_error(req, r == -ENOENT ? 412 : 500, "%s", err_message(r));
         return http_reply_json(req, 200,
-                               json_pack("{s:s, s:s, s:I, s:I, s:b}", "name", name, "state", "running", "epoch",
+                               json_pack("{s:s, s:s, s:I, s:I, s:b, s:b}", "name", name, "state", "running", "epoch",
                                          (json_int_t) ho.epoch, "restore_ns", (json_int_t) res.total_ns, "ram_staged",
-                                         res.ram_staged));
+                                         res.ram_staged, "qemu_waiting", res.warm));
 }
 
 /* "/v1/sessions/NAME" and "/v1/sessions/NAME/ACTION" */
@@ -342,6 +342,14 @@ static int offline(HttpRequest *req, ApiSession *a, const char *name) {
         err_clear();
         daemon_log(a->d, DAEMON_LOG_INFO, "session '%s' %s offline on laptop '%s' (id %s) at epoch %lld", name,
                    g.again ? "stays" : "taken", l.name, l.id, (long long) g.epoch);
+        if (!g.again)
+                daemon_log(a->d, DAEMON_LOG_DEBUG,
+                           "take offline of '%s': %.0f ms since the request came; grant %.0f ms: checkpoint %.0f "
+                           "(stop and device state %.0f, into the store %.0f, QEMU ends %.0f, manifest %.0f)",
+                           name, (now_ns() - http_request_start_ns(req)) / 1e6, g.pause_ns / 1e6,
+                           g.ck.total_ns / 1e6, g.ck.devstate_ns / 1e6, g.ck.copy_ns / 1e6,
+                           (g.ck.pause_ns - g.ck.devstate_ns - g.ck.copy_ns) / 1e6,
+                           (g.ck.total_ns - g.ck.pause_ns) / 1e6);
         char hex[ID_HEX_SIZE], server[HOST_ID_LEN + 1] = "";
         (void) host_id_get(daemon_home(a->d), server); /* for a later take online by file */
         err_clear();

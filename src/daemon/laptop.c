@@ -148,8 +148,11 @@ static void precopy_one(Laptop *l, const char *name, const char *user) {
         if (k < 0)
                 daemon_log(l->d, DAEMON_LOG_INFO, "staging the RAM of '%s': %s", name, err_message(k));
         else
-                daemon_log(l->d, DAEMON_LOG_DEBUG, "staged the RAM of '%s': %s%llu chunks in %.0f ms", name,
-                           sr.full ? "in full, " : "", (unsigned long long) sr.chunks_written, sr.seconds * 1000);
+                daemon_log(l->d, DAEMON_LOG_DEBUG, "staged the RAM of '%s': %s%llu chunks in %.0f ms%s (%.0f ms)",
+                           name, sr.full ? "in full, " : "", (unsigned long long) sr.chunks_written,
+                           sr.seconds * 1000,
+                           !sr.warm ? "; no QEMU waits" : sr.warm_started ? "; QEMU started" : "; QEMU patched",
+                           sr.warm_seconds * 1000);
         pthread_mutex_lock(&l->lock);
         t = track(l, name);
         if (t) {
@@ -484,16 +487,18 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
                          "bytes_after_click", (json_int_t) wire, "chunks_after_click", (json_int_t) st.chunks_sent,
                          "server_pause_ms", (json_int_t) server_pause, "lease_until", (json_int_t) lease, "restore_ms",
                          (json_int_t) (rr.total_ns / 1000000), "ram_staged", rr.ram_staged);
+        json_object_set_new(*ret, "qemu_waiting", json_boolean(rr.warm));
         json_decref(g);
         daemon_log(l->d, DAEMON_LOG_INFO, "session '%s' taken offline: downtime %llu ms, %llu bytes after the click",
                    name, (unsigned long long) (downtime / 1000000), (unsigned long long) wire);
         daemon_log(l->d, DAEMON_LOG_DEBUG, "take offline of '%s': grant %.0f ms, pull %.0f ms, restore %.0f ms", name,
                    (t_grant - t0) / 1e6, (t_pulled - t_grant) / 1e6, (now_ns() - t_pulled) / 1e6);
         daemon_log(l->d, DAEMON_LOG_DEBUG,
-                   "restore of '%s': %.0f ms: verify %.0f, RAM %.0f (%s), files %.0f in all, QEMU start %.0f, "
+                   "restore of '%s': %.0f ms: verify %.0f, RAM %.0f (%s), files %.0f in all, QEMU start %.0f%s, "
                    "device state and cont %.0f",
                    name, rr.total_ns / 1e6, rr.verify_ns / 1e6, rr.ram_ns / 1e6, rr.ram_staged ? "staged" : "full",
-                   rr.export_ns / 1e6, rr.launch_ns / 1e6, (rr.qemu_ns - rr.launch_ns) / 1e6);
+                   rr.export_ns / 1e6, rr.launch_ns / 1e6, rr.warm ? " (waiting already)" : "",
+                   (rr.qemu_ns - rr.launch_ns) / 1e6);
         return 0;
 }
 
@@ -604,6 +609,7 @@ static int do_online(Laptop *l, const char *name, json_t **ret) {
                          (json_int_t) res.precopy_wire_bytes, "total_ms", (json_int_t) (res.total_ns / 1000000),
                          "restore_ms", (json_int_t) (res.target_restore_ns / 1000000), "ram_staged",
                          res.target_ram_staged);
+        json_object_set_new(*ret, "qemu_waiting", json_boolean(res.target_warm));
         daemon_log(l->d, DAEMON_LOG_INFO, "session '%s' taken online: downtime %llu ms", name,
                    (unsigned long long) (res.downtime_ns / 1000000));
         return 0;

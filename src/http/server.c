@@ -68,6 +68,7 @@ struct HttpRequest {
         char peer[INET6_ADDRSTRLEN];
         void *auth;
         void (*auth_free)(void *);
+        char *error; /* the message of a 5xx answer, for the log */
 };
 
 static void logf_(HttpServer *s, HttpLogLevel level, const char *fmt, ...) _printf_(3, 4);
@@ -321,6 +322,7 @@ static void request_free(HttpRequest *req) {
                 req->auth_free(req->auth);
         free(req->method);
         free(req->path);
+        free(req->error);
         free(req);
 }
 
@@ -336,8 +338,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                           : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? " (aborted: shutting down)"
                           : toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ? " (client went away)"
                                                                          : " (aborted)";
-        logf_(s, req->status >= 500 ? HTTP_LOG_ERROR : HTTP_LOG_DEBUG, "%s %s %s %u %llu %.1fms%s", req->peer,
-              req->method, req->path, req->status, (unsigned long long) req->reply_bytes, ms, how);
+        logf_(s, req->status >= 500 ? HTTP_LOG_ERROR : HTTP_LOG_DEBUG, "%s %s %s %u %llu %.1fms%s%s%s", req->peer,
+              req->method, req->path, req->status, (unsigned long long) req->reply_bytes, ms, how,
+              req->error ? ": " : "", req->error ? req->error : "");
         request_free(req);
         atomic_fetch_sub(&s->in_flight, 1);
 }
@@ -434,6 +437,8 @@ static json_t *error_json(const char *msg) {
 }
 
 static int reply_error_str(HttpRequest *req, unsigned status, const char *msg) {
+        if (status >= 500 && !req->error)
+                req->error = strdup(msg);
         return http_reply_json(req, status, error_json(msg));
 }
 
@@ -635,6 +640,9 @@ const void *http_request_body(const HttpRequest *req, size_t *ret_len) {
 }
 const char *http_request_peer(const HttpRequest *req) {
         return req->peer;
+}
+uint64_t http_request_start_ns(const HttpRequest *req) {
+        return req->start_ns;
 }
 void http_request_set_auth(HttpRequest *req, void *auth, void (*free_fn)(void *)) {
         if (req->auth_free)

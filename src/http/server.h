@@ -174,6 +174,8 @@ const char *http_request_bearer(const HttpRequest *req);
 const void *http_request_body(const HttpRequest *req, size_t *ret_len);
 /* The client's address as text ("127.0.0.1", "::1"). */
 const char *http_request_peer(const HttpRequest *req);
+/* When the request came (now_ns() clock). */
+uint64_t http_request_start_ns(const HttpRequest *req);
 /* Attaches the auth hook's result; free_fn (may be NULL) frees it after
  * the request. */
 void http_request_set_auth(HttpRequest *req, void *auth, void (*free_fn)(void *));

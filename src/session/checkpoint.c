@@ -307,9 +307,10 @@ static int checkpoint_stop_guest(Qmp *q, const char *name, bool *ret_was_running
 static int checkpoint_resume_guest(SessionHost *h, Op *o, Qmp **q, bool quit, bool was_running) {
         int k = 0;
         if (quit) {
-                /* the last checkpoint of a move: QEMU ends, the session stays as saved */
-                k = vm_kill(*q, o->pid);
+                /* the last checkpoint of a move: QEMU ends, the session stays as saved
+                 * (everything is in the store: no clean-up of QEMU's is needed) */
                 qmp_free(TAKE_PTR(*q));
+                k = vm_end_saved(o->pid);
                 if (k >= 0) {
                         (void) unlink(o->paths.qmp);
                         (void) unlink(o->paths.vnc);

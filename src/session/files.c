@@ -31,6 +31,7 @@ void paths_done(Paths *p) {
         free(p->overlay_snap);
         free(p->ram_fast);
         free(p->overlay_fast);
+        free(p->pidfile_warm);
         *p = (Paths) {};
 }
 
@@ -46,7 +47,8 @@ int paths_for(SessionHost *h, const char *name, Paths *ret) {
                   asprintf(&p.ram_snap, "%s/%s.ram.snap", h->ram_dir, name) >= 0 &&
                   asprintf(&p.overlay_snap, "%s/overlay.snap", p.dir) >= 0 &&
                   asprintf(&p.ram_fast, "%s/ram.fast", p.dir) >= 0 &&
-                  asprintf(&p.overlay_fast, "%s/overlay.fast", p.dir) >= 0;
+                  asprintf(&p.overlay_fast, "%s/overlay.fast", p.dir) >= 0 &&
+                  asprintf(&p.pidfile_warm, "%s/warm/%s/qemu.pid", h->home, name) >= 0;
         if (!ok) {
                 paths_done(&p);
                 return -ENOMEM;

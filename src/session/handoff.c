@@ -82,9 +82,16 @@ int handoff_precopy(SessionHost *h, const char *name, PrecopyResult *ret) {
                                     id_to_hex(&ov, oh), "image", i.row.image_id, "kernel", i.config.kernel_id);
         if (objects && i.config.initrd_id)
                 json_object_set_new(objects, "initrd", json_string(i.config.initrd_id));
-        json_t *m = objects ? json_pack("{s:s, s:s, s:s, s:o, s:I, s:I}", "kind", "precopy", "session", name, "user",
-                                        i.row.user, "objects", objects, "epoch", (json_int_t) i.row.epoch,
-                                        "created", (json_int_t) time(NULL))
+        /* config and image as in a checkpoint: a receiver starts its QEMU from them (warm.c) */
+        json_t *config = NULL;
+        if (objects && vm_config_to_json(&i.config, &config) < 0) {
+                json_decref(objects);
+                objects = NULL;
+        }
+        json_t *m = objects ? json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:I}", "kind", "precopy", "session",
+                                        name, "user", i.row.user, "image", i.row.image_id, "objects", objects,
+                                        "config", config, "epoch", (json_int_t) i.row.epoch, "created",
+                                        (json_int_t) time(NULL))
                             : NULL;
         snprintf(ref, sizeof ref, "sessions/%s/%s/precopy", i.row.user, name);
         session_info_done(&i);
@@ -174,6 +181,7 @@ static int grant_offline(SessionHost *h, const char *name, const char *holder, i
         g.epoch = epoch + 1;
         g.lease_until = lease_s > 0 ? (int64_t) time(NULL) + lease_s : 0;
         g.pause_ns = now_ns() - t0;
+        g.ck = ck;
         *ret = g;
         return 0;
 }

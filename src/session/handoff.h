@@ -45,6 +45,7 @@ typedef struct OfflineGrant {
         int64_t lease_until;  /* unix time; 0 = no limit */
         uint64_t pause_ns;    /* how long the server needed while paused */
         bool again;           /* the holder had it already (a repeated request) */
+        SessionCheckpointResult ck; /* the final checkpoint's figures */
 } OfflineGrant;
 
 /* Server side of "take offline": pauses the session, takes the final

@@ -77,6 +77,7 @@ static int request_move_in(Remote *r, const char *name, const RoamId *ck, int64_
         json_t *ns = json_object_get(j, "restore_ns");
         res->target_restore_ns = json_is_integer(ns) ? (uint64_t) json_integer_value(ns) : 0;
         res->target_ram_staged = json_is_true(json_object_get(j, "ram_staged"));
+        res->target_warm = json_is_true(json_object_get(j, "qemu_waiting"));
         const char *state = json_string_value(json_object_get(j, "state"));
         k = state && !strcmp(state, "running") ? 0 : -EPROTO;
         json_decref(j);

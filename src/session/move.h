@@ -39,6 +39,7 @@ typedef struct SessionMoveResult {
         uint64_t final_chunks;      /* chunks sent while paused */
         uint64_t target_restore_ns; /* as the target measured it */
         bool target_ram_staged;     /* the target had the pre-copy's RAM staged */
+        bool target_warm;           /* ... and its QEMU waiting on it (warm.c) */
 } SessionMoveResult;
 
 int session_move(SessionHost *h, const char *name, Remote *r, const SessionMoveOptions *o, SessionMoveResult *ret);

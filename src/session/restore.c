@@ -190,12 +190,9 @@ static int restore_files(SessionHost *h, Op *o, json_t *m, SessionRestoreResult 
         return 0;
 }
 
-/* QEMU: incoming, device state, cont (since t1); the session is running, or
- * stopped when that failed. */
-static int restore_launch(SessionHost *h, Op *o, SessionRestoreResult *res, uint64_t t1) {
-        _cleanup_(qmp_freep) Qmp *q = NULL;
-        int r = launch(h, o, true, &q);
-        res->launch_ns = now_ns() - t1;
+/* QEMU (q, waiting with -incoming defer: r >= 0): device state, cont; the
+ * session is running, or stopped when that failed. */
+static int restore_resume(SessionHost *h, Op *o, Qmp *q, int r) {
         if (r >= 0) {
                 r = vm_load_devstate(q, o->paths.devstate, 60000);
                 if (r >= 0)
@@ -213,6 +210,40 @@ static int restore_launch(SessionHost *h, Op *o, SessionRestoreResult *res, uint
                 return r;
         }
         return set_state(h, o, SESSION_RUNNING);
+}
+
+/* QEMU: incoming (since t1), device state, cont. */
+static int restore_launch(SessionHost *h, Op *o, SessionRestoreResult *res, uint64_t t1) {
+        _cleanup_(qmp_freep) Qmp *q = NULL;
+        int r = launch(h, o, true, &q);
+        res->launch_ns = now_ns() - t1;
+        return restore_resume(h, o, q, r);
+}
+
+/* Restores m into the warm QEMU of o if there is one that fits: 0 when it
+ * runs from there (or failed there: r < 0), 1 when the restore runs cold. */
+static int restore_warm(SessionHost *h, Op *o, json_t *m, SessionRestoreResult *res, uint64_t t0) {
+        int fd;
+        int r = warm_lock(h, o->row.name, &fd);
+        if (r < 0)
+                return r;
+        _cleanup_(qmp_freep) Qmp *q = NULL;
+        r = warm_take(h, o, m, res, &q);
+        close(fd);
+        if (r != 0)
+                return r;
+        uint64_t t1 = now_ns();
+        res->export_ns = t1 - t0;
+        res->warm = true;
+        r = record_restored(h, o, &res->id);
+        if (r < 0) {
+                (void) vm_kill(q, o->pid);
+                o->pid = 0;
+                remove_runtime(&o->paths);
+                (void) unlink(o->paths.devstate);
+                return r;
+        }
+        return restore_resume(h, o, q, 0);
 }
 
 /* Restores checkpoint m (verified) into session name (row exists, QEMU not running). */
@@ -233,6 +264,15 @@ static int restore_into(SessionHost *h, const char *name, json_t *m, SessionRest
         r = session_check_ram(h->ram_dir, o.config.ram_mib);
         if (r < 0)
                 return err_wrap(r, "cannot restore session '%s'", name);
+        r = restore_warm(h, &o, m, res, t0);
+        if (r <= 0) {
+                if (r < 0)
+                        return r;
+                uint64_t t2 = now_ns();
+                res->qemu_ns = t2 - t0 - res->export_ns;
+                res->total_ns = t2 - t0;
+                return 0;
+        }
         r = restore_files(h, &o, m, res);
         if (r < 0)
                 return r;

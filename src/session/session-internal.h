@@ -40,6 +40,7 @@ struct SessionHost {
         Catalog *catalog;
         SessionOwnerDescribeFn describe_owner; /* NULL: owners as they are */
         void *describe_userdata;
+        bool warm; /* start the receiving QEMU when RAM is staged (warm.c) */
 };
 
 /* err_set(r, "<prefix>: <current detail>"): the detail is copied first, as
@@ -63,6 +64,7 @@ static inline void session_row_donep(SessionRow *r) {
 typedef struct Paths {
         char *dir, *overlay, *serial, *qmp, *vnc, *agent, *pidfile, *devstate, *ram, *ram_snap, *overlay_snap;
         char *ram_fast, *overlay_fast; /* fast-hash sidecars: the base of the next import */
+        char *pidfile_warm; /* the pidfile a warm QEMU was started with (warm.c) */
 } Paths;
 
 void paths_done(Paths *p);
@@ -111,6 +113,7 @@ typedef struct Op {
         Paths paths;
         int lock_fd;
         pid_t pid;
+        int overlay_fd; /* > 0: QEMU gets the overlay as this open file (VmPaths) */
 } Op;
 
 void op_done(Op *o);
@@ -151,9 +154,36 @@ int manifest_id(json_t *m, const char *role, RoamId *ret);
 
 /* ---- staging.c ---- */
 
-/* Removes the staged RAM of name and what a crash left of a staging. */
+/* Removes the staged RAM of name, its warm QEMU, and what a crash left of a
+ * staging. */
 void staged_clear(SessionHost *h, const char *name);
+
+/* 1 with the path (caller frees) and the index of the staged RAM file of
+ * name, 0 if none. */
+int staged_find(SessionHost *h, const char *name, char **ret_path, RoamId *ret_id);
+
+/* Rewrites the file at path, which holds the blob of index from, into the
+ * blob of index to (only the chunks that differ). st may be NULL. */
+int patch_file(Store *s, const RoamId *from, const RoamId *to, const char *path, BlobStats *st);
 
 /* Writes the RAM blob ram into path: from the staged file of name if there is
  * one (only the chunks that differ), else in full. */
 int write_ram(SessionHost *h, const char *name, const RoamId *ram, const char *path, bool *ret_staged);
+
+/* ---- warm.c: the receiving QEMU started ahead ---- */
+
+/* Locks the warm QEMU of name (and the staging of its RAM): *ret_fd, close it
+ * to unlock. */
+int warm_lock(SessionHost *h, const char *name, int *ret_fd);
+/* Ends the warm QEMU of name and removes its files (lock held). */
+void warm_end(SessionHost *h, const char *name);
+/* Has a warm QEMU wait for checkpoint ck, whose RAM is staged at ram: the one
+ * of an earlier pre-copy patched, or a new one (*ret_started). Lock held. */
+int warm_prepare(SessionHost *h, const char *name, const RoamId *ck, const char *ram, bool *ret_started);
+/* Restores checkpoint m (verified; o locked, not running, config and image
+ * m's) into the warm QEMU of o: RAM and overlay patched, the files moved into
+ * the session's directory, the device state exported; *ret_q is connected to
+ * the QEMU, which waits for the device state (restore_resume()). 1 when
+ * there is no warm QEMU that fits (it is ended: restore cold), 0 when taken.
+ * Lock held. */
+int warm_take(SessionHost *h, Op *o, json_t *m, SessionRestoreResult *res, Qmp **ret_q);

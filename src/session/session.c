@@ -58,6 +58,7 @@ int session_host_new(const char *home, Store *store, Catalog *catalog, SessionHo
                 return -ENOMEM;
         h->home = TAKE_PTR(abs);
         h->store = store;
+        h->warm = true;
         h->catalog = catalog;
         const char *e = getenv("ROAM_RAM_DIR");
         if (e && *e)
@@ -174,6 +175,10 @@ void session_host_set_owner_describer(SessionHost *h, SessionOwnerDescribeFn fn,
         h->describe_userdata = userdata;
 }
 
+void session_host_set_warm(SessionHost *h, bool on) {
+        h->warm = on;
+}
+
 int check_owner(const SessionHost *h, const SessionRow *row) {
         if (!strcmp(row->owner, SESSION_OWNER_LOCAL))
                 return 0;
@@ -223,7 +228,7 @@ static int refresh_locked(SessionHost *h, SessionRow *row, const Paths *p, pid_t
         SessionState st = row->state;
         if (strcmp(row->owner, SESSION_OWNER_LOCAL))
                 st = SESSION_AWAY;
-        else if (vm_alive(p->pidfile, &pid) > 0) {
+        else if (vm_alive(p->pidfile, p->pidfile_warm, &pid) > 0) {
                 _cleanup_(qmp_freep) Qmp *q = NULL;
                 _cleanup_free_ char *status = NULL;
                 VmPaths vp = { .qmp = p->qmp };
@@ -375,7 +380,7 @@ static int info_from_row(SessionHost *h, SessionRow *row, SessionInfo *ret) {
                 }
         } else if (i.row.state == SESSION_RUNNING || i.row.state == SESSION_PAUSED) {
                 pid_t pid;
-                if (vm_alive(p.pidfile, &pid) > 0)
+                if (vm_alive(p.pidfile, p.pidfile_warm, &pid) > 0)
                         i.pid = pid;
         }
         i.overlay_bytes = allocated_bytes(p.overlay);
@@ -745,6 +750,8 @@ int vm_paths(SessionHost *h, Op *o, VmPaths *vp, char **kernel, char **initrd, c
                 .kernel = *kernel,
                 .initrd = *initrd,
                 .overlay = o->paths.overlay,
+                .overlay_fd = o->overlay_fd,
+                .master = *master,
                 .ram = o->paths.ram,
                 .serial = o->paths.serial,
                 .qmp = o->paths.qmp,
@@ -812,6 +819,7 @@ int session_start(SessionHost *h, const char *name) {
                 return err_wrap(r, "cannot start session '%s'", name);
         remove_runtime(&o.paths);
         (void) unlink(o.paths.ram); /* a cold boot starts with empty RAM */
+        session_warm_stop(h, name); /* nothing will come into a QEMU waiting for it */
         _cleanup_(qmp_freep) Qmp *q = NULL;
         r = launch(h, &o, false, &q);
         if (r < 0)

@@ -232,6 +232,7 @@ typedef struct SessionRestoreResult {
         uint64_t verify_ns; /* is all of the checkpoint here (part of export_ns) */
         uint64_t ram_ns;    /* RAM file (part of export_ns) */
         bool ram_staged;    /* ... patched from a staged file (session_stage_ram()) */
+        bool warm;          /* into the QEMU started with the staging (launch_ns 0) */
         uint64_t export_ns; /* store -> files */
         uint64_t launch_ns; /* QEMU start until it answers (part of qemu_ns) */
         uint64_t qemu_ns;   /* QEMU start, device state, cont (0 when powered off) */
@@ -249,6 +250,9 @@ typedef struct SessionStageResult {
         bool full;               /* written in full (nothing staged before) */
         uint64_t chunks_written; /* else: chunks that differed */
         double seconds;
+        bool warm;               /* a QEMU waits on it (session_host_set_warm()) */
+        bool warm_started;       /* ... started now (else an earlier one was patched) */
+        double warm_seconds;
 } SessionStageResult;
 
 /* Writes the RAM of checkpoint (whose chunks are all in the store) ahead of
@@ -261,6 +265,18 @@ int session_stage_ram(SessionHost *h, const char *name, const RoamId *checkpoint
 /* Removes what session_stage_ram() wrote for name (when it will not come:
  * the session stopped elsewhere). */
 void session_unstage_ram(SessionHost *h, const char *name);
+
+/* Warm restores (on by default): when RAM is staged, the QEMU that will
+ * restore it is started too and waits (-incoming defer) on the staged RAM
+ * and the pre-copy's overlay, so that the restore of the hand-over patches
+ * both in place and only loads the device state (src/session/warm.c). */
+void session_host_set_warm(SessionHost *h, bool on);
+/* Ends the waiting QEMU of name, if any. */
+void session_warm_stop(SessionHost *h, const char *name);
+/* Ends the waiting QEMUs that will not be used (of sessions running here, or
+ * whose staged RAM is gone): at a daemon's start; all of them when all (at
+ * its end). */
+void session_warm_sweep(SessionHost *h, bool all);
 
 int session_restore(SessionHost *h, const char *name, const char *spec, SessionRestoreResult *ret);
 

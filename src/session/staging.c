@@ -29,8 +29,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
 
 #define STAGED_INFIX ".staged."
 
-/* 1 with the path and the index of the staged file of name, 0 if none. */
-static int staged_find(SessionHost *h, const char *name, char **ret_path, RoamId *ret_id) {
+int staged_find(SessionHost *h, const char *name, char **ret_path, RoamId *ret_id) {
         _cleanup_(closedirp) DIR *d = opendir(h->ram_dir);
         if (!d)
                 return 0;
@@ -83,6 +82,7 @@ static int staging_tmp(SessionHost *h, const char *name, char **ret) {
 }
 
 void staged_clear(SessionHost *h, const char *name) {
+        session_warm_stop(h, name);
         char *path;
         RoamId id;
         while (staged_find(h, name, &path, &id) > 0) {
@@ -103,9 +103,7 @@ void session_unstage_ram(SessionHost *h, const char *name) {
                 staged_clear(h, name);
 }
 
-/* Rewrites the file at path, which holds the blob of index from, into the
- * blob of index to. */
-static int patch_file(Store *s, const RoamId *from, const RoamId *to, const char *path, BlobStats *st) {
+int patch_file(Store *s, const RoamId *from, const RoamId *to, const char *path, BlobStats *st) {
         _cleanup_(index_freep) Index *a = NULL, *b = NULL;
         int r = blob_load_index(s, from, &a);
         if (r >= 0)
@@ -150,14 +148,12 @@ static int stage_find_ram(SessionHost *h, const char *name, const RoamId *checkp
         return r < 0 ? r : 1;
 }
 
-int session_stage_ram(SessionHost *h, const char *name, const RoamId *checkpoint, SessionStageResult *ret) {
-        if (!name_is_valid(name))
-                return err_set(-EINVAL, "session name '%s' is invalid", name);
-        int r = need_store(h);
-        if (r < 0)
-                return r;
+/* Stages the RAM of checkpoint (warm lock held): 1 with the staged file's
+ * path, 0 when the checkpoint has no RAM. */
+static int stage_locked(SessionHost *h, const char *name, const RoamId *checkpoint, SessionStageResult *ret,
+                        char **ret_path) {
         RoamId ram;
-        r = stage_find_ram(h, name, checkpoint, &ram);
+        int r = stage_find_ram(h, name, checkpoint, &ram);
         if (r <= 0)
                 return r;
         SessionStageResult res = { 0 };
@@ -171,9 +167,9 @@ int session_stage_ram(SessionHost *h, const char *name, const RoamId *checkpoint
         if (r < 0)
                 return r;
         if (r > 0 && id_equal(&base, &ram)) {
-                if (ret)
-                        *ret = res;
-                return 0;
+                *ret = res;
+                *ret_path = TAKE_PTR(old);
+                return 1;
         }
         r = mkdir_p(h->ram_dir, 0700);
         if (r < 0)
@@ -197,6 +193,35 @@ int session_stage_ram(SessionHost *h, const char *name, const RoamId *checkpoint
         }
         res.chunks_written = st.chunks;
         res.seconds = now_s() - t0;
+        *ret = res;
+        *ret_path = TAKE_PTR(final);
+        return 1;
+}
+
+int session_stage_ram(SessionHost *h, const char *name, const RoamId *checkpoint, SessionStageResult *ret) {
+        if (!name_is_valid(name))
+                return err_set(-EINVAL, "session name '%s' is invalid", name);
+        int r = need_store(h);
+        if (r < 0)
+                return r;
+        int fd;
+        r = warm_lock(h, name, &fd);
+        if (r < 0)
+                return r;
+        SessionStageResult res = { 0 };
+        _cleanup_free_ char *staged = NULL;
+        r = stage_locked(h, name, checkpoint, &res, &staged);
+        if (r > 0 && h->warm) {
+                /* and the QEMU that will take it */
+                double t0 = now_s();
+                r = warm_prepare(h, name, checkpoint, staged, &res.warm_started);
+                res.warm_seconds = now_s() - t0;
+                res.warm = r >= 0;
+        } else if (r == 0)
+                warm_end(h, name);
+        close(fd);
+        if (r < 0)
+                return r;
         if (ret)
                 *ret = res;
         return 0;

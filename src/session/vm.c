@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -411,14 +413,17 @@ static char *qemu_escape(const char *s) {
 
 int vm_build_argv(const char *qemu, const VmConfig *c, const char *accel, const VmPaths *p, bool incoming,
                   char ***ret) {
-        if (!p->kernel || !p->overlay || !p->ram || !p->serial || !p->qmp || !p->pidfile)
+        if (!p->kernel || !p->overlay || !p->master || !p->ram || !p->serial || !p->qmp || !p->pidfile)
                 return -EINVAL;
+        char fd_path[32];
+        snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", p->overlay_fd);
         _cleanup_free_ char *ram = qemu_escape(p->ram), *serial = qemu_escape(p->serial),
-                            *qmp = qemu_escape(p->qmp), *ov = qemu_escape(p->overlay),
+                            *qmp = qemu_escape(p->qmp), *ov = qemu_escape(p->overlay_fd > 0 ? fd_path : p->overlay),
+                            *master = qemu_escape(p->master),
                             *vnc = p->vnc ? qemu_escape(p->vnc) : NULL,
                             *prof = c->profile_disk ? qemu_escape(c->profile_disk) : NULL,
                             *agent = c->agent && p->agent ? qemu_escape(p->agent) : NULL;
-        if (!ram || !serial || !qmp || !ov || (p->vnc && !vnc) || (c->profile_disk && !prof))
+        if (!ram || !serial || !qmp || !ov || !master || (p->vnc && !vnc) || (c->profile_disk && !prof))
                 return -ENOMEM;
         if (c->agent && !agent)
                 return p->agent ? -ENOMEM : -EINVAL;
@@ -475,7 +480,8 @@ int vm_build_argv(const char *qemu, const VmConfig *c, const char *accel, const 
                 argv_add(&a, "%s", c->append);
         }
         argv_add(&a, "-drive");
-        argv_add(&a, "file=%s,format=qcow2,if=virtio,cache=writeback,discard=unmap", ov);
+        argv_add(&a, "file=%s,format=qcow2,if=virtio,cache=writeback,discard=unmap,backing.driver=raw,"
+                 "backing.file.filename=%s", ov, master);
         if (prof) {
                 argv_add(&a, "-drive");
                 argv_add(&a, "file=%s,format=raw,if=virtio,cache=writeback", prof);
@@ -544,7 +550,7 @@ int vm_launch(char **argv, const VmPaths *p, pid_t *ret_pid) {
                 (void) unlink(p->agent);
         (void) unlink(p->pidfile);
         _cleanup_free_ char *err = NULL;
-        int r = spawn_capture(argv, 8192, NULL, &err);
+        int r = spawn_capture_keep(argv, 8192, NULL, &err, p->overlay_fd > 0 ? p->overlay_fd : -1);
         if (r == -ENOENT)
                 return err_set(-ENOENT, "qemu '%s' not found (apt-get install qemu-system-x86, or set ROAM_QEMU)",
                                argv[0]);
@@ -571,7 +577,7 @@ int vm_launch(char **argv, const VmPaths *p, pid_t *ret_pid) {
         return 0;
 }
 
-int vm_alive(const char *pidfile, pid_t *ret_pid) {
+int vm_alive(const char *pidfile, const char *also, pid_t *ret_pid) {
         pid_t pid;
         if (read_pidfile(pidfile, &pid) < 0)
                 return 0;
@@ -586,7 +592,7 @@ int vm_alive(const char *pidfile, pid_t *ret_pid) {
         /* a recycled pid is somebody else: the command line must name our pidfile */
         bool ours = false;
         for (size_t i = 0; i < cn; i += strlen(cmd + i) + 1)
-                if (!strcmp(cmd + i, pidfile)) {
+                if (!strcmp(cmd + i, pidfile) || (also && !strcmp(cmd + i, also))) {
                         ours = true;
                         break;
                 }
@@ -607,13 +613,25 @@ static bool pid_gone(pid_t pid) {
 
 int vm_wait_exit(pid_t pid, int timeout_ms) {
         uint64_t end = now_ns() + (uint64_t) timeout_ms * 1000000;
+        /* a pidfd says at once when it ends (QEMU is not our child: no waitpid) */
+        _cleanup_close_ int pfd = (int) syscall(SYS_pidfd_open, pid, 0);
         for (;;) {
                 if (pid_gone(pid))
                         return 0;
-                if (now_ns() >= end)
+                uint64_t now = now_ns();
+                if (now >= end)
                         return -ETIMEDOUT;
-                nanosleep(&(struct timespec) { 0, 20 * 1000000 }, NULL);
+                if (pfd >= 0) {
+                        struct pollfd p = { .fd = pfd, .events = POLLIN };
+                        (void) poll(&p, 1, (int) MIN((end - now) / 1000000 + 1, (uint64_t) 1000));
+                } else
+                        nanosleep(&(struct timespec) { 0, 20 * 1000000 }, NULL);
         }
+}
+
+int vm_end_saved(pid_t pid) {
+        (void) kill(pid, SIGKILL);
+        return vm_wait_exit(pid, 5000);
 }
 
 int vm_connect(const VmPaths *p, int timeout_ms, Qmp **ret) {

@@ -87,6 +87,12 @@ typedef struct VmPaths {
         const char *kernel;  /* required */
         const char *initrd;  /* NULL if none */
         const char *overlay; /* qcow2 system disk */
+        int overlay_fd;      /* > 0: QEMU opens the overlay as /proc/self/fd/N (an
+                              * open file it inherits), so that it finds it again
+                              * when the file is renamed (warm.c) */
+        const char *master;  /* its backing file (raw), given to QEMU explicitly: the
+                              * path in the overlay's header is not used, so an
+                              * overlay from another host needs no rebase to run */
         const char *ram;     /* memory-backend-file */
         const char *serial;  /* serial console log (appended) */
         const char *qmp;     /* unix socket */
@@ -144,9 +150,11 @@ static inline void strv_freep(char ***v) {
 int vm_launch(char **argv, const VmPaths *p, pid_t *ret_pid);
 
 /* Reads the pidfile and checks that the process is alive and is the QEMU of
- * this pidfile (its command line names the pidfile; a zombie counts as dead).
- * 1 and *ret_pid when alive, 0 when not (no pidfile, or dead). */
-int vm_alive(const char *pidfile, pid_t *ret_pid);
+ * this pidfile (its command line names the pidfile, or also when not NULL: a
+ * QEMU started under another pidfile whose file was moved here; a zombie
+ * counts as dead). 1 and *ret_pid when alive, 0 when not (no pidfile, or
+ * dead). */
+int vm_alive(const char *pidfile, const char *also, pid_t *ret_pid);
 
 /* Waits up to timeout_ms for pid to be gone (or a zombie). 0 or -ETIMEDOUT. */
 int vm_wait_exit(pid_t pid, int timeout_ms);
@@ -168,6 +176,10 @@ int vm_wait_poweroff(Qmp *q, pid_t pid, int timeout_ms, char **ret_reason);
 /* Ends QEMU: quit over QMP (q may be NULL), then SIGTERM and SIGKILL if it
  * lingers. Returns once pid is gone. */
 int vm_kill(Qmp *q, pid_t pid);
+/* Ends a QEMU whose guest is stopped and whose state is saved (its device
+ * state written by a migration, which also flushed and released its disks):
+ * SIGKILL, without QEMU's own clean-up. Returns once pid is gone. */
+int vm_end_saved(pid_t pid);
 
 /* Saves the device state (without RAM: x-ignore-shared) to file. The VM must
  * be stopped; afterwards it is in "postmigrate" (cont resumes it). */

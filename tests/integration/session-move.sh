@@ -39,8 +39,9 @@ log "move A -> B"
 out=$(on "$A" session move s1 --to "http://127.0.0.1:$PB" --token "$TOK_B") || fail "move to B failed"
 printf '%s\n' "$out" >&2
 expect_match "$out" "downtime [0-9]+ ms"
-# B wrote the pre-copy's RAM before the pause; its restore patched that
-expect_match "$out" "RAM staged ahead" "the move's output"
+# B wrote the pre-copy's RAM before the pause, and started its QEMU on it;
+# its restore patched that RAM in that QEMU
+expect_match "$out" "RAM staged ahead, QEMU waiting" "the move's output"
 last_a=$(ticks_on "$A" | tail -n 1)
 is_state_on "$B" running || fail "session is '$(state_on "$B")' on B, expected running"
 is_state_on "$A" away || fail "session is '$(state_on "$A")' on A, expected away"
@@ -80,12 +81,13 @@ expect_match "$(cat "$T/stage.json")" "runs here"
 B_RAM=$(on "$B" session show s1 | sed -n 's/^ram: .* in \(.*\)\/s1.ram)$/\1/p')
 [ -n "$B_RAM" ] || fail "no RAM path on B"
 ls "$B_RAM"/s1.staged.* 2>/dev/null && fail "B kept a staged RAM file after its move-in"
+[ -e "$B/warm/s1" ] && fail "B kept the directory of its waiting QEMU after the move-in"
 
 log "move B -> A"
 sleep 1
 out=$(on "$B" session move s1 --to "http://127.0.0.1:$PA" --token "$TOK_A") || fail "move back failed"
 printf '%s\n' "$out" >&2
-expect_match "$out" "RAM staged ahead" "the move's output"
+expect_match "$out" "RAM staged ahead, QEMU waiting" "the move's output"
 ls "$A_RAM"/s1.staged.* 2>/dev/null && fail "A kept a staged RAM file after the move-in"
 last_b=$(ticks_on "$B" | tail -n 1)
 is_state_on "$A" running || fail "session is '$(state_on "$A")' on A after the move back"

@@ -61,6 +61,7 @@ static void test_argv(void **state) {
                 .kernel = "/h/boot/k",
                 .initrd = "/h/boot/i",
                 .overlay = "/h/sessions/s,1/overlay.qcow2",
+                .master = "/h/masters/m,1.raw",
                 .ram = "/dev/shm/roam-x/s,1.ram",
                 .serial = "/h/sessions/s,1/serial.log",
                 .qmp = "/h/sessions/s,1/qmp.sock",
@@ -85,7 +86,8 @@ static void test_argv(void **state) {
         assert_string_equal(argv_after(argv, "-initrd"), "/h/boot/i");
         assert_string_equal(argv_after(argv, "-append"), "console=ttyS0 quiet panic=-1");
         assert_string_equal(argv_after(argv, "-drive"),
-                            "file=/h/sessions/s,,1/overlay.qcow2,format=qcow2,if=virtio,cache=writeback,discard=unmap");
+                            "file=/h/sessions/s,,1/overlay.qcow2,format=qcow2,if=virtio,cache=writeback,discard=unmap,"
+                            "backing.driver=raw,backing.file.filename=/h/masters/m,,1.raw");
         assert_string_equal(argv_after(argv, "-pidfile"), "/h/sessions/s,1/qemu.pid");
         assert_true(argv_index(argv, "-daemonize") > 0);
         assert_true(argv_index(argv, "-nodefaults") > 0);

@@ -126,14 +126,21 @@ def main():
     relay = Relay(srv.port)
 
     # first response on a fresh connection: handshake (2 x delay) + RTT
-    t0 = time.monotonic()
-    s = relay.connect()
-    s.sendall(b"x")
-    recv_exact(s, 1)
-    first = (time.monotonic() - t0) * 1000
-    # the lower bound is the relay's promise; the upper one only catches a
-    # whole extra delay (a scheduling hiccup on a loaded machine is not one)
-    check(4 * DELAY_MS <= first < 5 * DELAY_MS + 30, "first response after %.1f ms (4 x delay)" % first)
+    # the lower bound is the relay's promise; the upper one catches a whole
+    # extra delay: the best of three fresh connections, so that a scheduling
+    # hiccup on a loaded machine is not taken for one
+    firsts = []
+    for _ in range(3):
+        t0 = time.monotonic()
+        s = relay.connect()
+        s.sendall(b"x")
+        recv_exact(s, 1)
+        firsts.append((time.monotonic() - t0) * 1000)
+        if len(firsts) < 3:
+            s.close()
+    first = min(firsts)
+    check(4 * DELAY_MS <= first < 5 * DELAY_MS, "first response after %.1f ms (4 x delay; of %s)" %
+          (first, ", ".join("%.1f" % f for f in firsts)))
     rtts = []
     for _ in range(10):
         t0 = time.monotonic()

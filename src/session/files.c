@@ -31,6 +31,8 @@ void paths_done(Paths *p) {
         free(p->overlay_snap);
         free(p->ram_fast);
         free(p->overlay_fast);
+        free(p->profile);
+        free(p->profile_fast);
         *p = (Paths) {};
 }
 
@@ -46,7 +48,9 @@ int paths_for(SessionHost *h, const char *name, Paths *ret) {
                   asprintf(&p.ram_snap, "%s/%s.ram.snap", h->ram_dir, name) >= 0 &&
                   asprintf(&p.overlay_snap, "%s/overlay.snap", p.dir) >= 0 &&
                   asprintf(&p.ram_fast, "%s/ram.fast", p.dir) >= 0 &&
-                  asprintf(&p.overlay_fast, "%s/overlay.fast", p.dir) >= 0;
+                  asprintf(&p.overlay_fast, "%s/overlay.fast", p.dir) >= 0 &&
+                  asprintf(&p.profile, "%s/profile.img", p.dir) >= 0 &&
+                  asprintf(&p.profile_fast, "%s/profile.fast", p.dir) >= 0;
         if (!ok) {
                 paths_done(&p);
                 return -ENOMEM;

@@ -82,6 +82,13 @@ static int handoff(const char *verb, int argc, char **argv) {
                format_bytes((uint64_t) json_integer_value(json_object_get(res, "bytes_after_click")), a, sizeof a),
                (long long) json_integer_value(json_object_get(res, "epoch")),
                !staged ? "" : json_is_true(staged) ? "; RAM staged ahead" : "; RAM written in full");
+        /* a powered-off take online: the server logged the session off */
+        const char *logoff = json_string_value(json_object_get(res, "logoff"));
+        const char *policy = json_string_value(json_object_get(res, "policy"));
+        if (logoff && policy)
+                printf("logged off on the server: %s; policy %s%s%s\n", *logoff ? logoff : "(no log-off line)", policy,
+                       json_is_true(json_object_get(res, "reset")) ? ", system disk reset to the master" : "",
+                       json_is_string(json_object_get(res, "profile")) ? ", profile saved" : "");
         json_decref(res);
         return 0;
 }

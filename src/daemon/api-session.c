@@ -420,13 +420,14 @@ static int finalize_in(HttpRequest *req, ApiSession *a, const char *name) {
                 return http_reply_error(req, 409, "%s", err_message(r));
         if (r < 0)
                 return http_reply_error(req, 500, "%s", err_message(r));
-        char hex[ID_HEX_SIZE];
+        char hex[ID_HEX_SIZE], phex[ID_HEX_SIZE];
         return http_reply_json(req, 200,
-                               json_pack("{s:s, s:s, s:I, s:s, s:b, s:s, s:I, s:s}", "name", name, "state", "stopped",
-                                         "epoch", (json_int_t) ho.epoch, "policy",
+                               json_pack("{s:s, s:s, s:I, s:s, s:b, s:s, s:I, s:s, s:s?}", "name", name, "state",
+                                         "stopped", "epoch", (json_int_t) ho.epoch, "policy",
                                          vm_policy_to_string(f.finalize.policy), "reset", f.finalize.reset, "logoff",
                                          f.finalize.logoff, "checkpoint_seq", (json_int_t) f.checkpoint.seq,
-                                         "checkpoint", id_to_hex(&f.checkpoint.id, hex)));
+                                         "checkpoint", id_to_hex(&f.checkpoint.id, hex), "profile",
+                                         f.finalize.profile_saved ? id_to_hex(&f.finalize.profile, phex) : NULL));
 }
 
 /* A sender about to move a session here: write the RAM of its pre-copy

@@ -449,27 +449,34 @@ int qmp_new_from_fd(int fd, int timeout_ms, Qmp **ret) {
  * resets the agent's JSON parser; guest-sync-delimited {id: N} is answered
  * with 0xff and {"return": N}, so whatever a former client left unread is
  * told apart from the answer. */
+#define AGENT_SYNC_TRIES 3
+
 static int agent_sync(Qmp *q, int timeout_ms) {
         uint64_t deadline = deadline_from(timeout_ms);
-        uint32_t nonce;
-        if (getrandom(&nonce, sizeof nonce, 0) != (ssize_t) sizeof nonce)
-                return -EIO;
-        nonce &= 0x3fffffff;
-        if (send(q->fd, "\xff", 1, MSG_NOSIGNAL) != 1)
-                return err_set(-errno, "cannot write to the guest agent's socket: %s", strerror(errno));
-        q->to_delim = true;
-        _cleanup_json_ json_t *ret = NULL;
-        int r = execute_until(q, "guest-sync-delimited", json_pack("{s:I}", "id", (json_int_t) nonce), deadline,
-                              &ret);
-        if (r == -ETIMEDOUT)
-                return err_set(r, "the guest agent did not answer within %d ms (is qemu-guest-agent running in "
-                               "the guest?)",
-                               timeout_ms);
-        if (r < 0)
-                return r;
-        if (!json_is_integer(ret) || json_integer_value(ret) != (json_int_t) nonce)
-                return err_set(-EPROTO, "the guest agent answered its sync with a wrong value");
-        return 0;
+        /* a client that gave up in the middle of its sync (a timeout) leaves
+         * its delimited answer behind, with an id that may equal ours: an
+         * answer with another value is that one, and we ask again */
+        for (int attempt = 0; attempt < AGENT_SYNC_TRIES; attempt++) {
+                uint32_t nonce;
+                if (getrandom(&nonce, sizeof nonce, 0) != (ssize_t) sizeof nonce)
+                        return -EIO;
+                nonce &= 0x3fffffff;
+                if (send(q->fd, "\xff", 1, MSG_NOSIGNAL) != 1)
+                        return err_set(-errno, "cannot write to the guest agent's socket: %s", strerror(errno));
+                q->to_delim = true;
+                _cleanup_json_ json_t *ret = NULL;
+                int r = execute_until(q, "guest-sync-delimited", json_pack("{s:I}", "id", (json_int_t) nonce),
+                                      deadline, &ret);
+                if (r == -ETIMEDOUT)
+                        return err_set(r, "the guest agent did not answer within %d ms (is qemu-guest-agent running "
+                                       "in the guest?)",
+                                       timeout_ms);
+                if (r < 0)
+                        return r;
+                if (json_is_integer(ret) && json_integer_value(ret) == (json_int_t) nonce)
+                        return 0;
+        }
+        return err_set(-EPROTO, "the guest agent answered its sync with a wrong value %d times", AGENT_SYNC_TRIES);
 }
 
 int qmp_agent_new_from_fd(int fd, int timeout_ms, Qmp **ret) {

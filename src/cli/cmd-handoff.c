@@ -54,7 +54,8 @@ static int handoff(const char *verb, int argc, char **argv) {
                                                 : syncfile_online_to(argv[1], argv[3], force);
         _cleanup_(remote_freep) Remote *rem = NULL;
         _cleanup_(daemon_endpoint_freep) DaemonEndpoint *ep = NULL;
-        if (cli_local_daemon(&rem, &ep))
+        /* a powered-off take online waits for the server's log-off boot: minutes */
+        if (cli_local_daemon_stall(&rem, &ep, 900))
                 return 1;
         if (!ep->role || strcmp(ep->role, "laptop"))
                 return cli_errorf("the daemon of '%s' is not a laptop (start 'roam serve --role laptop --server URL')",

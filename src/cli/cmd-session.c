@@ -679,12 +679,14 @@ static int session_finalize_verb(int argc, char **argv) {
                         return cli_help("session finalize", "[--timeout S] NAME",
                                         "Finalizes a powered-off session: boots it once with 'roam.logoff=1\n"
                                         "roam.user=USER' on the kernel command line and the user's profile disk\n"
-                                        "($ROAM_HOME/profiles/USER.img, made when missing) as its second disk; the\n"
-                                        "guest saves the user's files there and powers off. Then a persistent\n"
-                                        "session keeps its disk delta and a pooled one is reset to the master\n"
-                                        "image. The session stays stopped. Prints the guest's log-off line.\n\n"
-                                        "  -t, --timeout S  seconds to wait for the guest to power off (default 120;\n"
-                                        "                   then it is ended hard and its disk kept)\n");
+                                        "(users/USER/profile, or a new one) as its second disk. A guest with an\n"
+                                        "agent is logged off through it (roam-logoff, then guest-shutdown); one\n"
+                                        "without runs its log-off hook and powers off by itself. Then the profile\n"
+                                        "goes into the store (users/USER/profile), a persistent session keeps its\n"
+                                        "disk delta and a pooled one is reset to the master image. The session\n"
+                                        "stays stopped. Prints the guest's log-off line.\n\n"
+                                        "  -t, --timeout S  seconds for the whole log-off boot (default 300; then\n"
+                                        "                   QEMU is ended hard and the disks are kept)\n");
                 case 't': {
                         uint64_t v;
                         if (parse_u64(optarg, &v) < 0 || v < 1 || v > 3600)

@@ -91,7 +91,7 @@
 #define SESSION_APPEND_DEFAULT "console=ttyS0 quiet panic=-1"
 #define SESSION_STOP_TIMEOUT_S_DEFAULT 60
 #define SESSION_CHECKPOINT_SEQ_MAX 999999
-#define SESSION_FINALIZE_TIMEOUT_S_DEFAULT 120
+#define SESSION_FINALIZE_TIMEOUT_S_DEFAULT 300 /* a desktop under TCG on a busy host */
 #define SESSION_PROFILE_MIB 256
 
 typedef struct SessionHost SessionHost;

@@ -62,8 +62,8 @@ shot() { # HOST FILE CAPTION
 	"$1" session screenshot desk "$SHOTS/$2" >/dev/null && echo "screenshot: $SHOTS/$2 ($3)"
 }
 precopied() {
-	ROAM_HOME=$LT_HOME "$ROAM_BIN" status --json 2>/dev/null |
-		python3 -c 'import json, sys; s = [x for x in json.load(sys.stdin)["sessions"] if x["name"] == "desk"]; sys.exit(0 if s and s[0]["precopy_at"] > 0 else 1)'
+	in_lt_roam status --json 2>/dev/null |
+		python3 -c 'import json, sys; h = json.load(sys.stdin).get("handoff") or {}; s = [x for x in h.get("sessions", []) if x["name"] == "desk"]; sys.exit(0 if s and s[0]["precopy_at"] > 0 else 1)'
 }
 
 bold "datacenter: the image with its boot files in the store; a pooled desktop session for alice ($RAM)"

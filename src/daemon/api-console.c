@@ -22,6 +22,7 @@
 #include "../session/handoff.h"
 #include "../session/move.h"
 #include "../store/index.h"
+#include "../guest/image.h"
 #include "api-store.h"
 #include "../sync/remote.h"
 #include "api-session.h"
@@ -369,12 +370,20 @@ static int image_cb(const char *name, const RoamId *id, void *userdata) {
         Index *ix = NULL;
         char hex[ID_HEX_SIZE];
         json_t *j = json_pack("{s:s, s:s}", "name", name + strlen("images/"), "id", id_to_hex(id, hex));
+        /* an image with its boot files names a manifest: the size is its disk's */
+        ImageInfo info = {};
+        if (image_resolve(x->store, id, &info) >= 0) {
+                json_object_set_new(j, "boots", json_boolean(info.boot));
+                id = &info.disk;
+        }
+        err_clear();
         if (store_object_get(x->store, id, API_OBJECT_MAX, &data, &len) >= 0 && index_parse(data, len, &ix) >= 0) {
                 json_object_set_new(j, "size", json_integer((json_int_t) ix->blob_size));
                 json_object_set_new(j, "chunks", json_integer((json_int_t) ix->n_chunks));
         }
         index_free(ix);
         free(data);
+        image_info_done(&info);
         return json_array_append_new(x->arr, j) < 0 ? -ENOMEM : 0;
 }
 

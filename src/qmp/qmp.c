@@ -41,6 +41,7 @@ struct Qmp {
         size_t start, scan, len, cap;
         bool skipping; /* dropping the rest of an overlong line */
         bool to_delim; /* guest agent: dropping everything up to the next 0xff */
+        bool agent;    /* a guest agent: its id-less errors answer stray bytes, not us */
 
         /* Why the connection is unusable; NULL while it is fine. */
         const char *dead;
@@ -342,8 +343,11 @@ static int pump(Qmp *q, uint64_t deadline, int64_t want_id, json_t **ret_reply) 
         bool is_error = json_object_get(msg, "error");
         if (want_id > 0 && (is_error || json_object_get(msg, "return"))) {
                 json_t *id = json_object_get(msg, "id");
-                /* an error without id: QEMU could not parse our request */
-                if ((json_is_integer(id) && json_integer_value(id) == want_id) || (!id && is_error)) {
+                /* an error without id: QEMU could not parse our request. Not so
+                 * for the guest agent: the 0xff that resets its parser (ours, or
+                 * a former client's) is answered with such an error ("JSON
+                 * parse error, stray '\xff'"), which is nobody's answer */
+                if ((json_is_integer(id) && json_integer_value(id) == want_id) || (!id && is_error && !q->agent)) {
                         *ret_reply = msg;
                         return MSG_REPLY;
                 }
@@ -490,6 +494,7 @@ int qmp_agent_new_from_fd(int fd, int timeout_ms, Qmp **ret) {
                 return -ENOMEM;
         q->fd = fd;
         q->timeout_ms = QMP_TIMEOUT_DEFAULT_MS;
+        q->agent = true;
         int r = agent_sync(q, timeout_ms);
         if (r < 0) {
                 q->fd = -1; /* still the caller's */

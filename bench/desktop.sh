@@ -50,7 +50,7 @@ BOOT_S=900
 QDRV=$SRC_DIR/bench/desktop-qmp.py
 
 bench_prereqs
-command -v tesseract >/dev/null || true
+command -v jq >/dev/null || die "needs jq"
 DESKTOP=$BUILD_DIR/desktop
 log "building the desktop guest (cached)"
 bash "$SRC_DIR/scripts/build-desktop.sh" "$DESKTOP" >/dev/null 2>&1 || die "scripts/build-desktop.sh failed"

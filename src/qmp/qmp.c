@@ -208,9 +208,23 @@ static int read_message(Qmp *q, uint64_t deadline, json_t **ret) {
                                 q->skipping = false;
                                 continue;
                         }
+                        if (q->agent) {
+                                /* a 0xff only ever starts a fresh answer of the agent's:
+                                 * what comes before it on the line is a former client's */
+                                const char *ff = memrchr(line, 0xff, n);
+                                if (ff) {
+                                        n -= (size_t) (ff + 1 - line);
+                                        line = ff + 1;
+                                }
+                        }
                         if (n == 0 || (n == 1 && line[0] == '\r'))
                                 continue;
-                        return qmp_parse_message(line, n, ret);
+                        r = qmp_parse_message(line, n, ret);
+                        if (r == -EBADMSG && q->agent) {
+                                err_clear(); /* the rest of a line a former client left: not ours */
+                                continue;
+                        }
+                        return r;
                 }
                 q->scan = q->len;
 

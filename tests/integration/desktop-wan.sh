@@ -69,9 +69,24 @@ start_laptop() {
 }
 state_on() { "$1" session list | awk '$1 == "d1" { print $4 }'; }
 is_state() { [ "$(state_on "$1")" = "$2" ]; }
-# exec in d1 as alice on host $1 (roam_dc, roam_laptop, roam_dc2)
-ax() { local h=$1; shift; "$h" session exec d1 --user alice --timeout 60 -- "$@"; }
-rx() { local h=$1; shift; "$h" session exec d1 --timeout 60 -- "$@"; }
+# agent_retry CMD...: a 'roam session exec' asked again (5 times at most) while
+# roam says the agent did not answer in time: on a loaded host a TCG guest's
+# agent may take longer than exec's 5 s for its sync (and the daemons ask it
+# too; QEMU serves one client at a time). Any other outcome is final.
+agent_retry() {
+	local i rc out
+	for i in 1 2 3 4 5; do
+		rc=0
+		out=$("$@" 2>"$T/exec.err") || rc=$?
+		[ $rc = 2 ] && grep -q "did not answer" "$T/exec.err" && [ $i -lt 5 ] && { sleep 2; continue; }
+		[ -z "$out" ] || printf '%s\n' "$out"
+		cat "$T/exec.err" >&2
+		return $rc
+	done
+}
+# exec in d1 as alice (ax) or root (rx) on host $1 (roam_dc, roam_laptop, roam_dc2)
+ax() { local h=$1; shift; agent_retry "$h" session exec d1 --user alice --timeout 60 -- "$@"; }
+rx() { local h=$1; shift; agent_retry "$h" session exec d1 --timeout 60 -- "$@"; }
 agent_up() { rx "$1" /bin/true >/dev/null 2>&1; }
 boot_id() { rx "$1" cat /proc/sys/kernel/random/boot_id; }
 panel_up() { ax "$1" xdotool search --onlyvisible --class xfce4-panel >/dev/null 2>&1; }

@@ -923,10 +923,11 @@ static void *agent_main(void *arg) {
                 if (!j || !json_is_integer(id))
                         goto out; /* the client gave up */
         }
-        /* STALE: also the id-less error a stray 0xff earns (the agent's parser reset), which answers nobody */
+        /* STALE: also the id-less error a stray 0xff earns (the agent's parser reset), which answers nobody,
+         * a line that is no JSON, and the start of a former client's answer before a 0xff on our line */
         n = snprintf(buf, sizeof buf, "{\"return\": {\"pid\": 9}}\n{\"ret\xff%s{\"return\": %lld, \"id\": %lld}\n",
                      a->mode == AGENT_STALE ? "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, "
-                                              "stray '\\u00ff'\"}}\n"
+                                              "stray '\\u00ff'\"}}\nnot json\n{\"retu\xff"
                                             : "",
                      (long long) json_integer_value(id), (long long) json_integer_value(json_object_get(j, "id")));
         /* a stale answer and half a line of a former client first, then the delimiter */

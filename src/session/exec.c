@@ -24,14 +24,14 @@ static int agent_socket(SessionHost *h, const char *name, char **ret) {
         if (r < 0)
                 return r;
         r = check_owner(h, &i.row);
-        if (r >= 0 && !i.config.agent)
+        if (r >= 0 && i.pid <= 0)
+                r = err_set(-ESRCH, "session '%s' is not running (state %s; start it with 'roam session start %s')",
+                            name, session_state_to_string(i.row.state), name);
+        else if (r >= 0 && !i.config.agent)
                 r = err_set(-EOPNOTSUPP,
                             "session '%s' has no guest agent (create the session with --agent, of an image that "
                             "runs qemu-guest-agent)",
                             name);
-        else if (r >= 0 && i.pid <= 0)
-                r = err_set(-ESRCH, "session '%s' is not running (state %s; start it with 'roam session start %s')",
-                            name, session_state_to_string(i.row.state), name);
         if (r >= 0 && !(*ret = path_join(i.dir, "agent.sock")))
                 r = -ENOMEM;
         session_info_done(&i);

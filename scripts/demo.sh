@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # roam's main job on this one machine: the whole story of a portable session,
 # with a timeline at the end (each step, its downtime, its bytes on the wire).
+# DEMO=busybox: this story with the small test guest; DEMO=desktop (the
+# default when build/desktop exists): scripts/demo-desktop.sh.
 # Run by 'make demo', which builds roam and the test guest and installs what it
 # needs. As root the "datacenter" and the "laptop" are two network namespaces
 # joined by an emulated WAN (100 Mbit/s, 25 ms each way); otherwise both run
@@ -10,6 +12,10 @@
 # tests/netns.sh: namespaces, rate limit, delaying relay).
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 export BUILD_DIR=${BUILD_DIR:-$SRC/build}
+# the desktop story when the desktop image is built (or DEMO=desktop asks for it)
+DEMO=${DEMO:-$([ -s "$BUILD_DIR/desktop/desktop.img" ] && echo desktop || echo busybox)}
+if [ "$DEMO" = desktop ]; then exec bash "$SRC/scripts/demo-desktop.sh" "$@"; fi
+[ "$DEMO" = busybox ] || { echo "demo: DEMO is '$DEMO' (use desktop or busybox)" >&2; exit 2; }
 . "$SRC/tests/lib.sh"
 use_tls # the daemons as they come: HTTPS, the laptop pins the server's certificate
 export ROAM_ACCEL=${ROAM_ACCEL:-tcg}

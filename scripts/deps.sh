@@ -5,7 +5,7 @@ set -euo pipefail
 
 declare -A groups=(
   [build]="gcc meson ninja-build pkg-config libzstd-dev libssl-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev libsqlite3-dev libxxhash-dev"
-  [check]="libcmocka-dev qemu-utils qemu-system-x86 e2fsprogs python3 iproute2 valgrind busybox-static xz-utils cpio kmod zstd curl sqlite3 vncsnapshot groff-base jq mmdebstrap tesseract-ocr"
+  [check]="libcmocka-dev qemu-utils qemu-system-x86 e2fsprogs python3 iproute2 valgrind busybox-static xz-utils cpio kmod zstd curl sqlite3 vncsnapshot groff-base jq mmdebstrap tesseract-ocr tesseract-ocr-eng"
   [guest]="qemu-utils qemu-system-x86 busybox-static e2fsprogs xz-utils cpio kmod"
   [bench]="casync rsync debootstrap zstd e2fsprogs openssl qemu-utils qemu-system-x86 iproute2"
   [fuzz]="clang libclang-rt-14-dev"

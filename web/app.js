@@ -20,6 +20,7 @@ const st = {
   timers: [],
   busy: new Set(),     // "name/action" in flight
   desktop: null,       // { name, rfb }
+  thumbs: {},          // name -> { url (object URL of the PNG), at (ms) }
 };
 
 // ---- API ----------------------------------------------------------------
@@ -246,6 +247,45 @@ function readinessCell(s) {
     r.precopy_at ? el('span', { class: 'sub' }, ` · pre-copy ${fmtAgo(r.precopy_at)}`) : null);
 }
 
+// A picture of each running session's screen (GET /v1/console/thumbnails/NAME,
+// with the token header like every fetch; the daemon keeps one per session for
+// 10 s), fetched as a blob and shown through an object URL.
+const THUMB_EVERY_MS = 10000;
+
+async function refreshThumbs() {
+  const live = new Set(st.sessions.filter((s) => s.desktop && s.owner === 'local').map((s) => s.name));
+  for (const name of Object.keys(st.thumbs)) {
+    if (!live.has(name)) { URL.revokeObjectURL(st.thumbs[name].url); delete st.thumbs[name]; }
+  }
+  await Promise.allSettled([...live].map(async (name) => {
+    const t = st.thumbs[name];
+    if (t && Date.now() - t.at < THUMB_EVERY_MS) return;
+    const resp = await fetch(`/v1/console/thumbnails/${encodeURIComponent(name)}`, { headers: { Authorization: `Bearer ${st.token}` } });
+    if (!resp.ok) return;
+    const url = URL.createObjectURL(await resp.blob());
+    if (st.thumbs[name]) URL.revokeObjectURL(st.thumbs[name].url);
+    st.thumbs[name] = { url, at: Date.now() };
+  }));
+  for (const img of document.querySelectorAll('img.thumb[data-thumb]')) {
+    const t = st.thumbs[img.dataset.thumb];
+    if (t && img.src !== t.url) img.src = t.url;
+  }
+}
+
+function thumbFor(s) {
+  if (!s.desktop || s.owner !== 'local') return null;
+  const t = st.thumbs[s.name];
+  return el('img', { class: 'thumb', 'data-thumb': s.name, alt: `screen of ${s.name}`, title: 'open the desktop',
+    src: t ? t.url : '', onclick: () => openDesktop(s.name) });
+}
+
+function agentBadge(s) {
+  if (!s.agent) return null;
+  const a = s.agent;
+  const text = a.state === 'answering' ? `agent ${a.ping_ms} ms` : `agent ${a.state}`;
+  return el('span', { class: `sub agent agent-${a.state}`, title: a.error || '' }, text);
+}
+
 function renderSessions() {
   const tbody = $('#sessions tbody');
   const rows = sessionRows();
@@ -260,11 +300,11 @@ function renderSessions() {
       acts.unshift(el('button', { type: 'button', 'data-action': 'desktop', onclick: () => openDesktop(s.name) }, 'Desktop'));
     }
     return el('tr', { 'data-session': s.name, 'data-state': s.state },
-      el('td', { 'data-label': 'Session', class: 'name' }, el('strong', {}, s.name)),
+      el('td', { 'data-label': 'Session', class: 'name' }, el('strong', {}, s.name), thumbFor(s)),
       el('td', { 'data-label': 'User' }, s.user),
       el('td', { 'data-label': 'Image' }, s.image || '–'),
       el('td', { 'data-label': 'Runs on', class: 'owner', title: s.laptop ? `laptop id ${s.laptop.id}` : '' }, where(s.owner, s.laptop)),
-      el('td', { 'data-label': 'State', class: `state state-${s.state}` }, s.state),
+      el('td', { 'data-label': 'State', class: `state state-${s.state}` }, s.state, s.agent ? el('br') : null, agentBadge(s)),
       el('td', { 'data-label': 'Epoch', class: 'epoch' }, s.epoch),
       el('td', { 'data-label': 'Last checkpoint', class: 'checkpoint' },
         s.last_checkpoint ? el('span', { class: 'mono', title: s.last_checkpoint }, s.last_checkpoint.slice(0, 12)) : '–',
@@ -349,6 +389,7 @@ async function refresh() {
   }
   await Promise.allSettled(jobs);
   render();
+  refreshThumbs();
 }
 
 function connectEvents() {

@@ -246,11 +246,16 @@ int cli_token_with_fingerprint(const char *token, const char *fingerprint, char 
 
 /* Connects to the daemon serving cli_home(). Prints errors itself. */
 int cli_local_daemon(Remote **ret_remote, DaemonEndpoint **ret_ep) {
+        return cli_local_daemon_stall(ret_remote, ret_ep, 0);
+}
+
+int cli_local_daemon_stall(Remote **ret_remote, DaemonEndpoint **ret_ep, unsigned stall_timeout_s) {
         DaemonEndpoint *ep = NULL;
         int r = daemon_endpoint_read(cli_home(), &ep);
         if (r < 0)
                 return cli_error(r);
-        RemoteOptions ro = { .cacert = ep->cacert, .fingerprint = ep->fingerprint };
+        RemoteOptions ro = { .cacert = ep->cacert, .fingerprint = ep->fingerprint,
+                             .stall_timeout_s = stall_timeout_s };
         Remote *rem;
         r = remote_new(ep->url, ep->token, &ro, &rem);
         if (r < 0) {

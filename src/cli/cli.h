@@ -100,6 +100,9 @@ struct DaemonEndpoint;
  * frees. Prints errors itself (returns 1). */
 int cli_token_with_fingerprint(const char *token, const char *fingerprint, char **ret);
 int cli_local_daemon(struct Remote **ret_remote, struct DaemonEndpoint **ret_ep);
+/* The same with a longer wait for an answer that takes long (a hand-over whose
+ * far side boots a guest for its log-off); 0 = the default. */
+int cli_local_daemon_stall(struct Remote **ret_remote, struct DaemonEndpoint **ret_ep, unsigned stall_timeout_s);
 /* One JSON request to it; *ret is the answer (caller decrefs). */
 struct json_t;
 int cli_local_request(struct Remote *rem, const char *method, const char *path, struct json_t *body,

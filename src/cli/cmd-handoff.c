@@ -54,7 +54,8 @@ static int handoff(const char *verb, int argc, char **argv) {
                                                 : syncfile_online_to(argv[1], argv[3], force);
         _cleanup_(remote_freep) Remote *rem = NULL;
         _cleanup_(daemon_endpoint_freep) DaemonEndpoint *ep = NULL;
-        if (cli_local_daemon(&rem, &ep))
+        /* a powered-off take online waits for the server's log-off boot: minutes */
+        if (cli_local_daemon_stall(&rem, &ep, 900))
                 return 1;
         if (!ep->role || strcmp(ep->role, "laptop"))
                 return cli_errorf("the daemon of '%s' is not a laptop (start 'roam serve --role laptop --server URL')",
@@ -84,6 +85,13 @@ static int handoff(const char *verb, int argc, char **argv) {
                (long long) json_integer_value(json_object_get(res, "epoch")),
                !staged ? "" : json_is_true(staged) ? "; RAM staged ahead" : "; RAM written in full",
                waiting ? ", QEMU waiting" : "");
+        /* a powered-off take online: the server logged the session off */
+        const char *logoff = json_string_value(json_object_get(res, "logoff"));
+        const char *policy = json_string_value(json_object_get(res, "policy"));
+        if (logoff && policy)
+                printf("logged off on the server: %s; policy %s%s%s\n", *logoff ? logoff : "(no log-off line)", policy,
+                       json_is_true(json_object_get(res, "reset")) ? ", system disk reset to the master" : "",
+                       json_is_string(json_object_get(res, "profile")) ? ", profile saved" : "");
         json_decref(res);
         return 0;
 }

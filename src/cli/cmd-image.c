@@ -18,6 +18,8 @@
 #include "../basic/spawn.h"
 #include "../basic/util.h"
 #include "../store/blob.h"
+#include "../store/manifest.h"
+#include "../guest/image.h"
 
 static int image_ref(const char *name, char *buf, size_t size) {
         if (!name_is_valid(name))
@@ -119,25 +121,170 @@ static int convert_to_raw(const char *file, const char *fmt, char **ret_path, in
         return 0;
 }
 
+/* e2fsck from PATH or the sbin directories a user's PATH may lack. */
+static const char *e2fsck_binary(void) {
+        static const char *const paths[] = { "/usr/sbin/e2fsck", "/sbin/e2fsck" };
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++)
+                if (access(paths[i], X_OK) == 0)
+                        return paths[i];
+        return "e2fsck";
+}
+
+/* A raw image holding ext4 is checked before anything is stored: its
+ * superblock against the file (truncated, damaged), then e2fsck -fn (read
+ * only) for the rest of its metadata. Anything else passes. */
+static int check_raw_fs(const char *file, int fd, uint64_t size) {
+        uint8_t sb[IMAGE_EXT4_SB_SIZE];
+        ssize_t n = loop_pread(fd, sb, sizeof sb, IMAGE_EXT4_SB_OFFSET);
+        if (n < 0)
+                return err_set((int) n, "cannot read '%s': %s", file, strerror((int) -n));
+        char why[256];
+        int r = image_check_ext4(sb, (size_t) n, size, why, sizeof why);
+        if (r < 0)
+                return err_set(-EBADMSG, "'%s' is a damaged disk image: %s (import an intact copy)", file, why);
+        if (r == 0)
+                return 0;
+        char *argv[] = { (char *) e2fsck_binary(), "-f", "-n", (char *) file, NULL };
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        r = spawn_capture(argv, 64 * 1024, &out, &err);
+        if (r == -ENOENT)
+                return 0; /* the superblock check is what we have */
+        if (r < 0)
+                return err_set(r, "cannot run e2fsck on '%s': %s", file, strerror(-r));
+        if (r != 0) {
+                /* e2fsck's first line that says what is wrong */
+                const char *line = NULL;
+                for (char *t = out ? strtok(out, "\n") : NULL; t; t = strtok(NULL, "\n"))
+                        if (strncmp(t, "Pass ", 5) && strncmp(t, "e2fsck ", 7) && *t) {
+                                line = t;
+                                break;
+                        }
+                return err_set(-EBADMSG, "'%s' is a damaged disk image: e2fsck found errors in its file system (%s) "
+                                         "(import an intact copy)",
+                               file, line ? line : first_line(err, "exit code"));
+        }
+        return 0;
+}
+
+typedef struct BootArgs {
+        const char *kernel, *initrd, *append;
+        bool agent, profile;
+} BootArgs;
+
+/* Checks a kernel file before anything is stored. */
+static int check_kernel(const char *file) {
+        _cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return err_set(-errno, "cannot open kernel '%s': %s", file, strerror(errno));
+        struct stat st;
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+                return err_set(-EINVAL, "kernel '%s' is not a regular file", file);
+        uint8_t head[0x400] = { 0 };
+        ssize_t n = loop_pread(fd, head, sizeof head, 0);
+        if (n < 0)
+                return err_set((int) n, "cannot read kernel '%s'", file);
+        char why[256];
+        if (image_check_kernel(head, (size_t) n, (uint64_t) st.st_size, why, sizeof why) < 0)
+                return err_set(-EBADMSG, "kernel '%s' is not usable: %s", file, why);
+        return 0;
+}
+
+static int import_small(Store *s, const char *what, const char *file, RoamId *ret) {
+        _cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return err_set(-errno, "cannot open %s '%s': %s", what, file, strerror(errno));
+        if (!S_ISREG(st.st_mode) || st.st_size == 0)
+                return err_set(-EINVAL, "%s '%s' is not a non-empty regular file", what, file);
+        BlobOptions o = {};
+        int r = blob_import_fd(s, fd, (uint64_t) st.st_size, &o, ret, NULL);
+        if (r < 0)
+                return err_set_if_none(r, "cannot import %s '%s': %s", what, file, strerror(-r));
+        return 0;
+}
+
+/* The image manifest over disk with the boot files of b. */
+static int put_image_manifest(Store *s, const RoamId *disk, const BootArgs *b, RoamId *ret) {
+        _cleanup_(image_info_done) ImageInfo i = { .boot = true, .disk = *disk, .agent = b->agent,
+                                                   .profile = b->profile };
+        int r = import_small(s, "kernel", b->kernel, &i.kernel);
+        if (r >= 0 && b->initrd) {
+                r = import_small(s, "initrd", b->initrd, &i.initrd);
+                i.has_initrd = true;
+        }
+        if (r < 0)
+                return r;
+        if (b->append && !(i.append = strdup(b->append)))
+                return -ENOMEM;
+        _cleanup_(json_decrefp) json_t *j = NULL;
+        r = image_manifest_build(&i, &j);
+        if (r < 0)
+                return r;
+        _cleanup_free_ void *data = NULL;
+        size_t len;
+        r = manifest_serialize(j, &data, &len);
+        if (r >= 0)
+                r = store_object_put(s, data, len, ret);
+        return r;
+}
+
 static int image_import(int argc, char **argv) {
         static const struct option opts[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "force", no_argument, NULL, 'f' },
                 { "threads", required_argument, NULL, 't' },
+                { "kernel", required_argument, NULL, 'k' },
+                { "initrd", required_argument, NULL, 'r' },
+                { "append", required_argument, NULL, 'a' },
+                { "agent", no_argument, NULL, 'G' },
+                { "profile", no_argument, NULL, 'P' },
+                { "no-check", no_argument, NULL, 'N' },
                 {},
         };
-        bool force = false;
+        bool force = false, no_check = false;
         unsigned threads = 0;
+        BootArgs boot = {};
         int c;
-        while ((c = getopt_long(argc, argv, "hft:", opts, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "hft:k:r:a:GPN", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
-                        return cli_help("image import", "[--force] [--threads N] NAME FILE",
+                        return cli_help("image import", "[--force] [--threads N] [--kernel K [--initrd I] [--append A]\n"
+                                        "       [--agent] [--profile]] NAME FILE",
                                         "Imports a disk image into the store under images/NAME and prints its id.\n"
                                         "FILE is a raw image, or any format qemu-img reads (qcow2, vmdk, vdi,\n"
-                                        "vhdx, ...), converted to raw first. All-zero 64 KiB ranges are not stored.\n\n"
+                                        "vhdx, ...), converted to raw first. All-zero 64 KiB ranges are not stored.\n"
+                                        "A raw image holding ext4 is checked first (superblock, e2fsck -fn): a\n"
+                                        "truncated or damaged one is refused.\n\n"
+                                        "With --kernel the image boots by itself: kernel, initrd, command line\n"
+                                        "and devices are kept with it in the store (an image manifest, so they\n"
+                                        "travel with it), and 'roam session create --image NAME' needs no --kernel.\n\n"
                                         "  -f, --force      replace an existing image of that name\n"
-                                        "  -t, --threads N  worker threads (default: one per core)\n");
+                                        "  -t, --threads N  worker threads (default: one per core)\n"
+                                        "  -k, --kernel K   the image's kernel (bzImage or ELF)\n"
+                                        "  -r, --initrd I   its initrd\n"
+                                        "  -a, --append A   its kernel command line (sessions add roam.user=USER)\n"
+                                        "  -G, --agent      it runs qemu-guest-agent: sessions get its port\n"
+                                        "  -P, --profile    it mounts the user's profile disk (label roam-profile):\n"
+                                        "                   sessions run with users/USER/profile attached\n"
+                                        "  -N, --no-check   skip the file system check\n");
+                case 'k':
+                        boot.kernel = optarg;
+                        break;
+                case 'r':
+                        boot.initrd = optarg;
+                        break;
+                case 'a':
+                        boot.append = optarg;
+                        break;
+                case 'G':
+                        boot.agent = true;
+                        break;
+                case 'P':
+                        boot.profile = true;
+                        break;
+                case 'N':
+                        no_check = true;
+                        break;
                 case 'f':
                         force = true;
                         break;
@@ -157,6 +304,15 @@ static int image_import(int argc, char **argv) {
         char ref[128];
         if (image_ref(name, ref, sizeof ref))
                 return 1;
+        if (!boot.kernel && (boot.initrd || boot.append || boot.agent || boot.profile))
+                return cli_usage("image import", "--initrd, --append, --agent and --profile go with --kernel");
+        if (boot.append && strlen(boot.append) > IMAGE_APPEND_MAX)
+                return cli_usage("image import", "--append is longer than %d bytes", IMAGE_APPEND_MAX);
+        if (boot.kernel) {
+                int k = check_kernel(boot.kernel);
+                if (k < 0)
+                        return cli_error(k);
+        }
 
         _cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
@@ -203,6 +359,14 @@ static int image_import(int argc, char **argv) {
                         return cli_errorf("cannot read converted image: %s", strerror(errno));
                 }
         }
+        if (!no_check) {
+                r = check_raw_fs(converted ? converted : file, fd, (uint64_t) st.st_size);
+                if (r < 0) {
+                        if (converted)
+                                unlink(converted);
+                        return cli_error(r);
+                }
+        }
 
         Progress *p = progress_new("import", (uint64_t) st.st_size);
         BlobOptions o = { .threads = threads, .progress = p, .cancel = interrupt_flag() };
@@ -214,6 +378,12 @@ static int image_import(int argc, char **argv) {
                 unlink(converted);
         if (r < 0)
                 return cli_error(r);
+        RoamId disk = id;
+        if (boot.kernel) {
+                r = put_image_manifest(s, &disk, &boot, &id);
+                if (r < 0)
+                        return cli_error(r);
+        }
         r = store_ref_set(s, ref, &id, force ? NULL : &old);
         if (r < 0)
                 return cli_error(r);
@@ -226,18 +396,21 @@ static int image_import(int argc, char **argv) {
         return 0;
 }
 
-static int load_image(Store *s, const char *name, RoamId *ret_id, Index **ret) {
+/* The image NAME: what its ref names (*ret_info, caller frees) and its disk's index. */
+static int load_image(Store *s, const char *name, ImageInfo *ret_info, Index **ret) {
         char ref[128];
         if (image_ref(name, ref, sizeof ref))
                 return 1;
-        int r = store_ref_get(s, ref, ret_id);
-        if (r == -ENOENT)
-                return cli_errorf("image '%s' not found (try 'roam image list')", name);
+        ImageInfo info = {};
+        int r = image_lookup(s, name, &info);
         if (r < 0)
                 return cli_error(r);
-        r = blob_load_index(s, ret_id, ret);
-        if (r < 0)
+        r = blob_load_index(s, &info.disk, ret);
+        if (r < 0) {
+                image_info_done(&info);
                 return cli_error(r);
+        }
+        *ret_info = info;
         return 0;
 }
 
@@ -275,9 +448,9 @@ static int image_export(int argc, char **argv) {
         _cleanup_(store_freep) Store *s = NULL;
         if (cli_open_store(false, false, &s))
                 return 1;
-        RoamId id;
+        _cleanup_(image_info_done) ImageInfo info = {};
         _cleanup_(index_freep) Index *x = NULL;
-        if (load_image(s, name, &id, &x))
+        if (load_image(s, name, &info, &x))
                 return 1;
 
         /* write beside the target, then rename: never a half-written FILE */
@@ -324,15 +497,19 @@ static int list_cb(const char *name, const RoamId *id, void *userdata) {
         ListCtx *l = userdata;
         char hex[ID_HEX_SIZE], a[32];
         _cleanup_(index_freep) Index *x = NULL;
+        _cleanup_(image_info_done) ImageInfo info = {};
         err_clear();
-        int r = id ? blob_load_index(l->store, id, &x) : -EBADMSG;
+        int r = id ? image_resolve(l->store, id, &info) : -EBADMSG;
+        if (r >= 0)
+                r = blob_load_index(l->store, &info.disk, &x);
         const char *problem = !id ? "malformed ref: run 'roam store fsck'" : r < 0 ? err_message(r) : NULL;
         if (l->images)
                 return json_array_append_new(l->images,
-                                             json_pack("{s:s, s:o, s:o, s:o}", "name", name + 7, "id",
+                                             json_pack("{s:s, s:o, s:o, s:o, s:b}", "name", name + 7, "id",
                                                        id ? json_string(id_to_hex(id, hex)) : json_null(), "size",
                                                        x ? json_integer((json_int_t) x->blob_size) : json_null(),
-                                                       "error", problem ? json_string(problem) : json_null())) < 0
+                                                       "error", problem ? json_string(problem) : json_null(), "boots",
+                                                       info.boot)) < 0
                                ? -ENOMEM
                                : 0;
         if (!id)
@@ -340,7 +517,8 @@ static int list_cb(const char *name, const RoamId *id, void *userdata) {
         else if (r < 0)
                 printf("%-24s %12s  %.16s  (%s)\n", name + 7, "?", id_to_hex(id, hex), problem);
         else
-                printf("%-24s %12s  %.16s\n", name + 7, format_bytes(x->blob_size, a, sizeof a), id_to_hex(id, hex));
+                printf("%-24s %12s  %.16s%s\n", name + 7, format_bytes(x->blob_size, a, sizeof a), id_to_hex(id, hex),
+                       info.boot ? "  (boots: kernel, initrd)" : "");
         return 0;
 }
 
@@ -390,9 +568,9 @@ static int image_show(int argc, char **argv) {
         _cleanup_(store_freep) Store *s = NULL;
         if (cli_open_store(false, false, &s))
                 return 1;
-        RoamId id;
+        _cleanup_(image_info_done) ImageInfo info = {};
         _cleanup_(index_freep) Index *x = NULL;
-        if (load_image(s, argv[1], &id, &x))
+        if (load_image(s, argv[1], &info, &x))
                 return 1;
         uint64_t zero = 0, stored = 0, missing = 0;
         for (uint64_t i = 0; i < x->n_chunks; i++) {
@@ -404,22 +582,35 @@ static int image_show(int argc, char **argv) {
                 else
                         missing++;
         }
-        char hex[ID_HEX_SIZE], a[32], b[32];
+        char hex[ID_HEX_SIZE], dhex[ID_HEX_SIZE], khex[ID_HEX_SIZE], ihex[ID_HEX_SIZE], a[32], b[32];
         if (as_json) {
-                int k = cli_print_json(json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "name", argv[1], "id",
-                                                 id_to_hex(&id, hex), "size", (json_int_t) x->blob_size,
-                                                 "chunk_size", (json_int_t) x->chunk_size, "chunks",
-                                                 (json_int_t) x->n_chunks, "zero_chunks", (json_int_t) zero,
-                                                 "stored_bytes", (json_int_t) stored, "missing_chunks",
-                                                 (json_int_t) missing));
+                json_t *boot = info.boot ? json_pack("{s:s, s:s?, s:s?, s:b, s:b}", "kernel",
+                                                     id_to_hex(&info.kernel, khex), "initrd",
+                                                     info.has_initrd ? id_to_hex(&info.initrd, ihex) : NULL,
+                                                     "append", info.append, "agent", info.agent, "profile",
+                                                     info.profile)
+                                         : json_null();
+                int k = cli_print_json(json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "name", argv[1],
+                                                 "id", id_to_hex(&info.id, hex), "disk", id_to_hex(&info.disk, dhex),
+                                                 "size", (json_int_t) x->blob_size, "chunk_size",
+                                                 (json_int_t) x->chunk_size, "chunks", (json_int_t) x->n_chunks,
+                                                 "zero_chunks", (json_int_t) zero, "stored_bytes", (json_int_t) stored,
+                                                 "missing_chunks", (json_int_t) missing, "boot", boot));
                 if (k || !missing)
                         return k;
-        } else
+        } else {
                 printf("name:        %s\nid:          %s\nsize:        %s (%llu bytes)\nchunk size:  %u\n"
                        "chunks:      %llu (%llu all-zero, not stored)\nstored:      %s compressed\n",
-                       argv[1], id_to_hex(&id, hex), format_bytes(x->blob_size, a, sizeof a),
+                       argv[1], id_to_hex(&info.id, hex), format_bytes(x->blob_size, a, sizeof a),
                        (unsigned long long) x->blob_size, x->chunk_size, (unsigned long long) x->n_chunks,
                        (unsigned long long) zero, format_bytes(stored, b, sizeof b));
+                if (info.boot)
+                        printf("disk:        %s\nkernel:      %s\ninitrd:      %s\nappend:      %s\nagent:       %s\n"
+                               "profile:     %s\n",
+                               id_to_hex(&info.disk, dhex), id_to_hex(&info.kernel, khex),
+                               info.has_initrd ? id_to_hex(&info.initrd, ihex) : "-", info.append ? info.append : "-",
+                               info.agent ? "yes" : "no", info.profile ? "users/USER/profile at every boot" : "no");
+        }
         if (missing) {
                 if (!as_json)
                         printf("missing:     %llu chunks\n", (unsigned long long) missing);

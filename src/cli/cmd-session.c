@@ -64,10 +64,12 @@ static int session_create_verb(int argc, char **argv) {
                                 "  -u, --user USER          the user the session belongs to\n"
                                 "  -m, --ram SIZE           guest RAM, e.g. 512M, 2G (default 512M)\n"
                                 "  -c, --cpus N             virtual CPUs (default 1)\n"
-                                "  -k, --kernel FILE        guest kernel (default $ROAM_GUEST_DIR/vmlinux)\n"
-                                "  -r, --initrd FILE        guest initrd (default $ROAM_GUEST_DIR/initrd.img)\n"
-                                "  -a, --append ARGS        kernel command line (default '" SESSION_APPEND_DEFAULT
-                                "')\n"
+                                "  -k, --kernel FILE        guest kernel (default: the image's own, from 'roam\n"
+                                "                           image import --kernel'; else $ROAM_GUEST_DIR/vmlinux)\n"
+                                "  -r, --initrd FILE        guest initrd (default: the image's, or\n"
+                                "                           $ROAM_GUEST_DIR/initrd.img)\n"
+                                "  -a, --append ARGS        kernel command line (default: the image's plus\n"
+                                "                           roam.user=USER, else '" SESSION_APPEND_DEFAULT "')\n"
                                 "  -p, --profile-disk FILE  a raw disk attached as the second virtio disk\n"
                                 "  -A, --accel ACCEL        auto, kvm or tcg (default auto: kvm if a probe boot\n"
                                 "                           works; $ROAM_ACCEL overrides)\n"
@@ -141,19 +143,16 @@ static int session_create_verb(int argc, char **argv) {
                 return cli_usage("session create", "--image IMG is required");
         if (!a.user)
                 return cli_usage("session create", "--user USER is required");
+        /* no --kernel: the image's own boot files, else $ROAM_GUEST_DIR's */
         _cleanup_free_ char *kernel = NULL, *initrd = NULL;
         const char *gd = getenv("ROAM_GUEST_DIR");
-        if (!a.kernel) {
-                if (!gd || !*gd)
-                        return cli_usage("session create", "--kernel FILE is required (or set ROAM_GUEST_DIR)");
+        if (!a.kernel && gd && *gd) {
                 kernel = path_join(gd, "vmlinux");
-                a.kernel = kernel;
-                if (!a.initrd) {
-                        initrd = path_join(gd, "initrd.img");
-                        a.initrd = initrd;
-                }
-                if (!kernel || (!a.initrd))
+                initrd = path_join(gd, "initrd.img");
+                if (!kernel || !initrd)
                         return cli_error(-ENOMEM);
+                a.default_kernel = kernel;
+                a.default_initrd = initrd;
         }
 
         _cleanup_(cli_host_done) CliHost ctx = {};
@@ -450,6 +449,9 @@ static int session_show_verb(int argc, char **argv) {
         _cleanup_(cli_host_done) CliHost ctx = {};
         if (cli_host_open(false, &ctx))
                 return 1;
+        /* the agent, asked now (bounded: GUEST_AGENT_PING_MS) */
+        (void) session_agent_probe(ctx.host, argv[1], 0, NULL);
+        err_clear();
         SessionInfo i = {};
         int r = session_get(ctx.host, argv[1], &i);
         if (r < 0)
@@ -479,6 +481,25 @@ static int session_show_verb(int argc, char **argv) {
                i.config.append ? i.config.append : "");
         if (i.config.profile_disk)
                 printf("profile:     %s\n", i.config.profile_disk);
+        char holder[NAME_MAX_LEN + 1] = "";
+        if (session_profile_hold(ctx.host, i.row.user, holder, NULL) < 0)
+                holder[0] = 0;
+        err_clear();
+        if (i.config.profile || i.has_profile || holder[0])
+                printf("profile:     users/%s/profile%s%s%s%s\n", i.row.user,
+                       i.config.profile ? ", attached at every boot" : ", attached for the log-off",
+                       !holder[0] ? "" : !strcmp(holder, i.row.name) ? "; held by this session" : "; held by session '",
+                       holder[0] && strcmp(holder, i.row.name) ? holder : "",
+                       holder[0] && strcmp(holder, i.row.name) ? "'" : "");
+        if (i.config.agent) {
+                const SessionAgentStatus *ag = &i.agent;
+                if (ag->state == SESSION_AGENT_ANSWERING)
+                        printf("agent:       answering (%llu ms)\n", (unsigned long long) ag->ping_ms);
+                else if (ag->state == SESSION_AGENT_SILENT)
+                        printf("agent:       silent (%s)\n", ag->error);
+                else
+                        printf("agent:       %s\n", ag->checked ? session_agent_state_to_string(ag->state) : "unknown");
+        }
         printf("overlay:     %s (%s)\nmaster:      %s\nconsole:     %s\nvnc:         %s\n", i.overlay,
                format_bytes(i.overlay_bytes, b, sizeof b), i.master, i.serial, i.vnc);
         printf("checkpoints: %lld%s%s\ncreated:     %s\nupdated:     %s\n", (long long) i.row.checkpoints,
@@ -658,12 +679,14 @@ static int session_finalize_verb(int argc, char **argv) {
                         return cli_help("session finalize", "[--timeout S] NAME",
                                         "Finalizes a powered-off session: boots it once with 'roam.logoff=1\n"
                                         "roam.user=USER' on the kernel command line and the user's profile disk\n"
-                                        "($ROAM_HOME/profiles/USER.img, made when missing) as its second disk; the\n"
-                                        "guest saves the user's files there and powers off. Then a persistent\n"
-                                        "session keeps its disk delta and a pooled one is reset to the master\n"
-                                        "image. The session stays stopped. Prints the guest's log-off line.\n\n"
-                                        "  -t, --timeout S  seconds to wait for the guest to power off (default 120;\n"
-                                        "                   then it is ended hard and its disk kept)\n");
+                                        "(users/USER/profile, or a new one) as its second disk. A guest with an\n"
+                                        "agent is logged off through it (roam-logoff, then guest-shutdown); one\n"
+                                        "without runs its log-off hook and powers off by itself. Then the profile\n"
+                                        "goes into the store (users/USER/profile), a persistent session keeps its\n"
+                                        "disk delta and a pooled one is reset to the master image. The session\n"
+                                        "stays stopped. Prints the guest's log-off line.\n\n"
+                                        "  -t, --timeout S  seconds for the whole log-off boot (default 300; then\n"
+                                        "                   QEMU is ended hard and the disks are kept)\n");
                 case 't': {
                         uint64_t v;
                         if (parse_u64(optarg, &v) < 0 || v < 1 || v > 3600)

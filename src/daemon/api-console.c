@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -21,6 +22,7 @@
 #include "../session/handoff.h"
 #include "../session/move.h"
 #include "../store/index.h"
+#include "../guest/image.h"
 #include "api-store.h"
 #include "../sync/remote.h"
 #include "api-session.h"
@@ -368,12 +370,20 @@ static int image_cb(const char *name, const RoamId *id, void *userdata) {
         Index *ix = NULL;
         char hex[ID_HEX_SIZE];
         json_t *j = json_pack("{s:s, s:s}", "name", name + strlen("images/"), "id", id_to_hex(id, hex));
+        /* an image with its boot files names a manifest: the size is its disk's */
+        ImageInfo info = {};
+        if (image_resolve(x->store, id, &info) >= 0) {
+                json_object_set_new(j, "boots", json_boolean(info.boot));
+                id = &info.disk;
+        }
+        err_clear();
         if (store_object_get(x->store, id, API_OBJECT_MAX, &data, &len) >= 0 && index_parse(data, len, &ix) >= 0) {
                 json_object_set_new(j, "size", json_integer((json_int_t) ix->blob_size));
                 json_object_set_new(j, "chunks", json_integer((json_int_t) ix->n_chunks));
         }
         index_free(ix);
         free(data);
+        image_info_done(&info);
         return json_array_append_new(x->arr, j) < 0 ? -ENOMEM : 0;
 }
 
@@ -635,6 +645,118 @@ static int route_vnc(HttpRequest *req, void *userdata) {
         return http_reply_upgrade(req, raw ? raw_headers : headers, vnc_bridge, v, vnc_free);
 }
 
+/* ---- thumbnails ---- */
+
+/* The console's session list shows each running session's screen: QEMU's
+ * screendump (PNG), kept here for THUMB_MAX_AGE_S so that many browsers
+ * asking every few seconds cost one screendump per session that often. The
+ * browser scales it down. A screendump never waits for the session's lock,
+ * and QEMU's QMP socket (one client at a time: a long operation may hold it)
+ * is given THUMB_QMP_MS; past that the last picture is served, or 503. */
+#define THUMB_MAX_AGE_S 10
+#define THUMB_QMP_MS 2000
+#define THUMB_MAX 64
+#define THUMB_BYTES_MAX ((size_t) 16 << 20)
+
+typedef struct Thumb {
+        char name[NAME_MAX_LEN + 1];
+        char *png;
+        size_t len;
+        double at; /* now_s() of the screendump */
+} Thumb;
+
+static pthread_mutex_t thumb_lock = PTHREAD_MUTEX_INITIALIZER;
+static Thumb thumbs[THUMB_MAX];
+
+static Thumb *thumb_slot(const char *name) {
+        Thumb *free_slot = NULL, *oldest = &thumbs[0];
+        for (size_t i = 0; i < THUMB_MAX; i++) {
+                if (thumbs[i].name[0] && !strcmp(thumbs[i].name, name))
+                        return &thumbs[i];
+                if (!thumbs[i].name[0] && !free_slot)
+                        free_slot = &thumbs[i];
+                if (thumbs[i].at < oldest->at)
+                        oldest = &thumbs[i];
+        }
+        Thumb *t = free_slot ? free_slot : oldest;
+        free(t->png);
+        *t = (Thumb) {};
+        snprintf(t->name, sizeof t->name, "%s", name);
+        return t;
+}
+
+/* A PNG of the screen of the QEMU at qmp into *ret (caller frees). */
+static int screendump(Console *c, const char *qmp, char **ret, size_t *ret_len) {
+        _cleanup_free_ char *dir = path_join(daemon_home(c->d), "tmp"), *tmp = NULL;
+        if (!dir)
+                return -ENOMEM;
+        int r = mkdir_p(dir, 0700);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int fd = tmpfile_create(dir, &tmp);
+        if (fd < 0)
+                return fd;
+        _cleanup_(qmp_freep) Qmp *q = NULL;
+        r = qmp_connect(qmp, THUMB_QMP_MS, &q);
+        if (r >= 0)
+                r = qmp_execute(q, "screendump", json_pack("{s:s, s:s}", "filename", tmp, "format", "png"),
+                                THUMB_QMP_MS, NULL);
+        if (r >= 0)
+                r = read_full_file(tmp, THUMB_BYTES_MAX, ret, ret_len);
+        if (r >= 0 && (*ret_len < 8 || memcmp(*ret, "\x89PNG\r\n\x1a\n", 8))) {
+                free(*ret);
+                r = -EIO;
+        }
+        (void) unlink(tmp);
+        return r;
+}
+
+static int route_thumbnail(HttpRequest *req, void *userdata) {
+        Console *c = userdata;
+        const char *name = http_request_rest(req);
+        if (!name_is_valid(name))
+                return http_reply_error(req, 404, "unknown route '%s'", http_request_path(req));
+        SessionInfo i;
+        if (get_visible(req, c->h, name, &i))
+                return 0;
+        bool live = !strcmp(i.row.owner, SESSION_OWNER_LOCAL) &&
+                    (i.row.state == SESSION_RUNNING || i.row.state == SESSION_PAUSED) && i.config.vga;
+        _cleanup_free_ char *qmp = live ? strdup(i.qmp) : NULL;
+        char state[32];
+        snprintf(state, sizeof state, "%s", session_state_to_string(i.row.state));
+        session_info_done(&i);
+        if (!live)
+                return http_reply_error(req, 409, "session '%s' has no screen here (it is %s)", name, state);
+        if (!qmp)
+                return -ENOMEM;
+        pthread_mutex_lock(&thumb_lock);
+        Thumb *t = thumb_slot(name);
+        if (!t->png || now_s() - t->at >= THUMB_MAX_AGE_S) {
+                char *png = NULL;
+                size_t len = 0;
+                err_clear();
+                int r = screendump(c, qmp, &png, &len);
+                if (r >= 0) {
+                        free(t->png);
+                        t->png = png;
+                        t->len = len;
+                        t->at = now_s();
+                } else if (!t->png) {
+                        pthread_mutex_unlock(&thumb_lock);
+                        return http_reply_error(req, 503, "no picture of session '%s' now: %s", name,
+                                                err_message(r));
+                }
+        }
+        char *copy = malloc(t->len);
+        size_t len = t->len;
+        if (copy)
+                memcpy(copy, t->png, len);
+        pthread_mutex_unlock(&thumb_lock);
+        if (!copy)
+                return -ENOMEM;
+        return http_reply_buffer(req, 200, "image/png", copy, len);
+}
+
 /* ---- registration ---- */
 
 static const HttpRoute routes[] = {
@@ -644,6 +766,7 @@ static const HttpRoute routes[] = {
         { "GET", "/v1/events", 0, route_events, HTTP_ROUTE_QUERY_TOKEN },
         { "GET", "/v1/console/images", 0, route_images, 0 },
         { "GET", "/v1/console/sessions/*", 0, route_vnc, HTTP_ROUTE_QUERY_TOKEN },
+        { "GET", "/v1/console/thumbnails/*", 0, route_thumbnail, 0 },
         { "POST", "/v1/console/sessions/*", 64 * 1024, route_action, 0 },
 };
 

@@ -78,14 +78,32 @@ static void readiness_set(ApiSession *a, const char *name, uint64_t remainder, u
         pthread_mutex_unlock(&a->lock);
 }
 
+/* The guest agent's liveness as the host last saw it: null without an agent. */
+static json_t *agent_json(const SessionInfo *i) {
+        if (!i->config.agent)
+                return json_null();
+        const SessionAgentStatus *a = &i->agent;
+        const char *state = a->checked ? session_agent_state_to_string(a->state) : "unknown";
+        return json_pack("{s:s, s:o, s:I, s:o}", "state", state, "ping_ms",
+                         a->state == SESSION_AGENT_ANSWERING ? json_integer((json_int_t) a->ping_ms) : json_null(),
+                         "checked", (json_int_t) a->checked, "error",
+                         a->state == SESSION_AGENT_SILENT && a->error[0] ? json_string(a->error) : json_null());
+}
+
 json_t *session_api_json(Catalog *c, const SessionInfo *i) {
-        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:o, s:I, s:I, s:I}", "name", i->row.name, "user",
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:o, s:I, s:I, s:I}", "name", i->row.name, "user",
                          i->row.user, "image", i->row.image, "state", session_state_to_string(i->row.state), "owner",
                          i->row.owner, "laptop", laptop_holder_json(c, i->row.name, i->row.owner), "epoch",
                          (json_int_t) i->row.epoch, "last_checkpoint",
                          i->row.last_checkpoint ? json_string(i->row.last_checkpoint) : json_null(), "checkpoints",
                          (json_int_t) i->row.checkpoints, "ram_mib", (json_int_t) i->config.ram_mib, "updated",
                          (json_int_t) i->row.updated);
+        if (j && (json_object_set_new(j, "agent", agent_json(i)) < 0 ||
+                  json_object_set_new(j, "profile", json_boolean(i->has_profile)) < 0)) {
+                json_decref(j);
+                return NULL;
+        }
+        return j;
 }
 
 static json_t *session_json(ApiSession *a, const SessionInfo *i) {
@@ -410,13 +428,14 @@ static int finalize_in(HttpRequest *req, ApiSession *a, const char *name) {
                 return http_reply_error(req, 409, "%s", err_message(r));
         if (r < 0)
                 return http_reply_error(req, 500, "%s", err_message(r));
-        char hex[ID_HEX_SIZE];
+        char hex[ID_HEX_SIZE], phex[ID_HEX_SIZE];
         return http_reply_json(req, 200,
-                               json_pack("{s:s, s:s, s:I, s:s, s:b, s:s, s:I, s:s}", "name", name, "state", "stopped",
-                                         "epoch", (json_int_t) ho.epoch, "policy",
+                               json_pack("{s:s, s:s, s:I, s:s, s:b, s:s, s:I, s:s, s:s?}", "name", name, "state",
+                                         "stopped", "epoch", (json_int_t) ho.epoch, "policy",
                                          vm_policy_to_string(f.finalize.policy), "reset", f.finalize.reset, "logoff",
                                          f.finalize.logoff, "checkpoint_seq", (json_int_t) f.checkpoint.seq,
-                                         "checkpoint", id_to_hex(&f.checkpoint.id, hex)));
+                                         "checkpoint", id_to_hex(&f.checkpoint.id, hex), "profile",
+                                         f.finalize.profile_saved ? id_to_hex(&f.finalize.profile, phex) : NULL));
 }
 
 /* A sender about to move a session here: write the RAM of its pre-copy
@@ -560,6 +579,25 @@ static void recover_worker(DaemonWorker *w, void *userdata) {
         while (daemon_worker_sleep(w, 10));
 }
 
+/* The guest agents of the sessions that run here, asked every few seconds
+ * (each look bounded by GUEST_AGENT_PING_MS): their liveness in the session
+ * list and the console comes from these looks, never from a request. */
+#define AGENT_WATCH_S 5
+static void agent_worker(DaemonWorker *w, void *userdata) {
+        ApiSession *a = userdata;
+        do {
+                SessionInfo *list = NULL;
+                size_t n = 0;
+                if (session_list(a->h, &list, &n) < 0)
+                        continue;
+                for (size_t i = 0; i < n; i++)
+                        if (list[i].config.agent && !strcmp(list[i].row.owner, SESSION_OWNER_LOCAL))
+                                (void) session_agent_probe(a->h, list[i].row.name, 0, NULL);
+                session_info_list_free(list, n);
+                err_clear();
+        } while (daemon_worker_sleep(w, AGENT_WATCH_S));
+}
+
 int api_session_register(Daemon *d, SessionHost *h, int64_t lease_s, ApiLaptop *laptops) {
         /* lives as long as the daemon process */
         static ApiSession a;
@@ -571,5 +609,8 @@ int api_session_register(Daemon *d, SessionHost *h, int64_t lease_s, ApiLaptop *
         int r = daemon_add_routes(d, routes, ELEMENTSOF(routes), &a);
         if (r < 0)
                 return r;
-        return daemon_add_worker(d, "handover-recovery", recover_worker, &a, NULL);
+        r = daemon_add_worker(d, "handover-recovery", recover_worker, &a, NULL);
+        if (r < 0)
+                return r;
+        return daemon_add_worker(d, "agent-watch", agent_worker, &a, NULL);
 }

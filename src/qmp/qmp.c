@@ -41,6 +41,7 @@ struct Qmp {
         size_t start, scan, len, cap;
         bool skipping; /* dropping the rest of an overlong line */
         bool to_delim; /* guest agent: dropping everything up to the next 0xff */
+        bool agent;    /* a guest agent: its id-less errors answer stray bytes, not us */
 
         /* Why the connection is unusable; NULL while it is fine. */
         const char *dead;
@@ -207,9 +208,23 @@ static int read_message(Qmp *q, uint64_t deadline, json_t **ret) {
                                 q->skipping = false;
                                 continue;
                         }
+                        if (q->agent) {
+                                /* a 0xff only ever starts a fresh answer of the agent's:
+                                 * what comes before it on the line is a former client's */
+                                const char *ff = memrchr(line, 0xff, n);
+                                if (ff) {
+                                        n -= (size_t) (ff + 1 - line);
+                                        line = ff + 1;
+                                }
+                        }
                         if (n == 0 || (n == 1 && line[0] == '\r'))
                                 continue;
-                        return qmp_parse_message(line, n, ret);
+                        r = qmp_parse_message(line, n, ret);
+                        if (r == -EBADMSG && q->agent) {
+                                err_clear(); /* the rest of a line a former client left: not ours */
+                                continue;
+                        }
+                        return r;
                 }
                 q->scan = q->len;
 
@@ -342,8 +357,11 @@ static int pump(Qmp *q, uint64_t deadline, int64_t want_id, json_t **ret_reply) 
         bool is_error = json_object_get(msg, "error");
         if (want_id > 0 && (is_error || json_object_get(msg, "return"))) {
                 json_t *id = json_object_get(msg, "id");
-                /* an error without id: QEMU could not parse our request */
-                if ((json_is_integer(id) && json_integer_value(id) == want_id) || (!id && is_error)) {
+                /* an error without id: QEMU could not parse our request. Not so
+                 * for the guest agent: the 0xff that resets its parser (ours, or
+                 * a former client's) is answered with such an error ("JSON
+                 * parse error, stray '\xff'"), which is nobody's answer */
+                if ((json_is_integer(id) && json_integer_value(id) == want_id) || (!id && is_error && !q->agent)) {
                         *ret_reply = msg;
                         return MSG_REPLY;
                 }
@@ -449,27 +467,34 @@ int qmp_new_from_fd(int fd, int timeout_ms, Qmp **ret) {
  * resets the agent's JSON parser; guest-sync-delimited {id: N} is answered
  * with 0xff and {"return": N}, so whatever a former client left unread is
  * told apart from the answer. */
+#define AGENT_SYNC_TRIES 3
+
 static int agent_sync(Qmp *q, int timeout_ms) {
         uint64_t deadline = deadline_from(timeout_ms);
-        uint32_t nonce;
-        if (getrandom(&nonce, sizeof nonce, 0) != (ssize_t) sizeof nonce)
-                return -EIO;
-        nonce &= 0x3fffffff;
-        if (send(q->fd, "\xff", 1, MSG_NOSIGNAL) != 1)
-                return err_set(-errno, "cannot write to the guest agent's socket: %s", strerror(errno));
-        q->to_delim = true;
-        _cleanup_json_ json_t *ret = NULL;
-        int r = execute_until(q, "guest-sync-delimited", json_pack("{s:I}", "id", (json_int_t) nonce), deadline,
-                              &ret);
-        if (r == -ETIMEDOUT)
-                return err_set(r, "the guest agent did not answer within %d ms (is qemu-guest-agent running in "
-                               "the guest?)",
-                               timeout_ms);
-        if (r < 0)
-                return r;
-        if (!json_is_integer(ret) || json_integer_value(ret) != (json_int_t) nonce)
-                return err_set(-EPROTO, "the guest agent answered its sync with a wrong value");
-        return 0;
+        /* a client that gave up in the middle of its sync (a timeout) leaves
+         * its delimited answer behind, with an id that may equal ours: an
+         * answer with another value is that one, and we ask again */
+        for (int attempt = 0; attempt < AGENT_SYNC_TRIES; attempt++) {
+                uint32_t nonce;
+                if (getrandom(&nonce, sizeof nonce, 0) != (ssize_t) sizeof nonce)
+                        return -EIO;
+                nonce &= 0x3fffffff;
+                if (send(q->fd, "\xff", 1, MSG_NOSIGNAL) != 1)
+                        return err_set(-errno, "cannot write to the guest agent's socket: %s", strerror(errno));
+                q->to_delim = true;
+                _cleanup_json_ json_t *ret = NULL;
+                int r = execute_until(q, "guest-sync-delimited", json_pack("{s:I}", "id", (json_int_t) nonce),
+                                      deadline, &ret);
+                if (r == -ETIMEDOUT)
+                        return err_set(r, "the guest agent did not answer within %d ms (is qemu-guest-agent running "
+                                       "in the guest?)",
+                                       timeout_ms);
+                if (r < 0)
+                        return r;
+                if (json_is_integer(ret) && json_integer_value(ret) == (json_int_t) nonce)
+                        return 0;
+        }
+        return err_set(-EPROTO, "the guest agent answered its sync with a wrong value %d times", AGENT_SYNC_TRIES);
 }
 
 int qmp_agent_new_from_fd(int fd, int timeout_ms, Qmp **ret) {
@@ -483,6 +508,7 @@ int qmp_agent_new_from_fd(int fd, int timeout_ms, Qmp **ret) {
                 return -ENOMEM;
         q->fd = fd;
         q->timeout_ms = QMP_TIMEOUT_DEFAULT_MS;
+        q->agent = true;
         int r = agent_sync(q, timeout_ms);
         if (r < 0) {
                 q->fd = -1; /* still the caller's */

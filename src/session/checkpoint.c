@@ -114,16 +114,26 @@ static int checkpoint_powered_off(SessionHost *h, Op *o, SessionCheckpointResult
                                o->row.name, o->row.name);
         uint64_t t0 = now_ns();
         SessionCheckpointResult res = { .powered_off = true };
-        RoamId ov_id;
+        RoamId ov_id, prof_id;
         BlobStats bs;
         int r = import_file(h->store, o->paths.overlay, &ov_id, &bs);
         if (r < 0)
                 return err_wrap(r, "session '%s'", o->row.name);
         add_stats(&res, &bs);
         res.overlay_new_chunks = bs.new_chunks;
+        /* the user's profile disk travels with the session that holds it */
+        bool prof = access(o->paths.profile, F_OK) == 0;
+        if (prof) {
+                r = import_file(h->store, o->paths.profile, &prof_id, &bs);
+                if (r < 0)
+                        return err_wrap(r, "session '%s': its profile disk", o->row.name);
+                add_stats(&res, &bs);
+        }
         res.import_ns = now_ns() - t0;
-        char ov_hex[ID_HEX_SIZE];
+        char ov_hex[ID_HEX_SIZE], prof_hex[ID_HEX_SIZE];
         json_t *objects = json_pack("{s:s}", "overlay", id_to_hex(&ov_id, ov_hex));
+        if (objects && prof && json_object_set_new(objects, "profile", json_string(id_to_hex(&prof_id, prof_hex))) < 0)
+                return -ENOMEM;
         if (!objects)
                 return -ENOMEM;
         r = publish_checkpoint(h, o, objects, true, 0, &res.id, &res.seq);
@@ -143,11 +153,12 @@ static int checkpoint_powered_off(SessionHost *h, Op *o, SessionCheckpointResult
  * one. A missing, torn or stale sidecar (its chunks gone after a gc) means a
  * full import, never an error: a sidecar is a cache. */
 typedef struct LiveFiles {
-        BlobBase *ram_base, *ov_base;
-        BlobPending *ram_pending, *ov_pending, *dev_pending; /* between begin and finish */
-        BlobFast *ram_fast, *ov_fast;                        /* of the latest import */
-        RoamId ram_id, ov_id, dev_id;
-        BlobStats ram_stats, ov_stats, dev_stats;
+        bool prof;                                           /* the session holds a profile disk */
+        BlobBase *ram_base, *ov_base, *prof_base;
+        BlobPending *ram_pending, *ov_pending, *dev_pending, *prof_pending; /* between begin and finish */
+        BlobFast *ram_fast, *ov_fast, *prof_fast;            /* of the latest import */
+        RoamId ram_id, ov_id, dev_id, prof_id;
+        BlobStats ram_stats, ov_stats, dev_stats, prof_stats;
 } LiveFiles;
 
 static void live_files_done(LiveFiles *l) {
@@ -158,14 +169,20 @@ static void live_files_done(LiveFiles *l) {
         blob_pending_free(l->dev_pending);
         blob_fast_free(l->ram_fast);
         blob_fast_free(l->ov_fast);
+        blob_base_free(l->prof_base);
+        blob_pending_free(l->prof_pending);
+        blob_fast_free(l->prof_fast);
         *l = (LiveFiles) {};
 }
 
 /* Loads both bases from the sidecars (store lookups: before the pause). */
 static int live_files_load(SessionHost *h, const Paths *p, LiveFiles *l) {
+        l->prof = access(p->profile, F_OK) == 0;
         int r = blob_base_load(h->store, p->ram_fast, &l->ram_base);
         if (r >= 0)
                 r = blob_base_load(h->store, p->overlay_fast, &l->ov_base);
+        if (r >= 0 && l->prof)
+                r = blob_base_load(h->store, p->profile_fast, &l->prof_base);
         return r;
 }
 
@@ -179,9 +196,12 @@ static int live_files_load(SessionHost *h, const Paths *p, LiveFiles *l) {
 static int live_files_begin(SessionHost *h, const Paths *p, LiveFiles *l, uint64_t capture) {
         blob_pending_free(TAKE_PTR(l->ram_pending));
         blob_pending_free(TAKE_PTR(l->ov_pending));
+        blob_pending_free(TAKE_PTR(l->prof_pending));
         int r = import_begin(h->store, p->ram, l->ram_base, true, capture, &l->ram_pending);
         if (r >= 0)
                 r = import_begin(h->store, p->overlay, l->ov_base, false, capture, &l->ov_pending);
+        if (r >= 0 && l->prof)
+                r = import_begin(h->store, p->profile, l->prof_base, false, capture, &l->prof_pending);
         return r;
 }
 
@@ -208,6 +228,8 @@ static int live_files_finish(LiveFiles *l) {
         if (r >= 0)
                 r = finish_one(&l->ov_pending, &l->ov_id, &l->ov_stats, &l->ov_fast);
         if (r >= 0)
+                r = finish_one(&l->prof_pending, &l->prof_id, &l->prof_stats, &l->prof_fast);
+        if (r >= 0)
                 r = finish_one(&l->dev_pending, &l->dev_id, &l->dev_stats, NULL);
         return r;
 }
@@ -221,9 +243,11 @@ static int live_files_import(SessionHost *h, const Paths *p, LiveFiles *l) {
 static int live_files_rebase(SessionHost *h, LiveFiles *l) {
         blob_base_free(TAKE_PTR(l->ram_base));
         blob_base_free(TAKE_PTR(l->ov_base));
+        blob_base_free(TAKE_PTR(l->prof_base));
         int r = blob_base_new(h->store, l->ram_fast, &l->ram_base);
         int k = blob_base_new(h->store, l->ov_fast, &l->ov_base);
-        if (r == -ENOMEM || k == -ENOMEM)
+        int m = l->prof_fast ? blob_base_new(h->store, l->prof_fast, &l->prof_base) : 0;
+        if (r == -ENOMEM || k == -ENOMEM || m == -ENOMEM)
                 return -ENOMEM;
         err_clear(); /* no base: a full import, still correct */
         return 0;
@@ -236,6 +260,8 @@ static void live_files_save(const Paths *p, const LiveFiles *l) {
                 (void) unlink(p->ram_fast);
         if (l->ov_fast && blob_fast_save(l->ov_fast, p->overlay_fast) < 0)
                 (void) unlink(p->overlay_fast);
+        if (l->prof_fast && blob_fast_save(l->prof_fast, p->profile_fast) < 0)
+                (void) unlink(p->profile_fast);
         err_clear();
 }
 
@@ -260,7 +286,8 @@ static int checkpoint_prepass(SessionHost *h, Op *o, LiveFiles *live, bool quit,
         int r = live_files_load(h, &o->paths, live);
         if (r < 0)
                 return r;
-        if (!quit && (!live->ram_base || !live->ov_base || !sidecar_fresh(o->paths.ram_fast))) {
+        if (!quit && (!live->ram_base || !live->ov_base || (live->prof && !live->prof_base) ||
+                      !sidecar_fresh(o->paths.ram_fast))) {
                 r = live_files_import(h, &o->paths, live);
                 if (r >= 0) {
                         live_files_save(&o->paths, live);
@@ -386,6 +413,7 @@ static int checkpoint_store(SessionHost *h, Op *o, LiveFiles *live, bool quit, S
         add_stats(res, &live->ram_stats);
         add_stats(res, &live->ov_stats);
         add_stats(res, &live->dev_stats);
+        add_stats(res, &live->prof_stats);
         res->ram_new_chunks += live->ram_stats.new_chunks;
         res->overlay_new_chunks += live->ov_stats.new_chunks;
         res->import_ns = res->copy_ns + (now_ns() - resumed);
@@ -430,6 +458,11 @@ int session_checkpoint(SessionHost *h, const char *name, unsigned flags, Session
                                     id_to_hex(&live.ov_id, ov_hex), "devstate", id_to_hex(&live.dev_id, dev_hex));
         if (!objects)
                 return -ENOMEM;
+        char prof_hex[ID_HEX_SIZE];
+        if (live.prof && json_object_set_new(objects, "profile", json_string(id_to_hex(&live.prof_id, prof_hex))) < 0) {
+                json_decref(objects);
+                return -ENOMEM;
+        }
         r = publish_checkpoint(h, &o, objects, false, res.pause_ns, &res.id, &res.seq);
         if (r < 0)
                 return r;

@@ -1,74 +1,41 @@
 /* SPDX-License-Identifier: MIT */
-/* roam session exec: a command in the guest through qemu-guest-agent
- * (guest-exec, then guest-exec-status until it exits). */
+/* The guest agent of a session: roam session exec, liveness. The protocol
+ * is src/guest/agent.c's; this file finds the session's agent socket and
+ * names the session in what it says. */
 #include "session-internal.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
-#include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../basic/error.h"
+#include "../basic/fileio.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
 
-#define AGENT_CONNECT_MS 5000
-#define AGENT_COMMAND_MS 5000
-#define EXEC_POLL_MIN_MS 20
-#define EXEC_POLL_MAX_MS 250
-
-void session_exec_result_done(SessionExecResult *r) {
-        free(r->out);
-        free(r->err);
-        *r = (SessionExecResult) {};
-}
-
-/* Standard base64 (the agent's out-data, err-data) into a NUL-terminated buffer. */
-static int decode_b64(json_t *v, char **ret, size_t *ret_len) {
-        const char *s = json_string_value(v);
-        size_t n = s ? strlen(s) : 0;
-        if (n % 4 != 0 || n > INT32_MAX)
-                return err_set(-EBADMSG, "the guest agent sent malformed base64 output");
-        char *out = malloc(n / 4 * 3 + 1);
-        if (!out)
-                return -ENOMEM;
-        int k = n ? EVP_DecodeBlock((unsigned char *) out, (const unsigned char *) s, (int) n) : 0;
-        if (k < 0) {
-                free(out);
-                return err_set(-EBADMSG, "the guest agent sent malformed base64 output");
-        }
-        /* EVP_DecodeBlock counts the padding as zero bytes */
-        for (size_t i = n; i > 0 && s[i - 1] == '=' && k > 0; i--)
-                k--;
-        out[k] = 0;
-        *ret = out;
-        *ret_len = (size_t) k;
-        return 0;
-}
-
-/* The program and arguments guest-exec runs: argv as is, or, for a user,
- * through runuser with that user's desktop environment (DISPLAY=:0). */
-static json_t *exec_args(const SessionExec *e) {
-        json_t *args = json_array();
-        if (!args)
-                return NULL;
-        const char *path = e->argv[0];
-        if (e->user) {
-                path = "/usr/sbin/runuser";
-                char home[128], env_user[128];
-                snprintf(home, sizeof home, "HOME=/home/%s", e->user);
-                snprintf(env_user, sizeof env_user, "USER=%s", e->user);
-                const char *pre[] = { "-u", e->user, "--", "env", "DISPLAY=:0", home, env_user,
-                                      "XDG_RUNTIME_DIR=/run/user/1000" };
-                for (size_t i = 0; i < ELEMENTSOF(pre); i++)
-                        json_array_append_new(args, json_string(pre[i]));
-                json_array_append_new(args, json_string(e->argv[0]));
-        }
-        for (size_t i = 1; e->argv[i]; i++)
-                json_array_append_new(args, json_string(e->argv[i]));
-        json_t *j = json_pack("{s:s, s:o, s:b}", "path", path, "arg", args, "capture-output", 1);
-        return j;
+/* The agent socket of a running session with an agent (*ret, caller
+ * frees). Never waits for the session's lock: a long operation on it (a
+ * log-off boot holds it for minutes) must not hold up a look at its agent. */
+static int agent_socket(SessionHost *h, const char *name, char **ret) {
+        SessionInfo i = {};
+        int r = session_get(h, name, &i);
+        if (r < 0)
+                return r;
+        r = check_owner(h, &i.row);
+        if (r >= 0 && i.pid <= 0)
+                r = err_set(-ESRCH, "session '%s' is not running (state %s; start it with 'roam session start %s')",
+                            name, session_state_to_string(i.row.state), name);
+        else if (r >= 0 && !i.config.agent)
+                r = err_set(-EOPNOTSUPP,
+                            "session '%s' has no guest agent (create the session with --agent, of an image that "
+                            "runs qemu-guest-agent)",
+                            name);
+        if (r >= 0 && !(*ret = path_join(i.dir, "agent.sock")))
+                r = -ENOMEM;
+        session_info_done(&i);
+        return r;
 }
 
 int session_exec(SessionHost *h, const char *name, const SessionExec *e, SessionExecResult *ret) {
@@ -78,69 +45,88 @@ int session_exec(SessionHost *h, const char *name, const SessionExec *e, Session
         if (e->user && !name_is_valid(e->user))
                 return err_set(-EINVAL, "user name '%s' is invalid (use " NAME_RULE ")", e->user);
         _cleanup_free_ char *agent = NULL;
-        {
-                /* the session's lock only to look: a long command must not hold off checkpoints */
-                _cleanup_(op_done) Op o = {};
-                int r = op_begin(h, name, false, &o);
-                if (r < 0)
-                        return r;
-                if (o.pid <= 0)
-                        return err_set(-ESRCH, "session '%s' is not running (state %s; start it with 'roam "
-                                       "session start %s')",
-                                       name, session_state_to_string(o.row.state), name);
-                if (!o.config.agent)
-                        return err_set(-EOPNOTSUPP, "session '%s' has no guest agent (create the session with "
-                                       "--agent, of an image that runs qemu-guest-agent)",
-                                       name);
-                agent = strdup(o.paths.agent);
-                if (!agent)
-                        return -ENOMEM;
-        }
+        int r = agent_socket(h, name, &agent);
+        if (r < 0)
+                return r;
         _cleanup_(qmp_freep) Qmp *q = NULL;
-        int r = qmp_agent_connect(agent, AGENT_CONNECT_MS, &q);
+        r = guest_agent_open(agent, GUEST_AGENT_CONNECT_MS, &q);
         if (r < 0)
-                return err_set_if_none(r, "session '%s': no guest agent: %s", name, strerror(-r));
-        json_t *args = exec_args(e);
-        if (!args)
-                return -ENOMEM;
-        _cleanup_(json_decrefp) json_t *started = NULL;
-        r = qmp_execute(q, "guest-exec", args, AGENT_COMMAND_MS, &started);
+                return err_wrap(r, "session '%s'", name);
+        r = guest_exec(q, e, ret);
         if (r < 0)
-                return err_set_if_none(r, "session '%s': guest-exec failed", name);
-        json_t *pid = json_object_get(started, "pid");
-        if (!json_is_integer(pid))
-                return err_set(-EPROTO, "session '%s': the guest agent's guest-exec answer has no pid", name);
-        uint64_t deadline = now_ns() + (uint64_t) (e->timeout_s > 0 ? e->timeout_s : SESSION_EXEC_TIMEOUT_S_DEFAULT) *
-                                               1000000000ull;
-        int wait_ms = EXEC_POLL_MIN_MS;
-        for (;;) {
-                _cleanup_(json_decrefp) json_t *st = NULL;
-                r = qmp_execute(q, "guest-exec-status", json_pack("{s:O}", "pid", pid), AGENT_COMMAND_MS, &st);
-                if (r < 0)
-                        return err_set_if_none(r, "session '%s': guest-exec-status failed", name);
-                if (json_is_true(json_object_get(st, "exited"))) {
-                        json_t *code = json_object_get(st, "exitcode"), *sig = json_object_get(st, "signal");
-                        ret->exit_code = json_is_integer(code)  ? (int) json_integer_value(code)
-                                         : json_is_integer(sig) ? 128 + (int) json_integer_value(sig)
-                                                                : 255;
-                        ret->signaled = !json_is_integer(code) && json_is_integer(sig);
-                        r = decode_b64(json_object_get(st, "out-data"), &ret->out, &ret->out_len);
-                        if (r >= 0)
-                                r = decode_b64(json_object_get(st, "err-data"), &ret->err, &ret->err_len);
-                        if (r < 0) {
-                                session_exec_result_done(ret);
-                                return r;
-                        }
-                        ret->truncated = json_is_true(json_object_get(st, "out-truncated")) ||
-                                         json_is_true(json_object_get(st, "err-truncated"));
-                        return 0;
+                return err_wrap(r, "session '%s'", name);
+        return 0;
+}
+
+/* ---- liveness ---- */
+
+static const char *const agent_states[_SESSION_AGENT_STATE_MAX] = {
+        [SESSION_AGENT_NONE] = "none",
+        [SESSION_AGENT_DOWN] = "down",
+        [SESSION_AGENT_SILENT] = "silent",
+        [SESSION_AGENT_ANSWERING] = "answering",
+};
+
+const char *session_agent_state_to_string(SessionAgentState s) {
+        return (unsigned) s < _SESSION_AGENT_STATE_MAX ? agent_states[s] : NULL;
+}
+
+static void cache_put(SessionHost *h, const char *name, const SessionAgentStatus *st) {
+        pthread_mutex_lock(&h->agent_lock);
+        AgentSeen *slot = NULL, *oldest = &h->agents[0];
+        for (size_t i = 0; i < ELEMENTSOF(h->agents); i++) {
+                AgentSeen *a = &h->agents[i];
+                if (a->name[0] && !strcmp(a->name, name)) {
+                        slot = a;
+                        break;
                 }
-                if (now_ns() >= deadline)
-                        return err_set(-ETIMEDOUT, "session '%s': the command did not finish within %u s (it "
-                                       "still runs in the guest as pid %lld)",
-                                       name, e->timeout_s > 0 ? e->timeout_s : SESSION_EXEC_TIMEOUT_S_DEFAULT,
-                                       (long long) json_integer_value(pid));
-                poll(NULL, 0, wait_ms);
-                wait_ms = MIN(wait_ms * 2, EXEC_POLL_MAX_MS);
+                if (!a->name[0] && !slot)
+                        slot = a;
+                if (a->status.checked < oldest->status.checked)
+                        oldest = a;
         }
+        if (!slot)
+                slot = oldest; /* full: the stalest look goes */
+        snprintf(slot->name, sizeof slot->name, "%s", name);
+        slot->status = *st;
+        pthread_mutex_unlock(&h->agent_lock);
+}
+
+void session_agent_cached(SessionHost *h, const char *name, SessionAgentStatus *ret) {
+        *ret = (SessionAgentStatus) {};
+        pthread_mutex_lock(&h->agent_lock);
+        for (size_t i = 0; i < ELEMENTSOF(h->agents); i++)
+                if (h->agents[i].name[0] && !strcmp(h->agents[i].name, name)) {
+                        *ret = h->agents[i].status;
+                        break;
+                }
+        pthread_mutex_unlock(&h->agent_lock);
+}
+
+int session_agent_probe(SessionHost *h, const char *name, int timeout_ms, SessionAgentStatus *ret) {
+        SessionAgentStatus st = { .checked = (int64_t) time(NULL) };
+        _cleanup_free_ char *agent = NULL;
+        int r = agent_socket(h, name, &agent);
+        if (r == -EOPNOTSUPP)
+                st.state = SESSION_AGENT_NONE;
+        else if (r == -ESRCH || r == -EREMOTE)
+                st.state = SESSION_AGENT_DOWN;
+        else if (r < 0)
+                return r;
+        else {
+                uint64_t ms = 0;
+                r = guest_agent_ping(agent, timeout_ms > 0 ? timeout_ms : GUEST_AGENT_PING_MS, &ms);
+                if (r >= 0) {
+                        st.state = SESSION_AGENT_ANSWERING;
+                        st.ping_ms = ms;
+                } else {
+                        st.state = SESSION_AGENT_SILENT;
+                        snprintf(st.error, sizeof st.error, "%s", err_message(r));
+                }
+        }
+        err_clear();
+        cache_put(h, name, &st);
+        if (ret)
+                *ret = st;
+        return 0;
 }

@@ -32,6 +32,8 @@ void paths_done(Paths *p) {
         free(p->ram_fast);
         free(p->overlay_fast);
         free(p->pidfile_warm);
+        free(p->profile);
+        free(p->profile_fast);
         *p = (Paths) {};
 }
 
@@ -48,7 +50,9 @@ int paths_for(SessionHost *h, const char *name, Paths *ret) {
                   asprintf(&p.overlay_snap, "%s/overlay.snap", p.dir) >= 0 &&
                   asprintf(&p.ram_fast, "%s/ram.fast", p.dir) >= 0 &&
                   asprintf(&p.overlay_fast, "%s/overlay.fast", p.dir) >= 0 &&
-                  asprintf(&p.pidfile_warm, "%s/warm/%s/qemu.pid", h->home, name) >= 0;
+                  asprintf(&p.pidfile_warm, "%s/warm/%s/qemu.pid", h->home, name) >= 0 &&
+                  asprintf(&p.profile, "%s/profile.img", p.dir) >= 0 &&
+                  asprintf(&p.profile_fast, "%s/profile.fast", p.dir) >= 0;
         if (!ok) {
                 paths_done(&p);
                 return -ENOMEM;

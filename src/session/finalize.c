@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -124,14 +125,10 @@ static int finalize_check(const Op *o) {
 }
 
 /* The log-off boot's config fc (the caller's to free, also on failure): the
- * user's profile disk (*ret_profile, caller frees), roam.logoff=1. */
-static int finalize_config(SessionHost *h, Op *o, VmConfig *fc, char **ret_profile) {
+ * user's profile disk attached (checked out: o holds it), roam.logoff=1. */
+static int finalize_config(SessionHost *h, Op *o, VmConfig *fc) {
         const char *name = o->row.name;
-        _cleanup_free_ char *profile = NULL;
-        int r = session_profile_disk(h, o->row.user, &profile);
-        if (r < 0)
-                return err_wrap(r, "cannot finalize session '%s'", name);
-        r = vm_config_copy(&o->config, fc);
+        int r = vm_config_copy(&o->config, fc);
         if (r < 0)
                 return r;
         free(fc->append);
@@ -140,27 +137,79 @@ static int finalize_config(SessionHost *h, Op *o, VmConfig *fc, char **ret_profi
         if (r < 0)
                 return err_wrap(r, "cannot finalize session '%s'", name);
         free(fc->profile_disk);
-        fc->profile_disk = strdup(profile);
-        if (!fc->profile_disk)
-                return -ENOMEM;
+        fc->profile_disk = NULL;
+        fc->profile = true;
         r = session_check_ram(h->ram_dir, fc->ram_mib);
         if (r < 0)
                 return err_wrap(r, "cannot finalize session '%s'", name);
-        *ret_profile = TAKE_PTR(profile);
+        r = profile_checkout(h, o);
+        if (r < 0)
+                return err_wrap(r, "cannot finalize session '%s'", name);
         return 0;
 }
 
-/* One guest at a time writes a user's profile disk: *ret_fd holds its lock. */
-static int finalize_lock_profile(const char *profile, int *ret_fd) {
-        _cleanup_close_ int pfd = open(profile, O_RDWR | O_CLOEXEC);
-        if (pfd < 0)
-                return err_set(-errno, "cannot open the profile disk '%s': %s", profile, strerror(errno));
-        while (flock(pfd, LOCK_EX) < 0)
-                if (errno != EINTR)
-                        return err_set(-errno, "cannot lock the profile disk '%s': %s", profile,
-                                       strerror(errno));
-        *ret_fd = TAKE_FD(pfd);
-        return 0;
+#define FINALIZE_AGENT_POLL_MS 2000
+#define FINALIZE_LOGOFF_S 120u
+#define FINALIZE_LOGOFF_PROGRAM "/usr/local/sbin/roam-logoff"
+
+/* A guest with an agent is logged off through it: once the agent answers,
+ * roam-logoff (the user's session ends cleanly, the profile disk is
+ * unmounted), then guest-shutdown. Returns the wait for the power-off
+ * (as vm_wait_poweroff()); the log-off's outcome goes to *ret_logoff (0, or
+ * -EIO/-ETIMEDOUT with a detail) and res->logoff. */
+static int finalize_via_agent(Op *o, Qmp *q, uint64_t deadline, SessionFinalizeResult *res, int *ret_logoff,
+                              char **ret_reason) {
+        const char *name = o->row.name;
+        int r;
+        /* the agent starts late in a boot: ask until it answers (each try bounded) */
+        for (;;) {
+                uint64_t now = now_ns();
+                if (now >= deadline) {
+                        *ret_logoff = err_set(-ETIMEDOUT, "session '%s': the guest agent did not answer during its "
+                                                          "log-off boot",
+                                              name);
+                        return -ETIMEDOUT;
+                }
+                int left = (int) MIN((deadline - now) / 1000000, (uint64_t) FINALIZE_AGENT_POLL_MS);
+                r = guest_agent_ping(o->paths.agent, left > 0 ? left : 1, NULL);
+                if (r >= 0)
+                        break;
+                _cleanup_free_ char *st = NULL;
+                if (vm_alive(o->paths.pidfile, NULL, NULL) <= 0 ||
+                    (qmp_query_status(q, &st) >= 0 && !strcmp(st, "shutdown")))
+                        return vm_wait_poweroff(q, o->pid, 1000, ret_reason); /* it ended by itself */
+                err_clear();
+                poll(NULL, 0, 500);
+        }
+        _cleanup_(qmp_freep) Qmp *ga = NULL;
+        GuestExecResult ex = {};
+        r = guest_agent_open(o->paths.agent, GUEST_AGENT_CONNECT_MS, &ga);
+        if (r >= 0) {
+                char *argv[] = { (char *) FINALIZE_LOGOFF_PROGRAM, NULL };
+                GuestExec e = { .argv = argv, .timeout_s = FINALIZE_LOGOFF_S };
+                r = guest_exec(ga, &e, &ex);
+        }
+        if (r >= 0) {
+                char *out = ex.out ? ex.out : (char *) "";
+                out[strcspn(out, "\n")] = 0;
+                snprintf(res->logoff, sizeof res->logoff, "roam-logoff: %s (exit %d)", *out ? out : "no output",
+                         ex.exit_code);
+                if (ex.exit_code != 0)
+                        r = err_set(-EIO, "session '%s': the guest's log-off failed ('%s')", name, res->logoff);
+        } else
+                r = err_wrap(r, "session '%s': the log-off through the guest agent failed", name);
+        guest_exec_result_done(&ex);
+        *ret_logoff = r;
+        if (r >= 0 && ga)
+                r = guest_shutdown(ga);
+        if (r < 0) {
+                /* the user's session may be half ended: power off all the same, keep the disks */
+                (void) qmp_system_powerdown(q);
+        }
+        err_clear();
+        uint64_t now = now_ns();
+        int left = now < deadline ? (int) ((deadline - now) / 1000000) : 1000;
+        return vm_wait_poweroff(q, o->pid, left, ret_reason);
 }
 
 /* Boots o with fc; the guest runs its log-off hook and powers itself off.
@@ -168,19 +217,26 @@ static int finalize_lock_profile(const char *profile, int *ret_fd) {
  * for the power-off ended, *ret_reason (caller frees) why QEMU stopped,
  * *ret_log_from where this boot's console output starts. */
 static int finalize_boot(SessionHost *h, Op *o, const VmConfig *fc, int timeout_s, SessionFinalizeResult *res,
-                         int *ret_wait, char **ret_reason, uint64_t *ret_log_from) {
+                         int *ret_wait, char **ret_reason, uint64_t *ret_log_from, int *ret_logoff) {
         const char *name = o->row.name;
         remove_runtime(&o->paths);
         (void) unlink(o->paths.ram); /* a cold boot starts with empty RAM */
         *ret_log_from = file_size(o->paths.serial);
+        *ret_logoff = 0;
         _cleanup_(qmp_freep) Qmp *q = NULL;
         uint64_t t1 = now_ns();
         int r = launch_with(h, o, fc, false, &q);
         if (r < 0)
                 return err_wrap(r, "cannot finalize session '%s'", name);
         r = set_state(h, o, SESSION_RUNNING);
-        *ret_wait = r >= 0 ? vm_wait_poweroff(q, o->pid, timeout_s * 1000, ret_reason) : r;
+        if (r >= 0 && fc->agent)
+                *ret_wait = finalize_via_agent(o, q, t1 + (uint64_t) timeout_s * 1000000000ull, res, ret_logoff,
+                                               ret_reason);
+        else
+                *ret_wait = r >= 0 ? vm_wait_poweroff(q, o->pid, timeout_s * 1000, ret_reason) : r;
         res->boot_ns = now_ns() - t1;
+        char saved[512];
+        snprintf(saved, sizeof saved, "%s", *ret_logoff < 0 ? err_message(*ret_logoff) : "");
         err_clear();
         int k = vm_kill(q, o->pid);
         qmp_free(TAKE_PTR(q));
@@ -189,18 +245,26 @@ static int finalize_boot(SessionHost *h, Op *o, const VmConfig *fc, int timeout_
         o->pid = 0;
         remove_runtime(&o->paths);
         (void) unlink(o->paths.ram);
-        return set_state(h, o, SESSION_STOPPED);
+        r = set_state(h, o, SESSION_STOPPED);
+        if (r >= 0 && *ret_logoff < 0)
+                *ret_logoff = err_set(*ret_logoff, "%s", saved);
+        return r;
 }
 
 /* The log-off line of the boot into res, and whether the boot did its job
  * (w and reason from finalize_boot()). */
 static int finalize_outcome(const Op *o, uint64_t log_from, int w, const char *reason, int timeout_s,
-                            SessionFinalizeResult *res) {
+                            int logoff, SessionFinalizeResult *res) {
         const char *name = o->row.name;
         _cleanup_free_ char *log = NULL;
         size_t log_len = 0;
-        if (read_log_since(o->paths.serial, log_from, &log, &log_len) >= 0)
+        if (!o->config.agent && read_log_since(o->paths.serial, log_from, &log, &log_len) >= 0)
                 (void) session_logoff_line(log, log_len, res->logoff, sizeof res->logoff);
+        if (logoff < 0) {
+                char why[768];
+                snprintf(why, sizeof why, "%s", err_message(logoff));
+                return err_set(logoff, "%s; its disks were kept (see 'roam session log %s')", why, name);
+        }
         if (w == -ETIMEDOUT)
                 return err_set(-ETIMEDOUT,
                                "session '%s' did not power off within %d s of its log-off boot; it was ended hard "
@@ -249,25 +313,24 @@ int session_finalize_timeout(SessionHost *h, const char *name, int timeout_s, Se
                 return r;
         uint64_t t0 = now_ns();
         SessionFinalizeResult res = { .policy = o.config.policy };
-        _cleanup_free_ char *profile = NULL;
         _cleanup_(vm_config_donep) VmConfig fc = {};
-        r = finalize_config(h, &o, &fc, &profile);
+        r = finalize_config(h, &o, &fc);
         if (r < 0)
                 return r;
-        _cleanup_close_ int pfd = -1;
-        r = finalize_lock_profile(profile, &pfd);
-        if (r < 0)
-                return r;
-        int w = 0;
+        int w = 0, logoff = 0;
         _cleanup_free_ char *reason = NULL;
         uint64_t log_from = 0;
-        r = finalize_boot(h, &o, &fc, timeout_s, &res, &w, &reason, &log_from);
+        r = finalize_boot(h, &o, &fc, timeout_s, &res, &w, &reason, &log_from, &logoff);
         if (r < 0)
                 return r;
-        (void) flock(pfd, LOCK_UN);
-        r = finalize_outcome(&o, log_from, w, reason, timeout_s, &res);
+        r = finalize_outcome(&o, log_from, w, reason, timeout_s, logoff, &res);
         if (r < 0)
                 return r;
+        /* the user's files first: the profile into the store, then the policy */
+        r = profile_checkin(h, &o, &res.profile);
+        if (r < 0)
+                return r;
+        res.profile_saved = true;
         r = finalize_apply_policy(h, &o, &res);
         if (r < 0)
                 return r;

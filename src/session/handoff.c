@@ -68,11 +68,16 @@ int handoff_precopy(SessionHost *h, const char *name, PrecopyResult *ret) {
                 return r;
         }
         PrecopyResult res = { 0 };
-        RoamId ram, ov;
-        BlobStats a = { 0 }, b = { 0 };
+        RoamId ram, ov, prof;
+        BlobStats a = { 0 }, b = { 0 }, c = { 0 };
         r = import_path(s, i.ram, i.dir, "ram.fast", true, &ram, &a);
         if (r >= 0)
                 r = import_path(s, i.overlay, i.dir, "overlay.fast", false, &ov, &b);
+        /* the user's profile disk, when the session holds one, goes along */
+        _cleanup_free_ char *profile = path_join(i.dir, "profile.img");
+        bool has_prof = profile && access(profile, F_OK) == 0;
+        if (r >= 0 && has_prof)
+                r = import_path(s, profile, i.dir, "profile.fast", false, &prof, &c);
         if (r < 0) {
                 session_info_done(&i);
                 return r;
@@ -82,6 +87,9 @@ int handoff_precopy(SessionHost *h, const char *name, PrecopyResult *ret) {
                                     id_to_hex(&ov, oh), "image", i.row.image_id, "kernel", i.config.kernel_id);
         if (objects && i.config.initrd_id)
                 json_object_set_new(objects, "initrd", json_string(i.config.initrd_id));
+        char ph[ID_HEX_SIZE];
+        if (objects && has_prof)
+                json_object_set_new(objects, "profile", json_string(id_to_hex(&prof, ph)));
         /* config and image as in a checkpoint: a receiver starts its QEMU from them (warm.c) */
         json_t *config = NULL;
         if (objects && vm_config_to_json(&i.config, &config) < 0) {
@@ -107,9 +115,9 @@ int handoff_precopy(SessionHost *h, const char *name, PrecopyResult *ret) {
                 r = store_ref_set(s, ref, &res.id, NULL);
         if (r < 0)
                 return r;
-        res.chunks = a.chunks + b.chunks;
-        res.new_chunks = a.new_chunks + b.new_chunks;
-        res.new_stored = a.stored_bytes + b.stored_bytes;
+        res.chunks = a.chunks + b.chunks + c.chunks;
+        res.new_chunks = a.new_chunks + b.new_chunks + c.new_chunks;
+        res.new_stored = a.stored_bytes + b.stored_bytes + c.stored_bytes;
         res.ns = now_ns() - t0;
         if (ret)
                 *ret = res;

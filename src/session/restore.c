@@ -68,6 +68,30 @@ static int adopt(SessionHost *h, const char *name, json_t *m, const RoamId *id, 
         return 0;
 }
 
+/* The profile disk of checkpoint m (if it has one) into a temp file beside
+ * o's (*ret_tmp, caller renames or removes), after o claimed the user's
+ * profile; NULL when the checkpoint has none. */
+static int restore_profile(SessionHost *h, Op *o, json_t *m, char **ret_tmp) {
+        *ret_tmp = NULL;
+        if (!json_object_get(json_object_get(m, "objects"), "profile"))
+                return 0;
+        RoamId id;
+        int r = manifest_id(m, "profile", &id);
+        if (r < 0)
+                return r;
+        r = profile_claim(h, o);
+        if (r < 0)
+                return err_wrap(r, "cannot restore session '%s'", o->row.name);
+        _cleanup_free_ char *tmp = NULL;
+        if (asprintf(&tmp, "%s.restore", o->paths.profile) < 0)
+                return -ENOMEM;
+        r = export_to(h->store, &id, tmp, 0600);
+        if (r < 0)
+                return r;
+        *ret_tmp = TAKE_PTR(tmp);
+        return 0;
+}
+
 /* Records in the catalog that session o follows checkpoint id with o's config. */
 static int record_restored(SessionHost *h, Op *o, const RoamId *id) {
         _cleanup_free_ char *config_text = NULL;
@@ -94,7 +118,10 @@ static int restore_powered_off(SessionHost *h, Op *o, json_t *m, SessionRestoreR
         if (asprintf(&ov_tmp, "%s.restore", o->paths.overlay) < 0)
                 return -ENOMEM;
         remove_runtime(&o->paths);
-        r = export_to(h->store, &ov_id, ov_tmp, 0600);
+        _cleanup_free_ char *prof_tmp = NULL;
+        r = restore_profile(h, o, m, &prof_tmp);
+        if (r >= 0)
+                r = export_to(h->store, &ov_id, ov_tmp, 0600);
         if (r >= 0) {
                 /* the master this overlay needs, the boot files, at this host's paths */
                 _cleanup_free_ char *kernel = NULL, *initrd = NULL, *master = NULL;
@@ -110,11 +137,16 @@ static int restore_powered_off(SessionHost *h, Op *o, json_t *m, SessionRestoreR
         }
         if (r >= 0 && rename(ov_tmp, o->paths.overlay) < 0)
                 r = -errno;
+        if (r >= 0 && prof_tmp && rename(prof_tmp, o->paths.profile) < 0)
+                r = -errno;
         if (r < 0) {
                 (void) unlink(ov_tmp);
+                if (prof_tmp)
+                        (void) unlink(prof_tmp);
                 return err_set_if_none(r, "cannot restore session '%s': %s", name, strerror(-r));
         }
         (void) fsync_parent(o->paths.overlay);
+        (void) unlink(o->paths.profile_fast);
         /* a powered-off session has no RAM and no device state */
         (void) unlink(o->paths.ram);
         (void) unlink(o->paths.devstate);
@@ -166,6 +198,10 @@ static int restore_files(SessionHost *h, Op *o, json_t *m, SessionRestoreResult 
         if (!master || asprintf(&ov_tmp, "%s.restore", o->paths.overlay) < 0)
                 return -ENOMEM;
         remove_runtime(&o->paths);
+        _cleanup_free_ char *prof_tmp = NULL;
+        r = restore_profile(h, o, m, &prof_tmp);
+        if (r < 0)
+                return r;
         uint64_t t_ram = now_ns();
         r = write_ram(h, name, &ram_id, o->paths.ram_snap, &res->ram_staged);
         res->ram_ns = now_ns() - t_ram;
@@ -181,8 +217,14 @@ static int restore_files(SessionHost *h, Op *o, json_t *m, SessionRestoreResult 
                 r = -errno;
         if (r >= 0 && rename(ov_tmp, o->paths.overlay) < 0)
                 r = -errno;
+        if (r >= 0 && prof_tmp && rename(prof_tmp, o->paths.profile) < 0)
+                r = -errno;
+        if (r >= 0 && prof_tmp)
+                (void) unlink(o->paths.profile_fast); /* its base is another file now */
         if (r < 0) {
                 (void) unlink(ov_tmp);
+                if (prof_tmp)
+                        (void) unlink(prof_tmp);
                 (void) unlink(o->paths.ram_snap);
                 (void) unlink(o->paths.devstate);
                 return err_set_if_none(r, "cannot restore session '%s': %s", name, strerror(-r));

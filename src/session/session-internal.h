@@ -14,11 +14,13 @@
  *   staging.c     RAM staged ahead of a restore
  *   restore.c     restore and adopt
  *   finalize.c    finalize (the log-off boot, the policy), log-off parsing
- *   profile.c     profile disks (mke2fs)
+ *   profile.c     profile disks: check-out, check-in (users/USER/profile), holds
+ *   exec.c        the guest agent: exec, liveness
  *
  * Errors as in session.h: negative errno with a detail (err_set()). */
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,12 +28,19 @@
 
 #include "../basic/hash.h"
 #include "../basic/macro.h"
+#include "../basic/util.h"
 #include "../qmp/qmp.h"
 #include "../store/blob.h"
 #include "../store/store.h"
 #include "session-db.h"
 #include "session.h"
 #include "vm.h"
+
+/* The last look at one session's guest agent (exec.c). */
+typedef struct AgentSeen {
+        char name[NAME_MAX_LEN + 1];
+        SessionAgentStatus status;
+} AgentSeen;
 
 struct SessionHost {
         char *home;
@@ -41,6 +50,8 @@ struct SessionHost {
         SessionOwnerDescribeFn describe_owner; /* NULL: owners as they are */
         void *describe_userdata;
         bool warm; /* start the receiving QEMU when RAM is staged (warm.c) */
+        pthread_mutex_t agent_lock; /* agents */
+        AgentSeen agents[128];
 };
 
 /* err_set(r, "<prefix>: <current detail>"): the detail is copied first, as
@@ -65,6 +76,7 @@ typedef struct Paths {
         char *dir, *overlay, *serial, *qmp, *vnc, *agent, *pidfile, *devstate, *ram, *ram_snap, *overlay_snap;
         char *ram_fast, *overlay_fast; /* fast-hash sidecars: the base of the next import */
         char *pidfile_warm; /* the pidfile a warm QEMU was started with (warm.c) */
+        char *profile, *profile_fast;  /* the user's profile disk while this session holds it (profile.c) */
 } Paths;
 
 void paths_done(Paths *p);
@@ -187,3 +199,21 @@ int warm_prepare(SessionHost *h, const char *name, const RoamId *ck, const char 
  * there is no warm QEMU that fits (it is ended: restore cold), 0 when taken.
  * Lock held. */
 int warm_take(SessionHost *h, Op *o, json_t *m, SessionRestoreResult *res, Qmp **ret_q);
+/* ---- profile.c: the user's profile disk (docs/desktop.md) ---- */
+
+/* Gives session o the user's profile disk at o->paths.profile (a boot with
+ * it attached follows): o holds it from now until its log-off (check-in).
+ * Taken from this host's copy when that is the latest, else exported from
+ * users/USER/profile; a user without one gets a new, empty disk. -EBUSY
+ * naming the holder when another session holds it. */
+int profile_checkout(SessionHost *h, Op *o);
+/* Records that o holds the user's profile (its working copy came with a
+ * checkpoint): -EBUSY naming the holder when another session holds it. */
+int profile_claim(SessionHost *h, Op *o);
+/* The log-off's end: o's profile disk into the store as users/USER/profile
+ * (a manifest {"kind":"profile", objects {"disk"}, session, epoch, host,
+ * parent}), kept as this host's copy, the hold released. No disk: only the
+ * hold is released. *ret (may be NULL): the manifest. */
+int profile_checkin(SessionHost *h, Op *o, RoamId *ret);
+/* Releases o's hold without saving anything (the session is not ours). */
+void profile_drop(SessionHost *h, Op *o);

@@ -20,6 +20,7 @@
 #include "../basic/util.h"
 #include "../store/blob.h"
 #include "../store/manifest.h"
+#include "../guest/image.h"
 
 int err_wrap(int r, const char *fmt, ...) {
         char detail[1024], prefix[512];
@@ -60,6 +61,7 @@ int session_host_new(const char *home, Store *store, Catalog *catalog, SessionHo
         h->store = store;
         h->warm = true;
         h->catalog = catalog;
+        pthread_mutex_init(&h->agent_lock, NULL);
         const char *e = getenv("ROAM_RAM_DIR");
         if (e && *e)
                 h->ram_dir = strdup(e);
@@ -84,6 +86,7 @@ void session_host_free(SessionHost *h) {
                 return;
         free(h->home);
         free(h->ram_dir);
+        pthread_mutex_destroy(&h->agent_lock);
         free(h);
 }
 
@@ -385,6 +388,9 @@ static int info_from_row(SessionHost *h, SessionRow *row, SessionInfo *ret) {
         }
         i.overlay_bytes = allocated_bytes(p.overlay);
         i.ram_bytes = allocated_bytes(p.ram);
+        i.has_profile = access(p.profile, F_OK) == 0;
+        if (i.config.agent)
+                session_agent_cached(h, i.row.name, &i.agent);
         i.dir = TAKE_PTR(p.dir);
         i.overlay = TAKE_PTR(p.overlay);
         i.serial = TAKE_PTR(p.serial);
@@ -564,9 +570,8 @@ static int create_config(const SessionCreate *a, VmConfig *c) {
         return vm_config_validate(c);
 }
 
-/* -EEXIST if the name is taken; else the index id of the image (whose index
- * loads). */
-static int create_find_image(SessionHost *h, const SessionCreate *a, RoamId *ret_image_id) {
+/* -EEXIST if the name is taken; else the image (its disk's index loads). */
+static int create_find_image(SessionHost *h, const SessionCreate *a, ImageInfo *ret) {
         /* name taken? (the insert below decides races; this fails early and cheaply) */
         _cleanup_(session_row_donep) SessionRow existing = {};
         int r = session_db_get(h->catalog, a->name, &existing);
@@ -575,28 +580,59 @@ static int create_find_image(SessionHost *h, const SessionCreate *a, RoamId *ret
         if (r != -ENOENT)
                 return r;
         err_clear();
-
-        char ref[REF_NAME_MAX_LEN + 1];
-        snprintf(ref, sizeof ref, "images/%s", a->image);
-        RoamId image_id;
-        r = store_ref_get(h->store, ref, &image_id);
-        if (r == -ENOENT)
-                return err_set(-ENOENT, "image '%s' not found (try 'roam image list')", a->image);
+        ImageInfo img = {};
+        r = image_lookup(h->store, a->image, &img);
         if (r < 0)
                 return r;
         _cleanup_(index_freep) Index *image_index = NULL;
-        r = blob_load_index(h->store, &image_id, &image_index);
-        if (r < 0)
+        r = blob_load_index(h->store, &img.disk, &image_index);
+        if (r < 0) {
+                image_info_done(&img);
                 return err_set_if_none(r, "image '%s' is damaged: %s (run 'roam store fsck')", a->image,
                                        strerror(-r));
-        *ret_image_id = image_id;
+        }
+        *ret = img;
         return 0;
 }
 
+/* A session of an image with boot files takes them, its kernel command
+ * line (plus roam.user=USER), the agent and the profile from the image;
+ * what the caller gives (kernel, append, agent) wins. */
+static int create_from_image(const SessionCreate *a, const ImageInfo *img, VmConfig *c) {
+        if (a->kernel || !img->boot)
+                return 0;
+        if (img->agent)
+                c->agent = true;
+        if (img->profile)
+                c->profile = true;
+        if (!a->append) {
+                const char *base = img->append ? img->append : "";
+                _cleanup_free_ char *append = NULL;
+                if (strstr(base, "roam.user="))
+                        append = strdup(base);
+                else if (asprintf(&append, "%s%sroam.user=%s", base, *base ? " " : "", a->user) < 0)
+                        append = NULL;
+                if (!append)
+                        return -ENOMEM;
+                free(c->append);
+                c->append = TAKE_PTR(append);
+        }
+        return vm_config_validate(c);
+}
+
 /* Kernel, initrd and profile disk are readable files; c takes the real path
- * of the profile disk. */
-static int create_check_files(const SessionCreate *a, VmConfig *c) {
-        int r = regular_file("kernel", a->kernel);
+ * of the profile disk. No kernel: the image's (or the default's). */
+static int create_check_files(const SessionCreate *a, const ImageInfo *img, VmConfig *c) {
+        int r = 0;
+        if (!a->kernel && !img->boot && !a->default_kernel)
+                return err_set(-EINVAL,
+                               "image '%s' has no kernel of its own (give --kernel FILE, or import the image with "
+                               "'roam image import %s FILE --kernel K [--initrd I]')",
+                               a->image, a->image);
+        if (a->kernel)
+                r = regular_file("kernel", a->kernel);
+        else if (!img->boot)
+                r = regular_file("kernel", a->default_kernel);
         if (r >= 0 && a->initrd)
                 r = regular_file("initrd", a->initrd);
         if (r < 0)
@@ -615,22 +651,46 @@ static int create_check_files(const SessionCreate *a, VmConfig *c) {
         return 0;
 }
 
+/* Materializes a boot file of the image under boot/ (its id into *ret_hex). */
+static int image_boot_file(SessionHost *h, const RoamId *id, char **ret_hex) {
+        char hex[ID_HEX_SIZE];
+        id_to_hex(id, hex);
+        _cleanup_free_ char *path = boot_path(h, hex);
+        if (!path)
+                return -ENOMEM;
+        int r = materialize(h, id, path);
+        if (r < 0)
+                return r;
+        *ret_hex = strdup(hex);
+        return *ret_hex ? 0 : -ENOMEM;
+}
+
 /* The shared, content-named files first (harmless if create fails later):
- * the master, at *ret_master (caller frees); kernel and initrd imported,
- * their ids into c. */
-static int create_shared_files(SessionHost *h, const SessionCreate *a, const RoamId *image_id,
-                               const char *image_hex, VmConfig *c, char **ret_master) {
+ * the master, at *ret_master (caller frees); kernel and initrd imported (or
+ * the image's), their ids into c. */
+static int create_shared_files(SessionHost *h, const SessionCreate *a, const ImageInfo *img, const char *image_hex,
+                               VmConfig *c, char **ret_master) {
         _cleanup_free_ char *master = master_path(h, image_hex);
         if (!master)
                 return -ENOMEM;
-        int r = materialize(h, image_id, master);
+        int r = materialize(h, &img->disk, master);
         if (r < 0)
                 return r;
         free(c->kernel_id);
         c->kernel_id = NULL;
-        r = import_boot(h, "kernel", a->kernel, &c->kernel_id);
-        if (r >= 0 && a->initrd)
-                r = import_boot(h, "initrd", a->initrd, &c->initrd_id);
+        if (!a->kernel && img->boot) {
+                r = image_boot_file(h, &img->kernel, &c->kernel_id);
+                if (r >= 0 && img->has_initrd && !a->initrd)
+                        r = image_boot_file(h, &img->initrd, &c->initrd_id);
+                else if (r >= 0 && a->initrd)
+                        r = import_boot(h, "initrd", a->initrd, &c->initrd_id);
+        } else {
+                const char *kernel = a->kernel ? a->kernel : a->default_kernel;
+                const char *initrd = a->initrd ? a->initrd : a->kernel ? NULL : a->default_initrd;
+                r = import_boot(h, "kernel", kernel, &c->kernel_id);
+                if (r >= 0 && initrd)
+                        r = import_boot(h, "initrd", initrd, &c->initrd_id);
+        }
         if (r < 0)
                 return r;
         *ret_master = TAKE_PTR(master);
@@ -691,11 +751,14 @@ int session_create(SessionHost *h, const SessionCreate *a, SessionInfo *ret) {
         r = create_config(a, &c);
         if (r < 0)
                 return r;
-        RoamId image_id;
-        r = create_find_image(h, a, &image_id);
+        _cleanup_(image_info_done) ImageInfo img = {};
+        r = create_find_image(h, a, &img);
         if (r < 0)
                 return r;
-        r = create_check_files(a, &c);
+        r = create_from_image(a, &img, &c);
+        if (r < 0)
+                return r;
+        r = create_check_files(a, &img, &c);
         if (r < 0)
                 return r;
         r = session_check_ram(h->ram_dir, c.ram_mib);
@@ -710,9 +773,9 @@ int session_create(SessionHost *h, const SessionCreate *a, SessionInfo *ret) {
                                "socket path '%s' is too long for a unix socket (use a shorter name or ROAM_HOME)",
                                p.qmp);
         char image_hex[ID_HEX_SIZE];
-        id_to_hex(&image_id, image_hex);
+        id_to_hex(&img.disk, image_hex);
         _cleanup_free_ char *master = NULL;
-        r = create_shared_files(h, a, &image_id, image_hex, &c, &master);
+        r = create_shared_files(h, a, &img, image_hex, &c, &master);
         if (r < 0)
                 return r;
         r = create_claim(h, a, image_hex, &c);
@@ -757,6 +820,7 @@ int vm_paths(SessionHost *h, Op *o, VmPaths *vp, char **kernel, char **initrd, c
                 .qmp = o->paths.qmp,
                 .vnc = o->paths.vnc,
                 .agent = o->paths.agent,
+                .profile = o->paths.profile,
                 .pidfile = o->paths.pidfile,
         };
         return 0;
@@ -817,6 +881,12 @@ int session_start(SessionHost *h, const char *name) {
         r = session_check_ram(h->ram_dir, o.config.ram_mib);
         if (r < 0)
                 return err_wrap(r, "cannot start session '%s'", name);
+        if (o.config.profile) {
+                /* the user's profile disk: this session's until its log-off */
+                r = profile_checkout(h, &o);
+                if (r < 0)
+                        return err_wrap(r, "cannot start session '%s'", name);
+        }
         remove_runtime(&o.paths);
         (void) unlink(o.paths.ram); /* a cold boot starts with empty RAM */
         session_warm_stop(h, name); /* nothing will come into a QEMU waiting for it */
@@ -990,6 +1060,13 @@ int session_remove(SessionHost *h, const char *name) {
         if (o.pid > 0)
                 return err_set(-EBUSY, "session '%s' is %s (stop it first: 'roam session stop %s')", name,
                                session_state_to_string(o.row.state), name);
+        /* the user's profile: what this session holds goes into the store, not away with
+         * it (after a crash too: ext4's journal mends it, the last profile stays its parent) */
+        if (o.paths.dir && !strcmp(o.row.owner, SESSION_OWNER_LOCAL)) {
+                r = profile_checkin(h, &o, NULL);
+                if (r < 0)
+                        return err_wrap(r, "session '%s' was not removed", name);
+        }
         char prefix[REF_NAME_MAX_LEN + 2];
         int n = snprintf(prefix, sizeof prefix, "sessions/%s/%s/", o.row.user, name);
         if (n < 0 || (size_t) n >= sizeof prefix)

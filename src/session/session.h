@@ -81,7 +81,9 @@
 #include <sys/types.h>
 
 #include "../basic/hash.h"
+#include "../basic/util.h"
 #include "../catalog/catalog.h"
+#include "../guest/agent.h"
 #include "../store/store.h"
 #include "session-db.h"
 #include "vm.h"
@@ -89,8 +91,8 @@
 #define SESSION_APPEND_DEFAULT "console=ttyS0 quiet panic=-1"
 #define SESSION_STOP_TIMEOUT_S_DEFAULT 60
 #define SESSION_CHECKPOINT_SEQ_MAX 999999
-#define SESSION_FINALIZE_TIMEOUT_S_DEFAULT 120
-#define SESSION_PROFILE_MIB 64
+#define SESSION_FINALIZE_TIMEOUT_S_DEFAULT 300 /* a desktop under TCG on a busy host */
+#define SESSION_PROFILE_MIB 256
 
 typedef struct SessionHost SessionHost;
 
@@ -119,8 +121,10 @@ typedef struct SessionCreate {
         const char *name;
         const char *user;
         const char *image;        /* image name: the store ref images/<image> */
-        const char *kernel;       /* file; imported into the store */
+        const char *kernel;       /* file, imported into the store; NULL: the image's own
+                                   * (roam image import --kernel), else default_kernel */
         const char *initrd;       /* file or NULL */
+        const char *default_kernel, *default_initrd; /* for an image without boot files, or NULL */
         const char *append;       /* NULL: SESSION_APPEND_DEFAULT */
         const char *profile_disk; /* raw file or NULL */
         uint64_t ram_mib;         /* 0: VM_RAM_MIB_DEFAULT */
@@ -130,6 +134,29 @@ typedef struct SessionCreate {
         VmPolicy policy;          /* 0: VM_POLICY_PERSISTENT */
 } SessionCreate;
 
+typedef enum SessionAgentState {
+        SESSION_AGENT_NONE,      /* the session has no agent port */
+        SESSION_AGENT_DOWN,      /* it does not run here */
+        SESSION_AGENT_SILENT,    /* it runs, the agent did not answer in time */
+        SESSION_AGENT_ANSWERING,
+        _SESSION_AGENT_STATE_MAX,
+} SessionAgentState;
+typedef struct SessionAgentStatus {
+        SessionAgentState state;
+        uint64_t ping_ms;  /* ANSWERING: the round trip */
+        int64_t checked;   /* unix time of the look (0: never looked) */
+        char error[160];   /* SILENT: why */
+} SessionAgentStatus;
+/* "none", "down", "silent", "answering". */
+const char *session_agent_state_to_string(SessionAgentState s);
+/* Asks the agent (connect, sync, guest-ping within timeout_ms; 0 =
+ * GUEST_AGENT_PING_MS) and remembers the answer in the host (below). Never
+ * fails for a silent agent: that is its state. -ENOENT for an unknown
+ * session. */
+int session_agent_probe(SessionHost *h, const char *name, int timeout_ms, SessionAgentStatus *ret);
+/* The last probe's answer for name (checked = 0 when there was none). */
+void session_agent_cached(SessionHost *h, const char *name, SessionAgentStatus *ret);
+
 typedef struct SessionInfo {
         SessionRow row; /* row.state is refreshed from QEMU */
         VmConfig config;
@@ -138,6 +165,8 @@ typedef struct SessionInfo {
         char *overlay, *serial, *qmp, *vnc, *ram, *master; /* paths */
         uint64_t overlay_bytes; /* allocated bytes of the overlay */
         uint64_t ram_bytes;     /* allocated bytes of the RAM file */
+        SessionAgentStatus agent; /* the host's last look at its guest agent (session_agent_cached()) */
+        bool has_profile;       /* it holds the user's profile disk here (sessions/NAME/profile.img) */
 } SessionInfo;
 
 void session_info_done(SessionInfo *i);
@@ -162,23 +191,20 @@ int session_start(SessionHost *h, const char *name);
 int session_stop(SessionHost *h, const char *name, int timeout_s, bool *ret_forced);
 int session_pause(SessionHost *h, const char *name);
 /* A command in the running guest through qemu-guest-agent (the session
- * needs VmConfig.agent and a guest that runs the agent). */
-#define SESSION_EXEC_TIMEOUT_S_DEFAULT 60u
-typedef struct SessionExec {
-        char **argv;        /* the program (a path in the guest, or a name for runuser) and its arguments */
-        const char *user;   /* NULL: as the agent (root); else that user, DISPLAY=:0, via runuser */
-        unsigned timeout_s; /* 0: SESSION_EXEC_TIMEOUT_S_DEFAULT */
-} SessionExec;
-typedef struct SessionExecResult {
-        int exit_code;    /* 128 + N for a command ended by signal N */
-        bool signaled, truncated;
-        char *out, *err;  /* NUL-terminated; out_len/err_len bytes (may hold NULs) */
-        size_t out_len, err_len;
-} SessionExecResult;
-void session_exec_result_done(SessionExecResult *r);
+ * needs VmConfig.agent and a guest that runs the agent; src/guest/agent.h). */
+#define SESSION_EXEC_TIMEOUT_S_DEFAULT GUEST_EXEC_TIMEOUT_S_DEFAULT
+typedef GuestExec SessionExec;
+typedef GuestExecResult SessionExecResult;
+static inline void session_exec_result_done(SessionExecResult *r) {
+        guest_exec_result_done(r);
+}
 /* -ESRCH not running, -EOPNOTSUPP no agent, -ETIMEDOUT the agent did not
- * answer or the command did not end in time; all with a message. */
+ * answer or the command did not end in time; all with a message that names
+ * the session. The session's lock is held only to look it up. */
 int session_exec(SessionHost *h, const char *name, const SessionExec *e, SessionExecResult *ret);
+
+/* The guest agent's liveness. */
+
 /* Writes the running session's display as a PNG file (QMP screendump),
  * complete or not at all (temp file beside it, fsync, rename). */
 int session_screenshot(SessionHost *h, const char *name, const char *file);
@@ -307,6 +333,15 @@ int session_adopt(SessionHost *h, const char *name, const char *checkpoint_hex, 
  * with a detail naming the path. */
 int session_profile_disk(SessionHost *h, const char *user, char **ret);
 
+/* Which session of this host holds user's profile ($ROAM_HOME/profiles/
+ * USER.hold, a line "SESSION SINCE"): 0 and session (and *ret_since, may be
+ * NULL), -ENOENT when none does. */
+int session_profile_hold(SessionHost *h, const char *user, char session[static NAME_MAX_LEN + 1],
+                         int64_t *ret_since);
+/* Pure (fuzzed): parses the line of a hold file. -EBADMSG. */
+int session_profile_hold_parse(const char *text, size_t len, char session[static NAME_MAX_LEN + 1],
+                               int64_t *ret_since);
+
 typedef struct SessionFinalizeResult {
         VmPolicy policy;
         bool reset;            /* the overlay was replaced by a fresh one (pooled) */
@@ -315,6 +350,8 @@ typedef struct SessionFinalizeResult {
         uint64_t boot_ns;      /* QEMU start -> the guest powered itself off */
         uint64_t reset_ns;     /* the overlay reset (pooled) */
         uint64_t total_ns;
+        bool profile_saved;    /* the profile disk went into the store: */
+        RoamId profile;        /* users/USER/profile, this manifest */
 } SessionFinalizeResult;
 
 /* Finalizes a stopped (or created) session: boots it once with the kernel

@@ -117,7 +117,8 @@ int patch_file(Store *s, const RoamId *from, const RoamId *to, const char *path,
 }
 
 /* The RAM of checkpoint, a checkpoint (or pre-copy) of session name that
- * does not run here: 1 with its blob id, 0 if it is powered off (no RAM). */
+ * does not run here: 1 with its blob id, 0 if it is powered off (no RAM).
+ * Its master image and boot files are materialized on the way. */
 static int stage_find_ram(SessionHost *h, const char *name, const RoamId *checkpoint, RoamId *ret_ram) {
         _cleanup_free_ void *data = NULL;
         size_t len;
@@ -142,6 +143,23 @@ static int stage_find_ram(SessionHost *h, const char *name, const RoamId *checkp
         if (r >= 0 && !strcmp(row.owner, SESSION_OWNER_LOCAL) &&
             (row.state == SESSION_RUNNING || row.state == SESSION_PAUSED))
                 return err_set(-EBUSY, "session '%s' runs here (nothing to stage)", name);
+        /* the shared files a restore needs (the master, kernel, initrd): exported
+         * now, not at the click (a desktop's master is a gigabyte to write) */
+        static const char *const shared[] = { "image", "kernel", "initrd" };
+        for (size_t i = 0; i < ELEMENTSOF(shared); i++) {
+                RoamId id;
+                char hex[ID_HEX_SIZE];
+                if (!json_object_get(json_object_get(m, "objects"), shared[i]) || manifest_id(m, shared[i], &id) < 0)
+                        continue;
+                id_to_hex(&id, hex);
+                _cleanup_free_ char *path = i == 0 ? master_path(h, hex) : boot_path(h, hex);
+                if (!path)
+                        return -ENOMEM;
+                r = materialize(h, &id, path);
+                if (r < 0)
+                        return err_wrap(r, "cannot stage the %s of session '%s'", shared[i], name);
+        }
+        err_clear();
         if (!json_object_get(json_object_get(m, "objects"), "ram"))
                 return 0; /* powered off: no RAM */
         r = manifest_id(m, "ram", ret_ram);

@@ -80,6 +80,7 @@ typedef struct VmConfig {
         char *profile_disk; /* absolute path of a raw second disk, or NULL (host-local) */
         bool vga;           /* a VGA device for the VNC console */
         bool agent;         /* a virtio-serial port for qemu-guest-agent (VmPaths.agent) */
+        bool profile;       /* the user's profile disk (VmPaths.profile) attached at every boot */
         VmPolicy policy;    /* not seen by the guest; travels with the config */
 } VmConfig;
 
@@ -98,6 +99,7 @@ typedef struct VmPaths {
         const char *qmp;     /* unix socket */
         const char *vnc;     /* unix socket, or NULL for no VNC */
         const char *agent;   /* unix socket of the guest agent's port (VmConfig.agent) */
+        const char *profile; /* raw disk: the user's profile (VmConfig.profile), the second virtio disk */
         const char *pidfile;
 } VmPaths;
 
@@ -113,7 +115,8 @@ int vm_config_copy(const VmConfig *src, VmConfig *ret);
 int vm_config_validate(const VmConfig *c);
 
 /* JSON form: {"machine","cpu","ram_mib","cpus","accel","kernel","initrd",
- * "append","profile_disk","vga","policy"}; absent optional members are null.
+ * "append","profile_disk","vga","policy"}, plus "agent": true and "profile":
+ * true when on (absent otherwise); absent optional members are null.
  * An absent "policy" (configs written before it existed) reads as
  * "persistent". The caller owns *ret (json_decref). */
 int vm_config_to_json(const VmConfig *c, json_t **ret);

@@ -126,6 +126,12 @@ async function serverSide() {
   check(cells[1] === 'alice' && cells[2] === 'deb' && cells[3] === 'this server' && /^\d+$/.test(cells[5]),
     `alice sees her session with user, image, where it runs, epoch (${cells.slice(0, 6).join(' | ')})`);
   check(await p.evaluate(() => sessionStorage.getItem('roam.token') !== null), 'the token is kept in sessionStorage');
+  // the running session's screen in the list (GET /v1/console/thumbnails/NAME, fetched with the token)
+  await p.waitForFunction((sel) => {
+    const i = document.querySelector(sel);
+    return i && i.complete && i.naturalWidth >= 320;
+  }, `${row(SESSION)} img.thumb`, { timeout: 30000 });
+  ok('the session list shows the running session\'s screen (a thumbnail)');
   await p.screenshot({ path: path.join(SHOTS, 'sessions-1280.png') });
 
   // the live desktop through noVNC and roam's WebSocket route
@@ -211,6 +217,9 @@ async function serverSide() {
     ws.onclose = () => resolve('refused');
   }), { name: SESSION, token: env('BOB_TOKEN') });
   check(bobWs === 'refused', 'bob\'s browser cannot open alice\'s desktop');
+  const bobThumb = await b.page.evaluate(async ({ name, token }) => (await fetch(`/v1/console/thumbnails/${name}`,
+    { headers: { Authorization: `Bearer ${token}` } })).status, { name: SESSION, token: env('BOB_TOKEN') });
+  check(bobThumb === 404, `bob cannot fetch the screen of alice's session (${bobThumb})`);
   check(await upgradeStatus(URL_, SESSION, env('BOB_TOKEN')) === 404, 'the VNC route answers bob 404');
   check(await upgradeStatus(URL_, SESSION, 'roam_bogus') === 401, 'the VNC route answers a bad token 401');
   const bobPause = await b.page.evaluate(async ({ name, token }) => (await fetch(`/v1/console/sessions/${name}/pause`, {

@@ -861,8 +861,9 @@ static void test_connect_unix(void **state) {
 
 typedef enum AgentMode {
         AGENT_GOOD,    /* stale bytes, then 0xff and the right sync answer */
-        AGENT_WRONG,   /* 0xff and a wrong sync value */
+        AGENT_WRONG,   /* 0xff and a wrong sync value, to every sync */
         AGENT_SILENT,  /* reads, never answers */
+        AGENT_STALE,   /* first the delimited answer an earlier client left (its value), then as GOOD */
 } AgentMode;
 
 typedef struct Agent {
@@ -906,11 +907,31 @@ static void *agent_main(void *arg) {
                 goto out;
         }
         char buf[512];
-        long long v = json_integer_value(id) + (a->mode == AGENT_WRONG);
-        int n = snprintf(buf, sizeof buf, "{\"return\": {\"pid\": 9}}\n{\"ret\xff{\"return\": %lld, \"id\": %lld}\n", v,
-                         (long long) json_integer_value(json_object_get(j, "id")));
+        int n;
+        for (int round = 0; a->mode == AGENT_WRONG || (a->mode == AGENT_STALE && round == 0); round++) {
+                /* an answer with another value (and the same id): a former client's */
+                n = snprintf(buf, sizeof buf, "\xff{\"return\": %lld, \"id\": %lld}\n",
+                             (long long) json_integer_value(id) + 1,
+                             (long long) json_integer_value(json_object_get(j, "id")));
+                if (send_all(a->fd, buf, (size_t) n) < 0)
+                        goto out;
+                json_decref(j);
+                free(sync);
+                sync = agent_read_line(f, &saw_ff);
+                j = sync ? json_loads(sync, 0, NULL) : NULL;
+                id = json_object_get(json_object_get(j, "arguments"), "id");
+                if (!j || !json_is_integer(id))
+                        goto out; /* the client gave up */
+        }
+        /* STALE: also the id-less error a stray 0xff earns (the agent's parser reset), which answers nobody,
+         * a line that is no JSON, and the start of a former client's answer before a 0xff on our line */
+        n = snprintf(buf, sizeof buf, "{\"return\": {\"pid\": 9}}\n{\"ret\xff%s{\"return\": %lld, \"id\": %lld}\n",
+                     a->mode == AGENT_STALE ? "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, "
+                                              "stray '\\u00ff'\"}}\nnot json\n{\"retu\xff"
+                                            : "",
+                     (long long) json_integer_value(id), (long long) json_integer_value(json_object_get(j, "id")));
         /* a stale answer and half a line of a former client first, then the delimiter */
-        if (send_all(a->fd, buf, (size_t) n) < 0 || a->mode == AGENT_WRONG)
+        if (send_all(a->fd, buf, (size_t) n) < 0)
                 goto out;
         json_decref(j);
         j = NULL;
@@ -968,6 +989,20 @@ static void test_agent_wrong_sync(void **state) {
         assert_err(qmp_agent_new_from_fd(fd, 2000, &q), -EPROTO, "wrong value");
         assert_null(q);
         agent_finish(&a, fd);
+}
+
+static void test_agent_stale_sync(void **state) {
+        Agent a;
+        int fd = agent_start(&a, AGENT_STALE);
+        Qmp *q = NULL;
+        /* the first delimited answer is an earlier client's: asked again, then ours */
+        assert_int_equal(qmp_agent_new_from_fd(fd, 2000, &q), 0);
+        json_t *ret = NULL;
+        assert_int_equal(qmp_execute(q, "guest-exec", json_pack("{s:s}", "path", "/bin/true"), 2000, &ret), 0);
+        assert_int_equal(json_integer_value(json_object_get(ret, "pid")), 42);
+        json_decref(ret);
+        qmp_free(q);
+        agent_finish(&a, -1);
 }
 
 static void test_agent_silent(void **state) {
@@ -1137,6 +1172,7 @@ int main(void) {
                 cmocka_unit_test(test_connect_unix),
                 cmocka_unit_test(test_agent_sync),
                 cmocka_unit_test(test_agent_wrong_sync),
+                cmocka_unit_test(test_agent_stale_sync),
                 cmocka_unit_test(test_agent_silent),
                 cmocka_unit_test_teardown(test_real_qemu, qemu_teardown),
         };

@@ -32,10 +32,11 @@ static void buf_add(Buf *b, const char *data, size_t n) {
 }
 
 int spawn_capture(char *const argv[], size_t max, char **ret_stdout, char **ret_stderr) {
-        return spawn_capture_keep(argv, max, ret_stdout, ret_stderr, -1);
+        return spawn_capture_keep(argv, max, ret_stdout, ret_stderr, NULL, 0);
 }
 
-int spawn_capture_keep(char *const argv[], size_t max, char **ret_stdout, char **ret_stderr, int keep_fd) {
+int spawn_capture_keep(char *const argv[], size_t max, char **ret_stdout, char **ret_stderr, const int *keep,
+                       size_t n_keep) {
         int out[2], err[2], ex[2];
         if (pipe2(out, O_CLOEXEC) < 0)
                 return -errno;
@@ -66,8 +67,9 @@ int spawn_capture_keep(char *const argv[], size_t max, char **ret_stdout, char *
                 int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
                 if (devnull >= 0)
                         dup2(devnull, 0);
-                if (keep_fd >= 0 && fcntl(keep_fd, F_SETFD, 0) < 0)
-                        _exit(127);
+                for (size_t i = 0; i < n_keep; i++)
+                        if (fcntl(keep[i], F_SETFD, 0) < 0)
+                                _exit(127);
                 dup2(out[1], 1);
                 dup2(err[1], 2);
                 execvp(argv[0], argv);

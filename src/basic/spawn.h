@@ -14,6 +14,7 @@
  * is killed), and is stopped by an interrupt (src/basic/interrupt.h), which
  * makes the result -EINTR. */
 int spawn_capture(char *const argv[], size_t max, char **ret_stdout, char **ret_stderr);
-/* The same, and the program inherits keep_fd (>= 0; it stays close-on-exec
- * for every other program this process starts). */
-int spawn_capture_keep(char *const argv[], size_t max, char **ret_stdout, char **ret_stderr, int keep_fd);
+/* The same, and the program inherits the n_keep open files keep (they stay
+ * close-on-exec for every other program this process starts). */
+int spawn_capture_keep(char *const argv[], size_t max, char **ret_stdout, char **ret_stderr, const int *keep,
+                       size_t n_keep);

@@ -148,10 +148,12 @@ static void precopy_one(Laptop *l, const char *name, const char *user) {
         if (k < 0)
                 daemon_log(l->d, DAEMON_LOG_INFO, "staging the RAM of '%s': %s", name, err_message(k));
         else
-                daemon_log(l->d, DAEMON_LOG_DEBUG, "staged the RAM of '%s': %s%llu chunks in %.0f ms%s (%.0f ms)",
+                daemon_log(l->d, DAEMON_LOG_DEBUG, "staged the RAM of '%s': %s%llu chunks in %.0f ms%s%s (%.0f ms)",
                            name, sr.full ? "in full, " : "", (unsigned long long) sr.chunks_written,
                            sr.seconds * 1000,
-                           !sr.warm ? "; no QEMU waits" : sr.warm_started ? "; QEMU started" : "; QEMU patched",
+                           !sr.warm ? (sr.warm_error[0] ? "; no QEMU waits: " : "; no QEMU waits")
+                           : sr.warm_started ? "; QEMU started" : "; QEMU patched",
+                           sr.warm_error,
                            sr.warm_seconds * 1000);
         pthread_mutex_lock(&l->lock);
         t = track(l, name);

@@ -125,7 +125,7 @@ typedef struct Op {
         Paths paths;
         int lock_fd;
         pid_t pid;
-        int overlay_fd; /* > 0: QEMU gets the overlay as this open file (VmPaths) */
+        int overlay_fd, profile_fd; /* > 0: QEMU gets the overlay, the profile disk as this open file (VmPaths) */
 } Op;
 
 void op_done(Op *o);

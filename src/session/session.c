@@ -814,6 +814,7 @@ int vm_paths(SessionHost *h, Op *o, VmPaths *vp, char **kernel, char **initrd, c
                 .initrd = *initrd,
                 .overlay = o->paths.overlay,
                 .overlay_fd = o->overlay_fd,
+                .profile_fd = o->profile_fd,
                 .master = *master,
                 .ram = o->paths.ram,
                 .serial = o->paths.serial,

@@ -279,6 +279,7 @@ typedef struct SessionStageResult {
         bool warm;               /* a QEMU waits on it (session_host_set_warm()) */
         bool warm_started;       /* ... started now (else an earlier one was patched) */
         double warm_seconds;
+        char warm_error[256];    /* why no QEMU waits ("" when one does, or none was tried) */
 } SessionStageResult;
 
 /* Writes the RAM of checkpoint (whose chunks are all in the store) ahead of

@@ -230,11 +230,16 @@ int session_stage_ram(SessionHost *h, const char *name, const RoamId *checkpoint
         _cleanup_free_ char *staged = NULL;
         r = stage_locked(h, name, checkpoint, &res, &staged);
         if (r > 0 && h->warm) {
-                /* and the QEMU that will take it */
+                /* and the QEMU that will take it (if it cannot, the restore runs cold) */
                 double t0 = now_s();
-                r = warm_prepare(h, name, checkpoint, staged, &res.warm_started);
+                int k = warm_prepare(h, name, checkpoint, staged, &res.warm_started);
                 res.warm_seconds = now_s() - t0;
-                res.warm = r >= 0;
+                res.warm = k >= 0;
+                if (k < 0) {
+                        snprintf(res.warm_error, sizeof res.warm_error, "%s", err_message(k));
+                        err_clear();
+                        warm_end(h, name);
+                }
         } else if (r == 0)
                 warm_end(h, name);
         close(fd);

@@ -419,15 +419,18 @@ int vm_build_argv(const char *qemu, const VmConfig *c, const char *accel, const 
                   char ***ret) {
         if (!p->kernel || !p->overlay || !p->master || !p->ram || !p->serial || !p->qmp || !p->pidfile)
                 return -EINVAL;
-        char fd_path[32];
+        char fd_path[32], prof_fd_path[32];
         snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", p->overlay_fd);
+        snprintf(prof_fd_path, sizeof prof_fd_path, "/proc/self/fd/%d", p->profile_fd);
         _cleanup_free_ char *ram = qemu_escape(p->ram), *serial = qemu_escape(p->serial),
                             *qmp = qemu_escape(p->qmp), *ov = qemu_escape(p->overlay_fd > 0 ? fd_path : p->overlay),
                             *master = qemu_escape(p->master),
                             *vnc = p->vnc ? qemu_escape(p->vnc) : NULL,
                             *prof = c->profile_disk ? qemu_escape(c->profile_disk) : NULL,
                             *agent = c->agent && p->agent ? qemu_escape(p->agent) : NULL,
-                            *uprof = c->profile && p->profile ? qemu_escape(p->profile) : NULL;
+                            *uprof = c->profile && p->profile
+                                             ? qemu_escape(p->profile_fd > 0 ? prof_fd_path : p->profile)
+                                             : NULL;
         if (!ram || !serial || !qmp || !ov || !master || (p->vnc && !vnc) || (c->profile_disk && !prof))
                 return -ENOMEM;
         if (c->agent && !agent)
@@ -563,7 +566,13 @@ int vm_launch(char **argv, const VmPaths *p, pid_t *ret_pid) {
                 (void) unlink(p->agent);
         (void) unlink(p->pidfile);
         _cleanup_free_ char *err = NULL;
-        int r = spawn_capture_keep(argv, 8192, NULL, &err, p->overlay_fd > 0 ? p->overlay_fd : -1);
+        int keep[2];
+        size_t n_keep = 0;
+        if (p->overlay_fd > 0)
+                keep[n_keep++] = p->overlay_fd;
+        if (p->profile_fd > 0)
+                keep[n_keep++] = p->profile_fd;
+        int r = spawn_capture_keep(argv, 8192, NULL, &err, keep, n_keep);
         if (r == -ENOENT)
                 return err_set(-ENOENT, "qemu '%s' not found (apt-get install qemu-system-x86, or set ROAM_QEMU)",
                                argv[0]);

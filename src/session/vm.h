@@ -91,6 +91,7 @@ typedef struct VmPaths {
         int overlay_fd;      /* > 0: QEMU opens the overlay as /proc/self/fd/N (an
                               * open file it inherits), so that it finds it again
                               * when the file is renamed (warm.c) */
+        int profile_fd;      /* > 0: the profile disk likewise */
         const char *master;  /* its backing file (raw), given to QEMU explicitly: the
                               * path in the overlay's header is not used, so an
                               * overlay from another host needs no rebase to run */

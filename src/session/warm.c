@@ -33,8 +33,10 @@
  * the RAM file is a shared mapping, so what it runs is exactly the
  * checkpoint.
  *
- *   HOME/warm/NAME/      overlay.qcow2 serial.log qmp.sock vnc.sock agent.sock
- *                        qemu.pid, and "from": a symlink whose target is
+ *   HOME/warm/NAME/      overlay.qcow2 (profile.img: the user's profile disk,
+ *                        when the session holds it) serial.log qmp.sock
+ *                        vnc.sock agent.sock qemu.pid, and "from": a symlink
+ *                        whose target is
  *                        "<checkpoint hex>.<inode>": the pre-copy whose overlay
  *                        and config the QEMU holds, and the inode of the staged
  *                        RAM file it maps
@@ -56,7 +58,8 @@ static int warm_paths(SessionHost *h, const char *name, Paths *ret) {
         bool ok = warm_dir(h, name, &p.dir) >= 0 && asprintf(&p.overlay, "%s/overlay.qcow2", p.dir) >= 0 &&
                   asprintf(&p.serial, "%s/serial.log", p.dir) >= 0 && asprintf(&p.qmp, "%s/qmp.sock", p.dir) >= 0 &&
                   asprintf(&p.vnc, "%s/vnc.sock", p.dir) >= 0 && asprintf(&p.agent, "%s/agent.sock", p.dir) >= 0 &&
-                  asprintf(&p.pidfile, "%s/qemu.pid", p.dir) >= 0;
+                  asprintf(&p.pidfile, "%s/qemu.pid", p.dir) >= 0 &&
+                  asprintf(&p.profile, "%s/profile.img", p.dir) >= 0;
         if (!ok) {
                 paths_done(&p);
                 return -ENOMEM;
@@ -162,11 +165,17 @@ static int manifest_config(Store *s, const RoamId *id, json_t **ret_m, char **re
         return 0;
 }
 
-/* Do manifests a and b run on the same QEMU command line (config, image)? */
+static bool has_object(json_t *m, const char *role) {
+        return json_object_get(json_object_get(m, "objects"), role) != NULL;
+}
+
+/* Do manifests a and b run on the same QEMU command line (config, image,
+ * a profile disk or not)? */
 static bool same_vm(json_t *a, const char *config_a, json_t *b, const char *config_b) {
         const char *ia = json_string_value(json_object_get(a, "image"));
         const char *ib = json_string_value(json_object_get(b, "image"));
-        return ia && ib && !strcmp(ia, ib) && !strcmp(config_a, config_b);
+        return ia && ib && !strcmp(ia, ib) && !strcmp(config_a, config_b) &&
+               has_object(a, "profile") == has_object(b, "profile");
 }
 
 static int inode_of(const char *path, ino_t *ret) {
@@ -177,18 +186,28 @@ static int inode_of(const char *path, ino_t *ret) {
         return 0;
 }
 
-/* Patches the overlay at path, which holds the overlay of manifest from,
- * into the overlay of manifest to. */
-static int patch_overlay(Store *s, json_t *from, json_t *to, const char *path) {
+/* Patches the file at path, which holds object role of manifest from, into
+ * role of manifest to. */
+static int patch_role(Store *s, json_t *from, json_t *to, const char *role, const char *path) {
         RoamId a, b;
-        int r = manifest_id(from, "overlay", &a);
+        int r = manifest_id(from, role, &a);
         if (r >= 0)
-                r = manifest_id(to, "overlay", &b);
+                r = manifest_id(to, role, &b);
         if (r < 0)
                 return r;
         if (id_equal(&a, &b))
                 return 0;
         return patch_file(s, &a, &b, path, NULL);
+}
+
+/* Patches the warm files w, which hold what manifest from has, into what
+ * manifest to has: the overlay, and the profile disk (both or neither have
+ * one: same_vm()). */
+static int patch_files(Store *s, json_t *from, json_t *to, const Paths *w) {
+        int r = patch_role(s, from, to, "overlay", w->overlay);
+        if (r >= 0 && has_object(to, "profile"))
+                r = patch_role(s, from, to, "profile", w->profile);
+        return r;
 }
 
 /* Starts the warm QEMU of name for checkpoint m (id ck), whose RAM is staged
@@ -207,21 +226,30 @@ static int warm_launch(SessionHost *h, const char *name, const RoamId *ck, json_
         r = vm_config_from_json(json_object_get(m, "config"), &o.config);
         if (r < 0)
                 return r;
-        RoamId ov;
+        RoamId ov, prof;
+        bool has_profile = has_object(m, "profile");
         r = manifest_id(m, "overlay", &ov);
+        if (r >= 0 && has_profile)
+                r = manifest_id(m, "profile", &prof);
         if (r < 0)
                 return r;
+        if (o.config.profile && !has_profile)
+                return err_set(-EINVAL, "session '%s' has no profile disk in its pre-copy", name);
         (void) rm_rf(o.paths.dir);
         r = mkdir_p(o.paths.dir, 0700);
         if (r >= 0)
                 r = export_to(h->store, &ov, o.paths.overlay, 0600);
-        /* QEMU reopens the overlay by name when the restore activates it, by
-         * then under the session's directory: it gets a name that follows
-         * the file */
+        if (r >= 0 && has_profile)
+                r = export_to(h->store, &prof, o.paths.profile, 0600);
+        /* QEMU reopens its disks by name when the restore activates them, by
+         * then under the session's directory: it gets names that follow the
+         * files */
         _cleanup_close_ int fd = r >= 0 ? open(o.paths.overlay, O_RDWR | O_CLOEXEC) : -1;
-        if (r >= 0 && fd < 0)
+        _cleanup_close_ int pfd = r >= 0 && has_profile ? open(o.paths.profile, O_RDWR | O_CLOEXEC) : -1;
+        if (r >= 0 && (fd < 0 || (has_profile && pfd < 0)))
                 r = -errno;
         o.overlay_fd = fd;
+        o.profile_fd = pfd > 0 ? pfd : 0;
         _cleanup_(qmp_freep) Qmp *q = NULL;
         if (r >= 0)
                 r = launch(h, &o, true, &q);
@@ -260,7 +288,7 @@ int warm_prepare(SessionHost *h, const char *name, const RoamId *ck, const char 
                 if (id_equal(&ck0, ck))
                         return 0;
                 if (manifest_config(h->store, &ck0, &m0, &config0) >= 0 && same_vm(m0, config0, m, config) &&
-                    patch_overlay(h->store, m0, m, w.overlay) >= 0 && from_write(w.dir, ck, ino) >= 0)
+                    patch_files(h->store, m0, m, &w) >= 0 && from_write(w.dir, ck, ino) >= 0)
                         return 0;
                 err_clear();
         }
@@ -293,13 +321,20 @@ static int take_serial(const char *warm, const char *serial) {
         return rename(warm, serial) < 0 ? -errno : 0;
 }
 
-/* Renames the warm QEMU's files to the session's. */
-static int take_files(const Paths *w, const Paths *p) {
-        const char *const from[] = { w->overlay, w->qmp, w->vnc, w->agent, w->pidfile };
-        const char *const to[] = { p->overlay, p->qmp, p->vnc, p->agent, p->pidfile };
-        for (size_t i = 0; i < ELEMENTSOF(from); i++)
-                if (rename(from[i], to[i]) < 0 && (errno != ENOENT || i == 0 || i == 1 || i == 4))
+/* Renames the warm QEMU's files to the session's (the profile disk when it
+ * has one). */
+static int take_files(const Paths *w, const Paths *p, bool profile) {
+        const char *const from[] = { w->overlay, w->qmp, w->pidfile, w->vnc, w->agent, w->profile };
+        const char *const to[] = { p->overlay, p->qmp, p->pidfile, p->vnc, p->agent, p->profile };
+        for (size_t i = 0; i < ELEMENTSOF(from); i++) {
+                if (i == 5 && !profile)
+                        break;
+                /* the first three and a profile must be there; sockets only when configured */
+                if (rename(from[i], to[i]) < 0 && (errno != ENOENT || i < 3 || i == 5))
                         return err_set(-errno, "cannot move '%s' to '%s': %s", from[i], to[i], strerror(errno));
+        }
+        if (profile)
+                (void) unlink(p->profile_fast); /* its base is another file now */
         return take_serial(w->serial, p->serial);
 }
 
@@ -333,6 +368,13 @@ int warm_take(SessionHost *h, Op *o, json_t *m, SessionRestoreResult *res, Qmp *
         RoamId ram_id, dev_id;
         if ((r = manifest_id(m, "ram", &ram_id)) < 0 || (r = manifest_id(m, "devstate", &dev_id)) < 0)
                 return r;
+        bool profile = has_object(m, "profile");
+        if (profile) {
+                /* the user's profile comes with it: this session holds it now */
+                r = profile_claim(h, o);
+                if (r < 0)
+                        return err_wrap(r, "cannot restore session '%s'", name);
+        }
         remove_runtime(&o->paths);
         uint64_t t_ram = now_ns();
         r = write_ram(h, name, &ram_id, o->paths.ram_snap, &res->ram_staged);
@@ -343,13 +385,13 @@ int warm_take(SessionHost *h, Op *o, json_t *m, SessionRestoreResult *res, Qmp *
                 return 1;
         }
         if (r >= 0)
-                r = patch_overlay(h->store, m0, m, w.overlay);
+                r = patch_files(h->store, m0, m, &w);
         if (r >= 0)
                 r = export_to(h->store, &dev_id, o->paths.devstate, 0600);
         if (r >= 0 && rename(o->paths.ram_snap, o->paths.ram) < 0)
                 r = -errno;
         if (r >= 0)
-                r = take_files(&w, &o->paths);
+                r = take_files(&w, &o->paths, profile);
         Qmp *q = NULL;
         if (r >= 0) {
                 VmPaths vp = { .qmp = o->paths.qmp };

@@ -7,13 +7,15 @@
 # QEMU when the laptop stages there, and restores into it. Waiting QEMUs end
 # when their session stops on the server, and when the daemon stops. With
 # --no-warm-restore nothing waits and the hand-over still works. After all of
-# it the guest's /data/ticks has no gap and no repeat.
+# it the guest's /data/ticks has no gap and no repeat. The session has a
+# profile disk: the waiting QEMU has it too, and it moves with the session.
 . "$(dirname "$0")/../lib.sh"
 requires qemu-system-x86_64
 requires qemu-img
 requires debugfs
 requires curl
 requires python3
+requires jq
 export ROAM_ACCEL=tcg
 
 need_guest
@@ -58,8 +60,10 @@ EOF
 PS=$(free_port) PL=$(free_port)
 start_daemon "$S" "127.0.0.1:$PS"
 ALICE=$(on "$S" token create --role user --user alice)
-on "$S" image import deb "$GUEST/master.img" >/dev/null
-on "$S" session create s1 --image deb --user alice --ram 256M --kernel "$GUEST/vmlinux" --initrd "$GUEST/initrd.img" >/dev/null
+# with a profile disk (docs/desktop.md): the waiting QEMU gets it too
+on "$S" image import deb "$GUEST/master.img" --kernel "$GUEST/vmlinux" --initrd "$GUEST/initrd.img" \
+        --append "console=ttyS0 quiet panic=-1" --profile >/dev/null
+on "$S" session create s1 --image deb --user alice --ram 256M >/dev/null
 on "$S" session start s1 >/dev/null
 wait_for 90 tick_above "$S" 3 || fail "no ticks on the server"
 boot=$(on "$S" session log s1 | sed -n 's/^roam-guest: boot_id=//p' | head -n 1)
@@ -88,6 +92,8 @@ is_state "$L" running || fail "s1 is '$(state_on "$L")' on the laptop"
 [ "$(cat "$L/sessions/s1/qemu.pid")" = "$pid" ] || fail "s1 runs in another QEMU than the one that waited ($pid)"
 [ "$(qmp_status "$L/sessions/s1/qmp.sock")" = running ] || fail "the guest does not run on the laptop"
 [ ! -e "$L/warm/s1" ] || fail "the waiting QEMU's directory is left"
+[ -s "$L/sessions/s1/profile.img" ] || fail "the profile disk did not come with the session"
+[ "$(on "$L" session show --json s1 | jq -r .profile)" = true ] || fail "the laptop's s1 holds no profile"
 wait_for 60 tick_above "$L" "$before" || fail "the counter does not continue on the laptop"
 on "$L" session log s1 | grep -q '^roam-guest: boot_id=' && fail "the guest booted on the laptop"
 # the laptop's console log holds its ticks (the waiting QEMU's log was moved in)

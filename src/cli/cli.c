@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../store/location.h"
+
 #include "../basic/error.h"
 #include "../basic/fileio.h"
 #include "../basic/interrupt.h"
@@ -168,15 +170,26 @@ int cli_need_writable_home(void) {
         return 0;
 }
 
+bool cli_store_exists(void) {
+        _cleanup_free_ char *loc = NULL;
+        if (store_location(cli_home(), &loc) < 0)
+                return true; /* opening it tells what is wrong */
+        if (!strncmp(loc, "rados:", 6))
+                return true;
+        _cleanup_free_ char *cfg = path_join(loc, "config");
+        return cfg && access(cfg, F_OK) == 0;
+}
+
 int cli_open_store(bool create, bool writer, Store **ret) {
         if (cli_need_home(create))
                 return 1;
-        char *dir = cli_home_path("store");
-        if (!dir)
-                return cli_error(-ENOMEM);
+        char *dir = NULL;
+        int r = store_location(cli_home(), &dir);
+        if (r < 0)
+                return cli_error(r);
         StoreOptions o = { .create = create };
         Store *s;
-        int r = store_open(dir, &o, &s);
+        r = store_open(dir, &o, &s);
         free(dir);
         if (r < 0)
                 return cli_error(r);

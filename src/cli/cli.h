@@ -52,8 +52,11 @@ int cli_need_home(bool create);
 /* Refuses a read-only state directory with a line that names it. */
 int cli_need_writable_home(void);
 
-/* Opens the store in cli_home()/store; create makes it when missing.
- * A writer takes the store lock shared. Prints the error itself. */
+/* True when the home has a store already (its directory, or one elsewhere: store/location.h). */
+bool cli_store_exists(void);
+/* Opens the home's store (cli_home()/store, or the one store/location.h
+ * names); create makes it when missing. A writer takes the store lock
+ * shared. Prints the error itself. */
 int cli_open_store(bool create, bool writer, Store **ret);
 
 /* Prints "roam: <detail>" where the detail comes from err_message(r).

@@ -49,6 +49,14 @@ static const char serve_help[] =
         "  --max-failed-logins N  refused tokens a client address may present within a\n"
         "                      minute; then it gets 429 for a minute (default 20; 0 = no\n"
         "                      limit)\n"
+        "Fleet (docs/fleet.md):\n"
+        "  --store SPEC        the store: a directory or rados:POOL[?conf=FILE] (Ceph\n"
+        "                      RADOS, shared by a fleet); kept as the home's store\n"
+        "  --etcd URL[,URL...] join the fleet whose membership and ownership live in\n"
+        "                      this etcd cluster\n"
+        "  --fleet-name NAME   this host's name in the fleet (default: the home's host id)\n"
+        "  --fleet-url URL     where the other members reach this host (default\n"
+        "                      http://LISTEN)\n"
         "Laptop role:\n"
         "  --server URL        the datacenter server this laptop pairs with\n"
         "  --token T           the user's token on that server (default $ROAM_TOKEN)\n"
@@ -76,7 +84,8 @@ static const char serve_help[] =
  * too. The order is the order of --print-config. */
 enum {
         OPT_LISTEN = 1000, OPT_TLS_CERT, OPT_TLS_KEY, OPT_ROLE, OPT_LOG, OPT_LOG_LEVEL, OPT_VERBOSE,
-        OPT_FOREGROUND, OPT_HOARD_RATE, OPT_OFFLINE_DAYS, OPT_NONCE_TTL, OPT_MAX_FAILED_LOGINS, OPT_SERVER, OPT_TOKEN,
+        OPT_FOREGROUND, OPT_HOARD_RATE, OPT_OFFLINE_DAYS, OPT_NONCE_TTL, OPT_MAX_FAILED_LOGINS,
+        OPT_STORE, OPT_ETCD, OPT_FLEET_NAME, OPT_FLEET_URL, OPT_SERVER, OPT_TOKEN,
         OPT_NAME,
         OPT_PRECOPY_INTERVAL, OPT_PRECOPY_RATE, OPT_NO_PRECOPY, OPT_CONFIG, OPT_PRINT_CONFIG, OPT_HELP,
 };
@@ -91,6 +100,9 @@ typedef struct ServeConfig {
         uint64_t nonce_ttl;
         double max_failed_logins;
         bool foreground; /* accepted, changes nothing */
+        struct {
+                const char *etcd, *name, *url;
+        } fleet;
 } ServeConfig;
 
 typedef enum FlagKind {
@@ -127,6 +139,13 @@ static const struct ServeFlag {
         [OPT_NONCE_TTL - OPT_LISTEN] = { "nonce-ttl", required_argument, "300", KIND_OTHER },
         [OPT_MAX_FAILED_LOGINS - OPT_LISTEN] = { "max-failed-logins", required_argument, "20", KIND_NUMBER,
                                                  AT(max_failed_logins), 0, 100000, "a count from 0 to 100000" },
+        [OPT_STORE - OPT_LISTEN] = { "store", required_argument, "($ROAM_HOME/store)", KIND_STRING, AT(daemon.store) },
+        [OPT_ETCD - OPT_LISTEN] = { "etcd", required_argument, "(none: a standalone server)", KIND_STRING,
+                                    AT(fleet.etcd) },
+        [OPT_FLEET_NAME - OPT_LISTEN] = { "fleet-name", required_argument, "(the home's host id)", KIND_STRING,
+                                          AT(fleet.name) },
+        [OPT_FLEET_URL - OPT_LISTEN] = { "fleet-url", required_argument, "(http://LISTEN)", KIND_STRING,
+                                         AT(fleet.url) },
         [OPT_SERVER - OPT_LISTEN] = { "server", required_argument, "(none)", KIND_STRING, AT(laptop.server_url) },
         [OPT_TOKEN - OPT_LISTEN] = { "token", required_argument, "($ROAM_TOKEN)", KIND_STRING, AT(laptop.token) },
         [OPT_NAME - OPT_LISTEN] = { "name", required_argument, "(the host name)", KIND_STRING, AT(laptop.name) },

@@ -6,7 +6,7 @@ MESON_OPTS ?=
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all deps check check-valgrind asan fuzz demo guest desktop bench clean install deb
+.PHONY: all deps fleet-deps check check-valgrind asan fuzz demo guest desktop bench clean install deb
 
 all: deps
 	@test -f $(BUILD)/build.ninja || meson setup $(BUILD) $(MESON_OPTS) >/dev/null
@@ -15,7 +15,11 @@ all: deps
 deps:
 	@scripts/deps.sh build
 
-check: all
+fleet-deps:
+	@scripts/deps.sh fleet
+
+# the fleet's packages before the build: librados-dev turns on the RADOS backend
+check: fleet-deps all
 	@scripts/deps.sh check web deb && { scripts/web-deps.sh || true; }
 	tests/run.sh
 

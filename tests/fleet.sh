@@ -119,3 +119,37 @@ fleet_teardown() {
         done
         _fleet_namespaces=()
 }
+
+# fleet_serve N [ARGS...]: 'roam serve' on host N (ROAM_HOME=$T/hostN, port
+# 7450 on $HOST_IP[N], fleet name hN, the fleet's store and etcd); waits
+# until it answers; SERVE_PID[N]; its log in $T/hostN/serve.log
+SERVE_PID=()
+fleet_serve() {
+        local n=$1
+        shift
+        mkdir -p "$T/host$n"
+        ROAM_HOME=$T/host$n ip netns exec "${HOST_NS[n]}" "$ROAM_BIN" serve --listen "${HOST_IP[n]}:7450" \
+                --store "$FLEET_STORE" --etcd "$FLEET_ETCD" --fleet-name "h$n" "$@" \
+                >>"$T/host$n/serve.log" 2>&1 &
+        SERVE_PID[n]=$!
+        cleanup_add "kill ${SERVE_PID[n]} 2>/dev/null; wait ${SERVE_PID[n]} 2>/dev/null"
+        wait_for 30 in_host "$n" curl -s -o /dev/null "http://${HOST_IP[n]}:7450/v1/info" ||
+                fail "roam serve on host $n did not start: $(tail -n 3 "$T/host$n/serve.log")"
+}
+# fleet_api N METHOD PATH [JSON]: the API of host N with its local admin
+# token; the body in $OUT, the status in $CODE
+fleet_api() {
+        local n=$1 method=$2 path=$3 body=${4:-}
+        local tok
+        tok=$(cat "$T/host$n/local.token")
+        OUT=$(in_host "$n" curl -s -m 300 -o - -w '\n%{http_code}' -X "$method" -H "Authorization: Bearer $tok" \
+                ${body:+-H 'Content-Type: application/json' -d "$body"} "http://${HOST_IP[n]}:7450$path")
+        CODE=${OUT##*$'\n'}
+        OUT=${OUT%$'\n'*}
+}
+# etcd_get KEY: the value of an etcd key, "" when there is none
+etcd_get() { in_hub etcdctl --endpoints="$FLEET_ETCD" get --print-value-only "$1"; }
+etcd_put() { in_hub etcdctl --endpoints="$FLEET_ETCD" put "$1" "$2" >/dev/null; }
+# pid_alive PID: runs (a zombie does not: a killed -daemonize QEMU waits for
+# a reaper that may never come)
+pid_alive() { [ -r "/proc/$1/stat" ] && ! awk '{ exit $3 == "Z" ? 0 : 1 }' "/proc/$1/stat" 2>/dev/null; }

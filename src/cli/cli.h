@@ -126,6 +126,7 @@ int verb_offline(int argc, char **argv);
 int verb_online(int argc, char **argv);
 int session_reclaim_verb(int argc, char **argv);
 int session_connect_verb(int argc, char **argv);
+int verb_host(int argc, char **argv);
 int verb_laptop(int argc, char **argv);
 /* sync files (cmd-syncfile.c) */
 int session_export_offline_verb(int argc, char **argv);

@@ -17,6 +17,7 @@
 #include "../daemon/auth.h"
 #include "../daemon/daemon.h"
 #include "../daemon/api-console.h"
+#include "../daemon/api-fleet.h"
 #include "../daemon/api-session.h"
 #include "../daemon/hoard.h"
 #include "../daemon/laptop.h"
@@ -430,12 +431,20 @@ int verb_serve(int argc, char **argv) {
                 r = laptop_register_without_server(d);
         if (r >= 0)
                 r = api_console_register(d, sh);
+        ApiFleet *fleet = NULL;
+        if (r >= 0 && cfg.fleet.etcd)
+                r = api_fleet_register(d, sh,
+                                       &(ApiFleetOptions){ .etcd = cfg.fleet.etcd, .name = cfg.fleet.name,
+                                                           .url = cfg.fleet.url, .listen = o.listen },
+                                       &fleet);
         if (r < 0) {
+                api_fleet_free(fleet);
                 session_host_free(sh);
                 daemon_free(d);
                 return cli_error(r);
         }
         r = daemon_run(d);
+        api_fleet_free(fleet);
         session_host_free(sh);
         daemon_free(d);
         if (r < 0)

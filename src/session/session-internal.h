@@ -40,6 +40,8 @@ struct SessionHost {
         Catalog *catalog;
         SessionOwnerDescribeFn describe_owner; /* NULL: owners as they are */
         void *describe_userdata;
+        SessionGuardFn guard; /* NULL: a standalone host */
+        void *guard_userdata;
 };
 
 /* err_set(r, "<prefix>: <current detail>"): the detail is copied first, as

@@ -81,6 +81,7 @@ int cli_open_catalog(bool create, struct Catalog **ret);
  * host, for the commands on sessions. cli_host_open() prints its errors;
  * done() accepts a zeroed or half-opened one. */
 struct SessionHost;
+struct SessionCreate;
 typedef struct CliHost {
         Store *store;
         struct Catalog *catalog;
@@ -126,6 +127,13 @@ int verb_offline(int argc, char **argv);
 int verb_online(int argc, char **argv);
 int session_reclaim_verb(int argc, char **argv);
 int session_connect_verb(int argc, char **argv);
+/* 'roam session create' on a fleet member's home (cmd-host.c): imports the
+ * kernel and initrd into the shared store and asks the local daemon to place
+ * the session (on_host: that member). -1 when the home is in no fleet (and
+ * on_host is NULL): create it here; else the exit code. */
+int cli_fleet_create(const struct SessionCreate *a, const char *on_host);
+/* 'roam session move NAME --to-host HOST' through the local fleet member. */
+int cli_fleet_move(const char *name, const char *to_host);
 int verb_host(int argc, char **argv);
 int verb_laptop(int argc, char **argv);
 /* sync files (cmd-syncfile.c) */

@@ -58,6 +58,9 @@ static const char serve_help[] =
         "  --fleet-name NAME   this host's name in the fleet (default: the home's host id)\n"
         "  --fleet-url URL     where the other members reach this host (default\n"
         "                      http://LISTEN)\n"
+        "  --fleet-checkpoint S  a checkpoint of every running session this often, into\n"
+        "                      the shared store: what another member restores when this\n"
+        "                      one dies (default 30; 0 = none)\n"
         "Laptop role:\n"
         "  --server URL        the datacenter server this laptop pairs with\n"
         "  --token T           the user's token on that server (default $ROAM_TOKEN)\n"
@@ -86,7 +89,7 @@ static const char serve_help[] =
 enum {
         OPT_LISTEN = 1000, OPT_TLS_CERT, OPT_TLS_KEY, OPT_ROLE, OPT_LOG, OPT_LOG_LEVEL, OPT_VERBOSE,
         OPT_FOREGROUND, OPT_HOARD_RATE, OPT_OFFLINE_DAYS, OPT_NONCE_TTL, OPT_MAX_FAILED_LOGINS,
-        OPT_STORE, OPT_ETCD, OPT_FLEET_NAME, OPT_FLEET_URL, OPT_SERVER, OPT_TOKEN,
+        OPT_STORE, OPT_ETCD, OPT_FLEET_NAME, OPT_FLEET_URL, OPT_FLEET_CHECKPOINT, OPT_SERVER, OPT_TOKEN,
         OPT_NAME,
         OPT_PRECOPY_INTERVAL, OPT_PRECOPY_RATE, OPT_NO_PRECOPY, OPT_CONFIG, OPT_PRINT_CONFIG, OPT_HELP,
 };
@@ -103,6 +106,7 @@ typedef struct ServeConfig {
         bool foreground; /* accepted, changes nothing */
         struct {
                 const char *etcd, *name, *url;
+                double checkpoint_s;
         } fleet;
 } ServeConfig;
 
@@ -147,6 +151,8 @@ static const struct ServeFlag {
                                           AT(fleet.name) },
         [OPT_FLEET_URL - OPT_LISTEN] = { "fleet-url", required_argument, "(http://LISTEN)", KIND_STRING,
                                          AT(fleet.url) },
+        [OPT_FLEET_CHECKPOINT - OPT_LISTEN] = { "fleet-checkpoint", required_argument, "30", KIND_NUMBER,
+                                                AT(fleet.checkpoint_s), 0, 86400, "seconds from 0 to 86400" },
         [OPT_SERVER - OPT_LISTEN] = { "server", required_argument, "(none)", KIND_STRING, AT(laptop.server_url) },
         [OPT_TOKEN - OPT_LISTEN] = { "token", required_argument, "($ROAM_TOKEN)", KIND_STRING, AT(laptop.token) },
         [OPT_NAME - OPT_LISTEN] = { "name", required_argument, "(the host name)", KIND_STRING, AT(laptop.name) },
@@ -373,7 +379,8 @@ int verb_serve(int argc, char **argv) {
                 if (cmdline.value[i] && settings_set(&s, i, cmdline.value[i], NULL, 0) < 0)
                         return cli_error(-ENOMEM);
 
-        ServeConfig cfg = { .offline_days = 30, .max_failed_logins = AUTH_FAILED_LOGINS_DEFAULT };
+        ServeConfig cfg = { .offline_days = 30, .max_failed_logins = AUTH_FAILED_LOGINS_DEFAULT,
+                            .fleet.checkpoint_s = 30 };
         for (size_t i = 0; i < N_SETTINGS; i++) {
                 const char *problem = s.value[i] ? apply(&cfg, i, s.value[i]) : NULL;
                 if (problem && s.from[i])
@@ -435,7 +442,8 @@ int verb_serve(int argc, char **argv) {
         if (r >= 0 && cfg.fleet.etcd)
                 r = api_fleet_register(d, sh,
                                        &(ApiFleetOptions){ .etcd = cfg.fleet.etcd, .name = cfg.fleet.name,
-                                                           .url = cfg.fleet.url, .listen = o.listen },
+                                                           .url = cfg.fleet.url, .listen = o.listen,
+                                                           .checkpoint_s = cfg.fleet.checkpoint_s },
                                        &fleet);
         if (r < 0) {
                 api_fleet_free(fleet);

@@ -48,11 +48,13 @@ static int session_create_verb(int argc, char **argv) {
                 { "accel", required_argument, NULL, 'A' },
                 { "policy", required_argument, NULL, 'P' },
                 { "agent", no_argument, NULL, 'G' },
+                { "host", required_argument, NULL, 'H' },
                 {},
         };
         SessionCreate a = {};
+        const char *on_host = NULL;
         int c;
-        while ((c = getopt_long(argc, argv, "hi:u:m:c:k:r:a:p:A:P:G", opts, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "hi:u:m:c:k:r:a:p:A:P:GH:", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         return cli_help(
@@ -75,7 +77,10 @@ static int session_create_verb(int argc, char **argv) {
                                 "                           after the log-off: persistent (default) keeps it,\n"
                                 "                           pooled resets the session to the master image\n"
                                 "  -G, --agent              a virtio-serial port for qemu-guest-agent in the\n"
-                                "                           guest ('roam session exec'; the image must run it)\n");
+                                "                           guest ('roam session exec'; the image must run it)\n"
+                                "  -H, --host HOST          in a fleet: create it on member HOST (default: the\n"
+                                "                           member with the fewest sessions per core that has\n"
+                                "                           the RAM; docs/fleet.md)\n");
                 case 'i':
                         a.image = optarg;
                         break;
@@ -129,6 +134,9 @@ static int session_create_verb(int argc, char **argv) {
                 case 'G':
                         a.agent = true;
                         break;
+                case 'H':
+                        on_host = optarg;
+                        break;
                 default:
                         return cli_usage("session create", "invalid option");
                 }
@@ -155,6 +163,10 @@ static int session_create_verb(int argc, char **argv) {
                 if (!kernel || (!a.initrd))
                         return cli_error(-ENOMEM);
         }
+
+        int fleet = cli_fleet_create(&a, on_host);
+        if (fleet >= 0)
+                return fleet; /* a fleet member's home: placed in the fleet */
 
         _cleanup_(cli_host_done) CliHost ctx = {};
         if (cli_host_open(true, &ctx))
@@ -698,12 +710,13 @@ static int session_move_verb(int argc, char **argv) {
                 { "token", required_argument, NULL, 't' },
                 { "no-precopy", no_argument, NULL, 'n' },
                 { "cacert", required_argument, NULL, 'c' },
+                { "to-host", required_argument, NULL, 'H' },
                 {},
         };
-        const char *to = NULL, *token_arg = NULL, *cacert = NULL;
+        const char *to = NULL, *token_arg = NULL, *cacert = NULL, *to_host = NULL;
         SessionMoveOptions mo = { 0 };
         int c;
-        while ((c = getopt_long(argc, argv, "ho:t:nc:", opts, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "ho:t:nc:H:", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         return cli_help("session move", "NAME --to URL [--token T] [--no-precopy]",
@@ -716,7 +729,9 @@ static int session_move_verb(int argc, char **argv) {
                                         "  --to URL         the target daemon (required)\n"
                                         "  -t, --token T    a host or admin token of the target (default $ROAM_TOKEN)\n"
                                         "  --no-precopy     skip the pre-copy round (longer downtime)\n"
-                                        "  --cacert FILE    trust this PEM certificate for https\n");
+                                        "  --cacert FILE    trust this PEM certificate for https\n"
+                                        "  --to-host HOST   in a fleet: to member HOST through the shared store\n"
+                                        "                   (docs/fleet.md), from any member's home\n");
                 case 'o':
                         to = optarg;
                         break;
@@ -729,11 +744,18 @@ static int session_move_verb(int argc, char **argv) {
                 case 'c':
                         cacert = optarg;
                         break;
+                case 'H':
+                        to_host = optarg;
+                        break;
                 default:
                         return cli_usage("session move", "invalid option");
                 }
         if (argc - optind != 1)
                 return cli_usage("session move", "expected NAME");
+        if (to_host && to)
+                return cli_usage("session move", "--to and --to-host exclude each other");
+        if (to_host)
+                return cli_fleet_move(argv[optind], to_host);
         if (!to)
                 return cli_usage("session move", "--to URL is required");
         const char *token = remote_token_from_env(token_arg);

@@ -14,7 +14,22 @@
  *   - at start, a QEMU of this home that runs a session the fleet gives to
  *     another host (or at another epoch) is killed: the old host back;
  *   - HOME/fleet.json names the etcd endpoints and this host, so CLI
- *     commands on the home ('roam host list') reach the same fleet.
+ *     commands on the home ('roam host list') reach the same fleet;
+ *   - every checkpoint_s a checkpoint of every session that runs here goes
+ *     into the shared store; a session whose owner's lease ran out is taken
+ *     over (at epoch + 1) by the member placement picks (any member after
+ *     ORPHAN_ANYONE_S) and restored from its latest checkpoint.
+ *
+ *   GET  /v1/fleet/sessions                 {"sessions":[{"name","host","epoch"}]}
+ *   POST /v1/fleet/sessions                 create, placed (or "host"): {"name","image",
+ *                                           "user","kernel":HEX,"initrd":HEX,"ram_mib",
+ *                                           "cpus","append","agent","host","start"}
+ *   POST /v1/fleet/sessions/NAME/ACTION     start, stop, checkpoint, move {"to":HOST}:
+ *                                           done by the owner, wherever it is
+ *   POST /v1/fleet/hosts/NAME/drain         every session of NAME moved elsewhere
+ *   POST /v1/fleet/local-sessions           create here (a member placing it here)
+ *   POST /v1/fleet/local-sessions/NAME/adopt  {"checkpoint","epoch"}: a move's target
+ * All but the GETs take an admin (or fleet member's) token.
  *
  *   GET /v1/fleet/hosts     {"hosts":[{"name","url","cores","ram_mib",
  *                            "ram_free_mib","sessions","session_ram_mib"}],
@@ -36,6 +51,7 @@ typedef struct ApiFleetOptions {
         const char *url;  /* NULL: http:// + the listen address */
         const char *listen;
         unsigned ttl_s;   /* 0: FLEET_TTL_DEFAULT_S */
+        double checkpoint_s; /* checkpoints of running sessions this often; 0: none */
 } ApiFleetOptions;
 
 /* Before daemon_run(). Caller frees with api_fleet_free() after it. */

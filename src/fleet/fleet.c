@@ -527,6 +527,90 @@ int fleet_handover(Fleet *f, const char *session, int64_t epoch, const char *to_
         return 0;
 }
 
+int fleet_claim_from(Fleet *f, const char *session, const char *from, int64_t epoch, int64_t *ret_epoch) {
+        int r = session_key_check(session);
+        if (r < 0)
+                return r;
+        int64_t lease = lease_of(f);
+        if (!lease)
+                return err_set(-ENOLINK, "this host has no live etcd lease (fenced)");
+        char okey[128], ekey[128], oold[192], onew[192], enew[24];
+        key_of(okey, sizeof okey, "owners", session);
+        key_of(ekey, sizeof ekey, "epochs", session);
+        owner_value(oold, sizeof oold, from, epoch);
+        owner_value(onew, sizeof onew, f->name, epoch + 1);
+        snprintf(enew, sizeof enew, "%" PRId64, epoch + 1);
+        EtcdCmp cmp = { .key = okey, .target = ETCD_CMP_VALUE, .value = oold };
+        EtcdOp ok[2] = {
+                { .kind = ETCD_OP_PUT, .key = ekey, .value = enew },
+                { .kind = ETCD_OP_PUT, .key = okey, .value = onew, .lease = lease },
+        };
+        bool succeeded;
+        r = etcd_txn(f->etcd, &cmp, 1, ok, 2, NULL, 0, &succeeded, NULL);
+        if (r < 0)
+                return r;
+        if (!succeeded)
+                return err_set(-ESTALE, "session '%s' is not '%s''s at epoch %" PRId64 " any more", session, from,
+                               epoch);
+        if (ret_epoch)
+                *ret_epoch = epoch + 1;
+        return 0;
+}
+
+int fleet_drop(Fleet *f, const char *session, int64_t epoch) {
+        int r = session_key_check(session);
+        if (r < 0)
+                return r;
+        char okey[128], oval[192];
+        key_of(okey, sizeof okey, "owners", session);
+        owner_value(oval, sizeof oval, f->name, epoch);
+        EtcdCmp cmp = { .key = okey, .target = ETCD_CMP_VALUE, .value = oval };
+        EtcdOp ok = { .kind = ETCD_OP_DELETE, .key = okey };
+        bool succeeded;
+        return etcd_txn(f->etcd, &cmp, 1, &ok, 1, NULL, 0, &succeeded, NULL);
+}
+
+int fleet_set_meta(Fleet *f, const char *session, const char *user, uint64_t ram_mib) {
+        int r = session_key_check(session);
+        if (r < 0)
+                return r;
+        char key[128];
+        key_of(key, sizeof key, "meta", session);
+        json_t *j = json_pack("{s:s, s:I}", "user", user, "ram_mib", (json_int_t) ram_mib);
+        char *v = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        json_decref(j);
+        if (!v)
+                return -ENOMEM;
+        r = etcd_put(f->etcd, key, v, 0);
+        free(v);
+        return r;
+}
+
+int fleet_get_meta(Fleet *f, const char *session, char **ret_user, uint64_t *ret_ram_mib) {
+        int r = session_key_check(session);
+        if (r < 0)
+                return r;
+        char key[128];
+        key_of(key, sizeof key, "meta", session);
+        _cleanup_(etcd_range_done) EtcdRange rg = { 0 };
+        r = etcd_get(f->etcd, key, &rg);
+        if (r < 0)
+                return r;
+        if (rg.n != 1)
+                return err_set(-ENOENT, "the fleet keeps nothing of session '%s'", session);
+        _cleanup_(json_decrefp) json_t *j = json_loadb(rg.kvs[0].value, rg.kvs[0].value_len, 0, NULL);
+        const char *u = json_string_value(json_object_get(j, "user"));
+        json_int_t ram = json_integer_value(json_object_get(j, "ram_mib"));
+        if (!u || ram < 0)
+                return err_set(-EBADMSG, "etcd key '%s' is malformed", key);
+        char *c = strdup(u);
+        if (!c)
+                return -ENOMEM;
+        *ret_user = c;
+        *ret_ram_mib = (uint64_t) ram;
+        return 0;
+}
+
 int fleet_release(Fleet *f, const char *session, int64_t epoch) {
         int r = session_key_check(session);
         if (r < 0)
@@ -563,4 +647,144 @@ int fleet_check(Fleet *f, const char *session, int64_t epoch) {
         return err_set(-EREMOTE, "session '%s' has no owner in the fleet (epoch %" PRId64 "; this host has epoch "
                        "%" PRId64 ")",
                        session, e, epoch);
+}
+
+/* ---- placement ---- */
+
+void fleet_sessions_free(FleetSessionRecord *s, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(s[i].name);
+                free(s[i].host);
+        }
+        free(s);
+}
+
+static int cmp_record(const void *a, const void *b) {
+        return strcmp(((const FleetSessionRecord *) a)->name, ((const FleetSessionRecord *) b)->name);
+}
+
+int fleet_sessions(Fleet *f, FleetSessionRecord **ret, size_t *ret_n) {
+        _cleanup_(etcd_range_done) EtcdRange ep = { 0 }, ow = { 0 };
+        int r = etcd_get_prefix(f->etcd, FLEET_PREFIX "epochs/", &ep);
+        if (r >= 0)
+                r = etcd_get_prefix(f->etcd, FLEET_PREFIX "owners/", &ow);
+        if (r < 0)
+                return r;
+        FleetSessionRecord *s = calloc(MAX(ep.n, (size_t) 1), sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        size_t n = 0, plen = strlen(FLEET_PREFIX "epochs/");
+        for (size_t i = 0; i < ep.n; i++) {
+                int64_t e;
+                if (parse_epoch(&ep.kvs[i], &e) < 0) {
+                        err_clear();
+                        continue;
+                }
+                const char *name = ep.kvs[i].key + plen;
+                FleetSessionRecord *x = &s[n];
+                x->epoch = e;
+                if (!(x->name = strdup(name))) {
+                        fleet_sessions_free(s, n);
+                        return -ENOMEM;
+                }
+                char okey[128];
+                key_of(okey, sizeof okey, "owners", name);
+                for (size_t k = 0; k < ow.n; k++)
+                        if (!strcmp(ow.kvs[k].key, okey)) {
+                                int64_t oe;
+                                if (parse_owner(&ow.kvs[k], &x->host, &oe) < 0)
+                                        err_clear();
+                                else
+                                        x->epoch = oe;
+                                break;
+                        }
+                n++;
+        }
+        qsort(s, n, sizeof *s, cmp_record);
+        *ret = s;
+        *ret_n = n;
+        return 0;
+}
+
+int fleet_place_pick(const FleetHost *hosts, const unsigned *owned, size_t n, uint64_t ram_mib) {
+        int best = -1;
+        for (size_t i = 0; i < n; i++) {
+                const FleetHost *h = &hosts[i];
+                uint64_t need = ram_mib + FLEET_RAM_RESERVE_MIB;
+                uint64_t uncommitted = h->ram_mib > h->session_ram_mib ? h->ram_mib - h->session_ram_mib : 0;
+                if (uncommitted < need || h->ram_free_mib < need || h->cores == 0)
+                        continue;
+                if (best < 0) {
+                        best = (int) i;
+                        continue;
+                }
+                const FleetHost *b = &hosts[best];
+                /* fewer sessions per core: owned[i] / cores[i] < owned[b] / cores[b] */
+                uint64_t li = (uint64_t) owned[i] * b->cores, lb = (uint64_t) owned[best] * h->cores;
+                if (li < lb || (li == lb && (h->ram_free_mib > b->ram_free_mib ||
+                                             (h->ram_free_mib == b->ram_free_mib && strcmp(h->name, b->name) < 0))))
+                        best = (int) i;
+        }
+        if (best < 0)
+                return err_set(-ENOSPC, "no fleet member has %llu MiB of RAM free for the session (plus %u MiB "
+                               "reserve); see 'roam host list'",
+                               (unsigned long long) ram_mib, FLEET_RAM_RESERVE_MIB);
+        return best;
+}
+
+int fleet_set_draining(Fleet *f, const char *host, bool draining) {
+        if (!fleet_name_is_valid(host))
+                return err_set(-EINVAL, "fleet host name '%s' is invalid", host);
+        char key[128];
+        key_of(key, sizeof key, "draining", host);
+        return draining ? etcd_put(f->etcd, key, "1", 0) : etcd_delete(f->etcd, key);
+}
+
+int fleet_place(Fleet *f, uint64_t ram_mib, const char *except, char **ret_host) {
+        FleetHost *hs = NULL;
+        size_t n = 0;
+        int r = fleet_hosts(f, &hs, &n);
+        if (r < 0)
+                return r;
+        _cleanup_(etcd_range_done) EtcdRange dr = { 0 };
+        r = etcd_get_prefix(f->etcd, FLEET_PREFIX "draining/", &dr);
+        if (r < 0) {
+                fleet_hosts_free(hs, n);
+                return r;
+        }
+        /* out of the running: the drained and except */
+        for (size_t i = 0; i < n;) {
+                bool out = except && !strcmp(hs[i].name, except);
+                char key[128];
+                key_of(key, sizeof key, "draining", hs[i].name);
+                for (size_t k = 0; !out && k < dr.n; k++)
+                        out = !strcmp(dr.kvs[k].key, key);
+                if (out) {
+                        fleet_host_done(&hs[i]);
+                        hs[i] = hs[--n];
+                } else
+                        i++;
+        }
+        FleetSessionRecord *ss = NULL;
+        size_t ns = 0;
+        r = fleet_sessions(f, &ss, &ns);
+        _cleanup_free_ unsigned *owned = calloc(MAX(n, (size_t) 1), sizeof *owned);
+        if (r >= 0 && !owned)
+                r = -ENOMEM;
+        for (size_t i = 0; r >= 0 && i < ns; i++)
+                for (size_t k = 0; ss[i].host && k < n; k++)
+                        if (!strcmp(ss[i].host, hs[k].name))
+                                owned[k]++;
+        if (r >= 0)
+                r = n ? fleet_place_pick(hs, owned, n, ram_mib)
+                      : err_set(-ENOSPC, "the fleet has no live member (see 'roam host list')");
+        char *name = r >= 0 ? strdup(hs[r].name) : NULL;
+        if (r >= 0 && !name)
+                r = -ENOMEM;
+        fleet_sessions_free(ss, ns);
+        fleet_hosts_free(hs, n);
+        if (r < 0)
+                return r;
+        *ret_host = name;
+        return 0;
 }

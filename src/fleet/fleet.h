@@ -111,6 +111,17 @@ int fleet_claim(Fleet *f, const char *session, int64_t epoch, FleetClaim how, in
 /* Hands session (owned here at epoch) to member to_host at epoch + 1 under
  * that host's lease. -ESTALE when this host is not the owner at epoch. */
 int fleet_handover(Fleet *f, const char *session, int64_t epoch, const char *to_host, int64_t *ret_epoch);
+/* Takes session back from member from, which owns it at epoch (a move whose
+ * target failed): this host owns it at epoch + 1. -ESTALE otherwise. */
+int fleet_claim_from(Fleet *f, const char *session, const char *from, int64_t epoch, int64_t *ret_epoch);
+/* Gives up this host's ownership at epoch and keeps the epoch (a takeover
+ * whose restore failed: another member may try). */
+int fleet_drop(Fleet *f, const char *session, int64_t epoch);
+/* What the fleet keeps of a session for a takeover, without a lease:
+ * /roam/meta/<session> {"user":U,"ram_mib":N}. */
+int fleet_set_meta(Fleet *f, const char *session, const char *user, uint64_t ram_mib);
+/* *ret_user (caller frees); -ENOENT when there is none. */
+int fleet_get_meta(Fleet *f, const char *session, char **ret_user, uint64_t *ret_ram_mib);
 /* Forgets session (removed; owned here at epoch). */
 int fleet_release(Fleet *f, const char *session, int64_t epoch);
 /* 0 when this host owns session at epoch and its lease is alive; -EREMOTE
@@ -118,3 +129,32 @@ int fleet_release(Fleet *f, const char *session, int64_t epoch);
  * not answer; -ENOLINK when this host is fenced. An observer checks the
  * record alone. */
 int fleet_check(Fleet *f, const char *session, int64_t epoch);
+
+/* ---- placement ---- */
+
+typedef struct FleetSessionRecord {
+        char *name;
+        char *host; /* NULL: no owner now (its host's lease ran out) */
+        int64_t epoch;
+} FleetSessionRecord;
+
+/* Every session the fleet knows, sorted by name. Caller frees with
+ * fleet_sessions_free(). */
+int fleet_sessions(Fleet *f, FleetSessionRecord **ret, size_t *ret_n);
+void fleet_sessions_free(FleetSessionRecord *s, size_t n);
+
+/* Picks a member for a new session of ram_mib (pure: the members and how
+ * many sessions each owns, counted from the owner records). A member fits
+ * when the RAM not given to its sessions yet, and its MemAvailable, both hold
+ * ram_mib plus FLEET_RAM_RESERVE_MIB; among those the one with the fewest
+ * sessions per core wins, then the most free RAM, then the name. -ENOSPC
+ * (with detail) when none fits. Returns the index. */
+#define FLEET_RAM_RESERVE_MIB 256
+int fleet_place_pick(const FleetHost *hosts, const unsigned *owned, size_t n, uint64_t ram_mib);
+/* fleet_place_pick() over the fleet as etcd has it now, without the members
+ * being drained and without except (may be NULL); *ret_host (caller frees)
+ * the member's name. */
+int fleet_place(Fleet *f, uint64_t ram_mib, const char *except, char **ret_host);
+/* A member being drained gets no new sessions: /roam/draining/<host>, no
+ * lease (it outlives a restart), until undone. */
+int fleet_set_draining(Fleet *f, const char *host, bool draining);

@@ -4,7 +4,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +24,11 @@
 #include "../session/host-id.h"
 #include "../store/blob.h"
 #include "../store/index.h"
+#include "../basic/relay.h"
+#include "../http/websocket.h"
+#include "../sync/remote-stream.h"
 #include "../sync/remote.h"
+#include "api-console.h"
 #include "auth.h"
 
 struct ApiFleet {
@@ -214,6 +221,26 @@ static int publish_token(ApiFleet *a) {
         return etcd_put(c, key, tok, 0);
 }
 
+/* The token member host published for the others. Caller frees. */
+static int peer_token(ApiFleet *a, const char *host, char **ret) {
+        _cleanup_(etcd_client_freep) EtcdClient *c = NULL;
+        _cleanup_(etcd_range_done) EtcdRange tok = { 0 };
+        char key[128];
+        snprintf(key, sizeof key, FLEET_PREFIX "tokens/%s", host);
+        int r = etcd_client_new(a->etcd_urls, &c);
+        if (r >= 0)
+                r = etcd_get(c, key, &tok);
+        if (r < 0)
+                return r;
+        if (tok.n != 1)
+                return err_set(-ENOKEY, "fleet member '%s' published no token", host);
+        char *t = strdup(tok.kvs[0].value);
+        if (!t)
+                return -ENOMEM;
+        *ret = t;
+        return 0;
+}
+
 /* One request to member host: *ret (caller frees) its answer, whatever the status. */
 static int peer_request(ApiFleet *a, const char *host, const char *method, const char *path, const char *body,
                         RemoteResponse *ret) {
@@ -221,19 +248,11 @@ static int peer_request(ApiFleet *a, const char *host, const char *method, const
         int r = fleet_host(a->fleet, host, &h);
         if (r < 0)
                 return r;
-        _cleanup_(etcd_client_freep) EtcdClient *c = NULL;
-        _cleanup_(etcd_range_done) EtcdRange tok = { 0 };
-        char key[128];
-        snprintf(key, sizeof key, FLEET_PREFIX "tokens/%s", host);
-        r = etcd_client_new(a->etcd_urls, &c);
-        if (r >= 0)
-                r = etcd_get(c, key, &tok);
-        if (r >= 0 && tok.n != 1)
-                r = err_set(-ENOKEY, "fleet member '%s' published no token", host);
+        _cleanup_free_ char *tok = NULL;
+        r = peer_token(a, host, &tok);
         _cleanup_(remote_freep) Remote *rem = NULL;
         if (r >= 0)
-                r = remote_new(h.url, tok.kvs[0].value, &(RemoteOptions){ .connect_timeout_s = 5, .stall_timeout_s = 300 },
-                               &rem);
+                r = remote_new(h.url, tok, &(RemoteOptions){ .connect_timeout_s = 5, .stall_timeout_s = 300 }, &rem);
         fleet_host_done(&h);
         if (r < 0)
                 return r;
@@ -884,6 +903,148 @@ static int route_drain(HttpRequest *req, void *userdata) {
         return http_reply_json(req, nfailed ? 409 : 200, j);
 }
 
+/* ---- the broker: a desktop through any member ---- */
+
+typedef struct Proxy {
+        RemoteStream *up; /* the owner's desktop, raw */
+        bool raw;         /* the client speaks raw too (else WebSocket) */
+        HttpServer *server;
+} Proxy;
+
+static void proxy_free(void *p) {
+        Proxy *x = p;
+        remote_stream_free(x->up);
+        free(x);
+}
+
+static bool proxy_stop(void *userdata) {
+        Proxy *x = userdata;
+        return x->server && http_server_stopping(x->server);
+}
+
+typedef struct Pump {
+        RemoteStream *up;
+        int fd;
+        Proxy *x;
+} Pump;
+
+static void *pump_main(void *arg) {
+        Pump *p = arg;
+        RelayEnd local = { .fd = p->fd },
+                 up = { .fd = remote_stream_fd(p->up), .read = remote_stream_read, .write = remote_stream_write,
+                        .userdata = p->up };
+        (void) relay_run(&local, &up, NULL, 0, proxy_stop, p->x);
+        shutdown(p->fd, SHUT_RDWR);
+        return NULL;
+}
+
+static void proxy_bridge(HttpServer *srv, int fd, const void *extra, size_t extra_len, void *userdata) {
+        Proxy *x = userdata;
+        x->server = srv;
+        RelayEnd up = { .fd = remote_stream_fd(x->up), .read = remote_stream_read, .write = remote_stream_write,
+                        .userdata = x->up };
+        if (x->raw) {
+                RelayEnd client = { .fd = fd };
+                (void) relay_run(&client, &up, extra, extra_len, proxy_stop, x);
+                return;
+        }
+        /* WebSocket: the frames are undone by ws_bridge() into a socket pair
+         * whose other end a thread pumps to the owner */
+        int sp[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+                return;
+        Pump p = { .up = x->up, .fd = sp[1], .x = x };
+        pthread_t t;
+        if (pthread_create(&t, NULL, pump_main, &p) != 0) {
+                close(sp[0]);
+                close(sp[1]);
+                return;
+        }
+        (void) ws_bridge(fd, extra, extra_len, sp[0], proxy_stop, x);
+        shutdown(sp[0], SHUT_RDWR);
+        pthread_join(t, NULL);
+        close(sp[0]);
+        close(sp[1]);
+}
+
+static bool lists(const char *value, const char *token) {
+        size_t n = strlen(token);
+        for (const char *p = value; p && *p;) {
+                p += strspn(p, " ,\t");
+                const char *end = p + strcspn(p, ","), *e = end;
+                while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+                        e--;
+                if ((size_t) (e - p) == n && !strncasecmp(p, token, n))
+                        return true;
+                p = end;
+        }
+        return false;
+}
+
+/* GET /v1/fleet/sessions/NAME/vnc: the session's desktop, proxied from the
+ * member that runs it (a WebSocket for noVNC, or raw for 'roam session
+ * connect'); the member asks the owner's console route with its fleet token. */
+static int route_vnc(HttpRequest *req, void *userdata) {
+        ApiFleet *a = userdata;
+        if (!is_admin_or_host(req))
+                return http_reply_error(req, 403, "only an admin opens desktops through the fleet");
+        const char *rest = http_request_rest(req), *slash = strchr(rest, '/');
+        char name[NAME_MAX_LEN + 1];
+        if (!slash || (size_t) (slash - rest) > NAME_MAX_LEN || strcmp(slash + 1, "vnc"))
+                return http_reply_error(req, 404, "expected /v1/fleet/sessions/NAME/vnc");
+        memcpy(name, rest, (size_t) (slash - rest));
+        name[slash - rest] = 0;
+        if (!name_is_valid(name))
+                return http_reply_error(req, 404, "session name '%s' is invalid", name);
+        const char *upgrade = http_request_header(req, "Upgrade");
+        const char *connection = http_request_header(req, "Connection");
+        const char *version = http_request_header(req, "Sec-WebSocket-Version");
+        const char *key = http_request_header(req, "Sec-WebSocket-Key");
+        bool raw = upgrade && lists(upgrade, VNC_RAW_PROTOCOL) && lists(connection, "upgrade");
+        char accept[WS_ACCEPT_SIZE];
+        if (!raw && (!upgrade || !lists(upgrade, "websocket") || !lists(connection, "upgrade") || !version ||
+                     strcmp(version, "13") || ws_accept_key(key, accept) < 0))
+                return http_reply_error(req, 400, "this route is a WebSocket (version 13) or a raw byte stream "
+                                                  "(Upgrade: " VNC_RAW_PROTOCOL ")");
+        _cleanup_free_ char *host = NULL;
+        int64_t epoch;
+        err_clear();
+        int r = fleet_owner(a->fleet, name, &host, &epoch);
+        if (r < 0)
+                return http_reply_error(req, fleet_status(r), "%s", err_message(r));
+        if (!host)
+                return http_reply_error(req, 409, "session '%s' runs nowhere in the fleet now", name);
+        FleetHost h;
+        r = fleet_host(a->fleet, host, &h);
+        if (r < 0)
+                return http_reply_error(req, 502, "%s", err_message(r));
+        _cleanup_free_ char *url = h.url;
+        h.url = NULL;
+        fleet_host_done(&h);
+        _cleanup_free_ char *tok = NULL;
+        r = peer_token(a, host, &tok);
+        char path[NAME_MAX_LEN + 64];
+        snprintf(path, sizeof path, "/v1/console/sessions/%s/vnc", name);
+        Proxy *x = r >= 0 ? calloc(1, sizeof *x) : NULL;
+        if (r >= 0 && !x)
+                r = -ENOMEM;
+        if (r >= 0)
+                r = remote_stream_open(url, tok, NULL, path, VNC_RAW_PROTOCOL, &x->up);
+        if (r < 0) {
+                free(x);
+                return http_reply_error(req, r == -ENOENT || r == -ESTALE ? 409 : 502,
+                                        "the desktop of session '%s' on '%s': %s", name, host, err_message(r));
+        }
+        x->raw = raw;
+        const char *protocols = http_request_header(req, "Sec-WebSocket-Protocol");
+        const char *raw_headers[] = { "Upgrade", VNC_RAW_PROTOCOL, NULL };
+        const char *ws_headers[] = { "Upgrade", "websocket", "Sec-WebSocket-Accept", accept,
+                                     protocols && lists(protocols, "binary") ? "Sec-WebSocket-Protocol" : NULL,
+                                     "binary", NULL };
+        daemon_log(a->d, DAEMON_LOG_DEBUG, "fleet: desktop of session '%s' proxied from '%s'", name, host);
+        return http_reply_upgrade(req, raw ? raw_headers : ws_headers, proxy_bridge, x, proxy_free);
+}
+
 /* POST /v1/fleet/local-sessions/NAME/adopt: a member hands a session here */
 static int route_local_action(HttpRequest *req, void *userdata) {
         ApiFleet *a = userdata;
@@ -911,6 +1072,7 @@ static const HttpRoute routes[] = {
         { "POST", "/v1/fleet/sessions/*", 64 * 1024, route_action },
         { "POST", "/v1/fleet/local-sessions/*", 64 * 1024, route_local_action },
         { "POST", "/v1/fleet/hosts/*", 0, route_drain },
+        { "GET", "/v1/fleet/sessions/*", 0, route_vnc, HTTP_ROUTE_QUERY_TOKEN },
 };
 
 /* ---- the home's record ---- */

@@ -21,13 +21,22 @@ need_guest
 fleet_setup 3 2
 for n in 1 2 3; do fleet_serve "$n" --fleet-checkpoint 5; done
 
-# owner S: the member that owns S now, from any member's view
+# sessions_view: GET /v1/fleet/sessions from the first member that answers
+sessions_view() {
+        local n
+        for n in 1 2 3; do
+                fleet_api "$n" GET /v1/fleet/sessions 2>/dev/null || continue
+                [ "$CODE" = 200 ] && return 0
+        done
+        return 1
+}
+# owner S: the member that owns S now ("" for none)
 owner() {
-        fleet_api 1 GET /v1/fleet/sessions
+        sessions_view || return 0
         jq -r --arg s "$1" '.sessions[] | select(.name == $s) | .host // ""' <<<"$OUT"
 }
 epoch() {
-        fleet_api 1 GET /v1/fleet/sessions
+        sessions_view || return 0
         jq -r --arg s "$1" '.sessions[] | select(.name == $s) | .epoch' <<<"$OUT"
 }
 # ticks N S: the counter of session S's console on member N, one a line;
@@ -119,12 +128,52 @@ fleet_api "$vn" POST /v1/console/sessions/s2/start
 expect_match "$OUT" "owned by fleet host '$new'"
 [ "$(owner s2)" = "$new" ] || fail "s2 changed hands: $(owner s2)"
 
+log "the broker: any member proxies a desktop from the member that runs it"
+s3at=$(owner s3)
+via=$(( $(host_no "$s3at") % 3 + 1 ))
+# desktop N S WS: the first bytes of S's desktop through member N (raw, or a WebSocket)
+desktop() {
+        in_host "$1" python3 - "${HOST_IP[$1]}" "$(cat "$T/host$1/local.token")" "$2" "$3" <<'PY'
+import base64, os, socket, sys
+ip, tok, name, ws = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "ws"
+s = socket.create_connection((ip, 7450), timeout=20)
+hdr = "GET /v1/fleet/sessions/%s/vnc HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nConnection: Upgrade\r\n" % (name, ip, tok)
+if ws:
+    hdr += "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n" % base64.b64encode(os.urandom(16)).decode()
+else:
+    hdr += "Upgrade: roam-vnc\r\n"
+s.sendall((hdr + "\r\n").encode())
+buf = b""
+while b"\r\n\r\n" not in buf:
+    d = s.recv(4096)
+    if not d:
+        break
+    buf += d
+head, _, rest = buf.partition(b"\r\n\r\n")
+status = head.split(b"\r\n")[0].decode(errors="replace")
+while len(rest) < (14 if ws else 12):   # "RFB 003.008\n", in a frame for a WebSocket
+    d = s.recv(4096)
+    if not d:
+        break
+    rest += d
+if ws and len(rest) >= 2:
+    rest = rest[2:]   # a short binary frame from the server: 2 bytes of header
+print(status, rest[:12].decode(errors="replace").strip())
+PY
+}
+out=$(desktop "$via" s3 raw) || { tail -n 5 "$T/host$via/serve.log" "$T/host$(host_no "$s3at")/serve.log" >&2; fail "no desktop through h$via"; }
+expect_match "$out" "^HTTP/1.1 101 .* RFB 003.00[0-9]$" "the raw desktop through h$via"
+out=$(desktop "$via" s3 ws)
+expect_match "$out" "^HTTP/1.1 101 .* RFB 003.00[0-9]$" "the WebSocket desktop through h$via"
+out=$(desktop "$via" nosuch raw)
+expect_match "$out" "^HTTP/1.1 (404|409) " "a desktop of no session"
+
 log "drain a member: every session moves off it"
 busy=$(owner s3)
 bn=$(host_no "$busy")
 roam_host 1 host drain "$busy" >"$T/drain.out" 2>"$T/drain.err" || fail "drain: $(cat "$T/drain.err")"
 log "$(cat "$T/drain.out" "$T/drain.err")"
-fleet_api 1 GET /v1/fleet/sessions
+sessions_view || fail "no member answers"
 [ -z "$(jq -r --arg h "$busy" '.sessions[] | select(.host == $h) | .name' <<<"$OUT")" ] ||
         fail "sessions left on the drained member: $OUT"
 s3at=$(owner s3)

@@ -563,6 +563,20 @@ static int move_to(ApiFleet *a, const char *name, const char *to, MoveResult *re
                 if (r < 0)
                         return r;
         }
+        if (running) {
+                /* the target writes the pre-copy's RAM now, while the guest runs:
+                 * its restore then writes only what changed (session_stage_ram()) */
+                char path[NAME_MAX_LEN + 64], body[128], pre[ID_HEX_SIZE];
+                snprintf(path, sizeof path, "/v1/fleet/local-sessions/%s/stage", name);
+                snprintf(body, sizeof body, "{\"checkpoint\":\"%s\"}", id_to_hex(&ck.id, pre));
+                RemoteResponse resp = { 0 };
+                if (peer_request(a, to, "POST", path, body, &resp) < 0 || resp.status != 200)
+                        daemon_log(a->d, DAEMON_LOG_INFO, "fleet: '%s' did not stage session '%s' (%ld): the move "
+                                   "goes on without",
+                                   to, name, resp.status);
+                err_clear();
+                remote_response_done(&resp);
+        }
         uint64_t t1 = mono_ns();
         r = session_checkpoint(a->h, name, running ? SESSION_CHECKPOINT_QUIT : 0, &ck);
         if (r < 0)
@@ -1052,8 +1066,8 @@ static int route_local_action(HttpRequest *req, void *userdata) {
                 return http_reply_error(req, 403, "only a fleet member hands sessions over");
         const char *rest = http_request_rest(req), *slash = strchr(rest, '/');
         char name[NAME_MAX_LEN + 1];
-        if (!slash || (size_t) (slash - rest) > NAME_MAX_LEN || strcmp(slash + 1, "adopt"))
-                return http_reply_error(req, 404, "expected /v1/fleet/local-sessions/NAME/adopt");
+        if (!slash || (size_t) (slash - rest) > NAME_MAX_LEN || (strcmp(slash + 1, "adopt") && strcmp(slash + 1, "stage")))
+                return http_reply_error(req, 404, "expected /v1/fleet/local-sessions/NAME/adopt or .../stage");
         memcpy(name, rest, (size_t) (slash - rest));
         name[slash - rest] = 0;
         if (!name_is_valid(name))
@@ -1061,6 +1075,20 @@ static int route_local_action(HttpRequest *req, void *userdata) {
         size_t len;
         const char *body = http_request_body(req, &len);
         _cleanup_free_ char *copy = body && len ? strndup(body, len) : NULL;
+        if (!strcmp(slash + 1, "stage")) {
+                _cleanup_(json_decrefp) json_t *j = copy ? json_loads(copy, JSON_REJECT_DUPLICATES, NULL) : NULL;
+                const char *hex = json_string_value(json_object_get(j, "checkpoint"));
+                RoamId id;
+                if (!hex || id_from_hex(hex, &id) < 0)
+                        return http_reply_error(req, 400, "expected {\"checkpoint\": HEX}");
+                SessionStageResult st;
+                err_clear();
+                int r = session_stage_ram(a->h, name, &id, &st);
+                if (r < 0)
+                        return http_reply_error(req, fleet_status(r), "%s", err_message(r));
+                return http_reply_json(req, 200, json_pack("{s:s, s:b, s:I}", "name", name, "full", st.full,
+                                                           "chunks_written", (json_int_t) st.chunks_written));
+        }
         return route_adopt(req, a, name, copy);
 }
 

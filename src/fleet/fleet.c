@@ -31,6 +31,12 @@ struct Fleet {
         int64_t lease;     /* 0: none */
         int64_t last_ok_ns; /* when the last renewal etcd answered was sent */
         bool fenced;
+        /* placement's view (fleet_place()), at most FLEET_PLACE_VIEW_MS old */
+        pthread_mutex_t view_lock;
+        FleetHost *view_hosts;
+        unsigned *view_owned;
+        size_t view_n;
+        int64_t view_ns;
 };
 
 static int64_t now_ns(void) {
@@ -241,6 +247,9 @@ static void *keeper_main(void *arg) {
 /* ---- join, leave ---- */
 
 static void fleet_free(Fleet *f) {
+        fleet_hosts_free(f->view_hosts, f->view_n);
+        free(f->view_owned);
+        pthread_mutex_destroy(&f->view_lock);
         etcd_client_free(f->etcd);
         etcd_client_free(f->keeper);
         pthread_mutex_destroy(&f->mutex);
@@ -263,6 +272,7 @@ int fleet_join(const FleetOptions *o, Fleet **ret) {
         f->o = *o;
         f->ttl_s = o->ttl_s ? o->ttl_s : FLEET_TTL_DEFAULT_S;
         pthread_mutex_init(&f->mutex, NULL);
+        pthread_mutex_init(&f->view_lock, NULL);
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -740,22 +750,28 @@ int fleet_set_draining(Fleet *f, const char *host, bool draining) {
         return draining ? etcd_put(f->etcd, key, "1", 0) : etcd_delete(f->etcd, key);
 }
 
-int fleet_place(Fleet *f, uint64_t ram_mib, const char *except, char **ret_host) {
+/* The view placement decides on: members (without the drained), and how
+ * many sessions each owns. Mutex held. */
+static int place_view_refresh(Fleet *f) {
         FleetHost *hs = NULL;
         size_t n = 0;
         int r = fleet_hosts(f, &hs, &n);
         if (r < 0)
                 return r;
-        _cleanup_(etcd_range_done) EtcdRange dr = { 0 };
+        _cleanup_(etcd_range_done) EtcdRange dr = { 0 }, ow = { 0 };
         r = etcd_get_prefix(f->etcd, FLEET_PREFIX "draining/", &dr);
+        if (r >= 0)
+                r = etcd_get_prefix(f->etcd, FLEET_PREFIX "owners/", &ow);
+        unsigned *owned = r >= 0 ? calloc(MAX(n, (size_t) 1), sizeof *owned) : NULL;
+        if (r >= 0 && !owned)
+                r = -ENOMEM;
         if (r < 0) {
                 fleet_hosts_free(hs, n);
                 return r;
         }
-        /* out of the running: the drained and except */
         for (size_t i = 0; i < n;) {
-                bool out = except && !strcmp(hs[i].name, except);
                 char key[128];
+                bool out = false;
                 key_of(key, sizeof key, "draining", hs[i].name);
                 for (size_t k = 0; !out && k < dr.n; k++)
                         out = !strcmp(dr.kvs[k].key, key);
@@ -765,24 +781,54 @@ int fleet_place(Fleet *f, uint64_t ram_mib, const char *except, char **ret_host)
                 } else
                         i++;
         }
-        FleetSessionRecord *ss = NULL;
-        size_t ns = 0;
-        r = fleet_sessions(f, &ss, &ns);
-        _cleanup_free_ unsigned *owned = calloc(MAX(n, (size_t) 1), sizeof *owned);
-        if (r >= 0 && !owned)
-                r = -ENOMEM;
-        for (size_t i = 0; r >= 0 && i < ns; i++)
-                for (size_t k = 0; ss[i].host && k < n; k++)
-                        if (!strcmp(ss[i].host, hs[k].name))
+        for (size_t i = 0; i < ow.n; i++) {
+                _cleanup_free_ char *host = NULL;
+                int64_t e;
+                if (parse_owner(&ow.kvs[i], &host, &e) < 0) {
+                        err_clear();
+                        continue;
+                }
+                for (size_t k = 0; k < n; k++)
+                        if (!strcmp(host, hs[k].name))
                                 owned[k]++;
+        }
+        fleet_hosts_free(f->view_hosts, f->view_n);
+        free(f->view_owned);
+        f->view_hosts = hs;
+        f->view_owned = owned;
+        f->view_n = n;
+        f->view_ns = now_ns();
+        return 0;
+}
+
+int fleet_place(Fleet *f, uint64_t ram_mib, const char *except, char **ret_host) {
+        pthread_mutex_lock(&f->view_lock);
+        int r = 0;
+        if (!f->view_ns || now_ns() - f->view_ns >= FLEET_PLACE_VIEW_MS * 1000000LL)
+                r = place_view_refresh(f);
+        /* except: out of the running for this pick only */
+        size_t n = f->view_n, x = n;
+        for (size_t i = 0; r >= 0 && except && i < n; i++)
+                if (!strcmp(f->view_hosts[i].name, except))
+                        x = i;
+        if (r >= 0 && x < n) {
+                FleetHost t = f->view_hosts[x];
+                f->view_hosts[x] = f->view_hosts[n - 1];
+                f->view_hosts[n - 1] = t;
+                unsigned o = f->view_owned[x];
+                f->view_owned[x] = f->view_owned[n - 1];
+                f->view_owned[n - 1] = o;
+                n--;
+        }
         if (r >= 0)
-                r = n ? fleet_place_pick(hs, owned, n, ram_mib)
-                      : err_set(-ENOSPC, "the fleet has no live member (see 'roam host list')");
-        char *name = r >= 0 ? strdup(hs[r].name) : NULL;
+                r = n ? fleet_place_pick(f->view_hosts, f->view_owned, n, ram_mib)
+                      : err_set(-ENOSPC, "the fleet has no live member to place on (see 'roam host list')");
+        char *name = r >= 0 ? strdup(f->view_hosts[r].name) : NULL;
         if (r >= 0 && !name)
                 r = -ENOMEM;
-        fleet_sessions_free(ss, ns);
-        fleet_hosts_free(hs, n);
+        if (r >= 0)
+                f->view_owned[r]++; /* this pick counts until the next refresh shows it */
+        pthread_mutex_unlock(&f->view_lock);
         if (r < 0)
                 return r;
         *ret_host = name;

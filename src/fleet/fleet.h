@@ -151,9 +151,12 @@ void fleet_sessions_free(FleetSessionRecord *s, size_t n);
  * (with detail) when none fits. Returns the index. */
 #define FLEET_RAM_RESERVE_MIB 256
 int fleet_place_pick(const FleetHost *hosts, const unsigned *owned, size_t n, uint64_t ram_mib);
-/* fleet_place_pick() over the fleet as etcd has it now, without the members
+/* fleet_place_pick() over the fleet as etcd had it at most
+ * FLEET_PLACE_VIEW_MS ago (one range of the owner records then, not one per
+ * pick; this member's own picks since count at once), without the members
  * being drained and without except (may be NULL); *ret_host (caller frees)
  * the member's name. */
+#define FLEET_PLACE_VIEW_MS 1000
 int fleet_place(Fleet *f, uint64_t ram_mib, const char *except, char **ret_host);
 /* A member being drained gets no new sessions: /roam/draining/<host>, no
  * lease (it outlives a restart), until undone. */

@@ -86,6 +86,7 @@ typedef struct CliHost {
         Store *store;
         struct Catalog *catalog;
         struct SessionHost *host;
+        struct Fleet *fleet; /* a fleet member's home: the fleet, observed (docs/fleet.md) */
 } CliHost;
 int cli_host_open(bool with_store, CliHost *ret);
 void cli_host_done(CliHost *h);

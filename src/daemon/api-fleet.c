@@ -682,15 +682,21 @@ typedef struct Orphan {
 static int take_over(ApiFleet *a, const char *name, int64_t epoch, const char *user) {
         int64_t e;
         uint64_t t0 = mono_ns();
-        int r = fleet_claim(a->fleet, name, epoch, FLEET_CLAIM_TAKEOVER, &e);
-        if (r < 0)
-                return r;
+        /* a session never checkpointed stays as it is: its epoch too, so that
+         * its own member, back, may run it again */
         char ref[REF_NAME_MAX_LEN + 1];
         snprintf(ref, sizeof ref, "sessions/%s/%s/latest", user, name);
         RoamId id;
-        r = store_ref_get(daemon_store(a->d), ref, &id);
+        int r = store_ref_get(daemon_store(a->d), ref, &id);
         if (r == -ENOENT)
-                r = err_set(r, "session '%s' has no checkpoint to restore ('%s')", name, ref);
+                return -ENODATA;
+        if (r < 0)
+                return r;
+        r = fleet_claim(a->fleet, name, epoch, FLEET_CLAIM_TAKEOVER, &e);
+        if (r < 0)
+                return r;
+        /* the newest one now that nobody else can write it */
+        r = store_ref_get(daemon_store(a->d), ref, &id);
         char hex[ID_HEX_SIZE];
         if (r >= 0)
                 r = adopt_here(a, name, id_to_hex(&id, hex), e);
@@ -744,7 +750,7 @@ static void takeover_worker(DaemonWorker *w, void *userdata) {
                         if (!anyone && (fleet_place(a->fleet, ram, NULL, &pick) < 0 || strcmp(pick, fleet_name(a->fleet))))
                                 continue;
                         int r = take_over(a, ss[i].name, ss[i].epoch, user);
-                        if (r < 0 && r != -ESTALE)
+                        if (r < 0 && r != -ESTALE && r != -ENODATA)
                                 daemon_log(a->d, DAEMON_LOG_WARNING, "fleet: takeover of session '%s': %s",
                                            ss[i].name, err_message(r));
                 }

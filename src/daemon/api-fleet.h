@@ -18,7 +18,8 @@
  *   - every checkpoint_s a checkpoint of every session that runs here goes
  *     into the shared store; a session whose owner's lease ran out is taken
  *     over (at epoch + 1) by the member placement picks (any member after
- *     ORPHAN_ANYONE_S) and restored from its latest checkpoint.
+ *     ORPHAN_ANYONE_S) and restored from its latest checkpoint; one never
+ *     checkpointed is left as it is (its own member may run it again).
  *
  *   GET  /v1/fleet/sessions                 {"sessions":[{"name","host","epoch"}]}
  *   POST /v1/fleet/sessions                 create, placed (or "host"): {"name","image",

@@ -21,6 +21,7 @@
  * Refs use RADOS compare-and-swap: cmpext on the old text (or an exclusive
  * create) in the same operation as the write. Reads are verified by store.c
  * like the local store's. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <rados/librados.h>
@@ -37,6 +38,108 @@
 #include "../basic/macro.h"
 #include "../basic/util.h"
 #include "backend.h"
+
+/* librados is loaded when a RADOS store is first opened, not linked: its
+ * dependencies (libceph-common and more) would cost every roam command
+ * ~0.1 s to load. Each function is called through this table; the names
+ * below stand for its entries. */
+#define RADOS_LIB "librados.so.2"
+#define RADOS_FUNCTIONS(X) \
+        X(rados_aio_create_completion2) \
+        X(rados_aio_get_return_value) \
+        X(rados_aio_release) \
+        X(rados_aio_wait_for_complete) \
+        X(rados_aio_write_op_operate) \
+        X(rados_conf_read_file) \
+        X(rados_conf_set) \
+        X(rados_connect) \
+        X(rados_create) \
+        X(rados_create_write_op) \
+        X(rados_getxattr) \
+        X(rados_ioctx_create) \
+        X(rados_ioctx_destroy) \
+        X(rados_ioctx_set_namespace) \
+        X(rados_lock_exclusive) \
+        X(rados_nobjects_list_close) \
+        X(rados_nobjects_list_next) \
+        X(rados_nobjects_list_open) \
+        X(rados_read) \
+        X(rados_release_write_op) \
+        X(rados_remove) \
+        X(rados_shutdown) \
+        X(rados_stat) \
+        X(rados_unlock) \
+        X(rados_write_op_assert_exists) \
+        X(rados_write_op_cmpext) \
+        X(rados_write_op_cmpxattr) \
+        X(rados_write_op_create) \
+        X(rados_write_op_operate) \
+        X(rados_write_op_remove) \
+        X(rados_write_op_setxattr) \
+        X(rados_write_op_write_full) \
+
+static struct {
+#define RADOS_FIELD(name) __typeof__(&name) p_##name;
+        RADOS_FUNCTIONS(RADOS_FIELD)
+#undef RADOS_FIELD
+} api;
+#define rados_aio_create_completion2 (api.p_rados_aio_create_completion2)
+#define rados_aio_get_return_value (api.p_rados_aio_get_return_value)
+#define rados_aio_release (api.p_rados_aio_release)
+#define rados_aio_wait_for_complete (api.p_rados_aio_wait_for_complete)
+#define rados_aio_write_op_operate (api.p_rados_aio_write_op_operate)
+#define rados_conf_read_file (api.p_rados_conf_read_file)
+#define rados_conf_set (api.p_rados_conf_set)
+#define rados_connect (api.p_rados_connect)
+#define rados_create (api.p_rados_create)
+#define rados_create_write_op (api.p_rados_create_write_op)
+#define rados_getxattr (api.p_rados_getxattr)
+#define rados_ioctx_create (api.p_rados_ioctx_create)
+#define rados_ioctx_destroy (api.p_rados_ioctx_destroy)
+#define rados_ioctx_set_namespace (api.p_rados_ioctx_set_namespace)
+#define rados_lock_exclusive (api.p_rados_lock_exclusive)
+#define rados_nobjects_list_close (api.p_rados_nobjects_list_close)
+#define rados_nobjects_list_next (api.p_rados_nobjects_list_next)
+#define rados_nobjects_list_open (api.p_rados_nobjects_list_open)
+#define rados_read (api.p_rados_read)
+#define rados_release_write_op (api.p_rados_release_write_op)
+#define rados_remove (api.p_rados_remove)
+#define rados_shutdown (api.p_rados_shutdown)
+#define rados_stat (api.p_rados_stat)
+#define rados_unlock (api.p_rados_unlock)
+#define rados_write_op_assert_exists (api.p_rados_write_op_assert_exists)
+#define rados_write_op_cmpext (api.p_rados_write_op_cmpext)
+#define rados_write_op_cmpxattr (api.p_rados_write_op_cmpxattr)
+#define rados_write_op_create (api.p_rados_write_op_create)
+#define rados_write_op_operate (api.p_rados_write_op_operate)
+#define rados_write_op_remove (api.p_rados_write_op_remove)
+#define rados_write_op_setxattr (api.p_rados_write_op_setxattr)
+#define rados_write_op_write_full (api.p_rados_write_op_write_full)
+
+static pthread_once_t api_once = PTHREAD_ONCE_INIT;
+static char api_error[256];
+
+static void api_load(void) {
+        void *h = dlopen(RADOS_LIB, RTLD_NOW | RTLD_LOCAL);
+        if (!h) {
+                snprintf(api_error, sizeof api_error, "%s", dlerror());
+                return;
+        }
+#define RADOS_LOAD(name)                                                                           \
+        if (!(api.p_##name = (__typeof__(api.p_##name)) dlsym(h, #name)) && !api_error[0]) \
+                snprintf(api_error, sizeof api_error, "%s has no %s", RADOS_LIB, #name);
+        RADOS_FUNCTIONS(RADOS_LOAD)
+#undef RADOS_LOAD
+}
+
+static int api_need(const char *spec) {
+        pthread_once(&api_once, api_load);
+        if (api_error[0])
+                return err_set(-ELIBACC, "store 'rados:%s': cannot load Ceph's client library: %s (install "
+                               "librados2)",
+                               spec, api_error);
+        return 0;
+}
 
 #define RADOS_INFLIGHT 64
 #define RADOS_SPEC_MAX 1024
@@ -219,6 +322,9 @@ static int read_config(RadosStore *rs, const StoreOptions *opts, const char *spe
 int rados_store_open(const char *spec, const StoreOptions *opts, Store **ret) {
         _cleanup_(spec_done) RadosSpec p = { 0 };
         int r = spec_parse(spec, &p);
+        if (r < 0)
+                return r;
+        r = api_need(spec);
         if (r < 0)
                 return r;
         RadosStore *rs = calloc(1, sizeof *rs);

@@ -784,6 +784,16 @@ static int fleet_local_action(ApiFleet *a, HttpRequest *req, const char *name, c
                         detail = json_pack("{s:s, s:I, s:I}", "checkpoint", id_to_hex(&res.id, hex), "seq",
                                            (json_int_t) res.seq, "pause_ms", (json_int_t) (res.pause_ns / 1000000));
                 }
+        } else if (!strcmp(action, "remove")) {
+                SessionInfo i;
+                r = session_get(a->h, name, &i);
+                int64_t epoch = r >= 0 ? i.row.epoch : 0;
+                if (r >= 0)
+                        session_info_done(&i);
+                if (r >= 0)
+                        r = session_remove(a->h, name);
+                if (r >= 0)
+                        r = fleet_release(a->fleet, name, epoch);
         } else if (!strcmp(action, "move")) {
                 _cleanup_(json_decrefp) json_t *j = body ? json_loads(body, JSON_REJECT_DUPLICATES, NULL) : NULL;
                 const char *to = json_string_value(json_object_get(j, "to"));
@@ -797,7 +807,8 @@ static int fleet_local_action(ApiFleet *a, HttpRequest *req, const char *name, c
                                            "precopy_ms", (json_int_t) m.precopy_ms, "total_ms",
                                            (json_int_t) m.total_ms);
         } else
-                return http_reply_error(req, 404, "unknown fleet session action '%s' (start, stop, checkpoint, move)",
+                return http_reply_error(req, 404,
+                                        "unknown fleet session action '%s' (start, stop, checkpoint, move, remove)",
                                         action);
         if (r < 0)
                 return http_reply_error(req, fleet_status(r), "%s", err_message(r));

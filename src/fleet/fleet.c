@@ -625,14 +625,17 @@ int fleet_release(Fleet *f, const char *session, int64_t epoch) {
         int r = session_key_check(session);
         if (r < 0)
                 return r;
-        char okey[128], ekey[128], oval[192];
+        char okey[128], ekey[128], mkey[128], oval[192];
         key_of(okey, sizeof okey, "owners", session);
         key_of(ekey, sizeof ekey, "epochs", session);
+        key_of(mkey, sizeof mkey, "meta", session);
         owner_value(oval, sizeof oval, f->name, epoch);
         EtcdCmp cmp = { .key = okey, .target = ETCD_CMP_VALUE, .value = oval };
-        EtcdOp ok[2] = { { .kind = ETCD_OP_DELETE, .key = okey }, { .kind = ETCD_OP_DELETE, .key = ekey } };
+        EtcdOp ok[3] = { { .kind = ETCD_OP_DELETE, .key = okey },
+                         { .kind = ETCD_OP_DELETE, .key = ekey },
+                         { .kind = ETCD_OP_DELETE, .key = mkey } };
         bool succeeded;
-        r = etcd_txn(f->etcd, &cmp, 1, ok, 2, NULL, 0, &succeeded, NULL);
+        r = etcd_txn(f->etcd, &cmp, 1, ok, 3, NULL, 0, &succeeded, NULL);
         if (r < 0)
                 return r;
         return succeeded ? 0 : err_set(-ESTALE, "session '%s' is not owned by this host at epoch %" PRId64, session,

@@ -122,7 +122,8 @@ int fleet_drop(Fleet *f, const char *session, int64_t epoch);
 int fleet_set_meta(Fleet *f, const char *session, const char *user, uint64_t ram_mib);
 /* *ret_user (caller frees); -ENOENT when there is none. */
 int fleet_get_meta(Fleet *f, const char *session, char **ret_user, uint64_t *ret_ram_mib);
-/* Forgets session (removed; owned here at epoch). */
+/* Forgets session (removed; owned here at epoch): its owner record, epoch
+ * and meta, in one transaction. */
 int fleet_release(Fleet *f, const char *session, int64_t epoch);
 /* 0 when this host owns session at epoch and its lease is alive; -EREMOTE
  * (with detail naming the owner) otherwise; -EHOSTUNREACH when etcd does

@@ -180,6 +180,14 @@ s3at=$(owner s3)
 wait_for 60 ticking "$(host_no "$s3at")" s3 0 || fail "s3 does not tick on $s3at after the drain"
 roam_host 1 host drain "$busy" --undo 2>/dev/null || fail "drain --undo failed"
 
+log "a session removed through any member: gone from its member and from etcd"
+fleet_api 2 POST /v1/fleet/sessions/s3/stop
+[ "$CODE" = 200 ] || fail "stop of s3: $CODE $OUT"
+fleet_api 2 POST /v1/fleet/sessions/s3/remove
+[ "$CODE" = 200 ] || fail "remove of s3: $CODE $OUT"
+[ -z "$(owner s3)" ] && [ -z "$(in_hub etcdctl --endpoints="$FLEET_ETCD" get --prefix --keys-only /roam/ | grep -w s3)" ] ||
+        fail "s3 left records in etcd: $(in_hub etcdctl --endpoints="$FLEET_ETCD" get --prefix --keys-only /roam/ | grep s3)"
+
 log "the RADOS store passes fsck"
 must_succeed roam_host 1 store fsck
 expect_match "$OUT" "store is consistent"

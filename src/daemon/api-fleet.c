@@ -133,7 +133,9 @@ static int guard(void *userdata, const char *session, int64_t epoch) {
         return k;
 }
 
-/* The old host back: a QEMU here of a session the fleet gave away is ended. */
+/* The old host back: a QEMU here of a session the fleet gave away is ended;
+ * also every 10 s (takeover_worker()), and then a QEMU that runs while this
+ * host is fenced too (one started by a restore that began before the fence). */
 static void refuse_stale(ApiFleet *a) {
         SessionInfo *list = NULL;
         size_t n = 0;
@@ -145,7 +147,7 @@ static void refuse_stale(ApiFleet *a) {
                 if (list[i].pid <= 0 || strcmp(list[i].row.owner, SESSION_OWNER_LOCAL))
                         continue;
                 int r = guard(a, list[i].row.name, list[i].row.epoch);
-                if (r == -EREMOTE || r == -ESTALE || r == -EEXIST) {
+                if (r == -EREMOTE || r == -ESTALE || r == -EEXIST || r == -ENOLINK) {
                         kill_sessions(a->home, list[i].row.name);
                         daemon_log(a->d, DAEMON_LOG_WARNING, "fleet: stopped session '%s' here: %s",
                                    list[i].row.name, err_message(r));
@@ -510,7 +512,18 @@ static int adopt_here(ApiFleet *a, const char *name, const char *hex, int64_t ep
         r = mark_stale_away(a, name, epoch);
         if (r < 0)
                 return r;
-        return session_adopt(a->h, name, hex, epoch, NULL);
+        r = session_adopt(a->h, name, hex, epoch, NULL);
+        if (r < 0)
+                return r;
+        /* the restore took time: if the lease went meanwhile, it must not run */
+        r = fleet_check(a->fleet, name, epoch);
+        if (r < 0) {
+                char saved[512];
+                snprintf(saved, sizeof saved, "%s", err_message(r));
+                kill_sessions(a->home, name);
+                return err_set(r, "session '%s' was restored but stopped again: %s", name, saved);
+        }
+        return 0;
 }
 
 static int route_adopt(HttpRequest *req, ApiFleet *a, const char *name, const char *body) {
@@ -716,7 +729,10 @@ static void takeover_worker(DaemonWorker *w, void *userdata) {
         ApiFleet *a = userdata;
         static Orphan orphans[ORPHANS_MAX];
         size_t n_orphans = 0;
+        unsigned round = 0;
         while (daemon_worker_sleep(w, 2)) {
+                if (++round % 5 == 0)
+                        refuse_stale(a);
                 if (!fleet_alive(a->fleet))
                         continue;
                 FleetSessionRecord *ss = NULL;

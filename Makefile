@@ -6,7 +6,7 @@ MESON_OPTS ?=
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all deps check check-valgrind asan fuzz demo guest desktop bench clean install deb
+.PHONY: all deps fleet-deps fleet-demo check check-valgrind asan fuzz demo guest desktop bench clean install deb
 
 all: deps
 	@test -f $(BUILD)/build.ninja || meson setup $(BUILD) $(MESON_OPTS) >/dev/null
@@ -15,7 +15,11 @@ all: deps
 deps:
 	@scripts/deps.sh build
 
-check: all
+fleet-deps:
+	@scripts/deps.sh fleet
+
+# the fleet's packages before the build: librados-dev turns on the RADOS backend
+check: fleet-deps all
 	@scripts/deps.sh check web deb && { scripts/web-deps.sh || true; }
 	tests/run.sh
 
@@ -55,6 +59,11 @@ demo: all
 	@scripts/deps.sh check
 	bash scripts/demo.sh
 
+# the fleet's story: etcd + Ceph, three servers, placement, a move, a drain, a death (root)
+fleet-demo: fleet-deps all
+	@scripts/deps.sh check
+	bash scripts/fleet-demo.sh
+
 # each benchmark prints a table and rewrites its section of docs/benchmarks.md
 bench: all
 	@scripts/deps.sh bench
@@ -62,6 +71,8 @@ bench: all
 	bash bench/sync.sh
 	bash bench/session.sh
 	bash bench/handoff.sh
+	@scripts/deps.sh fleet
+	bash bench/fleet.sh
 
 # the binary, man pages, bash and zsh completion, systemd units under
 # $(DESTDIR)$(PREFIX) (dist/meson.build)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a make target needs, when they are missing.
-# usage: scripts/deps.sh GROUP...   (groups: build check guest bench fuzz web deb)
+# usage: scripts/deps.sh GROUP...   (groups: build check guest bench fuzz web deb fleet)
 set -euo pipefail
 
 declare -A groups=(
@@ -10,6 +10,7 @@ declare -A groups=(
   [bench]="casync rsync debootstrap zstd e2fsprogs openssl qemu-utils qemu-system-x86 iproute2"
   [fuzz]="clang libclang-rt-14-dev"
   [deb]="dpkg-dev debhelper fakeroot lintian"
+  [fleet]="etcd-server etcd-client ceph-mon ceph-osd ceph-mgr ceph-common librados-dev"
   [web]="chromium nodejs npm tesseract-ocr tesseract-ocr-eng"
 )
 

@@ -10,6 +10,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../daemon/api-fleet.h"
+#include "../fleet/fleet.h"
+#include "../store/location.h"
+
 #include "../basic/error.h"
 #include "../basic/fileio.h"
 #include "../basic/interrupt.h"
@@ -169,15 +173,26 @@ int cli_need_writable_home(void) {
         return 0;
 }
 
+bool cli_store_exists(void) {
+        _cleanup_free_ char *loc = NULL;
+        if (store_location(cli_home(), &loc) < 0)
+                return true; /* opening it tells what is wrong */
+        if (!strncmp(loc, "rados:", 6))
+                return true;
+        _cleanup_free_ char *cfg = path_join(loc, "config");
+        return cfg && access(cfg, F_OK) == 0;
+}
+
 int cli_open_store(bool create, bool writer, Store **ret) {
         if (cli_need_home(create))
                 return 1;
-        char *dir = cli_home_path("store");
-        if (!dir)
-                return cli_error(-ENOMEM);
+        char *dir = NULL;
+        int r = store_location(cli_home(), &dir);
+        if (r < 0)
+                return cli_error(r);
         StoreOptions o = { .create = create };
         Store *s;
-        int r = store_open(dir, &o, &s);
+        r = store_open(dir, &o, &s);
         free(dir);
         if (r < 0)
                 return cli_error(r);
@@ -204,6 +219,8 @@ int cli_open_catalog(bool create, Catalog **ret) {
         return r < 0 ? cli_error(r) : 0;
 }
 
+static int cli_fleet_guard(void *userdata, const char *session, int64_t epoch);
+
 int cli_host_open(bool with_store, CliHost *ret) {
         *ret = (CliHost) { 0 };
         if ((with_store && cli_open_store(true, true, &ret->store)) || cli_open_catalog(true, &ret->catalog)) {
@@ -216,10 +233,36 @@ int cli_host_open(bool with_store, CliHost *ret) {
                 return cli_error(r);
         }
         session_host_set_owner_describer(ret->host, laptop_owner_describer, ret->catalog);
+        /* a fleet member's home: what runs here is what the fleet says runs here */
+        _cleanup_free_ char *etcd = NULL, *name = NULL;
+        if (api_fleet_home(cli_home(), &etcd, &name) >= 0) {
+                r = fleet_join(&(FleetOptions){ .etcd = etcd, .name = name, .observe = true }, &ret->fleet);
+                if (r < 0) {
+                        cli_host_done(ret);
+                        return cli_error(r);
+                }
+                session_host_set_guard(ret->host, cli_fleet_guard, ret->fleet);
+        }
+        err_clear();
         return 0;
 }
 
+/* The fleet's word, read only: a CLI holds no lease and claims nothing (the
+ * daemon does: 'roam session create' and the fleet routes go through it). */
+static int cli_fleet_guard(void *userdata, const char *session, int64_t epoch) {
+        int r = fleet_check(userdata, session, epoch);
+        if (r == -EREMOTE) {
+                char msg[512];
+                snprintf(msg, sizeof msg, "%s", err_message(r));
+                return err_set(r, "%s (in a fleet, act on sessions through the daemon: POST /v1/fleet/sessions/%s/...)",
+                               msg, session);
+        }
+        return r;
+}
+
 void cli_host_done(CliHost *h) {
+        if (h->fleet)
+                fleet_leave(h->fleet, false);
         session_host_free(h->host);
         catalog_free(h->catalog);
         store_free(h->store);

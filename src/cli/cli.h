@@ -52,8 +52,11 @@ int cli_need_home(bool create);
 /* Refuses a read-only state directory with a line that names it. */
 int cli_need_writable_home(void);
 
-/* Opens the store in cli_home()/store; create makes it when missing.
- * A writer takes the store lock shared. Prints the error itself. */
+/* True when the home has a store already (its directory, or one elsewhere: store/location.h). */
+bool cli_store_exists(void);
+/* Opens the home's store (cli_home()/store, or the one store/location.h
+ * names); create makes it when missing. A writer takes the store lock
+ * shared. Prints the error itself. */
 int cli_open_store(bool create, bool writer, Store **ret);
 
 /* Prints "roam: <detail>" where the detail comes from err_message(r).
@@ -78,10 +81,12 @@ int cli_open_catalog(bool create, struct Catalog **ret);
  * host, for the commands on sessions. cli_host_open() prints its errors;
  * done() accepts a zeroed or half-opened one. */
 struct SessionHost;
+struct SessionCreate;
 typedef struct CliHost {
         Store *store;
         struct Catalog *catalog;
         struct SessionHost *host;
+        struct Fleet *fleet; /* a fleet member's home: the fleet, observed (docs/fleet.md) */
 } CliHost;
 int cli_host_open(bool with_store, CliHost *ret);
 void cli_host_done(CliHost *h);
@@ -131,6 +136,14 @@ int verb_offline(int argc, char **argv);
 int verb_online(int argc, char **argv);
 int session_reclaim_verb(int argc, char **argv);
 int session_connect_verb(int argc, char **argv);
+/* 'roam session create' on a fleet member's home (cmd-host.c): imports the
+ * kernel and initrd into the shared store and asks the local daemon to place
+ * the session (on_host: that member). -1 when the home is in no fleet (and
+ * on_host is NULL): create it here; else the exit code. */
+int cli_fleet_create(const struct SessionCreate *a, const char *on_host);
+/* 'roam session move NAME --to-host HOST' through the local fleet member. */
+int cli_fleet_move(const char *name, const char *to_host);
+int verb_host(int argc, char **argv);
 int verb_laptop(int argc, char **argv);
 /* sync files (cmd-syncfile.c) */
 int session_export_offline_verb(int argc, char **argv);

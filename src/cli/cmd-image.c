@@ -532,9 +532,7 @@ static int image_list(int argc, char **argv) {
                 return cli_usage("image list", "unexpected argument '%s'", argv[1]);
         if (cli_need_home(false))
                 return 1;
-        char *dir = cli_home_path("store/config");
-        bool exists = dir && access(dir, F_OK) == 0;
-        free(dir);
+        bool exists = cli_store_exists();
         ListCtx l = { .images = as_json ? json_array() : NULL };
         if (as_json && !l.images)
                 return cli_error(-ENOMEM);

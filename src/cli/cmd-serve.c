@@ -17,6 +17,7 @@
 #include "../daemon/auth.h"
 #include "../daemon/daemon.h"
 #include "../daemon/api-console.h"
+#include "../daemon/api-fleet.h"
 #include "../daemon/api-session.h"
 #include "../daemon/hoard.h"
 #include "../daemon/laptop.h"
@@ -56,6 +57,17 @@ static const char serve_help[] =
         "  --max-failed-logins N  refused tokens a client address may present within a\n"
         "                      minute; then it gets 429 for a minute (default 20; 0 = no\n"
         "                      limit)\n"
+        "Fleet (docs/fleet.md):\n"
+        "  --store SPEC        the store: a directory or rados:POOL[?conf=FILE] (Ceph\n"
+        "                      RADOS, shared by a fleet); kept as the home's store\n"
+        "  --etcd URL[,URL...] join the fleet whose membership and ownership live in\n"
+        "                      this etcd cluster\n"
+        "  --fleet-name NAME   this host's name in the fleet (default: the home's host id)\n"
+        "  --fleet-url URL     where the other members reach this host (default\n"
+        "                      http://LISTEN)\n"
+        "  --fleet-checkpoint S  a checkpoint of every running session this often, into\n"
+        "                      the shared store: what another member restores when this\n"
+        "                      one dies (default 30; 0 = none)\n"
         "Laptop role:\n"
         "  --server URL        the datacenter server this laptop pairs with\n"
         "  --token T           the user's token on that server (default $ROAM_TOKEN); the\n"
@@ -92,7 +104,8 @@ static const char serve_help[] =
  * too. The order is the order of --print-config. */
 enum {
         OPT_LISTEN = 1000, OPT_TLS_CERT, OPT_TLS_KEY, OPT_INSECURE_HTTP, OPT_ROLE, OPT_LOG, OPT_LOG_LEVEL, OPT_VERBOSE,
-        OPT_FOREGROUND, OPT_HOARD_RATE, OPT_OFFLINE_DAYS, OPT_NONCE_TTL, OPT_MAX_FAILED_LOGINS, OPT_SERVER, OPT_TOKEN,
+        OPT_FOREGROUND, OPT_HOARD_RATE, OPT_OFFLINE_DAYS, OPT_NONCE_TTL, OPT_MAX_FAILED_LOGINS,
+        OPT_STORE, OPT_ETCD, OPT_FLEET_NAME, OPT_FLEET_URL, OPT_FLEET_CHECKPOINT, OPT_SERVER, OPT_TOKEN,
         OPT_FINGERPRINT, OPT_NAME,
         OPT_PRECOPY_INTERVAL, OPT_PRECOPY_RATE, OPT_NO_PRECOPY, OPT_NO_WARM_RESTORE, OPT_CONFIG, OPT_PRINT_CONFIG,
         OPT_HELP,
@@ -109,6 +122,10 @@ typedef struct ServeConfig {
         double max_failed_logins;
         bool foreground; /* accepted, changes nothing */
         bool no_warm;    /* no QEMU started ahead of a hand-over's restore */
+        struct {
+                const char *etcd, *name, *url;
+                double checkpoint_s;
+        } fleet;
 } ServeConfig;
 
 typedef enum FlagKind {
@@ -148,6 +165,15 @@ static const struct ServeFlag {
         [OPT_NONCE_TTL - OPT_LISTEN] = { "nonce-ttl", required_argument, "300", KIND_OTHER },
         [OPT_MAX_FAILED_LOGINS - OPT_LISTEN] = { "max-failed-logins", required_argument, "20", KIND_NUMBER,
                                                  AT(max_failed_logins), 0, 100000, "a count from 0 to 100000" },
+        [OPT_STORE - OPT_LISTEN] = { "store", required_argument, "($ROAM_HOME/store)", KIND_STRING, AT(daemon.store) },
+        [OPT_ETCD - OPT_LISTEN] = { "etcd", required_argument, "(none: a standalone server)", KIND_STRING,
+                                    AT(fleet.etcd) },
+        [OPT_FLEET_NAME - OPT_LISTEN] = { "fleet-name", required_argument, "(the home's host id)", KIND_STRING,
+                                          AT(fleet.name) },
+        [OPT_FLEET_URL - OPT_LISTEN] = { "fleet-url", required_argument, "(http://LISTEN)", KIND_STRING,
+                                         AT(fleet.url) },
+        [OPT_FLEET_CHECKPOINT - OPT_LISTEN] = { "fleet-checkpoint", required_argument, "30", KIND_NUMBER,
+                                                AT(fleet.checkpoint_s), 0, 86400, "seconds from 0 to 86400" },
         [OPT_SERVER - OPT_LISTEN] = { "server", required_argument, "(none)", KIND_STRING, AT(laptop.server_url) },
         [OPT_TOKEN - OPT_LISTEN] = { "token", required_argument, "($ROAM_TOKEN)", KIND_STRING, AT(laptop.token) },
         [OPT_FINGERPRINT - OPT_LISTEN] = { "fingerprint", required_argument, "(the token's, else the pinned one)",
@@ -390,7 +416,8 @@ int verb_serve(int argc, char **argv) {
                 if (cmdline.value[i] && settings_set(&s, i, cmdline.value[i], NULL, 0) < 0)
                         return cli_error(-ENOMEM);
 
-        ServeConfig cfg = { .offline_days = 30, .max_failed_logins = AUTH_FAILED_LOGINS_DEFAULT };
+        ServeConfig cfg = { .offline_days = 30, .max_failed_logins = AUTH_FAILED_LOGINS_DEFAULT,
+                            .fleet.checkpoint_s = 30 };
         for (size_t i = 0; i < N_SETTINGS; i++) {
                 const char *problem = s.value[i] ? apply(&cfg, i, s.value[i]) : NULL;
                 if (problem && s.from[i])
@@ -463,13 +490,22 @@ int verb_serve(int argc, char **argv) {
                 r = laptop_register_without_server(d);
         if (r >= 0)
                 r = api_console_register(d, sh);
+        ApiFleet *fleet = NULL;
+        if (r >= 0 && cfg.fleet.etcd)
+                r = api_fleet_register(d, sh,
+                                       &(ApiFleetOptions){ .etcd = cfg.fleet.etcd, .name = cfg.fleet.name,
+                                                           .url = cfg.fleet.url, .listen = o.listen,
+                                                           .checkpoint_s = cfg.fleet.checkpoint_s },
+                                       &fleet);
         if (r < 0) {
+                api_fleet_free(fleet);
                 session_host_free(sh);
                 daemon_free(d);
                 return cli_error(r);
         }
         r = daemon_run(d);
         session_warm_sweep(sh, true);
+        api_fleet_free(fleet);
         session_host_free(sh);
         daemon_free(d);
         if (r < 0)

@@ -48,11 +48,13 @@ static int session_create_verb(int argc, char **argv) {
                 { "accel", required_argument, NULL, 'A' },
                 { "policy", required_argument, NULL, 'P' },
                 { "agent", no_argument, NULL, 'G' },
+                { "host", required_argument, NULL, 'H' },
                 {},
         };
         SessionCreate a = {};
+        const char *on_host = NULL;
         int c;
-        while ((c = getopt_long(argc, argv, "hi:u:m:c:k:r:a:p:A:P:G", opts, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "hi:u:m:c:k:r:a:p:A:P:GH:", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         return cli_help(
@@ -77,7 +79,10 @@ static int session_create_verb(int argc, char **argv) {
                                 "                           after the log-off: persistent (default) keeps it,\n"
                                 "                           pooled resets the session to the master image\n"
                                 "  -G, --agent              a virtio-serial port for qemu-guest-agent in the\n"
-                                "                           guest ('roam session exec'; the image must run it)\n");
+                                "                           guest ('roam session exec'; the image must run it)\n"
+                                "  -H, --host HOST          in a fleet: create it on member HOST (default: the\n"
+                                "                           member with the fewest sessions per core that has\n"
+                                "                           the RAM; docs/fleet.md)\n");
                 case 'i':
                         a.image = optarg;
                         break;
@@ -131,6 +136,9 @@ static int session_create_verb(int argc, char **argv) {
                 case 'G':
                         a.agent = true;
                         break;
+                case 'H':
+                        on_host = optarg;
+                        break;
                 default:
                         return cli_usage("session create", "invalid option");
                 }
@@ -154,6 +162,10 @@ static int session_create_verb(int argc, char **argv) {
                 a.default_kernel = kernel;
                 a.default_initrd = initrd;
         }
+
+        int fleet = cli_fleet_create(&a, on_host);
+        if (fleet >= 0)
+                return fleet; /* a fleet member's home: placed in the fleet */
 
         _cleanup_(cli_host_done) CliHost ctx = {};
         if (cli_host_open(true, &ctx))
@@ -722,12 +734,13 @@ static int session_move_verb(int argc, char **argv) {
                 { "no-precopy", no_argument, NULL, 'n' },
                 { "cacert", required_argument, NULL, 'c' },
                 { "fingerprint", required_argument, NULL, 'f' },
+                { "to-host", required_argument, NULL, 'H' },
                 {},
         };
-        const char *to = NULL, *token_arg = NULL, *cacert = NULL, *fingerprint = NULL;
+        const char *to = NULL, *token_arg = NULL, *cacert = NULL, *fingerprint = NULL, *to_host = NULL;
         SessionMoveOptions mo = { 0 };
         int c;
-        while ((c = getopt_long(argc, argv, "ho:t:nc:f:", opts, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "ho:t:nc:f:H:", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         return cli_help("session move", "NAME --to URL [--token T] [--no-precopy]",
@@ -743,7 +756,9 @@ static int session_move_verb(int argc, char **argv) {
                                         "  --fingerprint FP pin the target's certificate (sha256:HEX; default: the\n"
                                         "                   one the token from 'roam token create' carries)\n"
                                         "  --cacert FILE    trust this PEM CA certificate for https when nothing\n"
-                                        "                   is pinned\n");
+                                        "                   is pinned\n"
+                                        "  --to-host HOST   in a fleet: to member HOST through the shared store\n"
+                                        "                   (docs/fleet.md), from any member's home\n");
                 case 'o':
                         to = optarg;
                         break;
@@ -759,11 +774,18 @@ static int session_move_verb(int argc, char **argv) {
                 case 'f':
                         fingerprint = optarg;
                         break;
+                case 'H':
+                        to_host = optarg;
+                        break;
                 default:
                         return cli_usage("session move", "invalid option");
                 }
         if (argc - optind != 1)
                 return cli_usage("session move", "expected NAME");
+        if (to_host && to)
+                return cli_usage("session move", "--to and --to-host exclude each other");
+        if (to_host)
+                return cli_fleet_move(argv[optind], to_host);
         if (!to)
                 return cli_usage("session move", "--to URL is required");
         const char *token_given = remote_token_from_env(token_arg);

@@ -21,6 +21,7 @@ static const Verb verbs[] = {
         { "bundle", verb_bundle, "COMMAND ...", "carry images and deltas in one file (USB stick)", true },
         { "serve", verb_serve, "[--listen ADDR:PORT] ...", "serve the store to other hosts over HTTP(S)" },
         { "token", verb_token, "COMMAND ...", "create, list and revoke API tokens for 'roam serve'", true },
+        { "host", verb_host, "COMMAND ...", "the servers of a fleet (etcd + a shared store)", true },
         { "laptop", verb_laptop, "COMMAND ...", "list and revoke the laptops paired with this server", true },
         { "pull", verb_pull, "URL REF...", "fetch refs and their chunks from a roam daemon" },
         { "push", verb_push, "URL REF...", "send refs and their chunks to a roam daemon" },

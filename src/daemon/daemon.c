@@ -24,6 +24,7 @@
 #include "../basic/fileio.h"
 #include "../basic/util.h"
 #include "../crypto/tls-cert.h"
+#include "../store/location.h"
 #include "api-gc.h"
 #include "auth.h"
 
@@ -278,9 +279,15 @@ int daemon_new(const DaemonOptions *o, Daemon **ret) {
         if (r < 0)
                 return r;
 
-        _cleanup_free_ char *store_dir = home_path(d, "store");
-        if (!store_dir)
-                return -ENOMEM;
+        if (o->store) {
+                r = store_location_save(d->home, o->store);
+                if (r < 0)
+                        return r;
+        }
+        _cleanup_free_ char *store_dir = NULL;
+        r = store_location(d->home, &store_dir);
+        if (r < 0)
+                return r;
         StoreOptions so = { .create = true };
         r = store_open(store_dir, &so, &d->store);
         if (r < 0)

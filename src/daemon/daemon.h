@@ -71,6 +71,7 @@ typedef struct DaemonOptions {
         bool verbose;         /* log every request: the same as log_level debug */
         int log_level;        /* a DaemonLogLevel, the least that is logged; 0 = info */
         unsigned stop_grace_s; /* 0 = HTTP_STOP_GRACE_DEFAULT_S */
+        const char *store;    /* NULL: the home's (store/location.h); else recorded as the home's */
 } DaemonOptions;
 
 typedef struct Daemon Daemon;

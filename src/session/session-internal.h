@@ -52,6 +52,8 @@ struct SessionHost {
         bool warm; /* start the receiving QEMU when RAM is staged (warm.c) */
         pthread_mutex_t agent_lock; /* agents */
         AgentSeen agents[128];
+        SessionGuardFn guard; /* NULL: a standalone host */
+        void *guard_userdata;
 };
 
 /* err_set(r, "<prefix>: <current detail>"): the detail is copied first, as

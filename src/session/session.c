@@ -182,6 +182,11 @@ void session_host_set_warm(SessionHost *h, bool on) {
         h->warm = on;
 }
 
+void session_host_set_guard(SessionHost *h, SessionGuardFn fn, void *userdata) {
+        h->guard = fn;
+        h->guard_userdata = userdata;
+}
+
 int check_owner(const SessionHost *h, const SessionRow *row) {
         if (!strcmp(row->owner, SESSION_OWNER_LOCAL))
                 return 0;
@@ -303,6 +308,8 @@ int op_begin(SessionHost *h, const char *name, bool any_owner, Op *o) {
                 r = load_config(&o->row, &o->config);
         if (r >= 0 && !any_owner)
                 r = check_owner(h, &o->row);
+        if (r >= 0 && !any_owner && h->guard)
+                r = h->guard(h->guard_userdata, name, o->row.epoch);
         if (r >= 0)
                 r = refresh_locked(h, &o->row, &o->paths, &o->pid);
         if (r < 0) {

@@ -112,6 +112,12 @@ static inline void session_host_freep(SessionHost **h) {
         if (*h)
                 session_host_free(*h);
 }
+/* In a fleet (docs/fleet.md): asked by every operation on a session owned
+ * here (after the host's own owner check, with the session locked) whether
+ * this host may touch it at this epoch; < 0 (with detail) refuses. Without
+ * one (a standalone host) nothing changes. */
+typedef int (*SessionGuardFn)(void *userdata, const char *session, int64_t epoch);
+void session_host_set_guard(SessionHost *h, SessionGuardFn fn, void *userdata);
 /* Borrowed. */
 const char *session_host_ram_dir(const SessionHost *h);
 /* The store given to session_host_new() (borrowed; may be NULL). */

@@ -17,6 +17,7 @@
 #include "../basic/error.h"
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
+#include "backend.h"
 #include "reach.h"
 
 typedef struct Verify {
@@ -78,19 +79,9 @@ static int count_cb(const RoamId *id, uint64_t size, void *userdata) {
         c->bytes += size;
         if (c->referenced && !idset_contains(c->referenced, id))
                 c->unreferenced++;
-        if (c->want_plain) {
-                char hex[ID_HEX_SIZE], rel[PATH_MAX];
-                id_to_hex(id, hex);
-                snprintf(rel, sizeof rel, "%s/chunks/%.2s/%s", store_path(c->s), hex, hex);
-                _cleanup_close_ int fd = open(rel, O_RDONLY | O_CLOEXEC);
-                uint8_t head[18]; /* ZSTD_FRAMEHEADERSIZE_MAX */
-                ssize_t n = fd >= 0 ? loop_read(fd, head, sizeof head) : -1;
-                if (n > 0) {
-                        unsigned long long cs = ZSTD_getFrameContentSize(head, (size_t) n);
-                        if (cs != ZSTD_CONTENTSIZE_ERROR && cs != ZSTD_CONTENTSIZE_UNKNOWN)
-                                c->plain += cs;
-                }
-        }
+        uint64_t plain;
+        if (c->want_plain && store_chunk_plain_size(c->s, id, &plain) >= 0)
+                c->plain += plain;
         return 0;
 }
 
@@ -131,6 +122,12 @@ static void stray_under(const char *dir, int depth, Stray *w) {
 
 int store_stray_tmp(Store *s, const char *dir, unsigned min_age_s, bool remove, uint64_t *ret_files,
                     uint64_t *ret_bytes) {
+        if (!store_is_local(s) && !strcmp(dir, store_path(s))) {
+                *ret_files = 0; /* a shared backend has no temp files */
+                if (ret_bytes)
+                        *ret_bytes = 0;
+                return 0;
+        }
         time_t oldest;
         int r = store_lock_oldest_holder(s, &oldest);
         if (r < 0)
@@ -219,22 +216,17 @@ static int sweep_cb(const RoamId *id, uint64_t size, void *userdata) {
         Sweep *w = userdata;
         if (idset_contains(w->keep, id))
                 return 0;
-        if (w->o->grace_s > 0) {
-                char hex[ID_HEX_SIZE], path[PATH_MAX];
-                struct stat st;
-                id_to_hex(id, hex);
-                snprintf(path, sizeof path, "%s/%s/%.2s/%s", store_path(w->s), w->objects ? "objects" : "chunks",
-                         hex, hex);
-                if (stat(path, &st) < 0)
-                        return errno == ENOENT ? 0 : -errno;
-                if (gc_is_young(w->o, w->now, st.st_mtime)) {
-                        (*(w->objects ? &w->rep->objects_young : &w->rep->chunks_young))++;
-                        return 0;
-                }
-        }
-        int r = w->objects ? store_object_remove(w->s, id) : store_chunk_remove(w->s, id);
-        if (r < 0 && r != -ENOENT)
+        /* young: gc_is_young(), i.e. modified after now - grace */
+        time_t young_after = w->o->grace_s > 0 ? w->now - (time_t) w->o->grace_s : TIME_T_MIN;
+        int r = store_remove_unless_young(w->s, w->objects, id, young_after);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
                 return r;
+        if (r == 0) {
+                (*(w->objects ? &w->rep->objects_young : &w->rep->chunks_young))++;
+                return 0;
+        }
         if (w->objects)
                 w->rep->objects_removed++;
         else {
@@ -279,7 +271,7 @@ int store_gc(Store *s, const GcOptions *o, GcReport *ret) {
         k = store_stray_tmp(s, store_path(s), 0, true, &rep.tmp_removed, NULL);
         if (k < 0)
                 return k;
-        k = syncfs_path(store_path(s));
+        k = store_is_local(s) ? syncfs_path(store_path(s)) : 0;
         if (k < 0)
                 return k;
         *ret = rep;

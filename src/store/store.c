@@ -21,6 +21,7 @@
 #include "../basic/interrupt.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
+#include "backend.h"
 
 #define CONFIG_MAX 4096
 #define REF_FILE_MAX 256
@@ -51,7 +52,13 @@ struct Store {
         IdSet *pending_set;
         /* the write gate: writers shared, gc exclusive (store_write_begin()) */
         pthread_rwlock_t gate;
+        /* where the bytes are (backend.h); the fields above from dir_fd on
+         * belong to the local directory */
+        const StoreBackend *be;
+        void *be_data;
 };
+
+static const StoreBackend local_backend;
 
 /* this thread's open write brackets (they nest; one store at a time) */
 static _Thread_local struct {
@@ -139,6 +146,14 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret) {
         static const StoreOptions defaults = { 0 };
         if (!opts)
                 opts = &defaults;
+        if (!strncmp(dir, "rados:", 6)) {
+#if HAVE_RADOS
+                return rados_store_open(dir + 6, opts, ret);
+#else
+                return err_set(-EPROTONOSUPPORT, "store '%s': this roam was built without RADOS (install "
+                               "librados-dev and rebuild)", dir);
+#endif
+        }
         _cleanup_free_ char *cfg = path_join(dir, "config");
         if (!cfg)
                 return -ENOMEM;
@@ -183,6 +198,7 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret) {
         if (!s)
                 return -ENOMEM;
         s->lock_fd = -1;
+        s->be = &local_backend;
         s->chunk_size = cs;
         s->zstd_level = level;
         s->path = strdup(dir);
@@ -216,6 +232,8 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret) {
 void store_free(Store *s) {
         if (!s)
                 return;
+        if (s->be && s->be->free)
+                s->be->free(s);
         /* unpublished writes are dropped: their temp files are garbage */
         for (size_t i = 0; i < s->n_pending; i++) {
                 unlink(s->pending[i].tmp);
@@ -234,7 +252,7 @@ void store_free(Store *s) {
         free(s);
 }
 
-int store_lock(Store *s, bool exclusive, bool nonblock) {
+static int local_lock(Store *s, bool exclusive, bool nonblock) {
         if (s->lock_fd < 0) {
                 s->lock_fd = openat(s->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
                 if (s->lock_fd < 0)
@@ -313,7 +331,7 @@ void store_write_allow(Store *s) {
         pthread_rwlock_unlock(&s->gate);
 }
 
-int store_lock_oldest_holder(Store *s, time_t *ret) {
+static int local_lock_oldest_holder(Store *s, time_t *ret) {
         struct stat st;
         if (fstatat(s->dir_fd, "lock", &st, 0) < 0) {
                 if (errno != ENOENT)
@@ -417,8 +435,14 @@ static int present_touch(Store *s, const char *rel) {
         return 1;
 }
 
-int store_chunk_has(Store *s, const RoamId *id) {
+static void object_rel(const RoamId *id, char out[static 96]);
+
+static int local_has(Store *s, StoreKind k, const RoamId *id) {
         char rel[96];
+        if (k == STORE_KIND_OBJECT) {
+                object_rel(id, rel);
+                return present_touch(s, rel);
+        }
         chunk_rel(id, rel);
         int r = present_touch(s, rel);
         if (r != 0)
@@ -429,17 +453,23 @@ int store_chunk_has(Store *s, const RoamId *id) {
         return p;
 }
 
-int store_chunk_stat(Store *s, const RoamId *id, uint64_t *ret_size) {
+static int local_stat(Store *s, StoreKind k, const RoamId *id, uint64_t *ret_size, time_t *ret_mtime) {
         char rel[96];
         struct stat st;
-        chunk_rel(id, rel);
+        if (k == STORE_KIND_OBJECT)
+                object_rel(id, rel);
+        else
+                chunk_rel(id, rel);
         if (fstatat(s->dir_fd, rel, &st, 0) < 0)
                 return -errno;
-        *ret_size = (uint64_t) st.st_size;
+        if (ret_size)
+                *ret_size = (uint64_t) st.st_size;
+        if (ret_mtime)
+                *ret_mtime = st.st_mtime;
         return 0;
 }
 
-static int write_pending(Store *s, const RoamId *id, const void *z, size_t zlen) {
+static int local_chunk_write(Store *s, const RoamId *id, const void *z, size_t zlen) {
         _cleanup_free_ char *tmpdir = NULL, *tmp = NULL;
         int r = sub(s, "tmp", &tmpdir);
         if (r < 0)
@@ -484,7 +514,7 @@ int store_chunk_put(Store *s, ChunkCodec *c, const RoamId *id, const void *data,
         size_t zlen = ZSTD_compressCCtx(c->cctx, c->zbuf, c->zcap, data, len, c->level);
         if (ZSTD_isError(zlen))
                 return -EIO;
-        int r = write_pending(s, id, c->zbuf, zlen);
+        int r = s->be->chunk_write(s, id, c->zbuf, zlen);
         return r < 0 ? r : (int) zlen;
 }
 
@@ -501,11 +531,11 @@ int store_chunk_put_compressed(Store *s, ChunkCodec *c, const RoamId *id, const 
                 char hex[ID_HEX_SIZE];
                 return err_set(-EBADMSG, "chunk %s is all zeros and is never stored", id_to_hex(id, hex));
         }
-        r = write_pending(s, id, zdata, zlen);
+        r = s->be->chunk_write(s, id, zdata, zlen);
         return r < 0 ? r : (int) zlen;
 }
 
-static int read_chunk_file(Store *s, ChunkCodec *c, const RoamId *id, size_t *ret_len) {
+static int local_chunk_read(Store *s, const RoamId *id, void *buf, size_t cap, size_t *ret_len) {
         char rel[96];
         char hex[ID_HEX_SIZE];
         chunk_rel(id, rel);
@@ -517,17 +547,40 @@ static int read_chunk_file(Store *s, ChunkCodec *c, const RoamId *id, size_t *re
                 return -errno;
         }
         /* one byte more than the bound tells an oversized file */
-        ssize_t n = loop_read(fd, c->zbuf, c->zcap);
+        ssize_t n = loop_read(fd, buf, cap);
         if (n < 0)
                 return (int) n;
-        if ((size_t) n == c->zcap) {
+        if ((size_t) n == cap) {
                 char extra;
                 if (read(fd, &extra, 1) == 1)
-                        return err_set(-EBADMSG, "chunk %s is corrupt (too large; run 'roam store fsck')",
-                                       id_to_hex(id, hex));
+                        return -EFBIG;
         }
         *ret_len = (size_t) n;
         return 0;
+}
+
+static int local_chunk_read_head(Store *s, const RoamId *id, void *buf, size_t cap, size_t *ret_len) {
+        char rel[96];
+        chunk_rel(id, rel);
+        _cleanup_close_ int fd = openat(s->dir_fd, rel, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        ssize_t n = loop_read(fd, buf, cap);
+        if (n < 0)
+                return (int) n;
+        *ret_len = (size_t) n;
+        return 0;
+}
+
+/* the stored bytes of a chunk into the codec's buffer */
+static int read_chunk_file(Store *s, ChunkCodec *c, const RoamId *id, size_t *ret_len) {
+        int r = s->be->chunk_read(s, id, c->zbuf, c->zcap, ret_len);
+        if (r == -EFBIG) {
+                char hex[ID_HEX_SIZE];
+                return err_set(-EBADMSG, "chunk %s is corrupt (too large; run 'roam store fsck')",
+                               id_to_hex(id, hex));
+        }
+        return r;
 }
 
 int store_chunk_get(Store *s, ChunkCodec *c, const RoamId *id, void *buf, size_t *ret_len) {
@@ -555,12 +608,23 @@ int store_chunk_get_compressed(Store *s, ChunkCodec *c, const RoamId *id, void *
         return 0;
 }
 
-int store_chunk_remove(Store *s, const RoamId *id) {
+static int local_remove(Store *s, StoreKind k, const RoamId *id, time_t young_after) {
+        /* gc holds the store lock exclusively: no writer refreshes meanwhile */
         char rel[96];
-        chunk_rel(id, rel);
+        if (k == STORE_KIND_OBJECT)
+                object_rel(id, rel);
+        else
+                chunk_rel(id, rel);
+        if (young_after != TIME_T_MIN) {
+                struct stat st;
+                if (fstatat(s->dir_fd, rel, &st, 0) < 0)
+                        return -errno;
+                if (st.st_mtime > young_after)
+                        return 0;
+        }
         if (unlinkat(s->dir_fd, rel, 0) < 0)
                 return -errno;
-        return 0;
+        return 1;
 }
 
 static int foreach_in(Store *s, const char *top, int (*cb)(const RoamId *, uint64_t, void *), void *userdata) {
@@ -603,13 +667,13 @@ static int foreach_in(Store *s, const char *top, int (*cb)(const RoamId *, uint6
         return 0;
 }
 
-int store_chunk_foreach(Store *s, int (*cb)(const RoamId *, uint64_t, void *), void *userdata) {
-        return foreach_in(s, "chunks", cb, userdata);
+static int local_foreach(Store *s, StoreKind k, int (*cb)(const RoamId *, uint64_t, void *), void *userdata) {
+        return foreach_in(s, k == STORE_KIND_OBJECT ? "objects" : "chunks", cb, userdata);
 }
 
 static int commit_locked(Store *s);
 
-int store_commit(Store *s) {
+static int local_commit(Store *s) {
         pthread_mutex_lock(&s->commit_lock);
         int r = commit_locked(s);
         pthread_mutex_unlock(&s->commit_lock);
@@ -665,17 +729,9 @@ static void object_rel(const RoamId *id, char out[static 96]) {
         snprintf(out, 96, "objects/%.2s/%s", hex, hex);
 }
 
-int store_object_put(Store *s, const void *data, size_t len, RoamId *ret_id) {
-        RoamId id;
+static int local_object_write(Store *s, const RoamId *id, const void *data, size_t len) {
         char rel[96];
-        if (len > STORE_OBJECT_MAX)
-                return -EFBIG;
-        sha256(data, len, &id);
-        object_rel(&id, rel);
-        if (present_touch(s, rel) > 0) {
-                *ret_id = id;
-                return 0;
-        }
+        object_rel(id, rel);
         char d[16];
         memcpy(d, rel, 10);
         d[10] = 0; /* "objects/ab" */
@@ -687,12 +743,11 @@ int store_object_put(Store *s, const void *data, size_t len, RoamId *ret_id) {
         int r = write_file_atomic(full, data, len, 0644);
         if (r < 0)
                 return err_set(r, "cannot write object to store '%s': %s", s->path, strerror(-r));
-        *ret_id = id;
         return 0;
 }
 
-int store_object_get(Store *s, const RoamId *id, size_t max, void **ret, size_t *ret_len) {
-        char rel[96], hex[ID_HEX_SIZE];
+static int local_object_read(Store *s, const RoamId *id, size_t max, void **ret, size_t *ret_len) {
+        char rel[96];
         object_rel(id, rel);
         _cleanup_free_ char *full = path_join(s->path, rel);
         if (!full)
@@ -700,6 +755,20 @@ int store_object_get(Store *s, const RoamId *id, size_t max, void **ret, size_t 
         char *data = NULL;
         size_t len;
         int r = read_full_file(full, max, &data, &len);
+        if (r < 0)
+                return r;
+        *ret = data;
+        *ret_len = len;
+        return 0;
+}
+
+int store_object_get(Store *s, const RoamId *id, size_t max, void **ret, size_t *ret_len) {
+        char hex[ID_HEX_SIZE];
+        char *data = NULL;
+        size_t len;
+        void *raw = NULL;
+        int r = s->be->object_read(s, id, max, &raw, &len);
+        data = raw;
         if (r == -ENOENT)
                 return err_set(r, "object %s is missing from store '%s' (run 'roam store fsck')", id_to_hex(id, hex),
                                s->path);
@@ -720,25 +789,9 @@ int store_object_get(Store *s, const RoamId *id, size_t max, void **ret, size_t 
         return 0;
 }
 
-int store_object_has(Store *s, const RoamId *id) {
-        char rel[96];
-        object_rel(id, rel);
-        return present_touch(s, rel);
-}
-
-int store_object_remove(Store *s, const RoamId *id) {
-        char rel[96];
-        object_rel(id, rel);
-        return unlinkat(s->dir_fd, rel, 0) < 0 ? -errno : 0;
-}
-
-int store_object_foreach(Store *s, int (*cb)(const RoamId *, uint64_t, void *), void *userdata) {
-        return foreach_in(s, "objects", cb, userdata);
-}
-
 /* ---- refs ---- */
 
-static int ref_parse(const char *text, size_t len, RoamId *ret) {
+int store_ref_parse(const char *text, size_t len, RoamId *ret) {
         /* "roam-ref 1 <64 hex>\n" */
         static const char magic[] = "roam-ref 1 ";
         size_t ml = sizeof magic - 1;
@@ -774,13 +827,13 @@ static int ref_get_locked(Store *s, const char *name, RoamId *ret) {
         r = read_full_file(p, REF_FILE_MAX, &text, &len);
         if (r == -EISDIR)
                 return -ENOENT;
-        if (r == -EFBIG || (r >= 0 && ref_parse(text, len, ret) < 0))
+        if (r == -EFBIG || (r >= 0 && store_ref_parse(text, len, ret) < 0))
                 return err_set(-EBADMSG, "ref '%s' is malformed (remove it with 'roam image rm' or restore it)",
                                name);
         return r;
 }
 
-int store_ref_get(Store *s, const char *name, RoamId *ret) {
+static int local_ref_get(Store *s, const char *name, RoamId *ret) {
         pthread_mutex_lock(&s->mutex);
         int r = ref_get_locked(s, name, ret);
         pthread_mutex_unlock(&s->mutex);
@@ -801,7 +854,7 @@ static int ref_lock(Store *s) {
         return fd;
 }
 
-int store_ref_set(Store *s, const char *name, const RoamId *id, const RoamId *expected) {
+static int local_ref_set(Store *s, const char *name, const RoamId *id, const RoamId *expected) {
         _cleanup_free_ char *p = NULL;
         int r = ref_path(s, name, &p);
         if (r < 0)
@@ -840,7 +893,7 @@ out:
         return r;
 }
 
-int store_ref_delete(Store *s, const char *name) {
+static int local_ref_delete(Store *s, const char *name) {
         _cleanup_free_ char *p = NULL;
         int r = ref_path(s, name, &p);
         if (r < 0)
@@ -906,8 +959,8 @@ static int cmp_str(const void *a, const void *b) {
         return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
-int store_ref_foreach(Store *s, const char *prefix, int (*cb)(const char *, const RoamId *, void *),
-                      void *userdata) {
+static int local_ref_foreach(Store *s, const char *prefix, int (*cb)(const char *, const RoamId *, void *),
+                             void *userdata) {
         _cleanup_free_ char *refs = NULL;
         int r = sub(s, "refs", &refs);
         if (r < 0)
@@ -923,7 +976,7 @@ int store_ref_foreach(Store *s, const char *prefix, int (*cb)(const char *, cons
                 if (!ref_name_is_valid(l.names[i]))
                         continue;
                 RoamId id;
-                r = store_ref_get(s, l.names[i], &id);
+                r = local_ref_get(s, l.names[i], &id);
                 if (r == -ENOENT) {
                         r = 0; /* deleted meanwhile */
                         continue;
@@ -940,6 +993,11 @@ int store_ref_foreach(Store *s, const char *prefix, int (*cb)(const char *, cons
 }
 
 int store_clean_tmp(Store *s, unsigned min_age_s, uint64_t *ret_removed) {
+        if (s->be != &local_backend) {
+                if (ret_removed)
+                        *ret_removed = 0;
+                return 0; /* a shared backend has no temp files */
+        }
         _cleanup_close_ int fd = openat(s->dir_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return errno == ENOENT ? 0 : -errno;
@@ -965,4 +1023,190 @@ int store_clean_tmp(Store *s, unsigned min_age_s, uint64_t *ret_removed) {
         if (ret_removed)
                 *ret_removed = removed;
         return 0;
+}
+
+/* ---- the backend interface (backend.h) ---- */
+
+static const StoreBackend local_backend = {
+        .name = "local",
+        .lock = local_lock,
+        .lock_oldest_holder = local_lock_oldest_holder,
+        .has = local_has,
+        .stat = local_stat,
+        .chunk_read = local_chunk_read,
+        .chunk_read_head = local_chunk_read_head,
+        .chunk_write = local_chunk_write,
+        .commit = local_commit,
+        .object_read = local_object_read,
+        .object_write = local_object_write,
+        .remove = local_remove,
+        .foreach = local_foreach,
+        .ref_get = local_ref_get,
+        .ref_set = local_ref_set,
+        .ref_delete = local_ref_delete,
+        .ref_foreach = local_ref_foreach,
+};
+
+int store_new_backend(const StoreBackend *be, void *data, const char *path, uint32_t chunk_size, int zstd_level,
+                      Store **ret) {
+        Store *s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        s->lock_fd = s->dir_fd = -1;
+        s->chunk_size = chunk_size;
+        s->zstd_level = zstd_level;
+        s->path = strdup(path);
+        s->pending_set = idset_new();
+        pthread_mutex_init(&s->mutex, NULL);
+        pthread_mutex_init(&s->commit_lock, NULL);
+        pthread_rwlockattr_t ga;
+        pthread_rwlockattr_init(&ga);
+        pthread_rwlockattr_setkind_np(&ga, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        pthread_rwlock_init(&s->gate, &ga);
+        pthread_rwlockattr_destroy(&ga);
+        if (!s->path || !s->pending_set) {
+                store_free(s);
+                return -ENOMEM;
+        }
+        s->be = be;
+        s->be_data = data;
+        *ret = s;
+        return 0;
+}
+
+void *store_backend_data(const Store *s) {
+        return s->be_data;
+}
+
+bool store_is_local(const Store *s) {
+        return s->be == &local_backend;
+}
+
+int store_config_parse(const char *text, uint32_t *ret_chunk_size, int *ret_zstd_level) {
+        return parse_config(text, ret_chunk_size, ret_zstd_level);
+}
+
+int store_config_check(const StoreOptions *opts, uint32_t *ret_chunk_size, int *ret_zstd_level) {
+        uint32_t cs = opts->chunk_size ? opts->chunk_size : STORE_CHUNK_SIZE_DEFAULT;
+        if (cs < STORE_CHUNK_SIZE_MIN || cs > STORE_CHUNK_SIZE_MAX || (cs & (cs - 1)))
+                return err_set(-EINVAL, "chunk size %u is not a power of two from 4K to 4M", cs);
+        int level = opts->zstd_level ? opts->zstd_level : STORE_ZSTD_LEVEL_DEFAULT;
+        if (level < ZSTD_LEVEL_MIN || level > ZSTD_LEVEL_MAX)
+                return err_set(-EINVAL, "zstd level %d is out of range (%d..-1 or 1..%d)", level, ZSTD_LEVEL_MIN,
+                               ZSTD_LEVEL_MAX);
+        *ret_chunk_size = cs;
+        *ret_zstd_level = level;
+        return 0;
+}
+
+int store_config_format(uint32_t chunk_size, int zstd_level, char *buf, size_t size) {
+        return snprintf(buf, size, "roam-store 1\nchunk-size %u\nzstd-level %d\n", chunk_size, zstd_level);
+}
+
+void store_ref_format(const RoamId *id, char out[static STORE_REF_TEXT_SIZE + 1]) {
+        char hex[ID_HEX_SIZE];
+        snprintf(out, STORE_REF_TEXT_SIZE + 1, "roam-ref 1 %s\n", id_to_hex(id, hex));
+}
+
+static int check_ref_name(const char *name) {
+        if (!ref_name_is_valid(name))
+                return err_set(-EINVAL, "ref name '%s' is invalid (use " REF_NAME_RULE ")", name);
+        return 0;
+}
+
+int store_lock(Store *s, bool exclusive, bool nonblock) {
+        return s->be->lock(s, exclusive, nonblock);
+}
+
+int store_lock_oldest_holder(Store *s, time_t *ret) {
+        return s->be->lock_oldest_holder(s, ret);
+}
+
+int store_chunk_has(Store *s, const RoamId *id) {
+        return s->be->has(s, STORE_KIND_CHUNK, id);
+}
+
+int store_chunk_stat(Store *s, const RoamId *id, uint64_t *ret_size) {
+        return s->be->stat(s, STORE_KIND_CHUNK, id, ret_size, NULL);
+}
+
+int store_stat(Store *s, bool object, const RoamId *id, uint64_t *ret_size, time_t *ret_mtime) {
+        return s->be->stat(s, object ? STORE_KIND_OBJECT : STORE_KIND_CHUNK, id, ret_size, ret_mtime);
+}
+
+int store_chunk_plain_size(Store *s, const RoamId *id, uint64_t *ret) {
+        uint8_t head[18]; /* ZSTD_FRAMEHEADERSIZE_MAX */
+        size_t n;
+        int r = s->be->chunk_read_head(s, id, head, sizeof head, &n);
+        if (r < 0)
+                return r;
+        unsigned long long cs = ZSTD_getFrameContentSize(head, n);
+        if (n == 0 || cs == ZSTD_CONTENTSIZE_ERROR || cs == ZSTD_CONTENTSIZE_UNKNOWN)
+                return -EBADMSG;
+        *ret = cs;
+        return 0;
+}
+
+int store_chunk_remove(Store *s, const RoamId *id) {
+        int r = s->be->remove(s, STORE_KIND_CHUNK, id, TIME_T_MIN);
+        return r < 0 ? r : 0;
+}
+
+int store_remove_unless_young(Store *s, bool object, const RoamId *id, time_t young_after) {
+        return s->be->remove(s, object ? STORE_KIND_OBJECT : STORE_KIND_CHUNK, id, young_after);
+}
+
+int store_chunk_foreach(Store *s, int (*cb)(const RoamId *, uint64_t, void *), void *userdata) {
+        return s->be->foreach(s, STORE_KIND_CHUNK, cb, userdata);
+}
+
+int store_commit(Store *s) {
+        return s->be->commit(s);
+}
+
+int store_object_put(Store *s, const void *data, size_t len, RoamId *ret_id) {
+        RoamId id;
+        if (len > STORE_OBJECT_MAX)
+                return -EFBIG;
+        sha256(data, len, &id);
+        int r = s->be->has(s, STORE_KIND_OBJECT, &id);
+        if (r == 0)
+                r = s->be->object_write(s, &id, data, len);
+        if (r < 0)
+                return r;
+        *ret_id = id;
+        return 0;
+}
+
+int store_object_has(Store *s, const RoamId *id) {
+        return s->be->has(s, STORE_KIND_OBJECT, id);
+}
+
+int store_object_remove(Store *s, const RoamId *id) {
+        int r = s->be->remove(s, STORE_KIND_OBJECT, id, TIME_T_MIN);
+        return r < 0 ? r : 0;
+}
+
+int store_object_foreach(Store *s, int (*cb)(const RoamId *, uint64_t, void *), void *userdata) {
+        return s->be->foreach(s, STORE_KIND_OBJECT, cb, userdata);
+}
+
+int store_ref_get(Store *s, const char *name, RoamId *ret) {
+        int r = check_ref_name(name);
+        return r < 0 ? r : s->be->ref_get(s, name, ret);
+}
+
+int store_ref_set(Store *s, const char *name, const RoamId *id, const RoamId *expected) {
+        int r = check_ref_name(name);
+        return r < 0 ? r : s->be->ref_set(s, name, id, expected);
+}
+
+int store_ref_delete(Store *s, const char *name) {
+        int r = check_ref_name(name);
+        return r < 0 ? r : s->be->ref_delete(s, name);
+}
+
+int store_ref_foreach(Store *s, const char *prefix, int (*cb)(const char *, const RoamId *, void *),
+                      void *userdata) {
+        return s->be->ref_foreach(s, prefix, cb, userdata);
 }

@@ -51,7 +51,9 @@ typedef struct StoreOptions {
         int zstd_level;      /* for a new store; 0 = default */
 } StoreOptions;
 
-/* Opens (or creates) the store in dir. Caller frees with store_free(). */
+/* Opens (or creates) the store in dir. Caller frees with store_free().
+ * dir may also be 'rados:POOL[?conf=FILE]': a pool of Ceph RADOS shared by
+ * the servers of a fleet (docs/fleet.md; in builds with librados). */
 int store_open(const char *dir, const StoreOptions *opts, Store **ret);
 void store_free(Store *s);
 static inline void store_freep(Store **s) {
@@ -59,7 +61,10 @@ static inline void store_freep(Store **s) {
                 store_free(*s);
 }
 
+/* The directory, or the spec of a store that is not local. */
 const char *store_path(const Store *s);
+/* True for a store in a local directory (store_path() is a directory). */
+bool store_is_local(const Store *s);
 uint32_t store_chunk_size(const Store *s);
 int store_zstd_level(const Store *s);
 
@@ -121,6 +126,14 @@ int store_chunk_get_compressed(Store *s, ChunkCodec *c, const RoamId *id, void *
 /* Size of the stored file, or -ENOENT. */
 int store_chunk_stat(Store *s, const RoamId *id, uint64_t *ret_size);
 int store_chunk_remove(Store *s, const RoamId *id);
+/* The plain size of a stored chunk, from its zstd frame header alone. */
+int store_chunk_plain_size(Store *s, const RoamId *id, uint64_t *ret);
+/* A chunk's (object's) stored size and modification time; -ENOENT. */
+int store_stat(Store *s, bool object, const RoamId *id, uint64_t *ret_size, time_t *ret_mtime);
+/* For gc: removes a chunk (object) unless it was modified after young_after,
+ * atomically against a writer's refresh (store_chunk_has()) also on a store
+ * shared by hosts: 1 removed, 0 kept (young), -ENOENT gone already. */
+int store_remove_unless_young(Store *s, bool object, const RoamId *id, time_t young_after);
 /* Calls cb for every stored chunk; stops on a negative return and passes it on. */
 int store_chunk_foreach(Store *s, int (*cb)(const RoamId *id, uint64_t size, void *userdata), void *userdata);
 

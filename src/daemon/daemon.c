@@ -23,6 +23,7 @@
 #include "../basic/error.h"
 #include "../basic/fileio.h"
 #include "../basic/util.h"
+#include "../store/home-store.h"
 #include "../store/location.h"
 #include "api-gc.h"
 #include "auth.h"
@@ -272,7 +273,12 @@ int daemon_new(const DaemonOptions *o, Daemon **ret) {
         if (r < 0)
                 return r;
         StoreOptions so = { .create = true };
-        r = store_open(store_dir, &so, &d->store);
+        /* a laptop's is encrypted by default, and may start locked ('roam unlock') */
+        r = home_store_open(d->home, &so,
+                            !strcmp(role, "laptop") ? HOME_STORE_LAPTOP | HOME_STORE_ALLOW_LOCKED |
+                                                              (o->laptop_server ? HOME_STORE_SERVER_KEY : 0)
+                                                    : 0,
+                            &d->store);
         if (r < 0)
                 return r;
         r = store_lock(d->store, false, true);

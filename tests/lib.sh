@@ -11,6 +11,10 @@ TEST_NAME=$(basename "$0" .sh)
 T=$(mktemp -d "${TMPDIR:-/tmp}/roam-test-$TEST_NAME.XXXXXX")
 export ROAM_HOME=$T/home
 export ROAM_PROGRESS=0
+# laptops are encrypted by default (docs/store-format.md): every laptop home a
+# test makes gets this passphrase, and its commands unlock with it
+printf 'roam test passphrase\n' >"$T/passphrase"
+export ROAM_PASSPHRASE_FILE=$T/passphrase
 
 _cleanups=()
 # cleanup_add CMD...: run CMD at exit (last added runs first)

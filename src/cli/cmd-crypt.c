@@ -144,13 +144,15 @@ static int unlock_verb(int argc, char **argv) {
         return 0;
 }
 
-/* Refuses while a session runs here: its RAM is plain (on tmpfs) while it runs. */
-static int check_nothing_runs(void) {
+/* Refuses while a session runs here (its RAM is plain on tmpfs while it
+ * runs); puts every other one away: its disk into the store, its files off
+ * tmpfs. */
+static int put_away_all(void) {
         _cleanup_free_ char *db = cli_home_path("catalog.db");
         if (!db || access(db, F_OK) < 0)
                 return 0;
         CliHost h;
-        if (cli_host_open(false, &h))
+        if (cli_host_open(true, &h))
                 return 1;
         SessionInfo *list = NULL;
         size_t n = 0;
@@ -160,6 +162,8 @@ static int check_nothing_runs(void) {
                         k = cli_errorf("session '%s' runs on this laptop (its RAM is plain while it runs): stop it "
                                        "first ('roam session stop %s'), then lock",
                                        list[i].row.name, list[i].row.name);
+        for (size_t i = 0; r >= 0 && i < n && !k; i++)
+                r = session_put_away(h.host, list[i].row.name, true);
         session_info_list_free(list, n);
         cli_host_done(&h);
         return r < 0 ? cli_error(r) : k;
@@ -184,13 +188,20 @@ static int lock_verb(int argc, char **argv) {
         if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
                 return cli_help("lock", "",
                                 "Locks this encrypted laptop: the data key leaves the home's RAM directory\n"
-                                "and the laptop daemon's memory, and staged RAM is dropped; from then on\n"
+                                "and the laptop daemon's memory; stopped sessions' disks go into the store\n"
+                                "and their files off tmpfs, and staged RAM is dropped; from then on\n"
                                 "every command that reads or writes the store, and the daemon's hoards and\n"
                                 "pre-copies, stop with \"this laptop is locked (run 'roam unlock')\".\n"
                                 "Refused while a session runs here: stop it first.\n");
         if (argc > 1)
                 return cli_usage("lock", "unexpected argument '%s'", argv[1]);
-        if (need_encrypted_home() || check_nothing_runs())
+        if (need_encrypted_home())
+                return 1;
+        uint8_t dk[DATA_KEY_SIZE];
+        bool unlocked = home_keys_unlocked(cli_home(), dk) >= 0;
+        explicit_bzero(dk, sizeof dk);
+        err_clear();
+        if (unlocked && put_away_all())
                 return 1;
         if (tell_daemon("/v1/lock"))
                 return 1;

@@ -16,12 +16,13 @@
 requires qemu-system-x86_64
 requires curl
 requires zstd
+requires python3
 export ROAM_ACCEL=tcg
 
 need_guest
 
 S=$T/server LP=$T/plain LE=$T/crypt
-FIND="$SRC_DIR/tests/tools/find-marker.sh"
+FIND="$SRC_DIR/tests/tools/find-marker.py"
 on() { local h=$1; shift; ROAM_HOME=$h "$ROAM_BIN" "$@"; }
 state() { on "$1" session list 2>/dev/null | awk '$1 == "s1" { print $4 }'; }
 last_tick() { on "$1" session log s1 | grep -E '^tick [0-9]+$' | tail -n 1 | awk '{ print $2 }'; }

@@ -31,8 +31,6 @@ IMAGE_MIB=512
 CHECKPOINTS=3 # per session run
 bench_prereqs
 bench_start roam-crypt
-printf 'roam bench passphrase\n' >"$T/passphrase"
-export ROAM_PASSPHRASE_FILE=$T/passphrase
 
 # a fresh laptop home of MODE (plain or crypt) at $1
 new_home() {

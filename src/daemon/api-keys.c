@@ -68,7 +68,7 @@ static int route_unlock(HttpRequest *req, void *userdata) {
         if (!store_is_encrypted(s))
                 return http_reply_error(req, 409, "store '%s' is not encrypted", store_path(s));
         err_clear();
-        /* only the key 'roam unlock' left: never the passphrase file here */
+        /* the key 'roam unlock' left in the RAM directory (or the daemon's own $ROAM_PASSPHRASE_FILE) */
         int r = home_store_unlock(daemon_home(k->d), s, HOME_STORE_SERVER_KEY);
         if (r == -ENOKEY || r == -EKEYREJECTED)
                 return http_reply_error(req, 409, "%s", err_message(r));

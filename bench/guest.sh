@@ -198,6 +198,9 @@ bench_start() {
         DPIDS=() # roam serve daemons
         trap bench_cleanup EXIT
         trap 'exit 130' INT TERM
+        # laptops are encrypted by default: their daemons and commands unlock with this
+        printf 'roam bench passphrase\n' >"$T/passphrase"
+        export ROAM_PASSPHRASE_FILE=$T/passphrase
         mkdir "$T/bin"
         cp "$ROAM_BIN" "$T/bin/roam"
         ROAM_BIN=$T/bin/roam

@@ -68,6 +68,11 @@ echo "datacenter serves HTTPS; its certificate $(jq -r .fingerprint "$DC_HOME/se
 wait_for 90 tick_above in_dc_roam 5 || fail "the session does not tick"
 echo "alice's session runs in the datacenter: $(in_dc_roam session log s1 | grep -E '^tick' | tail -n 1)"
 
+bold "laptop: 'roam laptop init' makes its key and encrypts everything it will store (a passphrase)"
+printf 'alice demo passphrase\n' >"$T/passphrase"
+export ROAM_PASSPHRASE_FILE=$T/passphrase # 'roam unlock' would ask on the terminal
+in_lt_roam laptop init | sed -n 's/^encryption: /encryption: /p'
+
 bold "USB stick: the master image as one bundle file, applied on the laptop"
 in_dc_roam bundle create -o "$T/usb.bundle" debian
 t0=$(date +%s.%N)

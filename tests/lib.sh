@@ -18,6 +18,10 @@ export ROAM_INSECURE_HTTP=${ROAM_INSECURE_HTTP-1}
 use_tls() { unset ROAM_INSECURE_HTTP; }
 # daemon_scheme: http or https, as the next daemon will serve
 daemon_scheme() { if [ -n "${ROAM_INSECURE_HTTP:-}" ]; then echo http; else echo https; fi; }
+# laptops are encrypted by default (docs/store-format.md): every laptop home a
+# test makes gets this passphrase, and its commands unlock with it
+printf 'roam test passphrase\n' >"$T/passphrase"
+export ROAM_PASSPHRASE_FILE=$T/passphrase
 
 _cleanups=()
 # cleanup_add CMD...: run CMD at exit (last added runs first)

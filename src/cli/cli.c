@@ -12,6 +12,7 @@
 
 #include "../daemon/api-fleet.h"
 #include "../fleet/fleet.h"
+#include "../store/home-store.h"
 #include "../store/location.h"
 
 #include "../basic/error.h"
@@ -186,14 +187,10 @@ bool cli_store_exists(void) {
 int cli_open_store(bool create, bool writer, Store **ret) {
         if (cli_need_home(create))
                 return 1;
-        char *dir = NULL;
-        int r = store_location(cli_home(), &dir);
-        if (r < 0)
-                return cli_error(r);
         StoreOptions o = { .create = create };
         Store *s;
-        r = store_open(dir, &o, &s);
-        free(dir);
+        /* an encrypted laptop's is unlocked, or refused: "run 'roam unlock'" */
+        int r = home_store_open(cli_home(), &o, 0, &s);
         if (r < 0)
                 return cli_error(r);
         if (writer) {

@@ -156,3 +156,8 @@ int syncfile_resume_refused(const char *name);
 int session_history_verb(int argc, char **argv);
 int session_rollback_verb(int argc, char **argv);
 int verb_info(int argc, char **argv);
+int verb_unlock(int argc, char **argv);
+int verb_lock(int argc, char **argv);
+/* 'roam laptop init': the home key (asks for the passphrase), or a plain
+ * store with plain (cmd-crypt.c). Prints; returns 0 or 1. */
+int cli_laptop_encryption_init(const char *passphrase_file, bool plain);

@@ -112,14 +112,42 @@ static int laptop_id_verb(int argc, char **argv) {
 }
 
 static int laptop_init_verb(int argc, char **argv) {
-        if (want_help(argc, argv))
-                return cli_help("laptop init", "",
-                                "Makes this laptop's key ($ROAM_HOME/" LAPTOP_KEY_FILE ") if there is none, and\n"
-                                "prints its id and public key. 'roam serve --role laptop' does this by\n"
-                                "itself and pairs over the network; a laptop that never reaches the\n"
-                                "server is registered by hand on the server ('roam laptop add').\n");
-        if (argc > 1)
-                return cli_usage("laptop init", "unexpected argument '%s'", argv[1]);
+        static const struct option opts[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "passphrase-file", required_argument, NULL, 'p' },
+                { "no-encryption", no_argument, NULL, 'P' },
+                {},
+        };
+        const char *passphrase_file = NULL;
+        bool plain = false;
+        int c;
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        return cli_help("laptop init", "[--passphrase-file FILE | --no-encryption]",
+                                        "Makes this laptop's key ($ROAM_HOME/" LAPTOP_KEY_FILE ") if there is none, and\n"
+                                        "prints its id and public key. 'roam serve --role laptop' does this by\n"
+                                        "itself and pairs over the network; a laptop that never reaches the\n"
+                                        "server is registered by hand on the server ('roam laptop add').\n\n"
+                                        "It also makes the laptop encrypted (the default): asks for a passphrase\n"
+                                        "(twice; or the first line of FILE, default $ROAM_PASSPHRASE_FILE) and\n"
+                                        "seals the home key under it ($ROAM_HOME/keys/home.key). Everything the\n"
+                                        "laptop stores is then encrypted; 'roam unlock' opens it, 'roam lock'\n"
+                                        "closes it (docs/store-format.md).\n\n"
+                                        "  --no-encryption   a plain laptop instead (nothing is encrypted)\n");
+                case 'p':
+                        passphrase_file = optarg;
+                        break;
+                case 'P':
+                        plain = true;
+                        break;
+                default:
+                        return cli_usage("laptop init", "invalid option");
+                }
+        if (optind != argc)
+                return cli_usage("laptop init", "unexpected argument '%s'", argv[optind]);
+        if (plain && passphrase_file)
+                return cli_usage("laptop init", "--no-encryption takes no passphrase");
         _cleanup_free_ char *path = cli_home_path(LAPTOP_KEY_FILE);
         if (!path)
                 return cli_error(-ENOMEM);
@@ -141,7 +169,7 @@ static int laptop_init_verb(int argc, char **argv) {
         base64url_encode(pub, sizeof pub, pub64);
         printf("laptop id:  %s\npublic key: %s\non the server (admin): roam laptop add --user USER --name NAME --key %s\n",
                id, pub64, pub64);
-        return 0;
+        return cli_laptop_encryption_init(passphrase_file, plain);
 }
 
 static int laptop_add_verb(int argc, char **argv) {

@@ -18,6 +18,7 @@
 #include "../daemon/daemon.h"
 #include "../daemon/api-console.h"
 #include "../daemon/api-fleet.h"
+#include "../daemon/api-keys.h"
 #include "../daemon/api-session.h"
 #include "../daemon/hoard.h"
 #include "../daemon/laptop.h"
@@ -438,6 +439,7 @@ int verb_serve(int argc, char **argv) {
                                  "--tls-key");
         o.home = cli_home();
         bool laptop = o.role && !strcmp(o.role, "laptop");
+        o.laptop_server = lo.server_url;
         if (lo.server_url && !laptop)
                 return cli_usage("serve", "--server goes with --role laptop");
         if (lo.fingerprint && !lo.server_url)
@@ -484,6 +486,8 @@ int verb_serve(int argc, char **argv) {
                 r = api_laptop_register(d, (int64_t) nonce_ttl, &laptops);
         if (r >= 0)
                 r = api_session_register(d, sh, (int64_t) (offline_days * 86400), laptops);
+        if (r >= 0)
+                r = api_keys_register(d, laptops);
         if (r >= 0 && lo.server_url)
                 r = laptop_register(d, sh, hoard, &lo);
         else if (r >= 0 && laptop)

@@ -17,6 +17,7 @@
 #include "../basic/macro.h"
 #include "../basic/util.h"
 #include "../catalog/catalog.h"
+#include "../crypto/home-keys.h"
 #include "../daemon/api-session.h"
 #include "../daemon/laptop-registry.h"
 #include "../session/handoff.h"
@@ -376,7 +377,8 @@ static int session_stop_verb(int argc, char **argv) {
                 return cli_usage("session stop", "expected NAME");
         const char *name = argv[optind];
         _cleanup_(cli_host_done) CliHost ctx = {};
-        if (cli_host_open(false, &ctx))
+        /* an encrypted laptop puts the stopped session's disk into the store */
+        if (cli_host_open(home_keys_encrypted(cli_home()), &ctx))
                 return 1;
         bool forced = false;
         int r = session_stop(ctx.host, name, timeout, &forced);

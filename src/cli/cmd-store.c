@@ -15,6 +15,7 @@
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
+#include "../crypto/home-keys.h"
 #include "../daemon/api-gc.h"
 #include "../store/fsck.h"
 #include "../sync/remote.h"
@@ -71,6 +72,7 @@ static int store_init(int argc, char **argv) {
                 return cli_errorf("cannot create '%s': %s", cli_home(), strerror(-r));
         _cleanup_free_ char *dir = cli_home_path("store");
         Store *s;
+        o.encrypted = home_keys_encrypted(cli_home());
         r = store_open(dir, &o, &s);
         if (r < 0)
                 return cli_error(r);

@@ -30,6 +30,8 @@ static const Verb verbs[] = {
         { "status", verb_status, "[--json]", "the local daemon: role, hoards and their progress" },
         { "offline", verb_offline, "[--json] SESSION", "take a session offline onto this laptop" },
         { "online", verb_online, "[--json] SESSION", "take a session on this laptop back online" },
+        { "unlock", verb_unlock, "[--passphrase-file FILE]", "unlock this encrypted laptop with its passphrase" },
+        { "lock", verb_lock, "", "lock this encrypted laptop: its key leaves memory" },
 };
 
 static const char about[] =

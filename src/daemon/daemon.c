@@ -24,6 +24,7 @@
 #include "../basic/fileio.h"
 #include "../basic/util.h"
 #include "../crypto/tls-cert.h"
+#include "../store/home-store.h"
 #include "../store/location.h"
 #include "api-gc.h"
 #include "auth.h"
@@ -289,7 +290,12 @@ int daemon_new(const DaemonOptions *o, Daemon **ret) {
         if (r < 0)
                 return r;
         StoreOptions so = { .create = true };
-        r = store_open(store_dir, &so, &d->store);
+        /* a laptop's is encrypted by default, and may start locked ('roam unlock') */
+        r = home_store_open(d->home, &so,
+                            !strcmp(role, "laptop") ? HOME_STORE_LAPTOP | HOME_STORE_ALLOW_LOCKED |
+                                                              (o->laptop_server ? HOME_STORE_SERVER_KEY : 0)
+                                                    : 0,
+                            &d->store);
         if (r < 0)
                 return r;
         r = store_lock(d->store, false, true);

@@ -72,6 +72,7 @@ typedef struct DaemonOptions {
         int log_level;        /* a DaemonLogLevel, the least that is logged; 0 = info */
         unsigned stop_grace_s; /* 0 = HTTP_STOP_GRACE_DEFAULT_S */
         const char *store;    /* NULL: the home's (store/location.h); else recorded as the home's */
+        bool laptop_server;   /* a laptop with --server: its data key comes at pairing (store/home-store.h) */
 } DaemonOptions;
 
 typedef struct Daemon Daemon;

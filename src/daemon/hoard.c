@@ -151,7 +151,7 @@ static int run_job(Hoard *h, Job *j) {
                 return 0;
         }
         const char *msg = err_message(k);
-        bool transient = remote_error_is_transient(k) || k == -ECANCELED;
+        bool transient = remote_error_is_transient(k) || k == -ECANCELED || k == -ENOKEY; /* locked: after 'roam unlock' */
         exec_sql(h,
                  "UPDATE hoards SET attempts = attempts + 1, last_error = ?, state = ?, wire_bytes = wire_bytes + ?, "
                  "updated = ? WHERE id = ?",

@@ -45,7 +45,7 @@ bool laptop_request_is_signed(const char *method, const char *path) {
         static const char prefix[] = "/v1/sessions/";
         if (strcmp(method, "POST"))
                 return false;
-        if (!strcmp(path, "/v1/laptops"))
+        if (!strcmp(path, "/v1/laptops") || !strcmp(path, "/v1/data-key"))
                 return true;
         if (strncmp(path, prefix, sizeof prefix - 1))
                 return false;

@@ -18,6 +18,7 @@
 #include "../session/move.h"
 #include "../sync/sync.h"
 #include "auth.h"
+#include "api-keys.h"
 #include "laptop-identity.h"
 #include "laptop-registry.h"
 
@@ -271,6 +272,7 @@ static void renew_lease(Laptop *l, const char *name) {
 static bool ensure_paired(Laptop *l) {
         if (laptop_identity_paired(l->id)) {
                 (void) laptop_identity_refill(l->id);
+                (void) laptop_key_ensure(l->d, l->server); /* an encrypted laptop's data key */
                 return true;
         }
         err_clear();
@@ -279,9 +281,11 @@ static bool ensure_paired(Laptop *l) {
         bool changed = strcmp(l->pair_error, k < 0 ? err_message(k) : "");
         snprintf(l->pair_error, sizeof l->pair_error, "%s", k < 0 ? err_message(k) : "");
         pthread_mutex_unlock(&l->lock);
-        if (k >= 0)
+        if (k >= 0) {
                 daemon_log(l->d, DAEMON_LOG_INFO, "paired with %s as laptop '%s' (id %s)", l->o.server_url,
                            laptop_identity_name(l->id), laptop_identity_id(l->id));
+                (void) laptop_key_ensure(l->d, l->server);
+        }
         else if (changed)
                 daemon_log(l->d, DAEMON_LOG_ERROR, "pairing with %s: %s", l->o.server_url, err_message(k));
         return k >= 0;
@@ -299,6 +303,8 @@ static void sync_with_server(Laptop *l) {
         if (k < 0)
                 return;
         bool paired = ensure_paired(l);
+        if (!laptop_key_usable(l->d))
+                return; /* locked: nothing is hoarded or pre-copied */
         size_t i;
         json_t *s;
         json_array_foreach(json_object_get(j, "sessions"), i, s) {
@@ -399,10 +405,16 @@ static void care_for_local(Laptop *l, bool at_start) {
 
 static void laptop_worker(DaemonWorker *w, void *userdata) {
         Laptop *l = userdata;
-        care_for_local(l, true);
+        /* an encrypted laptop that starts locked recovers once it is unlocked */
+        bool recovered = false;
         do {
+                if (!recovered && laptop_key_usable(l->d)) {
+                        care_for_local(l, true);
+                        recovered = true;
+                }
                 sync_with_server(l);
-                care_for_local(l, false);
+                if (recovered && laptop_key_usable(l->d))
+                        care_for_local(l, false);
         } while (daemon_worker_sleep(w, l->o.precopy_interval_s));
 }
 

@@ -106,12 +106,15 @@ static int publish_checkpoint(SessionHost *h, Op *o, json_t *objects, bool power
 /* A powered-off checkpoint of o (no QEMU runs; the lock is held, so nobody
  * starts it meanwhile): the overlay file is consistent as it is (QEMU flushed
  * it when it ended) and is imported directly. */
-static int checkpoint_powered_off(SessionHost *h, Op *o, SessionCheckpointResult *ret) {
+int checkpoint_powered_off(SessionHost *h, Op *o, SessionCheckpointResult *ret) {
         if (o->row.state == SESSION_CRASHED)
                 return err_set(-EINVAL,
                                "session '%s' crashed and its disk may be torn (start it and stop it cleanly with "
                                "'roam session stop %s' before a powered-off checkpoint)",
                                o->row.name, o->row.name);
+        int k = overlay_bring_back(h, o); /* an encrypted laptop's disk put away: from the store */
+        if (k < 0)
+                return k;
         uint64_t t0 = now_ns();
         SessionCheckpointResult res = { .powered_off = true };
         RoamId ov_id, prof_id;

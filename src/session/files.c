@@ -13,6 +13,7 @@
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
 #include "../basic/spawn.h"
+#include "../crypto/home-keys.h"
 #include "../store/blob.h"
 
 /* ---- paths ---- */
@@ -34,28 +35,42 @@ void paths_done(Paths *p) {
         free(p->pidfile_warm);
         free(p->profile);
         free(p->profile_fast);
+        free(p->secret_dir);
         *p = (Paths) {};
 }
 
 int paths_for(SessionHost *h, const char *name, Paths *ret) {
         Paths p = {};
-        bool ok = asprintf(&p.dir, "%s/sessions/%s", h->home, name) >= 0 &&
-                  asprintf(&p.overlay, "%s/overlay.qcow2", p.dir) >= 0 &&
-                  asprintf(&p.serial, "%s/serial.log", p.dir) >= 0 && asprintf(&p.qmp, "%s/qmp.sock", p.dir) >= 0 &&
-                  asprintf(&p.vnc, "%s/vnc.sock", p.dir) >= 0 &&
-                  asprintf(&p.agent, "%s/agent.sock", p.dir) >= 0 && asprintf(&p.pidfile, "%s/qemu.pid", p.dir) >= 0 &&
-                  asprintf(&p.devstate, "%s/devstate", p.dir) >= 0 &&
-                  asprintf(&p.ram, "%s/%s.ram", h->ram_dir, name) >= 0 &&
-                  asprintf(&p.ram_snap, "%s/%s.ram.snap", h->ram_dir, name) >= 0 &&
-                  asprintf(&p.overlay_snap, "%s/overlay.snap", p.dir) >= 0 &&
-                  asprintf(&p.ram_fast, "%s/ram.fast", p.dir) >= 0 &&
-                  asprintf(&p.overlay_fast, "%s/overlay.fast", p.dir) >= 0 &&
-                  asprintf(&p.pidfile_warm, "%s/warm/%s/qemu.pid", h->home, name) >= 0 &&
-                  asprintf(&p.profile, "%s/profile.img", p.dir) >= 0 &&
-                  asprintf(&p.profile_fast, "%s/profile.fast", p.dir) >= 0;
+        bool ok = asprintf(&p.dir, "%s/sessions/%s", h->home, name) >= 0;
+        /* an encrypted home keeps what is plain of a session on tmpfs */
+        if (ok && h->encrypted)
+                ok = asprintf(&p.secret_dir, "%s/%s.files", h->ram_dir, name) >= 0;
+        const char *sd = p.secret_dir ? p.secret_dir : p.dir;
+        ok = ok && asprintf(&p.overlay, "%s/overlay.qcow2", sd) >= 0 &&
+             asprintf(&p.serial, "%s/serial.log", sd) >= 0 && asprintf(&p.qmp, "%s/qmp.sock", p.dir) >= 0 &&
+             asprintf(&p.vnc, "%s/vnc.sock", p.dir) >= 0 &&
+             asprintf(&p.agent, "%s/agent.sock", p.dir) >= 0 && asprintf(&p.pidfile, "%s/qemu.pid", p.dir) >= 0 &&
+             asprintf(&p.devstate, "%s/devstate", sd) >= 0 &&
+             asprintf(&p.ram, "%s/%s.ram", h->ram_dir, name) >= 0 &&
+             asprintf(&p.ram_snap, "%s/%s.ram.snap", h->ram_dir, name) >= 0 &&
+             asprintf(&p.overlay_snap, "%s/overlay.snap", sd) >= 0 &&
+             asprintf(&p.ram_fast, "%s/ram.fast", sd) >= 0 &&
+             asprintf(&p.overlay_fast, "%s/overlay.fast", sd) >= 0 &&
+             asprintf(&p.pidfile_warm, "%s/warm/%s/qemu.pid", h->home, name) >= 0 &&
+             asprintf(&p.profile, "%s/profile.img", sd) >= 0 && asprintf(&p.profile_fast, "%s/profile.fast", sd) >= 0;
         if (!ok) {
                 paths_done(&p);
                 return -ENOMEM;
+        }
+        if (p.secret_dir) {
+                int r = check_on_tmpfs(h->ram_dir, "the RAM directory");
+                if (r >= 0)
+                        r = mkdir_p(p.secret_dir, 0700);
+                if (r < 0) {
+                        r = err_set_if_none(r, "cannot create '%s': %s", p.secret_dir, strerror(-r));
+                        paths_done(&p);
+                        return r;
+                }
         }
         *ret = p;
         return 0;

@@ -41,11 +41,18 @@ static const char *mke2fs_binary(void) {
         return "mke2fs";
 }
 
+/* Where this host keeps its copies of profile disks: HOME/profiles, or on an
+ * encrypted laptop ram_dir/profiles (plain user data never reaches its disk;
+ * the holds stay in HOME/profiles). Caller frees. */
+static char *disks_dir(SessionHost *h) {
+        return path_join(h->encrypted ? h->ram_dir : h->home, "profiles");
+}
+
 int session_profile_disk(SessionHost *h, const char *user, char **ret) {
         if (!name_is_valid(user))
                 return err_set(-EINVAL, "user name '%s' is invalid (use " NAME_RULE ")",
                                user ? user : "");
-        _cleanup_free_ char *dir = path_join(h->home, "profiles"), *path = NULL;
+        _cleanup_free_ char *dir = disks_dir(h), *path = NULL;
         if (!dir || asprintf(&path, "%s/%s.img", dir, user) < 0)
                 return -ENOMEM;
         struct stat st;
@@ -124,7 +131,9 @@ int session_profile_hold_parse(const char *text, size_t len, char session[static
 static int profile_file(SessionHost *h, const char *user, const char *suffix, char **ret) {
         if (!name_is_valid(user))
                 return err_set(-EINVAL, "user name '%s' is invalid (use " NAME_RULE ")", user ? user : "");
-        return asprintf(ret, "%s/profiles/%s%s", h->home, user, suffix) < 0 ? -ENOMEM : 0;
+        /* the disk and its id where the disks are, the hold in the home */
+        const char *base = h->encrypted && !strncmp(suffix, ".img", 4) ? h->ram_dir : h->home;
+        return asprintf(ret, "%s/profiles/%s%s", base, user, suffix) < 0 ? -ENOMEM : 0;
 }
 
 int session_profile_hold(SessionHost *h, const char *user, char session[static NAME_MAX_LEN + 1],

@@ -54,6 +54,9 @@ struct SessionHost {
         AgentSeen agents[128];
         SessionGuardFn guard; /* NULL: a standalone host */
         void *guard_userdata;
+        /* an encrypted laptop (crypto/home-keys.h): a session's disk and
+         * everything plain of it live on tmpfs, in ram_dir/NAME.files */
+        bool encrypted;
 };
 
 /* err_set(r, "<prefix>: <current detail>"): the detail is copied first, as
@@ -79,6 +82,9 @@ typedef struct Paths {
         char *ram_fast, *overlay_fast; /* fast-hash sidecars: the base of the next import */
         char *pidfile_warm; /* the pidfile a warm QEMU was started with (warm.c) */
         char *profile, *profile_fast;  /* the user's profile disk while this session holds it (profile.c) */
+        /* an encrypted home's ram_dir/NAME.files (overlay, device state,
+         * sidecars, serial log), else NULL */
+        char *secret_dir;
 } Paths;
 
 void paths_done(Paths *p);
@@ -117,6 +123,7 @@ int overlay_reset(const char *master, const char *overlay);
 /* Removes what a QEMU run leaves: sockets, pid file, snapshot copies (not
  * the RAM file). */
 void remove_runtime(const Paths *p);
+
 
 /* ---- session.c: operations on one session ---- */
 
@@ -161,10 +168,23 @@ int vm_paths(SessionHost *h, Op *o, VmPaths *vp, char **kernel, char **initrd, c
 int launch_with(SessionHost *h, Op *o, const VmConfig *cfg, bool incoming, Qmp **ret_q);
 int launch(SessionHost *h, Op *o, bool incoming, Qmp **ret_q);
 
+/* ---- an encrypted home's sessions (session.h, "Encrypted homes") ---- */
+
+/* A stopped session's disk on tmpfs into the store (a powered-off
+ * checkpoint when it is owned here), then its tmpfs files go. o is locked
+ * and QEMU does not run. */
+int put_away(SessionHost *h, Op *o);
+/* A session to boot whose overlay is not on tmpfs (put away, or the laptop
+ * rebooted): the overlay of its latest checkpoint, rebased onto this host's
+ * master. 0 with nothing done when it is there or the home is plain. */
+int overlay_bring_back(SessionHost *h, Op *o);
+
 /* ---- checkpoint.c ---- */
 
 /* The id of objects.<role> of checkpoint manifest m; -EBADMSG with detail. */
 int manifest_id(json_t *m, const char *role, RoamId *ret);
+/* A powered-off checkpoint of o (locked, QEMU not running). */
+int checkpoint_powered_off(SessionHost *h, Op *o, SessionCheckpointResult *ret);
 
 /* ---- staging.c ---- */
 

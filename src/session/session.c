@@ -18,6 +18,7 @@
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
+#include "../crypto/home-keys.h"
 #include "../store/blob.h"
 #include "../store/manifest.h"
 #include "../guest/image.h"
@@ -58,6 +59,7 @@ int session_host_new(const char *home, Store *store, Catalog *catalog, SessionHo
         if (!h)
                 return -ENOMEM;
         h->home = TAKE_PTR(abs);
+        h->encrypted = home_keys_encrypted(h->home);
         h->store = store;
         h->warm = true;
         h->catalog = catalog;
@@ -898,6 +900,9 @@ int session_start(SessionHost *h, const char *name) {
         remove_runtime(&o.paths);
         (void) unlink(o.paths.ram); /* a cold boot starts with empty RAM */
         session_warm_stop(h, name); /* nothing will come into a QEMU waiting for it */
+        r = overlay_bring_back(h, &o); /* an encrypted laptop's disk, from the store */
+        if (r < 0)
+                return r;
         _cleanup_(qmp_freep) Qmp *q = NULL;
         r = launch(h, &o, false, &q);
         if (r < 0)
@@ -936,7 +941,8 @@ int session_stop(SessionHost *h, const char *name, int timeout_s, bool *ret_forc
                 return r;
         if (ret_forced)
                 *ret_forced = forced;
-        return 0;
+        /* an encrypted laptop's disk leaves tmpfs for the store */
+        return put_away(h, &o);
 }
 
 static int pause_resume(SessionHost *h, const char *name, bool pause) {
@@ -1085,6 +1091,8 @@ int session_remove(SessionHost *h, const char *name) {
         remove_runtime(&o.paths);
         (void) unlink(o.paths.ram);
         staged_clear(h, name);
+        if (o.paths.secret_dir)
+                (void) rm_rf(o.paths.secret_dir);
         r = rm_rf(o.paths.dir);
         if (r < 0 && r != -ENOENT)
                 return err_set(r, "cannot remove '%s': %s", o.paths.dir, strerror(-r));

@@ -221,6 +221,17 @@ int session_get(SessionHost *h, const char *name, SessionInfo *ret);
 /* All sessions by name. Caller frees with session_info_list_free(). */
 int session_list(SessionHost *h, SessionInfo **ret, size_t *ret_n);
 
+/* Encrypted homes (a laptop's, crypto/home-keys.h): what is plain of a
+ * session — overlay, device state, the fast-hash sidecars, the serial log —
+ * lives on tmpfs in $ROAM_RAM_DIR/NAME.files beside its RAM file (refused
+ * when that is not tmpfs), and reaches the disk only through the encrypted
+ * store: session_stop() puts the disk away as a powered-off checkpoint and
+ * drops it from tmpfs; a start or a powered-off checkpoint brings it back
+ * from the latest checkpoint. session_put_away() does the same for a session
+ * that does not run ('roam lock'; one that is not owned here loses only its
+ * tmpfs copy); all: its serial log too. 0 on a plain home. */
+int session_put_away(SessionHost *h, const char *name, bool all);
+
 /* Removes a session that does not run: files, RAM file, row and its refs
  * (chunks stay until 'roam store gc'). -EBUSY if it runs. */
 int session_remove(SessionHost *h, const char *name);

@@ -52,14 +52,19 @@ static int warm_dir(SessionHost *h, const char *name, char **ret) {
         return asprintf(ret, "%s/warm/%s", h->home, name) < 0 ? -ENOMEM : 0;
 }
 
-/* The warm QEMU's files, in a Paths (dir: the warm directory; ram: unset). */
+/* The warm QEMU's files, in a Paths (dir: the warm directory; ram: unset),
+ * on the same file systems as the session's (files.c): on an encrypted
+ * laptop what is plain of the session (overlay, profile disk, serial log)
+ * in secret_dir, ram_dir/NAME.warm on tmpfs. */
 static int warm_paths(SessionHost *h, const char *name, Paths *ret) {
         Paths p = {};
-        bool ok = warm_dir(h, name, &p.dir) >= 0 && asprintf(&p.overlay, "%s/overlay.qcow2", p.dir) >= 0 &&
-                  asprintf(&p.serial, "%s/serial.log", p.dir) >= 0 && asprintf(&p.qmp, "%s/qmp.sock", p.dir) >= 0 &&
-                  asprintf(&p.vnc, "%s/vnc.sock", p.dir) >= 0 && asprintf(&p.agent, "%s/agent.sock", p.dir) >= 0 &&
-                  asprintf(&p.pidfile, "%s/qemu.pid", p.dir) >= 0 &&
-                  asprintf(&p.profile, "%s/profile.img", p.dir) >= 0;
+        bool ok = warm_dir(h, name, &p.dir) >= 0 &&
+                  (!h->encrypted || asprintf(&p.secret_dir, "%s/%s.warm", h->ram_dir, name) >= 0);
+        const char *sd = p.secret_dir ? p.secret_dir : p.dir;
+        ok = ok && asprintf(&p.overlay, "%s/overlay.qcow2", sd) >= 0 && asprintf(&p.serial, "%s/serial.log", sd) >= 0 &&
+             asprintf(&p.qmp, "%s/qmp.sock", p.dir) >= 0 && asprintf(&p.vnc, "%s/vnc.sock", p.dir) >= 0 &&
+             asprintf(&p.agent, "%s/agent.sock", p.dir) >= 0 && asprintf(&p.pidfile, "%s/qemu.pid", p.dir) >= 0 &&
+             asprintf(&p.profile, "%s/profile.img", sd) >= 0;
         if (!ok) {
                 paths_done(&p);
                 return -ENOMEM;
@@ -122,6 +127,13 @@ static int from_write(const char *dir, const RoamId *ck, ino_t ino) {
         return 0;
 }
 
+/* Removes the warm files (both directories). */
+static void warm_rm(const Paths *w) {
+        (void) rm_rf(w->dir);
+        if (w->secret_dir)
+                (void) rm_rf(w->secret_dir);
+}
+
 void warm_end(SessionHost *h, const char *name) {
         _cleanup_paths_ Paths w = {};
         if (warm_paths(h, name, &w) < 0)
@@ -129,7 +141,7 @@ void warm_end(SessionHost *h, const char *name) {
         pid_t pid;
         if (vm_alive(w.pidfile, NULL, &pid) > 0)
                 (void) vm_kill(NULL, pid);
-        (void) rm_rf(w.dir);
+        warm_rm(&w);
 }
 
 void session_warm_stop(SessionHost *h, const char *name) {
@@ -235,8 +247,10 @@ static int warm_launch(SessionHost *h, const char *name, const RoamId *ck, json_
                 return r;
         if (o.config.profile && !has_profile)
                 return err_set(-EINVAL, "session '%s' has no profile disk in its pre-copy", name);
-        (void) rm_rf(o.paths.dir);
+        warm_rm(&o.paths);
         r = mkdir_p(o.paths.dir, 0700);
+        if (r >= 0 && o.paths.secret_dir)
+                r = mkdir_p(o.paths.secret_dir, 0700);
         if (r >= 0)
                 r = export_to(h->store, &ov, o.paths.overlay, 0600);
         if (r >= 0 && has_profile)
@@ -258,7 +272,7 @@ static int warm_launch(SessionHost *h, const char *name, const RoamId *ck, json_
         if (r < 0) {
                 if (o.pid > 0)
                         (void) vm_kill(q, o.pid);
-                (void) rm_rf(o.paths.dir);
+                warm_rm(&o.paths);
                 return err_set_if_none(r, "cannot start session '%s' ahead: %s", name, strerror(-r));
         }
         return 0;
@@ -399,14 +413,14 @@ int warm_take(SessionHost *h, Op *o, json_t *m, SessionRestoreResult *res, Qmp *
         }
         if (r < 0) {
                 (void) vm_kill(NULL, pid);
-                (void) rm_rf(w.dir);
+                warm_rm(&w);
                 remove_runtime(&o->paths);
                 (void) unlink(o->paths.ram_snap);
                 (void) unlink(o->paths.devstate);
                 return err_set_if_none(r, "cannot restore session '%s' into its waiting QEMU: %s", name,
                                        strerror(-r));
         }
-        (void) rm_rf(w.dir);
+        warm_rm(&w);
         o->pid = pid;
         *ret_q = q;
         return 0;

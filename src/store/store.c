@@ -22,6 +22,7 @@
 #include "../basic/macro.h"
 #include "../basic/util.h"
 #include "backend.h"
+#include "crypt.h"
 
 #define CONFIG_MAX 4096
 #define REF_FILE_MAX 256
@@ -56,6 +57,8 @@ struct Store {
          * belong to the local directory */
         const StoreBackend *be;
         void *be_data;
+        /* an encrypted store (crypt.h): NULL for a plain one */
+        StoreCrypt *crypt;
 };
 
 static const StoreBackend local_backend;
@@ -74,6 +77,10 @@ struct ChunkCodec {
         void *plain;
         size_t chunk_size;
         int level;
+        /* an encrypted store's: sealed bytes, and the cipher context */
+        void *sbuf;
+        size_t scap;
+        SealCtx *seal;
 };
 
 const char *store_path(const Store *s) {
@@ -147,6 +154,8 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret) {
         if (!opts)
                 opts = &defaults;
         if (!strncmp(dir, "rados:", 6)) {
+                if (opts->encrypted)
+                        return err_set(-EOPNOTSUPP, "store '%s': encryption is for a laptop's local store", dir);
 #if HAVE_RADOS
                 return rados_store_open(dir + 6, opts, ret);
 #else
@@ -178,8 +187,9 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret) {
                         if (r < 0)
                                 return err_set(r, "cannot create store directory '%s': %s", d, strerror(-r));
                 }
-                char buf[128];
-                int n = snprintf(buf, sizeof buf, "roam-store 1\nchunk-size %u\nzstd-level %d\n", cs, level);
+                char buf[160];
+                int n = snprintf(buf, sizeof buf, "roam-store 1\nchunk-size %u\nzstd-level %d\n%s", cs, level,
+                                 opts->encrypted ? STORE_CRYPT_CONFIG_LINE "\n" : "");
                 r = write_file_atomic(cfg, buf, (size_t) n, 0644);
                 if (r < 0)
                         return err_set(r, "cannot write store config '%s': %s", cfg, strerror(-r));
@@ -193,6 +203,10 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret) {
         r = parse_config(text, &cs, &level);
         if (r < 0)
                 return err_set(r, "store config '%s' is malformed (expected 'roam-store 1')", cfg);
+        int encrypted = store_crypt_config(text);
+        if (encrypted < 0)
+                return err_set(-EPROTONOSUPPORT, "store '%s' uses an encryption this roam does not know (upgrade roam)",
+                               dir);
 
         Store *s = calloc(1, sizeof *s);
         if (!s)
@@ -212,6 +226,10 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret) {
         pthread_rwlock_init(&s->gate, &ga);
         pthread_rwlockattr_destroy(&ga);
         s->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (encrypted && s->path && s->pending_set && store_crypt_new(&s->crypt) < 0) {
+                store_free(s);
+                return -ENOMEM;
+        }
         if (!s->path || !s->pending_set || s->dir_fd < 0) {
                 r = s->dir_fd < 0 ? -errno : -ENOMEM;
                 store_free(s);
@@ -241,6 +259,7 @@ void store_free(Store *s) {
         }
         free(s->pending);
         idset_free(s->pending_set);
+        store_crypt_free(s->crypt);
         if (s->lock_fd >= 0)
                 close(s->lock_fd);
         if (s->dir_fd >= 0)
@@ -375,7 +394,12 @@ ChunkCodec *chunk_codec_new(const Store *s) {
         c->dctx = ZSTD_createDCtx();
         c->zbuf = malloc(c->zcap);
         c->plain = malloc(s->chunk_size);
-        if (!c->cctx || !c->dctx || !c->zbuf || !c->plain) {
+        if (s->crypt) {
+                c->scap = c->zcap + SEAL_OVERHEAD;
+                c->sbuf = malloc(c->scap);
+                c->seal = seal_ctx_new();
+        }
+        if (!c->cctx || !c->dctx || !c->zbuf || !c->plain || (s->crypt && (!c->sbuf || !c->seal))) {
                 chunk_codec_free(c);
                 return NULL;
         }
@@ -389,6 +413,8 @@ void chunk_codec_free(ChunkCodec *c) {
         ZSTD_freeDCtx(c->dctx);
         free(c->zbuf);
         free(c->plain);
+        free(c->sbuf);
+        seal_ctx_free(c->seal);
         free(c);
 }
 
@@ -508,13 +534,67 @@ static int local_chunk_write(Store *s, const RoamId *id, const void *z, size_t z
         return need_commit ? store_commit(s) : 0;
 }
 
+/* ---- the encryption layer (crypt.h): ids to names, bytes sealed ---- */
+
+/* -ENOKEY with detail unless the store is plain or unlocked. */
+static int need_key(Store *s) {
+        RoamId dummy;
+        return s->crypt && !store_crypt_unlocked(s->crypt) ? store_crypt_name(s->crypt, &ID_NULL, &dummy) : 0;
+}
+
+/* What id is stored under: id itself in a plain store, else its keyed name
+ * (in *buf). */
+static int stored_name(Store *s, const RoamId *id, RoamId *buf, const RoamId **ret) {
+        if (!s->crypt) {
+                *ret = id;
+                return 0;
+        }
+        int r = store_crypt_name(s->crypt, id, buf);
+        if (r < 0)
+                return r;
+        *ret = buf;
+        return 0;
+}
+
+/* A chunk's codec bytes z, sealed in an encrypted store. */
+static int chunk_write(Store *s, ChunkCodec *c, const RoamId *id, const void *z, size_t zlen) {
+        if (!s->crypt)
+                return s->be->chunk_write(s, id, z, zlen);
+        RoamId name;
+        size_t slen;
+        int r = store_crypt_name(s->crypt, id, &name);
+        if (r >= 0)
+                r = store_crypt_seal(s->crypt, c->seal, SEAL_CHUNK, id, z, zlen, c->sbuf, c->scap, &slen);
+        return r < 0 ? r : s->be->chunk_write(s, &name, c->sbuf, slen);
+}
+
+/* A chunk's codec bytes into out (cap bytes), opened from sealed ones read
+ * into sbuf (scap bytes). */
+static int chunk_read_sealed(Store *s, SealCtx *ctx, const RoamId *id, void *sbuf, size_t scap, void *out, size_t cap,
+                             size_t *ret_len) {
+        RoamId name;
+        size_t slen;
+        int r = store_crypt_name(s->crypt, id, &name);
+        if (r < 0)
+                return r;
+        r = s->be->chunk_read(s, &name, sbuf, scap, &slen);
+        if (r == -ENOENT) {
+                char hex[ID_HEX_SIZE];
+                return err_set(-ENOENT, "chunk %s is missing from store '%s' (run 'roam store fsck')",
+                               id_to_hex(id, hex), s->path);
+        }
+        if (r < 0)
+                return r;
+        return store_crypt_open(s->crypt, ctx, SEAL_CHUNK, id, sbuf, slen, out, cap, ret_len);
+}
+
 int store_chunk_put(Store *s, ChunkCodec *c, const RoamId *id, const void *data, size_t len) {
         if (len == 0 || len > s->chunk_size)
                 return -EINVAL;
         size_t zlen = ZSTD_compressCCtx(c->cctx, c->zbuf, c->zcap, data, len, c->level);
         if (ZSTD_isError(zlen))
                 return -EIO;
-        int r = s->be->chunk_write(s, id, c->zbuf, zlen);
+        int r = chunk_write(s, c, id, c->zbuf, zlen);
         return r < 0 ? r : (int) zlen;
 }
 
@@ -531,7 +611,7 @@ int store_chunk_put_compressed(Store *s, ChunkCodec *c, const RoamId *id, const 
                 char hex[ID_HEX_SIZE];
                 return err_set(-EBADMSG, "chunk %s is all zeros and is never stored", id_to_hex(id, hex));
         }
-        r = s->be->chunk_write(s, id, zdata, zlen);
+        r = chunk_write(s, c, id, zdata, zlen);
         return r < 0 ? r : (int) zlen;
 }
 
@@ -574,7 +654,8 @@ static int local_chunk_read_head(Store *s, const RoamId *id, void *buf, size_t c
 
 /* the stored bytes of a chunk into the codec's buffer */
 static int read_chunk_file(Store *s, ChunkCodec *c, const RoamId *id, size_t *ret_len) {
-        int r = s->be->chunk_read(s, id, c->zbuf, c->zcap, ret_len);
+        int r = s->crypt ? chunk_read_sealed(s, c->seal, id, c->sbuf, c->scap, c->zbuf, c->zcap, ret_len)
+                         : s->be->chunk_read(s, id, c->zbuf, c->zcap, ret_len);
         if (r == -EFBIG) {
                 char hex[ID_HEX_SIZE];
                 return err_set(-EBADMSG, "chunk %s is corrupt (too large; run 'roam store fsck')",
@@ -767,7 +848,29 @@ int store_object_get(Store *s, const RoamId *id, size_t max, void **ret, size_t 
         char *data = NULL;
         size_t len;
         void *raw = NULL;
-        int r = s->be->object_read(s, id, max, &raw, &len);
+        RoamId nbuf;
+        const RoamId *n;
+        int r = stored_name(s, id, &nbuf, &n);
+        if (r < 0)
+                return r;
+        r = s->be->object_read(s, n, s->crypt ? max + SEAL_OVERHEAD : max, &raw, &len);
+        if (r >= 0 && s->crypt) {
+                /* opened into a buffer of its own: the plain bytes go to the caller */
+                size_t plen = len >= SEAL_OVERHEAD ? len - SEAL_OVERHEAD : 0;
+                void *plain = malloc(plen + 1);
+                if (!plain) {
+                        free(raw);
+                        return -ENOMEM;
+                }
+                r = store_crypt_open(s->crypt, NULL, SEAL_OBJECT, id, raw, len, plain, plen, &len);
+                free(raw);
+                raw = plain;
+                if (r < 0) {
+                        free(plain);
+                        return r;
+                }
+                ((char *) plain)[len] = 0; /* as read_full_file() leaves it */
+        }
         data = raw;
         if (r == -ENOENT)
                 return err_set(r, "object %s is missing from store '%s' (run 'roam store fsck')", id_to_hex(id, hex),
@@ -1123,21 +1226,55 @@ int store_lock_oldest_holder(Store *s, time_t *ret) {
 }
 
 int store_chunk_has(Store *s, const RoamId *id) {
-        return s->be->has(s, STORE_KIND_CHUNK, id);
+        RoamId buf;
+        const RoamId *n;
+        int r = stored_name(s, id, &buf, &n);
+        return r < 0 ? r : s->be->has(s, STORE_KIND_CHUNK, n);
 }
 
 int store_chunk_stat(Store *s, const RoamId *id, uint64_t *ret_size) {
-        return s->be->stat(s, STORE_KIND_CHUNK, id, ret_size, NULL);
+        RoamId buf;
+        const RoamId *n;
+        uint64_t size;
+        int r = stored_name(s, id, &buf, &n);
+        if (r >= 0)
+                r = s->be->stat(s, STORE_KIND_CHUNK, n, &size, NULL);
+        if (r < 0)
+                return r;
+        /* the codec's bytes, as a peer receives them */
+        if (s->crypt)
+                size = size >= SEAL_OVERHEAD ? size - SEAL_OVERHEAD : 0;
+        if (ret_size)
+                *ret_size = size;
+        return 0;
 }
 
 int store_stat(Store *s, bool object, const RoamId *id, uint64_t *ret_size, time_t *ret_mtime) {
-        return s->be->stat(s, object ? STORE_KIND_OBJECT : STORE_KIND_CHUNK, id, ret_size, ret_mtime);
+        RoamId buf;
+        const RoamId *n;
+        int r = stored_name(s, id, &buf, &n);
+        return r < 0 ? r : s->be->stat(s, object ? STORE_KIND_OBJECT : STORE_KIND_CHUNK, n, ret_size, ret_mtime);
+}
+
+/* The first cap bytes of an encrypted store's chunk (opened whole). */
+static int chunk_read_head_sealed(Store *s, const RoamId *id, void *head, size_t cap, size_t *ret_len) {
+        size_t zcap = ZSTD_compressBound(s->chunk_size), n;
+        _cleanup_free_ void *sbuf = malloc(zcap + SEAL_OVERHEAD), *out = malloc(zcap);
+        if (!sbuf || !out)
+                return -ENOMEM;
+        int r = chunk_read_sealed(s, NULL, id, sbuf, zcap + SEAL_OVERHEAD, out, zcap, &n);
+        if (r < 0)
+                return r;
+        *ret_len = MIN(n, cap);
+        memcpy(head, out, *ret_len);
+        return 0;
 }
 
 int store_chunk_plain_size(Store *s, const RoamId *id, uint64_t *ret) {
         uint8_t head[18]; /* ZSTD_FRAMEHEADERSIZE_MAX */
         size_t n;
-        int r = s->be->chunk_read_head(s, id, head, sizeof head, &n);
+        int r = s->crypt ? chunk_read_head_sealed(s, id, head, sizeof head, &n)
+                         : s->be->chunk_read_head(s, id, head, sizeof head, &n);
         if (r < 0)
                 return r;
         unsigned long long cs = ZSTD_getFrameContentSize(head, n);
@@ -1148,16 +1285,47 @@ int store_chunk_plain_size(Store *s, const RoamId *id, uint64_t *ret) {
 }
 
 int store_chunk_remove(Store *s, const RoamId *id) {
-        int r = s->be->remove(s, STORE_KIND_CHUNK, id, TIME_T_MIN);
+        RoamId buf;
+        const RoamId *n;
+        int r = stored_name(s, id, &buf, &n);
+        if (r >= 0)
+                r = s->be->remove(s, STORE_KIND_CHUNK, n, TIME_T_MIN);
         return r < 0 ? r : 0;
 }
 
 int store_remove_unless_young(Store *s, bool object, const RoamId *id, time_t young_after) {
-        return s->be->remove(s, object ? STORE_KIND_OBJECT : STORE_KIND_CHUNK, id, young_after);
+        RoamId buf;
+        const RoamId *n;
+        int r = stored_name(s, id, &buf, &n);
+        return r < 0 ? r : s->be->remove(s, object ? STORE_KIND_OBJECT : STORE_KIND_CHUNK, n, young_after);
+}
+
+typedef struct ForeachUnname {
+        Store *s;
+        int (*cb)(const RoamId *, uint64_t, void *);
+        void *userdata;
+} ForeachUnname;
+
+static int foreach_unname(const RoamId *name, uint64_t size, void *userdata) {
+        ForeachUnname *f = userdata;
+        RoamId id;
+        int r = store_crypt_id(f->s->crypt, name, &id);
+        return r < 0 ? r : f->cb(&id, size, f->userdata);
+}
+
+/* Every chunk (object) by its id: names mapped back in an encrypted store. */
+static int foreach_kind(Store *s, StoreKind k, int (*cb)(const RoamId *, uint64_t, void *), void *userdata) {
+        if (!s->crypt)
+                return s->be->foreach(s, k, cb, userdata);
+        int r = need_key(s);
+        if (r < 0)
+                return r;
+        ForeachUnname f = { s, cb, userdata };
+        return s->be->foreach(s, k, foreach_unname, &f);
 }
 
 int store_chunk_foreach(Store *s, int (*cb)(const RoamId *, uint64_t, void *), void *userdata) {
-        return s->be->foreach(s, STORE_KIND_CHUNK, cb, userdata);
+        return foreach_kind(s, STORE_KIND_CHUNK, cb, userdata);
 }
 
 int store_commit(Store *s) {
@@ -1169,8 +1337,20 @@ int store_object_put(Store *s, const void *data, size_t len, RoamId *ret_id) {
         if (len > STORE_OBJECT_MAX)
                 return -EFBIG;
         sha256(data, len, &id);
-        int r = s->be->has(s, STORE_KIND_OBJECT, &id);
-        if (r == 0)
+        RoamId nbuf;
+        const RoamId *n;
+        int r = stored_name(s, &id, &nbuf, &n);
+        if (r >= 0)
+                r = s->be->has(s, STORE_KIND_OBJECT, n);
+        if (r == 0 && s->crypt) {
+                size_t slen, cap = len + SEAL_OVERHEAD;
+                _cleanup_free_ void *sealed = malloc(cap);
+                if (!sealed)
+                        return -ENOMEM;
+                r = store_crypt_seal(s->crypt, NULL, SEAL_OBJECT, &id, data, len, sealed, cap, &slen);
+                if (r >= 0)
+                        r = s->be->object_write(s, n, sealed, slen);
+        } else if (r == 0)
                 r = s->be->object_write(s, &id, data, len);
         if (r < 0)
                 return r;
@@ -1179,26 +1359,46 @@ int store_object_put(Store *s, const void *data, size_t len, RoamId *ret_id) {
 }
 
 int store_object_has(Store *s, const RoamId *id) {
-        return s->be->has(s, STORE_KIND_OBJECT, id);
+        RoamId buf;
+        const RoamId *n;
+        int r = stored_name(s, id, &buf, &n);
+        return r < 0 ? r : s->be->has(s, STORE_KIND_OBJECT, n);
 }
 
 int store_object_remove(Store *s, const RoamId *id) {
-        int r = s->be->remove(s, STORE_KIND_OBJECT, id, TIME_T_MIN);
+        RoamId buf;
+        const RoamId *n;
+        int r = stored_name(s, id, &buf, &n);
+        if (r >= 0)
+                r = s->be->remove(s, STORE_KIND_OBJECT, n, TIME_T_MIN);
         return r < 0 ? r : 0;
 }
 
 int store_object_foreach(Store *s, int (*cb)(const RoamId *, uint64_t, void *), void *userdata) {
-        return s->be->foreach(s, STORE_KIND_OBJECT, cb, userdata);
+        return foreach_kind(s, STORE_KIND_OBJECT, cb, userdata);
 }
 
+/* In an encrypted store a ref holds the name of its object. */
 int store_ref_get(Store *s, const char *name, RoamId *ret) {
         int r = check_ref_name(name);
-        return r < 0 ? r : s->be->ref_get(s, name, ret);
+        if (r < 0 || !s->crypt)
+                return r < 0 ? r : s->be->ref_get(s, name, ret);
+        RoamId stored;
+        r = need_key(s);
+        if (r >= 0)
+                r = s->be->ref_get(s, name, &stored);
+        return r < 0 ? r : store_crypt_id(s->crypt, &stored, ret);
 }
 
 int store_ref_set(Store *s, const char *name, const RoamId *id, const RoamId *expected) {
         int r = check_ref_name(name);
-        return r < 0 ? r : s->be->ref_set(s, name, id, expected);
+        if (r < 0 || !s->crypt)
+                return r < 0 ? r : s->be->ref_set(s, name, id, expected);
+        RoamId n, e;
+        r = store_crypt_name(s->crypt, id, &n);
+        if (r >= 0 && expected && !id_is_null(expected))
+                r = store_crypt_name(s->crypt, expected, &e);
+        return r < 0 ? r : s->be->ref_set(s, name, &n, expected && !id_is_null(expected) ? &e : expected);
 }
 
 int store_ref_delete(Store *s, const char *name) {
@@ -1206,7 +1406,47 @@ int store_ref_delete(Store *s, const char *name) {
         return r < 0 ? r : s->be->ref_delete(s, name);
 }
 
+typedef struct RefUnname {
+        Store *s;
+        int (*cb)(const char *, const RoamId *, void *);
+        void *userdata;
+} RefUnname;
+
+static int ref_unname(const char *name, const RoamId *stored, void *userdata) {
+        RefUnname *f = userdata;
+        if (!stored)
+                return f->cb(name, NULL, f->userdata);
+        RoamId id;
+        int r = store_crypt_id(f->s->crypt, stored, &id);
+        return r < 0 ? r : f->cb(name, &id, f->userdata);
+}
+
 int store_ref_foreach(Store *s, const char *prefix, int (*cb)(const char *, const RoamId *, void *),
                       void *userdata) {
-        return s->be->ref_foreach(s, prefix, cb, userdata);
+        if (!s->crypt)
+                return s->be->ref_foreach(s, prefix, cb, userdata);
+        int r = need_key(s);
+        if (r < 0)
+                return r;
+        RefUnname f = { s, cb, userdata };
+        return s->be->ref_foreach(s, prefix, ref_unname, &f);
+}
+
+bool store_is_encrypted(const Store *s) {
+        return s->crypt;
+}
+
+bool store_is_unlocked(const Store *s) {
+        return !s->crypt || store_crypt_unlocked(s->crypt);
+}
+
+int store_unlock(Store *s, const uint8_t key[static 32]) {
+        if (!s->crypt)
+                return 0;
+        return store_crypt_unlock(s->crypt, s->dir_fd, s->path, key);
+}
+
+void store_forget_key(Store *s) {
+        if (s->crypt)
+                store_crypt_forget(s->crypt);
 }

@@ -49,6 +49,7 @@ typedef struct StoreOptions {
         bool create;         /* create the store if missing */
         uint32_t chunk_size; /* for a new store; 0 = default */
         int zstd_level;      /* for a new store; 0 = default */
+        bool encrypted;      /* for a new store: chunks and objects sealed (a laptop's) */
 } StoreOptions;
 
 /* Opens (or creates) the store in dir. Caller frees with store_free().
@@ -161,6 +162,23 @@ int store_ref_delete(Store *s, const char *name);
  * in sorted order. For a malformed ref file, cb gets id == NULL. */
 int store_ref_foreach(Store *s, const char *prefix, int (*cb)(const char *name, const RoamId *id, void *userdata),
                       void *userdata);
+
+/* ---- encryption at rest (docs/store-format.md "Encryption at rest") ----
+ * An encrypted store (config line "encryption aes-256-gcm", a laptop's) keeps
+ * every chunk and object sealed under a name keyed from its id, and refs
+ * that hold those names; the API above is the same, with plain ids and
+ * bytes. It opens locked: until store_unlock() every call that reads or
+ * writes chunks, objects or refs fails with -ENOKEY ("this laptop is locked
+ * (run 'roam unlock')"). A plain store ignores both calls. */
+bool store_is_encrypted(const Store *s);
+/* True for a plain store or an unlocked one. */
+bool store_is_unlocked(const Store *s);
+/* The user's 32-byte data key (crypto/home-keys.h). The first unlock records
+ * the key's check value in DIR/crypt-check; another key is then refused
+ * (-EKEYREJECTED with detail). Thread-safe against every other call. */
+int store_unlock(Store *s, const uint8_t key[static 32]);
+/* Forgets the key: the store is locked again. */
+void store_forget_key(Store *s);
 
 /* Removes stale temp files older than min_age_s from DIR/tmp. */
 int store_clean_tmp(Store *s, unsigned min_age_s, uint64_t *ret_removed);

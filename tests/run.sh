@@ -24,7 +24,7 @@ run_one() { # name cmd...
         local name=$1; shift
         if [ -n "$ONLY" ] && ! [[ $name =~ $ONLY ]]; then return; fi
         local log=$LOG_DIR/${name//\//_}.log start=$SECONDS rc=0
-        timeout --kill-after=10 "${TEST_TIMEOUT:-900}" "$@" >"$log" 2>&1 </dev/null || rc=$?
+        timeout --kill-after=10 "${TEST_LIMIT:-${TEST_TIMEOUT:-900}}" "$@" >"$log" 2>&1 </dev/null || rc=$?
         local dt=$((SECONDS - start))
         case $rc in
         0) passed=$((passed + 1)); printf 'PASS %s (%ss)\n' "$name" "$dt" ;;
@@ -54,7 +54,10 @@ if [ $VALGRIND = 1 ]; then
 fi
 for t in "$SRC_DIR"/tests/integration/*.sh; do
         [ -f "$t" ] || continue
+        # a test may ask for more time than the default with a line "# time limit: SECONDS"
+        TEST_LIMIT=$(sed -n 's/^# time limit: \([0-9][0-9]*\)$/\1/p' "$t" | head -n 1)
         run_one "integration/$(basename "$t" .sh)" bash "$t"
+        TEST_LIMIT=
 done
 
 if [ ${#failures[@]} -gt 0 ]; then

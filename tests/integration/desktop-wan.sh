@@ -23,6 +23,7 @@
 #  7. exec on the stopped session: exit 2, one line. Alice's next session on
 #     the server: her file is there, the system-delta marker is not, and the
 #     log-off's stamp is in her home.
+# time limit: 2400
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../netns.sh"
 requires qemu-system-x86_64

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../basic/error.h"
+#include "../basic/failpoint.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
 #include "../store/blob.h"
@@ -94,6 +95,7 @@ static int publish_checkpoint(SessionHost *h, Op *o, json_t *objects, bool power
                 r = session_ref(o->row.user, o->row.name, "latest", ref, sizeof ref);
         if (r >= 0)
                 r = store_ref_set(h->store, ref, &id, NULL);
+        failpoint("checkpoint:after-refs");
         if (r >= 0)
                 r = session_db_set_checkpoint(h->catalog, o->row.name, id_to_hex(&id, hex), seq);
         if (r < 0)
@@ -347,6 +349,7 @@ static int checkpoint_paused(SessionHost *h, Op *o, Qmp **q, LiveFiles *live, bo
         if (r < 0)
                 r = err_wrap(r, "session '%s': saving the device state failed", name);
         uint64_t t1 = now_ns();
+        failpoint("checkpoint:paused");
         /* QEMU flushed the overlay at stop and writes neither file until cont.
          * Quitting, everything is durably in the store before QEMU ends, so
          * that a failure leaves the guest running here (and copies would not

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../basic/error.h"
+#include "../basic/failpoint.h"
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
@@ -179,6 +180,7 @@ static int finalize_boot(SessionHost *h, Op *o, const VmConfig *fc, int timeout_
         if (r < 0)
                 return err_wrap(r, "cannot finalize session '%s'", name);
         r = set_state(h, o, SESSION_RUNNING);
+        failpoint("finalize:after-boot");
         *ret_wait = r >= 0 ? vm_wait_poweroff(q, o->pid, timeout_s * 1000, ret_reason) : r;
         res->boot_ns = now_ns() - t1;
         err_clear();
@@ -268,6 +270,7 @@ int session_finalize_timeout(SessionHost *h, const char *name, int timeout_s, Se
         r = finalize_outcome(&o, log_from, w, reason, timeout_s, &res);
         if (r < 0)
                 return r;
+        failpoint("finalize:before-policy");
         r = finalize_apply_policy(h, &o, &res);
         if (r < 0)
                 return r;

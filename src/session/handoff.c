@@ -77,6 +77,7 @@ int handoff_precopy(SessionHost *h, const char *name, PrecopyResult *ret) {
                 session_info_done(&i);
                 return r;
         }
+        failpoint("precopy:after-import");
         char rh[ID_HEX_SIZE], oh[ID_HEX_SIZE], ref[REF_NAME_MAX_LEN + 1];
         json_t *objects = json_pack("{s:s, s:s, s:s, s:s}", "ram", id_to_hex(&ram, rh), "overlay",
                                     id_to_hex(&ov, oh), "image", i.row.image_id, "kernel", i.config.kernel_id);
@@ -204,6 +205,7 @@ int handoff_finalize_in(SessionHost *h, const char *name, const char *ckhex, int
         failpoint("finalize-in:after-finalize");
         if (r >= 0)
                 r = session_checkpoint(h, name, 0, &ret->checkpoint);
+        failpoint("finalize-in:after-checkpoint");
         /* settled either way: a failed log-off is not retried behind the admin's back */
         (void) handoff_unmark(h, name);
         handoff_busy_end(h, name);
@@ -243,6 +245,7 @@ int handoff_reclaim(SessionHost *h, const char *name, ReclaimResult *ret) {
         r = session_set_owner(h, name, SESSION_OWNER_LOCAL, epoch + 1, epoch);
         if (r < 0)
                 return r;
+        failpoint("reclaim:after-owner");
         r = session_restore(h, name, last, NULL);
         if (r < 0)
                 return r;

@@ -142,6 +142,7 @@ static int move(SessionHost *h, const char *name, Remote *r, const SessionMoveOp
                         return k;
                 precopy = ck.id;
                 request_stage(r, name, &precopy, &res.precopy_wire_bytes);
+                failpoint("move:after-precopy");
         }
 
         /* the final round: paused from here until the target runs it */
@@ -240,6 +241,7 @@ static int move_in(SessionHost *h, const char *name, const char *checkpoint_hex,
                 k = session_set_owner(h, name, SESSION_OWNER_LOCAL, epoch, known);
                 if (k < 0)
                         return k;
+                failpoint("move-in:after-owner");
         } else if (k != -ENOENT)
                 return k;
         err_clear();

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "../basic/error.h"
+#include "../basic/failpoint.h"
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
@@ -196,6 +197,7 @@ static int restore_launch(SessionHost *h, Op *o, SessionRestoreResult *res, uint
         _cleanup_(qmp_freep) Qmp *q = NULL;
         int r = launch(h, o, true, &q);
         res->launch_ns = now_ns() - t1;
+        failpoint("restore:after-launch");
         if (r >= 0) {
                 r = vm_load_devstate(q, o->paths.devstate, 60000);
                 if (r >= 0)

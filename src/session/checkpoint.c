@@ -339,9 +339,12 @@ static int checkpoint_resume_guest(SessionHost *h, Op *o, Qmp **q, bool quit, bo
 static int checkpoint_paused(SessionHost *h, Op *o, Qmp **q, LiveFiles *live, bool quit,
                              SessionCheckpointResult *res, uint64_t *ret_resumed) {
         const char *name = o->row.name;
+        int r = qemu_op_note(o, "pause"); /* a crash while paused: recovery lets the guest run again */
+        if (r < 0)
+                return r;
         uint64_t t0 = now_ns();
         bool was_running = false;
-        int r = checkpoint_stop_guest(*q, name, &was_running);
+        r = checkpoint_stop_guest(*q, name, &was_running);
         if (r < 0)
                 return r;
         (void) unlink(o->paths.devstate);
@@ -363,6 +366,7 @@ static int checkpoint_paused(SessionHost *h, Op *o, Qmp **q, LiveFiles *live, bo
         uint64_t t2 = now_ns();
         int k = checkpoint_resume_guest(h, o, q, r >= 0 && quit, was_running);
         uint64_t t3 = now_ns();
+        qemu_op_clear(o);
         if (r >= 0 && k < 0)
                 r = err_wrap(k, "session '%s': cannot resume the guest after the checkpoint", name);
         res->pause_ns = t3 - t0;

@@ -527,7 +527,7 @@ static void say(HandoffLogFn log, void *userdata, const char *fmt, ...) {
 }
 
 /* Returns 1 when still in doubt. */
-static int recover_one(SessionHost *h, const SessionInfo *s, HandoffLogFn log, void *userdata) {
+static int recover_marker(SessionHost *h, const SessionInfo *s, HandoffLogFn log, void *userdata) {
         const char *name = s->row.name;
         _cleanup_free_ char *p = path_join(s->dir, "handover"), *text = NULL;
         if (!p || read_full_file(p, 64 * 1024, &text, NULL) < 0)
@@ -598,6 +598,23 @@ static int recover_one(SessionHost *h, const SessionInfo *s, HandoffLogFn log, v
         if (settled)
                 (void) unlink(p);
         return !settled;
+}
+
+/* A QEMU operation a crash cut short first (a paused guest, a half-started
+ * QEMU), then the hand-over marker, with the session as it is after that. */
+static int recover_one(SessionHost *h, const SessionInfo *s, HandoffLogFn log, void *userdata) {
+        char what[256];
+        int q = session_recover_qemu_op(h, s->row.name, what, sizeof what);
+        if (q != 0)
+                say(log, userdata, "session '%s': %s", s->row.name, q > 0 ? what : err_message(q));
+        if (q <= 0)
+                return recover_marker(h, s, log, userdata);
+        SessionInfo now = { 0 };
+        if (session_get(h, s->row.name, &now) < 0)
+                return 1;
+        int r = recover_marker(h, &now, log, userdata);
+        session_info_done(&now);
+        return r;
 }
 
 int handoff_recover(SessionHost *h, HandoffLogFn log, void *userdata) {

@@ -195,7 +195,9 @@ static int restore_files(SessionHost *h, Op *o, json_t *m, SessionRestoreResult 
  * stopped when that failed. */
 static int restore_launch(SessionHost *h, Op *o, SessionRestoreResult *res, uint64_t t1) {
         _cleanup_(qmp_freep) Qmp *q = NULL;
-        int r = launch(h, o, true, &q);
+        int r = qemu_op_note(o, "launch"); /* a crash before cont: recovery ends this QEMU */
+        if (r >= 0)
+                r = launch(h, o, true, &q);
         res->launch_ns = now_ns() - t1;
         failpoint("restore:after-launch");
         if (r >= 0) {
@@ -212,9 +214,12 @@ static int restore_launch(SessionHost *h, Op *o, SessionRestoreResult *res, uint
         (void) unlink(o->paths.devstate);
         if (r < 0) {
                 (void) set_state(h, o, SESSION_STOPPED);
+                qemu_op_clear(o);
                 return r;
         }
-        return set_state(h, o, SESSION_RUNNING);
+        r = set_state(h, o, SESSION_RUNNING);
+        qemu_op_clear(o);
+        return r;
 }
 
 /* Restores checkpoint m (verified) into session name (row exists, QEMU not running). */

@@ -538,6 +538,11 @@ static int recover_marker(SessionHost *h, const SessionInfo *s, HandoffLogFn log
         const char *token = json_string_value(json_object_get(j, "token"));
         const char *ck = json_string_value(json_object_get(j, "checkpoint"));
         int64_t epoch = json_integer_value(json_object_get(j, "epoch"));
+        /* a marker written before its final checkpoint: a stopped session
+         * stopped after that checkpoint was recorded (checkpoint.c publishes
+         * before QEMU ends), which is the row's latest */
+        if (!ck && kind && strcmp(kind, "finalize"))
+                ck = s->row.last_checkpoint;
         bool here = !strcmp(s->row.owner, SESSION_OWNER_LOCAL);
         bool runs = s->row.state == SESSION_RUNNING || s->row.state == SESSION_PAUSED;
         int doubt = 0, k = 0;

@@ -43,7 +43,11 @@ static int adopt(SessionHost *h, const char *name, json_t *m, const RoamId *id, 
                 .image = (char *) (image_name ? image_name : "?"),
                 .image_id = (char *) image,
                 .config = config_text,
-                .state = SESSION_STOPPED,
+                /* "crashed" until the restore that follows ends (running, or
+                 * stopped for a powered-off checkpoint): if this process dies
+                 * before, the session is one to restore from this checkpoint
+                 * (a laptop daemon does that by itself), not a stopped one */
+                .state = SESSION_CRASHED,
                 .owner = (char *) SESSION_OWNER_LOCAL,
                 .epoch = epoch >= 0 ? epoch : json_is_integer(mepoch) ? json_integer_value(mepoch) : 0,
                 .last_checkpoint = id_to_hex(id, hex),

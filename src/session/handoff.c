@@ -242,13 +242,19 @@ int handoff_reclaim(SessionHost *h, const char *name, ReclaimResult *ret) {
         json_t *created = json_object_get(m, "created");
         res.checkpoint_age = json_is_integer(created) ? (int64_t) time(NULL) - json_integer_value(created) : -1;
         json_decref(m);
-        r = session_set_owner(h, name, SESSION_OWNER_LOCAL, epoch + 1, epoch);
-        if (r < 0)
+        /* the marker first: owned here and not running, a crash would leave it nowhere */
+        r = handoff_mark(h, name, "in", NULL, NULL, epoch + 1, last);
+        if (r >= 0)
+                r = session_set_owner(h, name, SESSION_OWNER_LOCAL, epoch + 1, epoch);
+        if (r < 0) {
+                (void) handoff_unmark(h, name);
                 return r;
+        }
         failpoint("reclaim:after-owner");
         r = session_restore(h, name, last, NULL);
         if (r < 0)
                 return r;
+        (void) handoff_unmark(h, name);
         res.lost_owner = TAKE_PTR(owner);
         *ret = res;
         return 0;

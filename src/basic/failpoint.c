@@ -61,8 +61,9 @@ static FailKind lookup(const char *name, unsigned long *ret_from) {
         return FP_NONE;
 }
 
-/* Counts this hit; true when it is the Nth or later, and whether to say so. */
-static bool count_hit(const char *name, unsigned long from, bool *ret_say) {
+/* Counts this hit; true when it is the Nth or later (only the Nth: once),
+ * and whether to say so. */
+static bool count_hit(const char *name, unsigned long from, bool once, bool *ret_say) {
         pthread_mutex_lock(&fp_lock);
         int slot = -1;
         for (int i = 0; i < FP_SLOTS && slot < 0; i++)
@@ -74,7 +75,8 @@ static bool count_hit(const char *name, unsigned long from, bool *ret_say) {
         bool fire = true;
         *ret_say = true;
         if (slot >= 0) {
-                fire = ++fp_slots[slot].hits >= from;
+                fp_slots[slot].hits++;
+                fire = once ? fp_slots[slot].hits == from : fp_slots[slot].hits >= from;
                 *ret_say = fire && !fp_slots[slot].said;
                 if (fire)
                         fp_slots[slot].said = true;
@@ -89,7 +91,7 @@ static FailKind hit(const char *name) {
         if (k == FP_NONE)
                 return FP_NONE;
         bool say;
-        if (!count_hit(name, from, &say))
+        if (!count_hit(name, from, k == FP_STOP, &say))
                 return FP_NONE;
         static const char *const what[] = { [FP_KILL] = "killing myself", [FP_STOP] = "stopping myself",
                                             [FP_ENOSPC] = "failing with ENOSPC", [FP_EIO] = "failing with EIO" };

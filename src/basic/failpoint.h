@@ -12,7 +12,8 @@
  *   kill    (the default) SIGKILL of the whole process: a crash, nothing
  *           flushed, no cleanup
  *   stop    SIGSTOP of the whole process: the test does something meanwhile
- *           (cuts the link, say) and then sends SIGCONT
+ *           (cuts the link, say) and then sends SIGCONT; only at the Nth
+ *           time, not after
  *   enospc  the step fails with -ENOSPC (at failpoint_errno() sites only)
  *   eio     the step fails with -EIO (at failpoint_errno() sites only)
  * @N: from the Nth time the process reaches NAME on (default 1).

@@ -498,7 +498,7 @@ relay_row() {
         check_running "$path" "$fault answer"
         local what="it succeeded"
         [ $rc = 0 ] || what="refused: '$(printf '%s' "$out" | tail -n 1 | cut -c1-100)'"
-        [ "$action" = wait ] && what="the pre-copy failed"
+        [ "$action" = wait ] && what="a pre-copy got it"
         row "$path" "$fault answer ($action)" "$what; then: $OUTCOME"
 }
 relay_row - server truncate /v1/pack/get wait

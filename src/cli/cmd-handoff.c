@@ -17,6 +17,11 @@
 #include "../session/handoff.h"
 #include "../sync/remote.h"
 
+/* How long "roam offline/online" waits for the laptop daemon without a byte:
+ * longer than the daemon's own bounds (a powered-off take online allows the
+ * server's log-off boot 600 s; laptop.c). */
+#define HANDOFF_CLI_WAIT_S 900
+
 static int handoff(const char *verb, int argc, char **argv) {
         if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
                 if (!strcmp(verb, "offline"))
@@ -57,6 +62,13 @@ static int handoff(const char *verb, int argc, char **argv) {
         /* a powered-off take online waits for the server's log-off boot: minutes */
         if (cli_local_daemon_stall(&rem, &ep, 900))
                 return 1;
+        /* the laptop daemon bounds its own waits for the server (a stalled
+         * link, asking again, a log-off boot of minutes): wait as long */
+        remote_free(TAKE_PTR(rem));
+        RemoteOptions ro = { .cacert = ep->cacert, .stall_timeout_s = HANDOFF_CLI_WAIT_S };
+        int k = remote_new(ep->url, ep->token, &ro, &rem);
+        if (k < 0)
+                return cli_error(k);
         if (!ep->role || strcmp(ep->role, "laptop"))
                 return cli_errorf("the daemon of '%s' is not a laptop (start 'roam serve --role laptop --server URL')",
                                   cli_home());

@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include "../basic/error.h"
+#include "../basic/failpoint.h"
 #include "../basic/fileio.h"
 #include "../basic/idset.h"
 #include "../basic/macro.h"
@@ -848,6 +849,7 @@ static int h_pack_put(HttpRequest *req, void *userdata) {
                                    "present", (json_int_t) present);
         if (!name)
                 return http_reply_json(req, 200, counts);
+        failpoint("pack-put:before-ref");
         return apply_ref_update(req, a, name, &u, counts);
 }
 

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "../basic/error.h"
+#include "../basic/failpoint.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
 #include "../sync/sync.h"
@@ -139,6 +140,7 @@ static int run_job(Hoard *h, Job *j) {
         SyncStats st = { 0 };
         err_clear();
         k = sync_pull(daemon_store(h->daemon), r, j->ref, NULL, &so, &st);
+        failpoint("hoard:after-pull");
         /* st is only filled on success; the totals of a partial run come from on_batch */
         if (k >= 0) {
                 exec_sql(h,

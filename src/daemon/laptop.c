@@ -142,6 +142,7 @@ static void precopy_one(Laptop *l, const char *name, const char *user) {
                 daemon_log(l->d, DAEMON_LOG_INFO, "pre-copy of '%s': %s", name, err_message(k));
                 return;
         }
+        failpoint("precopy:after-pull");
         /* its RAM file too, so that take offline writes only what changed */
         SessionStageResult sr;
         err_clear();
@@ -486,6 +487,7 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
                 failpoint("offline:after-pull");
                 k = session_move_in(l->h, name, ck, epoch, -1, &rr);
         }
+        failpoint("offline:after-restore");
         /* the guest runs here from now on: what follows is bookkeeping */
         uint64_t downtime = now_ns() - t0;
         if (k >= 0)
@@ -540,6 +542,7 @@ static int do_online_powered_off(Laptop *l, const char *name, json_t **ret) {
         k = sync_push(daemon_store(l->d), l->server, ref, staging, &so, &st);
         if (k < 0)
                 return k;
+        failpoint("online-off:after-push");
         wire += st.wire_bytes;
         /* the server boots the guest for its log-off: allow it minutes */
         RemoteOptions ro = { .cacert = l->o.cacert, .stall_timeout_s = 600,
@@ -561,6 +564,7 @@ static int do_online_powered_off(Laptop *l, const char *name, json_t **ret) {
         failpoint("online-off:before-finalize");
         k = remote_json(slow, "POST", path, body, &res, &wire);
         json_decref(body);
+        failpoint("online-off:after-finalize");
         if (k < 0 && k != -ESTALE && k != -EBADMSG && k != -EACCES && k != -EPERM && k != -ENOENT) {
                 /* no clear answer, or the server failed after taking it: ask, never guess */
                 char saved[1024];

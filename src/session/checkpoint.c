@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../basic/error.h"
+#include "../basic/failpoint.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
 #include "../store/blob.h"
@@ -94,6 +95,7 @@ static int publish_checkpoint(SessionHost *h, Op *o, json_t *objects, bool power
                 r = session_ref(o->row.user, o->row.name, "latest", ref, sizeof ref);
         if (r >= 0)
                 r = store_ref_set(h->store, ref, &id, NULL);
+        failpoint("checkpoint:after-refs");
         if (r >= 0)
                 r = session_db_set_checkpoint(h->catalog, o->row.name, id_to_hex(&id, hex), seq);
         if (r < 0)
@@ -364,13 +366,18 @@ static int checkpoint_resume_guest(SessionHost *h, Op *o, Qmp **q, bool quit, bo
 }
 
 /* 1. pause: device state; RAM and overlay imported from their bases (only
- * changed chunks are hashed and stored). *ret_resumed: when the pause ended. */
+ * changed chunks are hashed and stored). *ret_resumed: when the pause ended.
+ * Quitting, the guest stays paused (*ret_was_running: it ran): it ends only
+ * once the checkpoint is published (checkpoint_end_quit()). */
 static int checkpoint_paused(SessionHost *h, Op *o, Qmp **q, LiveFiles *live, bool quit,
-                             SessionCheckpointResult *res, uint64_t *ret_resumed) {
+                             SessionCheckpointResult *res, uint64_t *ret_resumed, bool *ret_was_running) {
         const char *name = o->row.name;
+        int r = qemu_op_note(o, "pause"); /* a crash while paused: recovery lets the guest run again */
+        if (r < 0)
+                return r;
         uint64_t t0 = now_ns();
         bool was_running = false;
-        int r = checkpoint_stop_guest(*q, name, &was_running);
+        r = checkpoint_stop_guest(*q, name, &was_running);
         if (r < 0)
                 return r;
         (void) unlink(o->paths.devstate);
@@ -378,6 +385,7 @@ static int checkpoint_paused(SessionHost *h, Op *o, Qmp **q, LiveFiles *live, bo
         if (r < 0)
                 r = err_wrap(r, "session '%s': saving the device state failed", name);
         uint64_t t1 = now_ns();
+        failpoint("checkpoint:paused");
         /* QEMU flushed the overlay at stop and writes neither file until cont.
          * Quitting, everything is durably in the store before QEMU ends, so
          * that a failure leaves the guest running here (and copies would not
@@ -389,14 +397,31 @@ static int checkpoint_paused(SessionHost *h, Op *o, Qmp **q, LiveFiles *live, bo
         if (r >= 0 && quit)
                 r = live_files_finish(live);
         uint64_t t2 = now_ns();
-        int k = checkpoint_resume_guest(h, o, q, r >= 0 && quit, was_running);
+        res->devstate_ns = t1 - t0;
+        res->copy_ns = t2 - t1; /* the paused part of the import */
+        *ret_was_running = was_running;
+        if (r >= 0 && quit) {
+                res->pause_ns = t2 - t0; /* so far: it ends with QEMU */
+                *ret_resumed = t2;
+                return 0;
+        }
+        int k = checkpoint_resume_guest(h, o, q, false, was_running);
         uint64_t t3 = now_ns();
+        qemu_op_clear(o);
         if (r >= 0 && k < 0)
                 r = err_wrap(k, "session '%s': cannot resume the guest after the checkpoint", name);
         res->pause_ns = t3 - t0;
-        res->devstate_ns = t1 - t0;
-        res->copy_ns = t2 - t1; /* the paused part of the import */
         *ret_resumed = t3;
+        return r;
+}
+
+/* The end of a quitting checkpoint, published (r >= 0) or not: QEMU ends, or
+ * the guest runs again as it did. */
+static int checkpoint_end_quit(SessionHost *h, Op *o, Qmp **q, int r, bool was_running) {
+        int k = checkpoint_resume_guest(h, o, q, r >= 0, was_running);
+        qemu_op_clear(o);
+        if (r >= 0 && k < 0)
+                r = err_wrap(k, "session '%s': cannot end QEMU after the checkpoint", o->row.name);
         return r;
 }
 
@@ -447,26 +472,32 @@ int session_checkpoint(SessionHost *h, const char *name, unsigned flags, Session
         r = checkpoint_prepass(h, &o, &live, quit, &res);
         if (r < 0)
                 return r;
-        uint64_t resumed;
-        r = checkpoint_paused(h, &o, &q, &live, quit, &res, &resumed);
+        uint64_t resumed, t_pause = now_ns();
+        bool was_running = false;
+        r = checkpoint_paused(h, &o, &q, &live, quit, &res, &resumed, &was_running);
         if (r < 0)
                 return r;
         r = checkpoint_store(h, &o, &live, quit, &res, resumed);
-        if (r < 0)
-                return r;
 
-        /* 3. manifest and refs */
-        char ram_hex[ID_HEX_SIZE], ov_hex[ID_HEX_SIZE], dev_hex[ID_HEX_SIZE];
-        json_t *objects = json_pack("{s:s, s:s, s:s}", "ram", id_to_hex(&live.ram_id, ram_hex), "overlay",
-                                    id_to_hex(&live.ov_id, ov_hex), "devstate", id_to_hex(&live.dev_id, dev_hex));
-        if (!objects)
-                return -ENOMEM;
-        char prof_hex[ID_HEX_SIZE];
-        if (live.prof && json_object_set_new(objects, "profile", json_string(id_to_hex(&live.prof_id, prof_hex))) < 0) {
-                json_decref(objects);
-                return -ENOMEM;
+        /* 3. manifest and refs; quitting, before QEMU ends: a checkpoint that
+         * cannot be recorded (a full disk, a crash) leaves the guest running
+         * here, never ended with its state in no checkpoint */
+        if (r >= 0) {
+                char ram_hex[ID_HEX_SIZE], ov_hex[ID_HEX_SIZE], dev_hex[ID_HEX_SIZE], prof_hex[ID_HEX_SIZE];
+                json_t *objects = json_pack("{s:s, s:s, s:s}", "ram", id_to_hex(&live.ram_id, ram_hex), "overlay",
+                                            id_to_hex(&live.ov_id, ov_hex), "devstate",
+                                            id_to_hex(&live.dev_id, dev_hex));
+                if (objects && live.prof &&
+                    json_object_set_new(objects, "profile", json_string(id_to_hex(&live.prof_id, prof_hex))) < 0) {
+                        json_decref(objects);
+                        objects = NULL;
+                }
+                r = objects ? publish_checkpoint(h, &o, objects, false, res.pause_ns, &res.id, &res.seq) : -ENOMEM;
         }
-        r = publish_checkpoint(h, &o, objects, false, res.pause_ns, &res.id, &res.seq);
+        if (quit) {
+                r = checkpoint_end_quit(h, &o, &q, r, was_running);
+                res.pause_ns = now_ns() - t_pause;
+        }
         if (r < 0)
                 return r;
         (void) unlink(o.paths.devstate);

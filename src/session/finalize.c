@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../basic/error.h"
+#include "../basic/failpoint.h"
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
@@ -229,6 +230,7 @@ static int finalize_boot(SessionHost *h, Op *o, const VmConfig *fc, int timeout_
         if (r < 0)
                 return err_wrap(r, "cannot finalize session '%s'", name);
         r = set_state(h, o, SESSION_RUNNING);
+        failpoint("finalize:after-boot");
         if (r >= 0 && fc->agent)
                 *ret_wait = finalize_via_agent(o, q, t1 + (uint64_t) timeout_s * 1000000000ull, res, ret_logoff,
                                                ret_reason);
@@ -326,6 +328,7 @@ int session_finalize_timeout(SessionHost *h, const char *name, int timeout_s, Se
         r = finalize_outcome(&o, log_from, w, reason, timeout_s, logoff, &res);
         if (r < 0)
                 return r;
+        failpoint("finalize:before-policy");
         /* the user's files first: the profile into the store, then the policy */
         r = profile_checkin(h, &o, &res.profile);
         if (r < 0)

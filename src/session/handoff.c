@@ -82,6 +82,7 @@ int handoff_precopy(SessionHost *h, const char *name, PrecopyResult *ret) {
                 session_info_done(&i);
                 return r;
         }
+        failpoint("precopy:after-import");
         char rh[ID_HEX_SIZE], oh[ID_HEX_SIZE], ref[REF_NAME_MAX_LEN + 1];
         json_t *objects = json_pack("{s:s, s:s, s:s, s:s}", "ram", id_to_hex(&ram, rh), "overlay",
                                     id_to_hex(&ov, oh), "image", i.row.image_id, "kernel", i.config.kernel_id);
@@ -220,6 +221,7 @@ int handoff_finalize_in(SessionHost *h, const char *name, const char *ckhex, int
         failpoint("finalize-in:after-finalize");
         if (r >= 0)
                 r = session_checkpoint(h, name, 0, &ret->checkpoint);
+        failpoint("finalize-in:after-checkpoint");
         /* settled either way: a failed log-off is not retried behind the admin's back */
         (void) handoff_unmark(h, name);
         handoff_busy_end(h, name);
@@ -256,12 +258,19 @@ int handoff_reclaim(SessionHost *h, const char *name, ReclaimResult *ret) {
         json_t *created = json_object_get(m, "created");
         res.checkpoint_age = json_is_integer(created) ? (int64_t) time(NULL) - json_integer_value(created) : -1;
         json_decref(m);
-        r = session_set_owner(h, name, SESSION_OWNER_LOCAL, epoch + 1, epoch);
-        if (r < 0)
+        /* the marker first: owned here and not running, a crash would leave it nowhere */
+        r = handoff_mark(h, name, "in", NULL, NULL, epoch + 1, last);
+        if (r >= 0)
+                r = session_set_owner(h, name, SESSION_OWNER_LOCAL, epoch + 1, epoch);
+        if (r < 0) {
+                (void) handoff_unmark(h, name);
                 return r;
+        }
+        failpoint("reclaim:after-owner");
         r = session_restore(h, name, last, NULL);
         if (r < 0)
                 return r;
+        (void) handoff_unmark(h, name);
         res.lost_owner = TAKE_PTR(owner);
         *ret = res;
         return 0;
@@ -567,7 +576,7 @@ static void say(HandoffLogFn log, void *userdata, const char *fmt, ...) {
 }
 
 /* Returns 1 when still in doubt. */
-static int recover_one(SessionHost *h, const SessionInfo *s, HandoffLogFn log, void *userdata) {
+static int recover_marker(SessionHost *h, const SessionInfo *s, HandoffLogFn log, void *userdata) {
         const char *name = s->row.name;
         _cleanup_free_ char *p = path_join(s->dir, "handover"), *text = NULL;
         if (!p || read_full_file(p, 64 * 1024, &text, NULL) < 0)
@@ -578,6 +587,11 @@ static int recover_one(SessionHost *h, const SessionInfo *s, HandoffLogFn log, v
         const char *token = json_string_value(json_object_get(j, "token"));
         const char *ck = json_string_value(json_object_get(j, "checkpoint"));
         int64_t epoch = json_integer_value(json_object_get(j, "epoch"));
+        /* a marker written before its final checkpoint: a stopped session
+         * stopped after that checkpoint was recorded (checkpoint.c publishes
+         * before QEMU ends), which is the row's latest */
+        if (!ck && kind && strcmp(kind, "finalize"))
+                ck = s->row.last_checkpoint;
         bool here = !strcmp(s->row.owner, SESSION_OWNER_LOCAL);
         bool runs = s->row.state == SESSION_RUNNING || s->row.state == SESSION_PAUSED;
         int doubt = 0, k = 0;
@@ -638,6 +652,23 @@ static int recover_one(SessionHost *h, const SessionInfo *s, HandoffLogFn log, v
         if (settled)
                 (void) unlink(p);
         return !settled;
+}
+
+/* A QEMU operation a crash cut short first (a paused guest, a half-started
+ * QEMU), then the hand-over marker, with the session as it is after that. */
+static int recover_one(SessionHost *h, const SessionInfo *s, HandoffLogFn log, void *userdata) {
+        char what[256];
+        int q = session_recover_qemu_op(h, s->row.name, what, sizeof what);
+        if (q != 0)
+                say(log, userdata, "session '%s': %s", s->row.name, q > 0 ? what : err_message(q));
+        if (q <= 0)
+                return recover_marker(h, s, log, userdata);
+        SessionInfo now = { 0 };
+        if (session_get(h, s->row.name, &now) < 0)
+                return 1;
+        int r = recover_marker(h, &now, log, userdata);
+        session_info_done(&now);
+        return r;
 }
 
 int handoff_recover(SessionHost *h, HandoffLogFn log, void *userdata) {

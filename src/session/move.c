@@ -143,6 +143,7 @@ static int move(SessionHost *h, const char *name, Remote *r, const SessionMoveOp
                         return k;
                 precopy = ck.id;
                 request_stage(r, name, &precopy, &res.precopy_wire_bytes);
+                failpoint("move:after-precopy");
         }
 
         /* the final round: paused from here until the target runs it */
@@ -238,15 +239,21 @@ static int move_in(SessionHost *h, const char *name, const char *checkpoint_hex,
                                        name, (long long) known, (long long) from_epoch, checkpoint_hex);
                 if (local)
                         return err_set(-EBUSY, "session '%s' is owned here already", name);
-                k = session_set_owner(h, name, SESSION_OWNER_LOCAL, epoch, known);
-                if (k < 0)
+                /* the marker first: owned here but not running, a crash
+                 * would leave it nowhere without it (handoff_recover()
+                 * restores the checkpoint it names) */
+                k = handoff_mark(h, name, "in", NULL, NULL, epoch, checkpoint_hex);
+                if (k >= 0)
+                        k = session_set_owner(h, name, SESSION_OWNER_LOCAL, epoch, known);
+                if (k < 0) {
+                        (void) handoff_unmark(h, name);
                         return k;
+                }
+                failpoint("move-in:after-owner");
         } else if (k != -ENOENT)
                 return k;
         err_clear();
         bool adopted = k == -ENOENT;
-        if (!adopted)
-                (void) handoff_mark(h, name, "in", NULL, NULL, epoch, checkpoint_hex);
         k = session_restore(h, name, checkpoint_hex, ret);
         if (k < 0)
                 return k;

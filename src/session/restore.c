@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "../basic/error.h"
+#include "../basic/failpoint.h"
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
@@ -42,7 +43,11 @@ static int adopt(SessionHost *h, const char *name, json_t *m, const RoamId *id, 
                 .image = (char *) (image_name ? image_name : "?"),
                 .image_id = (char *) image,
                 .config = config_text,
-                .state = SESSION_STOPPED,
+                /* "crashed" until the restore that follows ends (running, or
+                 * stopped for a powered-off checkpoint): if this process dies
+                 * before, the session is one to restore from this checkpoint
+                 * (a laptop daemon does that by itself), not a stopped one */
+                .state = SESSION_CRASHED,
                 .owner = (char *) SESSION_OWNER_LOCAL,
                 .epoch = epoch >= 0 ? epoch : json_is_integer(mepoch) ? json_integer_value(mepoch) : 0,
                 .last_checkpoint = id_to_hex(id, hex),
@@ -249,16 +254,22 @@ static int restore_resume(SessionHost *h, Op *o, Qmp *q, int r) {
         (void) unlink(o->paths.devstate);
         if (r < 0) {
                 (void) set_state(h, o, SESSION_STOPPED);
+                qemu_op_clear(o);
                 return r;
         }
-        return set_state(h, o, SESSION_RUNNING);
+        r = set_state(h, o, SESSION_RUNNING);
+        qemu_op_clear(o);
+        return r;
 }
 
 /* QEMU: incoming (since t1), device state, cont. */
 static int restore_launch(SessionHost *h, Op *o, SessionRestoreResult *res, uint64_t t1) {
         _cleanup_(qmp_freep) Qmp *q = NULL;
-        int r = launch(h, o, true, &q);
+        int r = qemu_op_note(o, "launch"); /* a crash before cont: recovery ends this QEMU */
+        if (r >= 0)
+                r = launch(h, o, true, &q);
         res->launch_ns = now_ns() - t1;
+        failpoint("restore:after-launch");
         return restore_resume(h, o, q, r);
 }
 
@@ -270,10 +281,14 @@ static int restore_warm(SessionHost *h, Op *o, json_t *m, SessionRestoreResult *
         if (r < 0)
                 return r;
         _cleanup_(qmp_freep) Qmp *q = NULL;
-        r = warm_take(h, o, m, res, &q);
+        r = qemu_op_note(o, "launch"); /* a crash before cont: recovery ends this QEMU */
+        if (r >= 0)
+                r = warm_take(h, o, m, res, &q);
         close(fd);
-        if (r != 0)
+        if (r != 0) {
+                qemu_op_clear(o); /* cold from the start, or its QEMU ended already */
                 return r;
+        }
         uint64_t t1 = now_ns();
         res->export_ns = t1 - t0;
         res->warm = true;

@@ -146,6 +146,15 @@ int set_state(SessionHost *h, Op *o, SessionState st);
 /* A QMP connection to o's QEMU. */
 int connect_op(Op *o, Qmp **ret);
 
+/* A QEMU operation that a crash of this process would leave half done,
+ * noted in DIR/qemu-op (with this process's pid and start time) while it
+ * runs: "pause" (a checkpoint stopped the guest), "launch" (a restore started
+ * QEMU, whose device state is not loaded yet). session_recover_qemu_op()
+ * finishes what a dead writer left. Not fsync'd: a machine crash ends QEMU
+ * too. */
+int qemu_op_note(const Op *o, const char *op);
+void qemu_op_clear(const Op *o);
+
 /* A VM config as the catalog keeps it (compact JSON). Caller frees. */
 int config_to_text(const VmConfig *c, char **ret);
 /* -EREMOTE with detail unless the row is owned here. */

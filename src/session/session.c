@@ -1016,6 +1016,89 @@ int session_screenshot(SessionHost *h, const char *name, const char *file) {
         return 0;
 }
 
+/* ---- QEMU operations a crash may cut short ---- */
+
+#define QEMU_OP_FILE "qemu-op"
+
+int qemu_op_note(const Op *o, const char *op) {
+        _cleanup_free_ char *p = path_join(o->paths.dir, QEMU_OP_FILE);
+        uint64_t start = 0;
+        (void) proc_pid_stat(getpid(), NULL, &start);
+        json_t *j = json_pack("{s:s, s:b, s:I, s:I}", "op", op, "ran", o->row.state == SESSION_RUNNING, "pid",
+                              (json_int_t) getpid(), "pid_start", (json_int_t) start);
+        _cleanup_free_ char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        if (!p || !text)
+                return -ENOMEM;
+        return write_file_replace(p, text, strlen(text), 0600, false);
+}
+
+void qemu_op_clear(const Op *o) {
+        _cleanup_free_ char *p = path_join(o->paths.dir, QEMU_OP_FILE);
+        if (p)
+                (void) unlink(p);
+}
+
+int session_recover_qemu_op(SessionHost *h, const char *name, char *what, size_t size) {
+        _cleanup_paths_ Paths paths = {};
+        int r = paths_for(h, name, &paths);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *p = path_join(paths.dir, QEMU_OP_FILE), *text = NULL;
+        if (!p)
+                return -ENOMEM;
+        size_t len;
+        r = read_full_file(p, 4096, &text, &len);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        _cleanup_(json_decrefp) json_t *j = json_loadb(text, len, 0, NULL);
+        const char *op = json_string_value(json_object_get(j, "op"));
+        bool ran = json_is_true(json_object_get(j, "ran"));
+        json_int_t pid = json_integer_value(json_object_get(j, "pid"));
+        json_int_t pid_start = json_integer_value(json_object_get(j, "pid_start"));
+        uint64_t start;
+        if (pid > 0 && pid <= INT32_MAX && proc_pid_stat((pid_t) pid, NULL, &start) >= 0 &&
+            start == (uint64_t) pid_start)
+                return 0; /* its writer still runs it */
+        _cleanup_(op_done) Op o = {};
+        r = op_begin(h, name, true, &o);
+        if (r < 0)
+                return r;
+        snprintf(what, size, "nothing was left to do");
+        if (o.pid > 0 && op && !strcmp(op, "pause") && ran) {
+                _cleanup_(qmp_freep) Qmp *q = NULL;
+                _cleanup_free_ char *status = NULL;
+                r = connect_op(&o, &q);
+                if (r >= 0)
+                        r = qmp_query_status(q, &status);
+                if (r >= 0 && strcmp(status, "running")) {
+                        r = qmp_cont(q);
+                        if (r >= 0)
+                                r = set_state(h, &o, SESSION_RUNNING);
+                        snprintf(what, size, "a checkpoint cut short left the guest paused (%s): it runs again",
+                                 status);
+                }
+        } else if (o.pid > 0 && op && !strcmp(op, "launch")) {
+                _cleanup_(qmp_freep) Qmp *q = NULL;
+                (void) connect_op(&o, &q);
+                err_clear();
+                r = vm_kill(q, o.pid);
+                if (r >= 0) {
+                        o.pid = 0;
+                        remove_runtime(&o.paths);
+                        (void) unlink(o.paths.devstate);
+                        r = set_state(h, &o, SESSION_CRASHED);
+                }
+                snprintf(what, size, "a restore cut short left QEMU half-started: ended, to be restored again");
+        }
+        if (r < 0)
+                return r;
+        qemu_op_clear(&o);
+        return 1;
+}
+
 int session_pause(SessionHost *h, const char *name) {
         return pause_resume(h, name, true);
 }

@@ -405,5 +405,12 @@ int session_logoff_line(const char *log, size_t len, char *buf, size_t size);
  * here (-EBUSY) unless the new owner is local. */
 int session_set_owner(SessionHost *h, const char *name, const char *owner, int64_t epoch, int64_t expected_epoch);
 
+/* After a crash of the process that checkpointed or restored session name
+ * (session-internal.h, qemu_op_note()): a guest a checkpoint left paused runs
+ * again, a QEMU a restore left half-started is ended (the session is then
+ * "crashed", to be restored). 1 when it did something (what, one line, in
+ * what[size]), 0 when nothing was left to do or the operation still runs. */
+int session_recover_qemu_op(SessionHost *h, const char *name, char *what, size_t size);
+
 /* The path of the serial console log of a session. Caller frees. */
 int session_log_path(SessionHost *h, const char *name, char **ret);

@@ -9,6 +9,7 @@
 #include <zstd.h>
 
 #include "../basic/error.h"
+#include "../basic/failpoint.h"
 #include "../basic/fileio.h"
 #include "../basic/interrupt.h"
 #include "../basic/macro.h"
@@ -501,8 +502,10 @@ int bundle_apply(Store *s, const char *path, const BundleApplyOptions *o, Progre
                                             refs[i].name);
                 }
         }
-        for (uint64_t i = 0; i < st.refs && r >= 0; i++)
+        for (uint64_t i = 0; i < st.refs && r >= 0; i++) {
+                failpoint(i == 0 ? "bundle-apply:before-refs" : "bundle-apply:between-refs");
                 r = store_ref_set(s, refs[i].name, &refs[i].id, NULL);
+        }
         if (r < 0)
                 return r;
         if (ret)

@@ -15,6 +15,7 @@
 #include <zstd.h>
 
 #include "../basic/error.h"
+#include "../basic/failpoint.h"
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
 #include "backend.h"
@@ -261,6 +262,7 @@ int store_gc(Store *s, const GcOptions *o, GcReport *ret) {
         k = store_chunk_foreach(s, sweep_cb, &w);
         if (k < 0)
                 return k;
+        failpoint("gc:after-chunks");
         w.keep = r->objects;
         w.objects = true;
         k = store_object_foreach(s, sweep_cb, &w);

@@ -16,6 +16,7 @@
 #include <zstd.h>
 
 #include "../basic/error.h"
+#include "../basic/failpoint.h"
 #include "../basic/fileio.h"
 #include "../basic/idset.h"
 #include "../basic/interrupt.h"
@@ -503,7 +504,7 @@ static int local_chunk_write(Store *s, const RoamId *id, const void *z, size_t z
         _cleanup_close_ int fd = tmpfile_create(tmpdir, &tmp);
         if (fd < 0)
                 return err_set(fd, "cannot write to store '%s': %s", s->path, strerror(-fd));
-        r = loop_write(fd, z, zlen);
+        r = failpoint_errno("store:chunk-write") ?: loop_write(fd, z, zlen);
         if (r < 0) {
                 unlink(tmp);
                 return err_set(r, "cannot write to store '%s': %s (free some space, then run 'roam store gc')",
@@ -776,6 +777,8 @@ static int commit_locked(Store *s) {
         int r = 0;
         if (n > 0 && syncfs(s->dir_fd) < 0)
                 r = -errno;
+        if (r >= 0 && n > 0)
+                r = failpoint_errno("store:commit");
         bool made_dir[256] = { false };
         for (size_t i = 0; i < n; i++) {
                 if (r >= 0) {
@@ -821,7 +824,7 @@ static int local_object_write(Store *s, const RoamId *id, const void *data, size
         _cleanup_free_ char *full = path_join(s->path, rel);
         if (!full)
                 return -ENOMEM;
-        int r = write_file_atomic(full, data, len, 0644);
+        int r = failpoint_errno("store:object-write") ?: write_file_atomic(full, data, len, 0644);
         if (r < 0)
                 return err_set(r, "cannot write object to store '%s': %s", s->path, strerror(-r));
         return 0;
@@ -988,7 +991,7 @@ static int local_ref_set(Store *s, const char *name, const RoamId *id, const Roa
                 goto out;
         char hex[ID_HEX_SIZE], buf[128];
         int n = snprintf(buf, sizeof buf, "roam-ref 1 %s\n", id_to_hex(id, hex));
-        r = write_file_atomic(p, buf, (size_t) n, 0644);
+        r = failpoint_errno("store:ref-write") ?: write_file_atomic(p, buf, (size_t) n, 0644);
         if (r < 0)
                 err_set(r, "cannot write ref '%s': %s", name, strerror(-r));
 out:

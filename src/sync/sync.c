@@ -11,6 +11,7 @@
 #include <zstd.h>
 
 #include "../basic/error.h"
+#include "../basic/failpoint.h"
 #include "../basic/idset.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
@@ -518,6 +519,7 @@ int sync_pull_object(Store *s, Remote *r, const RoamId *root_id, const char *loc
         if (k < 0)
                 return k;
         /* everything is durable now: move the local ref */
+        failpoint("sync-pull:before-ref");
         k = store_ref_set(s, local_ref, &root, NULL);
         if (k < 0)
                 return k;

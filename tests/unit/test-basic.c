@@ -12,6 +12,7 @@
 
 #include "basic/conf-file.h"
 #include "basic/error.h"
+#include "basic/failpoint.h"
 #include "basic/fileio.h"
 #include "basic/hash.h"
 #include "basic/idset.h"
@@ -186,11 +187,30 @@ static void test_conf(void **state) {
         free(big);
 }
 
+/* ROAM_FAILPOINT: kinds, @N, names that only share a prefix, unknown kinds */
+static void test_failpoint(void **state) {
+        unsetenv("ROAM_FAILPOINT");
+        assert_int_equal(failpoint_errno("t:a"), 0);
+        setenv("ROAM_FAILPOINT", "t:a=eio,t:b=enospc@3,t:c=bogus,t:dd=eio", 1);
+        assert_int_equal(failpoint_errno("t:a"), -EIO);
+        assert_int_equal(failpoint_errno("t:a"), -EIO);
+        assert_int_equal(failpoint_errno("t:b"), 0);
+        assert_int_equal(failpoint_errno("t:b"), 0);
+        assert_int_equal(failpoint_errno("t:b"), -ENOSPC);
+        assert_int_equal(failpoint_errno("t:b"), -ENOSPC);
+        assert_int_equal(failpoint_errno("t:c"), 0);
+        assert_int_equal(failpoint_errno("t:d"), 0);
+        assert_int_equal(failpoint_errno("t:"), 0);
+        failpoint("t:a"); /* an errno kind at a crash-only point: nothing */
+        unsetenv("ROAM_FAILPOINT");
+        assert_int_equal(failpoint_errno("t:a"), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names),  cmocka_unit_test(test_sizes),        cmocka_unit_test(test_hex),
                 cmocka_unit_test(test_idset),  cmocka_unit_test(test_atomic_write), cmocka_unit_test(test_zero),
-                cmocka_unit_test(test_conf),
+                cmocka_unit_test(test_conf),       cmocka_unit_test(test_failpoint),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -48,11 +48,12 @@ static int session_create_verb(int argc, char **argv) {
                 { "accel", required_argument, NULL, 'A' },
                 { "policy", required_argument, NULL, 'P' },
                 { "agent", no_argument, NULL, 'G' },
+                { "terminal-server", no_argument, NULL, 'T' },
                 {},
         };
         SessionCreate a = {};
         int c;
-        while ((c = getopt_long(argc, argv, "hi:u:m:c:k:r:a:p:A:P:G", opts, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "hi:u:m:c:k:r:a:p:A:P:GT", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         return cli_help(
@@ -77,9 +78,16 @@ static int session_create_verb(int argc, char **argv) {
                                 "                           after the log-off: persistent (default) keeps it,\n"
                                 "                           pooled resets the session to the master image\n"
                                 "  -G, --agent              a virtio-serial port for qemu-guest-agent in the\n"
-                                "                           guest ('roam session exec'; the image must run it)\n");
+                                "                           guest ('roam session exec'; the image must run it)\n"
+                                "  -T, --terminal-server    a terminal server of desks ('roam desk'): the\n"
+                                "                           transfer disk and roam.ts=1; the image needs the\n"
+                                "                           terminal-server layer (make desktop-layer). --user\n"
+                                "                           defaults to 'ts'\n");
                 case 'i':
                         a.image = optarg;
+                        break;
+                case 'T':
+                        a.terminal_server = true;
                         break;
                 case 'u':
                         a.user = optarg;
@@ -141,6 +149,8 @@ static int session_create_verb(int argc, char **argv) {
                 return cli_errorf("session name '%s' is invalid (use " NAME_RULE ")", a.name);
         if (!a.image)
                 return cli_usage("session create", "--image IMG is required");
+        if (!a.user && a.terminal_server)
+                a.user = "ts";
         if (!a.user)
                 return cli_usage("session create", "--user USER is required");
         /* no --kernel: the image's own boot files, else $ROAM_GUEST_DIR's */

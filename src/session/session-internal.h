@@ -75,6 +75,7 @@ typedef struct Paths {
         char *dir, *overlay, *serial, *qmp, *vnc, *agent, *pidfile, *devstate, *ram, *ram_snap, *overlay_snap;
         char *ram_fast, *overlay_fast; /* fast-hash sidecars: the base of the next import */
         char *profile, *profile_fast;  /* the user's profile disk while this session holds it (profile.c) */
+        char *xfer;                    /* a terminal server's transfer disk (src/desk/) */
 } Paths;
 
 void paths_done(Paths *p);
@@ -97,6 +98,12 @@ int export_to(Store *s, const RoamId *id, const char *path, mode_t mode);
  * present means complete (written by rename). fsync'd: a master outlives
  * many sessions. */
 int materialize(SessionHost *h, const RoamId *id, const char *path);
+/* A master at path (master_path() of id) with the masters its layers sit on
+ * (a layer's qcow2 names its base by id: "<hex>.raw" beside it). A base the
+ * store lacks is refused naming it. */
+int master_materialize(SessionHost *h, const RoamId *id, const char *path);
+/* "qcow2" for a layer's master file, else "raw". */
+const char *master_format(const char *path);
 
 /* Runs a tool; hint says how to get it when it is missing. */
 int run_tool_hint(char **argv, const char *what, const char *hint);

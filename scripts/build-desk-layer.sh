@@ -65,11 +65,21 @@ command -v qemu-img >/dev/null || die "qemu-img not found (apt-get install qemu-
 
 W=$OUT/.work
 M=$W/root
-cleanup() {
+LOOP=
+unmount_all() {
 	local m
-	for m in "$M/dev/pts" "$M/dev" "$M/proc" "$M/sys" "$M"; do
-		mountpoint -q "$m" 2>/dev/null && umount -l "$m"
+	for m in "$M/dev/pts" "$M/dev" "$M/proc" "$M/sys"; do
+		mountpoint -q "$m" 2>/dev/null && umount -R "$m"
 	done
+	if mountpoint -q "$M" 2>/dev/null; then umount "$M"; fi
+	if [ -n "$LOOP" ]; then
+		losetup -d "$LOOP"
+		LOOP=
+	fi
+	sync
+}
+cleanup() {
+	unmount_all 2>/dev/null || true
 	rm -rf "$W"
 }
 cleanup
@@ -79,7 +89,8 @@ t0=$SECONDS
 
 # --- a copy of the desktop, mounted ----------------------------------------------
 cp --sparse=always "$DESKTOP/desktop.img" "$W/ts.img"
-mount -o loop,noatime "$W/ts.img" "$M" || die "cannot loop-mount a copy of desktop.img"
+LOOP=$(losetup --find --show "$W/ts.img") || die "cannot attach a loop device to a copy of desktop.img"
+mount -o noatime "$LOOP" "$M" || die "cannot mount a copy of desktop.img"
 mount -t proc proc "$M/proc"
 mount --rbind /sys "$M/sys" && mount --make-rslave "$M/sys"
 mount --bind /dev "$M/dev"
@@ -119,6 +130,9 @@ rm -rf "$M"/var/cache/apt/*.bin "$M"/var/log/apt "$M"/var/log/dpkg.log 2>/dev/nu
 
 # --- roam's helper ----------------------------------------------------------------
 install -m 755 "$GUEST/roam-desk" "$M/usr/local/sbin/roam-desk"
+# built here with the host's compiler: bookworm's glibc on both sides
+cc -O2 -Wall -o "$W/roam-desk-nopidfd" "$GUEST/roam-desk-nopidfd.c" || die "cannot compile roam-desk-nopidfd"
+install -m 755 "$W/roam-desk-nopidfd" "$M/usr/local/sbin/roam-desk-nopidfd"
 install -m 644 "$GUEST/roam-desk.service" "$M/etc/systemd/system/roam-desk.service"
 mkdir -p "$M/etc/systemd/system/multi-user.target.wants"
 ln -sf /etc/systemd/system/roam-desk.service "$M/etc/systemd/system/multi-user.target.wants/roam-desk.service"
@@ -132,9 +146,11 @@ done
 } >"$W/desk-layer.info"
 chroot "$M" criu --version >/dev/null 2>&1 || die "criu does not run in the image"
 chroot "$M" sh -c 'command -v Xvnc' >/dev/null || die "Xvnc is not in the image"
-for m in "$M/dev/pts" "$M/dev" "$M/proc" "$M/sys"; do umount -l "$m"; done
-umount "$M"
-e2fsck -fn "$W/ts.img" >/dev/null 2>&1 || die "the layer's file system does not check clean (e2fsck -fn)"
+unmount_all
+e2fsck -fn "$W/ts.img" >"$W/e2fsck.log" 2>&1 || { cat "$W/e2fsck.log" >&2; die "the layer's file system does not check clean (e2fsck -fn)"; }
+# what was written last is in the file system itself (not only in a journal)
+size=$(debugfs -R "stat /usr/local/sbin/roam-desk" "$W/ts.img" 2>/dev/null | sed -nE 's/.*Size: ([0-9]+).*/\1/p' | head -n 1)
+[ "${size:-0}" = "$(stat -c %s "$GUEST/roam-desk")" ] || die "the helper is not in the unmounted copy (size '${size:-none}')"
 
 # --- only what differs from the desktop -------------------------------------------
 qemu-img create -q -f qcow2 -b "$W/ts.img" -F raw "$W/desk-layer.qcow2"

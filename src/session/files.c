@@ -205,6 +205,57 @@ int session_master_file(SessionHost *h, const RoamId *disk, char **ret_path) {
         return 0;
 }
 
+int session_master_chain(SessionHost *h, const RoamId *disk, char ***ret) {
+        int r = need_store(h);
+        if (r < 0)
+                return r;
+        char **v = calloc(IMAGE_LAYER_DEPTH_MAX + 2, sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        RoamId cur = *disk;
+        size_t n = 0;
+        for (;;) {
+                char hex[ID_HEX_SIZE];
+                _cleanup_free_ char *p = master_path(h, id_to_hex(&cur, hex));
+                if (!p || !(v[n++] = strdup(hex))) {
+                        r = -ENOMEM;
+                        break;
+                }
+                r = master_materialize(h, &cur, p);
+                if (r < 0)
+                        break;
+                uint8_t head[IMAGE_QCOW2_HEAD];
+                char name[IMAGE_BACKING_MAX + 1], why[256];
+                _cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
+                ssize_t k = fd < 0 ? -errno : loop_pread(fd, head, sizeof head, 0);
+                if (k < 0) {
+                        r = err_set((int) k, "cannot read master '%s': %s", p, strerror((int) -k));
+                        break;
+                }
+                r = image_qcow2_backing(head, (size_t) k, name, sizeof name, why, sizeof why);
+                if (r <= 0 || !name[0]) {
+                        if (r < 0)
+                                r = err_set(r, "master '%s' is damaged: %s", p, why);
+                        break;
+                }
+                if (n > IMAGE_LAYER_DEPTH_MAX || image_layer_backing_id(name, &cur) < 0) {
+                        r = err_set(-EBADMSG, "master '%s' has a backing file that is not a master", p);
+                        break;
+                }
+        }
+        if (r < 0) {
+                strv_free(v);
+                return r;
+        }
+        *ret = v;
+        return 0;
+}
+
+char *session_xfer_path(SessionHost *h, const char *name) {
+        char *s;
+        return asprintf(&s, "%s/sessions/%s/xfer.raw", h->home, name) < 0 ? NULL : s;
+}
+
 int run_tool_hint(char **argv, const char *what, const char *hint) {
         _cleanup_free_ char *err = NULL;
         int r = spawn_capture(argv, 4096, NULL, &err);

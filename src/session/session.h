@@ -193,6 +193,12 @@ int session_create(SessionHost *h, const SessionCreate *a, SessionInfo *ret);
  * in *ret_path (caller frees). A layer whose base the store lacks is refused
  * naming the missing disk. */
 int session_master_file(SessionHost *h, const RoamId *disk, char **ret_path);
+/* The disks of a master's chain, top (disk) first, down to the raw master:
+ * a NULL-terminated list of hex ids (caller strv_free()s). */
+int session_master_chain(SessionHost *h, const RoamId *disk, char ***ret);
+/* A terminal server's transfer disk: $ROAM_HOME/sessions/NAME/xfer.raw
+ * (caller frees), NULL when out of memory. */
+char *session_xfer_path(SessionHost *h, const char *name);
 
 /* Boots the session's VM from its overlay (cold boot). -EBUSY if it runs. */
 int session_start(SessionHost *h, const char *name);

@@ -17,6 +17,7 @@
 #include "../daemon/auth.h"
 #include "../daemon/daemon.h"
 #include "../daemon/api-console.h"
+#include "../daemon/api-desk.h"
 #include "../daemon/api-session.h"
 #include "../daemon/hoard.h"
 #include "../daemon/laptop.h"
@@ -411,6 +412,8 @@ int verb_serve(int argc, char **argv) {
                 r = laptop_register_without_server(d);
         if (r >= 0)
                 r = api_console_register(d, sh);
+        if (r >= 0)
+                r = api_desk_register(d, sh);
         if (r < 0) {
                 session_host_free(sh);
                 daemon_free(d);

@@ -95,7 +95,7 @@ same_desk || fail "a refused resume changed the desk"
 roam session exec ts2 -- /usr/local/sbin/roam-desk kill alice >/dev/null
 roam session exec ts2 -- /usr/local/sbin/roam-desk forget alice >/dev/null
 # a damaged checkpoint: one of its chunks altered in the store
-chunk=$(find "$ROAM_HOME/store/chunks" -type f -newer "$T/before-suspend" -size +1k | head -n 1)
+chunk=$(find "$ROAM_HOME/store/chunks" -type f -newer "$T/before-suspend" -size +1k -print -quit)
 [ -n "$chunk" ] || fail "no chunk of the checkpoint found"
 cp "$chunk" "$T/chunk.bak"
 chmod u+w "$chunk"

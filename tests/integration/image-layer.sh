@@ -63,7 +63,7 @@ H3=$T/home3
 mkdir -p "$H3"
 must_succeed env ROAM_HOME="$H3" "$ROAM_BIN" bundle apply "$T/app.bundle"
 rm -f "$H3"/masters/*.raw
-obj=$(find "$H3/store" -type f -name "$base_disk*" | head -n 1)
+obj=$(find "$H3/store" -type f -name "$base_disk*" -print -quit)
 [ -n "$obj" ] || fail "cannot find the base's index in the third store"
 rm -f "$obj"
 must_fail env ROAM_HOME="$H3" "$ROAM_BIN" session create s3 --image app --user bob --ram 256M \

@@ -89,7 +89,7 @@ for want in 1 4 8; do
 	while [ $n -lt $want ]; do
 		n=$((n + 1))
 		roam desk start ts3 "user$n" 2>/dev/null || die "desk start user$n"
-		wait_for 600 panel_up "user$n" || die "user$n's panel"
+		wait_for 1500 panel_up "user$n" || die "user$n's panel"
 	done
 	sleep 30
 	rss=$(rss_kib ts3) guest=$(guest_used_kib ts3)

@@ -505,7 +505,7 @@ int vm_build_argv(const char *qemu, const VmConfig *c, const char *accel, const 
                 argv_add(&a, "-drive");
                 argv_add(&a, "file=%s,format=raw,if=none,id=xfer0,cache=writeback", xfer);
                 argv_add(&a, "-device");
-                argv_add(&a, "virtio-blk-pci,drive=xfer0,serial=roam-xfer");
+                argv_add(&a, "virtio-blk-pci,drive=xfer0,serial=roam-xfer,addr=0x1e"); /* after the system disk: vda stays vda */
         }
         argv_add(&a, "-daemonize");
         argv_add(&a, "-pidfile");

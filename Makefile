@@ -6,7 +6,7 @@ MESON_OPTS ?=
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all deps fleet-deps fleet-demo check check-valgrind asan fuzz demo guest desktop bench clean install deb
+.PHONY: all deps fleet-deps fleet-demo check check-valgrind asan fuzz demo guest desktop desktop-layer bench clean install deb
 
 all: deps
 	@test -f $(BUILD)/build.ninja || meson setup $(BUILD) $(MESON_OPTS) >/dev/null
@@ -54,6 +54,10 @@ guest: all
 # the desktop guest (Debian bookworm + Xfce, built by mmdebstrap; cached)
 desktop:
 	bash scripts/build-desktop.sh $(BUILD)/desktop
+
+# the terminal-server layer over it (CRIU, Xvnc, roam-desk; cached)
+desktop-layer:
+	bash scripts/build-desk-layer.sh $(BUILD)/desk-layer $(BUILD)/desktop
 
 demo: all
 	@scripts/deps.sh check

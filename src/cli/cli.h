@@ -126,6 +126,7 @@ int verb_image(int argc, char **argv);
 int verb_store(int argc, char **argv);
 int verb_bundle(int argc, char **argv);
 int verb_session(int argc, char **argv);
+int verb_desk(int argc, char **argv);
 int verb_serve(int argc, char **argv);
 int verb_token(int argc, char **argv);
 int verb_pull(int argc, char **argv);

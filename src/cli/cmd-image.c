@@ -20,6 +20,7 @@
 #include "../store/blob.h"
 #include "../store/manifest.h"
 #include "../guest/image.h"
+#include "../session/session.h"
 
 static int image_ref(const char *name, char *buf, size_t size) {
         if (!name_is_valid(name))
@@ -228,6 +229,171 @@ static int put_image_manifest(Store *s, const RoamId *disk, const BootArgs *b, R
         return r;
 }
 
+static uint64_t be64_at(const uint8_t *p) {
+        uint64_t v = 0;
+        for (int k = 0; k < 8; k++)
+                v = v << 8 | p[k];
+        return v;
+}
+
+/* The virtual size of a raw or qcow2 file; 0 when unknown. */
+static uint64_t virtual_size(const char *path) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        uint8_t head[32];
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return 0;
+        if (strcmp(detect_format(fd), "qcow2"))
+                return (uint64_t) st.st_size;
+        return loop_pread(fd, head, sizeof head, 0) == (ssize_t) sizeof head ? be64_at(head + 24) : 0;
+}
+
+static int qemu_img(char **argv, const char *what) {
+        _cleanup_free_ char *err = NULL;
+        int r = spawn_capture(argv, 4096, NULL, &err);
+        if (r == -ENOENT)
+                return err_set(r, "%s needs qemu-img (apt-get install qemu-utils)", what);
+        if (r != 0)
+                return err_set(r < 0 ? r : -EIO, "%s failed: %s", what, first_line(err, "qemu-img failed"));
+        return 0;
+}
+
+/* The layer of file (fmt raw or qcow2: the whole disk, or a qcow2 whose
+ * backing chain gives it) over the image base: a qcow2 holding only the
+ * clusters that differ from base's disk, its backing file named "<base disk
+ * id>.raw" (the masters' names). A temp file under ROAM_HOME/tmp, held in use
+ * by *ret_fd. */
+static int make_layer(CliHost *host, const ImageInfo *base, const char *file, const char *fmt, char **ret_path,
+                      int *ret_fd) {
+        if (strcmp(fmt, "raw") && strcmp(fmt, "qcow2"))
+                return err_set(-EINVAL, "a layer is made from a raw or qcow2 file, '%s' is %s (qemu-img convert it)",
+                               file, fmt);
+        int r = check_image(file, fmt);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *abs = realpath(file, NULL);
+        if (!abs)
+                return err_set(-errno, "cannot resolve '%s': %s", file, strerror(errno));
+        _cleanup_free_ char *base_master = NULL;
+        r = session_master_file(host->host, &base->disk, &base_master);
+        if (r < 0)
+                return err_set_if_none(r, "cannot provide the base image's disk: %s", strerror(-r));
+        uint64_t want = virtual_size(base_master), got = virtual_size(abs);
+        if (want && got && want != got)
+                return err_set(-EINVAL, "'%s' is a disk of %llu bytes, its base %llu: a layer has its base's size",
+                               file, (unsigned long long) got, (unsigned long long) want);
+        _cleanup_close_ int bfd = open(base_master, O_RDONLY | O_CLOEXEC);
+        const char *base_fmt = bfd >= 0 ? detect_format(bfd) : "raw";
+        _cleanup_free_ char *tmpdir = cli_home_path("tmp");
+        if (!tmpdir)
+                return -ENOMEM;
+        r = mkdir_p(tmpdir, 0700);
+        if (r < 0)
+                return err_set(r, "cannot create '%s': %s", tmpdir, strerror(-r));
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = tmpfile_create(tmpdir, &tmp);
+        if (fd < 0)
+                return err_set(fd, "cannot create a temp file in '%s': %s", tmpdir, strerror(-fd));
+        char rel[ID_HEX_SIZE + 8], hex[ID_HEX_SIZE];
+        snprintf(rel, sizeof rel, "%s.raw", id_to_hex(&base->disk, hex));
+        /* a qcow2 over the whole disk, rebased onto the base (qemu-img writes
+         * what differs), then pointed at the base by its master's name */
+        char *create[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-F", (char *) fmt, "-b", abs, tmp, NULL };
+        char *diff[] = { "qemu-img", "rebase", "-q", "-f", "qcow2", "-F", (char *) base_fmt, "-b", base_master, tmp, NULL };
+        char *name[] = { "qemu-img", "rebase", "-q", "-u", "-f", "qcow2", "-F", (char *) base_fmt, "-b", rel, tmp, NULL };
+        if ((r = qemu_img(create, "making the layer")) < 0 || (r = qemu_img(diff, "comparing the layer with its base")) < 0 ||
+            (r = qemu_img(name, "naming the layer's base")) < 0) {
+                unlink(tmp);
+                return r;
+        }
+        *ret_path = TAKE_PTR(tmp);
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+/* The image manifest of a layer: disk over base, the rest as the base's. */
+static int put_layer_manifest(Store *s, const RoamId *disk, const ImageInfo *base, RoamId *ret);
+
+static int import_layer(const char *name, const char *ref, const char *file, const char *base_name, bool force,
+                        bool no_check) {
+        _cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0)
+                return cli_errorf("cannot open '%s': %s (give the path of a disk image)", file, strerror(errno));
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
+                return cli_errorf("'%s' is not a non-empty regular file (give the path of a disk image file)", file);
+        const char *fmt = detect_format(fd);
+        if (!strcmp(fmt, "raw") && !no_check) {
+                int k = check_raw_fs(file, fd, (uint64_t) st.st_size);
+                if (k < 0)
+                        return cli_error(k);
+        }
+        _cleanup_(cli_host_done) CliHost host = {};
+        if (cli_host_open(true, &host))
+                return 1;
+        Store *s = host.store;
+        RoamId old;
+        int r = store_ref_get(s, ref, &old);
+        if (r == -ENOENT)
+                old = ID_NULL;
+        else if (r < 0 && !force)
+                return cli_error(r);
+        else if (r >= 0 && !force)
+                return cli_errorf("image '%s' already exists (use --force to replace it, or 'roam image rm %s')",
+                                  name, name);
+        if (!strcmp(name, base_name))
+                return cli_errorf("image '%s' cannot be a layer of itself", name);
+        _cleanup_(image_info_done) ImageInfo base = {};
+        r = image_lookup(s, base_name, &base);
+        if (r < 0)
+                return cli_error(r);
+        _cleanup_free_ char *layer = NULL;
+        _cleanup_close_ int layer_fd = -1;
+        r = make_layer(&host, &base, file, fmt, &layer, &layer_fd);
+        if (r < 0)
+                return cli_error(r);
+        _cleanup_close_ int lfd = open(layer, O_RDONLY | O_CLOEXEC);
+        struct stat lst;
+        if (lfd < 0 || fstat(lfd, &lst) < 0) {
+                unlink(layer);
+                return cli_errorf("cannot read the layer made from '%s': %s", file, strerror(errno));
+        }
+        BlobOptions o = { .cancel = interrupt_flag() };
+        RoamId disk, id;
+        BlobStats bs;
+        r = blob_import_fd(s, lfd, (uint64_t) lst.st_size, &o, &disk, &bs);
+        unlink(layer);
+        if (r >= 0)
+                r = put_layer_manifest(s, &disk, &base, &id);
+        if (r >= 0)
+                r = store_ref_set(s, ref, &id, force ? NULL : &old);
+        if (r < 0)
+                return cli_error(r);
+        char hex[ID_HEX_SIZE], a[32], b[32];
+        fprintf(stderr, "imported layer '%s' over '%s': a delta of %s, %llu new chunk%s, %s stored\n", name,
+                base_name, format_bytes((uint64_t) lst.st_size, a, sizeof a), (unsigned long long) bs.new_chunks,
+                bs.new_chunks == 1 ? "" : "s", format_bytes(bs.stored_bytes, b, sizeof b));
+        printf("%s\n", id_to_hex(&id, hex));
+        return 0;
+}
+static int put_layer_manifest(Store *s, const RoamId *disk, const ImageInfo *base, RoamId *ret) {
+        ImageInfo i = *base;
+        i.id = ID_NULL;
+        i.disk = *disk;
+        i.layer = true;
+        i.base = base->id;
+        _cleanup_(json_decrefp) json_t *j = NULL;
+        int r = image_manifest_build(&i, &j);
+        if (r < 0)
+                return r;
+        _cleanup_free_ void *data = NULL;
+        size_t len;
+        r = manifest_serialize(j, &data, &len);
+        if (r >= 0)
+                r = store_object_put(s, data, len, ret);
+        return r;
+}
+
 static int image_import(int argc, char **argv) {
         static const struct option opts[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -239,17 +405,19 @@ static int image_import(int argc, char **argv) {
                 { "agent", no_argument, NULL, 'G' },
                 { "profile", no_argument, NULL, 'P' },
                 { "no-check", no_argument, NULL, 'N' },
+                { "layer-of", required_argument, NULL, 'L' },
                 {},
         };
         bool force = false, no_check = false;
+        const char *layer_of = NULL;
         unsigned threads = 0;
         BootArgs boot = {};
         int c;
-        while ((c = getopt_long(argc, argv, "hft:k:r:a:GPN", opts, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "hft:k:r:a:GPNL:", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         return cli_help("image import", "[--force] [--threads N] [--kernel K [--initrd I] [--append A]\n"
-                                        "       [--agent] [--profile]] NAME FILE",
+                                        "       [--agent] [--profile]] [--layer-of BASE] NAME FILE",
                                         "Imports a disk image into the store under images/NAME and prints its id.\n"
                                         "FILE is a raw image, or any format qemu-img reads (qcow2, vmdk, vdi,\n"
                                         "vhdx, ...), converted to raw first. All-zero 64 KiB ranges are not stored.\n"
@@ -266,7 +434,13 @@ static int image_import(int argc, char **argv) {
                                         "  -G, --agent      it runs qemu-guest-agent: sessions get its port\n"
                                         "  -P, --profile    it mounts the user's profile disk (label roam-profile):\n"
                                         "                   sessions run with users/USER/profile attached\n"
-                                        "  -N, --no-check   skip the file system check\n");
+                                        "  -N, --no-check   skip the file system check\n"
+                                        "  -L, --layer-of BASE  an app layer over image BASE: FILE is the whole disk\n"
+                                        "                   (raw, or a qcow2 whose backing chain gives it); only\n"
+                                        "                   what differs from BASE is stored, as a qcow2 delta.\n"
+                                        "                   Sessions of NAME run master <- layer <- their delta,\n"
+                                        "                   with BASE's kernel and devices; NAME brings BASE along\n"
+                                        "                   wherever it goes (pull, hoard, bundle)\n");
                 case 'k':
                         boot.kernel = optarg;
                         break;
@@ -284,6 +458,9 @@ static int image_import(int argc, char **argv) {
                         break;
                 case 'N':
                         no_check = true;
+                        break;
+                case 'L':
+                        layer_of = optarg;
                         break;
                 case 'f':
                         force = true;
@@ -308,6 +485,10 @@ static int image_import(int argc, char **argv) {
                 return cli_usage("image import", "--initrd, --append, --agent and --profile go with --kernel");
         if (boot.append && strlen(boot.append) > IMAGE_APPEND_MAX)
                 return cli_usage("image import", "--append is longer than %d bytes", IMAGE_APPEND_MAX);
+        if (layer_of && boot.kernel)
+                return cli_usage("image import", "a layer boots with its base's kernel: --kernel goes without --layer-of");
+        if (layer_of)
+                return import_layer(name, ref, file, layer_of, force, no_check);
         if (boot.kernel) {
                 int k = check_kernel(boot.kernel);
                 if (k < 0)
@@ -608,6 +789,8 @@ static int image_show(int argc, char **argv) {
                                id_to_hex(&info.disk, dhex), id_to_hex(&info.kernel, khex),
                                info.has_initrd ? id_to_hex(&info.initrd, ihex) : "-", info.append ? info.append : "-",
                                info.agent ? "yes" : "no", info.profile ? "users/USER/profile at every boot" : "no");
+                if (info.layer)
+                        printf("layer of:    %s (a qcow2 delta over that image's disk)\n", id_to_hex(&info.base, khex));
         }
         if (missing) {
                 if (!as_json)

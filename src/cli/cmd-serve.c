@@ -19,6 +19,7 @@
 #include "../daemon/api-console.h"
 #include "../daemon/api-fleet.h"
 #include "../daemon/api-keys.h"
+#include "../daemon/api-desk.h"
 #include "../daemon/api-session.h"
 #include "../daemon/hoard.h"
 #include "../daemon/laptop.h"
@@ -501,6 +502,8 @@ int verb_serve(int argc, char **argv) {
                                                            .url = cfg.fleet.url, .listen = o.listen,
                                                            .checkpoint_s = cfg.fleet.checkpoint_s },
                                        &fleet);
+        if (r >= 0)
+                r = api_desk_register(d, sh);
         if (r < 0) {
                 api_fleet_free(fleet);
                 session_host_free(sh);

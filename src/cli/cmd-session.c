@@ -50,12 +50,13 @@ static int session_create_verb(int argc, char **argv) {
                 { "policy", required_argument, NULL, 'P' },
                 { "agent", no_argument, NULL, 'G' },
                 { "host", required_argument, NULL, 'H' },
+                { "terminal-server", no_argument, NULL, 'T' },
                 {},
         };
         SessionCreate a = {};
         const char *on_host = NULL;
         int c;
-        while ((c = getopt_long(argc, argv, "hi:u:m:c:k:r:a:p:A:P:GH:", opts, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "hi:u:m:c:k:r:a:p:A:P:GH:T", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         return cli_help(
@@ -83,9 +84,16 @@ static int session_create_verb(int argc, char **argv) {
                                 "                           guest ('roam session exec'; the image must run it)\n"
                                 "  -H, --host HOST          in a fleet: create it on member HOST (default: the\n"
                                 "                           member with the fewest sessions per core that has\n"
-                                "                           the RAM; docs/fleet.md)\n");
+                                "                           the RAM; docs/fleet.md)\n"
+                                "  -T, --terminal-server    a terminal server of desks ('roam desk'): the\n"
+                                "                           transfer disk and roam.ts=1; the image needs the\n"
+                                "                           terminal-server layer (make desktop-layer). --user\n"
+                                "                           defaults to 'ts'\n");
                 case 'i':
                         a.image = optarg;
+                        break;
+                case 'T':
+                        a.terminal_server = true;
                         break;
                 case 'u':
                         a.user = optarg;
@@ -150,6 +158,8 @@ static int session_create_verb(int argc, char **argv) {
                 return cli_errorf("session name '%s' is invalid (use " NAME_RULE ")", a.name);
         if (!a.image)
                 return cli_usage("session create", "--image IMG is required");
+        if (!a.user && a.terminal_server)
+                a.user = "ts";
         if (!a.user)
                 return cli_usage("session create", "--user USER is required");
         /* no --kernel: the image's own boot files, else $ROAM_GUEST_DIR's */

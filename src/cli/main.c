@@ -18,6 +18,7 @@ static const Verb verbs[] = {
         { "image", verb_image, "COMMAND ...", "import, export, list and remove master disk images", true },
         { "store", verb_store, "COMMAND ...", "check, clean and measure the content-addressed store", true },
         { "session", verb_session, "COMMAND ...", "create, run, checkpoint and restore users' session VMs", true },
+        { "desk", verb_desk, "COMMAND ...", "users' desks on terminal servers: start, suspend, resume", true },
         { "bundle", verb_bundle, "COMMAND ...", "carry images and deltas in one file (USB stick)", true },
         { "serve", verb_serve, "[--listen ADDR:PORT] ...", "serve the store to other hosts over HTTP(S)" },
         { "token", verb_token, "COMMAND ...", "create, list and revoke API tokens for 'roam serve'", true },

@@ -8,18 +8,56 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "../basic/error.h"
+#include "../basic/fileio.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
 
 #define EXEC_POLL_MIN_MS 20
 #define EXEC_POLL_MAX_MS 250
 
+/* One client at a time across processes (a daemon's liveness check and a
+ * command-line exec): the agent would hand one client's answer to the
+ * other, or see their bytes interleaved. SOCKET.lock, held while
+ * connected, waited for within the deadline. */
+static int agent_lock(const char *socket, uint64_t deadline, int *ret_fd) {
+        _cleanup_free_ char *path = NULL;
+        if (asprintf(&path, "%s.lock", socket) < 0)
+                return -ENOMEM;
+        _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return err_set(-errno, "no guest agent: cannot open '%s': %s", path, strerror(errno));
+        while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno != EWOULDBLOCK)
+                        return err_set(-errno, "no guest agent: cannot lock '%s': %s", path, strerror(errno));
+                if (now_ns() >= deadline)
+                        return err_set(-ETIMEDOUT, "the guest agent is busy with another client (%s)", path);
+                poll(NULL, 0, 10);
+        }
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
 int guest_agent_open(const char *socket, int timeout_ms, Qmp **ret) {
-        int r = qmp_agent_connect(socket, timeout_ms, ret);
+        uint64_t t0 = now_ns(), deadline = t0 + (uint64_t) timeout_ms * 1000000;
+        int lock = -1;
+        int r = agent_lock(socket, deadline, &lock);
         if (r < 0)
+                return r;
+        int left = timeout_ms - (int) ((now_ns() - t0) / 1000000);
+        r = qmp_agent_connect(socket, left > 0 ? left : 1, ret);
+        if (r < 0) {
+                close(lock);
+                if (r == -ETIMEDOUT) /* the whole wait, the lock's included */
+                        return err_set(r, "the guest agent did not answer within %d ms (is qemu-guest-agent "
+                                       "running in the guest?)", timeout_ms);
                 return err_set_if_none(r, "no guest agent: %s", strerror(-r));
+        }
+        qmp_hold_fd(*ret, lock);
         return 0;
 }
 

@@ -20,14 +20,17 @@ void image_info_done(ImageInfo *i) {
 }
 
 int image_manifest_build(const ImageInfo *i, json_t **ret) {
-        if (!i->boot)
+        if (!i->boot && !i->layer)
                 return -EINVAL;
-        char d[ID_HEX_SIZE], k[ID_HEX_SIZE], n[ID_HEX_SIZE];
-        json_t *objects = json_pack("{s:s, s:s}", "disk", id_to_hex(&i->disk, d), "kernel", id_to_hex(&i->kernel, k));
-        if (objects && i->has_initrd && json_object_set_new(objects, "initrd", json_string(id_to_hex(&i->initrd, n))) < 0) {
-                json_decref(objects);
-                return -ENOMEM;
-        }
+        char d[ID_HEX_SIZE], k[ID_HEX_SIZE], n[ID_HEX_SIZE], b[ID_HEX_SIZE];
+        json_t *objects = json_pack("{s:s}", "disk", id_to_hex(&i->disk, d));
+        if (objects && i->boot && json_object_set_new(objects, "kernel", json_string(id_to_hex(&i->kernel, k))) < 0)
+                goto oom;
+        if (objects && i->boot && i->has_initrd &&
+            json_object_set_new(objects, "initrd", json_string(id_to_hex(&i->initrd, n))) < 0)
+                goto oom;
+        if (objects && i->layer && json_object_set_new(objects, "base", json_string(id_to_hex(&i->base, b))) < 0)
+                goto oom;
         json_t *j = objects ? json_pack("{s:s, s:o, s:s?, s:b, s:b, s:I}", "kind", "image", "objects", objects,
                                         "append", i->append, "agent", i->agent, "profile", i->profile, "created",
                                         (json_int_t) time(NULL))
@@ -36,6 +39,9 @@ int image_manifest_build(const ImageInfo *i, json_t **ret) {
                 return -ENOMEM;
         *ret = j;
         return 0;
+oom:
+        json_decref(objects);
+        return -ENOMEM;
 }
 
 static int object_id(json_t *objects, const char *role, bool required, RoamId *ret, bool *ret_has) {
@@ -69,15 +75,19 @@ static int parse_json(json_t *j, ImageInfo *ret) {
         const char *kind = json_string_value(json_object_get(j, "kind"));
         if (!kind || strcmp(kind, "image"))
                 return err_set(-EBADMSG, "object is not an image manifest (kind '%s')", kind ? kind : "?");
-        ImageInfo i = { .boot = true };
+        ImageInfo i = {};
         json_t *objects = json_object_get(j, "objects");
         if (!json_is_object(objects))
                 return err_set(-EBADMSG, "image manifest has no objects");
         int r = object_id(objects, "disk", true, &i.disk, NULL);
         if (r >= 0)
-                r = object_id(objects, "kernel", true, &i.kernel, NULL);
-        if (r >= 0)
+                r = object_id(objects, "base", false, &i.base, &i.layer);
+        if (r >= 0) /* a layer over a bare disk has no kernel */
+                r = object_id(objects, "kernel", !i.layer, &i.kernel, &i.boot);
+        if (r >= 0 && i.boot)
                 r = object_id(objects, "initrd", false, &i.initrd, &i.has_initrd);
+        else if (r >= 0 && json_object_get(objects, "initrd"))
+                r = err_set(-EBADMSG, "image manifest has an initrd but no kernel");
         if (r >= 0)
                 r = optional_bool(j, "agent", &i.agent);
         if (r >= 0)
@@ -244,4 +254,65 @@ int image_check_kernel(const uint8_t *head, size_t n, uint64_t file_size, char *
         }
         snprintf(why, why_size, "it is neither a bzImage nor an ELF kernel");
         return -EBADMSG;
+}
+
+/* ---- layers ---- */
+
+static uint64_t be64(const uint8_t *p) {
+        uint64_t v = 0;
+        for (int k = 0; k < 8; k++)
+                v = v << 8 | p[k];
+        return v;
+}
+
+static uint32_t be32(const uint8_t *p) {
+        return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3];
+}
+
+int image_qcow2_backing(const uint8_t *head, size_t n, char *ret, size_t size, char *why, size_t why_size) {
+        if (why_size)
+                why[0] = 0;
+        if (size)
+                ret[0] = 0;
+        if (n < 4 || memcmp(head, "QFI\xfb", 4))
+                return 0;
+        if (n < 72) {
+                snprintf(why, why_size, "its qcow2 header is cut short (%zu bytes)", n);
+                return -EBADMSG;
+        }
+        uint32_t version = be32(head + 4);
+        if (version != 2 && version != 3) {
+                snprintf(why, why_size, "it is qcow2 version %u (2 or 3 expected)", version);
+                return -EBADMSG;
+        }
+        uint64_t off = be64(head + 8);
+        uint32_t len = be32(head + 16);
+        if (off == 0 || len == 0)
+                return 1; /* no backing file */
+        if (len > IMAGE_BACKING_MAX || len >= size) {
+                snprintf(why, why_size, "its backing file name is %u bytes long", len);
+                return -EBADMSG;
+        }
+        if (off < 72 || off > n || len > n - off) {
+                snprintf(why, why_size, "its backing file name lies outside the header (offset %llu)",
+                         (unsigned long long) off);
+                return -EBADMSG;
+        }
+        for (uint32_t k = 0; k < len; k++)
+                if (head[off + k] < 0x20 || head[off + k] == 0x7f) {
+                        snprintf(why, why_size, "its backing file name has a control character");
+                        return -EBADMSG;
+                }
+        memcpy(ret, head + off, len);
+        ret[len] = 0;
+        return 1;
+}
+
+int image_layer_backing_id(const char *name, RoamId *ret) {
+        char hex[ID_HEX_SIZE];
+        if (strlen(name) != ID_HEX_SIZE - 1 + 4 || strcmp(name + ID_HEX_SIZE - 1, ".raw"))
+                return -EBADMSG;
+        memcpy(hex, name, ID_HEX_SIZE - 1);
+        hex[ID_HEX_SIZE - 1] = 0;
+        return id_from_hex(hex, ret) < 0 ? -EBADMSG : 0;
 }

@@ -42,6 +42,7 @@ struct Qmp {
         bool skipping; /* dropping the rest of an overlong line */
         bool to_delim; /* guest agent: dropping everything up to the next 0xff */
         bool agent;    /* a guest agent: its id-less errors answer stray bytes, not us */
+        int hold_fd;   /* > 0: closed with the connection (qmp_hold_fd()) */
 
         /* Why the connection is unusable; NULL while it is fine. */
         const char *dead;
@@ -581,7 +582,15 @@ void qmp_free(Qmp *q) {
         free(q->buf);
         if (q->fd >= 0)
                 close(q->fd);
+        if (q->hold_fd > 0)
+                close(q->hold_fd);
         free(q);
+}
+
+void qmp_hold_fd(Qmp *q, int fd) {
+        if (q->hold_fd > 0)
+                close(q->hold_fd);
+        q->hold_fd = fd;
 }
 
 json_t *qmp_greeting(const Qmp *q) {

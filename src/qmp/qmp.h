@@ -80,6 +80,8 @@ int qmp_agent_connect(const char *path, int timeout_ms, Qmp **ret);
 
 /* Closes the connection and frees queued events. Accepts NULL. */
 void qmp_free(Qmp *q);
+/* fd (a lock, say) is closed with q: held as long as the connection. */
+void qmp_hold_fd(Qmp *q, int fd);
 static inline void qmp_freep(Qmp **q) {
         if (*q)
                 qmp_free(*q);

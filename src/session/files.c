@@ -14,6 +14,7 @@
 #include "../basic/macro.h"
 #include "../basic/spawn.h"
 #include "../crypto/home-keys.h"
+#include "../guest/image.h"
 #include "../store/blob.h"
 
 /* ---- paths ---- */
@@ -36,6 +37,7 @@ void paths_done(Paths *p) {
         free(p->profile);
         free(p->profile_fast);
         free(p->secret_dir);
+        free(p->xfer);
         *p = (Paths) {};
 }
 
@@ -57,7 +59,8 @@ int paths_for(SessionHost *h, const char *name, Paths *ret) {
              asprintf(&p.ram_fast, "%s/ram.fast", sd) >= 0 &&
              asprintf(&p.overlay_fast, "%s/overlay.fast", sd) >= 0 &&
              asprintf(&p.pidfile_warm, "%s/warm/%s/qemu.pid", h->home, name) >= 0 &&
-             asprintf(&p.profile, "%s/profile.img", sd) >= 0 && asprintf(&p.profile_fast, "%s/profile.fast", sd) >= 0;
+             asprintf(&p.profile, "%s/profile.img", sd) >= 0 && asprintf(&p.profile_fast, "%s/profile.fast", sd) >= 0 &&
+             asprintf(&p.xfer, "%s/xfer.raw", p.dir) >= 0;
         if (!ok) {
                 paths_done(&p);
                 return -ENOMEM;
@@ -151,6 +154,125 @@ int materialize(SessionHost *h, const RoamId *id, const char *path) {
         return 0;
 }
 
+const char *master_format(const char *path) {
+        char head[4] = { 0 };
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0 && loop_pread(fd, head, sizeof head, 0) == (ssize_t) sizeof head && !memcmp(head, "QFI\xfb", 4))
+                return "qcow2";
+        return "raw";
+}
+
+int master_materialize(SessionHost *h, const RoamId *id, const char *path) {
+        RoamId cur = *id;
+        _cleanup_free_ char *p = strdup(path);
+        if (!p)
+                return -ENOMEM;
+        for (int depth = 0; depth <= IMAGE_LAYER_DEPTH_MAX; depth++) {
+                char hex[ID_HEX_SIZE], top[ID_HEX_SIZE];
+                if (depth > 0 && access(p, F_OK) < 0) {
+                        int k = need_store(h);
+                        if (k < 0)
+                                return k;
+                        k = store_object_has(h->store, &cur);
+                        if (k == 0)
+                                return err_set(-ENOENT,
+                                               "the layer %.12s sits on image disk %.12s, which this host lacks "
+                                               "(pull or hoard the image the layer was made on)",
+                                               id_to_hex(id, top), id_to_hex(&cur, hex));
+                }
+                int r = materialize(h, &cur, p);
+                if (r < 0)
+                        return r;
+                uint8_t head[IMAGE_QCOW2_HEAD];
+                _cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        return err_set(-errno, "cannot open master '%s': %s", p, strerror(errno));
+                ssize_t n = loop_pread(fd, head, sizeof head, 0);
+                if (n < 0)
+                        return err_set((int) n, "cannot read master '%s': %s", p, strerror((int) -n));
+                char name[IMAGE_BACKING_MAX + 1], why[256];
+                r = image_qcow2_backing(head, (size_t) n, name, sizeof name, why, sizeof why);
+                if (r < 0)
+                        return err_set(r, "master '%s' is damaged: %s (remove it: it is exported again)", p, why);
+                if (r == 0)
+                        return 0; /* raw: the bottom of the chain */
+                if (!name[0] || image_layer_backing_id(name, &cur) < 0)
+                        return err_set(-EBADMSG, "master '%s' is a qcow2 whose backing file '%s' is not a master "
+                                                 "(a layer's is '<id>.raw')",
+                                       p, name);
+                free(p);
+                p = master_path(h, id_to_hex(&cur, hex));
+                if (!p)
+                        return -ENOMEM;
+        }
+        char top[ID_HEX_SIZE];
+        return err_set(-ELOOP, "the layers under image disk %.12s nest deeper than %d", id_to_hex(id, top),
+                       IMAGE_LAYER_DEPTH_MAX);
+}
+
+int session_master_file(SessionHost *h, const RoamId *disk, char **ret_path) {
+        char hex[ID_HEX_SIZE];
+        _cleanup_free_ char *path = master_path(h, id_to_hex(disk, hex));
+        if (!path)
+                return -ENOMEM;
+        int r = master_materialize(h, disk, path);
+        if (r < 0)
+                return r;
+        *ret_path = TAKE_PTR(path);
+        return 0;
+}
+
+int session_master_chain(SessionHost *h, const RoamId *disk, char ***ret) {
+        int r = need_store(h);
+        if (r < 0)
+                return r;
+        char **v = calloc(IMAGE_LAYER_DEPTH_MAX + 2, sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        RoamId cur = *disk;
+        size_t n = 0;
+        for (;;) {
+                char hex[ID_HEX_SIZE];
+                _cleanup_free_ char *p = master_path(h, id_to_hex(&cur, hex));
+                if (!p || !(v[n++] = strdup(hex))) {
+                        r = -ENOMEM;
+                        break;
+                }
+                r = master_materialize(h, &cur, p);
+                if (r < 0)
+                        break;
+                uint8_t head[IMAGE_QCOW2_HEAD];
+                char name[IMAGE_BACKING_MAX + 1], why[256];
+                _cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
+                ssize_t k = fd < 0 ? -errno : loop_pread(fd, head, sizeof head, 0);
+                if (k < 0) {
+                        r = err_set((int) k, "cannot read master '%s': %s", p, strerror((int) -k));
+                        break;
+                }
+                r = image_qcow2_backing(head, (size_t) k, name, sizeof name, why, sizeof why);
+                if (r <= 0 || !name[0]) {
+                        if (r < 0)
+                                r = err_set(r, "master '%s' is damaged: %s", p, why);
+                        break;
+                }
+                if (n > IMAGE_LAYER_DEPTH_MAX || image_layer_backing_id(name, &cur) < 0) {
+                        r = err_set(-EBADMSG, "master '%s' has a backing file that is not a master", p);
+                        break;
+                }
+        }
+        if (r < 0) {
+                strv_free(v);
+                return r;
+        }
+        *ret = v;
+        return 0;
+}
+
+char *session_xfer_path(SessionHost *h, const char *name) {
+        char *s;
+        return asprintf(&s, "%s/sessions/%s/xfer.raw", h->home, name) < 0 ? NULL : s;
+}
+
 int run_tool_hint(char **argv, const char *what, const char *hint) {
         _cleanup_free_ char *err = NULL;
         int r = spawn_capture(argv, 4096, NULL, &err);
@@ -171,13 +293,13 @@ static int run_tool(char **argv, const char *what) {
 }
 
 int overlay_create(const char *master, const char *overlay) {
-        char *argv[] = { (char *) vm_qemu_img_binary(), "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
+        char *argv[] = { (char *) vm_qemu_img_binary(), "create", "-q", "-f", "qcow2", "-F", (char *) master_format(master), "-b",
                          (char *) master, (char *) overlay, NULL };
         return run_tool(argv, "creating the overlay");
 }
 
 int overlay_rebase(const char *master, const char *overlay) {
-        char *argv[] = { (char *) vm_qemu_img_binary(), "rebase", "-u", "-F", "raw", "-b", (char *) master,
+        char *argv[] = { (char *) vm_qemu_img_binary(), "rebase", "-u", "-F", (char *) master_format(master), "-b", (char *) master,
                          (char *) overlay, NULL };
         return run_tool(argv, "rebasing the overlay");
 }

@@ -215,7 +215,7 @@ static int restore_files(SessionHost *h, Op *o, json_t *m, SessionRestoreResult 
         if (r >= 0)
                 r = export_to(h->store, &dev_id, o->paths.devstate, 0600);
         if (r >= 0)
-                r = materialize(h, &image_id, master); /* the master this overlay needs */
+                r = master_materialize(h, &image_id, master); /* the master this overlay needs */
         if (r >= 0)
                 r = overlay_rebase(master, ov_tmp); /* ... at this host's path */
         if (r >= 0 && rename(o->paths.ram_snap, o->paths.ram) < 0)

@@ -85,6 +85,7 @@ typedef struct Paths {
         /* an encrypted home's ram_dir/NAME.files (overlay, device state,
          * sidecars, serial log), else NULL */
         char *secret_dir;
+        char *xfer;                    /* a terminal server's transfer disk (src/desk/) */
 } Paths;
 
 void paths_done(Paths *p);
@@ -107,6 +108,12 @@ int export_to(Store *s, const RoamId *id, const char *path, mode_t mode);
  * present means complete (written by rename). fsync'd: a master outlives
  * many sessions. */
 int materialize(SessionHost *h, const RoamId *id, const char *path);
+/* A master at path (master_path() of id) with the masters its layers sit on
+ * (a layer's qcow2 names its base by id: "<hex>.raw" beside it). A base the
+ * store lacks is refused naming it. */
+int master_materialize(SessionHost *h, const RoamId *id, const char *path);
+/* "qcow2" for a layer's master file, else "raw". */
+const char *master_format(const char *path);
 
 /* Runs a tool; hint says how to get it when it is missing. */
 int run_tool_hint(char **argv, const char *what, const char *hint);

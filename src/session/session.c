@@ -569,6 +569,7 @@ static int create_config(const SessionCreate *a, VmConfig *c) {
         }
         c->policy = a->policy;
         c->agent = a->agent;
+        c->terminal_server = a->terminal_server;
         c->append = strdup(a->append ? a->append : SESSION_APPEND_DEFAULT);
         if (!c->accel || !c->append)
                 return -ENOMEM;
@@ -682,7 +683,7 @@ static int create_shared_files(SessionHost *h, const SessionCreate *a, const Ima
         _cleanup_free_ char *master = master_path(h, image_hex);
         if (!master)
                 return -ENOMEM;
-        int r = materialize(h, &img->disk, master);
+        int r = master_materialize(h, &img->disk, master);
         if (r < 0)
                 return r;
         free(c->kernel_id);
@@ -767,6 +768,21 @@ int session_create(SessionHost *h, const SessionCreate *a, SessionInfo *ret) {
         r = create_from_image(a, &img, &c);
         if (r < 0)
                 return r;
+        if (c.terminal_server && (!c.append || !strstr(c.append, "roam.ts=1"))) {
+                /* the guest's roam-desk.service and no console desktop on :0 */
+                _cleanup_free_ char *append = NULL;
+                if (asprintf(&append, "%s%sroam.ts=1", c.append ? c.append : "", c.append ? " " : "") < 0)
+                        return -ENOMEM;
+                free(c.append);
+                c.append = TAKE_PTR(append);
+                if (!c.agent)
+                        return err_set(-EINVAL, "a terminal server needs the guest agent (an image imported with "
+                                                "--agent, or --agent)");
+                c.profile = false; /* each desk's home travels with the desk, not the server's profile */
+                r = vm_config_validate(&c);
+                if (r < 0)
+                        return r;
+        }
         r = create_check_files(a, &img, &c);
         if (r < 0)
                 return r;
@@ -813,8 +829,8 @@ int vm_paths(SessionHost *h, Op *o, VmPaths *vp, char **kernel, char **initrd, c
                 r = materialize(h, &id, *kernel);
         if (r >= 0 && *initrd && access(*initrd, F_OK) < 0 && (r = id_from_hex(o->config.initrd_id, &id)) >= 0)
                 r = materialize(h, &id, *initrd);
-        if (r >= 0 && access(*master, F_OK) < 0 && (r = id_from_hex(o->row.image_id, &id)) >= 0)
-                r = materialize(h, &id, *master);
+        if (r >= 0 && (r = id_from_hex(o->row.image_id, &id)) >= 0)
+                r = master_materialize(h, &id, *master); /* the layers under it too */
         if (r < 0)
                 return err_set_if_none(r, "session '%s': cannot provide its boot files: %s", o->row.name,
                                        strerror(-r));
@@ -825,6 +841,7 @@ int vm_paths(SessionHost *h, Op *o, VmPaths *vp, char **kernel, char **initrd, c
                 .overlay_fd = o->overlay_fd,
                 .profile_fd = o->profile_fd,
                 .master = *master,
+                .master_format = master_format(*master),
                 .ram = o->paths.ram,
                 .serial = o->paths.serial,
                 .qmp = o->paths.qmp,
@@ -832,7 +849,19 @@ int vm_paths(SessionHost *h, Op *o, VmPaths *vp, char **kernel, char **initrd, c
                 .agent = o->paths.agent,
                 .profile = o->paths.profile,
                 .pidfile = o->paths.pidfile,
+                .xfer = o->paths.xfer,
         };
+        if (o->config.terminal_server) {
+                /* the transfer disk of a terminal server: sparse, made once */
+                _cleanup_close_ int fd = open(o->paths.xfer, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+                struct stat st;
+                if (fd < 0 || fstat(fd, &st) < 0)
+                        return err_set(-errno, "cannot create the transfer disk '%s': %s", o->paths.xfer,
+                                       strerror(errno));
+                if ((uint64_t) st.st_size < SESSION_XFER_BYTES && ftruncate(fd, (off_t) SESSION_XFER_BYTES) < 0)
+                        return err_set(-errno, "cannot size the transfer disk '%s': %s", o->paths.xfer,
+                                       strerror(errno));
+        }
         return 0;
 }
 

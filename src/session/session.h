@@ -137,8 +137,13 @@ typedef struct SessionCreate {
         unsigned cpus;            /* 0: 1 */
         const char *accel;        /* NULL: "auto" */
         bool agent;               /* a port for qemu-guest-agent */
+        bool terminal_server;     /* desks inside (src/desk/): the transfer disk, roam.ts=1 */
         VmPolicy policy;          /* 0: VM_POLICY_PERSISTENT */
 } SessionCreate;
+
+/* A terminal server's transfer disk (sessions/NAME/xfer.raw, sparse): a
+ * desk's checkpoint goes through it, at most this big. */
+#define SESSION_XFER_BYTES (4ull << 30)
 
 typedef enum SessionAgentState {
         SESSION_AGENT_NONE,      /* the session has no agent port */
@@ -188,6 +193,18 @@ int session_check_ram(const char *ram_dir, uint64_t ram_mib);
  * (name, sizes), -ENOENT (image, kernel), -EEXIST (name taken), -ENOMEM
  * (more RAM than the host has). ret may be NULL. */
 int session_create(SessionHost *h, const SessionCreate *a, SessionInfo *ret);
+
+/* The master file of image disk id on this host ($ROAM_HOME/masters/<hex>.raw,
+ * exported from the store once, with the masters a layer sits on): its path
+ * in *ret_path (caller frees). A layer whose base the store lacks is refused
+ * naming the missing disk. */
+int session_master_file(SessionHost *h, const RoamId *disk, char **ret_path);
+/* The disks of a master's chain, top (disk) first, down to the raw master:
+ * a NULL-terminated list of hex ids (caller strv_free()s). */
+int session_master_chain(SessionHost *h, const RoamId *disk, char ***ret);
+/* A terminal server's transfer disk: $ROAM_HOME/sessions/NAME/xfer.raw
+ * (caller frees), NULL when out of memory. */
+char *session_xfer_path(SessionHost *h, const char *name);
 
 /* Boots the session's VM from its overlay (cold boot). -EBUSY if it runs. */
 int session_start(SessionHost *h, const char *name);

@@ -155,7 +155,7 @@ static int stage_find_ram(SessionHost *h, const char *name, const RoamId *checkp
                 _cleanup_free_ char *path = i == 0 ? master_path(h, hex) : boot_path(h, hex);
                 if (!path)
                         return -ENOMEM;
-                r = materialize(h, &id, path);
+                r = i == 0 ? master_materialize(h, &id, path) : materialize(h, &id, path);
                 if (r < 0)
                         return err_wrap(r, "cannot stage the %s of session '%s'", shared[i], name);
         }

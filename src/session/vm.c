@@ -78,7 +78,7 @@ static int dup_opt(const char *s, char **ret) {
 
 int vm_config_copy(const VmConfig *src, VmConfig *ret) {
         VmConfig c = { .ram_mib = src->ram_mib, .cpus = src->cpus, .vga = src->vga, .agent = src->agent,
-                       .profile = src->profile, .policy = src->policy };
+                       .profile = src->profile, .terminal_server = src->terminal_server, .policy = src->policy };
         if (dup_opt(src->machine, &c.machine) < 0 || dup_opt(src->cpu, &c.cpu) < 0 ||
             dup_opt(src->accel, &c.accel) < 0 || dup_opt(src->kernel_id, &c.kernel_id) < 0 ||
             dup_opt(src->initrd_id, &c.initrd_id) < 0 || dup_opt(src->append, &c.append) < 0 ||
@@ -151,7 +151,8 @@ int vm_config_to_json(const VmConfig *c, json_t **ret) {
                 return -ENOMEM;
         /* only when on: configs (and checkpoints) of sessions without an agent stay as they were */
         if ((c->agent && json_object_set_new(j, "agent", json_true()) < 0) ||
-            (c->profile && json_object_set_new(j, "profile", json_true()) < 0)) {
+            (c->profile && json_object_set_new(j, "profile", json_true()) < 0) ||
+            (c->terminal_server && json_object_set_new(j, "terminal_server", json_true()) < 0)) {
                 json_decref(j);
                 return -ENOMEM;
         }
@@ -193,7 +194,8 @@ int vm_config_from_json(json_t *j, VmConfig *ret) {
         if (r >= 0) {
                 json_t *m = json_object_get(j, "ram_mib"), *n = json_object_get(j, "cpus"),
                        *v = json_object_get(j, "vga"), *pol = json_object_get(j, "policy"),
-                       *ag = json_object_get(j, "agent"), *pr = json_object_get(j, "profile");
+                       *ag = json_object_get(j, "agent"), *pr = json_object_get(j, "profile"),
+                       *ts = json_object_get(j, "terminal_server");
                 int pv = pol && !json_is_null(pol) ? vm_policy_from_string(json_string_value(pol))
                                                    : VM_POLICY_PERSISTENT;
                 if (!json_is_integer(m) || json_integer_value(m) <= 0)
@@ -207,6 +209,8 @@ int vm_config_from_json(json_t *j, VmConfig *ret) {
                         r = err_set(-EBADMSG, "VM config member 'agent' is not a boolean");
                 else if (pr && !json_is_boolean(pr))
                         r = err_set(-EBADMSG, "VM config member 'profile' is not a boolean");
+                else if (ts && !json_is_boolean(ts))
+                        r = err_set(-EBADMSG, "VM config member 'terminal_server' is not a boolean");
                 else if (pv < 0)
                         r = err_set(-EBADMSG, "VM config member 'policy' is not 'persistent' or 'pooled'");
                 else {
@@ -217,6 +221,7 @@ int vm_config_from_json(json_t *j, VmConfig *ret) {
                                 c.vga = json_is_true(v);
                         c.agent = json_is_true(ag);
                         c.profile = json_is_true(pr);
+                        c.terminal_server = json_is_true(ts);
                 }
         }
         if (r >= 0) {
@@ -430,7 +435,10 @@ int vm_build_argv(const char *qemu, const VmConfig *c, const char *accel, const 
                             *agent = c->agent && p->agent ? qemu_escape(p->agent) : NULL,
                             *uprof = c->profile && p->profile
                                              ? qemu_escape(p->profile_fd > 0 ? prof_fd_path : p->profile)
-                                             : NULL;
+                                             : NULL,
+                            *xfer = c->terminal_server && p->xfer ? qemu_escape(p->xfer) : NULL;
+        if (c->terminal_server && !xfer)
+                return p->xfer ? -ENOMEM : -EINVAL;
         if (!ram || !serial || !qmp || !ov || !master || (p->vnc && !vnc) || (c->profile_disk && !prof))
                 return -ENOMEM;
         if (c->agent && !agent)
@@ -492,8 +500,8 @@ int vm_build_argv(const char *qemu, const VmConfig *c, const char *accel, const 
                 argv_add(&a, "%s", c->append);
         }
         argv_add(&a, "-drive");
-        argv_add(&a, "file=%s,format=qcow2,if=virtio,cache=writeback,discard=unmap,backing.driver=raw,"
-                 "backing.file.filename=%s", ov, master);
+        argv_add(&a, "file=%s,format=qcow2,if=virtio,cache=writeback,discard=unmap,backing.driver=%s,"
+                 "backing.file.filename=%s", ov, p->master_format ? p->master_format : "raw", master);
         if (prof) {
                 argv_add(&a, "-drive");
                 argv_add(&a, "file=%s,format=raw,if=virtio,cache=writeback", prof);
@@ -501,6 +509,12 @@ int vm_build_argv(const char *qemu, const VmConfig *c, const char *accel, const 
         if (uprof) {
                 argv_add(&a, "-drive");
                 argv_add(&a, "file=%s,format=raw,if=virtio,cache=writeback,discard=unmap", uprof);
+        }
+        if (xfer) {
+                argv_add(&a, "-drive");
+                argv_add(&a, "file=%s,format=raw,if=none,id=xfer0,cache=writeback", xfer);
+                argv_add(&a, "-device");
+                argv_add(&a, "virtio-blk-pci,drive=xfer0,serial=roam-xfer,addr=0x1e"); /* after the system disk: vda stays vda */
         }
         argv_add(&a, "-daemonize");
         argv_add(&a, "-pidfile");

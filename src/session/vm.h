@@ -81,6 +81,7 @@ typedef struct VmConfig {
         bool vga;           /* a VGA device for the VNC console */
         bool agent;         /* a virtio-serial port for qemu-guest-agent (VmPaths.agent) */
         bool profile;       /* the user's profile disk (VmPaths.profile) attached at every boot */
+        bool terminal_server; /* a terminal server of desks: the transfer disk (VmPaths.xfer), roam.ts=1 */
         VmPolicy policy;    /* not seen by the guest; travels with the config */
 } VmConfig;
 
@@ -92,7 +93,8 @@ typedef struct VmPaths {
                               * open file it inherits), so that it finds it again
                               * when the file is renamed (warm.c) */
         int profile_fd;      /* > 0: the profile disk likewise */
-        const char *master;  /* its backing file (raw), given to QEMU explicitly: the
+        const char *master_format; /* "raw" (NULL), or "qcow2": an app layer over its own base */
+        const char *master;  /* its backing file, given to QEMU explicitly: the
                               * path in the overlay's header is not used, so an
                               * overlay from another host needs no rebase to run */
         const char *ram;     /* memory-backend-file */
@@ -102,6 +104,7 @@ typedef struct VmPaths {
         const char *agent;   /* unix socket of the guest agent's port (VmConfig.agent) */
         const char *profile; /* raw disk: the user's profile (VmConfig.profile), the second virtio disk */
         const char *pidfile;
+        const char *xfer;    /* raw disk: a terminal server's transfer disk (serial roam-xfer; src/desk/) */
 } VmPaths;
 
 /* Sets the defaults (machine, cpu, 512 MiB, 1 CPU, accel auto, vga, persistent). */

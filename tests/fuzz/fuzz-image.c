@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case 0: {
                 ImageInfo i = { 0 };
                 if (image_manifest_parse(p, n, &i) >= 0) {
-                        if (!i.boot || (i.append && strlen(i.append) > IMAGE_APPEND_MAX))
+                        if ((!i.boot && !i.layer) || (i.append && strlen(i.append) > IMAGE_APPEND_MAX))
                                 abort();
                         json_t *j = NULL;
                         if (image_manifest_build(&i, &j) < 0)

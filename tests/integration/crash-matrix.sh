@@ -98,7 +98,14 @@ qemu_runs() { # HOME: its QEMU of s1 is alive
         pid=$(cat "$p" 2>/dev/null) || return 1
         [[ $pid =~ ^[0-9]+$ ]] && grep -qaF -- "$p" "/proc/$pid/cmdline" 2>/dev/null
 }
-serial() { { tr -d '\r' <"$1/sessions/s1/serial.log"; } 2>/dev/null || true; }
+# the guest's console log: an encrypted laptop home keeps it on tmpfs
+# ('console:' of session show)
+serial_path() {
+        local p
+        p=$(ROAM_HOME=$1 "$ROAM_BIN" session show s1 2>/dev/null | awk '$1 == "console:" { print $2 }')
+        echo "${p:-$1/sessions/s1/serial.log}"
+}
+serial() { { tr -d '\r' <"$(serial_path "$1")"; } 2>/dev/null || true; }
 last_tick() { serial "$1" | grep -aE '^tick [0-9]+$' | tail -n 1 | awk '{ print $2 }'; }
 boots() { { serial "$S"; serial "$L"; } | grep -ac '^roam-guest: boot_id=' || true; }
 lines() { serial "$1" | wc -l; }

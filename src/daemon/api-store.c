@@ -17,6 +17,8 @@
 #include "../basic/util.h"
 #include "../store/reach.h"
 #include "../sync/pack.h"
+#include "../sync/page-chunk.h"
+#include "../sync/pages.h"
 #include "../sync/sync.h"
 #include "../sync/wire.h"
 #include "auth.h"
@@ -207,6 +209,17 @@ int pack_request_parse(const void *body, size_t len, PackRequest *ret) {
                         return err_set(-EBADMSG, "pack request: \"have\" entry %zu is not an object id of 64 hex "
                                        "digits", i + 1);
                 p.n_have++;
+        }
+        json_t *bases = json_object_get(j, "bases");
+        if (bases && (!json_is_array(bases) || json_array_size(bases) > PAGE_CHUNK_MAX_BASES))
+                return err_set(-EBADMSG, "pack request: \"bases\" must be a list of at most %d index ids",
+                               PAGE_CHUNK_MAX_BASES);
+        json_array_foreach(bases, i, v) {
+                if (!json_is_string(v) || id_from_hex(json_string_value(v), &p.bases[i]) < 0 ||
+                    id_is_null(&p.bases[i]))
+                        return err_set(-EBADMSG, "pack request: \"bases\" entry %zu is not an object id of 64 hex "
+                                       "digits", i + 1);
+                p.n_bases++;
         }
         json_t *max = json_object_get(j, "max_bytes");
         p.max_bytes = PACK_MAX_BYTES;
@@ -596,6 +609,47 @@ static int h_chunks_get(HttpRequest *req, void *userdata) {
         return http_reply_stream(req, 200, "application/octet-stream", total, chunk_stream_read, cs, chunk_stream_free);
 }
 
+/* POST /v1/chunks/pages: like chunks/get, but a chunk some of whose pages
+ * are pages of the bases the client named may come as pages
+ * (src/sync/pages.h). Built whole: a batch is a few MiB. */
+static int h_chunks_pages(HttpRequest *req, void *userdata) {
+        ApiStore *a = userdata;
+        size_t len, n;
+        const void *body = http_request_body(req, &len);
+        const uint8_t *bases, *ids;
+        unsigned nb;
+        if (page_request_parse(body ? body : "", len, WIRE_MAX_IDS_GET, &bases, &nb, &ids, &n) < 0)
+                return http_reply_error(req, 400,
+                                        "body must be a u32 base count (1-%d), that many 32-byte index ids, then "
+                                        "1-%d 32-byte chunk ids",
+                                        PAGE_CHUNK_MAX_BASES, WIRE_MAX_IDS_GET);
+        RoamId base_ids[PAGE_CHUNK_MAX_BASES];
+        memcpy(base_ids, bases, (size_t) nb * ID_SIZE);
+        _cleanup_(page_sender_freep) PageSender *ps = NULL;
+        int r = page_sender_new(a->s, base_ids, nb, &ps);
+        if (r < 0)
+                return r;
+        _cleanup_free_ uint8_t *out = NULL;
+        size_t olen = 0, ocap = 0;
+        for (size_t i = 0; i < n; i++) {
+                RoamId id;
+                memcpy(id.b, ids + i * ID_SIZE, ID_SIZE);
+                _cleanup_free_ void *payload = NULL;
+                size_t plen;
+                r = page_sender_payload(ps, &id, &payload, &plen, NULL);
+                if (r == -ENOENT) {
+                        char hex[ID_HEX_SIZE];
+                        return http_reply_error(req, 404, "chunk %s not found", id_to_hex(&id, hex));
+                }
+                if (r < 0)
+                        return http_reply_error(req, 500, "%s", err_message(r));
+                r = wire_append_record(&out, &olen, &ocap, &id, payload, (uint32_t) plen);
+                if (r < 0)
+                        return r;
+        }
+        return http_reply_buffer(req, 200, "application/octet-stream", TAKE_PTR(out), olen);
+}
+
 /* Checks a record as store_chunk_put_compressed() will, without storing it. */
 static int verify_record(ApiStore *a, Worker *w, const RoamId *id, const uint8_t *z, size_t zlen) {
         char hex[ID_HEX_SIZE], ghex[ID_HEX_SIZE];
@@ -712,13 +766,19 @@ static int h_pack_get(HttpRequest *req, void *userdata) {
         if (want->bad_objects > 0)
                 return http_reply_error(req, 404, "object %s (or an object below it) not found",
                                         id_to_hex(&pr.want, hex));
+        _cleanup_(page_sender_freep) PageSender *ps = NULL;
+        if (pr.n_bases > 0) {
+                r = page_sender_new(a->s, pr.bases, (unsigned) pr.n_bases, &ps);
+                if (r < 0)
+                        return r;
+        }
         PackWriter pw;
         r = pack_writer_init(&pw, pr.max_bytes);
         if (r < 0)
                 return r;
         RoamId missing = ID_NULL;
         bool complete;
-        r = sync_pack_fill(a->s, want, have, &pw, &complete, &missing);
+        r = sync_pack_fill(a->s, want, have, ps, &pw, &complete, &missing);
         if (r < 0) {
                 pack_writer_done(&pw);
                 char mhex[ID_HEX_SIZE];
@@ -853,6 +913,7 @@ static const HttpRoute routes[] = {
         { "PUT", "/v1/objects/*", API_OBJECT_MAX, h_object_put },
         { "POST", "/v1/chunks/missing", WIRE_MAX_IDS_MISSING * ID_SIZE, h_chunks_missing },
         { "POST", "/v1/chunks/get", WIRE_MAX_IDS_GET * ID_SIZE, h_chunks_get },
+        { "POST", "/v1/chunks/pages", 4 + (PAGE_CHUNK_MAX_BASES + WIRE_MAX_IDS_GET) * ID_SIZE, h_chunks_pages },
         { "POST", "/v1/chunks/put", WIRE_MAX_STREAM, h_chunks_put },
         { "GET", "/v1/chunks/*", 0, h_chunk_get },
         { "POST", "/v1/pack/get", API_REF_BODY_MAX, h_pack_get },

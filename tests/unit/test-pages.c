@@ -23,6 +23,7 @@
 #include "basic/macro.h"
 #include "basic/util.h"
 #include "store/blob.h"
+#include "store/fsck.h"
 #include "store/page-index.h"
 #include "store/store.h"
 #include "sync/page-chunk.h"
@@ -448,12 +449,46 @@ static void test_pick_bases(void **state) {
         reach_free(need);
 }
 
+/* gc keeps the page index of a blob a ref reaches and drops the others'. */
+static void test_gc_prunes(void **state) {
+        Fixture *f = *state;
+        size_t len = 3 * CS;
+        _cleanup_free_ uint8_t *kept = malloc(len), *gone = malloc(len);
+        make_ram(f, kept, len);
+        make_ram(f, gone, len);
+        memcpy(kept, "gc-kept", 7); /* blobs of their own (page indexes are shared in memory by blob) */
+        memcpy(gone, "gc-gone", 7);
+        RoamId kept_id, gone_id;
+        import_bytes(f, f->a, kept, len, &kept_id);
+        import_bytes(f, f->a, gone, len, &gone_id);
+        assert_int_equal(store_ref_set(f->a, "images/k", &kept_id, NULL), 0);
+        PageIndex *x;
+        assert_int_equal(page_index_get(f->a, &kept_id, &x), 0);
+        page_index_unref(x);
+        assert_int_equal(page_index_get(f->a, &gone_id, &x), 0);
+        page_index_unref(x);
+        _cleanup_free_ char *pk = page_index_path(f->a, &kept_id), *pg = page_index_path(f->a, &gone_id);
+        struct stat st;
+        assert_int_equal(stat(pk, &st), 0);
+        assert_int_equal(stat(pg, &st), 0);
+        /* the fixture holds the store lock shared; gc wants it exclusive */
+        _cleanup_free_ char *p = strdup(store_path(f->a));
+        store_free(f->a);
+        assert_int_equal(store_open(p, NULL, &f->a), 0);
+        GcOptions o = { .grace_s = 0 };
+        GcReport rep;
+        assert_int_equal(store_gc(f->a, &o, &rep), 0);
+        assert_int_equal(stat(pk, &st), 0);
+        assert_int_equal(stat(pg, &st), -1);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_page_index, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_page_chunk_format, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_send_and_rebuild, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pick_bases, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_gc_prunes, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -141,11 +141,15 @@ static int run_sync(const char *cmd, int argc, char **argv, bool pull) {
                 fprintf(stderr, "%s %s: %llu of %llu chunks transferred, %s on the wire, %.2fs\n",
                         pull ? "pulled" : "pushed", ref, (unsigned long long) st.chunks_sent,
                         (unsigned long long) st.chunks_total, format_bytes(st.wire_bytes, w, sizeof w), st.seconds);
-                if (st.chunks_paged || st.chunks_page_fallback)
+                if (pull && (st.chunks_paged || st.chunks_page_fallback))
                         fprintf(stderr, "  %llu chunks rebuilt here from %llu page references, %llu fetched whole "
                                 "instead\n",
                                 (unsigned long long) st.chunks_paged, (unsigned long long) st.pages_referenced,
                                 (unsigned long long) st.chunks_page_fallback);
+                else if (!pull && (st.chunks_paged || st.chunks_page_fallback))
+                        fprintf(stderr, "  %llu chunks sent as page references and rebuilt there, %llu sent whole "
+                                "instead\n",
+                                (unsigned long long) st.chunks_paged, (unsigned long long) st.chunks_page_fallback);
                 if (results)
                         json_array_append_new(results,
                                               json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:I}",

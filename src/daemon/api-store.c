@@ -722,6 +722,87 @@ static int h_chunks_put(HttpRequest *req, void *userdata) {
                                json_pack("{s:I, s:I}", "stored", (json_int_t) stored, "present", (json_int_t) present));
 }
 
+/* POST /v1/chunks/put-pages: like chunks/put, with the bases the client
+ * named (blobs it believes this store holds) first: a record may be pages
+ * (src/sync/pages.h). A malformed record is a 400 and nothing is stored; a
+ * chunk whose pages cannot be rebuilt here (a base or page this store lacks
+ * or holds otherwise) is skipped and counted: the client sends it whole. */
+static int h_chunks_put_pages(HttpRequest *req, void *userdata) {
+        ApiStore *a = userdata;
+        Worker *w = worker_get(a);
+        if (!w)
+                return -ENOMEM;
+        size_t len, slen;
+        const void *body = http_request_body(req, &len);
+        const uint8_t *bases, *stream;
+        unsigned nb;
+        if (page_put_parse(body ? body : "", len, &bases, &nb, &stream, &slen) < 0)
+                return http_reply_error(req, 400, "body must be a u32 base count (1-%d), that many 32-byte index "
+                                        "ids, then a chunk stream",
+                                        PAGE_CHUNK_MAX_BASES);
+        WireReader rd;
+        RoamId id;
+        const uint8_t *z;
+        uint32_t zlen;
+        int k;
+        char hex[ID_HEX_SIZE];
+        /* pass 1: every record well formed, every frame right */
+        wire_reader_init(&rd, stream, slen, a->max_record);
+        while ((k = wire_reader_next(&rd, &id, &z, &zlen)) > 0) {
+                PageChunk pc;
+                int r = page_chunk_is(z, zlen) ? page_chunk_parse(z, zlen, a->chunk_size, nb, &pc) < 0
+                                                         ? err_set(-EBADMSG, "chunk %s: malformed pages",
+                                                                   id_to_hex(&id, hex))
+                                                         : 0
+                                               : verify_record(a, w, &id, z, zlen);
+                if (r < 0)
+                        return http_reply_error(req, 400, "%s (nothing of this request was stored)", err_message(r));
+        }
+        if (k < 0)
+                return http_reply_error(req, 400,
+                                        "chunk stream is malformed at record %zu (truncated, a length of 0 or over "
+                                        "%zu, or more than %d records)",
+                                        rd.count + 1, a->max_record, WIRE_MAX_RECORDS);
+        RoamId base_ids[PAGE_CHUNK_MAX_BASES];
+        memcpy(base_ids, bases, (size_t) nb * ID_SIZE);
+        _cleanup_(page_bases_freep) PageBases *pb = NULL;
+        int r = page_bases_new(a->s, base_ids, nb, &pb);
+        if (r < 0)
+                return r;
+        /* pass 2: store; pages that do not rebuild here are skipped */
+        uint64_t stored = 0, present = 0, paged = 0, skipped = 0;
+        api_store_put_begin(a);
+        wire_reader_init(&rd, stream, slen, a->max_record);
+        while (r >= 0 && wire_reader_next(&rd, &id, &z, &zlen) > 0) {
+                r = store_chunk_has(a->s, &id);
+                if (r > 0)
+                        present++;
+                else if (r == 0 && page_chunk_is(z, zlen)) {
+                        r = page_bases_store(pb, w->codec, &id, z, zlen);
+                        if (r >= 0)
+                                stored++, paged++;
+                        else if (r == -ESTALE) {
+                                skipped++;
+                                r = 0;
+                        }
+                } else if (r == 0) {
+                        r = store_chunk_put_compressed(a->s, w->codec, &id, z, zlen);
+                        if (r >= 0)
+                                stored++;
+                }
+        }
+        api_store_put_end(a);
+        if (r < 0)
+                return r;
+        r = api_store_commit(a);
+        if (r < 0)
+                return r;
+        return http_reply_json(req, 200,
+                               json_pack("{s:I, s:I, s:I, s:I}", "stored", (json_int_t) stored, "present",
+                                         (json_int_t) present, "paged", (json_int_t) paged, "skipped",
+                                         (json_int_t) skipped));
+}
+
 static int h_chunk_get(HttpRequest *req, void *userdata) {
         ApiStore *a = userdata;
         RoamId id;
@@ -915,6 +996,7 @@ static const HttpRoute routes[] = {
         { "POST", "/v1/chunks/get", WIRE_MAX_IDS_GET * ID_SIZE, h_chunks_get },
         { "POST", "/v1/chunks/pages", 4 + (PAGE_CHUNK_MAX_BASES + WIRE_MAX_IDS_GET) * ID_SIZE, h_chunks_pages },
         { "POST", "/v1/chunks/put", WIRE_MAX_STREAM, h_chunks_put },
+        { "POST", "/v1/chunks/put-pages", 4 + PAGE_CHUNK_MAX_BASES * ID_SIZE + WIRE_MAX_STREAM, h_chunks_put_pages },
         { "GET", "/v1/chunks/*", 0, h_chunk_get },
         { "POST", "/v1/pack/get", API_REF_BODY_MAX, h_pack_get },
         { "POST", "/v1/pack/put", PACK_MAX_BYTES, h_pack_put },

@@ -235,3 +235,18 @@ int page_request_build(const RoamId *bases, unsigned n_bases, const RoamId *ids,
         *ret_len = len;
         return 0;
 }
+
+int page_put_parse(const void *body, size_t len, const uint8_t **ret_bases, unsigned *ret_n_bases,
+                   const uint8_t **ret_stream, size_t *ret_stream_len) {
+        const uint8_t *p = body;
+        if (len < 4)
+                return -EBADMSG;
+        uint32_t nb = get_le32(p);
+        if (nb == 0 || nb > PAGE_CHUNK_MAX_BASES || (len - 4) / ID_SIZE < nb || !ids_valid(p + 4, nb))
+                return -EBADMSG;
+        *ret_bases = p + 4;
+        *ret_n_bases = nb;
+        *ret_stream = p + 4 + (size_t) nb * ID_SIZE;
+        *ret_stream_len = len - 4 - (size_t) nb * ID_SIZE;
+        return 0;
+}

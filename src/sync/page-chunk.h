@@ -66,6 +66,13 @@ int page_request_parse(const void *body, size_t len, size_t max_ids, const uint8
 int page_request_build(const RoamId *bases, unsigned n_bases, const RoamId *ids, size_t n_ids, void **ret,
                        size_t *ret_len);
 
+/* The body of POST /v1/chunks/put-pages: u32 LE n_bases (1..16), n_bases x
+ * 32-byte index ids (none null), then a chunk stream (wire.h) whose records
+ * may be pages. Sets the bases and the stream (pointers into the body);
+ * -EBADMSG otherwise (the stream itself is checked by its reader). */
+int page_put_parse(const void *body, size_t len, const uint8_t **ret_bases, unsigned *ret_n_bases,
+                   const uint8_t **ret_stream, size_t *ret_stream_len);
+
 /* True if payload is a paged chunk (by its magic), not a zstd frame. */
 bool page_chunk_is(const void *payload, size_t len);
 

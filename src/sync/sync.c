@@ -62,7 +62,8 @@ struct Engine {
         RoamId bases[PAGE_CHUNK_MAX_BASES];
         unsigned n_bases;
         _Atomic bool no_pages; /* the remote does not serve them */
-        _Atomic uint64_t paged, page_refs;
+        _Atomic uint64_t paged, page_refs, skipped;
+        bool push_pages; /* push: records as pages against bases (the remote's) */
         RoamId *fallback;
         size_t n_fallback, cap_fallback;
 };
@@ -660,7 +661,62 @@ int sync_pull_object(Store *s, Remote *r, const RoamId *root_id, const char *loc
 
 /* ---- push ---- */
 
+/* A batch as pages where that is smaller (POST /v1/chunks/put-pages): 1 when
+ * the remote does not take them (the batch then goes the usual way). */
+static int push_batch_pages(Engine *e, RemoteConn *c, const RoamId *ids, size_t n, uint64_t *wire) {
+        _cleanup_(page_sender_freep) PageSender *ps = NULL;
+        int k = page_sender_new(e->s, e->bases, e->n_bases, &ps);
+        if (k < 0)
+                return k;
+        size_t cap = 4 + (size_t) e->n_bases * ID_SIZE, len = cap;
+        _cleanup_free_ uint8_t *buf = malloc(cap);
+        if (!buf)
+                return -ENOMEM;
+        put_le32(buf, e->n_bases);
+        memcpy(buf + 4, e->bases, (size_t) e->n_bases * ID_SIZE);
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ void *z = NULL;
+                size_t zlen;
+                k = page_sender_payload(ps, &ids[i], &z, &zlen, NULL);
+                if (k < 0)
+                        return k;
+                k = wire_append_record(&buf, &len, &cap, &ids[i], z, (uint32_t) zlen);
+                if (k < 0)
+                        return k;
+        }
+        RemoteResponse resp;
+        k = remote_request(c, "POST", "/v1/chunks/put-pages", buf, len, "application/octet-stream", 64 * 1024,
+                           &resp);
+        if (k < 0)
+                return k;
+        *wire += resp.wire_bytes;
+        if (resp.status == 404 || resp.status == 405) {
+                /* an older server: frames from now on */
+                remote_response_done(&resp);
+                atomic_store(&e->no_pages, true);
+                return 1;
+        }
+        if (resp.status != 200) {
+                k = remote_status_error(e->r, &resp, "chunk upload");
+                remote_response_done(&resp);
+                return k;
+        }
+        json_t *j = json_loadb((const char *) resp.body, resp.len, 0, NULL);
+        remote_response_done(&resp);
+        json_int_t paged = json_integer_value(json_object_get(j, "paged")),
+                   skipped = json_integer_value(json_object_get(j, "skipped"));
+        json_decref(j);
+        atomic_fetch_add(&e->paged, (uint64_t) MAX(paged, (json_int_t) 0));
+        atomic_fetch_add(&e->skipped, (uint64_t) MAX(skipped, (json_int_t) 0));
+        return 0;
+}
+
 static int push_batch(Engine *e, RemoteConn *c, const RoamId *ids, size_t n, uint64_t *wire) {
+        if (e->push_pages && !atomic_load(&e->no_pages)) {
+                int k = push_batch_pages(e, c, ids, n, wire);
+                if (k <= 0)
+                        return k;
+        }
         _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(e->s);
         if (!codec)
                 return -ENOMEM;
@@ -899,6 +955,13 @@ int sync_push(Store *s, Remote *r, const char *ref, const char *remote_ref, cons
         k = ids_from_set(need->chunks, NULL, s, &e.ids, &e.n);
         if (k >= 0)
                 k = remote_missing(r, c, e.ids, &e.n, &st.wire_bytes);
+        if (k >= 0 && !opts.no_pages && e.n > 0) {
+                /* bases: the blobs the remote holds whole (below its ref, or
+                 * with no chunk missing there); a wrong one costs a resend */
+                k = engine_pick_bases(&e, s, need, have, n_have);
+                page_bases_free(TAKE_PTR(e.pb)); /* the remote's side, not ours */
+                e.push_pages = e.n_bases > 0;
+        }
         if (k < 0) {
                 free(e.ids);
                 return k;
@@ -908,9 +971,21 @@ int sync_push(Store *s, Remote *r, const char *ref, const char *remote_ref, cons
         if (opts.on_start)
                 opts.on_start(st.chunks_total, e.n, opts.userdata);
         k = engine_run(&e);
-        free(e.ids);
         st.chunks_sent = e.done;
         st.wire_bytes += e.wire;
+        st.chunks_paged = e.paged;
+        if (k >= 0 && e.skipped > 0) {
+                /* sent as pages, not rebuilt there: whole, the usual way */
+                Engine f = { .s = s, .r = r, .o = &opts, .fn = push_batch, .ids = e.ids, .n = e.n,
+                             .batch = e.batch };
+                k = remote_missing(r, c, f.ids, &f.n, &st.wire_bytes);
+                if (k >= 0)
+                        k = engine_run(&f);
+                st.chunks_page_fallback = f.n;
+                st.chunks_sent += f.done;
+                st.wire_bytes += f.wire;
+        }
+        free(e.ids);
         if (k < 0)
                 return k;
 

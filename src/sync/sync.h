@@ -36,8 +36,9 @@ typedef struct SyncOptions {
         /* Push: set the remote ref whatever it is now (no compare-and-swap);
          * for staging refs that only this host writes. */
         bool overwrite;
-        /* Pull: never ask for chunks as page references (pages.h); they are
-         * off too with ROAM_PAGE_DEDUP=0 in the environment. */
+        /* Never send (push) or ask for (pull) chunks as page references
+         * (pages.h); they are off too with ROAM_PAGE_DEDUP=0 in the
+         * environment. */
         bool no_pages;
 } SyncOptions;
 
@@ -47,9 +48,9 @@ typedef struct SyncStats {
         uint64_t chunks_total;    /* chunks the ref needs */
         uint64_t chunks_sent;     /* chunks transferred */
         uint64_t chunks_refetched;/* chunks received wrong and fetched again */
-        uint64_t chunks_paged;    /* pull: chunks rebuilt here from pages (page references) */
+        uint64_t chunks_paged;    /* chunks sent as pages and rebuilt by the receiver (pages.h) */
         uint64_t pages_referenced;/* pull: pages of those taken from blobs here, not sent */
-        uint64_t chunks_page_fallback; /* pull: sent as pages but not rebuilt, fetched in full */
+        uint64_t chunks_page_fallback; /* sent as pages but not rebuilt, then sent whole */
         uint64_t wire_bytes;      /* request and response bodies */
         double seconds;
 } SyncStats;

@@ -5,7 +5,8 @@
  *   0  payload: parse with 2 bases and a 64 KiB bound; a parsed one is
  *      decoded with a fake base, and what comes out is encoded again
  *   1  request body (page_request_parse)
- *   2  page index file (page_index_parse; a parsed one is written again) */
+ *   2  page index file (page_index_parse; a parsed one is written again)
+ *   3  body of POST /v1/chunks/put-pages (page_put_parse) */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -102,6 +103,20 @@ static void request(const uint8_t *data, size_t size) {
                 abort();
 }
 
+static void put_body(const uint8_t *data, size_t size) {
+        const uint8_t *bases = (const uint8_t *) 0x1, *stream = (const uint8_t *) 0x1;
+        unsigned nb = 12345;
+        size_t n = 12345;
+        if (page_put_parse(data, size, &bases, &nb, &stream, &n) < 0) {
+                if (nb != 12345 || n != 12345 || bases != (const uint8_t *) 0x1)
+                        abort(); /* written on failure */
+                return;
+        }
+        if (nb == 0 || nb > PAGE_CHUNK_MAX_BASES || bases != data + 4 || stream != bases + nb * ID_SIZE ||
+            4 + nb * ID_SIZE + n != size)
+                abort();
+}
+
 static void pageidx(const uint8_t *data, size_t size) {
         PageIndex *x = NULL;
         if (page_index_parse(data, size, &x) < 0) {
@@ -128,7 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         uint8_t mode = data[0];
         data++;
         size--;
-        switch (mode % 3) {
+        switch (mode % 4) {
         case 0:
                 payload(data, size);
                 break;
@@ -137,6 +152,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 break;
         case 2:
                 pageidx(data, size);
+                break;
+        case 3:
+                put_body(data, size);
                 break;
         }
         err_clear();

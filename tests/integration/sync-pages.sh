@@ -92,6 +92,24 @@ export_ram "$P2" "$CK" "$T/ram-whole"
 cmp "$T/ram-server" "$T/ram-pages" || fail "the RAM pulled with page references differs from the server's"
 cmp "$T/ram-pages" "$T/ram-whole" || fail "the RAM differs with and without page references"
 
+log "pushed to a server that holds the master: pages there too, the same RAM"
+S2=$T/server2
+on "$S2" bundle apply "$T/usb.bundle" >/dev/null 2>&1 || fail "bundle apply into $S2 failed"
+ADMIN2=$(on "$S2" token create --role admin)
+S2P=$(free_port)
+start_daemon "$S2" "127.0.0.1:$S2P"
+S2PID=$DAEMON_PID
+outp=$(on "$P1" push "http://127.0.0.1:$S2P" sessions/alice/s1/latest --token "$ADMIN2" 2>&1 >/dev/null) ||
+        fail "push with page references failed: $outp"
+log "$outp"
+pushed=$(sed -nE 's/^ *([0-9]+) chunks sent as page references and rebuilt there.*/\1/p' <<<"$outp")
+[ "${pushed:-0}" -gt 0 ] || fail "the push sent no page references: $outp"
+kill "$S2PID"
+wait "$S2PID" 2>/dev/null || true
+must_succeed on "$S2" store fsck
+export_ram "$S2" "$CK" "$T/ram-pushed"
+cmp "$T/ram-server" "$T/ram-pushed" || fail "the RAM pushed with page references differs"
+
 log "take offline without pre-copy: the RAM comes partly as page references, the guest goes on"
 LP=$(free_port)
 start_daemon "$L" "127.0.0.1:$LP" --role laptop --server "$URL" --token "$ALICE" --name lt --no-precopy

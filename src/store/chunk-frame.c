@@ -41,6 +41,9 @@ bool chunk_frame_is_raw(const void *frame, size_t len) {
         const uint8_t *p = frame;
         if (len < 5 || get_le32(p) != FRAME_MAGIC)
                 return false;
+        /* one frame that zstd takes (window, sizes), nothing after it */
+        if (ZSTD_findFrameCompressedSize(frame, len) != len)
+                return false;
         uint8_t fhd = p[4];
         unsigned fcs_flag = fhd >> 6, single = (fhd >> 5) & 1, checksum = (fhd >> 2) & 1, dict_flag = fhd & 3;
         if (fhd & 0x08) /* reserved bit */

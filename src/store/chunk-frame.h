@@ -34,9 +34,9 @@
  * Returns the frame's size, 0 if len is out of range or cap too small. */
 size_t chunk_frame_raw(void *out, size_t cap, const void *data, size_t len);
 
-/* True if frame is one zstd frame whose blocks are all raw (as written by
- * chunk_frame_raw() or by zstd for bytes it could not shrink). Reads only
- * the headers; false for anything it cannot parse. */
+/* True if frame is exactly one zstd frame (as zstd finds its end) whose
+ * blocks are all raw (as written by chunk_frame_raw() or by zstd for bytes
+ * it could not shrink). Reads only the headers; false for anything else. */
 bool chunk_frame_is_raw(const void *frame, size_t len);
 
 /* Encodes len plain bytes (1..4 MiB) for the store: zstd at level, unless

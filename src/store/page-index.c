@@ -208,6 +208,7 @@ char *page_index_path(Store *s, const RoamId *blob) {
 
 /* The page indexes used last, shared (each holds a reference). */
 #define CACHE_SLOTS 8
+#define CACHE_BYTES (512u << 20)
 static struct {
         pthread_mutex_t lock;
         PageIndex *slot[CACHE_SLOTS]; /* most recently used first */
@@ -244,15 +245,29 @@ static PageIndex *cache_add(PageIndex *x) {
                         atomic_fetch_add(&old->refs, 1);
                         break;
                 }
-        PageIndex *evicted = NULL;
+        PageIndex *evicted[CACHE_SLOTS] = { NULL };
+        size_t n_evicted = 0;
         if (!old) {
-                evicted = cache.slot[CACHE_SLOTS - 1];
+                evicted[n_evicted++] = cache.slot[CACHE_SLOTS - 1];
                 memmove(&cache.slot[1], &cache.slot[0], (CACHE_SLOTS - 1) * sizeof cache.slot[0]);
                 cache.slot[0] = x;
                 atomic_fetch_add(&x->refs, 1);
+                /* within the byte budget: the least used go (never the new one) */
+                uint64_t bytes = 0;
+                for (size_t i = 0; i < CACHE_SLOTS && cache.slot[i]; i++) {
+                        bytes += cache.slot[i]->n * (sizeof(uint64_t) + sizeof(uint32_t));
+                        if (i > 0 && bytes > CACHE_BYTES) {
+                                for (size_t k = i; k < CACHE_SLOTS && cache.slot[k]; k++) {
+                                        evicted[n_evicted++] = cache.slot[k];
+                                        cache.slot[k] = NULL;
+                                }
+                                break;
+                        }
+                }
         }
         pthread_mutex_unlock(&cache.lock);
-        page_index_unref(evicted);
+        for (size_t i = 0; i < n_evicted; i++)
+                page_index_unref(evicted[i]);
         if (old) {
                 page_index_unref(x);
                 return old;

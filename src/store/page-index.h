@@ -39,7 +39,9 @@
 #define PAGE_SIZE_4K 4096u
 #define PAGE_INDEX_HEADER 72
 #define PAGE_INDEX_ENTRY 12
-#define PAGE_INDEX_MAX_ENTRIES (1u << 27) /* 512 GiB of distinct non-zero pages */
+/* 64 GiB of distinct non-zero pages, 192 MiB of index: a bound on what one
+ * request can make a sender build and hold (bigger blobs are no bases) */
+#define PAGE_INDEX_MAX_ENTRIES (1u << 24)
 
 typedef struct PageIndex {
         RoamId blob; /* the blob's index object id */
@@ -73,8 +75,9 @@ int page_index_parse(const void *data, size_t len, PageIndex **ret);
  * missing, -EFBIG if the blob has more pages than a page number holds. */
 int page_index_build(Store *s, const RoamId *blob, PageIndex **ret);
 
-/* The cached page index of blob: from memory (a few, shared by the
- * threads of this process: a page index depends on the blob's bytes only),
+/* The cached page index of blob: from memory (the last used, up to 8 and
+ * 512 MiB, shared by the threads of this process: a page index depends on
+ * the blob's bytes only),
  * else DIR/pages/<hex> when it is there, intact and for this blob, else
  * built and saved (atomically for readers). The result is shared and read
  * only: release it with page_index_unref(). */

@@ -527,8 +527,9 @@ static bool chunk_missing_locally(Store *s, const RoamId *id) {
         return store_chunk_has(s, id) == 0;
 }
 
-/* Names the bases of a pull (pages.h) and loads the local side of them. */
-static int engine_pick_bases(Engine *e, Store *s, const Reach *need, const RoamId *have, size_t n_have) {
+/* Names the bases of a transfer (pages.h); for a pull (load) also loads the
+ * local side of them, which rebuilds what comes as pages. */
+static int engine_pick_bases(Engine *e, Store *s, const Reach *need, const RoamId *have, size_t n_have, bool load) {
         IdSet *missing = idset_new();
         if (!missing)
                 return -ENOMEM;
@@ -538,7 +539,7 @@ static int engine_pick_bases(Engine *e, Store *s, const Reach *need, const RoamI
         if (k >= 0)
                 k = pages_pick_bases(s, need, missing, have, n_have, e->bases, &e->n_bases);
         idset_free(missing);
-        if (k >= 0 && e->n_bases > 0)
+        if (k >= 0 && load && e->n_bases > 0)
                 k = page_bases_new(s, e->bases, e->n_bases, &e->pb);
         return k;
 }
@@ -616,7 +617,7 @@ int sync_pull_object(Store *s, Remote *r, const RoamId *root_id, const char *loc
                 return k;
         if (!opts.no_pages && e.n > 0) {
                 /* the blobs here whose pages the server may send references to */
-                k = engine_pick_bases(&e, s, need, have, n_have);
+                k = engine_pick_bases(&e, s, need, have, n_have, true);
                 if (k < 0) {
                         free(e.ids);
                         return k;
@@ -958,8 +959,7 @@ int sync_push(Store *s, Remote *r, const char *ref, const char *remote_ref, cons
         if (k >= 0 && !opts.no_pages && e.n > 0) {
                 /* bases: the blobs the remote holds whole (below its ref, or
                  * with no chunk missing there); a wrong one costs a resend */
-                k = engine_pick_bases(&e, s, need, have, n_have);
-                page_bases_free(TAKE_PTR(e.pb)); /* the remote's side, not ours */
+                k = engine_pick_bases(&e, s, need, have, n_have, false);
                 e.push_pages = e.n_bases > 0;
         }
         if (k < 0) {

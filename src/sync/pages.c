@@ -58,14 +58,14 @@ int page_sender_new(Store *s, const RoamId *bases, unsigned n, PageSender **ret)
         ps->s = s;
         ps->n = n;
         for (unsigned i = 0; i < n; i++) {
-                /* only what this store holds; a base it lacks is no base */
-                int r = store_object_has(s, &bases[i]);
-                if (r > 0)
-                        r = page_index_get(s, &bases[i], &ps->x[i]);
+                /* a base this store lacks (or cannot index) is no base */
+                int r = page_index_get(s, &bases[i], &ps->x[i]);
                 if (r == -ENOMEM)
                         return r;
-                if (r < 0)
+                if (r < 0) {
+                        ps->x[i] = NULL;
                         err_clear();
+                }
                 if (ps->x[i])
                         ps->usable++;
         }

@@ -877,6 +877,9 @@ static int pack_verify(ApiStore *a, Worker *w, const void *body, size_t len) {
         if (pack_reader_init(&rd, body, len, ZSTD_compressBound(API_OBJECT_MAX), a->max_record) < 0)
                 return err_set(-EBADMSG, "pack header is malformed (magic, at most %u objects and %u chunks)",
                                PACK_MAX_OBJECTS, PACK_MAX_CHUNKS);
+        if (rd.flags & PACK_PAGED)
+                return err_set(-EBADMSG, "pack header says pages: an upload carries frames only (chunks as pages "
+                               "go through /v1/chunks/put-pages)");
         PackKind kind;
         RoamId id, got;
         const uint8_t *z;

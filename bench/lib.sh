@@ -147,3 +147,17 @@ wait_after_delete() {
                 sleep "$wait"
         fi
 }
+
+# loaded_note: a paragraph for docs/benchmarks.md when the machine had more
+# runnable threads than cores at the start ($LOAD, /proc/loadavg's first
+# three fields) or now: other jobs shared it, wall times are not the machine's
+loaded_note() {
+        local l
+        l=$(cut -d' ' -f1 /proc/loadavg)
+        awk -v a="${LOAD%% *}" -v b="$l" -v c="$(nproc)" 'BEGIN { exit !(a > c || b > c) }' || return 0
+        echo "**The machine was loaded** (load average ${LOAD%% *} at the start, $l at the end, on $(nproc)"
+        echo "cores: other jobs' QEMUs): wall times and MB/s are far below what it gives when"
+        echo "idle; the CPU seconds and the ratios of interleaved runs are the figures to read."
+        echo "To be run again on an idle machine."
+        echo
+}

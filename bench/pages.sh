@@ -145,6 +145,7 @@ if [ "${ROAM_BENCH_DOC:-1}" != 0 ]; then
                 echo "the kernel in chunks that differ elsewhere. A guest that has read more of its"
                 echo "disk (a desktop) has more of them."
                 echo
+                loaded_note
                 echo "Run $(date -u +%Y-%m-%d) on $(machine); load average at the start $LOAD (the machine"
                 echo "is shared; bytes do not depend on the load, downtimes do);"
                 echo "roam $(git -C "$SRC_DIR" describe --always --dirty 2>/dev/null || echo '?'). Command: \`bash bench/pages.sh\`."

@@ -21,11 +21,11 @@
 #   chunks stored raw (zstd did not shrink them by 1/32).
 #
 # usage: bash bench/store-dense.sh
-# env:   ROAM_BENCH_CACHE, ROAM_BENCH_REPEAT (default 5), ROAM_BENCH_DOC=0
+# env:   ROAM_BENCH_CACHE, ROAM_BENCH_REPEAT (default 3), ROAM_BENCH_DOC=0
 . "$(dirname "$0")/lib.sh"
 
 CORPUS_VERSION=1
-REPEAT=${ROAM_BENCH_REPEAT:-5}
+REPEAT=${ROAM_BENCH_REPEAT:-3} # every run leaves ~50k files that are deleted at the end
 GOAL_MBPS=500
 
 [ "$(id -u)" = 0 ] || die "needs root (mke2fs -d of a copy of /usr, a guest under QEMU)"
@@ -228,6 +228,7 @@ if [ "${ROAM_BENCH_DOC:-1}" != 0 ]; then
                 echo
                 printf '%s\n' "$GOAL"
                 echo
+                loaded_note
                 echo "Run $(date -u +%Y-%m-%d) on $(machine); load average at the start $LOAD"
                 echo "(the machine is shared: wall times are noisy, the CPU seconds and the ratios"
                 echo "of interleaved runs less so); roam $(git -C "$SRC_DIR" describe --always --dirty 2>/dev/null || echo '?')."

@@ -6,8 +6,8 @@
 # Each run: a server home and a laptop home on this machine (loopback), the
 # master image, kernel and initrd on the laptop beforehand (a bundle, as from a
 # USB stick), the test guest (256 MiB) started on the server and let run to
-# tick 10, the server's page indexes of those blobs built (as they are after
-# the first take offline of any session on that image), then the laptop daemon
+# tick 10 (the server has the page indexes of those blobs: made by 'image
+# import' and 'session create'), then the laptop daemon
 # with --no-precopy and 'roam offline s1'. Modes alternate run by run: page
 # references on (default), off (ROAM_PAGE_DEDUP=0 for the laptop daemon).
 # Reported: the bytes after the click (bodies of the laptop's requests and the
@@ -27,27 +27,6 @@ bench_prereqs
 command -v jq >/dev/null || die "needs jq"
 bench_start roam-pages
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
-
-# warm_pages HOME URL TOKEN: the server builds the page indexes of the
-# checkpoint's image, kernel and initrd (one chunks/pages request naming them)
-warm_pages() {
-        python3 - "$1/store" >"$T/warm.body" <<'PY' || die "cannot make the warm-up request"
-import json, struct, sys
-store = sys.argv[1]
-def obj(h):
-        return open("%s/objects/%s/%s" % (store, h[:2], h), "rb").read()
-ck = open(store + "/refs/sessions/alice/s1/base").read().split()[2]
-m = obj(ck)
-n = int.from_bytes(m[12:16], "little")
-objs = json.loads(m[16:16 + n])["objects"]
-bases = [objs[k] for k in ("image", "kernel", "initrd") if k in objs]
-x = obj(objs["image"])
-chunk = next(x[32 + 32 * i:64 + 32 * i] for i in range(int.from_bytes(x[24:32], "little")) if any(x[32 + 32 * i:64 + 32 * i]))
-sys.stdout.buffer.write(struct.pack("<I", len(bases)) + b"".join(bytes.fromhex(b) for b in bases) + chunk)
-PY
-        curl -sf -o /dev/null -H "Authorization: Bearer $3" --data-binary "@$T/warm.body" "$2/v1/chunks/pages" ||
-                die "the warm-up request failed"
-}
 
 declare -A BYTES=() DOWN=() CHUNKS=() PAGED=() REFS=() FALLBACK=()
 run_one() { # MODE I
@@ -72,7 +51,6 @@ run_one() { # MODE I
         wait_for 20 curl -sf -o /dev/null "$url/v1/info" -H "Authorization: Bearer $host" ||
                 die "the server daemon did not start"
         wait_tick "$S/sessions/s1/serial.log" $SETTLE_TICK
-        warm_pages "$S" "$url" "$host"
         [ "$mode" = whole ] && envs=(ROAM_PAGE_DEDUP=0)
         lp=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
         env "${envs[@]}" ROAM_HOME="$L" "$ROAM_BIN" serve --role laptop --listen "127.0.0.1:$lp" --server "$url" \
@@ -132,9 +110,8 @@ if [ "${ROAM_BENCH_DOC:-1}" != 0 ]; then
                 echo "beforehand) taken offline at tick 10 by a laptop daemon with \`--no-precopy\`, over"
                 echo "loopback, page references on and off in alternate runs. Bytes: the bodies of the"
                 echo "laptop's requests and the server's answers after the click, as \`roam offline\`"
-                echo "counts them. The server's page indexes of the image, kernel and initrd were built"
-                echo "beforehand (they are cached per image: only the first take offline on an image"
-                echo "builds them)."
+                echo "counts them. The server's page indexes of the image, kernel and initrd come from"
+                echo "\`roam image import\` and \`roam session create\` (built from the bytes they read)."
                 echo
                 printf '%s\n' "$TABLE"
                 echo

@@ -134,6 +134,37 @@ static int cmp_entry(const void *a, const void *b) {
         return x->page < y->page ? -1 : x->page > y->page;
 }
 
+static uint64_t sort_unique(Entry *e, uint64_t n) {
+        qsort(e, n, sizeof *e, cmp_entry);
+        uint64_t m = 0;
+        for (uint64_t i = 0; i < n; i++)
+                if (m == 0 || e[i].hash != e[m - 1].hash)
+                        e[m++] = e[i];
+        return m;
+}
+
+int page_index_finish_slots(PageIndex *x) {
+        uint64_t n = 0;
+        for (uint64_t i = 0; i < x->n; i++)
+                n += x->pages[i] != UINT32_MAX;
+        _cleanup_free_ Entry *e = malloc(MAX(n, (uint64_t) 1) * sizeof *e);
+        if (!e)
+                return -ENOMEM;
+        n = 0;
+        for (uint64_t i = 0; i < x->n; i++)
+                if (x->pages[i] != UINT32_MAX)
+                        e[n++] = (Entry){ .hash = x->hashes[i], .page = x->pages[i] };
+        uint64_t m = sort_unique(e, n);
+        if (m > PAGE_INDEX_MAX_ENTRIES)
+                return -EFBIG;
+        for (uint64_t i = 0; i < m; i++) {
+                x->hashes[i] = e[i].hash;
+                x->pages[i] = e[i].page;
+        }
+        x->n = m;
+        return 0;
+}
+
 int page_index_build(Store *s, const RoamId *blob, PageIndex **ret) {
         _cleanup_(index_freep) Index *x = NULL;
         int r = blob_load_index(s, blob, &x);
@@ -181,11 +212,7 @@ int page_index_build(Store *s, const RoamId *blob, PageIndex **ret) {
                                           .page = (uint32_t) (first + off / PAGE_SIZE_4K) };
                 }
         }
-        qsort(e, n, sizeof *e, cmp_entry);
-        uint64_t m = 0;
-        for (uint64_t i = 0; i < n; i++)
-                if (m == 0 || e[i].hash != e[m - 1].hash)
-                        e[m++] = e[i];
+        uint64_t m = sort_unique(e, n);
         PageIndex *pi = page_index_alloc(m);
         if (!pi)
                 return -ENOMEM;
@@ -275,7 +302,35 @@ static PageIndex *cache_add(PageIndex *x) {
         return x;
 }
 
-static int load_or_build(Store *s, const RoamId *blob, PageIndex **ret) {
+int page_index_save(Store *s, const PageIndex *x) {
+        _cleanup_free_ char *p = page_index_path(s, &x->blob), *dir = path_join(store_path(s), "pages");
+        _cleanup_free_ void *ser = NULL;
+        size_t len;
+        if (!p || !dir)
+                return -ENOMEM;
+        int r = page_index_serialize(x, &ser, &len);
+        if (r < 0)
+                return r;
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        return write_file_replace(p, ser, len, 0644, false);
+}
+
+/* Non-zero bytes of the blob, at most (its non-zero chunks). */
+static int blob_nonzero(Store *s, const RoamId *blob, uint64_t *ret) {
+        _cleanup_(index_freep) Index *x = NULL;
+        int r = blob_load_index(s, blob, &x);
+        if (r < 0)
+                return r;
+        uint64_t n = 0;
+        for (uint64_t i = 0; i < x->n_chunks; i++)
+                if (!id_is_null(&x->ids[i]))
+                        n += index_chunk_len(x, i);
+        *ret = n;
+        return 0;
+}
+
+static int load_or_build(Store *s, const RoamId *blob, uint64_t build_max, PageIndex **ret) {
         _cleanup_free_ char *p = page_index_path(s, blob);
         if (!p)
                 return -ENOMEM;
@@ -292,31 +347,31 @@ static int load_or_build(Store *s, const RoamId *blob, PageIndex **ret) {
                 page_index_free(x); /* damaged or for another blob: build it again */
         } else if (r == -ENOMEM)
                 return r;
+        if (build_max != UINT64_MAX) {
+                uint64_t nonzero;
+                r = blob_nonzero(s, blob, &nonzero);
+                if (r < 0)
+                        return r;
+                if (nonzero > build_max)
+                        return -EAGAIN;
+        }
         _cleanup_(page_index_freep) PageIndex *x = NULL;
         r = page_index_build(s, blob, &x);
         if (r < 0)
                 return r;
-        _cleanup_free_ void *ser = NULL;
-        r = page_index_serialize(x, &ser, &len);
-        if (r < 0)
-                return r;
-        _cleanup_free_ char *dir = path_join(store_path(s), "pages");
-        if (!dir)
-                return -ENOMEM;
         /* a cache: failing to keep it costs the next build, nothing else */
-        if (mkdir(dir, 0755) >= 0 || errno == EEXIST)
-                (void) write_file_replace(p, ser, len, 0644, false);
+        (void) page_index_save(s, x);
         *ret = TAKE_PTR(x);
         return 0;
 }
 
-int page_index_get(Store *s, const RoamId *blob, PageIndex **ret) {
+int page_index_get(Store *s, const RoamId *blob, uint64_t build_max, PageIndex **ret) {
         PageIndex *x = cache_find(blob);
         if (x) {
                 *ret = x;
                 return 0;
         }
-        int r = load_or_build(s, blob, &x);
+        int r = load_or_build(s, blob, build_max, &x);
         if (r < 0)
                 return r;
         x->refs = 1;

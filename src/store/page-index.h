@@ -77,16 +77,26 @@ int page_index_build(Store *s, const RoamId *blob, PageIndex **ret);
 
 /* The cached page index of blob: from memory (the last used, up to 8 and
  * 512 MiB, shared by the threads of this process: a page index depends on
- * the blob's bytes only),
- * else DIR/pages/<hex> when it is there, intact and for this blob, else
- * built and saved (atomically for readers). The result is shared and read
- * only: release it with page_index_unref(). */
-int page_index_get(Store *s, const RoamId *blob, PageIndex **ret);
+ * the blob's bytes only), else DIR/pages/<hex> when it is there, intact and
+ * for this blob, else built and saved (atomically for readers), but only
+ * when the blob has at most build_max non-zero bytes (UINT64_MAX: any):
+ * -EAGAIN otherwise, so that a request that names a big blob never waits
+ * for its index (it is built where the blob is made: an image import,
+ * blob.h's BlobOptions.page_index). The result is shared and read only:
+ * release it with page_index_unref(). */
+int page_index_get(Store *s, const RoamId *blob, uint64_t build_max, PageIndex **ret);
 void page_index_unref(PageIndex *x);
 static inline void page_index_unrefp(PageIndex **x) {
         if (*x)
                 page_index_unref(*x);
 }
+
+/* Turns slots (x->n entries in blob order, page UINT32_MAX where there is
+ * none) into a page index: sorted, one page per hash. -EFBIG with more than
+ * PAGE_INDEX_MAX_ENTRIES distinct pages. */
+int page_index_finish_slots(PageIndex *x);
+/* Writes x as the cache of x->blob (atomically for readers, not fsync'd). */
+int page_index_save(Store *s, const PageIndex *x);
 
 /* Where the cache of blob lives (caller frees). */
 char *page_index_path(Store *s, const RoamId *blob);

@@ -15,6 +15,11 @@
 
 #define PAGE 4096u
 #define SMALL_FRAME 512 /* a frame this small has nothing worth referencing */
+/* A sender builds the page index of a base it has none of only when that
+ * is quick (about 20 ms here): a request in a hand-over's pause never waits
+ * for the index of a big blob (those are built where the blob is made, or
+ * after a pull of an image, sync.c). */
+#define PAGES_BUILD_MAX (16u << 20)
 
 bool pages_enabled(void) {
         const char *e = getenv("ROAM_PAGE_DEDUP");
@@ -58,8 +63,8 @@ int page_sender_new(Store *s, const RoamId *bases, unsigned n, PageSender **ret)
         ps->s = s;
         ps->n = n;
         for (unsigned i = 0; i < n; i++) {
-                /* a base this store lacks (or cannot index) is no base */
-                int r = page_index_get(s, &bases[i], &ps->x[i]);
+                /* a base this store lacks (or cannot index now) is no base */
+                int r = page_index_get(s, &bases[i], PAGES_BUILD_MAX, &ps->x[i]);
                 if (r == -ENOMEM)
                         return r;
                 if (r < 0) {

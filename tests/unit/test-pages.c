@@ -144,14 +144,97 @@ static void test_page_index(void **state) {
 
         /* cached in the store; a damaged cache is built again */
         PageIndex *c1, *c2;
-        assert_int_equal(page_index_get(f->a, &f->master_id, &c1), 0);
+        assert_int_equal(page_index_get(f->a, &f->master_id, UINT64_MAX, &c1), 0);
         _cleanup_free_ char *path = page_index_path(f->a, &f->master_id);
         struct stat st;
         assert_int_equal(stat(path, &st), 0);
-        assert_int_equal(page_index_get(f->a, &f->master_id, &c2), 0);
+        assert_int_equal(page_index_get(f->a, &f->master_id, UINT64_MAX, &c2), 0);
         assert_ptr_equal(c1, c2); /* from memory */
         page_index_unref(c1);
         page_index_unref(c2);
+}
+
+/* A RAM-like blob on a: half of its pages are pages of the master. */
+static void make_ram(Fixture *f, uint8_t *ram, size_t len) {
+        for (size_t p = 0; p * PG < len; p++) {
+                uint8_t *dst = ram + p * PG;
+                size_t n = MIN((size_t) PG, len - p * PG); /* the last may be short */
+                uint64_t k = rng() % 8;
+                if (k < 4)
+                        memcpy(dst, f->master + (rng() % 256) * PG, n);
+                else if (k < 6)
+                        memset(dst, 0, n);
+                else
+                        fill_random(dst, n);
+        }
+}
+
+/* An import with BlobOptions.page_index writes the page index from the bytes
+ * it reads: the same pages as one built from the store; a sender that finds
+ * none builds only small ones on demand. */
+static void test_page_index_at_import(void **state) {
+        Fixture *f = *state;
+        size_t len = 40 * CS + 5000;
+        _cleanup_free_ uint8_t *blob = malloc(len);
+        make_ram(f, blob, len);
+        memcpy(blob, "at-import", 9);
+        _cleanup_free_ char *in = path_join(f->dir, "blob.raw");
+        int fd = open(in, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_int_equal(loop_write(fd, blob, len), 0);
+        RoamId id;
+        BlobOptions o = { .page_index = true, .threads = 3 };
+        assert_int_equal(blob_import_fd(f->a, fd, len, &o, &id, NULL), 0);
+        close(fd);
+        _cleanup_free_ char *path = page_index_path(f->a, &id);
+        _cleanup_free_ char *data = NULL;
+        size_t dlen;
+        assert_int_equal(read_full_file(path, 1u << 26, &data, &dlen), 0);
+        PageIndex *x, *y;
+        assert_int_equal(page_index_parse(data, dlen, &x), 0);
+        assert_true(id_equal(&x->blob, &id));
+        assert_int_equal(page_index_build(f->a, &id, &y), 0);
+        assert_int_equal(x->n, y->n);
+        /* every whole non-zero page is found, at a page with its bytes */
+        for (size_t p = 0; (p + 1) * PG <= len; p++) {
+                uint32_t got;
+                bool zero = memory_is_zero(blob + p * PG, PG);
+                assert_int_equal(page_index_lookup(x, page_index_hash(x, blob + p * PG), &got), !zero);
+                if (!zero)
+                        assert_memory_equal(blob + (size_t) got * PG, blob + p * PG, PG);
+        }
+        page_index_free(x);
+        page_index_free(y);
+
+        /* no cache and too big to build on demand: -EAGAIN; small enough: built */
+        RoamId other;
+        memcpy(blob, "on-demand", 9);
+        import_bytes(f, f->a, blob, len, &other);
+        PageIndex *z = NULL;
+        assert_int_equal(page_index_get(f->a, &other, 4 * CS, &z), -EAGAIN);
+        assert_int_equal(page_index_get(f->a, &other, 64 * CS, &z), 0);
+        assert_non_null(z);
+        page_index_unref(z);
+        /* an incremental import that took chunks from its base unread has none */
+        BlobFast *fast = NULL;
+        fd = open(in, O_RDONLY | O_CLOEXEC);
+        assert_int_equal(blob_import_fd_base(f->a, fd, len, NULL, NULL, &id, NULL, &fast), 0);
+        BlobBase *base;
+        assert_int_equal(blob_base_new(f->a, fast, &base), 0);
+        _cleanup_free_ char *path2 = NULL;
+        RoamId id2;
+        memcpy(blob + 39 * CS, "changed", 7);
+        int fd2 = open(in, O_RDWR | O_CLOEXEC);
+        assert_int_equal(pwrite(fd2, "changed", 7, 39 * CS), 7);
+        close(fd2);
+        BlobFast *fast2 = NULL;
+        assert_int_equal(blob_import_fd_base(f->a, fd, len, &o, base, &id2, NULL, &fast2), 0);
+        close(fd);
+        path2 = page_index_path(f->a, &id2);
+        struct stat st;
+        assert_int_equal(stat(path2, &st), -1);
+        blob_base_free(base);
+        blob_fast_free(fast);
+        blob_fast_free(fast2);
 }
 
 typedef struct FindCtx {
@@ -263,20 +346,6 @@ static void test_page_chunk_format(void **state) {
         free(buf);
         ZSTD_freeCCtx(cc);
         ZSTD_freeDCtx(dc);
-}
-
-/* A RAM-like blob on a: half of its pages are pages of the master. */
-static void make_ram(Fixture *f, uint8_t *ram, size_t len) {
-        for (size_t p = 0; p * PG < len; p++) {
-                uint8_t *dst = ram + p * PG;
-                uint64_t k = rng() % 8;
-                if (k < 4)
-                        memcpy(dst, f->master + (rng() % 256) * PG, PG);
-                else if (k < 6)
-                        memset(dst, 0, PG);
-                else
-                        fill_random(dst, PG);
-        }
 }
 
 /* Sender on a, receiver on b: chunks go as pages and come out the same;
@@ -463,9 +532,9 @@ static void test_gc_prunes(void **state) {
         import_bytes(f, f->a, gone, len, &gone_id);
         assert_int_equal(store_ref_set(f->a, "images/k", &kept_id, NULL), 0);
         PageIndex *x;
-        assert_int_equal(page_index_get(f->a, &kept_id, &x), 0);
+        assert_int_equal(page_index_get(f->a, &kept_id, UINT64_MAX, &x), 0);
         page_index_unref(x);
-        assert_int_equal(page_index_get(f->a, &gone_id, &x), 0);
+        assert_int_equal(page_index_get(f->a, &gone_id, UINT64_MAX, &x), 0);
         page_index_unref(x);
         _cleanup_free_ char *pk = page_index_path(f->a, &kept_id), *pg = page_index_path(f->a, &gone_id);
         struct stat st;
@@ -485,6 +554,7 @@ static void test_gc_prunes(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_page_index, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_page_index_at_import, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_page_chunk_format, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_send_and_rebuild, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pick_bases, setup, teardown),

@@ -550,7 +550,9 @@ static int image_import(int argc, char **argv) {
         }
 
         Progress *p = progress_new("import", (uint64_t) st.st_size);
-        BlobOptions o = { .threads = threads, .progress = p, .cancel = interrupt_flag() };
+        /* with its page index: a master image is what guests' RAM pages are
+         * pages of (page references, docs/sync-protocol.md) */
+        BlobOptions o = { .threads = threads, .progress = p, .cancel = interrupt_flag(), .page_index = true };
         RoamId id;
         BlobStats bs;
         r = blob_import_fd(s, fd, (uint64_t) st.st_size, &o, &id, &bs);

@@ -14,6 +14,7 @@
 #include "../basic/failpoint.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
+#include "../store/page-index.h"
 #include "../sync/sync.h"
 #include "auth.h"
 
@@ -150,6 +151,13 @@ static int run_job(Hoard *h, Job *j) {
                          (int64_t) time(NULL), j->id);
                 daemon_log(h->daemon, DAEMON_LOG_INFO, "hoard %s from %s: done (%llu chunks transferred)", j->ref,
                            j->url, (unsigned long long) st.chunks_sent);
+                if (!strncmp(j->ref, "images/", 7)) {
+                        /* its page index, for page references this laptop sends (a take online) */
+                        PageIndex *x = NULL;
+                        if (page_index_get(daemon_store(h->daemon), &st.id, UINT64_MAX, &x) < 0)
+                                err_clear();
+                        page_index_unref(x);
+                }
                 return 0;
         }
         const char *msg = err_message(k);

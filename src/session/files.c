@@ -98,7 +98,7 @@ int import_file(Store *s, const char *path, RoamId *ret_id, BlobStats *ret_stats
         struct stat st;
         if (fstat(fd, &st) < 0)
                 return -errno;
-        BlobOptions o = {};
+        BlobOptions o = { .page_index = true }; /* a kernel's pages are in its guest's RAM */
         BlobStats bs;
         int r = blob_import_fd(s, fd, (uint64_t) st.st_size, &o, ret_id, &bs);
         if (r < 0)

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -17,6 +18,7 @@
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
+#include "page-index.h"
 
 #define MAX_THREADS 64
 
@@ -49,6 +51,11 @@ typedef struct Job {
         uint8_t **captured;
         _Atomic uint64_t capture_left; /* bytes that may still be copied */
         volatile int *cancel;          /* BlobOptions.cancel */
+        /* the page index (BlobOptions.page_index): ppc entries per chunk, a
+         * page that is not there has page UINT32_MAX */
+        PageIndex *pages;
+        uint32_t ppc;
+        _Atomic bool pages_incomplete; /* a chunk was not read */
 } Job;
 
 static void fast_hash(const void *p, size_t len, uint64_t seed, FastHash out) {
@@ -112,6 +119,88 @@ static int run_pool(Job *j, unsigned threads, void *(*fn)(void *)) {
         return 0;
 }
 
+/* ---- the committer: publishes an import's chunks while it runs ----
+ *
+ * store_chunk_put() commits by itself every 4096 pending chunks, in the
+ * worker that wrote the last one: that worker then waits for syncfs() while
+ * the others go on. An import of many new chunks instead runs a committer
+ * thread that publishes them every COMMIT_EVERY_BYTES, so that no worker ever
+ * waits for the disk, and the commit at the end, which must wait, finds
+ * little left to write. Durability is unchanged: the index object is still
+ * written after the last commit (blob_import_finish()). */
+
+#define COMMIT_EVERY_BYTES (64u << 20)
+#define COMMIT_EVERY_MAX 1024 /* chunks: a store of small chunks commits more often */
+#define COMMITTER_MIN_CHUNKS 256 /* smaller imports commit at the end only */
+
+typedef struct Committer {
+        Store *store;
+        Job *job;
+        size_t every; /* pending chunks that trigger a commit */
+        pthread_t tid;
+        bool running;
+        bool stop;
+        pthread_mutex_t lock;
+        pthread_cond_t wake;
+} Committer;
+
+static void *committer_main(void *arg) {
+        Committer *c = arg;
+        pthread_mutex_lock(&c->lock);
+        while (!c->stop) {
+                struct timespec until;
+                clock_gettime(CLOCK_MONOTONIC, &until);
+                until.tv_nsec += 20 * 1000 * 1000;
+                if (until.tv_nsec >= 1000000000L) {
+                        until.tv_sec++;
+                        until.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&c->wake, &c->lock, &until);
+                if (c->stop || store_chunk_pending(c->store) < c->every)
+                        continue;
+                pthread_mutex_unlock(&c->lock);
+                int r = store_commit(c->store);
+                if (r < 0)
+                        job_fail(c->job, r);
+                pthread_mutex_lock(&c->lock);
+        }
+        pthread_mutex_unlock(&c->lock);
+        return NULL;
+}
+
+/* Starts the committer for an import of n chunks (not for small ones: they
+ * commit at the end). Without a thread the import just goes on without it. */
+static void committer_start(Committer *c, Store *s, Job *j, uint64_t n) {
+        *c = (Committer){ .store = s, .job = j };
+        if (n < COMMITTER_MIN_CHUNKS)
+                return;
+        c->every = MIN((size_t) COMMIT_EVERY_MAX, MAX((size_t) 64, (size_t) (COMMIT_EVERY_BYTES / store_chunk_size(s))));
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&c->wake, &ca);
+        pthread_condattr_destroy(&ca);
+        pthread_mutex_init(&c->lock, NULL);
+        c->running = pthread_create(&c->tid, NULL, committer_main, c) == 0;
+        if (!c->running) {
+                pthread_cond_destroy(&c->wake);
+                pthread_mutex_destroy(&c->lock);
+        }
+}
+
+static void committer_stop(Committer *c) {
+        if (!c->running)
+                return;
+        pthread_mutex_lock(&c->lock);
+        c->stop = true;
+        pthread_cond_signal(&c->wake);
+        pthread_mutex_unlock(&c->lock);
+        pthread_join(c->tid, NULL);
+        pthread_cond_destroy(&c->wake);
+        pthread_mutex_destroy(&c->lock);
+        c->running = false;
+}
+
 /* Sets chunk i to all-zero (a hole or zero bytes). */
 static void take_zero(Job *j, uint64_t i, uint32_t len) {
         j->index->ids[i] = ID_NULL;
@@ -130,6 +219,8 @@ static bool take_from_base(Job *j, uint64_t i, uint32_t len, const FastHash h) {
                 return false;
         j->index->ids[i] = b->index->ids[i];
         memcpy(j->fast[i], h, BLOB_FAST_HASH_SIZE);
+        if (j->pages && !id_is_null(&b->index->ids[i]))
+                atomic_store(&j->pages_incomplete, true); /* its pages were not read */
         if (id_is_null(&b->index->ids[i]))
                 atomic_fetch_add(&j->zero_chunks, 1);
         else
@@ -139,6 +230,21 @@ static bool take_from_base(Job *j, uint64_t i, uint32_t len, const FastHash h) {
 }
 
 static int store_new(Job *j, ChunkCodec *codec, uint64_t i, const uint8_t *buf, uint32_t len);
+
+/* The page index entries of chunk i (not all zero): one per whole non-zero
+ * page, in the chunk's slots (workers never share a chunk). */
+static void hash_pages(Job *j, uint64_t i, const uint8_t *buf, uint32_t len) {
+        uint64_t *h = j->pages->hashes + i * j->ppc;
+        uint32_t *pg = j->pages->pages + i * j->ppc;
+        uint32_t first = (uint32_t) (i * j->ppc);
+        for (uint32_t k = 0; k < j->ppc; k++) {
+                size_t off = (size_t) k * PAGE_SIZE_4K;
+                if (off + PAGE_SIZE_4K > len || memory_is_zero(buf + off, PAGE_SIZE_4K))
+                        continue; /* zero pages travel as zero pages; a short page is no base */
+                h[k] = page_index_hash(j->pages, buf + off);
+                pg[k] = first + k;
+        }
+}
 static bool capture(Job *j, uint64_t i, const uint8_t *buf, uint32_t len);
 
 static void *import_worker(void *arg) {
@@ -219,6 +325,8 @@ static void *import_worker(void *arg) {
                         take_zero(j, i, len);
                         continue;
                 }
+                if (j->pages)
+                        hash_pages(j, i, buf, len);
                 if (j->fast)
                         memcpy(j->fast[i], h, BLOB_FAST_HASH_SIZE);
                 if (j->captured && capture(j, i, buf, len))
@@ -312,6 +420,8 @@ struct BlobPending {
         Store *store;
         Index *index;
         BlobFast *fast; /* NULL: no fast hashes wanted */
+        PageIndex *pages; /* n_chunks * ppc slots (BlobOptions.page_index), or NULL */
+        bool pages_incomplete;
         BlobStats stats;
         double t0;
         unsigned threads;
@@ -337,7 +447,37 @@ void blob_pending_free(BlobPending *p) {
         free(p->captured);
         index_free(p->index);
         blob_fast_free(p->fast);
+        page_index_free(p->pages);
         free(p);
+}
+
+/* Slots for the page index of the blob, when it can have one. */
+static int pages_begin(BlobPending *p, Job *j) {
+        uint32_t ppc = p->index->chunk_size / PAGE_SIZE_4K;
+        uint64_t slots = p->index->n_chunks * ppc;
+        if (slots > 4ull * PAGE_INDEX_MAX_ENTRIES || p->index->blob_size / PAGE_SIZE_4K > UINT32_MAX)
+                return 0; /* too large for a page index: none */
+        PageIndex *x = calloc(1, sizeof *x);
+        if (!x)
+                return -ENOMEM;
+        x->hashes = calloc(MAX(slots, (uint64_t) 1), sizeof *x->hashes);
+        x->pages = malloc(MAX(slots, (uint64_t) 1) * sizeof *x->pages);
+        if (!x->hashes || !x->pages) {
+                page_index_free(x);
+                return -ENOMEM;
+        }
+        memset(x->pages, 0xff, MAX(slots, (uint64_t) 1) * sizeof *x->pages); /* UINT32_MAX: no page */
+        x->n = slots;
+        x->blob_size = p->index->blob_size;
+        int r = random_seed(&x->seed);
+        if (r < 0) {
+                page_index_free(x);
+                return r;
+        }
+        p->pages = x;
+        j->pages = x;
+        j->ppc = ppc;
+        return 0;
 }
 
 /* The reading half of an import: the index in memory; chunks written
@@ -392,6 +532,11 @@ static int import_begin(Store *s, int fd, uint64_t size, const BlobOptions *o, c
                 fast_hash_zero(chunk_len_of(x->chunk_size, size, x->n_chunks ? x->n_chunks - 1 : 0), j.seed,
                                j.zero_last);
         }
+        if (o->page_index && !capture) {
+                r = pages_begin(p, &j);
+                if (r < 0)
+                        return r;
+        }
         struct stat st;
         if (o->map && size > 0 && size <= SIZE_MAX && fstat(fd, &st) >= 0 && S_ISREG(st.st_mode) &&
             (uint64_t) st.st_size >= size) {
@@ -406,10 +551,18 @@ static int import_begin(Store *s, int fd, uint64_t size, const BlobOptions *o, c
         if (!j.map)
                 (void) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
         pthread_mutex_init(&j.lock, NULL);
+        /* not while a paused VM's changed chunks are captured: that half
+         * writes little, and nothing of the disk's, in the pause */
+        Committer com;
+        committer_start(&com, s, &j, p->captured ? 0 : x->n_chunks);
         r = run_pool(&j, p->threads, import_worker);
+        committer_stop(&com);
+        if (r >= 0 && atomic_load(&j.error) < 0) /* the committer's */
+                r = err_set(atomic_load(&j.error), "%s", j.errdetail);
         pthread_mutex_destroy(&j.lock);
         if (r < 0)
                 return r;
+        p->pages_incomplete = atomic_load(&j.pages_incomplete);
         p->stats = (BlobStats){
                 .chunks = x->n_chunks,
                 .zero_chunks = j.zero_chunks,
@@ -458,6 +611,12 @@ int blob_import_finish(BlobPending *p, RoamId *ret_id, BlobStats *ret_stats, Blo
         r = store_object_put(p->store, ser, len, &id);
         if (r < 0)
                 return r;
+        if (p->pages && !p->pages_incomplete) {
+                /* a cache: without it, the blob is a base only once built on demand */
+                p->pages->blob = id;
+                if (page_index_finish_slots(p->pages) < 0 || page_index_save(p->store, p->pages) < 0)
+                        err_clear();
+        }
         if (ret_stats) {
                 *ret_stats = p->stats;
                 ret_stats->seconds = now_s() - p->t0;

@@ -44,6 +44,12 @@ typedef struct BlobOptions {
         bool map;
         uint64_t capture_max; /* blob_import_fd_begin() only, see there */
         volatile int *cancel;  /* set non-zero to stop early (-ECANCELED) */
+        /* Also write the blob's page index (page-index.h) from the bytes the
+         * import reads: a seeded XXH3 per non-zero 4 KiB page, no second read.
+         * For blobs that will be bases of page references (master images,
+         * boot files). Skipped when a chunk was taken from a base unread, or
+         * the blob has more pages than a page index holds. */
+        bool page_index;
 } BlobOptions;
 
 /* Imports size bytes of fd (a regular file: holes are detected with

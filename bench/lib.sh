@@ -129,3 +129,38 @@ EOF
                 !skip { print }' "$doc" >"$doc.tmp"
         mv "$doc.tmp" "$doc"
 }
+
+# ext4 without a journal (this machine's root) skips inodes deleted in the
+# last 60 s when it allocates new ones, 360 s while their inode table block is
+# dirty: creating thousands of files after deleting thousands is 2-3 times
+# slower for minutes (recently_deleted() in fs/ext4/ialloc.c). A benchmark
+# that deletes many files stamps it (stamp_delete); one that is about to
+# create many waits until that is over (wait_after_delete; ROAM_BENCH_WAIT=0
+# skips the wait).
+CLEANED_STAMP=$BENCH_CACHE/run.cleaned
+stamp_delete() { sync; mkdir -p "$BENCH_CACHE"; date +%s >"$CLEANED_STAMP"; }
+wait_after_delete() {
+        local last wait
+        [ "${ROAM_BENCH_WAIT:-1}" = 0 ] && return
+        last=$(cat "$CLEANED_STAMP" 2>/dev/null || echo 0)
+        wait=$((last + 370 - $(date +%s)))
+        if [ "$wait" -gt 0 ]; then
+                log "waiting ${wait}s: ext4 is slow to allocate inodes after the last run's delete"
+                sync
+                sleep "$wait"
+        fi
+}
+
+# loaded_note: a paragraph for docs/benchmarks.md when the machine had more
+# runnable threads than cores at the start ($LOAD, /proc/loadavg's first
+# three fields) or now: other jobs shared it, wall times are not the machine's
+loaded_note() {
+        local l
+        l=$(cut -d' ' -f1 /proc/loadavg)
+        awk -v a="${LOAD%% *}" -v b="$l" -v c="$(nproc)" 'BEGIN { exit !(a > c || b > c) }' || return 0
+        echo "**The machine was loaded** (load average ${LOAD%% *} at the start, $l at the end, on $(nproc)"
+        echo "cores: other jobs' QEMUs): wall times and MB/s are far below what it gives when"
+        echo "idle; the CPU seconds and the ratios of interleaved runs are the figures to read."
+        echo "To be run again on an idle machine."
+        echo
+}

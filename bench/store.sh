@@ -23,6 +23,7 @@
 #        ROAM_BENCH_LEVELS  zstd levels to compare with the default (default "3 -1 -3")
 #        ROAM_BENCH_MIRROR  Debian mirror (default: the one apt uses)
 #        ROAM_BENCH_DOC=0   do not update docs/benchmarks.md
+#        ROAM_BENCH_DENSE=0 skip the dense corpus at the end (bench/store-dense.sh)
 . "$(dirname "$0")/lib.sh"
 
 SUITE=bookworm
@@ -394,4 +395,10 @@ if [ "${ROAM_BENCH_DOC:-1}" != 0 ]; then
         } >"$body"
         doc_section store "$body"
         log "updated docs/benchmarks.md (store section)"
+fi
+
+# the dense corpus (an ext4 image full of files, a guest's RAM): its own
+# section of docs/benchmarks.md; ROAM_BENCH_DENSE=0 skips it
+if [ "${ROAM_BENCH_DENSE:-1}" != 0 ]; then
+        bash "$SRC_DIR/bench/store-dense.sh" || die "bench/store-dense.sh failed"
 fi

@@ -29,6 +29,7 @@
 #        ROAM_BENCH_WAIT=0  do not wait out ext4's slow inode allocation after
 #                           the last benchmark's big delete (see bench/store.sh)
 #        ROAM_BENCH_DOC=0   do not update docs/benchmarks.md
+#        ROAM_BENCH_PAGES=0 skip page references in a take offline at the end (bench/pages.sh)
 . "$(dirname "$0")/lib.sh"
 
 REPEAT=${ROAM_BENCH_REPEAT:-5}
@@ -455,4 +456,10 @@ if [ "${ROAM_BENCH_DOC:-1}" != 0 ]; then
         } >"$body"
         doc_section sync "$body"
         log "updated docs/benchmarks.md (sync section)"
+fi
+
+# page references in a first take offline, on and off (bench/pages.sh): its
+# own section of docs/benchmarks.md; ROAM_BENCH_PAGES=0 skips it
+if [ "${ROAM_BENCH_PAGES:-1}" != 0 ]; then
+        bash "$SRC_DIR/bench/pages.sh" || die "bench/pages.sh failed"
 fi

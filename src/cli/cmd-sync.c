@@ -151,14 +151,28 @@ static int run_sync(const char *cmd, int argc, char **argv, bool pull) {
                 fprintf(stderr, "%s %s: %llu of %llu chunks transferred, %s on the wire, %.2fs\n",
                         pull ? "pulled" : "pushed", ref, (unsigned long long) st.chunks_sent,
                         (unsigned long long) st.chunks_total, format_bytes(st.wire_bytes, w, sizeof w), st.seconds);
+                if (pull && (st.chunks_paged || st.chunks_page_fallback))
+                        fprintf(stderr, "  %llu chunks rebuilt here from %llu page references, %llu fetched whole "
+                                "instead\n",
+                                (unsigned long long) st.chunks_paged, (unsigned long long) st.pages_referenced,
+                                (unsigned long long) st.chunks_page_fallback);
+                else if (!pull && (st.chunks_paged || st.chunks_page_fallback))
+                        fprintf(stderr, "  %llu chunks sent as page references and rebuilt there, %llu sent whole "
+                                "instead\n",
+                                (unsigned long long) st.chunks_paged, (unsigned long long) st.chunks_page_fallback);
                 if (results)
                         json_array_append_new(results,
-                                              json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f}", "ref", ref, "as",
-                                                        a.as ? as : ref, "id", id_to_hex(&st.id, hex), "chunks_total",
+                                              json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:I}",
+                                                        "ref", ref, "as", a.as ? as : ref, "id",
+                                                        id_to_hex(&st.id, hex), "chunks_total",
                                                         (json_int_t) st.chunks_total, "chunks_sent",
                                                         (json_int_t) st.chunks_sent, "objects_sent",
                                                         (json_int_t) st.objects_sent, "wire_bytes",
-                                                        (json_int_t) st.wire_bytes, "seconds", st.seconds));
+                                                        (json_int_t) st.wire_bytes, "seconds", st.seconds,
+                                                        "chunks_paged", (json_int_t) st.chunks_paged,
+                                                        "pages_referenced", (json_int_t) st.pages_referenced,
+                                                        "chunks_page_fallback",
+                                                        (json_int_t) st.chunks_page_fallback));
                 else
                         printf("%s %s\n", ref, id_to_hex(&st.id, hex));
         }

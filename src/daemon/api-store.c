@@ -18,6 +18,8 @@
 #include "../basic/util.h"
 #include "../store/reach.h"
 #include "../sync/pack.h"
+#include "../sync/page-chunk.h"
+#include "../sync/pages.h"
 #include "../sync/sync.h"
 #include "../sync/wire.h"
 #include "auth.h"
@@ -209,6 +211,17 @@ int pack_request_parse(const void *body, size_t len, PackRequest *ret) {
                         return err_set(-EBADMSG, "pack request: \"have\" entry %zu is not an object id of 64 hex "
                                        "digits", i + 1);
                 p.n_have++;
+        }
+        json_t *bases = json_object_get(j, "bases");
+        if (bases && (!json_is_array(bases) || json_array_size(bases) > PAGE_CHUNK_MAX_BASES))
+                return err_set(-EBADMSG, "pack request: \"bases\" must be a list of at most %d index ids",
+                               PAGE_CHUNK_MAX_BASES);
+        json_array_foreach(bases, i, v) {
+                if (!json_is_string(v) || id_from_hex(json_string_value(v), &p.bases[i]) < 0 ||
+                    id_is_null(&p.bases[i]))
+                        return err_set(-EBADMSG, "pack request: \"bases\" entry %zu is not an object id of 64 hex "
+                                       "digits", i + 1);
+                p.n_bases++;
         }
         json_t *max = json_object_get(j, "max_bytes");
         p.max_bytes = PACK_MAX_BYTES;
@@ -604,6 +617,47 @@ static int h_chunks_get(HttpRequest *req, void *userdata) {
         return http_reply_stream(req, 200, "application/octet-stream", total, chunk_stream_read, cs, chunk_stream_free);
 }
 
+/* POST /v1/chunks/pages: like chunks/get, but a chunk some of whose pages
+ * are pages of the bases the client named may come as pages
+ * (src/sync/pages.h). Built whole: a batch is a few MiB. */
+static int h_chunks_pages(HttpRequest *req, void *userdata) {
+        ApiStore *a = userdata;
+        size_t len, n;
+        const void *body = http_request_body(req, &len);
+        const uint8_t *bases, *ids;
+        unsigned nb;
+        if (page_request_parse(body ? body : "", len, WIRE_MAX_IDS_GET, &bases, &nb, &ids, &n) < 0)
+                return http_reply_error(req, 400,
+                                        "body must be a u32 base count (1-%d), that many 32-byte index ids, then "
+                                        "1-%d 32-byte chunk ids",
+                                        PAGE_CHUNK_MAX_BASES, WIRE_MAX_IDS_GET);
+        RoamId base_ids[PAGE_CHUNK_MAX_BASES];
+        memcpy(base_ids, bases, (size_t) nb * ID_SIZE);
+        _cleanup_(page_sender_freep) PageSender *ps = NULL;
+        int r = page_sender_new(a->s, base_ids, nb, &ps);
+        if (r < 0)
+                return r;
+        _cleanup_free_ uint8_t *out = NULL;
+        size_t olen = 0, ocap = 0;
+        for (size_t i = 0; i < n; i++) {
+                RoamId id;
+                memcpy(id.b, ids + i * ID_SIZE, ID_SIZE);
+                _cleanup_free_ void *payload = NULL;
+                size_t plen;
+                r = page_sender_payload(ps, &id, &payload, &plen, NULL);
+                if (r == -ENOENT) {
+                        char hex[ID_HEX_SIZE];
+                        return http_reply_error(req, 404, "chunk %s not found", id_to_hex(&id, hex));
+                }
+                if (r < 0)
+                        return http_reply_error(req, 500, "%s", err_message(r));
+                r = wire_append_record(&out, &olen, &ocap, &id, payload, (uint32_t) plen);
+                if (r < 0)
+                        return r;
+        }
+        return http_reply_buffer(req, 200, "application/octet-stream", TAKE_PTR(out), olen);
+}
+
 /* Checks a record as store_chunk_put_compressed() will, without storing it. */
 static int verify_record(ApiStore *a, Worker *w, const RoamId *id, const uint8_t *z, size_t zlen) {
         char hex[ID_HEX_SIZE], ghex[ID_HEX_SIZE];
@@ -676,6 +730,87 @@ static int h_chunks_put(HttpRequest *req, void *userdata) {
                                json_pack("{s:I, s:I}", "stored", (json_int_t) stored, "present", (json_int_t) present));
 }
 
+/* POST /v1/chunks/put-pages: like chunks/put, with the bases the client
+ * named (blobs it believes this store holds) first: a record may be pages
+ * (src/sync/pages.h). A malformed record is a 400 and nothing is stored; a
+ * chunk whose pages cannot be rebuilt here (a base or page this store lacks
+ * or holds otherwise) is skipped and counted: the client sends it whole. */
+static int h_chunks_put_pages(HttpRequest *req, void *userdata) {
+        ApiStore *a = userdata;
+        Worker *w = worker_get(a);
+        if (!w)
+                return -ENOMEM;
+        size_t len, slen;
+        const void *body = http_request_body(req, &len);
+        const uint8_t *bases, *stream;
+        unsigned nb;
+        if (page_put_parse(body ? body : "", len, &bases, &nb, &stream, &slen) < 0)
+                return http_reply_error(req, 400, "body must be a u32 base count (1-%d), that many 32-byte index "
+                                        "ids, then a chunk stream",
+                                        PAGE_CHUNK_MAX_BASES);
+        WireReader rd;
+        RoamId id;
+        const uint8_t *z;
+        uint32_t zlen;
+        int k;
+        char hex[ID_HEX_SIZE];
+        /* pass 1: every record well formed, every frame right */
+        wire_reader_init(&rd, stream, slen, a->max_record);
+        while ((k = wire_reader_next(&rd, &id, &z, &zlen)) > 0) {
+                PageChunk pc;
+                int r = page_chunk_is(z, zlen) ? page_chunk_parse(z, zlen, a->chunk_size, nb, &pc) < 0
+                                                         ? err_set(-EBADMSG, "chunk %s: malformed pages",
+                                                                   id_to_hex(&id, hex))
+                                                         : 0
+                                               : verify_record(a, w, &id, z, zlen);
+                if (r < 0)
+                        return http_reply_error(req, 400, "%s (nothing of this request was stored)", err_message(r));
+        }
+        if (k < 0)
+                return http_reply_error(req, 400,
+                                        "chunk stream is malformed at record %zu (truncated, a length of 0 or over "
+                                        "%zu, or more than %d records)",
+                                        rd.count + 1, a->max_record, WIRE_MAX_RECORDS);
+        RoamId base_ids[PAGE_CHUNK_MAX_BASES];
+        memcpy(base_ids, bases, (size_t) nb * ID_SIZE);
+        _cleanup_(page_bases_freep) PageBases *pb = NULL;
+        int r = page_bases_new(a->s, base_ids, nb, &pb);
+        if (r < 0)
+                return r;
+        /* pass 2: store; pages that do not rebuild here are skipped */
+        uint64_t stored = 0, present = 0, paged = 0, skipped = 0;
+        api_store_put_begin(a);
+        wire_reader_init(&rd, stream, slen, a->max_record);
+        while (r >= 0 && wire_reader_next(&rd, &id, &z, &zlen) > 0) {
+                r = store_chunk_has(a->s, &id);
+                if (r > 0)
+                        present++;
+                else if (r == 0 && page_chunk_is(z, zlen)) {
+                        r = page_bases_store(pb, w->codec, &id, z, zlen);
+                        if (r >= 0)
+                                stored++, paged++;
+                        else if (r == -ESTALE) {
+                                skipped++;
+                                r = 0;
+                        }
+                } else if (r == 0) {
+                        r = store_chunk_put_compressed(a->s, w->codec, &id, z, zlen);
+                        if (r >= 0)
+                                stored++;
+                }
+        }
+        api_store_put_end(a);
+        if (r < 0)
+                return r;
+        r = api_store_commit(a);
+        if (r < 0)
+                return r;
+        return http_reply_json(req, 200,
+                               json_pack("{s:I, s:I, s:I, s:I}", "stored", (json_int_t) stored, "present",
+                                         (json_int_t) present, "paged", (json_int_t) paged, "skipped",
+                                         (json_int_t) skipped));
+}
+
 static int h_chunk_get(HttpRequest *req, void *userdata) {
         ApiStore *a = userdata;
         RoamId id;
@@ -720,13 +855,19 @@ static int h_pack_get(HttpRequest *req, void *userdata) {
         if (want->bad_objects > 0)
                 return http_reply_error(req, 404, "object %s (or an object below it) not found",
                                         id_to_hex(&pr.want, hex));
+        _cleanup_(page_sender_freep) PageSender *ps = NULL;
+        if (pr.n_bases > 0) {
+                r = page_sender_new(a->s, pr.bases, (unsigned) pr.n_bases, &ps);
+                if (r < 0)
+                        return r;
+        }
         PackWriter pw;
         r = pack_writer_init(&pw, pr.max_bytes);
         if (r < 0)
                 return r;
         RoamId missing = ID_NULL;
         bool complete;
-        r = sync_pack_fill(a->s, want, have, &pw, &complete, &missing);
+        r = sync_pack_fill(a->s, want, have, ps, &pw, &complete, &missing);
         if (r < 0) {
                 pack_writer_done(&pw);
                 char mhex[ID_HEX_SIZE];
@@ -744,6 +885,9 @@ static int pack_verify(ApiStore *a, Worker *w, const void *body, size_t len) {
         if (pack_reader_init(&rd, body, len, ZSTD_compressBound(API_OBJECT_MAX), a->max_record) < 0)
                 return err_set(-EBADMSG, "pack header is malformed (magic, at most %u objects and %u chunks)",
                                PACK_MAX_OBJECTS, PACK_MAX_CHUNKS);
+        if (rd.flags & PACK_PAGED)
+                return err_set(-EBADMSG, "pack header says pages: an upload carries frames only (chunks as pages "
+                               "go through /v1/chunks/put-pages)");
         PackKind kind;
         RoamId id, got;
         const uint8_t *z;
@@ -861,7 +1005,9 @@ static const HttpRoute routes[] = {
         { "PUT", "/v1/objects/*", API_OBJECT_MAX, h_object_put },
         { "POST", "/v1/chunks/missing", WIRE_MAX_IDS_MISSING * ID_SIZE, h_chunks_missing },
         { "POST", "/v1/chunks/get", WIRE_MAX_IDS_GET * ID_SIZE, h_chunks_get },
+        { "POST", "/v1/chunks/pages", 4 + (PAGE_CHUNK_MAX_BASES + WIRE_MAX_IDS_GET) * ID_SIZE, h_chunks_pages },
         { "POST", "/v1/chunks/put", WIRE_MAX_STREAM, h_chunks_put },
+        { "POST", "/v1/chunks/put-pages", 4 + PAGE_CHUNK_MAX_BASES * ID_SIZE + WIRE_MAX_STREAM, h_chunks_put_pages },
         { "GET", "/v1/chunks/*", 0, h_chunk_get },
         { "POST", "/v1/pack/get", API_REF_BODY_MAX, h_pack_get },
         { "POST", "/v1/pack/put", PACK_MAX_BYTES, h_pack_put },

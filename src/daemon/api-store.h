@@ -80,5 +80,7 @@ typedef struct PackRequest {
         RoamId have[API_PACK_HAVE_MAX];
         size_t n_have;
         size_t max_bytes; /* PACK_MAX_BYTES when not given */
+        RoamId bases[16]; /* "bases": blobs whose pages the client holds (PAGE_CHUNK_MAX_BASES) */
+        size_t n_bases;
 } PackRequest;
 int pack_request_parse(const void *body, size_t len, PackRequest *ret);

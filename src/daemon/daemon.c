@@ -142,7 +142,8 @@ static int log_open(Daemon *d) {
 /* ---- the store's write gate (api-gc.h) ---- */
 
 /* POSTs that only read: they need not wait for a gc (and gc's own route must not) */
-static const char *const read_only_posts[] = { "/v1/chunks/get", "/v1/pack/get", "/v1/store/gc" };
+static const char *const read_only_posts[] = { "/v1/chunks/get", "/v1/chunks/pages", "/v1/pack/get",
+                                               "/v1/store/gc" };
 
 /* Every request but GET and the read-only POSTs is a writer (any route added
  * later too): it waits while a gc runs and holds gc back while it runs. */

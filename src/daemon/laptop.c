@@ -482,11 +482,14 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
                 json_decref(g);
                 return err_set_if_none(k, "taking session '%s' offline failed", name);
         }
-        *ret = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "session", name, "checkpoint", ck,
-                         "epoch", (json_int_t) epoch, "downtime_ms", (json_int_t) (downtime / 1000000),
-                         "bytes_after_click", (json_int_t) wire, "chunks_after_click", (json_int_t) st.chunks_sent,
-                         "server_pause_ms", (json_int_t) server_pause, "lease_until", (json_int_t) lease, "restore_ms",
-                         (json_int_t) (rr.total_ns / 1000000), "ram_staged", rr.ram_staged);
+        *ret = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:I}", "session", name,
+                         "checkpoint", ck, "epoch", (json_int_t) epoch, "downtime_ms",
+                         (json_int_t) (downtime / 1000000), "bytes_after_click", (json_int_t) wire,
+                         "chunks_after_click", (json_int_t) st.chunks_sent, "server_pause_ms",
+                         (json_int_t) server_pause, "lease_until", (json_int_t) lease, "restore_ms",
+                         (json_int_t) (rr.total_ns / 1000000), "ram_staged", rr.ram_staged, "chunks_paged",
+                         (json_int_t) st.chunks_paged, "pages_referenced", (json_int_t) st.pages_referenced,
+                         "chunks_page_fallback", (json_int_t) st.chunks_page_fallback);
         json_object_set_new(*ret, "qemu_waiting", json_boolean(rr.warm));
         json_decref(g);
         daemon_log(l->d, DAEMON_LOG_INFO, "session '%s' taken offline: downtime %llu ms, %llu bytes after the click",

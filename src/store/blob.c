@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -110,6 +111,88 @@ static int run_pool(Job *j, unsigned threads, void *(*fn)(void *)) {
         if (r < 0)
                 return err_set(r, "%s", j->errdetail);
         return 0;
+}
+
+/* ---- the committer: publishes an import's chunks while it runs ----
+ *
+ * store_chunk_put() commits by itself every 4096 pending chunks, in the
+ * worker that wrote the last one: that worker then waits for syncfs() while
+ * the others go on. An import of many new chunks instead runs a committer
+ * thread that publishes them every COMMIT_EVERY_BYTES, so that no worker ever
+ * waits for the disk, and the commit at the end, which must wait, finds
+ * little left to write. Durability is unchanged: the index object is still
+ * written after the last commit (blob_import_finish()). */
+
+#define COMMIT_EVERY_BYTES (64u << 20)
+#define COMMIT_EVERY_MAX 1024 /* chunks: a store of small chunks commits more often */
+#define COMMITTER_MIN_CHUNKS 256 /* smaller imports commit at the end only */
+
+typedef struct Committer {
+        Store *store;
+        Job *job;
+        size_t every; /* pending chunks that trigger a commit */
+        pthread_t tid;
+        bool running;
+        bool stop;
+        pthread_mutex_t lock;
+        pthread_cond_t wake;
+} Committer;
+
+static void *committer_main(void *arg) {
+        Committer *c = arg;
+        pthread_mutex_lock(&c->lock);
+        while (!c->stop) {
+                struct timespec until;
+                clock_gettime(CLOCK_MONOTONIC, &until);
+                until.tv_nsec += 20 * 1000 * 1000;
+                if (until.tv_nsec >= 1000000000L) {
+                        until.tv_sec++;
+                        until.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&c->wake, &c->lock, &until);
+                if (c->stop || store_chunk_pending(c->store) < c->every)
+                        continue;
+                pthread_mutex_unlock(&c->lock);
+                int r = store_commit(c->store);
+                if (r < 0)
+                        job_fail(c->job, r);
+                pthread_mutex_lock(&c->lock);
+        }
+        pthread_mutex_unlock(&c->lock);
+        return NULL;
+}
+
+/* Starts the committer for an import of n chunks (not for small ones: they
+ * commit at the end). Without a thread the import just goes on without it. */
+static void committer_start(Committer *c, Store *s, Job *j, uint64_t n) {
+        *c = (Committer){ .store = s, .job = j };
+        if (n < COMMITTER_MIN_CHUNKS)
+                return;
+        c->every = MIN((size_t) COMMIT_EVERY_MAX, MAX((size_t) 64, (size_t) (COMMIT_EVERY_BYTES / store_chunk_size(s))));
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&c->wake, &ca);
+        pthread_condattr_destroy(&ca);
+        pthread_mutex_init(&c->lock, NULL);
+        c->running = pthread_create(&c->tid, NULL, committer_main, c) == 0;
+        if (!c->running) {
+                pthread_cond_destroy(&c->wake);
+                pthread_mutex_destroy(&c->lock);
+        }
+}
+
+static void committer_stop(Committer *c) {
+        if (!c->running)
+                return;
+        pthread_mutex_lock(&c->lock);
+        c->stop = true;
+        pthread_cond_signal(&c->wake);
+        pthread_mutex_unlock(&c->lock);
+        pthread_join(c->tid, NULL);
+        pthread_cond_destroy(&c->wake);
+        pthread_mutex_destroy(&c->lock);
+        c->running = false;
 }
 
 /* Sets chunk i to all-zero (a hole or zero bytes). */
@@ -406,7 +489,14 @@ static int import_begin(Store *s, int fd, uint64_t size, const BlobOptions *o, c
         if (!j.map)
                 (void) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
         pthread_mutex_init(&j.lock, NULL);
+        /* not while a paused VM's changed chunks are captured: that half
+         * writes little, and nothing of the disk's, in the pause */
+        Committer com;
+        committer_start(&com, s, &j, p->captured ? 0 : x->n_chunks);
         r = run_pool(&j, p->threads, import_worker);
+        committer_stop(&com);
+        if (r >= 0 && atomic_load(&j.error) < 0) /* the committer's */
+                r = err_set(atomic_load(&j.error), "%s", j.errdetail);
         pthread_mutex_destroy(&j.lock);
         if (r < 0)
                 return r;

@@ -17,6 +17,7 @@
 #include "../basic/error.h"
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
+#include "page-index.h"
 #include "reach.h"
 
 typedef struct Verify {
@@ -244,6 +245,10 @@ static int sweep_cb(const RoamId *id, uint64_t size, void *userdata) {
         return 0;
 }
 
+static bool reachable_object(const RoamId *id, void *userdata) {
+        return idset_contains(userdata, id);
+}
+
 int store_gc(Store *s, const GcOptions *o, GcReport *ret) {
         static const GcOptions defaults = { .grace_s = STORE_GC_GRACE_DEFAULT_S };
         if (!o)
@@ -272,6 +277,10 @@ int store_gc(Store *s, const GcOptions *o, GcReport *ret) {
         w.keep = r->objects;
         w.objects = true;
         k = store_object_foreach(s, sweep_cb, &w);
+        if (k < 0)
+                return k;
+        /* page indexes (a cache) of blobs no ref reaches: rebuilt if needed again */
+        k = page_index_prune(s, reachable_object, r->objects, NULL);
         if (k < 0)
                 return k;
         /* we hold the store exclusively: no writer is left, every temp file

@@ -21,6 +21,7 @@
 #include "../basic/interrupt.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
+#include "chunk-frame.h"
 
 #define CONFIG_MAX 4096
 #define REF_FILE_MAX 256
@@ -49,6 +50,7 @@ struct Store {
         Pending *pending;
         size_t n_pending, cap_pending;
         IdSet *pending_set;
+        IdSet *committing_set; /* the ids a commit is renaming, until it is done */
         /* the write gate: writers shared, gc exclusive (store_write_begin()) */
         pthread_rwlock_t gate;
 };
@@ -223,6 +225,7 @@ void store_free(Store *s) {
         }
         free(s->pending);
         idset_free(s->pending_set);
+        idset_free(s->committing_set);
         if (s->lock_fd >= 0)
                 close(s->lock_fd);
         if (s->dir_fd >= 0)
@@ -418,15 +421,17 @@ static int present_touch(Store *s, const char *rel) {
 }
 
 int store_chunk_has(Store *s, const RoamId *id) {
+        /* pending first: a commit renames a chunk before it forgets it, so
+         * one it forgot is found under its name below (never neither) */
+        pthread_mutex_lock(&s->mutex);
+        bool p = idset_contains(s->pending_set, id) ||
+                 (s->committing_set && idset_contains(s->committing_set, id));
+        pthread_mutex_unlock(&s->mutex);
+        if (p)
+                return 1;
         char rel[96];
         chunk_rel(id, rel);
-        int r = present_touch(s, rel);
-        if (r != 0)
-                return r;
-        pthread_mutex_lock(&s->mutex);
-        bool p = idset_contains(s->pending_set, id);
-        pthread_mutex_unlock(&s->mutex);
-        return p;
+        return present_touch(s, rel);
 }
 
 int store_chunk_stat(Store *s, const RoamId *id, uint64_t *ret_size) {
@@ -481,11 +486,19 @@ static int write_pending(Store *s, const RoamId *id, const void *z, size_t zlen)
 int store_chunk_put(Store *s, ChunkCodec *c, const RoamId *id, const void *data, size_t len) {
         if (len == 0 || len > s->chunk_size)
                 return -EINVAL;
-        size_t zlen = ZSTD_compressCCtx(c->cctx, c->zbuf, c->zcap, data, len, c->level);
-        if (ZSTD_isError(zlen))
-                return -EIO;
-        int r = write_pending(s, id, c->zbuf, zlen);
-        return r < 0 ? r : (int) zlen;
+        bool raw;
+        int zlen = chunk_frame_encode(c->cctx, c->level, data, len, c->zbuf, c->zcap, &raw);
+        if (zlen < 0)
+                return zlen;
+        int r = write_pending(s, id, c->zbuf, (size_t) zlen);
+        return r < 0 ? r : zlen;
+}
+
+size_t store_chunk_pending(Store *s) {
+        pthread_mutex_lock(&s->mutex);
+        size_t n = s->n_pending;
+        pthread_mutex_unlock(&s->mutex);
+        return n;
 }
 
 int store_chunk_put_compressed(Store *s, ChunkCodec *c, const RoamId *id, const void *zdata, size_t zlen) {
@@ -617,17 +630,17 @@ int store_commit(Store *s) {
 }
 
 static int commit_locked(Store *s) {
+        IdSet *fresh = idset_new();
+        if (!fresh)
+                return -ENOMEM;
         pthread_mutex_lock(&s->mutex);
         Pending *list = TAKE_PTR(s->pending);
         size_t n = s->n_pending;
         s->n_pending = s->cap_pending = 0;
-        idset_free(s->pending_set);
-        s->pending_set = idset_new();
+        /* commits are serialized (commit_lock): there is no other committing set */
+        s->committing_set = s->pending_set;
+        s->pending_set = fresh;
         pthread_mutex_unlock(&s->mutex);
-        if (!s->pending_set) {
-                free(list);
-                return -ENOMEM;
-        }
         int r = 0;
         if (n > 0 && syncfs(s->dir_fd) < 0)
                 r = -errno;
@@ -652,6 +665,10 @@ static int commit_locked(Store *s) {
         free(list);
         if (r >= 0 && n > 0 && syncfs(s->dir_fd) < 0)
                 r = -errno;
+        pthread_mutex_lock(&s->mutex);
+        IdSet *done = TAKE_PTR(s->committing_set);
+        pthread_mutex_unlock(&s->mutex);
+        idset_free(done);
         if (r < 0)
                 return err_set_if_none(r, "cannot publish chunks in store '%s': %s", s->path, strerror(-r));
         return 0;

@@ -107,7 +107,9 @@ static inline void chunk_codec_freep(ChunkCodec **c) {
  * "present, skip it": a stored chunk's mtime is refreshed (STORE_TOUCH_S). */
 int store_chunk_has(Store *s, const RoamId *id);
 /* Stores plain bytes (len <= chunk size) under id, which the caller computed
- * as sha256(data). Never call it for all-zero data. Durable after store_commit(). */
+ * as sha256(data): a zstd frame, compressed or, when that does not shrink
+ * it, raw (chunk-frame.h). Never call it for all-zero data. Durable after
+ * store_commit(). Returns the stored size. */
 int store_chunk_put(Store *s, ChunkCodec *c, const RoamId *id, const void *data, size_t len);
 /* Stores a compressed chunk as received from a peer: decompresses and verifies
  * the hash first; -EBADMSG (with detail) if the bytes don't match id.
@@ -126,6 +128,10 @@ int store_chunk_foreach(Store *s, int (*cb)(const RoamId *id, uint64_t size, voi
 
 /* Publishes all pending chunk writes durably (see above). */
 int store_commit(Store *s);
+/* Chunk writes of this process not yet published by a commit. A writer
+ * commits by itself after 4096 of them; a bulk writer may commit
+ * earlier from a thread of its own, so that its writers never wait for it. */
+size_t store_chunk_pending(Store *s);
 
 /* ---- objects ---- */
 int store_object_put(Store *s, const void *data, size_t len, RoamId *ret_id);

@@ -17,7 +17,7 @@ int pack_reader_init(PackReader *r, const void *body, size_t len, size_t max_obj
         r->n_objects = get_le32(p + 8);
         r->n_chunks = get_le32(p + 12);
         r->flags = get_le32(p + 16);
-        if (r->n_objects > PACK_MAX_OBJECTS || r->n_chunks > PACK_MAX_CHUNKS || (r->flags & ~PACK_COMPLETE))
+        if (r->n_objects > PACK_MAX_OBJECTS || r->n_chunks > PACK_MAX_CHUNKS || (r->flags & ~PACK_FLAGS_KNOWN))
                 return -EBADMSG;
         r->p = p + PACK_HEADER;
         r->left = len - PACK_HEADER;

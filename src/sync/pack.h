@@ -11,7 +11,8 @@
  *
  * Objects come first (the receiver walks them to know the chunks). flags bit
  * 0 (PACK_COMPLETE): nothing else is needed; without it the sender stopped at
- * its size bound and the receiver fetches the rest the usual way. The reader
+ * its size bound and the receiver fetches the rest the usual way. Flags bit
+ * 1 (PACK_PAGED): a chunk record may hold pages instead of a frame. The reader
  * is pure and bounded (tests/fuzz/fuzz-pack.c); it checks framing only: the
  * receiver verifies every id against its bytes. */
 
@@ -27,6 +28,10 @@
 #define PACK_MAX_CHUNKS 16384u
 #define PACK_MAX_BYTES (64u << 20) /* a whole pack on the wire */
 #define PACK_COMPLETE 1u
+/* chunk records may be pages (src/sync/page-chunk.h) instead of frames: only
+ * in answer to a request that named bases */
+#define PACK_PAGED 2u
+#define PACK_FLAGS_KNOWN (PACK_COMPLETE | PACK_PAGED)
 
 typedef enum PackKind {
         PACK_OBJECT,

@@ -18,6 +18,8 @@
 #include "../store/manifest.h"
 #include "../store/reach.h"
 #include "pack.h"
+#include "page-chunk.h"
+#include "pages.h"
 #include "wire.h"
 
 #define OBJECT_WIRE_MAX (64u << 20)
@@ -30,6 +32,8 @@ static SyncOptions options_of(const SyncOptions *o) {
         SyncOptions opts = o ? *o : (SyncOptions){ 0 };
         if (!opts.retries)
                 opts.retries = 3;
+        if (!pages_enabled())
+                opts.no_pages = true;
         return opts;
 }
 
@@ -52,6 +56,16 @@ struct Engine {
         double last_commit;
         char errdetail[512];
         BatchFn fn;
+        /* pull with page references: the bases named, the local side of
+         * them, what could not be rebuilt (fetched in full afterwards) */
+        PageBases *pb;
+        RoamId bases[PAGE_CHUNK_MAX_BASES];
+        unsigned n_bases;
+        _Atomic bool no_pages; /* the remote does not serve them */
+        _Atomic uint64_t paged, page_refs, skipped;
+        bool push_pages; /* push: records as pages against bases (the remote's) */
+        RoamId *fallback;
+        size_t n_fallback, cap_fallback;
 };
 
 static void engine_fail(Engine *e, int r) {
@@ -175,14 +189,21 @@ static int reach_root(Store *s, const RoamId *root, int err, const char *what, R
 
 /* ---- packs: the remainder in one round trip ---- */
 
-/* {"want": HEX, "have": [HEX, ...], "max_bytes": N} */
-static char *pack_request_text(const RoamId *want, const RoamId *haves, size_t n_have) {
+/* {"want": HEX, "have": [HEX, ...], "max_bytes": N, "bases": [HEX, ...]} */
+static char *pack_request_text(const RoamId *want, const RoamId *haves, size_t n_have, const RoamId *bases,
+                               unsigned n_bases) {
         char hex[ID_HEX_SIZE];
         json_t *have = json_array();
         for (size_t i = 0; have && i < MIN(n_have, (size_t) 16); i++)
                 json_array_append_new(have, json_string(id_to_hex(&haves[i], hex)));
         json_t *body = json_pack("{s:s, s:o, s:I}", "want", id_to_hex(want, hex), "have", have, "max_bytes",
                                  (json_int_t) PACK_AUTO_BYTES);
+        if (body && n_bases > 0) {
+                json_t *b = json_array();
+                for (unsigned i = 0; b && i < n_bases; i++)
+                        json_array_append_new(b, json_string(id_to_hex(&bases[i], hex)));
+                json_object_set_new(body, "bases", b);
+        }
         char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
         json_decref(body);
         return text;
@@ -219,8 +240,20 @@ static size_t sibling_hints(Store *s, const char *ref, RoamId *have, size_t n, s
  * pack, and stores it (every object and chunk verified against its id).
  * Any failure leaves the rest to the usual way: the caller ignores it. */
 static int pull_pack(Store *s, Remote *r, RemoteConn *c, const RoamId *root, const RoamId *have, size_t n_have,
-                     SyncStats *st) {
-        _cleanup_free_ char *text = pack_request_text(root, have, n_have);
+                     bool pages, SyncStats *st) {
+        /* bases: the blobs below what the hints say is here (the same RAM a
+         * moment ago, the master image) */
+        RoamId bases[PAGE_CHUNK_MAX_BASES];
+        unsigned n_bases = 0;
+        _cleanup_(page_bases_freep) PageBases *pb = NULL;
+        if (pages) {
+                int k = pages_pick_bases(s, NULL, NULL, have, n_have, bases, &n_bases);
+                if (k >= 0 && n_bases > 0)
+                        k = page_bases_new(s, bases, n_bases, &pb);
+                if (k < 0)
+                        return k;
+        }
+        _cleanup_free_ char *text = pack_request_text(root, have, n_have, bases, pb ? n_bases : 0);
         if (!text)
                 return -ENOMEM;
         RemoteResponse resp;
@@ -257,7 +290,18 @@ static int pull_pack(Store *s, Remote *r, RemoteConn *c, const RoamId *root, con
                         continue;
                 }
                 k = store_chunk_has(s, &id);
-                if (k == 0) {
+                if (k == 0 && pb && (rd.flags & PACK_PAGED) && page_chunk_is(z, zlen)) {
+                        /* not rebuilt here: the usual way fetches it whole below */
+                        k = page_bases_store(pb, codec, &id, z, zlen);
+                        if (k >= 0) {
+                                st->chunks_sent++;
+                                st->chunks_paged++;
+                                st->pages_referenced += (uint64_t) k;
+                        } else if (k == -ESTALE) {
+                                st->chunks_page_fallback++;
+                                k = 0;
+                        }
+                } else if (k == 0) {
                         k = store_chunk_put_compressed(s, codec, &id, z, zlen);
                         if (k >= 0)
                                 st->chunks_sent++;
@@ -380,13 +424,55 @@ static int fetch_object_tree(ObjWalk *w, const RoamId *id) {
         return 0;
 }
 
+/* A chunk sent as pages that could not be rebuilt here: fetched in full
+ * after the others. */
+static int engine_fallback(Engine *e, const RoamId *id) {
+        pthread_mutex_lock(&e->lock);
+        int k = 0;
+        if (e->n_fallback == e->cap_fallback) {
+                size_t nc = e->cap_fallback ? 2 * e->cap_fallback : 64;
+                RoamId *nf = realloc(e->fallback, nc * sizeof *nf);
+                if (nf) {
+                        e->fallback = nf;
+                        e->cap_fallback = nc;
+                } else
+                        k = -ENOMEM;
+        }
+        if (k == 0)
+                e->fallback[e->n_fallback++] = *id;
+        pthread_mutex_unlock(&e->lock);
+        return k;
+}
+
 static int pull_batch(Engine *e, RemoteConn *c, const RoamId *ids, size_t n, uint64_t *wire) {
         RemoteResponse resp;
-        int k = remote_request(c, "POST", "/v1/chunks/get", ids, n * ID_SIZE, "application/octet-stream",
-                               WIRE_MAX_STREAM, &resp);
-        if (k < 0)
-                return k;
-        *wire += resp.wire_bytes;
+        int k;
+        if (e->pb && !atomic_load(&e->no_pages)) {
+                _cleanup_free_ void *body = NULL;
+                size_t blen;
+                k = page_request_build(e->bases, e->n_bases, ids, n, &body, &blen);
+                if (k < 0)
+                        return k;
+                k = remote_request(c, "POST", "/v1/chunks/pages", body, blen, "application/octet-stream",
+                                   WIRE_MAX_STREAM, &resp);
+                if (k < 0)
+                        return k;
+                *wire += resp.wire_bytes;
+                if (resp.status != 200) {
+                        /* an older server (no such route), or whatever: the whole way */
+                        remote_response_done(&resp);
+                        atomic_store(&e->no_pages, true);
+                        k = 1;
+                }
+        } else
+                k = 1;
+        if (k == 1) {
+                k = remote_request(c, "POST", "/v1/chunks/get", ids, n * ID_SIZE, "application/octet-stream",
+                                   WIRE_MAX_STREAM, &resp);
+                if (k < 0)
+                        return k;
+                *wire += resp.wire_bytes;
+        }
         if (resp.status != 200) {
                 k = remote_status_error(e->r, &resp, "chunks");
                 remote_response_done(&resp);
@@ -415,7 +501,14 @@ static int pull_batch(Engine *e, RemoteConn *c, const RoamId *ids, size_t n, uin
                         break;
                 }
                 k = store_chunk_has(e->s, &id);
-                if (k == 0)
+                if (k == 0 && e->pb && page_chunk_is(data, len)) {
+                        k = page_bases_store(e->pb, codec, &id, data, len);
+                        if (k >= 0) {
+                                atomic_fetch_add(&e->paged, 1);
+                                atomic_fetch_add(&e->page_refs, (uint64_t) k);
+                        } else if (k == -ESTALE)
+                                k = engine_fallback(e, &id);
+                } else if (k == 0)
                         k = store_chunk_put_compressed(e->s, codec, &id, data, len);
                 if (k == -EBADMSG)
                         k = err_set(-EBADMSG, "%s sent wrong bytes for chunk %s (refused; tampered or corrupt "
@@ -432,6 +525,23 @@ static int pull_batch(Engine *e, RemoteConn *c, const RoamId *ids, size_t n, uin
 
 static bool chunk_missing_locally(Store *s, const RoamId *id) {
         return store_chunk_has(s, id) == 0;
+}
+
+/* Names the bases of a transfer (pages.h); for a pull (load) also loads the
+ * local side of them, which rebuilds what comes as pages. */
+static int engine_pick_bases(Engine *e, Store *s, const Reach *need, const RoamId *have, size_t n_have, bool load) {
+        IdSet *missing = idset_new();
+        if (!missing)
+                return -ENOMEM;
+        int k = 0;
+        for (size_t i = 0; i < e->n && k >= 0; i++)
+                k = idset_add(missing, &e->ids[i]);
+        if (k >= 0)
+                k = pages_pick_bases(s, need, missing, have, n_have, e->bases, &e->n_bases);
+        idset_free(missing);
+        if (k >= 0 && load && e->n_bases > 0)
+                k = page_bases_new(s, e->bases, e->n_bases, &e->pb);
+        return k;
 }
 
 int sync_pull(Store *s, Remote *r, const char *ref, const char *local_ref, const SyncOptions *o, SyncStats *ret) {
@@ -482,7 +592,7 @@ int sync_pull_object(Store *s, Remote *r, const RoamId *root_id, const char *loc
         } else
                 n_have = sibling_hints(s, local_ref, have, n_have, ELEMENTSOF(have));
         err_clear();
-        if (n_have > 0 && pull_pack(s, r, c, &root, have, n_have, &st) < 0)
+        if (n_have > 0 && pull_pack(s, r, c, &root, have, n_have, !opts.no_pages, &st) < 0)
                 err_clear(); /* the usual way below fetches whatever the pack did not bring */
         ObjWalk w = { .s = s, .c = c, .r = r, .seen = idset_new() };
         if (!w.seen)
@@ -505,6 +615,14 @@ int sync_pull_object(Store *s, Remote *r, const RoamId *root_id, const char *loc
         k = ids_from_set(need->chunks, chunk_missing_locally, s, &e.ids, &e.n);
         if (k < 0)
                 return k;
+        if (!opts.no_pages && e.n > 0) {
+                /* the blobs here whose pages the server may send references to */
+                k = engine_pick_bases(&e, s, need, have, n_have, true);
+                if (k < 0) {
+                        free(e.ids);
+                        return k;
+                }
+        }
         /* batches of about BATCH_BYTES plain, at most WIRE_MAX_IDS_GET ids */
         e.batch = MAX((size_t) 1, MIN((size_t) WIRE_MAX_IDS_GET, BATCH_BYTES / store_chunk_size(s)));
         progress_set_total(opts.progress, (uint64_t) e.n * store_chunk_size(s));
@@ -515,6 +633,20 @@ int sync_pull_object(Store *s, Remote *r, const RoamId *root_id, const char *loc
         st.chunks_sent += e.done;
         st.chunks_refetched = e.refetched;
         st.wire_bytes += e.wire;
+        st.chunks_paged += e.paged;
+        st.pages_referenced += e.page_refs;
+        page_bases_free(TAKE_PTR(e.pb));
+        if (k >= 0 && e.n_fallback > 0) {
+                /* sent as pages, not rebuilt here: whole, the usual way */
+                Engine f = { .s = s, .r = r, .o = &opts, .fn = pull_batch, .ids = e.fallback, .n = e.n_fallback,
+                             .batch = e.batch };
+                k = engine_run(&f);
+                st.chunks_page_fallback += e.n_fallback;
+                st.chunks_sent += f.done;
+                st.chunks_refetched += f.refetched;
+                st.wire_bytes += f.wire;
+        }
+        free(e.fallback);
         if (k < 0)
                 return k;
         /* everything is durable now: move the local ref */
@@ -530,7 +662,62 @@ int sync_pull_object(Store *s, Remote *r, const RoamId *root_id, const char *loc
 
 /* ---- push ---- */
 
+/* A batch as pages where that is smaller (POST /v1/chunks/put-pages): 1 when
+ * the remote does not take them (the batch then goes the usual way). */
+static int push_batch_pages(Engine *e, RemoteConn *c, const RoamId *ids, size_t n, uint64_t *wire) {
+        _cleanup_(page_sender_freep) PageSender *ps = NULL;
+        int k = page_sender_new(e->s, e->bases, e->n_bases, &ps);
+        if (k < 0)
+                return k;
+        size_t cap = 4 + (size_t) e->n_bases * ID_SIZE, len = cap;
+        _cleanup_free_ uint8_t *buf = malloc(cap);
+        if (!buf)
+                return -ENOMEM;
+        put_le32(buf, e->n_bases);
+        memcpy(buf + 4, e->bases, (size_t) e->n_bases * ID_SIZE);
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ void *z = NULL;
+                size_t zlen;
+                k = page_sender_payload(ps, &ids[i], &z, &zlen, NULL);
+                if (k < 0)
+                        return k;
+                k = wire_append_record(&buf, &len, &cap, &ids[i], z, (uint32_t) zlen);
+                if (k < 0)
+                        return k;
+        }
+        RemoteResponse resp;
+        k = remote_request(c, "POST", "/v1/chunks/put-pages", buf, len, "application/octet-stream", 64 * 1024,
+                           &resp);
+        if (k < 0)
+                return k;
+        *wire += resp.wire_bytes;
+        if (resp.status == 404 || resp.status == 405) {
+                /* an older server: frames from now on */
+                remote_response_done(&resp);
+                atomic_store(&e->no_pages, true);
+                return 1;
+        }
+        if (resp.status != 200) {
+                k = remote_status_error(e->r, &resp, "chunk upload");
+                remote_response_done(&resp);
+                return k;
+        }
+        json_t *j = json_loadb((const char *) resp.body, resp.len, 0, NULL);
+        remote_response_done(&resp);
+        json_int_t paged = json_integer_value(json_object_get(j, "paged")),
+                   skipped = json_integer_value(json_object_get(j, "skipped"));
+        json_decref(j);
+        atomic_fetch_add(&e->paged, (uint64_t) MAX(paged, (json_int_t) 0));
+        atomic_fetch_add(&e->skipped, (uint64_t) MAX(skipped, (json_int_t) 0));
+        return 0;
+}
+
 static int push_batch(Engine *e, RemoteConn *c, const RoamId *ids, size_t n, uint64_t *wire) {
+        if (e->push_pages && !atomic_load(&e->no_pages)) {
+                int k = push_batch_pages(e, c, ids, n, wire);
+                if (k <= 0)
+                        return k;
+        }
         _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(e->s);
         if (!codec)
                 return -ENOMEM;
@@ -600,8 +787,8 @@ static int remote_ref_get_optional(Remote *r, RemoteConn *c, const char *ref, Ro
         return 0;
 }
 
-int sync_pack_fill(Store *s, const Reach *want, const Reach *have, PackWriter *pw, bool *ret_complete,
-                   RoamId *ret_missing) {
+int sync_pack_fill(Store *s, const Reach *want, const Reach *have, PageSender *ps, PackWriter *pw,
+                   bool *ret_complete, RoamId *ret_missing) {
         _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(s);
         if (!codec)
                 return -ENOMEM;
@@ -625,7 +812,8 @@ int sync_pack_fill(Store *s, const Reach *want, const Reach *have, PackWriter *p
                         continue;
                 _cleanup_free_ void *z = NULL;
                 size_t zlen;
-                k = store_chunk_get_compressed(s, codec, &id, &z, &zlen);
+                k = ps ? page_sender_payload(ps, &id, &z, &zlen, NULL)
+                       : store_chunk_get_compressed(s, codec, &id, &z, &zlen);
                 if (k == -ENOENT)
                         *ret_missing = id;
                 if (k >= 0)
@@ -635,7 +823,7 @@ int sync_pack_fill(Store *s, const Reach *want, const Reach *have, PackWriter *p
         if (k == -E2BIG)
                 k = 0; /* full: the receiver gets the rest the usual way */
         if (k >= 0)
-                pack_writer_finish(pw, *ret_complete ? PACK_COMPLETE : 0);
+                pack_writer_finish(pw, (*ret_complete ? PACK_COMPLETE : 0) | (ps ? PACK_PAGED : 0));
         return k;
 }
 
@@ -679,7 +867,7 @@ static int push_pack(Store *s, Remote *r, RemoteConn *c, const RoamId *root, con
         bool complete = false;
         RoamId missing;
         if (k >= 0)
-                k = sync_pack_fill(s, need, have, &pw, &complete, &missing);
+                k = sync_pack_fill(s, need, have, NULL, &pw, &complete, &missing);
         if (k >= 0 && !complete)
                 k = -E2BIG;
         if (k < 0) {
@@ -768,6 +956,12 @@ int sync_push(Store *s, Remote *r, const char *ref, const char *remote_ref, cons
         k = ids_from_set(need->chunks, NULL, s, &e.ids, &e.n);
         if (k >= 0)
                 k = remote_missing(r, c, e.ids, &e.n, &st.wire_bytes);
+        if (k >= 0 && !opts.no_pages && e.n > 0) {
+                /* bases: the blobs the remote holds whole (below its ref, or
+                 * with no chunk missing there); a wrong one costs a resend */
+                k = engine_pick_bases(&e, s, need, have, n_have, false);
+                e.push_pages = e.n_bases > 0;
+        }
         if (k < 0) {
                 free(e.ids);
                 return k;
@@ -777,9 +971,21 @@ int sync_push(Store *s, Remote *r, const char *ref, const char *remote_ref, cons
         if (opts.on_start)
                 opts.on_start(st.chunks_total, e.n, opts.userdata);
         k = engine_run(&e);
-        free(e.ids);
         st.chunks_sent = e.done;
         st.wire_bytes += e.wire;
+        st.chunks_paged = e.paged;
+        if (k >= 0 && e.skipped > 0) {
+                /* sent as pages, not rebuilt there: whole, the usual way */
+                Engine f = { .s = s, .r = r, .o = &opts, .fn = push_batch, .ids = e.ids, .n = e.n,
+                             .batch = e.batch };
+                k = remote_missing(r, c, f.ids, &f.n, &st.wire_bytes);
+                if (k >= 0)
+                        k = engine_run(&f);
+                st.chunks_page_fallback = f.n;
+                st.chunks_sent += f.done;
+                st.wire_bytes += f.wire;
+        }
+        free(e.ids);
         if (k < 0)
                 return k;
 

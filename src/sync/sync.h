@@ -12,6 +12,7 @@
 #include "../store/store.h"
 #include "../store/reach.h"
 #include "pack.h"
+#include "pages.h"
 #include "remote.h"
 
 typedef struct SyncOptions {
@@ -35,6 +36,10 @@ typedef struct SyncOptions {
         /* Push: set the remote ref whatever it is now (no compare-and-swap);
          * for staging refs that only this host writes. */
         bool overwrite;
+        /* Never send (push) or ask for (pull) chunks as page references
+         * (pages.h); they are off too with ROAM_PAGE_DEDUP=0 in the
+         * environment. */
+        bool no_pages;
 } SyncOptions;
 
 typedef struct SyncStats {
@@ -43,6 +48,9 @@ typedef struct SyncStats {
         uint64_t chunks_total;    /* chunks the ref needs */
         uint64_t chunks_sent;     /* chunks transferred */
         uint64_t chunks_refetched;/* chunks received wrong and fetched again */
+        uint64_t chunks_paged;    /* chunks sent as pages and rebuilt by the receiver (pages.h) */
+        uint64_t pages_referenced;/* pull: pages of those taken from blobs here, not sent */
+        uint64_t chunks_page_fallback; /* sent as pages but not rebuilt, then sent whole */
         uint64_t wire_bytes;      /* request and response bodies */
         double seconds;
 } SyncStats;
@@ -64,8 +72,10 @@ int sync_pull_object(Store *s, Remote *r, const RoamId *root, const char *local_
 int sync_push(Store *s, Remote *r, const char *ref, const char *remote_ref, const SyncOptions *o, SyncStats *ret);
 
 /* Fills pw (from pack_writer_init()) with every object and then every chunk
- * of want that is not in have, read from s, and writes its header: complete,
+ * of want that is not in have, read from s (through ps, when the receiver
+ * named bases: chunks then may go as pages, and the pack says PACK_PAGED;
+ * NULL: as stored), and writes its header: complete,
  * or, when pw filled up, not (*ret_complete says which). A chunk missing
  * from s is -ENOENT with its id in *ret_missing. */
-int sync_pack_fill(Store *s, const Reach *want, const Reach *have, PackWriter *pw, bool *ret_complete,
-                   RoamId *ret_missing);
+int sync_pack_fill(Store *s, const Reach *want, const Reach *have, PageSender *ps, PackWriter *pw,
+                   bool *ret_complete, RoamId *ret_missing);

@@ -12,6 +12,7 @@
 #include "basic/util.h"
 #include "daemon/api-store.h"
 #include "sync/pack.h"
+#include "sync/page-chunk.h"
 #include "sync/wire.h"
 
 #define MAX_OBJECT_FRAME 4096         /* small, so that the bound is reached */
@@ -32,7 +33,7 @@ static void pack(const uint8_t *data, size_t size) {
         /* the header as read is the header as given, within the bounds */
         if (size < PACK_HEADER || memcmp(data, PACK_MAGIC, 8) != 0 || r.n_objects != get_le32(data + 8) ||
             r.n_chunks != get_le32(data + 12) || r.flags != get_le32(data + 16) || r.n_objects > PACK_MAX_OBJECTS ||
-            r.n_chunks > PACK_MAX_CHUNKS || (r.flags & ~PACK_COMPLETE))
+            r.n_chunks > PACK_MAX_CHUNKS || (r.flags & ~PACK_FLAGS_KNOWN))
                 abort();
         uint32_t total = r.n_objects + r.n_chunks;
         Record *recs = malloc((total ? total : 1) * sizeof *recs);
@@ -100,6 +101,11 @@ static void request(const uint8_t *data, size_t size) {
                 abort();
         for (size_t i = 0; i < p.n_have; i++)
                 if (id_is_null(&p.have[i]))
+                        abort();
+        if (p.n_bases > PAGE_CHUNK_MAX_BASES)
+                abort();
+        for (size_t i = 0; i < p.n_bases; i++)
+                if (id_is_null(&p.bases[i]))
                         abort();
 }
 

@@ -1,0 +1,494 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests for page references (src/store/page-index.c,
+ * src/sync/page-chunk.c, src/sync/pages.c): the page index of a blob, a
+ * chunk sent as pages and rebuilt in another store, and every way a
+ * reference can be wrong falling back, never giving wrong bytes. Seeded
+ * data, seed printed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "basic/fileio.h"
+#include "basic/macro.h"
+#include "basic/util.h"
+#include "store/blob.h"
+#include "store/fsck.h"
+#include "store/page-index.h"
+#include "store/store.h"
+#include "sync/page-chunk.h"
+#include "sync/pages.h"
+
+#define CS 65536u
+#define PG 4096u
+
+static uint64_t seed, rng_state;
+static uint64_t rng(void) {
+        rng_state ^= rng_state >> 12;
+        rng_state ^= rng_state << 25;
+        rng_state ^= rng_state >> 27;
+        return rng_state * 2685821657736338717ULL;
+}
+static void fill_random(uint8_t *p, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                p[i] = (uint8_t) (rng() >> 56);
+}
+
+typedef struct Fixture {
+        char dir[64];
+        Store *a, *b; /* a: the sender, b: the receiver */
+        uint8_t *master;
+        size_t master_len;
+        RoamId master_id; /* its index object, in both stores */
+} Fixture;
+
+static Store *open_store(Fixture *f, const char *name) {
+        _cleanup_free_ char *p = path_join(f->dir, name);
+        StoreOptions o = { .create = true, .chunk_size = CS };
+        Store *s = NULL;
+        assert_int_equal(store_open(p, &o, &s), 0);
+        assert_int_equal(store_lock(s, false, false), 0);
+        return s;
+}
+
+static void import_bytes(Fixture *f, Store *s, const uint8_t *data, size_t len, RoamId *ret) {
+        _cleanup_free_ char *p = path_join(f->dir, "in.raw");
+        int fd = open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(loop_write(fd, data, len), 0);
+        assert_int_equal(blob_import_fd(s, fd, len, NULL, ret, NULL), 0);
+        close(fd);
+}
+
+static int setup(void **state) {
+        Fixture *f = calloc(1, sizeof *f);
+        strcpy(f->dir, "/tmp/roam-unit-pages-XXXXXX");
+        if (!mkdtemp(f->dir))
+                return -1;
+        const char *env = getenv("ROAM_TEST_SEED");
+        seed = env ? strtoull(env, NULL, 0) : (uint64_t) time(NULL);
+        print_message("seed %llu (ROAM_TEST_SEED=%llu reproduces it)\n", (unsigned long long) seed,
+                      (unsigned long long) seed);
+        rng_state = seed | 1;
+        f->a = open_store(f, "a");
+        f->b = open_store(f, "b");
+        /* the master: 16 chunks of random pages, one chunk of zeros, and a
+         * short tail (its last page is not whole) */
+        f->master_len = 17 * CS + 1000;
+        f->master = calloc(1, f->master_len);
+        fill_random(f->master, 16 * CS);
+        fill_random(f->master + 17 * CS, 1000);
+        RoamId ida, idb;
+        import_bytes(f, f->a, f->master, f->master_len, &ida);
+        import_bytes(f, f->b, f->master, f->master_len, &idb);
+        assert_true(id_equal(&ida, &idb));
+        f->master_id = ida;
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        Fixture *f = *state;
+        store_free(f->a);
+        store_free(f->b);
+        free(f->master);
+        rm_rf(f->dir);
+        free(f);
+        return 0;
+}
+
+/* The page index holds every whole non-zero page once, and finds it. */
+static void test_page_index(void **state) {
+        Fixture *f = *state;
+        PageIndex *x;
+        assert_int_equal(page_index_build(f->a, &f->master_id, &x), 0);
+        assert_int_equal(x->n, 16 * CS / PG); /* zero pages and the short tail are not in it */
+        for (uint32_t p = 0; p < 16 * CS / PG; p++) {
+                uint32_t got;
+                assert_true(page_index_lookup(x, page_index_hash(x, f->master + (size_t) p * PG), &got));
+                assert_int_equal(got, p);
+        }
+        uint8_t other[PG];
+        fill_random(other, PG);
+        uint32_t got;
+        assert_false(page_index_lookup(x, page_index_hash(x, other), &got));
+        /* serialized and parsed again: the same; every damage is refused */
+        void *ser;
+        size_t len;
+        assert_int_equal(page_index_serialize(x, &ser, &len), 0);
+        PageIndex *y;
+        assert_int_equal(page_index_parse(ser, len, &y), 0);
+        assert_int_equal(y->n, x->n);
+        assert_int_equal(y->seed, x->seed);
+        assert_memory_equal(y->hashes, x->hashes, x->n * sizeof *x->hashes);
+        assert_memory_equal(y->pages, x->pages, x->n * sizeof *x->pages);
+        page_index_free(y);
+        for (size_t at = 0; at < len; at += 97) {
+                ((uint8_t *) ser)[at] ^= 1;
+                assert_true(page_index_parse(ser, len, &y) < 0);
+                ((uint8_t *) ser)[at] ^= 1;
+        }
+        assert_true(page_index_parse(ser, len - 1, &y) < 0);
+        free(ser);
+        page_index_free(x);
+
+        /* cached in the store; a damaged cache is built again */
+        PageIndex *c1, *c2;
+        assert_int_equal(page_index_get(f->a, &f->master_id, &c1), 0);
+        _cleanup_free_ char *path = page_index_path(f->a, &f->master_id);
+        struct stat st;
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(page_index_get(f->a, &f->master_id, &c2), 0);
+        assert_ptr_equal(c1, c2); /* from memory */
+        page_index_unref(c1);
+        page_index_unref(c2);
+}
+
+typedef struct FindCtx {
+        const uint8_t *base;
+        size_t base_len;
+} FindCtx;
+
+/* a find() of the tests: a page is a reference when it equals a page of base */
+static bool find_in(void *userdata, const void *page, PageRef *ret) {
+        FindCtx *c = userdata;
+        for (size_t p = 0; (p + 1) * PG <= c->base_len; p++)
+                if (memcmp(c->base + p * PG, page, PG) == 0) {
+                        *ret = (PageRef){ .base = 0, .page = (uint32_t) p };
+                        return true;
+                }
+        return false;
+}
+
+typedef struct PageCtx {
+        const uint8_t *base;
+        size_t base_len;
+} PageCtx;
+
+static int page_from(void *userdata, unsigned base, uint32_t page, void *out) {
+        PageCtx *c = userdata;
+        if (base != 0 || ((size_t) page + 1) * PG > c->base_len)
+                return -ESTALE;
+        memcpy(out, c->base + (size_t) page * PG, PG);
+        return 0;
+}
+
+/* The payload format: encoded, parsed and decoded back; bounds refused. */
+static void test_page_chunk_format(void **state) {
+        Fixture *f = *state;
+        ZSTD_CCtx *cc = ZSTD_createCCtx();
+        ZSTD_DCtx *dc = ZSTD_createDCtx();
+        _cleanup_free_ uint8_t *chunk = malloc(CS), *out = malloc(CS);
+        /* pages: master pages, zero, random, and a short tail */
+        size_t len = CS - 100;
+        for (size_t p = 0; p * PG < len; p++) {
+                uint8_t *dst = chunk + p * PG;
+                size_t n = MIN((size_t) PG, len - p * PG);
+                switch (p % 4) {
+                case 0:
+                case 1:
+                        memcpy(dst, f->master + (rng() % 256) * PG, n);
+                        break;
+                case 2:
+                        memset(dst, 0, n);
+                        break;
+                case 3:
+                        fill_random(dst, n);
+                        break;
+                }
+        }
+        uint8_t *buf = NULL;
+        size_t cap = 0;
+        uint32_t refs;
+        FindCtx fc = { f->master, 16 * CS };
+        int n = page_chunk_encode(chunk, len, cc, 1, find_in, &fc, &buf, &cap, &refs);
+        assert_true(n > 0);
+        assert_true(refs >= 7); /* the master pages; the tail page may be short */
+        assert_true(page_chunk_is(buf, (size_t) n));
+        PageChunk pc;
+        assert_int_equal(page_chunk_parse(buf, (size_t) n, CS, 1, &pc), 0);
+        assert_int_equal(pc.len, len);
+        assert_int_equal(pc.n_refs, refs);
+        PageCtx pcx = { f->master, 16 * CS };
+        assert_int_equal(page_chunk_decode(&pc, dc, out, page_from, &pcx), 0);
+        assert_memory_equal(out, chunk, len);
+        /* a base the request did not name, a length over the bound, a cut */
+        assert_int_equal(page_chunk_parse(buf, (size_t) n, CS, 0, &pc), -EBADMSG);
+        assert_int_equal(page_chunk_parse(buf, (size_t) n, len - 1, 1, &pc), -EBADMSG);
+        for (size_t cut = 0; cut < (size_t) n; cut += 1 + cut / 3)
+                assert_int_equal(page_chunk_parse(buf, cut, CS, 1, &pc), -EBADMSG);
+        /* every flipped byte is refused, or parses into something that the
+         * decode refuses, or decodes into other bytes: never a crash */
+        for (size_t at = 0; at < (size_t) n; at += 7) {
+                buf[at] ^= 0x21;
+                if (page_chunk_parse(buf, (size_t) n, CS, 1, &pc) == 0)
+                        (void) page_chunk_decode(&pc, dc, out, page_from, &pcx);
+                buf[at] ^= 0x21;
+        }
+        /* nothing to reference: 0, the chunk goes as its frame */
+        fill_random(chunk, CS);
+        assert_int_equal(page_chunk_encode(chunk, CS, cc, 1, find_in, &fc, &buf, &cap, &refs), 0);
+        assert_int_equal(refs, 0);
+
+        /* the request body */
+        RoamId bases[2], ids[3];
+        for (int i = 0; i < 2; i++)
+                fill_random(bases[i].b, ID_SIZE);
+        for (int i = 0; i < 3; i++)
+                fill_random(ids[i].b, ID_SIZE);
+        void *body;
+        size_t blen;
+        assert_int_equal(page_request_build(bases, 2, ids, 3, &body, &blen), 0);
+        const uint8_t *pb, *pi;
+        unsigned nb;
+        size_t ni;
+        assert_int_equal(page_request_parse(body, blen, 1024, &pb, &nb, &pi, &ni), 0);
+        assert_int_equal(nb, 2);
+        assert_int_equal(ni, 3);
+        assert_memory_equal(pi, ids, sizeof ids);
+        assert_int_equal(page_request_parse(body, blen, 2, &pb, &nb, &pi, &ni), -EBADMSG);
+        assert_int_equal(page_request_parse(body, blen - 1, 1024, &pb, &nb, &pi, &ni), -EBADMSG);
+        assert_int_equal(page_request_parse(body, 4 + 2 * ID_SIZE, 1024, &pb, &nb, &pi, &ni), -EBADMSG);
+        free(body);
+        free(buf);
+        ZSTD_freeCCtx(cc);
+        ZSTD_freeDCtx(dc);
+}
+
+/* A RAM-like blob on a: half of its pages are pages of the master. */
+static void make_ram(Fixture *f, uint8_t *ram, size_t len) {
+        for (size_t p = 0; p * PG < len; p++) {
+                uint8_t *dst = ram + p * PG;
+                uint64_t k = rng() % 8;
+                if (k < 4)
+                        memcpy(dst, f->master + (rng() % 256) * PG, PG);
+                else if (k < 6)
+                        memset(dst, 0, PG);
+                else
+                        fill_random(dst, PG);
+        }
+}
+
+/* Sender on a, receiver on b: chunks go as pages and come out the same;
+ * a stale or tampered reference, or a base b cannot read, is -ESTALE and
+ * stores nothing. */
+static void test_send_and_rebuild(void **state) {
+        Fixture *f = *state;
+        size_t len = 8 * CS;
+        _cleanup_free_ uint8_t *ram = malloc(len), *back = malloc(CS);
+        make_ram(f, ram, len);
+        RoamId ram_id;
+        import_bytes(f, f->a, ram, len, &ram_id);
+        Index *x;
+        assert_int_equal(blob_load_index(f->a, &ram_id, &x), 0);
+
+        PageSender *ps;
+        RoamId bases[2] = { ram_id, f->master_id }; /* b lacks the first: a base of nothing */
+        assert_int_equal(page_sender_new(f->a, bases, 2, &ps), 0);
+        PageBases *pb;
+        assert_int_equal(page_bases_new(f->b, bases, 2, &pb), 0);
+        ChunkCodec *cb = chunk_codec_new(f->b);
+        ZSTD_DCtx *dc = ZSTD_createDCtx();
+        uint64_t paged = 0, refs_total = 0;
+        for (uint64_t i = 0; i < x->n_chunks; i++) {
+                if (id_is_null(&x->ids[i]))
+                        continue;
+                void *payload;
+                size_t plen;
+                uint32_t refs;
+                assert_int_equal(page_sender_payload(ps, &x->ids[i], &payload, &plen, &refs), 0);
+                if (!page_chunk_is(payload, plen)) {
+                        assert_int_equal(refs, 0);
+                        free(payload);
+                        continue;
+                }
+                /* the sender took its own first base too (a has the RAM): those
+                 * references are to what b lacks, and fall back */
+                PageChunk pc;
+                assert_int_equal(page_chunk_parse(payload, plen, CS, 2, &pc), 0);
+                bool to_ram = false;
+                for (uint32_t k = 0; k < pc.n_refs; k++)
+                        to_ram |= page_chunk_ref(&pc, k).base == 0;
+                int r = page_bases_store(pb, cb, &x->ids[i], payload, plen);
+                if (to_ram) {
+                        assert_int_equal(r, -ESTALE);
+                        assert_int_equal(store_chunk_has(f->b, &x->ids[i]), 0);
+                } else {
+                        assert_int_equal(r, (int) refs);
+                        paged++;
+                        refs_total += refs;
+                        size_t n;
+                        assert_int_equal(store_commit(f->b), 0);
+                        assert_int_equal(store_chunk_get(f->b, cb, &x->ids[i], back, &n), 0);
+                        assert_memory_equal(back, ram + i * CS, n);
+                }
+                free(payload);
+        }
+        page_sender_free(ps);
+        page_bases_free(pb);
+
+        /* with the master as the only base: every non-zero chunk that has a
+         * master page goes as pages, and each is rebuilt */
+        assert_int_equal(page_sender_new(f->a, &f->master_id, 1, &ps), 0);
+        assert_int_equal(page_bases_new(f->b, &f->master_id, 1, &pb), 0);
+        paged = 0;
+        for (uint64_t i = 0; i < x->n_chunks; i++) {
+                if (id_is_null(&x->ids[i]))
+                        continue;
+                void *payload;
+                size_t plen;
+                uint32_t refs;
+                assert_int_equal(page_sender_payload(ps, &x->ids[i], &payload, &plen, &refs), 0);
+                assert_true(page_chunk_is(payload, plen));
+                assert_true(refs > 0);
+                /* a tampered reference (another page of the master): another
+                 * hash, refused; nothing stored */
+                PageChunk pc;
+                assert_int_equal(page_chunk_parse(payload, plen, CS, 1, &pc), 0);
+                uint8_t *ref0 = (uint8_t *) pc.refs;
+                uint32_t page = get_le32(ref0 + 1);
+                put_le32(ref0 + 1, (page + 1) % 256);
+                assert_int_equal(page_bases_store(pb, cb, &x->ids[i], payload, plen), -ESTALE);
+                /* a reference past the end of the base */
+                put_le32(ref0 + 1, 100000);
+                assert_int_equal(page_bases_store(pb, cb, &x->ids[i], payload, plen), -ESTALE);
+                /* garbage */
+                assert_int_equal(page_bases_store(pb, cb, &x->ids[i], "RPG1junk", 8), -ESTALE);
+                if (store_chunk_has(f->b, &x->ids[i]) == 0) {
+                        put_le32(ref0 + 1, page);
+                        assert_int_equal(page_bases_store(pb, cb, &x->ids[i], payload, plen), (int) refs);
+                        paged++;
+                }
+                free(payload);
+        }
+        assert_true(paged > 0);
+        assert_int_equal(store_commit(f->b), 0);
+        for (uint64_t i = 0; i < x->n_chunks; i++) {
+                size_t n;
+                if (id_is_null(&x->ids[i]))
+                        continue;
+                assert_int_equal(store_chunk_get(f->b, cb, &x->ids[i], back, &n), 0);
+                assert_memory_equal(back, ram + i * CS, CS);
+        }
+        page_bases_free(pb);
+
+        /* the receiver's copy of the master lost a chunk: references into it
+         * fail, nothing wrong is stored */
+        Index *mx;
+        assert_int_equal(blob_load_index(f->b, &f->master_id, &mx), 0);
+        assert_int_equal(store_chunk_remove(f->b, &mx->ids[3]), 0);
+        assert_int_equal(page_bases_new(f->b, &f->master_id, 1, &pb), 0);
+        _cleanup_free_ uint8_t *chunk = malloc(CS);
+        memcpy(chunk, f->master + 3 * CS + PG, PG); /* a page of the lost chunk */
+        fill_random(chunk + PG, CS - PG);
+        RoamId cid;
+        sha256(chunk, CS, &cid);
+        ChunkCodec *ca = chunk_codec_new(f->a);
+        assert_true(store_chunk_put(f->a, ca, &cid, chunk, CS) > 0);
+        assert_int_equal(store_commit(f->a), 0);
+        void *payload;
+        size_t plen;
+        uint32_t refs;
+        assert_int_equal(page_sender_payload(ps, &cid, &payload, &plen, &refs), 0);
+        assert_int_equal(refs, 1);
+        assert_int_equal(page_bases_store(pb, cb, &cid, payload, plen), -ESTALE);
+        assert_int_equal(store_chunk_has(f->b, &cid), 0);
+        free(payload);
+        chunk_codec_free(ca);
+        index_free(mx);
+        page_bases_free(pb);
+        page_sender_free(ps);
+        ZSTD_freeDCtx(dc);
+        chunk_codec_free(cb);
+        index_free(x);
+}
+
+/* A receiver names as bases only the blobs it holds whole. */
+static void test_pick_bases(void **state) {
+        Fixture *f = *state;
+        size_t len = 4 * CS;
+        _cleanup_free_ uint8_t *ram = malloc(len);
+        make_ram(f, ram, len);
+        RoamId ram_id;
+        import_bytes(f, f->b, ram, len, &ram_id);
+        Reach *need = reach_new();
+        assert_int_equal(reach_add_object(f->b, need, &f->master_id), 0);
+        assert_int_equal(reach_add_object(f->b, need, &ram_id), 0);
+        RoamId out[PAGE_CHUNK_MAX_BASES];
+        unsigned n;
+        assert_int_equal(pages_pick_bases(f->b, need, NULL, NULL, 0, out, &n), 0);
+        assert_int_equal(n, 2);
+        /* a chunk of the RAM is missing: the RAM is no base */
+        IdSet *missing = idset_new();
+        Index *x;
+        assert_int_equal(blob_load_index(f->b, &ram_id, &x), 0);
+        for (uint64_t i = 0; i < x->n_chunks; i++)
+                if (!id_is_null(&x->ids[i])) {
+                        assert_int_equal(idset_add(missing, &x->ids[i]), 1);
+                        break;
+                }
+        assert_int_equal(pages_pick_bases(f->b, need, missing, NULL, 0, out, &n), 0);
+        assert_int_equal(n, 1);
+        assert_true(id_equal(&out[0], &f->master_id));
+        /* have objects come first */
+        assert_int_equal(pages_pick_bases(f->b, need, NULL, &ram_id, 1, out, &n), 0);
+        assert_int_equal(n, 2);
+        assert_true(id_equal(&out[0], &ram_id));
+        idset_free(missing);
+        index_free(x);
+        reach_free(need);
+}
+
+/* gc keeps the page index of a blob a ref reaches and drops the others'. */
+static void test_gc_prunes(void **state) {
+        Fixture *f = *state;
+        size_t len = 3 * CS;
+        _cleanup_free_ uint8_t *kept = malloc(len), *gone = malloc(len);
+        make_ram(f, kept, len);
+        make_ram(f, gone, len);
+        memcpy(kept, "gc-kept", 7); /* blobs of their own (page indexes are shared in memory by blob) */
+        memcpy(gone, "gc-gone", 7);
+        RoamId kept_id, gone_id;
+        import_bytes(f, f->a, kept, len, &kept_id);
+        import_bytes(f, f->a, gone, len, &gone_id);
+        assert_int_equal(store_ref_set(f->a, "images/k", &kept_id, NULL), 0);
+        PageIndex *x;
+        assert_int_equal(page_index_get(f->a, &kept_id, &x), 0);
+        page_index_unref(x);
+        assert_int_equal(page_index_get(f->a, &gone_id, &x), 0);
+        page_index_unref(x);
+        _cleanup_free_ char *pk = page_index_path(f->a, &kept_id), *pg = page_index_path(f->a, &gone_id);
+        struct stat st;
+        assert_int_equal(stat(pk, &st), 0);
+        assert_int_equal(stat(pg, &st), 0);
+        /* the fixture holds the store lock shared; gc wants it exclusive */
+        _cleanup_free_ char *p = strdup(store_path(f->a));
+        store_free(f->a);
+        assert_int_equal(store_open(p, NULL, &f->a), 0);
+        GcOptions o = { .grace_s = 0 };
+        GcReport rep;
+        assert_int_equal(store_gc(f->a, &o, &rep), 0);
+        assert_int_equal(stat(pk, &st), 0);
+        assert_int_equal(stat(pg, &st), -1);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_page_index, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_page_chunk_format, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_send_and_rebuild, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pick_bases, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_gc_prunes, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

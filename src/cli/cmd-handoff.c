@@ -90,10 +90,12 @@ static int handoff(const char *verb, int argc, char **argv) {
         }
         json_t *staged = json_object_get(res, "ram_staged");
         bool waiting = json_is_true(json_object_get(res, "qemu_waiting"));
-        printf("session '%s' is %s: downtime %lld ms, %s sent after the click (epoch %lld)%s%s\n", argv[1],
+        bool with_grant = json_is_true(json_object_get(res, "remainder_with_grant"));
+        printf("session '%s' is %s: downtime %lld ms, %s sent after the click%s (epoch %lld)%s%s\n", argv[1],
                !strcmp(verb, "offline") ? "offline on this laptop" : "online on the server",
                (long long) json_integer_value(json_object_get(res, "downtime_ms")),
                format_bytes((uint64_t) json_integer_value(json_object_get(res, "bytes_after_click")), a, sizeof a),
+               with_grant ? " with the grant" : "",
                (long long) json_integer_value(json_object_get(res, "epoch")),
                !staged ? "" : json_is_true(staged) ? "; RAM staged ahead" : "; RAM written in full",
                waiting ? ", QEMU waiting" : "");

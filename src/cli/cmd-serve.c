@@ -84,6 +84,9 @@ static const char serve_help[] =
         "  --precopy-interval S  seconds between background pre-copies (default 5)\n"
         "  --precopy-rate RATE bandwidth cap of background pre-copy per connection\n"
         "  --no-precopy        pre-copy nothing in the background (for comparisons)\n"
+        "  --no-grant-pack     take offline asks for the server's grant, then pulls the\n"
+        "                      remainder (by default the remainder comes with the grant,\n"
+        "                      one round trip; for comparisons)\n"
         "Both roles:\n"
         "  --no-warm-restore   start no QEMU ahead of a hand-over (by default, when a\n"
         "                      session's RAM is staged here, its QEMU is started too\n"
@@ -109,7 +112,7 @@ enum {
         OPT_FOREGROUND, OPT_HOARD_RATE, OPT_OFFLINE_DAYS, OPT_NONCE_TTL, OPT_MAX_FAILED_LOGINS,
         OPT_STORE, OPT_ETCD, OPT_FLEET_NAME, OPT_FLEET_URL, OPT_FLEET_CHECKPOINT, OPT_SERVER, OPT_TOKEN,
         OPT_FINGERPRINT, OPT_NAME,
-        OPT_PRECOPY_INTERVAL, OPT_PRECOPY_RATE, OPT_NO_PRECOPY, OPT_NO_WARM_RESTORE, OPT_CONFIG, OPT_PRINT_CONFIG,
+        OPT_PRECOPY_INTERVAL, OPT_PRECOPY_RATE, OPT_NO_PRECOPY, OPT_NO_GRANT_PACK, OPT_NO_WARM_RESTORE, OPT_CONFIG, OPT_PRINT_CONFIG,
         OPT_HELP,
 };
 #define N_SETTINGS (OPT_CONFIG - OPT_LISTEN)
@@ -187,6 +190,8 @@ static const struct ServeFlag {
         [OPT_PRECOPY_RATE - OPT_LISTEN] = { "precopy-rate", required_argument, "(no cap)", KIND_RATE,
                                             AT(laptop.precopy_rate) },
         [OPT_NO_PRECOPY - OPT_LISTEN] = { "no-precopy", no_argument, "false", KIND_SWITCH, AT(laptop.no_precopy) },
+        [OPT_NO_GRANT_PACK - OPT_LISTEN] = { "no-grant-pack", no_argument, "false", KIND_SWITCH,
+                                             AT(laptop.no_grant_pack) },
         [OPT_NO_WARM_RESTORE - OPT_LISTEN] = { "no-warm-restore", no_argument, "false", KIND_SWITCH, AT(no_warm) },
         [OPT_CONFIG - OPT_LISTEN] = { "config", required_argument, NULL },
         [OPT_PRINT_CONFIG - OPT_LISTEN] = { "print-config", no_argument, NULL },

@@ -17,6 +17,7 @@
 #include "../session/handoff.h"
 #include "../session/move.h"
 #include "api-laptop.h"
+#include "api-store.h"
 #include "../session/host-id.h"
 #include "sync-file.h"
 #include "auth.h"
@@ -305,6 +306,49 @@ static int precopy(HttpRequest *req, ApiSession *a, const char *name) {
                                          "readiness", readiness_json(a, name)));
 }
 
+/* The answer to a take offline: the grant, and when the request asked for it
+ * ({"pack": {"have", "bases", "max_bytes"}}, as for POST /v1/pack/get) the
+ * remainder below the checkpoint right after it, so that the laptop needs no
+ * second round trip: the grant as one line of JSON, then the pack
+ * (docs/sync-protocol.md). Whatever fails of the pack, the grant goes alone
+ * (the laptop then pulls as before). */
+static int reply_grant(HttpRequest *req, ApiSession *a, const char *name, json_t *grant, const RoamId *checkpoint) {
+        size_t len;
+        const void *body = http_request_body(req, &len);
+        _cleanup_(json_decrefp) json_t *j = body ? json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+        json_t *ask = json_object_get(j, "pack");
+        if (!grant || !json_is_object(ask))
+                return http_reply_json(req, 200, grant);
+        char hex[ID_HEX_SIZE];
+        PackRequest pr;
+        PackWriter pw = { 0 };
+        RoamId missing;
+        _cleanup_free_ char *line = json_dumps(grant, JSON_COMPACT), *text = NULL;
+        int r = line && json_object_set_new(ask, "want", json_string(id_to_hex(checkpoint, hex))) == 0 &&
+                                (text = json_dumps(ask, JSON_COMPACT))
+                        ? pack_request_parse(text, strlen(text), &pr)
+                        : -ENOMEM;
+        if (r >= 0)
+                r = pack_answer(session_host_store(a->h), &pr, &pw, &missing);
+        uint8_t *out = NULL;
+        size_t n = line ? strlen(line) : 0, total = n + 1 + pw.len;
+        if (r >= 0 && (out = malloc(total))) {
+                memcpy(out, line, n);
+                out[n] = '\n';
+                memcpy(out + n + 1, pw.buf, pw.len);
+        }
+        if (r >= 0)
+                pack_writer_done(&pw);
+        if (!out) {
+                daemon_log(a->d, DAEMON_LOG_DEBUG, "take offline of '%s': the grant goes without its pack: %s", name,
+                           r < 0 ? err_message(r) : "out of memory");
+                err_clear();
+                return http_reply_json(req, 200, grant);
+        }
+        json_decref(grant);
+        return http_reply_buffer(req, 200, API_GRANT_PACK_TYPE, out, total);
+}
+
 /* Take offline: only a paired laptop's signed request; the holder is the
  * laptop the signature proves, never a name from the body. */
 static int offline(HttpRequest *req, ApiSession *a, const char *name) {
@@ -371,12 +415,12 @@ static int offline(HttpRequest *req, ApiSession *a, const char *name) {
         char hex[ID_HEX_SIZE], server[HOST_ID_LEN + 1] = "";
         (void) host_id_get(daemon_home(a->d), server); /* for a later take online by file */
         err_clear();
-        return http_reply_json(req, 200,
-                               json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:s, s:s}", "checkpoint",
-                                         id_to_hex(&g.checkpoint, hex), "user", user, "epoch", (json_int_t) g.epoch,
-                                         "lease_until", (json_int_t) g.lease_until, "pause_ms",
-                                         (json_int_t) (g.pause_ns / 1000000), "again", g.again, "laptop", l.id,
-                                         "server_id", server));
+        json_t *grant = json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:s, s:s}", "checkpoint",
+                                  id_to_hex(&g.checkpoint, hex), "user", user, "epoch", (json_int_t) g.epoch,
+                                  "lease_until", (json_int_t) g.lease_until, "pause_ms",
+                                  (json_int_t) (g.pause_ns / 1000000), "again", g.again, "laptop", l.id,
+                                  "server_id", server);
+        return reply_grant(req, a, name, grant, &g.checkpoint);
 }
 
 /* The laptop that holds a session offline extends its lease (while it

@@ -29,6 +29,10 @@
 
 /* the largest sync file POST /v1/sync-files takes (larger ones: 'roam session apply-sync' on the server) */
 #define API_SYNC_FILE_MAX ((size_t) 256 << 20)
+/* A take offline's answer with its remainder: the grant as one line of JSON,
+ * then a pack (docs/sync-protocol.md); the grant is at most this long */
+#define API_GRANT_PACK_TYPE "application/x-roam-grant-pack"
+#define API_GRANT_LINE_MAX 4096
 #include "api-laptop.h"
 #include "daemon.h"
 

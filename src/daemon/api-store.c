@@ -842,42 +842,50 @@ static int h_pack_get(HttpRequest *req, void *userdata) {
         int r = pack_request_parse(body ? body : "", len, &pr);
         if (r < 0)
                 return http_reply_error(req, 400, "%s", err_message(r));
+        PackWriter pw;
+        RoamId missing;
+        r = pack_answer(a->s, &pr, &pw, &missing);
+        char hex[ID_HEX_SIZE], mhex[ID_HEX_SIZE];
+        if (r == -ENOENT && id_is_null(&missing))
+                return http_reply_error(req, 404, "object %s (or an object below it) not found",
+                                        id_to_hex(&pr.want, hex));
+        if (r == -ENOENT)
+                return http_reply_error(req, 404, "chunk %s (below %s) not found", id_to_hex(&missing, mhex),
+                                        id_to_hex(&pr.want, hex));
+        if (r < 0)
+                return r;
+        return http_reply_buffer(req, 200, "application/octet-stream", pw.buf, pw.len);
+}
+
+int pack_answer(Store *s, const PackRequest *pr, PackWriter *pw, RoamId *ret_missing) {
+        *ret_missing = ID_NULL;
         _cleanup_(reach_freep) Reach *want = reach_new(), *have = reach_new();
         if (!want || !have)
                 return -ENOMEM;
         /* what the receiver says it has: objects this store lacks subtract nothing */
-        for (size_t i = 0; i < pr.n_have && r >= 0; i++)
-                r = reach_add_object(a->s, have, &pr.have[i]);
+        int r = 0;
+        for (size_t i = 0; i < pr->n_have && r >= 0; i++)
+                r = reach_add_object(s, have, &pr->have[i]);
         if (r >= 0)
-                r = reach_add_object(a->s, want, &pr.want);
+                r = reach_add_object(s, want, &pr->want);
         if (r < 0)
                 return r;
-        char hex[ID_HEX_SIZE];
         if (want->bad_objects > 0)
-                return http_reply_error(req, 404, "object %s (or an object below it) not found",
-                                        id_to_hex(&pr.want, hex));
+                return -ENOENT;
         _cleanup_(page_sender_freep) PageSender *ps = NULL;
-        if (pr.n_bases > 0) {
-                r = page_sender_new(a->s, pr.bases, (unsigned) pr.n_bases, &ps);
+        if (pr->n_bases > 0) {
+                r = page_sender_new(s, pr->bases, (unsigned) pr->n_bases, &ps);
                 if (r < 0)
                         return r;
         }
-        PackWriter pw;
-        r = pack_writer_init(&pw, pr.max_bytes);
+        r = pack_writer_init(pw, pr->max_bytes);
         if (r < 0)
                 return r;
-        RoamId missing = ID_NULL;
         bool complete;
-        r = sync_pack_fill(a->s, want, have, ps, &pw, &complete, &missing);
-        if (r < 0) {
-                pack_writer_done(&pw);
-                char mhex[ID_HEX_SIZE];
-                if (r == -ENOENT && !id_is_null(&missing))
-                        return http_reply_error(req, 404, "chunk %s (below %s) not found", id_to_hex(&missing, mhex),
-                                                id_to_hex(&pr.want, hex));
-                return r;
-        }
-        return http_reply_buffer(req, 200, "application/octet-stream", pw.buf, pw.len);
+        r = sync_pack_fill(s, want, have, ps, pw, &complete, ret_missing);
+        if (r < 0)
+                pack_writer_done(pw);
+        return r;
 }
 
 /* Checks every record of a pack as storing it will, without storing. */

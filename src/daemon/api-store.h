@@ -32,6 +32,7 @@
 #include "../basic/hash.h"
 #include "../http/server.h"
 #include "../store/store.h"
+#include "../sync/pack.h"
 
 #define API_OBJECT_MAX (64u << 20)   /* largest object over the wire */
 #define API_REF_BODY_MAX 4096u       /* PUT /v1/refs body */
@@ -84,3 +85,8 @@ typedef struct PackRequest {
         size_t n_bases;
 } PackRequest;
 int pack_request_parse(const void *body, size_t len, PackRequest *ret);
+/* Fills pw (pack_writer_init()'d here; the caller frees it with
+ * pack_writer_done() on success) with the pack that answers pr, the work of
+ * POST /v1/pack/get: -ENOENT when pr's want is not here (*ret_missing null)
+ * or a chunk below it is not (*ret_missing that chunk). */
+int pack_answer(Store *s, const PackRequest *pr, PackWriter *pw, RoamId *ret_missing);

@@ -21,6 +21,7 @@
 #include "api-keys.h"
 #include "laptop-identity.h"
 #include "laptop-registry.h"
+#include "api-session.h"
 
 #define LAPTOP_MAX_SESSIONS 64
 
@@ -437,6 +438,58 @@ static void note_grant(Laptop *l, const char *name, const char *user, const char
                 daemon_log(l->d, DAEMON_LOG_INFO, "noting the grant of '%s': %s", name, err_message(k));
 }
 
+/* The take-offline request: *ret_grant, the server's grant. When ask is
+ * given, the request asks for the remainder in the same answer (the grant as
+ * one line, then a pack: api-session.h) and *ret_packed says whether it came
+ * and was stored. */
+static int request_grant(Laptop *l, const char *name, SyncPackAsk *ask, json_t *ask_json, json_t **ret_grant,
+                         SyncStats *st, uint64_t *wire, bool *ret_packed) {
+        *ret_packed = false;
+        json_t *body = json_pack("{s:s}", "holder", l->holder);
+        if (body && ask_json)
+                json_object_set(body, "pack", ask_json);
+        _cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        json_decref(body);
+        _cleanup_(remote_conn_freep) RemoteConn *c = text ? remote_conn_new(l->server) : NULL;
+        if (!c)
+                return -ENOMEM;
+        char path[256];
+        snprintf(path, sizeof path, "/v1/sessions/%s/offline", name);
+        RemoteResponse resp;
+        int k = remote_request(c, "POST", path, text, strlen(text), "application/json",
+                               PACK_MAX_BYTES + API_GRANT_LINE_MAX, &resp);
+        if (k < 0)
+                return k;
+        *wire += resp.wire_bytes;
+        if (resp.status != 200) {
+                k = remote_status_error(l->server, &resp, path);
+                remote_response_done(&resp);
+                return k;
+        }
+        /* the grant: the first line, or all of it (an answer without a pack) */
+        const uint8_t *nl = memchr(resp.body, '\n', MIN(resp.len, (size_t) API_GRANT_LINE_MAX));
+        size_t glen = nl ? (size_t) (nl - resp.body) : resp.len;
+        json_t *g = json_loadb((const char *) resp.body, glen, 0, NULL);
+        if (!json_is_object(g)) {
+                json_decref(g);
+                remote_response_done(&resp);
+                return err_set(-EBADMSG, "%s sent a malformed answer to %s", remote_url(l->server), path);
+        }
+        if (ask && nl && resp.len > glen + 1) {
+                k = sync_pack_take(ask, nl + 1, resp.len - glen - 1, st);
+                if (k < 0) {
+                        /* the pull below fetches what it did not bring */
+                        daemon_log(l->d, DAEMON_LOG_INFO, "the remainder of '%s' with its grant: %s", name,
+                                   err_message(k));
+                        err_clear();
+                } else
+                        *ret_packed = true;
+        }
+        remote_response_done(&resp);
+        *ret_grant = g;
+        return 0;
+}
+
 static int do_offline(Laptop *l, const char *name, json_t **ret) {
         uint64_t t0 = now_ns(), wire = 0;
         if (!laptop_identity_paired(l->id)) {
@@ -444,12 +497,26 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
                 if (k < 0)
                         return k;
         }
-        json_t *body = json_pack("{s:s}", "holder", l->holder);
+        /* the remainder comes with the grant when this laptop knows what it
+         * holds of the session (its user's refs): one round trip */
+        char known_user[NAME_MAX_LEN + 1] = "";
+        pthread_mutex_lock(&l->lock);
+        Track *t = track(l, name);
+        if (t)
+                snprintf(known_user, sizeof known_user, "%s", t->user);
+        pthread_mutex_unlock(&l->lock);
+        RoamId have[2];
+        SyncOptions so = { .parallel = 4, .have = have };
+        if (known_user[0] && name_is_valid(known_user))
+                so.n_have = local_haves(l, known_user, name, have);
+        _cleanup_(sync_pack_ask_freep) SyncPackAsk *ask = NULL;
+        _cleanup_(json_decrefp) json_t *ask_json = NULL;
+        if (so.n_have > 0 && !l->o.no_grant_pack && sync_pack_ask(daemon_store(l->d), &so, &ask_json, &ask) < 0)
+                err_clear(); /* then without */
         json_t *g = NULL;
-        char path[256];
-        snprintf(path, sizeof path, "/v1/sessions/%s/offline", name);
-        int k = server_json(l, "POST", path, body, &g, &wire);
-        json_decref(body);
+        SyncStats pst = { 0 };
+        bool packed = false;
+        int k = request_grant(l, name, ask, ask_json, &g, &pst, &wire, &packed);
         if (k < 0)
                 return k;
         const char *ck = json_string_value(json_object_get(g, "checkpoint"));
@@ -473,9 +540,12 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
         uint64_t t_grant = now_ns();
         char ref[REF_NAME_MAX_LEN + 1];
         snprintf(ref, sizeof ref, "sessions/%s/%s/latest", user, name);
-        /* the remainder: what the pre-copy did not bring, in one pack */
-        RoamId have[2];
-        SyncOptions so = { .parallel = 4, .have = have, .n_have = local_haves(l, user, name, have) };
+        /* the remainder: what the pre-copy did not bring, in one pack (which
+         * came with the grant already when packed: then this only checks that
+         * all is here, fetches anything still missing, and sets the ref) */
+        if (strcmp(user, known_user))
+                so.n_have = local_haves(l, user, name, have);
+        so.no_pack = packed;
         SyncStats st = { 0 };
         SessionRestoreResult rr = { 0 };
         RoamId ck_id;
@@ -484,6 +554,10 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
         uint64_t t_pulled = now_ns();
         if (k >= 0) {
                 wire += st.wire_bytes;
+                st.chunks_sent += pst.chunks_sent;
+                st.chunks_paged += pst.chunks_paged;
+                st.pages_referenced += pst.pages_referenced;
+                st.chunks_page_fallback += pst.chunks_page_fallback;
                 failpoint("offline:after-pull");
                 k = session_move_in(l->h, name, ck, epoch, -1, &rr);
         }
@@ -507,6 +581,7 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
                          (json_int_t) st.chunks_paged, "pages_referenced", (json_int_t) st.pages_referenced,
                          "chunks_page_fallback", (json_int_t) st.chunks_page_fallback);
         json_object_set_new(*ret, "qemu_waiting", json_boolean(rr.warm));
+        json_object_set_new(*ret, "remainder_with_grant", json_boolean(packed));
         json_decref(g);
         daemon_log(l->d, DAEMON_LOG_INFO, "session '%s' taken offline: downtime %llu ms, %llu bytes after the click",
                    name, (unsigned long long) (downtime / 1000000), (unsigned long long) wire);

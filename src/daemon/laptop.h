@@ -35,6 +35,7 @@ typedef struct LaptopOptions {
         double checkpoint_interval_s; /* local checkpoints of sessions running here; 0 = 30 */
         uint64_t precopy_rate;     /* bytes/s cap of background pre-copy per connection; 0 = none */
         bool no_precopy;           /* pair and hoard, but pre-copy nothing (for comparisons) */
+        bool no_grant_pack;        /* take offline pulls after the grant, not with it (for comparisons) */
 } LaptopOptions;
 
 int laptop_register(Daemon *d, SessionHost *h, Hoard *hoard, const LaptopOptions *o);

@@ -240,39 +240,30 @@ static size_t sibling_hints(Store *s, const char *ref, RoamId *have, size_t n, s
 /* Fetches what the remote thinks the local store lacks below root, in one
  * pack, and stores it (every object and chunk verified against its id).
  * Any failure leaves the rest to the usual way: the caller ignores it. */
-static int pull_pack(Store *s, Remote *r, RemoteConn *c, const RoamId *root, const RoamId *have, size_t n_have,
-                     bool pages, SyncStats *st) {
-        /* bases: the blobs below what the hints say is here (the same RAM a
-         * moment ago, the master image) */
-        RoamId bases[PAGE_CHUNK_MAX_BASES];
-        unsigned n_bases = 0;
-        _cleanup_(page_bases_freep) PageBases *pb = NULL;
-        if (pages) {
-                int k = pages_pick_bases(s, NULL, NULL, have, n_have, bases, &n_bases);
-                if (k >= 0 && n_bases > 0)
-                        k = page_bases_new(s, bases, n_bases, &pb);
-                if (k < 0)
-                        return k;
-        }
-        _cleanup_free_ char *text = pack_request_text(root, have, n_have, bases, pb ? n_bases : 0);
-        if (!text)
-                return -ENOMEM;
-        RemoteResponse resp;
-        int k = remote_request(c, "POST", "/v1/pack/get", text, strlen(text), "application/json",
-                               PACK_MAX_BYTES + 4096, &resp);
-        if (k < 0)
-                return k;
-        st->wire_bytes += resp.wire_bytes;
-        if (resp.status != 200) {
-                k = remote_status_error(r, &resp, "pack");
-                remote_response_done(&resp);
-                return k;
-        }
+/* The bases of a pull's page references: the blobs below what the hints say
+ * is here (the same RAM a moment ago, the master image); *ret_pb NULL when
+ * there are none. */
+static int pack_bases(Store *s, const RoamId *have, size_t n_have, bool pages, RoamId bases[PAGE_CHUNK_MAX_BASES],
+                      unsigned *ret_n, PageBases **ret_pb) {
+        *ret_n = 0;
+        *ret_pb = NULL;
+        if (!pages)
+                return 0;
+        int k = pages_pick_bases(s, NULL, NULL, have, n_have, bases, ret_n);
+        if (k >= 0 && *ret_n > 0)
+                k = page_bases_new(s, bases, *ret_n, ret_pb);
+        return k;
+}
+
+/* Stores a pack (every object and chunk verified against its id; chunks as
+ * pages rebuilt from the bases pb): 1 when it says it is complete, 0 when
+ * not. */
+static int pack_store(Store *s, PageBases *pb, const void *body, size_t len, SyncStats *st) {
         _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(s);
         PackReader rd;
-        k = codec ? pack_reader_init(&rd, resp.body, resp.len, ZSTD_compressBound(OBJECT_WIRE_MAX),
-                                     ZSTD_compressBound(store_chunk_size(s)))
-                  : -ENOMEM;
+        int k = codec ? pack_reader_init(&rd, body, len, ZSTD_compressBound(OBJECT_WIRE_MAX),
+                                         ZSTD_compressBound(store_chunk_size(s)))
+                      : -ENOMEM;
         PackKind kind;
         RoamId id, got;
         const uint8_t *z;
@@ -308,8 +299,83 @@ static int pull_pack(Store *s, Remote *r, RemoteConn *c, const RoamId *root, con
                                 st->chunks_sent++;
                 }
         }
+        if (k >= 0)
+                k = rd.flags & PACK_COMPLETE ? 1 : 0;
+        return k;
+}
+
+/* Fetches what the remote thinks the local store lacks below root, in one
+ * pack, and stores it (pack_store()). Any failure leaves the rest to the
+ * usual way: the caller ignores it. */
+static int pull_pack(Store *s, Remote *r, RemoteConn *c, const RoamId *root, const RoamId *have, size_t n_have,
+                     bool pages, SyncStats *st) {
+        RoamId bases[PAGE_CHUNK_MAX_BASES];
+        unsigned n_bases;
+        _cleanup_(page_bases_freep) PageBases *pb = NULL;
+        int k = pack_bases(s, have, n_have, pages, bases, &n_bases, &pb);
+        if (k < 0)
+                return k;
+        _cleanup_free_ char *text = pack_request_text(root, have, n_have, bases, pb ? n_bases : 0);
+        if (!text)
+                return -ENOMEM;
+        RemoteResponse resp;
+        k = remote_request(c, "POST", "/v1/pack/get", text, strlen(text), "application/json",
+                           PACK_MAX_BYTES + 4096, &resp);
+        if (k < 0)
+                return k;
+        st->wire_bytes += resp.wire_bytes;
+        if (resp.status != 200) {
+                k = remote_status_error(r, &resp, "pack");
+                remote_response_done(&resp);
+                return k;
+        }
+        k = pack_store(s, pb, resp.body, resp.len, st);
         remote_response_done(&resp);
         return k;
+}
+
+struct SyncPackAsk {
+        Store *s;
+        PageBases *pb;
+};
+
+void sync_pack_ask_free(SyncPackAsk *a) {
+        if (!a)
+                return;
+        page_bases_free(a->pb);
+        free(a);
+}
+
+int sync_pack_ask(Store *s, const SyncOptions *o, json_t **ret_json, SyncPackAsk **ret) {
+        SyncOptions opts = options_of(o);
+        SyncPackAsk *a = calloc(1, sizeof *a);
+        if (!a)
+                return -ENOMEM;
+        a->s = s;
+        RoamId bases[PAGE_CHUNK_MAX_BASES];
+        unsigned n_bases;
+        size_t n_have = MIN(opts.n_have, (size_t) 16);
+        int k = pack_bases(s, opts.have, n_have, !opts.no_pages, bases, &n_bases, &a->pb);
+        json_t *j = NULL;
+        if (k >= 0) {
+                /* the request text of a pull without its want (the answer's) */
+                _cleanup_free_ char *text = pack_request_text(&ID_NULL, opts.have, n_have, bases,
+                                                              a->pb ? n_bases : 0);
+                j = text ? json_loads(text, 0, NULL) : NULL;
+                k = j && json_object_del(j, "want") == 0 ? 0 : -ENOMEM;
+        }
+        if (k < 0) {
+                json_decref(j);
+                sync_pack_ask_free(a);
+                return k;
+        }
+        *ret_json = j;
+        *ret = a;
+        return 0;
+}
+
+int sync_pack_take(SyncPackAsk *a, const void *pack, size_t len, SyncStats *st) {
+        return pack_store(a->s, a->pb, pack, len, st);
 }
 
 /* ---- pull ---- */
@@ -593,7 +659,7 @@ int sync_pull_object(Store *s, Remote *r, const RoamId *root_id, const char *loc
         } else
                 n_have = sibling_hints(s, local_ref, have, n_have, ELEMENTSOF(have));
         err_clear();
-        if (n_have > 0 && pull_pack(s, r, c, &root, have, n_have, !opts.no_pages, &st) < 0)
+        if (n_have > 0 && !opts.no_pack && pull_pack(s, r, c, &root, have, n_have, !opts.no_pages, &st) < 0)
                 err_clear(); /* the usual way below fetches whatever the pack did not bring */
         ObjWalk w = { .s = s, .c = c, .r = r, .seen = idset_new() };
         if (!w.seen)

@@ -5,6 +5,7 @@
  * (docs/sync-protocol.md). Both are stateless and resumable: run again after
  * an interruption, they send only what the other side still lacks. */
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -36,6 +37,9 @@ typedef struct SyncOptions {
         /* Push: set the remote ref whatever it is now (no compare-and-swap);
          * for staging refs that only this host writes. */
         bool overwrite;
+        /* Pull: no pack (one came already, sync_pack_take()): only the
+         * usual way for whatever is still missing */
+        bool no_pack;
         /* Never send (push) or ask for (pull) chunks as page references
          * (pages.h); they are off too with ROAM_PAGE_DEDUP=0 in the
          * environment. */
@@ -60,6 +64,23 @@ typedef struct SyncStats {
  * A chunk whose bytes do not match its id never enters the store: the batch is
  * fetched again (up to retries), then the pull fails naming the chunk. */
 int sync_pull(Store *s, Remote *r, const char *ref, const char *local_ref, const SyncOptions *o, SyncStats *ret);
+
+/* A pack in the answer to another request (take offline: the server's grant
+ * with the remainder right after it, one round trip for both).
+ * sync_pack_ask() makes what that request carries as its "pack" member:
+ * {"have", "bases", "max_bytes"} as for POST /v1/pack/get, from o's have
+ * hints (the want is the answer's); sync_pack_take() stores the pack that came
+ * back: 1 when it says it is complete, 0 when not (then sync_pull_object()
+ * with no_pack fetches the rest the usual way, as it must anyway to set the
+ * ref). Caller frees *ret with sync_pack_ask_free() and owns *ret_json. */
+typedef struct SyncPackAsk SyncPackAsk;
+int sync_pack_ask(Store *s, const SyncOptions *o, json_t **ret_json, SyncPackAsk **ret);
+int sync_pack_take(SyncPackAsk *a, const void *pack, size_t len, SyncStats *st);
+void sync_pack_ask_free(SyncPackAsk *a);
+static inline void sync_pack_ask_freep(SyncPackAsk **a) {
+        if (*a)
+                sync_pack_ask_free(*a);
+}
 
 /* Like sync_pull(), for an object whose id is known already (no ref lookup):
  * fetches it and everything below it, then sets local_ref to it. */

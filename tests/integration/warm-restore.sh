@@ -59,7 +59,7 @@ EOF
 }
 
 PS=$(free_port) PL=$(free_port)
-start_daemon "$S" "127.0.0.1:$PS"
+start_daemon "$S" "127.0.0.1:$PS" -v # every request in its log
 ALICE=$(on "$S" token create --role user --user alice)
 # with a profile disk (docs/desktop.md): the waiting QEMU gets it too
 on "$S" image import deb "$GUEST/master.img" --kernel "$GUEST/vmlinux" --initrd "$GUEST/initrd.img" \
@@ -86,9 +86,14 @@ on "$L" session start s1 2>/dev/null && fail "the laptop started a session it do
 
 log "take offline: into the waiting QEMU"
 before=$(ticks_on "$S" | tail -n 1)
+packs=$(grep -c 'POST /v1/pack/get' "$S/serve.log" || true)
 must_succeed on "$L" offline s1
 log "$OUT"
 expect_match "$OUT" "QEMU waiting" "take offline's output"
+# the remainder came in the grant's answer: no pull after it
+expect_match "$OUT" "sent after the click with the grant" "take offline's output"
+grep -q 'POST /v1/sessions/s1/offline 200' "$S/serve.log" || fail "the server's log has no take offline"
+[ "$(grep -c 'POST /v1/pack/get' "$S/serve.log")" = "$packs" ] || fail "the take offline pulled a pack after its grant"
 is_state "$L" running || fail "s1 is '$(state_on "$L")' on the laptop"
 [ "$(cat "$L/sessions/s1/qemu.pid")" = "$pid" ] || fail "s1 runs in another QEMU than the one that waited ($pid)"
 [ "$(qmp_status "$L/sessions/s1/qmp.sock")" = running ] || fail "the guest does not run on the laptop"

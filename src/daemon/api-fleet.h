@@ -40,6 +40,7 @@
  * (their owner records go at once). */
 
 #include "../session/session.h"
+#include "api-laptop.h"
 #include "daemon.h"
 
 #define FLEET_HOME_FILE "fleet.json"
@@ -53,6 +54,7 @@ typedef struct ApiFleetOptions {
         const char *listen;
         unsigned ttl_s;   /* 0: FLEET_TTL_DEFAULT_S */
         double checkpoint_s; /* checkpoints of running sessions this often; 0: none */
+        ApiLaptop *laptops;  /* the laptop routes (api-laptop.h): laptops pair with the fleet */
 } ApiFleetOptions;
 
 /* Before daemon_run(). Caller frees with api_fleet_free() after it. */

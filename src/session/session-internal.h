@@ -54,6 +54,8 @@ struct SessionHost {
         AgentSeen agents[128];
         SessionGuardFn guard; /* NULL: a standalone host */
         void *guard_userdata;
+        SessionGiveFn give; /* NULL: a standalone host */
+        void *give_userdata;
 };
 
 /* err_set(r, "<prefix>: <current detail>"): the detail is copied first, as

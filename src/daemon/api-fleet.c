@@ -1014,8 +1014,6 @@ static bool lists(const char *value, const char *token) {
  * connect'); the member asks the owner's console route with its fleet token. */
 static int route_vnc(HttpRequest *req, void *userdata) {
         ApiFleet *a = userdata;
-        if (!is_admin_or_host(req))
-                return http_reply_error(req, 403, "only an admin opens desktops through the fleet");
         const char *rest = http_request_rest(req), *slash = strchr(rest, '/');
         char name[NAME_MAX_LEN + 1];
         if (!slash || (size_t) (slash - rest) > NAME_MAX_LEN || strcmp(slash + 1, "vnc"))
@@ -1024,6 +1022,16 @@ static int route_vnc(HttpRequest *req, void *userdata) {
         name[slash - rest] = 0;
         if (!name_is_valid(name))
                 return http_reply_error(req, 404, "session name '%s' is invalid", name);
+        if (!is_admin_or_host(req)) {
+                /* a user opens the desktops of their own sessions (the fleet's record says whose) */
+                const Auth *au = auth_of(req);
+                _cleanup_free_ char *user = NULL;
+                uint64_t ram;
+                if (fleet_get_meta(a->fleet, name, &user, &ram) < 0 || !au->user || strcmp(user, au->user)) {
+                        err_clear();
+                        return http_reply_error(req, 404, "session '%s' not found", name);
+                }
+        }
         const char *upgrade = http_request_header(req, "Upgrade");
         const char *connection = http_request_header(req, "Connection");
         const char *version = http_request_header(req, "Sec-WebSocket-Version");

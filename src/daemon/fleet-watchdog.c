@@ -31,8 +31,8 @@ struct FleetWatchdog {
 };
 
 /* Kills the QEMU whose pid file is pidfile (only while its command line
- * names that file: a pid is not trusted beyond it). 1 killed, 0 none. */
-static int kill_qemu(const char *pidfile) {
+ * names that file or also: a pid is not trusted beyond it). 1 killed, 0 none. */
+static int kill_qemu(const char *pidfile, const char *also) {
         _cleanup_free_ char *text = NULL, *cmd = NULL;
         uint64_t pid;
         if (read_full_file(pidfile, 32, &text, NULL) < 0)
@@ -43,7 +43,8 @@ static int kill_qemu(const char *pidfile) {
         char proc[64];
         snprintf(proc, sizeof proc, "/proc/%llu/cmdline", (unsigned long long) pid);
         size_t len;
-        if (read_proc_file(proc, 1 << 20, &cmd, &len) < 0 || !memmem(cmd, len, pidfile, strlen(pidfile)))
+        if (read_proc_file(proc, 1 << 20, &cmd, &len) < 0 ||
+            (!memmem(cmd, len, pidfile, strlen(pidfile)) && !memmem(cmd, len, also, strlen(also))))
                 return 0;
         return kill((pid_t) pid, SIGKILL) == 0 ? 1 : 0;
 }
@@ -58,17 +59,19 @@ static unsigned kill_in(const char *home, const char *sub, const char *only) {
         while ((de = readdir(d))) {
                 if (de->d_name[0] == '.' || (only && strcmp(only, de->d_name)))
                         continue;
-                char pidfile[PATH_MAX];
+                /* a session restored into a waiting QEMU: its pid file moved into
+                 * sessions/NAME, its command line still names warm/NAME's (warm.c) */
+                char pidfile[PATH_MAX], also[PATH_MAX];
                 snprintf(pidfile, sizeof pidfile, "%s/%s/qemu.pid", dir, de->d_name);
-                n += (unsigned) kill_qemu(pidfile);
+                snprintf(also, sizeof also, "%s/warm/%s/qemu.pid", home, de->d_name);
+                n += (unsigned) kill_qemu(pidfile, also);
         }
         closedir(d);
         return n;
 }
 
 unsigned fleet_kill_qemus(const char *home, const char *only) {
-        /* a session restored into a waiting QEMU keeps the pid file that
-         * QEMU was started with (warm.c) */
+        /* the running ones, and the ones waiting for a restore (warm.c) */
         return kill_in(home, "sessions", only) + kill_in(home, "warm", only);
 }
 

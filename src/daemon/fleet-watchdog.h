@@ -33,8 +33,9 @@ void fleet_watchdog_stop(FleetWatchdog *w);
 
 /* Kills (SIGKILL) the QEMU of session only (NULL: of every session) of home:
  * pid files HOME/sessions/NAME/qemu.pid and HOME/warm/NAME/qemu.pid, each
- * only while that process's command line names its pid file. Returns how
- * many were killed. */
+ * only while that process's command line names its pid file (or, for a
+ * session restored into a waiting QEMU, warm/NAME's, which it was started
+ * with). Returns how many were killed. */
 unsigned fleet_kill_qemus(const char *home, const char *only);
 
 /* The helper: roam FLEET_WATCHDOG_VERB HOME (the pipe on fd 3). */

@@ -126,7 +126,7 @@ cleanup_add "kill -9 $qemus 2>/dev/null"
 qemus_gone() { local p; for p in $qemus; do ! pid_alive "$p" || return 1; done; }
 kill -9 "${SERVE_PID[vn]}" # roam alone: not its QEMUs
 wait "${SERVE_PID[vn]}" 2>/dev/null || true
-wait_for 5 qemus_gone || fail "the QEMUs of $victim still run after its roam was killed: $(ps -o pid=,stat=,args= -p "${qemus// /,}0" | cut -c1-200); $(tail -n 3 "$T/host$vn/serve.log")"
+wait_for 5 qemus_gone || fail "the QEMUs of $victim still run after its roam was killed: $(for p in $qemus; do pid_alive "$p" && tr '\0' ' ' </proc/$p/cmdline | cut -c1-300; done); $(tail -n 3 "$T/host$vn/serve.log")"
 ! runs_on_other_than s2 "$victim" || fail "s2 ran elsewhere before the QEMUs of $victim were gone"
 log "the QEMUs of $victim were gone $((SECONDS - t_kill))s after its roam was killed; s2 not yet elsewhere"
 grep -q "fleet watchdog: .* killed [1-9]" "$T/host$vn/serve.log" || fail "no watchdog line in $victim's log"

@@ -159,7 +159,7 @@ const ACTIONS = {
   checkpoint: { label: 'Checkpoint' },
   stop: { label: 'Stop', confirm: (n) => `Stop session "${n}"? The guest is powered off (unsaved work in it is lost).`, danger: true },
   move: { label: 'Move…', confirm: (n) => `Move session "${n}" to another server. It pauses briefly and then runs there.`, move: true, danger: true },
-  reclaim: { label: 'Reclaim', confirm: (n) => `Reclaim session "${n}" from its holder? It restarts here from the latest checkpoint this host has; work done since on the holder is not here.`, danger: true },
+  reclaim: { label: 'Reclaim', confirm: (n) => `Reclaim session "${n}" from its holder? It restarts here from the latest checkpoint ${st.fleet ? 'the fleet' : 'this host'} has; work done since on the holder is not here.`, danger: true },
   offline: { label: 'Take offline', handoff: true },
   online: { label: 'Take online', handoff: true },
 };
@@ -170,7 +170,9 @@ function describe(action, name, res) {
     return `Checkpoint ${res.seq} of "${name}" taken (${res.powered_off ? 'powered off' : `paused ${res.pause_ms} ms`}, ${fmtBytes(res.new_bytes)} new).`;
   case 'stop': return `Session "${name}" stopped${res.forced ? ' (forced: the guest did not power off in time)' : ''}.`;
   case 'move': return `Session "${name}" moved to ${res.owner} (epoch ${res.epoch}, downtime ${res.downtime_ms} ms).`;
-  case 'reclaim': return `Session "${name}" reclaimed from ${res.lost_owner || 'its holder'} (epoch ${res.epoch}, checkpoint ${res.checkpoint_age_s} s old).`;
+  case 'reclaim':
+    if (res.host) return `Session "${name}" reclaimed from laptop ${res.lost_owner || '?'}: it runs on member ${res.host} (epoch ${res.epoch}).`;
+    return `Session "${name}" reclaimed from ${res.lost_owner || 'its holder'} (epoch ${res.epoch}, checkpoint ${res.checkpoint_age_s} s old).`;
   case 'offline': return `Session "${name}" is offline on this laptop now (downtime ${res.downtime_ms} ms, ${fmtBytes(res.bytes_after_click)} after the click).`;
   case 'online': return `Session "${name}" is back on the server (downtime ${res.downtime_ms} ms).`;
   default: return `Session "${name}": ${action} done (${res.state}).`;
@@ -233,7 +235,8 @@ function fleetRows() {
     const local = st.sessions.find((s) => s.name === f.name);
     if (f.host === st.fleet.self && local) return { ...local, here: true, host: f.host };
     const live = f.host && !f.laptop && (f.state === 'running' || f.state === 'paused');
-    return { ...f, here: false, remote: !!f.host && !f.laptop, desktop: live };
+    // remote: acted on through POST /v1/fleet/sessions/NAME/ACTION (a laptop's: reclaim)
+    return { ...f, here: false, remote: !!f.host || !!f.laptop, held: !!f.laptop, desktop: live };
   });
   // this member's sessions the fleet has no record of yet
   for (const s of st.sessions) {
@@ -244,6 +247,7 @@ function fleetRows() {
 
 function actionsFor(s) {
   const acts = [];
+  if (s.held) return isAdmin() ? ['reclaim'] : [];
   if (s.remote) {
     // on the member that runs it, through this one (POST /v1/fleet/sessions/NAME/ACTION)
     if (isAdmin() && (s.state === 'stopped' || s.state === 'created' || s.state === 'crashed')) acts.push('start');

@@ -222,6 +222,12 @@ int cli_open_catalog(bool create, Catalog **ret) {
 
 static int cli_fleet_guard(void *userdata, const char *session, int64_t epoch);
 
+static int cli_fleet_take(void *userdata, const char *session, const char *holder, int64_t epoch) {
+        return err_set(-EREMOTE, "session '%s' is a fleet's: reclaim it through a member's daemon (POST "
+                       "/v1/fleet/sessions/%s/reclaim, or the console)",
+                       session, session);
+}
+
 /* Giving a session to a laptop is an etcd transaction under the member's
  * lease: its daemon's, never a command's (sync files are not for fleets). */
 static int cli_fleet_give(void *userdata, const char *session, int64_t epoch, const char *holder,
@@ -253,6 +259,7 @@ int cli_host_open(bool with_store, CliHost *ret) {
                 }
                 session_host_set_guard(ret->host, cli_fleet_guard, ret->fleet);
                 session_host_set_give(ret->host, cli_fleet_give, NULL);
+                session_host_set_take(ret->host, cli_fleet_take, NULL);
                 laptop_fleet_use(ret->catalog, ret->fleet); /* the laptops and grants are the fleet's */
         }
         err_clear();

@@ -6,6 +6,7 @@
  * src/daemon/. */
 
 #include <stdbool.h>
+#include <jansson.h>
 #include <stdint.h>
 
 #include "../fleet/fleet.h"
@@ -50,4 +51,9 @@ int api_fleet_mark_stale_away(ApiFleet *a, const char *name, int64_t new_epoch);
  * fleet's owner records, and the session routes' front door
  * (api_session_set_fleet()). */
 void api_fleet_laptops_register(ApiFleet *a);
+/* An admin takes session name back from laptop (its owner at epoch in the
+ * fleet): this member owns it at epoch + 1 and runs its latest checkpoint in
+ * the shared store. *ret (caller frees): {"checkpoint","epoch","lost_owner",
+ * "host"}. */
+int api_fleet_reclaim_here(ApiFleet *a, const char *name, const char *laptop, int64_t epoch, json_t **ret);
 void api_fleet_laptops_unregister(ApiFleet *a);

@@ -110,6 +110,53 @@ static int give(void *userdata, const char *session, int64_t epoch, const char *
         return r;
 }
 
+/* ---- the session layer's take hook: reclaim ---- */
+
+static int take(void *userdata, const char *session, const char *holder, int64_t epoch) {
+        ApiFleet *a = userdata;
+        const char *laptop = fleet_owner_laptop(holder);
+        if (!laptop)
+                return err_set(-EREMOTE, "session '%s' is with '%s' in this host's row: the fleet decides who runs "
+                               "it (see GET /v1/fleet/sessions)",
+                               session, holder);
+        int r = fleet_take_from_laptop(a->fleet, session, laptop, epoch, epoch + 1);
+        if (r >= 0)
+                daemon_log(a->d, DAEMON_LOG_INFO, "fleet: session '%s' reclaimed from laptop %s at epoch %lld",
+                           session, laptop, (long long) epoch + 1);
+        return r;
+}
+
+int api_fleet_reclaim_here(ApiFleet *a, const char *name, const char *laptop, int64_t epoch, json_t **ret) {
+        _cleanup_free_ char *user = NULL;
+        uint64_t ram;
+        int r = fleet_get_meta(a->fleet, name, &user, &ram);
+        if (r < 0)
+                return r;
+        char ref[REF_NAME_MAX_LEN + 1], hex[ID_HEX_SIZE];
+        snprintf(ref, sizeof ref, "sessions/%s/%s/latest", user, name);
+        RoamId id;
+        r = store_ref_get(daemon_store(a->d), ref, &id);
+        if (r < 0)
+                return err_set(r, "session '%s' has no checkpoint in the fleet's store to reclaim from ('%s')", name, ref);
+        r = fleet_take_from_laptop(a->fleet, name, laptop, epoch, epoch + 1);
+        if (r < 0)
+                return r;
+        id_to_hex(&id, hex);
+        r = api_fleet_adopt_here(a, name, hex, epoch + 1);
+        if (r < 0) {
+                char saved[512];
+                snprintf(saved, sizeof saved, "%s", err_message(r));
+                (void) fleet_drop(a->fleet, name, epoch + 1); /* another member restarts it from there */
+                return err_set(r, "%s (the fleet has session '%s' at epoch %lld; another member restarts it)", saved,
+                               name, (long long) epoch + 1);
+        }
+        daemon_log(a->d, DAEMON_LOG_INFO, "fleet: session '%s' reclaimed from laptop %s at epoch %lld, from checkpoint "
+                   "%.12s", name, laptop, (long long) epoch + 1, hex);
+        *ret = json_pack("{s:s, s:I, s:s, s:s}", "checkpoint", hex, "epoch", (json_int_t) epoch + 1, "lost_owner",
+                         laptop, "host", self(a));
+        return *ret ? 0 : -ENOMEM;
+}
+
 /* ---- a session another member runs: one hop ---- */
 
 static int forward(ApiFleet *a, HttpRequest *req, const char *name, const char *action, const char *host,
@@ -493,6 +540,7 @@ static ApiSessionFleet hooks_bound;
 void api_fleet_laptops_register(ApiFleet *a) {
         laptop_fleet_use(daemon_catalog(a->d), a->fleet);
         session_host_set_give(a->h, give, a);
+        session_host_set_take(a->h, take, a);
         if (a->laptops)
                 api_laptop_set_member_check(a->laptops, is_member, a);
         hooks_bound = hooks;
@@ -506,7 +554,9 @@ void api_fleet_laptops_unregister(ApiFleet *a) {
         api_session_set_fleet(NULL);
         if (a->laptops)
                 api_laptop_set_member_check(a->laptops, NULL, NULL);
-        if (a->h)
+        if (a->h) {
                 session_host_set_give(a->h, NULL, NULL);
+                session_host_set_take(a->h, NULL, NULL);
+        }
         laptop_fleet_use(daemon_catalog(a->d), NULL);
 }

@@ -835,6 +835,17 @@ static int route_action(HttpRequest *req, void *userdata) {
         if (!host)
                 return http_reply_error(req, 409, "session '%s' has no owner in the fleet now (epoch %lld)", name,
                                         (long long) epoch);
+        if (fleet_owner_laptop(host) && !strcmp(action, "reclaim")) {
+                /* a lost laptop's: taken back here from the fleet's latest checkpoint */
+                json_t *j = NULL;
+                err_clear();
+                r = api_fleet_reclaim_here(a, name, fleet_owner_laptop(host), epoch, &j);
+                if (r < 0)
+                        return http_reply_error(req, api_fleet_status(r), "%s", err_message(r));
+                json_object_set_new(j, "name", json_string(name));
+                json_object_set_new(j, "action", json_string(action));
+                return http_reply_json(req, 200, j);
+        }
         if (fleet_owner_laptop(host))
                 return http_reply_error(req, 409, "session '%s' is offline on %s since epoch %lld (the laptop takes "
                                         "it online; an admin may reclaim it)",

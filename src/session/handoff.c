@@ -267,6 +267,12 @@ int handoff_reclaim(SessionHost *h, const char *name, ReclaimResult *ret) {
         json_t *created = json_object_get(m, "created");
         res.checkpoint_age = json_is_integer(created) ? (int64_t) time(NULL) - json_integer_value(created) : -1;
         json_decref(m);
+        /* in a fleet, its transaction moves the ownership first */
+        if (h->take) {
+                r = h->take(h->take_userdata, name, owner, epoch);
+                if (r < 0)
+                        return r;
+        }
         r = session_set_owner(h, name, SESSION_OWNER_LOCAL, epoch + 1, epoch);
         if (r < 0)
                 return r;

@@ -56,6 +56,8 @@ struct SessionHost {
         void *guard_userdata;
         SessionGiveFn give; /* NULL: a standalone host */
         void *give_userdata;
+        SessionTakeFn take; /* NULL: a standalone host */
+        void *take_userdata;
 };
 
 /* err_set(r, "<prefix>: <current detail>"): the detail is copied first, as

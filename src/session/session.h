@@ -126,6 +126,11 @@ void session_host_set_guard(SessionHost *h, SessionGuardFn fn, void *userdata);
 typedef int (*SessionGiveFn)(void *userdata, const char *session, int64_t epoch, const char *holder,
                              int64_t lease_until);
 void session_host_set_give(SessionHost *h, SessionGiveFn fn, void *userdata);
+/* In a fleet: asked by reclaim (handoff_reclaim()) before the session's row
+ * names this host again: the fleet takes session from holder (its owner at
+ * epoch) to this host at epoch + 1 first; < 0 (with detail) refuses. */
+typedef int (*SessionTakeFn)(void *userdata, const char *session, const char *holder, int64_t epoch);
+void session_host_set_take(SessionHost *h, SessionTakeFn fn, void *userdata);
 /* Borrowed. */
 const char *session_host_ram_dir(const SessionHost *h);
 /* The store given to session_host_new() (borrowed; may be NULL). */

@@ -11,7 +11,7 @@
 #    lease expires, then its owner record goes;
 #  - an epoch moved on in etcd (another host took the session): the old host
 #    refuses to start it, and a restarted old host kills a QEMU it finds
-#    running for it.
+#    running for it (one that outlived its roam: the watchdog killed too).
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../fleet.sh"
 requires qemu-system-x86_64
@@ -91,7 +91,10 @@ fleet_api 1 POST /v1/console/sessions/s1/start
 
 log "the fleet moved s1 on (epoch 1 at h2): h1 refuses it, a restarted h1 kills its QEMU"
 qpid=$(cat "$T/host1/sessions/s1/qemu.pid")
-kill -9 "${SERVE_PID[1]}"
+# its watchdog too (else the QEMU dies with roam at once, as fleet-sessions.sh
+# checks): a QEMU that outlived its roam must be refused by the host back
+wd=$(pgrep -P "${SERVE_PID[1]}" -f __fleet-watchdog) || fail "no watchdog under h1's roam"
+kill -9 "$wd" "${SERVE_PID[1]}"
 wait "${SERVE_PID[1]}" 2>/dev/null || true
 wait_for 30 no_owner s1 || fail "the owner record outlived h1"
 etcd_put /roam/epochs/s1 1

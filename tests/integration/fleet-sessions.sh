@@ -14,7 +14,9 @@
 #    takes a session another member runs offline (the owner record in etcd
 #    is the laptop's, no member may start it, the lease is renewed there) and
 #    online again through the same member: the session lands back where it
-#    was, same boot, the counter goes on;
+#    was, same boot, the counter goes on; taken offline again and reclaimed
+#    by an admin through a third member, it runs there, the laptop's copy
+#    stops and its take online is refused (stale);
 #  - 'roam host drain' moves every session off a member;
 #  - gc on one member while a writer on another reuses the garbage gc is
 #    removing (dedup hits on chunks older than the grace): nothing is lost;
@@ -228,7 +230,7 @@ wait_for 60 paired || fail "laptop $lid did not pair with the fleet: $(tail -n 3
 must_succeed roam_host "$third" laptop list --json
 [ "$(jq -r --arg l "$lid" '.laptops[] | select(.id == $l) | .name' <<<"$OUT")" = lt ] ||
         fail "h$third does not know the laptop paired through h$via: $OUT"
-precopied() { roam_lt status --json | jq -e '.sessions[] | select(.name == "s1" and .precopy_at > 0)'; }
+precopied() { roam_lt status --json | jq -e '.handoff.sessions[] | select(.name == "s1" and .precopy_at > 0)'; }
 wait_for 90 precopied || fail "the laptop pre-copied nothing of s1 through h$via: $(tail -n 3 "$T/host4/serve.log")"
 e1=$(epoch s1)
 boots_before=$(boot_ids "$an" s1 | wc -l)
@@ -256,6 +258,20 @@ log "$(cat "$T/lt.out")"
 [ -z "$(etcd_get /roam/grants/s1)" ] || fail "the grant stayed in etcd"
 wait_for 60 ticking "$an" s1 "$before" || fail "s1 does not tick on $s1at after take online (laptop's last $before)"
 [ "$(boot_ids "$an" s1 | wc -l)" = "$boots_before" ] || fail "s1 rebooted in the hand-overs"
+
+log "a lost laptop: an admin reclaims its session through any member; the laptop's copy stops, its take online is refused"
+roam_lt offline s1 2>"$T/lt.err" >"$T/lt.out" || fail "take offline again: $(cat "$T/lt.err")"
+e2=$(epoch s1)
+fleet_api "$third" POST /v1/fleet/sessions/s1/reclaim
+[ "$CODE" = 200 ] || fail "reclaim through h$third: $CODE $OUT"
+[ "$(owner s1)" = "h$third" ] && [ "$(epoch s1)" = $((e2 + 1)) ] || fail "after the reclaim: $(owner s1) at $(epoch s1)"
+wait_for 60 ticking "$third" s1 0 || fail "s1 does not tick on h$third after the reclaim"
+lt_state() { roam_lt session list 2>/dev/null | awk '$1 == "s1" { print $4 }'; }
+lt_stopped() { [ "$(lt_state)" = stopped ]; }
+wait_for 60 lt_stopped || fail "the laptop's stale copy runs on: $(lt_state)"
+must_fail roam_lt online s1
+expect_match "$ERR" "stale"
+[ "$(owner s1)" = "h$third" ] || fail "the stale laptop changed the owner: $(owner s1)"
 
 log "drain a member: every session moves off it"
 busy=$(owner s3)

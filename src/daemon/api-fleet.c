@@ -43,6 +43,11 @@ static void on_fence(void *userdata, const char *why) {
         daemon_log(a->d, DAEMON_LOG_WARNING, "fleet: fenced (%s): stopped %u session(s) of this host", why, n);
 }
 
+static void on_alive(void *userdata) {
+        ApiFleet *a = userdata;
+        fleet_watchdog_beat(a->watchdog);
+}
+
 static void on_load(void *userdata, FleetLoad *ret) {
         ApiFleet *a = userdata;
         SessionInfo *list = NULL;
@@ -1224,12 +1229,12 @@ int api_fleet_register(Daemon *d, SessionHost *h, const ApiFleetOptions *o, ApiF
         a->h = h;
         a->laptops = o->laptops;
         /* first: from here on this home's QEMUs die with this process */
-        int rw = fleet_watchdog_start(a->home, &a->watchdog);
+        int rw = fleet_watchdog_start(a->home, (o->ttl_s ? o->ttl_s : FLEET_TTL_DEFAULT_S) * 500, &a->watchdog);
         if (rw < 0) {
                 api_fleet_free(a);
                 return rw;
         }
-        FleetOptions fo = { .etcd = o->etcd, .name = name, .url = url, .ttl_s = o->ttl_s, .fence = on_fence,
+        FleetOptions fo = { .etcd = o->etcd, .name = name, .url = url, .ttl_s = o->ttl_s, .fence = on_fence, .alive = on_alive,
                             .load = on_load, .userdata = a };
         int r = (a->etcd_urls = strdup(o->etcd)) ? 0 : -ENOMEM;
         if (r >= 0)

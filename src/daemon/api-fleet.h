@@ -25,8 +25,15 @@
  *   POST /v1/fleet/sessions                 create, placed (or "host"): {"name","image",
  *                                           "user","kernel":HEX,"initrd":HEX,"ram_mib",
  *                                           "cpus","append","agent","host","start"}
- *   POST /v1/fleet/sessions/NAME/ACTION     start, stop, checkpoint, move {"to":HOST}:
- *                                           done by the owner, wherever it is
+ *   POST /v1/fleet/sessions/NAME/ACTION     start, stop, checkpoint, move {"to":HOST}, remove:
+ *                                           done by the owner, wherever it is;
+ *                                           reclaim (a session a laptop has: taken
+ *                                           back here from the latest checkpoint)
+ *   GET  /v1/fleet/sessions/NAME/vnc        the desktop, from the member that runs it
+ *                                           (admins; users: their own sessions)
+ * Laptops pair with the fleet, and the session routes of api-session.h
+ * answer for the whole fleet (api-fleet-laptop.c). A member's QEMUs die with
+ * its process (fleet-watchdog.h).
  *   POST /v1/fleet/hosts/NAME/drain         every session of NAME moved elsewhere
  *   POST /v1/fleet/local-sessions           create here (a member placing it here)
  *   POST /v1/fleet/local-sessions/NAME/adopt  {"checkpoint","epoch"}: a move's target

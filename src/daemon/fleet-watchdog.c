@@ -6,9 +6,11 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +28,9 @@ extern char **environ;
 
 struct FleetWatchdog {
         char *home;
-        int fd;    /* the write end: open as long as this process runs */
+        unsigned fence_ms;
+        pthread_mutex_t lock; /* fd, pid */
+        int fd;    /* the write end (non-blocking): open as long as this process runs */
         pid_t pid; /* the helper */
 };
 
@@ -75,10 +79,20 @@ unsigned fleet_kill_qemus(const char *home, const char *only) {
         return kill_in(home, "sessions", only) + kill_in(home, "warm", only);
 }
 
+/* Under w->lock. */
 static int spawn(FleetWatchdog *w) {
         int p[2];
         if (pipe2(p, O_CLOEXEC) < 0)
                 return -errno;
+        /* the keeper's heartbeat never waits for the helper (its end stays blocking) */
+        if (fcntl(p[1], F_SETFL, O_NONBLOCK) < 0) {
+                int r = -errno;
+                close(p[0]);
+                close(p[1]);
+                return r;
+        }
+        char fence[16];
+        snprintf(fence, sizeof fence, "%u", w->fence_ms);
         posix_spawn_file_actions_t fa;
         posix_spawnattr_t at;
         posix_spawn_file_actions_init(&fa);
@@ -87,7 +101,7 @@ static int spawn(FleetWatchdog *w) {
          * own: a terminal's Ctrl-C for the daemon is not for it */
         posix_spawn_file_actions_adddup2(&fa, p[0], WATCH_FD);
         posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID);
-        char *argv[] = { "roam", FLEET_WATCHDOG_VERB, w->home, NULL };
+        char *argv[] = { "roam", FLEET_WATCHDOG_VERB, w->home, fence, NULL };
         pid_t pid;
         int r = posix_spawn(&pid, "/proc/self/exe", &fa, &at, argv, environ);
         posix_spawn_file_actions_destroy(&fa);
@@ -104,15 +118,18 @@ static int spawn(FleetWatchdog *w) {
         return 0;
 }
 
-int fleet_watchdog_start(const char *home, FleetWatchdog **ret) {
+int fleet_watchdog_start(const char *home, unsigned fence_ms, FleetWatchdog **ret) {
         FleetWatchdog *w = calloc(1, sizeof *w);
         if (!w || !(w->home = strdup(home))) {
                 free(w);
                 return -ENOMEM;
         }
         w->fd = -1;
+        w->fence_ms = fence_ms;
+        pthread_mutex_init(&w->lock, NULL);
         int r = spawn(w);
         if (r < 0) {
+                pthread_mutex_destroy(&w->lock);
                 free(w->home);
                 free(w);
                 return r;
@@ -121,16 +138,25 @@ int fleet_watchdog_start(const char *home, FleetWatchdog **ret) {
         return 0;
 }
 
+void fleet_watchdog_beat(FleetWatchdog *w) {
+        if (!w)
+                return;
+        pthread_mutex_lock(&w->lock);
+        (void) !write(w->fd, "b", 1); /* a full pipe has beats enough */
+        pthread_mutex_unlock(&w->lock);
+}
+
 int fleet_watchdog_check(FleetWatchdog *w) {
         if (!w)
                 return 0;
-        int st;
+        int st, r = 0;
+        pthread_mutex_lock(&w->lock);
         pid_t p = waitpid(w->pid, &st, WNOHANG);
-        if (p == 0)
-                return 0;
-        /* gone (or not ours any more): a new one, with a new pipe */
-        int r = spawn(w);
-        return r < 0 ? r : 1;
+        if (p != 0)
+                /* gone (or not ours any more): a new one, with a new pipe */
+                r = spawn(w);
+        pthread_mutex_unlock(&w->lock);
+        return r < 0 ? r : p != 0;
 }
 
 void fleet_watchdog_stop(FleetWatchdog *w) {
@@ -140,12 +166,21 @@ void fleet_watchdog_stop(FleetWatchdog *w) {
                 close(w->fd);
         if (w->pid > 0)
                 (void) waitpid(w->pid, NULL, 0);
+        pthread_mutex_destroy(&w->lock);
         free(w->home);
         free(w);
 }
 
+static int64_t mono_ms(void) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (int64_t) t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 int fleet_watchdog_main(int argc, char **argv) {
-        if (argc != 3 || fcntl(WATCH_FD, F_GETFD) < 0) {
+        uint64_t fence_ms = 0;
+        if (argc != 4 || fcntl(WATCH_FD, F_GETFD) < 0 || parse_u64(argv[3], &fence_ms) < 0 || fence_ms < 100 ||
+            fence_ms > 3600000) {
                 fprintf(stderr, "roam: %s is started by 'roam serve --etcd' only\n", FLEET_WATCHDOG_VERB);
                 return 2;
         }
@@ -156,16 +191,34 @@ int fleet_watchdog_main(int argc, char **argv) {
         signal(SIGINT, SIG_IGN);
         signal(SIGHUP, SIG_IGN);
         signal(SIGPIPE, SIG_IGN);
+        int64_t last_beat = -1; /* armed by the first heartbeat */
         for (;;) {
                 struct pollfd pfd = { .fd = WATCH_FD, .events = POLLIN };
-                int k = poll(&pfd, 1, -1);
+                int wait = -1;
+                if (last_beat >= 0) {
+                        int64_t left = last_beat + (int64_t) fence_ms - mono_ms();
+                        wait = (int) (left > 0 ? left : 0);
+                }
+                int k = poll(&pfd, 1, wait);
                 if (k < 0 && errno == EINTR)
                         continue;
+                if (k == 0) {
+                        /* alive but silent: stopped or hung, it fences nothing itself */
+                        unsigned killed = fleet_kill_qemus(home, NULL);
+                        fprintf(stderr, "roam: fleet watchdog: no heartbeat from 'roam serve' of %s for %llu ms; "
+                                "killed %u QEMU(s)\n", home, (unsigned long long) fence_ms, killed);
+                        last_beat = -1; /* until it beats again */
+                        continue;
+                }
                 char buf[64];
-                ssize_t n = k > 0 ? read(WATCH_FD, buf, sizeof buf) : -1;
-                if (n > 0 || (n < 0 && errno == EINTR))
-                        continue; /* nothing is written to it; ignore */
-                break;            /* end of file: the daemon is gone */
+                ssize_t n = read(WATCH_FD, buf, sizeof buf);
+                if (n > 0) {
+                        last_beat = mono_ms();
+                        continue;
+                }
+                if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                        continue;
+                break; /* end of file: the daemon is gone */
         }
         unsigned killed = fleet_kill_qemus(home, NULL);
         if (killed)

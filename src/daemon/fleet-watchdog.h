@@ -16,7 +16,14 @@
  * kills (SIGKILL) every QEMU of the home, and exits. That takes milliseconds,
  * far less than the lease (10 s) after which another member may restart the
  * sessions. The daemon checks the helper every few seconds and starts it
- * again (and says so) if it died. */
+ * again (and says so) if it died.
+ *
+ * A daemon that is alive but stuck (stopped with SIGSTOP, or hung) closes
+ * nothing, and its keeper thread cannot fence. So the keeper also writes a
+ * byte down the pipe after each renewal etcd answered (fleet_watchdog_beat());
+ * once the helper has seen one, it kills the home's QEMUs whenever none came
+ * for the fence time (half the lease's TTL, as the keeper's own fence), and
+ * goes on watching. */
 
 #include <stdbool.h>
 
@@ -24,8 +31,11 @@
 
 typedef struct FleetWatchdog FleetWatchdog;
 
-/* Starts the helper for home. Caller frees with fleet_watchdog_stop(). */
-int fleet_watchdog_start(const char *home, FleetWatchdog **ret);
+/* Starts the helper for home; fence_ms: how long it waits for a heartbeat
+ * before it kills the QEMUs. Caller frees with fleet_watchdog_stop(). */
+int fleet_watchdog_start(const char *home, unsigned fence_ms, FleetWatchdog **ret);
+/* The keeper's heartbeat (any thread; never blocks). */
+void fleet_watchdog_beat(FleetWatchdog *w);
 /* Starts it again if it died: 1 restarted, 0 alive, < 0 error. */
 int fleet_watchdog_check(FleetWatchdog *w);
 /* Closes the pipe (the helper kills what still runs and exits) and reaps it. */
@@ -38,5 +48,5 @@ void fleet_watchdog_stop(FleetWatchdog *w);
  * with). Returns how many were killed. */
 unsigned fleet_kill_qemus(const char *home, const char *only);
 
-/* The helper: roam FLEET_WATCHDOG_VERB HOME (the pipe on fd 3). */
+/* The helper: roam FLEET_WATCHDOG_VERB HOME FENCE_MS (the pipe on fd 3). */
 int fleet_watchdog_main(int argc, char **argv);

@@ -217,6 +217,8 @@ static void *keeper_main(void *arg) {
                                 f->last_ok_ns = sent;
                                 f->fenced = false;
                                 pthread_mutex_unlock(&f->mutex);
+                                if (f->o.alive)
+                                        f->o.alive(f->o.userdata);
                                 if (++beat % 3 == 0) { /* the load, now and then */
                                         _cleanup_free_ char *rec = NULL;
                                         char key[128];

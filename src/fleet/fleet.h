@@ -59,6 +59,9 @@ typedef struct FleetOptions {
         /* Called from the keeper thread when the lease is lost or may be:
          * must stop every session of this host before it returns. */
         void (*fence)(void *userdata, const char *why);
+        /* Called from the keeper thread after each renewal etcd answered
+         * with the lease alive (may be NULL; must not block). */
+        void (*alive)(void *userdata);
         /* This host's load for its record (keeper thread). */
         void (*load)(void *userdata, FleetLoad *ret);
         void *userdata;

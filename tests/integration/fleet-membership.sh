@@ -8,7 +8,8 @@
 #  - an etcd member killed: the fleet goes on (no member fenced);
 #  - a session started through a member is claimed for it in etcd at its
 #    epoch; a host cut off from etcd fences (kills) its session before its
-#    lease expires, then its owner record goes;
+#    lease expires, then its owner record goes; a host whose roam is stopped
+#    (SIGSTOP) loses its QEMU to its watchdog before its lease can run out;
 #  - an epoch moved on in etcd (another host took the session): the old host
 #    refuses to start it, and a restarted old host kills a QEMU it finds
 #    running for it (one that outlived its roam: the watchdog killed too).
@@ -88,6 +89,27 @@ log "nobody took s1 over: h1 may start it again at its epoch"
 fleet_api 1 POST /v1/console/sessions/s1/start
 [ "$CODE" = 200 ] || fail "start of s1 back on h1: $CODE $OUT"
 [ "$(etcd_get /roam/owners/s1)" = '{"host":"h1","epoch":0}' ] || fail "owner record: $(etcd_get /roam/owners/s1)"
+
+log "h1's roam stopped, not dead (SIGSTOP): its watchdog kills the QEMU before h1's lease can run out"
+qpid=$(cat "$T/host1/sessions/s1/qemu.pid")
+pid_alive "$qpid" || fail "QEMU of s1 does not run"
+sleep 3 # a heartbeat or two (renewals every 2 s) arm the watchdog
+t0=$SECONDS
+kill -STOP "${SERVE_PID[1]}"
+cleanup_add "kill -CONT ${SERVE_PID[1]} 2>/dev/null"
+wait_for 15 eval '! pid_alive $qpid' || fail "QEMU of s1 runs on under a stopped roam"
+stopped_after=$((SECONDS - t0))
+[ -n "$(etcd_get /roam/owners/s1)" ] || fail "h1's owner record went before its QEMU"
+grep -q "fleet watchdog: no heartbeat .* killed 1 QEMU" "$T/host1/serve.log" || fail "no watchdog line in h1's log"
+log "the QEMU was gone ${stopped_after}s after h1's roam stopped; its owner record still there"
+kill -CONT "${SERVE_PID[1]}"
+h1_alive() {
+        ip netns exec "${HOST_NS[1]}" curl -s -H "Authorization: Bearer $(cat "$T/host1/local.token")" \
+                "http://${HOST_IP[1]}:7450/v1/fleet/hosts" | grep -q '"alive": *true'
+}
+wait_for 30 h1_alive || fail "h1 is not alive again after SIGCONT"
+fleet_api 1 POST /v1/console/sessions/s1/start
+[ "$CODE" = 200 ] || fail "start of s1 on h1 after SIGCONT: $CODE $OUT"
 
 log "the fleet moved s1 on (epoch 1 at h2): h1 refuses it, a restarted h1 kills its QEMU"
 qpid=$(cat "$T/host1/sessions/s1/qemu.pid")

@@ -21,6 +21,8 @@ const st = {
   busy: new Set(),     // "name/action" in flight
   desktop: null,       // { name, rfb }
   thumbs: {},          // name -> { url (object URL of the PNG), at (ms) }
+  fleet: null,         // a fleet member: GET /v1/fleet/hosts ({self, hosts, alive}), else null
+  fleetSessions: [],   // a fleet member: GET /v1/sessions, every session of the fleet with its "host"
 };
 
 // ---- API ----------------------------------------------------------------
@@ -85,7 +87,12 @@ function el(tag, attrs = {}, ...children) {
 function laptopLabel(l) {
   return `laptop '${l.name}' (id ${l.id.slice(0, 12)}…)${l.revoked ? ', revoked' : ''}`;
 }
-function where(owner, laptop) {
+function where(owner, laptop, s) {
+  if (st.fleet && s && !s.here) {
+    if (laptop) return laptopLabel(laptop);
+    return s.host ? `member ${s.host}` : 'no member now (restarting elsewhere)';
+  }
+  if (st.fleet && owner === 'local') return `member ${st.fleet.self} (this one)`;
   if (owner === 'local') return isLaptop() ? 'this laptop' : 'this server';
   if (isLaptop() && st.handoff && owner === st.handoff.server) return 'the server';
   if (isLaptop() && st.handoff && st.handoff.laptop && owner === `laptop:${st.handoff.laptop.id}`) return 'this laptop';
@@ -152,7 +159,7 @@ const ACTIONS = {
   checkpoint: { label: 'Checkpoint' },
   stop: { label: 'Stop', confirm: (n) => `Stop session "${n}"? The guest is powered off (unsaved work in it is lost).`, danger: true },
   move: { label: 'Move…', confirm: (n) => `Move session "${n}" to another server. It pauses briefly and then runs there.`, move: true, danger: true },
-  reclaim: { label: 'Reclaim', confirm: (n) => `Reclaim session "${n}" from its holder? It restarts here from the latest checkpoint this host has; work done since on the holder is not here.`, danger: true },
+  reclaim: { label: 'Reclaim', confirm: (n) => `Reclaim session "${n}" from its holder? It restarts here from the latest checkpoint ${st.fleet ? 'the fleet' : 'this host'} has; work done since on the holder is not here.`, danger: true },
   offline: { label: 'Take offline', handoff: true },
   online: { label: 'Take online', handoff: true },
 };
@@ -163,7 +170,9 @@ function describe(action, name, res) {
     return `Checkpoint ${res.seq} of "${name}" taken (${res.powered_off ? 'powered off' : `paused ${res.pause_ms} ms`}, ${fmtBytes(res.new_bytes)} new).`;
   case 'stop': return `Session "${name}" stopped${res.forced ? ' (forced: the guest did not power off in time)' : ''}.`;
   case 'move': return `Session "${name}" moved to ${res.owner} (epoch ${res.epoch}, downtime ${res.downtime_ms} ms).`;
-  case 'reclaim': return `Session "${name}" reclaimed from ${res.lost_owner || 'its holder'} (epoch ${res.epoch}, checkpoint ${res.checkpoint_age_s} s old).`;
+  case 'reclaim':
+    if (res.host) return `Session "${name}" reclaimed from laptop ${res.lost_owner || '?'}: it runs on member ${res.host} (epoch ${res.epoch}).`;
+    return `Session "${name}" reclaimed from ${res.lost_owner || 'its holder'} (epoch ${res.epoch}, checkpoint ${res.checkpoint_age_s} s old).`;
   case 'offline': return `Session "${name}" is offline on this laptop now (downtime ${res.downtime_ms} ms, ${fmtBytes(res.bytes_after_click)} after the click).`;
   case 'online': return `Session "${name}" is back on the server (downtime ${res.downtime_ms} ms).`;
   default: return `Session "${name}": ${action} done (${res.state}).`;
@@ -183,9 +192,10 @@ async function runAction(name, action) {
   renderSessions();
   showResult(`${a.label.replace('…', '')} "${name}"…`, 'busy');
   try {
+    const remote = sessionRows().find((r) => r.name === name && r.remote);
     const res = a.handoff
       ? await api('POST', `/v1/handoff/${action}`, { session: name })
-      : await api('POST', `/v1/console/sessions/${encodeURIComponent(name)}/${action}`, body || {});
+      : await api('POST', `/v1/${remote ? 'fleet' : 'console'}/sessions/${encodeURIComponent(name)}/${action}`, body || {});
     showResult(describe(action, name, res || {}), 'ok');
   } catch (e) {
     if (e.status !== 401) showResult(`${a.label.replace('…', '')} "${name}" failed: ${e.message}`, 'error');
@@ -200,6 +210,7 @@ async function runAction(name, action) {
 // The rows to show: this host's sessions; on a laptop also the server's ones
 // that are not here (from /v1/handoff), which can be taken offline.
 function sessionRows() {
+  if (st.fleet) return fleetRows();
   const rows = st.sessions.map((s) => ({ ...s, here: true }));
   if (isLaptop() && st.handoff) {
     for (const t of st.handoff.sessions || []) {
@@ -215,8 +226,34 @@ function sessionRows() {
   return rows.sort((a, b) => a.name.localeCompare(b.name));
 }
 
+// A fleet member shows the whole fleet: every session with the member that
+// runs it (GET /v1/sessions answers for the fleet there); the ones this
+// member runs from its own event stream (live), the others as the members
+// last said (every 3 s).
+function fleetRows() {
+  const rows = st.fleetSessions.map((f) => {
+    const local = st.sessions.find((s) => s.name === f.name);
+    if (f.host === st.fleet.self && local) return { ...local, here: true, host: f.host };
+    const live = f.host && !f.laptop && (f.state === 'running' || f.state === 'paused');
+    // remote: acted on through POST /v1/fleet/sessions/NAME/ACTION (a laptop's: reclaim)
+    return { ...f, here: false, remote: !!f.host || !!f.laptop, held: !!f.laptop, desktop: live };
+  });
+  // this member's sessions the fleet has no record of yet
+  for (const s of st.sessions) {
+    if (!rows.some((r) => r.name === s.name) && s.owner === 'local') rows.push({ ...s, here: true });
+  }
+  return rows.sort((a, b) => a.name.localeCompare(b.name));
+}
+
 function actionsFor(s) {
   const acts = [];
+  if (s.held) return isAdmin() ? ['reclaim'] : [];
+  if (s.remote) {
+    // on the member that runs it, through this one (POST /v1/fleet/sessions/NAME/ACTION)
+    if (isAdmin() && (s.state === 'stopped' || s.state === 'created' || s.state === 'crashed')) acts.push('start');
+    if (isAdmin() && (s.state === 'running' || s.state === 'paused')) acts.push('checkpoint', 'stop');
+    return acts;
+  }
   const local = s.here && s.owner === 'local';
   if (local) {
     if (s.state === 'created' || s.state === 'stopped' || s.state === 'crashed') acts.push('start');
@@ -273,7 +310,7 @@ async function refreshThumbs() {
 }
 
 function thumbFor(s) {
-  if (!s.desktop || s.owner !== 'local') return null;
+  if (s.remote || !s.desktop || s.owner !== 'local') return null;
   const t = st.thumbs[s.name];
   return el('img', { class: 'thumb', 'data-thumb': s.name, alt: `screen of ${s.name}`, title: 'open the desktop',
     src: t ? t.url : '', onclick: () => openDesktop(s.name) });
@@ -297,13 +334,13 @@ function renderSessions() {
       onclick: () => runAction(s.name, a),
     }, ACTIONS[a].label));
     if (s.desktop) {
-      acts.unshift(el('button', { type: 'button', 'data-action': 'desktop', onclick: () => openDesktop(s.name) }, 'Desktop'));
+      acts.unshift(el('button', { type: 'button', 'data-action': 'desktop', onclick: () => openDesktop(s.name, !!s.remote) }, 'Desktop'));
     }
-    return el('tr', { 'data-session': s.name, 'data-state': s.state },
+    return el('tr', { 'data-session': s.name, 'data-state': s.state, 'data-host': s.host || null },
       el('td', { 'data-label': 'Session', class: 'name' }, el('strong', {}, s.name), thumbFor(s)),
       el('td', { 'data-label': 'User' }, s.user),
       el('td', { 'data-label': 'Image' }, s.image || '–'),
-      el('td', { 'data-label': 'Runs on', class: 'owner', title: s.laptop ? `laptop id ${s.laptop.id}` : '' }, where(s.owner, s.laptop)),
+      el('td', { 'data-label': 'Runs on', class: 'owner', title: s.laptop ? `laptop id ${s.laptop.id}` : '' }, where(s.owner, s.laptop, s)),
       el('td', { 'data-label': 'State', class: `state state-${s.state}` }, s.state, s.agent ? el('br') : null, agentBadge(s)),
       el('td', { 'data-label': 'Epoch', class: 'epoch' }, s.epoch),
       el('td', { 'data-label': 'Last checkpoint', class: 'checkpoint' },
@@ -352,6 +389,23 @@ function renderHosts() {
     // with the browser's view of the certificate
     ['TLS certificate', el('code', { id: 'host-fingerprint' }, i.tls_fingerprint || 'none (plain HTTP)')],
   ]));
+  const f = st.fleet;
+  $('#fleet-box').hidden = !f;
+  if (f) {
+    $('#fleet-hosts tbody').replaceChildren(...f.hosts.map((m) => {
+      // load: the RAM given to its sessions of all it has, and its sessions per core
+      const pct = m.ram_mib ? Math.round((100 * m.session_ram_mib) / m.ram_mib) : 0;
+      return el('tr', { 'data-host': m.name },
+        el('td', { 'data-label': 'Member' }, el('strong', {}, m.name), m.name === f.self ? el('span', { class: 'sub' }, ' (this one)') : null),
+        el('td', { 'data-label': 'Address', class: 'mono' }, m.url),
+        el('td', { 'data-label': 'Cores', class: 'cores' }, m.cores),
+        el('td', { 'data-label': 'RAM', class: 'ram' }, fmtBytes(m.ram_mib * 1048576)),
+        el('td', { 'data-label': 'Free RAM', class: 'free' }, fmtBytes(m.ram_free_mib * 1048576)),
+        el('td', { 'data-label': 'Sessions', class: 'sessions' }, m.sessions),
+        el('td', { 'data-label': 'Load', class: 'load' }, el('progress', { max: 100, value: pct }),
+          el('span', { class: 'sub' }, ` ${fmtBytes(m.session_ram_mib * 1048576)} to sessions, ${(m.sessions / Math.max(m.cores, 1)).toFixed(1)} per core`)));
+    }));
+  }
   const h = st.handoff;
   $('#server-box').hidden = !isLaptop();
   if (isLaptop()) {
@@ -377,12 +431,14 @@ async function refresh() {
   const jobs = [
     api('GET', '/v1/sessions').then((j) => {
       st.readiness = Object.fromEntries(j.sessions.map((s) => [s.name, s.readiness]));
+      st.fleetSessions = st.fleet ? j.sessions : [];
       if (!st.events || st.events.readyState !== EventSource.OPEN) {
         st.sessions = j.sessions.map((s) => ({ ...s, desktop: s.desktop ?? (s.owner === 'local' && (s.state === 'running' || s.state === 'paused')) }));
       }
     }),
     api('GET', '/v1/console/images').then((j) => { st.images = j.images; }),
   ];
+  if (st.fleet) jobs.push(api('GET', '/v1/fleet/hosts').then((j) => { st.fleet = j; }, () => {}));
   if (isLaptop() && isAdmin()) {
     jobs.push(api('GET', '/v1/handoff').then((j) => { st.handoff = j; }, () => { st.handoff = null; }));
     jobs.push(api('GET', '/v1/hoards').then((j) => { st.hoards = j.hoards; }, () => { st.hoards = null; }));
@@ -407,7 +463,9 @@ function connectEvents() {
 
 // ---- desktop (noVNC) ------------------------------------------------------------
 
-async function openDesktop(name) {
+// remote: the session runs on another fleet member: its desktop comes through
+// this one (the broker, GET /v1/fleet/sessions/NAME/vnc)
+async function openDesktop(name, remote = false) {
   closeDesktop();
   $('#desktop').hidden = false;
   $('#desktop-title').textContent = `Desktop of ${name}`;
@@ -421,11 +479,12 @@ async function openDesktop(name) {
     return;
   }
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  const url = `${proto}//${location.host}/v1/console/sessions/${encodeURIComponent(name)}/vnc?access_token=${encodeURIComponent(st.token)}`;
+  const route = remote ? 'fleet' : 'console';
+  const url = `${proto}//${location.host}/v1/${route}/sessions/${encodeURIComponent(name)}/vnc?access_token=${encodeURIComponent(st.token)}`;
   const rfb = new RFB($('#screen'), url, { wsProtocols: ['binary'] });
   rfb.scaleViewport = true;
   rfb.background = '#222';
-  st.desktop = { name, rfb, connected: false };
+  st.desktop = { name, rfb, connected: false, remote };
   window.roamDesktop = st.desktop; // for the browser tests
   rfb.addEventListener('connect', () => { st.desktop.connected = true; status.textContent = 'connected'; });
   rfb.addEventListener('disconnect', (e) => {
@@ -473,7 +532,9 @@ async function start() {
   const who = $('#whoami');
   who.textContent = info.user ? `${info.user}` : info.token_role;
   who.hidden = false;
-  $('#sync-form').hidden = info.role === 'laptop';
+  // a fleet member (roam serve --etcd) answers for the whole fleet
+  if (info.role !== 'laptop') st.fleet = await api('GET', '/v1/fleet/hosts').catch(() => null);
+  $('#sync-form').hidden = info.role === 'laptop' || !!st.fleet; /* sync files are not for fleets */
   showTab(location.hash.slice(1));
   connectEvents();
   await refresh();
@@ -501,6 +562,8 @@ function logout(message = '') {
   closeDesktop();
   st.sessions = [];
   st.info = null;
+  st.fleet = null;
+  st.fleetSessions = [];
   $('#result').hidden = true;
   showLogin(message);
 }

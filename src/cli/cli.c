@@ -21,6 +21,7 @@
 #include "../basic/macro.h"
 #include "../crypto/fingerprint.h"
 #include "../daemon/daemon.h"
+#include "../daemon/laptop-fleet.h"
 #include "../daemon/laptop-registry.h"
 #include "../session/session.h"
 #include "../sync/remote.h"
@@ -218,6 +219,21 @@ int cli_open_catalog(bool create, Catalog **ret) {
 
 static int cli_fleet_guard(void *userdata, const char *session, int64_t epoch);
 
+static int cli_fleet_take(void *userdata, const char *session, const char *holder, int64_t epoch) {
+        return err_set(-EREMOTE, "session '%s' is a fleet's: reclaim it through a member's daemon (POST "
+                       "/v1/fleet/sessions/%s/reclaim, or the console)",
+                       session, session);
+}
+
+/* Giving a session to a laptop is an etcd transaction under the member's
+ * lease: its daemon's, never a command's (sync files are not for fleets). */
+static int cli_fleet_give(void *userdata, const char *session, int64_t epoch, const char *holder,
+                          int64_t lease_until) {
+        return err_set(-EREMOTE, "session '%s' is a fleet's: it goes offline through the network only (on the laptop: "
+                       "'roam offline %s'), never by a sync file",
+                       session, session);
+}
+
 int cli_host_open(bool with_store, CliHost *ret) {
         *ret = (CliHost) { 0 };
         if ((with_store && cli_open_store(true, true, &ret->store)) || cli_open_catalog(true, &ret->catalog)) {
@@ -239,6 +255,9 @@ int cli_host_open(bool with_store, CliHost *ret) {
                         return cli_error(r);
                 }
                 session_host_set_guard(ret->host, cli_fleet_guard, ret->fleet);
+                session_host_set_give(ret->host, cli_fleet_give, NULL);
+                session_host_set_take(ret->host, cli_fleet_take, NULL);
+                laptop_fleet_use(ret->catalog, ret->fleet); /* the laptops and grants are the fleet's */
         }
         err_clear();
         return 0;
@@ -258,8 +277,10 @@ static int cli_fleet_guard(void *userdata, const char *session, int64_t epoch) {
 }
 
 void cli_host_done(CliHost *h) {
-        if (h->fleet)
+        if (h->fleet) {
+                laptop_fleet_use(h->catalog, NULL);
                 fleet_leave(h->fleet, false);
+        }
         session_host_free(h->host);
         catalog_free(h->catalog);
         store_free(h->store);

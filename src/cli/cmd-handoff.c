@@ -12,6 +12,7 @@
 #include "../basic/macro.h"
 #include "../basic/util.h"
 #include "../catalog/catalog.h"
+#include "../daemon/api-fleet.h"
 #include "../daemon/daemon.h"
 #include "../daemon/laptop-registry.h"
 #include "../session/handoff.h"
@@ -128,6 +129,12 @@ int session_reclaim_verb(int argc, char **argv) {
                                 "laptop after it is not in the reclaimed session.\n");
         if (argc != 2)
                 return cli_usage("session reclaim", "expected SESSION");
+        _cleanup_free_ char *etcd = NULL, *fleet_name = NULL;
+        if (api_fleet_home(cli_home(), &etcd, &fleet_name) >= 0)
+                return cli_errorf("this home is fleet member '%s': reclaim session '%s' through its daemon (POST "
+                                  "/v1/fleet/sessions/%s/reclaim, or the console), which takes it in etcd first",
+                                  fleet_name, argv[1], argv[1]);
+        err_clear();
         _cleanup_(store_freep) Store *s = NULL;
         if (cli_open_store(true, true, &s))
                 return 1;

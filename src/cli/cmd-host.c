@@ -132,13 +132,16 @@ int cli_fleet_create(const SessionCreate *a, const char *on_host) {
 }
 
 /* The local daemon of a fleet member's home. Prints errors itself. */
+/* The home's daemon; its answer may take as long as moves take (a drain
+ * moves its sessions one by one: minutes on a busy host). */
+#define FLEET_DAEMON_STALL_S 900
 static int fleet_daemon(Remote **ret) {
         _cleanup_free_ char *etcd = NULL, *self = NULL;
         int r = api_fleet_home(cli_home(), &etcd, &self);
         if (r < 0)
                 return cli_error(r);
         DaemonEndpoint *ep = NULL;
-        if (cli_local_daemon(ret, &ep))
+        if (cli_local_daemon_stall(ret, &ep, FLEET_DAEMON_STALL_S))
                 return 1;
         daemon_endpoint_free(ep);
         return 0;

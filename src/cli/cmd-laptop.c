@@ -17,6 +17,8 @@
 #include "../basic/util.h"
 #include "../catalog/catalog.h"
 #include "../crypto/sign-key.h"
+#include "../daemon/api-fleet.h"
+#include "../daemon/laptop-fleet.h"
 #include "../daemon/laptop-identity.h"
 #include "../daemon/laptop-registry.h"
 
@@ -24,10 +26,44 @@ static bool want_help(int argc, char **argv) {
         return argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
 }
 
+/* The registry of this home: its catalog's, or in a fleet member's home the
+ * fleet's (etcd, as an observer). Prints the error itself. */
+typedef struct Registry {
+        Catalog *cat;
+        Fleet *fleet;
+} Registry;
+
+static void registry_done(Registry *r) {
+        if (r->fleet) {
+                laptop_fleet_use(r->cat, NULL);
+                fleet_leave(r->fleet, false);
+        }
+        catalog_free(r->cat);
+        *r = (Registry){ 0 };
+}
+
+static int registry_open(bool create, Registry *ret) {
+        *ret = (Registry){ 0 };
+        if (cli_open_catalog(create, &ret->cat))
+                return 1;
+        _cleanup_free_ char *etcd = NULL, *name = NULL;
+        if (api_fleet_home(cli_home(), &etcd, &name) >= 0) {
+                int r = fleet_join(&(FleetOptions){ .etcd = etcd, .name = name, .observe = true }, &ret->fleet);
+                if (r < 0) {
+                        registry_done(ret);
+                        return cli_error(r);
+                }
+                laptop_fleet_use(ret->cat, ret->fleet);
+        }
+        err_clear();
+        return 0;
+}
+
 static int laptop_list_verb(int argc, char **argv) {
         if (want_help(argc, argv))
                 return cli_help("laptop list", "[--json]",
-                                "Lists the laptops paired with this server: id (the fingerprint of the key\n"
+                                "Lists the laptops paired with this server (on a fleet member's home: with\n"
+                                "the fleet): id (the fingerprint of the key\n"
                                 "the laptop made; give a prefix of it to 'roam laptop revoke'), display\n"
                                 "name, user, when paired, when last seen (UTC), and whether revoked.\n"
                                 "Two laptops may share a name; never an id.\n\n"
@@ -35,12 +71,12 @@ static int laptop_list_verb(int argc, char **argv) {
         bool as_json = cli_take_flag(&argc, argv, "--json");
         if (argc > 1)
                 return cli_usage("laptop list", "unexpected argument '%s'", argv[1]);
-        _cleanup_(catalog_freep) Catalog *cat = NULL;
-        if (cli_open_catalog(false, &cat))
+        _cleanup_(registry_done) Registry reg = { 0 };
+        if (registry_open(false, &reg))
                 return 1;
         LaptopRecord *list = NULL;
         size_t n = 0;
-        int r = laptop_list(cat, NULL, &list, &n);
+        int r = laptop_list(reg.cat, NULL, &list, &n);
         if (r < 0)
                 return cli_error(r);
         json_t *arr = as_json ? json_array() : NULL;
@@ -74,11 +110,11 @@ static int laptop_revoke_verb(int argc, char **argv) {
                                 "reclaim'); whatever it did offline stays on the laptop.\n");
         if (argc != 2)
                 return cli_usage("laptop revoke", "expected one laptop ID");
-        _cleanup_(catalog_freep) Catalog *cat = NULL;
-        if (cli_open_catalog(false, &cat))
+        _cleanup_(registry_done) Registry reg = { 0 };
+        if (registry_open(false, &reg))
                 return 1;
         LaptopRecord l;
-        int r = laptop_revoke(cat, argv[1], &l);
+        int r = laptop_revoke(reg.cat, argv[1], &l);
         if (r == -EINVAL)
                 return cli_usage("laptop revoke", "%s", err_message(r));
         if (r < 0)
@@ -214,12 +250,12 @@ static int laptop_add_verb(int argc, char **argv) {
         if (base64url_decode_exact(key, pub, sizeof pub) < 0)
                 return cli_errorf("'%s' is not an Ed25519 public key (%d base64url characters from 'roam laptop init')",
                                   key, (int) BASE64URL_LEN(SIGN_PUBLIC_SIZE));
-        _cleanup_(catalog_freep) Catalog *cat = NULL;
-        if (cli_open_catalog(true, &cat))
+        _cleanup_(registry_done) Registry reg = { 0 };
+        if (registry_open(true, &reg))
                 return 1;
         LaptopRecord l;
         bool again;
-        int r = laptop_pair(cat, pub, name, user, &l, &again);
+        int r = laptop_pair(reg.cat, pub, name, user, &l, &again);
         if (r < 0)
                 return cli_error(r);
         printf("%s laptop '%s' (id %s) of user '%s'\n", again ? "renamed" : "paired", l.name, l.id, l.user);

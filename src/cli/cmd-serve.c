@@ -505,7 +505,8 @@ int verb_serve(int argc, char **argv) {
                 r = api_fleet_register(d, sh,
                                        &(ApiFleetOptions){ .etcd = cfg.fleet.etcd, .name = cfg.fleet.name,
                                                            .url = cfg.fleet.url, .listen = o.listen,
-                                                           .checkpoint_s = cfg.fleet.checkpoint_s },
+                                                           .checkpoint_s = cfg.fleet.checkpoint_s,
+                                                           .laptops = laptops },
                                        &fleet);
         if (r >= 0)
                 r = api_desk_register(d, sh);

@@ -13,6 +13,7 @@
 #include "../basic/macro.h"
 #include "../basic/progress.h"
 #include "../daemon/daemon.h"
+#include "../daemon/fleet-watchdog.h"
 
 static const Verb verbs[] = {
         { "image", verb_image, "COMMAND ...", "import, export, list and remove master disk images", true },
@@ -112,6 +113,9 @@ static int man_page(const char *group) {
 }
 
 int main(int argc, char **argv) {
+        /* hidden: the helper 'roam serve --etcd' starts (fleet-watchdog.h) */
+        if (argc >= 2 && !strcmp(argv[1], FLEET_WATCHDOG_VERB))
+                return fleet_watchdog_main(argc, argv);
         static const struct option opts[] = {
                 { "home", required_argument, NULL, 'H' },
                 { "quiet", no_argument, NULL, 'q' },

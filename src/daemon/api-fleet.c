@@ -29,64 +29,23 @@
 #include "../sync/remote-stream.h"
 #include "../sync/remote.h"
 #include "api-console.h"
+#include "api-fleet-internal.h"
+#include "fleet-watchdog.h"
 #include "auth.h"
 
-struct ApiFleet {
-        Daemon *d;
-        SessionHost *h;
-        Fleet *fleet;
-        char *home;
-        char *etcd_urls;
-        double checkpoint_s; /* 0: no periodic checkpoints */
-        bool serving; /* registered: a stop fences */
-};
-
 #define FLEET_TOKEN_FILE "fleet.token"
-#define FLEET_PEER_MAX_RESPONSE (1u << 20)
 
 /* ---- the fence: every QEMU of this home, at once ---- */
 
-/* Kills the QEMU whose pid file is pidfile (only while its command line
- * names that file: a pid is not trusted beyond it). 1 killed, 0 none. */
-static int kill_qemu(const char *pidfile) {
-        _cleanup_free_ char *text = NULL, *cmd = NULL;
-        uint64_t pid;
-        if (read_full_file(pidfile, 32, &text, NULL) < 0)
-                return 0;
-        text[strcspn(text, "\n")] = 0;
-        if (parse_u64(text, &pid) < 0 || pid < 2 || pid > INT32_MAX)
-                return 0;
-        char proc[64];
-        snprintf(proc, sizeof proc, "/proc/%llu/cmdline", (unsigned long long) pid);
-        size_t len;
-        if (read_proc_file(proc, 1 << 20, &cmd, &len) < 0 || !memmem(cmd, len, pidfile, strlen(pidfile)))
-                return 0;
-        return kill((pid_t) pid, SIGKILL) == 0 ? 1 : 0;
-}
-
-/* Kills the QEMU of one session (name NULL: of every session). */
-static unsigned kill_sessions(const char *home, const char *only) {
-        _cleanup_free_ char *dir = path_join(home, "sessions");
-        DIR *d = dir ? opendir(dir) : NULL;
-        if (!d)
-                return 0;
-        unsigned n = 0;
-        struct dirent *de;
-        while ((de = readdir(d))) {
-                if (de->d_name[0] == '.' || (only && strcmp(only, de->d_name)))
-                        continue;
-                char pidfile[PATH_MAX];
-                snprintf(pidfile, sizeof pidfile, "%s/%s/qemu.pid", dir, de->d_name);
-                n += (unsigned) kill_qemu(pidfile);
-        }
-        closedir(d);
-        return n;
-}
-
 static void on_fence(void *userdata, const char *why) {
         ApiFleet *a = userdata;
-        unsigned n = kill_sessions(a->home, NULL);
+        unsigned n = fleet_kill_qemus(a->home, NULL);
         daemon_log(a->d, DAEMON_LOG_WARNING, "fleet: fenced (%s): stopped %u session(s) of this host", why, n);
+}
+
+static void on_alive(void *userdata) {
+        ApiFleet *a = userdata;
+        fleet_watchdog_beat(a->watchdog);
 }
 
 static void on_load(void *userdata, FleetLoad *ret) {
@@ -148,7 +107,7 @@ static void refuse_stale(ApiFleet *a) {
                         continue;
                 int r = guard(a, list[i].row.name, list[i].row.epoch);
                 if (r == -EREMOTE || r == -ESTALE || r == -EEXIST || r == -ENOLINK) {
-                        kill_sessions(a->home, list[i].row.name);
+                        fleet_kill_qemus(a->home, list[i].row.name);
                         daemon_log(a->d, DAEMON_LOG_WARNING, "fleet: stopped session '%s' here: %s",
                                    list[i].row.name, err_message(r));
                 }
@@ -214,6 +173,9 @@ static int publish_token(ApiFleet *a) {
         }
         if (r < 0)
                 return err_set_if_none(r, "cannot make this host's fleet token '%s': %s", path, strerror(-r));
+        free(a->token);
+        if (!(a->token = strdup(tok)))
+                return -ENOMEM;
         _cleanup_(etcd_client_freep) EtcdClient *c = NULL;
         r = etcd_client_new(a->etcd_urls, &c);
         if (r < 0)
@@ -243,9 +205,15 @@ static int peer_token(ApiFleet *a, const char *host, char **ret) {
         return 0;
 }
 
-/* One request to member host: *ret (caller frees) its answer, whatever the status. */
-static int peer_request(ApiFleet *a, const char *host, const char *method, const char *path, const char *body,
-                        RemoteResponse *ret) {
+/* The header that passes a verified laptop request on (api-laptop.h). */
+static int attest_cb(void *userdata, const char *method, const char *path, const void *body, size_t len,
+                     char **ret) {
+        *ret = NULL;
+        return asprintf(ret, API_LAPTOP_FLEET_HEADER ": %s", (const char *) userdata) < 0 ? -ENOMEM : 0;
+}
+
+int api_fleet_peer_request(ApiFleet *a, const char *host, const char *method, const char *path, const char *body,
+                           const char *laptop, RemoteResponse *ret) {
         FleetHost h;
         int r = fleet_host(a->fleet, host, &h);
         if (r < 0)
@@ -253,8 +221,12 @@ static int peer_request(ApiFleet *a, const char *host, const char *method, const
         _cleanup_free_ char *tok = NULL;
         r = peer_token(a, host, &tok);
         _cleanup_(remote_freep) Remote *rem = NULL;
+        RemoteSigner attest = { .sign = attest_cb, .userdata = (void *) laptop };
         if (r >= 0)
-                r = remote_new(h.url, tok, &(RemoteOptions){ .connect_timeout_s = 5, .stall_timeout_s = 300 }, &rem);
+                r = remote_new(h.url, tok,
+                               &(RemoteOptions){ .connect_timeout_s = 5, .stall_timeout_s = 300,
+                                                 .signer = laptop ? &attest : NULL },
+                               &rem);
         fleet_host_done(&h);
         if (r < 0)
                 return r;
@@ -265,8 +237,13 @@ static int peer_request(ApiFleet *a, const char *host, const char *method, const
                               FLEET_PEER_MAX_RESPONSE, ret);
 }
 
+static int peer_request(ApiFleet *a, const char *host, const char *method, const char *path, const char *body,
+                        RemoteResponse *ret) {
+        return api_fleet_peer_request(a, host, method, path, body, NULL, ret);
+}
+
 /* Passes a member's answer on as this one's. */
-static int relay_reply(HttpRequest *req, const char *host, const RemoteResponse *resp) {
+int api_fleet_relay_reply(HttpRequest *req, const char *host, const RemoteResponse *resp) {
         json_t *j = json_loadb((const char *) resp->body, resp->len, 0, NULL);
         if (!j)
                 return http_reply_error(req, 502, "fleet member '%s' answered %ld without JSON", host, resp->status);
@@ -387,7 +364,7 @@ static int create_here(ApiFleet *a, const CreateReq *c, int64_t *ret_epoch) {
         return 0;
 }
 
-static unsigned fleet_status(int r) {
+unsigned api_fleet_status(int r) {
         switch (-r) {
         case EEXIST:
         case ESTALE:
@@ -423,7 +400,7 @@ static int route_create_here(HttpRequest *req, void *userdata) {
         err_clear();
         int r = create_here(a, &c, &epoch);
         if (r < 0)
-                return http_reply_error(req, fleet_status(r), "%s", err_message(r));
+                return http_reply_error(req, api_fleet_status(r), "%s", err_message(r));
         daemon_log(a->d, DAEMON_LOG_INFO, "fleet: session '%s' created here at epoch %lld", c.name, (long long) epoch);
         return http_reply_json(req, 200, json_pack("{s:s, s:s, s:I, s:b}", "name", c.name, "host",
                                                    fleet_name(a->fleet), "epoch", (json_int_t) epoch, "started",
@@ -454,7 +431,7 @@ static int route_create(HttpRequest *req, void *userdata) {
         } else
                 r = fleet_place(a->fleet, (uint64_t) (c.ram_mib ? c.ram_mib : VM_RAM_MIB_DEFAULT), NULL, &host);
         if (r < 0)
-                return http_reply_error(req, fleet_status(r), "%s", err_message(r));
+                return http_reply_error(req, api_fleet_status(r), "%s", err_message(r));
         if (!strcmp(host, fleet_name(a->fleet)))
                 return route_create_here(req, userdata);
         json_object_del(j, "host");
@@ -463,7 +440,7 @@ static int route_create(HttpRequest *req, void *userdata) {
         r = fwd ? peer_request(a, host, "POST", "/v1/fleet/local-sessions", fwd, &resp) : -ENOMEM;
         if (r < 0)
                 return http_reply_error(req, 502, "fleet member '%s': %s", host, err_message(r));
-        r = relay_reply(req, host, &resp);
+        r = api_fleet_relay_reply(req, host, &resp);
         remote_response_done(&resp);
         return r;
 }
@@ -480,7 +457,7 @@ static uint64_t mono_ns(void) {
  * at a newer epoch (this host was fenced, or it crashed) is marked away, so
  * that the session can be adopted here again later. Its QEMU, if any, is
  * stale: ended first. */
-static int mark_stale_away(ApiFleet *a, const char *name, int64_t new_epoch) {
+int api_fleet_mark_stale_away(ApiFleet *a, const char *name, int64_t new_epoch) {
         SessionInfo i;
         int r = session_get(a->h, name, &i);
         if (r == -ENOENT) {
@@ -494,13 +471,13 @@ static int mark_stale_away(ApiFleet *a, const char *name, int64_t new_epoch) {
         session_info_done(&i);
         if (!local || e >= new_epoch)
                 return 0;
-        kill_sessions(a->home, name);
+        fleet_kill_qemus(a->home, name);
         return session_set_owner(a->h, name, "fleet:elsewhere", e, e);
 }
 
 /* This host owns session name at epoch in the fleet now: restore checkpoint
  * hex here and resume it. */
-static int adopt_here(ApiFleet *a, const char *name, const char *hex, int64_t epoch) {
+int api_fleet_adopt_here(ApiFleet *a, const char *name, const char *hex, int64_t epoch) {
         _cleanup_free_ char *host = NULL;
         int64_t e;
         int r = fleet_owner(a->fleet, name, &host, &e);
@@ -509,7 +486,7 @@ static int adopt_here(ApiFleet *a, const char *name, const char *hex, int64_t ep
         if (!host || strcmp(host, fleet_name(a->fleet)) || e != epoch)
                 return err_set(-ESTALE, "session '%s' is not this member's at epoch %lld in the fleet", name,
                                (long long) epoch);
-        r = mark_stale_away(a, name, epoch);
+        r = api_fleet_mark_stale_away(a, name, epoch);
         if (r < 0)
                 return r;
         r = session_adopt(a->h, name, hex, epoch, NULL);
@@ -520,7 +497,7 @@ static int adopt_here(ApiFleet *a, const char *name, const char *hex, int64_t ep
         if (r < 0) {
                 char saved[512];
                 snprintf(saved, sizeof saved, "%s", err_message(r));
-                kill_sessions(a->home, name);
+                fleet_kill_qemus(a->home, name);
                 return err_set(r, "session '%s' was restored but stopped again: %s", name, saved);
         }
         return 0;
@@ -534,9 +511,9 @@ static int route_adopt(HttpRequest *req, ApiFleet *a, const char *name, const ch
                 return http_reply_error(req, 400, "expected {\"checkpoint\": HEX, \"epoch\": N}");
         uint64_t t0 = mono_ns();
         err_clear();
-        int r = adopt_here(a, name, hex, json_integer_value(ep));
+        int r = api_fleet_adopt_here(a, name, hex, json_integer_value(ep));
         if (r < 0)
-                return http_reply_error(req, fleet_status(r), "%s", err_message(r));
+                return http_reply_error(req, api_fleet_status(r), "%s", err_message(r));
         daemon_log(a->d, DAEMON_LOG_INFO, "fleet: session '%s' adopted here at epoch %lld", name,
                    (long long) json_integer_value(ep));
         return http_reply_json(req, 200, json_pack("{s:s, s:s, s:I}", "name", name, "host", fleet_name(a->fleet),
@@ -712,7 +689,7 @@ static int take_over(ApiFleet *a, const char *name, int64_t epoch, const char *u
         r = store_ref_get(daemon_store(a->d), ref, &id);
         char hex[ID_HEX_SIZE];
         if (r >= 0)
-                r = adopt_here(a, name, id_to_hex(&id, hex), e);
+                r = api_fleet_adopt_here(a, name, id_to_hex(&id, hex), e);
         if (r < 0) {
                 char saved[512];
                 snprintf(saved, sizeof saved, "%s", err_message(r));
@@ -731,6 +708,11 @@ static void takeover_worker(DaemonWorker *w, void *userdata) {
         size_t n_orphans = 0;
         unsigned round = 0;
         while (daemon_worker_sleep(w, 2)) {
+                int wk = fleet_watchdog_check(a->watchdog);
+                if (wk != 0)
+                        daemon_log(a->d, DAEMON_LOG_WARNING, "fleet: the watchdog of this home's QEMUs %s",
+                                   wk > 0 ? "had died: started again" : err_message(wk));
+                err_clear();
                 if (++round % 5 == 0)
                         refuse_stale(a);
                 if (!fleet_alive(a->fleet))
@@ -827,7 +809,7 @@ static int fleet_local_action(ApiFleet *a, HttpRequest *req, const char *name, c
                                         "unknown fleet session action '%s' (start, stop, checkpoint, move, remove)",
                                         action);
         if (r < 0)
-                return http_reply_error(req, fleet_status(r), "%s", err_message(r));
+                return http_reply_error(req, api_fleet_status(r), "%s", err_message(r));
         json_t *j = json_pack("{s:s, s:s, s:s}", "name", name, "action", action, "host", fleet_name(a->fleet));
         if (j && detail)
                 json_object_update(j, detail);
@@ -854,10 +836,25 @@ static int route_action(HttpRequest *req, void *userdata) {
         err_clear();
         int r = fleet_owner(a->fleet, name, &host, &epoch);
         if (r < 0)
-                return http_reply_error(req, fleet_status(r), "%s", err_message(r));
+                return http_reply_error(req, api_fleet_status(r), "%s", err_message(r));
         if (!host)
                 return http_reply_error(req, 409, "session '%s' has no owner in the fleet now (epoch %lld)", name,
                                         (long long) epoch);
+        if (fleet_owner_laptop(host) && !strcmp(action, "reclaim")) {
+                /* a lost laptop's: taken back here from the fleet's latest checkpoint */
+                json_t *j = NULL;
+                err_clear();
+                r = api_fleet_reclaim_here(a, name, fleet_owner_laptop(host), epoch, &j);
+                if (r < 0)
+                        return http_reply_error(req, api_fleet_status(r), "%s", err_message(r));
+                json_object_set_new(j, "name", json_string(name));
+                json_object_set_new(j, "action", json_string(action));
+                return http_reply_json(req, 200, j);
+        }
+        if (fleet_owner_laptop(host))
+                return http_reply_error(req, 409, "session '%s' is offline on %s since epoch %lld (the laptop takes "
+                                        "it online; an admin may reclaim it)",
+                                        name, host, (long long) epoch);
         size_t len;
         const char *body = http_request_body(req, &len);
         _cleanup_free_ char *copy = body && len ? strndup(body, len) : NULL;
@@ -871,7 +868,7 @@ static int route_action(HttpRequest *req, void *userdata) {
                 r = peer_request(a, host, "POST", path, copy, &resp);
                 if (r < 0)
                         return http_reply_error(req, 502, "fleet member '%s': %s", host, err_message(r));
-                r = relay_reply(req, host, &resp);
+                r = api_fleet_relay_reply(req, host, &resp);
                 remote_response_done(&resp);
                 return r;
         }
@@ -896,14 +893,14 @@ static int route_drain(HttpRequest *req, void *userdata) {
         bool undo = http_request_query(req, "undo") != NULL;
         int r = fleet_set_draining(a->fleet, host, !undo);
         if (r < 0)
-                return http_reply_error(req, fleet_status(r), "%s", err_message(r));
+                return http_reply_error(req, api_fleet_status(r), "%s", err_message(r));
         if (undo)
                 return http_reply_json(req, 200, json_pack("{s:s, s:b}", "host", host, "draining", false));
         FleetSessionRecord *ss = NULL;
         size_t n = 0;
         r = fleet_sessions(a->fleet, &ss, &n);
         if (r < 0)
-                return http_reply_error(req, fleet_status(r), "%s", err_message(r));
+                return http_reply_error(req, api_fleet_status(r), "%s", err_message(r));
         json_t *moved = json_array(), *failed = json_array();
         for (size_t i = 0; i < n; i++) {
                 if (!ss[i].host || strcmp(ss[i].host, host))
@@ -1033,8 +1030,6 @@ static bool lists(const char *value, const char *token) {
  * connect'); the member asks the owner's console route with its fleet token. */
 static int route_vnc(HttpRequest *req, void *userdata) {
         ApiFleet *a = userdata;
-        if (!is_admin_or_host(req))
-                return http_reply_error(req, 403, "only an admin opens desktops through the fleet");
         const char *rest = http_request_rest(req), *slash = strchr(rest, '/');
         char name[NAME_MAX_LEN + 1];
         if (!slash || (size_t) (slash - rest) > NAME_MAX_LEN || strcmp(slash + 1, "vnc"))
@@ -1043,6 +1038,16 @@ static int route_vnc(HttpRequest *req, void *userdata) {
         name[slash - rest] = 0;
         if (!name_is_valid(name))
                 return http_reply_error(req, 404, "session name '%s' is invalid", name);
+        if (!is_admin_or_host(req)) {
+                /* a user opens the desktops of their own sessions (the fleet's record says whose) */
+                const Auth *au = auth_of(req);
+                _cleanup_free_ char *user = NULL;
+                uint64_t ram;
+                if (fleet_get_meta(a->fleet, name, &user, &ram) < 0 || !au->user || strcmp(user, au->user)) {
+                        err_clear();
+                        return http_reply_error(req, 404, "session '%s' not found", name);
+                }
+        }
         const char *upgrade = http_request_header(req, "Upgrade");
         const char *connection = http_request_header(req, "Connection");
         const char *version = http_request_header(req, "Sec-WebSocket-Version");
@@ -1058,9 +1063,11 @@ static int route_vnc(HttpRequest *req, void *userdata) {
         err_clear();
         int r = fleet_owner(a->fleet, name, &host, &epoch);
         if (r < 0)
-                return http_reply_error(req, fleet_status(r), "%s", err_message(r));
+                return http_reply_error(req, api_fleet_status(r), "%s", err_message(r));
         if (!host)
                 return http_reply_error(req, 409, "session '%s' runs nowhere in the fleet now", name);
+        if (fleet_owner_laptop(host))
+                return http_reply_error(req, 409, "session '%s' is offline on %s: its desktop is there", name, host);
         FleetHost h;
         r = fleet_host(a->fleet, host, &h);
         if (r < 0)
@@ -1118,7 +1125,7 @@ static int route_local_action(HttpRequest *req, void *userdata) {
                 err_clear();
                 int r = session_stage_ram(a->h, name, &id, &st);
                 if (r < 0)
-                        return http_reply_error(req, fleet_status(r), "%s", err_message(r));
+                        return http_reply_error(req, api_fleet_status(r), "%s", err_message(r));
                 return http_reply_json(req, 200, json_pack("{s:s, s:b, s:I}", "name", name, "full", st.full,
                                                            "chunks_written", (json_int_t) st.chunks_written));
         }
@@ -1183,8 +1190,11 @@ int api_fleet_home(const char *home, char **ret_etcd, char **ret_name) {
 void api_fleet_free(ApiFleet *a) {
         if (!a)
                 return;
+        api_fleet_laptops_unregister(a);
         if (a->fleet)
                 fleet_leave(a->fleet, a->serving);
+        fleet_watchdog_stop(a->watchdog);
+        free(a->token);
         free(a->home);
         free(a->etcd_urls);
         free(a);
@@ -1217,7 +1227,14 @@ int api_fleet_register(Daemon *d, SessionHost *h, const ApiFleetOptions *o, ApiF
         }
         a->d = d;
         a->h = h;
-        FleetOptions fo = { .etcd = o->etcd, .name = name, .url = url, .ttl_s = o->ttl_s, .fence = on_fence,
+        a->laptops = o->laptops;
+        /* first: from here on this home's QEMUs die with this process */
+        int rw = fleet_watchdog_start(a->home, (o->ttl_s ? o->ttl_s : FLEET_TTL_DEFAULT_S) * 500, &a->watchdog);
+        if (rw < 0) {
+                api_fleet_free(a);
+                return rw;
+        }
+        FleetOptions fo = { .etcd = o->etcd, .name = name, .url = url, .ttl_s = o->ttl_s, .fence = on_fence, .alive = on_alive,
                             .load = on_load, .userdata = a };
         int r = (a->etcd_urls = strdup(o->etcd)) ? 0 : -ENOMEM;
         if (r >= 0)
@@ -1238,6 +1255,7 @@ int api_fleet_register(Daemon *d, SessionHost *h, const ApiFleetOptions *o, ApiF
                 return r;
         }
         session_host_set_guard(h, guard, a);
+        api_fleet_laptops_register(a);
         a->serving = true;
         refuse_stale(a);
         daemon_log(d, DAEMON_LOG_INFO, "fleet: joined as '%s' (%s) through etcd %s", name, url, o->etcd);

@@ -25,8 +25,15 @@
  *   POST /v1/fleet/sessions                 create, placed (or "host"): {"name","image",
  *                                           "user","kernel":HEX,"initrd":HEX,"ram_mib",
  *                                           "cpus","append","agent","host","start"}
- *   POST /v1/fleet/sessions/NAME/ACTION     start, stop, checkpoint, move {"to":HOST}:
- *                                           done by the owner, wherever it is
+ *   POST /v1/fleet/sessions/NAME/ACTION     start, stop, checkpoint, move {"to":HOST}, remove:
+ *                                           done by the owner, wherever it is;
+ *                                           reclaim (a session a laptop has: taken
+ *                                           back here from the latest checkpoint)
+ *   GET  /v1/fleet/sessions/NAME/vnc        the desktop, from the member that runs it
+ *                                           (admins; users: their own sessions)
+ * Laptops pair with the fleet, and the session routes of api-session.h
+ * answer for the whole fleet (api-fleet-laptop.c). A member's QEMUs die with
+ * its process (fleet-watchdog.h).
  *   POST /v1/fleet/hosts/NAME/drain         every session of NAME moved elsewhere
  *   POST /v1/fleet/local-sessions           create here (a member placing it here)
  *   POST /v1/fleet/local-sessions/NAME/adopt  {"checkpoint","epoch"}: a move's target
@@ -40,6 +47,7 @@
  * (their owner records go at once). */
 
 #include "../session/session.h"
+#include "api-laptop.h"
 #include "daemon.h"
 
 #define FLEET_HOME_FILE "fleet.json"
@@ -53,6 +61,7 @@ typedef struct ApiFleetOptions {
         const char *listen;
         unsigned ttl_s;   /* 0: FLEET_TTL_DEFAULT_S */
         double checkpoint_s; /* checkpoints of running sessions this often; 0: none */
+        ApiLaptop *laptops;  /* the laptop routes (api-laptop.h): laptops pair with the fleet */
 } ApiFleetOptions;
 
 /* Before daemon_run(). Caller frees with api_fleet_free() after it. */

@@ -41,6 +41,18 @@ int api_laptop_register(Daemon *d, int64_t nonce_ttl_s, ApiLaptop **ret);
  * 1. */
 int api_laptop_verify(ApiLaptop *a, HttpRequest *req, LaptopRecord *ret);
 
+/* In a fleet a member that verified a laptop's signed request passes it on
+ * to the member that runs the session (one hop) with that member's fleet
+ * token and the header API_LAPTOP_FLEET_HEADER: ID. is_member(req) says
+ * whether req comes with this member's own fleet token; then the header is
+ * believed (the laptop's record is still read: a revoked laptop is refused).
+ * NULL unsets. */
+#define API_LAPTOP_FLEET_HEADER "Roam-Fleet-Laptop"
+void api_laptop_set_member_check(ApiLaptop *a, bool (*is_member)(const HttpRequest *req, void *userdata),
+                                 void *userdata);
+/* True when req is a fleet member's passing on a laptop's request. */
+bool api_laptop_from_member(ApiLaptop *a, const HttpRequest *req);
+
 /* Pure and fuzzed (tests/fuzz/fuzz-reqsig.c): the pairing body. *ret_user
  * is NULL when the body names none. Borrowed from j. */
 int api_laptop_parse_pairing(json_t *j, uint8_t pub[static SIGN_PUBLIC_SIZE], const char **ret_name,

@@ -41,6 +41,12 @@ typedef struct ApiSession {
         Ready ready[READY_MAX];
 } ApiSession;
 
+static const ApiSessionFleet *fleet_hooks; /* NULL: a standalone server */
+
+void api_session_set_fleet(const ApiSessionFleet *f) {
+        fleet_hooks = f;
+}
+
 static json_t *readiness_json(ApiSession *a, const char *name) {
         json_t *j = NULL;
         pthread_mutex_lock(&a->lock);
@@ -138,6 +144,8 @@ static int route_list(HttpRequest *req, void *userdata) {
                 if (may_see(req, &list[i]))
                         json_array_append_new(arr, session_json(a, &list[i]));
         session_info_list_free(list, n);
+        if (fleet_hooks && !http_request_query(req, "local"))
+                arr = fleet_hooks->list(fleet_hooks->userdata, req, arr);
         return http_reply_json(req, 200, json_pack("{s:o}", "sessions", arr));
 }
 
@@ -210,6 +218,11 @@ static int route_get(HttpRequest *req, void *userdata) {
         const char *action;
         if (split(http_request_rest(req), name, &action) < 0 || *action)
                 return http_reply_error(req, 404, "unknown route");
+        if (fleet_hooks && !http_request_query(req, "local")) {
+                int f = fleet_hooks->route(fleet_hooks->userdata, req, name, "", a->lease_s);
+                if (f != 0)
+                        return f < 0 ? f : 0;
+        }
         SessionInfo i = { 0 };
         int r = session_get(h, name, &i);
         if (r == -ENOENT || (r >= 0 && !may_see(req, &i))) {
@@ -519,6 +532,11 @@ static int route_post(HttpRequest *req, void *userdata) {
         const char *action;
         if (split(http_request_rest(req), name, &action) < 0)
                 return http_reply_error(req, 404, "unknown route");
+        if (fleet_hooks) {
+                int f = fleet_hooks->route(fleet_hooks->userdata, req, name, action, a->lease_s);
+                if (f != 0)
+                        return f < 0 ? f : 0;
+        }
         if (!strcmp(action, "move-in"))
                 return move_in(req, a, name);
         if (!strcmp(action, "renew"))

@@ -55,3 +55,20 @@ int parse_handover(const void *body, size_t len, bool need_from, Handover *ret);
  * daemon's run. lease_s: how long a laptop may keep a session offline
  * without renewing (0 = no limit). */
 int api_session_register(Daemon *d, SessionHost *h, int64_t lease_s, ApiLaptop *laptops);
+
+/* A fleet member's front door (api-fleet-laptop.c): the routes above ask it
+ * first about a session, so that a laptop paired with the fleet reaches
+ * every session through the member it talks to.
+ *   route: 1 = it answered (a session elsewhere in the fleet, or offline on
+ *          a laptop), 0 = this host's own: go on here, < 0 an errno;
+ *          action "" for GET /v1/sessions/NAME; lease_s as registered
+ *   list:  the sessions of GET /v1/sessions: takes local (this host's
+ *          list, already filtered for the token) and returns the fleet's
+ * GET /v1/sessions?local=1 and GET /v1/sessions/NAME?local=1 skip it (what
+ * members ask each other). NULL unsets. */
+typedef struct ApiSessionFleet {
+        int (*route)(void *userdata, HttpRequest *req, const char *name, const char *action, int64_t lease_s);
+        json_t *(*list)(void *userdata, HttpRequest *req, json_t *local);
+        void *userdata;
+} ApiSessionFleet;
+void api_session_set_fleet(const ApiSessionFleet *f);

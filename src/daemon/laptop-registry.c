@@ -15,6 +15,27 @@
 
 #define COLUMNS "id, public_key, name, user, paired, last_seen, revoked"
 
+static struct {
+        Catalog *c;
+        const LaptopBackend *b;
+        void *userdata;
+} backend;
+
+void laptop_registry_set_backend(Catalog *c, const LaptopBackend *b, void *userdata) {
+        backend.c = b ? c : NULL;
+        backend.b = b;
+        backend.userdata = userdata;
+}
+
+bool laptop_registry_in_fleet(Catalog *c) {
+        return c && backend.c == c;
+}
+
+/* The backend for c, or NULL: the catalog's own tables. */
+static const LaptopBackend *backend_of(Catalog *c) {
+        return c && backend.c == c ? backend.b : NULL;
+}
+
 const char *laptop_holder_id(const char *owner) {
         const size_t n = sizeof(LAPTOP_HOLDER_PREFIX) - 1;
         if (!owner || strncmp(owner, LAPTOP_HOLDER_PREFIX, n) || !hex_is_exact(owner + n, SIGN_KEY_ID_LEN))
@@ -103,6 +124,8 @@ static int select_one(Catalog *c, const char *where, const char *arg, LaptopReco
 }
 
 int laptop_get(Catalog *c, const char *id, LaptopRecord *ret) {
+        if (backend_of(c))
+                return backend.b->get(backend.userdata, id, ret);
         int r = select_one(c, "id = ?", id, ret);
         if (r == -ENOENT)
                 return err_set(r, "unknown laptop '%s' (pair it again: restart its daemon)", id);
@@ -110,6 +133,8 @@ int laptop_get(Catalog *c, const char *id, LaptopRecord *ret) {
 }
 
 int laptop_list(Catalog *c, const char *user, LaptopRecord **ret, size_t *ret_n) {
+        if (backend_of(c))
+                return backend.b->list(backend.userdata, user, ret, ret_n);
         return select_records(c,
                               user ? "SELECT " COLUMNS " FROM laptops WHERE user = ? ORDER BY paired, id"
                                    : "SELECT " COLUMNS " FROM laptops ORDER BY paired, id",
@@ -118,6 +143,8 @@ int laptop_list(Catalog *c, const char *user, LaptopRecord **ret, size_t *ret_n)
 
 int laptop_pair(Catalog *c, const uint8_t pub[static SIGN_PUBLIC_SIZE], const char *name, const char *user,
                 LaptopRecord *ret, bool *ret_again) {
+        if (backend_of(c))
+                return backend.b->pair(backend.userdata, pub, name, user, ret, ret_again);
         char pub64[BASE64URL_LEN(SIGN_PUBLIC_SIZE) + 1], id[SIGN_KEY_ID_LEN + 1];
         base64url_encode(pub, SIGN_PUBLIC_SIZE, pub64);
         sign_key_id(pub, id);
@@ -150,6 +177,8 @@ int laptop_pair(Catalog *c, const uint8_t pub[static SIGN_PUBLIC_SIZE], const ch
 }
 
 int laptop_revoke(Catalog *c, const char *id_prefix, LaptopRecord *ret) {
+        if (backend_of(c))
+                return backend.b->revoke(backend.userdata, id_prefix, ret);
         char id[ID_HEX_SIZE];
         int r = catalog_find_prefix(c, "laptops", "laptop", "roam laptop list", id_prefix, id, sizeof id);
         if (r >= 0)
@@ -166,6 +195,8 @@ int laptop_revoke(Catalog *c, const char *id_prefix, LaptopRecord *ret) {
 }
 
 int laptop_seen(Catalog *c, const char *id) {
+        if (backend_of(c))
+                return backend.b->seen(backend.userdata, id);
         /* to the minute: a hand-over's signed request should not wait for a write */
         int64_t now = (int64_t) time(NULL);
         int r = catalog_exec(c, "noting a laptop's request",
@@ -175,6 +206,8 @@ int laptop_seen(Catalog *c, const char *id) {
 }
 
 int laptop_grant_set(Catalog *c, const char *session, const char *laptop, int64_t epoch, int64_t lease_until) {
+        if (backend_of(c))
+                return 0; /* written with the owner (fleet_give_laptop()) */
         /* a repeated grant (same laptop, same epoch) keeps its time */
         int r = catalog_exec(c, "recording an offline grant",
                              "INSERT INTO offline_grants (session, laptop, epoch, granted, lease_until) "
@@ -186,6 +219,8 @@ int laptop_grant_set(Catalog *c, const char *session, const char *laptop, int64_
 }
 
 int laptop_grant_get(Catalog *c, const char *session, LaptopGrant *ret) {
+        if (backend_of(c))
+                return backend.b->grant_get(backend.userdata, session, ret);
         catalog_lock(c);
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r;
@@ -214,6 +249,8 @@ int laptop_grant_get(Catalog *c, const char *session, LaptopGrant *ret) {
 }
 
 int laptop_grant_renew(Catalog *c, const char *session, const char *laptop, int64_t epoch, int64_t lease_until) {
+        if (backend_of(c))
+                return backend.b->grant_renew(backend.userdata, session, laptop, epoch, lease_until);
         int r = catalog_exec(c, "renewing a lease",
                              "UPDATE offline_grants SET lease_until = ? WHERE session = ? AND laptop = ? AND epoch = ?",
                              "itti", lease_until, session, laptop, epoch);
@@ -224,6 +261,8 @@ int laptop_grant_renew(Catalog *c, const char *session, const char *laptop, int6
 }
 
 int laptop_grant_drop(Catalog *c, const char *session) {
+        if (backend_of(c))
+                return 0; /* removed with the owner (fleet_take_from_laptop()) */
         int r = catalog_exec(c, "dropping an offline grant", "DELETE FROM offline_grants WHERE session = ?", "t",
                              session);
         return r < 0 ? r : 0;

@@ -34,6 +34,27 @@ typedef struct LaptopRecord {
         int64_t revoked; /* unix time, 0 = valid */
 } LaptopRecord;
 
+/* In a fleet the laptops and the offline grants live in etcd, not in the
+ * catalog (laptop-fleet.h): once a backend is set for catalog c, every
+ * function below given c goes to it (grant_set and grant_drop are then no-ops:
+ * the fleet's ownership transactions write and remove the grant with the
+ * owner). The backend must outlive every use; NULL unsets it. */
+struct LaptopGrant;
+typedef struct LaptopBackend {
+        int (*pair)(void *userdata, const uint8_t pub[static SIGN_PUBLIC_SIZE], const char *name, const char *user,
+                    LaptopRecord *ret, bool *ret_again);
+        int (*get)(void *userdata, const char *id, LaptopRecord *ret);
+        int (*list)(void *userdata, const char *user, LaptopRecord **ret, size_t *ret_n);
+        int (*revoke)(void *userdata, const char *id_prefix, LaptopRecord *ret);
+        int (*seen)(void *userdata, const char *id);
+        int (*grant_get)(void *userdata, const char *session, struct LaptopGrant *ret);
+        int (*grant_renew)(void *userdata, const char *session, const char *laptop, int64_t epoch,
+                           int64_t lease_until);
+} LaptopBackend;
+void laptop_registry_set_backend(Catalog *c, const LaptopBackend *b, void *userdata);
+/* True when c's laptops live in a fleet (a backend is set). */
+bool laptop_registry_in_fleet(Catalog *c);
+
 /* The laptop id in an owner string "laptop:ID", or NULL for any other owner. */
 const char *laptop_holder_id(const char *owner);
 

@@ -56,6 +56,16 @@ bool fleet_name_is_valid(const char *name) {
         return true;
 }
 
+const char *fleet_owner_laptop(const char *owner) {
+        const size_t n = sizeof(FLEET_LAPTOP_OWNER_PREFIX) - 1;
+        if (!owner || strncmp(owner, FLEET_LAPTOP_OWNER_PREFIX, n) || strlen(owner + n) != FLEET_LAPTOP_ID_LEN)
+                return NULL;
+        for (const char *c = owner + n; *c; c++)
+                if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
+                        return NULL;
+        return owner + n;
+}
+
 const char *fleet_name(const Fleet *f) {
         return f->name;
 }
@@ -77,7 +87,8 @@ static int parse_owner(const EtcdKv *kv, char **ret_host, int64_t *ret_epoch) {
         _cleanup_(json_decrefp) json_t *j = json_loadb(kv->value, kv->value_len, JSON_REJECT_DUPLICATES, NULL);
         const char *h = json_string_value(json_object_get(j, "host"));
         json_t *e = json_object_get(j, "epoch");
-        if (!h || !fleet_name_is_valid(h) || !json_is_integer(e) || json_integer_value(e) < 0)
+        if (!h || !(fleet_name_is_valid(h) || fleet_owner_laptop(h)) || !json_is_integer(e) ||
+            json_integer_value(e) < 0)
                 return err_set(-EBADMSG, "etcd key '%s' is not an owner record (fix or delete it)", kv->key);
         char *c = strdup(h);
         if (!c)
@@ -206,6 +217,8 @@ static void *keeper_main(void *arg) {
                                 f->last_ok_ns = sent;
                                 f->fenced = false;
                                 pthread_mutex_unlock(&f->mutex);
+                                if (f->o.alive)
+                                        f->o.alive(f->o.userdata);
                                 if (++beat % 3 == 0) { /* the load, now and then */
                                         _cleanup_free_ char *rec = NULL;
                                         char key[128];
@@ -836,4 +849,240 @@ int fleet_place(Fleet *f, uint64_t ram_mib, const char *except, char **ret_host)
                 return r;
         *ret_host = name;
         return 0;
+}
+
+/* ---- laptops: offline grants and records ---- */
+
+int fleet_grant_parse(const char *value, size_t len, FleetGrant *ret) {
+        if (!value || len == 0 || len > 4096)
+                return -EBADMSG;
+        _cleanup_(json_decrefp) json_t *j = json_loadb(value, len, JSON_REJECT_DUPLICATES, NULL);
+        const char *laptop = json_string_value(json_object_get(j, "laptop"));
+        const char *from = json_string_value(json_object_get(j, "from"));
+        json_t *e = json_object_get(j, "epoch"), *g = json_object_get(j, "granted"),
+               *l = json_object_get(j, "lease_until");
+        char owner[sizeof FLEET_LAPTOP_OWNER_PREFIX + FLEET_LAPTOP_ID_LEN];
+        if (!laptop || strlen(laptop) != FLEET_LAPTOP_ID_LEN || !from || !fleet_name_is_valid(from) ||
+            !json_is_integer(e) || json_integer_value(e) < 1 || !json_is_integer(g) || json_integer_value(g) < 0 ||
+            !json_is_integer(l) || json_integer_value(l) < 0)
+                return -EBADMSG;
+        snprintf(owner, sizeof owner, FLEET_LAPTOP_OWNER_PREFIX "%s", laptop);
+        if (!fleet_owner_laptop(owner))
+                return -EBADMSG;
+        FleetGrant x = { .epoch = json_integer_value(e), .granted = json_integer_value(g),
+                         .lease_until = json_integer_value(l) };
+        memcpy(x.laptop, laptop, FLEET_LAPTOP_ID_LEN + 1);
+        snprintf(x.from, sizeof x.from, "%s", from);
+        *ret = x;
+        return 0;
+}
+
+static char *grant_value(const FleetGrant *g) {
+        json_t *j = json_pack("{s:s, s:I, s:I, s:I, s:s}", "laptop", g->laptop, "epoch", (json_int_t) g->epoch,
+                              "granted", (json_int_t) g->granted, "lease_until", (json_int_t) g->lease_until, "from",
+                              g->from);
+        char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        json_decref(j);
+        return s;
+}
+
+static int laptop_owner_value(char *buf, size_t size, const char *laptop, int64_t epoch) {
+        char owner[sizeof FLEET_LAPTOP_OWNER_PREFIX + FLEET_LAPTOP_ID_LEN];
+        snprintf(owner, sizeof owner, FLEET_LAPTOP_OWNER_PREFIX "%s", laptop ? laptop : "");
+        if (!fleet_owner_laptop(owner))
+                return err_set(-EINVAL, "'%s' is not a laptop id", laptop ? laptop : "");
+        owner_value(buf, size, owner, epoch);
+        return 0;
+}
+
+int fleet_give_laptop(Fleet *f, const char *session, int64_t epoch, const char *laptop, int64_t lease_until) {
+        int r = session_key_check(session);
+        if (r < 0)
+                return r;
+        if (!fleet_alive(f))
+                return err_set(-ENOLINK, "this host has no live etcd lease (fenced): it gives no session away");
+        char okey[128], ekey[128], gkey[128], oold[192], onew[192], enew[24];
+        key_of(okey, sizeof okey, "owners", session);
+        key_of(ekey, sizeof ekey, "epochs", session);
+        key_of(gkey, sizeof gkey, "grants", session);
+        owner_value(oold, sizeof oold, f->name, epoch);
+        r = laptop_owner_value(onew, sizeof onew, laptop, epoch + 1);
+        if (r < 0)
+                return r;
+        snprintf(enew, sizeof enew, "%" PRId64, epoch + 1);
+        FleetGrant g = { .epoch = epoch + 1, .granted = (int64_t) time(NULL), .lease_until = lease_until };
+        snprintf(g.laptop, sizeof g.laptop, "%s", laptop);
+        snprintf(g.from, sizeof g.from, "%s", f->name);
+        _cleanup_free_ char *gval = grant_value(&g);
+        if (!gval)
+                return -ENOMEM;
+        /* the laptop's records have no lease: they outlive every member */
+        EtcdCmp cmp = { .key = okey, .target = ETCD_CMP_VALUE, .value = oold };
+        EtcdOp ok[3] = {
+                { .kind = ETCD_OP_PUT, .key = ekey, .value = enew },
+                { .kind = ETCD_OP_PUT, .key = okey, .value = onew },
+                { .kind = ETCD_OP_PUT, .key = gkey, .value = gval },
+        };
+        bool succeeded;
+        r = etcd_txn(f->etcd, &cmp, 1, ok, 3, NULL, 0, &succeeded, NULL);
+        if (r < 0)
+                return r;
+        if (!succeeded)
+                return err_set(-ESTALE, "session '%s' is not owned by this host at epoch %" PRId64
+                               " any more: not given to the laptop",
+                               session, epoch);
+        return 0;
+}
+
+int fleet_grant(Fleet *f, const char *session, FleetGrant *ret) {
+        int r = session_key_check(session);
+        if (r < 0)
+                return r;
+        char gkey[128];
+        key_of(gkey, sizeof gkey, "grants", session);
+        _cleanup_(etcd_range_done) EtcdRange g = { 0 };
+        r = etcd_get(f->etcd, gkey, &g);
+        if (r < 0)
+                return r;
+        if (g.n != 1)
+                return err_set(-ENOENT, "session '%s' is offline on no laptop in the fleet", session);
+        r = fleet_grant_parse(g.kvs[0].value, g.kvs[0].value_len, ret);
+        return r < 0 ? err_set(r, "etcd key '%s' is not an offline grant (fix or delete it)", gkey) : 0;
+}
+
+int fleet_grant_renew(Fleet *f, const char *session, const char *laptop, int64_t epoch, int64_t lease_until) {
+        FleetGrant g;
+        int r = fleet_grant(f, session, &g);
+        if (r == -ENOENT || (r >= 0 && (strcmp(g.laptop, laptop) || g.epoch != epoch)))
+                return err_set(-ESTALE, "session '%s' is not offline on laptop %s at epoch %" PRId64, session,
+                               laptop, epoch);
+        if (r < 0)
+                return r;
+        g.lease_until = lease_until;
+        char okey[128], gkey[128], oval[192];
+        key_of(okey, sizeof okey, "owners", session);
+        key_of(gkey, sizeof gkey, "grants", session);
+        r = laptop_owner_value(oval, sizeof oval, laptop, epoch);
+        _cleanup_free_ char *gval = r >= 0 ? grant_value(&g) : NULL;
+        if (r >= 0 && !gval)
+                r = -ENOMEM;
+        if (r < 0)
+                return r;
+        EtcdCmp cmp = { .key = okey, .target = ETCD_CMP_VALUE, .value = oval };
+        EtcdOp ok = { .kind = ETCD_OP_PUT, .key = gkey, .value = gval };
+        bool succeeded;
+        r = etcd_txn(f->etcd, &cmp, 1, &ok, 1, NULL, 0, &succeeded, NULL);
+        if (r < 0)
+                return r;
+        return succeeded ? 0 : err_set(-ESTALE, "session '%s' is not offline on laptop %s at epoch %" PRId64,
+                                       session, laptop, epoch);
+}
+
+int fleet_take_from_laptop(Fleet *f, const char *session, const char *laptop, int64_t from_epoch, int64_t epoch) {
+        int r = session_key_check(session);
+        if (r < 0)
+                return r;
+        if (epoch <= from_epoch)
+                return err_set(-ESTALE, "session '%s': epoch %" PRId64 " is not newer than %" PRId64, session, epoch,
+                               from_epoch);
+        int64_t lease = lease_of(f);
+        if (!lease)
+                return err_set(-ENOLINK, "this host has no live etcd lease (fenced); it takes no session until "
+                               "etcd answers again");
+        char okey[128], ekey[128], gkey[128], oold[192], onew[192], enew[24];
+        key_of(okey, sizeof okey, "owners", session);
+        key_of(ekey, sizeof ekey, "epochs", session);
+        key_of(gkey, sizeof gkey, "grants", session);
+        r = laptop_owner_value(oold, sizeof oold, laptop, from_epoch);
+        if (r < 0)
+                return r;
+        owner_value(onew, sizeof onew, f->name, epoch);
+        snprintf(enew, sizeof enew, "%" PRId64, epoch);
+        EtcdCmp cmp = { .key = okey, .target = ETCD_CMP_VALUE, .value = oold };
+        EtcdOp ok[3] = {
+                { .kind = ETCD_OP_PUT, .key = ekey, .value = enew },
+                { .kind = ETCD_OP_PUT, .key = okey, .value = onew, .lease = lease },
+                { .kind = ETCD_OP_DELETE, .key = gkey },
+        };
+        bool succeeded;
+        r = etcd_txn(f->etcd, &cmp, 1, ok, 3, NULL, 0, &succeeded, NULL);
+        if (r < 0)
+                return r;
+        if (succeeded)
+                return 0;
+        _cleanup_free_ char *host = NULL;
+        int64_t e = -1;
+        if (fleet_owner(f, session, &host, &e) < 0)
+                err_clear();
+        return err_set(-ESTALE, "session '%s' is %s%s at epoch %" PRId64 " in the fleet, not laptop %s's at epoch "
+                       "%" PRId64 ": a hand-over from there is stale",
+                       session, host ? "owned by " : "owned by nobody", host ? host : "", e, laptop, from_epoch);
+}
+
+static int record_key(char *buf, size_t size, const char *kind, const char *name) {
+        if (!kind || !fleet_name_is_valid(kind) || !name || !fleet_name_is_valid(name))
+                return err_set(-EINVAL, "'%s' cannot be a fleet record's name", name ? name : "");
+        key_of(buf, size, kind, name);
+        return 0;
+}
+
+int fleet_record_get(Fleet *f, const char *kind, const char *name, char **ret) {
+        char key[160];
+        int r = record_key(key, sizeof key, kind, name);
+        if (r < 0)
+                return r;
+        _cleanup_(etcd_range_done) EtcdRange rg = { 0 };
+        r = etcd_get(f->etcd, key, &rg);
+        if (r < 0)
+                return r;
+        if (rg.n != 1)
+                return -ENOENT;
+        char *v = strdup(rg.kvs[0].value);
+        if (!v)
+                return -ENOMEM;
+        *ret = v;
+        return 0;
+}
+
+int fleet_record_list(Fleet *f, const char *kind, char ***ret, size_t *ret_n) {
+        char prefix[96];
+        if (!fleet_name_is_valid(kind))
+                return -EINVAL;
+        snprintf(prefix, sizeof prefix, FLEET_PREFIX "%s/", kind);
+        _cleanup_(etcd_range_done) EtcdRange rg = { 0 };
+        int r = etcd_get_prefix(f->etcd, prefix, &rg);
+        if (r < 0)
+                return r;
+        char **v = calloc(rg.n + 1, sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < rg.n; i++)
+                if (!(v[i] = strdup(rg.kvs[i].value))) {
+                        fleet_record_list_free(v, i);
+                        return -ENOMEM;
+                }
+        *ret = v;
+        *ret_n = rg.n;
+        return 0;
+}
+
+void fleet_record_list_free(char **v, size_t n) {
+        for (size_t i = 0; v && i < n; i++)
+                free(v[i]);
+        free(v);
+}
+
+int fleet_record_put(Fleet *f, const char *kind, const char *name, const char *old, const char *value) {
+        char key[160];
+        int r = record_key(key, sizeof key, kind, name);
+        if (r < 0)
+                return r;
+        EtcdCmp cmp = old ? (EtcdCmp){ .key = key, .target = ETCD_CMP_VALUE, .value = old }
+                          : (EtcdCmp){ .key = key, .target = ETCD_CMP_VERSION, .num = 0 };
+        EtcdOp ok = { .kind = ETCD_OP_PUT, .key = key, .value = value };
+        bool succeeded;
+        r = etcd_txn(f->etcd, &cmp, 1, &ok, 1, NULL, 0, &succeeded, NULL);
+        if (r < 0)
+                return r;
+        return succeeded ? 0 : (old ? -ESTALE : -EEXIST);
 }

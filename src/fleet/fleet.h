@@ -13,6 +13,11 @@
  *                            the owner's lease
  *   /roam/epochs/<session>   "E": the session's epoch, no lease (outlives
  *                            every owner, so an old owner is told apart)
+ *   /roam/owners/<session>   {"host":"laptop:ID","epoch":E}: a session offline
+ *                            on a laptop, no lease (it outlives every member)
+ *   /roam/grants/<session>   {"laptop","epoch","granted","lease_until","from"}:
+ *                            that laptop's offline grant, no lease
+ *   /roam/laptops/<id>       a paired laptop (src/daemon/laptop-fleet.c)
  *
  * Every change of owner is one etcd transaction that compares the epoch (and
  * the old owner record) and writes epoch + 1 and the new owner together, so
@@ -54,6 +59,9 @@ typedef struct FleetOptions {
         /* Called from the keeper thread when the lease is lost or may be:
          * must stop every session of this host before it returns. */
         void (*fence)(void *userdata, const char *why);
+        /* Called from the keeper thread after each renewal etcd answered
+         * with the lease alive (may be NULL; must not block). */
+        void (*alive)(void *userdata);
         /* This host's load for its record (keeper thread). */
         void (*load)(void *userdata, FleetLoad *ret);
         void *userdata;
@@ -67,6 +75,13 @@ typedef struct FleetHost {
 } FleetHost;
 
 bool fleet_name_is_valid(const char *name);
+
+/* A session offline on a laptop is owned by "laptop:ID" (ID: the laptop's
+ * key fingerprint, FLEET_LAPTOP_ID_LEN lowercase hex digits), the owner
+ * string of the session layer. The ID, or NULL for any other owner. */
+#define FLEET_LAPTOP_OWNER_PREFIX "laptop:"
+#define FLEET_LAPTOP_ID_LEN 32
+const char *fleet_owner_laptop(const char *owner);
 
 /* Joins: checks that etcd answers (-EHOSTUNREACH with detail otherwise),
  * takes a lease, registers this host (-EEXIST when a live host has the
@@ -93,7 +108,7 @@ int fleet_host(Fleet *f, const char *name, FleetHost *ret);
 void fleet_host_done(FleetHost *h);
 
 /* Who owns session: *ret_host (caller frees; NULL when no host does: a new
- * session, or its owner's lease ran out) and the epoch (-1: the fleet has
+ * session, or its owner's lease ran out; "laptop:ID" when a laptop holds it) and the epoch (-1: the fleet has
  * no record of the session). */
 int fleet_owner(Fleet *f, const char *session, char **ret_host, int64_t *ret_epoch);
 
@@ -131,11 +146,46 @@ int fleet_release(Fleet *f, const char *session, int64_t epoch);
  * record alone. */
 int fleet_check(Fleet *f, const char *session, int64_t epoch);
 
+/* ---- laptops ---- */
+
+typedef struct FleetGrant {
+        char laptop[FLEET_LAPTOP_ID_LEN + 1];
+        int64_t epoch;       /* the laptop's */
+        int64_t granted;     /* unix time */
+        int64_t lease_until; /* unix time, 0 = none */
+        char from[FLEET_NAME_MAX + 1]; /* the member that gave it */
+} FleetGrant;
+
+/* Gives session (owned here at epoch) to laptop at epoch + 1, with its grant,
+ * in one transaction: take offline. -ESTALE when this host is not the owner
+ * at epoch, -ENOLINK when it is fenced. */
+int fleet_give_laptop(Fleet *f, const char *session, int64_t epoch, const char *laptop, int64_t lease_until);
+/* The offline grant of session; -ENOENT when no laptop holds it. */
+int fleet_grant(Fleet *f, const char *session, FleetGrant *ret);
+/* A new lease end; -ESTALE unless laptop holds session at epoch. */
+int fleet_grant_renew(Fleet *f, const char *session, const char *laptop, int64_t epoch, int64_t lease_until);
+/* Take online: this host owns session at epoch (> from_epoch) if laptop
+ * holds it at from_epoch, and the grant goes, in one transaction; -ESTALE
+ * (naming the owner) otherwise. */
+int fleet_take_from_laptop(Fleet *f, const char *session, const char *laptop, int64_t from_epoch, int64_t epoch);
+/* Pure (fuzzed by fuzz-etcd): a grant record's value. -EBADMSG. */
+int fleet_grant_parse(const char *value, size_t len, FleetGrant *ret);
+
+/* Records without a lease under /roam/KIND/NAME (KIND and NAME per
+ * fleet_name_is_valid()): get (-ENOENT; caller frees), list (every value,
+ * caller frees with fleet_record_list_free()), and put, which creates
+ * (old NULL: -EEXIST when there is one) or replaces the value old (-ESTALE
+ * when it changed meanwhile). */
+int fleet_record_get(Fleet *f, const char *kind, const char *name, char **ret);
+int fleet_record_list(Fleet *f, const char *kind, char ***ret, size_t *ret_n);
+void fleet_record_list_free(char **v, size_t n);
+int fleet_record_put(Fleet *f, const char *kind, const char *name, const char *old, const char *value);
+
 /* ---- placement ---- */
 
 typedef struct FleetSessionRecord {
         char *name;
-        char *host; /* NULL: no owner now (its host's lease ran out) */
+        char *host; /* NULL: no owner now (its host's lease ran out); "laptop:ID": offline */
         int64_t epoch;
 } FleetSessionRecord;
 

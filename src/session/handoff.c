@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "handoff.h"
+#include "session-internal.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -176,7 +177,11 @@ static int grant_offline(SessionHost *h, const char *name, const char *holder, i
         /* a crash from here on resumes this checkpoint here (handoff_recover) */
         r = handoff_mark(h, name, "grant", holder, NULL, epoch + 1, id_to_hex(&ck.id, hex));
         failpoint("offline-grant:after-checkpoint");
-        /* the one step that moves ownership */
+        int64_t lease_until = lease_s > 0 ? (int64_t) time(NULL) + lease_s : 0;
+        /* in a fleet, its transaction is the step that moves ownership */
+        if (r >= 0 && h->give)
+                r = h->give(h->give_userdata, name, epoch, holder, lease_until);
+        /* the one step that moves ownership (here) */
         if (r >= 0)
                 r = session_set_owner(h, name, holder, epoch + 1, epoch);
         if (r < 0) {
@@ -188,7 +193,7 @@ static int grant_offline(SessionHost *h, const char *name, const char *holder, i
         failpoint("offline-grant:after-owner");
         g.checkpoint = ck.id;
         g.epoch = epoch + 1;
-        g.lease_until = lease_s > 0 ? (int64_t) time(NULL) + lease_s : 0;
+        g.lease_until = lease_until;
         g.pause_ns = now_ns() - t0;
         g.ck = ck;
         *ret = g;
@@ -202,18 +207,24 @@ int handoff_finalize_in(SessionHost *h, const char *name, const char *ckhex, int
         int r = session_get(h, name, &i);
         int64_t known = r >= 0 ? i.row.epoch : -1;
         session_info_done(&i);
-        if (r < 0)
+        bool unknown = r == -ENOENT && from_epoch < 0;
+        if (unknown)
+                err_clear();
+        else if (r < 0)
                 return r;
-        if (known != from_epoch || epoch <= known)
+        if (from_epoch >= 0 && (known != from_epoch || epoch <= known))
                 return err_set(-ESTALE,
                                "session '%s' is at epoch %lld here; a hand-over from epoch %lld is stale (its state "
                                "is kept as checkpoint %s)",
                                name, (long long) known, (long long) from_epoch, ckhex);
         handoff_busy_begin(h, name);
-        /* from here a crash leaves the log-off to handoff_recover() */
-        r = handoff_mark(h, name, "finalize", NULL, NULL, epoch, ckhex);
+        /* from here a crash leaves the log-off to handoff_recover() (a session
+         * new here has its marker once it is adopted) */
+        r = unknown ? 0 : handoff_mark(h, name, "finalize", NULL, NULL, epoch, ckhex);
         if (r >= 0)
                 r = session_adopt(h, name, ckhex, epoch, NULL);
+        if (r >= 0 && unknown)
+                r = handoff_mark(h, name, "finalize", NULL, NULL, epoch, ckhex);
         ret->adopted = r >= 0;
         failpoint("finalize-in:after-adopt");
         if (r >= 0)
@@ -258,6 +269,12 @@ int handoff_reclaim(SessionHost *h, const char *name, ReclaimResult *ret) {
         json_t *created = json_object_get(m, "created");
         res.checkpoint_age = json_is_integer(created) ? (int64_t) time(NULL) - json_integer_value(created) : -1;
         json_decref(m);
+        /* in a fleet, its transaction moves the ownership first */
+        if (h->take) {
+                r = h->take(h->take_userdata, name, owner, epoch);
+                if (r < 0)
+                        return r;
+        }
         /* the marker first: owned here and not running, a crash would leave it nowhere */
         r = handoff_mark(h, name, "in", NULL, NULL, epoch + 1, last);
         if (r >= 0)
@@ -612,6 +629,9 @@ static int recover_marker(SessionHost *h, const SessionInfo *s, HandoffLogFn log
                         k = session_restore(h, name, ck, NULL);
                         say(log, userdata, "session '%s': interrupted hand-over (%s): %s", name, kind,
                             k >= 0 ? "resumed here from its checkpoint" : err_message(k));
+                        /* a fleet's refusal (the guard): the fleet gave it on, nothing to resume here */
+                        if (k == -EREMOTE && h->guard)
+                                k = 0;
                 }
         } else if (!strcmp(kind, "finalize") && here) {
                 SessionFinalizeResult f;

@@ -78,7 +78,9 @@ typedef struct FinalizeInResult {
  * from_epoch, the epoch this host recorded when it gave the session away;
  * this host adopts it at epoch (> from_epoch), boots it for the guest's
  * log-off, applies the policy and checkpoints the result. -ESTALE for any
- * other from_epoch (the laptop's state stays as that checkpoint). A crash
+ * other from_epoch (the laptop's state stays as that checkpoint);
+ * from_epoch -1: the caller checked the hand-over (a fleet's transaction),
+ * and a session unknown here is adopted. A crash
  * from the adoption on is settled by handoff_recover() (marker "finalize"). */
 int handoff_finalize_in(SessionHost *h, const char *name, const char *checkpoint_hex, int64_t epoch,
                         int64_t from_epoch, FinalizeInResult *ret);

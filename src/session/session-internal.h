@@ -57,6 +57,10 @@ struct SessionHost {
         /* an encrypted laptop (crypto/home-keys.h): a session's disk and
          * everything plain of it live on tmpfs, in ram_dir/NAME.files */
         bool encrypted;
+        SessionGiveFn give; /* NULL: a standalone host */
+        void *give_userdata;
+        SessionTakeFn take; /* NULL: a standalone host */
+        void *take_userdata;
 };
 
 /* err_set(r, "<prefix>: <current detail>"): the detail is copied first, as

@@ -189,6 +189,16 @@ void session_host_set_guard(SessionHost *h, SessionGuardFn fn, void *userdata) {
         h->guard_userdata = userdata;
 }
 
+void session_host_set_give(SessionHost *h, SessionGiveFn fn, void *userdata) {
+        h->give = fn;
+        h->give_userdata = userdata;
+}
+
+void session_host_set_take(SessionHost *h, SessionTakeFn fn, void *userdata) {
+        h->take = fn;
+        h->take_userdata = userdata;
+}
+
 int check_owner(const SessionHost *h, const SessionRow *row) {
         if (!strcmp(row->owner, SESSION_OWNER_LOCAL))
                 return 0;

@@ -118,6 +118,19 @@ static inline void session_host_freep(SessionHost **h) {
  * one (a standalone host) nothing changes. */
 typedef int (*SessionGuardFn)(void *userdata, const char *session, int64_t epoch);
 void session_host_set_guard(SessionHost *h, SessionGuardFn fn, void *userdata);
+/* In a fleet: asked by take offline (handoff_grant_offline()) after the final
+ * checkpoint and before the session's row names the laptop: the fleet gives
+ * session (owned here at epoch) to holder at epoch + 1 with the grant's lease
+ * end first (its transaction decides); < 0 (with detail) refuses, and the
+ * session resumes here. Without one nothing changes. */
+typedef int (*SessionGiveFn)(void *userdata, const char *session, int64_t epoch, const char *holder,
+                             int64_t lease_until);
+void session_host_set_give(SessionHost *h, SessionGiveFn fn, void *userdata);
+/* In a fleet: asked by reclaim (handoff_reclaim()) before the session's row
+ * names this host again: the fleet takes session from holder (its owner at
+ * epoch) to this host at epoch + 1 first; < 0 (with detail) refuses. */
+typedef int (*SessionTakeFn)(void *userdata, const char *session, const char *holder, int64_t epoch);
+void session_host_set_take(SessionHost *h, SessionTakeFn fn, void *userdata);
 /* Borrowed. */
 const char *session_host_ram_dir(const SessionHost *h);
 /* The store given to session_host_new() (borrowed; may be NULL). */

@@ -8,10 +8,11 @@
 #  - an etcd member killed: the fleet goes on (no member fenced);
 #  - a session started through a member is claimed for it in etcd at its
 #    epoch; a host cut off from etcd fences (kills) its session before its
-#    lease expires, then its owner record goes;
+#    lease expires, then its owner record goes; a host whose roam is stopped
+#    (SIGSTOP) loses its QEMU to its watchdog before its lease can run out;
 #  - an epoch moved on in etcd (another host took the session): the old host
 #    refuses to start it, and a restarted old host kills a QEMU it finds
-#    running for it.
+#    running for it (one that outlived its roam: the watchdog killed too).
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../fleet.sh"
 requires qemu-system-x86_64
@@ -73,7 +74,9 @@ pid_alive "$qpid" || fail "QEMU of s1 does not run"
 log "h1 cut off from etcd: it fences its session before its lease expires"
 t0=$SECONDS
 host_cut 1
-wait_for 15 grep -q "fenced .*stopped 1 session" "$T/host1/serve.log" || fail "h1 did not fence: $(tail -n 3 "$T/host1/serve.log")"
+# the keeper fences, and its watchdog misses the heartbeats at about the same
+# time: either may be the one that kills the QEMU
+wait_for 15 grep -q "fenced (etcd has not answered" "$T/host1/serve.log" || fail "h1 did not fence: $(tail -n 3 "$T/host1/serve.log")"
 fenced_after=$((SECONDS - t0))
 ! pid_alive "$qpid" || fail "QEMU of s1 still runs on the fenced host"
 wait_for 30 no_owner s1 || fail "the owner record outlived h1's lease"
@@ -89,9 +92,33 @@ fleet_api 1 POST /v1/console/sessions/s1/start
 [ "$CODE" = 200 ] || fail "start of s1 back on h1: $CODE $OUT"
 [ "$(etcd_get /roam/owners/s1)" = '{"host":"h1","epoch":0}' ] || fail "owner record: $(etcd_get /roam/owners/s1)"
 
+log "h1's roam stopped, not dead (SIGSTOP): its watchdog kills the QEMU before h1's lease can run out"
+qpid=$(cat "$T/host1/sessions/s1/qemu.pid")
+pid_alive "$qpid" || fail "QEMU of s1 does not run"
+sleep 3 # a heartbeat or two (renewals every 2 s) arm the watchdog
+t0=$SECONDS
+kill -STOP "${SERVE_PID[1]}"
+cleanup_add "kill -CONT ${SERVE_PID[1]} 2>/dev/null"
+wait_for 15 eval '! pid_alive $qpid' || fail "QEMU of s1 runs on under a stopped roam"
+stopped_after=$((SECONDS - t0))
+[ -n "$(etcd_get /roam/owners/s1)" ] || fail "h1's owner record went before its QEMU"
+grep -q "fleet watchdog: no heartbeat .* killed 1 QEMU" "$T/host1/serve.log" || fail "no watchdog line in h1's log"
+log "the QEMU was gone ${stopped_after}s after h1's roam stopped; its owner record still there"
+kill -CONT "${SERVE_PID[1]}"
+h1_alive() {
+        ip netns exec "${HOST_NS[1]}" curl -s -H "Authorization: Bearer $(cat "$T/host1/local.token")" \
+                "http://${HOST_IP[1]}:7450/v1/fleet/hosts" | grep -q '"alive": *true'
+}
+wait_for 30 h1_alive || fail "h1 is not alive again after SIGCONT"
+fleet_api 1 POST /v1/console/sessions/s1/start
+[ "$CODE" = 200 ] || fail "start of s1 on h1 after SIGCONT: $CODE $OUT"
+
 log "the fleet moved s1 on (epoch 1 at h2): h1 refuses it, a restarted h1 kills its QEMU"
 qpid=$(cat "$T/host1/sessions/s1/qemu.pid")
-kill -9 "${SERVE_PID[1]}"
+# its watchdog too (else the QEMU dies with roam at once, as fleet-sessions.sh
+# checks): a QEMU that outlived its roam must be refused by the host back
+wd=$(pgrep -P "${SERVE_PID[1]}" -f __fleet-watchdog) || fail "no watchdog under h1's roam"
+kill -9 "$wd" "${SERVE_PID[1]}"
 wait "${SERVE_PID[1]}" 2>/dev/null || true
 wait_for 30 no_owner s1 || fail "the owner record outlived h1"
 etcd_put /roam/epochs/s1 1

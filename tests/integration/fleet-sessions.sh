@@ -6,10 +6,20 @@
 #    sessions over the three members; --host places on the one named;
 #  - a move between members through the shared store ('roam session move
 #    --to-host', from a third member's home) keeps the boot id and the counter;
-#  - kill -9 of a member and its QEMUs: its session runs again on another
-#    member within 60 s, from its last checkpoint (same boot id, the counter
-#    goes on from there); the member back refuses it (epoch);
+#  - kill -9 of a member's roam alone: its QEMUs die with it (the member's
+#    watchdog) before another member restarts its session; the session runs
+#    again on another member within 60 s, from its last checkpoint (same boot
+#    id, the counter goes on from there); the member back refuses it (epoch);
+#  - a laptop (a fourth namespace) pairs with the fleet through one member,
+#    takes a session another member runs offline (the owner record in etcd
+#    is the laptop's, no member may start it, the lease is renewed there) and
+#    online again through the same member: the session lands back where it
+#    was, same boot, the counter goes on; taken offline again and reclaimed
+#    by an admin through a third member, it runs there, the laptop's copy
+#    stops and its take online is refused (stale);
 #  - 'roam host drain' moves every session off a member;
+#  - gc on one member while a writer on another reuses the garbage gc is
+#    removing (dedup hits on chunks older than the grace): nothing is lost;
 #  - the RADOS store passes fsck after all of it.
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../fleet.sh"
@@ -18,8 +28,14 @@ requires curl
 requires jq
 export ROAM_ACCEL=tcg
 need_guest
-fleet_setup 3 2
+fleet_setup 4 2 # host 4: the laptop
 for n in 1 2 3; do fleet_serve "$n" --fleet-checkpoint 5; done
+
+# garbage for gc's race at the end: chunks nothing references, old by then
+make_image "$T/g.img" 24 7
+must_succeed roam_host 2 image import g "$T/g.img"
+must_succeed roam_host 2 image rm g
+t_garbage=$SECONDS
 
 # sessions_view: GET /v1/fleet/sessions from the first member that answers
 sessions_view() {
@@ -96,7 +112,7 @@ first=$(ticks "$tn" s1 | head -n 1)
 fleet_api "$fn" POST /v1/console/sessions/s1/start
 [ "$CODE" != 200 ] || fail "the old member started s1 after the move"
 
-log "kill -9 of a member and its QEMUs: its session runs again elsewhere within 60 s"
+log "kill -9 of a member's roam alone: its QEMUs die with it; its session runs again elsewhere within 60 s"
 victim=$(owner s2)
 vn=$(host_no "$victim")
 wait_for 60 ticking "$vn" s2 8 || fail "s2 does not tick on $victim"
@@ -105,9 +121,17 @@ fleet_api "$vn" POST /v1/fleet/sessions/s2/checkpoint # a fresh one; the worker 
 sleep 2
 t_kill=$SECONDS
 last_before=$(last_tick "$vn" s2)
-kill -9 "${SERVE_PID[vn]}"
-for p in "$T/host$vn"/sessions/*/qemu.pid; do kill -9 "$(cat "$p")" 2>/dev/null || true; done
+qemus=$(cat "$T/host$vn"/sessions/*/qemu.pid "$T/host$vn"/warm/*/qemu.pid 2>/dev/null | tr '\n' ' ' || true)
+for p in $qemus; do pid_alive "$p" || fail "QEMU $p of $victim does not run before the kill"; done
+[ -n "$qemus" ] || fail "no QEMU of $victim to watch"
+cleanup_add "kill -9 $qemus 2>/dev/null"
+qemus_gone() { local p; for p in $qemus; do ! pid_alive "$p" || return 1; done; }
+kill -9 "${SERVE_PID[vn]}" # roam alone: not its QEMUs
 wait "${SERVE_PID[vn]}" 2>/dev/null || true
+wait_for 5 qemus_gone || fail "the QEMUs of $victim still run after its roam was killed: $(for p in $qemus; do pid_alive "$p" && tr '\0' ' ' </proc/$p/cmdline | cut -c1-300; done); $(tail -n 3 "$T/host$vn/serve.log")"
+! runs_on_other_than s2 "$victim" || fail "s2 ran elsewhere before the QEMUs of $victim were gone"
+log "the QEMUs of $victim were gone $((SECONDS - t_kill))s after its roam was killed; s2 not yet elsewhere"
+grep -q "fleet watchdog: .* killed [1-9]" "$T/host$vn/serve.log" || fail "no watchdog line in $victim's log"
 wait_for 60 runs_on_other_than s2 "$victim" || fail "s2 was not taken over within 60 s"
 new=$(owner s2)
 nn=$(host_no "$new")
@@ -168,6 +192,87 @@ expect_match "$out" "^HTTP/1.1 101 .* RFB 003.00[0-9]$" "the WebSocket desktop t
 out=$(desktop "$via" nosuch raw)
 expect_match "$out" "^HTTP/1.1 (404|409) " "a desktop of no session"
 
+log "the console of a member shows the whole fleet and opens a desktop another member runs"
+WEB=$SRC_DIR/web
+CHROMIUM=${CHROMIUM:-$(command -v chromium || true)}
+if command -v node >/dev/null && [ -n "$CHROMIUM" ] &&
+        { { [ -f "$WEB/node_modules/playwright-core/package.json" ] && [ -f "$WEB/node_modules/@novnc/novnc/core/rfb.js" ]; } ||
+                bash "$SRC_DIR/scripts/web-deps.sh" >"$T/web-deps.log" 2>&1; }; then
+        atok=$(roam_host "$via" token create --role user --user alice)
+        mkdir -p "$T/shots"
+        ROAM_URL=http://${HOST_IP[via]}:7450 ADMIN_TOKEN=$(cat "$T/host$via/local.token") ALICE_TOKEN=$atok \
+                HOSTS=h1,h2,h3 SESSIONS="s1:$(owner s1),s2:$(owner s2),s3:$s3at" REMOTE=s3 SHOTS=$T/shots \
+                CHROMIUM=$CHROMIUM WEB_DIR=$WEB in_host "$via" timeout 300 node "$SRC_DIR/tests/browser/fleet-console.test.js" \
+                >"$T/browser.out" 2>&1 || fail "the fleet's console in chromium: $(tail -n 5 "$T/browser.out")"
+        log "$(grep -c '^ok' "$T/browser.out") browser checks passed ($(grep '^ok' "$T/browser.out" | tail -n 1))"
+else
+        log "the browser part skipped: no node, chromium or web packages (scripts/deps.sh web)"
+fi
+
+log "a laptop pairs with the fleet through one member; takes offline a session another member runs"
+s1at=$(owner s1)
+an=$(host_no "$s1at")
+via=$((an % 3 + 1)) # the laptop's member: not the one that runs s1
+third=$((via % 3 + 1))
+[ "$third" != "$an" ] || third=$((third % 3 + 1))
+tok=$(roam_host "$via" token create --role user --user alice) || fail "no user token on h$via"
+mkdir -p "$T/host4"
+ROAM_HOME=$T/host4 ip netns exec "${HOST_NS[4]}" "$ROAM_BIN" serve --listen 127.0.0.1:7460 --role laptop \
+        --server "http://${HOST_IP[via]}:7450" --token "$tok" --name lt --precopy-interval 2 \
+        >>"$T/host4/serve.log" 2>&1 &
+LT_PID=$!
+cleanup_add "kill $LT_PID 2>/dev/null; wait $LT_PID 2>/dev/null"
+roam_lt() { ROAM_HOME=$T/host4 ip netns exec "${HOST_NS[4]}" "$ROAM_BIN" "$@"; }
+wait_for 30 roam_lt laptop id || fail "the laptop daemon made no key: $(tail -n 3 "$T/host4/serve.log")"
+lid=$(roam_lt laptop id)
+paired() { [ -n "$(etcd_get "/roam/laptops/$lid")" ]; }
+wait_for 60 paired || fail "laptop $lid did not pair with the fleet: $(tail -n 3 "$T/host4/serve.log")"
+must_succeed roam_host "$third" laptop list --json
+[ "$(jq -r --arg l "$lid" '.laptops[] | select(.id == $l) | .name' <<<"$OUT")" = lt ] ||
+        fail "h$third does not know the laptop paired through h$via: $OUT"
+precopied() { roam_lt status --json | jq -e '.handoff.sessions[] | select(.name == "s1" and .precopy_at > 0)'; }
+wait_for 90 precopied || fail "the laptop pre-copied nothing of s1 through h$via: $(tail -n 3 "$T/host4/serve.log")"
+e1=$(epoch s1)
+boots_before=$(boot_ids "$an" s1 | wc -l)
+roam_lt offline s1 2>"$T/lt.err" >"$T/lt.out" || fail "take offline through h$via: $(cat "$T/lt.err")"
+log "$(cat "$T/lt.out")"
+[ "$(owner s1)" = "laptop:$lid" ] || fail "the fleet says s1 is $(owner s1)'s, not laptop:$lid's"
+[ "$(epoch s1)" = $((e1 + 1)) ] || fail "take offline did not bump the epoch ($e1 -> $(epoch s1))"
+grant=$(etcd_get /roam/grants/s1)
+[ "$(jq -r .laptop <<<"$grant")" = "$lid" ] && [ "$(jq -r .from <<<"$grant")" = "$s1at" ] ||
+        fail "the grant in etcd: $grant"
+wait_for 60 ticking 4 s1 0 || fail "s1 does not tick on the laptop"
+fleet_api "$third" POST /v1/fleet/sessions/s1/start
+[ "$CODE" = 409 ] || fail "a member started s1 while the laptop has it: $CODE $OUT"
+expect_match "$OUT" "offline on laptop:$lid"
+lease0=$(jq -r .lease_until <<<"$grant")
+renewed() { [ "$(etcd_get /roam/grants/s1 | jq -r .lease_until)" -gt "$lease0" ]; }
+wait_for 30 renewed || fail "the laptop's lease was not renewed in etcd"
+
+log "... and takes it online through the same member: it lands back where it was"
+before=$(last_tick 4 s1)
+roam_lt online s1 2>"$T/lt.err" >"$T/lt.out" || fail "take online through h$via: $(cat "$T/lt.err")"
+log "$(cat "$T/lt.out")"
+[ "$(owner s1)" = "$s1at" ] || fail "s1 landed on $(owner s1), not back on $s1at"
+[ "$(epoch s1)" = $((e1 + 2)) ] || fail "take online did not bump the epoch ($(epoch s1))"
+[ -z "$(etcd_get /roam/grants/s1)" ] || fail "the grant stayed in etcd"
+wait_for 60 ticking "$an" s1 "$before" || fail "s1 does not tick on $s1at after take online (laptop's last $before)"
+[ "$(boot_ids "$an" s1 | wc -l)" = "$boots_before" ] || fail "s1 rebooted in the hand-overs"
+
+log "a lost laptop: an admin reclaims its session through any member; the laptop's copy stops, its take online is refused"
+roam_lt offline s1 2>"$T/lt.err" >"$T/lt.out" || fail "take offline again: $(cat "$T/lt.err")"
+e2=$(epoch s1)
+fleet_api "$third" POST /v1/fleet/sessions/s1/reclaim
+[ "$CODE" = 200 ] || fail "reclaim through h$third: $CODE $OUT"
+[ "$(owner s1)" = "h$third" ] && [ "$(epoch s1)" = $((e2 + 1)) ] || fail "after the reclaim: $(owner s1) at $(epoch s1)"
+wait_for 60 ticking "$third" s1 0 || fail "s1 does not tick on h$third after the reclaim"
+lt_state() { roam_lt session list 2>/dev/null | awk '$1 == "s1" { print $4 }'; }
+lt_stopped() { [ "$(lt_state)" = stopped ]; }
+wait_for 60 lt_stopped || fail "the laptop's stale copy runs on: $(lt_state)"
+must_fail roam_lt online s1
+expect_match "$ERR" "stale"
+[ "$(owner s1)" = "h$third" ] || fail "the stale laptop changed the owner: $(owner s1)"
+
 log "drain a member: every session moves off it"
 busy=$(owner s3)
 bn=$(host_no "$busy")
@@ -187,6 +292,29 @@ fleet_api 2 POST /v1/fleet/sessions/s3/remove
 [ "$CODE" = 200 ] || fail "remove of s3: $CODE $OUT"
 [ -z "$(owner s3)" ] && [ -z "$(in_hub etcdctl --endpoints="$FLEET_ETCD" get --prefix --keys-only /roam/ | grep -w s3)" ] ||
         fail "s3 left records in etcd: $(in_hub etcdctl --endpoints="$FLEET_ETCD" get --prefix --keys-only /roam/ | grep s3)"
+
+log "gc on one member while a writer on another reuses its garbage: nothing is lost"
+# the garbage is older than gc's grace (70 s) and than STORE_TOUCH_S (60 s):
+# gc removes what no writer touched; the writer's dedup hits refresh the
+# token of what it reuses, and gc's removal guarded by the token it read
+# then fails (or the chunk is gone and the writer writes it again)
+GRACE=70
+[ $((SECONDS - t_garbage)) -gt $((GRACE + 5)) ] || sleep $((GRACE + 5 - (SECONDS - t_garbage)))
+gc_loop() {
+        local i
+        for i in 1 2 3 4 5 6; do
+                roam_host 1 store gc --grace "$GRACE" || return 1
+        done
+}
+gc_loop >"$T/gc.out" 2>&1 &
+gc_pid=$!
+must_succeed roam_host 3 image import g "$T/g.img"
+log "the writer on h3: $OUT"
+wait "$gc_pid" || fail "gc on h1 failed: $(cat "$T/gc.out")"
+log "gc on h1 meanwhile: $(grep -m1 -E 'removed|kept' "$T/gc.out")"
+[ "$(grep -c '^removed' "$T/gc.out")" = 6 ] || fail "gc on h1 did not run six times: $(cat "$T/gc.out")"
+must_succeed roam_host 2 image export g "$T/g.out"
+cmp -s "$T/g.img" "$T/g.out" || fail "the image the writer reused is not what was imported"
 
 log "the RADOS store passes fsck"
 must_succeed roam_host 1 store fsck

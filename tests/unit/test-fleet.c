@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests for src/fleet: placement's pick (pure), the etcd gateway's
- * bodies and answers (etcd-json.c), base64, host names. */
+ * bodies and answers (etcd-json.c), base64, host names; laptops in the fleet:
+ * owner names, grant records, the laptop registry's records
+ * (src/daemon/laptop-fleet.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 #include "basic/error.h"
 #include "fleet/etcd-json.h"
 #include "fleet/fleet.h"
+#include "daemon/laptop-fleet.h"
 
 static FleetHost host(const char *name, unsigned cores, uint64_t ram, uint64_t avail, uint64_t committed) {
         return (FleetHost){ .name = (char *) name, .url = (char *) "http://x", .cores = cores, .ram_mib = ram,
@@ -148,11 +151,90 @@ static void test_answers(void **state) {
         assert_int_equal(etcd_parse_range(badnum, strlen(badnum), &r), -EBADMSG);
 }
 
+static void test_laptop_owner(void **state) {
+        const char *ok = "laptop:0123456789abcdef0123456789abcdef";
+        assert_string_equal(fleet_owner_laptop(ok), ok + 7);
+        assert_null(fleet_owner_laptop("laptop:0123456789ABCDEF0123456789abcdef")); /* lowercase only */
+        assert_null(fleet_owner_laptop("laptop:0123456789abcdef0123456789abcde"));  /* 31 digits */
+        assert_null(fleet_owner_laptop("laptop:0123456789abcdef0123456789abcdef0"));
+        assert_null(fleet_owner_laptop("h1"));
+        assert_null(fleet_owner_laptop("local"));
+        assert_null(fleet_owner_laptop(NULL));
+        /* a laptop is never a member's name, so an owner record names one or the other */
+        assert_false(fleet_name_is_valid(ok));
+}
+
+static void test_grant_parse(void **state) {
+        const char *good = "{\"epoch\":3,\"from\":\"h2\",\"granted\":100,\"laptop\":"
+                           "\"0123456789abcdef0123456789abcdef\",\"lease_until\":0}";
+        FleetGrant g;
+        assert_int_equal(fleet_grant_parse(good, strlen(good), &g), 0);
+        assert_string_equal(g.laptop, "0123456789abcdef0123456789abcdef");
+        assert_string_equal(g.from, "h2");
+        assert_int_equal(g.epoch, 3);
+        assert_int_equal(g.granted, 100);
+        assert_int_equal(g.lease_until, 0);
+        static const char *const bad[] = {
+                "",
+                "[]",
+                "{\"epoch\":0,\"from\":\"h2\",\"granted\":1,\"laptop\":\"0123456789abcdef0123456789abcdef\","
+                "\"lease_until\":0}",
+                "{\"epoch\":1,\"from\":\"h/2\",\"granted\":1,\"laptop\":\"0123456789abcdef0123456789abcdef\","
+                "\"lease_until\":0}",
+                "{\"epoch\":1,\"from\":\"h2\",\"granted\":1,\"laptop\":\"0123456789ABCDEF0123456789abcdef\","
+                "\"lease_until\":0}",
+                "{\"epoch\":1,\"from\":\"h2\",\"granted\":-1,\"laptop\":\"0123456789abcdef0123456789abcdef\","
+                "\"lease_until\":0}",
+                "{\"epoch\":1,\"from\":\"h2\",\"granted\":1,\"laptop\":\"0123456789abcdef0123456789abcdef\"}",
+                "{\"epoch\":1,\"epoch\":2,\"from\":\"h2\",\"granted\":1,\"laptop\":"
+                "\"0123456789abcdef0123456789abcdef\",\"lease_until\":0}",
+        };
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+                assert_int_equal(fleet_grant_parse(bad[i], strlen(bad[i]), &g), -EBADMSG);
+        assert_int_equal(fleet_grant_parse(NULL, 0, &g), -EBADMSG);
+}
+
+static void test_laptop_record(void **state) {
+        LaptopRecord l = { .paired = 10, .last_seen = 20, .revoked = 0 };
+        for (size_t i = 0; i < SIGN_PUBLIC_SIZE; i++)
+                l.public_key[i] = (uint8_t) (i * 7 + 1);
+        sign_key_id(l.public_key, l.id);
+        strcpy(l.name, "lt");
+        strcpy(l.user, "alice");
+        char *v = laptop_fleet_record_format(&l);
+        assert_non_null(v);
+        LaptopRecord back;
+        assert_int_equal(laptop_fleet_record_parse(v, strlen(v), &back), 0);
+        assert_string_equal(back.id, l.id);
+        assert_memory_equal(back.public_key, l.public_key, SIGN_PUBLIC_SIZE);
+        assert_string_equal(back.name, "lt");
+        assert_string_equal(back.user, "alice");
+        assert_int_equal(back.paired, 10);
+        assert_int_equal(back.last_seen, 20);
+        /* an id that is not the key's fingerprint is a forged record */
+        char *forged = strdup(v);
+        char *id = strstr(forged, l.id);
+        assert_non_null(id);
+        id[0] = id[0] == '0' ? '1' : '0';
+        assert_int_equal(laptop_fleet_record_parse(forged, strlen(forged), &back), -EBADMSG);
+        free(forged);
+        /* a name that is not a name */
+        LaptopRecord odd = l;
+        strcpy(odd.name, "a b");
+        char *w = laptop_fleet_record_format(&odd);
+        assert_int_equal(laptop_fleet_record_parse(w, strlen(w), &back), -EBADMSG);
+        free(w);
+        free(v);
+        assert_int_equal(laptop_fleet_record_parse("{}", 2, &back), -EBADMSG);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_pick_spreads), cmocka_unit_test(test_pick_cores_and_ram),
                 cmocka_unit_test(test_names),        cmocka_unit_test(test_b64),
                 cmocka_unit_test(test_bodies),       cmocka_unit_test(test_answers),
+                cmocka_unit_test(test_laptop_owner), cmocka_unit_test(test_grant_parse),
+                cmocka_unit_test(test_laptop_record),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

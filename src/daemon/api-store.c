@@ -680,75 +680,13 @@ static int verify_record(ApiStore *a, Worker *w, const RoamId *id, const uint8_t
         return 0;
 }
 
-static int h_chunks_put(HttpRequest *req, void *userdata) {
-        ApiStore *a = userdata;
-        Worker *w = worker_get(a);
-        if (!w)
-                return -ENOMEM;
-        size_t len;
-        const void *body = http_request_body(req, &len);
-        WireReader rd;
-        RoamId id;
-        const uint8_t *z;
-        uint32_t zlen;
-        int k;
-
-        /* pass 1: verify everything, so that a bad record publishes nothing */
-        wire_reader_init(&rd, body, len, a->max_record);
-        while ((k = wire_reader_next(&rd, &id, &z, &zlen)) > 0) {
-                int r = verify_record(a, w, &id, z, zlen);
-                if (r < 0)
-                        return http_reply_error(req, 400, "%s (nothing of this request was stored)", err_message(r));
-        }
-        if (k < 0)
-                return http_reply_error(req, 400,
-                                        "chunk stream is malformed at record %zu (truncated, a length of 0 or over "
-                                        "%zu, or more than %d records)",
-                                        rd.count + 1, a->max_record, WIRE_MAX_RECORDS);
-
-        /* pass 2: store */
-        uint64_t stored = 0, present = 0;
-        int r = 0;
-        api_store_put_begin(a);
-        wire_reader_init(&rd, body, len, a->max_record);
-        while (r >= 0 && wire_reader_next(&rd, &id, &z, &zlen) > 0) {
-                r = store_chunk_has(a->s, &id);
-                if (r > 0)
-                        present++;
-                else if (r == 0) {
-                        r = store_chunk_put_compressed(a->s, w->codec, &id, z, zlen);
-                        if (r >= 0)
-                                stored++;
-                }
-        }
-        api_store_put_end(a);
-        if (r < 0)
-                return r;
-        r = api_store_commit(a);
-        if (r < 0)
-                return r;
-        return http_reply_json(req, 200,
-                               json_pack("{s:I, s:I}", "stored", (json_int_t) stored, "present", (json_int_t) present));
-}
-
-/* POST /v1/chunks/put-pages: like chunks/put, with the bases the client
- * named (blobs it believes this store holds) first: a record may be pages
- * (src/sync/pages.h). A malformed record is a 400 and nothing is stored; a
- * chunk whose pages cannot be rebuilt here (a base or page this store lacks
- * or holds otherwise) is skipped and counted: the client sends it whole. */
-static int h_chunks_put_pages(HttpRequest *req, void *userdata) {
-        ApiStore *a = userdata;
-        Worker *w = worker_get(a);
-        if (!w)
-                return -ENOMEM;
-        size_t len, slen;
-        const void *body = http_request_body(req, &len);
-        const uint8_t *bases, *stream;
-        unsigned nb;
-        if (page_put_parse(body ? body : "", len, &bases, &nb, &stream, &slen) < 0)
-                return http_reply_error(req, 400, "body must be a u32 base count (1-%d), that many 32-byte index "
-                                        "ids, then a chunk stream",
-                                        PAGE_CHUNK_MAX_BASES);
+/* The chunk stream of chunks/put and chunks/put-pages: every record
+ * checked first (a malformed one is a 400 and nothing is stored), then
+ * stored. With bases (pb), a record may be pages (src/sync/pages.h); one
+ * whose pages do not rebuild here (a base or page this store lacks or holds
+ * otherwise) is skipped and counted: the client sends it whole. */
+static int put_stream(HttpRequest *req, ApiStore *a, Worker *w, const uint8_t *stream, size_t slen,
+                      PageBases *pb, unsigned nb) {
         WireReader rd;
         RoamId id;
         const uint8_t *z;
@@ -759,11 +697,11 @@ static int h_chunks_put_pages(HttpRequest *req, void *userdata) {
         wire_reader_init(&rd, stream, slen, a->max_record);
         while ((k = wire_reader_next(&rd, &id, &z, &zlen)) > 0) {
                 PageChunk pc;
-                int r = page_chunk_is(z, zlen) ? page_chunk_parse(z, zlen, a->chunk_size, nb, &pc) < 0
-                                                         ? err_set(-EBADMSG, "chunk %s: malformed pages",
-                                                                   id_to_hex(&id, hex))
-                                                         : 0
-                                               : verify_record(a, w, &id, z, zlen);
+                int r = pb && page_chunk_is(z, zlen) ? page_chunk_parse(z, zlen, a->chunk_size, nb, &pc) < 0
+                                                               ? err_set(-EBADMSG, "chunk %s: malformed pages",
+                                                                         id_to_hex(&id, hex))
+                                                               : 0
+                                                     : verify_record(a, w, &id, z, zlen);
                 if (r < 0)
                         return http_reply_error(req, 400, "%s (nothing of this request was stored)", err_message(r));
         }
@@ -772,21 +710,16 @@ static int h_chunks_put_pages(HttpRequest *req, void *userdata) {
                                         "chunk stream is malformed at record %zu (truncated, a length of 0 or over "
                                         "%zu, or more than %d records)",
                                         rd.count + 1, a->max_record, WIRE_MAX_RECORDS);
-        RoamId base_ids[PAGE_CHUNK_MAX_BASES];
-        memcpy(base_ids, bases, (size_t) nb * ID_SIZE);
-        _cleanup_(page_bases_freep) PageBases *pb = NULL;
-        int r = page_bases_new(a->s, base_ids, nb, &pb);
-        if (r < 0)
-                return r;
-        /* pass 2: store; pages that do not rebuild here are skipped */
+        /* pass 2: store */
         uint64_t stored = 0, present = 0, paged = 0, skipped = 0;
+        int r = 0;
         api_store_put_begin(a);
         wire_reader_init(&rd, stream, slen, a->max_record);
         while (r >= 0 && wire_reader_next(&rd, &id, &z, &zlen) > 0) {
                 r = store_chunk_has(a->s, &id);
                 if (r > 0)
                         present++;
-                else if (r == 0 && page_chunk_is(z, zlen)) {
+                else if (r == 0 && pb && page_chunk_is(z, zlen)) {
                         r = page_bases_store(pb, w->codec, &id, z, zlen);
                         if (r >= 0)
                                 stored++, paged++;
@@ -806,10 +739,46 @@ static int h_chunks_put_pages(HttpRequest *req, void *userdata) {
         r = api_store_commit(a);
         if (r < 0)
                 return r;
-        return http_reply_json(req, 200,
-                               json_pack("{s:I, s:I, s:I, s:I}", "stored", (json_int_t) stored, "present",
-                                         (json_int_t) present, "paged", (json_int_t) paged, "skipped",
-                                         (json_int_t) skipped));
+        json_t *j = json_pack("{s:I, s:I}", "stored", (json_int_t) stored, "present", (json_int_t) present);
+        if (j && pb) {
+                json_object_set_new(j, "paged", json_integer((json_int_t) paged));
+                json_object_set_new(j, "skipped", json_integer((json_int_t) skipped));
+        }
+        return http_reply_json(req, 200, j);
+}
+
+static int h_chunks_put(HttpRequest *req, void *userdata) {
+        ApiStore *a = userdata;
+        Worker *w = worker_get(a);
+        if (!w)
+                return -ENOMEM;
+        size_t len;
+        const void *body = http_request_body(req, &len);
+        return put_stream(req, a, w, body, len, NULL, 0);
+}
+
+/* POST /v1/chunks/put-pages: like chunks/put, with the bases the client
+ * named (blobs it believes this store holds) first (put_stream()). */
+static int h_chunks_put_pages(HttpRequest *req, void *userdata) {
+        ApiStore *a = userdata;
+        Worker *w = worker_get(a);
+        if (!w)
+                return -ENOMEM;
+        size_t len, slen;
+        const void *body = http_request_body(req, &len);
+        const uint8_t *bases, *stream;
+        unsigned nb;
+        if (page_put_parse(body ? body : "", len, &bases, &nb, &stream, &slen) < 0)
+                return http_reply_error(req, 400, "body must be a u32 base count (1-%d), that many 32-byte index "
+                                        "ids, then a chunk stream",
+                                        PAGE_CHUNK_MAX_BASES);
+        RoamId base_ids[PAGE_CHUNK_MAX_BASES];
+        memcpy(base_ids, bases, (size_t) nb * ID_SIZE);
+        _cleanup_(page_bases_freep) PageBases *pb = NULL;
+        int r = page_bases_new(a->s, base_ids, nb, &pb);
+        if (r < 0)
+                return r;
+        return put_stream(req, a, w, stream, slen, pb, nb);
 }
 
 static int h_chunk_get(HttpRequest *req, void *userdata) {

@@ -300,6 +300,7 @@ static int restore_warm(SessionHost *h, Op *o, json_t *m, SessionRestoreResult *
                 (void) unlink(o->paths.devstate);
                 return r;
         }
+        failpoint("restore:after-launch"); /* the same point as a cold restore's */
         return restore_resume(h, o, q, 0);
 }
 

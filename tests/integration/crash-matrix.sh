@@ -96,7 +96,8 @@ marker() { [ -e "$1/sessions/s1/handover" ]; }
 qemu_runs() { # HOME: its QEMU of s1 is alive
         local p=$1/sessions/s1/qemu.pid pid
         pid=$(cat "$p" 2>/dev/null) || return 1
-        [[ $pid =~ ^[0-9]+$ ]] && grep -qaF -- "$p" "/proc/$pid/cmdline" 2>/dev/null
+        # (a QEMU started to wait for a restore named warm/s1's pid file)
+        [[ $pid =~ ^[0-9]+$ ]] && grep -qaF -e "$p" -e "$1/warm/s1/qemu.pid" "/proc/$pid/cmdline" 2>/dev/null
 }
 # the guest's console log: an encrypted laptop home keeps it on tmpfs
 # ('console:' of session show)
@@ -510,8 +511,9 @@ relay_row() {
 }
 relay_row - server truncate /v1/pack/get wait
 relay_row - server reorder /v1/pack/get wait
-relay_row + server truncate /v1/pack/get offline
-relay_row - server reorder /v1/pack/get offline
+# (take offline gets its remainder in the grant's answer: no pack/get)
+relay_row + server truncate /v1/sessions/s1/offline offline
+relay_row - server reorder /v1/sessions/s1/offline offline
 relay_row + server short /v1/sessions/s1/offline offline
 relay_row + laptop truncate /v1/sessions/s1/move-in online
 relay_row - laptop short /v1/sessions/s1/move-in online

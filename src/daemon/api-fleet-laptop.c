@@ -192,6 +192,18 @@ static int forward(ApiFleet *a, HttpRequest *req, const char *name, const char *
         size_t len;
         const char *body = http_request_body(req, &len);
         _cleanup_free_ char *copy = body && len ? strndup(body, len) : NULL;
+        /* a take offline's remainder does not come through a hop with the
+         * grant (its pack may be larger than a member's relayed answer): the
+         * member is asked for the grant alone, the laptop then pulls the
+         * remainder from this member (the same store) */
+        _cleanup_(json_decrefp) json_t *j = copy ? json_loads(copy, JSON_REJECT_DUPLICATES, NULL) : NULL;
+        if (json_is_object(j) && json_object_get(j, "pack")) {
+                json_object_del(j, "pack");
+                free(copy);
+                copy = json_dumps(j, JSON_COMPACT);
+                if (!copy)
+                        return replied(-ENOMEM);
+        }
         RemoteResponse resp = { 0 };
         err_clear();
         int r = api_fleet_peer_request(a, host, *action ? "POST" : "GET", path, copy, laptop, &resp);

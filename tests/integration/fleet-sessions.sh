@@ -57,7 +57,12 @@ epoch() {
 }
 # ticks N S: the counter of session S's console on member N, one a line;
 # boot_ids N S: the boots it shows ("roam-guest: boot_id=ID"; a restore shows none)
-console() { tr -d '\r' <"$T/host$1/sessions/$2/serial.log" 2>/dev/null || true; }
+console() { # N S: the guest's console (an encrypted laptop keeps it on tmpfs: 'console:' of session show)
+        local p=$T/host$1/sessions/$2/serial.log
+        [ -e "$p" ] || p=$(ROAM_HOME=$T/host$1 "$ROAM_BIN" session show "$2" 2>/dev/null | awk '$1 == "console:" { print $2 }')
+        [ -n "$p" ] || return 0
+        tr -d '\r' <"$p" 2>/dev/null || true
+}
 ticks() { console "$1" "$2" | grep -aE '^tick [0-9]+$' | awk '{ print $2 }'; }
 last_tick() { ticks "$1" "$2" | tail -n 1; }
 boot_ids() { console "$1" "$2" | sed -n 's/^roam-guest: boot_id=//p'; }

@@ -208,8 +208,9 @@ if command -v node >/dev/null && [ -n "$CHROMIUM" ] &&
         ROAM_URL=http://${HOST_IP[via]}:7450 ADMIN_TOKEN=$(cat "$T/host$via/local.token") ALICE_TOKEN=$atok \
                 HOSTS=h1,h2,h3 SESSIONS="s1:$(owner s1),s2:$(owner s2),s3:$s3at" REMOTE=s3 SHOTS=$T/shots \
                 CHROMIUM=$CHROMIUM WEB_DIR=$WEB in_host "$via" timeout 300 node "$SRC_DIR/tests/browser/fleet-console.test.js" \
-                >"$T/browser.out" 2>&1 || fail "the fleet's console in chromium: $(tail -n 5 "$T/browser.out")"
+                >"$T/browser.out" 2>&1 || fail "the fleet's console in chromium: $(tail -n 8 "$T/browser.out")"
         log "$(grep -c '^ok' "$T/browser.out") browser checks passed ($(grep '^ok' "$T/browser.out" | tail -n 1))"
+        ! grep -q ': attempt ' "$T/browser.out" || log "$(grep ': attempt ' "$T/browser.out")"
 else
         log "the browser part skipped: no node, chromium or web packages (scripts/deps.sh web)"
 fi

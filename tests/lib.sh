@@ -40,18 +40,31 @@ _run_cleanups() {
 # command line names the pid file) and its RAM directory in /dev/shm goes
 # (session.c: /dev/shm/roam-<first 12 hex of SHA-256 of the home's path>).
 _reap_homes() {
-        local db home p pid
+        local db home p pid w
         for db in "$T"/catalog.db "$T"/*/catalog.db "$T"/*/*/catalog.db "$T"/*/*/*/catalog.db; do
                 [ -f "$db" ] || continue
                 home=$(cd "$(dirname "$db")" && pwd -P)
-                for p in "$home"/sessions/*/qemu.pid; do
+                for p in "$home"/sessions/*/qemu.pid "$home"/warm/*/qemu.pid; do
                         [ -f "$p" ] || continue
                         pid=$(cat "$p" 2>/dev/null) || continue
-                        if [[ $pid =~ ^[0-9]+$ ]] && grep -qaF -- "$p" "/proc/$pid/cmdline" 2>/dev/null; then
+                        # (a QEMU a restore took from warm/NAME names that pid file)
+                        w=$home/warm/$(basename "$(dirname "$p")")/qemu.pid
+                        if [[ $pid =~ ^[0-9]+$ ]] && grep -qaF -e "$p" -e "$w" "/proc/$pid/cmdline" 2>/dev/null; then
                                 kill -9 "$pid" 2>/dev/null || true
                         fi
                 done
                 rm -rf "/dev/shm/roam-$(printf '%s' "$home" | sha256sum | cut -c1-12)"
+        done
+        # whatever QEMU still names a file of this test outlived its roam: a
+        # leak, said in the log and ended
+        for p in /proc/[0-9]*/cmdline; do
+                pid=${p#/proc/}
+                pid=${pid%/cmdline}
+                if grep -qa 'qemu-system' "$p" 2>/dev/null && grep -qaF -- "$T/" "$p" 2>/dev/null; then
+                        printf '# LEAK: QEMU %s of this test outlived its roam: %s\n' "$pid" \
+                                "$(tr '\0' ' ' <"$p" 2>/dev/null | cut -c1-300)" >&2
+                        kill -9 "$pid" 2>/dev/null || true
+                fi
         done
 }
 trap _run_cleanups EXIT

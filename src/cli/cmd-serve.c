@@ -517,6 +517,8 @@ int verb_serve(int argc, char **argv) {
                 return cli_error(r);
         }
         r = daemon_run(d);
+        /* no request or worker may start a waiting QEMU after the sweep */
+        daemon_quiesce(d);
         session_warm_sweep(sh, true);
         api_fleet_free(fleet);
         session_host_free(sh);

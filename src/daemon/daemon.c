@@ -370,6 +370,13 @@ static void workers_stop(Daemon *d) {
                 }
 }
 
+void daemon_quiesce(Daemon *d) {
+        if (!d)
+                return;
+        http_server_stop(d->http);
+        workers_stop(d);
+}
+
 void daemon_free(Daemon *d) {
         if (!d)
                 return;

@@ -80,6 +80,9 @@ typedef struct Daemon Daemon;
 /* -EINVAL (with detail) for bad options, -EADDRINUSE, -EBUSY when another
  * daemon serves HOME, ... Caller frees with daemon_free(). */
 int daemon_new(const DaemonOptions *o, Daemon **ret);
+/* Stops the HTTP server (requests in flight get their grace) and joins the
+ * workers: nothing of the daemon runs any more (daemon_free() does it too). */
+void daemon_quiesce(Daemon *d);
 void daemon_free(Daemon *d);
 static inline void daemon_freep(Daemon **d) {
         if (*d)

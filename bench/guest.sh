@@ -38,11 +38,13 @@ ram_dir_of() { printf '/dev/shm/roam-%s' "$(printf '%s' "$1" | sha256sum | cut -
 # kill_pidfile FILE: SIGKILL the QEMU that wrote FILE, if it still runs (a
 # pid is only trusted while its command line names that pid file: pids are
 # reused) and remove FILE
+# (ALSO: another pid file name the QEMU's command line may give: a QEMU a
+# restore took from warm/NAME names warm/NAME/qemu.pid)
 kill_pidfile() {
-        local f=$1 pid
+        local f=$1 also=${2:-$1} pid
         [ -f "$f" ] || return 0
         pid=$(cat "$f" 2>/dev/null) || pid=""
-        if [[ $pid =~ ^[0-9]+$ ]] && grep -qaF -- "$f" "/proc/$pid/cmdline" 2>/dev/null; then
+        if [[ $pid =~ ^[0-9]+$ ]] && grep -qaF -e "$f" -e "$also" "/proc/$pid/cmdline" 2>/dev/null; then
                 kill -9 "$pid" 2>/dev/null || true
         fi
         rm -f "$f"
@@ -52,7 +54,10 @@ kill_qemus() {
         local p h
         for p in "${QPIDS[@]}"; do kill_pidfile "$p"; done
         for h in "${HOMES[@]}"; do
-                for p in "$h"/sessions/*/qemu.pid; do kill_pidfile "$p"; done
+                for p in "$h"/sessions/*/qemu.pid; do
+                        kill_pidfile "$p" "$h/warm/$(basename "$(dirname "$p")")/qemu.pid"
+                done
+                for p in "$h"/warm/*/qemu.pid; do kill_pidfile "$p"; done
         done
         return 0
 }

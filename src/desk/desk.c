@@ -160,6 +160,21 @@ static int desk_load(Store *s, const char *user, Desk *ret) {
         return 0;
 }
 
+/* The desk of a valid user name that has one (-ENOENT with detail when not). */
+static int desk_find(SessionHost *h, const char *user, Desk *ret) {
+        int r = check_user(user);
+        if (r < 0)
+                return r;
+        Desk d = {};
+        r = desk_load(session_host_store(h), user, &d);
+        if (r < 0)
+                return r;
+        if (!d.m)
+                return err_set(-ENOENT, "no desk of '%s'", user);
+        *ret = d;
+        return 0;
+}
+
 static const char *desk_state(const Desk *d) {
         return json_string_value(json_object_get(d->m, "state"));
 }
@@ -443,16 +458,11 @@ static int import_tar(Store *s, const char *xfer, uint64_t bytes, json_t *object
 int desk_suspend(SessionHost *h, const char *user, DeskMoveStats *ret) {
         uint64_t t0 = now_ms();
         DeskMoveStats st = {};
-        int r = check_user(user);
-        if (r < 0)
-                return r;
         Store *s = session_host_store(h);
         _cleanup_(desk_done) Desk d = {};
-        r = desk_load(s, user, &d);
+        int r = desk_find(h, user, &d);
         if (r < 0)
                 return r;
-        if (!d.m)
-                return err_set(-ENOENT, "no desk of '%s'", user);
         if (!desk_running(&d))
                 return err_set(-EALREADY, "the desk of '%s' is suspended already", user);
         const char *ts = desk_ts(&d);
@@ -575,16 +585,11 @@ static int write_member(TarOut *t, const char *name, const RoamId *id) {
 int desk_resume(SessionHost *h, const char *user, const char *to, DeskMoveStats *ret) {
         uint64_t t0 = now_ms();
         DeskMoveStats st = {};
-        int r = check_user(user);
-        if (r < 0)
-                return r;
         Store *s = session_host_store(h);
         _cleanup_(desk_done) Desk d = {};
-        r = desk_load(s, user, &d);
+        int r = desk_find(h, user, &d);
         if (r < 0)
                 return r;
-        if (!d.m)
-                return err_set(-ENOENT, "no desk of '%s'", user);
         if (desk_running(&d))
                 return err_set(-EALREADY, "the desk of '%s' runs on terminal server '%s' (suspend it first)", user,
                                desk_ts(&d));
@@ -695,16 +700,11 @@ int desk_resume(SessionHost *h, const char *user, const char *to, DeskMoveStats 
 }
 
 int desk_logoff(SessionHost *h, const char *user) {
-        int r = check_user(user);
-        if (r < 0)
-                return r;
         Store *s = session_host_store(h);
         _cleanup_(desk_done) Desk d = {};
-        r = desk_load(s, user, &d);
+        int r = desk_find(h, user, &d);
         if (r < 0)
                 return r;
-        if (!d.m)
-                return err_set(-ENOENT, "no desk of '%s'", user);
         _cleanup_(desk_answer_done) DeskAnswer shown = {};
         bool runs = desk_running(&d) && helper(h, desk_ts(&d), (char *[]) { "show", (char *) user, NULL }, 30, "show",
                                                &shown) >= 0;

@@ -95,20 +95,28 @@ static int check_image(const char *file, const char *fmt) {
 /* Checks file (of format fmt) and converts it into a sparse raw temp file
  * under ROAM_HOME/tmp; returns its path and an fd that holds it "in use"
  * (tmpfile_create()'s lock) until the caller closes it. */
+/* A new temp file in $ROAM_HOME/tmp: its fd, its path in *ret_path. */
+static int home_tmpfile(char **ret_path) {
+        _cleanup_free_ char *tmpdir = cli_home_path("tmp");
+        if (!tmpdir)
+                return -ENOMEM;
+        int r = mkdir_p(tmpdir, 0700);
+        if (r < 0)
+                return err_set(r, "cannot create '%s': %s", tmpdir, strerror(-r));
+        int fd = tmpfile_create(tmpdir, ret_path);
+        if (fd < 0)
+                return err_set(fd, "cannot create a temp file in '%s': %s", tmpdir, strerror(-fd));
+        return fd;
+}
+
 static int convert_to_raw(const char *file, const char *fmt, char **ret_path, int *ret_fd) {
         int r = check_image(file, fmt);
         if (r < 0)
                 return r;
-        _cleanup_free_ char *tmpdir = cli_home_path("tmp");
-        if (!tmpdir)
-                return -ENOMEM;
-        r = mkdir_p(tmpdir, 0700);
-        if (r < 0)
-                return err_set(r, "cannot create '%s': %s", tmpdir, strerror(-r));
         _cleanup_free_ char *tmp = NULL;
-        _cleanup_close_ int fd = tmpfile_create(tmpdir, &tmp);
+        _cleanup_close_ int fd = home_tmpfile(&tmp);
         if (fd < 0)
-                return err_set(fd, "cannot create a temp file in '%s': %s", tmpdir, strerror(-fd));
+                return fd;
         char *argv[] = { "qemu-img", "convert", "-q", "-f", (char *) fmt, "-O", "raw", (char *) file, tmp, NULL };
         _cleanup_free_ char *err = NULL;
         r = spawn_capture(argv, 4096, NULL, &err);
@@ -284,16 +292,10 @@ static int make_layer(CliHost *host, const ImageInfo *base, const char *file, co
                                file, (unsigned long long) got, (unsigned long long) want);
         _cleanup_close_ int bfd = open(base_master, O_RDONLY | O_CLOEXEC);
         const char *base_fmt = bfd >= 0 ? detect_format(bfd) : "raw";
-        _cleanup_free_ char *tmpdir = cli_home_path("tmp");
-        if (!tmpdir)
-                return -ENOMEM;
-        r = mkdir_p(tmpdir, 0700);
-        if (r < 0)
-                return err_set(r, "cannot create '%s': %s", tmpdir, strerror(-r));
         _cleanup_free_ char *tmp = NULL;
-        _cleanup_close_ int fd = tmpfile_create(tmpdir, &tmp);
+        _cleanup_close_ int fd = home_tmpfile(&tmp);
         if (fd < 0)
-                return err_set(fd, "cannot create a temp file in '%s': %s", tmpdir, strerror(-fd));
+                return fd;
         char rel[ID_HEX_SIZE + 8], hex[ID_HEX_SIZE];
         snprintf(rel, sizeof rel, "%s.raw", id_to_hex(&base->disk, hex));
         /* a qcow2 over the whole disk, rebased onto the base (qemu-img writes

@@ -815,11 +815,7 @@ static int hex_digit(char c) {
         return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
-/* Percent-decoding of the path and the query, in place, except that "%00"
- * stays as it is: a NUL never reaches a handler, whose C strings would end
- * there ("/v1/sessions/a1%00x" would name a1), so such a name is simply
- * invalid. */
-static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
+size_t http_unescape(char *s) {
         char *w = s;
         for (const char *r = s; *r;) {
                 int hi = r[0] == '%' ? hex_digit(r[1]) : -1, lo = hi >= 0 ? hex_digit(r[2]) : -1;
@@ -831,6 +827,10 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
         }
         *w = 0;
         return (size_t) (w - s);
+}
+
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
+        return http_unescape(s);
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,

@@ -121,6 +121,13 @@ typedef struct HttpServerOptions {
  * serve until http_server_start(). Caller frees with http_server_free(). */
 int http_server_new(const HttpServerOptions *o, HttpServer **ret);
 
+/* Percent-decoding of a request's path and query, in place (libmicrohttpd's
+ * unescape callback; tests/fuzz/fuzz-notes.c): "%XY" becomes its byte,
+ * except "%00", which stays as it is: a NUL never reaches a handler, whose C
+ * strings would end there ("/v1/sessions/a1%00x" would name a1), so such a
+ * name is simply invalid. Returns the new length (strlen(s)). */
+size_t http_unescape(char *s);
+
 /* Parses a listen address as HttpServerOptions.listen takes it ("ADDR:PORT",
  * "[IPv6]:PORT"); -EINVAL without a detail for anything else. Also for other
  * listeners (roam session connect). */

@@ -342,11 +342,9 @@ int handoff_lease_set(SessionHost *h, const char *name, int64_t until) {
 }
 
 int handoff_grant_note_set(SessionHost *h, const char *name, const GrantNote *g) {
-        json_t *j = json_pack("{s:s, s:I, s:s}", "server", g->server, "epoch", (json_int_t) g->epoch, "checkpoint",
-                              g->checkpoint);
-        _cleanup_free_ char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-        json_decref(j);
-        return text ? session_file_write(h, name, "grant", text, 0600) : -ENOMEM;
+        _cleanup_free_ char *text = NULL;
+        int r = grant_note_format(g, &text);
+        return r < 0 ? r : session_file_write(h, name, "grant", text, 0600);
 }
 
 int handoff_grant_note_get(SessionHost *h, const char *name, GrantNote *ret) {
@@ -355,27 +353,15 @@ int handoff_grant_note_get(SessionHost *h, const char *name, GrantNote *ret) {
         int r = session_file_read(h, name, "grant", 4096, &text, &len, &p);
         if (r <= 0)
                 return r < 0 ? r : -ENOENT;
-        _cleanup_(json_decrefp) json_t *j = json_loadb(text, len, 0, NULL);
-        const char *server = json_string_value(json_object_get(j, "server"));
-        const char *ck = json_string_value(json_object_get(j, "checkpoint"));
-        json_t *e = json_object_get(j, "epoch");
-        RoamId id;
-        if (!server || strlen(server) >= sizeof ret->server || !ck || id_from_hex(ck, &id) < 0 ||
-            !json_is_integer(e))
+        if (grant_note_parse(text, len, ret) < 0)
                 return err_set(-EBADMSG, "the grant note of session '%s' is malformed (%s)", name, p);
-        GrantNote g = { .epoch = (int64_t) json_integer_value(e) };
-        snprintf(g.server, sizeof g.server, "%s", server);
-        id_to_hex(&id, g.checkpoint);
-        *ret = g;
         return 0;
 }
 
 int handoff_stale_note_set(SessionHost *h, const char *name, const StaleNote *n) {
-        json_t *j = json_pack("{s:I, s:I, s:s, s:I}", "epoch", (json_int_t) n->epoch, "server_epoch",
-                              (json_int_t) n->server_epoch, "server_owner", n->server_owner, "at", (json_int_t) n->at);
-        _cleanup_free_ char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-        json_decref(j);
-        return text ? session_file_write(h, name, "stale", text, 0600) : -ENOMEM;
+        _cleanup_free_ char *text = NULL;
+        int r = stale_note_format(n, &text);
+        return r < 0 ? r : session_file_write(h, name, "stale", text, 0600);
 }
 
 int handoff_stale_note_get(SessionHost *h, const char *name, StaleNote *ret) {
@@ -384,16 +370,8 @@ int handoff_stale_note_get(SessionHost *h, const char *name, StaleNote *ret) {
         int r = session_file_read(h, name, "stale", 4096, &text, &len, &p);
         if (r <= 0)
                 return r < 0 ? r : -ENOENT;
-        _cleanup_(json_decrefp) json_t *j = json_loadb(text, len, 0, NULL);
-        json_t *e = json_object_get(j, "epoch"), *se = json_object_get(j, "server_epoch"), *at = json_object_get(j, "at");
-        const char *owner = json_string_value(json_object_get(j, "server_owner"));
-        if (!json_is_integer(e) || !json_is_integer(se) || !json_is_integer(at) || !owner ||
-            strlen(owner) >= sizeof ret->server_owner)
+        if (stale_note_parse(text, len, ret) < 0)
                 return err_set(-EBADMSG, "the stale note of session '%s' is malformed (%s)", name, p);
-        StaleNote n = { .epoch = (int64_t) json_integer_value(e), .server_epoch = (int64_t) json_integer_value(se),
-                        .at = (int64_t) json_integer_value(at) };
-        snprintf(n.server_owner, sizeof n.server_owner, "%s", owner);
-        *ret = n;
         return 0;
 }
 
@@ -412,20 +390,19 @@ int handoff_handed_in_clear(SessionHost *h, const char *name) {
 /* -EREMOTE when the session was handed in by file. */
 static int handed_in_check(SessionHost *h, const char *name) {
         _cleanup_free_ char *text = NULL;
-        int r = session_file_read(h, name, "handed-in", 8192, &text, NULL, NULL);
+        size_t len;
+        int r = session_file_read(h, name, "handed-in", 8192, &text, &len, NULL);
         if (r <= 0)
                 return r;
-        long long when = 0;
-        int off = 0;
-        if (sscanf(text, "%lld %n", &when, &off) < 1)
-                off = 0;
-        text[strcspn(text, "\n")] = 0;
+        int64_t when;
+        char file[4096];
+        handed_in_parse(text, len, &when, file, sizeof file);
         char day[UTC_BUF_SIZE];
         format_utc(when, false, day, sizeof day);
         return err_set(-EREMOTE,
                        "session '%s' was handed in by file ('%s', %s): it runs again here only if the server "
                        "refused that file ('roam session resume %s --file-refused')",
-                       name, text + off, day, name);
+                       name, file, day, name);
 }
 
 int handoff_lease_check(SessionHost *h, const char *name) {
@@ -433,14 +410,12 @@ int handoff_lease_check(SessionHost *h, const char *name) {
         int r = handed_in_check(h, name);
         if (r < 0)
                 return r;
-        r = session_file_read(h, name, "lease", 64, &text, NULL, &p);
+        size_t len;
+        r = session_file_read(h, name, "lease", 64, &text, &len, &p);
         if (r <= 0)
                 return r;
-        char *nl = strchr(text, '\n');
-        if (nl)
-                *nl = 0;
         uint64_t until;
-        if (parse_u64(text, &until) < 0)
+        if (lease_parse(text, len, &until) < 0)
                 return err_set(-EBADMSG, "the offline lease of session '%s' is malformed (%s)", name, p);
         int64_t now = (int64_t) time(NULL);
         if (now > (int64_t) until) {
@@ -469,14 +444,15 @@ int handoff_mark(SessionHost *h, const char *name, const char *kind, const char 
         if (r < 0)
                 return r;
         /* the writer: while it runs, the hand-over is in progress, not in doubt */
-        json_t *j = json_pack("{s:s, s:s?, s:s?, s:I, s:s?, s:I, s:I}", "kind", kind, "peer", peer, "token", token,
-                              "epoch", (json_int_t) epoch, "checkpoint", checkpoint_hex, "pid", (json_int_t) getpid(),
-                              "pid_start", (json_int_t) process_start(getpid()));
-        _cleanup_free_ char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-        json_decref(j);
-        if (!text)
-                return -ENOMEM;
-        return write_file_atomic(p, text, strlen(text), 0600);
+        HandoverMarker m = { .peer = (char *) peer, .token = (char *) token, .epoch = epoch, .pid = getpid(),
+                             .pid_start = (int64_t) process_start(getpid()) };
+        if (strlen(kind) >= sizeof m.kind || (checkpoint_hex && strlen(checkpoint_hex) >= sizeof m.checkpoint))
+                return -EINVAL;
+        snprintf(m.kind, sizeof m.kind, "%s", kind);
+        snprintf(m.checkpoint, sizeof m.checkpoint, "%s", checkpoint_hex ? checkpoint_hex : "");
+        _cleanup_free_ char *text = NULL;
+        r = handover_marker_format(&m, &text);
+        return r < 0 ? r : write_file_atomic(p, text, strlen(text), 0600);
 }
 
 int handoff_unmark(SessionHost *h, const char *name) {
@@ -596,14 +572,17 @@ static void say(HandoffLogFn log, void *userdata, const char *fmt, ...) {
 static int recover_marker(SessionHost *h, const SessionInfo *s, HandoffLogFn log, void *userdata) {
         const char *name = s->row.name;
         _cleanup_free_ char *p = path_join(s->dir, "handover"), *text = NULL;
-        if (!p || read_full_file(p, 64 * 1024, &text, NULL) < 0)
+        size_t len;
+        if (!p || read_full_file(p, 64 * 1024, &text, &len) < 0)
                 return 0;
-        json_t *j = json_loads(text, 0, NULL);
-        const char *kind = json_string_value(json_object_get(j, "kind"));
-        const char *peer = json_string_value(json_object_get(j, "peer"));
-        const char *token = json_string_value(json_object_get(j, "token"));
-        const char *ck = json_string_value(json_object_get(j, "checkpoint"));
-        int64_t epoch = json_integer_value(json_object_get(j, "epoch"));
+        HandoverMarker m = {};
+        int pr = handover_marker_parse(text, len, &m);
+        if (pr == -ENOMEM)
+                return 1; /* in doubt until there is memory to read it */
+        const char *kind = pr >= 0 ? m.kind : NULL;
+        const char *peer = m.peer, *token = m.token;
+        const char *ck = m.checkpoint[0] ? m.checkpoint : NULL;
+        int64_t epoch = m.epoch;
         /* a marker written before its final checkpoint: a stopped session
          * stopped after that checkpoint was recorded (checkpoint.c publishes
          * before QEMU ends), which is the row's latest */
@@ -613,13 +592,12 @@ static int recover_marker(SessionHost *h, const SessionInfo *s, HandoffLogFn log
         bool runs = s->row.state == SESSION_RUNNING || s->row.state == SESSION_PAUSED;
         int doubt = 0, k = 0;
         err_clear();
-        json_int_t pid = json_integer_value(json_object_get(j, "pid"));
-        json_int_t pid_start = json_integer_value(json_object_get(j, "pid_start"));
+        int64_t pid = m.pid, pid_start = m.pid_start;
         bool in_progress = pid == getpid() ? is_busy(h, name)
-                                           : pid > 0 && pid_start > 0 &&
+                                           : pid > 0 && pid <= INT32_MAX && pid_start > 0 &&
                                                      process_start((pid_t) pid) == (uint64_t) pid_start;
         if (in_progress) {
-                json_decref(j);
+                handover_marker_done(&m);
                 return 0; /* its hand-over still runs (here, or in a 'roam' command) */
         }
         if (!kind) {
@@ -668,7 +646,7 @@ static int recover_marker(SessionHost *h, const SessionInfo *s, HandoffLogFn log
         /* a failed log-off is not tried again and again: the session stays
          * here, stopped, with its disk (the error is in the log) */
         bool settled = !doubt && (k >= 0 || (kind && !strcmp(kind, "finalize")));
-        json_decref(j);
+        handover_marker_done(&m);
         if (settled)
                 (void) unlink(p);
         return !settled;

@@ -123,6 +123,39 @@ int handoff_stale_note_get(SessionHost *h, const char *name, StaleNote *ret);
  * (handoff_handed_in_clear()). $ROAM_HOME/sessions/NAME/handed-in holds the
  * file's path and when. */
 int handoff_handed_in_set(SessionHost *h, const char *name, const char *file);
+/* The parsers and formats of those files (handoff-files.c; fuzzed by
+ * tests/fuzz/fuzz-notes.c). A parser reads text of len bytes (not
+ * NUL-ended) as read back from the file: 0, or -EBADMSG when it is not what
+ * the format says. format() gives a NUL-ended text (caller frees). */
+int grant_note_format(const GrantNote *g, char **ret);
+int grant_note_parse(const char *text, size_t len, GrantNote *ret);
+int stale_note_format(const StaleNote *n, char **ret);
+int stale_note_parse(const char *text, size_t len, StaleNote *ret);
+/* the lease file: "UNTIL\n", seconds since the epoch */
+int lease_parse(const char *text, size_t len, uint64_t *ret_until);
+/* the handed-in file: "WHEN FILE\n"; never fails: what is not that is
+ * shown as it is, with *ret_when 0; file gets at most file_size - 1 bytes */
+void handed_in_parse(const char *text, size_t len, int64_t *ret_when, char *file, size_t file_size);
+
+/* The hand-over marker (sessions/NAME/handover, handoff_mark()): JSON
+ * {"kind", "peer"?, "token"?, "epoch", "checkpoint"?, "pid", "pid_start"}.
+ * parse() gives -EBADMSG without a kind or with a checkpoint that is not an
+ * id, -ENOMEM; handover_marker_done() frees peer and token. */
+#define HANDOVER_PEER_MAX 4096
+#define HANDOVER_TOKEN_MAX 4096
+typedef struct HandoverMarker {
+        char kind[16];
+        char *peer;                     /* NULL when absent */
+        char *token;                    /* NULL when absent */
+        char checkpoint[ID_HEX_SIZE];   /* "" when absent */
+        int64_t epoch;
+        int64_t pid;
+        int64_t pid_start;
+} HandoverMarker;
+int handover_marker_format(const HandoverMarker *m, char **ret);
+int handover_marker_parse(const char *text, size_t len, HandoverMarker *ret);
+void handover_marker_done(HandoverMarker *m);
+
 int handoff_handed_in_clear(SessionHost *h, const char *name);
 
 /* ---- hand-overs in doubt ----

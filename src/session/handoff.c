@@ -341,38 +341,57 @@ int handoff_lease_set(SessionHost *h, const char *name, int64_t until) {
         return session_file_write(h, name, "lease", until > 0 ? buf : NULL, 0644);
 }
 
-int handoff_grant_note_set(SessionHost *h, const char *name, const GrantNote *g) {
+/* A note of session name: sessions/NAME/LEAF, written by format(), read
+ * back by parse() (handoff-files.c); WHAT names it in errors. */
+typedef int (*NoteFormat)(const void *note, char **ret);
+typedef int (*NoteParse)(const char *text, size_t len, void *ret);
+
+static int note_set(SessionHost *h, const char *name, const char *leaf, NoteFormat format, const void *note) {
         _cleanup_free_ char *text = NULL;
-        int r = grant_note_format(g, &text);
-        return r < 0 ? r : session_file_write(h, name, "grant", text, 0600);
+        int r = format(note, &text);
+        return r < 0 ? r : session_file_write(h, name, leaf, text, 0600);
+}
+
+static int note_get(SessionHost *h, const char *name, const char *leaf, const char *what, NoteParse parse,
+                    void *ret) {
+        _cleanup_free_ char *p = NULL, *text = NULL;
+        size_t len;
+        int r = session_file_read(h, name, leaf, 4096, &text, &len, &p);
+        if (r <= 0)
+                return r < 0 ? r : -ENOENT;
+        if (parse(text, len, ret) < 0)
+                return err_set(-EBADMSG, "the %s of session '%s' is malformed (%s)", what, name, p);
+        return 0;
+}
+
+/* the notes' formats and parsers with the types note_set()/note_get() call */
+static int grant_format(const void *note, char **ret) {
+        return grant_note_format(note, ret);
+}
+static int grant_parse(const char *text, size_t len, void *ret) {
+        return grant_note_parse(text, len, ret);
+}
+static int stale_format(const void *note, char **ret) {
+        return stale_note_format(note, ret);
+}
+static int stale_parse(const char *text, size_t len, void *ret) {
+        return stale_note_parse(text, len, ret);
+}
+
+int handoff_grant_note_set(SessionHost *h, const char *name, const GrantNote *g) {
+        return note_set(h, name, "grant", grant_format, g);
 }
 
 int handoff_grant_note_get(SessionHost *h, const char *name, GrantNote *ret) {
-        _cleanup_free_ char *p = NULL, *text = NULL;
-        size_t len;
-        int r = session_file_read(h, name, "grant", 4096, &text, &len, &p);
-        if (r <= 0)
-                return r < 0 ? r : -ENOENT;
-        if (grant_note_parse(text, len, ret) < 0)
-                return err_set(-EBADMSG, "the grant note of session '%s' is malformed (%s)", name, p);
-        return 0;
+        return note_get(h, name, "grant", "grant note", grant_parse, ret);
 }
 
 int handoff_stale_note_set(SessionHost *h, const char *name, const StaleNote *n) {
-        _cleanup_free_ char *text = NULL;
-        int r = stale_note_format(n, &text);
-        return r < 0 ? r : session_file_write(h, name, "stale", text, 0600);
+        return note_set(h, name, "stale", stale_format, n);
 }
 
 int handoff_stale_note_get(SessionHost *h, const char *name, StaleNote *ret) {
-        _cleanup_free_ char *p = NULL, *text = NULL;
-        size_t len;
-        int r = session_file_read(h, name, "stale", 4096, &text, &len, &p);
-        if (r <= 0)
-                return r < 0 ? r : -ENOENT;
-        if (stale_note_parse(text, len, ret) < 0)
-                return err_set(-EBADMSG, "the stale note of session '%s' is malformed (%s)", name, p);
-        return 0;
+        return note_get(h, name, "stale", "stale note", stale_parse, ret);
 }
 
 int handoff_handed_in_set(SessionHost *h, const char *name, const char *file) {

@@ -751,33 +751,31 @@ int vm_kill(Qmp *q, pid_t pid) {
         return vm_wait_exit(pid, 5000);
 }
 
-int vm_save_devstate(Qmp *q, const char *file, int timeout_ms) {
+/* x-ignore-shared on (the RAM stays in its file) and *ret_uri the
+ * migration URI that writes (save) or reads file. */
+static int devstate_uri(Qmp *q, bool save, const char *file, char **ret_uri) {
         _cleanup_free_ char *qf = shell_quote(file);
         if (!qf)
                 return -ENOMEM;
         int r = qmp_set_migrate_capability(q, "x-ignore-shared", true);
         if (r < 0)
                 return r;
+        return asprintf(ret_uri, save ? "exec:cat > %s" : "exec:cat %s", qf) < 0 ? -ENOMEM : 0;
+}
+
+int vm_save_devstate(Qmp *q, const char *file, int timeout_ms) {
         _cleanup_free_ char *uri = NULL;
-        if (asprintf(&uri, "exec:cat > %s", qf) < 0)
-                return -ENOMEM;
-        r = qmp_migrate(q, uri);
-        if (r < 0)
-                return r;
-        return qmp_wait_migration(q, timeout_ms, NULL);
+        int r = devstate_uri(q, true, file, &uri);
+        if (r >= 0)
+                r = qmp_migrate(q, uri);
+        return r < 0 ? r : qmp_wait_migration(q, timeout_ms, NULL);
 }
 
 int vm_load_devstate(Qmp *q, const char *file, int timeout_ms) {
-        _cleanup_free_ char *qf = shell_quote(file);
-        if (!qf)
-                return -ENOMEM;
-        int r = qmp_set_migrate_capability(q, "x-ignore-shared", true);
-        if (r < 0)
-                return r;
         _cleanup_free_ char *uri = NULL;
-        if (asprintf(&uri, "exec:cat %s", qf) < 0)
-                return -ENOMEM;
-        r = qmp_migrate_incoming(q, uri);
+        int r = devstate_uri(q, false, file, &uri);
+        if (r >= 0)
+                r = qmp_migrate_incoming(q, uri);
         if (r < 0)
                 return r;
         uint64_t end = now_ns() + (uint64_t) timeout_ms * 1000000;

@@ -463,6 +463,30 @@ function connectEvents() {
 
 // ---- desktop (noVNC) ------------------------------------------------------------
 
+// noVNC's RFB class, its ES modules from this host (/novnc/). A browser keeps
+// a module graph that failed to load (one of its ~30 files) as failed for
+// its URLs, so a second and a third try load it under other URLs
+// (/novnc/r2/..., /novnc/r3/...: the same files). Throws an Error that says
+// why: not installed (404), or what the last try failed with.
+let noVncClass = null;
+async function loadNoVnc() {
+  if (noVncClass) return noVncClass;
+  let last = null;
+  for (const prefix of ['/novnc/', '/novnc/r2/', '/novnc/r3/']) {
+    try {
+      noVncClass = (await import(`${prefix}core/rfb.js`)).default;
+      return noVncClass;
+    } catch (e) {
+      last = e;
+      const probe = await fetch('/novnc/core/rfb.js', { cache: 'no-store' }).catch(() => null);
+      if (probe && probe.status === 404) {
+        throw new Error('noVNC is not installed on this host (run scripts/web-deps.sh)');
+      }
+    }
+  }
+  throw new Error(`cannot load noVNC from this host: ${last && last.message}`);
+}
+
 // remote: the session runs on another fleet member: its desktop comes through
 // this one (the broker, GET /v1/fleet/sessions/NAME/vnc)
 async function openDesktop(name, remote = false) {
@@ -473,9 +497,9 @@ async function openDesktop(name, remote = false) {
   status.textContent = 'connecting…';
   let RFB;
   try {
-    RFB = (await import('/novnc/core/rfb.js')).default;
+    RFB = await loadNoVnc();
   } catch (e) {
-    status.textContent = 'noVNC is not installed on this host (run scripts/web-deps.sh)';
+    status.textContent = e.message;
     return;
   }
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';

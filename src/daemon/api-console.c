@@ -164,6 +164,11 @@ static int route_novnc(HttpRequest *req, void *userdata) {
         const char *rel = http_request_rest(req);
         if (!c->novnc[0])
                 return http_reply_error(req, 404, "noVNC is not installed (run scripts/web-deps.sh)");
+        /* "/novnc/rN/..." is "/novnc/...": the console's second and third
+         * try to load noVNC (web/app.js) under other URLs, because a browser
+         * keeps a module that failed to load as failed for its URL */
+        if (rel[0] == 'r' && rel[1] >= '1' && rel[1] <= '9' && rel[2] == '/')
+                rel += 3;
         /* only the library: its ES modules and the vendored inflate code */
         if (strncmp(rel, "core/", 5) && strncmp(rel, "vendor/", 7))
                 return http_reply_error(req, 404, "no such file '%s'", http_request_path(req));

@@ -514,6 +514,25 @@ int fleet_claim(Fleet *f, const char *session, int64_t epoch, FleetClaim how, in
         return 0;
 }
 
+/* One transaction: the owner record of session goes from FROM at epoch to
+ * TO at epoch + 1 (under TO's lease), and the epoch record with it, only if
+ * FROM still owns it at epoch (*ret_succeeded false otherwise). */
+static int owner_pass(Fleet *f, const char *session, const char *from, const char *to, int64_t epoch, int64_t lease,
+                      bool *ret_succeeded) {
+        char okey[128], ekey[128], oold[192], onew[192], enew[24];
+        key_of(okey, sizeof okey, "owners", session);
+        key_of(ekey, sizeof ekey, "epochs", session);
+        owner_value(oold, sizeof oold, from, epoch);
+        owner_value(onew, sizeof onew, to, epoch + 1);
+        snprintf(enew, sizeof enew, "%" PRId64, epoch + 1);
+        EtcdCmp cmp = { .key = okey, .target = ETCD_CMP_VALUE, .value = oold };
+        EtcdOp ok[2] = {
+                { .kind = ETCD_OP_PUT, .key = ekey, .value = enew },
+                { .kind = ETCD_OP_PUT, .key = okey, .value = onew, .lease = lease },
+        };
+        return etcd_txn(f->etcd, &cmp, 1, ok, 2, NULL, 0, ret_succeeded, NULL);
+}
+
 int fleet_handover(Fleet *f, const char *session, int64_t epoch, const char *to_host, int64_t *ret_epoch) {
         int r = session_key_check(session);
         if (r < 0)
@@ -526,19 +545,8 @@ int fleet_handover(Fleet *f, const char *session, int64_t epoch, const char *to_
         fleet_host_done(&to);
         if (!to_lease)
                 return err_set(-ENOLINK, "fleet member '%s' has no lease", to_host);
-        char okey[128], ekey[128], oold[192], onew[192], enew[24];
-        key_of(okey, sizeof okey, "owners", session);
-        key_of(ekey, sizeof ekey, "epochs", session);
-        owner_value(oold, sizeof oold, f->name, epoch);
-        owner_value(onew, sizeof onew, to_host, epoch + 1);
-        snprintf(enew, sizeof enew, "%" PRId64, epoch + 1);
-        EtcdCmp cmp = { .key = okey, .target = ETCD_CMP_VALUE, .value = oold };
-        EtcdOp ok[2] = {
-                { .kind = ETCD_OP_PUT, .key = ekey, .value = enew },
-                { .kind = ETCD_OP_PUT, .key = okey, .value = onew, .lease = to_lease },
-        };
         bool succeeded;
-        r = etcd_txn(f->etcd, &cmp, 1, ok, 2, NULL, 0, &succeeded, NULL);
+        r = owner_pass(f, session, f->name, to_host, epoch, to_lease, &succeeded);
         if (r < 0)
                 return r;
         if (!succeeded)
@@ -557,19 +565,8 @@ int fleet_claim_from(Fleet *f, const char *session, const char *from, int64_t ep
         int64_t lease = lease_of(f);
         if (!lease)
                 return err_set(-ENOLINK, "this host has no live etcd lease (fenced)");
-        char okey[128], ekey[128], oold[192], onew[192], enew[24];
-        key_of(okey, sizeof okey, "owners", session);
-        key_of(ekey, sizeof ekey, "epochs", session);
-        owner_value(oold, sizeof oold, from, epoch);
-        owner_value(onew, sizeof onew, f->name, epoch + 1);
-        snprintf(enew, sizeof enew, "%" PRId64, epoch + 1);
-        EtcdCmp cmp = { .key = okey, .target = ETCD_CMP_VALUE, .value = oold };
-        EtcdOp ok[2] = {
-                { .kind = ETCD_OP_PUT, .key = ekey, .value = enew },
-                { .kind = ETCD_OP_PUT, .key = okey, .value = onew, .lease = lease },
-        };
         bool succeeded;
-        r = etcd_txn(f->etcd, &cmp, 1, ok, 2, NULL, 0, &succeeded, NULL);
+        r = owner_pass(f, session, from, f->name, epoch, lease, &succeeded);
         if (r < 0)
                 return r;
         if (!succeeded)

@@ -52,7 +52,11 @@ wait_for 90 has_tick || fail "the guest does not tick: $(roam session log s1 | t
 [ "$(curl -s -o /dev/null -w '%{content_type}' "$URL/console/app.js")" = "text/javascript; charset=utf-8" ] ||
 	fail "app.js is not served as JavaScript"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/novnc/core/rfb.js")" = 200 ] || fail "noVNC is not served"
-for p in /console/../catalog.db /console/.x /novnc/package.json /novnc/core/../../../package.json; do
+# the console's second and third try load noVNC under /novnc/rN/ (a browser keeps a failed module as failed)
+cmp -s <(curl -s "$URL/novnc/r2/core/rfb.js") "$WEB/node_modules/@novnc/novnc/core/rfb.js" ||
+	fail "/novnc/r2/core/rfb.js is not noVNC's rfb.js"
+for p in /console/../catalog.db /console/.x /novnc/package.json /novnc/core/../../../package.json \
+	/novnc/r2/package.json /novnc/r2/../package.json /novnc/r0/core/rfb.js /novnc/r2/r3/core/rfb.js; do
 	code=$(curl -s --path-as-is -o /dev/null -w '%{http_code}' "$URL$p")
 	case $code in 401 | 404) ;; *) fail "GET $p answered $code" ;; esac
 done

@@ -47,7 +47,9 @@
 #                                  matched against: nowarm (--no-warm-restore on both
 #                                  daemons), nograntpack (--no-grant-pack: the
 #                                  remainder pulled after the grant), nopages (no
-#                                  page references, ROAM_PAGE_DEDUP=0)
+#                                  page references, ROAM_PAGE_DEDUP=0), plain (a
+#                                  laptop without encryption at rest: what
+#                                  encryption costs a hand-over)
 #        ROAM_BENCH_HANDOFF_ONLY   the parts to run, a regex matched against each
 #                                  whole name: precopy, noprecopy, qemu, qemu-novga
 #        ROAM_BENCH_HANDOFF_QEMU_TICK  the guest's tick at which QEMU migrates
@@ -61,7 +63,7 @@
 
 RAM_SIZES=${ROAM_BENCH_HANDOFF_RAM:-512 2048}
 RUNS=${ROAM_BENCH_HANDOFF_RUNS:-3}
-LEVERS=${ROAM_BENCH_HANDOFF_LEVERS:-nowarm|nograntpack|nopages}
+LEVERS=${ROAM_BENCH_HANDOFF_LEVERS:-nowarm|nograntpack|nopages|plain}
 PRECOPY_S=25     # background pre-copy before the click (s since the laptop daemon started)
 INTERVAL=2       # --precopy-interval
 DWELL_S=15       # seconds on the laptop between take offline and take online
@@ -243,6 +245,11 @@ bench_roam() { # RAM_MIB precopy|noprecopy
                 --kernel "$GUEST/vmlinux" --initrd "$GUEST/initrd.img" >/dev/null 2>&1 || die "session create failed"
         local alice
         alice=$(roam_in "" "$DCH" token create --role user --user alice)
+        # laptops are encrypted by default (the passphrase: bench_start); the
+        # "plain" variant measures one without
+        if [ "$VARIANT_PLAIN" = 1 ]; then
+                roam_in "" "$LTH" laptop init --no-encryption >/dev/null || die "laptop init --no-encryption failed"
+        fi
         # the "USB stick": master image, kernel and initrd on the laptop beforehand
         roam_in "" "$DCH" bundle create -o "$d/usb.bundle" images/deb sessions/alice/s1/base >/dev/null 2>"$T/err" ||
                 die "bundle create failed: $(cat "$T/err")"
@@ -268,6 +275,7 @@ bench_roam() { # RAM_MIB precopy|noprecopy
                 --precopy-interval $INTERVAL "${extra[@]}" "${VARIANT_LT[@]}" -v --log "$d/lt.log" >/dev/null 2>&1 &
         DPIDS+=($!)
         wait_for 20 wan_listening "$LT_NS" $LPORT || die "the laptop daemon did not start: $(tail -n 3 "$d/lt.log")"
+        log "the laptop home is $([ -e "$LTH/keys/home.key" ] && echo encrypted || echo plain)"
 
         # ---- before the click ----
         local rounds=0 st="" pre_note
@@ -453,14 +461,15 @@ GOAL_N=0 GOAL_DOWN=0 GOAL_BYTES=0
 # ---- runs and levers: median and range ----
 
 SUMMARY=$T/summary
-VARIANT_ENV=() VARIANT_DC=() VARIANT_LT=()
+VARIANT_ENV=() VARIANT_DC=() VARIANT_LT=() VARIANT_PLAIN=0
 variant() { # NAME: the daemons' extra settings of a variant (all levers on, or one off)
-        VARIANT_ENV=() VARIANT_DC=() VARIANT_LT=()
+        VARIANT_ENV=() VARIANT_DC=() VARIANT_LT=() VARIANT_PLAIN=0
         case $1 in
         all) ;;
         nowarm) VARIANT_DC=(--no-warm-restore) VARIANT_LT=(--no-warm-restore) ;;
         nograntpack) VARIANT_LT=(--no-grant-pack) ;;
         nopages) VARIANT_ENV=(ROAM_PAGE_DEDUP=0) ;;
+        plain) VARIANT_PLAIN=1 ;;
         esac
 }
 variant_text() {
@@ -469,6 +478,7 @@ variant_text() {
         nowarm) echo "without the waiting QEMU (--no-warm-restore): QEMU starts at the click" ;;
         nograntpack) echo "without the remainder in the grant's answer (--no-grant-pack): pulled after it, one round trip more" ;;
         nopages) echo "without page references (ROAM_PAGE_DEDUP=0)" ;;
+        plain) echo "a plain laptop (laptop init --no-encryption): encryption's cost is this row against the first" ;;
         esac
 }
 stats() { # VALUES...: "median (min–max)"
@@ -516,7 +526,7 @@ for ram in $RAM_SIZES; do
         SUM_OFF="" SUM_ON=""
         if want precopy; then
                 bench_variant "$ram" all
-                for v in nowarm nograntpack nopages; do
+                for v in nowarm nograntpack nopages plain; do
                         if [[ $v =~ ^($LEVERS)$ ]]; then bench_variant "$ram" "$v"; fi
                 done
         fi

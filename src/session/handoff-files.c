@@ -6,6 +6,7 @@
 #include "handoff.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,9 +89,13 @@ void handed_in_parse(const char *text, size_t len, int64_t *ret_when, char *file
         /* "WHEN FILE\n"; whatever is not that is shown as it is (when 0) */
         size_t i = 0;
         int64_t when = 0;
-        while (i < len && i < 19 && text[i] >= '0' && text[i] <= '9')
-                when = when * 10 + (text[i++] - '0');
-        if (i == 0 || i >= len || text[i] != ' ') {
+        bool overflow = false;
+        while (i < len && text[i] >= '0' && text[i] <= '9' && !overflow) {
+                int d = text[i++] - '0';
+                overflow = when > (INT64_MAX - d) / 10; /* fuzz-notes found it */
+                when = overflow ? 0 : when * 10 + d;
+        }
+        if (overflow || i == 0 || i >= len || text[i] != ' ') {
                 when = 0;
                 i = 0;
         } else

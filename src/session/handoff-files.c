@@ -82,7 +82,11 @@ int lease_parse(const char *text, size_t len, uint64_t *ret_until) {
                 return -EBADMSG;
         memcpy(buf, text, len);
         buf[len] = 0;
-        return parse_u64(buf, ret_until) < 0 ? -EBADMSG : 0;
+        uint64_t until;
+        if (parse_u64(buf, &until) < 0 || until > INT64_MAX) /* compared with time(NULL) */
+                return -EBADMSG;
+        *ret_until = until;
+        return 0;
 }
 
 void handed_in_parse(const char *text, size_t len, int64_t *ret_when, char *file, size_t file_size) {

@@ -44,6 +44,8 @@ static void check_lease(const uint8_t *data, size_t size) {
         uint64_t until;
         if (lease_parse((const char *) data, size, &until) < 0)
                 return;
+        if (until > INT64_MAX)
+                abort();
         /* only digits, one newline at most at the end */
         for (size_t i = 0; i < size; i++)
                 if (!(data[i] >= '0' && data[i] <= '9') && !(data[i] == '\n' && i == size - 1))

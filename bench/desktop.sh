@@ -102,6 +102,10 @@ bench_roam() {
 	alice=$(roam_in "" "$DCH" token create --role user --user alice)
 	roam_in "" "$DCH" bundle create -o "$d/usb.bundle" images/desktop sessions/alice/d1/base >/dev/null 2>"$T/err" ||
 		die "bundle create failed: $(cat "$T/err")"
+	# a laptop as 'roam laptop init' makes it: encrypted at rest, unlocked
+	# (until 2026-12-06 the bundle went into an uninitialised home: a plain one)
+	roam_in "" "$LTH" laptop init >/dev/null || die "laptop init failed"
+	roam_in "" "$LTH" unlock >/dev/null || die "unlock failed"
 	roam_in "" "$LTH" bundle apply "$d/usb.bundle" >/dev/null 2>"$T/err" || die "bundle apply failed: $(cat "$T/err")"
 	rm -f "$d/usb.bundle"
 	roam_in "$DC_NS" "$DCH" session start d1 >/dev/null || die "session start failed"

@@ -88,8 +88,8 @@ fs_up() {
         mkfs.ext4 -q -F "$LFS_IMG" || die "mkfs.ext4 of the laptop file system failed"
         mount -o loop "$LFS_IMG" "$LFS" || die "cannot mount the laptop file system (a loop device)"
 }
-fs_down() {
-        rm_home "$1"
+fs_down() { # HOME: its RAM directory goes; the home goes with its file system
+        rm -rf "$(ram_dir_of "$1")"
         umount "$LFS" && rm -f "$LFS_IMG"
 }
 cleanup_add "umount '$LFS'"

@@ -477,11 +477,13 @@ async function loadNoVnc() {
       noVncClass = (await import(`${prefix}core/rfb.js`)).default;
       return noVncClass;
     } catch (e) {
-      last = e;
-      const probe = await fetch('/novnc/core/rfb.js', { cache: 'no-store' }).catch(() => null);
-      if (probe && probe.status === 404) {
-        throw new Error('noVNC is not installed on this host (run scripts/web-deps.sh)');
+      if (!last) { // once: is it there at all?
+        const probe = await fetch('/novnc/core/rfb.js', { cache: 'no-store' }).catch(() => null);
+        if (probe && probe.status === 404) {
+          throw new Error('noVNC is not installed on this host (run scripts/web-deps.sh)');
+        }
       }
+      last = e;
     }
   }
   throw new Error(`cannot load noVNC from this host: ${last && last.message}`);

@@ -92,9 +92,6 @@ static int check_image(const char *file, const char *fmt) {
                        first_line(err, "no message"));
 }
 
-/* Checks file (of format fmt) and converts it into a sparse raw temp file
- * under ROAM_HOME/tmp; returns its path and an fd that holds it "in use"
- * (tmpfile_create()'s lock) until the caller closes it. */
 /* A new temp file in $ROAM_HOME/tmp: its fd, its path in *ret_path. */
 static int home_tmpfile(char **ret_path) {
         _cleanup_free_ char *tmpdir = cli_home_path("tmp");
@@ -109,6 +106,9 @@ static int home_tmpfile(char **ret_path) {
         return fd;
 }
 
+/* Checks file (of format fmt) and converts it into a sparse raw temp file
+ * under ROAM_HOME/tmp; returns its path and an fd that holds it "in use"
+ * (tmpfile_create()'s lock) until the caller closes it. */
 static int convert_to_raw(const char *file, const char *fmt, char **ret_path, int *ret_fd) {
         int r = check_image(file, fmt);
         if (r < 0)

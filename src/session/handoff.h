@@ -123,7 +123,10 @@ int handoff_stale_note_get(SessionHost *h, const char *name, StaleNote *ret);
  * (handoff_handed_in_clear()). $ROAM_HOME/sessions/NAME/handed-in holds the
  * file's path and when. */
 int handoff_handed_in_set(SessionHost *h, const char *name, const char *file);
-/* The parsers and formats of those files (handoff-files.c; fuzzed by
+int handoff_handed_in_clear(SessionHost *h, const char *name);
+
+/* The parsers and formats of the files above (grant, stale, lease,
+ * handed-in; handoff-files.c, fuzzed by
  * tests/fuzz/fuzz-notes.c). A parser reads text of len bytes (not
  * NUL-ended) as read back from the file: 0, or -EBADMSG when it is not what
  * the format says. format() gives a NUL-ended text (caller frees). */
@@ -155,8 +158,6 @@ typedef struct HandoverMarker {
 int handover_marker_format(const HandoverMarker *m, char **ret);
 int handover_marker_parse(const char *text, size_t len, HandoverMarker *ret);
 void handover_marker_done(HandoverMarker *m);
-
-int handoff_handed_in_clear(SessionHost *h, const char *name);
 
 /* ---- hand-overs in doubt ----
  * A hand-over writes a marker ($ROAM_HOME/sessions/NAME/handover, JSON,

@@ -46,7 +46,8 @@
 #        ROAM_BENCH_HANDOFF_LEVERS the variants with one lever off each, a regex
 #                                  matched against: nowarm (--no-warm-restore on both
 #                                  daemons), nograntpack (--no-grant-pack: the
-#                                  remainder pulled after the grant), nopages (no
+#                                  remainder pulled after the grant, pushed before
+#                                  the move-in), nopages (no
 #                                  page references, ROAM_PAGE_DEDUP=0), plain (a
 #                                  laptop without encryption at rest: what
 #                                  encryption costs a hand-over)
@@ -170,19 +171,33 @@ for ts, msg in dc:
 def ms(x):
     return "%.0f" % (x * 1000)
 r = {}
+# the daemons' own accounts (-v): the laptop's of the click, the server's of its part
+def first(entries, rx):
+    for ts, msg in entries:
+        m = re.search(rx, msg)
+        if m:
+            return m
+    return None
 if kind == "offline":
     g = [q for q in reqs if q["path"].endswith("/offline")]
     if g:
         g = g[0]
-        r["grant_ms"] = ms(g["dur"])
         r["to_server_ms"] = ms(g["start"] - t0)
         pulls = [q for q in reqs if q["start"] >= g["end"] - 0.005 and q is not g and "/sessions" not in q["path"]]
-        last = max([q["end"] for q in pulls], default=g["end"])
         r["pull_reqs"] = str(len(pulls))
-        r["pull_ms"] = ms(last - g["end"])
-        done = [ts for ts, msg in lt if "taken offline" in msg]
-        if done:
-            r["restore_ms"] = ms(done[0] - last)
+    m = first(lt, r"take offline of '\S+': grant (\d+) ms \(of it, storing the remainder that came with it (\d+) ms: "
+                  r"(\d+) chunks, (\d+) as pages with (\d+) page references, (\d+) fetched in full\), pull (\d+) ms, "
+                  r"restore (\d+) ms")
+    if m:
+        r.update(lt_grant_ms=m.group(1), lt_store_ms=m.group(2), chunks=m.group(3), paged=m.group(4),
+                 pull_ms=m.group(7), restore_ms=m.group(8))
+    m = first(dc, r"take offline of '\S+': (\d+) ms since the request came; grant \d+ ms: checkpoint \d+ \((.*)\)$")
+    if m:
+        r.update(server_ms=m.group(1), server_parts="'%s'" % m.group(2).replace("'", ""))
+    if "lt_grant_ms" in r and "server_ms" in r and "to_server_ms" in r:
+        # the rest of the grant: the answer's way back with the remainder, before it is stored
+        r["back_ms"] = str(int(r["lt_grant_ms"]) - int(r["lt_store_ms"]) - int(r["server_ms"]) -
+                           int(r["to_server_ms"]))
 else:
     # the pause began 'downtime' before the laptop daemon logged "taken online"
     down = float(sys.argv[6]) / 1000
@@ -198,16 +213,21 @@ else:
         r["pre_reqs"] = str(len(before))
         r["push_reqs"] = str(len(final))
         if final:
-            first = min(q["start"] for q in final)
-            r["final_ckpt_ms"] = ms(first - pause)
-            r["push_ms"] = ms(mi["start"] - first)
+            r["push_ms"] = ms(mi["start"] - min(q["start"] for q in final))
+    m = first(lt, r"take online of '\S+': final checkpoint (\d+) ms, remainder made ready (\d+) ms \((\d+) chunks, "
+                  r"(\d+) as pages, (with the move-in|pushed first)\), the server's answer after (\d+) ms \(its "
+                  r"restore (\d+) ms\)")
+    if m:
+        r.update(final_ckpt_ms=m.group(1), ready_ms=m.group(2), chunks=m.group(3), paged=m.group(4),
+                 how="'%s'" % m.group(5), answer_ms=m.group(6), server_restore_ms=m.group(7))
 for k, v in r.items():
     print("tl_%s=%s" % (k, v))
 PY
 # timeline KIND DC_LOG LT_LOG T0 T1: sets tl_* (empty when not found)
 timeline() {
-        unset tl_grant_ms tl_to_server_ms tl_pull_reqs tl_pull_ms tl_restore_ms tl_movein_ms tl_pre_reqs tl_push_reqs \
-                tl_final_ckpt_ms tl_push_ms
+        unset tl_to_server_ms tl_pull_reqs tl_pull_ms tl_restore_ms tl_movein_ms tl_pre_reqs tl_push_reqs \
+                tl_final_ckpt_ms tl_push_ms tl_lt_grant_ms tl_lt_store_ms tl_chunks tl_paged tl_server_ms \
+                tl_server_parts tl_back_ms tl_ready_ms tl_how tl_answer_ms tl_server_restore_ms
         eval "$(python3 "$TIMELINE" "$@" 2>>"$T/timeline.err")"
 }
 
@@ -236,6 +256,12 @@ bench_roam() { # RAM_MIB precopy|noprecopy
         local ram=$1 mode=$2 sz d
         sz=$(gib "$ram")
         d=$T/roam-$ram-$mode
+        # every run its own homes (ROAM_BENCH_KEEP=1 keeps the earlier ones)
+        local n=1
+        while [ -e "$d" ]; do
+                n=$((n + 1))
+                d=$T/roam-$ram-$mode-$n
+        done
         DCH=$d/dc LTH=$d/lt
         mkdir -p "$DCH" "$LTH"
         HOMES+=("$DCH" "$LTH")
@@ -330,7 +356,7 @@ bench_roam() { # RAM_MIB precopy|noprecopy
         [ "$mode" = noprecopy ] && tool="roam offline (laptop daemon --no-precopy)"
         row "$sz" "take offline: server → laptop" "$tool" "$(fmt_ms "$down")" "$(human "$sent")" \
                 "$(human $((w1 - w0)))" "$(fmt_s "$(ms_between "$t0" "$t1")")" \
-                "downtime = ${tl_to_server_ms:-?} ms until the request reaches the server + ${tl_grant_ms:-?} ms the server's offline request (its pause_ms: pause, final checkpoint, QEMU ends, owner change) + ${tl_pull_ms:-?} ms pull (${tl_pull_reqs:-?} requests) + ${tl_restore_ms:-?} ms restore on the laptop; $pre_note; $cont"
+                "downtime = ${tl_to_server_ms:-?} ms until the request reaches the server + ${tl_server_ms:-?} ms the server's part until its grant (${tl_server_parts:-?}) + ${tl_back_ms:-?} ms the answer's way back with the remainder (${tl_chunks:-?} chunks, ${tl_paged:-?} of them as their changed pages) + ${tl_lt_store_ms:-?} ms storing it on the laptop + ${tl_pull_ms:-?} ms pull (checks; ${tl_pull_reqs:-?} requests) + ${tl_restore_ms:-?} ms restore; $pre_note; $cont"
         # the goals' run: the one in the detailed rows (the first with every lever on)
         if [ "$mode" = precopy ] && [ "${ROW_QUIET:-0}" = 0 ]; then
                 OFF_DOWN=$down OFF_SENT=$sent OFF_WIRE=$((w1 - w0))
@@ -374,7 +400,7 @@ bench_roam() { # RAM_MIB precopy|noprecopy
         [ "$mode" = noprecopy ] && tool="roam online (laptop daemon --no-precopy)"
         row "$sz" "take online: laptop → server" "$tool" "$(fmt_ms "$down")" "$(human "$sent")" \
                 "$(human $((w_on1 - w_on0)))" "$(fmt_s "$wall")" \
-                "${back_note}the command first runs a checkpoint + push while the guest runs (${pre_ms} ms, ${tl_pre_reqs:-?} requests), then downtime = ${tl_final_ckpt_ms:-?} ms pause + final checkpoint on the laptop + ${tl_push_ms:-?} ms push (${tl_push_reqs:-?} requests) + ${tl_movein_ms:-?} ms the server's move-in (restore) and its answer; on the laptop ${DWELL_S} s; $cont"
+                "${back_note}the command first runs a checkpoint + push while the guest runs (${pre_ms} ms, ${tl_pre_reqs:-?} requests), then downtime = ${tl_final_ckpt_ms:-?} ms pause + final checkpoint on the laptop + ${tl_ready_ms:-?} ms the remainder made ready (${tl_chunks:-?} chunks, ${tl_paged:-?} of them as their changed pages) + ${tl_answer_ms:-?} ms until the server's answer (${tl_how:-?}; ${tl_push_reqs:-?} requests before the move-in; the server's move-in ${tl_movein_ms:-?} ms, of it its restore ${tl_server_restore_ms:-?} ms); on the laptop ${DWELL_S} s; $cont"
         if [ "$mode" = precopy ] && [ "${ROW_QUIET:-0}" = 0 ]; then
                 ON_DOWN=$down ON_SENT=$sent ON_WIRE=$((w_on1 - w_on0))
         fi
@@ -488,7 +514,7 @@ variant_text() {
         case $1 in
         all) echo "all levers on (pre-copy, staged RAM, QEMU waiting, remainder with the grant, page references)" ;;
         nowarm) echo "without the waiting QEMU (--no-warm-restore): QEMU starts at the click" ;;
-        nograntpack) echo "without the remainder in the grant's answer (--no-grant-pack): pulled after it, one round trip more" ;;
+        nograntpack) echo "without the remainder in the grant's answer or the move-in's request (--no-grant-pack): pulled after the grant, pushed before the move-in, one round trip more each" ;;
         nopages) echo "without page references (ROAM_PAGE_DEDUP=0)" ;;
         plain) echo "a plain laptop (laptop init --no-encryption): encryption's cost is this row against the first" ;;
         esac

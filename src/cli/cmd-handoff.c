@@ -91,12 +91,17 @@ static int handoff(const char *verb, int argc, char **argv) {
         }
         json_t *staged = json_object_get(res, "ram_staged");
         bool waiting = json_is_true(json_object_get(res, "qemu_waiting"));
-        bool with_grant = json_is_true(json_object_get(res, "remainder_with_grant"));
-        printf("session '%s' is %s: downtime %lld ms, %s sent after the click%s (epoch %lld)%s%s\n", argv[1],
+        bool with_grant = json_is_true(json_object_get(res, "remainder_with_grant")),
+             with_move_in = json_is_true(json_object_get(res, "remainder_with_move_in"));
+        json_int_t paged = json_integer_value(json_object_get(res, "chunks_paged"));
+        char pages[64] = "";
+        if (paged > 0)
+                snprintf(pages, sizeof pages, ", %lld chunks as their changed pages", (long long) paged);
+        printf("session '%s' is %s: downtime %lld ms, %s sent after the click%s%s (epoch %lld)%s%s\n", argv[1],
                !strcmp(verb, "offline") ? "offline on this laptop" : "online on the server",
                (long long) json_integer_value(json_object_get(res, "downtime_ms")),
                format_bytes((uint64_t) json_integer_value(json_object_get(res, "bytes_after_click")), a, sizeof a),
-               with_grant ? " with the grant" : "",
+               with_grant ? " with the grant" : with_move_in ? " with the move-in" : "", pages,
                (long long) json_integer_value(json_object_get(res, "epoch")),
                !staged ? "" : json_is_true(staged) ? "; RAM staged ahead" : "; RAM written in full",
                waiting ? ", QEMU waiting" : "");

@@ -418,6 +418,15 @@ static int laptop_held(ApiFleet *a, HttpRequest *req, const char *name, const ch
 static int route(void *userdata, HttpRequest *req, const char *name, const char *action, int64_t lease_s) {
         ApiFleet *a = userdata;
         bool get = !*action;
+        if (!strcmp(action, "move-in")) {
+                /* a move-in's remainder is not passed on between members: the
+                 * sender pushes it first (pack/put) and moves in without it */
+                size_t len;
+                const char *body = http_request_body(req, &len);
+                if (body && memchr(body, '\n', len))
+                        return replied(http_reply_error(req, 412, "a fleet member takes the remainder of a move-in "
+                                                        "on its own (push it, then move in)"));
+        }
         if (get && http_request_query(req, "hop"))
                 return 0; /* a member asks what this one has */
         _cleanup_free_ char *host = NULL;

@@ -19,6 +19,8 @@
 #include "api-laptop.h"
 #include "api-store.h"
 #include "../session/host-id.h"
+#include "../sync/pack.h"
+#include "../sync/page-chunk.h"
 #include "sync-file.h"
 #include "auth.h"
 
@@ -170,6 +172,43 @@ int parse_handover(const void *body, size_t len, bool need_from, Handover *ret) 
 }
 
 
+int parse_move_in(const void *body, size_t len, const char *name, MoveIn *ret) {
+        *ret = (MoveIn){ 0 };
+        const uint8_t *b = body;
+        const uint8_t *nl = b ? memchr(b, '\n', MIN(len, (size_t) API_GRANT_LINE_MAX + 1)) : NULL;
+        if (!nl)
+                return len > API_GRANT_LINE_MAX ? -EBADMSG : parse_handover(body, len, false, &ret->ho);
+        size_t jlen = (size_t) (nl - b);
+        int r = parse_handover(b, jlen, false, &ret->ho);
+        if (r < 0)
+                return r;
+        json_t *j = json_loadb(body, jlen, JSON_REJECT_DUPLICATES, NULL);
+        const char *ref = json_string_value(json_object_get(j, "ref"));
+        json_t *nb = json_object_get(j, "bases");
+        if (nb && (!json_is_integer(nb) || json_integer_value(nb) < 0 ||
+                   json_integer_value(nb) > PAGE_CHUNK_MAX_BASES))
+                r = -EBADMSG;
+        else
+                ret->bases = nb ? (unsigned) json_integer_value(nb) : 0;
+        /* only the staging ref of this session at this epoch */
+        char tail[NAME_MAX_LEN + 32];
+        snprintf(tail, sizeof tail, "/%s/in-e%lld", name, (long long) ret->ho.epoch);
+        size_t rl = ref ? strlen(ref) : 0, tl = strlen(tail);
+        if (r < 0)
+                ;
+        else if (ref && ref_name_is_valid(ref) && rl < sizeof ret->ref && !strncmp(ref, "sessions/", 9) && rl > 9 + tl &&
+            !strcmp(ref + rl - tl, tail) && !memchr(ref + 9, '/', rl - 9 - tl))
+                memcpy(ret->ref, ref, rl + 1);
+        else
+                r = -EBADMSG;
+        json_decref(j);
+        if (r < 0)
+                return r;
+        ret->upload = nl + 1;
+        ret->upload_len = len - jlen - 1;
+        return 0;
+}
+
 static int move_in(HttpRequest *req, ApiSession *a, const char *name) {
         SessionHost *h = a->h;
         _cleanup_free_ char *laptop = NULL;
@@ -178,10 +217,26 @@ static int move_in(HttpRequest *req, ApiSession *a, const char *name) {
                 return g < 0 ? g : 0;
         size_t len;
         const void *body = http_request_body(req, &len);
-        Handover ho;
-        if (parse_handover(body, len, false, &ho) < 0)
+        MoveIn mi;
+        if (parse_move_in(body, len, name, &mi) < 0)
                 return http_reply_error(req, 400,
-                                        "expected {\"checkpoint\": HEX, \"epoch\": N >= 1, \"from_epoch\": N?}");
+                                        "expected {\"checkpoint\": HEX, \"epoch\": N >= 1, \"from_epoch\": N?}, "
+                                        "or that with \"ref\": \"sessions/USER/%s/in-eN\" as one line, then an "
+                                        "upload",
+                                        name);
+        const Handover ho = mi.ho;
+        if (mi.upload) {
+                /* the remainder came along: stored, and the staging ref set,
+                 * before anything changes hands (a refusal changes nothing) */
+                RoamId id;
+                if (id_from_hex(ho.checkpoint, &id) < 0)
+                        return http_reply_error(req, 400, "checkpoint id is malformed");
+                err_clear();
+                int k = api_store_take_upload(daemon_api_store(a->d), req, mi.bases, mi.upload, mi.upload_len,
+                                              mi.ref, &id);
+                if (k != 0)
+                        return k < 0 ? k : 0;
+        }
         SessionRestoreResult res;
         err_clear();
         int r = session_move_in(h, name, ho.checkpoint, ho.epoch, ho.from_epoch, &res);
@@ -624,7 +679,9 @@ static int route_sync_apply(HttpRequest *req, void *userdata) {
 static const HttpRoute routes[] = {
         { "GET", "/v1/sessions", 0, route_list },
         { "GET", "/v1/sessions/*", 0, route_get },
-        { "POST", "/v1/sessions/*", 64 * 1024, route_post },
+        /* a move-in may bring its remainder (parse_move_in()) */
+        { "POST", "/v1/sessions/*", API_GRANT_LINE_MAX + 1 + PAGE_CHUNK_MAX_BASES * ID_SIZE + PACK_MAX_BYTES,
+          route_post },
         { "POST", "/v1/sync-files", API_SYNC_FILE_MAX, route_sync_apply },
 };
 

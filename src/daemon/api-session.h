@@ -51,6 +51,23 @@ typedef struct Handover {
 } Handover;
 int parse_handover(const void *body, size_t len, bool need_from, Handover *ret);
 
+/* A move-in that brings its remainder (docs/sync-protocol.md, "Move-in with
+ * the remainder"): the hand-over as one line of JSON (at most
+ * API_GRANT_LINE_MAX bytes, parse_handover() plus "ref": the staging ref
+ * sessions/USER/NAME/in-eEPOCH of session name at that epoch, and "bases": N
+ * when the upload starts with N base ids), then "\n" and an upload as
+ * pack/put takes it. Without a newline
+ * the body is the hand-over alone (*ret_upload NULL). Pure; fuzzed
+ * (tests/fuzz/fuzz-handover.c). */
+typedef struct MoveIn {
+        Handover ho;
+        char ref[REF_NAME_MAX_LEN + 1]; /* "" without an upload */
+        unsigned bases;                 /* 0..PAGE_CHUNK_MAX_BASES */
+        const uint8_t *upload;          /* into body, or NULL */
+        size_t upload_len;
+} MoveIn;
+int parse_move_in(const void *body, size_t len, const char *name, MoveIn *ret);
+
 /* Adds the routes to d; h and laptops are borrowed and must outlive the
  * daemon's run. lease_s: how long a laptop may keep a session offline
  * without renewing (0 = no limit). */

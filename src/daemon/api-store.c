@@ -857,15 +857,17 @@ int pack_answer(Store *s, const PackRequest *pr, PackWriter *pw, RoamId *ret_mis
         return r;
 }
 
-/* Checks every record of a pack as storing it will, without storing. */
-static int pack_verify(ApiStore *a, Worker *w, const void *body, size_t len) {
+/* Checks every record of a pack as storing it will, without storing. nb:
+ * the bases the client named (0: none, and a chunk record is a frame); a
+ * record as pages is checked for its form here, and for its bytes when it is
+ * rebuilt (page_bases_store()). */
+static int pack_verify(ApiStore *a, Worker *w, const void *body, size_t len, unsigned nb) {
         PackReader rd;
         if (pack_reader_init(&rd, body, len, ZSTD_compressBound(API_OBJECT_MAX), a->max_record) < 0)
                 return err_set(-EBADMSG, "pack header is malformed (magic, at most %u objects and %u chunks)",
                                PACK_MAX_OBJECTS, PACK_MAX_CHUNKS);
-        if (rd.flags & PACK_PAGED)
-                return err_set(-EBADMSG, "pack header says pages: an upload carries frames only (chunks as pages "
-                               "go through /v1/chunks/put-pages)");
+        if ((rd.flags & PACK_PAGED) && nb == 0)
+                return err_set(-EBADMSG, "pack header says pages, but the upload names no bases (bases=N)");
         PackKind kind;
         RoamId id, got;
         const uint8_t *z;
@@ -874,6 +876,12 @@ static int pack_verify(ApiStore *a, Worker *w, const void *body, size_t len) {
         char hex[ID_HEX_SIZE];
         uint64_t plain = 0;
         while ((k = pack_reader_next(&rd, &kind, &id, &z, &zlen)) > 0) {
+                if (kind == PACK_CHUNK && (rd.flags & PACK_PAGED) && page_chunk_is(z, zlen)) {
+                        PageChunk pc;
+                        if (page_chunk_parse(z, zlen, a->chunk_size, nb, &pc) < 0)
+                                return err_set(-EBADMSG, "chunk %s: malformed pages", id_to_hex(&id, hex));
+                        continue;
+                }
                 if (kind == PACK_CHUNK) {
                         int r = verify_record(a, w, &id, z, zlen);
                         if (r < 0)
@@ -933,6 +941,88 @@ static int pack_store(ApiStore *a, Worker *w, const void *body, size_t len, uint
         return api_store_commit(a);
 }
 
+/* Stores an upload: the body of pack/put (and of a move-in that brings its
+ * remainder): a pack, after nb base index ids of blobs the client believes
+ * this store holds whole, of which the pack's chunk records may be pages
+ * (src/sync/pages.h). 0 with the counts; 1 when it answered the request
+ * (malformed: nothing stored; a chunk whose pages do not rebuild it: 412, the
+ * rest stored); < 0 for the server to answer. */
+static int upload_store(HttpRequest *req, ApiStore *a, Worker *w, unsigned nb, const uint8_t *body, size_t len,
+                        uint64_t *ret_objects, uint64_t *ret_stored, uint64_t *ret_present) {
+        if (nb > PAGE_CHUNK_MAX_BASES) {
+                int k = http_reply_error(req, 400, "bases must be 1..%d", PAGE_CHUNK_MAX_BASES);
+                return k < 0 ? k : 1;
+        }
+        if (!body)
+                body = (const uint8_t *) "";
+        if (len < (size_t) nb * ID_SIZE) {
+                int k = http_reply_error(req, 400, "body is shorter than the %u base ids it must start with", nb);
+                return k < 0 ? k : 1;
+        }
+        _cleanup_(page_bases_freep) PageBases *pb = NULL;
+        if (nb > 0) {
+                RoamId base_ids[PAGE_CHUNK_MAX_BASES];
+                memcpy(base_ids, body, (size_t) nb * ID_SIZE);
+                int k = page_bases_new(a->s, base_ids, nb, &pb);
+                if (k < 0)
+                        return k;
+                body += (size_t) nb * ID_SIZE;
+                len -= (size_t) nb * ID_SIZE;
+        }
+        int r = pack_verify(a, w, body, len, nb);
+        if (r < 0) {
+                int k = http_reply_error(req, 400, "%s (nothing of this request was stored)", err_message(r));
+                return k < 0 ? k : 1;
+        }
+        if (!pb)
+                return pack_store(a, w, body, len, ret_objects, ret_stored, ret_present);
+        /* chunks as pages are rebuilt here, on every core (sync.h) */
+        SyncStats st = { 0 };
+        api_store_put_begin(a);
+        r = sync_pack_store(a->s, pb, body, len, &st);
+        api_store_put_end(a);
+        if (r >= 0)
+                r = api_store_commit(a);
+        if (r < 0)
+                return r;
+        if (st.chunks_page_fallback > 0) {
+                int k = http_reply_error(req, 412,
+                                         "%llu chunks came as pages that do not match this store's bases (send them "
+                                         "whole); the rest is stored",
+                                         (unsigned long long) st.chunks_page_fallback);
+                return k < 0 ? k : 1;
+        }
+        *ret_objects = st.objects_sent;
+        *ret_stored = st.chunks_sent;
+        PackReader hr; /* verified above */
+        if (pack_reader_init(&hr, body, len, ZSTD_compressBound(API_OBJECT_MAX), a->max_record) >= 0)
+                *ret_present = hr.n_chunks > st.chunks_sent ? hr.n_chunks - st.chunks_sent : 0;
+        return 0;
+}
+
+int api_store_take_upload(ApiStore *a, HttpRequest *req, unsigned bases, const void *body, size_t len,
+                          const char *ref, const RoamId *id) {
+        Worker *w = worker_get(a);
+        if (!w)
+                return -ENOMEM;
+        if (ref_name_to_write(req, ref, "change", " (user tokens write only sessions/USER/...)") < 0)
+                return 1;
+        uint64_t objects = 0, stored = 0, present = 0;
+        int r = upload_store(req, a, w, bases, body, len, &objects, &stored, &present);
+        if (r != 0)
+                return r;
+        char msg[1024], hex[ID_HEX_SIZE];
+        r = check_complete(a, id, msg, sizeof msg);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                int k = http_reply_error(req, 412, "checkpoint %s is not complete here: %s (push it first)",
+                                         id_to_hex(id, hex), msg);
+                return k < 0 ? k : 1;
+        }
+        return store_ref_set(a->s, ref, id, NULL);
+}
+
 static int h_pack_put(HttpRequest *req, void *userdata) {
         ApiStore *a = userdata;
         Worker *w = worker_get(a);
@@ -957,15 +1047,20 @@ static int h_pack_put(HttpRequest *req, void *userdata) {
                                 return http_reply_error(req, 400, "old must be 64 hex digits or 'none'");
                 }
         }
+        /* bases=N: the body starts with the N index ids of the blobs the
+         * client believes this store holds whole, and the pack's chunk
+         * records may be pages of them (src/sync/pages.h) */
+        const char *nbs = http_request_query(req, "bases");
+        unsigned long nb = 0;
+        char *end = NULL;
+        if (nbs && (*nbs < '1' || *nbs > '9' || (nb = strtoul(nbs, &end, 10)) > PAGE_CHUNK_MAX_BASES || *end))
+                return http_reply_error(req, 400, "bases must be 1..%d", PAGE_CHUNK_MAX_BASES);
         size_t len;
-        const void *body = http_request_body(req, &len);
-        int r = pack_verify(a, w, body ? body : "", len);
-        if (r < 0)
-                return http_reply_error(req, 400, "%s (nothing of this request was stored)", err_message(r));
+        const uint8_t *body = http_request_body(req, &len);
         uint64_t objects = 0, stored = 0, present = 0;
-        r = pack_store(a, w, body, len, &objects, &stored, &present);
-        if (r < 0)
-                return r;
+        int r = upload_store(req, a, w, (unsigned) nb, body, len, &objects, &stored, &present);
+        if (r != 0)
+                return r < 0 ? r : 0;
         json_t *counts = json_pack("{s:I, s:I, s:I}", "objects", (json_int_t) objects, "stored", (json_int_t) stored,
                                    "present", (json_int_t) present);
         if (!name)

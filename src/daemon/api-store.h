@@ -62,6 +62,15 @@ void api_store_put_begin(ApiStore *a);
 void api_store_put_end(ApiStore *a);
 int api_store_commit(ApiStore *a);
 
+/* The remainder of a hand-over that came in the request of its move-in
+ * (api-session.c): body as pack/put's with bases=N (0: none); stored, then
+ * ref set to id once everything below id is here. 0;
+ * 1 when it answered req (an error: bad upload, a ref the token may not
+ * write, chunks as pages that do not rebuild here, an incomplete checkpoint);
+ * < 0 for the caller to answer. */
+int api_store_take_upload(ApiStore *a, HttpRequest *req, unsigned bases, const void *body, size_t len,
+                          const char *ref, const RoamId *id);
+
 /* The body of PUT /v1/refs/NAME: {"id": HEX, "old": HEX or null}.
  * Unknown keys are ignored. Pure and bounded (fuzzed in fuzz-wire.c). */
 typedef struct RefUpdate {

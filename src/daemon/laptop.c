@@ -443,7 +443,7 @@ static void note_grant(Laptop *l, const char *name, const char *user, const char
  * one line, then a pack: api-session.h) and *ret_packed says whether it came
  * and was stored. */
 static int request_grant(Laptop *l, const char *name, SyncPackAsk *ask, json_t *ask_json, json_t **ret_grant,
-                         SyncStats *st, uint64_t *wire, bool *ret_packed) {
+                         SyncStats *st, uint64_t *wire, bool *ret_packed, uint64_t *ret_store_ns) {
         *ret_packed = false;
         json_t *body = json_pack("{s:s}", "holder", l->holder);
         if (body && ask_json)
@@ -476,7 +476,9 @@ static int request_grant(Laptop *l, const char *name, SyncPackAsk *ask, json_t *
                 return err_set(-EBADMSG, "%s sent a malformed answer to %s", remote_url(l->server), path);
         }
         if (ask && nl && resp.len > glen + 1) {
+                uint64_t t = now_ns();
                 k = sync_pack_take(ask, nl + 1, resp.len - glen - 1, st);
+                *ret_store_ns = now_ns() - t;
                 if (k < 0) {
                         /* the pull below fetches what it did not bring */
                         daemon_log(l->d, DAEMON_LOG_INFO, "the remainder of '%s' with its grant: %s", name,
@@ -516,7 +518,8 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
         json_t *g = NULL;
         SyncStats pst = { 0 };
         bool packed = false;
-        int k = request_grant(l, name, ask, ask_json, &g, &pst, &wire, &packed);
+        uint64_t store_ns = 0;
+        int k = request_grant(l, name, ask, ask_json, &g, &pst, &wire, &packed, &store_ns);
         if (k < 0)
                 return k;
         const char *ck = json_string_value(json_object_get(g, "checkpoint"));
@@ -585,8 +588,14 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
         json_decref(g);
         daemon_log(l->d, DAEMON_LOG_INFO, "session '%s' taken offline: downtime %llu ms, %llu bytes after the click",
                    name, (unsigned long long) (downtime / 1000000), (unsigned long long) wire);
-        daemon_log(l->d, DAEMON_LOG_DEBUG, "take offline of '%s': grant %.0f ms, pull %.0f ms, restore %.0f ms", name,
-                   (t_grant - t0) / 1e6, (t_pulled - t_grant) / 1e6, (now_ns() - t_pulled) / 1e6);
+        daemon_log(l->d, DAEMON_LOG_DEBUG,
+                   "take offline of '%s': grant %.0f ms (of it, storing the remainder that came with it %.0f ms: "
+                   "%llu chunks, %llu as pages with %llu page references, %llu fetched in full), pull %.0f ms, "
+                   "restore %.0f ms",
+                   name, (t_grant - t0) / 1e6, store_ns / 1e6, (unsigned long long) st.chunks_sent,
+                   (unsigned long long) st.chunks_paged, (unsigned long long) st.pages_referenced,
+                   (unsigned long long) st.chunks_page_fallback, (t_pulled - t_grant) / 1e6,
+                   (now_ns() - t_pulled) / 1e6);
         daemon_log(l->d, DAEMON_LOG_DEBUG,
                    "restore of '%s': %.0f ms: verify %.0f, RAM %.0f (%s), files %.0f in all, QEMU start %.0f%s, "
                    "device state and cont %.0f",
@@ -693,7 +702,9 @@ static int do_online(Laptop *l, const char *name, json_t **ret) {
                 return k0;
         if (state == SESSION_STOPPED)
                 return do_online_powered_off(l, name, ret);
-        SessionMoveOptions mo = { .owner_url = l->o.server_url, .token = l->o.token };
+        SessionMoveOptions mo = { .owner_url = l->o.server_url,
+                                  .token = l->o.token,
+                                  .no_remainder_with_move_in = l->o.no_grant_pack };
         SessionMoveResult res;
         int k = session_move(l->h, name, l->server, &mo, &res);
         if (k < 0)
@@ -706,8 +717,19 @@ static int do_online(Laptop *l, const char *name, json_t **ret) {
                          "restore_ms", (json_int_t) (res.target_restore_ns / 1000000), "ram_staged",
                          res.target_ram_staged);
         json_object_set_new(*ret, "qemu_waiting", json_boolean(res.target_warm));
+        json_object_set_new(*ret, "remainder_with_move_in", json_boolean(res.remainder_with_move_in));
+        json_object_set_new(*ret, "chunks_after_click", json_integer((json_int_t) res.final_chunks));
+        json_object_set_new(*ret, "chunks_paged", json_integer((json_int_t) res.final_paged));
         daemon_log(l->d, DAEMON_LOG_INFO, "session '%s' taken online: downtime %llu ms", name,
                    (unsigned long long) (res.downtime_ns / 1000000));
+        daemon_log(l->d, DAEMON_LOG_DEBUG,
+                   "take online of '%s': final checkpoint %.0f ms, remainder made ready %.0f ms (%llu chunks, %llu "
+                   "as pages%s), the server's answer after %.0f ms (its restore %.0f ms)",
+                   name, res.final_checkpoint_ns / 1e6, res.remainder_ns / 1e6,
+                   (unsigned long long) res.final_chunks, (unsigned long long) res.final_paged,
+                   res.remainder_with_move_in ? ", with the move-in" : ", pushed first",
+                   (res.downtime_ns - res.final_checkpoint_ns - res.remainder_ns) / 1e6,
+                   res.target_restore_ns / 1e6);
         return 0;
 }
 

@@ -35,7 +35,9 @@ typedef struct LaptopOptions {
         double checkpoint_interval_s; /* local checkpoints of sessions running here; 0 = 30 */
         uint64_t precopy_rate;     /* bytes/s cap of background pre-copy per connection; 0 = none */
         bool no_precopy;           /* pair and hoard, but pre-copy nothing (for comparisons) */
-        bool no_grant_pack;        /* take offline pulls after the grant, not with it (for comparisons) */
+        bool no_grant_pack;        /* the remainder in a round trip of its own: take offline pulls it
+                                      after the grant, take online pushes it before the move-in
+                                      (for comparisons) */
 } LaptopOptions;
 
 int laptop_register(Daemon *d, SessionHost *h, Hoard *hoard, const LaptopOptions *o);

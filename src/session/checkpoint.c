@@ -17,11 +17,14 @@
 #include "../basic/util.h"
 #include "../store/blob.h"
 #include "../store/manifest.h"
+#include "../store/page-index.h"
 
 /* The first half of an incremental import of path from base (NULL = none):
  * chunks pending or, up to capture bytes, copied (see blob_import_fd_begin()).
- * map: read it through mmap (a RAM file, which nobody truncates). */
-static int import_begin(Store *s, const char *path, const BlobBase *base, bool map, uint64_t capture,
+ * map: read it through mmap (a RAM file, which nobody truncates). pages: also
+ * its page index (a RAM file: the next hand-over's remainder then goes as the
+ * pages that changed, src/sync/pages.h). */
+static int import_begin(Store *s, const char *path, const BlobBase *base, bool map, uint64_t capture, bool pages,
                         BlobPending **ret) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
@@ -29,7 +32,7 @@ static int import_begin(Store *s, const char *path, const BlobBase *base, bool m
         struct stat st;
         if (fstat(fd, &st) < 0)
                 return -errno;
-        BlobOptions o = { .map = map, .capture_max = capture };
+        BlobOptions o = { .map = map, .capture_max = capture, .page_index = pages };
         int r = blob_import_fd_begin(s, fd, (uint64_t) st.st_size, &o, base, ret);
         if (r < 0)
                 return err_set_if_none(r, "cannot import '%s' into the store: %s", path, strerror(-r));
@@ -197,23 +200,25 @@ static int live_files_load(SessionHost *h, const Paths *p, LiveFiles *l) {
 
 /* Reads RAM file and overlay against their bases. capture: see
  * import_begin(); with it, this is only a fast hash over both files and a
- * copy of what changed (the paused part). */
-static int live_files_begin(SessionHost *h, const Paths *p, LiveFiles *l, uint64_t capture) {
+ * copy of what changed (the paused part). ram_pages: the RAM's page index too
+ * (not for the last checkpoint of a hand-over: nothing is sent against it
+ * and its pause is downtime). */
+static int live_files_begin(SessionHost *h, const Paths *p, LiveFiles *l, uint64_t capture, bool ram_pages) {
         blob_pending_free(TAKE_PTR(l->ram_pending));
         blob_pending_free(TAKE_PTR(l->ov_pending));
         blob_pending_free(TAKE_PTR(l->prof_pending));
-        int r = import_begin(h->store, p->ram, l->ram_base, true, capture, &l->ram_pending);
+        int r = import_begin(h->store, p->ram, l->ram_base, true, capture, ram_pages, &l->ram_pending);
         if (r >= 0)
-                r = import_begin(h->store, p->overlay, l->ov_base, false, capture, &l->ov_pending);
+                r = import_begin(h->store, p->overlay, l->ov_base, false, capture, false, &l->ov_pending);
         if (r >= 0 && l->prof)
-                r = import_begin(h->store, p->profile, l->prof_base, false, capture, &l->prof_pending);
+                r = import_begin(h->store, p->profile, l->prof_base, false, capture, false, &l->prof_pending);
         return r;
 }
 
 /* Also the device state (no base: it differs every time). */
 static int live_files_begin_devstate(SessionHost *h, const Paths *p, LiveFiles *l) {
         blob_pending_free(TAKE_PTR(l->dev_pending));
-        return import_begin(h->store, p->devstate, NULL, false, 0, &l->dev_pending);
+        return import_begin(h->store, p->devstate, NULL, false, 0, false, &l->dev_pending);
 }
 
 static int finish_one(BlobPending **p, RoamId *ret_id, BlobStats *ret_stats, BlobFast **ret_fast) {
@@ -240,7 +245,7 @@ static int live_files_finish(LiveFiles *l) {
 }
 
 static int live_files_import(SessionHost *h, const Paths *p, LiveFiles *l) {
-        int r = live_files_begin(h, p, l, 0);
+        int r = live_files_begin(h, p, l, 0, true);
         return r < 0 ? r : live_files_finish(l);
 }
 
@@ -260,9 +265,12 @@ static int live_files_rebase(SessionHost *h, LiveFiles *l) {
 
 /* Writes the sidecars of the latest import; a failure only costs the next
  * import its base. */
-static void live_files_save(const Paths *p, const LiveFiles *l) {
+static void live_files_save(Store *s, const Paths *p, const LiveFiles *l) {
         if (l->ram_fast && blob_fast_save(l->ram_fast, p->ram_fast) < 0)
                 (void) unlink(p->ram_fast);
+        _cleanup_free_ char *list = NULL;
+        if (l->ram_fast && asprintf(&list, "%s.pages", p->ram_fast) >= 0)
+                (void) page_index_keep_recent(s, list, &l->ram_fast->index_id, RAM_PAGE_INDEXES_KEPT);
         if (l->ov_fast && blob_fast_save(l->ov_fast, p->overlay_fast) < 0)
                 (void) unlink(p->overlay_fast);
         if (l->prof_fast && blob_fast_save(l->prof_fast, p->profile_fast) < 0)
@@ -295,7 +303,7 @@ static int checkpoint_prepass(SessionHost *h, Op *o, LiveFiles *live, bool quit,
                       !sidecar_fresh(o->paths.ram_fast))) {
                 r = live_files_import(h, &o->paths, live);
                 if (r >= 0) {
-                        live_files_save(&o->paths, live);
+                        live_files_save(h->store, &o->paths, live);
                         r = live_files_rebase(h, live);
                 }
                 if (r < 0)
@@ -391,7 +399,7 @@ static int checkpoint_paused(SessionHost *h, Op *o, Qmp **q, LiveFiles *live, bo
          * that a failure leaves the guest running here (and copies would not
          * shorten anything: the guest is down until the target runs it) */
         if (r >= 0)
-                r = live_files_begin(h, &o->paths, live, quit ? 0 : CHECKPOINT_CAPTURE_MAX);
+                r = live_files_begin(h, &o->paths, live, quit ? 0 : CHECKPOINT_CAPTURE_MAX, !quit);
         if (r >= 0 && quit)
                 r = live_files_begin_devstate(h, &o->paths, live);
         if (r >= 0 && quit)
@@ -437,7 +445,7 @@ static int checkpoint_store(SessionHost *h, Op *o, LiveFiles *live, bool quit, S
         }
         if (r < 0)
                 return r;
-        live_files_save(&o->paths, live);
+        live_files_save(h->store, &o->paths, live);
         add_stats(res, &live->ram_stats);
         add_stats(res, &live->ov_stats);
         add_stats(res, &live->dev_stats);

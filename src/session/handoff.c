@@ -20,6 +20,7 @@
 #include "../basic/util.h"
 #include "../store/blob.h"
 #include "../store/manifest.h"
+#include "../store/page-index.h"
 #include "../sync/remote.h"
 
 /* Imports path incrementally from the base in the sidecar DIR/SIDECAR and
@@ -41,7 +42,9 @@ static int import_path(Store *s, const char *path, const char *dir, const char *
         struct stat sb;
         if (fstat(fd, &sb) < 0)
                 return -errno;
-        BlobOptions o = { .map = map };
+        /* a RAM file (mapped) gets its page index: a hand-over's remainder
+         * then goes as the pages that changed since (src/sync/pages.h) */
+        BlobOptions o = { .map = map, .page_index = map };
         _cleanup_(blob_fast_freep) BlobFast *fast = NULL;
         r = blob_import_fd_base(s, fd, (uint64_t) sb.st_size, &o, base, ret, st, &fast);
         if (r < 0)
@@ -50,6 +53,11 @@ static int import_path(Store *s, const char *path, const char *dir, const char *
                 (void) unlink(side); /* costs the next import its base, nothing else */
                 err_clear();
         }
+        /* a RAM file's page indexes: the last few only */
+        _cleanup_free_ char *list = NULL;
+        if (map && asprintf(&list, "%s.pages", side) >= 0)
+                (void) page_index_keep_recent(s, list, ret, RAM_PAGE_INDEXES_KEPT);
+        err_clear();
         return 0;
 }
 

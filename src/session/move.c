@@ -17,7 +17,8 @@
  * never overwritten by a sender; a refused (stale) sender's state stays there
  * as a separate checkpoint an admin can inspect or restore. */
 static int push_checkpoint(SessionHost *h, Store *s, Remote *r, const char *user, const char *name, int64_t epoch,
-                           const SessionMoveOptions *o, const RoamId *have, uint64_t *wire, uint64_t *chunks) {
+                           const SessionMoveOptions *o, const RoamId *have, uint64_t *wire, uint64_t *chunks,
+                           uint64_t *paged) {
         char latest[REF_NAME_MAX_LEN + 1], staging[REF_NAME_MAX_LEN + 1];
         snprintf(latest, sizeof latest, "sessions/%s/%s/latest", user, name);
         snprintf(staging, sizeof staging, "sessions/%s/%s/in-e%lld", user, name, (long long) epoch);
@@ -30,6 +31,7 @@ static int push_checkpoint(SessionHost *h, Store *s, Remote *r, const char *user
                 return k;
         *wire += st.wire_bytes;
         *chunks += st.chunks_sent;
+        *paged += st.chunks_paged;
         return 0;
 }
 
@@ -60,20 +62,9 @@ static int post_json(Remote *r, const char *path, json_t *body, const char *what
         return 0;
 }
 
-static int request_move_in(Remote *r, const char *name, const RoamId *ck, int64_t epoch, SessionMoveResult *res,
-                           uint64_t *wire) {
-        /* from_epoch = the epoch this host owns the session at: the target
-         * refuses a sender whose ownership it knows to be over */
-        char hex[ID_HEX_SIZE], path[256], what[128];
-        snprintf(path, sizeof path, "/v1/sessions/%s/move-in", name);
-        snprintf(what, sizeof what, "session '%s'", name);
-        json_t *j = NULL;
-        int k = post_json(r, path,
-                          json_pack("{s:s, s:I, s:I}", "checkpoint", id_to_hex(ck, hex), "epoch", (json_int_t) epoch,
-                                    "from_epoch", (json_int_t) (epoch - 1)),
-                          what, &j, wire);
-        if (k < 0)
-                return k;
+/* The target's answer to a move-in: running, with its restore's figures. */
+static int move_in_answer(Remote *r, const char *name, json_t *j, SessionMoveResult *res) {
+        int k;
         json_t *ns = json_object_get(j, "restore_ns");
         res->target_restore_ns = json_is_integer(ns) ? (uint64_t) json_integer_value(ns) : 0;
         res->target_ram_staged = json_is_true(json_object_get(j, "ram_staged"));
@@ -84,6 +75,82 @@ static int request_move_in(Remote *r, const char *name, const RoamId *ck, int64_
         if (k < 0)
                 return err_set(k, "%s did not confirm that session '%s' runs", remote_url(r), name);
         return 0;
+}
+
+/* The hand-over's line: from_epoch = the epoch this host owns the session
+ * at (the target refuses a sender whose ownership it knows to be over). */
+static json_t *move_in_line(const RoamId *ck, int64_t epoch) {
+        char hex[ID_HEX_SIZE];
+        return json_pack("{s:s, s:I, s:I}", "checkpoint", id_to_hex(ck, hex), "epoch", (json_int_t) epoch,
+                         "from_epoch", (json_int_t) (epoch - 1));
+}
+
+static int request_move_in(Remote *r, const char *name, const RoamId *ck, int64_t epoch, SessionMoveResult *res,
+                           uint64_t *wire) {
+        char path[256], what[128];
+        snprintf(path, sizeof path, "/v1/sessions/%s/move-in", name);
+        snprintf(what, sizeof what, "session '%s'", name);
+        json_t *j = NULL;
+        int k = post_json(r, path, move_in_line(ck, epoch), what, &j, wire);
+        if (k < 0)
+                return k;
+        return move_in_answer(r, name, j, res);
+}
+
+/* The final round in one request (docs/sync-protocol.md, "Move-in with the
+ * remainder"): the move-in, then what the target lacks below the final
+ * checkpoint ck beyond the pre-copy it holds, as an upload that also sets the
+ * staging ref. Not taken (nothing changed there): -E2BIG (more than a
+ * remainder: not sent), -ENODATA (a fleet member, chunks as pages that did
+ * not rebuild there), -EBADMSG or -EFBIG (an older target); the caller then
+ * pushes and moves in as two requests. */
+static int move_in_with_remainder(Store *s, Remote *r, const char *user, const char *name, const RoamId *ck,
+                                  int64_t epoch, const RoamId *precopy, SessionMoveResult *res) {
+        char staging[REF_NAME_MAX_LEN + 1];
+        snprintf(staging, sizeof staging, "sessions/%s/%s/in-e%lld", user, name, (long long) epoch);
+        _cleanup_(sync_upload_done) SyncUpload u = { 0 };
+        uint64_t t0 = now_ns();
+        int k = sync_upload_build(s, ck, NULL, precopy, 1, false, &u);
+        res->remainder_ns = now_ns() - t0;
+        if (k < 0)
+                return k;
+        json_t *line = move_in_line(ck, epoch);
+        if (line)
+                json_object_set_new(line, "ref", json_string(staging));
+        if (line && u.n_bases)
+                json_object_set_new(line, "bases", json_integer((json_int_t) u.n_bases));
+        _cleanup_free_ char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
+        json_decref(line);
+        size_t tlen = text ? strlen(text) : 0;
+        _cleanup_free_ uint8_t *body = text ? malloc(tlen + 1 + u.len) : NULL;
+        if (!body)
+                return -ENOMEM;
+        memcpy(body, text, tlen);
+        body[tlen] = '\n';
+        memcpy(body + tlen + 1, u.body, u.len);
+        char path[256], what[128];
+        snprintf(path, sizeof path, "/v1/sessions/%s/move-in", name);
+        snprintf(what, sizeof what, "session '%s'", name);
+        failpoint("move:after-push"); /* the remainder ready to go with the move-in */
+        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
+        if (!c)
+                return -ENOMEM;
+        RemoteResponse resp;
+        k = remote_request(c, "POST", path, body, tlen + 1 + u.len, "application/octet-stream", 64 * 1024, &resp);
+        if (k < 0)
+                return k;
+        res->final_wire_bytes += resp.wire_bytes;
+        if (resp.status != 200) {
+                k = remote_status_error(r, &resp, what);
+                remote_response_done(&resp);
+                return k;
+        }
+        res->final_chunks += u.chunks;
+        res->final_paged += u.paged;
+        res->remainder_with_move_in = true;
+        json_t *j = json_loadb((const char *) resp.body, resp.len, 0, NULL);
+        remote_response_done(&resp);
+        return move_in_answer(r, name, j, res);
 }
 
 /* Asks the target to write the pre-copy's RAM file ahead of the move-in
@@ -138,7 +205,9 @@ static int move(SessionHost *h, const char *name, Remote *r, const SessionMoveOp
                 k = session_checkpoint(h, name, 0, &ck);
                 if (k < 0)
                         return k;
-                k = push_checkpoint(h, s, r, user, name, epoch + 1, o, NULL, &res.precopy_wire_bytes, &chunks);
+                uint64_t paged = 0;
+                k = push_checkpoint(h, s, r, user, name, epoch + 1, o, NULL, &res.precopy_wire_bytes, &chunks,
+                                    &paged);
                 if (k < 0)
                         return k;
                 precopy = ck.id;
@@ -159,15 +228,28 @@ static int move(SessionHost *h, const char *name, Remote *r, const SessionMoveOp
                 return k;
         }
         res.checkpoint = ck.id;
+        res.final_checkpoint_ns = now_ns() - t_pause;
         id_to_hex(&ck.id, hex);
         k = handoff_mark(h, name, "out", owner, o->token, epoch + 1, hex);
         failpoint("move:after-final-checkpoint");
-        if (k >= 0)
-                k = push_checkpoint(h, s, r, user, name, epoch + 1, o, id_is_null(&precopy) ? NULL : &precopy,
-                                    &res.final_wire_bytes, &res.final_chunks);
-        failpoint("move:after-push");
-        if (k >= 0)
-                k = request_move_in(r, name, &ck.id, epoch + 1, &res, &res.final_wire_bytes);
+        /* after a pre-copy, the remainder goes with the move-in: one round
+         * trip while paused; else (or when that is not taken) two */
+        bool sent = false;
+        if (k >= 0 && !id_is_null(&precopy) && !o->no_remainder_with_move_in) {
+                k = move_in_with_remainder(s, r, user, name, &ck.id, epoch + 1, &precopy, &res);
+                sent = k >= 0 || !(k == -E2BIG || k == -ENODATA || k == -EBADMSG || k == -EFBIG);
+                if (!sent)
+                        err_clear();
+        }
+        if (!sent) {
+                if (k >= 0 || k == -E2BIG || k == -ENODATA || k == -EBADMSG || k == -EFBIG)
+                        k = push_checkpoint(h, s, r, user, name, epoch + 1, o,
+                                            id_is_null(&precopy) ? NULL : &precopy, &res.final_wire_bytes,
+                                            &res.final_chunks, &res.final_paged);
+                failpoint("move:after-push");
+                if (k >= 0)
+                        k = request_move_in(r, name, &ck.id, epoch + 1, &res, &res.final_wire_bytes);
+        }
         failpoint("move:after-move-in");
         if (k < 0 && (remote_error_is_transient(k) || k == -EPROTO)) {
                 /* no clear answer: did the target take it? never guess */

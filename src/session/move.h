@@ -27,6 +27,8 @@ typedef struct SessionMoveOptions {
         const char *owner_url; /* recorded as the new owner; NULL = the remote's URL */
         const char *token;     /* the remote's token, kept in the hand-over marker so that a
                                   restarted daemon can ask the target how the move ended */
+        bool no_remainder_with_move_in; /* push the remainder, then move in: two round trips
+                                           while paused (a lever to compare with) */
 } SessionMoveOptions;
 
 typedef struct SessionMoveResult {
@@ -37,7 +39,11 @@ typedef struct SessionMoveResult {
         uint64_t precopy_wire_bytes;/* bytes on the wire before the pause */
         uint64_t final_wire_bytes;  /* bytes on the wire while paused */
         uint64_t final_chunks;      /* chunks sent while paused */
+        uint64_t final_paged;       /* ... of them as their changed pages (src/sync/pages.h) */
+        bool remainder_with_move_in;/* they went in the move-in's request (one round trip) */
         uint64_t target_restore_ns; /* as the target measured it */
+        uint64_t final_checkpoint_ns; /* of the downtime: the final checkpoint here */
+        uint64_t remainder_ns;        /* ... what the target lacks, made ready to send */
         bool target_ram_staged;     /* the target had the pre-copy's RAM staged */
         bool target_warm;           /* ... and its QEMU waiting on it (warm.c) */
 } SessionMoveResult;

@@ -92,6 +92,11 @@ typedef struct Paths {
         char *xfer;                    /* a terminal server's transfer disk (src/desk/) */
 } Paths;
 
+/* How many of a session's RAM page indexes are kept (page_index_keep_recent(),
+ * the list next to the RAM's fast-hash sidecar): a hand-over's remainder goes
+ * against the pre-copy the receiver holds, one of the last. */
+#define RAM_PAGE_INDEXES_KEPT 3
+
 void paths_done(Paths *p);
 int paths_for(SessionHost *h, const char *name, Paths *ret);
 #define _cleanup_paths_ _cleanup_(paths_done)

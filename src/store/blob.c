@@ -27,6 +27,7 @@ typedef uint8_t FastHash[BLOB_FAST_HASH_SIZE];
 struct BlobBase {
         BlobFast *fast;
         Index *index;
+        PageIndex *pages; /* its page index when the store has one, or NULL */
 };
 
 typedef struct Job {
@@ -56,6 +57,12 @@ typedef struct Job {
         PageIndex *pages;
         uint32_t ppc;
         _Atomic bool pages_incomplete; /* a chunk was not read */
+        /* a chunk taken from a base unread gets its entries from the base's
+         * page index (pages_from_base[i] = 1, pages_merge()), or, when the
+         * base has none and nothing is paused (no capture), is read after
+         * all and hashed (pages_read_base) */
+        uint8_t *pages_from_base;
+        bool pages_read_base;
 } Job;
 
 static void fast_hash(const void *p, size_t len, uint64_t seed, FastHash out) {
@@ -210,17 +217,27 @@ static void take_zero(Job *j, uint64_t i, uint32_t len) {
         progress_add(j->progress, len);
 }
 
+static void hash_pages(Job *j, uint64_t i, const uint8_t *buf, uint32_t len);
+
 /* Takes the base's id for chunk i when the fast hash h of its len bytes
- * equals the base's of a chunk of the same length. */
-static bool take_from_base(Job *j, uint64_t i, uint32_t len, const FastHash h) {
+ * equals the base's of a chunk of the same length. buf: those bytes, or
+ * NULL when they were hashed in place (then they are not hashed for the
+ * page index). */
+static bool take_from_base(Job *j, uint64_t i, uint32_t len, const FastHash h, const uint8_t *buf) {
         const BlobBase *b = j->base;
         if (!b || i >= b->index->n_chunks || index_chunk_len(b->index, i) != len ||
             memcmp(h, b->fast->hashes[i], BLOB_FAST_HASH_SIZE) != 0)
                 return false;
         j->index->ids[i] = b->index->ids[i];
         memcpy(j->fast[i], h, BLOB_FAST_HASH_SIZE);
-        if (j->pages && !id_is_null(&b->index->ids[i]))
-                atomic_store(&j->pages_incomplete, true); /* its pages were not read */
+        if (j->pages && !id_is_null(&b->index->ids[i])) {
+                if (j->pages_from_base)
+                        j->pages_from_base[i] = 1;
+                else if (buf)
+                        hash_pages(j, i, buf, len);
+                else
+                        atomic_store(&j->pages_incomplete, true); /* its pages were not read */
+        }
         if (id_is_null(&b->index->ids[i]))
                 atomic_fetch_add(&j->zero_chunks, 1);
         else
@@ -293,13 +310,24 @@ static void *import_worker(void *arg) {
                 const uint8_t *mapped =
                         j->map && off >= data_start && off + len <= data_end ? j->map + off : NULL;
                 FastHash h;
-                if (mapped && j->base) {
+                bool hashed = false;
+                if (mapped && j->base && j->pages_read_base) {
+                        /* the page index needs this chunk's pages: hash the
+                         * copy, so that both hashes describe the same bytes */
+                        memcpy(buf, mapped, len);
+                        fast_hash(buf, len, j->seed, h);
+                        if (take_from_base(j, i, len, h, buf))
+                                continue;
+                        hashed = true;
+                } else if (mapped && j->base) {
                         /* compare in place; copy only what changed */
                         fast_hash(mapped, len, j->seed, h);
-                        if (take_from_base(j, i, len, h))
+                        if (take_from_base(j, i, len, h, NULL))
                                 continue;
                 }
-                if (mapped)
+                if (hashed)
+                        ; /* in buf already */
+                else if (mapped)
                         memcpy(buf, mapped, len);
                 else {
                         ssize_t n = loop_pread(j->fd, buf, len, off);
@@ -314,11 +342,11 @@ static void *import_worker(void *arg) {
                                 break;
                         }
                 }
-                if (j->fast) {
+                if (j->fast && !hashed) {
                         /* the fast hash and the id must describe the same bytes: a
                          * mapped input may have changed since the hash above */
                         fast_hash(buf, len, j->seed, h);
-                        if (take_from_base(j, i, len, h))
+                        if (take_from_base(j, i, len, h, buf))
                                 continue;
                 }
                 if (memory_is_zero(buf, len)) {
@@ -421,6 +449,7 @@ struct BlobPending {
         Index *index;
         BlobFast *fast; /* NULL: no fast hashes wanted */
         PageIndex *pages; /* n_chunks * ppc slots (BlobOptions.page_index), or NULL */
+        uint8_t *pages_from_base; /* n_chunks flags (Job), or NULL */
         bool pages_incomplete;
         BlobStats stats;
         double t0;
@@ -448,10 +477,13 @@ void blob_pending_free(BlobPending *p) {
         index_free(p->index);
         blob_fast_free(p->fast);
         page_index_free(p->pages);
+        free(p->pages_from_base);
         free(p);
 }
 
-/* Slots for the page index of the blob, when it can have one. */
+/* Slots for the page index of the blob, when it can have one. With a base,
+ * the chunks taken from it unread get their entries from its page index (same
+ * seed), or are read after all (no capture: nothing is paused). */
 static int pages_begin(BlobPending *p, Job *j) {
         uint32_t ppc = p->index->chunk_size / PAGE_SIZE_4K;
         uint64_t slots = p->index->n_chunks * ppc;
@@ -469,15 +501,43 @@ static int pages_begin(BlobPending *p, Job *j) {
         memset(x->pages, 0xff, MAX(slots, (uint64_t) 1) * sizeof *x->pages); /* UINT32_MAX: no page */
         x->n = slots;
         x->blob_size = p->index->blob_size;
-        int r = random_seed(&x->seed);
-        if (r < 0) {
-                page_index_free(x);
-                return r;
+        const PageIndex *bx = j->base ? j->base->pages : NULL;
+        if (bx && bx->blob_size == x->blob_size) {
+                x->seed = bx->seed;
+                p->pages_from_base = calloc(MAX(p->index->n_chunks, (uint64_t) 1), 1);
+                if (!p->pages_from_base) {
+                        page_index_free(x);
+                        return -ENOMEM;
+                }
+                j->pages_from_base = p->pages_from_base;
+        } else {
+                int r = random_seed(&x->seed);
+                if (r < 0) {
+                        page_index_free(x);
+                        return r;
+                }
+                j->pages_read_base = j->base && !j->captured;
         }
         p->pages = x;
         j->pages = x;
         j->ppc = ppc;
         return 0;
+}
+
+/* The entries of the chunks taken from the base unread: the base's (its
+ * pages are the same pages; a page whose bytes are also elsewhere in the base
+ * has the base's first one only, and is then missing here: a reference less,
+ * never a wrong one). */
+static void pages_merge(BlobPending *p, const PageIndex *bx) {
+        PageIndex *x = p->pages;
+        uint32_t ppc = p->index->chunk_size / PAGE_SIZE_4K;
+        for (uint64_t e = 0; e < bx->n; e++) {
+                uint32_t pg = bx->pages[e];
+                if (pg >= x->n || !p->pages_from_base[pg / ppc])
+                        continue;
+                x->hashes[pg] = bx->hashes[e];
+                x->pages[pg] = pg;
+        }
 }
 
 /* The reading half of an import: the index in memory; chunks written
@@ -532,7 +592,7 @@ static int import_begin(Store *s, int fd, uint64_t size, const BlobOptions *o, c
                 fast_hash_zero(chunk_len_of(x->chunk_size, size, x->n_chunks ? x->n_chunks - 1 : 0), j.seed,
                                j.zero_last);
         }
-        if (o->page_index && !capture) {
+        if (o->page_index) {
                 r = pages_begin(p, &j);
                 if (r < 0)
                         return r;
@@ -563,6 +623,8 @@ static int import_begin(Store *s, int fd, uint64_t size, const BlobOptions *o, c
         if (r < 0)
                 return r;
         p->pages_incomplete = atomic_load(&j.pages_incomplete);
+        if (p->pages_from_base && !p->pages_incomplete)
+                pages_merge(p, base->pages);
         p->stats = (BlobStats){
                 .chunks = x->n_chunks,
                 .zero_chunks = j.zero_chunks,
@@ -754,6 +816,7 @@ int blob_fast_load(const char *path, BlobFast **ret) {
 void blob_base_free(BlobBase *b) {
         if (!b)
                 return;
+        page_index_unref(b->pages);
         blob_fast_free(b->fast);
         index_free(b->index);
         free(b);
@@ -837,6 +900,17 @@ int blob_base_new(Store *s, const BlobFast *fast, BlobBase **ret) {
         if (fast->count)
                 memcpy(b->fast->hashes, fast->hashes, (size_t) fast->count * BLOB_FAST_HASH_SIZE);
         b->index = TAKE_PTR(x);
+        /* its page index, when it has one (never built here: an import
+         * that wants one and finds none reads the chunks instead) */
+        r = page_index_get(s, &fast->index_id, 0, &b->pages);
+        if (r == -ENOMEM) {
+                blob_base_free(TAKE_PTR(b));
+                return r;
+        }
+        if (r < 0) {
+                b->pages = NULL;
+                err_clear();
+        }
         *ret = TAKE_PTR(b);
         return 0;
 }

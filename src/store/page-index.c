@@ -233,6 +233,40 @@ char *page_index_path(Store *s, const RoamId *blob) {
         return path_join(store_path(s), rel);
 }
 
+int page_index_keep_recent(Store *s, const char *list, const RoamId *blob, unsigned keep) {
+        /* the list: hex ids, oldest first, one a line */
+        RoamId ids[PAGE_INDEX_KEEP_MAX + 1];
+        size_t n = 0;
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        int r = read_full_file(list, (PAGE_INDEX_KEEP_MAX + 1) * (ID_HEX_SIZE + 1), &text, &len);
+        if (r < 0 && r != -ENOENT)
+                err_clear(); /* damaged or too long: start over (a cache) */
+        for (char *line = r >= 0 ? strtok(text, "\n") : NULL; line && n < PAGE_INDEX_KEEP_MAX;
+             line = strtok(NULL, "\n"))
+                if (id_from_hex(line, &ids[n]) >= 0 && !id_equal(&ids[n], blob))
+                        n++;
+        _cleanup_free_ char *mine = page_index_path(s, blob);
+        if (!mine)
+                return -ENOMEM;
+        if (access(mine, F_OK) == 0)
+                ids[n++] = *blob;
+        keep = MIN(MAX(keep, 1u), (unsigned) PAGE_INDEX_KEEP_MAX);
+        size_t drop = n > keep ? n - keep : 0;
+        for (size_t i = 0; i < drop; i++) {
+                _cleanup_free_ char *p = page_index_path(s, &ids[i]);
+                if (p)
+                        (void) unlink(p);
+        }
+        char out[(PAGE_INDEX_KEEP_MAX + 1) * (ID_HEX_SIZE + 1)];
+        size_t o = 0;
+        for (size_t i = drop; i < n; i++) {
+                char hex[ID_HEX_SIZE];
+                o += (size_t) snprintf(out + o, sizeof out - o, "%s\n", id_to_hex(&ids[i], hex));
+        }
+        return write_file_atomic(list, out, o, 0644);
+}
+
 /* The page indexes used last, shared (each holds a reference). */
 #define CACHE_SLOTS 8
 #define CACHE_BYTES (512u << 20)

@@ -98,6 +98,15 @@ int page_index_finish_slots(PageIndex *x);
 /* Writes x as the cache of x->blob (atomically for readers, not fsync'd). */
 int page_index_save(Store *s, const PageIndex *x);
 
+/* Page indexes of a series of blobs (a session's RAM, checkpoint after
+ * checkpoint): only the last `keep` are worth their disk (a hand-over's
+ * remainder goes against the pre-copy the receiver holds, one of the last).
+ * Adds blob to the list in file `list` (when its page index exists) and
+ * removes the page indexes of the older ones beyond keep (1..
+ * PAGE_INDEX_KEEP_MAX). A cache: a damaged list starts over. */
+#define PAGE_INDEX_KEEP_MAX 16
+int page_index_keep_recent(Store *s, const char *list, const RoamId *blob, unsigned keep);
+
 /* Where the cache of blob lives (caller frees). */
 char *page_index_path(Store *s, const RoamId *blob);
 /* Removes the cached page indexes of blobs keep() says no (gc). Returns the

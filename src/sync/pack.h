@@ -59,6 +59,7 @@ typedef struct PackWriter {
         size_t len, cap;
         size_t max; /* bytes, at most PACK_MAX_BYTES */
         uint32_t n_objects, n_chunks;
+        uint32_t n_paged; /* chunk records as pages: the filler counts them (sync_pack_fill()) */
 } PackWriter;
 
 /* Starts an empty pack (header reserved) of at most max bytes (0 or more

@@ -237,9 +237,6 @@ static size_t sibling_hints(Store *s, const char *ref, RoamId *have, size_t n, s
         return h.n;
 }
 
-/* Fetches what the remote thinks the local store lacks below root, in one
- * pack, and stores it (every object and chunk verified against its id).
- * Any failure leaves the rest to the usual way: the caller ignores it. */
 /* The bases of a pull's page references: the blobs below what the hints say
  * is here (the same RAM a moment ago, the master image); *ret_pb NULL when
  * there are none. */
@@ -255,53 +252,120 @@ static int pack_bases(Store *s, const RoamId *have, size_t n_have, bool pages, R
         return k;
 }
 
-/* Stores a pack (every object and chunk verified against its id; chunks as
- * pages rebuilt from the bases pb): 1 when it says it is complete, 0 when
- * not. */
-static int pack_store(Store *s, PageBases *pb, const void *body, size_t len, SyncStats *st) {
-        _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(s);
+/* One chunk record of a pack, for pack_store()'s threads. */
+typedef struct PackChunk {
+        RoamId id;
+        const uint8_t *z;
+        uint32_t zlen;
+} PackChunk;
+
+typedef struct PackStoreJob {
+        Store *s;
+        PageBases *pb; /* or NULL */
+        bool paged;    /* the pack says PACK_PAGED */
+        const PackChunk *chunks;
+        size_t n;
+        _Atomic size_t next;
+        _Atomic int error;
+        _Atomic uint64_t sent, paged_chunks, refs, fallback;
+} PackStoreJob;
+
+static void *pack_store_worker(void *arg) {
+        PackStoreJob *j = arg;
+        _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(j->s);
+        if (!codec) {
+                int none = 0;
+                atomic_compare_exchange_strong(&j->error, &none, -ENOMEM);
+                return NULL;
+        }
+        for (;;) {
+                size_t i = atomic_fetch_add(&j->next, 1);
+                if (i >= j->n || atomic_load(&j->error) < 0)
+                        break;
+                const PackChunk *c = &j->chunks[i];
+                int k = store_chunk_has(j->s, &c->id);
+                if (k == 0 && j->pb && j->paged && page_chunk_is(c->z, c->zlen)) {
+                        /* not rebuilt here: the usual way fetches it whole afterwards */
+                        k = page_bases_store(j->pb, codec, &c->id, c->z, c->zlen);
+                        if (k >= 0) {
+                                atomic_fetch_add(&j->sent, 1);
+                                atomic_fetch_add(&j->paged_chunks, 1);
+                                atomic_fetch_add(&j->refs, (uint64_t) k);
+                        } else if (k == -ESTALE) {
+                                atomic_fetch_add(&j->fallback, 1);
+                                k = 0;
+                        }
+                } else if (k == 0) {
+                        k = store_chunk_put_compressed(j->s, codec, &c->id, c->z, c->zlen);
+                        if (k >= 0)
+                                atomic_fetch_add(&j->sent, 1);
+                }
+                if (k < 0) {
+                        int none = 0;
+                        atomic_compare_exchange_strong(&j->error, &none, k);
+                        break;
+                }
+        }
+        return NULL;
+}
+
+#define PACK_STORE_THREADS 8
+
+int sync_pack_store(Store *s, PageBases *pb, const void *body, size_t len, SyncStats *st) {
         PackReader rd;
-        int k = codec ? pack_reader_init(&rd, body, len, ZSTD_compressBound(OBJECT_WIRE_MAX),
-                                         ZSTD_compressBound(store_chunk_size(s)))
-                      : -ENOMEM;
+        int k = pack_reader_init(&rd, body, len, ZSTD_compressBound(OBJECT_WIRE_MAX),
+                                 ZSTD_compressBound(store_chunk_size(s)));
+        if (k < 0)
+                return k;
+        _cleanup_free_ PackChunk *chunks = malloc(MAX((size_t) rd.n_chunks, (size_t) 1) * sizeof *chunks);
+        if (!chunks)
+                return -ENOMEM;
+        size_t n = 0;
         PackKind kind;
         RoamId id, got;
         const uint8_t *z;
         uint32_t zlen;
-        while (k >= 0 && (k = pack_reader_next(&rd, &kind, &id, &z, &zlen)) > 0) {
-                if (kind == PACK_OBJECT) {
-                        _cleanup_free_ void *data = NULL;
-                        size_t n;
-                        k = pack_object_decompress(z, zlen, OBJECT_WIRE_MAX, &data, &n);
-                        if (k >= 0) {
-                                sha256(data, n, &got);
-                                k = id_equal(&got, &id) ? store_object_put(s, data, n, &got) : -EBADMSG;
-                        }
-                        if (k >= 0)
-                                st->objects_sent++;
+        while ((k = pack_reader_next(&rd, &kind, &id, &z, &zlen)) > 0) {
+                if (kind == PACK_CHUNK) {
+                        if (n < rd.n_chunks)
+                                chunks[n++] = (PackChunk){ .id = id, .z = z, .zlen = zlen };
                         continue;
                 }
-                k = store_chunk_has(s, &id);
-                if (k == 0 && pb && (rd.flags & PACK_PAGED) && page_chunk_is(z, zlen)) {
-                        /* not rebuilt here: the usual way fetches it whole below */
-                        k = page_bases_store(pb, codec, &id, z, zlen);
-                        if (k >= 0) {
-                                st->chunks_sent++;
-                                st->chunks_paged++;
-                                st->pages_referenced += (uint64_t) k;
-                        } else if (k == -ESTALE) {
-                                st->chunks_page_fallback++;
-                                k = 0;
-                        }
-                } else if (k == 0) {
-                        k = store_chunk_put_compressed(s, codec, &id, z, zlen);
-                        if (k >= 0)
-                                st->chunks_sent++;
+                _cleanup_free_ void *data = NULL;
+                size_t dn;
+                k = pack_object_decompress(z, zlen, OBJECT_WIRE_MAX, &data, &dn);
+                if (k >= 0) {
+                        sha256(data, dn, &got);
+                        k = id_equal(&got, &id) ? store_object_put(s, data, dn, &got) : -EBADMSG;
                 }
+                if (k < 0)
+                        return k;
+                st->objects_sent++;
         }
-        if (k >= 0)
-                k = rd.flags & PACK_COMPLETE ? 1 : 0;
-        return k;
+        if (k < 0)
+                return k;
+        PackStoreJob j = { .s = s, .pb = pb, .paged = rd.flags & PACK_PAGED, .chunks = chunks, .n = n };
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        size_t threads = (size_t) MIN(MAX(cpus, 1L), (long) PACK_STORE_THREADS);
+        threads = MAX(MIN(threads, n), (size_t) 1);
+        pthread_t tid[PACK_STORE_THREADS];
+        size_t started = 0;
+        for (size_t i = 1; i < threads; i++) {
+                if (pthread_create(&tid[i], NULL, pack_store_worker, &j) != 0)
+                        break;
+                started = i;
+        }
+        pack_store_worker(&j); /* the calling thread works too */
+        for (size_t i = 1; i <= started; i++)
+                pthread_join(tid[i], NULL);
+        st->chunks_sent += atomic_load(&j.sent);
+        st->chunks_paged += atomic_load(&j.paged_chunks);
+        st->pages_referenced += atomic_load(&j.refs);
+        st->chunks_page_fallback += atomic_load(&j.fallback);
+        k = atomic_load(&j.error);
+        if (k < 0)
+                return k;
+        return rd.flags & PACK_COMPLETE ? 1 : 0;
 }
 
 /* Fetches what the remote thinks the local store lacks below root, in one
@@ -329,7 +393,7 @@ static int pull_pack(Store *s, Remote *r, RemoteConn *c, const RoamId *root, con
                 remote_response_done(&resp);
                 return k;
         }
-        k = pack_store(s, pb, resp.body, resp.len, st);
+        k = sync_pack_store(s, pb, resp.body, resp.len, st);
         remote_response_done(&resp);
         return k;
 }
@@ -375,7 +439,7 @@ int sync_pack_ask(Store *s, const SyncOptions *o, json_t **ret_json, SyncPackAsk
 }
 
 int sync_pack_take(SyncPackAsk *a, const void *pack, size_t len, SyncStats *st) {
-        return pack_store(a->s, a->pb, pack, len, st);
+        return sync_pack_store(a->s, a->pb, pack, len, st);
 }
 
 /* ---- pull ---- */
@@ -886,6 +950,8 @@ int sync_pack_fill(Store *s, const Reach *want, const Reach *have, PageSender *p
                         *ret_missing = id;
                 if (k >= 0)
                         k = pack_writer_add(pw, PACK_CHUNK, &id, z, zlen);
+                if (k >= 0 && ps && page_chunk_is(z, zlen))
+                        pw->n_paged++;
         }
         *ret_complete = k >= 0;
         if (k == -E2BIG)
@@ -906,11 +972,16 @@ static int ref_update_error(Remote *r, const RemoteResponse *resp, const char *r
         return k;
 }
 
-/* Sends everything below root that is not below the remote's have-objects
- * as one pack that also sets the remote ref. -E2BIG when it does not fit,
- * -ESTALE when the ref changed; other failures leave it to the usual way. */
-static int push_pack(Store *s, Remote *r, RemoteConn *c, const RoamId *root, const Reach *need, const char *remote_ref,
-                     const RoamId *old, const RoamId *haves, size_t n_have, SyncStats *st) {
+int sync_upload_build(Store *s, const RoamId *root, const Reach *need, const RoamId *haves, size_t n_have,
+                      bool no_pages, SyncUpload *ret) {
+        *ret = (SyncUpload){ 0 };
+        _cleanup_(reach_freep) Reach *own = NULL;
+        if (!need) {
+                int k = reach_root(s, root, -EUCLEAN, "unreadable objects here (run 'roam store fsck')", &own);
+                if (k < 0)
+                        return k;
+                need = own;
+        }
         _cleanup_(reach_freep) Reach *have = reach_new();
         if (!have)
                 return -ENOMEM;
@@ -930,25 +1001,72 @@ static int push_pack(Store *s, Remote *r, RemoteConn *c, const RoamId *root, con
                     (bytes += size) > PACK_AUTO_BYTES)
                         return -E2BIG;
         }
+        /* bases: the blobs below what the remote holds whole (the pre-copy
+         * of a hand-over): a changed chunk goes as its changed pages */
+        RoamId bases[PAGE_CHUNK_MAX_BASES];
+        unsigned nb = 0;
+        _cleanup_(page_sender_freep) PageSender *ps = NULL;
+        int k = 0;
+        if (!no_pages && pages_enabled()) {
+                k = pages_pick_bases(s, NULL, NULL, haves, n_have, bases, &nb);
+                if (k >= 0 && nb > 0)
+                        k = page_sender_new(s, bases, nb, &ps);
+                if (k < 0)
+                        return k;
+        }
         PackWriter pw;
-        int k = pack_writer_init(&pw, PACK_MAX_BYTES);
+        k = pack_writer_init(&pw, PACK_MAX_BYTES);
         bool complete = false;
         RoamId missing;
         if (k >= 0)
-                k = sync_pack_fill(s, need, have, NULL, &pw, &complete, &missing);
+                k = sync_pack_fill(s, need, have, ps, &pw, &complete, &missing);
         if (k >= 0 && !complete)
                 k = -E2BIG;
         if (k < 0) {
                 pack_writer_done(&pw);
                 return k;
         }
-        uint64_t objects = pw.n_objects, chunks = pw.n_chunks;
-        char hex[ID_HEX_SIZE], oldhex[ID_HEX_SIZE], path[REF_NAME_MAX_LEN + 256];
-        snprintf(path, sizeof path, "/v1/pack/put?ref=%s&id=%s%s%s", remote_ref, id_to_hex(root, hex),
-                 old ? "&old=" : "", old ? (id_is_null(old) ? "none" : id_to_hex(old, oldhex)) : "");
-        RemoteResponse resp;
-        k = remote_request(c, "POST", path, pw.buf, pw.len, "application/octet-stream", 64 * 1024, &resp);
+        /* with bases, the body starts with their ids */
+        size_t head = ps ? (size_t) nb * ID_SIZE : 0;
+        uint8_t *body = malloc(head + pw.len);
+        if (!body) {
+                pack_writer_done(&pw);
+                return -ENOMEM;
+        }
+        if (head)
+                memcpy(body, bases, head);
+        memcpy(body + head, pw.buf, pw.len);
+        *ret = (SyncUpload){ .body = body,
+                             .len = head + pw.len,
+                             .n_bases = ps ? nb : 0,
+                             .objects = pw.n_objects,
+                             .chunks = pw.n_chunks,
+                             .paged = pw.n_paged };
         pack_writer_done(&pw);
+        return 0;
+}
+
+void sync_upload_done(SyncUpload *u) {
+        free(u->body);
+        *u = (SyncUpload){ 0 };
+}
+
+/* Sends everything below root that is not below the remote's have-objects
+ * as one pack that also sets the remote ref. -E2BIG when it does not fit,
+ * -ESTALE when the ref changed; other failures leave it to the usual way. */
+static int push_pack(Store *s, Remote *r, RemoteConn *c, const RoamId *root, const Reach *need, const char *remote_ref,
+                     const RoamId *old, const RoamId *haves, size_t n_have, bool no_pages, SyncStats *st) {
+        _cleanup_(sync_upload_done) SyncUpload u = { 0 };
+        int k = sync_upload_build(s, root, need, haves, n_have, no_pages, &u);
+        if (k < 0)
+                return k;
+        char hex[ID_HEX_SIZE], oldhex[ID_HEX_SIZE], path[REF_NAME_MAX_LEN + 256], nbs[32] = "";
+        if (u.n_bases)
+                snprintf(nbs, sizeof nbs, "&bases=%u", u.n_bases);
+        snprintf(path, sizeof path, "/v1/pack/put?ref=%s&id=%s%s%s%s", remote_ref, id_to_hex(root, hex),
+                 old ? "&old=" : "", old ? (id_is_null(old) ? "none" : id_to_hex(old, oldhex)) : "", nbs);
+        RemoteResponse resp;
+        k = remote_request(c, "POST", path, u.body, u.len, "application/octet-stream", 64 * 1024, &resp);
         if (k < 0)
                 return k;
         st->wire_bytes += resp.wire_bytes;
@@ -956,8 +1074,9 @@ static int push_pack(Store *s, Remote *r, RemoteConn *c, const RoamId *root, con
                 k = ref_update_error(r, &resp, remote_ref);
         remote_response_done(&resp);
         if (k >= 0) {
-                st->objects_sent += objects;
-                st->chunks_sent += chunks;
+                st->objects_sent += u.objects;
+                st->chunks_sent += u.chunks;
+                st->chunks_paged += u.paged;
         }
         return k;
 }
@@ -1010,7 +1129,7 @@ int sync_push(Store *s, Remote *r, const char *ref, const char *remote_ref, cons
         if (n_have > 0) {
                 RoamId none = ID_NULL;
                 k = push_pack(s, r, c, &root, need, remote_ref, opts.overwrite ? NULL : old_exists ? &old : &none,
-                              have, n_have, &st);
+                              have, n_have, opts.no_pages, &st);
                 if (k >= 0 || k == -ESTALE || k == -ENOMEM) {
                         st.seconds = now_s() - t0;
                         if (k >= 0 && ret)

@@ -76,6 +76,14 @@ int sync_pull(Store *s, Remote *r, const char *ref, const char *local_ref, const
 typedef struct SyncPackAsk SyncPackAsk;
 int sync_pack_ask(Store *s, const SyncOptions *o, json_t **ret_json, SyncPackAsk **ret);
 int sync_pack_take(SyncPackAsk *a, const void *pack, size_t len, SyncStats *st);
+/* Stores a pack: every object and chunk verified against its id, chunks as
+ * pages rebuilt from the bases pb (NULL: none); its objects in order, then
+ * its chunks on every core (a hand-over's remainder: rebuilding, verifying,
+ * compressing and, in an encrypted store, encrypting them is work in the
+ * pause). A chunk whose pages do not rebuild it is counted in
+ * st->chunks_page_fallback and not stored. 1 when the pack says it is
+ * complete, 0 when not. */
+int sync_pack_store(Store *s, PageBases *pb, const void *body, size_t len, SyncStats *st);
 void sync_pack_ask_free(SyncPackAsk *a);
 static inline void sync_pack_ask_freep(SyncPackAsk **a) {
         if (*a)
@@ -86,6 +94,22 @@ static inline void sync_pack_ask_freep(SyncPackAsk **a) {
  * fetches it and everything below it, then sets local_ref to it. */
 int sync_pull_object(Store *s, Remote *r, const RoamId *root, const char *local_ref, const SyncOptions *o,
                      SyncStats *ret);
+
+/* An upload of one pack (the body of POST /v1/pack/put, and of a move-in
+ * that brings its remainder: docs/sync-protocol.md): everything below root
+ * (need: its reach, or NULL to find it) that is not below the haves (which the remote holds
+ * whole), as one pack; with n_bases > 0 the body starts with that many base
+ * index ids (the blobs below the haves) and changed chunks may go as pages.
+ * -E2BIG when it is more than a remainder (then the usual way). */
+typedef struct SyncUpload {
+        uint8_t *body;
+        size_t len;
+        unsigned n_bases;
+        uint64_t objects, chunks, paged;
+} SyncUpload;
+int sync_upload_build(Store *s, const RoamId *root, const Reach *need, const RoamId *haves, size_t n_have,
+                      bool no_pages, SyncUpload *ret);
+void sync_upload_done(SyncUpload *u);
 
 /* Sends local ref `ref` (and everything it needs) to the remote, then sets
  * remote ref `remote_ref` (NULL = same name) with compare-and-swap against

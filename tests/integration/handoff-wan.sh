@@ -70,6 +70,10 @@ log "$out"
 expect_match "$out" "downtime [0-9]+ ms"
 # the pre-copy's RAM file was written ahead; the restore patched what changed
 expect_match "$out" "RAM staged ahead" "take offline's output"
+# the remainder came with the grant, changed chunks as their changed pages
+# (the server's pre-copy has a page index: docs/sync-protocol.md)
+expect_match "$out" "sent after the click with the grant, [1-9][0-9]* chunks as their changed pages" \
+        "take offline's output"
 before=$(last_tick_on roam_dc)
 is_state roam_laptop running || fail "s1 is not running on the laptop"
 LT_RAM=$(roam_laptop session show s1 2>/dev/null | sed -n 's/^ram: .* in \(.*\)\/s1.ram)$/\1/p') || true
@@ -98,6 +102,9 @@ sleep 3
 out=$(roam_laptop online s1) || { tail -n 20 lt.log dc.log >&2; fail "take online failed"; }
 log "$out"
 expect_match "$out" "RAM staged ahead" "take online's output"
+# one round trip in the pause: the remainder went with the move-in, as pages
+expect_match "$out" "sent after the click with the move-in, [1-9][0-9]* chunks as their changed pages" \
+        "take online's output"
 before=$(last_tick_on roam_laptop)
 is_state roam_dc running || fail "s1 does not run on the server after take online"
 is_state roam_laptop away || fail "the laptop still claims s1"

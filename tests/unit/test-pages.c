@@ -214,24 +214,99 @@ static void test_page_index_at_import(void **state) {
         assert_int_equal(page_index_get(f->a, &other, 64 * CS, &z), 0);
         assert_non_null(z);
         page_index_unref(z);
-        /* an incremental import that took chunks from its base unread has none */
+        /* an incremental import takes the entries of the chunks it took from
+         * its base unread: read after all when the base has no page index,
+         * from the base's page index when it has one; either way the same
+         * lookups as a build from the store */
         BlobFast *fast = NULL;
+        memcpy(blob, "at-import", 9); /* as in the file */
         fd = open(in, O_RDONLY | O_CLOEXEC);
         assert_int_equal(blob_import_fd_base(f->a, fd, len, NULL, NULL, &id, NULL, &fast), 0);
+        for (int round = 0; round < 3; round++) {
+                BlobBase *base;
+                assert_int_equal(blob_base_new(f->a, fast, &base), 0);
+                char tag[16];
+                snprintf(tag, sizeof tag, "changed %d", round);
+                memcpy(blob + (37 + round) * CS, tag, strlen(tag));
+                int fd2 = open(in, O_RDWR | O_CLOEXEC);
+                assert_int_equal(pwrite(fd2, tag, strlen(tag), (37 + round) * CS), (ssize_t) strlen(tag));
+                close(fd2);
+                BlobFast *fast2 = NULL;
+                RoamId id2;
+                /* the last round copies what changed (a paused checkpoint's
+                 * import): from a base with a page index, still complete */
+                BlobPending *p = NULL;
+                BlobOptions om = o;
+                om.map = true; /* as a RAM file is read */
+                if (round < 2)
+                        assert_int_equal(blob_import_fd_base(f->a, fd, len, &om, base, &id2, NULL, &fast2), 0);
+                else {
+                        BlobOptions oc = om;
+                        oc.capture_max = 1 << 20;
+                        assert_int_equal(blob_import_fd_begin(f->a, fd, len, &oc, base, &p), 0);
+                        assert_int_equal(blob_import_finish(p, &id2, NULL, &fast2), 0);
+                        blob_pending_free(p);
+                }
+                blob_base_free(base);
+                _cleanup_free_ char *path2 = page_index_path(f->a, &id2);
+                _cleanup_free_ char *data2 = NULL;
+                assert_int_equal(read_full_file(path2, 1u << 26, &data2, &dlen), 0);
+                PageIndex *w;
+                assert_int_equal(page_index_parse(data2, dlen, &w), 0);
+                assert_true(id_equal(&w->blob, &id2));
+                /* a page found is a page with those bytes; every non-zero
+                 * page whose bytes are nowhere else in the blob is found (of
+                 * bytes that are in several pages, the base listed its first
+                 * one only: when that one changed, the others are not listed) */
+                size_t n_pages = len / PG;
+                _cleanup_free_ uint64_t *hs = malloc(n_pages * sizeof *hs);
+                for (size_t q = 0; q < n_pages; q++)
+                        hs[q] = page_index_hash(w, blob + q * PG);
+                for (size_t q = 0; q < n_pages; q++) {
+                        uint32_t got;
+                        bool zero = memory_is_zero(blob + q * PG, PG), unique = true;
+                        for (size_t k = 0; k < n_pages && unique; k++)
+                                unique = k == q || hs[k] != hs[q];
+                        bool found = page_index_lookup(w, hs[q], &got);
+                        if (zero)
+                                assert_false(found);
+                        else if (unique || round == 0)
+                                assert_true(found);
+                        if (found)
+                                assert_memory_equal(blob + (size_t) got * PG, blob + q * PG, PG);
+                }
+                page_index_free(w);
+                blob_fast_free(fast);
+                fast = fast2;
+        }
+        close(fd);
+        blob_fast_free(fast);
+
+        /* a paused import of a mapped file (a RAM file) from a base without
+         * a page index reads nothing it need not: no page index */
+        int fd2 = open(in, O_RDWR | O_CLOEXEC);
+        assert_int_equal(pwrite(fd2, "no index", 8, 0), 8);
+        fd = open(in, O_RDONLY | O_CLOEXEC);
+        assert_int_equal(blob_import_fd_base(f->a, fd, len, NULL, NULL, &id, NULL, &fast), 0);
+        _cleanup_free_ char *path0 = page_index_path(f->a, &fast->index_id);
+        struct stat st;
+        assert_int_equal(stat(path0, &st), -1);
         BlobBase *base;
         assert_int_equal(blob_base_new(f->a, fast, &base), 0);
-        _cleanup_free_ char *path2 = NULL;
-        RoamId id2;
-        memcpy(blob + 39 * CS, "changed", 7);
-        int fd2 = open(in, O_RDWR | O_CLOEXEC);
-        assert_int_equal(pwrite(fd2, "changed", 7, 39 * CS), 7);
-        close(fd2);
+        BlobOptions oc = o;
+        oc.capture_max = 1 << 20;
+        oc.map = true;
+        BlobPending *p = NULL;
         BlobFast *fast2 = NULL;
-        assert_int_equal(blob_import_fd_base(f->a, fd, len, &o, base, &id2, NULL, &fast2), 0);
+        RoamId id2;
+        assert_int_equal(pwrite(fd2, "paused", 6, 0), 6);
+        close(fd2);
+        assert_int_equal(blob_import_fd_begin(f->a, fd, len, &oc, base, &p), 0);
+        assert_int_equal(blob_import_finish(p, &id2, NULL, &fast2), 0);
+        blob_pending_free(p);
         close(fd);
-        path2 = page_index_path(f->a, &id2);
-        struct stat st;
-        assert_int_equal(stat(path2, &st), -1);
+        _cleanup_free_ char *path3 = page_index_path(f->a, &id2);
+        assert_int_equal(stat(path3, &st), -1);
         blob_base_free(base);
         blob_fast_free(fast);
         blob_fast_free(fast2);
@@ -551,8 +626,56 @@ static void test_gc_prunes(void **state) {
         assert_int_equal(stat(pg, &st), -1);
 }
 
+/* A session's RAM page indexes: the last few kept, the older ones removed;
+ * a blob without a page index is not listed; a damaged list starts over. */
+static void test_keep_recent(void **state) {
+        Fixture *f = *state;
+        size_t len = 2 * CS;
+        _cleanup_free_ uint8_t *ram = malloc(len);
+        make_ram(f, ram, len);
+        _cleanup_free_ char *list = path_join(f->dir, "ram.fast.pages");
+        RoamId ids[5];
+        for (int i = 0; i < 5; i++) {
+                char tag[16];
+                snprintf(tag, sizeof tag, "keep-%d", i);
+                memcpy(ram, tag, strlen(tag));
+                import_bytes(f, f->a, ram, len, &ids[i]);
+                PageIndex *x;
+                assert_int_equal(page_index_get(f->a, &ids[i], UINT64_MAX, &x), 0);
+                page_index_unref(x);
+                assert_int_equal(page_index_keep_recent(f->a, list, &ids[i], 3), 0);
+        }
+        struct stat st;
+        for (int i = 0; i < 5; i++) {
+                _cleanup_free_ char *p = page_index_path(f->a, &ids[i]);
+                assert_int_equal(stat(p, &st) == 0, i >= 2);
+        }
+        _cleanup_free_ char *text = NULL;
+        size_t tlen;
+        assert_int_equal(read_full_file(list, 4096, &text, &tlen), 0);
+        assert_int_equal(tlen, 3 * (ID_HEX_SIZE - 1 + 1));
+        char hex[ID_HEX_SIZE];
+        assert_memory_equal(text, id_to_hex(&ids[2], hex), ID_HEX_SIZE - 1);
+        /* a blob without a page index is not listed and removes nothing */
+        RoamId none;
+        memcpy(ram, "keep-none", 9);
+        import_bytes(f, f->a, ram, len, &none);
+        assert_int_equal(page_index_keep_recent(f->a, list, &none, 3), 0);
+        _cleanup_free_ char *p2 = page_index_path(f->a, &ids[2]);
+        assert_int_equal(stat(p2, &st), 0);
+        /* a damaged list: started over with the blob given */
+        assert_int_equal(write_file_atomic(list, "garbage\n", 8, 0644), 0);
+        assert_int_equal(page_index_keep_recent(f->a, list, &ids[4], 1), 0);
+        free(text);
+        text = NULL;
+        assert_int_equal(read_full_file(list, 4096, &text, &tlen), 0);
+        assert_int_equal(tlen, ID_HEX_SIZE);
+        assert_memory_equal(text, id_to_hex(&ids[4], hex), ID_HEX_SIZE - 1);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_keep_recent, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_page_index, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_page_index_at_import, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_page_chunk_format, setup, teardown),

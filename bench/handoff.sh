@@ -658,13 +658,19 @@ EOF
   time after the daemon's start. \`roam online\` runs its own pre-copy round
   (a checkpoint and push while the guest runs) in both cases, and the server
   still has the chunks of the checkpoint it gave away.
-* Where the time goes comes from the two daemons' request logs (\`-v\`, ms
-  timestamps, one clock): the server's offline request is the server's
-  \`pause_ms\` (pause, device state, RAM and overlay snapshot, QEMU ends,
-  import, owner change); "pull" runs from its answer to the laptop's last
-  request; "restore" from there to the laptop daemon's "taken offline".
-  Take online: "move-in" is the server's restore of the checkpoint, the rest
-  of the downtime the laptop's final checkpoint and its push.
+* Where the time goes comes from the two daemons' own accounts (\`-v\`: the
+  laptop's "take offline of"/"take online of" lines, the server's "take
+  offline of" line) and request logs (ms timestamps, one clock). Take
+  offline: the request's way to the server; the server's part until its
+  grant (pause, device state, RAM and overlay into the store, QEMU ends,
+  manifest, owner change); the answer's way back with the remainder (what
+  is left of the laptop's wait for it); storing the remainder on the laptop
+  (chunks rebuilt from their changed pages and the pre-copy, verified,
+  compressed, encrypted); "pull" (it checks that everything is there and
+  sets the ref); "restore" into the waiting QEMU. Take online: the laptop's
+  final checkpoint; the remainder made ready (chunks as their changed
+  pages); the one request that carries it with the move-in until the
+  server's answer (the server stores it, then restores: "its restore").
 * **QEMU 7.2**: the source in the server namespace, the destination in the
   laptop's (\`-incoming defer -S\`, exporting its own overlay over the same
   master through NBD); \`drive-mirror sync=top mode=existing\` into it,
@@ -685,7 +691,10 @@ EOF
   limit. The rows "without its VGA device" are the control: the same guest
   and link with the serial console only. roam keeps no dirty log: a
   pre-copy round sends the 64 KiB chunks whose content is new, and the
-  frame buffer (in the device state) goes with the final checkpoint.
+  frame buffer (in the device state) goes with the final checkpoint. A
+  chunk of the remainder goes as its changed 4 KiB pages, the others
+  references to the pre-copy the receiver holds (the pre-copy's page index,
+  \`docs/sync-protocol.md\`, "Page references").
 * "counter continues (a → b)": the first tick on the target's console
   follows the last one on the source's: the same boot, nothing lost or
   repeated. "GUEST BROKEN" flags a run where it did not (the consoles are

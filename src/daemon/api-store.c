@@ -1020,6 +1020,7 @@ int api_store_take_upload(ApiStore *a, HttpRequest *req, unsigned bases, const v
                                          id_to_hex(id, hex), msg);
                 return k < 0 ? k : 1;
         }
+        failpoint("pack-put:before-ref"); /* as in pack/put: stored, the ref not set */
         return store_ref_set(a->s, ref, id, NULL);
 }
 

@@ -2,9 +2,11 @@
 #include "util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static bool name_char_ok(char c) {
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
@@ -163,4 +165,24 @@ uint64_t now_ns(void) {
 
 double now_s(void) {
         return (double) now_ns() / 1e9;
+}
+
+unsigned cpus_online(void) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        return n > 0 ? (unsigned) n : 1;
+}
+
+void run_threads(unsigned n, void *(*fn)(void *), void *arg) {
+        pthread_t tid[RUN_THREADS_MAX];
+        unsigned started = 0;
+        if (n > RUN_THREADS_MAX)
+                n = RUN_THREADS_MAX;
+        for (unsigned i = 1; i < n; i++) {
+                if (pthread_create(&tid[i], NULL, fn, arg) != 0)
+                        break;
+                started = i;
+        }
+        fn(arg); /* the calling thread works too */
+        for (unsigned i = 1; i <= started; i++)
+                pthread_join(tid[i], NULL);
 }

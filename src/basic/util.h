@@ -35,6 +35,14 @@ char *format_utc(int64_t t, bool table, char *buf, size_t size);
 /* "1.5 GiB"; buf of at least 16 bytes; returns buf. */
 char *format_bytes(uint64_t n, char *buf, size_t size);
 
+/* The processors online (at least 1). */
+unsigned cpus_online(void);
+/* Runs fn(arg) on n threads, the calling thread one of them, and returns once
+ * each has returned. n is capped at RUN_THREADS_MAX; a thread that cannot be
+ * started is one fewer (the workers share the work, so it is still done). */
+#define RUN_THREADS_MAX 64
+void run_threads(unsigned n, void *(*fn)(void *), void *arg);
+
 /* Monotonic clock in nanoseconds / seconds. */
 uint64_t now_ns(void);
 double now_s(void);

@@ -943,16 +943,13 @@ static int pack_store(ApiStore *a, Worker *w, const void *body, size_t len, uint
 
 /* Stores an upload: the body of pack/put (and of a move-in that brings its
  * remainder): a pack, after nb base index ids of blobs the client believes
- * this store holds whole, of which the pack's chunk records may be pages
+ * this store holds whole (nb <= PAGE_CHUNK_MAX_BASES: the callers' parsers
+ * bound it), of which the pack's chunk records may be pages
  * (src/sync/pages.h). 0 with the counts; 1 when it answered the request
  * (malformed: nothing stored; a chunk whose pages do not rebuild it: 412, the
  * rest stored); < 0 for the server to answer. */
 static int upload_store(HttpRequest *req, ApiStore *a, Worker *w, unsigned nb, const uint8_t *body, size_t len,
                         uint64_t *ret_objects, uint64_t *ret_stored, uint64_t *ret_present) {
-        if (nb > PAGE_CHUNK_MAX_BASES) {
-                int k = http_reply_error(req, 400, "bases must be 1..%d", PAGE_CHUNK_MAX_BASES);
-                return k < 0 ? k : 1;
-        }
         if (!body)
                 body = (const uint8_t *) "";
         if (len < (size_t) nb * ID_SIZE) {

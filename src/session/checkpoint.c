@@ -263,14 +263,20 @@ static int live_files_rebase(SessionHost *h, LiveFiles *l) {
         return 0;
 }
 
+void ram_pages_keep(Store *s, const char *ram_fast, const RoamId *ram_index) {
+        _cleanup_free_ char *list = NULL;
+        if (asprintf(&list, "%s.pages", ram_fast) >= 0)
+                (void) page_index_keep_recent(s, list, ram_index, RAM_PAGE_INDEXES_KEPT);
+        err_clear(); /* a cache: nothing else depends on it */
+}
+
 /* Writes the sidecars of the latest import; a failure only costs the next
  * import its base. */
 static void live_files_save(Store *s, const Paths *p, const LiveFiles *l) {
         if (l->ram_fast && blob_fast_save(l->ram_fast, p->ram_fast) < 0)
                 (void) unlink(p->ram_fast);
-        _cleanup_free_ char *list = NULL;
-        if (l->ram_fast && asprintf(&list, "%s.pages", p->ram_fast) >= 0)
-                (void) page_index_keep_recent(s, list, &l->ram_fast->index_id, RAM_PAGE_INDEXES_KEPT);
+        if (l->ram_fast)
+                ram_pages_keep(s, p->ram_fast, &l->ram_fast->index_id);
         if (l->ov_fast && blob_fast_save(l->ov_fast, p->overlay_fast) < 0)
                 (void) unlink(p->overlay_fast);
         if (l->prof_fast && blob_fast_save(l->prof_fast, p->profile_fast) < 0)

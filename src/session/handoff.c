@@ -20,7 +20,6 @@
 #include "../basic/util.h"
 #include "../store/blob.h"
 #include "../store/manifest.h"
-#include "../store/page-index.h"
 #include "../sync/remote.h"
 
 /* Imports path incrementally from the base in the sidecar DIR/SIDECAR and
@@ -53,11 +52,8 @@ static int import_path(Store *s, const char *path, const char *dir, const char *
                 (void) unlink(side); /* costs the next import its base, nothing else */
                 err_clear();
         }
-        /* a RAM file's page indexes: the last few only */
-        _cleanup_free_ char *list = NULL;
-        if (map && asprintf(&list, "%s.pages", side) >= 0)
-                (void) page_index_keep_recent(s, list, ret, RAM_PAGE_INDEXES_KEPT);
-        err_clear();
+        if (map) /* a RAM file's page indexes: the last few only */
+                ram_pages_keep(s, side, ret);
         return 0;
 }
 

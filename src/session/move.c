@@ -31,7 +31,8 @@ static int push_checkpoint(SessionHost *h, Store *s, Remote *r, const char *user
                 return k;
         *wire += st.wire_bytes;
         *chunks += st.chunks_sent;
-        *paged += st.chunks_paged;
+        if (paged)
+                *paged += st.chunks_paged;
         return 0;
 }
 
@@ -104,6 +105,10 @@ static int request_move_in(Remote *r, const char *name, const RoamId *ck, int64_
  * remainder: not sent), -ENODATA (a fleet member, chunks as pages that did
  * not rebuild there), -EBADMSG or -EFBIG (an older target); the caller then
  * pushes and moves in as two requests. */
+static bool remainder_not_taken(int k) {
+        return k == -E2BIG || k == -ENODATA || k == -EBADMSG || k == -EFBIG;
+}
+
 static int move_in_with_remainder(Store *s, Remote *r, const char *user, const char *name, const RoamId *ck,
                                   int64_t epoch, const RoamId *precopy, SessionMoveResult *res) {
         char staging[REF_NAME_MAX_LEN + 1];
@@ -205,9 +210,8 @@ static int move(SessionHost *h, const char *name, Remote *r, const SessionMoveOp
                 k = session_checkpoint(h, name, 0, &ck);
                 if (k < 0)
                         return k;
-                uint64_t paged = 0;
                 k = push_checkpoint(h, s, r, user, name, epoch + 1, o, NULL, &res.precopy_wire_bytes, &chunks,
-                                    &paged);
+                                    NULL);
                 if (k < 0)
                         return k;
                 precopy = ck.id;
@@ -234,15 +238,17 @@ static int move(SessionHost *h, const char *name, Remote *r, const SessionMoveOp
         failpoint("move:after-final-checkpoint");
         /* after a pre-copy, the remainder goes with the move-in: one round
          * trip while paused; else (or when that is not taken) two */
-        bool sent = false;
-        if (k >= 0 && !id_is_null(&precopy) && !o->no_remainder_with_move_in) {
+        bool combined = k >= 0 && !id_is_null(&precopy) && !o->no_remainder_with_move_in;
+        if (combined) {
                 k = move_in_with_remainder(s, r, user, name, &ck.id, epoch + 1, &precopy, &res);
-                sent = k >= 0 || !(k == -E2BIG || k == -ENODATA || k == -EBADMSG || k == -EFBIG);
-                if (!sent)
+                if (remainder_not_taken(k)) {
                         err_clear();
+                        combined = false;
+                        k = 0;
+                }
         }
-        if (!sent) {
-                if (k >= 0 || k == -E2BIG || k == -ENODATA || k == -EBADMSG || k == -EFBIG)
+        if (!combined) {
+                if (k >= 0)
                         k = push_checkpoint(h, s, r, user, name, epoch + 1, o,
                                             id_is_null(&precopy) ? NULL : &precopy, &res.final_wire_bytes,
                                             &res.final_chunks, &res.final_paged);

@@ -96,6 +96,10 @@ typedef struct Paths {
  * the list next to the RAM's fast-hash sidecar): a hand-over's remainder goes
  * against the pre-copy the receiver holds, one of the last. */
 #define RAM_PAGE_INDEXES_KEPT 3
+/* After an import of a session's RAM whose fast-hash sidecar is ram_fast:
+ * its page index joins the list ram_fast.pages, the older ones beyond
+ * RAM_PAGE_INDEXES_KEPT go. */
+void ram_pages_keep(Store *s, const char *ram_fast, const RoamId *ram_index);
 
 void paths_done(Paths *p);
 int paths_for(SessionHost *h, const char *name, Paths *ret);

@@ -84,11 +84,7 @@ static uint32_t chunk_len_of(uint32_t cs, uint64_t size, uint64_t i) {
 }
 
 static unsigned pick_threads(unsigned t) {
-        if (t == 0) {
-                long n = sysconf(_SC_NPROCESSORS_ONLN);
-                t = n > 0 ? (unsigned) n : 1;
-        }
-        return MIN(t, (unsigned) MAX_THREADS);
+        return MIN(t ? t : cpus_online(), (unsigned) MAX_THREADS);
 }
 
 /* Worker errors carry their err_set() detail across threads. */
@@ -110,16 +106,7 @@ static bool job_cancelled(Job *j) {
 }
 
 static int run_pool(Job *j, unsigned threads, void *(*fn)(void *)) {
-        pthread_t tid[MAX_THREADS];
-        unsigned started = 0;
-        for (unsigned i = 1; i < threads; i++) {
-                if (pthread_create(&tid[i], NULL, fn, j) != 0)
-                        break;
-                started = i;
-        }
-        fn(j); /* the calling thread works too */
-        for (unsigned i = 1; i <= started; i++)
-                pthread_join(tid[i], NULL);
+        run_threads(threads, fn, j);
         int r = atomic_load(&j->error);
         if (r < 0)
                 return err_set(r, "%s", j->errdetail);

@@ -18,6 +18,7 @@
 #include "../basic/failpoint.h"
 #include "../basic/fileio.h"
 #include "../basic/macro.h"
+#include "../basic/util.h"
 #include "backend.h"
 #include "page-index.h"
 #include "reach.h"
@@ -164,18 +165,7 @@ int store_fsck(Store *s, Progress *p, void (*problem)(const char *, void *), voi
                 i++;
         progress_set_total(p, v.n);
         pthread_mutex_init(&v.lock, NULL);
-        long nproc = sysconf(_SC_NPROCESSORS_ONLN);
-        unsigned nt = (unsigned) MIN(MAX(nproc, 1L), 16L);
-        pthread_t tid[16];
-        unsigned started = 0;
-        for (unsigned t = 1; t < nt; t++) {
-                if (pthread_create(&tid[t], NULL, verify_worker, &v) != 0)
-                        break;
-                started = t;
-        }
-        verify_worker(&v);
-        for (unsigned t = 1; t <= started; t++)
-                pthread_join(tid[t], NULL);
+        run_threads(MIN(cpus_online(), 16u), verify_worker, &v);
         pthread_mutex_destroy(&v.lock);
         free(v.ids);
         if (atomic_load(&v.fatal) < 0)

@@ -142,16 +142,7 @@ static int engine_run(Engine *e) {
         par = MIN(par, 32u);
         pthread_mutex_init(&e->lock, NULL);
         e->last_commit = now_s();
-        pthread_t tid[32];
-        unsigned started = 0;
-        for (unsigned i = 1; i < par; i++) {
-                if (pthread_create(&tid[i], NULL, engine_worker, e) != 0)
-                        break;
-                started = i;
-        }
-        engine_worker(e);
-        for (unsigned i = 1; i <= started; i++)
-                pthread_join(tid[i], NULL);
+        run_threads(par, engine_worker, e);
         pthread_mutex_destroy(&e->lock);
         int r = atomic_load(&e->error);
         if (r < 0)
@@ -309,7 +300,7 @@ static void *pack_store_worker(void *arg) {
         return NULL;
 }
 
-#define PACK_STORE_THREADS 8
+#define PACK_STORE_THREADS 8u
 
 int sync_pack_store(Store *s, PageBases *pb, const void *body, size_t len, SyncStats *st) {
         PackReader rd;
@@ -345,19 +336,8 @@ int sync_pack_store(Store *s, PageBases *pb, const void *body, size_t len, SyncS
         if (k < 0)
                 return k;
         PackStoreJob j = { .s = s, .pb = pb, .paged = rd.flags & PACK_PAGED, .chunks = chunks, .n = n };
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        size_t threads = (size_t) MIN(MAX(cpus, 1L), (long) PACK_STORE_THREADS);
-        threads = MAX(MIN(threads, n), (size_t) 1);
-        pthread_t tid[PACK_STORE_THREADS];
-        size_t started = 0;
-        for (size_t i = 1; i < threads; i++) {
-                if (pthread_create(&tid[i], NULL, pack_store_worker, &j) != 0)
-                        break;
-                started = i;
-        }
-        pack_store_worker(&j); /* the calling thread works too */
-        for (size_t i = 1; i <= started; i++)
-                pthread_join(tid[i], NULL);
+        size_t threads = MIN((size_t) MIN(cpus_online(), PACK_STORE_THREADS), MAX(n, (size_t) 1));
+        run_threads((unsigned) threads, pack_store_worker, &j);
         st->chunks_sent += atomic_load(&j.sent);
         st->chunks_paged += atomic_load(&j.paged_chunks);
         st->pages_referenced += atomic_load(&j.refs);

@@ -7,12 +7,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
 #include "../basic/macro.h"
 #include "../basic/util.h"
+#include "../desk/desk-remote.h"
 #include "../desk/desk.h"
+#include "../sync/remote.h"
 
 static bool want_help(int argc, char **argv) {
         return argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
@@ -42,13 +45,6 @@ static int desk_start_verb(int argc, char **argv) {
         return 0;
 }
 
-static json_t *info_json(const DeskInfo *i) {
-        return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s}", "user", i->user, "ts", i->ts, "state",
-                         i->running ? "running" : "suspended", "display", (json_int_t) i->display, "uid",
-                         (json_int_t) i->uid, "pid", (json_int_t) i->pid, "bytes", (json_int_t) i->bytes, "id",
-                         i->id);
-}
-
 static int desk_list_verb(int argc, char **argv) {
         if (want_help(argc, argv))
                 return cli_help("desk list", "[--json] [TS]",
@@ -68,14 +64,14 @@ static int desk_list_verb(int argc, char **argv) {
         if (as_json) {
                 json_t *a = json_array();
                 for (size_t i = 0; a && i < n; i++)
-                        json_array_append_new(a, info_json(&v[i]));
+                        json_array_append_new(a, desk_info_json(&v[i]));
                 free(v);
                 return cli_print_json(a);
         }
         printf("%-16s %-10s %-16s %8s %12s\n", "USER", "STATE", "TS", "DISPLAY", "CHECKPOINT");
         for (size_t i = 0; i < n; i++) {
                 char b[32];
-                printf("%-16s %-10s %-16s %7s%llu %12s\n", v[i].user, v[i].running ? "running" : "suspended", v[i].ts,
+                printf("%-16s %-10s %-16s %7s%llu %12s\n", v[i].user, desk_info_state(&v[i]), v[i].ts,
                        ":", (unsigned long long) v[i].display,
                        v[i].bytes ? format_bytes(v[i].bytes, b, sizeof b) : "-");
         }
@@ -97,10 +93,12 @@ static int desk_show_verb(int argc, char **argv) {
         if (r < 0)
                 return cli_error(r);
         if (as_json)
-                return cli_print_json(info_json(&i));
+                return cli_print_json(desk_info_json(&i));
         char b[32];
         printf("user:        %s\nstate:       %s\nts:          %s\ndisplay:     :%llu\nuid:         %llu\n", i.user,
-               i.running ? "running" : "suspended", i.ts, (unsigned long long) i.display, (unsigned long long) i.uid);
+               desk_info_state(&i), i.ts, (unsigned long long) i.display, (unsigned long long) i.uid);
+        if (i.away)
+                printf("at:          %s\n", i.at);
         if (i.running)
                 printf("pid:         %llu\n", (unsigned long long) i.pid);
         printf("checkpoint:  %s\nid:          %s\n", i.bytes ? format_bytes(i.bytes, b, sizeof b) : "-", i.id);
@@ -132,32 +130,140 @@ static int desk_suspend_verb(int argc, char **argv) {
         return 0;
 }
 
-static int desk_resume_verb(int argc, char **argv) {
+#define REMOTE_HELP                                                                                     \
+        "  -t, --token T    a token of that daemon (default $ROAM_TOKEN): host or admin,\n"             \
+        "                   or USER's own\n"                                                             \
+        "  --fingerprint FP pin its certificate (sha256:HEX; default: the one a pairing\n"               \
+        "                   token carries)\n"                                                            \
+        "  --cacert FILE    trust this PEM CA certificate for https when nothing is pinned\n"
+
+/* The options of a verb that reaches another roam daemon. */
+typedef struct DeskArgs {
+        const char *on, *url, *token, *fingerprint, *cacert;
+        const char *user;
+} DeskArgs;
+
+/* Parses USER and the options; url_opt names the option that takes the URL
+ * ("to", "from"; NULL: --to, optional). Returns -1 to go on, else an exit code. */
+static int desk_args(const char *verb, const char *args, const char *help, const char *url_opt, bool url_required,
+                     int argc, char **argv, DeskArgs *ret) {
         static const struct option opts[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "on", required_argument, NULL, 'o' },
-                {},
+                { "help", no_argument, NULL, 'h' },          { "on", required_argument, NULL, 'o' },
+                { "to", required_argument, NULL, 'u' },      { "from", required_argument, NULL, 'U' },
+                { "token", required_argument, NULL, 't' },   { "fingerprint", required_argument, NULL, 'f' },
+                { "cacert", required_argument, NULL, 'c' },  {},
         };
-        const char *on = NULL;
+        DeskArgs a = {};
         int c;
-        while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "ho:t:", opts, NULL)) >= 0)
                 switch (c) {
                 case 'h':
-                        return cli_help("desk resume", "USER [--on TS]",
-                                        "Restores the suspended desk of USER on terminal server TS (default: where\n"
-                                        "it was suspended), with the same process ids. Refused, changing nothing,\n"
-                                        "when TS lacks a layer the desk was started with, when USER runs there\n"
-                                        "already, or when the checkpoint is damaged (the stored copy is kept).\n\n"
-                                        "  -o, --on TS   the terminal server to resume on\n");
+                        return cli_help(verb, args, help);
                 case 'o':
-                        on = optarg;
+                        a.on = optarg;
+                        break;
+                case 'u':
+                case 'U':
+                        if (strcmp(c == 'u' ? "to" : "from", url_opt))
+                                return cli_usage(verb, "invalid option --%s", c == 'u' ? "to" : "from");
+                        a.url = optarg;
+                        break;
+                case 't':
+                        a.token = optarg;
+                        break;
+                case 'f':
+                        a.fingerprint = optarg;
+                        break;
+                case 'c':
+                        a.cacert = optarg;
                         break;
                 default:
-                        return cli_usage("desk resume", "invalid option");
+                        return cli_usage(verb, "invalid option");
                 }
         if (argc - optind != 1)
-                return cli_usage("desk resume", "expected USER");
-        const char *user = argv[optind];
+                return cli_usage(verb, "expected USER");
+        if (url_required && !a.url)
+                return cli_usage(verb, "--%s URL is required", url_opt);
+        if (!a.url && (a.token || a.fingerprint || a.cacert))
+                return cli_usage(verb, "--token, --fingerprint and --cacert go with --%s URL", url_opt);
+        a.user = argv[optind];
+        *ret = a;
+        return -1;
+}
+
+/* A client for the daemon a verb reaches; its answers may take minutes (a
+ * desk's dump or restore under TCG). Prints errors; 0 or 1. */
+static int desk_remote(const DeskArgs *a, Remote **ret) {
+        const char *token_given = remote_token_from_env(a->token);
+        if (!token_given)
+                return cli_errorf("no token for %s (use --token or set ROAM_TOKEN)", a->url);
+        _cleanup_free_ char *token = NULL;
+        if (cli_token_with_fingerprint(token_given, a->fingerprint, &token))
+                return 1;
+        RemoteOptions ro = { .cacert = a->cacert, .stall_timeout_s = 3 * DESK_DUMP_TIMEOUT_S };
+        int k = remote_new(a->url, token, &ro, ret);
+        return k < 0 ? cli_error(k) : 0;
+}
+
+/* What a move between hosts did, on stderr. */
+static void print_transfer(const char *user, const char *how, const DeskTransfer *t) {
+        char a[32], b[32];
+        if (t->suspended)
+                fprintf(stderr, "suspended the desk of '%s' first (%s checkpoint, %llu ms)\n", user,
+                        format_bytes(t->suspend.bytes, a, sizeof a), (unsigned long long) t->suspend.total_ms);
+        fprintf(stderr, "%s the desk of '%s': %llu of %llu chunks had to move, %s on the wire, %llu ms\n", how, user,
+                (unsigned long long) t->chunks_sent, (unsigned long long) t->chunks_total,
+                format_bytes(t->wire_bytes, b, sizeof b), (unsigned long long) t->sync_ms);
+        if (t->resumed)
+                fprintf(stderr, "resumed on '%s': pid %llu, restore %llu ms; total %llu ms\n", t->ts,
+                        (unsigned long long) t->pid, (unsigned long long) t->resume_ms,
+                        (unsigned long long) t->total_ms);
+        else if (t->resume_error[0])
+                fprintf(stderr, "it is suspended on the far side: its resume%s%s failed: %s\n",
+                        t->ts[0] ? " on " : "", t->ts, t->resume_error);
+        else
+                fprintf(stderr, "it is suspended on the far side (no terminal server named: resume it there with "
+                                "'roam desk resume %s --on TS')\n",
+                        user);
+}
+
+static int transfer_exit(const DeskTransfer *t) {
+        return t->resumed || !t->resume_error[0] ? 0 : 1;
+}
+
+static int desk_resume_verb(int argc, char **argv) {
+        DeskArgs da;
+        int e = desk_args("desk resume", "USER [--on TS] [--to URL [--token T]]",
+                          "Restores the suspended desk of USER on terminal server TS (default: where\n"
+                          "it was suspended), with the same process ids. Refused, changing nothing,\n"
+                          "when TS lacks a layer the desk was started with, when USER runs there\n"
+                          "already, or when the checkpoint is damaged (the stored copy is kept).\n\n"
+                          "With --to URL the desk goes to the roam daemon at URL (another host) and\n"
+                          "resumes on its terminal server TS: a running desk is suspended first, the\n"
+                          "checkpoint sent as what that host lacks, and this host keeps it as moved\n"
+                          "there. A refusal there leaves it suspended here.\n\n"
+                          "  -o, --on TS      the terminal server to resume on\n"
+                          "  --to URL         the roam daemon of another host\n" REMOTE_HELP,
+                          "to", false, argc, argv, &da);
+        if (e >= 0)
+                return e;
+        const char *on = da.on, *user = da.user;
+        if (da.url) {
+                if (!on)
+                        return cli_usage("desk resume", "--to URL needs --on TS (a terminal server there)");
+                _cleanup_(remote_freep) Remote *rem = NULL;
+                if (desk_remote(&da, &rem))
+                        return 1;
+                _cleanup_(cli_host_done) CliHost hc = {};
+                if (open_host(&hc))
+                        return 1;
+                DeskTransfer t;
+                int k = desk_send(hc.host, user, rem, on, &t);
+                if (k < 0)
+                        return cli_error(k);
+                print_transfer(user, "sent", &t);
+                return transfer_exit(&t);
+        }
         _cleanup_(cli_host_done) CliHost ctx = {};
         if (open_host(&ctx))
                 return 1;
@@ -175,6 +281,67 @@ static int desk_resume_verb(int argc, char **argv) {
         return 0;
 }
 
+static int desk_offline_verb(int argc, char **argv) {
+        DeskArgs da;
+        int e = desk_args("desk offline", "USER --from URL [--token T] [--on TS]",
+                          "Takes the desk of USER offline onto this laptop: the server at URL\n"
+                          "suspends it (when it runs) and marks it as lent here, this laptop pulls the\n"
+                          "checkpoint (what it lacks) and resumes it in its local terminal server\n"
+                          "(a session of the same image, made with --terminal-server), with the\n"
+                          "same process ids. Checked before the server gives it up: the desk is not\n"
+                          "here already and TS runs every layer it was started with.\n\n"
+                          "  --from URL       the server's roam daemon (required)\n"
+                          "  -o, --on TS      the local terminal server (default: the only running one)\n" REMOTE_HELP,
+                          "from", true, argc, argv, &da);
+        if (e >= 0)
+                return e;
+        _cleanup_(remote_freep) Remote *rem = NULL;
+        if (desk_remote(&da, &rem))
+                return 1;
+        _cleanup_(cli_host_done) CliHost hc = {};
+        if (open_host(&hc))
+                return 1;
+        char host[64] = "", label[128];
+        if (gethostname(host, sizeof host - 1) < 0 || !*host)
+                snprintf(host, sizeof host, "?");
+        snprintf(label, sizeof label, "laptop %s (%s)", host, cli_home());
+        for (char *c = label; *c; c++)
+                if (*c < 0x20 || *c > 0x7e || *c == '"' || *c == '\\')
+                        *c = '_';
+        DeskTransfer t;
+        int k = desk_fetch(hc.host, da.user, rem, label, da.on, &t);
+        if (k < 0)
+                return cli_error(k);
+        print_transfer(da.user, "took offline", &t);
+        return transfer_exit(&t);
+}
+
+static int desk_online_verb(int argc, char **argv) {
+        DeskArgs da;
+        int e = desk_args("desk online", "USER --to URL [--token T] [--on TS]",
+                          "Takes the desk of USER on this laptop back online: it is suspended here\n"
+                          "(when it runs), its checkpoint pushed to the server at URL (what the server\n"
+                          "lacks) and resumed there on terminal server TS (default: the one it left\n"
+                          "from). A refusal there leaves it suspended here.\n\n"
+                          "  --to URL         the server's roam daemon (required)\n"
+                          "  -o, --on TS      the terminal server there\n" REMOTE_HELP,
+                          "to", true, argc, argv, &da);
+        if (e >= 0)
+                return e;
+        _cleanup_(remote_freep) Remote *rem = NULL;
+        if (desk_remote(&da, &rem))
+                return 1;
+        _cleanup_(cli_host_done) CliHost hc = {};
+        if (open_host(&hc))
+                return 1;
+        DeskTransfer t;
+        int k = desk_send(hc.host, da.user, rem, da.on, &t);
+        if (k < 0)
+                return cli_error(k);
+        print_transfer(da.user, "took online", &t);
+        return transfer_exit(&t);
+}
+
 static int desk_logoff_verb(int argc, char **argv) {
         if (want_help(argc, argv))
                 return cli_help("desk logoff", "USER",
@@ -189,6 +356,24 @@ static int desk_logoff_verb(int argc, char **argv) {
         if (r < 0)
                 return cli_error(r);
         fprintf(stderr, "logged off the desk of '%s'\n", argv[1]);
+        return 0;
+}
+
+static int desk_forget_verb(int argc, char **argv) {
+        if (want_help(argc, argv))
+                return cli_help("desk forget", "USER",
+                                "Drops this host's record of the desk of USER that was moved to another host\n"
+                                "(roam desk show: state away), once it was logged off there or that host is\n"
+                                "gone; USER may then start a desk here again. A desk that is here is refused.\n");
+        if (argc != 2)
+                return cli_usage("desk forget", "expected USER");
+        _cleanup_(cli_host_done) CliHost ctx = {};
+        if (open_host(&ctx))
+                return 1;
+        int r = desk_forget(ctx.host, argv[1]);
+        if (r < 0)
+                return cli_error(r);
+        fprintf(stderr, "forgot the desk of '%s' (it was away)\n", argv[1]);
         return 0;
 }
 
@@ -259,8 +444,12 @@ static const Verb desk_verbs[] = {
         { "list", desk_list_verb, "[--json] [TS]", "the desks, of one terminal server or all" },
         { "show", desk_show_verb, "[--json] USER", "the desk of USER" },
         { "suspend", desk_suspend_verb, "USER", "checkpoint the desk into the store (CRIU); its processes end" },
-        { "resume", desk_resume_verb, "USER [--on TS]", "restore the desk on its or another terminal server" },
+        { "resume", desk_resume_verb, "USER [--on TS] [--to URL]",
+          "restore the desk on its or another terminal server (of this or another host)" },
+        { "offline", desk_offline_verb, "USER --from URL", "take a desk offline into this laptop's terminal server" },
+        { "online", desk_online_verb, "USER --to URL", "take a desk on this laptop back to a server" },
         { "logoff", desk_logoff_verb, "USER", "end the desk" },
+        { "forget", desk_forget_verb, "USER", "drop the record of a desk that moved to another host" },
         { "exec", desk_exec_verb, "USER -- CMD...", "run a command in the desk as its user" },
         { "ps", desk_ps_verb, "USER", "the desk's processes, as it sees them" },
 };

@@ -124,19 +124,22 @@ static void ref_name(const char *user, char *buf, size_t size) {
         snprintf(buf, size, "desks/%s", user);
 }
 
-static int desk_load(Store *s, const char *user, Desk *ret) {
-        char ref[REF_NAME_MAX_LEN + 1], hex[ID_HEX_SIZE];
-        ref_name(user, ref, sizeof ref);
-        Desk d = {};
-        int r = store_ref_get(s, ref, &d.id);
-        if (r == -ENOENT) {
-                err_clear();
-                d.id = ID_NULL;
-                *ret = d;
-                return 0;
-        }
-        if (r < 0)
-                return r;
+/* An away desk's "at": printable ASCII, no quotes or backslashes. */
+static bool at_is_valid(const char *at) {
+        size_t n = strlen(at);
+        if (n == 0 || n > DESK_AT_MAX)
+                return false;
+        for (const char *c = at; *c; c++)
+                if (*c < 0x20 || *c > 0x7e || *c == '"' || *c == '\\')
+                        return false;
+        return true;
+}
+
+/* The desk manifest id of user into *ret (not there: -EBADMSG naming it). */
+static int desk_load_id(Store *s, const char *user, const RoamId *id, Desk *ret) {
+        char hex[ID_HEX_SIZE];
+        Desk d = { .id = *id };
+        int r;
         _cleanup_free_ void *data = NULL;
         size_t len;
         r = store_object_get(s, &d.id, MANIFEST_JSON_MAX + 64, &data, &len);
@@ -149,8 +152,10 @@ static int desk_load(Store *s, const char *user, Desk *ret) {
                    *u = json_string_value(json_object_get(d.m, "user")),
                    *st = json_string_value(json_object_get(d.m, "state")),
                    *ts = json_string_value(json_object_get(d.m, "ts"));
+        const char *at = json_string_value(json_object_get(d.m, "at"));
         if (!kind || strcmp(kind, "desk") || !u || strcmp(u, user) || !st ||
-            (strcmp(st, "running") && strcmp(st, "suspended")) || !ts || !name_is_valid(ts) ||
+            (strcmp(st, "running") && strcmp(st, "suspended") && strcmp(st, "away")) ||
+            (!strcmp(st, "away") && (!at || !at_is_valid(at))) || !ts || !name_is_valid(ts) ||
             !json_is_integer(json_object_get(d.m, "uid")) || !json_is_integer(json_object_get(d.m, "display"))) {
                 desk_done(&d);
                 return err_set(-EBADMSG, "the desk of '%s' (%.12s) is not a desk manifest", user,
@@ -158,6 +163,22 @@ static int desk_load(Store *s, const char *user, Desk *ret) {
         }
         *ret = d;
         return 0;
+}
+
+/* The desk of user (no desk: ret->m NULL). */
+static int desk_load(Store *s, const char *user, Desk *ret) {
+        char ref[REF_NAME_MAX_LEN + 1];
+        ref_name(user, ref, sizeof ref);
+        RoamId id;
+        int r = store_ref_get(s, ref, &id);
+        if (r == -ENOENT) {
+                err_clear();
+                *ret = (Desk) { .id = ID_NULL };
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        return desk_load_id(s, user, &id, ret);
 }
 
 /* The desk of a valid user name that has one (-ENOENT with detail when not). */
@@ -183,6 +204,21 @@ static const char *desk_ts(const Desk *d) {
 }
 static bool desk_running(const Desk *d) {
         return !strcmp(desk_state(d), "running");
+}
+static bool desk_away(const Desk *d) {
+        return !strcmp(desk_state(d), "away");
+}
+static const char *desk_at(const Desk *d) {
+        return json_string_value(json_object_get(d->m, "at"));
+}
+
+/* -EREMOTE "the desk of USER is at WHERE" for an away desk, else 0. */
+static int refuse_away(const Desk *d, const char *user, const char *what) {
+        if (!desk_away(d))
+                return 0;
+        return err_set(-EREMOTE, "cannot %s the desk of '%s': it was moved to %s (it runs or waits there; bring it "
+                                 "back from there, or once it is logged off there: 'roam desk forget %s' here)",
+                       what, user, desk_at(d), user);
 }
 
 /* Writes manifest m as desks/USER, expected the id it replaces (ID_NULL: none). */
@@ -221,13 +257,42 @@ static void info_from(const char *user, const Desk *d, DeskInfo *ret) {
         snprintf(i.user, sizeof i.user, "%s", user);
         snprintf(i.ts, sizeof i.ts, "%s", desk_ts(d));
         i.running = desk_running(d);
+        i.away = desk_away(d);
+        if (i.away)
+                snprintf(i.at, sizeof i.at, "%s", desk_at(d));
         i.uid = (uint64_t) json_integer_value(json_object_get(d->m, "uid"));
         i.display = (uint64_t) json_integer_value(json_object_get(d->m, "display"));
         json_t *b = json_object_get(d->m, "bytes");
         i.bytes = json_is_integer(b) ? (uint64_t) json_integer_value(b) : 0;
         i.created = json_integer_value(json_object_get(d->m, "created"));
         id_to_hex(&d->id, i.id);
+        json_t *l = json_object_get(d->m, "layers"), *v;
+        size_t k;
+        json_array_foreach(l, k, v) {
+                const char *hex = json_string_value(v);
+                if (hex && strlen(hex) == ID_HEX_SIZE - 1 && i.n_layers < DESK_LAYERS_MAX)
+                        memcpy(i.layers[i.n_layers++], hex, ID_HEX_SIZE);
+        }
         *ret = i;
+}
+
+const char *desk_info_state(const DeskInfo *i) {
+        return i->running ? "running" : i->away ? "away" : "suspended";
+}
+
+json_t *desk_info_json(const DeskInfo *i) {
+        json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s}", "user", i->user, "ts", i->ts, "state",
+                              desk_info_state(i), "display", (json_int_t) i->display, "uid", (json_int_t) i->uid,
+                              "pid", (json_int_t) i->pid, "bytes", (json_int_t) i->bytes, "id", i->id);
+        json_t *l = json_array();
+        for (size_t k = 0; l && k < i->n_layers; k++)
+                json_array_append_new(l, json_string(i->layers[k]));
+        if (!j || !l || json_object_set_new(j, "layers", l) < 0 ||
+            json_object_set_new(j, "at", i->away ? json_string(i->at) : json_null()) < 0) {
+                json_decref(j);
+                return NULL;
+        }
+        return j;
 }
 
 /* ---- start, show, list ---- */
@@ -245,6 +310,8 @@ int desk_start(SessionHost *h, const char *ts, const char *user, DeskInfo *ret) 
                 return r;
         if (d.m && desk_running(&d))
                 return err_set(-EEXIST, "the desk of '%s' runs on terminal server '%s' already", user, desk_ts(&d));
+        if (d.m && (r = refuse_away(&d, user, "start")) < 0)
+                return r;
         if (d.m)
                 return err_set(-EEXIST, "the desk of '%s' is suspended (from '%s'): resume it ('roam desk resume %s')",
                                user, desk_ts(&d), user);
@@ -463,6 +530,8 @@ int desk_suspend(SessionHost *h, const char *user, DeskMoveStats *ret) {
         int r = desk_find(h, user, &d);
         if (r < 0)
                 return r;
+        if ((r = refuse_away(&d, user, "suspend")) < 0)
+                return r;
         if (!desk_running(&d))
                 return err_set(-EALREADY, "the desk of '%s' is suspended already", user);
         const char *ts = desk_ts(&d);
@@ -582,24 +651,12 @@ static int write_member(TarOut *t, const char *name, const RoamId *id) {
         return r;
 }
 
-int desk_resume(SessionHost *h, const char *user, const char *to, DeskMoveStats *ret) {
-        uint64_t t0 = now_ms();
-        DeskMoveStats st = {};
-        Store *s = session_host_store(h);
-        _cleanup_(desk_done) Desk d = {};
-        int r = desk_find(h, user, &d);
-        if (r < 0)
-                return r;
-        if (desk_running(&d))
-                return err_set(-EALREADY, "the desk of '%s' runs on terminal server '%s' (suspend it first)", user,
-                               desk_ts(&d));
-        const char *ts = to ? to : desk_ts(&d);
+int desk_check_layers(SessionHost *h, const char *user, json_t *want, const char *ts) {
         char **layers = NULL;
-        r = check_ts_as(h, ts, true, &layers); /* the layers first: a refusal names what is missing */
+        int r = check_ts_as(h, ts, true, &layers); /* the layers first: a refusal names what is missing */
         if (r < 0)
                 return r;
-        /* every layer the desk was started with is in ts's chain */
-        json_t *want = json_object_get(d.m, "layers"), *v;
+        json_t *v;
         size_t k;
         json_array_foreach(want, k, v) {
                 const char *hex = json_string_value(v);
@@ -615,6 +672,30 @@ int desk_resume(SessionHost *h, const char *user, const char *to, DeskMoveStats 
                 }
         }
         strv_free(layers);
+        return 0;
+}
+
+/* desk_resume(); *ret_uncertain (may be NULL) says, on failure, whether the
+ * restore may have happened after all (the helper gave no answer). */
+static int resume(SessionHost *h, const char *user, const char *to, DeskMoveStats *ret, bool *ret_uncertain) {
+        uint64_t t0 = now_ms();
+        if (ret_uncertain)
+                *ret_uncertain = false;
+        DeskMoveStats st = {};
+        Store *s = session_host_store(h);
+        _cleanup_(desk_done) Desk d = {};
+        int r = desk_find(h, user, &d);
+        if (r < 0)
+                return r;
+        if ((r = refuse_away(&d, user, "resume")) < 0)
+                return r;
+        if (desk_running(&d))
+                return err_set(-EALREADY, "the desk of '%s' runs on terminal server '%s' (suspend it first)", user,
+                               desk_ts(&d));
+        const char *ts = to ? to : desk_ts(&d);
+        r = desk_check_layers(h, user, json_object_get(d.m, "layers"), ts);
+        if (r < 0)
+                return r;
         r = check_ts(h, ts, NULL);
         if (r < 0)
                 return r;
@@ -634,7 +715,7 @@ int desk_resume(SessionHost *h, const char *user, const char *to, DeskMoveStats 
         if (fstat(fd, &sb) < 0)
                 return -errno;
         TarOut t = { .s = s, .fd = fd, .dir = dir };
-        json_t *objects = json_object_get(d.m, "objects");
+        json_t *objects = json_object_get(d.m, "objects"), *v;
         const char *name;
         size_t files = 0;
         json_object_foreach(objects, name, v) {
@@ -668,8 +749,11 @@ int desk_resume(SessionHost *h, const char *user, const char *to, DeskMoveStats 
         _cleanup_(desk_answer_done) DeskAnswer a = {};
         r = helper(h, ts, (char *[]) { "restore", (char *) user, su, sd, (char *) DESK_XFER_DEV, sb2, NULL },
                    DESK_DUMP_TIMEOUT_S, what, &a);
-        if (r < 0)
+        if (r < 0) {
+                if (ret_uncertain)
+                        *ret_uncertain = r != -EIO && r != -ENOEXEC; /* the helper said no: it did not */
                 return r;
+        }
         (void) desk_answer_u64(&a, "pid", &st.pid);
         (void) desk_answer_u64(&a, "read_ms", &st.read_ms);
         (void) desk_answer_u64(&a, "restore_ms", &st.restore_ms);
@@ -699,11 +783,17 @@ int desk_resume(SessionHost *h, const char *user, const char *to, DeskMoveStats 
         return 0;
 }
 
+int desk_resume(SessionHost *h, const char *user, const char *to, DeskMoveStats *ret) {
+        return resume(h, user, to, ret, NULL);
+}
+
 int desk_logoff(SessionHost *h, const char *user) {
         Store *s = session_host_store(h);
         _cleanup_(desk_done) Desk d = {};
         int r = desk_find(h, user, &d);
         if (r < 0)
+                return r;
+        if ((r = refuse_away(&d, user, "log off")) < 0)
                 return r;
         _cleanup_(desk_answer_done) DeskAnswer shown = {};
         bool runs = desk_running(&d) && helper(h, desk_ts(&d), (char *[]) { "show", (char *) user, NULL }, 30, "show",
@@ -720,6 +810,19 @@ int desk_logoff(SessionHost *h, const char *user) {
         char ref[REF_NAME_MAX_LEN + 1];
         ref_name(user, ref, sizeof ref);
         return store_ref_delete(s, ref);
+}
+
+int desk_forget(SessionHost *h, const char *user) {
+        _cleanup_(desk_done) Desk d = {};
+        int r = desk_find(h, user, &d);
+        if (r < 0)
+                return r;
+        if (!desk_away(&d))
+                return err_set(-EALREADY, "the desk of '%s' is here (%s on '%s'): 'roam desk logoff %s' ends it", user,
+                               desk_state(&d), desk_ts(&d), user);
+        char ref[REF_NAME_MAX_LEN + 1];
+        ref_name(user, ref, sizeof ref);
+        return store_ref_delete(session_host_store(h), ref);
 }
 
 int desk_exec(SessionHost *h, const char *user, char **argv, unsigned timeout_s, SessionExecResult *ret) {
@@ -743,4 +846,210 @@ int desk_exec(SessionHost *h, const char *user, char **argv, unsigned timeout_s,
         v[n] = NULL;
         SessionExec e = { .argv = v, .timeout_s = timeout_s };
         return session_exec(h, desk_ts(&d), &e, ret);
+}
+
+/* ---- between hosts ---- */
+
+void desk_in_ref(const char *user, char *buf, size_t size) {
+        snprintf(buf, size, "desk-in/%s", user);
+}
+
+/* The checkpoint an away desk left with (objects.last). */
+static int last_of(const Desk *d, RoamId *ret) {
+        const char *hex = json_string_value(json_object_get(json_object_get(d->m, "objects"), "last"));
+        if (!hex || id_from_hex(hex, ret) < 0)
+                return err_set(-EBADMSG, "the away desk of '%s' names no checkpoint",
+                               json_string_value(json_object_get(d->m, "user")));
+        return 0;
+}
+
+int desk_base_checkpoint(SessionHost *h, const char *user, const RoamId *checkpoint, RoamId *ret) {
+        Store *s = session_host_store(h);
+        _cleanup_(desk_done) Desk d = {};
+        int r = checkpoint ? desk_load_id(s, user, checkpoint, &d) : desk_load(s, user, &d);
+        if (r >= 0 && !d.m)
+                r = -ENOENT;
+        if (r >= 0 && checkpoint) {
+                /* the suspended checkpoint's parent is the running desk, whose
+                 * last is the checkpoint it was resumed from */
+                RoamId parent;
+                const char *hex = json_string_value(json_object_get(d.m, "parent"));
+                r = hex && id_from_hex(hex, &parent) >= 0 ? 0 : -ENOENT;
+                desk_done(&d);
+                if (r >= 0)
+                        r = desk_load_id(s, user, &parent, &d);
+                if (r >= 0 && !desk_running(&d))
+                        r = -ENOENT;
+        } else if (r >= 0 && !desk_away(&d))
+                r = -ENOENT;
+        if (r >= 0)
+                r = last_of(&d, ret);
+        err_clear();
+        return r;
+}
+
+int desk_lend(SessionHost *h, const char *user, const char *to, RoamId *ret_checkpoint, DeskMoveStats *ret_suspend,
+              bool *ret_suspended) {
+        *ret_suspended = false;
+        if (!to || !at_is_valid(to))
+                return err_set(-EINVAL, "where the desk of '%s' goes ('%.64s') is invalid (printable, at most %d "
+                                        "characters, no quotes)",
+                               user, to ? to : "", DESK_AT_MAX);
+        Store *s = session_host_store(h);
+        _cleanup_(desk_done) Desk d = {};
+        int r = desk_find(h, user, &d);
+        if (r < 0)
+                return r;
+        if (desk_away(&d)) {
+                if (strcmp(desk_at(&d), to))
+                        return refuse_away(&d, user, "move");
+                return last_of(&d, ret_checkpoint); /* lent there already: a retry */
+        }
+        if (desk_running(&d)) {
+                r = desk_suspend(h, user, ret_suspend);
+                if (r < 0)
+                        return r;
+                *ret_suspended = true;
+                desk_done(&d);
+                r = desk_find(h, user, &d);
+                if (r < 0)
+                        return r;
+                if (desk_running(&d) || desk_away(&d))
+                        return err_set(-EBUSY, "the desk of '%s' changed meanwhile: try again", user);
+        }
+        char hex[ID_HEX_SIZE];
+        id_to_hex(&d.id, hex);
+        json_t *m = json_deep_copy(d.m);
+        if (!m || json_object_set_new(m, "state", json_string("away")) < 0 ||
+            json_object_set_new(m, "at", json_string(to)) < 0 ||
+            json_object_set_new(m, "objects", json_pack("{s:s}", "last", hex)) < 0 ||
+            json_object_set_new(m, "parent", json_string(hex)) < 0 ||
+            json_object_set_new(m, "created", json_integer((json_int_t) time(NULL))) < 0) {
+                json_decref(m);
+                return -ENOMEM;
+        }
+        r = desk_store(s, user, m, &d.id, NULL);
+        json_decref(m);
+        if (r < 0)
+                return r;
+        *ret_checkpoint = d.id;
+        return 0;
+}
+
+int desk_unlend(SessionHost *h, const char *user, const RoamId *checkpoint) {
+        _cleanup_(desk_done) Desk d = {};
+        int r = desk_find(h, user, &d);
+        if (r < 0)
+                return r;
+        RoamId last;
+        if (!desk_away(&d) || last_of(&d, &last) < 0 || !id_equal(&last, checkpoint))
+                return err_set(-ESTALE, "the desk of '%s' is no longer the one lent (it changed meanwhile)", user);
+        char ref[REF_NAME_MAX_LEN + 1];
+        ref_name(user, ref, sizeof ref);
+        r = store_ref_set(session_host_store(h), ref, checkpoint, &d.id);
+        if (r == -EAGAIN || r == -ESTALE)
+                return err_set(-EBUSY, "the desk of '%s' changed meanwhile: try again", user);
+        return r;
+}
+
+int desk_receive(SessionHost *h, const char *user, const RoamId *checkpoint, const char *on, DeskMoveStats *ret,
+                 char ret_ts[static NAME_MAX_LEN + 1]) {
+        int r = check_user(user);
+        if (r < 0)
+                return r;
+        if (on && !name_is_valid(on))
+                return err_set(-EINVAL, "terminal server name '%s' is invalid", on);
+        Store *s = session_host_store(h);
+        char in[REF_NAME_MAX_LEN + 1], ref[REF_NAME_MAX_LEN + 1], hex[ID_HEX_SIZE], got_hex[ID_HEX_SIZE];
+        desk_in_ref(user, in, sizeof in);
+        ref_name(user, ref, sizeof ref);
+        RoamId got;
+        r = store_ref_get(s, in, &got);
+        if (r == -ENOENT) {
+                err_clear();
+                return err_set(-ENOENT, "no checkpoint of the desk of '%s' arrived here (push it as %s first)", user,
+                               in);
+        }
+        if (r < 0)
+                return r;
+        if (!id_equal(&got, checkpoint))
+                return err_set(-ESTALE, "the desk of '%s' that arrived (%.12s) is not the one named (%.12s)", user,
+                               id_to_hex(&got, got_hex), id_to_hex(checkpoint, hex));
+        _cleanup_(desk_done) Desk c = {};
+        r = desk_load_id(s, user, checkpoint, &c);
+        uint64_t uid, display;
+        desk_ids(user, &uid, &display);
+        if (r >= 0 && (strcmp(desk_state(&c), "suspended") ||
+                       json_integer_value(json_object_get(c.m, "uid")) != (json_int_t) uid ||
+                       json_integer_value(json_object_get(c.m, "display")) != (json_int_t) display))
+                r = err_set(-EBADMSG, "the desk of '%s' that arrived (%.12s) is not a suspended desk of that user",
+                            user, id_to_hex(checkpoint, hex));
+        _cleanup_(desk_done) Desk d = {};
+        if (r >= 0)
+                r = desk_load(s, user, &d);
+        bool same = r >= 0 && d.m && id_equal(&d.id, checkpoint); /* received already: a retry */
+        const char *parent = r >= 0 && d.m ? json_string_value(json_object_get(d.m, "parent")) : NULL;
+        if (r >= 0 && d.m && desk_running(&d) && parent && !strcmp(parent, id_to_hex(checkpoint, hex))) {
+                /* received and resumed already: a retry whose answer was lost */
+                (void) store_ref_delete(s, in);
+                err_clear();
+                if (ret)
+                        *ret = (DeskMoveStats) {};
+                if (ret_ts)
+                        snprintf(ret_ts, NAME_MAX_LEN + 1, "%s", desk_ts(&d));
+                return 0;
+        }
+        if (r >= 0 && d.m && !same && !desk_away(&d))
+                r = err_set(-EEXIST, "the desk of '%s' is here already (%s on '%s'); nothing was changed", user,
+                            desk_state(&d), desk_ts(&d));
+        /* where it resumes: as asked, else where it left from when it comes back */
+        char ts[NAME_MAX_LEN + 1] = "";
+        if (on)
+                snprintf(ts, sizeof ts, "%s", on);
+        else if (r >= 0 && d.m && desk_away(&d))
+                snprintf(ts, sizeof ts, "%s", desk_ts(&d));
+        if (r >= 0 && *ts) {
+                int k = desk_check_layers(h, user, json_object_get(c.m, "layers"), ts);
+                if (k < 0 && on)
+                        r = k;
+                else if (k < 0) {
+                        err_clear(); /* the server it left from is gone: received, not resumed */
+                        *ts = 0;
+                }
+        }
+        if (r >= 0 && !same) {
+                r = store_ref_set(s, ref, checkpoint, d.m ? &d.id : &ID_NULL);
+                if (r == -EAGAIN || r == -ESTALE)
+                        r = err_set(-EBUSY, "the desk of '%s' changed meanwhile: try again", user);
+        }
+        if (r < 0) {
+                if (r != -ESTALE)
+                        (void) store_ref_delete(s, in);
+                return r;
+        }
+        if (store_ref_delete(s, in) < 0)
+                err_clear();
+        if (!*ts)
+                return 2;
+        DeskMoveStats st = {};
+        bool uncertain;
+        r = resume(h, user, ts, &st, &uncertain);
+        if (r < 0 && !same && !uncertain) {
+                /* it does not run here: as if it never came (the sender takes it back) */
+                char why[768];
+                snprintf(why, sizeof why, "%s", err_message(r));
+                err_clear();
+                int k = d.m ? store_ref_set(s, ref, &d.id, checkpoint) : store_ref_delete(s, ref);
+                if (k >= 0)
+                        return err_set(r, "%s; nothing was changed here", why);
+                err_clear();
+                (void) err_set(r, "%s", why);
+        }
+        if (r < 0)
+                return 1;
+        if (ret)
+                *ret = st;
+        if (ret_ts)
+                snprintf(ret_ts, NAME_MAX_LEN + 1, "%s", ts);
+        return 0;
 }

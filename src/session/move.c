@@ -36,33 +36,6 @@ static int push_checkpoint(SessionHost *h, Store *s, Remote *r, const char *user
         return 0;
 }
 
-/* POSTs a JSON body to path; 200 answers go to *ret (may be NULL), others
- * are errors naming what. */
-static int post_json(Remote *r, const char *path, json_t *body, const char *what, json_t **ret, uint64_t *wire) {
-        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
-        _cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-        json_decref(body);
-        if (!c || !text)
-                return -ENOMEM;
-        RemoteResponse resp;
-        int k = remote_request(c, "POST", path, text, strlen(text), "application/json", 64 * 1024, &resp);
-        if (k < 0)
-                return k;
-        *wire += resp.wire_bytes;
-        if (resp.status != 200) {
-                k = remote_status_error(r, &resp, what);
-                remote_response_done(&resp);
-                return k;
-        }
-        json_t *j = json_loadb((const char *) resp.body, resp.len, 0, NULL);
-        remote_response_done(&resp);
-        if (ret)
-                *ret = j;
-        else
-                json_decref(j);
-        return 0;
-}
-
 /* The target's answer to a move-in: running, with its restore's figures. */
 static int move_in_answer(Remote *r, const char *name, json_t *j, SessionMoveResult *res) {
         int k;
@@ -92,7 +65,7 @@ static int request_move_in(Remote *r, const char *name, const RoamId *ck, int64_
         snprintf(path, sizeof path, "/v1/sessions/%s/move-in", name);
         snprintf(what, sizeof what, "session '%s'", name);
         json_t *j = NULL;
-        int k = post_json(r, path, move_in_line(ck, epoch), what, &j, wire);
+        int k = remote_post_json(r, path, move_in_line(ck, epoch), what, &j, wire);
         if (k < 0)
                 return k;
         return move_in_answer(r, name, j, res);
@@ -166,7 +139,7 @@ static void request_stage(Remote *r, const char *name, const RoamId *ck, uint64_
         char hex[ID_HEX_SIZE], path[256], what[128];
         snprintf(path, sizeof path, "/v1/sessions/%s/stage", name);
         snprintf(what, sizeof what, "staging session '%s'", name);
-        (void) post_json(r, path, json_pack("{s:s}", "checkpoint", id_to_hex(ck, hex)), what, NULL, wire);
+        (void) remote_post_json(r, path, json_pack("{s:s}", "checkpoint", id_to_hex(ck, hex)), what, NULL, wire);
         err_clear();
 }
 

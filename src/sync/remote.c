@@ -336,3 +336,29 @@ const char *remote_token_from_env(const char *arg) {
         const char *e = getenv("ROAM_TOKEN");
         return e && *e ? e : NULL;
 }
+
+int remote_post_json(Remote *r, const char *path, json_t *body, const char *what, json_t **ret, uint64_t *wire) {
+        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
+        _cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : strdup("{}");
+        json_decref(body);
+        if (!c || !text)
+                return -ENOMEM;
+        RemoteResponse resp;
+        int k = remote_request(c, "POST", path, text, strlen(text), "application/json", 64 * 1024, &resp);
+        if (k < 0)
+                return k;
+        if (wire)
+                *wire += resp.wire_bytes;
+        if (resp.status != 200) {
+                k = remote_status_error(r, &resp, what);
+                remote_response_done(&resp);
+                return k;
+        }
+        json_t *j = json_loadb((const char *) resp.body, resp.len, 0, NULL);
+        remote_response_done(&resp);
+        if (ret)
+                *ret = j;
+        else
+                json_decref(j);
+        return 0;
+}

@@ -84,6 +84,13 @@ void remote_response_done(RemoteResponse *r);
  * what names the request ("ref 'images/x'"). */
 int remote_status_error(const Remote *r, const RemoteResponse *resp, const char *what);
 
+/* POSTs a JSON body (taken: decref'd here; NULL for none) to path; a 200
+ * answer goes to *ret (may be NULL), another is an error naming what
+ * (remote_status_error()). *wire (may be NULL) grows by the bytes moved. */
+struct json_t;
+int remote_post_json(Remote *r, const char *path, struct json_t *body, const char *what, struct json_t **ret,
+                     uint64_t *wire);
+
 /* True for errors worth retrying (link down, timeouts, 5xx). */
 bool remote_error_is_transient(int r);
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests for the desks' parsers (src/desk/proto.h) and a layer's qcow2
  * header (src/guest/image.h): the helper's answers, tar headers as GNU tar
- * and roam write them, a qcow2 header's backing file. */
+ * and roam write them, a qcow2 header's backing file; and a desk's states
+ * between two hosts (lend, unlend, receive: src/desk/desk.h) on two stores. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,8 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "basic/error.h"
+#include "basic/fileio.h"
+#include "basic/util.h"
+#include "catalog/catalog.h"
 #include "desk/desk.h"
+#include "store/manifest.h"
 #include "desk/proto.h"
 #include "guest/image.h"
 
@@ -130,12 +137,184 @@ static void test_ids(void **state) {
         assert_true(u1 != u2);
 }
 
+/* ---- between hosts: two homes, each a store, a catalog and a host ---- */
+
+typedef struct Home {
+        char dir[64];
+        Store *store;
+        Catalog *catalog;
+        SessionHost *host;
+} Home;
+
+static void home_open(Home *h) {
+        snprintf(h->dir, sizeof h->dir, "/tmp/roam-test-desk.XXXXXX");
+        assert_non_null(mkdtemp(h->dir));
+        char path[128];
+        snprintf(path, sizeof path, "%s/catalog.db", h->dir);
+        assert_int_equal(catalog_open(path, &h->catalog), 0);
+        snprintf(path, sizeof path, "%s/store", h->dir);
+        StoreOptions so = { .create = true };
+        assert_int_equal(store_open(path, &so, &h->store), 0);
+        setenv("ROAM_RAM_DIR", h->dir, 1);
+        assert_int_equal(session_host_new(h->dir, h->store, h->catalog, &h->host), 0);
+        unsetenv("ROAM_RAM_DIR");
+}
+
+static void home_close(Home *h) {
+        session_host_free(h->host);
+        store_free(h->store);
+        catalog_free(h->catalog);
+        rm_rf(h->dir);
+}
+
+/* A suspended desk manifest of alice (its files' ids made up: nothing here
+ * reads them), put in both stores as the same object. */
+static void put_checkpoint(Home *a, Home *b, const char *ts, char c, RoamId *ret) {
+        char img[ID_HEX_SIZE], home[ID_HEX_SIZE];
+        memset(img, c, ID_HEX_SIZE - 1);
+        img[ID_HEX_SIZE - 1] = 0;
+        memset(home, c + 1, ID_HEX_SIZE - 1);
+        home[ID_HEX_SIZE - 1] = 0;
+        uint64_t uid, display;
+        desk_ids("alice", &uid, &display);
+        json_t *m = json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:[s], s:i, s:{s:s, s:s}}", "kind", "desk", "user",
+                              "alice", "uid", (json_int_t) uid, "display", (json_int_t) display, "state", "suspended", "ts", ts, "layers",
+                              "1111111111111111111111111111111111111111111111111111111111111111", "bytes", 1 << 20,
+                              "objects", "img/core-1.img", img, "home.tar", home);
+        void *data;
+        size_t len;
+        assert_int_equal(manifest_serialize(m, &data, &len), 0);
+        json_decref(m);
+        assert_int_equal(store_object_put(a->store, data, len, ret), 0);
+        if (b) {
+                RoamId id2;
+                assert_int_equal(store_object_put(b->store, data, len, &id2), 0);
+                assert_true(id_equal(ret, &id2));
+        }
+        free(data);
+}
+
+static void expect_state(Home *h, const char *state, const char *at) {
+        DeskInfo i;
+        assert_int_equal(desk_get(h->host, "alice", &i), 0);
+        assert_string_equal(desk_info_state(&i), state);
+        if (at)
+                assert_string_equal(i.at, at);
+}
+
+static void test_between_hosts(void **state) {
+        Home a, b;
+        home_open(&a);
+        home_open(&b);
+        RoamId ck, got, none = ID_NULL;
+        put_checkpoint(&a, &b, "ts1", 'a', &ck);
+        assert_int_equal(store_ref_set(a.store, "desks/alice", &ck, &none), 0);
+        expect_state(&a, "suspended", NULL);
+
+        /* lend: away, and nothing here touches it any more */
+        DeskMoveStats st;
+        bool suspended = true;
+        assert_int_equal(desk_lend(a.host, "alice", "http://b:1", &got, &st, &suspended), 0);
+        assert_false(suspended);
+        assert_true(id_equal(&got, &ck));
+        expect_state(&a, "away", "http://b:1");
+        RoamId base;
+        assert_int_equal(desk_base_checkpoint(a.host, "alice", NULL, &base), 0); /* a sync's hint */
+        assert_true(id_equal(&base, &ck));
+        assert_int_equal(desk_base_checkpoint(a.host, "alice", &ck, &base), -ENOENT); /* never ran */
+        err_clear();
+        assert_int_equal(desk_resume(a.host, "alice", NULL, &st), -EREMOTE);
+        assert_non_null(strstr(err_message(-EREMOTE), "moved to http://b:1"));
+        assert_int_equal(desk_suspend(a.host, "alice", &st), -EREMOTE);
+        assert_int_equal(desk_logoff(a.host, "alice"), -EREMOTE);
+        assert_int_equal(desk_start(a.host, "ts1", "alice", NULL), -EREMOTE);
+        /* lent again to the same place: a retry; elsewhere: refused */
+        assert_int_equal(desk_lend(a.host, "alice", "http://b:1", &got, &st, &suspended), 0);
+        assert_true(id_equal(&got, &ck));
+        assert_int_equal(desk_lend(a.host, "alice", "http://c:1", &got, &st, &suspended), -EREMOTE);
+        assert_int_equal(desk_lend(a.host, "alice", "bad\"at", &got, &st, &suspended), -EINVAL);
+        /* given back: suspended here again, the same checkpoint */
+        RoamId other;
+        put_checkpoint(&a, NULL, "ts1", 'c', &other);
+        assert_int_equal(desk_unlend(a.host, "alice", &other), -ESTALE);
+        assert_int_equal(desk_unlend(a.host, "alice", &ck), 0);
+        expect_state(&a, "suspended", NULL);
+        assert_int_equal(store_ref_get(a.store, "desks/alice", &got), 0);
+        assert_true(id_equal(&got, &ck));
+        assert_int_equal(desk_unlend(a.host, "alice", &ck), -ESTALE);
+
+        /* received on b: only what arrived as desk-in/alice */
+        assert_int_equal(desk_lend(a.host, "alice", "http://b:1", &got, &st, &suspended), 0);
+        char ts[NAME_MAX_LEN + 1] = "";
+        assert_int_equal(desk_receive(b.host, "alice", &ck, NULL, &st, ts), -ENOENT);
+        assert_int_equal(store_ref_set(b.store, "desk-in/alice", &other, NULL), 0);
+        assert_int_equal(desk_receive(b.host, "alice", &ck, NULL, &st, ts), -ESTALE);
+        assert_int_equal(store_ref_set(b.store, "desk-in/alice", &ck, NULL), 0);
+        /* onto a terminal server b does not have: refused, nothing changed */
+        assert_int_equal(desk_receive(b.host, "alice", &ck, "nosuch", &st, ts), -ENOENT);
+        assert_int_equal(store_ref_get(b.store, "desks/alice", &got), -ENOENT);
+        err_clear();
+        assert_int_equal(store_ref_set(b.store, "desk-in/alice", &ck, NULL), 0);
+        /* no terminal server named: received, suspended (2) */
+        assert_int_equal(desk_receive(b.host, "alice", &ck, NULL, &st, ts), 2);
+        expect_state(&b, "suspended", NULL);
+        assert_int_equal(store_ref_get(b.store, "desk-in/alice", &got), -ENOENT);
+        err_clear();
+        /* again (a retry whose answer was lost): the same */
+        assert_int_equal(store_ref_set(b.store, "desk-in/alice", &ck, NULL), 0);
+        assert_int_equal(desk_receive(b.host, "alice", &ck, NULL, &st, ts), 2);
+        /* another checkpoint while it is here: refused */
+        RoamId ck2;
+        put_checkpoint(&b, &a, "ts2", 'e', &ck2);
+        assert_int_equal(store_ref_set(b.store, "desk-in/alice", &ck2, NULL), 0);
+        assert_int_equal(desk_receive(b.host, "alice", &ck2, NULL, &st, ts), -EEXIST);
+        assert_int_equal(store_ref_get(b.store, "desks/alice", &got), 0);
+        assert_true(id_equal(&got, &ck));
+        /* a desk of alice with another uid (made elsewhere): refused */
+        json_t *odd = json_pack("{s:s, s:s, s:i, s:i, s:s, s:s, s:{s:s}}", "kind", "desk", "user", "alice", "uid", 0,
+                                "display", 1, "state", "suspended", "ts", "ts1", "objects", "home.tar",
+                                "1111111111111111111111111111111111111111111111111111111111111111");
+        void *odd_data;
+        size_t odd_len;
+        RoamId odd_id;
+        assert_int_equal(manifest_serialize(odd, &odd_data, &odd_len), 0);
+        json_decref(odd);
+        assert_int_equal(store_object_put(b.store, odd_data, odd_len, &odd_id), 0);
+        free(odd_data);
+        assert_int_equal(store_ref_set(b.store, "desk-in/alice", &odd_id, NULL), 0);
+        assert_int_equal(desk_receive(b.host, "alice", &odd_id, NULL, &st, ts), -EBADMSG);
+        /* a manifest that is not a suspended desk of alice: refused */
+        json_t *bad = json_pack("{s:s, s:s}", "kind", "desk", "user", "bob");
+        void *data;
+        size_t len;
+        RoamId bad_id;
+        assert_int_equal(manifest_serialize(bad, &data, &len), 0);
+        json_decref(bad);
+        assert_int_equal(store_object_put(a.store, data, len, &bad_id), 0);
+        free(data);
+
+        /* and back to a (away there: it may come back) */
+        assert_int_equal(store_ref_set(a.store, "desk-in/alice", &bad_id, NULL), 0);
+        assert_int_equal(desk_receive(a.host, "alice", &bad_id, NULL, &st, ts), -EBADMSG);
+        expect_state(&a, "away", "http://b:1");
+        assert_int_equal(desk_lend(b.host, "alice", "http://a:1", &got, &st, &suspended), 0);
+        assert_int_equal(store_ref_set(a.store, "desk-in/alice", &ck, NULL), 0);
+        /* coming back without a server named: the one it left from (ts1, not
+         * here: received, suspended) */
+        assert_int_equal(desk_receive(a.host, "alice", &ck, NULL, &st, ts), 2);
+        expect_state(&a, "suspended", NULL);
+        expect_state(&b, "away", "http://a:1");
+        home_close(&a);
+        home_close(&b);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_answer),
                 cmocka_unit_test(test_tar),
                 cmocka_unit_test(test_qcow2),
                 cmocka_unit_test(test_ids),
+                cmocka_unit_test(test_between_hosts),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

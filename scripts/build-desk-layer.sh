@@ -6,7 +6,7 @@
 # A layer is a qcow2 delta over the desktop image (roam image import NAME
 # FILE --layer-of desktop). This one adds what a terminal server needs, from
 # Debian's packages only (guest/desk/packages: CRIU, Xvnc) and roam's
-# in-guest helper (guest/desk/roam-desk, its systemd unit roam-desk.service,
+# in-guest helpers (guest/desk/roam-desk, roam-desk-vnc, the unit roam-desk.service,
 # and a drop-in that keeps the console desktop off :0 with roam.ts=1).
 #
 # How: a sparse copy of desktop.img is loop-mounted, apt-get installs the
@@ -130,6 +130,7 @@ rm -rf "$M"/var/cache/apt/*.bin "$M"/var/log/apt "$M"/var/log/dpkg.log 2>/dev/nu
 
 # --- roam's helper ----------------------------------------------------------------
 install -m 755 "$GUEST/roam-desk" "$M/usr/local/sbin/roam-desk"
+install -m 755 "$GUEST/roam-desk-vnc" "$M/usr/local/sbin/roam-desk-vnc"
 # built here with the host's compiler: bookworm's glibc on both sides
 cc -O2 -Wall -o "$W/roam-desk-nopidfd" "$GUEST/roam-desk-nopidfd.c" || die "cannot compile roam-desk-nopidfd"
 install -m 755 "$W/roam-desk-nopidfd" "$M/usr/local/sbin/roam-desk-nopidfd"

@@ -19,6 +19,7 @@ const st = {
   events: null,
   timers: [],
   busy: new Set(),     // "name/action" in flight
+  desks: [],           // GET /v1/desks
   desktop: null,       // { name, rfb }
   thumbs: {},          // name -> { url (object URL of the PNG), at (ms) }
   fleet: null,         // a fleet member: GET /v1/fleet/hosts ({self, hosts, alive}), else null
@@ -352,6 +353,24 @@ function renderSessions() {
   $('#no-sessions').hidden = rows.length > 0;
 }
 
+// ---- desks (docs/desk.md): per terminal server, a user token sees its own ------------
+
+function renderDesks() {
+  const desks = (st.desks || []).slice().sort((a, b) => a.ts.localeCompare(b.ts) || a.user.localeCompare(b.user));
+  $('#desks-box').hidden = desks.length === 0;
+  $('#desks tbody').replaceChildren(...desks.map((d, i) => el('tr', { 'data-desk': d.user, 'data-state': d.state },
+    // the terminal server's name once per group
+    el('td', { 'data-label': 'Terminal server', class: 'ts' }, i > 0 && desks[i - 1].ts === d.ts ? '' : el('strong', {}, d.ts)),
+    el('td', { 'data-label': 'User' }, d.user),
+    el('td', { 'data-label': 'State', class: `state state-${d.state}` }, d.state,
+      d.at ? el('span', { class: 'sub' }, ` at ${d.at}`) : null),
+    el('td', { 'data-label': 'Display' }, d.state === 'running' ? `:${d.display}` : '–'),
+    el('td', { 'data-label': 'Checkpoint' }, d.bytes ? fmtBytes(d.bytes) : '–'),
+    el('td', { 'data-label': 'Actions', class: 'actions' }, d.state === 'running'
+      ? el('button', { type: 'button', 'data-action': 'desk-desktop', onclick: () => openDesktop(d.user, false, 'desks') }, 'Desktop')
+      : null))));
+}
+
 // ---- images ---------------------------------------------------------------------
 
 function renderImages() {
@@ -421,6 +440,7 @@ function renderHosts() {
 
 function render() {
   renderSessions();
+  renderDesks();
   renderImages();
   renderHosts();
 }
@@ -437,6 +457,7 @@ async function refresh() {
       }
     }),
     api('GET', '/v1/console/images').then((j) => { st.images = j.images; }),
+    api('GET', '/v1/desks').then((j) => { st.desks = j.desks; }, () => { st.desks = []; }),
   ];
   if (st.fleet) jobs.push(api('GET', '/v1/fleet/hosts').then((j) => { st.fleet = j; }, () => {}));
   if (isLaptop() && isAdmin()) {
@@ -490,11 +511,12 @@ async function loadNoVnc() {
 }
 
 // remote: the session runs on another fleet member: its desktop comes through
-// this one (the broker, GET /v1/fleet/sessions/NAME/vnc)
-async function openDesktop(name, remote = false) {
+// this one (the broker, GET /v1/fleet/sessions/NAME/vnc); kind 'desks': a
+// user's desk on a terminal server (GET /v1/console/desks/USER/vnc)
+async function openDesktop(name, remote = false, kind = 'sessions') {
   closeDesktop();
   $('#desktop').hidden = false;
-  $('#desktop-title').textContent = `Desktop of ${name}`;
+  $('#desktop-title').textContent = kind === 'desks' ? `Desk of ${name}` : `Desktop of ${name}`;
   const status = $('#desktop-status');
   status.textContent = 'connecting…';
   let RFB;
@@ -506,11 +528,11 @@ async function openDesktop(name, remote = false) {
   }
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
   const route = remote ? 'fleet' : 'console';
-  const url = `${proto}//${location.host}/v1/${route}/sessions/${encodeURIComponent(name)}/vnc?access_token=${encodeURIComponent(st.token)}`;
+  const url = `${proto}//${location.host}/v1/${route}/${kind}/${encodeURIComponent(name)}/vnc?access_token=${encodeURIComponent(st.token)}`;
   const rfb = new RFB($('#screen'), url, { wsProtocols: ['binary'] });
   rfb.scaleViewport = true;
   rfb.background = '#222';
-  st.desktop = { name, rfb, connected: false, remote };
+  st.desktop = { name, rfb, connected: false, remote, kind };
   window.roamDesktop = st.desktop; // for the browser tests
   rfb.addEventListener('connect', () => { st.desktop.connected = true; status.textContent = 'connected'; });
   rfb.addEventListener('disconnect', (e) => {

@@ -68,3 +68,6 @@ static inline uint64_t get_le64(const uint8_t *p) {
                 v = v << 8 | p[i];
         return v;
 }
+
+/* A stream connection to the unix socket at path (CLOEXEC), or -errno. */
+int unix_connect(const char *path);

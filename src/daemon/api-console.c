@@ -7,9 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,6 +16,7 @@
 #include "../basic/macro.h"
 #include "../basic/relay.h"
 #include "../basic/util.h"
+#include "../desk/desk.h"
 #include "../http/websocket.h"
 #include "../session/handoff.h"
 #include "../session/move.h"
@@ -522,6 +521,7 @@ static int route_events(HttpRequest *req, void *userdata) {
 
 typedef struct Vnc {
         int fd;
+        int lock; /* a desk's display port's lock (desk_vnc_open()), else -1 */
         bool raw; /* Upgrade: roam-vnc, the bytes as they are (roam session connect) */
         HttpServer *server;
         Catalog *catalog;
@@ -533,6 +533,8 @@ static void vnc_free(void *p) {
         Vnc *v = p;
         if (v->fd >= 0)
                 close(v->fd);
+        if (v->lock >= 0)
+                close(v->lock);
         free(v->token);
         free(v);
 }
@@ -570,20 +572,66 @@ static bool header_lists(const char *value, const char *token) {
         return false;
 }
 
-static int vnc_connect(const char *path) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        if (strlen(path) >= sizeof sa.sun_path)
-                return -ENAMETOOLONG;
-        strcpy(sa.sun_path, path);
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return -errno;
-        if (connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0) {
-                int r = -errno;
+/* A desktop route's request is an Upgrade roam can answer: 0 (then
+ * vnc_upgrade()), or 1 after answering it with an error. */
+static int vnc_check_upgrade(HttpRequest *req) {
+        const char *upgrade = http_request_header(req, "Upgrade");
+        const char *connection = http_request_header(req, "Connection");
+        const char *version = http_request_header(req, "Sec-WebSocket-Version");
+        const char *key = http_request_header(req, "Sec-WebSocket-Key");
+        char accept[WS_ACCEPT_SIZE];
+        bool raw = upgrade && header_lists(upgrade, VNC_RAW_PROTOCOL) && header_lists(connection, "upgrade");
+        int k = 0;
+        if (!raw && (!upgrade || !header_lists(upgrade, "websocket") || !header_lists(connection, "upgrade")))
+                k = http_reply_error(req, 400,
+                                     "this route is a WebSocket (open it with noVNC) or a raw byte stream "
+                                     "(Upgrade: " VNC_RAW_PROTOCOL ", 'roam session connect')");
+        else if (!raw && (!version || strcmp(version, "13")))
+                k = http_reply_error(req, 400, "only WebSocket version 13 is supported");
+        else if (!raw && ws_accept_key(key, accept) < 0)
+                k = http_reply_error(req, 400, "malformed Sec-WebSocket-Key");
+        else
+                return 0;
+        return k < 0 ? k : 1;
+}
+
+/* Answers a checked Upgrade with the bridge to fd (the desktop's RFB
+ * stream; lock, when >= 0, goes with it). Takes fd and lock. */
+static int vnc_upgrade(HttpRequest *req, Console *c, int fd, int lock, const char *what) {
+        const char *upgrade = http_request_header(req, "Upgrade");
+        const char *connection = http_request_header(req, "Connection");
+        const char *key = http_request_header(req, "Sec-WebSocket-Key");
+        char accept[WS_ACCEPT_SIZE] = "";
+        bool raw = upgrade && header_lists(upgrade, VNC_RAW_PROTOCOL) && header_lists(connection, "upgrade");
+        if (!raw)
+                (void) ws_accept_key(key, accept); /* checked by vnc_check_upgrade() */
+        Vnc *v = calloc(1, sizeof *v);
+        const char *token = http_request_bearer(req);
+        if (v && token)
+                v->token = strdup(token);
+        if (!v || (token && !v->token)) {
+                free(v);
                 close(fd);
-                return r;
+                if (lock >= 0)
+                        close(lock);
+                return -ENOMEM;
         }
-        return fd;
+        v->fd = fd;
+        v->lock = lock;
+        v->raw = raw;
+        v->catalog = daemon_catalog(c->d);
+        v->last_token_check_ns = now_ns();
+        const char *raw_headers[] = { "Upgrade", VNC_RAW_PROTOCOL, NULL };
+        const char *protocols = http_request_header(req, "Sec-WebSocket-Protocol");
+        const char *headers[] = { "Upgrade",
+                                  "websocket",
+                                  "Sec-WebSocket-Accept",
+                                  accept,
+                                  protocols && header_lists(protocols, "binary") ? "Sec-WebSocket-Protocol" : NULL,
+                                  "binary",
+                                  NULL };
+        daemon_log(c->d, DAEMON_LOG_DEBUG, "console: desktop of %s opened%s", what, raw ? " (raw)" : "");
+        return http_reply_upgrade(req, raw ? raw_headers : headers, vnc_bridge, v, vnc_free);
 }
 
 static int route_vnc(HttpRequest *req, void *userdata) {
@@ -605,49 +653,43 @@ static int route_vnc(HttpRequest *req, void *userdata) {
                 return http_reply_error(req, 409, "session '%s' has no desktop here (it is %s)", name, state);
         if (!path)
                 return -ENOMEM;
-        const char *upgrade = http_request_header(req, "Upgrade");
-        const char *connection = http_request_header(req, "Connection");
-        const char *version = http_request_header(req, "Sec-WebSocket-Version");
-        const char *key = http_request_header(req, "Sec-WebSocket-Key");
-        char accept[WS_ACCEPT_SIZE];
-        bool raw = upgrade && header_lists(upgrade, VNC_RAW_PROTOCOL) && header_lists(connection, "upgrade");
-        if (!raw && (!upgrade || !header_lists(upgrade, "websocket") || !header_lists(connection, "upgrade")))
-                return http_reply_error(req, 400,
-                                        "this route is a WebSocket (open it with noVNC) or a raw byte stream "
-                                        "(Upgrade: " VNC_RAW_PROTOCOL ", 'roam session connect')");
-        if (!raw && (!version || strcmp(version, "13")))
-                return http_reply_error(req, 400, "only WebSocket version 13 is supported");
-        if (!raw && ws_accept_key(key, accept) < 0)
-                return http_reply_error(req, 400, "malformed Sec-WebSocket-Key");
-        int fd = vnc_connect(path);
+        int r = vnc_check_upgrade(req);
+        if (r != 0)
+                return r < 0 ? r : 0;
+        int fd = unix_connect(path);
         if (fd < 0)
                 return http_reply_error(req, 503, "cannot reach the desktop of session '%s': %s", name,
                                         strerror(-fd));
-        Vnc *v = calloc(1, sizeof *v);
-        const char *token = http_request_bearer(req);
-        if (v && token)
-                v->token = strdup(token);
-        if (!v || (token && !v->token)) {
-                free(v);
-                close(fd);
-                return -ENOMEM;
+        char what[NAME_MAX_LEN + 32];
+        snprintf(what, sizeof what, "session '%s'", name);
+        return vnc_upgrade(req, c, fd, -1, what);
+}
+
+/* /v1/console/desks/USER/vnc: a desk's display, through one of its terminal
+ * server's display ports (desk_vnc_open()); a user token reaches its own
+ * desk only (another's is 404, as one that does not exist). */
+static int route_desk_vnc(HttpRequest *req, void *userdata) {
+        Console *c = userdata;
+        char user[NAME_MAX_LEN + 1];
+        const char *action;
+        if (split(http_request_rest(req), user, &action) < 0 || strcmp(action, "vnc"))
+                return http_reply_error(req, 404, "unknown route '%s'", http_request_path(req));
+        const Auth *a = auth_of(req);
+        if (a && a->role == CATALOG_ROLE_USER && (!a->user || strcmp(a->user, user)))
+                return http_reply_error(req, 404, "no desk of '%s'", user);
+        int r = vnc_check_upgrade(req);
+        if (r != 0)
+                return r < 0 ? r : 0;
+        DeskVnc dv;
+        err_clear();
+        r = desk_vnc_open(c->h, user, &dv);
+        if (r < 0) {
+                unsigned status = r == -ENOENT ? 404 : r == -EBUSY || r == -ESRCH || r == -EREMOTE ? 409 : 503;
+                return http_reply_error(req, status, "%s", err_message(r));
         }
-        v->fd = fd;
-        v->raw = raw;
-        v->catalog = daemon_catalog(c->d);
-        v->last_token_check_ns = now_ns();
-        const char *raw_headers[] = { "Upgrade", VNC_RAW_PROTOCOL, NULL };
-        const char *protocols = http_request_header(req, "Sec-WebSocket-Protocol");
-        const char *headers[] = { "Upgrade",
-                                  "websocket",
-                                  "Sec-WebSocket-Accept",
-                                  accept,
-                                  protocols && header_lists(protocols, "binary") ? "Sec-WebSocket-Protocol" : NULL,
-                                  "binary",
-                                  NULL };
-        daemon_log(c->d, DAEMON_LOG_DEBUG, "console: desktop of session '%s' opened%s", name,
-                   raw ? " (raw)" : "");
-        return http_reply_upgrade(req, raw ? raw_headers : headers, vnc_bridge, v, vnc_free);
+        char what[NAME_MAX_LEN + 32];
+        snprintf(what, sizeof what, "the desk of '%s'", user);
+        return vnc_upgrade(req, c, dv.fd, dv.lock, what);
 }
 
 /* ---- thumbnails ---- */
@@ -771,6 +813,7 @@ static const HttpRoute routes[] = {
         { "GET", "/v1/events", 0, route_events, HTTP_ROUTE_QUERY_TOKEN },
         { "GET", "/v1/console/images", 0, route_images, 0 },
         { "GET", "/v1/console/sessions/*", 0, route_vnc, HTTP_ROUTE_QUERY_TOKEN },
+        { "GET", "/v1/console/desks/*", 0, route_desk_vnc, HTTP_ROUTE_QUERY_TOKEN },
         { "GET", "/v1/console/thumbnails/*", 0, route_thumbnail, 0 },
         { "POST", "/v1/console/sessions/*", 64 * 1024, route_action, 0 },
 };

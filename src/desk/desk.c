@@ -4,9 +4,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -810,6 +812,57 @@ int desk_logoff(SessionHost *h, const char *user) {
         char ref[REF_NAME_MAX_LEN + 1];
         ref_name(user, ref, sizeof ref);
         return store_ref_delete(s, ref);
+}
+
+int desk_vnc_open(SessionHost *h, const char *user, DeskVnc *ret) {
+        _cleanup_(desk_done) Desk d = {};
+        int r = desk_find(h, user, &d);
+        if (r < 0)
+                return r;
+        if ((r = refuse_away(&d, user, "show")) < 0)
+                return r;
+        if (!desk_running(&d))
+                return err_set(-ESRCH, "the desk of '%s' is suspended (resume it first)", user);
+        const char *ts = desk_ts(&d);
+        _cleanup_free_ char *xfer = session_xfer_path(h, ts);
+        if (!xfer)
+                return -ENOMEM;
+        *strrchr(xfer, '/') = 0;
+        /* a free port: its lock, held as long as the viewer */
+        for (unsigned k = 0; k < VM_DESK_VNC_PORTS; k++) {
+                char path[PATH_MAX];
+                snprintf(path, sizeof path, "%s/deskvnc-%u.lock", xfer, k);
+                _cleanup_close_ int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+                if (lock < 0)
+                        return err_set(-errno, "cannot open '%s': %s", path, strerror(errno));
+                if (flock(lock, LOCK_EX | LOCK_NB) < 0)
+                        continue;
+                snprintf(path, sizeof path, "%s/deskvnc-%u.sock", xfer, k);
+                _cleanup_close_ int fd = unix_connect(path);
+                if (fd < 0)
+                        return err_set(fd, "terminal server '%s' has no display port %u (started before roam had "
+                                           "them? restart it): %s",
+                                       ts, k, strerror(-fd));
+                char port[8], what[128];
+                snprintf(port, sizeof port, "%u", k);
+                snprintf(what, sizeof what, "cannot show the desk of '%s'", user);
+                _cleanup_(desk_answer_done) DeskAnswer a = {};
+                r = helper(h, ts, (char *[]) { "vnc", (char *) user, port, NULL }, 60, what, &a);
+                if (r < 0)
+                        return r;
+                *ret = (DeskVnc) { .fd = TAKE_FD(fd), .lock = TAKE_FD(lock) };
+                return 0;
+        }
+        return err_set(-EBUSY, "all %d display ports of terminal server '%s' are in use: close a viewer", VM_DESK_VNC_PORTS,
+                       ts);
+}
+
+void desk_vnc_close(DeskVnc *v) {
+        if (v->fd >= 0)
+                close(v->fd);
+        if (v->lock >= 0)
+                close(v->lock);
+        v->fd = v->lock = -1;
 }
 
 int desk_forget(SessionHost *h, const char *user) {

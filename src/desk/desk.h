@@ -43,6 +43,7 @@
 #include <stdint.h>
 
 #include "../session/session.h"
+#include "../session/vm.h"
 
 #define DESK_XFER_DEV "/dev/disk/by-id/virtio-roam-xfer"
 #define DESK_HELPER "/usr/local/sbin/roam-desk"
@@ -102,6 +103,17 @@ int desk_resume(SessionHost *h, const char *user, const char *ts, DeskMoveStats 
 /* Ends a running desk's processes and forgets it (a suspended one: its
  * checkpoint is dropped). */
 int desk_logoff(SessionHost *h, const char *user);
+/* A byte stream to the running desk's display (its Xvnc, RFB): one of the
+ * terminal server's virtio-serial display ports (VM_DESK_VNC_PORTS; a free
+ * one, locked while the viewer has it), with the helper's relay in the
+ * desk's network namespace behind it. -EBUSY when every port is in use. */
+typedef struct DeskVnc {
+        int fd;   /* the stream */
+        int lock; /* the port's lock: close both with desk_vnc_close() */
+} DeskVnc;
+int desk_vnc_open(SessionHost *h, const char *user, DeskVnc *ret);
+void desk_vnc_close(DeskVnc *v);
+
 /* Drops the record of an away desk (it was logged off where it went, or
  * that host is gone): the user may start a desk here again. A desk that is
  * here is refused (log it off). */

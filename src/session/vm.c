@@ -488,6 +488,22 @@ int vm_build_argv(const char *qemu, const VmConfig *c, const char *accel, const 
                 argv_add(&a, "virtio-serial-pci,id=vser0");
                 argv_add(&a, "-device");
                 argv_add(&a, "virtserialport,bus=vser0.0,chardev=agent0,name=org.qemu.guest_agent.0");
+                /* a terminal server's desk displays: one byte stream per open
+                 * viewer, next to the transfer disk (src/desk/: desk_vnc_open()) */
+                for (unsigned k = 0; xfer && k < VM_DESK_VNC_PORTS; k++) {
+                        _cleanup_free_ char *dir = strdup(p->xfer), *sock = NULL, *esc = NULL;
+                        char *slash = dir ? strrchr(dir, '/') : NULL;
+                        if (slash)
+                                *slash = 0;
+                        if (!slash || asprintf(&sock, "%s/deskvnc-%u.sock", dir, k) < 0 || !(esc = qemu_escape(sock))) {
+                                a.oom = true;
+                                break;
+                        }
+                        argv_add(&a, "-chardev");
+                        argv_add(&a, "socket,id=deskvnc%u,path=%s,server=on,wait=off", k, esc);
+                        argv_add(&a, "-device");
+                        argv_add(&a, "virtserialport,bus=vser0.0,chardev=deskvnc%u,name=org.roam.deskvnc.%u", k, k);
+                }
         }
         argv_add(&a, "-kernel");
         argv_add(&a, "%s", p->kernel);

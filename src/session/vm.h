@@ -85,6 +85,8 @@ typedef struct VmConfig {
         VmPolicy policy;    /* not seen by the guest; travels with the config */
 } VmConfig;
 
+#define VM_DESK_VNC_PORTS 4
+
 typedef struct VmPaths {
         const char *kernel;  /* required */
         const char *initrd;  /* NULL if none */
@@ -104,7 +106,9 @@ typedef struct VmPaths {
         const char *agent;   /* unix socket of the guest agent's port (VmConfig.agent) */
         const char *profile; /* raw disk: the user's profile (VmConfig.profile), the second virtio disk */
         const char *pidfile;
-        const char *xfer;    /* raw disk: a terminal server's transfer disk (serial roam-xfer; src/desk/) */
+        const char *xfer;    /* raw disk: a terminal server's transfer disk (serial roam-xfer; src/desk/);
+                              * next to it deskvnc-K.sock, the virtio-serial ports org.roam.deskvnc.K
+                              * (K < VM_DESK_VNC_PORTS) of its desks' displays */
 } VmPaths;
 
 /* Sets the defaults (machine, cpu, 512 MiB, 1 CPU, accel auto, vga, persistent). */

@@ -95,6 +95,15 @@ bob_pid=$(roam desk show bob --json | python3 -c 'import json,sys; print(json.lo
 bob_pids=$(pids_of bob "$A")
 [ "$bob_pid" -gt 0 ] || fail "no pid for bob's desk"
 
+# inside the terminal server bob's desk cannot reach alice's display: each desk
+# has its own network namespace (its abstract X socket, its loopback with Xvnc)
+alice_display=$(roam desk show alice --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["display"])')
+dx alice xdotool getmouselocation >/dev/null || fail "alice cannot reach her own display"
+must_fail dx bob env DISPLAY=":$alice_display" xdotool getmouselocation
+expect_match "$ERR" "an't open display"
+must_fail dx bob bash -c "exec 3<>/dev/tcp/127.0.0.1/$((5900 + alice_display))"
+expect_match "$ERR" "onnection refused"
+
 # --- bad input: a desk with an external TCP connection cannot be dumped ----------
 bob_port=$((5900 + $(roam desk show bob --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["display"])')))
 dx bob sh -c "setsid bash -c 'exec 3<>/dev/tcp/127.0.0.1/$bob_port; sleep 100000' >/dev/null 2>&1 </dev/null &"
@@ -191,6 +200,18 @@ expect_match "$ERR" "no desk of 'alice'"
 grep -q '"ts": *"ts2"' "$T/api.out" && grep -q '"state": *"running"' "$T/api.out" ||
 	fail "alice's desk as the API shows it: $(cat "$T/api.out")"
 [ "$(pids_of alice)" = "$alice_pids" ] || fail "alice's desk changed under bob's tries"
+# alice's display through the console (noVNC, a real browser), bob's refused
+if command -v node >/dev/null && CHROMIUM=${CHROMIUM:-$(command -v chromium || true)} && [ -n "$CHROMIUM" ] &&
+	[ -f "$SRC_DIR/web/node_modules/playwright-core/package.json" ]; then
+	rc=0
+	in_dc env ROAM_URL="$B_URL" DESK_USER=alice USER_TOKEN="$ALICE" OTHER_TOKEN="$BOB" SHOTS="$T/shots" \
+		CHROMIUM="$CHROMIUM" WEB_DIR="$SRC_DIR/web" timeout 300 node "$SRC_DIR/tests/browser/desk-console.test.js" >&2 ||
+		rc=$?
+	[ $rc = 0 ] || { tail -n 20 "$T/b-serve.log" >&2; fail "the console's desk view failed ($rc)"; }
+else
+	log "no chromium, node or web/node_modules: the console's desk view is not checked (scripts/deps.sh web)"
+fi
+[ "$(pids_of alice)" = "$alice_pids" ] || fail "alice's desk changed under the console"
 
 # --- offline to the laptop's terminal server, over the WAN, and back --------------
 out=$(laptop_desk offline alice --from "$B_WAN" --token "$ALICE" 2>&1) ||

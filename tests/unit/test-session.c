@@ -112,6 +112,21 @@ static void test_argv(void **state) {
         assert_string_equal(argv[d1 + 3], "file=/data/profile.img,format=raw,if=virtio,cache=writeback");
         strv_free(argv);
 
+        /* a terminal server: the transfer disk, and its desks' display ports next to it */
+        c.terminal_server = true;
+        c.agent = true;
+        p.agent = "/h/sessions/s,1/agent.sock";
+        p.xfer = "/h/sessions/s,1/xfer.raw";
+        assert_int_equal(vm_build_argv("qemu-x", &c, "tcg", &p, false, &argv), 0);
+        int ch = argv_index(argv, "socket,id=deskvnc0,path=/h/sessions/s,,1/deskvnc-0.sock,server=on,wait=off");
+        assert_true(ch > 0);
+        assert_string_equal(argv[ch + 2], "virtserialport,bus=vser0.0,chardev=deskvnc0,name=org.roam.deskvnc.0");
+        assert_true(argv_index(argv, "virtserialport,bus=vser0.0,chardev=deskvnc3,name=org.roam.deskvnc.3") > 0);
+        assert_int_equal(argv_index(argv, "virtserialport,bus=vser0.0,chardev=deskvnc4,name=org.roam.deskvnc.4"), -1);
+        strv_free(argv);
+        c.terminal_server = c.agent = false;
+        p.agent = p.xfer = NULL;
+
         /* a missing path is a programming error */
         p.kernel = NULL;
         assert_int_equal(vm_build_argv("qemu-x", &c, "tcg", &p, false, &argv), -EINVAL);

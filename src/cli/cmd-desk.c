@@ -227,8 +227,23 @@ static void print_transfer(const char *user, const char *how, const DeskTransfer
                         user);
 }
 
-static int transfer_exit(const DeskTransfer *t) {
-        return t->resumed || !t->resume_error[0] ? 0 : 1;
+/* Runs a move between hosts: with label, this host takes the desk
+ * (desk_fetch()), else it sends it (desk_send()); prints what happened. */
+static int transfer(const DeskArgs *da, const char *how, const char *label) {
+        _cleanup_(remote_freep) Remote *rem = NULL;
+        if (desk_remote(da, &rem))
+                return 1;
+        _cleanup_(cli_host_done) CliHost hc = {};
+        if (open_host(&hc))
+                return 1;
+        DeskTransfer t;
+        int k = label ? desk_fetch(hc.host, da->user, rem, label, da->on, &t)
+                      : desk_send(hc.host, da->user, rem, da->on, &t);
+        if (k < 0)
+                return cli_error(k);
+        print_transfer(da->user, how, &t);
+        /* received there but not resumed: an error, said by print_transfer() */
+        return t.resumed || !t.resume_error[0] ? 0 : 1;
 }
 
 static int desk_resume_verb(int argc, char **argv) {
@@ -251,18 +266,7 @@ static int desk_resume_verb(int argc, char **argv) {
         if (da.url) {
                 if (!on)
                         return cli_usage("desk resume", "--to URL needs --on TS (a terminal server there)");
-                _cleanup_(remote_freep) Remote *rem = NULL;
-                if (desk_remote(&da, &rem))
-                        return 1;
-                _cleanup_(cli_host_done) CliHost hc = {};
-                if (open_host(&hc))
-                        return 1;
-                DeskTransfer t;
-                int k = desk_send(hc.host, user, rem, on, &t);
-                if (k < 0)
-                        return cli_error(k);
-                print_transfer(user, "sent", &t);
-                return transfer_exit(&t);
+                return transfer(&da, "sent", NULL);
         }
         _cleanup_(cli_host_done) CliHost ctx = {};
         if (open_host(&ctx))
@@ -295,12 +299,6 @@ static int desk_offline_verb(int argc, char **argv) {
                           "from", true, argc, argv, &da);
         if (e >= 0)
                 return e;
-        _cleanup_(remote_freep) Remote *rem = NULL;
-        if (desk_remote(&da, &rem))
-                return 1;
-        _cleanup_(cli_host_done) CliHost hc = {};
-        if (open_host(&hc))
-                return 1;
         char host[64] = "", label[128];
         if (gethostname(host, sizeof host - 1) < 0 || !*host)
                 snprintf(host, sizeof host, "?");
@@ -308,12 +306,7 @@ static int desk_offline_verb(int argc, char **argv) {
         for (char *c = label; *c; c++)
                 if (*c < 0x20 || *c > 0x7e || *c == '"' || *c == '\\')
                         *c = '_';
-        DeskTransfer t;
-        int k = desk_fetch(hc.host, da.user, rem, label, da.on, &t);
-        if (k < 0)
-                return cli_error(k);
-        print_transfer(da.user, "took offline", &t);
-        return transfer_exit(&t);
+        return transfer(&da, "took offline", label);
 }
 
 static int desk_online_verb(int argc, char **argv) {
@@ -328,18 +321,7 @@ static int desk_online_verb(int argc, char **argv) {
                           "to", true, argc, argv, &da);
         if (e >= 0)
                 return e;
-        _cleanup_(remote_freep) Remote *rem = NULL;
-        if (desk_remote(&da, &rem))
-                return 1;
-        _cleanup_(cli_host_done) CliHost hc = {};
-        if (open_host(&hc))
-                return 1;
-        DeskTransfer t;
-        int k = desk_send(hc.host, da.user, rem, da.on, &t);
-        if (k < 0)
-                return cli_error(k);
-        print_transfer(da.user, "took online", &t);
-        return transfer_exit(&t);
+        return transfer(&da, "took online", NULL);
 }
 
 static int desk_logoff_verb(int argc, char **argv) {

@@ -21,6 +21,7 @@
 #include "../store/blob.h"
 #include "../store/index.h"
 #include "../store/manifest.h"
+#include "../store/page-index.h"
 
 static uint64_t now_ms(void) {
         struct timespec t;
@@ -221,6 +222,21 @@ static int refuse_away(const Desk *d, const char *user, const char *what) {
         return err_set(-EREMOTE, "cannot %s the desk of '%s': it was moved to %s (it runs or waits there; bring it "
                                  "back from there, or once it is logged off there: 'roam desk forget %s' here)",
                        what, user, desk_at(d), user);
+}
+
+/* desk_find() of a desk that is here (not away: refused naming where it is,
+ * "cannot WHAT the desk of ..."). */
+static int desk_find_here(SessionHost *h, const char *user, const char *what, Desk *ret) {
+        Desk d = {};
+        int r = desk_find(h, user, &d);
+        if (r >= 0)
+                r = refuse_away(&d, user, what);
+        if (r < 0) {
+                json_decref(d.m);
+                return r;
+        }
+        *ret = d;
+        return 0;
 }
 
 /* Writes manifest m as desks/USER, expected the id it replaces (ID_NULL: none). */
@@ -432,8 +448,32 @@ static bool member_name_ok(const char *name) {
         return strcmp(name + 4, ".") && strcmp(name + 4, "..");
 }
 
-/* Copies len bytes at off of fd into a new temp file in dir and imports it. */
-static int import_range(Store *s, int fd, uint64_t off, uint64_t len, const char *dir, RoamId *ret,
+/* A CRIU image of memory pages: 4 KiB pages in the order of the dumped
+ * mappings, which a restore and the next dump may shift against 64 KiB
+ * chunks. Its blob gets a page index, so that the next move sends its
+ * changed chunks as page references into this one (sync.h, pages.h). */
+static bool is_pages(const char *name) {
+        return !strncmp(name, "img/pages-", strlen("img/pages-"));
+}
+
+/* The page indexes of a checkpoint's page images that came from another
+ * host (bases for the next move's page references); after its resume: not
+ * in the pause. Best effort. */
+static void index_pages(Store *s, json_t *m) {
+        const char *name;
+        json_t *v;
+        json_object_foreach(json_object_get(m, "objects"), name, v) {
+                RoamId id;
+                _cleanup_(page_index_unrefp) PageIndex *x = NULL;
+                if (is_pages(name) && id_from_hex(json_string_value(v), &id) >= 0 &&
+                    page_index_get(s, &id, UINT64_MAX, &x) < 0)
+                        err_clear();
+        }
+}
+
+/* Copies len bytes at off of fd into a new temp file in dir and imports it
+ * (with a page index when pages). */
+static int import_range(Store *s, int fd, uint64_t off, uint64_t len, const char *dir, bool pages, RoamId *ret,
                         BlobStats *ret_stats) {
         _cleanup_free_ char *tmp = NULL;
         _cleanup_close_ int t = tmpfile_create(dir, &tmp);
@@ -454,7 +494,7 @@ static int import_range(Store *s, int fd, uint64_t off, uint64_t len, const char
         }
         if (r >= 0) {
                 _cleanup_close_ int rfd = open(tmp, O_RDONLY | O_CLOEXEC);
-                BlobOptions o = {};
+                BlobOptions o = { .page_index = pages };
                 r = rfd < 0 ? -errno : blob_import_fd(s, rfd, len, &o, ret, ret_stats);
         }
         (void) unlink(tmp);
@@ -508,7 +548,7 @@ static int import_tar(Store *s, const char *xfer, uint64_t bytes, json_t *object
                         return err_set(-EBADMSG, "the desk's tar has '%s' twice", e.name);
                 RoamId id;
                 BlobStats bs = {};
-                r = import_range(s, fd, off, e.size, dir, &id, &bs);
+                r = import_range(s, fd, off, e.size, dir, is_pages(e.name), &id, &bs);
                 if (r < 0)
                         return err_set_if_none(r, "cannot store '%s' of the desk: %s", e.name, strerror(-r));
                 st->new_chunks += bs.new_chunks;
@@ -529,10 +569,8 @@ int desk_suspend(SessionHost *h, const char *user, DeskMoveStats *ret) {
         DeskMoveStats st = {};
         Store *s = session_host_store(h);
         _cleanup_(desk_done) Desk d = {};
-        int r = desk_find(h, user, &d);
+        int r = desk_find_here(h, user, "suspend", &d);
         if (r < 0)
-                return r;
-        if ((r = refuse_away(&d, user, "suspend")) < 0)
                 return r;
         if (!desk_running(&d))
                 return err_set(-EALREADY, "the desk of '%s' is suspended already", user);
@@ -686,10 +724,8 @@ static int resume(SessionHost *h, const char *user, const char *to, DeskMoveStat
         DeskMoveStats st = {};
         Store *s = session_host_store(h);
         _cleanup_(desk_done) Desk d = {};
-        int r = desk_find(h, user, &d);
+        int r = desk_find_here(h, user, "resume", &d);
         if (r < 0)
-                return r;
-        if ((r = refuse_away(&d, user, "resume")) < 0)
                 return r;
         if (desk_running(&d))
                 return err_set(-EALREADY, "the desk of '%s' runs on terminal server '%s' (suspend it first)", user,
@@ -792,10 +828,8 @@ int desk_resume(SessionHost *h, const char *user, const char *to, DeskMoveStats 
 int desk_logoff(SessionHost *h, const char *user) {
         Store *s = session_host_store(h);
         _cleanup_(desk_done) Desk d = {};
-        int r = desk_find(h, user, &d);
+        int r = desk_find_here(h, user, "log off", &d);
         if (r < 0)
-                return r;
-        if ((r = refuse_away(&d, user, "log off")) < 0)
                 return r;
         _cleanup_(desk_answer_done) DeskAnswer shown = {};
         bool runs = desk_running(&d) && helper(h, desk_ts(&d), (char *[]) { "show", (char *) user, NULL }, 30, "show",
@@ -816,10 +850,8 @@ int desk_logoff(SessionHost *h, const char *user) {
 
 int desk_vnc_open(SessionHost *h, const char *user, DeskVnc *ret) {
         _cleanup_(desk_done) Desk d = {};
-        int r = desk_find(h, user, &d);
+        int r = desk_find_here(h, user, "show", &d);
         if (r < 0)
-                return r;
-        if ((r = refuse_away(&d, user, "show")) < 0)
                 return r;
         if (!desk_running(&d))
                 return err_set(-ESRCH, "the desk of '%s' is suspended (resume it first)", user);
@@ -1082,11 +1114,15 @@ int desk_receive(SessionHost *h, const char *user, const RoamId *checkpoint, con
         }
         if (store_ref_delete(s, in) < 0)
                 err_clear();
-        if (!*ts)
+        if (!*ts) {
+                index_pages(s, c.m);
                 return 2;
+        }
         DeskMoveStats st = {};
         bool uncertain;
         r = resume(h, user, ts, &st, &uncertain);
+        if (r >= 0)
+                index_pages(s, c.m);
         if (r < 0 && !same && !uncertain) {
                 /* it does not run here: as if it never came (the sender takes it back) */
                 char why[768];

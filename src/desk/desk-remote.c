@@ -93,11 +93,16 @@ int desk_send(SessionHost *h, const char *user, Remote *r, const char *on, DeskT
         uint64_t t1 = now_ms();
         SyncStats st = {};
         SyncOptions so = { .overwrite = true };
-        RoamId base; /* what it came from, when that came from there: one pack */
-        if (desk_base_checkpoint(h, user, &t.checkpoint, &base) >= 0) {
+        /* what it came from, when that came from there; else the top layer of
+         * its terminal server, which the far side runs too: one pack */
+        RoamId base;
+        DeskInfo i;
+        if (desk_base_checkpoint(h, user, &t.checkpoint, &base) >= 0 ||
+            (desk_get(h, user, &i) >= 0 && i.n_layers > 0 && id_from_hex(i.layers[0], &base) >= 0)) {
                 so.have = &base;
                 so.n_have = 1;
         }
+        err_clear();
         k = store_ref_set(s, out, &t.checkpoint, NULL);
         if (k >= 0)
                 k = sync_push(s, r, out, in, &so, &st);
@@ -226,8 +231,11 @@ int desk_fetch(SessionHost *h, const char *user, Remote *r, const char *label, c
         desk_in_ref(user, in, sizeof in);
         SyncStats st = {};
         SyncOptions so = {};
-        RoamId base; /* what this host sent there before: one pack */
-        if (desk_base_checkpoint(h, user, NULL, &base) >= 0) {
+        /* what this host sent there before, else the top layer of the desk's
+         * terminal server, which runs here too (checked above): one pack */
+        RoamId base;
+        const char *top = json_string_value(json_array_get(json_object_get(info, "layers"), 0));
+        if (desk_base_checkpoint(h, user, NULL, &base) >= 0 || (top && id_from_hex(top, &base) >= 0)) {
                 so.have = &base;
                 so.n_have = 1;
         }

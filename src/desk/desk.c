@@ -263,6 +263,28 @@ static int desk_store(Store *s, const char *user, json_t *m, const RoamId *expec
         return 0;
 }
 
+/* The manifest that follows desk d: a copy in state, with objects (taken;
+ * NULL: {"last": d}), d as its parent, made now; NULL when out of memory. */
+static json_t *desk_successor(const Desk *d, const char *state, json_t *objects) {
+        char hex[ID_HEX_SIZE];
+        id_to_hex(&d->id, hex);
+        if (!objects)
+                objects = json_pack("{s:s}", "last", hex);
+        json_t *m = json_deep_copy(d->m);
+        if (!m || !objects) {
+                json_decref(m);
+                json_decref(objects);
+                return NULL;
+        }
+        if (json_object_set_new(m, "state", json_string(state)) < 0 ||
+            json_object_set_new(m, "objects", objects) < 0 || json_object_set_new(m, "parent", json_string(hex)) < 0 ||
+            json_object_set_new(m, "created", json_integer((json_int_t) time(NULL))) < 0) {
+                json_decref(m);
+                return NULL;
+        }
+        return m;
+}
+
 static json_t *layers_json(char **layers) {
         json_t *a = json_array();
         for (size_t i = 0; a && layers && layers[i]; i++)
@@ -607,13 +629,8 @@ int desk_suspend(SessionHost *h, const char *user, DeskMoveStats *ret) {
                                           "transfer disk of '%s')",
                                        what, strerror(-r), ts);
         }
-        char pid[ID_HEX_SIZE];
-        json_t *m = json_deep_copy(d.m);
-        if (!m || json_object_set_new(m, "state", json_string("suspended")) < 0 ||
-            json_object_set_new(m, "objects", objects) < 0 ||
-            json_object_set_new(m, "bytes", json_integer((json_int_t) st.bytes)) < 0 ||
-            json_object_set_new(m, "parent", json_string(id_to_hex(&d.id, pid))) < 0 ||
-            json_object_set_new(m, "created", json_integer((json_int_t) time(NULL))) < 0) {
+        json_t *m = desk_successor(&d, "suspended", objects);
+        if (!m || json_object_set_new(m, "bytes", json_integer((json_int_t) st.bytes)) < 0) {
                 json_decref(m);
                 return -ENOMEM;
         }
@@ -796,15 +813,11 @@ static int resume(SessionHost *h, const char *user, const char *to, DeskMoveStat
         (void) desk_answer_u64(&a, "read_ms", &st.read_ms);
         (void) desk_answer_u64(&a, "restore_ms", &st.restore_ms);
         /* running on ts; the checkpoint stays reachable as "last" */
-        char hex[ID_HEX_SIZE];
-        json_t *m = json_deep_copy(d.m);
+        json_t *m = desk_successor(&d, "running", NULL);
         char **now_layers = NULL;
         if (check_ts(h, ts, &now_layers) < 0)
                 err_clear();
-        if (!m || json_object_set_new(m, "state", json_string("running")) < 0 ||
-            json_object_set_new(m, "ts", json_string(ts)) < 0 ||
-            json_object_set_new(m, "objects", json_pack("{s:s}", "last", id_to_hex(&d.id, hex))) < 0 ||
-            json_object_set_new(m, "parent", json_string(hex)) < 0 ||
+        if (!m || json_object_set_new(m, "ts", json_string(ts)) < 0 ||
             (now_layers && json_object_set_new(m, "layers", layers_json(now_layers)) < 0)) {
                 strv_free(now_layers);
                 json_decref(m);
@@ -1002,14 +1015,8 @@ int desk_lend(SessionHost *h, const char *user, const char *to, RoamId *ret_chec
                 if (desk_running(&d) || desk_away(&d))
                         return err_set(-EBUSY, "the desk of '%s' changed meanwhile: try again", user);
         }
-        char hex[ID_HEX_SIZE];
-        id_to_hex(&d.id, hex);
-        json_t *m = json_deep_copy(d.m);
-        if (!m || json_object_set_new(m, "state", json_string("away")) < 0 ||
-            json_object_set_new(m, "at", json_string(to)) < 0 ||
-            json_object_set_new(m, "objects", json_pack("{s:s}", "last", hex)) < 0 ||
-            json_object_set_new(m, "parent", json_string(hex)) < 0 ||
-            json_object_set_new(m, "created", json_integer((json_int_t) time(NULL))) < 0) {
+        json_t *m = desk_successor(&d, "away", NULL);
+        if (!m || json_object_set_new(m, "at", json_string(to)) < 0) {
                 json_decref(m);
                 return -ENOMEM;
         }

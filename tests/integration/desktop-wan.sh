@@ -204,6 +204,10 @@ expect_one_line "$ERR"
 roam_dc session start d1 >/dev/null
 wait_for "$BOOT_S" agent_up roam_dc || fail "the guest agent does not answer after the restart"
 [ "$(boot_id roam_dc)" != "$BOOT" ] || fail "the boot id is the old one after a cold start"
+# the agent answers before the boot has made alice's account from her profile
+# (a pooled session's system disk is the master's again): wait for it
+alice_up() { ax "$1" true >/dev/null 2>&1; }
+wait_for 300 alice_up roam_dc || fail "alice's account does not come up after the cold start"
 [ "$(ax roam_dc cat /home/alice/notes.txt)" = saved-on-the-laptop ] || fail "alice's file from the laptop is not in her profile"
 ax roam_dc test -s /home/alice/.roam-logoff || fail "the log-off's stamp is not in alice's home"
 rc=0; rx roam_dc test -e /var/tmp/roam-marker || rc=$?

@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -165,6 +166,10 @@ uint64_t now_ns(void) {
         return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
 }
 
+uint64_t now_ms(void) {
+        return now_ns() / 1000000;
+}
+
 double now_s(void) {
         return (double) now_ns() / 1e9;
 }
@@ -203,4 +208,9 @@ int unix_connect(const char *path) {
                 return r;
         }
         return fd;
+}
+
+uint64_t json_member_u64(json_t *j, const char *key) {
+        json_t *v = json_object_get(j, key);
+        return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t) json_integer_value(v) : 0;
 }

@@ -45,6 +45,7 @@ void run_threads(unsigned n, void *(*fn)(void *), void *arg);
 
 /* Monotonic clock in nanoseconds / seconds. */
 uint64_t now_ns(void);
+uint64_t now_ms(void); /* the same clock (monotonic), in milliseconds */
 double now_s(void);
 
 /* Little-endian access for on-disk formats. */
@@ -71,3 +72,7 @@ static inline uint64_t get_le64(const uint8_t *p) {
 
 /* A stream connection to the unix socket at path (CLOEXEC), or -errno. */
 int unix_connect(const char *path);
+
+/* The member key of JSON object j as a count: a positive integer, else 0. */
+struct json_t;
+uint64_t json_member_u64(struct json_t *j, const char *key);

@@ -304,7 +304,7 @@ static int desk_offline_verb(int argc, char **argv) {
                 snprintf(host, sizeof host, "?");
         snprintf(label, sizeof label, "laptop %s (%s)", host, cli_home());
         for (char *c = label; *c; c++)
-                if (*c < 0x20 || *c > 0x7e || *c == '"' || *c == '\\')
+                if (!desk_at_char_ok(*c))
                         *c = '_';
         return transfer(&da, "took offline", label);
 }

@@ -181,11 +181,6 @@ static void print_gc(const GcReport *g, unsigned grace_s) {
         putchar('\n');
 }
 
-static uint64_t member_u64(json_t *j, const char *key) {
-        json_t *v = json_object_get(j, key);
-        return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t) json_integer_value(v) : 0;
-}
-
 /* gc by the daemon that serves the home (api-gc.h); 1 if it failed (printed) */
 static int gc_by_daemon(DaemonEndpoint *ep, unsigned grace_s, unsigned wait_s, GcReport *ret) {
         /* the daemon bounds its wait; the sweep of a large store may take long */
@@ -202,12 +197,12 @@ static int gc_by_daemon(DaemonEndpoint *ep, unsigned grace_s, unsigned wait_s, G
         if (cli_local_request(rem, "POST", "/v1/store/gc", body, &answer))
                 return 1;
         *ret = (GcReport){
-                .chunks_removed = member_u64(answer, "chunks_removed"),
-                .bytes_removed = member_u64(answer, "bytes_removed"),
-                .objects_removed = member_u64(answer, "objects_removed"),
-                .tmp_removed = member_u64(answer, "tmp_removed"),
-                .chunks_young = member_u64(answer, "chunks_young"),
-                .objects_young = member_u64(answer, "objects_young"),
+                .chunks_removed = json_member_u64(answer, "chunks_removed"),
+                .bytes_removed = json_member_u64(answer, "bytes_removed"),
+                .objects_removed = json_member_u64(answer, "objects_removed"),
+                .tmp_removed = json_member_u64(answer, "tmp_removed"),
+                .chunks_young = json_member_u64(answer, "chunks_young"),
+                .objects_young = json_member_u64(answer, "objects_young"),
         };
         json_decref(answer);
         return 0;

@@ -6,24 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../basic/error.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
 #include "../sync/remote.h"
 #include "../sync/sync.h"
-
-static uint64_t now_ms(void) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        return (uint64_t) t.tv_sec * 1000 + (uint64_t) t.tv_nsec / 1000000;
-}
-
-static uint64_t u64_of(json_t *j, const char *key) {
-        json_t *v = json_object_get(j, key);
-        return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t) json_integer_value(v) : 0;
-}
 
 /* A receive's answer (ours or the far side's) into t. */
 static void take_answer(json_t *j, DeskTransfer *t) {
@@ -33,35 +21,8 @@ static void take_answer(json_t *j, DeskTransfer *t) {
                 snprintf(t->ts, sizeof t->ts, "%s", ts);
         if (e)
                 snprintf(t->resume_error, sizeof t->resume_error, "%s", e);
-        t->pid = u64_of(j, "pid");
-        t->resume_ms = u64_of(j, "resume_ms");
-}
-
-/* POSTs body (taken; NULL: GETs) to path, the JSON answer into *ret:
- * *answered says whether an HTTP answer came (then an error is a refusal,
- * else the request may have been carried out). */
-static int request_json(Remote *r, const char *path, json_t *body, const char *what, json_t **ret, uint64_t *wire,
-                        bool *answered) {
-        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
-        _cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-        json_decref(body);
-        if (!c || (body && !text))
-                return -ENOMEM;
-        RemoteResponse resp;
-        int k = remote_request(c, body ? "POST" : "GET", path, text, text ? strlen(text) : 0,
-                               text ? "application/json" : NULL, 64 * 1024, &resp);
-        if (k < 0)
-                return k;
-        *answered = true;
-        *wire += resp.wire_bytes;
-        if (resp.status != 200) {
-                k = remote_status_error(r, &resp, what);
-                remote_response_done(&resp);
-                return k;
-        }
-        *ret = json_loadb((const char *) resp.body, resp.len, 0, NULL);
-        remote_response_done(&resp);
-        return *ret ? 0 : err_set(-EBADMSG, "%s: the answer is not JSON", what);
+        t->pid = json_member_u64(j, "pid");
+        t->resume_ms = json_member_u64(j, "resume_ms");
 }
 
 int desk_send(SessionHost *h, const char *user, Remote *r, const char *on, DeskTransfer *ret) {
@@ -71,8 +32,9 @@ int desk_send(SessionHost *h, const char *user, Remote *r, const char *on, DeskT
         const char *url = remote_url(r);
         /* before the desk stops: the far side takes a desk from hosts only */
         _cleanup_(json_decrefp) json_t *info = NULL;
-        bool answered;
-        int k = request_json(r, "/v1/info", NULL, "its /v1/info", &info, &t.wire_bytes, &answered);
+        int k = remote_request_json(r, "GET", "/v1/info", NULL, "its /v1/info", &info, &t.wire_bytes, NULL);
+        if (k >= 0 && !info)
+                k = err_set(-EBADMSG, "%s: its /v1/info is not JSON", url);
         if (k < 0)
                 return k;
         const char *role = json_string_value(json_object_get(info, "token_role"));
@@ -133,8 +95,8 @@ int desk_send(SessionHost *h, const char *user, Remote *r, const char *on, DeskT
         }
         if (!body)
                 return -ENOMEM;
-        answered = false;
-        k = request_json(r, path, body, what, &ans, &t.wire_bytes, &answered);
+        bool answered = false;
+        k = remote_request_json(r, "POST", path, body, what, &ans, &t.wire_bytes, &answered);
         if (k < 0 && !answered) {
                 /* no answer: it may have taken the desk; it stays lent to it */
                 char why[512];
@@ -204,8 +166,9 @@ int desk_fetch(SessionHost *h, const char *user, Remote *r, const char *label, c
         snprintf(path, sizeof path, "/v1/desks/%s", user);
         snprintf(what, sizeof what, "the desk of '%s' at %s", user, url);
         _cleanup_(json_decrefp) json_t *info = NULL;
-        bool answered;
-        k = request_json(r, path, NULL, what, &info, &t.wire_bytes, &answered);
+        k = remote_request_json(r, "GET", path, NULL, what, &info, &t.wire_bytes, NULL);
+        if (k >= 0 && !info)
+                k = err_set(-EBADMSG, "%s: the answer is not JSON", what);
         if (k < 0)
                 return k;
         k = desk_check_layers(h, user, json_object_get(info, "layers"), ts);
@@ -223,8 +186,8 @@ int desk_fetch(SessionHost *h, const char *user, Remote *r, const char *label, c
                 return err_set(-EBADMSG, "%s lent the desk of '%s' without naming its checkpoint", url, user);
         }
         t.suspended = json_is_true(json_object_get(ans, "suspended"));
-        t.suspend.bytes = u64_of(ans, "bytes");
-        t.suspend.total_ms = u64_of(ans, "suspend_ms");
+        t.suspend.bytes = json_member_u64(ans, "bytes");
+        t.suspend.total_ms = json_member_u64(ans, "suspend_ms");
         json_decref(ans);
         uint64_t t1 = now_ms();
         char in[REF_NAME_MAX_LEN + 1];

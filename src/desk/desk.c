@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +21,6 @@
 #include "../store/index.h"
 #include "../store/manifest.h"
 #include "../store/page-index.h"
-
-static uint64_t now_ms(void) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        return (uint64_t) t.tv_sec * 1000 + (uint64_t) t.tv_nsec / 1000000;
-}
 
 void desk_ids(const char *user, uint64_t *ret_uid, uint64_t *ret_display) {
         uint32_t x = 2166136261u; /* FNV-1a */
@@ -127,13 +120,17 @@ static void ref_name(const char *user, char *buf, size_t size) {
         snprintf(buf, size, "desks/%s", user);
 }
 
-/* An away desk's "at": printable ASCII, no quotes or backslashes. */
+bool desk_at_char_ok(char c) {
+        return c >= 0x20 && c <= 0x7e && c != '"' && c != '\\';
+}
+
+/* An away desk's "at": 1 to DESK_AT_MAX characters desk_at_char_ok() takes. */
 static bool at_is_valid(const char *at) {
         size_t n = strlen(at);
         if (n == 0 || n > DESK_AT_MAX)
                 return false;
         for (const char *c = at; *c; c++)
-                if (*c < 0x20 || *c > 0x7e || *c == '"' || *c == '\\')
+                if (!desk_at_char_ok(*c))
                         return false;
         return true;
 }
@@ -872,17 +869,17 @@ int desk_vnc_open(SessionHost *h, const char *user, DeskVnc *ret) {
         _cleanup_free_ char *xfer = session_xfer_path(h, ts);
         if (!xfer)
                 return -ENOMEM;
-        *strrchr(xfer, '/') = 0;
         /* a free port: its lock, held as long as the viewer */
         for (unsigned k = 0; k < VM_DESK_VNC_PORTS; k++) {
-                char path[PATH_MAX];
-                snprintf(path, sizeof path, "%s/deskvnc-%u.lock", xfer, k);
-                _cleanup_close_ int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+                _cleanup_free_ char *lpath = vm_desk_vnc_path(xfer, k, "lock"),
+                                    *path = vm_desk_vnc_path(xfer, k, "sock");
+                if (!lpath || !path)
+                        return -ENOMEM;
+                _cleanup_close_ int lock = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
                 if (lock < 0)
-                        return err_set(-errno, "cannot open '%s': %s", path, strerror(errno));
+                        return err_set(-errno, "cannot open '%s': %s", lpath, strerror(errno));
                 if (flock(lock, LOCK_EX | LOCK_NB) < 0)
                         continue;
-                snprintf(path, sizeof path, "%s/deskvnc-%u.sock", xfer, k);
                 _cleanup_close_ int fd = unix_connect(path);
                 if (fd < 0)
                         return err_set(fd, "terminal server '%s' has no display port %u (started before roam had "

@@ -133,6 +133,10 @@ void desk_in_ref(const char *user, char *buf, size_t size);
 struct json_t;
 int desk_check_layers(SessionHost *h, const char *user, struct json_t *want, const char *ts);
 
+/* A character an away desk's "at" may hold: printable ASCII, no quote or
+ * backslash. */
+bool desk_at_char_ok(char c);
+
 /* Lends the desk of user to `to` (a URL or a laptop's label, printable, at
  * most DESK_AT_MAX): suspends it when it runs (*ret_suspend then has the
  * figures and *ret_suspended is true), then marks it away. The checkpoint

@@ -491,11 +491,8 @@ int vm_build_argv(const char *qemu, const VmConfig *c, const char *accel, const 
                 /* a terminal server's desk displays: one byte stream per open
                  * viewer, next to the transfer disk (src/desk/: desk_vnc_open()) */
                 for (unsigned k = 0; xfer && k < VM_DESK_VNC_PORTS; k++) {
-                        _cleanup_free_ char *dir = strdup(p->xfer), *sock = NULL, *esc = NULL;
-                        char *slash = dir ? strrchr(dir, '/') : NULL;
-                        if (slash)
-                                *slash = 0;
-                        if (!slash || asprintf(&sock, "%s/deskvnc-%u.sock", dir, k) < 0 || !(esc = qemu_escape(sock))) {
+                        _cleanup_free_ char *sock = vm_desk_vnc_path(p->xfer, k, "sock"), *esc = NULL;
+                        if (!sock || !(esc = qemu_escape(sock))) {
                                 a.oom = true;
                                 break;
                         }
@@ -545,6 +542,14 @@ int vm_build_argv(const char *qemu, const VmConfig *c, const char *accel, const 
         }
         *ret = a.v;
         return 0;
+}
+
+char *vm_desk_vnc_path(const char *xfer, unsigned k, const char *ext) {
+        const char *slash = strrchr(xfer, '/');
+        char *s;
+        if (!slash || asprintf(&s, "%.*s/deskvnc-%u.%s", (int) (slash - xfer), xfer, k, ext) < 0)
+                return NULL;
+        return s;
 }
 
 char *shell_quote(const char *s) {

@@ -86,6 +86,11 @@ typedef struct VmConfig {
 } VmConfig;
 
 #define VM_DESK_VNC_PORTS 4
+/* The file next to a terminal server's transfer disk xfer for its display
+ * port k: "deskvnc-K.EXT" (sock: the port's host end, which QEMU serves;
+ * lock: held by the viewer that has it). NULL when out of memory or xfer
+ * has no directory. Caller frees. */
+char *vm_desk_vnc_path(const char *xfer, unsigned k, const char *ext);
 
 typedef struct VmPaths {
         const char *kernel;  /* required */

@@ -337,16 +337,21 @@ const char *remote_token_from_env(const char *arg) {
         return e && *e ? e : NULL;
 }
 
-int remote_post_json(Remote *r, const char *path, json_t *body, const char *what, json_t **ret, uint64_t *wire) {
+int remote_request_json(Remote *r, const char *method, const char *path, json_t *body, const char *what,
+                        json_t **ret, uint64_t *wire, bool *ret_answered) {
+        bool get = !strcmp(method, "GET");
         _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
-        _cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : strdup("{}");
+        _cleanup_free_ char *text = get ? NULL : body ? json_dumps(body, JSON_COMPACT) : strdup("{}");
         json_decref(body);
-        if (!c || !text)
+        if (!c || (!get && !text))
                 return -ENOMEM;
         RemoteResponse resp;
-        int k = remote_request(c, "POST", path, text, strlen(text), "application/json", 64 * 1024, &resp);
+        int k = remote_request(c, method, path, text, text ? strlen(text) : 0, text ? "application/json" : NULL,
+                               64 * 1024, &resp);
         if (k < 0)
                 return k;
+        if (ret_answered)
+                *ret_answered = true;
         if (wire)
                 *wire += resp.wire_bytes;
         if (resp.status != 200) {
@@ -361,4 +366,8 @@ int remote_post_json(Remote *r, const char *path, json_t *body, const char *what
         else
                 json_decref(j);
         return 0;
+}
+
+int remote_post_json(Remote *r, const char *path, json_t *body, const char *what, json_t **ret, uint64_t *wire) {
+        return remote_request_json(r, "POST", path, body, what, ret, wire, NULL);
 }

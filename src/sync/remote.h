@@ -84,10 +84,16 @@ void remote_response_done(RemoteResponse *r);
  * what names the request ("ref 'images/x'"). */
 int remote_status_error(const Remote *r, const RemoteResponse *resp, const char *what);
 
-/* POSTs a JSON body (taken: decref'd here; NULL for none) to path; a 200
- * answer goes to *ret (may be NULL), another is an error naming what
- * (remote_status_error()). *wire (may be NULL) grows by the bytes moved. */
+/* One request with a JSON body (taken: decref'd here; NULL: {} for a POST,
+ * none for a GET) to path; a 200 answer's JSON goes to *ret (may be NULL; set
+ * to NULL when the answer is not JSON), another is an error naming what
+ * (remote_status_error()). *wire (may be NULL) grows by the bytes moved;
+ * *ret_answered (may be NULL) becomes true once an HTTP answer came: then an
+ * error is the far side's refusal, else the request may have been carried
+ * out. remote_post_json() is the POST without ret_answered. */
 struct json_t;
+int remote_request_json(Remote *r, const char *method, const char *path, struct json_t *body, const char *what,
+                        struct json_t **ret, uint64_t *wire, bool *ret_answered);
 int remote_post_json(Remote *r, const char *path, struct json_t *body, const char *what, struct json_t **ret,
                      uint64_t *wire);
 

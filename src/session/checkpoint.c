@@ -21,19 +21,26 @@
 
 /* The first half of an incremental import of path from base (NULL = none):
  * chunks pending or, up to capture bytes, copied (see blob_import_fd_begin()).
- * map: read it through mmap (a RAM file, which nobody truncates). pages: also
- * its page index (a RAM file: the next hand-over's remainder then goes as the
- * pages that changed, src/sync/pages.h). */
-static int import_begin(Store *s, const char *path, const BlobBase *base, bool map, uint64_t capture, bool pages,
-                        BlobPending **ret) {
+ * map: a RAM file (which nobody truncates), read through the mapping kept
+ * for it (ram-map.c). pages: also its page index (a RAM file: the next
+ * hand-over's remainder then goes as the pages that changed, src/sync/pages.h). */
+static int import_begin(SessionHost *h, const char *path, const BlobBase *base, bool map, uint64_t capture,
+                        bool pages, BlobPending **ret) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return err_set(-errno, "cannot open '%s': %s", path, strerror(errno));
         struct stat st;
         if (fstat(fd, &st) < 0)
                 return -errno;
-        BlobOptions o = { .map = map, .capture_max = capture, .page_index = pages };
-        int r = blob_import_fd_begin(s, fd, (uint64_t) st.st_size, &o, base, ret);
+        RamMap *rm = NULL;
+        if (map && ram_map_get(h, path, fd, &rm) < 0)
+                rm = NULL; /* the import maps it itself */
+        BlobOptions o = { .map = map, .map_addr = rm ? ram_map_addr(rm) : NULL, .capture_max = capture,
+                          .page_index = pages };
+        if (rm && ram_map_size(rm) != (uint64_t) st.st_size)
+                o.map_addr = NULL;
+        int r = blob_import_fd_begin(h->store, fd, (uint64_t) st.st_size, &o, base, ret);
+        ram_map_put(h, rm); /* the first half read all it reads */
         if (r < 0)
                 return err_set_if_none(r, "cannot import '%s' into the store: %s", path, strerror(-r));
         return 0;
@@ -207,18 +214,18 @@ static int live_files_begin(SessionHost *h, const Paths *p, LiveFiles *l, uint64
         blob_pending_free(TAKE_PTR(l->ram_pending));
         blob_pending_free(TAKE_PTR(l->ov_pending));
         blob_pending_free(TAKE_PTR(l->prof_pending));
-        int r = import_begin(h->store, p->ram, l->ram_base, true, capture, ram_pages, &l->ram_pending);
+        int r = import_begin(h, p->ram, l->ram_base, true, capture, ram_pages, &l->ram_pending);
         if (r >= 0)
-                r = import_begin(h->store, p->overlay, l->ov_base, false, capture, false, &l->ov_pending);
+                r = import_begin(h, p->overlay, l->ov_base, false, capture, false, &l->ov_pending);
         if (r >= 0 && l->prof)
-                r = import_begin(h->store, p->profile, l->prof_base, false, capture, false, &l->prof_pending);
+                r = import_begin(h, p->profile, l->prof_base, false, capture, false, &l->prof_pending);
         return r;
 }
 
 /* Also the device state (no base: it differs every time). */
 static int live_files_begin_devstate(SessionHost *h, const Paths *p, LiveFiles *l) {
         blob_pending_free(TAKE_PTR(l->dev_pending));
-        return import_begin(h->store, p->devstate, NULL, false, 0, false, &l->dev_pending);
+        return import_begin(h, p->devstate, NULL, false, 0, false, &l->dev_pending);
 }
 
 static int finish_one(BlobPending **p, RoamId *ret_id, BlobStats *ret_stats, BlobFast **ret_fast) {
@@ -361,7 +368,7 @@ static int checkpoint_resume_guest(SessionHost *h, Op *o, Qmp **q, bool quit, bo
                         (void) unlink(o->paths.qmp);
                         (void) unlink(o->paths.vnc);
                         (void) unlink(o->paths.pidfile);
-                        (void) unlink(o->paths.ram);
+                        (void) ram_unlink(h, o->paths.ram);
                         o->pid = 0;
                         k = set_state(h, o, SESSION_STOPPED);
                 }

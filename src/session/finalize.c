@@ -221,7 +221,7 @@ static int finalize_boot(SessionHost *h, Op *o, const VmConfig *fc, int timeout_
                          int *ret_wait, char **ret_reason, uint64_t *ret_log_from, int *ret_logoff) {
         const char *name = o->row.name;
         remove_runtime(&o->paths);
-        (void) unlink(o->paths.ram); /* a cold boot starts with empty RAM */
+        (void) ram_unlink(h, o->paths.ram); /* a cold boot starts with empty RAM */
         *ret_log_from = file_size(o->paths.serial);
         *ret_logoff = 0;
         _cleanup_(qmp_freep) Qmp *q = NULL;
@@ -246,7 +246,7 @@ static int finalize_boot(SessionHost *h, Op *o, const VmConfig *fc, int timeout_
                 return err_set(k, "session '%s': qemu (pid %d) does not exit", name, (int) o->pid);
         o->pid = 0;
         remove_runtime(&o->paths);
-        (void) unlink(o->paths.ram);
+        (void) ram_unlink(h, o->paths.ram);
         r = set_state(h, o, SESSION_STOPPED);
         if (r >= 0 && *ret_logoff < 0)
                 *ret_logoff = err_set(*ret_logoff, "%s", saved);

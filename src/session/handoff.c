@@ -26,8 +26,9 @@
  * writes the next sidecar: the same sidecars as session_checkpoint()'s
  * (checkpoint.c), so a checkpoint after a pre-copy hashes only what changed
  * since it. map: a RAM file (read through mmap). */
-static int import_path(Store *s, const char *path, const char *dir, const char *sidecar, bool map, RoamId *ret,
-                       BlobStats *st) {
+static int import_path(SessionHost *h, const char *path, const char *dir, const char *sidecar, bool map,
+                       RoamId *ret, BlobStats *st) {
+        Store *s = session_host_store(h);
         _cleanup_free_ char *side = path_join(dir, sidecar);
         if (!side)
                 return -ENOMEM;
@@ -43,9 +44,15 @@ static int import_path(Store *s, const char *path, const char *dir, const char *
                 return -errno;
         /* a RAM file (mapped) gets its page index: a hand-over's remainder
          * then goes as the pages that changed since (src/sync/pages.h) */
+        RamMap *rm = NULL;
+        if (map && ram_map_get(h, path, fd, &rm) < 0)
+                rm = NULL; /* the import maps it itself */
         BlobOptions o = { .map = map, .page_index = map };
+        if (rm && ram_map_size(rm) == (uint64_t) sb.st_size)
+                o.map_addr = ram_map_addr(rm);
         _cleanup_(blob_fast_freep) BlobFast *fast = NULL;
         r = blob_import_fd_base(s, fd, (uint64_t) sb.st_size, &o, base, ret, st, &fast);
+        ram_map_put(h, rm);
         if (r < 0)
                 return r;
         if (blob_fast_save(fast, side) < 0) {
@@ -75,14 +82,14 @@ int handoff_precopy(SessionHost *h, const char *name, PrecopyResult *ret) {
         PrecopyResult res = { 0 };
         RoamId ram, ov, prof;
         BlobStats a = { 0 }, b = { 0 }, c = { 0 };
-        r = import_path(s, i.ram, i.dir, "ram.fast", true, &ram, &a);
+        r = import_path(h, i.ram, i.dir, "ram.fast", true, &ram, &a);
         if (r >= 0)
-                r = import_path(s, i.overlay, i.dir, "overlay.fast", false, &ov, &b);
+                r = import_path(h, i.overlay, i.dir, "overlay.fast", false, &ov, &b);
         /* the user's profile disk, when the session holds one, goes along */
         _cleanup_free_ char *profile = path_join(i.dir, "profile.img");
         bool has_prof = profile && access(profile, F_OK) == 0;
         if (r >= 0 && has_prof)
-                r = import_path(s, profile, i.dir, "profile.fast", false, &prof, &c);
+                r = import_path(h, profile, i.dir, "profile.fast", false, &prof, &c);
         if (r < 0) {
                 session_info_done(&i);
                 return r;

@@ -153,7 +153,7 @@ static int restore_powered_off(SessionHost *h, Op *o, json_t *m, SessionRestoreR
         (void) fsync_parent(o->paths.overlay);
         (void) unlink(o->paths.profile_fast);
         /* a powered-off session has no RAM and no device state */
-        (void) unlink(o->paths.ram);
+        (void) ram_unlink(h, o->paths.ram);
         (void) unlink(o->paths.devstate);
         res->powered_off = true;
         res->export_ns = now_ns() - t0;
@@ -358,7 +358,7 @@ static int unadopt(SessionHost *h, const char *name, const char *user, int r) {
         snprintf(saved, sizeof saved, "%s", err_message(r));
         _cleanup_paths_ Paths p = {};
         if (paths_for(h, name, &p) >= 0) {
-                (void) unlink(p.ram);
+                (void) ram_unlink(h, p.ram);
                 (void) rm_rf(p.dir);
         }
         char ref[REF_NAME_MAX_LEN + 1];

@@ -16,6 +16,7 @@
  *   finalize.c    finalize (the log-off boot, the policy), log-off parsing
  *   profile.c     profile disks: check-out, check-in (users/USER/profile), holds
  *   exec.c        the guest agent: exec, liveness
+ *   ram-map.c     running sessions' RAM files kept mapped between imports
  *
  * Errors as in session.h: negative errno with a detail (err_set()). */
 
@@ -35,6 +36,10 @@
 #include "session-db.h"
 #include "session.h"
 #include "vm.h"
+
+/* A RAM file kept mapped between imports (ram-map.c). */
+typedef struct RamMap RamMap;
+#define RAM_MAPS_MAX 32
 
 /* The last look at one session's guest agent (exec.c). */
 typedef struct AgentSeen {
@@ -61,7 +66,24 @@ struct SessionHost {
         void *give_userdata;
         SessionTakeFn take; /* NULL: a standalone host */
         void *take_userdata;
+        pthread_mutex_t ram_maps_lock; /* ram-map.c */
+        RamMap *ram_maps[RAM_MAPS_MAX];
+        size_t n_ram_maps;
 };
+
+/* ---- ram-map.c ---- */
+
+/* The mapping of RAM file path (open as fd), made or kept, with a reference
+ * the caller gives back with ram_map_put(). */
+int ram_map_get(SessionHost *h, const char *path, int fd, RamMap **ret);
+const void *ram_map_addr(const RamMap *m);
+uint64_t ram_map_size(const RamMap *m);
+void ram_map_put(SessionHost *h, RamMap *m);
+/* Forgets path's mapping (unmapped once no import reads it). */
+void ram_map_drop(SessionHost *h, const char *path);
+void ram_maps_free(SessionHost *h);
+/* Removes a RAM file and its mapping: -errno of unlink(). */
+int ram_unlink(SessionHost *h, const char *path);
 
 /* err_set(r, "<prefix>: <current detail>"): the detail is copied first, as
  * err_message() points into the buffer err_set() writes. */

@@ -64,6 +64,7 @@ int session_host_new(const char *home, Store *store, Catalog *catalog, SessionHo
         h->warm = true;
         h->catalog = catalog;
         pthread_mutex_init(&h->agent_lock, NULL);
+        pthread_mutex_init(&h->ram_maps_lock, NULL);
         const char *e = getenv("ROAM_RAM_DIR");
         if (e && *e)
                 h->ram_dir = strdup(e);
@@ -86,6 +87,8 @@ int session_host_new(const char *home, Store *store, Catalog *catalog, SessionHo
 void session_host_free(SessionHost *h) {
         if (!h)
                 return;
+        ram_maps_free(h);
+        pthread_mutex_destroy(&h->ram_maps_lock);
         free(h->home);
         free(h->ram_dir);
         pthread_mutex_destroy(&h->agent_lock);
@@ -260,7 +263,7 @@ static int refresh_locked(SessionHost *h, SessionRow *row, const Paths *p, pid_t
                                 pid = 0;
                                 st = SESSION_STOPPED;
                                 remove_runtime(p);
-                                (void) unlink(p->ram);
+                                (void) ram_unlink(h, p->ram);
                         } else
                                 st = SESSION_PAUSED;
                 } else if (st != SESSION_RUNNING && st != SESSION_PAUSED)
@@ -268,6 +271,8 @@ static int refresh_locked(SessionHost *h, SessionRow *row, const Paths *p, pid_t
                 err_clear();
         } else if (st == SESSION_RUNNING || st == SESSION_PAUSED)
                 st = SESSION_CRASHED;
+        if (st != SESSION_RUNNING && st != SESSION_PAUSED)
+                ram_map_drop(h, p->ram);
         if (st != row->state) {
                 if (st != SESSION_AWAY) {
                         int r = session_db_set_state(h->catalog, row->name, st);
@@ -332,6 +337,8 @@ int op_begin(SessionHost *h, const char *name, bool any_owner, Op *o) {
 }
 
 int set_state(SessionHost *h, Op *o, SessionState st) {
+        if (st != SESSION_RUNNING && st != SESSION_PAUSED)
+                ram_map_drop(h, o->paths.ram); /* its QEMU ended: no more imports of its RAM */
         int r = session_db_set_state(h->catalog, o->row.name, st);
         if (r >= 0)
                 o->row.state = st;
@@ -899,7 +906,7 @@ int launch_with(SessionHost *h, Op *o, const VmConfig *cfg, bool incoming, Qmp *
         r = vm_launch(argv, &vp, &pid);
         if (r < 0) {
                 /* QEMU may have created the RAM file before it gave up */
-                (void) unlink(o->paths.ram);
+                (void) ram_unlink(h, o->paths.ram);
                 return err_wrap(r, "session '%s'", o->row.name);
         }
         Qmp *q;
@@ -908,7 +915,7 @@ int launch_with(SessionHost *h, Op *o, const VmConfig *cfg, bool incoming, Qmp *
                 r = err_wrap(r, "session '%s'", o->row.name);
                 (void) vm_kill(NULL, pid);
                 remove_runtime(&o->paths);
-                (void) unlink(o->paths.ram);
+                (void) ram_unlink(h, o->paths.ram);
                 return r;
         }
         o->pid = pid;
@@ -937,7 +944,7 @@ int session_start(SessionHost *h, const char *name) {
                         return err_wrap(r, "cannot start session '%s'", name);
         }
         remove_runtime(&o.paths);
-        (void) unlink(o.paths.ram); /* a cold boot starts with empty RAM */
+        (void) ram_unlink(h, o.paths.ram); /* a cold boot starts with empty RAM */
         session_warm_stop(h, name); /* nothing will come into a QEMU waiting for it */
         r = overlay_bring_back(h, &o); /* an encrypted laptop's disk, from the store */
         if (r < 0)
@@ -974,7 +981,7 @@ int session_stop(SessionHost *h, const char *name, int timeout_s, bool *ret_forc
         if (r < 0)
                 return err_set(r, "session '%s': qemu (pid %d) does not exit", name, (int) o.pid);
         remove_runtime(&o.paths);
-        (void) unlink(o.paths.ram);
+        (void) ram_unlink(h, o.paths.ram);
         r = set_state(h, &o, SESSION_STOPPED);
         if (r < 0)
                 return r;
@@ -1211,7 +1218,7 @@ int session_remove(SessionHost *h, const char *name) {
         if (r < 0)
                 return err_set_if_none(r, "cannot remove the refs of session '%s': %s", name, strerror(-r));
         remove_runtime(&o.paths);
-        (void) unlink(o.paths.ram);
+        (void) ram_unlink(h, o.paths.ram);
         staged_clear(h, name);
         if (o.paths.secret_dir)
                 (void) rm_rf(o.paths.secret_dir);

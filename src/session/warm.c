@@ -402,6 +402,8 @@ int warm_take(SessionHost *h, Op *o, json_t *m, SessionRestoreResult *res, Qmp *
                 r = patch_files(h->store, m0, m, &w);
         if (r >= 0)
                 r = export_to(h->store, &dev_id, o->paths.devstate, 0600);
+        if (r >= 0)
+                ram_map_drop(h, o->paths.ram); /* a file about to be replaced */
         if (r >= 0 && rename(o->paths.ram_snap, o->paths.ram) < 0)
                 r = -errno;
         if (r >= 0)

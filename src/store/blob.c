@@ -585,8 +585,10 @@ static int import_begin(Store *s, int fd, uint64_t size, const BlobOptions *o, c
                         return r;
         }
         struct stat st;
-        if (o->map && size > 0 && size <= SIZE_MAX && fstat(fd, &st) >= 0 && S_ISREG(st.st_mode) &&
-            (uint64_t) st.st_size >= size) {
+        if (o->map && o->map_addr && size > 0)
+                j.map = o->map_addr; /* the caller's: not unmapped here */
+        else if (o->map && size > 0 && size <= SIZE_MAX && fstat(fd, &st) >= 0 && S_ISREG(st.st_mode) &&
+                 (uint64_t) st.st_size >= size) {
                 void *map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
                 if (map != MAP_FAILED) {
                         (void) madvise(map, size, MADV_SEQUENTIAL);

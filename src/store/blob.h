@@ -42,6 +42,10 @@ typedef struct BlobOptions {
         unsigned threads;
         Progress *progress;
         bool map;
+        /* with map: the caller's own read-only shared mapping of the whole
+         * input (size bytes), used instead of a mapping of the import's own,
+         * which costs a page fault per page read and an munmap at the end */
+        const void *map_addr;
         uint64_t capture_max; /* blob_import_fd_begin() only, see there */
         volatile int *cancel;  /* set non-zero to stop early (-ECANCELED) */
         /* Also write the blob's page index (page-index.h) from the bytes the

@@ -39,6 +39,69 @@ typedef struct Pending {
         RoamId id;
 } Pending;
 
+/* Chunks this process saw in the store lately: store_chunk_has() answered 1
+ * for them, or it wrote them. A has() of one of them is answered from memory,
+ * without the stored name's HMAC and a file system lookup: a pull checks every
+ * chunk of a checkpoint (the master image's and the RAM's) and the restore
+ * right after it checks them again, tens of thousands each time.
+ *
+ * Two generations of STORE_SEEN_S seconds each, so an answer from memory is
+ * never older than 2 * STORE_SEEN_S: the file's mtime was refreshed when it
+ * was seen (STORE_TOUCH_S), so gc's grace still covers a writer that takes
+ * less than grace - STORE_TOUCH_S - 2 * STORE_SEEN_S. A removal through this
+ * Store (gc, fsck) forgets everything; another process that removes chunks
+ * from under a running one is what gc's grace is for anyway. */
+#define STORE_SEEN_S 5
+#define STORE_SEEN_MAX (1u << 21) /* ids a generation holds (64 MiB): beyond, no more are added */
+
+typedef struct Seen {
+        pthread_mutex_t lock;
+        IdSet *cur, *prev;
+        uint64_t cur_start; /* CLOCK_MONOTONIC ns */
+} Seen;
+
+static uint64_t seen_clock(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+}
+
+/* Under the lock: drops what is older than two generations. */
+static void seen_age(Seen *v, uint64_t now) {
+        const uint64_t gen = (uint64_t) STORE_SEEN_S * 1000000000ULL;
+        if (v->cur && now - v->cur_start < gen)
+                return;
+        idset_free(v->prev);
+        v->prev = now - v->cur_start < 2 * gen ? v->cur : (idset_free(v->cur), NULL);
+        v->cur = NULL;
+        v->cur_start = now;
+}
+
+static bool seen_has(Seen *v, const RoamId *id) {
+        pthread_mutex_lock(&v->lock);
+        seen_age(v, seen_clock());
+        bool r = (v->cur && idset_contains(v->cur, id)) || (v->prev && idset_contains(v->prev, id));
+        pthread_mutex_unlock(&v->lock);
+        return r;
+}
+
+static void seen_add(Seen *v, const RoamId *id) {
+        pthread_mutex_lock(&v->lock);
+        seen_age(v, seen_clock());
+        if (!v->cur)
+                v->cur = idset_new();
+        if (v->cur && idset_size(v->cur) < STORE_SEEN_MAX)
+                (void) idset_add(v->cur, id); /* a cache: no memory, no entry */
+        pthread_mutex_unlock(&v->lock);
+}
+
+static void seen_forget(Seen *v) {
+        pthread_mutex_lock(&v->lock);
+        idset_free(TAKE_PTR(v->cur));
+        idset_free(TAKE_PTR(v->prev));
+        pthread_mutex_unlock(&v->lock);
+}
+
 struct Store {
         char *path;
         uint32_t chunk_size;
@@ -62,6 +125,7 @@ struct Store {
         void *be_data;
         /* an encrypted store (crypt.h): NULL for a plain one */
         StoreCrypt *crypt;
+        Seen seen;
 };
 
 static const StoreBackend local_backend;
@@ -220,6 +284,7 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret) {
         s->zstd_level = level;
         s->path = strdup(dir);
         s->pending_set = idset_new();
+        pthread_mutex_init(&s->seen.lock, NULL);
         pthread_mutex_init(&s->mutex, NULL);
         pthread_mutex_init(&s->commit_lock, NULL);
         pthread_rwlockattr_t ga;
@@ -264,6 +329,9 @@ void store_free(Store *s) {
         idset_free(s->pending_set);
         store_crypt_free(s->crypt);
         idset_free(s->committing_set);
+        idset_free(s->seen.cur);
+        idset_free(s->seen.prev);
+        pthread_mutex_destroy(&s->seen.lock);
         if (s->lock_fd >= 0)
                 close(s->lock_fd);
         if (s->dir_fd >= 0)
@@ -564,14 +632,21 @@ static int stored_name(Store *s, const RoamId *id, RoamId *buf, const RoamId **r
 
 /* A chunk's codec bytes z, sealed in an encrypted store. */
 static int chunk_write(Store *s, ChunkCodec *c, const RoamId *id, const void *z, size_t zlen) {
+        int r;
         if (!s->crypt)
-                return s->be->chunk_write(s, id, z, zlen);
-        RoamId name;
-        size_t slen;
-        int r = store_crypt_name(s->crypt, id, &name);
+                r = s->be->chunk_write(s, id, z, zlen);
+        else {
+                RoamId name;
+                size_t slen;
+                r = store_crypt_name(s->crypt, id, &name);
+                if (r >= 0)
+                        r = store_crypt_seal(s->crypt, c->seal, SEAL_CHUNK, id, z, zlen, c->sbuf, c->scap, &slen);
+                if (r >= 0)
+                        r = s->be->chunk_write(s, &name, c->sbuf, slen);
+        }
         if (r >= 0)
-                r = store_crypt_seal(s->crypt, c->seal, SEAL_CHUNK, id, z, zlen, c->sbuf, c->scap, &slen);
-        return r < 0 ? r : s->be->chunk_write(s, &name, c->sbuf, slen);
+                seen_add(&s->seen, id);
+        return r;
 }
 
 /* A chunk's codec bytes into out (cap bytes), opened from sealed ones read
@@ -1180,6 +1255,7 @@ int store_new_backend(const StoreBackend *be, void *data, const char *path, uint
         s->zstd_level = zstd_level;
         s->path = strdup(path);
         s->pending_set = idset_new();
+        pthread_mutex_init(&s->seen.lock, NULL);
         pthread_mutex_init(&s->mutex, NULL);
         pthread_mutex_init(&s->commit_lock, NULL);
         pthread_rwlockattr_t ga;
@@ -1246,10 +1322,16 @@ int store_lock_oldest_holder(Store *s, time_t *ret) {
 }
 
 int store_chunk_has(Store *s, const RoamId *id) {
+        if (seen_has(&s->seen, id))
+                return 1;
         RoamId buf;
         const RoamId *n;
         int r = stored_name(s, id, &buf, &n);
-        return r < 0 ? r : s->be->has(s, STORE_KIND_CHUNK, n);
+        if (r >= 0)
+                r = s->be->has(s, STORE_KIND_CHUNK, n);
+        if (r == 1)
+                seen_add(&s->seen, id);
+        return r;
 }
 
 int store_chunk_stat(Store *s, const RoamId *id, uint64_t *ret_size) {
@@ -1305,6 +1387,7 @@ int store_chunk_plain_size(Store *s, const RoamId *id, uint64_t *ret) {
 }
 
 int store_chunk_remove(Store *s, const RoamId *id) {
+        seen_forget(&s->seen);
         RoamId buf;
         const RoamId *n;
         int r = stored_name(s, id, &buf, &n);
@@ -1314,6 +1397,8 @@ int store_chunk_remove(Store *s, const RoamId *id) {
 }
 
 int store_remove_unless_young(Store *s, bool object, const RoamId *id, time_t young_after) {
+        if (!object)
+                seen_forget(&s->seen);
         RoamId buf;
         const RoamId *n;
         int r = stored_name(s, id, &buf, &n);

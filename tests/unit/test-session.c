@@ -25,6 +25,7 @@
 #include "store/manifest.h"
 #include "session/history.h"
 #include "session/session-db.h"
+#include "session/session-internal.h"
 #include "session/session.h"
 #include "session/vm.h"
 
@@ -390,6 +391,55 @@ static int setup_catalog(void **state) {
         unsetenv("ROAM_RAM_DIR");
         *state = f;
         return 0;
+}
+
+static void write_pattern(const char *path, uint8_t v) {
+        uint8_t buf[65536];
+        memset(buf, v, sizeof buf);
+        assert_int_equal(write_file_atomic(path, buf, sizeof buf, 0600), 0);
+}
+
+/* A RAM file stays mapped between imports: the same mapping for the same
+ * file, a new one for a file replaced, none kept for a file removed, and a
+ * mapping dropped while held stays readable until given back. */
+static void test_ram_map(void **state) {
+        Fixture *f = *state;
+        char path[256];
+        snprintf(path, sizeof path, "%s/s1.ram", f->dir);
+        write_pattern(path, 0x11);
+        int fd = open(path, O_RDONLY);
+        assert_true(fd >= 0);
+        RamMap *a, *b;
+        assert_int_equal(ram_map_get(f->host, path, fd, &a), 0);
+        assert_int_equal(ram_map_size(a), 65536);
+        assert_int_equal(((const uint8_t *) ram_map_addr(a))[100], 0x11);
+        assert_int_equal(ram_map_get(f->host, path, fd, &b), 0);
+        assert_ptr_equal(a, b);
+        ram_map_put(f->host, b);
+        close(fd);
+        /* replaced (a new inode under the name): mapped afresh */
+        write_pattern(path, 0x22);
+        fd = open(path, O_RDONLY);
+        assert_int_equal(ram_map_get(f->host, path, fd, &b), 0);
+        assert_ptr_not_equal(a, b);
+        assert_int_equal(((const uint8_t *) ram_map_addr(b))[100], 0x22);
+        /* the old one, dropped from the table, is still readable while held */
+        assert_int_equal(((const uint8_t *) ram_map_addr(a))[100], 0x11);
+        ram_map_put(f->host, a);
+        close(fd);
+        /* removed: the mapping goes with it, held or not */
+        assert_int_equal(ram_unlink(f->host, path), 0);
+        assert_int_equal(access(path, F_OK), -1);
+        assert_int_equal(((const uint8_t *) ram_map_addr(b))[100], 0x22);
+        ram_map_put(f->host, b);
+        write_pattern(path, 0x33);
+        fd = open(path, O_RDONLY);
+        assert_int_equal(ram_map_get(f->host, path, fd, &a), 0);
+        assert_int_equal(((const uint8_t *) ram_map_addr(a))[100], 0x33);
+        ram_map_put(f->host, a);
+        close(fd);
+        assert_int_equal(ram_unlink(f->host, path), 0);
+        assert_int_equal(ram_unlink(f->host, path), -ENOENT);
 }
 
 static int teardown_catalog(void **state) {
@@ -788,6 +838,7 @@ int main(void) {
                 cmocka_unit_test(test_logoff_append),
                 cmocka_unit_test(test_logoff_line),
                 cmocka_unit_test_setup_teardown(test_db, setup_catalog, teardown_catalog),
+                cmocka_unit_test_setup_teardown(test_ram_map, setup_catalog, teardown_catalog),
                 cmocka_unit_test_setup_teardown(test_ownership_and_names, setup_catalog, teardown_catalog),
                 cmocka_unit_test_setup_teardown(test_profile_disk, setup_store, teardown_store),
                 cmocka_unit_test_setup_teardown(test_finalize_refusals, setup_store, teardown_store),

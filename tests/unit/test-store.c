@@ -72,6 +72,12 @@ static int teardown(void **state) {
         return 0;
 }
 
+/* The fixture's store closed and opened again: a new process's view. */
+static void reopen(Fixture *f) {
+        store_free(f->s);
+        assert_int_equal(store_open(f->storedir, &(StoreOptions){ 0 }, &f->s), 0);
+}
+
 static void corrupt_file(const char *path, off_t at) {
         int fd = open(path, O_RDWR);
         assert_true(fd >= 0);
@@ -117,6 +123,42 @@ static void test_chunk_roundtrip(void **state) {
         assert_int_equal(store_chunk_get(f->s, c, &id, out, &len), -ENOENT);
         (void) hex;
         chunk_codec_free(c);
+}
+
+/* store_chunk_has() answers from memory for chunks it saw lately: a file
+ * gone behind its back is still "here" for a few seconds (gc's grace is what
+ * keeps files, not this); a removal through the store forgets at once, and a
+ * store that never saw a chunk asks the file system. */
+static void test_chunk_seen(void **state) {
+        Fixture *f = *state;
+        _cleanup_(chunk_codec_freep) ChunkCodec *c = chunk_codec_new(f->s);
+        uint8_t a[4096], b[4096];
+        fill_random(a, sizeof a);
+        fill_random(b, sizeof b);
+        RoamId ida, idb;
+        sha256(a, sizeof a, &ida);
+        sha256(b, sizeof b, &idb);
+        assert_true(store_chunk_put(f->s, c, &ida, a, sizeof a) > 0);
+        assert_true(store_chunk_put(f->s, c, &idb, b, sizeof b) > 0);
+        assert_int_equal(store_commit(f->s), 0);
+        char pa[512], pb[512];
+        chunk_path(f, &ida, pa, sizeof pa);
+        chunk_path(f, &idb, pb, sizeof pb);
+        assert_int_equal(unlink(pa), 0);
+        assert_int_equal(store_chunk_has(f->s, &ida), 1); /* seen when written */
+        /* a removal through the store forgets what it saw */
+        assert_int_equal(store_chunk_remove(f->s, &idb), 0);
+        assert_int_equal(store_chunk_has(f->s, &idb), 0);
+        assert_int_equal(store_chunk_has(f->s, &ida), 0);
+        /* a has() that found the file is remembered too */
+        assert_true(store_chunk_put(f->s, c, &ida, a, sizeof a) > 0);
+        assert_int_equal(store_commit(f->s), 0);
+        reopen(f);
+        assert_int_equal(store_chunk_has(f->s, &ida), 1);
+        assert_int_equal(unlink(pa), 0);
+        assert_int_equal(store_chunk_has(f->s, &ida), 1);
+        reopen(f);
+        assert_int_equal(store_chunk_has(f->s, &ida), 0);
 }
 
 static void test_put_compressed_rejects_wrong_bytes(void **state) {
@@ -1061,6 +1103,10 @@ static void test_gc_grace(void **state) {
         set_mtime(path[3], time(NULL) - 30); /* 30 s: a hit leaves it be (STORE_TOUCH_S) */
         set_mtime(p1, old);
         set_mtime(p2, old);
+        /* the mtimes above play an hour gone by: a store opened now has seen
+         * none of these chunks lately (the one that wrote them would still
+         * answer from memory for a few seconds) */
+        reopen(f);
         assert_int_equal(store_chunk_has(f->s, &ids[2]), 1);
         assert_true(mtime_of(path[2]) >= time(NULL) - 5);
         time_t t3 = mtime_of(path[3]);
@@ -1152,6 +1198,7 @@ static void test_blob_import_cancel(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_chunk_roundtrip, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_chunk_seen, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_put_compressed_rejects_wrong_bytes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_refs, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_objects, setup, teardown),

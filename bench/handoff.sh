@@ -194,10 +194,12 @@ if kind == "offline":
     m = first(dc, r"take offline of '\S+': (\d+) ms since the request came; grant \d+ ms: checkpoint \d+ \((.*)\)$")
     if m:
         r.update(server_ms=m.group(1), server_parts="'%s'" % m.group(2).replace("'", ""))
+    m = first(dc, r"take offline of '\S+': the remainder packed in (\d+) ms")
+    r["pack_ms"] = m.group(1) if m else "0"
     if "lt_grant_ms" in r and "server_ms" in r and "to_server_ms" in r:
         # the rest of the grant: the answer's way back with the remainder, before it is stored
         r["back_ms"] = str(int(r["lt_grant_ms"]) - int(r["lt_store_ms"]) - int(r["server_ms"]) -
-                           int(r["to_server_ms"]))
+                           int(r["to_server_ms"]) - int(r["pack_ms"]))
 else:
     # the pause began 'downtime' before the laptop daemon logged "taken online"
     down = float(sys.argv[6]) / 1000
@@ -227,7 +229,7 @@ PY
 timeline() {
         unset tl_to_server_ms tl_pull_reqs tl_pull_ms tl_restore_ms tl_movein_ms tl_pre_reqs tl_push_reqs \
                 tl_final_ckpt_ms tl_push_ms tl_lt_grant_ms tl_lt_store_ms tl_chunks tl_paged tl_server_ms \
-                tl_server_parts tl_back_ms tl_ready_ms tl_how tl_answer_ms tl_server_restore_ms
+                tl_server_parts tl_pack_ms tl_back_ms tl_ready_ms tl_how tl_answer_ms tl_server_restore_ms
         eval "$(python3 "$TIMELINE" "$@" 2>>"$T/timeline.err")"
 }
 
@@ -356,7 +358,7 @@ bench_roam() { # RAM_MIB precopy|noprecopy
         [ "$mode" = noprecopy ] && tool="roam offline (laptop daemon --no-precopy)"
         row "$sz" "take offline: server → laptop" "$tool" "$(fmt_ms "$down")" "$(human "$sent")" \
                 "$(human $((w1 - w0)))" "$(fmt_s "$(ms_between "$t0" "$t1")")" \
-                "downtime = ${tl_to_server_ms:-?} ms until the request reaches the server + ${tl_server_ms:-?} ms the server's part until its grant (${tl_server_parts:-?}) + ${tl_back_ms:-?} ms the answer's way back with the remainder (${tl_chunks:-?} chunks, ${tl_paged:-?} of them as their changed pages) + ${tl_lt_store_ms:-?} ms storing it on the laptop + ${tl_pull_ms:-?} ms pull (checks; ${tl_pull_reqs:-?} requests) + ${tl_restore_ms:-?} ms restore; $pre_note; $cont"
+                "downtime = ${tl_to_server_ms:-?} ms until the request reaches the server + ${tl_server_ms:-?} ms the server's part until its grant (${tl_server_parts:-?}) + ${tl_pack_ms:-?} ms packing the remainder + ${tl_back_ms:-?} ms the answer's way back with the remainder (${tl_chunks:-?} chunks, ${tl_paged:-?} of them as their changed pages) + ${tl_lt_store_ms:-?} ms storing it on the laptop + ${tl_pull_ms:-?} ms pull (checks; ${tl_pull_reqs:-?} requests) + ${tl_restore_ms:-?} ms restore; $pre_note; $cont"
         # the goals' run: the one in the detailed rows (the first with every lever on)
         if [ "$mode" = precopy ] && [ "${ROW_QUIET:-0}" = 0 ]; then
                 OFF_DOWN=$down OFF_SENT=$sent OFF_WIRE=$((w1 - w0))

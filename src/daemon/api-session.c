@@ -396,8 +396,13 @@ static int reply_grant(HttpRequest *req, ApiSession *a, const char *name, json_t
                                 (text = json_dumps(ask, JSON_COMPACT))
                         ? pack_request_parse(text, strlen(text), &pr)
                         : -ENOMEM;
+        uint64_t t_pack = now_ns();
         if (r >= 0)
                 r = pack_answer(session_host_store(a->h), &pr, &pw, &missing);
+        if (r >= 0)
+                daemon_log(a->d, DAEMON_LOG_DEBUG,
+                           "take offline of '%s': the remainder packed in %.0f ms (%u chunks, %u as pages, %zu bytes)",
+                           name, (now_ns() - t_pack) / 1e6, pw.n_chunks, pw.n_paged, pw.len);
         uint8_t *out = NULL;
         size_t n = line ? strlen(line) : 0, total = n + 1 + pw.len;
         if (r >= 0 && (out = malloc(total))) {
@@ -475,9 +480,11 @@ static int offline(HttpRequest *req, ApiSession *a, const char *name) {
         if (!g.again)
                 daemon_log(a->d, DAEMON_LOG_DEBUG,
                            "take offline of '%s': %.0f ms since the request came; grant %.0f ms: checkpoint %.0f "
-                           "(stop and device state %.0f, into the store %.0f, QEMU ends %.0f, manifest %.0f)",
+                           "(stop and device state %.0f, into the store %.0f [RAM and disks %.0f, device state "
+                           "%.0f, stored and durable %.0f], QEMU ends %.0f, manifest %.0f)",
                            name, (now_ns() - http_request_start_ns(req)) / 1e6, g.pause_ns / 1e6,
-                           g.ck.total_ns / 1e6, g.ck.devstate_ns / 1e6, g.ck.copy_ns / 1e6,
+                           g.ck.total_ns / 1e6, g.ck.devstate_ns / 1e6, g.ck.copy_ns / 1e6, g.ck.scan_ns / 1e6,
+                           g.ck.devstate_import_ns / 1e6, g.ck.finish_ns / 1e6,
                            (g.ck.pause_ns - g.ck.devstate_ns - g.ck.copy_ns) / 1e6,
                            (g.ck.total_ns - g.ck.pause_ns) / 1e6);
         char hex[ID_HEX_SIZE], server[HOST_ID_LEN + 1] = "";

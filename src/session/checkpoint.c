@@ -413,11 +413,16 @@ static int checkpoint_paused(SessionHost *h, Op *o, Qmp **q, LiveFiles *live, bo
          * shorten anything: the guest is down until the target runs it) */
         if (r >= 0)
                 r = live_files_begin(h, &o->paths, live, quit ? 0 : CHECKPOINT_CAPTURE_MAX, !quit);
+        uint64_t t_scan = now_ns();
         if (r >= 0 && quit)
                 r = live_files_begin_devstate(h, &o->paths, live);
+        uint64_t t_dev = now_ns();
         if (r >= 0 && quit)
                 r = live_files_finish(live);
         uint64_t t2 = now_ns();
+        res->scan_ns = t_scan - t1;
+        res->devstate_import_ns = t_dev - t_scan;
+        res->finish_ns = t2 - t_dev;
         res->devstate_ns = t1 - t0;
         res->copy_ns = t2 - t1; /* the paused part of the import */
         *ret_was_running = was_running;

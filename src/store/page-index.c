@@ -275,6 +275,12 @@ static struct {
         PageIndex *slot[CACHE_SLOTS]; /* most recently used first */
 } cache = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
+PageIndex *page_index_ref(PageIndex *x) {
+        if (x)
+                atomic_fetch_add(&x->refs, 1);
+        return x;
+}
+
 void page_index_unref(PageIndex *x) {
         if (x && atomic_fetch_sub(&x->refs, 1) == 1)
                 page_index_free(x);

@@ -86,6 +86,8 @@ int page_index_build(Store *s, const RoamId *blob, PageIndex **ret);
  * release it with page_index_unref(). */
 int page_index_get(Store *s, const RoamId *blob, uint64_t build_max, PageIndex **ret);
 void page_index_unref(PageIndex *x);
+/* Another reference to x (NULL: NULL). */
+PageIndex *page_index_ref(PageIndex *x);
 static inline void page_index_unrefp(PageIndex **x) {
         if (*x)
                 page_index_unref(*x);

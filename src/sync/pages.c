@@ -54,6 +54,15 @@ void page_sender_free(PageSender *ps) {
         free(ps);
 }
 
+/* The scratch of a sender (one per thread). */
+static int sender_scratch(PageSender *ps) {
+        ps->codec = chunk_codec_new(ps->s);
+        ps->cctx = ZSTD_createCCtx();
+        ps->dctx = ZSTD_createDCtx();
+        ps->plain = malloc(store_chunk_size(ps->s));
+        return ps->codec && ps->cctx && ps->dctx && ps->plain ? 0 : -ENOMEM;
+}
+
 int page_sender_new(Store *s, const RoamId *bases, unsigned n, PageSender **ret) {
         if (n > PAGE_CHUNK_MAX_BASES)
                 return -EINVAL;
@@ -74,12 +83,25 @@ int page_sender_new(Store *s, const RoamId *bases, unsigned n, PageSender **ret)
                 if (ps->x[i])
                         ps->usable++;
         }
-        ps->codec = chunk_codec_new(s);
-        ps->cctx = ZSTD_createCCtx();
-        ps->dctx = ZSTD_createDCtx();
-        ps->plain = malloc(store_chunk_size(s));
-        if (!ps->codec || !ps->cctx || !ps->dctx || !ps->plain)
+        int r = sender_scratch(ps);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(ps);
+        return 0;
+}
+
+int page_sender_clone(const PageSender *from, PageSender **ret) {
+        _cleanup_(page_sender_freep) PageSender *ps = calloc(1, sizeof *ps);
+        if (!ps)
                 return -ENOMEM;
+        ps->s = from->s;
+        ps->n = from->n;
+        ps->usable = from->usable;
+        for (unsigned i = 0; i < from->n; i++)
+                ps->x[i] = page_index_ref(from->x[i]);
+        int r = sender_scratch(ps);
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(ps);
         return 0;
 }

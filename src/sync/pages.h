@@ -31,6 +31,9 @@ typedef struct PageSender PageSender;
 /* For one request that named n bases (n <= PAGE_CHUNK_MAX_BASES). Bases this
  * store lacks, or whose page index cannot be had, take no part. */
 int page_sender_new(Store *s, const RoamId *bases, unsigned n, PageSender **ret);
+/* Another sender with the same bases (shared, read only) and scratch of its
+ * own: one per thread. */
+int page_sender_clone(const PageSender *ps, PageSender **ret);
 void page_sender_free(PageSender *ps);
 static inline void page_sender_freep(PageSender **ps) {
         if (*ps)

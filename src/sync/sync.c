@@ -899,11 +899,50 @@ static int remote_ref_get_optional(Remote *r, RemoteConn *c, const char *ref, Ro
         return 0;
 }
 
+/* The chunk records of a pack are made by a thread per core: each reads its
+ * chunks and, with a page sender, finds their pages in the bases (about
+ * 0.3 ms a chunk: 650 chunks, the remainder of a busy 2 GiB desktop, took
+ * 190 ms in one thread, in a hand-over's pause). Records go into the pack in
+ * the order of the list. */
+#define PACK_FILL_THREADS 8u
+
+typedef struct FillJob {
+        Store *s;
+        PageSender *ps; /* NULL: the chunks as stored */
+        const RoamId *ids;
+        size_t n;
+        void **z;
+        size_t *zlen;
+        int *err;
+        size_t max;                  /* stop taking chunks beyond this many bytes */
+        _Atomic size_t next, claimed; /* claimed: how many of ids were taken */
+        _Atomic uint64_t bytes;
+} FillJob;
+
+static void *fill_worker(void *arg) {
+        FillJob *j = arg;
+        _cleanup_(chunk_codec_freep) ChunkCodec *codec = j->ps ? NULL : chunk_codec_new(j->s);
+        _cleanup_(page_sender_freep) PageSender *ps = NULL;
+        int r = j->ps ? page_sender_clone(j->ps, &ps) : codec ? 0 : -ENOMEM;
+        for (;;) {
+                size_t i = atomic_fetch_add(&j->next, 1);
+                if (i >= j->n)
+                        break;
+                if (atomic_load(&j->bytes) > j->max) {
+                        j->err[i] = -E2BIG; /* not made: the pack is full before it */
+                        continue;
+                }
+                j->err[i] = r < 0 ? r
+                            : ps  ? page_sender_payload(ps, &j->ids[i], &j->z[i], &j->zlen[i], NULL)
+                                  : store_chunk_get_compressed(j->s, codec, &j->ids[i], &j->z[i], &j->zlen[i]);
+                if (j->err[i] >= 0)
+                        atomic_fetch_add(&j->bytes, j->zlen[i] + 40);
+        }
+        return NULL;
+}
+
 int sync_pack_fill(Store *s, const Reach *want, const Reach *have, PageSender *ps, PackWriter *pw,
                    bool *ret_complete, RoamId *ret_missing) {
-        _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(s);
-        if (!codec)
-                return -ENOMEM;
         size_t pos = 0;
         RoamId id;
         int k = 0;
@@ -918,21 +957,45 @@ int sync_pack_fill(Store *s, const Reach *want, const Reach *have, PageSender *p
                 if (k >= 0)
                         k = pack_writer_add(pw, PACK_OBJECT, &id, z, zlen);
         }
+        /* the chunks the other side lacks, in the set's order */
+        _cleanup_free_ RoamId *ids = NULL;
+        size_t n = 0;
+        if (k >= 0) {
+                ids = malloc(MAX(idset_size(want->chunks), (size_t) 1) * sizeof *ids);
+                if (!ids)
+                        k = -ENOMEM;
+        }
         pos = 0;
-        while (k >= 0 && idset_next(want->chunks, &pos, &id)) {
-                if (idset_contains(have->chunks, &id))
-                        continue;
-                _cleanup_free_ void *z = NULL;
-                size_t zlen;
-                k = ps ? page_sender_payload(ps, &id, &z, &zlen, NULL)
-                       : store_chunk_get_compressed(s, codec, &id, &z, &zlen);
+        while (k >= 0 && idset_next(want->chunks, &pos, &id))
+                if (!idset_contains(have->chunks, &id))
+                        ids[n++] = id;
+        _cleanup_free_ void **z = NULL;
+        _cleanup_free_ size_t *zlen = NULL;
+        _cleanup_free_ int *err = NULL;
+        if (k >= 0 && n > 0) {
+                z = calloc(n, sizeof *z);
+                zlen = calloc(n, sizeof *zlen);
+                err = calloc(n, sizeof *err);
+                if (!z || !zlen || !err)
+                        k = -ENOMEM;
+        }
+        if (k >= 0 && n > 0) {
+                FillJob j = { .s = s, .ps = ps, .ids = ids, .n = n, .z = z, .zlen = zlen, .err = err,
+                              .max = pw->max > pw->len ? pw->max - pw->len : 0 };
+                unsigned threads = (unsigned) MIN((size_t) MIN(cpus_online(), PACK_FILL_THREADS), n);
+                run_threads(threads, fill_worker, &j);
+        }
+        for (size_t i = 0; k >= 0 && i < n; i++) {
+                k = err[i];
                 if (k == -ENOENT)
-                        *ret_missing = id;
+                        *ret_missing = ids[i];
                 if (k >= 0)
-                        k = pack_writer_add(pw, PACK_CHUNK, &id, z, zlen);
-                if (k >= 0 && ps && page_chunk_is(z, zlen))
+                        k = pack_writer_add(pw, PACK_CHUNK, &ids[i], z[i], zlen[i]);
+                if (k >= 0 && ps && page_chunk_is(z[i], zlen[i]))
                         pw->n_paged++;
         }
+        for (size_t i = 0; z && i < n; i++)
+                free(z[i]);
         *ret_complete = k >= 0;
         if (k == -E2BIG)
                 k = 0; /* full: the receiver gets the rest the usual way */

@@ -27,7 +27,10 @@
 #include "store/page-index.h"
 #include "store/store.h"
 #include "sync/page-chunk.h"
+#include "sync/pack.h"
 #include "sync/pages.h"
+#include "sync/sync.h"
+#include "store/reach.h"
 
 #define CS 65536u
 #define PG 4096u
@@ -557,6 +560,118 @@ static void test_send_and_rebuild(void **state) {
         index_free(x);
 }
 
+/* Reads a pack made by sync_pack_fill() into the receiver b (pages rebuilt
+ * from the master there, frames as they are): the chunk records it held. */
+static uint32_t take_pack(Fixture *f, const PackWriter *pw, bool *ret_complete) {
+        PackReader rd;
+        assert_int_equal(pack_reader_init(&rd, pw->buf, pw->len, STORE_OBJECT_MAX, 2 * CS + 4096), 0);
+        *ret_complete = rd.flags & PACK_COMPLETE;
+        assert_true(rd.flags & PACK_PAGED);
+        PageBases *pb;
+        assert_int_equal(page_bases_new(f->b, &f->master_id, 1, &pb), 0);
+        ChunkCodec *cb = chunk_codec_new(f->b);
+        PackKind kind;
+        RoamId id;
+        const uint8_t *data;
+        uint32_t len, chunks = 0;
+        int r;
+        while ((r = pack_reader_next(&rd, &kind, &id, &data, &len)) == 1) {
+                if (kind != PACK_CHUNK)
+                        continue;
+                chunks++;
+                if (page_chunk_is(data, len))
+                        assert_true(page_bases_store(pb, cb, &id, data, len) >= 0);
+                else
+                        assert_true(store_chunk_put_compressed(f->b, cb, &id, data, len) >= 0);
+        }
+        assert_int_equal(r, 0);
+        assert_int_equal(store_commit(f->b), 0);
+        chunk_codec_free(cb);
+        page_bases_free(pb);
+        return chunks;
+}
+
+/* A pack of the chunks the other side lacks, made by a thread per core: the
+ * records in the order of the list, every one right; one that fills up is a
+ * prefix of it, not complete. */
+static void test_pack_fill(void **state) {
+        Fixture *f = *state;
+        size_t len = 8 * CS;
+        _cleanup_free_ uint8_t *ram = malloc(len), *back = malloc(CS);
+        make_ram(f, ram, len);
+        RoamId ram_id;
+        import_bytes(f, f->a, ram, len, &ram_id);
+        Reach *want = reach_new(), *have = reach_new();
+        assert_int_equal(reach_add_object(f->a, want, &ram_id), 0);
+        assert_int_equal(reach_add_object(f->a, have, &f->master_id), 0);
+        size_t lacking = 0, pos = 0;
+        RoamId id;
+        while (idset_next(want->chunks, &pos, &id))
+                lacking += !idset_contains(have->chunks, &id);
+        assert_true(lacking > 2);
+        PageSender *ps;
+        assert_int_equal(page_sender_new(f->a, &f->master_id, 1, &ps), 0);
+
+        /* how big all of it is */
+        PackWriter pw;
+        assert_int_equal(pack_writer_init(&pw, 0), 0);
+        bool complete = false;
+        RoamId missing;
+        assert_int_equal(sync_pack_fill(f->a, want, have, ps, &pw, &complete, &missing), 0);
+        assert_true(complete);
+        size_t whole = pw.len;
+        pack_writer_done(&pw);
+
+        /* a pack with room for about half of it */
+        assert_int_equal(pack_writer_init(&pw, whole / 2), 0);
+        assert_int_equal(sync_pack_fill(f->a, want, have, ps, &pw, &complete, &missing), 0);
+        assert_false(complete);
+        bool said;
+        uint32_t n = take_pack(f, &pw, &said);
+        assert_false(said);
+        assert_true(n < lacking);
+        /* the records are the list's first ones */
+        pos = 0;
+        for (uint32_t k = 0; k < n;) {
+                assert_true(idset_next(want->chunks, &pos, &id));
+                if (idset_contains(have->chunks, &id))
+                        continue;
+                assert_int_equal(store_chunk_has(f->b, &id), 1);
+                k++;
+        }
+        pack_writer_done(&pw);
+
+        /* room for all: complete, and b has the RAM whole */
+        assert_int_equal(pack_writer_init(&pw, 0), 0);
+        assert_int_equal(sync_pack_fill(f->a, want, have, ps, &pw, &complete, &missing), 0);
+        assert_true(complete);
+        assert_int_equal(take_pack(f, &pw, &said), lacking);
+        assert_true(said);
+        pack_writer_done(&pw);
+        Index *x;
+        assert_int_equal(blob_load_index(f->a, &ram_id, &x), 0);
+        ChunkCodec *cb = chunk_codec_new(f->b);
+        for (uint64_t i = 0; i < x->n_chunks; i++) {
+                size_t got;
+                if (id_is_null(&x->ids[i]))
+                        continue;
+                assert_int_equal(store_chunk_get(f->b, cb, &x->ids[i], back, &got), 0);
+                assert_memory_equal(back, ram + i * CS, got);
+        }
+
+        /* a chunk the sender lacks: -ENOENT, named */
+        assert_int_equal(store_chunk_remove(f->a, &x->ids[1]), 0);
+        assert_int_equal(pack_writer_init(&pw, 0), 0);
+        assert_true(sync_pack_fill(f->a, want, have, ps, &pw, &complete, &missing) < 0);
+        assert_true(id_equal(&missing, &x->ids[1]));
+        pack_writer_done(&pw);
+        chunk_codec_free(cb);
+        index_free(x);
+        page_sender_free(ps);
+        reach_free(want);
+        reach_free(have);
+}
+
 /* A receiver names as bases only the blobs it holds whole. */
 static void test_pick_bases(void **state) {
         Fixture *f = *state;
@@ -680,6 +795,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_page_index_at_import, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_page_chunk_format, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_send_and_rebuild, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pack_fill, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pick_bases, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_gc_prunes, setup, teardown),
         };

@@ -591,11 +591,12 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
         daemon_log(l->d, DAEMON_LOG_DEBUG,
                    "take offline of '%s': grant %.0f ms (of it, storing the remainder that came with it %.0f ms: "
                    "%llu chunks, %llu as pages with %llu page references, %llu fetched in full), pull %.0f ms, "
-                   "restore %.0f ms",
+                   "restore %.0f ms; the pull: objects %.0f, their chunks %.0f, which are here %.0f, ref %.0f",
                    name, (t_grant - t0) / 1e6, store_ns / 1e6, (unsigned long long) st.chunks_sent,
                    (unsigned long long) st.chunks_paged, (unsigned long long) st.pages_referenced,
                    (unsigned long long) st.chunks_page_fallback, (t_pulled - t_grant) / 1e6,
-                   (now_ns() - t_pulled) / 1e6);
+                   (now_ns() - t_pulled) / 1e6, st.objects_ns / 1e6, st.reach_ns / 1e6, st.check_ns / 1e6,
+                   st.ref_ns / 1e6);
         daemon_log(l->d, DAEMON_LOG_DEBUG,
                    "restore of '%s': %.0f ms: verify %.0f, RAM %.0f (%s), files %.0f in all, QEMU start %.0f%s, "
                    "device state and cont %.0f",

@@ -363,15 +363,15 @@ static int checkpoint_resume_guest(SessionHost *h, Op *o, Qmp **q, bool quit, bo
                 /* the last checkpoint of a move: QEMU ends, the session stays as saved
                  * (everything is in the store: no clean-up of QEMU's is needed) */
                 qmp_free(TAKE_PTR(*q));
-                k = vm_end_saved(o->pid);
-                if (k >= 0) {
-                        (void) unlink(o->paths.qmp);
-                        (void) unlink(o->paths.vnc);
-                        (void) unlink(o->paths.pidfile);
-                        (void) ram_unlink(h, o->paths.ram);
-                        o->pid = 0;
-                        k = set_state(h, o, SESSION_STOPPED);
-                }
+                /* not waited for: its exit (the teardown of its RAM mapping) is
+                 * not the guest's downtime; the next launch waits for it */
+                qemu_ending(h, o->row.name, vm_end_saved_nowait(o->pid));
+                (void) unlink(o->paths.qmp);
+                (void) unlink(o->paths.vnc);
+                (void) unlink(o->paths.pidfile);
+                (void) ram_unlink(h, o->paths.ram);
+                o->pid = 0;
+                k = set_state(h, o, SESSION_STOPPED);
         } else if (was_running)
                 k = qmp_cont(*q);
         else {

@@ -66,10 +66,22 @@ struct SessionHost {
         void *give_userdata;
         SessionTakeFn take; /* NULL: a standalone host */
         void *take_userdata;
+        /* QEMUs ended by a hand-over's last checkpoint without waiting for
+         * their exit (a pidfd each): the next launch of the session waits */
+        pthread_mutex_t ending_lock;
+        struct {
+                char name[NAME_MAX_LEN + 1];
+                int pidfd;
+        } ending[16];
+        size_t n_ending;
         pthread_mutex_t ram_maps_lock; /* ram-map.c */
         RamMap *ram_maps[RAM_MAPS_MAX];
         size_t n_ram_maps;
 };
+
+/* A QEMU of session name ended (SIGKILL) but maybe not gone yet: pidfd from
+ * vm_end_saved_nowait() (taken; -1: gone already). */
+void qemu_ending(SessionHost *h, const char *name, int pidfd);
 
 /* ---- ram-map.c ---- */
 

@@ -2,6 +2,7 @@
 #include "session-internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -65,6 +66,7 @@ int session_host_new(const char *home, Store *store, Catalog *catalog, SessionHo
         h->catalog = catalog;
         pthread_mutex_init(&h->agent_lock, NULL);
         pthread_mutex_init(&h->ram_maps_lock, NULL);
+        pthread_mutex_init(&h->ending_lock, NULL);
         const char *e = getenv("ROAM_RAM_DIR");
         if (e && *e)
                 h->ram_dir = strdup(e);
@@ -89,6 +91,9 @@ void session_host_free(SessionHost *h) {
                 return;
         ram_maps_free(h);
         pthread_mutex_destroy(&h->ram_maps_lock);
+        for (size_t i = 0; i < h->n_ending; i++)
+                (void) close(h->ending[i].pidfd);
+        pthread_mutex_destroy(&h->ending_lock);
         free(h->home);
         free(h->ram_dir);
         pthread_mutex_destroy(&h->agent_lock);
@@ -882,9 +887,52 @@ int vm_paths(SessionHost *h, Op *o, VmPaths *vp, char **kernel, char **initrd, c
         return 0;
 }
 
+/* Under the lock: whether ending i is gone, waiting up to timeout_ms. */
+static bool ending_gone(SessionHost *h, size_t i, int timeout_ms) {
+        struct pollfd p = { .fd = h->ending[i].pidfd, .events = POLLIN };
+        return poll(&p, 1, timeout_ms) != 0; /* readable, or an error: nothing to wait for */
+}
+
+static void ending_remove(SessionHost *h, size_t i) {
+        (void) close(h->ending[i].pidfd);
+        h->ending[i] = h->ending[--h->n_ending];
+}
+
+void qemu_ending(SessionHost *h, const char *name, int pidfd) {
+        if (pidfd < 0)
+                return;
+        pthread_mutex_lock(&h->ending_lock);
+        for (size_t i = 0; i < h->n_ending;)
+                if (ending_gone(h, i, 0))
+                        ending_remove(h, i);
+                else
+                        i++;
+        if (h->n_ending == ELEMENTSOF(h->ending)) {
+                (void) ending_gone(h, 0, 5000); /* no room to remember it: wait for the oldest */
+                ending_remove(h, 0);
+        }
+        snprintf(h->ending[h->n_ending].name, sizeof h->ending[0].name, "%s", name);
+        h->ending[h->n_ending++].pidfd = pidfd;
+        pthread_mutex_unlock(&h->ending_lock);
+}
+
+/* Waits until an earlier QEMU of name is gone (a few ms after its SIGKILL):
+ * a new one then never meets its locks or files. */
+static void ending_wait(SessionHost *h, const char *name) {
+        pthread_mutex_lock(&h->ending_lock);
+        for (size_t i = 0; i < h->n_ending;)
+                if (!strcmp(h->ending[i].name, name)) {
+                        (void) ending_gone(h, i, 5000);
+                        ending_remove(h, i);
+                } else
+                        i++;
+        pthread_mutex_unlock(&h->ending_lock);
+}
+
 int launch_with(SessionHost *h, Op *o, const VmConfig *cfg, bool incoming, Qmp **ret_q) {
         if (!cfg)
                 cfg = &o->config;
+        ending_wait(h, o->row.name);
         _cleanup_free_ char *kernel = NULL, *initrd = NULL, *master = NULL;
         VmPaths vp;
         int r = vm_paths(h, o, &vp, &kernel, &initrd, &master);

@@ -691,6 +691,17 @@ int vm_end_saved(pid_t pid) {
         return vm_wait_exit(pid, 5000);
 }
 
+int vm_end_saved_nowait(pid_t pid) {
+        int pfd = (int) syscall(SYS_pidfd_open, pid, 0);
+        if (pfd < 0) {
+                (void) vm_end_saved(pid); /* gone already, or no pidfds: wait as before */
+                return -1;
+        }
+        (void) kill(pid, SIGKILL);
+        (void) waitpid(pid, NULL, WNOHANG); /* our child: reaped when it is gone (else by init) */
+        return pfd;
+}
+
 int vm_connect(const VmPaths *p, int timeout_ms, Qmp **ret) {
         Qmp *q;
         int r = qmp_connect(p->qmp, timeout_ms, &q);

@@ -196,6 +196,10 @@ int vm_kill(Qmp *q, pid_t pid);
  * state written by a migration, which also flushed and released its disks):
  * SIGKILL, without QEMU's own clean-up. Returns once pid is gone. */
 int vm_end_saved(pid_t pid);
+/* The same without waiting for the end: SIGKILL (nothing of the guest runs
+ * after it), and a pidfd that becomes readable once pid is gone, or -1 when
+ * there is none to be had (then it waited). */
+int vm_end_saved_nowait(pid_t pid);
 
 /* Saves the device state (without RAM: x-ignore-shared) to file. The VM must
  * be stopped; afterwards it is in "postmigrate" (cont resumes it). */

@@ -705,6 +705,7 @@ int sync_pull_object(Store *s, Remote *r, const RoamId *root_id, const char *loc
         err_clear();
         if (n_have > 0 && !opts.no_pack && pull_pack(s, r, c, &root, have, n_have, !opts.no_pages, &st) < 0)
                 err_clear(); /* the usual way below fetches whatever the pack did not bring */
+        uint64_t t_step = now_ns();
         ObjWalk w = { .s = s, .c = c, .r = r, .seen = idset_new() };
         if (!w.seen)
                 return -ENOMEM;
@@ -714,6 +715,8 @@ int sync_pull_object(Store *s, Remote *r, const RoamId *root_id, const char *loc
         st.objects_sent += w.fetched;
         if (k < 0)
                 return k;
+        st.objects_ns = now_ns() - t_step;
+        t_step = now_ns();
         _cleanup_(reach_freep) Reach *need = NULL;
         char unreadable[512];
         snprintf(unreadable, sizeof unreadable, "ref '%s' from %s has unreadable objects", ref, remote_url(r));
@@ -721,11 +724,14 @@ int sync_pull_object(Store *s, Remote *r, const RoamId *root_id, const char *loc
         if (k < 0)
                 return k;
         st.chunks_total = idset_size(need->chunks);
+        st.reach_ns = now_ns() - t_step;
+        t_step = now_ns();
 
         Engine e = { .s = s, .r = r, .o = &opts, .fn = pull_batch };
         k = ids_from_set(need->chunks, chunk_missing_locally, s, &e.ids, &e.n);
         if (k < 0)
                 return k;
+        st.check_ns = now_ns() - t_step;
         if (!opts.no_pages && e.n > 0) {
                 /* the blobs here whose pages the server may send references to */
                 k = engine_pick_bases(&e, s, need, have, n_have, true);
@@ -762,9 +768,11 @@ int sync_pull_object(Store *s, Remote *r, const RoamId *root_id, const char *loc
                 return k;
         /* everything is durable now: move the local ref */
         failpoint("sync-pull:before-ref");
+        t_step = now_ns();
         k = store_ref_set(s, local_ref, &root, NULL);
         if (k < 0)
                 return k;
+        st.ref_ns = now_ns() - t_step;
         st.id = root;
         st.seconds = now_s() - t0;
         if (ret)

@@ -57,6 +57,9 @@ typedef struct SyncStats {
         uint64_t chunks_page_fallback; /* sent as pages but not rebuilt, then sent whole */
         uint64_t wire_bytes;      /* request and response bodies */
         double seconds;
+        /* sync_pull_object()'s steps: the objects fetched or found here, the
+         * chunks they name, which of those are missing here, the ref set */
+        uint64_t objects_ns, reach_ns, check_ns, ref_ns;
 } SyncStats;
 
 /* Fetches remote ref `ref` into the local store and sets local ref

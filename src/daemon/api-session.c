@@ -225,6 +225,7 @@ static int move_in(HttpRequest *req, ApiSession *a, const char *name) {
                                         "upload",
                                         name);
         const Handover ho = mi.ho;
+        uint64_t t0 = now_ns();
         if (mi.upload) {
                 /* the remainder came along: stored, and the staging ref set,
                  * before anything changes hands (a refusal changes nothing) */
@@ -239,7 +240,16 @@ static int move_in(HttpRequest *req, ApiSession *a, const char *name) {
         }
         SessionRestoreResult res;
         err_clear();
+        uint64_t t_stored = now_ns();
         int r = session_move_in(h, name, ho.checkpoint, ho.epoch, ho.from_epoch, &res);
+        if (r >= 0)
+                daemon_log(a->d, DAEMON_LOG_DEBUG,
+                           "move-in of '%s': %.0f ms since the request came (its upload %zu bytes); the remainder "
+                           "stored in %.0f ms; restore %.0f ms (verify %.0f, RAM %.0f, files %.0f in all, device "
+                           "state and cont %.0f)",
+                           name, (now_ns() - http_request_start_ns(req)) / 1e6, mi.upload_len,
+                           (t_stored - t0) / 1e6, res.total_ns / 1e6, res.verify_ns / 1e6, res.ram_ns / 1e6,
+                           res.export_ns / 1e6, (res.qemu_ns - res.launch_ns) / 1e6);
         if (r >= 0 && laptop)
                 (void) laptop_grant_drop(daemon_catalog(a->d), name);
         if (r == -ESTALE || r == -EBUSY)

@@ -47,7 +47,8 @@
 #                                  matched against: nowarm (--no-warm-restore on both
 #                                  daemons), nograntpack (--no-grant-pack: the
 #                                  remainder pulled after the grant, pushed before
-#                                  the move-in), nopages (no
+#                                  the move-in), nostream (--no-stream-pack: the
+#                                  remainder stored once all of it came), nopages (no
 #                                  page references, ROAM_PAGE_DEDUP=0), plain (a
 #                                  laptop without encryption at rest: what
 #                                  encryption costs a hand-over)
@@ -64,7 +65,7 @@
 
 RAM_SIZES=${ROAM_BENCH_HANDOFF_RAM:-512 2048}
 RUNS=${ROAM_BENCH_HANDOFF_RUNS:-3}
-LEVERS=${ROAM_BENCH_HANDOFF_LEVERS:-nowarm|nograntpack|nopages|plain}
+LEVERS=${ROAM_BENCH_HANDOFF_LEVERS:-nowarm|nograntpack|nostream|nopages|plain}
 PRECOPY_S=25     # background pre-copy before the click (s since the laptop daemon started)
 INTERVAL=2       # --precopy-interval
 DWELL_S=15       # seconds on the laptop between take offline and take online
@@ -508,15 +509,17 @@ variant() { # NAME: the daemons' extra settings of a variant (all levers on, or 
         all) ;;
         nowarm) VARIANT_DC=(--no-warm-restore) VARIANT_LT=(--no-warm-restore) ;;
         nograntpack) VARIANT_LT=(--no-grant-pack) ;;
+        nostream) VARIANT_LT=(--no-stream-pack) ;;
         nopages) VARIANT_ENV=(ROAM_PAGE_DEDUP=0) ;;
         plain) VARIANT_PLAIN=1 ;;
         esac
 }
 variant_text() {
         case $1 in
-        all) echo "all levers on (pre-copy, staged RAM, QEMU waiting, remainder with the grant, page references)" ;;
+        all) echo "all levers on (pre-copy, staged RAM, QEMU waiting, remainder with the grant and stored as it comes, page references)" ;;
         nowarm) echo "without the waiting QEMU (--no-warm-restore): QEMU starts at the click" ;;
         nograntpack) echo "without the remainder in the grant's answer or the move-in's request (--no-grant-pack): pulled after the grant, pushed before the move-in, one round trip more each" ;;
+        nostream) echo "without storing the remainder as it comes (--no-stream-pack): stored once all of it is on the laptop" ;;
         nopages) echo "without page references (ROAM_PAGE_DEDUP=0)" ;;
         plain) echo "a plain laptop (laptop init --no-encryption): encryption's cost is this row against the first" ;;
         esac
@@ -566,7 +569,7 @@ for ram in $RAM_SIZES; do
         SUM_OFF="" SUM_ON=""
         if want precopy; then
                 bench_variant "$ram" all
-                for v in nowarm nograntpack nopages plain; do
+                for v in nowarm nograntpack nostream nopages plain; do
                         if [[ $v =~ ^($LEVERS)$ ]]; then bench_variant "$ram" "$v"; fi
                 done
         fi

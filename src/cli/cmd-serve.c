@@ -88,6 +88,9 @@ static const char serve_help[] =
         "                      take offline asks for the server's grant, then pulls it;\n"
         "                      take online pushes it, then moves in (by default it comes\n"
         "                      with the grant, and goes with the move-in; for comparisons)\n"
+        "  --no-stream-pack    store the remainder that comes with the grant once all of\n"
+        "                      it is here (by default it is stored while it comes; for\n"
+        "                      comparisons)\n"
         "Both roles:\n"
         "  --no-warm-restore   start no QEMU ahead of a hand-over (by default, when a\n"
         "                      session's RAM is staged here, its QEMU is started too\n"
@@ -113,7 +116,7 @@ enum {
         OPT_FOREGROUND, OPT_HOARD_RATE, OPT_OFFLINE_DAYS, OPT_NONCE_TTL, OPT_MAX_FAILED_LOGINS,
         OPT_STORE, OPT_ETCD, OPT_FLEET_NAME, OPT_FLEET_URL, OPT_FLEET_CHECKPOINT, OPT_SERVER, OPT_TOKEN,
         OPT_FINGERPRINT, OPT_NAME,
-        OPT_PRECOPY_INTERVAL, OPT_PRECOPY_RATE, OPT_NO_PRECOPY, OPT_NO_GRANT_PACK, OPT_NO_WARM_RESTORE, OPT_CONFIG, OPT_PRINT_CONFIG,
+        OPT_PRECOPY_INTERVAL, OPT_PRECOPY_RATE, OPT_NO_PRECOPY, OPT_NO_GRANT_PACK, OPT_NO_STREAM_PACK, OPT_NO_WARM_RESTORE, OPT_CONFIG, OPT_PRINT_CONFIG,
         OPT_HELP,
 };
 #define N_SETTINGS (OPT_CONFIG - OPT_LISTEN)
@@ -193,6 +196,8 @@ static const struct ServeFlag {
         [OPT_NO_PRECOPY - OPT_LISTEN] = { "no-precopy", no_argument, "false", KIND_SWITCH, AT(laptop.no_precopy) },
         [OPT_NO_GRANT_PACK - OPT_LISTEN] = { "no-grant-pack", no_argument, "false", KIND_SWITCH,
                                              AT(laptop.no_grant_pack) },
+        [OPT_NO_STREAM_PACK - OPT_LISTEN] = { "no-stream-pack", no_argument, "false", KIND_SWITCH,
+                                              AT(laptop.no_stream_pack) },
         [OPT_NO_WARM_RESTORE - OPT_LISTEN] = { "no-warm-restore", no_argument, "false", KIND_SWITCH, AT(no_warm) },
         [OPT_CONFIG - OPT_LISTEN] = { "config", required_argument, NULL },
         [OPT_PRINT_CONFIG - OPT_LISTEN] = { "print-config", no_argument, NULL },

@@ -442,6 +442,25 @@ static void note_grant(Laptop *l, const char *name, const char *user, const char
  * given, the request asks for the remainder in the same answer (the grant as
  * one line, then a pack: api-session.h) and *ret_packed says whether it came
  * and was stored. */
+/* The answer to the take-offline request as it comes: once the grant's line
+ * is whole, the pack after it goes to stream (stored while the rest comes). */
+typedef struct GrantWatch {
+        SyncPackStream *stream;
+        size_t pack_at; /* 0: the grant's line is not whole yet */
+} GrantWatch;
+
+static void grant_watch(void *userdata, const uint8_t *data, size_t n) {
+        GrantWatch *g = userdata;
+        if (!g->pack_at) {
+                const uint8_t *nl = memchr(data, '\n', MIN(n, (size_t) API_GRANT_LINE_MAX));
+                if (!nl)
+                        return;
+                g->pack_at = (size_t) (nl - data) + 1;
+        }
+        if (n > g->pack_at)
+                sync_pack_stream_feed(g->stream, data + g->pack_at, n - g->pack_at);
+}
+
 static int request_grant(Laptop *l, const char *name, SyncPackAsk *ask, json_t *ask_json, json_t **ret_grant,
                          SyncStats *st, uint64_t *wire, bool *ret_packed, uint64_t *ret_store_ns) {
         *ret_packed = false;
@@ -455,9 +474,20 @@ static int request_grant(Laptop *l, const char *name, SyncPackAsk *ask, json_t *
                 return -ENOMEM;
         char path[256];
         snprintf(path, sizeof path, "/v1/sessions/%s/offline", name);
+        /* the remainder is stored as it comes (unless streams are off: then
+         * once it is all here) */
+        _cleanup_(sync_pack_stream_freep) SyncPackStream *stream = NULL;
+        GrantWatch watch = { 0 };
+        uint64_t t_stream = now_ns();
+        if (ask && !l->o.no_stream_pack && sync_pack_stream_new(ask, &stream) >= 0) {
+                watch.stream = stream;
+                remote_conn_observe(c, grant_watch, &watch);
+        }
+        err_clear();
         RemoteResponse resp;
         int k = remote_request(c, "POST", path, text, strlen(text), "application/json",
                                PACK_MAX_BYTES + API_GRANT_LINE_MAX, &resp);
+        remote_conn_observe(c, NULL, NULL);
         if (k < 0)
                 return k;
         *wire += resp.wire_bytes;
@@ -477,8 +507,12 @@ static int request_grant(Laptop *l, const char *name, SyncPackAsk *ask, json_t *
         }
         if (ask && nl && resp.len > glen + 1) {
                 uint64_t t = now_ns();
-                k = sync_pack_take(ask, nl + 1, resp.len - glen - 1, st);
+                k = stream && watch.pack_at == glen + 1
+                            ? sync_pack_stream_finish(stream, nl + 1, resp.len - glen - 1, st)
+                            : sync_pack_take(ask, nl + 1, resp.len - glen - 1, st);
+                /* what storing it kept the laptop waiting after the last byte came */
                 *ret_store_ns = now_ns() - t;
+                (void) t_stream;
                 if (k < 0) {
                         /* the pull below fetches what it did not bring */
                         daemon_log(l->d, DAEMON_LOG_INFO, "the remainder of '%s' with its grant: %s", name,

@@ -38,6 +38,8 @@ typedef struct LaptopOptions {
         bool no_grant_pack;        /* the remainder in a round trip of its own: take offline pulls it
                                       after the grant, take online pushes it before the move-in
                                       (for comparisons) */
+        bool no_stream_pack;       /* store the remainder with the grant once all of it came,
+                                      not while it comes (for comparisons) */
 } LaptopOptions;
 
 int laptop_register(Daemon *d, SessionHost *h, Hoard *hoard, const LaptopOptions *o);

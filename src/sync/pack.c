@@ -2,6 +2,7 @@
 #include "pack.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
@@ -24,17 +25,26 @@ int pack_reader_init(PackReader *r, const void *body, size_t len, size_t max_obj
         return 0;
 }
 
-int pack_reader_next(PackReader *r, PackKind *ret_kind, RoamId *ret_id, const uint8_t **ret_data, uint32_t *ret_len) {
+void pack_reader_more(PackReader *r, size_t more) {
+        r->left += more;
+}
+
+/* partial: a record not all here yet is -EAGAIN, and the end is not
+ * checked for bytes after it */
+static int reader_next(PackReader *r, bool partial, PackKind *ret_kind, RoamId *ret_id, const uint8_t **ret_data,
+                       uint32_t *ret_len) {
         uint32_t total = r->n_objects + r->n_chunks;
         if (r->seen == total)
-                return r->left == 0 ? 0 : -EBADMSG;
+                return r->left == 0 || partial ? 0 : -EBADMSG;
         PackKind kind = r->seen < r->n_objects ? PACK_OBJECT : PACK_CHUNK;
         size_t max = kind == PACK_OBJECT ? r->max_object_frame : r->max_chunk_frame;
         if (r->left < WIRE_RECORD_HEADER)
-                return -EBADMSG;
+                return partial ? -EAGAIN : -EBADMSG;
         uint32_t n = get_le32(r->p + ID_SIZE);
-        if (n == 0 || n > max || n > r->left - WIRE_RECORD_HEADER)
+        if (n == 0 || n > max)
                 return -EBADMSG;
+        if (n > r->left - WIRE_RECORD_HEADER)
+                return partial ? -EAGAIN : -EBADMSG;
         memcpy(ret_id->b, r->p, ID_SIZE);
         if (id_is_null(ret_id))
                 return -EBADMSG;
@@ -45,6 +55,15 @@ int pack_reader_next(PackReader *r, PackKind *ret_kind, RoamId *ret_id, const ui
         r->left -= WIRE_RECORD_HEADER + n;
         r->seen++;
         return 1;
+}
+
+int pack_reader_next(PackReader *r, PackKind *ret_kind, RoamId *ret_id, const uint8_t **ret_data, uint32_t *ret_len) {
+        return reader_next(r, false, ret_kind, ret_id, ret_data, ret_len);
+}
+
+int pack_reader_next_ready(PackReader *r, PackKind *ret_kind, RoamId *ret_id, const uint8_t **ret_data,
+                           uint32_t *ret_len) {
+        return reader_next(r, true, ret_kind, ret_id, ret_data, ret_len);
 }
 
 int pack_writer_init(PackWriter *w, size_t max) {

@@ -53,6 +53,15 @@ int pack_reader_init(PackReader *r, const void *body, size_t len, size_t max_obj
 /* 1 with a record (pointers into the body), 0 after exactly the announced
  * records with nothing left over, -EBADMSG for anything else. */
 int pack_reader_next(PackReader *r, PackKind *ret_kind, RoamId *ret_id, const uint8_t **ret_data, uint32_t *ret_len);
+/* A pack still coming: pack_reader_init() on what is here (at least the
+ * header), pack_reader_more() with the count of bytes that came after it (the
+ * body must not move), and pack_reader_next_ready(): as pack_reader_next(),
+ * but -EAGAIN for a record not all here yet, and 0 after the last announced
+ * record whatever follows (pack_reader_next() over the whole body checks
+ * that). */
+void pack_reader_more(PackReader *r, size_t more);
+int pack_reader_next_ready(PackReader *r, PackKind *ret_kind, RoamId *ret_id, const uint8_t **ret_data,
+                           uint32_t *ret_len);
 
 typedef struct PackWriter {
         uint8_t *buf;

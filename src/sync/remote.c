@@ -31,6 +31,8 @@ struct RemoteConn {
         Remote *r;
         CURL *curl;
         TlsVerify tv; /* what the last handshake saw */
+        RemoteObserveFn observe; /* remote_conn_observe() */
+        void *observe_userdata;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -137,6 +139,8 @@ typedef struct Sink {
         uint8_t *p;
         size_t n, cap, max;
         bool overflow;
+        RemoteObserveFn observe; /* the buffer never moves then: allocated whole */
+        void *observe_userdata;
 } Sink;
 
 static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata) {
@@ -159,6 +163,8 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata) {
         memcpy(s->p + s->n, data, n);
         s->n += n;
         s->p[s->n] = 0;
+        if (s->observe)
+                s->observe(s->observe_userdata, s->p, s->n);
         return n;
 }
 
@@ -230,7 +236,17 @@ static int request_once(RemoteConn *c, const char *method, const char *path, con
                 curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
                 curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) (body ? len : 0));
         }
-        Sink sink = { .max = max_response };
+        Sink sink = { .max = max_response, .observe = c->observe, .observe_userdata = c->observe_userdata };
+        if (sink.observe) {
+                /* the observer keeps pointers into the body: it must not move
+                 * (pages are only touched as bytes come) */
+                sink.p = malloc(max_response + 1);
+                if (!sink.p) {
+                        curl_slist_free_all(hdrs);
+                        return -ENOMEM;
+                }
+                sink.cap = max_response + 1;
+        }
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
         CURLcode cc = curl_easy_perform(h);
@@ -283,6 +299,11 @@ int remote_request(RemoteConn *c, const char *method, const char *path, const vo
                 remote_response_done(ret);
                 s->nonce_refused(s->userdata);
         }
+}
+
+void remote_conn_observe(RemoteConn *c, RemoteObserveFn fn, void *userdata) {
+        c->observe = fn;
+        c->observe_userdata = userdata;
 }
 
 void remote_response_done(RemoteResponse *r) {

@@ -77,6 +77,14 @@ int remote_request(RemoteConn *c, const char *method, const char *path, const vo
                    const char *content_type, size_t max_response, RemoteResponse *ret);
 void remote_response_done(RemoteResponse *r);
 
+/* fn (NULL: none) sees the body of c's next requests as it comes: the whole
+ * of it so far (data, n bytes) after every piece, from the thread of
+ * remote_request(). data stays where it is until remote_response_done(), so
+ * fn may hand out pointers into it. Whatever the answer's status turns out
+ * to be: fn learns that only when remote_request() returns. */
+typedef void (*RemoteObserveFn)(void *userdata, const uint8_t *data, size_t n);
+void remote_conn_observe(RemoteConn *c, RemoteObserveFn fn, void *userdata);
+
 /* Maps a non-2xx response to a negative errno with a one-line detail taken
  * from the server's {"error": ...} body: 401 -EACCES, 403 -EPERM, 404 -ENOENT,
  * 409 -ESTALE, 412 -ENODATA, 413 -EFBIG, 400 -EBADMSG, else -EPROTO; a 4xx

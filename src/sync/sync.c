@@ -259,50 +259,91 @@ typedef struct PackStoreJob {
         _Atomic size_t next;
         _Atomic int error;
         _Atomic uint64_t sent, paged_chunks, refs, fallback;
+        /* a pack taken as it comes (SyncPackStream): chunks[0..n) grows under
+         * lock, and the workers wait for more until done */
+        bool streaming, done;
+        pthread_mutex_t lock;
+        pthread_cond_t more;
 } PackStoreJob;
+
+static void job_fail_with(PackStoreJob *j, int k) {
+        int none = 0;
+        atomic_compare_exchange_strong(&j->error, &none, k);
+}
+
+/* Stores chunk record c unless the store has it: as pages rebuilt from the
+ * bases, or as the frame it is (verified against its id either way). */
+static int pack_store_one(PackStoreJob *j, ChunkCodec *codec, const PackChunk *c) {
+        int k = store_chunk_has(j->s, &c->id);
+        if (k == 0 && j->pb && j->paged && page_chunk_is(c->z, c->zlen)) {
+                /* not rebuilt here: the usual way fetches it whole afterwards */
+                k = page_bases_store(j->pb, codec, &c->id, c->z, c->zlen);
+                if (k >= 0) {
+                        atomic_fetch_add(&j->sent, 1);
+                        atomic_fetch_add(&j->paged_chunks, 1);
+                        atomic_fetch_add(&j->refs, (uint64_t) k);
+                } else if (k == -ESTALE) {
+                        atomic_fetch_add(&j->fallback, 1);
+                        k = 0;
+                }
+        } else if (k == 0) {
+                k = store_chunk_put_compressed(j->s, codec, &c->id, c->z, c->zlen);
+                if (k >= 0)
+                        atomic_fetch_add(&j->sent, 1);
+        }
+        return k < 0 ? k : 0;
+}
+
+/* The index of the next chunk to store, or SIZE_MAX at the end. */
+static size_t job_take(PackStoreJob *j) {
+        if (!j->streaming) {
+                size_t i = atomic_fetch_add(&j->next, 1);
+                return i < j->n ? i : SIZE_MAX;
+        }
+        pthread_mutex_lock(&j->lock);
+        while (atomic_load(&j->next) >= j->n && !j->done && atomic_load(&j->error) >= 0)
+                pthread_cond_wait(&j->more, &j->lock);
+        size_t i = SIZE_MAX;
+        if (atomic_load(&j->next) < j->n)
+                i = atomic_fetch_add(&j->next, 1);
+        pthread_mutex_unlock(&j->lock);
+        return i;
+}
 
 static void *pack_store_worker(void *arg) {
         PackStoreJob *j = arg;
         _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(j->s);
         if (!codec) {
-                int none = 0;
-                atomic_compare_exchange_strong(&j->error, &none, -ENOMEM);
+                job_fail_with(j, -ENOMEM);
                 return NULL;
         }
         for (;;) {
-                size_t i = atomic_fetch_add(&j->next, 1);
-                if (i >= j->n || atomic_load(&j->error) < 0)
+                size_t i = job_take(j);
+                if (i == SIZE_MAX || atomic_load(&j->error) < 0)
                         break;
-                const PackChunk *c = &j->chunks[i];
-                int k = store_chunk_has(j->s, &c->id);
-                if (k == 0 && j->pb && j->paged && page_chunk_is(c->z, c->zlen)) {
-                        /* not rebuilt here: the usual way fetches it whole afterwards */
-                        k = page_bases_store(j->pb, codec, &c->id, c->z, c->zlen);
-                        if (k >= 0) {
-                                atomic_fetch_add(&j->sent, 1);
-                                atomic_fetch_add(&j->paged_chunks, 1);
-                                atomic_fetch_add(&j->refs, (uint64_t) k);
-                        } else if (k == -ESTALE) {
-                                atomic_fetch_add(&j->fallback, 1);
-                                k = 0;
-                        }
-                } else if (k == 0) {
-                        k = store_chunk_put_compressed(j->s, codec, &c->id, c->z, c->zlen);
-                        if (k >= 0)
-                                atomic_fetch_add(&j->sent, 1);
-                }
+                int k = pack_store_one(j, codec, &j->chunks[i]);
                 if (k < 0) {
-                        int none = 0;
-                        atomic_compare_exchange_strong(&j->error, &none, k);
+                        job_fail_with(j, k);
                         break;
                 }
         }
         return NULL;
 }
 
+static void job_add_stats(const PackStoreJob *j, SyncStats *st) {
+        st->chunks_sent += atomic_load(&j->sent);
+        st->chunks_paged += atomic_load(&j->paged_chunks);
+        st->pages_referenced += atomic_load(&j->refs);
+        st->chunks_page_fallback += atomic_load(&j->fallback);
+}
+
 #define PACK_STORE_THREADS 8u
 
-int sync_pack_store(Store *s, PageBases *pb, const void *body, size_t len, SyncStats *st) {
+/* Stores a pack whose first skip chunk records (taken as they came, ids in
+ * taken) are stored already: checks all of its framing, stores its objects
+ * and the rest of its chunks. */
+static int pack_store_rest(Store *s, PageBases *pb, const void *body, size_t len, const PackChunk *taken,
+                           size_t skip, SyncStats *st) {
         PackReader rd;
         int k = pack_reader_init(&rd, body, len, ZSTD_compressBound(OBJECT_WIRE_MAX),
                                  ZSTD_compressBound(store_chunk_size(s)));
@@ -311,15 +352,20 @@ int sync_pack_store(Store *s, PageBases *pb, const void *body, size_t len, SyncS
         _cleanup_free_ PackChunk *chunks = malloc(MAX((size_t) rd.n_chunks, (size_t) 1) * sizeof *chunks);
         if (!chunks)
                 return -ENOMEM;
-        size_t n = 0;
+        size_t n = 0, seen = 0;
         PackKind kind;
         RoamId id, got;
         const uint8_t *z;
         uint32_t zlen;
         while ((k = pack_reader_next(&rd, &kind, &id, &z, &zlen)) > 0) {
                 if (kind == PACK_CHUNK) {
-                        if (n < rd.n_chunks)
+                        if (seen < skip) {
+                                /* the same record the stream took, or the pack is not what it read */
+                                if (!id_equal(&taken[seen].id, &id) || taken[seen].z != z || taken[seen].zlen != zlen)
+                                        return -EBADMSG;
+                        } else if (n < rd.n_chunks)
                                 chunks[n++] = (PackChunk){ .id = id, .z = z, .zlen = zlen };
+                        seen++;
                         continue;
                 }
                 _cleanup_free_ void *data = NULL;
@@ -335,17 +381,20 @@ int sync_pack_store(Store *s, PageBases *pb, const void *body, size_t len, SyncS
         }
         if (k < 0)
                 return k;
+        if (seen < skip)
+                return -EBADMSG;
         PackStoreJob j = { .s = s, .pb = pb, .paged = rd.flags & PACK_PAGED, .chunks = chunks, .n = n };
         size_t threads = MIN((size_t) MIN(cpus_online(), PACK_STORE_THREADS), MAX(n, (size_t) 1));
         run_threads((unsigned) threads, pack_store_worker, &j);
-        st->chunks_sent += atomic_load(&j.sent);
-        st->chunks_paged += atomic_load(&j.paged_chunks);
-        st->pages_referenced += atomic_load(&j.refs);
-        st->chunks_page_fallback += atomic_load(&j.fallback);
+        job_add_stats(&j, st);
         k = atomic_load(&j.error);
         if (k < 0)
                 return k;
         return rd.flags & PACK_COMPLETE ? 1 : 0;
+}
+
+int sync_pack_store(Store *s, PageBases *pb, const void *body, size_t len, SyncStats *st) {
+        return pack_store_rest(s, pb, body, len, NULL, 0, st);
 }
 
 /* Fetches what the remote thinks the local store lacks below root, in one
@@ -420,6 +469,119 @@ int sync_pack_ask(Store *s, const SyncOptions *o, json_t **ret_json, SyncPackAsk
 
 int sync_pack_take(SyncPackAsk *a, const void *pack, size_t len, SyncStats *st) {
         return sync_pack_store(a->s, a->pb, pack, len, st);
+}
+
+/* ---- a pack stored as it comes ---- */
+
+struct SyncPackStream {
+        SyncPackAsk *ask;
+        bool started, stopped; /* the header was read; the stream gave up (finish reads it all) */
+        PackReader rd;
+        size_t fed; /* bytes the reader was given */
+        PackChunk *chunks;
+        PackStoreJob job;
+        pthread_t threads[PACK_STORE_THREADS];
+        unsigned n_threads;
+};
+
+int sync_pack_stream_new(SyncPackAsk *a, SyncPackStream **ret) {
+        SyncPackStream *ps = calloc(1, sizeof *ps);
+        if (!ps)
+                return -ENOMEM;
+        ps->ask = a;
+        ps->job = (PackStoreJob){ .s = a->s, .pb = a->pb, .streaming = true };
+        pthread_mutex_init(&ps->job.lock, NULL);
+        pthread_cond_init(&ps->job.more, NULL);
+        *ret = ps;
+        return 0;
+}
+
+/* The header (pack_reader_init()'s checks); starts the workers. */
+static int stream_start(SyncPackStream *ps, const uint8_t *pack, size_t n) {
+        int k = pack_reader_init(&ps->rd, pack, n, ZSTD_compressBound(OBJECT_WIRE_MAX),
+                                 ZSTD_compressBound(store_chunk_size(ps->ask->s)));
+        if (k < 0)
+                return k;
+        ps->fed = n;
+        ps->chunks = malloc(MAX((size_t) ps->rd.n_chunks, (size_t) 1) * sizeof *ps->chunks);
+        if (!ps->chunks)
+                return -ENOMEM;
+        ps->job.chunks = ps->chunks;
+        ps->job.paged = ps->rd.flags & PACK_PAGED;
+        ps->started = true;
+        unsigned want = (unsigned) MIN((size_t) MIN(cpus_online(), PACK_STORE_THREADS),
+                                       MAX((size_t) ps->rd.n_chunks, (size_t) 1));
+        for (unsigned i = 0; i < want; i++)
+                if (pthread_create(&ps->threads[ps->n_threads], NULL, pack_store_worker, &ps->job) == 0)
+                        ps->n_threads++;
+        return ps->n_threads > 0 ? 0 : -EAGAIN;
+}
+
+void sync_pack_stream_feed(SyncPackStream *ps, const uint8_t *pack, size_t n) {
+        if (ps->stopped)
+                return;
+        if (!ps->started) {
+                if (n < PACK_HEADER)
+                        return;
+                int k = stream_start(ps, pack, n);
+                if (k < 0) {
+                        ps->stopped = true; /* finish() reads it all, and refuses it */
+                        return;
+                }
+        } else if (n > ps->fed) {
+                pack_reader_more(&ps->rd, n - ps->fed);
+                ps->fed = n;
+        }
+        size_t added = 0;
+        PackKind kind;
+        RoamId id;
+        const uint8_t *z;
+        uint32_t zlen;
+        int k;
+        while ((k = pack_reader_next_ready(&ps->rd, &kind, &id, &z, &zlen)) > 0)
+                if (kind == PACK_CHUNK)
+                        ps->chunks[ps->job.n + added++] = (PackChunk){ .id = id, .z = z, .zlen = zlen };
+        if (k < 0 && k != -EAGAIN)
+                ps->stopped = true;
+        if (added > 0) {
+                pthread_mutex_lock(&ps->job.lock);
+                ps->job.n += added;
+                pthread_cond_broadcast(&ps->job.more);
+                pthread_mutex_unlock(&ps->job.lock);
+        }
+}
+
+/* Ends the workers; what they stored counts in st. */
+static int stream_stop(SyncPackStream *ps, SyncStats *st) {
+        pthread_mutex_lock(&ps->job.lock);
+        ps->job.done = true;
+        pthread_cond_broadcast(&ps->job.more);
+        pthread_mutex_unlock(&ps->job.lock);
+        for (unsigned i = 0; i < ps->n_threads; i++)
+                pthread_join(ps->threads[i], NULL);
+        ps->n_threads = 0;
+        if (st)
+                job_add_stats(&ps->job, st);
+        return atomic_load(&ps->job.error);
+}
+
+int sync_pack_stream_finish(SyncPackStream *ps, const void *pack, size_t len, SyncStats *st) {
+        int k = stream_stop(ps, st);
+        if (k < 0)
+                return k;
+        /* the chunk records the workers took were all stored: the rest now */
+        size_t taken = ps->started ? ps->job.n : 0;
+        return pack_store_rest(ps->ask->s, ps->ask->pb, pack, len, ps->chunks, taken, st);
+}
+
+void sync_pack_stream_free(SyncPackStream *ps) {
+        if (!ps)
+                return;
+        (void) stream_stop(ps, NULL);
+        pthread_mutex_destroy(&ps->job.lock);
+        pthread_cond_destroy(&ps->job.more);
+        free(ps->chunks);
+        free(ps);
 }
 
 /* ---- pull ---- */

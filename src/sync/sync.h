@@ -79,6 +79,21 @@ int sync_pull(Store *s, Remote *r, const char *ref, const char *local_ref, const
 typedef struct SyncPackAsk SyncPackAsk;
 int sync_pack_ask(Store *s, const SyncOptions *o, json_t **ret_json, SyncPackAsk **ret);
 int sync_pack_take(SyncPackAsk *a, const void *pack, size_t len, SyncStats *st);
+/* The same while the pack comes: feed() gets the pack so far (n bytes at
+ * pack, which stays where it is: the buffer of remote_conn_observe()) and
+ * hands every whole chunk record to threads that store it meanwhile;
+ * finish() waits for them, checks the whole pack's framing and stores its
+ * objects and whatever chunks are left, and returns as sync_pack_take(). A
+ * pack the stream cannot read is left to finish(), which refuses it. */
+typedef struct SyncPackStream SyncPackStream;
+int sync_pack_stream_new(SyncPackAsk *a, SyncPackStream **ret);
+void sync_pack_stream_feed(SyncPackStream *ps, const uint8_t *pack, size_t n);
+int sync_pack_stream_finish(SyncPackStream *ps, const void *pack, size_t len, SyncStats *st);
+void sync_pack_stream_free(SyncPackStream *ps);
+static inline void sync_pack_stream_freep(SyncPackStream **ps) {
+        if (*ps)
+                sync_pack_stream_free(*ps);
+}
 /* Stores a pack: every object and chunk verified against its id, chunks as
  * pages rebuilt from the bases pb (NULL: none); its objects in order, then
  * its chunks on every core (a hand-over's remainder: rebuilding, verifying,

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "basic/error.h"
+#include "basic/macro.h"
 #include "basic/util.h"
 #include "daemon/api-store.h"
 #include "sync/pack.h"
@@ -64,6 +65,33 @@ static void pack(const uint8_t *data, size_t size) {
                 abort();
         if (pack_reader_next(&r, &c.kind, &c.id, &c.data, &c.len) != 0)
                 abort(); /* the end stays the end */
+
+        /* the same pack read as it comes, in pieces of 1 to 256 bytes: the
+         * same records in the same order, -EAGAIN only while bytes are missing */
+        PackReader g;
+        size_t given = PACK_HEADER, step = 0, got = 0;
+        if (pack_reader_init(&g, data, given, MAX_OBJECT_FRAME, MAX_CHUNK_FRAME) < 0)
+                abort();
+        for (;;) {
+                k = pack_reader_next_ready(&g, &c.kind, &c.id, &c.data, &c.len);
+                if (k == -EAGAIN) {
+                        if (given == size)
+                                abort(); /* all here: nothing can be missing */
+                        size_t more = 1 + data[step++ % size] % 256;
+                        more = MIN(more, size - given);
+                        pack_reader_more(&g, more);
+                        given += more;
+                        continue;
+                }
+                if (k == 0)
+                        break;
+                if (k < 0 || got >= n || c.kind != recs[got].kind || !id_equal(&c.id, &recs[got].id) ||
+                    c.data != recs[got].data || c.len != recs[got].len)
+                        abort();
+                got++;
+        }
+        if (got != n)
+                abort();
 
         /* the records, written again, are the input */
         PackWriter w;

@@ -672,6 +672,80 @@ static void test_pack_fill(void **state) {
         reach_free(have);
 }
 
+/* A pack stored as it comes (sync_pack_stream): fed in pieces of any size,
+ * it stores what sync_pack_take() would; a pack cut short is refused at the
+ * end (what came whole of it is stored: every chunk is checked against its
+ * id). */
+static void test_pack_stream(void **state) {
+        Fixture *f = *state;
+        size_t len = 8 * CS;
+        _cleanup_free_ uint8_t *ram = malloc(len), *back = malloc(CS);
+        make_ram(f, ram, len);
+        RoamId ram_id;
+        import_bytes(f, f->a, ram, len, &ram_id);
+        Reach *want = reach_new(), *have = reach_new();
+        assert_int_equal(reach_add_object(f->a, want, &ram_id), 0);
+        assert_int_equal(reach_add_object(f->a, have, &f->master_id), 0);
+        PageSender *ps;
+        assert_int_equal(page_sender_new(f->a, &f->master_id, 1, &ps), 0);
+        PackWriter pw;
+        assert_int_equal(pack_writer_init(&pw, 0), 0);
+        bool complete;
+        RoamId missing;
+        assert_int_equal(sync_pack_fill(f->a, want, have, ps, &pw, &complete, &missing), 0);
+        assert_true(complete);
+
+        /* the receiver asks with the master it holds: page references work */
+        SyncOptions so = { .have = &f->master_id, .n_have = 1 };
+        json_t *ask_json;
+        SyncPackAsk *ask;
+        assert_int_equal(sync_pack_ask(f->b, &so, &ask_json, &ask), 0);
+        json_decref(ask_json);
+
+        /* cut short: refused at the end */
+        SyncPackStream *st;
+        assert_int_equal(sync_pack_stream_new(ask, &st), 0);
+        size_t cut = pw.len - 7;
+        for (size_t at = 1; at <= cut; at += 1 + rng() % 3000)
+                sync_pack_stream_feed(st, pw.buf, at);
+        sync_pack_stream_feed(st, pw.buf, cut);
+        SyncStats stats = { 0 };
+        assert_true(sync_pack_stream_finish(st, pw.buf, cut, &stats) < 0);
+        sync_pack_stream_free(st);
+
+        /* whole, in pieces: complete, and b holds the RAM */
+        assert_int_equal(sync_pack_stream_new(ask, &st), 0);
+        for (size_t at = 0; at < pw.len; at += 1 + rng() % 5000)
+                sync_pack_stream_feed(st, pw.buf, at);
+        sync_pack_stream_feed(st, pw.buf, pw.len);
+        stats = (SyncStats){ 0 };
+        assert_int_equal(sync_pack_stream_finish(st, pw.buf, pw.len, &stats), 1);
+        assert_int_equal(stats.chunks_page_fallback, 0);
+        assert_true(stats.chunks_paged > 0);
+        assert_int_equal(store_commit(f->b), 0);
+        Index *x;
+        assert_int_equal(blob_load_index(f->a, &ram_id, &x), 0);
+        ChunkCodec *cb = chunk_codec_new(f->b);
+        for (uint64_t i = 0; i < x->n_chunks; i++) {
+                size_t got;
+                if (id_is_null(&x->ids[i]))
+                        continue;
+                assert_int_equal(store_chunk_get(f->b, cb, &x->ids[i], back, &got), 0);
+                assert_memory_equal(back, ram + i * CS, got);
+        }
+        /* not fed at all (streams off): finish() takes it whole */
+        assert_int_equal(sync_pack_stream_new(ask, &st), 0);
+        assert_int_equal(sync_pack_stream_finish(st, pw.buf, pw.len, &stats), 1);
+        sync_pack_stream_free(st);
+        chunk_codec_free(cb);
+        index_free(x);
+        sync_pack_ask_free(ask);
+        pack_writer_done(&pw);
+        page_sender_free(ps);
+        reach_free(want);
+        reach_free(have);
+}
+
 /* A receiver names as bases only the blobs it holds whole. */
 static void test_pick_bases(void **state) {
         Fixture *f = *state;
@@ -796,6 +870,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_page_chunk_format, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_send_and_rebuild, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pack_fill, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pack_stream, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pick_bases, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_gc_prunes, setup, teardown),
         };

@@ -667,12 +667,16 @@ EOF
   laptop's "take offline of"/"take online of" lines, the server's "take
   offline of" line) and request logs (ms timestamps, one clock). Take
   offline: the request's way to the server; the server's part until its
-  grant (pause, device state, RAM and overlay into the store, QEMU ends,
-  manifest, owner change); the answer's way back with the remainder (what
-  is left of the laptop's wait for it); storing the remainder on the laptop
-  (chunks rebuilt from their changed pages and the pre-copy, verified,
-  compressed, encrypted); "pull" (it checks that everything is there and
-  sets the ref); "restore" into the waiting QEMU. Take online: the laptop's
+  grant (pause, device state, RAM and overlay into the store [the scan of
+  RAM and disks for changed chunks, the device state, storing what was new
+  and making it durable], QEMU ends, manifest, owner change); packing the
+  remainder (its chunks as their changed pages, a thread per core); the
+  answer's way back with the remainder (what is left of the laptop's wait
+  for it); storing the remainder on the laptop (chunks rebuilt from their
+  changed pages and the pre-copy, verified, compressed, encrypted: with
+  every lever on, while the pack comes, and this is only what was left
+  after its last byte); "pull" (it checks that everything is there and sets
+  the ref); "restore" into the waiting QEMU. Take online: the laptop's
   final checkpoint; the remainder made ready (chunks as their changed
   pages); the one request that carries it with the move-in until the
   server's answer (the server stores it, then restores: "its restore").

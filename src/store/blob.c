@@ -984,17 +984,61 @@ int blob_export_fd(Store *s, const Index *x, int fd, const BlobOptions *o, BlobS
         return 0;
 }
 
+/* The chunks of a patch to write, one per worker at a time (Job.index is
+ * the new blob's index, Job.captured unused). */
+typedef struct PatchJob {
+        Job job;
+        const uint64_t *todo;
+        uint64_t n;
+} PatchJob;
+
+static void *patch_worker(void *arg) {
+        PatchJob *p = arg;
+        Job *j = &p->job;
+        _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(j->store);
+        _cleanup_free_ uint8_t *buf = malloc(j->index->chunk_size);
+        if (!codec || !buf) {
+                job_fail(j, -ENOMEM);
+                return NULL;
+        }
+        for (;;) {
+                uint64_t k = atomic_fetch_add(&j->next, 1);
+                if (k >= p->n || atomic_load(&j->error) < 0)
+                        break;
+                uint64_t i = p->todo[k];
+                const RoamId *want = &j->index->ids[i];
+                uint32_t len = index_chunk_len(j->index, i);
+                size_t n;
+                int r = store_chunk_get(j->store, codec, want, buf, &n);
+                if (r >= 0 && n != len) {
+                        char hex[ID_HEX_SIZE];
+                        r = err_set(-EBADMSG, "chunk %s has %zu bytes where the index wants %u", id_to_hex(want, hex),
+                                    n, len);
+                }
+                if (r >= 0) {
+                        r = loop_pwrite(j->fd, buf, n, i * j->index->chunk_size);
+                        if (r < 0)
+                                r = err_set(r, "cannot write output: %s", strerror(-r));
+                }
+                if (r < 0) {
+                        job_fail(j, r);
+                        break;
+                }
+        }
+        return NULL;
+}
+
 int blob_patch_fd(Store *s, const Index *from, const Index *to, int fd, BlobStats *ret_stats) {
         double t0 = now_s();
         if (from->chunk_size != store_chunk_size(s) || to->chunk_size != store_chunk_size(s))
                 return err_set(-EINVAL, "index chunk size differs from the store's %u", store_chunk_size(s));
-        _cleanup_(chunk_codec_freep) ChunkCodec *codec = chunk_codec_new(s);
         _cleanup_free_ uint8_t *buf = malloc(to->chunk_size);
-        if (!codec || !buf)
+        _cleanup_free_ uint64_t *todo = malloc(MAX(to->n_chunks, (uint64_t) 1) * sizeof *todo);
+        if (!buf || !todo)
                 return -ENOMEM;
         if (ftruncate(fd, (off_t) to->blob_size) < 0)
                 return err_set(-errno, "cannot size output: %s", strerror(errno));
-        uint64_t written = 0, zero = 0;
+        uint64_t written = 0, zero = 0, n = 0;
         for (uint64_t i = 0; i < to->n_chunks; i++) {
                 const RoamId *want = &to->ids[i];
                 uint32_t len = index_chunk_len(to, i);
@@ -1017,21 +1061,18 @@ int blob_patch_fd(Store *s, const Index *from, const Index *to, int fd, BlobStat
                         written++;
                         continue;
                 }
-                size_t n;
-                int r = store_chunk_get(s, codec, want, buf, &n);
-                if (r >= 0 && n != len) {
-                        char hex[ID_HEX_SIZE];
-                        r = err_set(-EBADMSG, "chunk %s has %zu bytes where the index wants %u", id_to_hex(want, hex),
-                                    n, len);
-                }
-                if (r >= 0) {
-                        r = loop_pwrite(fd, buf, n, i * to->chunk_size);
-                        if (r < 0)
-                                r = err_set(r, "cannot write output: %s", strerror(-r));
-                }
+                todo[n++] = i; /* read from the store and written by the workers */
+        }
+        if (n > 0) {
+                /* a RAM file patched in a hand-over's pause: hundreds of chunks,
+                 * each read, decrypted, decompressed and verified; on every core */
+                PatchJob p = { .job = { .store = s, .index = (Index *) to, .fd = fd }, .todo = todo, .n = n };
+                pthread_mutex_init(&p.job.lock, NULL);
+                int r = run_pool(&p.job, (unsigned) MIN((uint64_t) pick_threads(0), n), patch_worker);
+                pthread_mutex_destroy(&p.job.lock);
                 if (r < 0)
                         return r;
-                written++;
+                written += n;
         }
         if (ret_stats)
                 *ret_stats = (BlobStats){ .chunks = written, .zero_chunks = zero, .seconds = now_s() - t0 };

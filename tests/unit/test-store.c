@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "basic/error.h"
 #include "basic/fileio.h"
 #include "basic/macro.h"
 #include "basic/util.h"
@@ -968,6 +969,24 @@ static void test_blob_patch(void **state) {
         assert_int_equal(ftruncate(fd, 4096 * 10 + 5), 0);
         close(fd);
         patch_and_check(f, &a, in, UINT64_MAX);
+        /* a chunk the store lost: an error from the worker that met it, naming it */
+        write_block(in, 20, 'm');
+        write_block(in, 40, 'n');
+        RoamId c;
+        import_file(f, in, &c, &st);
+        Index *ia, *ic;
+        assert_int_equal(blob_load_index(f->s, &a, &ia), 0);
+        assert_int_equal(blob_load_index(f->s, &c, &ic), 0);
+        assert_int_equal(store_chunk_remove(f->s, &ic->ids[40]), 0);
+        char *out = path_join(f->dir, "patched.raw"), hex[ID_HEX_SIZE];
+        export_id(f, &a, out);
+        fd = open(out, O_RDWR);
+        assert_int_equal(blob_patch_fd(f->s, ia, ic, fd, NULL), -ENOENT);
+        assert_non_null(strstr(err_message(-ENOENT), id_to_hex(&ic->ids[40], hex)));
+        close(fd);
+        free(out);
+        index_free(ia);
+        index_free(ic);
         /* chunk sizes must match the store's */
         Index *x, *y;
         assert_int_equal(blob_load_index(f->s, &a, &x), 0);

@@ -447,10 +447,18 @@ static void note_grant(Laptop *l, const char *name, const char *user, const char
 typedef struct GrantWatch {
         SyncPackStream *stream;
         size_t pack_at; /* 0: the grant's line is not whole yet */
+        bool gone;      /* a body went away: the stream stopped, the pack is taken whole */
 } GrantWatch;
 
 static void grant_watch(void *userdata, const uint8_t *data, size_t n) {
         GrantWatch *g = userdata;
+        if (g->gone)
+                return;
+        if (!data) {
+                sync_pack_stream_stop(g->stream);
+                g->gone = true;
+                return;
+        }
         if (!g->pack_at) {
                 const uint8_t *nl = memchr(data, '\n', MIN(n, (size_t) API_GRANT_LINE_MAX));
                 if (!nl)
@@ -478,7 +486,6 @@ static int request_grant(Laptop *l, const char *name, SyncPackAsk *ask, json_t *
          * once it is all here) */
         _cleanup_(sync_pack_stream_freep) SyncPackStream *stream = NULL;
         GrantWatch watch = { 0 };
-        uint64_t t_stream = now_ns();
         if (ask && !l->o.no_stream_pack && sync_pack_stream_new(ask, &stream) >= 0) {
                 watch.stream = stream;
                 remote_conn_observe(c, grant_watch, &watch);
@@ -489,7 +496,13 @@ static int request_grant(Laptop *l, const char *name, SyncPackAsk *ask, json_t *
                                PACK_MAX_BYTES + API_GRANT_LINE_MAX, &resp);
         remote_conn_observe(c, NULL, NULL);
         if (k < 0)
-                return k;
+                return k; /* the stream stopped when the body went away */
+        /* the threads storing the pack are done with the body before anything
+         * else happens to it (what storing it still took after its last byte
+         * came is the laptop's wait) */
+        uint64_t t_stored = now_ns();
+        if (stream)
+                sync_pack_stream_stop(stream);
         *wire += resp.wire_bytes;
         if (resp.status != 200) {
                 k = remote_status_error(l->server, &resp, path);
@@ -506,13 +519,11 @@ static int request_grant(Laptop *l, const char *name, SyncPackAsk *ask, json_t *
                 return err_set(-EBADMSG, "%s sent a malformed answer to %s", remote_url(l->server), path);
         }
         if (ask && nl && resp.len > glen + 1) {
-                uint64_t t = now_ns();
-                k = stream && watch.pack_at == glen + 1
+                /* a stream that read this very pack: its chunks are stored, the rest now */
+                k = stream && !watch.gone && watch.pack_at == glen + 1
                             ? sync_pack_stream_finish(stream, nl + 1, resp.len - glen - 1, st)
                             : sync_pack_take(ask, nl + 1, resp.len - glen - 1, st);
-                /* what storing it kept the laptop waiting after the last byte came */
-                *ret_store_ns = now_ns() - t;
-                (void) t_stream;
+                *ret_store_ns = now_ns() - t_stored;
                 if (k < 0) {
                         /* the pull below fetches what it did not bring */
                         daemon_log(l->d, DAEMON_LOG_INFO, "the remainder of '%s' with its grant: %s", name,

@@ -251,6 +251,8 @@ static int request_once(RemoteConn *c, const char *method, const char *path, con
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
         CURLcode cc = curl_easy_perform(h);
         curl_slist_free_all(hdrs);
+        if (sink.observe && (sink.overflow || cc != CURLE_OK))
+                sink.observe(sink.observe_userdata, NULL, 0); /* the body goes away */
         if (sink.overflow) {
                 free(sink.p);
                 return err_set(-EFBIG, "answer from %s is larger than %zu bytes", url, max_response);
@@ -296,6 +298,8 @@ int remote_request(RemoteConn *c, const char *method, const char *path, const vo
                 int k = request_once(c, method, path, body, len, content_type, sig, max_response, ret);
                 if (k < 0 || !sig || attempt > 0 || !nonce_refused(ret))
                         return k;
+                if (c->observe)
+                        c->observe(c->observe_userdata, NULL, 0); /* that body goes away: another comes */
                 remote_response_done(ret);
                 s->nonce_refused(s->userdata);
         }

@@ -80,8 +80,10 @@ void remote_response_done(RemoteResponse *r);
 /* fn (NULL: none) sees the body of c's next requests as it comes: the whole
  * of it so far (data, n bytes) after every piece, from the thread of
  * remote_request(). data stays where it is until remote_response_done(), so
- * fn may hand out pointers into it. Whatever the answer's status turns out
- * to be: fn learns that only when remote_request() returns. */
+ * fn may hand out pointers into it, or until fn is called with (NULL, 0):
+ * the body goes away now (a failed transfer, or a second attempt with a new
+ * body), and whatever uses it must stop first. Whatever the answer's status
+ * turns out to be: fn learns that only when remote_request() returns. */
 typedef void (*RemoteObserveFn)(void *userdata, const uint8_t *data, size_t n);
 void remote_conn_observe(RemoteConn *c, RemoteObserveFn fn, void *userdata);
 

@@ -574,6 +574,11 @@ int sync_pack_stream_finish(SyncPackStream *ps, const void *pack, size_t len, Sy
         return pack_store_rest(ps->ask->s, ps->ask->pb, pack, len, ps->chunks, taken, st);
 }
 
+void sync_pack_stream_stop(SyncPackStream *ps) {
+        (void) stream_stop(ps, NULL);
+        ps->stopped = true;
+}
+
 void sync_pack_stream_free(SyncPackStream *ps) {
         if (!ps)
                 return;

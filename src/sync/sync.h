@@ -89,6 +89,9 @@ typedef struct SyncPackStream SyncPackStream;
 int sync_pack_stream_new(SyncPackAsk *a, SyncPackStream **ret);
 void sync_pack_stream_feed(SyncPackStream *ps, const uint8_t *pack, size_t n);
 int sync_pack_stream_finish(SyncPackStream *ps, const void *pack, size_t len, SyncStats *st);
+/* Stops the threads (they no longer touch the pack) and feeds no more: for a
+ * body that goes away. What they stored stays (checked chunks). */
+void sync_pack_stream_stop(SyncPackStream *ps);
 void sync_pack_stream_free(SyncPackStream *ps);
 static inline void sync_pack_stream_freep(SyncPackStream **ps) {
         if (*ps)

@@ -223,6 +223,8 @@ static void test_page_index_at_import(void **state) {
          * lookups as a build from the store */
         BlobFast *fast = NULL;
         memcpy(blob, "at-import", 9); /* as in the file */
+        _cleanup_free_ uint8_t *orig = malloc(len); /* the blob before the rounds change it */
+        memcpy(orig, blob, len);
         fd = open(in, O_RDONLY | O_CLOEXEC);
         assert_int_equal(blob_import_fd_base(f->a, fd, len, NULL, NULL, &id, NULL, &fast), 0);
         for (int round = 0; round < 3; round++) {
@@ -258,18 +260,21 @@ static void test_page_index_at_import(void **state) {
                 assert_int_equal(page_index_parse(data2, dlen, &w), 0);
                 assert_true(id_equal(&w->blob, &id2));
                 /* a page found is a page with those bytes; every non-zero
-                 * page whose bytes are nowhere else in the blob is found (of
-                 * bytes that are in several pages, the base listed its first
-                 * one only: when that one changed, the others are not listed) */
+                 * page whose bytes are nowhere else in the blob, and were
+                 * nowhere else before the rounds, is found (of bytes that are
+                 * in several pages, the base listed its first one only: when
+                 * that one changed, the others are not listed) */
                 size_t n_pages = len / PG;
-                _cleanup_free_ uint64_t *hs = malloc(n_pages * sizeof *hs);
-                for (size_t q = 0; q < n_pages; q++)
+                _cleanup_free_ uint64_t *hs = malloc(n_pages * sizeof *hs), *ho = malloc(n_pages * sizeof *ho);
+                for (size_t q = 0; q < n_pages; q++) {
                         hs[q] = page_index_hash(w, blob + q * PG);
+                        ho[q] = page_index_hash(w, orig + q * PG);
+                }
                 for (size_t q = 0; q < n_pages; q++) {
                         uint32_t got;
                         bool zero = memory_is_zero(blob + q * PG, PG), unique = true;
                         for (size_t k = 0; k < n_pages && unique; k++)
-                                unique = k == q || hs[k] != hs[q];
+                                unique = (k == q || hs[k] != hs[q]) && (k == q || ho[k] != hs[q]);
                         bool found = page_index_lookup(w, hs[q], &got);
                         if (zero)
                                 assert_false(found);
@@ -711,6 +716,18 @@ static void test_pack_stream(void **state) {
         sync_pack_stream_feed(st, pw.buf, cut);
         SyncStats stats = { 0 };
         assert_true(sync_pack_stream_finish(st, pw.buf, cut, &stats) < 0);
+        sync_pack_stream_free(st);
+
+        /* the body goes away halfway (a transfer that failed): stopped first,
+         * then nothing touches it any more */
+        uint8_t *copy = malloc(pw.len);
+        memcpy(copy, pw.buf, pw.len);
+        assert_int_equal(sync_pack_stream_new(ask, &st), 0);
+        sync_pack_stream_feed(st, copy, pw.len / 2);
+        sync_pack_stream_stop(st);
+        memset(copy, 0xee, pw.len);
+        free(copy);
+        sync_pack_stream_feed(st, pw.buf, pw.len); /* fed no more */
         sync_pack_stream_free(st);
 
         /* whole, in pieces: complete, and b holds the RAM */

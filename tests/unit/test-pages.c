@@ -565,6 +565,61 @@ static void test_send_and_rebuild(void **state) {
         index_free(x);
 }
 
+/* A RAM blob on a, what b lacks of it (b holds the master), and a's page
+ * sender against the master: the two pack tests below. */
+typedef struct RamPack {
+        uint8_t *ram;
+        size_t len;
+        RoamId id;
+        Reach *want, *have;
+        PageSender *ps;
+} RamPack;
+
+static void ram_pack_new(Fixture *f, RamPack *rp) {
+        rp->len = 8 * CS;
+        rp->ram = malloc(rp->len);
+        make_ram(f, rp->ram, rp->len);
+        import_bytes(f, f->a, rp->ram, rp->len, &rp->id);
+        rp->want = reach_new();
+        rp->have = reach_new();
+        assert_int_equal(reach_add_object(f->a, rp->want, &rp->id), 0);
+        assert_int_equal(reach_add_object(f->a, rp->have, &f->master_id), 0);
+        assert_int_equal(page_sender_new(f->a, &f->master_id, 1, &rp->ps), 0);
+}
+
+static void ram_pack_done(RamPack *rp) {
+        page_sender_free(rp->ps);
+        reach_free(rp->want);
+        reach_free(rp->have);
+        free(rp->ram);
+}
+
+/* sync_pack_fill() of all of it (max 0) or of max bytes. */
+static bool ram_pack_fill(Fixture *f, RamPack *rp, size_t max, PackWriter *pw) {
+        assert_int_equal(pack_writer_init(pw, max), 0);
+        bool complete = false;
+        RoamId missing;
+        assert_int_equal(sync_pack_fill(f->a, rp->want, rp->have, rp->ps, pw, &complete, &missing), 0);
+        return complete;
+}
+
+/* b holds the RAM blob whole, byte for byte. */
+static void assert_ram_in_b(Fixture *f, const RamPack *rp) {
+        Index *x;
+        assert_int_equal(blob_load_index(f->a, &rp->id, &x), 0);
+        ChunkCodec *cb = chunk_codec_new(f->b);
+        _cleanup_free_ uint8_t *back = malloc(CS);
+        for (uint64_t i = 0; i < x->n_chunks; i++) {
+                size_t got;
+                if (id_is_null(&x->ids[i]))
+                        continue;
+                assert_int_equal(store_chunk_get(f->b, cb, &x->ids[i], back, &got), 0);
+                assert_memory_equal(back, rp->ram + i * CS, got);
+        }
+        chunk_codec_free(cb);
+        index_free(x);
+}
+
 /* Reads a pack made by sync_pack_fill() into the receiver b (pages rebuilt
  * from the master there, frames as they are): the chunk records it held. */
 static uint32_t take_pack(Fixture *f, const PackWriter *pw, bool *ret_complete) {
@@ -601,36 +656,20 @@ static uint32_t take_pack(Fixture *f, const PackWriter *pw, bool *ret_complete) 
  * prefix of it, not complete. */
 static void test_pack_fill(void **state) {
         Fixture *f = *state;
-        size_t len = 8 * CS;
-        _cleanup_free_ uint8_t *ram = malloc(len), *back = malloc(CS);
-        make_ram(f, ram, len);
-        RoamId ram_id;
-        import_bytes(f, f->a, ram, len, &ram_id);
-        Reach *want = reach_new(), *have = reach_new();
-        assert_int_equal(reach_add_object(f->a, want, &ram_id), 0);
-        assert_int_equal(reach_add_object(f->a, have, &f->master_id), 0);
+        RamPack rp;
+        ram_pack_new(f, &rp);
         size_t lacking = 0, pos = 0;
         RoamId id;
-        while (idset_next(want->chunks, &pos, &id))
-                lacking += !idset_contains(have->chunks, &id);
+        while (idset_next(rp.want->chunks, &pos, &id))
+                lacking += !idset_contains(rp.have->chunks, &id);
         assert_true(lacking > 2);
-        PageSender *ps;
-        assert_int_equal(page_sender_new(f->a, &f->master_id, 1, &ps), 0);
 
-        /* how big all of it is */
+        /* how big all of it is; then a pack with room for about half of it */
         PackWriter pw;
-        assert_int_equal(pack_writer_init(&pw, 0), 0);
-        bool complete = false;
-        RoamId missing;
-        assert_int_equal(sync_pack_fill(f->a, want, have, ps, &pw, &complete, &missing), 0);
-        assert_true(complete);
+        assert_true(ram_pack_fill(f, &rp, 0, &pw));
         size_t whole = pw.len;
         pack_writer_done(&pw);
-
-        /* a pack with room for about half of it */
-        assert_int_equal(pack_writer_init(&pw, whole / 2), 0);
-        assert_int_equal(sync_pack_fill(f->a, want, have, ps, &pw, &complete, &missing), 0);
-        assert_false(complete);
+        assert_false(ram_pack_fill(f, &rp, whole / 2, &pw));
         bool said;
         uint32_t n = take_pack(f, &pw, &said);
         assert_false(said);
@@ -638,8 +677,8 @@ static void test_pack_fill(void **state) {
         /* the records are the list's first ones */
         pos = 0;
         for (uint32_t k = 0; k < n;) {
-                assert_true(idset_next(want->chunks, &pos, &id));
-                if (idset_contains(have->chunks, &id))
+                assert_true(idset_next(rp.want->chunks, &pos, &id));
+                if (idset_contains(rp.have->chunks, &id))
                         continue;
                 assert_int_equal(store_chunk_has(f->b, &id), 1);
                 k++;
@@ -647,34 +686,24 @@ static void test_pack_fill(void **state) {
         pack_writer_done(&pw);
 
         /* room for all: complete, and b has the RAM whole */
-        assert_int_equal(pack_writer_init(&pw, 0), 0);
-        assert_int_equal(sync_pack_fill(f->a, want, have, ps, &pw, &complete, &missing), 0);
-        assert_true(complete);
+        assert_true(ram_pack_fill(f, &rp, 0, &pw));
         assert_int_equal(take_pack(f, &pw, &said), lacking);
         assert_true(said);
         pack_writer_done(&pw);
-        Index *x;
-        assert_int_equal(blob_load_index(f->a, &ram_id, &x), 0);
-        ChunkCodec *cb = chunk_codec_new(f->b);
-        for (uint64_t i = 0; i < x->n_chunks; i++) {
-                size_t got;
-                if (id_is_null(&x->ids[i]))
-                        continue;
-                assert_int_equal(store_chunk_get(f->b, cb, &x->ids[i], back, &got), 0);
-                assert_memory_equal(back, ram + i * CS, got);
-        }
+        assert_ram_in_b(f, &rp);
 
         /* a chunk the sender lacks: -ENOENT, named */
+        Index *x;
+        assert_int_equal(blob_load_index(f->a, &rp.id, &x), 0);
         assert_int_equal(store_chunk_remove(f->a, &x->ids[1]), 0);
         assert_int_equal(pack_writer_init(&pw, 0), 0);
-        assert_true(sync_pack_fill(f->a, want, have, ps, &pw, &complete, &missing) < 0);
+        bool complete;
+        RoamId missing;
+        assert_true(sync_pack_fill(f->a, rp.want, rp.have, rp.ps, &pw, &complete, &missing) < 0);
         assert_true(id_equal(&missing, &x->ids[1]));
         pack_writer_done(&pw);
-        chunk_codec_free(cb);
         index_free(x);
-        page_sender_free(ps);
-        reach_free(want);
-        reach_free(have);
+        ram_pack_done(&rp);
 }
 
 /* A pack stored as it comes (sync_pack_stream): fed in pieces of any size,
@@ -683,22 +712,10 @@ static void test_pack_fill(void **state) {
  * id). */
 static void test_pack_stream(void **state) {
         Fixture *f = *state;
-        size_t len = 8 * CS;
-        _cleanup_free_ uint8_t *ram = malloc(len), *back = malloc(CS);
-        make_ram(f, ram, len);
-        RoamId ram_id;
-        import_bytes(f, f->a, ram, len, &ram_id);
-        Reach *want = reach_new(), *have = reach_new();
-        assert_int_equal(reach_add_object(f->a, want, &ram_id), 0);
-        assert_int_equal(reach_add_object(f->a, have, &f->master_id), 0);
-        PageSender *ps;
-        assert_int_equal(page_sender_new(f->a, &f->master_id, 1, &ps), 0);
+        RamPack rp;
+        ram_pack_new(f, &rp);
         PackWriter pw;
-        assert_int_equal(pack_writer_init(&pw, 0), 0);
-        bool complete;
-        RoamId missing;
-        assert_int_equal(sync_pack_fill(f->a, want, have, ps, &pw, &complete, &missing), 0);
-        assert_true(complete);
+        assert_true(ram_pack_fill(f, &rp, 0, &pw));
 
         /* the receiver asks with the master it holds: page references work */
         SyncOptions so = { .have = &f->master_id, .n_have = 1 };
@@ -740,27 +757,15 @@ static void test_pack_stream(void **state) {
         assert_int_equal(stats.chunks_page_fallback, 0);
         assert_true(stats.chunks_paged > 0);
         assert_int_equal(store_commit(f->b), 0);
-        Index *x;
-        assert_int_equal(blob_load_index(f->a, &ram_id, &x), 0);
-        ChunkCodec *cb = chunk_codec_new(f->b);
-        for (uint64_t i = 0; i < x->n_chunks; i++) {
-                size_t got;
-                if (id_is_null(&x->ids[i]))
-                        continue;
-                assert_int_equal(store_chunk_get(f->b, cb, &x->ids[i], back, &got), 0);
-                assert_memory_equal(back, ram + i * CS, got);
-        }
+        assert_ram_in_b(f, &rp);
+        sync_pack_stream_free(st);
         /* not fed at all (streams off): finish() takes it whole */
         assert_int_equal(sync_pack_stream_new(ask, &st), 0);
         assert_int_equal(sync_pack_stream_finish(st, pw.buf, pw.len, &stats), 1);
         sync_pack_stream_free(st);
-        chunk_codec_free(cb);
-        index_free(x);
         sync_pack_ask_free(ask);
         pack_writer_done(&pw);
-        page_sender_free(ps);
-        reach_free(want);
-        reach_free(have);
+        ram_pack_done(&rp);
 }
 
 /* A receiver names as bases only the blobs it holds whole. */

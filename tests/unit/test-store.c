@@ -126,6 +126,14 @@ static void test_chunk_roundtrip(void **state) {
         chunk_codec_free(c);
 }
 
+/* Two pages of random bytes and their ids. */
+static void random_pair(uint8_t a[static 4096], RoamId *ida, uint8_t b[static 4096], RoamId *idb) {
+        fill_random(a, 4096);
+        fill_random(b, 4096);
+        sha256(a, 4096, ida);
+        sha256(b, 4096, idb);
+}
+
 /* store_chunk_has() answers from memory for chunks it saw lately: a file
  * gone behind its back is still "here" for a few seconds (gc's grace is what
  * keeps files, not this); a removal through the store forgets at once, and a
@@ -134,11 +142,8 @@ static void test_chunk_seen(void **state) {
         Fixture *f = *state;
         _cleanup_(chunk_codec_freep) ChunkCodec *c = chunk_codec_new(f->s);
         uint8_t a[4096], b[4096];
-        fill_random(a, sizeof a);
-        fill_random(b, sizeof b);
         RoamId ida, idb;
-        sha256(a, sizeof a, &ida);
-        sha256(b, sizeof b, &idb);
+        random_pair(a, &ida, b, &idb);
         assert_true(store_chunk_put(f->s, c, &ida, a, sizeof a) > 0);
         assert_true(store_chunk_put(f->s, c, &idb, b, sizeof b) > 0);
         assert_int_equal(store_commit(f->s), 0);
@@ -166,11 +171,8 @@ static void test_put_compressed_rejects_wrong_bytes(void **state) {
         Fixture *f = *state;
         ChunkCodec *c = chunk_codec_new(f->s);
         uint8_t a[4096], b[4096];
-        fill_random(a, sizeof a);
-        fill_random(b, sizeof b);
         RoamId ida, idb;
-        sha256(a, sizeof a, &ida);
-        sha256(b, sizeof b, &idb);
+        random_pair(a, &ida, b, &idb);
         assert_true(store_chunk_put(f->s, c, &ida, a, sizeof a) > 0);
         assert_int_equal(store_commit(f->s), 0);
         void *z;

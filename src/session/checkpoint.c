@@ -32,13 +32,8 @@ static int import_begin(SessionHost *h, const char *path, const BlobBase *base, 
         struct stat st;
         if (fstat(fd, &st) < 0)
                 return -errno;
-        RamMap *rm = NULL;
-        if (map && ram_map_get(h, path, fd, &rm) < 0)
-                rm = NULL; /* the import maps it itself */
-        BlobOptions o = { .map = map, .map_addr = rm ? ram_map_addr(rm) : NULL, .capture_max = capture,
-                          .page_index = pages };
-        if (rm && ram_map_size(rm) != (uint64_t) st.st_size)
-                o.map_addr = NULL;
+        BlobOptions o = { .map = map, .capture_max = capture, .page_index = pages };
+        RamMap *rm = map ? ram_map_lend(h, path, fd, &o) : NULL;
         int r = blob_import_fd_begin(h->store, fd, (uint64_t) st.st_size, &o, base, ret);
         ram_map_put(h, rm); /* the first half read all it reads */
         if (r < 0)

@@ -44,12 +44,8 @@ static int import_path(SessionHost *h, const char *path, const char *dir, const 
                 return -errno;
         /* a RAM file (mapped) gets its page index: a hand-over's remainder
          * then goes as the pages that changed since (src/sync/pages.h) */
-        RamMap *rm = NULL;
-        if (map && ram_map_get(h, path, fd, &rm) < 0)
-                rm = NULL; /* the import maps it itself */
         BlobOptions o = { .map = map, .page_index = map };
-        if (rm && ram_map_size(rm) == (uint64_t) sb.st_size)
-                o.map_addr = ram_map_addr(rm);
+        RamMap *rm = map ? ram_map_lend(h, path, fd, &o) : NULL;
         _cleanup_(blob_fast_freep) BlobFast *fast = NULL;
         r = blob_import_fd_base(s, fd, (uint64_t) sb.st_size, &o, base, ret, st, &fast);
         ram_map_put(h, rm);

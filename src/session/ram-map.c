@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../basic/error.h"
 #include "../basic/util.h"
 
 /* A running session's RAM file stays mapped here between its imports (a
@@ -31,7 +32,6 @@ struct RamMap {
         uint64_t size;
         void *addr;
         unsigned refs; /* users, plus one while in the table */
-        bool dropped;
 };
 
 /* Mappings this large are unmapped by a thread of their own: the munmap of
@@ -66,7 +66,6 @@ static void ram_map_unref(RamMap *m) {
 static void maps_remove(SessionHost *h, size_t i) {
         RamMap *m = h->ram_maps[i];
         h->ram_maps[i] = h->ram_maps[--h->n_ram_maps];
-        m->dropped = true;
         ram_map_unref(m);
 }
 
@@ -131,6 +130,17 @@ int ram_map_get(SessionHost *h, const char *path, int fd, RamMap **ret) {
                 return r;
         *ret = m;
         return 0;
+}
+
+RamMap *ram_map_lend(SessionHost *h, const char *path, int fd, BlobOptions *o) {
+        RamMap *m;
+        if (ram_map_get(h, path, fd, &m) < 0) {
+                err_clear(); /* the import maps the file itself */
+                return NULL;
+        }
+        o->map = true;
+        o->map_addr = m->addr;
+        return m;
 }
 
 const void *ram_map_addr(const RamMap *m) {

@@ -88,6 +88,11 @@ void qemu_ending(SessionHost *h, const char *name, int pidfd);
 /* The mapping of RAM file path (open as fd), made or kept, with a reference
  * the caller gives back with ram_map_put(). */
 int ram_map_get(SessionHost *h, const char *path, int fd, RamMap **ret);
+/* The same for an import of that file: o reads it through the mapping
+ * (o->map, o->map_addr); NULL when there is none to be had (then o is as it
+ * was: the import maps the file itself). Give it back after the import's
+ * reading half with ram_map_put(). */
+RamMap *ram_map_lend(SessionHost *h, const char *path, int fd, BlobOptions *o);
 const void *ram_map_addr(const RamMap *m);
 uint64_t ram_map_size(const RamMap *m);
 void ram_map_put(SessionHost *h, RamMap *m);

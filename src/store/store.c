@@ -25,6 +25,7 @@
 #include "backend.h"
 #include "chunk-frame.h"
 #include "crypt.h"
+#include "seen.h"
 
 #define CONFIG_MAX 4096
 #define REF_FILE_MAX 256
@@ -38,69 +39,6 @@ typedef struct Pending {
         char *tmp;
         RoamId id;
 } Pending;
-
-/* Chunks this process saw in the store lately: store_chunk_has() answered 1
- * for them, or it wrote them. A has() of one of them is answered from memory,
- * without the stored name's HMAC and a file system lookup: a pull checks every
- * chunk of a checkpoint (the master image's and the RAM's) and the restore
- * right after it checks them again, tens of thousands each time.
- *
- * Two generations of STORE_SEEN_S seconds each, so an answer from memory is
- * never older than 2 * STORE_SEEN_S: the file's mtime was refreshed when it
- * was seen (STORE_TOUCH_S), so gc's grace still covers a writer that takes
- * less than grace - STORE_TOUCH_S - 2 * STORE_SEEN_S. A removal through this
- * Store (gc, fsck) forgets everything; another process that removes chunks
- * from under a running one is what gc's grace is for anyway. */
-#define STORE_SEEN_S 5
-#define STORE_SEEN_MAX (1u << 21) /* ids a generation holds (64 MiB): beyond, no more are added */
-
-typedef struct Seen {
-        pthread_mutex_t lock;
-        IdSet *cur, *prev;
-        uint64_t cur_start; /* CLOCK_MONOTONIC ns */
-} Seen;
-
-static uint64_t seen_clock(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
-}
-
-/* Under the lock: drops what is older than two generations. */
-static void seen_age(Seen *v, uint64_t now) {
-        const uint64_t gen = (uint64_t) STORE_SEEN_S * 1000000000ULL;
-        if (v->cur && now - v->cur_start < gen)
-                return;
-        idset_free(v->prev);
-        v->prev = now - v->cur_start < 2 * gen ? v->cur : (idset_free(v->cur), NULL);
-        v->cur = NULL;
-        v->cur_start = now;
-}
-
-static bool seen_has(Seen *v, const RoamId *id) {
-        pthread_mutex_lock(&v->lock);
-        seen_age(v, seen_clock());
-        bool r = (v->cur && idset_contains(v->cur, id)) || (v->prev && idset_contains(v->prev, id));
-        pthread_mutex_unlock(&v->lock);
-        return r;
-}
-
-static void seen_add(Seen *v, const RoamId *id) {
-        pthread_mutex_lock(&v->lock);
-        seen_age(v, seen_clock());
-        if (!v->cur)
-                v->cur = idset_new();
-        if (v->cur && idset_size(v->cur) < STORE_SEEN_MAX)
-                (void) idset_add(v->cur, id); /* a cache: no memory, no entry */
-        pthread_mutex_unlock(&v->lock);
-}
-
-static void seen_forget(Seen *v) {
-        pthread_mutex_lock(&v->lock);
-        idset_free(TAKE_PTR(v->cur));
-        idset_free(TAKE_PTR(v->prev));
-        pthread_mutex_unlock(&v->lock);
-}
 
 struct Store {
         char *path;
@@ -216,6 +154,36 @@ static int parse_config(const char *text, uint32_t *ret_cs, int *ret_level) {
         return 0;
 }
 
+/* A Store on backend be (its data), without files yet (dir_fd -1): what
+ * every backend's store starts as. NULL without memory. */
+static Store *store_alloc(const StoreBackend *be, void *data, const char *path, uint32_t chunk_size,
+                          int zstd_level) {
+        Store *s = calloc(1, sizeof *s);
+        if (!s)
+                return NULL;
+        s->lock_fd = s->dir_fd = -1;
+        s->chunk_size = chunk_size;
+        s->zstd_level = zstd_level;
+        s->path = strdup(path);
+        s->pending_set = idset_new();
+        seen_init(&s->seen);
+        pthread_mutex_init(&s->mutex, NULL);
+        pthread_mutex_init(&s->commit_lock, NULL);
+        pthread_rwlockattr_t ga;
+        pthread_rwlockattr_init(&ga);
+        /* a waiting gc holds back new writers, so that it is not starved */
+        pthread_rwlockattr_setkind_np(&ga, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        pthread_rwlock_init(&s->gate, &ga);
+        pthread_rwlockattr_destroy(&ga);
+        if (!s->path || !s->pending_set) {
+                store_free(s); /* no backend yet: nothing of its data is freed */
+                return NULL;
+        }
+        s->be = be;
+        s->be_data = data;
+        return s;
+}
+
 int store_open(const char *dir, const StoreOptions *opts, Store **ret) {
         static const StoreOptions defaults = { 0 };
         if (!opts)
@@ -275,33 +243,18 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret) {
                 return err_set(-EPROTONOSUPPORT, "store '%s' uses an encryption this roam does not know (upgrade roam)",
                                dir);
 
-        Store *s = calloc(1, sizeof *s);
+        Store *s = store_alloc(&local_backend, NULL, dir, cs, level);
         if (!s)
                 return -ENOMEM;
-        s->lock_fd = -1;
-        s->be = &local_backend;
-        s->chunk_size = cs;
-        s->zstd_level = level;
-        s->path = strdup(dir);
-        s->pending_set = idset_new();
-        pthread_mutex_init(&s->seen.lock, NULL);
-        pthread_mutex_init(&s->mutex, NULL);
-        pthread_mutex_init(&s->commit_lock, NULL);
-        pthread_rwlockattr_t ga;
-        pthread_rwlockattr_init(&ga);
-        /* a waiting gc holds back new writers, so that it is not starved */
-        pthread_rwlockattr_setkind_np(&ga, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-        pthread_rwlock_init(&s->gate, &ga);
-        pthread_rwlockattr_destroy(&ga);
         s->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (encrypted && s->path && s->pending_set && store_crypt_new(&s->crypt) < 0) {
-                store_free(s);
-                return -ENOMEM;
-        }
-        if (!s->path || !s->pending_set || s->dir_fd < 0) {
-                r = s->dir_fd < 0 ? -errno : -ENOMEM;
+        if (s->dir_fd < 0) {
+                r = -errno;
                 store_free(s);
                 return r;
+        }
+        if (encrypted && store_crypt_new(&s->crypt) < 0) {
+                store_free(s);
+                return -ENOMEM;
         }
         /* make sure the subdirectories exist (an older or hand-made store) */
         static const char *dirs[] = { "chunks", "objects", "refs", "tmp" };
@@ -329,9 +282,7 @@ void store_free(Store *s) {
         idset_free(s->pending_set);
         store_crypt_free(s->crypt);
         idset_free(s->committing_set);
-        idset_free(s->seen.cur);
-        idset_free(s->seen.prev);
-        pthread_mutex_destroy(&s->seen.lock);
+        seen_done(&s->seen);
         if (s->lock_fd >= 0)
                 close(s->lock_fd);
         if (s->dir_fd >= 0)
@@ -1247,28 +1198,9 @@ static const StoreBackend local_backend = {
 
 int store_new_backend(const StoreBackend *be, void *data, const char *path, uint32_t chunk_size, int zstd_level,
                       Store **ret) {
-        Store *s = calloc(1, sizeof *s);
+        Store *s = store_alloc(be, data, path, chunk_size, zstd_level);
         if (!s)
                 return -ENOMEM;
-        s->lock_fd = s->dir_fd = -1;
-        s->chunk_size = chunk_size;
-        s->zstd_level = zstd_level;
-        s->path = strdup(path);
-        s->pending_set = idset_new();
-        pthread_mutex_init(&s->seen.lock, NULL);
-        pthread_mutex_init(&s->mutex, NULL);
-        pthread_mutex_init(&s->commit_lock, NULL);
-        pthread_rwlockattr_t ga;
-        pthread_rwlockattr_init(&ga);
-        pthread_rwlockattr_setkind_np(&ga, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-        pthread_rwlock_init(&s->gate, &ga);
-        pthread_rwlockattr_destroy(&ga);
-        if (!s->path || !s->pending_set) {
-                store_free(s);
-                return -ENOMEM;
-        }
-        s->be = be;
-        s->be_data = data;
         *ret = s;
         return 0;
 }

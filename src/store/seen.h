@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Chunks this process saw in the store lately: store_chunk_has() answered 1
+ * for them, or it wrote them. A has() of one of them is answered from memory,
+ * without the stored name's HMAC and a file system lookup: a pull checks every
+ * chunk of a checkpoint (the master image's and the RAM's) and the restore
+ * right after it checks them again, tens of thousands each time.
+ *
+ * Two generations of STORE_SEEN_S seconds each, so an answer from memory is
+ * never older than 2 * STORE_SEEN_S: the file's mtime was refreshed when it
+ * was seen (STORE_TOUCH_S), so gc's grace still covers a writer that takes
+ * less than grace - STORE_TOUCH_S - 2 * STORE_SEEN_S. A removal through the
+ * Store (gc, fsck) forgets everything; another process that removes chunks
+ * from under a running one is what gc's grace is for anyway. Thread-safe. */
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../basic/hash.h"
+#include "../basic/idset.h"
+
+#define STORE_SEEN_S 5
+#define STORE_SEEN_MAX (1u << 21) /* ids a generation holds (64 MiB): beyond, no more are added */
+
+typedef struct Seen {
+        pthread_mutex_t lock;
+        IdSet *cur, *prev;
+        uint64_t cur_start; /* CLOCK_MONOTONIC ns */
+} Seen;
+
+void seen_init(Seen *v);
+void seen_done(Seen *v);
+bool seen_has(Seen *v, const RoamId *id);
+void seen_add(Seen *v, const RoamId *id);
+void seen_forget(Seen *v);

@@ -918,6 +918,26 @@ int blob_base_load(Store *s, const char *path, BlobBase **ret) {
         return 0;
 }
 
+/* Chunk i of j->index (not all zero) from the store to its place in j->fd;
+ * buf holds a chunk. */
+static int write_chunk(Job *j, ChunkCodec *codec, uint8_t *buf, uint64_t i) {
+        const Index *x = j->index;
+        uint32_t want = index_chunk_len(x, i);
+        size_t n;
+        int r = store_chunk_get(j->store, codec, &x->ids[i], buf, &n);
+        if (r >= 0 && n != want) {
+                char hex[ID_HEX_SIZE];
+                r = err_set(-EBADMSG, "chunk %s has %zu bytes where the index wants %u", id_to_hex(&x->ids[i], hex),
+                            n, want);
+        }
+        if (r >= 0) {
+                r = loop_pwrite(j->fd, buf, n, i * x->chunk_size);
+                if (r < 0)
+                        r = err_set(r, "cannot write output: %s", strerror(-r));
+        }
+        return r;
+}
+
 static void *export_worker(void *arg) {
         Job *j = arg;
         Index *x = j->index;
@@ -938,18 +958,7 @@ static void *export_worker(void *arg) {
                         progress_add(j->progress, want);
                         continue;
                 }
-                size_t n;
-                int r = store_chunk_get(j->store, codec, &x->ids[i], buf, &n);
-                if (r >= 0 && n != want) {
-                        char hex[ID_HEX_SIZE];
-                        r = err_set(-EBADMSG, "chunk %s has %zu bytes where the index wants %u",
-                                    id_to_hex(&x->ids[i], hex), n, want);
-                }
-                if (r >= 0) {
-                        r = loop_pwrite(j->fd, buf, n, i * x->chunk_size);
-                        if (r < 0)
-                                r = err_set(r, "cannot write output: %s", strerror(-r));
-                }
+                int r = write_chunk(j, codec, buf, i);
                 if (r < 0) {
                         job_fail(j, r);
                         break;
@@ -1005,21 +1014,7 @@ static void *patch_worker(void *arg) {
                 uint64_t k = atomic_fetch_add(&j->next, 1);
                 if (k >= p->n || atomic_load(&j->error) < 0)
                         break;
-                uint64_t i = p->todo[k];
-                const RoamId *want = &j->index->ids[i];
-                uint32_t len = index_chunk_len(j->index, i);
-                size_t n;
-                int r = store_chunk_get(j->store, codec, want, buf, &n);
-                if (r >= 0 && n != len) {
-                        char hex[ID_HEX_SIZE];
-                        r = err_set(-EBADMSG, "chunk %s has %zu bytes where the index wants %u", id_to_hex(want, hex),
-                                    n, len);
-                }
-                if (r >= 0) {
-                        r = loop_pwrite(j->fd, buf, n, i * j->index->chunk_size);
-                        if (r < 0)
-                                r = err_set(r, "cannot write output: %s", strerror(-r));
-                }
+                int r = write_chunk(j, codec, buf, p->todo[k]);
                 if (r < 0) {
                         job_fail(j, r);
                         break;

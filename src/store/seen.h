@@ -21,13 +21,14 @@
 #include "../basic/hash.h"
 #include "../basic/idset.h"
 
-#define STORE_SEEN_S 5
+#define STORE_SEEN_S 30
 #define STORE_SEEN_MAX (1u << 21) /* ids a generation holds (64 MiB): beyond, no more are added */
 
 typedef struct Seen {
         pthread_mutex_t lock;
         IdSet *cur, *prev;
         uint64_t cur_start; /* CLOCK_MONOTONIC ns */
+        bool started;       /* cur_start is set */
 } Seen;
 
 void seen_init(Seen *v);
@@ -35,3 +36,6 @@ void seen_done(Seen *v);
 bool seen_has(Seen *v, const RoamId *id);
 void seen_add(Seen *v, const RoamId *id);
 void seen_forget(Seen *v);
+/* the same at a given CLOCK_MONOTONIC time in ns (for tests) */
+bool seen_has_at(Seen *v, const RoamId *id, uint64_t now);
+void seen_add_at(Seen *v, const RoamId *id, uint64_t now);

@@ -27,6 +27,7 @@
 #include "store/fsck.h"
 #include "store/index.h"
 #include "store/manifest.h"
+#include "store/seen.h"
 #include "store/store.h"
 
 #define SEED 4242u
@@ -165,6 +166,32 @@ static void test_chunk_seen(void **state) {
         assert_int_equal(store_chunk_has(f->s, &ida), 1);
         reopen(f);
         assert_int_equal(store_chunk_has(f->s, &ida), 0);
+}
+
+/* an answer from memory is never older than two generations */
+static void test_seen_window(void **state) {
+        (void) state;
+        const uint64_t gen = (uint64_t) STORE_SEEN_S * 1000000000ULL, t0 = 1000 * gen;
+        Seen v;
+        seen_init(&v);
+        RoamId a, b;
+        memset(&a, 1, sizeof a);
+        memset(&b, 2, sizeof b);
+        seen_add_at(&v, &a, t0);
+        assert_true(seen_has_at(&v, &a, t0));
+        assert_false(seen_has_at(&v, &b, t0));
+        assert_true(seen_has_at(&v, &a, t0 + gen - 1));
+        assert_true(seen_has_at(&v, &a, t0 + gen + 1)); /* the previous generation */
+        seen_add_at(&v, &b, t0 + gen + 2);
+        assert_true(seen_has_at(&v, &a, t0 + gen + 3)); /* a rotation keeps its predecessor */
+        /* a hit does not renew: a is gone after two generations, b still young */
+        assert_false(seen_has_at(&v, &a, t0 + 2 * gen + 2));
+        assert_true(seen_has_at(&v, &b, t0 + 2 * gen + 2));
+        assert_false(seen_has_at(&v, &b, t0 + 4 * gen));
+        seen_add_at(&v, &a, t0 + 4 * gen);
+        seen_forget(&v);
+        assert_false(seen_has_at(&v, &a, t0 + 4 * gen));
+        seen_done(&v);
 }
 
 static void test_put_compressed_rejects_wrong_bytes(void **state) {
@@ -1219,6 +1246,7 @@ static void test_blob_import_cancel(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_chunk_roundtrip, setup, teardown),
+                cmocka_unit_test(test_seen_window),
                 cmocka_unit_test_setup_teardown(test_chunk_seen, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_put_compressed_rejects_wrong_bytes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_refs, setup, teardown),

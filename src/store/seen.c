@@ -22,22 +22,46 @@ void seen_done(Seen *v) {
         pthread_mutex_destroy(&v->lock);
 }
 
-/* Under the lock: drops what is older than two generations. */
+/* Under the lock: a new generation every STORE_SEEN_S; the one before it
+ * stays while what it holds was looked up in the store less than
+ * STORE_SEEN_MAX_AGE_S ago, and while it is the generation just before. */
 static void seen_age(Seen *v, uint64_t now) {
-        const uint64_t gen = (uint64_t) STORE_SEEN_S * 1000000000ULL;
+        const uint64_t gen = (uint64_t) STORE_SEEN_S * 1000000000ULL,
+                       max_age = (uint64_t) STORE_SEEN_MAX_AGE_S * 1000000000ULL;
         if (v->started && now - v->cur_start < gen)
                 return; /* (a generation with nothing added yet is still one: its predecessor stays) */
         idset_free(v->prev);
-        v->prev = now - v->cur_start < 2 * gen ? v->cur : (idset_free(v->cur), NULL);
+        v->prev = NULL;
+        if (v->cur && now - v->cur_start < 2 * gen && now - v->cur_looked < max_age) {
+                v->prev = v->cur;
+                v->prev_looked = v->cur_looked;
+        } else
+                idset_free(v->cur);
         v->cur = NULL;
         v->cur_start = now;
         v->started = true;
 }
 
+/* Under the lock: id into the current generation, looked up at `looked`. */
+static void seen_put(Seen *v, const RoamId *id, uint64_t looked) {
+        if (!v->cur) {
+                v->cur = idset_new();
+                v->cur_looked = looked;
+        }
+        if (v->cur && idset_size(v->cur) < STORE_SEEN_MAX && idset_add(v->cur, id) > 0 && looked < v->cur_looked)
+                v->cur_looked = looked; /* a cache: no memory, no entry */
+}
+
 bool seen_has_at(Seen *v, const RoamId *id, uint64_t now) {
         pthread_mutex_lock(&v->lock);
         seen_age(v, now);
-        bool r = (v->cur && idset_contains(v->cur, id)) || (v->prev && idset_contains(v->prev, id));
+        bool r = v->cur && idset_contains(v->cur, id);
+        if (!r && v->prev && idset_contains(v->prev, id)) {
+                /* still in use: it moves on with the current generation,
+                 * which now holds a lookup as old as the previous one's */
+                seen_put(v, id, v->prev_looked);
+                r = true;
+        }
         pthread_mutex_unlock(&v->lock);
         return r;
 }
@@ -45,10 +69,7 @@ bool seen_has_at(Seen *v, const RoamId *id, uint64_t now) {
 void seen_add_at(Seen *v, const RoamId *id, uint64_t now) {
         pthread_mutex_lock(&v->lock);
         seen_age(v, now);
-        if (!v->cur)
-                v->cur = idset_new();
-        if (v->cur && idset_size(v->cur) < STORE_SEEN_MAX)
-                (void) idset_add(v->cur, id); /* a cache: no memory, no entry */
+        seen_put(v, id, now);
         pthread_mutex_unlock(&v->lock);
 }
 

@@ -5,14 +5,20 @@
  * for them, or it wrote them. A has() of one of them is answered from memory,
  * without the stored name's HMAC and a file system lookup: a pull checks every
  * chunk of a checkpoint (the master image's and the RAM's) and the restore
- * right after it checks them again, tens of thousands each time.
+ * right after it checks them again, tens of thousands each time, and a
+ * laptop's pre-copy rounds every few seconds check the same ones again.
  *
- * Two generations of STORE_SEEN_S seconds each, so an answer from memory is
- * never older than 2 * STORE_SEEN_S: the file's mtime was refreshed when it
- * was seen (STORE_TOUCH_S), so gc's grace still covers a writer that takes
- * less than grace - STORE_TOUCH_S - 2 * STORE_SEEN_S. A removal through the
- * Store (gc, fsck) forgets everything; another process that removes chunks
- * from under a running one is what gc's grace is for anyway. Thread-safe. */
+ * Generations of STORE_SEEN_S seconds: a new one starts empty, and an id found
+ * in the one before moves on into it (what is in use stays, what is not goes
+ * after two generations). So that an answer from memory is never too old, a
+ * generation remembers the oldest store lookup behind its ids, and is dropped
+ * whole when that is STORE_SEEN_MAX_AGE_S old: an answer from memory is never
+ * older than STORE_SEEN_MAX_AGE_S + 2 * STORE_SEEN_S. The file's mtime was
+ * refreshed at that lookup (STORE_TOUCH_S), so gc's grace still covers a
+ * writer that takes less than grace - STORE_TOUCH_S - that. A removal through
+ * the Store (gc, fsck) forgets everything; another process that removes
+ * chunks from under a running one is what gc's grace is for anyway.
+ * Thread-safe. */
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -22,12 +28,14 @@
 #include "../basic/idset.h"
 
 #define STORE_SEEN_S 30
+#define STORE_SEEN_MAX_AGE_S 600
 #define STORE_SEEN_MAX (1u << 21) /* ids a generation holds (64 MiB): beyond, no more are added */
 
 typedef struct Seen {
         pthread_mutex_t lock;
         IdSet *cur, *prev;
         uint64_t cur_start; /* CLOCK_MONOTONIC ns */
+        uint64_t cur_looked, prev_looked; /* the oldest store lookup behind a generation's ids */
         bool started;       /* cur_start is set */
 } Seen;
 

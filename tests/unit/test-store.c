@@ -168,15 +168,18 @@ static void test_chunk_seen(void **state) {
         assert_int_equal(store_chunk_has(f->s, &ida), 0);
 }
 
-/* an answer from memory is never older than two generations */
+/* what is in use stays, what is not goes, and no answer from memory is
+ * older than the maximum age (plus two generations) */
 static void test_seen_window(void **state) {
         (void) state;
-        const uint64_t gen = (uint64_t) STORE_SEEN_S * 1000000000ULL, t0 = 1000 * gen;
+        const uint64_t gen = (uint64_t) STORE_SEEN_S * 1000000000ULL,
+                       max_age = (uint64_t) STORE_SEEN_MAX_AGE_S * 1000000000ULL, t0 = 1000 * max_age;
         Seen v;
         seen_init(&v);
-        RoamId a, b;
+        RoamId a, b, c;
         memset(&a, 1, sizeof a);
         memset(&b, 2, sizeof b);
+        memset(&c, 3, sizeof c);
         seen_add_at(&v, &a, t0);
         assert_true(seen_has_at(&v, &a, t0));
         assert_false(seen_has_at(&v, &b, t0));
@@ -184,13 +187,26 @@ static void test_seen_window(void **state) {
         assert_true(seen_has_at(&v, &a, t0 + gen + 1)); /* the previous generation */
         seen_add_at(&v, &b, t0 + gen + 2);
         assert_true(seen_has_at(&v, &a, t0 + gen + 3)); /* a rotation keeps its predecessor */
-        /* a hit does not renew: a is gone after two generations, b still young */
-        assert_false(seen_has_at(&v, &a, t0 + 2 * gen + 2));
-        assert_true(seen_has_at(&v, &b, t0 + 2 * gen + 2));
-        assert_false(seen_has_at(&v, &b, t0 + 4 * gen));
-        seen_add_at(&v, &a, t0 + 4 * gen);
+        /* in use: a stays generation after generation, until its lookup is
+         * max_age old; then it is looked up again */
+        uint64_t t = t0 + gen + 3;
+        while (t + gen < t0 + max_age) {
+                t += gen;
+                assert_true(seen_has_at(&v, &a, t));
+        }
+        assert_false(seen_has_at(&v, &a, t0 + max_age + 2 * gen + 1));
+        /* not in use: gone after two generations */
+        t = t0 + max_age + 10 * gen;
+        seen_add_at(&v, &c, t);
+        assert_true(seen_has_at(&v, &b, t + 1) == false);
+        assert_true(seen_has_at(&v, &c, t + gen + 1));
+        assert_false(seen_has_at(&v, &a, t + gen + 1));
+        seen_add_at(&v, &a, t + 2 * gen + 2); /* c was last used at t + gen + 1 */
+        assert_true(seen_has_at(&v, &c, t + 2 * gen + 3));
+        assert_true(seen_has_at(&v, &a, t + 3 * gen + 3));
+        assert_false(seen_has_at(&v, &c, t + 4 * gen + 4)); /* not touched since t + 2 gen + 3 */
         seen_forget(&v);
-        assert_false(seen_has_at(&v, &a, t0 + 4 * gen));
+        assert_false(seen_has_at(&v, &a, t + 4 * gen + 4));
         seen_done(&v);
 }
 

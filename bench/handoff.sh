@@ -47,8 +47,9 @@
 #                                  matched against: nowarm (--no-warm-restore on both
 #                                  daemons), nograntpack (--no-grant-pack: the
 #                                  remainder pulled after the grant, pushed before
-#                                  the move-in), nostream (--no-stream-pack: the
-#                                  remainder stored once all of it came), nopages (no
+#                                  the move-in), nostream (--no-stream-pack on both
+#                                  daemons: the remainder sent once all of it is
+#                                  packed, stored once all of it came), nopages (no
 #                                  page references, ROAM_PAGE_DEDUP=0), plain (a
 #                                  laptop without encryption at rest: what
 #                                  encryption costs a hand-over)
@@ -195,8 +196,9 @@ if kind == "offline":
     m = first(dc, r"take offline of '\S+': (\d+) ms since the request came; grant \d+ ms: checkpoint \d+ \((.*)\)$")
     if m:
         r.update(server_ms=m.group(1), server_parts="'%s'" % m.group(2).replace("'", ""))
-    m = first(dc, r"take offline of '\S+': the remainder packed in (\d+) ms")
+    m = first(dc, r"take offline of '\S+': the remainder packed in (\d+) ms(, sent while it was packed)?")
     r["pack_ms"] = m.group(1) if m else "0"
+    r["pack_how"] = "'packing the remainder, which goes while it is packed'" if m and m.group(2) else "'packing the remainder'"
     if "lt_grant_ms" in r and "server_ms" in r and "to_server_ms" in r:
         # the rest of the grant: the answer's way back with the remainder, before it is stored
         r["back_ms"] = str(int(r["lt_grant_ms"]) - int(r["lt_store_ms"]) - int(r["server_ms"]) -
@@ -218,11 +220,11 @@ else:
         if final:
             r["push_ms"] = ms(mi["start"] - min(q["start"] for q in final))
     m = first(lt, r"take online of '\S+': final checkpoint (\d+) ms, remainder made ready (\d+) ms \((\d+) chunks, "
-                  r"(\d+) as pages, (with the move-in|pushed first)\), the server's answer after (\d+) ms \(its "
-                  r"restore (\d+) ms\)")
+                  r"(\d+) as pages, (\d+) objects as deltas, (with the move-in|pushed first)\), the server's answer "
+                  r"after (\d+) ms \(its restore (\d+) ms\)")
     if m:
         r.update(final_ckpt_ms=m.group(1), ready_ms=m.group(2), chunks=m.group(3), paged=m.group(4),
-                 how="'%s'" % m.group(5), answer_ms=m.group(6), server_restore_ms=m.group(7))
+                 deltas=m.group(5), how="'%s'" % m.group(6), answer_ms=m.group(7), server_restore_ms=m.group(8))
 for k, v in r.items():
     print("tl_%s=%s" % (k, v))
 PY
@@ -359,7 +361,7 @@ bench_roam() { # RAM_MIB precopy|noprecopy
         [ "$mode" = noprecopy ] && tool="roam offline (laptop daemon --no-precopy)"
         row "$sz" "take offline: server → laptop" "$tool" "$(fmt_ms "$down")" "$(human "$sent")" \
                 "$(human $((w1 - w0)))" "$(fmt_s "$(ms_between "$t0" "$t1")")" \
-                "downtime = ${tl_to_server_ms:-?} ms until the request reaches the server + ${tl_server_ms:-?} ms the server's part until its grant (${tl_server_parts:-?}) + ${tl_pack_ms:-?} ms packing the remainder + ${tl_back_ms:-?} ms the answer's way back with the remainder (${tl_chunks:-?} chunks, ${tl_paged:-?} of them as their changed pages) + ${tl_lt_store_ms:-?} ms storing it on the laptop + ${tl_pull_ms:-?} ms pull (checks; ${tl_pull_reqs:-?} requests) + ${tl_restore_ms:-?} ms restore; $pre_note; $cont"
+                "downtime = ${tl_to_server_ms:-?} ms until the request reaches the server + ${tl_server_ms:-?} ms the server's part until its grant (${tl_server_parts:-?}) + ${tl_pack_ms:-?} ms ${tl_pack_how:-packing the remainder} + ${tl_back_ms:-?} ms the answer's way back with the remainder (${tl_chunks:-?} chunks, ${tl_paged:-?} of them as their changed pages) + ${tl_lt_store_ms:-?} ms storing it on the laptop + ${tl_pull_ms:-?} ms pull (checks; ${tl_pull_reqs:-?} requests) + ${tl_restore_ms:-?} ms restore; $pre_note; $cont"
         # the goals' run: the one in the detailed rows (the first with every lever on)
         if [ "$mode" = precopy ] && [ "${ROW_QUIET:-0}" = 0 ]; then
                 OFF_DOWN=$down OFF_SENT=$sent OFF_WIRE=$((w1 - w0))
@@ -509,17 +511,17 @@ variant() { # NAME: the daemons' extra settings of a variant (all levers on, or 
         all) ;;
         nowarm) VARIANT_DC=(--no-warm-restore) VARIANT_LT=(--no-warm-restore) ;;
         nograntpack) VARIANT_LT=(--no-grant-pack) ;;
-        nostream) VARIANT_LT=(--no-stream-pack) ;;
+        nostream) VARIANT_DC=(--no-stream-pack) VARIANT_LT=(--no-stream-pack) ;;
         nopages) VARIANT_ENV=(ROAM_PAGE_DEDUP=0) ;;
         plain) VARIANT_PLAIN=1 ;;
         esac
 }
 variant_text() {
         case $1 in
-        all) echo "all levers on (pre-copy, staged RAM, QEMU waiting, remainder with the grant and stored as it comes, page references)" ;;
+        all) echo "all levers on (pre-copy, staged RAM, QEMU waiting, remainder with the grant, sent while it is packed and stored as it comes, page references, indexes as changes)" ;;
         nowarm) echo "without the waiting QEMU (--no-warm-restore): QEMU starts at the click" ;;
         nograntpack) echo "without the remainder in the grant's answer or the move-in's request (--no-grant-pack): pulled after the grant, pushed before the move-in, one round trip more each" ;;
-        nostream) echo "without storing the remainder as it comes (--no-stream-pack): stored once all of it is on the laptop" ;;
+        nostream) echo "without the remainder streamed (--no-stream-pack on both daemons): sent once all of it is packed, stored once all of it is on the laptop" ;;
         nopages) echo "without page references (ROAM_PAGE_DEDUP=0)" ;;
         plain) echo "a plain laptop (laptop init --no-encryption): encryption's cost is this row against the first" ;;
         esac

@@ -93,10 +93,14 @@ static int handoff(const char *verb, int argc, char **argv) {
         bool waiting = json_is_true(json_object_get(res, "qemu_waiting"));
         bool with_grant = json_is_true(json_object_get(res, "remainder_with_grant")),
              with_move_in = json_is_true(json_object_get(res, "remainder_with_move_in"));
-        json_int_t paged = json_integer_value(json_object_get(res, "chunks_paged"));
-        char pages[64] = "";
+        json_int_t paged = json_integer_value(json_object_get(res, "chunks_paged")),
+                   deltas = json_integer_value(json_object_get(res, "objects_as_deltas"));
+        char pages[128] = "";
         if (paged > 0)
                 snprintf(pages, sizeof pages, ", %lld chunks as their changed pages", (long long) paged);
+        if (deltas > 0)
+                snprintf(pages + strlen(pages), sizeof pages - strlen(pages), ", %lld %s as changes to the pre-copy's",
+                         (long long) deltas, deltas == 1 ? "index" : "indexes");
         printf("session '%s' is %s: downtime %lld ms, %s sent after the click%s%s (epoch %lld)%s%s\n", argv[1],
                !strcmp(verb, "offline") ? "offline on this laptop" : "online on the server",
                (long long) json_integer_value(json_object_get(res, "downtime_ms")),

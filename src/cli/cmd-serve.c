@@ -88,10 +88,11 @@ static const char serve_help[] =
         "                      take offline asks for the server's grant, then pulls it;\n"
         "                      take online pushes it, then moves in (by default it comes\n"
         "                      with the grant, and goes with the move-in; for comparisons)\n"
-        "  --no-stream-pack    store the remainder that comes with the grant once all of\n"
-        "                      it is here (by default it is stored while it comes; for\n"
-        "                      comparisons)\n"
         "Both roles:\n"
+        "  --no-stream-pack    a take offline's remainder whole: the server sends it\n"
+        "                      once all of it is packed, the laptop stores it once all\n"
+        "                      of it is here (by default it goes while it is packed and\n"
+        "                      is stored while it comes; for comparisons)\n"
         "  --no-warm-restore   start no QEMU ahead of a hand-over (by default, when a\n"
         "                      session's RAM is staged here, its QEMU is started too\n"
         "                      and waits for the click; for comparisons)\n"
@@ -131,6 +132,7 @@ typedef struct ServeConfig {
         double max_failed_logins;
         bool foreground; /* accepted, changes nothing */
         bool no_warm;    /* no QEMU started ahead of a hand-over's restore */
+        bool no_stream_pack; /* a hand-over's remainder sent and stored only whole */
         struct {
                 const char *etcd, *name, *url;
                 double checkpoint_s;
@@ -197,7 +199,7 @@ static const struct ServeFlag {
         [OPT_NO_GRANT_PACK - OPT_LISTEN] = { "no-grant-pack", no_argument, "false", KIND_SWITCH,
                                              AT(laptop.no_grant_pack) },
         [OPT_NO_STREAM_PACK - OPT_LISTEN] = { "no-stream-pack", no_argument, "false", KIND_SWITCH,
-                                              AT(laptop.no_stream_pack) },
+                                              AT(no_stream_pack) },
         [OPT_NO_WARM_RESTORE - OPT_LISTEN] = { "no-warm-restore", no_argument, "false", KIND_SWITCH, AT(no_warm) },
         [OPT_CONFIG - OPT_LISTEN] = { "config", required_argument, NULL },
         [OPT_PRINT_CONFIG - OPT_LISTEN] = { "print-config", no_argument, NULL },
@@ -442,6 +444,7 @@ int verb_serve(int argc, char **argv) {
         DaemonOptions o = cfg.daemon;
         HoardOptions ho = cfg.hoard;
         LaptopOptions lo = cfg.laptop;
+        lo.no_stream_pack = cfg.no_stream_pack;
         double offline_days = cfg.offline_days;
         uint64_t nonce_ttl = cfg.nonce_ttl;
         if (!!o.tls_cert != !!o.tls_key)
@@ -497,7 +500,7 @@ int verb_serve(int argc, char **argv) {
         if (r >= 0)
                 r = api_laptop_register(d, (int64_t) nonce_ttl, &laptops);
         if (r >= 0)
-                r = api_session_register(d, sh, (int64_t) (offline_days * 86400), laptops);
+                r = api_session_register(d, sh, (int64_t) (offline_days * 86400), laptops, !cfg.no_stream_pack);
         if (r >= 0)
                 r = api_keys_register(d, laptops);
         if (r >= 0 && lo.server_url)

@@ -38,6 +38,7 @@ typedef struct ApiSession {
         Daemon *d;
         SessionHost *h;
         int64_t lease_s;
+        bool stream_grant; /* a take offline's remainder sent while it is packed */
         ApiLaptop *laptops;
         pthread_mutex_t lock;
         Ready ready[READY_MAX];
@@ -209,6 +210,9 @@ int parse_move_in(const void *body, size_t len, const char *name, MoveIn *ret) {
         return 0;
 }
 
+static int move_in_steps(HttpRequest *req, ApiSession *a, const char *name, const MoveIn *mi,
+                         const char *laptop);
+
 static int move_in(HttpRequest *req, ApiSession *a, const char *name) {
         SessionHost *h = a->h;
         _cleanup_free_ char *laptop = NULL;
@@ -224,6 +228,17 @@ static int move_in(HttpRequest *req, ApiSession *a, const char *name) {
                                         "or that with \"ref\": \"sessions/USER/%s/in-eN\" as one line, then an "
                                         "upload",
                                         name);
+        /* the remainder, stored now, is read again by the restore */
+        store_keep_fresh(session_host_store(h), HANDOFF_FRESH_S);
+        int r = move_in_steps(req, a, name, &mi, laptop);
+        store_keep_fresh(session_host_store(h), 0);
+        return r;
+}
+
+static int move_in_steps(HttpRequest *req, ApiSession *a, const char *name, const MoveIn *mip,
+                         const char *laptop) {
+        SessionHost *h = a->h;
+        const MoveIn mi = *mip;
         const Handover ho = mi.ho;
         uint64_t t0 = now_ns();
         if (mi.upload) {
@@ -233,8 +248,16 @@ static int move_in(HttpRequest *req, ApiSession *a, const char *name) {
                 if (id_from_hex(ho.checkpoint, &id) < 0)
                         return http_reply_error(req, 400, "checkpoint id is malformed");
                 err_clear();
+                /* the pre-copy's RAM as staged here: the pages of the
+                 * remainder's chunks that did not change come from it */
+                SessionStagedView view = { 0 };
+                UploadPlain plain = { 0 };
+                if (session_staged_view(h, name, &view) >= 0)
+                        plain = (UploadPlain){ .id = &view.id, .data = view.addr, .len = view.len };
+                err_clear();
                 int k = api_store_take_upload(daemon_api_store(a->d), req, mi.bases, mi.upload, mi.upload_len,
-                                              mi.ref, &id);
+                                              mi.ref, &id, view.addr ? &plain : NULL);
+                session_staged_view_done(&view);
                 if (k != 0)
                         return k < 0 ? k : 0;
         }
@@ -246,10 +269,11 @@ static int move_in(HttpRequest *req, ApiSession *a, const char *name) {
                 daemon_log(a->d, DAEMON_LOG_DEBUG,
                            "move-in of '%s': %.0f ms since the request came (its upload %zu bytes); the remainder "
                            "stored in %.0f ms; restore %.0f ms (verify %.0f, RAM %.0f, files %.0f in all, device "
-                           "state and cont %.0f)",
+                           "state and cont %.0f [loading the device state %.0f, cont %.0f])",
                            name, (now_ns() - http_request_start_ns(req)) / 1e6, mi.upload_len,
                            (t_stored - t0) / 1e6, res.total_ns / 1e6, res.verify_ns / 1e6, res.ram_ns / 1e6,
-                           res.export_ns / 1e6, (res.qemu_ns - res.launch_ns) / 1e6);
+                           res.export_ns / 1e6, (res.qemu_ns - res.launch_ns) / 1e6, res.devstate_ns / 1e6,
+                           res.cont_ns / 1e6);
         if (r >= 0 && laptop)
                 (void) laptop_grant_drop(daemon_catalog(a->d), name);
         if (r == -ESTALE || r == -EBUSY)
@@ -390,6 +414,31 @@ static int precopy(HttpRequest *req, ApiSession *a, const char *name) {
  * second round trip: the grant as one line of JSON, then the pack
  * (docs/sync-protocol.md). Whatever fails of the pack, the grant goes alone
  * (the laptop then pulls as before). */
+/* A grant whose remainder goes while it is packed (pack-out.h). */
+typedef struct GrantStream {
+        ApiSession *a;
+        char name[NAME_MAX_LEN + 1];
+        PackOut *po;
+} GrantStream;
+
+static ssize_t grant_stream_read(void *userdata, uint64_t pos, void *buf, size_t max) {
+        GrantStream *gs = userdata;
+        return pack_out_read(gs->po, buf, max);
+}
+
+static void grant_stream_free(void *userdata) {
+        GrantStream *gs = userdata;
+        PackOutStats st;
+        pack_out_stats(gs->po, &st);
+        daemon_log(gs->a->d, DAEMON_LOG_DEBUG,
+                   "take offline of '%s': the remainder packed in %.0f ms, sent while it was packed (%u chunks, %u as "
+                   "pages; %u objects, %u as deltas, %zu bytes of them; %llu bytes with the grant)",
+                   gs->name, st.made_ns / 1e6, st.n_chunks, st.n_paged, st.n_objects, st.n_delta, st.object_bytes,
+                   (unsigned long long) st.bytes);
+        pack_out_free(gs->po);
+        free(gs);
+}
+
 static int reply_grant(HttpRequest *req, ApiSession *a, const char *name, json_t *grant, const RoamId *checkpoint) {
         size_t len;
         const void *body = http_request_body(req, &len);
@@ -406,13 +455,39 @@ static int reply_grant(HttpRequest *req, ApiSession *a, const char *name, json_t
                                 (text = json_dumps(ask, JSON_COMPACT))
                         ? pack_request_parse(text, strlen(text), &pr)
                         : -ENOMEM;
+        if (r >= 0 && a->stream_grant) {
+                /* the grant's line, then the pack while it is made */
+                GrantStream *gs = calloc(1, sizeof *gs);
+                _cleanup_free_ char *prefix = NULL;
+                int k = gs && asprintf(&prefix, "%s\n", line) > 0
+                                ? pack_answer_stream(session_host_store(a->h), &pr, prefix, strlen(prefix), &gs->po,
+                                                     &missing)
+                                : -ENOMEM;
+                if (k >= 0) {
+                        gs->a = a;
+                        snprintf(gs->name, sizeof gs->name, "%s", name);
+                        json_decref(grant);
+                        return http_reply_stream(req, 200, API_GRANT_PACK_TYPE, UINT64_MAX, grant_stream_read, gs,
+                                                 grant_stream_free);
+                }
+                free(gs);
+                if (k != -E2BIG) {
+                        daemon_log(a->d, DAEMON_LOG_DEBUG, "take offline of '%s': the grant goes without its pack: %s",
+                                   name, err_message(k));
+                        err_clear();
+                        return http_reply_json(req, 200, grant);
+                }
+                err_clear(); /* too big to announce whole: what fits, made first */
+        }
         uint64_t t_pack = now_ns();
         if (r >= 0)
                 r = pack_answer(session_host_store(a->h), &pr, &pw, &missing);
         if (r >= 0)
                 daemon_log(a->d, DAEMON_LOG_DEBUG,
-                           "take offline of '%s': the remainder packed in %.0f ms (%u chunks, %u as pages, %zu bytes)",
-                           name, (now_ns() - t_pack) / 1e6, pw.n_chunks, pw.n_paged, pw.len);
+                           "take offline of '%s': the remainder packed in %.0f ms (%u chunks, %u as pages; %u "
+                           "objects, %u as deltas, %zu bytes of them; %zu bytes)",
+                           name, (now_ns() - t_pack) / 1e6, pw.n_chunks, pw.n_paged, pw.n_objects, pw.n_delta,
+                           pw.object_bytes, pw.len);
         uint8_t *out = NULL;
         size_t n = line ? strlen(line) : 0, total = n + 1 + pw.len;
         if (r >= 0 && (out = malloc(total))) {
@@ -734,13 +809,14 @@ static void agent_worker(DaemonWorker *w, void *userdata) {
         } while (daemon_worker_sleep(w, AGENT_WATCH_S));
 }
 
-int api_session_register(Daemon *d, SessionHost *h, int64_t lease_s, ApiLaptop *laptops) {
+int api_session_register(Daemon *d, SessionHost *h, int64_t lease_s, ApiLaptop *laptops, bool stream_grant) {
         /* lives as long as the daemon process */
         static ApiSession a;
         a.d = d;
         a.h = h;
         a.laptops = laptops;
         a.lease_s = lease_s;
+        a.stream_grant = stream_grant;
         pthread_mutex_init(&a.lock, NULL);
         int r = daemon_add_routes(d, routes, ELEMENTSOF(routes), &a);
         if (r < 0)

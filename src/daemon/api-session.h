@@ -71,7 +71,7 @@ int parse_move_in(const void *body, size_t len, const char *name, MoveIn *ret);
 /* Adds the routes to d; h and laptops are borrowed and must outlive the
  * daemon's run. lease_s: how long a laptop may keep a session offline
  * without renewing (0 = no limit). */
-int api_session_register(Daemon *d, SessionHost *h, int64_t lease_s, ApiLaptop *laptops);
+int api_session_register(Daemon *d, SessionHost *h, int64_t lease_s, ApiLaptop *laptops, bool stream_grant);
 
 /* A fleet member's front door (api-fleet-laptop.c): the routes above ask it
  * first about a session, so that a laptop paired with the fleet reaches

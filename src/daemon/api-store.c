@@ -18,6 +18,8 @@
 #include "../basic/macro.h"
 #include "../basic/util.h"
 #include "../store/reach.h"
+#include "../sync/obj-delta.h"
+#include "../sync/pack-out.h"
 #include "../sync/pack.h"
 #include "../sync/page-chunk.h"
 #include "../sync/pages.h"
@@ -826,8 +828,9 @@ static int h_pack_get(HttpRequest *req, void *userdata) {
         return http_reply_buffer(req, 200, "application/octet-stream", pw.buf, pw.len);
 }
 
-int pack_answer(Store *s, const PackRequest *pr, PackWriter *pw, RoamId *ret_missing) {
-        *ret_missing = ID_NULL;
+/* What a pack answers: want and have as the request says, and a page sender
+ * when it named bases. */
+static int pack_sources(Store *s, const PackRequest *pr, Reach **ret_want, Reach **ret_have, PageSender **ret_ps) {
         _cleanup_(reach_freep) Reach *want = reach_new(), *have = reach_new();
         if (!want || !have)
                 return -ENOMEM;
@@ -841,12 +844,24 @@ int pack_answer(Store *s, const PackRequest *pr, PackWriter *pw, RoamId *ret_mis
                 return r;
         if (want->bad_objects > 0)
                 return -ENOENT;
-        _cleanup_(page_sender_freep) PageSender *ps = NULL;
+        *ret_ps = NULL;
         if (pr->n_bases > 0) {
-                r = page_sender_new(s, pr->bases, (unsigned) pr->n_bases, &ps);
+                r = page_sender_new(s, pr->bases, (unsigned) pr->n_bases, ret_ps);
                 if (r < 0)
                         return r;
         }
+        *ret_want = TAKE_PTR(want);
+        *ret_have = TAKE_PTR(have);
+        return 0;
+}
+
+int pack_answer(Store *s, const PackRequest *pr, PackWriter *pw, RoamId *ret_missing) {
+        *ret_missing = ID_NULL;
+        _cleanup_(reach_freep) Reach *want = NULL, *have = NULL;
+        _cleanup_(page_sender_freep) PageSender *ps = NULL;
+        int r = pack_sources(s, pr, &want, &have, &ps);
+        if (r < 0)
+                return r;
         r = pack_writer_init(pw, pr->max_bytes);
         if (r < 0)
                 return r;
@@ -855,6 +870,17 @@ int pack_answer(Store *s, const PackRequest *pr, PackWriter *pw, RoamId *ret_mis
         if (r < 0)
                 pack_writer_done(pw);
         return r;
+}
+
+int pack_answer_stream(Store *s, const PackRequest *pr, const void *prefix, size_t prefix_len, PackOut **ret,
+                       RoamId *ret_missing) {
+        *ret_missing = ID_NULL;
+        _cleanup_(reach_freep) Reach *want = NULL, *have = NULL;
+        _cleanup_(page_sender_freep) PageSender *ps = NULL;
+        int r = pack_sources(s, pr, &want, &have, &ps);
+        if (r < 0)
+                return r;
+        return pack_out_new(s, want, have, ps, pr->max_bytes, prefix, prefix_len, ret, ret_missing);
 }
 
 /* Checks every record of a pack as storing it will, without storing. nb:
@@ -886,6 +912,19 @@ static int pack_verify(ApiStore *a, Worker *w, const void *body, size_t len, uns
                         int r = verify_record(a, w, &id, z, zlen);
                         if (r < 0)
                                 return r;
+                        continue;
+                }
+                if (obj_delta_is(z, zlen)) {
+                        /* its bytes are checked when it is rebuilt (page_bases_store_object()) */
+                        ObjDelta d;
+                        if (!(rd.flags & PACK_DELTA) ||
+                            obj_delta_parse(z, zlen, nb, API_OBJECT_MAX, &d) < 0)
+                                return err_set(-EBADMSG, "object %s: malformed delta (or the pack says none)",
+                                               id_to_hex(&id, hex));
+                        plain += d.len;
+                        if (plain > API_PACK_OBJECTS_MAX)
+                                return err_set(-EBADMSG, "pack objects come to more than %u bytes",
+                                               API_PACK_OBJECTS_MAX);
                         continue;
                 }
                 _cleanup_free_ void *data = NULL;
@@ -948,7 +987,8 @@ static int pack_store(ApiStore *a, Worker *w, const void *body, size_t len, uint
  * (src/sync/pages.h). 0 with the counts; 1 when it answered the request
  * (malformed: nothing stored; a chunk whose pages do not rebuild it: 412, the
  * rest stored); < 0 for the server to answer. */
-static int upload_store(HttpRequest *req, ApiStore *a, Worker *w, unsigned nb, const uint8_t *body, size_t len,
+static int upload_store(HttpRequest *req, ApiStore *a, Worker *w, unsigned nb, const UploadPlain *plain,
+                        const uint8_t *body, size_t len,
                         uint64_t *ret_objects, uint64_t *ret_stored, uint64_t *ret_present) {
         if (!body)
                 body = (const uint8_t *) "";
@@ -963,6 +1003,8 @@ static int upload_store(HttpRequest *req, ApiStore *a, Worker *w, unsigned nb, c
                 int k = page_bases_new(a->s, base_ids, nb, &pb);
                 if (k < 0)
                         return k;
+                if (plain)
+                        page_bases_attach_plain(pb, plain->id, plain->data, plain->len);
                 body += (size_t) nb * ID_SIZE;
                 len -= (size_t) nb * ID_SIZE;
         }
@@ -998,14 +1040,14 @@ static int upload_store(HttpRequest *req, ApiStore *a, Worker *w, unsigned nb, c
 }
 
 int api_store_take_upload(ApiStore *a, HttpRequest *req, unsigned bases, const void *body, size_t len,
-                          const char *ref, const RoamId *id) {
+                          const char *ref, const RoamId *id, const UploadPlain *plain) {
         Worker *w = worker_get(a);
         if (!w)
                 return -ENOMEM;
         if (ref_name_to_write(req, ref, "change", " (user tokens write only sessions/USER/...)") < 0)
                 return 1;
         uint64_t objects = 0, stored = 0, present = 0;
-        int r = upload_store(req, a, w, bases, body, len, &objects, &stored, &present);
+        int r = upload_store(req, a, w, bases, plain, body, len, &objects, &stored, &present);
         if (r != 0)
                 return r;
         char msg[1024], hex[ID_HEX_SIZE];
@@ -1056,7 +1098,7 @@ static int h_pack_put(HttpRequest *req, void *userdata) {
         size_t len;
         const uint8_t *body = http_request_body(req, &len);
         uint64_t objects = 0, stored = 0, present = 0;
-        int r = upload_store(req, a, w, (unsigned) nb, body, len, &objects, &stored, &present);
+        int r = upload_store(req, a, w, (unsigned) nb, NULL, body, len, &objects, &stored, &present);
         if (r != 0)
                 return r < 0 ? r : 0;
         json_t *counts = json_pack("{s:I, s:I, s:I}", "objects", (json_int_t) objects, "stored", (json_int_t) stored,

@@ -32,6 +32,7 @@
 #include "../basic/hash.h"
 #include "../http/server.h"
 #include "../store/store.h"
+#include "../sync/pack-out.h"
 #include "../sync/pack.h"
 
 #define API_OBJECT_MAX (64u << 20)   /* largest object over the wire */
@@ -68,8 +69,13 @@ int api_store_commit(ApiStore *a);
  * 1 when it answered req (an error: bad upload, a ref the token may not
  * write, chunks as pages that do not rebuild here, an incomplete checkpoint);
  * < 0 for the caller to answer. */
+typedef struct UploadPlain { /* a plain copy of one base (page_bases_attach_plain()) */
+        const RoamId *id;
+        const void *data;
+        size_t len;
+} UploadPlain;
 int api_store_take_upload(ApiStore *a, HttpRequest *req, unsigned bases, const void *body, size_t len,
-                          const char *ref, const RoamId *id);
+                          const char *ref, const RoamId *id, const UploadPlain *plain);
 
 /* The body of PUT /v1/refs/NAME: {"id": HEX, "old": HEX or null}.
  * Unknown keys are ignored. Pure and bounded (fuzzed in fuzz-wire.c). */
@@ -99,3 +105,8 @@ int pack_request_parse(const void *body, size_t len, PackRequest *ret);
  * POST /v1/pack/get: -ENOENT when pr's want is not here (*ret_missing null)
  * or a chunk below it is not (*ret_missing that chunk). */
 int pack_answer(Store *s, const PackRequest *pr, PackWriter *pw, RoamId *ret_missing);
+/* The same, sent while it is made (src/sync/pack-out.h), after prefix:
+ * -E2BIG when it might not fit in the request's max_bytes (pack_answer()
+ * then makes what fits). */
+int pack_answer_stream(Store *s, const PackRequest *pr, const void *prefix, size_t prefix_len, PackOut **ret,
+                       RoamId *ret_missing);

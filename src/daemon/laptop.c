@@ -537,7 +537,18 @@ static int request_grant(Laptop *l, const char *name, SyncPackAsk *ask, json_t *
         return 0;
 }
 
+static int offline_steps(Laptop *l, const char *name, json_t **ret);
+
+/* The remainder is stored and, a moment later, patched into the staged RAM
+ * by the restore: it is read from memory then (store_keep_fresh()). */
 static int do_offline(Laptop *l, const char *name, json_t **ret) {
+        store_keep_fresh(daemon_store(l->d), HANDOFF_FRESH_S);
+        int k = offline_steps(l, name, ret);
+        store_keep_fresh(daemon_store(l->d), 0);
+        return k;
+}
+
+static int offline_steps(Laptop *l, const char *name, json_t **ret) {
         uint64_t t0 = now_ns(), wire = 0;
         if (!laptop_identity_paired(l->id)) {
                 int k = laptop_identity_pair(l->id, l->server);
@@ -560,11 +571,20 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
         _cleanup_(json_decrefp) json_t *ask_json = NULL;
         if (so.n_have > 0 && !l->o.no_grant_pack && sync_pack_ask(daemon_store(l->d), &so, &ask_json, &ask) < 0)
                 err_clear(); /* then without */
+        /* the pre-copy's RAM as staged here: the pages of the remainder's
+         * chunks that did not change are copied from it */
+        SessionStagedView view = { 0 };
+        if (ask && session_staged_view(l->h, name, &view) >= 0)
+                sync_pack_ask_attach_plain(ask, &view.id, view.addr, view.len);
+        err_clear();
         json_t *g = NULL;
         SyncStats pst = { 0 };
         bool packed = false;
         uint64_t store_ns = 0;
         int k = request_grant(l, name, ask, ask_json, &g, &pst, &wire, &packed, &store_ns);
+        /* done with the staged file before the restore takes it */
+        sync_pack_ask_free(TAKE_PTR(ask));
+        session_staged_view_done(&view);
         if (k < 0)
                 return k;
         const char *ck = json_string_value(json_object_get(g, "checkpoint"));
@@ -606,6 +626,7 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
                 st.chunks_paged += pst.chunks_paged;
                 st.pages_referenced += pst.pages_referenced;
                 st.chunks_page_fallback += pst.chunks_page_fallback;
+                st.objects_delta += pst.objects_delta;
                 failpoint("offline:after-pull");
                 k = session_move_in(l->h, name, ck, epoch, -1, &rr);
         }
@@ -630,24 +651,27 @@ static int do_offline(Laptop *l, const char *name, json_t **ret) {
                          "chunks_page_fallback", (json_int_t) st.chunks_page_fallback);
         json_object_set_new(*ret, "qemu_waiting", json_boolean(rr.warm));
         json_object_set_new(*ret, "remainder_with_grant", json_boolean(packed));
+        json_object_set_new(*ret, "objects_as_deltas", json_integer((json_int_t) st.objects_delta));
         json_decref(g);
         daemon_log(l->d, DAEMON_LOG_INFO, "session '%s' taken offline: downtime %llu ms, %llu bytes after the click",
                    name, (unsigned long long) (downtime / 1000000), (unsigned long long) wire);
         daemon_log(l->d, DAEMON_LOG_DEBUG,
                    "take offline of '%s': grant %.0f ms (of it, storing the remainder that came with it %.0f ms: "
                    "%llu chunks, %llu as pages with %llu page references, %llu fetched in full), pull %.0f ms, "
-                   "restore %.0f ms; the pull: objects %.0f, their chunks %.0f, which are here %.0f, ref %.0f",
+                   "restore %.0f ms; the pull: objects %.0f, their chunks %.0f, which are here %.0f, ref %.0f; "
+                   "objects rebuilt from deltas %llu, objects the pull fetched %llu",
                    name, (t_grant - t0) / 1e6, store_ns / 1e6, (unsigned long long) st.chunks_sent,
                    (unsigned long long) st.chunks_paged, (unsigned long long) st.pages_referenced,
                    (unsigned long long) st.chunks_page_fallback, (t_pulled - t_grant) / 1e6,
                    (now_ns() - t_pulled) / 1e6, st.objects_ns / 1e6, st.reach_ns / 1e6, st.check_ns / 1e6,
-                   st.ref_ns / 1e6);
+                   st.ref_ns / 1e6, (unsigned long long) st.objects_delta,
+                   (unsigned long long) st.objects_sent);
         daemon_log(l->d, DAEMON_LOG_DEBUG,
                    "restore of '%s': %.0f ms: verify %.0f, RAM %.0f (%s), files %.0f in all, QEMU start %.0f%s, "
-                   "device state and cont %.0f",
+                   "device state and cont %.0f (loading the device state %.0f, cont %.0f)",
                    name, rr.total_ns / 1e6, rr.verify_ns / 1e6, rr.ram_ns / 1e6, rr.ram_staged ? "staged" : "full",
                    rr.export_ns / 1e6, rr.launch_ns / 1e6, rr.warm ? " (waiting already)" : "",
-                   (rr.qemu_ns - rr.launch_ns) / 1e6);
+                   (rr.qemu_ns - rr.launch_ns) / 1e6, rr.devstate_ns / 1e6, rr.cont_ns / 1e6);
         return 0;
 }
 
@@ -766,13 +790,15 @@ static int do_online(Laptop *l, const char *name, json_t **ret) {
         json_object_set_new(*ret, "remainder_with_move_in", json_boolean(res.remainder_with_move_in));
         json_object_set_new(*ret, "chunks_after_click", json_integer((json_int_t) res.final_chunks));
         json_object_set_new(*ret, "chunks_paged", json_integer((json_int_t) res.final_paged));
+        json_object_set_new(*ret, "objects_as_deltas", json_integer((json_int_t) res.final_deltas));
         daemon_log(l->d, DAEMON_LOG_INFO, "session '%s' taken online: downtime %llu ms", name,
                    (unsigned long long) (res.downtime_ns / 1000000));
         daemon_log(l->d, DAEMON_LOG_DEBUG,
                    "take online of '%s': final checkpoint %.0f ms, remainder made ready %.0f ms (%llu chunks, %llu "
-                   "as pages%s), the server's answer after %.0f ms (its restore %.0f ms)",
+                   "as pages, %llu objects as deltas%s), the server's answer after %.0f ms (its restore %.0f ms)",
                    name, res.final_checkpoint_ns / 1e6, res.remainder_ns / 1e6,
                    (unsigned long long) res.final_chunks, (unsigned long long) res.final_paged,
+                   (unsigned long long) res.final_deltas,
                    res.remainder_with_move_in ? ", with the move-in" : ", pushed first",
                    (res.downtime_ns - res.final_checkpoint_ns - res.remainder_ns) / 1e6,
                    res.target_restore_ns / 1e6);

@@ -32,6 +32,9 @@ typedef struct PrecopyResult {
  * emulated WAN, docs/benchmarks.md) plus the remainder's bytes at the link's
  * rate. */
 #define HANDOFF_OFFLINE_FIXED_S 0.5
+/* A hand-over's remainder is stored and then restored: for at most this
+ * long, the chunks stored are kept in memory for the restore (store_keep_fresh()) */
+#define HANDOFF_FRESH_S 60
 
 /* A fuzzy snapshot of a running session, taken without pausing it: the RAM
  * file and the overlay are imported as they are at this moment into the store

@@ -125,6 +125,7 @@ static int move_in_with_remainder(Store *s, Remote *r, const char *user, const c
         }
         res->final_chunks += u.chunks;
         res->final_paged += u.paged;
+        res->final_deltas += u.deltas;
         res->remainder_with_move_in = true;
         json_t *j = json_loadb((const char *) resp.body, resp.len, 0, NULL);
         remote_response_done(&resp);

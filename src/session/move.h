@@ -40,6 +40,7 @@ typedef struct SessionMoveResult {
         uint64_t final_wire_bytes;  /* bytes on the wire while paused */
         uint64_t final_chunks;      /* chunks sent while paused */
         uint64_t final_paged;       /* ... of them as their changed pages (src/sync/pages.h) */
+        uint64_t final_deltas;      /* objects after the pause as deltas (src/sync/obj-delta.h) */
         bool remainder_with_move_in;/* they went in the move-in's request (one round trip) */
         uint64_t target_restore_ns; /* as the target measured it */
         uint64_t final_checkpoint_ns; /* of the downtime: the final checkpoint here */

@@ -239,11 +239,15 @@ static int restore_files(SessionHost *h, Op *o, json_t *m, SessionRestoreResult 
 
 /* QEMU (q, waiting with -incoming defer: r >= 0): device state, cont; the
  * session is running, or stopped when that failed. */
-static int restore_resume(SessionHost *h, Op *o, Qmp *q, int r) {
+static int restore_resume(SessionHost *h, Op *o, Qmp *q, int r, SessionRestoreResult *res) {
         if (r >= 0) {
+                uint64_t t0 = now_ns();
                 r = vm_load_devstate(q, o->paths.devstate, 60000);
+                uint64_t t1 = now_ns();
                 if (r >= 0)
                         r = qmp_cont(q);
+                res->devstate_ns = t1 - t0;
+                res->cont_ns = now_ns() - t1;
                 if (r < 0) {
                         r = err_wrap(r, "cannot restore session '%s'", o->row.name);
                         (void) vm_kill(q, o->pid);
@@ -270,7 +274,7 @@ static int restore_launch(SessionHost *h, Op *o, SessionRestoreResult *res, uint
                 r = launch(h, o, true, &q);
         res->launch_ns = now_ns() - t1;
         failpoint("restore:after-launch");
-        return restore_resume(h, o, q, r);
+        return restore_resume(h, o, q, r, res);
 }
 
 /* Restores m into the warm QEMU of o if there is one that fits: 0 when it
@@ -301,7 +305,7 @@ static int restore_warm(SessionHost *h, Op *o, json_t *m, SessionRestoreResult *
                 return r;
         }
         failpoint("restore:after-launch"); /* the same point as a cold restore's */
-        return restore_resume(h, o, q, 0);
+        return restore_resume(h, o, q, 0, res);
 }
 
 /* Restores checkpoint m (verified) into session name (row exists, QEMU not running). */

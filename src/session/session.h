@@ -312,6 +312,8 @@ typedef struct SessionRestoreResult {
         uint64_t export_ns; /* store -> files */
         uint64_t launch_ns; /* QEMU start until it answers (part of qemu_ns) */
         uint64_t qemu_ns;   /* QEMU start, device state, cont (0 when powered off) */
+        uint64_t devstate_ns; /* ... of it loading the device state, */
+        uint64_t cont_ns;     /* ... and cont (the rest: records in the catalog) */
         uint64_t total_ns;
 } SessionRestoreResult;
 
@@ -339,6 +341,18 @@ typedef struct SessionStageResult {
  * staged file. Meant for a session that runs elsewhere (a laptop stages the
  * server's pre-copy). Costs the RAM directory the checkpoint's non-zero RAM. */
 int session_stage_ram(SessionHost *h, const char *name, const RoamId *checkpoint, SessionStageResult *ret);
+/* The RAM file staged for name, mapped read-only (its RAM index id in id):
+ * a plain copy of that blob, for rebuilding a remainder's pages from
+ * (sync_pack_ask_attach_plain()) without reading the store. It holds the
+ * staged bytes until the restore that takes the file writes into it: done
+ * with it before that. 0 with it, -ENOENT when nothing is staged. */
+typedef struct SessionStagedView {
+        RoamId id;
+        void *addr;
+        size_t len;
+} SessionStagedView;
+int session_staged_view(SessionHost *h, const char *name, SessionStagedView *ret);
+void session_staged_view_done(SessionStagedView *v);
 /* Removes what session_stage_ram() wrote for name (when it will not come:
  * the session stopped elsewhere). */
 void session_unstage_ram(SessionHost *h, const char *name);

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../basic/error.h"
@@ -55,6 +57,32 @@ int staged_find(SessionHost *h, const char *name, char **ret_path, RoamId *ret_i
                 found = 1;
         }
         return found;
+}
+
+int session_staged_view(SessionHost *h, const char *name, SessionStagedView *ret) {
+        *ret = (SessionStagedView){ 0 };
+        _cleanup_free_ char *path = NULL;
+        RoamId id;
+        int r = staged_find(h, name, &path, &id);
+        if (r <= 0)
+                return r < 0 ? r : -ENOENT;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return -errno;
+        if (st.st_size <= 0)
+                return -ENOENT;
+        void *p = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED)
+                return -errno;
+        *ret = (SessionStagedView){ .id = id, .addr = p, .len = (size_t) st.st_size };
+        return 0;
+}
+
+void session_staged_view_done(SessionStagedView *v) {
+        if (v->addr)
+                (void) munmap(v->addr, v->len);
+        *v = (SessionStagedView){ 0 };
 }
 
 /* A new empty file ram_dir/NAME.staging.RANDOM (staged_clear() removes

@@ -25,6 +25,7 @@
 #include "backend.h"
 #include "chunk-frame.h"
 #include "crypt.h"
+#include "fresh.h"
 #include "seen.h"
 
 #define CONFIG_MAX 4096
@@ -64,6 +65,7 @@ struct Store {
         /* an encrypted store (crypt.h): NULL for a plain one */
         StoreCrypt *crypt;
         Seen seen;
+        Fresh fresh; /* chunks stored in a hand-over's window, as plain bytes (fresh.h) */
 };
 
 static const StoreBackend local_backend;
@@ -167,6 +169,7 @@ static Store *store_alloc(const StoreBackend *be, void *data, const char *path, 
         s->path = strdup(path);
         s->pending_set = idset_new();
         seen_init(&s->seen);
+        fresh_init(&s->fresh);
         pthread_mutex_init(&s->mutex, NULL);
         pthread_mutex_init(&s->commit_lock, NULL);
         pthread_rwlockattr_t ga;
@@ -283,6 +286,7 @@ void store_free(Store *s) {
         store_crypt_free(s->crypt);
         idset_free(s->committing_set);
         seen_done(&s->seen);
+        fresh_done(&s->fresh);
         if (s->lock_fd >= 0)
                 close(s->lock_fd);
         if (s->dir_fd >= 0)
@@ -628,7 +632,13 @@ int store_chunk_put(Store *s, ChunkCodec *c, const RoamId *id, const void *data,
         if (zlen < 0)
                 return zlen;
         int r = chunk_write(s, c, id, c->zbuf, (size_t) zlen);
+        if (r >= 0)
+                fresh_put(&s->fresh, id, data, len);
         return r < 0 ? r : zlen;
+}
+
+void store_keep_fresh(Store *s, unsigned seconds) {
+        fresh_open(&s->fresh, seconds);
 }
 
 size_t store_chunk_pending(Store *s) {
@@ -652,6 +662,8 @@ int store_chunk_put_compressed(Store *s, ChunkCodec *c, const RoamId *id, const 
                 return err_set(-EBADMSG, "chunk %s is all zeros and is never stored", id_to_hex(id, hex));
         }
         r = chunk_write(s, c, id, zdata, zlen);
+        if (r >= 0)
+                fresh_put(&s->fresh, id, c->plain, n);
         return r < 0 ? r : (int) zlen;
 }
 
@@ -705,6 +717,8 @@ static int read_chunk_file(Store *s, ChunkCodec *c, const RoamId *id, size_t *re
 }
 
 int store_chunk_get(Store *s, ChunkCodec *c, const RoamId *id, void *buf, size_t *ret_len) {
+        if (fresh_get(&s->fresh, id, buf, s->chunk_size, ret_len) > 0)
+                return 0;
         size_t zlen;
         int r = read_chunk_file(s, c, id, &zlen);
         if (r < 0)
@@ -1320,6 +1334,7 @@ int store_chunk_plain_size(Store *s, const RoamId *id, uint64_t *ret) {
 
 int store_chunk_remove(Store *s, const RoamId *id) {
         seen_forget(&s->seen);
+        fresh_forget(&s->fresh);
         RoamId buf;
         const RoamId *n;
         int r = stored_name(s, id, &buf, &n);
@@ -1329,8 +1344,10 @@ int store_chunk_remove(Store *s, const RoamId *id) {
 }
 
 int store_remove_unless_young(Store *s, bool object, const RoamId *id, time_t young_after) {
-        if (!object)
+        if (!object) {
                 seen_forget(&s->seen);
+                fresh_forget(&s->fresh);
+        }
         RoamId buf;
         const RoamId *n;
         int r = stored_name(s, id, &buf, &n);

@@ -117,6 +117,10 @@ int store_chunk_has(Store *s, const RoamId *id);
  * it, raw (chunk-frame.h). Never call it for all-zero data. Durable after
  * store_commit(). Returns the stored size. */
 int store_chunk_put(Store *s, ChunkCodec *c, const RoamId *id, const void *data, size_t len);
+/* For the next seconds (0: from now on no more), chunks stored here are also
+ * kept as plain bytes in memory, and store_chunk_get() of one is a copy
+ * (fresh.h): a hand-over's remainder, stored and then restored. */
+void store_keep_fresh(Store *s, unsigned seconds);
 /* Stores a compressed chunk as received from a peer: decompresses and verifies
  * the hash first; -EBADMSG (with detail) if the bytes don't match id.
  * Returns zlen. */

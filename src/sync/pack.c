@@ -18,7 +18,8 @@ int pack_reader_init(PackReader *r, const void *body, size_t len, size_t max_obj
         r->n_objects = get_le32(p + 8);
         r->n_chunks = get_le32(p + 12);
         r->flags = get_le32(p + 16);
-        if (r->n_objects > PACK_MAX_OBJECTS || r->n_chunks > PACK_MAX_CHUNKS || (r->flags & ~PACK_FLAGS_KNOWN))
+        if (r->n_objects > PACK_MAX_OBJECTS || r->n_chunks > PACK_MAX_CHUNKS || (r->flags & ~PACK_FLAGS_KNOWN) ||
+            ((r->flags & PACK_DELTA) && !(r->flags & PACK_PAGED)))
                 return -EBADMSG;
         r->p = p + PACK_HEADER;
         r->left = len - PACK_HEADER;
@@ -91,9 +92,10 @@ int pack_writer_add(PackWriter *w, PackKind kind, const RoamId *id, const void *
         w->cap = cap;
         if (r < 0)
                 return r;
-        if (kind == PACK_OBJECT)
+        if (kind == PACK_OBJECT) {
                 w->n_objects++;
-        else
+                w->object_bytes += WIRE_RECORD_HEADER + len;
+        } else
                 w->n_chunks++;
         return 0;
 }

@@ -12,7 +12,9 @@
  * Objects come first (the receiver walks them to know the chunks). flags bit
  * 0 (PACK_COMPLETE): nothing else is needed; without it the sender stopped at
  * its size bound and the receiver fetches the rest the usual way. Flags bit
- * 1 (PACK_PAGED): a chunk record may hold pages instead of a frame. The reader
+ * 1 (PACK_PAGED): a chunk record may hold pages instead of a frame; bit 2
+ * (PACK_DELTA, with PACK_PAGED only): an object record may be a delta against
+ * one of the bases (src/sync/obj-delta.h). The reader
  * is pure and bounded (tests/fuzz/fuzz-pack.c); it checks framing only: the
  * receiver verifies every id against its bytes. */
 
@@ -31,7 +33,10 @@
 /* chunk records may be pages (src/sync/page-chunk.h) instead of frames: only
  * in answer to a request that named bases */
 #define PACK_PAGED 2u
-#define PACK_FLAGS_KNOWN (PACK_COMPLETE | PACK_PAGED)
+/* object records may be deltas against the bases (src/sync/obj-delta.h):
+ * only with PACK_PAGED */
+#define PACK_DELTA 4u
+#define PACK_FLAGS_KNOWN (PACK_COMPLETE | PACK_PAGED | PACK_DELTA)
 
 typedef enum PackKind {
         PACK_OBJECT,
@@ -69,6 +74,8 @@ typedef struct PackWriter {
         size_t max; /* bytes, at most PACK_MAX_BYTES */
         uint32_t n_objects, n_chunks;
         uint32_t n_paged; /* chunk records as pages: the filler counts them (sync_pack_fill()) */
+        uint32_t n_delta; /* object records as deltas: the filler counts them */
+        size_t object_bytes; /* of the object records, with their ids and lengths */
 } PackWriter;
 
 /* Starts an empty pack (header reserved) of at most max bytes (0 or more

@@ -43,6 +43,8 @@ static inline void page_sender_freep(PageSender **ps) {
  * base's and that is smaller than the stored frame, else the stored frame
  * (verified, as store_chunk_get_compressed()). Caller frees *ret. -ENOENT
  * when the chunk is missing. *ret_refs (optional): pages sent as references. */
+/* The bases the sender was made with (n of them), as named. */
+const RoamId *page_sender_bases(const PageSender *ps, unsigned *ret_n);
 int page_sender_payload(PageSender *ps, const RoamId *id, void **ret, size_t *ret_len, uint32_t *ret_refs);
 
 /* ---- the receiver ---- */
@@ -66,6 +68,16 @@ static inline void page_bases_freep(PageBases **b) {
                 page_bases_free(*b);
 }
 unsigned page_bases_count(const PageBases *b);
+/* A plain copy of base id's bytes (len: the blob's size; a RAM file staged
+ * ahead): pages are copied from it instead of read from the store's chunks
+ * (no read, decryption, decompression, or check: the rebuilt chunk's hash
+ * decides). It must stay as it is while b rebuilds. */
+void page_bases_attach_plain(PageBases *b, const RoamId *id, const void *data, size_t len);
+/* Stores an object that came as a delta against one of the bases
+ * (src/sync/obj-delta.h): 1 when it rebuilt to id and is stored, 0 when it
+ * did not (a base not here, stale, or a malformed delta: the object is then
+ * fetched whole), < 0 for a store error. */
+int page_bases_store_object(PageBases *b, const RoamId *id, const void *delta, size_t len, size_t max);
 
 /* Rebuilds chunk id from a paged payload with the store's copy of the bases,
  * checks it and stores it (pending until the next store_commit()). The

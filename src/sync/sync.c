@@ -18,6 +18,8 @@
 #include "../store/index.h"
 #include "../store/manifest.h"
 #include "../store/reach.h"
+#include "obj-delta.h"
+#include "pack-out.h"
 #include "pack.h"
 #include "page-chunk.h"
 #include "pages.h"
@@ -368,6 +370,17 @@ static int pack_store_rest(Store *s, PageBases *pb, const void *body, size_t len
                         seen++;
                         continue;
                 }
+                if (obj_delta_is(z, zlen)) {
+                        if (!(rd.flags & PACK_DELTA) || !pb)
+                                return -EBADMSG;
+                        /* not rebuilt here: the object walk fetches it whole */
+                        k = page_bases_store_object(pb, &id, z, zlen, OBJECT_WIRE_MAX);
+                        if (k < 0)
+                                return k;
+                        st->objects_sent += (uint64_t) k;
+                        st->objects_delta += (uint64_t) k;
+                        continue;
+                }
                 _cleanup_free_ void *data = NULL;
                 size_t dn;
                 k = pack_object_decompress(z, zlen, OBJECT_WIRE_MAX, &data, &dn);
@@ -431,6 +444,11 @@ struct SyncPackAsk {
         Store *s;
         PageBases *pb;
 };
+
+void sync_pack_ask_attach_plain(SyncPackAsk *a, const RoamId *id, const void *data, size_t len) {
+        if (a->pb)
+                page_bases_attach_plain(a->pb, id, data, len);
+}
 
 void sync_pack_ask_free(SyncPackAsk *a) {
         if (!a)
@@ -1120,18 +1138,8 @@ int sync_pack_fill(Store *s, const Reach *want, const Reach *have, PageSender *p
                    bool *ret_complete, RoamId *ret_missing) {
         size_t pos = 0;
         RoamId id;
-        int k = 0;
-        while (k >= 0 && idset_next(want->objects, &pos, &id)) {
-                if (idset_contains(have->objects, &id))
-                        continue;
-                _cleanup_free_ void *data = NULL, *z = NULL;
-                size_t len, zlen;
-                k = store_object_get(s, &id, STORE_OBJECT_MAX, &data, &len);
-                if (k >= 0)
-                        k = pack_object_compress(data, len, &z, &zlen);
-                if (k >= 0)
-                        k = pack_writer_add(pw, PACK_OBJECT, &id, z, zlen);
-        }
+        bool deltas = false;
+        int k = pack_put_objects(s, want, have, ps, pw, &deltas);
         /* the chunks the other side lacks, in the set's order */
         _cleanup_free_ RoamId *ids = NULL;
         size_t n = 0;
@@ -1175,7 +1183,8 @@ int sync_pack_fill(Store *s, const Reach *want, const Reach *have, PageSender *p
         if (k == -E2BIG)
                 k = 0; /* full: the receiver gets the rest the usual way */
         if (k >= 0)
-                pack_writer_finish(pw, (*ret_complete ? PACK_COMPLETE : 0) | (ps ? PACK_PAGED : 0));
+                pack_writer_finish(pw, (*ret_complete ? PACK_COMPLETE : 0) | (ps ? PACK_PAGED : 0) |
+                                               (deltas ? PACK_DELTA : 0));
         return k;
 }
 
@@ -1259,7 +1268,8 @@ int sync_upload_build(Store *s, const RoamId *root, const Reach *need, const Roa
                              .n_bases = ps ? nb : 0,
                              .objects = pw.n_objects,
                              .chunks = pw.n_chunks,
-                             .paged = pw.n_paged };
+                             .paged = pw.n_paged,
+                             .deltas = pw.n_delta };
         pack_writer_done(&pw);
         return 0;
 }

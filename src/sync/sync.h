@@ -49,6 +49,7 @@ typedef struct SyncOptions {
 typedef struct SyncStats {
         RoamId id;                /* the ref's object */
         uint64_t objects_sent;    /* objects transferred */
+        uint64_t objects_delta;   /* of them, as deltas against a base (obj-delta.h) */
         uint64_t chunks_total;    /* chunks the ref needs */
         uint64_t chunks_sent;     /* chunks transferred */
         uint64_t chunks_refetched;/* chunks received wrong and fetched again */
@@ -105,6 +106,9 @@ static inline void sync_pack_stream_freep(SyncPackStream **ps) {
  * st->chunks_page_fallback and not stored. 1 when the pack says it is
  * complete, 0 when not. */
 int sync_pack_store(Store *s, PageBases *pb, const void *body, size_t len, SyncStats *st);
+/* A plain copy of one of the bases (page_bases_attach_plain()): a RAM file
+ * staged ahead, which must stay as it is until a is freed. */
+void sync_pack_ask_attach_plain(SyncPackAsk *a, const RoamId *id, const void *data, size_t len);
 void sync_pack_ask_free(SyncPackAsk *a);
 static inline void sync_pack_ask_freep(SyncPackAsk **a) {
         if (*a)
@@ -127,6 +131,7 @@ typedef struct SyncUpload {
         size_t len;
         unsigned n_bases;
         uint64_t objects, chunks, paged;
+        uint64_t deltas; /* objects as deltas against a base (obj-delta.h) */
 } SyncUpload;
 int sync_upload_build(Store *s, const RoamId *root, const Reach *need, const RoamId *haves, size_t n_have,
                       bool no_pages, SyncUpload *ret);

@@ -74,6 +74,9 @@ expect_match "$out" "RAM staged ahead" "take offline's output"
 # (the server's pre-copy has a page index: docs/sync-protocol.md)
 expect_match "$out" "sent after the click with the grant, [1-9][0-9]* chunks as their changed pages" \
         "take offline's output"
+# and the RAM's index as the entries that changed since the pre-copy's
+expect_match "$out" "chunks as their changed pages, [1-9][0-9]* index(es)? as changes to the pre-copy's" \
+        "take offline's output"
 before=$(last_tick_on roam_dc)
 is_state roam_laptop running || fail "s1 is not running on the laptop"
 LT_RAM=$(roam_laptop session show s1 2>/dev/null | sed -n 's/^ram: .* in \(.*\)\/s1.ram)$/\1/p') || true
@@ -103,7 +106,7 @@ out=$(roam_laptop online s1) || { tail -n 20 lt.log dc.log >&2; fail "take onlin
 log "$out"
 expect_match "$out" "RAM staged ahead" "take online's output"
 # one round trip in the pause: the remainder went with the move-in, as pages
-expect_match "$out" "sent after the click with the move-in, [1-9][0-9]* chunks as their changed pages" \
+expect_match "$out" "sent after the click with the move-in, [1-9][0-9]* chunks as their changed pages, [1-9][0-9]* index(es)? as changes to the pre-copy's" \
         "take online's output"
 before=$(last_tick_on roam_laptop)
 is_state roam_dc running || fail "s1 does not run on the server after take online"

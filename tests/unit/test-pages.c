@@ -26,7 +26,9 @@
 #include "store/fsck.h"
 #include "store/page-index.h"
 #include "store/store.h"
+#include "sync/obj-delta.h"
 #include "sync/page-chunk.h"
+#include "sync/pack-out.h"
 #include "sync/pack.h"
 #include "sync/pages.h"
 #include "sync/sync.h"
@@ -768,6 +770,225 @@ static void test_pack_stream(void **state) {
         ram_pack_done(&rp);
 }
 
+/* An object as a delta against a base (src/sync/obj-delta.h): the format
+ * round trip, its bounds, and in a pack: a changed blob's index goes as the
+ * entries that differ from the base the receiver named, and rebuilds there to
+ * the same id; a base the receiver lacks or a tampered delta stores nothing
+ * (the object is fetched whole), never a wrong object. */
+static void test_object_delta(void **state) {
+        Fixture *f = *state;
+        /* the format: entries of 32 bytes, some changed, the tail shorter */
+        size_t blen = 32 + 300 * 32, olen = blen + 48;
+        _cleanup_free_ uint8_t *base = malloc(blen), *obj = malloc(olen), *back = malloc(olen);
+        fill_random(base, blen);
+        memcpy(obj, base, blen);
+        fill_random(obj + blen, olen - blen);
+        for (int k = 0; k < 5; k++)
+                fill_random(obj + 32 + (rng() % 300) * 32, 32);
+        uint8_t *d;
+        size_t dlen;
+        assert_int_equal(obj_delta_encode(base, blen, obj, olen, 3, olen, &d, &dlen), 0);
+        assert_true(dlen < 13 + 6 * 8 + 5 * 32 + 48 + 1);
+        uint8_t *none = NULL;
+        assert_int_equal(obj_delta_encode(base, blen, obj, olen, 3, dlen, &none, &(size_t){ 0 }), -E2BIG);
+        assert_null(none);
+        ObjDelta od;
+        assert_int_equal(obj_delta_parse(d, dlen, 3, olen, &od), -EBADMSG); /* base 3 of 3 */
+        assert_int_equal(obj_delta_parse(d, dlen, 4, olen - 1, &od), -EBADMSG); /* longer than max */
+        assert_int_equal(obj_delta_parse(d, dlen - 1, 4, olen, &od), -EBADMSG);  /* literal cut short */
+        assert_int_equal(obj_delta_parse(d, dlen, 4, olen, &od), 0);
+        assert_int_equal(od.base, 3);
+        assert_int_equal(od.len, olen);
+        assert_int_equal(obj_delta_apply(&od, base, blen - 64, back), -ESTALE); /* the base too short */
+        assert_int_equal(obj_delta_apply(&od, base, blen, back), 0);
+        assert_memory_equal(back, obj, olen);
+        free(d);
+
+        /* in a pack: a sparse blob of 256 chunks (an index of 8 KiB), then
+         * the same with two chunks changed */
+        size_t len = 256 * CS;
+        _cleanup_free_ uint8_t *v1 = calloc(1, len), *v2 = NULL;
+        for (int k = 0; k < 12; k++)
+                fill_random(v1 + (size_t) (k * 21) * CS, CS);
+        v2 = malloc(len);
+        memcpy(v2, v1, len);
+        fill_random(v2 + 21 * CS + 5 * PG, PG);
+        fill_random(v2 + 100 * CS, CS);
+        RoamId id1, id2, idb;
+        import_bytes(f, f->a, v1, len, &id1);
+        import_bytes(f, f->b, v1, len, &idb);
+        assert_true(id_equal(&id1, &idb));
+        import_bytes(f, f->a, v2, len, &id2);
+        Reach *want = reach_new(), *have = reach_new();
+        assert_int_equal(reach_add_object(f->a, want, &id2), 0);
+        assert_int_equal(reach_add_object(f->a, have, &id1), 0);
+        PageSender *ps;
+        assert_int_equal(page_sender_new(f->a, &id1, 1, &ps), 0);
+        PackWriter pw;
+        assert_int_equal(pack_writer_init(&pw, 0), 0);
+        bool complete;
+        RoamId missing;
+        assert_int_equal(sync_pack_fill(f->a, want, have, ps, &pw, &complete, &missing), 0);
+        assert_true(complete);
+        assert_int_equal(pw.n_objects, 1);
+        assert_int_equal(pw.n_delta, 1);
+        assert_true(pw.object_bytes < 512); /* 8 KiB of index */
+        PackReader rd;
+        assert_int_equal(pack_reader_init(&rd, pw.buf, pw.len, STORE_OBJECT_MAX, 2 * CS + 4096), 0);
+        assert_true(rd.flags & PACK_DELTA);
+
+        /* a receiver without the base: the object is not stored, the chunks are */
+        RoamId stranger;
+        memset(&stranger, 0x42, sizeof stranger);
+        PageBases *pb;
+        assert_int_equal(page_bases_new(f->b, &stranger, 1, &pb), 0);
+        SyncStats st = { 0 };
+        assert_int_equal(sync_pack_store(f->b, pb, pw.buf, pw.len, &st), 1);
+        assert_int_equal(st.objects_delta, 0);
+        assert_int_equal(store_object_has(f->b, &id2), 0);
+        page_bases_free(pb);
+        /* tampered: one literal byte of the delta flipped */
+        _cleanup_free_ uint8_t *bad = malloc(pw.len);
+        memcpy(bad, pw.buf, pw.len);
+        PackKind kind;
+        RoamId rid;
+        const uint8_t *rec;
+        uint32_t rlen;
+        assert_int_equal(pack_reader_next(&rd, &kind, &rid, &rec, &rlen), 1);
+        assert_int_equal(kind, PACK_OBJECT);
+        assert_true(obj_delta_is(rec, rlen));
+        bad[(rec - pw.buf) + rlen - 1] ^= 1;
+        assert_int_equal(page_bases_new(f->b, &id1, 1, &pb), 0);
+        st = (SyncStats){ 0 };
+        assert_int_equal(sync_pack_store(f->b, pb, bad, pw.len, &st), 1);
+        assert_int_equal(st.objects_delta, 0);
+        assert_int_equal(store_object_has(f->b, &id2), 0);
+        /* right: rebuilt to its id, and b exports the same bytes */
+        st = (SyncStats){ 0 };
+        assert_int_equal(sync_pack_store(f->b, pb, pw.buf, pw.len, &st), 1);
+        assert_int_equal(st.objects_delta, 1);
+        assert_int_equal(store_object_has(f->b, &id2), 1);
+        assert_int_equal(store_commit(f->b), 0);
+        Index *x;
+        assert_int_equal(blob_load_index(f->b, &id2, &x), 0);
+        ChunkCodec *cb = chunk_codec_new(f->b);
+        _cleanup_free_ uint8_t *chunk = malloc(CS);
+        for (uint64_t i = 0; i < x->n_chunks; i++) {
+                size_t got;
+                if (id_is_null(&x->ids[i])) {
+                        assert_true(memory_is_zero(v2 + i * CS, CS));
+                        continue;
+                }
+                assert_int_equal(store_chunk_get(f->b, cb, &x->ids[i], chunk, &got), 0);
+                assert_memory_equal(chunk, v2 + i * CS, got);
+        }
+        chunk_codec_free(cb);
+        index_free(x);
+        page_bases_free(pb);
+        pack_writer_done(&pw);
+        page_sender_free(ps);
+        reach_free(want);
+        reach_free(have);
+}
+
+/* A pack sent while it is made (pack-out.h): read in pieces of any size, it
+ * is the prefix and then byte for byte what sync_pack_fill() makes; one that
+ * might not fit is refused before a byte, as is one with a chunk not here;
+ * freed halfway, its workers stop. */
+static void test_pack_out(void **state) {
+        Fixture *f = *state;
+        RamPack rp;
+        ram_pack_new(f, &rp);
+        PackWriter pw;
+        assert_true(ram_pack_fill(f, &rp, 0, &pw));
+        static const char prefix[] = "{\"grant\": 1}\n";
+        PackOut *po;
+        RoamId missing;
+        assert_int_equal(pack_out_new(f->a, rp.want, rp.have, rp.ps, 0, prefix, strlen(prefix), &po, &missing), 0);
+        size_t total = strlen(prefix) + pw.len, got = 0;
+        _cleanup_free_ uint8_t *out = malloc(total + 1);
+        for (;;) {
+                size_t want = 1 + rng() % 7000;
+                ssize_t n = pack_out_read(po, out + got, MIN(want, total + 1 - got));
+                assert_true(n >= 0);
+                if (n == 0)
+                        break;
+                got += (size_t) n;
+                assert_true(got <= total);
+        }
+        assert_int_equal(got, total);
+        assert_memory_equal(out, prefix, strlen(prefix));
+        assert_memory_equal(out + strlen(prefix), pw.buf, pw.len);
+        PackOutStats st;
+        pack_out_stats(po, &st);
+        assert_int_equal(st.n_chunks, pw.n_chunks);
+        assert_int_equal(st.n_paged, pw.n_paged);
+        assert_int_equal(st.bytes, total);
+        pack_out_free(po);
+
+        /* the stored frames might not fit: refused, nothing made */
+        assert_int_equal(pack_out_new(f->a, rp.want, rp.have, rp.ps, pw.len / 2, "", 0, &po, &missing), -E2BIG);
+        /* freed after a few bytes: the workers stop, nothing leaks */
+        assert_int_equal(pack_out_new(f->a, rp.want, rp.have, NULL, 0, "", 0, &po, &missing), 0);
+        assert_true(pack_out_read(po, out, 100) > 0);
+        pack_out_free(po);
+        /* a chunk not here: named before a byte */
+        Index *x;
+        assert_int_equal(blob_load_index(f->a, &rp.id, &x), 0);
+        assert_int_equal(store_chunk_remove(f->a, &x->ids[2]), 0);
+        assert_int_equal(pack_out_new(f->a, rp.want, rp.have, rp.ps, 0, "", 0, &po, &missing), -ENOENT);
+        assert_true(id_equal(&missing, &x->ids[2]));
+        index_free(x);
+        pack_writer_done(&pw);
+        ram_pack_done(&rp);
+}
+
+/* Pages from a plain copy of a base (a RAM file staged ahead): a receiver
+ * whose store lost the base's chunks still rebuilds from it; a copy that is
+ * not the base's bytes rebuilds nothing wrong (each such chunk falls back). */
+static void test_plain_base(void **state) {
+        Fixture *f = *state;
+        RamPack rp;
+        ram_pack_new(f, &rp);
+        PackWriter pw;
+        assert_true(ram_pack_fill(f, &rp, 0, &pw));
+        assert_true(pw.n_paged > 0);
+        Index *mx;
+        assert_int_equal(blob_load_index(f->b, &f->master_id, &mx), 0);
+        for (uint64_t i = 0; i < mx->n_chunks; i++)
+                if (!id_is_null(&mx->ids[i]))
+                        (void) store_chunk_remove(f->b, &mx->ids[i]);
+        /* a wrong copy first: nothing wrong is stored, the paged chunks fall back */
+        _cleanup_free_ uint8_t *wrong = malloc(f->master_len);
+        fill_random(wrong, f->master_len);
+        PageBases *pb;
+        assert_int_equal(page_bases_new(f->b, &f->master_id, 1, &pb), 0);
+        page_bases_attach_plain(pb, &f->master_id, wrong, f->master_len);
+        SyncStats st = { 0 };
+        assert_int_equal(sync_pack_store(f->b, pb, pw.buf, pw.len, &st), 1);
+        assert_int_equal(st.chunks_page_fallback, pw.n_paged);
+        page_bases_free(pb);
+        /* the right copy (of another length: not taken) */
+        assert_int_equal(page_bases_new(f->b, &f->master_id, 1, &pb), 0);
+        page_bases_attach_plain(pb, &f->master_id, f->master, f->master_len - 1);
+        st = (SyncStats){ 0 };
+        assert_int_equal(sync_pack_store(f->b, pb, pw.buf, pw.len, &st), 1);
+        assert_int_equal(st.chunks_page_fallback, pw.n_paged);
+        page_bases_free(pb);
+        assert_int_equal(page_bases_new(f->b, &f->master_id, 1, &pb), 0);
+        page_bases_attach_plain(pb, &f->master_id, f->master, f->master_len);
+        st = (SyncStats){ 0 };
+        assert_int_equal(sync_pack_store(f->b, pb, pw.buf, pw.len, &st), 1);
+        assert_int_equal(st.chunks_page_fallback, 0);
+        assert_int_equal(st.chunks_paged, pw.n_paged);
+        assert_int_equal(store_commit(f->b), 0);
+        assert_ram_in_b(f, &rp);
+        page_bases_free(pb);
+        index_free(mx);
+        pack_writer_done(&pw);
+        ram_pack_done(&rp);
+}
+
 /* A receiver names as bases only the blobs it holds whole. */
 static void test_pick_bases(void **state) {
         Fixture *f = *state;
@@ -894,6 +1115,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_pack_fill, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pack_stream, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_pick_bases, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_object_delta, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pack_out, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_plain_base, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_gc_prunes, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

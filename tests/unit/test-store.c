@@ -210,6 +210,43 @@ static void test_seen_window(void **state) {
         seen_done(&v);
 }
 
+/* A window of fresh chunks: what is stored in it is read back from memory
+ * (even with its file gone), until the window closes or a removal. */
+static void test_chunk_fresh(void **state) {
+        Fixture *f = *state;
+        _cleanup_(chunk_codec_freep) ChunkCodec *c = chunk_codec_new(f->s);
+        uint8_t a[4096], b[4096], back[65536];
+        RoamId ida, idb;
+        size_t got;
+        random_pair(a, &ida, b, &idb);
+        assert_true(store_chunk_put(f->s, c, &ida, a, sizeof a) > 0); /* before the window */
+        store_keep_fresh(f->s, 60);
+        assert_true(store_chunk_put(f->s, c, &idb, b, sizeof b) > 0);
+        assert_int_equal(store_commit(f->s), 0);
+        char pa[512], pb[512];
+        chunk_path(f, &ida, pa, sizeof pa);
+        chunk_path(f, &idb, pb, sizeof pb);
+        assert_int_equal(unlink(pa), 0);
+        assert_int_equal(unlink(pb), 0);
+        assert_true(store_chunk_get(f->s, c, &ida, back, &got) < 0);
+        err_clear();
+        assert_int_equal(store_chunk_get(f->s, c, &idb, back, &got), 0);
+        assert_int_equal(got, sizeof b);
+        assert_memory_equal(back, b, sizeof b);
+        /* closed: from the store again */
+        store_keep_fresh(f->s, 0);
+        assert_true(store_chunk_get(f->s, c, &idb, back, &got) < 0);
+        err_clear();
+        /* a removal forgets what the window holds */
+        store_keep_fresh(f->s, 60);
+        assert_true(store_chunk_put(f->s, c, &idb, b, sizeof b) > 0);
+        assert_int_equal(store_commit(f->s), 0);
+        assert_int_equal(store_chunk_remove(f->s, &idb), 0);
+        assert_true(store_chunk_get(f->s, c, &idb, back, &got) < 0);
+        err_clear();
+        store_keep_fresh(f->s, 0);
+}
+
 static void test_put_compressed_rejects_wrong_bytes(void **state) {
         Fixture *f = *state;
         ChunkCodec *c = chunk_codec_new(f->s);
@@ -1263,6 +1300,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_chunk_roundtrip, setup, teardown),
                 cmocka_unit_test(test_seen_window),
+                cmocka_unit_test_setup_teardown(test_chunk_fresh, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_chunk_seen, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_put_compressed_rejects_wrong_bytes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_refs, setup, teardown),

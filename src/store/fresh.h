@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The plain bytes of chunks this process stored in a short window that a
+ * caller opens (store_keep_fresh()): a hand-over's remainder, stored when it
+ * arrives and read again a moment later by the restore that patches them into
+ * the staged RAM file. A read of one of them (store_chunk_get()) copies it
+ * from memory instead of reading, decrypting, decompressing and checking the
+ * stored file again: the bytes were checked against their id when they were
+ * stored. At most FRESH_MAX_BYTES; the window closes (and the memory goes)
+ * when its caller closes it, after its seconds, or at a removal through the
+ * Store. Thread-safe. */
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../basic/hash.h"
+
+#define FRESH_MAX_BYTES (128u << 20)
+
+typedef struct FreshEntry FreshEntry;
+
+typedef struct Fresh {
+        pthread_mutex_t lock;
+        FreshEntry *slot; /* open addressing: cap slots, a power of two */
+        size_t cap, n, bytes;
+        uint64_t until; /* CLOCK_MONOTONIC ns; 0: closed */
+} Fresh;
+
+void fresh_init(Fresh *f);
+void fresh_done(Fresh *f);
+/* Opens the window for seconds from now (0: closes it, and forgets all). */
+void fresh_open(Fresh *f, unsigned seconds);
+/* Keeps a copy of id's plain bytes while the window is open (a cache: no
+ * memory or no room, no copy). */
+void fresh_put(Fresh *f, const RoamId *id, const void *data, size_t len);
+/* 1 with id's bytes copied into buf (at most cap), 0 when not here. */
+int fresh_get(Fresh *f, const RoamId *id, void *buf, size_t cap, size_t *ret_len);
+/* Forgets all (a removal: the window stays open). */
+void fresh_forget(Fresh *f);

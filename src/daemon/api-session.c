@@ -436,10 +436,12 @@ static void grant_stream_free(void *userdata) {
                    gs->name, st.made_ns / 1e6, st.n_chunks, st.n_paged, st.n_objects, st.n_delta, st.object_bytes,
                    (unsigned long long) st.bytes);
         pack_out_free(gs->po);
+        store_keep_fresh(session_host_store(gs->a->h), 0);
         free(gs);
 }
 
-static int reply_grant(HttpRequest *req, ApiSession *a, const char *name, json_t *grant, const RoamId *checkpoint) {
+static int reply_grant(HttpRequest *req, ApiSession *a, const char *name, json_t *grant, const RoamId *checkpoint,
+                       bool *ret_streaming) {
         size_t len;
         const void *body = http_request_body(req, &len);
         _cleanup_(json_decrefp) json_t *j = body ? json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
@@ -467,6 +469,7 @@ static int reply_grant(HttpRequest *req, ApiSession *a, const char *name, json_t
                         gs->a = a;
                         snprintf(gs->name, sizeof gs->name, "%s", name);
                         json_decref(grant);
+                        *ret_streaming = true; /* its end closes the window of fresh chunks */
                         return http_reply_stream(req, 200, API_GRANT_PACK_TYPE, UINT64_MAX, grant_stream_read, gs,
                                                  grant_stream_free);
                 }
@@ -509,7 +512,21 @@ static int reply_grant(HttpRequest *req, ApiSession *a, const char *name, json_t
 
 /* Take offline: only a paired laptop's signed request; the holder is the
  * laptop the signature proves, never a name from the body. */
+static int offline_steps(HttpRequest *req, ApiSession *a, const char *name, bool *ret_streaming);
+
+/* The last checkpoint's new chunks, stored in the pause, are packed for the
+ * laptop right after it: from memory (store_keep_fresh()), until the grant's
+ * answer is made (or sent, when it goes while it is packed). */
 static int offline(HttpRequest *req, ApiSession *a, const char *name) {
+        store_keep_fresh(session_host_store(a->h), HANDOFF_FRESH_S);
+        bool streaming = false;
+        int r = offline_steps(req, a, name, &streaming);
+        if (!streaming)
+                store_keep_fresh(session_host_store(a->h), 0);
+        return r;
+}
+
+static int offline_steps(HttpRequest *req, ApiSession *a, const char *name, bool *ret_streaming) {
         _cleanup_free_ char *user = NULL;
         int r = visible(req, a->h, name, &user);
         if (r < 0)
@@ -580,7 +597,7 @@ static int offline(HttpRequest *req, ApiSession *a, const char *name) {
                                   "lease_until", (json_int_t) g.lease_until, "pause_ms",
                                   (json_int_t) (g.pause_ns / 1000000), "again", g.again, "laptop", l.id,
                                   "server_id", server);
-        return reply_grant(req, a, name, grant, &g.checkpoint);
+        return reply_grant(req, a, name, grant, &g.checkpoint, ret_streaming);
 }
 
 /* The laptop that holds a session offline extends its lease (while it

@@ -355,13 +355,11 @@ static int check_complete(ApiStore *a, const RoamId *id, char *msg, size_t size)
         size_t pos = 0, missing = 0;
         RoamId c, first;
         while (idset_next(reach->chunks, &pos, &c)) {
-                uint64_t sz;
                 /* published chunks only: a pending one is not durable yet */
-                r = store_chunk_stat(a->s, &c, &sz);
-                if (r == -ENOENT) {
-                        if (missing++ == 0)
-                                first = c;
-                } else if (r < 0)
+                r = store_chunk_published(a->s, &c);
+                if (r == 0 && missing++ == 0)
+                        first = c;
+                if (r < 0)
                         return r;
         }
         if (missing > 0) {

@@ -65,6 +65,7 @@ struct Store {
         /* an encrypted store (crypt.h): NULL for a plain one */
         StoreCrypt *crypt;
         Seen seen;
+        Seen published; /* chunks found published (stat), not just pending: for completeness checks */
         Fresh fresh; /* chunks stored in a hand-over's window, as plain bytes (fresh.h) */
 };
 
@@ -169,6 +170,7 @@ static Store *store_alloc(const StoreBackend *be, void *data, const char *path, 
         s->path = strdup(path);
         s->pending_set = idset_new();
         seen_init(&s->seen);
+        seen_init(&s->published);
         fresh_init(&s->fresh);
         pthread_mutex_init(&s->mutex, NULL);
         pthread_mutex_init(&s->commit_lock, NULL);
@@ -286,6 +288,7 @@ void store_free(Store *s) {
         store_crypt_free(s->crypt);
         idset_free(s->committing_set);
         seen_done(&s->seen);
+        seen_done(&s->published);
         fresh_done(&s->fresh);
         if (s->lock_fd >= 0)
                 close(s->lock_fd);
@@ -639,6 +642,10 @@ int store_chunk_put(Store *s, ChunkCodec *c, const RoamId *id, const void *data,
 
 void store_keep_fresh(Store *s, unsigned seconds) {
         fresh_open(&s->fresh, seconds);
+}
+
+int store_chunk_fresh(Store *s, const RoamId *id, void *buf, size_t *ret_len) {
+        return fresh_get(&s->fresh, id, buf, s->chunk_size, ret_len);
 }
 
 size_t store_chunk_pending(Store *s) {
@@ -1280,6 +1287,18 @@ int store_chunk_has(Store *s, const RoamId *id) {
         return r;
 }
 
+int store_chunk_published(Store *s, const RoamId *id) {
+        if (seen_has(&s->published, id))
+                return 1;
+        int r = store_chunk_stat(s, id, NULL);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        seen_add(&s->published, id);
+        return 1;
+}
+
 int store_chunk_stat(Store *s, const RoamId *id, uint64_t *ret_size) {
         RoamId buf;
         const RoamId *n;
@@ -1334,6 +1353,7 @@ int store_chunk_plain_size(Store *s, const RoamId *id, uint64_t *ret) {
 
 int store_chunk_remove(Store *s, const RoamId *id) {
         seen_forget(&s->seen);
+        seen_forget(&s->published);
         fresh_forget(&s->fresh);
         RoamId buf;
         const RoamId *n;
@@ -1346,6 +1366,7 @@ int store_chunk_remove(Store *s, const RoamId *id) {
 int store_remove_unless_young(Store *s, bool object, const RoamId *id, time_t young_after) {
         if (!object) {
                 seen_forget(&s->seen);
+                seen_forget(&s->published);
                 fresh_forget(&s->fresh);
         }
         RoamId buf;

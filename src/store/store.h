@@ -121,6 +121,9 @@ int store_chunk_put(Store *s, ChunkCodec *c, const RoamId *id, const void *data,
  * kept as plain bytes in memory, and store_chunk_get() of one is a copy
  * (fresh.h): a hand-over's remainder, stored and then restored. */
 void store_keep_fresh(Store *s, unsigned seconds);
+/* 1 with the plain bytes of a chunk stored in that window (buf: chunk size
+ * bytes), 0 when it is not in memory. */
+int store_chunk_fresh(Store *s, const RoamId *id, void *buf, size_t *ret_len);
 /* Stores a compressed chunk as received from a peer: decompresses and verifies
  * the hash first; -EBADMSG (with detail) if the bytes don't match id.
  * Returns zlen. */
@@ -132,6 +135,10 @@ int store_chunk_get(Store *s, ChunkCodec *c, const RoamId *id, void *buf, size_t
 int store_chunk_get_compressed(Store *s, ChunkCodec *c, const RoamId *id, void **ret, size_t *ret_len);
 /* Size of the stored file, or -ENOENT. */
 int store_chunk_stat(Store *s, const RoamId *id, uint64_t *ret_size);
+/* 1 if the chunk is published (durable: not only pending in some writer),
+ * 0 if not: a completeness check before a ref is set. Answered from memory
+ * for chunks found so lately (seen.h), else a stat. */
+int store_chunk_published(Store *s, const RoamId *id);
 int store_chunk_remove(Store *s, const RoamId *id);
 /* The plain size of a stored chunk, from its zstd frame header alone. */
 int store_chunk_plain_size(Store *s, const RoamId *id, uint64_t *ret);

@@ -128,7 +128,38 @@ static bool sender_find(void *userdata, const void *page, PageRef *ret) {
         return false;
 }
 
+/* A chunk stored a moment ago (a hand-over's last checkpoint, store_keep_fresh())
+ * as pages, from its plain bytes in memory: 1 with them, 0 when it is not in
+ * memory or its pages are not smaller than its stored frame. */
+static int fresh_payload(PageSender *ps, const RoamId *id, void **ret, size_t *ret_len, uint32_t *ret_refs) {
+        size_t n;
+        uint64_t flen;
+        if (ps->usable == 0 || store_chunk_fresh(ps->s, id, ps->plain, &n) <= 0 ||
+            store_chunk_stat(ps->s, id, &flen) < 0 || flen < SMALL_FRAME) {
+                err_clear();
+                return 0;
+        }
+        uint32_t refs = 0;
+        int k = page_chunk_encode(ps->plain, n, ps->cctx, 1, sender_find, ps, &ps->buf, &ps->cap, &refs);
+        if (k < 0)
+                return k;
+        if (k == 0 || (uint64_t) k >= flen)
+                return 0;
+        void *p = malloc((size_t) k);
+        if (!p)
+                return -ENOMEM;
+        memcpy(p, ps->buf, (size_t) k);
+        *ret = p;
+        *ret_len = (size_t) k;
+        if (ret_refs)
+                *ret_refs = refs;
+        return 1;
+}
+
 int page_sender_payload(PageSender *ps, const RoamId *id, void **ret, size_t *ret_len, uint32_t *ret_refs) {
+        int f = fresh_payload(ps, id, ret, ret_len, ret_refs);
+        if (f != 0)
+                return f < 0 ? f : 0;
         void *frame;
         size_t flen;
         int r = store_chunk_get_compressed(ps->s, ps->codec, id, &frame, &flen);

@@ -247,6 +247,30 @@ static void test_chunk_fresh(void **state) {
         store_keep_fresh(f->s, 0);
 }
 
+/* Published, for a completeness check: a pending chunk is not, a committed
+ * one is, and stays answered from memory until a removal. */
+static void test_chunk_published(void **state) {
+        Fixture *f = *state;
+        _cleanup_(chunk_codec_freep) ChunkCodec *c = chunk_codec_new(f->s);
+        uint8_t a[4096], b[4096];
+        RoamId ida, idb;
+        random_pair(a, &ida, b, &idb);
+        assert_true(store_chunk_put(f->s, c, &ida, a, sizeof a) > 0);
+        assert_int_equal(store_chunk_published(f->s, &ida), 0);
+        assert_int_equal(store_chunk_has(f->s, &ida), 1); /* pending counts there */
+        assert_int_equal(store_commit(f->s), 0);
+        assert_int_equal(store_chunk_published(f->s, &ida), 1);
+        char pa[512];
+        chunk_path(f, &ida, pa, sizeof pa);
+        assert_int_equal(unlink(pa), 0);
+        assert_int_equal(store_chunk_published(f->s, &ida), 1); /* from memory */
+        assert_true(store_chunk_put(f->s, c, &idb, b, sizeof b) > 0);
+        assert_int_equal(store_commit(f->s), 0);
+        assert_int_equal(store_chunk_remove(f->s, &idb), 0);
+        assert_int_equal(store_chunk_published(f->s, &ida), 0);
+        assert_int_equal(store_chunk_published(f->s, &idb), 0);
+}
+
 static void test_put_compressed_rejects_wrong_bytes(void **state) {
         Fixture *f = *state;
         ChunkCodec *c = chunk_codec_new(f->s);
@@ -1301,6 +1325,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_chunk_roundtrip, setup, teardown),
                 cmocka_unit_test(test_seen_window),
                 cmocka_unit_test_setup_teardown(test_chunk_fresh, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_chunk_published, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_chunk_seen, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_put_compressed_rejects_wrong_bytes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_refs, setup, teardown),

@@ -200,8 +200,11 @@ static int move(SessionHost *h, const char *name, Remote *r, const SessionMoveOp
         k = handoff_mark(h, name, "out", owner, o->token, epoch + 1, NULL);
         if (k < 0)
                 return k;
+        /* its new chunks are packed right after it: from memory (fresh.h) */
+        store_keep_fresh(s, HANDOFF_FRESH_S);
         k = session_checkpoint(h, name, SESSION_CHECKPOINT_QUIT, &ck);
         if (k < 0) {
+                store_keep_fresh(s, 0);
                 (void) handoff_unmark(h, name);
                 return k;
         }
@@ -230,6 +233,7 @@ static int move(SessionHost *h, const char *name, Remote *r, const SessionMoveOp
                 if (k >= 0)
                         k = request_move_in(r, name, &ck.id, epoch + 1, &res, &res.final_wire_bytes);
         }
+        store_keep_fresh(s, 0);
         failpoint("move:after-move-in");
         if (k < 0 && (remote_error_is_transient(k) || k == -EPROTO)) {
                 /* no clear answer: did the target take it? never guess */

@@ -91,6 +91,10 @@ struct ChunkCodec {
         SealCtx *seal;
 };
 
+ZSTD_DCtx *chunk_codec_dctx(ChunkCodec *c) {
+        return c->dctx;
+}
+
 const char *store_path(const Store *s) {
         return s->path;
 }

@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+#include <zstd.h>
 
 #include "../basic/hash.h"
 
@@ -100,6 +101,9 @@ int store_lock_oldest_holder(Store *s, time_t *ret);
 /* Caller frees with chunk_codec_free() (accepts NULL). */
 ChunkCodec *chunk_codec_new(const Store *s);
 void chunk_codec_free(ChunkCodec *c);
+/* The codec's decompression context, for a caller's one-shot decompressions
+ * between its store calls (one thread, like the codec). */
+ZSTD_DCtx *chunk_codec_dctx(ChunkCodec *c);
 static inline void chunk_codec_freep(ChunkCodec **c) {
         if (*c)
                 chunk_codec_free(*c);

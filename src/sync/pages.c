@@ -416,14 +416,12 @@ int page_bases_store(PageBases *b, ChunkCodec *codec, const RoamId *id, const vo
         if (page_chunk_parse(payload, len, cs, b->n, &pc) < 0)
                 return -ESTALE;
         _cleanup_free_ uint8_t *out = malloc(cs), *tmp = malloc(cs);
-        ZSTD_DCtx *dctx = ZSTD_createDCtx();
-        if (!out || !tmp || !dctx) {
-                ZSTD_freeDCtx(dctx);
+        if (!out || !tmp)
                 return -ENOMEM;
-        }
+        /* (a one-shot decompression: rebuild_page()'s store reads may use
+         * the same context between its calls) */
         Rebuild rb = { .b = b, .codec = codec, .tmp = tmp };
-        int r = page_chunk_decode(&pc, dctx, out, rebuild_page, &rb);
-        ZSTD_freeDCtx(dctx);
+        int r = page_chunk_decode(&pc, chunk_codec_dctx(codec), out, rebuild_page, &rb);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)

@@ -3,19 +3,14 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "../basic/util.h"
 
 struct FreshEntry {
         RoamId id;
         uint8_t *data; /* NULL: a free slot */
         size_t len;
 };
-
-static uint64_t fresh_clock(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
-}
 
 void fresh_init(Fresh *f) {
         *f = (Fresh){ 0 };
@@ -33,7 +28,7 @@ static void drop_all(Fresh *f) {
 
 /* Under the lock: closes a window whose time is up. */
 static bool is_open(Fresh *f) {
-        if (f->until && fresh_clock() >= f->until) {
+        if (f->until && now_ns() >= f->until) {
                 drop_all(f);
                 f->until = 0;
         }
@@ -51,7 +46,7 @@ void fresh_open(Fresh *f, unsigned seconds) {
                 drop_all(f);
                 f->until = 0;
         } else
-                f->until = fresh_clock() + (uint64_t) seconds * 1000000000ULL;
+                f->until = now_ns() + (uint64_t) seconds * 1000000000ULL;
         pthread_mutex_unlock(&f->lock);
 }
 

@@ -1,15 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "seen.h"
 
-#include <time.h>
-
 #include "../basic/macro.h"
-
-static uint64_t seen_clock(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
-}
+#include "../basic/util.h"
 
 void seen_init(Seen *v) {
         *v = (Seen) { 0 };
@@ -74,11 +67,11 @@ void seen_add_at(Seen *v, const RoamId *id, uint64_t now) {
 }
 
 bool seen_has(Seen *v, const RoamId *id) {
-        return seen_has_at(v, id, seen_clock());
+        return seen_has_at(v, id, now_ns());
 }
 
 void seen_add(Seen *v, const RoamId *id) {
-        seen_add_at(v, id, seen_clock());
+        seen_add_at(v, id, now_ns());
 }
 
 void seen_forget(Seen *v) {

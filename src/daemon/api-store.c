@@ -572,12 +572,8 @@ static ssize_t chunk_stream_read(void *userdata, uint64_t pos, void *buf, size_t
                         if (r < 0)
                                 return r;
                 }
-                size_t k = MIN(max - done, cs->rec_len - cs->rec_off);
-                if (cs->rec_off < WIRE_RECORD_HEADER) {
-                        k = MIN(k, WIRE_RECORD_HEADER - cs->rec_off);
-                        memcpy(out + done, cs->head + cs->rec_off, k);
-                } else
-                        memcpy(out + done, (uint8_t *) cs->data + cs->rec_off - WIRE_RECORD_HEADER, k);
+                size_t k = wire_record_copy(out + done, max - done, cs->head, cs->data,
+                                            cs->rec_len - WIRE_RECORD_HEADER, cs->rec_off);
                 cs->rec_off += k;
                 done += k;
         }

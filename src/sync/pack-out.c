@@ -307,15 +307,10 @@ ssize_t pack_out_read(PackOut *po, void *buf, size_t max) {
                         memcpy(po->rec_head, &po->ids[po->cur], ID_SIZE);
                         put_le32(po->rec_head + ID_SIZE, (uint32_t) sl->zlen);
                 }
-                size_t rec_len = WIRE_RECORD_HEADER + sl->zlen, k = MIN(max - done, rec_len - po->off);
-                if (po->off < WIRE_RECORD_HEADER) {
-                        k = MIN(k, WIRE_RECORD_HEADER - po->off);
-                        memcpy(out + done, po->rec_head + po->off, k);
-                } else
-                        memcpy(out + done, (uint8_t *) sl->z + po->off - WIRE_RECORD_HEADER, k);
+                size_t k = wire_record_copy(out + done, max - done, po->rec_head, sl->z, sl->zlen, po->off);
                 po->off += k;
                 done += k;
-                if (po->off == rec_len) {
+                if (po->off == WIRE_RECORD_HEADER + sl->zlen) {
                         free(sl->z);
                         sl->z = NULL;
                         po->cur++;

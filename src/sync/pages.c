@@ -128,23 +128,15 @@ static bool sender_find(void *userdata, const void *page, PageRef *ret) {
         return false;
 }
 
-/* A chunk stored a moment ago (a hand-over's last checkpoint, store_keep_fresh())
- * as pages, from its plain bytes in memory: 1 with them, 0 when it is not in
- * memory or its pages are not smaller than its stored frame. */
-static int fresh_payload(PageSender *ps, const RoamId *id, void **ret, size_t *ret_len, uint32_t *ret_refs) {
-        size_t n;
-        uint64_t flen;
-        if (ps->usable == 0 || store_chunk_fresh(ps->s, id, ps->plain, &n) <= 0 ||
-            store_chunk_stat(ps->s, id, &flen) < 0 || flen < SMALL_FRAME) {
-                err_clear();
-                return 0;
-        }
+/* The chunk of plain bytes ps->plain[0..n) as pages, when some are
+ * references and that is smaller than its stored frame of flen bytes: 1 with
+ * a copy in *ret, 0 when not. */
+static int pages_if_smaller(PageSender *ps, size_t n, uint64_t flen, void **ret, size_t *ret_len,
+                            uint32_t *ret_refs) {
         uint32_t refs = 0;
         int k = page_chunk_encode(ps->plain, n, ps->cctx, 1, sender_find, ps, &ps->buf, &ps->cap, &refs);
-        if (k < 0)
-                return k;
-        if (k == 0 || (uint64_t) k >= flen)
-                return 0;
+        if (k <= 0 || (uint64_t) k >= flen)
+                return k < 0 ? k : 0;
         void *p = malloc((size_t) k);
         if (!p)
                 return -ENOMEM;
@@ -157,38 +149,28 @@ static int fresh_payload(PageSender *ps, const RoamId *id, void **ret, size_t *r
 }
 
 int page_sender_payload(PageSender *ps, const RoamId *id, void **ret, size_t *ret_len, uint32_t *ret_refs) {
-        int f = fresh_payload(ps, id, ret, ret_len, ret_refs);
-        if (f != 0)
-                return f < 0 ? f : 0;
+        /* a chunk stored a moment ago (a hand-over's last checkpoint,
+         * store_keep_fresh()): from its plain bytes in memory */
+        size_t n;
+        uint64_t fresh_len;
+        if (ps->usable > 0 && store_chunk_fresh(ps->s, id, ps->plain, &n) > 0 &&
+            store_chunk_stat(ps->s, id, &fresh_len) >= 0 && fresh_len >= SMALL_FRAME) {
+                int k = pages_if_smaller(ps, n, fresh_len, ret, ret_len, ret_refs);
+                if (k != 0)
+                        return k < 0 ? k : 0;
+        }
+        err_clear();
         void *frame;
         size_t flen;
         int r = store_chunk_get_compressed(ps->s, ps->codec, id, &frame, &flen);
         if (r < 0)
                 return r;
-        uint32_t refs = 0;
         if (ps->usable > 0 && flen >= SMALL_FRAME) {
-                size_t n = ZSTD_decompressDCtx(ps->dctx, ps->plain, store_chunk_size(ps->s), frame, flen);
-                if (!ZSTD_isError(n) && n > 0) {
-                        int k = page_chunk_encode(ps->plain, n, ps->cctx, 1, sender_find, ps, &ps->buf, &ps->cap,
-                                                  &refs);
-                        if (k < 0) {
-                                free(frame);
-                                return k;
-                        }
-                        if (k > 0 && (size_t) k < flen) {
-                                void *p = malloc((size_t) k);
-                                if (!p) {
-                                        free(frame);
-                                        return -ENOMEM;
-                                }
-                                memcpy(p, ps->buf, (size_t) k);
-                                free(frame);
-                                *ret = p;
-                                *ret_len = (size_t) k;
-                                if (ret_refs)
-                                        *ret_refs = refs;
-                                return 0;
-                        }
+                n = ZSTD_decompressDCtx(ps->dctx, ps->plain, store_chunk_size(ps->s), frame, flen);
+                int k = !ZSTD_isError(n) && n > 0 ? pages_if_smaller(ps, n, flen, ret, ret_len, ret_refs) : 0;
+                if (k != 0) {
+                        free(frame);
+                        return k < 0 ? k : 0;
                 }
         }
         *ret = frame;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../basic/macro.h"
 #include "../basic/util.h"
 
 int wire_id_list_check(const void *body, size_t len, size_t max, size_t *ret_n) {
@@ -58,4 +59,15 @@ int wire_append_record(uint8_t **buf, size_t *len, size_t *cap, const RoamId *id
         memcpy(*buf + *len + WIRE_RECORD_HEADER, data, n);
         *len = need;
         return 0;
+}
+
+size_t wire_record_copy(void *out, size_t max, const uint8_t head[WIRE_RECORD_HEADER], const void *data, size_t len,
+                        size_t off) {
+        size_t k = MIN(max, WIRE_RECORD_HEADER + len - off);
+        if (off < WIRE_RECORD_HEADER) {
+                k = MIN(k, WIRE_RECORD_HEADER - off);
+                memcpy(out, head + off, k);
+        } else
+                memcpy(out, (const uint8_t *) data + off - WIRE_RECORD_HEADER, k);
+        return k;
 }

@@ -38,5 +38,10 @@ void wire_reader_init(WireReader *r, const void *body, size_t len, size_t max_re
  * truncated or oversized record, or more than WIRE_MAX_RECORDS. */
 int wire_reader_next(WireReader *r, RoamId *ret_id, const uint8_t **ret_data, uint32_t *ret_len);
 
+/* Copies the bytes of one record (its header head, then its data of len
+ * bytes) from offset off on, at most max of them (and never past the header
+ * in one go), into out: how many. For a body read out in pieces. */
+size_t wire_record_copy(void *out, size_t max, const uint8_t head[WIRE_RECORD_HEADER], const void *data, size_t len,
+                        size_t off);
 /* Appends one record to a growing buffer (*buf, *len, *cap; realloc'd). */
 int wire_append_record(uint8_t **buf, size_t *len, size_t *cap, const RoamId *id, const void *data, uint32_t n);

@@ -11,8 +11,10 @@
 # agent: mousepad with a line typed every 2 s (xdotool), xfce4-terminal
 # running top, a Thunar window. For every run:
 #
-#   1. the dirty rate: QEMU's calc-dirty-rate (page sampling) over
-#      $DIRTY_S s, idle (the desktop up, nothing started) and working;
+#   1. the dirty rate over $DIRTY_S s, idle (the desktop up, nothing
+#      started) and working: the 4 KiB pages of the guest's RAM file that
+#      changed (read at the start and at the end), and QEMU's own
+#      calc-dirty-rate (page sampling, whole MB/s) next to it;
 #   2. roam: the server runs the session; the laptop daemon pre-copies
 #      (--precopy-interval $INTERVAL) for $PRECOPY_S s; 'roam offline' as soon as a
 #      round landed; $DWELL_S s on the laptop; 'roam online';
@@ -40,7 +42,7 @@ CPUS=2
 PRECOPY_S=60     # background pre-copy before the click (s since the laptop daemon started)
 INTERVAL=3       # --precopy-interval
 DWELL_S=30       # on the laptop between take offline and take online
-DIRTY_S=10       # calc-dirty-rate's window
+DIRTY_S=10       # the dirty rate's window
 WAN_RATE=100
 WAN_DELAY=25
 PORT=7480 LPORT=7481 PORT_MIG=7491 PORT_NBD=7492
@@ -64,7 +66,27 @@ WAN_RELAY_OPTS=${WAN_RELAY_OPTS:---max-buffer-mib 1}
 wire_bytes() { ip netns exec "$LT_NS" awk -v d="$WAN_DEV:" '$1 == d { printf "%.0f\n", $2 + $10 }' /proc/net/dev; }
 ROWS=$T/rows
 row() { local f; for f in "$@"; do printf '| %s ' "$f"; done >>"$ROWS"; printf '|\n' >>"$ROWS"; }
-mib_s() { awk -v r="$1" 'BEGIN { printf "%.1f MiB/s", r }'; }
+# the mem-path of the memory backend on a QEMU's command line
+ram_file_of() { tr '\0' '\n' <"/proc/$1/cmdline" | grep -o 'mem-path=[^,]*' | head -n 1 | cut -d= -f2 | grep .; }
+# "MiB/s pages qemu_mb_s" over DIRTY_S s: the RAM file read twice, and QEMU's
+# calc-dirty-rate over the same window ("?" when it fails)
+dirty_rate() {
+	local ramf=$1 qmp=$2 q f
+	f=$(mktemp)
+	python3 "$QDRV" dirty "$qmp" $DIRTY_S >"$f" 2>/dev/null &
+	local qpid=$!
+	local ours
+	ours=$(python3 "$QDRV" ramdirty "$ramf" $DIRTY_S) || die "cannot read the RAM file $ramf"
+	wait $qpid && q=$(cat "$f")
+	rm -f "$f"
+	echo "$ours ${q:-?}"
+}
+# "1.23 MiB/s (456 pages; calc-dirty-rate 0 MB/s)" from dirty_rate's answer
+rate_text() {
+	[ -n "$1" ] || { echo "not measured"; return; }
+	set -- $1
+	awk -v r="$1" -v n="$2" -v q="$3" 'BEGIN { printf "%.2f MiB/s (%d pages; calc-dirty-rate %s MB/s)", r, n, q }'
+}
 
 # the workload, as alice on :0: a script put into the guest (base64 through
 # the agent) and started detached
@@ -121,10 +143,12 @@ bench_roam() {
 	BOOT_ROAM=$((SECONDS - t_boot))
 	log "roam: desktop up after $BOOT_ROAM s"
 	sleep 20
-	DIRTY_IDLE=$(python3 "$QDRV" dirty "$DCH/sessions/d1/qmp.sock" $DIRTY_S) || die "calc-dirty-rate failed"
+	local ramf
+	ramf=$(ram_file_of "$(cat "$DCH/sessions/d1/qemu.pid")") || die "no RAM file on the session's QEMU command line"
+	DIRTY_IDLE=$(dirty_rate "$ramf" "$DCH/sessions/d1/qmp.sock")
 	start_workload ax
-	DIRTY_WORK=$(python3 "$QDRV" dirty "$DCH/sessions/d1/qmp.sock" $DIRTY_S) || die "calc-dirty-rate failed"
-	log "dirty rate: idle $DIRTY_IDLE MiB/s, working $DIRTY_WORK MiB/s"
+	DIRTY_WORK=$(dirty_rate "$ramf" "$DCH/sessions/d1/qmp.sock")
+	log "dirty rate (RAM file; calc-dirty-rate): idle $DIRTY_IDLE, working $DIRTY_WORK"
 	local age_click_s=$((SECONDS - t_boot + PRECOPY_S))
 
 	local w_start t_start
@@ -239,7 +263,7 @@ bench_qemu() {
 	log "QEMU peer: desktop up after $((SECONDS - t_boot)) s"
 	sleep 20
 	start_workload qax
-	DIRTY_WORK_Q=$(python3 "$QDRV" dirty "$T/$n-src.qmp" $DIRTY_S) || die "calc-dirty-rate failed"
+	DIRTY_WORK_Q=$(dirty_rate "/dev/shm/$BENCH_TAG-$$-$n-src.ram" "$T/$n-src.qmp")
 	# migrate at about the guest's age at roam's click
 	while [ $((SECONDS - t_boot)) -lt "${CLICK_AGE:-0}" ]; do sleep 1; done
 	local w0 w1 j=$T/$n.json
@@ -324,9 +348,11 @@ machine, as in the handoff section). The workload, started through the guest
 agent as the session's user: mousepad with a line typed every 2 s
 (xdotool), xfce4-terminal running \`top\`, a Thunar window.
 
-Memory dirty rate (QEMU's \`calc-dirty-rate\`, page sampling over ${DIRTY_S} s):
-idle (desktop up, nothing started) $(mib_s "${DIRTY_IDLE:-0}"), working $(mib_s "${DIRTY_WORK:-0}")
-(the QEMU peer working: $(mib_s "${DIRTY_WORK_Q:-0}")). roam sees it per pre-copy round of ${INTERVAL} s:
+Memory dirty rate over ${DIRTY_S} s, the 4 KiB pages of the guest's RAM file
+that changed between a read at the start and one at the end (in brackets
+QEMU's \`calc-dirty-rate\`: page sampling, 512 pages per GiB, whole MB/s):
+idle (desktop up, nothing started) $(rate_text "$DIRTY_IDLE"), working $(rate_text "$DIRTY_WORK")
+(the QEMU peer working: $(rate_text "$DIRTY_WORK_Q")). roam sees it per pre-copy round of ${INTERVAL} s:
 the last round before the click found $(human "${ROUND_CHANGED:-0}") (compressed) new.
 
 EOF

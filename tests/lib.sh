@@ -99,6 +99,19 @@ expect_match() {
         grep -Eq -- "$2" <<<"$1" || fail "${3:-output} does not match /$2/: $1"
 }
 # expect_one_line STRING: an error message is one line
+# file_holds FILE TEXT: whether FILE (a disk image: GBs, mostly zeros) holds
+# TEXT. Not grep: a binary "line" runs to the next newline, and grep keeps
+# all of it in memory (4 GiB for a 2 GiB sparse image, about a minute, or
+# "memory exhausted" on a busy machine).
+file_holds() {
+	python3 - "$1" "$2" <<'PY'
+import mmap, sys
+with open(sys.argv[1], "rb") as f:
+    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        sys.exit(0 if m.find(sys.argv[2].encode()) >= 0 else 1)
+PY
+}
+
 expect_one_line() {
         [ "$(printf '%s\n' "$1" | wc -l)" = 1 ] || fail "expected one line, got: $1"
 }

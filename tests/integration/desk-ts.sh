@@ -122,8 +122,7 @@ must_succeed roam desk suspend alice
 log "$ERR"
 grep -q "^alice *suspended" <(roam desk list) || fail "alice's desk is not suspended: $(roam desk list)"
 must_fail roam desk ps alice
-grep -qa "$TEXT" "$ROAM_HOME/sessions/ts1/xfer.raw" ||
-	fail "the checkpoint does not hold the editor's text ($(grep -ac Kestrel "$ROAM_HOME/sessions/ts1/xfer.raw") lines with Kestrel)"
+file_holds "$ROAM_HOME/sessions/ts1/xfer.raw" "$TEXT" || fail "the checkpoint does not hold the editor's text"
 id0=$(roam desk show alice --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 same_desk() { [ "$(roam desk show alice --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["state"], d["id"])')" = "suspended $id0" ]; }
 
@@ -217,7 +216,7 @@ fi
 out=$(laptop_desk offline alice --from "$B_WAN" --token "$ALICE" 2>&1) ||
 	{ tail -n 20 "$T/b-serve.log" >&2; fail "desk offline failed: $out"; }
 log "$out"
-grep -qa "$TEXT" "$B/sessions/ts2/xfer.raw" || fail "the checkpoint B took does not hold the editor's text"
+file_holds "$B/sessions/ts2/xfer.raw" "$TEXT" || fail "the checkpoint B took does not hold the editor's text"
 DH=$L
 grep -q "^alice *running *lts" <(rl desk list) || fail "alice's desk does not run on the laptop: $(rl desk list)"
 grep -q "^alice *away *ts2" <(rb desk list) || fail "B does not show alice's desk as lent: $(rb desk list)"

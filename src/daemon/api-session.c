@@ -38,7 +38,8 @@ typedef struct ApiSession {
         Daemon *d;
         SessionHost *h;
         int64_t lease_s;
-        bool stream_grant; /* a take offline's remainder sent while it is packed */
+        bool stream_grant; /* a take offline's remainder sent while it is packed, a take online's stored
+                            * while it comes */
         ApiLaptop *laptops;
         pthread_mutex_t lock;
         Ready ready[READY_MAX];
@@ -211,7 +212,74 @@ int parse_move_in(const void *body, size_t len, const char *name, MoveIn *ret) {
 }
 
 static int move_in_steps(HttpRequest *req, ApiSession *a, const char *name, const MoveIn *mi,
-                         const char *laptop);
+                         const char *laptop, UploadStream *stream);
+
+/* ---- a move-in's remainder stored while it comes ----
+ *
+ * The observer of POST /v1/sessions/NAME/move-in: once the request's line is
+ * here and names a staging ref the token may write, the upload after it goes
+ * to store threads record by record (api_store_upload_stream_*()), its pages
+ * taken from the RAM staged here, so that only what came last is left to
+ * store when the handler runs. Nothing changes hands before the handler's
+ * checks: what the stream stored are chunks checked against their ids, which
+ * gc removes if no ref comes to name them. */
+static int split(const char *rest, char name[static NAME_MAX_LEN + 1], const char **action);
+
+typedef struct MoveInWatch {
+        bool off;            /* not a move-in with a remainder, or not streamed */
+        size_t upload_at;    /* where the upload starts in the body */
+        SessionStagedView view;
+        UploadStream *u;
+} MoveInWatch;
+
+static void move_in_watch_done(void *state) {
+        MoveInWatch *w = state;
+        api_store_upload_stream_free(w->u); /* before the view its threads read */
+        session_staged_view_done(&w->view);
+        free(w);
+}
+
+static MoveInWatch *move_in_watch_new(HttpRequest *req, ApiSession *a, const uint8_t *body, size_t len) {
+        MoveInWatch *w = calloc(1, sizeof *w);
+        if (!w)
+                return NULL;
+        w->off = true;
+        char name[NAME_MAX_LEN + 1];
+        const char *action;
+        MoveIn mi;
+        if (!a->stream_grant || fleet_hooks || split(http_request_rest(req), name, &action) < 0 ||
+            strcmp(action, "move-in") != 0 || parse_move_in(body, len, name, &mi) < 0 || !mi.upload)
+                return w;
+        UploadPlain plain = { 0 };
+        if (session_staged_view(a->h, name, &w->view) >= 0)
+                plain = (UploadPlain){ .id = &w->view.id, .data = w->view.addr, .len = w->view.len };
+        err_clear();
+        w->u = api_store_upload_stream_new(daemon_api_store(a->d), req, mi.ref, mi.bases,
+                                           w->view.addr ? &plain : NULL);
+        if (!w->u)
+                return w;
+        /* the remainder, stored now, is read again by the restore */
+        store_keep_fresh(session_host_store(a->h), HANDOFF_FRESH_S);
+        w->upload_at = (size_t) ((const uint8_t *) mi.upload - body);
+        w->off = false;
+        return w;
+}
+
+static void move_in_feed(HttpRequest *req, const uint8_t *body, size_t len, void **state, void *userdata) {
+        MoveInWatch *w = *state;
+        if (!w) {
+                /* the line first (it names the ref and the bases) */
+                if (!memchr(body, '\n', MIN(len, (size_t) API_GRANT_LINE_MAX + 1)) && len <= API_GRANT_LINE_MAX)
+                        return;
+                w = *state = move_in_watch_new(req, userdata, body, len);
+                if (!w)
+                        return;
+        }
+        if (!w->off)
+                api_store_upload_stream_feed(w->u, body + w->upload_at, len - w->upload_at);
+}
+
+static const HttpBodyObserver move_in_observer = { .feed = move_in_feed, .done = move_in_watch_done };
 
 static int move_in(HttpRequest *req, ApiSession *a, const char *name) {
         SessionHost *h = a->h;
@@ -230,13 +298,14 @@ static int move_in(HttpRequest *req, ApiSession *a, const char *name) {
                                         name);
         /* the remainder, stored now, is read again by the restore */
         store_keep_fresh(session_host_store(h), HANDOFF_FRESH_S);
-        int r = move_in_steps(req, a, name, &mi, laptop);
+        MoveInWatch *w = http_request_observed(req);
+        int r = move_in_steps(req, a, name, &mi, laptop, w && !w->off ? w->u : NULL);
         store_keep_fresh(session_host_store(h), 0);
         return r;
 }
 
 static int move_in_steps(HttpRequest *req, ApiSession *a, const char *name, const MoveIn *mip,
-                         const char *laptop) {
+                         const char *laptop, UploadStream *stream) {
         SessionHost *h = a->h;
         const MoveIn mi = *mip;
         const Handover ho = mi.ho;
@@ -252,11 +321,11 @@ static int move_in_steps(HttpRequest *req, ApiSession *a, const char *name, cons
                  * remainder's chunks that did not change come from it */
                 SessionStagedView view = { 0 };
                 UploadPlain plain = { 0 };
-                if (session_staged_view(h, name, &view) >= 0)
+                if (!stream && session_staged_view(h, name, &view) >= 0)
                         plain = (UploadPlain){ .id = &view.id, .data = view.addr, .len = view.len };
                 err_clear();
                 int k = api_store_take_upload(daemon_api_store(a->d), req, mi.bases, mi.upload, mi.upload_len,
-                                              mi.ref, &id, view.addr ? &plain : NULL);
+                                              mi.ref, &id, view.addr ? &plain : NULL, stream);
                 session_staged_view_done(&view);
                 if (k != 0)
                         return k < 0 ? k : 0;
@@ -267,10 +336,12 @@ static int move_in_steps(HttpRequest *req, ApiSession *a, const char *name, cons
         int r = session_move_in(h, name, ho.checkpoint, ho.epoch, ho.from_epoch, &res);
         if (r >= 0)
                 daemon_log(a->d, DAEMON_LOG_DEBUG,
-                           "move-in of '%s': %.0f ms since the request came (its upload %zu bytes); the remainder "
+                           "move-in of '%s': %.0f ms since the request came (its upload %zu bytes, here after "
+                           "%.0f ms; %zu chunk records of it stored while it came); what was left of the remainder "
                            "stored in %.0f ms; restore %.0f ms (verify %.0f, RAM %.0f, files %.0f in all, device "
                            "state and cont %.0f [loading the device state %.0f, cont %.0f])",
                            name, (now_ns() - http_request_start_ns(req)) / 1e6, mi.upload_len,
+                           (t0 - http_request_start_ns(req)) / 1e6, api_store_upload_stream_early(stream),
                            (t_stored - t0) / 1e6, res.total_ns / 1e6, res.verify_ns / 1e6, res.ram_ns / 1e6,
                            res.export_ns / 1e6, (res.qemu_ns - res.launch_ns) / 1e6, res.devstate_ns / 1e6,
                            res.cont_ns / 1e6);
@@ -790,7 +861,7 @@ static const HttpRoute routes[] = {
         { "GET", "/v1/sessions/*", 0, route_get },
         /* a move-in may bring its remainder (parse_move_in()) */
         { "POST", "/v1/sessions/*", API_GRANT_LINE_MAX + 1 + PAGE_CHUNK_MAX_BASES * ID_SIZE + PACK_MAX_BYTES,
-          route_post },
+          route_post, .observe = &move_in_observer },
         { "POST", "/v1/sync-files", API_SYNC_FILE_MAX, route_sync_apply },
 };
 

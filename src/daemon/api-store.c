@@ -981,17 +981,80 @@ static int pack_store(ApiStore *a, Worker *w, const void *body, size_t len, uint
  * (src/sync/pages.h). 0 with the counts; 1 when it answered the request
  * (malformed: nothing stored; a chunk whose pages do not rebuild it: 412, the
  * rest stored); < 0 for the server to answer. */
+struct UploadStream {
+        ApiStore *a;
+        unsigned nb;
+        UploadPlain plain;
+        bool has_plain, failed;
+        PageBases *pb;
+        SyncPackStream *ps; /* once the bases' ids came */
+        size_t taken_before; /* chunk records taken before the latest piece */
+};
+
+UploadStream *api_store_upload_stream_new(ApiStore *a, HttpRequest *req, const char *ref, unsigned bases,
+                                          const UploadPlain *plain) {
+        if (!ref || bases > PAGE_CHUNK_MAX_BASES || auth_ref_access(auth_of(req), ref) != AUTH_ACCESS_WRITE)
+                return NULL;
+        UploadStream *u = calloc(1, sizeof *u);
+        if (!u)
+                return NULL;
+        u->a = a;
+        u->nb = bases;
+        if (plain) {
+                u->plain = *plain;
+                u->has_plain = true;
+        }
+        return u;
+}
+
+void api_store_upload_stream_feed(UploadStream *u, const uint8_t *upload, size_t n) {
+        size_t skip = (size_t) u->nb * ID_SIZE;
+        if (u->failed || n < skip)
+                return;
+        if (!u->ps) {
+                RoamId ids[PAGE_CHUNK_MAX_BASES];
+                memcpy(ids, upload, skip);
+                if ((u->nb > 0 && page_bases_new(u->a->s, ids, u->nb, &u->pb) < 0) ||
+                    sync_pack_stream_new_bases(u->a->s, u->pb, &u->ps) < 0) {
+                        err_clear();
+                        u->failed = true; /* the handler stores all of it */
+                        return;
+                }
+                if (u->pb && u->has_plain)
+                        page_bases_attach_plain(u->pb, u->plain.id, u->plain.data, u->plain.len);
+        }
+        u->taken_before = sync_pack_stream_taken(u->ps);
+        sync_pack_stream_feed(u->ps, upload + skip, n - skip);
+}
+
+size_t api_store_upload_stream_early(const UploadStream *u) {
+        return u ? u->taken_before : 0;
+}
+
+void api_store_upload_stream_free(UploadStream *u) {
+        if (!u)
+                return;
+        sync_pack_stream_free(u->ps); /* stops its threads first */
+        page_bases_free(u->pb);
+        free(u);
+}
+
 static int upload_store(HttpRequest *req, ApiStore *a, Worker *w, unsigned nb, const UploadPlain *plain,
                         const uint8_t *body, size_t len,
-                        uint64_t *ret_objects, uint64_t *ret_stored, uint64_t *ret_present) {
+                        uint64_t *ret_objects, uint64_t *ret_stored, uint64_t *ret_present, UploadStream *u) {
         if (!body)
                 body = (const uint8_t *) "";
         if (len < (size_t) nb * ID_SIZE) {
                 int k = http_reply_error(req, 400, "body is shorter than the %u base ids it must start with", nb);
                 return k < 0 ? k : 1;
         }
+        if (u && !u->ps)
+                u = NULL; /* it never started: stored here, all of it */
         _cleanup_(page_bases_freep) PageBases *pb = NULL;
-        if (nb > 0) {
+        if (u && nb > 0) {
+                body += (size_t) nb * ID_SIZE;
+                len -= (size_t) nb * ID_SIZE;
+        } else if (nb > 0) {
                 RoamId base_ids[PAGE_CHUNK_MAX_BASES];
                 memcpy(base_ids, body, (size_t) nb * ID_SIZE);
                 int k = page_bases_new(a->s, base_ids, nb, &pb);
@@ -1004,15 +1067,17 @@ static int upload_store(HttpRequest *req, ApiStore *a, Worker *w, unsigned nb, c
         }
         int r = pack_verify(a, w, body, len, nb);
         if (r < 0) {
-                int k = http_reply_error(req, 400, "%s (nothing of this request was stored)", err_message(r));
+                int k = http_reply_error(req, 400, "%s (%s)", err_message(r),
+                                         u ? "no ref was set" : "nothing of this request was stored");
                 return k < 0 ? k : 1;
         }
-        if (!pb)
+        if (!pb && !u)
                 return pack_store(a, w, body, len, ret_objects, ret_stored, ret_present);
-        /* chunks as pages are rebuilt here, on every core (sync.h) */
+        /* chunks as pages are rebuilt here, on every core (sync.h); with a
+         * stream, the chunk records that came before the last byte are stored */
         SyncStats st = { 0 };
         api_store_put_begin(a);
-        r = sync_pack_store(a->s, pb, body, len, &st);
+        r = u ? sync_pack_stream_finish(u->ps, body, len, &st) : sync_pack_store(a->s, pb, body, len, &st);
         api_store_put_end(a);
         if (r >= 0)
                 r = api_store_commit(a);
@@ -1034,14 +1099,16 @@ static int upload_store(HttpRequest *req, ApiStore *a, Worker *w, unsigned nb, c
 }
 
 int api_store_take_upload(ApiStore *a, HttpRequest *req, unsigned bases, const void *body, size_t len,
-                          const char *ref, const RoamId *id, const UploadPlain *plain) {
+                          const char *ref, const RoamId *id, const UploadPlain *plain, UploadStream *stream) {
         Worker *w = worker_get(a);
         if (!w)
                 return -ENOMEM;
         if (ref_name_to_write(req, ref, "change", " (user tokens write only sessions/USER/...)") < 0)
                 return 1;
         uint64_t objects = 0, stored = 0, present = 0;
-        int r = upload_store(req, a, w, bases, plain, body, len, &objects, &stored, &present);
+        if (stream && stream->nb != bases)
+                stream = NULL; /* not this upload's */
+        int r = upload_store(req, a, w, bases, plain, body, len, &objects, &stored, &present, stream);
         if (r != 0)
                 return r;
         char msg[1024], hex[ID_HEX_SIZE];
@@ -1092,7 +1159,7 @@ static int h_pack_put(HttpRequest *req, void *userdata) {
         size_t len;
         const uint8_t *body = http_request_body(req, &len);
         uint64_t objects = 0, stored = 0, present = 0;
-        int r = upload_store(req, a, w, (unsigned) nb, NULL, body, len, &objects, &stored, &present);
+        int r = upload_store(req, a, w, (unsigned) nb, NULL, body, len, &objects, &stored, &present, NULL);
         if (r != 0)
                 return r < 0 ? r : 0;
         json_t *counts = json_pack("{s:I, s:I, s:I}", "objects", (json_int_t) objects, "stored", (json_int_t) stored,

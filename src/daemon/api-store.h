@@ -74,8 +74,24 @@ typedef struct UploadPlain { /* a plain copy of one base (page_bases_attach_plai
         const void *data;
         size_t len;
 } UploadPlain;
+/* An upload stored while it comes (the body observer of a move-in,
+ * HttpBodyObserver): new() when its ref is known (NULL when req's token may
+ * not write ref: nothing is stored before the handler refuses it); feed() with
+ * the upload so far (n bytes at upload, which stay there): once the bases' ids
+ * are here, every whole chunk record goes to store threads (checked against
+ * its id). The handler then passes it to api_store_take_upload(), which stores
+ * what is left. plain (may be NULL) must stay until free(). */
+typedef struct UploadStream UploadStream;
+UploadStream *api_store_upload_stream_new(ApiStore *a, HttpRequest *req, const char *ref, unsigned bases,
+                                          const UploadPlain *plain);
+void api_store_upload_stream_feed(UploadStream *u, const uint8_t *upload, size_t n);
+void api_store_upload_stream_free(UploadStream *u);
+/* Chunk records it had taken before the last piece of the upload came (once
+ * the body is whole: what was stored while the rest was on the way). */
+size_t api_store_upload_stream_early(const UploadStream *u);
+/* stream: the same upload's stream, or NULL */
 int api_store_take_upload(ApiStore *a, HttpRequest *req, unsigned bases, const void *body, size_t len,
-                          const char *ref, const RoamId *id, const UploadPlain *plain);
+                          const char *ref, const RoamId *id, const UploadPlain *plain, UploadStream *stream);
 
 /* The body of PUT /v1/refs/NAME: {"id": HEX, "old": HEX or null}.
  * Unknown keys are ignored. Pure and bounded (fuzzed in fuzz-wire.c). */

@@ -60,6 +60,8 @@ struct HttpRequest {
         void *route_userdata;
         uint8_t *body;
         size_t body_len, body_cap; /* body_cap bytes are counted in body_memory */
+        bool body_whole;           /* body_cap is the announced length: the buffer never moves */
+        void *observed;            /* the route's observer's state */
         bool too_large;
         bool replied;
         unsigned status;
@@ -317,6 +319,8 @@ static void body_release(HttpRequest *req) {
 static void request_free(HttpRequest *req) {
         if (!req)
                 return;
+        if (req->observed)
+                req->route->observe->done(req->observed);
         body_release(req);
         if (req->auth_free)
                 req->auth_free(req->auth);
@@ -638,6 +642,9 @@ const void *http_request_body(const HttpRequest *req, size_t *ret_len) {
         *ret_len = req->body_len;
         return req->body_len ? req->body : NULL;
 }
+void *http_request_observed(const HttpRequest *req) {
+        return req->observed;
+}
 const char *http_request_peer(const HttpRequest *req) {
         return req->peer;
 }
@@ -761,11 +768,14 @@ static int request_begin(HttpRequest *req) {
                                                 (unsigned long long) len);
                 }
                 req->body_cap = len;
+                req->body_whole = true;
         }
         return 0;
 }
 
 static int body_append(HttpRequest *req, const char *data, size_t n) {
+        if (req->body_whole && n > req->body_cap - req->body_len)
+                return -EPROTO; /* more than it announced (an observer may be reading the buffer) */
         if (req->too_large || n > req->route->max_body - req->body_len) {
                 /* chunked upload past the limit: drop it, answer 413 at the end */
                 req->too_large = true;
@@ -865,6 +875,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                 if (body_append(req, upload_data, *upload_data_size) < 0)
                         return MHD_NO;
                 *upload_data_size = 0;
+                if (req->route->observe && req->body_whole && !req->too_large && req->body)
+                        req->route->observe->feed(req, req->body, req->body_len, &req->observed,
+                                                  req->route_userdata);
                 return MHD_YES;
         }
         request_run(req);

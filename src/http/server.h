@@ -54,6 +54,19 @@ typedef enum HttpLogLevel {
  * answers http_status_from_errno(r) with err_message(r) as the error. */
 typedef int (*HttpHandler)(HttpRequest *req, void *userdata);
 
+/* A route that watches its request body while it comes (HttpRoute.observe),
+ * e.g. to store a pack record by record before its last byte is here. */
+typedef struct HttpBodyObserver {
+        /* In the request's thread, after each piece of the body: all of it so
+         * far (len bytes at body, which stay where they are until the request
+         * ends). *state is the request's, NULL at first (the first calls may
+         * leave it so). Only for a body that announced its length (one buffer,
+         * made at once), never after an answer, and with the route's userdata. */
+        void (*feed)(HttpRequest *req, const uint8_t *body, size_t len, void **state, void *userdata);
+        /* Once, when the request ends, before its body goes; never with NULL. */
+        void (*done)(void *state);
+} HttpBodyObserver;
+
 typedef struct HttpRoute {
         const char *method; /* "GET", "PUT", "POST", "DELETE" */
         /* "/v1/info" matches exactly; a pattern that ends in a star ("/v1/refs/" + star)
@@ -63,6 +76,7 @@ typedef struct HttpRoute {
         size_t max_body; /* largest request body accepted (413 beyond); 0 = none */
         HttpHandler handler;
         unsigned flags; /* HttpRouteFlags; 0 = an ordinary authenticated route */
+        const HttpBodyObserver *observe; /* NULL: the handler sees the body once it is all here */
 } HttpRoute;
 
 typedef enum HttpRouteFlags {
@@ -179,6 +193,8 @@ const char *http_request_header(const HttpRequest *req, const char *name);
 const char *http_request_bearer(const HttpRequest *req);
 /* The buffered body (NULL and 0 when there is none). */
 const void *http_request_body(const HttpRequest *req, size_t *ret_len);
+/* What the route's observer (HttpRoute.observe) made of the body, or NULL. */
+void *http_request_observed(const HttpRequest *req);
 /* The client's address as text ("127.0.0.1", "::1"). */
 const char *http_request_peer(const HttpRequest *req);
 /* When the request came (now_ns() clock). */

@@ -492,7 +492,8 @@ int sync_pack_take(SyncPackAsk *a, const void *pack, size_t len, SyncStats *st) 
 /* ---- a pack stored as it comes ---- */
 
 struct SyncPackStream {
-        SyncPackAsk *ask;
+        Store *s;
+        PageBases *pb;
         bool started, stopped; /* the header was read; the stream gave up (finish reads it all) */
         PackReader rd;
         size_t fed; /* bytes the reader was given */
@@ -503,11 +504,16 @@ struct SyncPackStream {
 };
 
 int sync_pack_stream_new(SyncPackAsk *a, SyncPackStream **ret) {
+        return sync_pack_stream_new_bases(a->s, a->pb, ret);
+}
+
+int sync_pack_stream_new_bases(Store *s, PageBases *pb, SyncPackStream **ret) {
         SyncPackStream *ps = calloc(1, sizeof *ps);
         if (!ps)
                 return -ENOMEM;
-        ps->ask = a;
-        ps->job = (PackStoreJob){ .s = a->s, .pb = a->pb, .streaming = true };
+        ps->s = s;
+        ps->pb = pb;
+        ps->job = (PackStoreJob){ .s = s, .pb = pb, .streaming = true };
         pthread_mutex_init(&ps->job.lock, NULL);
         pthread_cond_init(&ps->job.more, NULL);
         *ret = ps;
@@ -517,7 +523,7 @@ int sync_pack_stream_new(SyncPackAsk *a, SyncPackStream **ret) {
 /* The header (pack_reader_init()'s checks); starts the workers. */
 static int stream_start(SyncPackStream *ps, const uint8_t *pack, size_t n) {
         int k = pack_reader_init(&ps->rd, pack, n, ZSTD_compressBound(OBJECT_WIRE_MAX),
-                                 ZSTD_compressBound(store_chunk_size(ps->ask->s)));
+                                 ZSTD_compressBound(store_chunk_size(ps->s)));
         if (k < 0)
                 return k;
         ps->fed = n;
@@ -589,7 +595,11 @@ int sync_pack_stream_finish(SyncPackStream *ps, const void *pack, size_t len, Sy
                 return k;
         /* the chunk records the workers took were all stored: the rest now */
         size_t taken = ps->started ? ps->job.n : 0;
-        return pack_store_rest(ps->ask->s, ps->ask->pb, pack, len, ps->chunks, taken, st);
+        return pack_store_rest(ps->s, ps->pb, pack, len, ps->chunks, taken, st);
+}
+
+size_t sync_pack_stream_taken(const SyncPackStream *ps) {
+        return ps && ps->started ? ps->job.n : 0;
 }
 
 void sync_pack_stream_stop(SyncPackStream *ps) {

@@ -88,8 +88,13 @@ int sync_pack_take(SyncPackAsk *a, const void *pack, size_t len, SyncStats *st);
  * pack the stream cannot read is left to finish(), which refuses it. */
 typedef struct SyncPackStream SyncPackStream;
 int sync_pack_stream_new(SyncPackAsk *a, SyncPackStream **ret);
+/* The same for a pack with pages of the bases pb (NULL: none; it must stay
+ * until the stream is freed): an upload the server stores as it comes. */
+int sync_pack_stream_new_bases(Store *s, PageBases *pb, SyncPackStream **ret);
 void sync_pack_stream_feed(SyncPackStream *ps, const uint8_t *pack, size_t n);
 int sync_pack_stream_finish(SyncPackStream *ps, const void *pack, size_t len, SyncStats *st);
+/* Chunk records handed to the threads so far (by the feeder's thread). */
+size_t sync_pack_stream_taken(const SyncPackStream *ps);
 /* Stops the threads (they no longer touch the pack) and feeds no more: for a
  * body that goes away. What they stored stays (checked chunks). */
 void sync_pack_stream_stop(SyncPackStream *ps);

@@ -33,7 +33,7 @@ ALICE=$(roam_dc token create --role user --user alice)
 roam_dc session create s1 --image deb --user alice --ram 256M --kernel "$GUEST/vmlinux" --initrd "$GUEST/initrd.img" >/dev/null
 roam_dc session start s1 >/dev/null
 
-ROAM_HOME=$DC_HOME in_dc "$ROAM_BIN" serve --listen "$DC_IP:$PORT" --offline-days 1 >dc.log 2>&1 &
+ROAM_HOME=$DC_HOME in_dc "$ROAM_BIN" serve --listen "$DC_IP:$PORT" --offline-days 1 -v >dc.log 2>&1 &
 cleanup_add "kill $! 2>/dev/null"
 wait_for 10 wan_listening "$DC_NS" "$PORT" || fail "server daemon did not start"
 wan_relay "$PORT"
@@ -108,6 +108,9 @@ expect_match "$out" "RAM staged ahead" "take online's output"
 # one round trip in the pause: the remainder went with the move-in, as pages
 expect_match "$out" "sent after the click with the move-in, [1-9][0-9]* chunks as their changed pages, [1-9][0-9]* index(es)? as changes to the pre-copy's" \
         "take online's output"
+# the server stored the remainder's chunk records while the rest of it came
+grep -q "move-in of 's1': .*; [1-9][0-9]* chunk records of it stored while it came" dc.log ||
+	fail "the server did not store the move-in's remainder while it came: $(grep "move-in of" dc.log)"
 before=$(last_tick_on roam_laptop)
 is_state roam_dc running || fail "s1 does not run on the server after take online"
 is_state roam_laptop away || fail "the laptop still claims s1"

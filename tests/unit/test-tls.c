@@ -217,11 +217,95 @@ static void test_pinned_client(void **state) {
         assert_int_equal(rm_rf(other), 0);
 }
 
+/* ---- a route that watches its body while it comes (HttpBodyObserver) ---- */
+
+typedef struct Watch {
+        const uint8_t *first; /* the buffer of the first piece */
+        size_t feeds, last_len;
+        bool moved, shrank;
+} Watch;
+static unsigned watches_done;
+
+static void watch_feed(HttpRequest *req, const uint8_t *body, size_t len, void **state, void *userdata) {
+        Watch *w = *state;
+        if (!w) {
+                if (len < 1000)
+                        return; /* it may wait for more before it starts */
+                w = *state = calloc(1, sizeof *w);
+                assert_non_null(w);
+                w->first = body;
+        }
+        w->moved |= body != w->first;
+        w->shrank |= len < w->last_len;
+        w->last_len = len;
+        w->feeds++;
+}
+
+static void watch_done(void *state) {
+        watches_done++;
+        free(state);
+}
+
+static const HttpBodyObserver watcher = { .feed = watch_feed, .done = watch_done };
+
+static int h_watched(HttpRequest *req, void *userdata) {
+        const Watch *w = http_request_observed(req);
+        size_t len;
+        const void *body = http_request_body(req, &len);
+        return http_reply_json(req, 200,
+                               json_pack("{s:I, s:b, s:b, s:b}", "feeds", (json_int_t) (w ? w->feeds : 0), "whole",
+                                         w && w->last_len == len, "same", w && w->first == body && !w->moved,
+                                         "grew", w && !w->shrank));
+}
+
+static json_t *post_watched(const char *url, const char *path, const void *body, size_t len) {
+        _cleanup_(remote_freep) Remote *r = NULL;
+        assert_int_equal(remote_new(url, "t", &(RemoteOptions){ .connect_timeout_s = 5 }, &r), 0);
+        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
+        RemoteResponse resp;
+        assert_int_equal(remote_request(c, "POST", path, body, len, NULL, 4096, &resp), 0);
+        assert_int_equal(resp.status, 200);
+        json_t *j = json_loadb((const char *) resp.body, resp.len, 0, NULL);
+        remote_response_done(&resp);
+        assert_non_null(j);
+        return j;
+}
+
+static void test_body_observer(void **state) {
+        static const HttpRoute routes[] = {
+                { "POST", "/watched", 8u << 20, h_watched, .observe = &watcher },
+        };
+        HttpServerOptions o = { .listen = "127.0.0.1:0" };
+        HttpServer *s = NULL;
+        assert_int_equal(http_server_new(&o, &s), 0);
+        assert_int_equal(http_server_add_routes(s, routes, 1, NULL), 0);
+        assert_int_equal(http_server_start(s), 0);
+        size_t big = 4u << 20;
+        uint8_t *body = malloc(big);
+        assert_non_null(body);
+        for (size_t i = 0; i < big; i++)
+                body[i] = (uint8_t) (i * 7);
+        /* 4 MiB come in many pieces: each one fed, in one buffer that only grows */
+        json_t *j = post_watched(http_server_url(s), "/watched", body, big);
+        assert_true(json_integer_value(json_object_get(j, "feeds")) > 1);
+        assert_true(json_is_true(json_object_get(j, "whole")));
+        assert_true(json_is_true(json_object_get(j, "same")));
+        assert_true(json_is_true(json_object_get(j, "grew")));
+        json_decref(j);
+        /* a small body: the observer never started, and nothing is done */
+        j = post_watched(http_server_url(s), "/watched", body, 10);
+        assert_int_equal(json_integer_value(json_object_get(j, "feeds")), 0);
+        json_decref(j);
+        http_server_free(s); /* the requests ended */
+        assert_int_equal(watches_done, 1);
+        free(body);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_fingerprint_text), cmocka_unit_test(test_pairing_token),
                 cmocka_unit_test(test_home_pair),        cmocka_unit_test(test_check_pair),
-                cmocka_unit_test(test_pinned_client),
+                cmocka_unit_test(test_pinned_client),    cmocka_unit_test(test_body_observer),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

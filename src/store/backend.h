@@ -2,7 +2,7 @@
 #pragma once
 
 /* Where a Store keeps its bytes: the backend interface. Two implementations:
- * the local directory (store.c, the default and the on-disk format of
+ * the local directory (local.c, the default and the on-disk format of
  * docs/store-format.md) and Ceph RADOS (rados.c, 'rados:POOL[?conf=FILE]',
  * shared by the servers of a fleet, docs/fleet.md).
  *

@@ -18,9 +18,14 @@ deps:
 fleet-deps:
 	@scripts/deps.sh fleet
 
-# the fleet's packages before the build: librados-dev turns on the RADOS backend
-check: fleet-deps all
+# the fleet's and the tests' packages before the build: librados-dev turns
+# on the RADOS backend, libcmocka-dev the unit tests (a build directory
+# configured without it is configured again)
+check: fleet-deps
 	@scripts/deps.sh check web deb && { scripts/web-deps.sh || true; }
+	@if [ -f $(BUILD)/build.ninja ] && ! ls $(BUILD)/tests/unit/test-* >/dev/null 2>&1; then \
+		meson setup --reconfigure $(BUILD) $(MESON_OPTS) >/dev/null; fi
+	@$(MAKE) --no-print-directory all
 	tests/run.sh
 
 check-valgrind: all

@@ -40,6 +40,11 @@ if [ $VALGRIND = 1 ]; then
         vg=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite)
 fi
 
+if ! ls "$BUILD_DIR"/tests/unit/test-* >/dev/null 2>&1 && { [ -z "$ONLY" ] || [[ unit/ =~ $ONLY ]]; }; then
+        # a build configured without cmocka has none: that is a failure, not a pass
+        printf 'FAIL unit (none built: install libcmocka-dev, then meson setup --reconfigure %s)\n' "$BUILD_DIR"
+        failed=$((failed + 1)); failures+=(unit)
+fi
 for t in "$BUILD_DIR"/tests/unit/test-*; do
         [ -f "$t" ] && [ -x "$t" ] || continue
         run_one "unit/$(basename "$t")" "${vg[@]}" "$t"

@@ -1041,7 +1041,9 @@ void api_store_upload_stream_free(UploadStream *u) {
 
 static int upload_store(HttpRequest *req, ApiStore *a, Worker *w, unsigned nb, const UploadPlain *plain,
                         const uint8_t *body, size_t len,
-                        uint64_t *ret_objects, uint64_t *ret_stored, uint64_t *ret_present, UploadStream *u) {
+                        uint64_t *ret_objects, uint64_t *ret_stored, uint64_t *ret_present, UploadStream *u,
+                        UploadTimes *times) {
+        uint64_t t0 = now_ns();
         if (!body)
                 body = (const uint8_t *) "";
         if (len < (size_t) nb * ID_SIZE) {
@@ -1079,8 +1081,13 @@ static int upload_store(HttpRequest *req, ApiStore *a, Worker *w, unsigned nb, c
         api_store_put_begin(a);
         r = u ? sync_pack_stream_finish(u->ps, body, len, &st) : sync_pack_store(a->s, pb, body, len, &st);
         api_store_put_end(a);
+        uint64_t t_stored = now_ns();
         if (r >= 0)
                 r = api_store_commit(a);
+        if (times) {
+                times->commit_ns = now_ns() - t_stored;
+                times->store_ns = t_stored - t0;
+        }
         if (r < 0)
                 return r;
         if (st.chunks_page_fallback > 0) {
@@ -1099,7 +1106,10 @@ static int upload_store(HttpRequest *req, ApiStore *a, Worker *w, unsigned nb, c
 }
 
 int api_store_take_upload(ApiStore *a, HttpRequest *req, unsigned bases, const void *body, size_t len,
-                          const char *ref, const RoamId *id, const UploadPlain *plain, UploadStream *stream) {
+                          const char *ref, const RoamId *id, const UploadPlain *plain, UploadStream *stream,
+                          UploadTimes *times) {
+        if (times)
+                *times = (UploadTimes){ 0 };
         Worker *w = worker_get(a);
         if (!w)
                 return -ENOMEM;
@@ -1108,11 +1118,14 @@ int api_store_take_upload(ApiStore *a, HttpRequest *req, unsigned bases, const v
         uint64_t objects = 0, stored = 0, present = 0;
         if (stream && stream->nb != bases)
                 stream = NULL; /* not this upload's */
-        int r = upload_store(req, a, w, bases, plain, body, len, &objects, &stored, &present, stream);
+        int r = upload_store(req, a, w, bases, plain, body, len, &objects, &stored, &present, stream, times);
         if (r != 0)
                 return r;
         char msg[1024], hex[ID_HEX_SIZE];
+        uint64_t t_check = now_ns();
         r = check_complete(a, id, msg, sizeof msg);
+        if (times)
+                times->check_ns = now_ns() - t_check;
         if (r < 0)
                 return r;
         if (r > 0) {
@@ -1159,7 +1172,7 @@ static int h_pack_put(HttpRequest *req, void *userdata) {
         size_t len;
         const uint8_t *body = http_request_body(req, &len);
         uint64_t objects = 0, stored = 0, present = 0;
-        int r = upload_store(req, a, w, (unsigned) nb, NULL, body, len, &objects, &stored, &present, NULL);
+        int r = upload_store(req, a, w, (unsigned) nb, NULL, body, len, &objects, &stored, &present, NULL, NULL);
         if (r != 0)
                 return r < 0 ? r : 0;
         json_t *counts = json_pack("{s:I, s:I, s:I}", "objects", (json_int_t) objects, "stored", (json_int_t) stored,

@@ -89,9 +89,16 @@ void api_store_upload_stream_free(UploadStream *u);
 /* Chunk records it had taken before the last piece of the upload came (once
  * the body is whole: what was stored while the rest was on the way). */
 size_t api_store_upload_stream_early(const UploadStream *u);
-/* stream: the same upload's stream, or NULL */
+/* stream: the same upload's stream, or NULL; times (may be NULL): where the
+ * time went (for the log) */
+typedef struct UploadTimes {
+        uint64_t store_ns;  /* checked and stored (what a stream left) */
+        uint64_t commit_ns; /* made durable */
+        uint64_t check_ns;  /* everything below the checkpoint found here */
+} UploadTimes;
 int api_store_take_upload(ApiStore *a, HttpRequest *req, unsigned bases, const void *body, size_t len,
-                          const char *ref, const RoamId *id, const UploadPlain *plain, UploadStream *stream);
+                          const char *ref, const RoamId *id, const UploadPlain *plain, UploadStream *stream,
+                          UploadTimes *times);
 
 /* The body of PUT /v1/refs/NAME: {"id": HEX, "old": HEX or null}.
  * Unknown keys are ignored. Pure and bounded (fuzzed in fuzz-wire.c). */

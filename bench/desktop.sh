@@ -32,12 +32,15 @@
 # usage: bash bench/desktop.sh   (as root; about 15 minutes on 2 cores)
 # env:   ROAM_BENCH_DESKTOP_RAM   guest RAM in MiB (default 2048)
 #        ROAM_BENCH_DESKTOP_ONLY  roam|qemu|.* (default: both)
+#        ROAM_BENCH_DESKTOP_SERVE_ARGS  more options of both daemons (a lever
+#                                 off, e.g. --no-stream-pack; split on spaces)
 #        ROAM_BENCH_DOC=0         do not update docs/benchmarks.md
 #        ROAM_BENCH_KEEP=1        keep the scratch directory
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/guest.sh"
 
 RAM=${ROAM_BENCH_DESKTOP_RAM:-2048}
+read -r -a SERVE_ARGS <<<"${ROAM_BENCH_DESKTOP_SERVE_ARGS:-}"
 CPUS=2
 PRECOPY_S=60     # background pre-copy before the click (s since the laptop daemon started)
 INTERVAL=3       # --precopy-interval
@@ -132,7 +135,7 @@ bench_roam() {
 	rm -f "$d/usb.bundle"
 	roam_in "$DC_NS" "$DCH" session start d1 >/dev/null || die "session start failed"
 	ROAM_HOME=$DCH ip netns exec "$DC_NS" "$ROAM_BIN" serve --listen "$DC_IP:$PORT" -v --log "$d/dc.log" \
-		>/dev/null 2>&1 &
+		"${SERVE_ARGS[@]}" >/dev/null 2>&1 &
 	DPIDS+=($!)
 	wait_for 20 wan_listening "$DC_NS" $PORT || die "the server daemon did not start"
 	rx() { roam_in "$DC_NS" "$DCH" session exec d1 --timeout 60 -- "$@"; }
@@ -156,7 +159,7 @@ bench_roam() {
 	t_start=$(date +%s)
 	ROAM_HOME=$LTH ip netns exec "$LT_NS" "$ROAM_BIN" serve --role laptop --listen "127.0.0.1:$LPORT" \
 		--server "http://127.0.0.1:$PORT" --token "$alice" --name lt --precopy-interval $INTERVAL -v \
-		--log "$d/lt.log" >/dev/null 2>&1 &
+		--log "$d/lt.log" "${SERVE_ARGS[@]}" >/dev/null 2>&1 &
 	DPIDS+=($!)
 	wait_for 20 wan_listening "$LT_NS" $LPORT || die "the laptop daemon did not start"
 	status() {

@@ -1031,6 +1031,10 @@ size_t api_store_upload_stream_early(const UploadStream *u) {
         return u ? u->taken_before : 0;
 }
 
+size_t api_store_upload_stream_done(UploadStream *u) {
+        return u ? sync_pack_stream_done(u->ps) : 0;
+}
+
 void api_store_upload_stream_free(UploadStream *u) {
         if (!u)
                 return;

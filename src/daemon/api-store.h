@@ -89,6 +89,8 @@ void api_store_upload_stream_free(UploadStream *u);
 /* Chunk records it had taken before the last piece of the upload came (once
  * the body is whole: what was stored while the rest was on the way). */
 size_t api_store_upload_stream_early(const UploadStream *u);
+/* Of the chunk records it took, the ones stored so far. */
+size_t api_store_upload_stream_done(UploadStream *u);
 /* stream: the same upload's stream, or NULL; times (may be NULL): where the
  * time went (for the log) */
 typedef struct UploadTimes {

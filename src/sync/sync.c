@@ -602,6 +602,10 @@ size_t sync_pack_stream_taken(const SyncPackStream *ps) {
         return ps && ps->started ? ps->job.n : 0;
 }
 
+size_t sync_pack_stream_done(SyncPackStream *ps) {
+        return ps && ps->started ? (size_t) (atomic_load(&ps->job.sent) + atomic_load(&ps->job.fallback)) : 0;
+}
+
 void sync_pack_stream_stop(SyncPackStream *ps) {
         (void) stream_stop(ps, NULL);
         ps->stopped = true;

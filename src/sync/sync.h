@@ -95,6 +95,8 @@ void sync_pack_stream_feed(SyncPackStream *ps, const uint8_t *pack, size_t n);
 int sync_pack_stream_finish(SyncPackStream *ps, const void *pack, size_t len, SyncStats *st);
 /* Chunk records handed to the threads so far (by the feeder's thread). */
 size_t sync_pack_stream_taken(const SyncPackStream *ps);
+/* Of them, the ones the threads are done with (stored, or left to the rest). */
+size_t sync_pack_stream_done(SyncPackStream *ps);
 /* Stops the threads (they no longer touch the pack) and feeds no more: for a
  * body that goes away. What they stored stays (checked chunks). */
 void sync_pack_stream_stop(SyncPackStream *ps);

@@ -109,7 +109,7 @@ expect_match "$out" "RAM staged ahead" "take online's output"
 expect_match "$out" "sent after the click with the move-in, [1-9][0-9]* chunks as their changed pages, [1-9][0-9]* index(es)? as changes to the pre-copy's" \
         "take online's output"
 # the server stored the remainder's chunk records while the rest of it came
-grep -q "move-in of 's1': .*; [1-9][0-9]* chunk records of it stored while it came" dc.log ||
+grep -q "move-in of 's1': .*; [1-9][0-9]* chunk records of it taken while it came" dc.log ||
 	fail "the server did not store the move-in's remainder while it came: $(grep "move-in of" dc.log)"
 before=$(last_tick_on roam_laptop)
 is_state roam_dc running || fail "s1 does not run on the server after take online"

@@ -339,13 +339,14 @@ static int move_in_steps(HttpRequest *req, ApiSession *a, const char *name, cons
         if (r >= 0)
                 daemon_log(a->d, DAEMON_LOG_DEBUG,
                            "move-in of '%s': %.0f ms since the request came (its upload %zu bytes, here after "
-                           "%.0f ms; %zu chunk records of it taken while it came, %zu of them stored by its last byte); what was left of the remainder "
-                           "stored in %.0f ms (checked and stored %.0f, durable %.0f, all below the checkpoint "
-                           "here %.0f); restore %.0f ms (verify %.0f, RAM %.0f, files %.0f in all, device "
-                           "state and cont %.0f [loading the device state %.0f, cont %.0f])",
+                           "%.0f ms; %zu chunk records of it taken while it came, %zu of them stored by its last "
+                           "byte); what was left of the remainder stored in %.0f ms (checked and stored %.0f, "
+                           "durable %.0f, all below the checkpoint here %.0f); restore %.0f ms (verify %.0f, RAM "
+                           "%.0f, files %.0f in all, device state and cont %.0f [loading the device state %.0f, "
+                           "cont %.0f])",
                            name, (now_ns() - http_request_start_ns(req)) / 1e6, mi.upload_len,
-                           (t0 - http_request_start_ns(req)) / 1e6, api_store_upload_stream_early(stream), done_by_then,
-                           (t_stored - t0) / 1e6, times.store_ns / 1e6, times.commit_ns / 1e6,
+                           (t0 - http_request_start_ns(req)) / 1e6, api_store_upload_stream_early(stream),
+                           done_by_then, (t_stored - t0) / 1e6, times.store_ns / 1e6, times.commit_ns / 1e6,
                            times.check_ns / 1e6, res.total_ns / 1e6, res.verify_ns / 1e6, res.ram_ns / 1e6,
                            res.export_ns / 1e6, (res.qemu_ns - res.launch_ns) / 1e6, res.devstate_ns / 1e6,
                            res.cont_ns / 1e6);

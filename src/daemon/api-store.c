@@ -984,8 +984,8 @@ static int pack_store(ApiStore *a, Worker *w, const void *body, size_t len, uint
 struct UploadStream {
         ApiStore *a;
         unsigned nb;
-        UploadPlain plain;
-        bool has_plain, failed;
+        UploadPlain plain; /* .data NULL: none */
+        bool failed;
         PageBases *pb;
         SyncPackStream *ps; /* once the bases' ids came */
         size_t taken_before; /* chunk records taken before the latest piece */
@@ -1000,10 +1000,8 @@ UploadStream *api_store_upload_stream_new(ApiStore *a, HttpRequest *req, const c
                 return NULL;
         u->a = a;
         u->nb = bases;
-        if (plain) {
+        if (plain)
                 u->plain = *plain;
-                u->has_plain = true;
-        }
         return u;
 }
 
@@ -1020,7 +1018,7 @@ void api_store_upload_stream_feed(UploadStream *u, const uint8_t *upload, size_t
                         u->failed = true; /* the handler stores all of it */
                         return;
                 }
-                if (u->pb && u->has_plain)
+                if (u->pb && u->plain.data)
                         page_bases_attach_plain(u->pb, u->plain.id, u->plain.data, u->plain.len);
         }
         u->taken_before = sync_pack_stream_taken(u->ps);

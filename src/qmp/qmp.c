@@ -18,7 +18,7 @@
 
 #define READ_CHUNK (64u * 1024)
 #define CONNECT_RETRY_MS 10
-#define MIGRATION_POLL_MIN_MS 5
+#define MIGRATION_POLL_MIN_MS 1
 #define MIGRATION_POLL_MAX_MS 100
 #define NO_DEADLINE UINT64_MAX
 
@@ -265,7 +265,9 @@ static int read_message(Qmp *q, uint64_t deadline, json_t **ret) {
         }
 }
 
-static int send_message(Qmp *q, const json_t *msg, uint64_t deadline) {
+/* Sends msg; fd >= 0 goes along with its first bytes (SCM_RIGHTS), where QEMU
+ * takes it for the command they start ("getfd"). */
+static int send_message_fd(Qmp *q, const json_t *msg, int fd, uint64_t deadline) {
         int r = check_alive(q);
         if (r < 0)
                 return r;
@@ -282,7 +284,23 @@ static int send_message(Qmp *q, const json_t *msg, uint64_t deadline) {
 
         size_t done = 0;
         while (done < n) {
-                ssize_t k = send(q->fd, s + done, n - done, MSG_NOSIGNAL);
+                ssize_t k;
+                if (fd >= 0 && done == 0) {
+                        union {
+                                struct cmsghdr h;
+                                char buf[CMSG_SPACE(sizeof(int))];
+                        } c = {};
+                        struct iovec iov = { .iov_base = s, .iov_len = n };
+                        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf,
+                                             .msg_controllen = sizeof c.buf };
+                        struct cmsghdr *ch = CMSG_FIRSTHDR(&mh);
+                        ch->cmsg_level = SOL_SOCKET;
+                        ch->cmsg_type = SCM_RIGHTS;
+                        ch->cmsg_len = CMSG_LEN(sizeof(int));
+                        memcpy(CMSG_DATA(ch), &fd, sizeof(int));
+                        k = sendmsg(q->fd, &mh, MSG_NOSIGNAL);
+                } else
+                        k = send(q->fd, s + done, n - done, MSG_NOSIGNAL);
                 if (k >= 0) {
                         done += (size_t) k;
                         continue;
@@ -373,8 +391,8 @@ static int pump(Qmp *q, uint64_t deadline, int64_t want_id, json_t **ret_reply) 
 
 /* ---- commands ---- */
 
-static int execute_until(Qmp *q, const char *command, json_t *args, uint64_t deadline,
-                         json_t **ret_return) {
+static int execute_until_fd(Qmp *q, const char *command, json_t *args, int fd, uint64_t deadline,
+                            json_t **ret_return) {
         _cleanup_json_ json_t *a = args;
         if (!q || !command)
                 return -EINVAL;
@@ -391,7 +409,7 @@ static int execute_until(Qmp *q, const char *command, json_t *args, uint64_t dea
         if (a && json_object_set_new(msg, "arguments", TAKE_PTR(a)) < 0)
                 return -ENOMEM;
         uint64_t start = now_ns();
-        r = send_message(q, msg, deadline);
+        r = send_message_fd(q, msg, fd, deadline);
         if (r < 0)
                 return r;
 
@@ -417,8 +435,22 @@ static int execute_until(Qmp *q, const char *command, json_t *args, uint64_t dea
         return 0;
 }
 
+static int execute_until(Qmp *q, const char *command, json_t *args, uint64_t deadline,
+                         json_t **ret_return) {
+        return execute_until_fd(q, command, args, -1, deadline, ret_return);
+}
+
 int qmp_execute(Qmp *q, const char *command, json_t *args, int timeout_ms, json_t **ret_return) {
         return execute_until(q, command, args, deadline_from(timeout_ms), ret_return);
+}
+
+int qmp_send_fd(Qmp *q, int fd, const char *name) {
+        if (!q || fd < 0 || !name)
+                return -EINVAL;
+        json_t *args = json_pack("{s:s}", "fdname", name);
+        if (!args)
+                return -ENOMEM;
+        return execute_until_fd(q, "getfd", args, fd, deadline_from(q->timeout_ms), NULL);
 }
 
 static int execute_simple(Qmp *q, const char *command, json_t *args) {
@@ -674,6 +706,15 @@ int qmp_set_migrate_capability(Qmp *q, const char *cap, bool on) {
         if (!args)
                 return -ENOMEM;
         return execute_simple(q, "migrate-set-capabilities", args);
+}
+
+int qmp_set_migrate_parameter(Qmp *q, const char *name, int64_t value) {
+        if (!q || !name)
+                return -EINVAL;
+        json_t *args = json_pack("{s:I}", name, (json_int_t) value);
+        if (!args)
+                return -ENOMEM;
+        return execute_simple(q, "migrate-set-parameters", args);
 }
 
 static int execute_with_uri(Qmp *q, const char *command, const char *uri) {

@@ -121,7 +121,13 @@ int qmp_wait_event(Qmp *q, const char *name, int timeout_ms, json_t **ret);
 int qmp_query_status(Qmp *q, char **ret_status);
 /* migrate-set-capabilities with one capability ("x-ignore-shared", ...). */
 int qmp_set_migrate_capability(Qmp *q, const char *cap, bool on);
-/* migrate {"uri": uri} ("exec:cat > FILE", "tcp:H:P"); returns once started. */
+/* migrate-set-parameters with one integer parameter ("max-bandwidth", ...). */
+int qmp_set_migrate_parameter(Qmp *q, const char *name, int64_t value);
+/* getfd {"fdname": name} with fd passed along (SCM_RIGHTS): QEMU keeps a copy
+ * of fd under name, for "fd:NAME" URIs (a migration takes it and closes it
+ * when done). The caller still owns fd. */
+int qmp_send_fd(Qmp *q, int fd, const char *name);
+/* migrate {"uri": uri} ("fd:NAME", "exec:cat > FILE", "tcp:H:P"); returns once started. */
 int qmp_migrate(Qmp *q, const char *uri);
 /* migrate-incoming {"uri": uri} on a QEMU started with -incoming defer. */
 int qmp_migrate_incoming(Qmp *q, const char *uri);

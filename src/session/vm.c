@@ -552,26 +552,6 @@ char *vm_desk_vnc_path(const char *xfer, unsigned k, const char *ext) {
         return s;
 }
 
-char *shell_quote(const char *s) {
-        size_t n = 2;
-        for (const char *p = s; *p; p++)
-                n += *p == '\'' ? 4 : 1;
-        char *o = malloc(n + 1), *q = o;
-        if (!o)
-                return NULL;
-        *q++ = '\'';
-        for (const char *p = s; *p; p++) {
-                if (*p == '\'') {
-                        memcpy(q, "'\\''", 4);
-                        q += 4;
-                } else
-                        *q++ = *p;
-        }
-        *q++ = '\'';
-        *q = 0;
-        return o;
-}
-
 /* ---- process ---- */
 
 static int read_pidfile(const char *pidfile, pid_t *ret) {
@@ -783,34 +763,43 @@ int vm_kill(Qmp *q, pid_t pid) {
         return vm_wait_exit(pid, 5000);
 }
 
-/* x-ignore-shared on (the RAM stays in its file) and *ret_uri the
- * migration URI that writes (save) or reads file. */
-static int devstate_uri(Qmp *q, bool save, const char *file, char **ret_uri) {
-        _cleanup_free_ char *qf = shell_quote(file);
-        if (!qf)
-                return -ENOMEM;
+/* Device state goes to and from a file QEMU is handed over QMP ("fd:" URI),
+ * without QEMU's default rate limit for migrations (32 MiB/s: a desktop's
+ * 4.5 MB of VGA memory took 110-130 ms to save with it, 11 ms without) and
+ * without a shell and cat between QEMU and the file (exec:, ~30 ms more to
+ * save and 40-70 ms more to load the desktop's state). RAM stays in its file
+ * (x-ignore-shared). */
+#define DEVSTATE_FD_NAME "roam-devstate"
+#define DEVSTATE_MAX_BANDWIDTH (INT64_C(64) << 30) /* bytes/s: no limit in practice */
+
+static int devstate_channel(Qmp *q, bool save, const char *file) {
         int r = qmp_set_migrate_capability(q, "x-ignore-shared", true);
+        if (r >= 0 && save)
+                r = qmp_set_migrate_parameter(q, "max-bandwidth", DEVSTATE_MAX_BANDWIDTH);
         if (r < 0)
                 return r;
-        return asprintf(ret_uri, save ? "exec:cat > %s" : "exec:cat %s", qf) < 0 ? -ENOMEM : 0;
+        _cleanup_close_ int fd = save ? open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)
+                                      : open(file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return err_set(-errno, "cannot open the device state file '%s': %m", file);
+        return qmp_send_fd(q, fd, DEVSTATE_FD_NAME);
 }
 
 int vm_save_devstate(Qmp *q, const char *file, int timeout_ms) {
-        _cleanup_free_ char *uri = NULL;
-        int r = devstate_uri(q, true, file, &uri);
+        int r = devstate_channel(q, true, file);
         if (r >= 0)
-                r = qmp_migrate(q, uri);
+                r = qmp_migrate(q, "fd:" DEVSTATE_FD_NAME);
         return r < 0 ? r : qmp_wait_migration(q, timeout_ms, NULL);
 }
 
 int vm_load_devstate(Qmp *q, const char *file, int timeout_ms) {
-        _cleanup_free_ char *uri = NULL;
-        int r = devstate_uri(q, false, file, &uri);
+        int r = devstate_channel(q, false, file);
         if (r >= 0)
-                r = qmp_migrate_incoming(q, uri);
+                r = qmp_migrate_incoming(q, "fd:" DEVSTATE_FD_NAME);
         if (r < 0)
                 return r;
         uint64_t end = now_ns() + (uint64_t) timeout_ms * 1000000;
+        long poll_ns = 1000000; /* 1 ms, doubling to 8: the desktop's loads in ~50 ms */
         for (;;) {
                 _cleanup_free_ char *st = NULL;
                 r = qmp_query_status(q, &st);
@@ -835,6 +824,7 @@ int vm_load_devstate(Qmp *q, const char *file, int timeout_ms) {
                 if (now_ns() >= end)
                         return err_set(-ETIMEDOUT, "loading the device state did not finish within %d ms",
                                        timeout_ms);
-                nanosleep(&(struct timespec) { 0, 10 * 1000000 }, NULL);
+                nanosleep(&(struct timespec) { 0, poll_ns }, NULL);
+                poll_ns = MIN(poll_ns * 2, 8 * 1000000L);
         }
 }

@@ -209,5 +209,3 @@ int vm_save_devstate(Qmp *q, const char *file, int timeout_ms);
 int vm_load_devstate(Qmp *q, const char *file, int timeout_ms);
 
 
-/* Quotes s for /bin/sh (single quotes). Caller frees. Used for exec: URIs. */
-char *shell_quote(const char *s);

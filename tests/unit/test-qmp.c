@@ -731,6 +731,8 @@ static void test_helpers(void **state) {
                 EXPECT_ARGS("migrate-set-capabilities",
                             "{\"capabilities\": [{\"capability\": \"events\", \"state\": false}]}"),
                 REPLY("{}"),
+                EXPECT_ARGS("migrate-set-parameters", "{\"max-bandwidth\": 68719476736}"),
+                REPLY("{}"),
                 EXPECT_ARGS("migrate", "{\"uri\": \"exec:cat > dev.state\"}"),
                 REPLY("{}"),
                 EXPECT("query-migrate"),
@@ -760,6 +762,7 @@ static void test_helpers(void **state) {
         Qmp *q = connect_fake(&p, script);
         assert_int_equal(qmp_set_migrate_capability(q, "x-ignore-shared", true), 0);
         assert_int_equal(qmp_set_migrate_capability(q, "events", false), 0);
+        assert_int_equal(qmp_set_migrate_parameter(q, "max-bandwidth", INT64_C(64) << 30), 0);
         assert_int_equal(qmp_migrate(q, "exec:cat > dev.state"), 0);
         json_t *info = NULL;
         assert_int_equal(qmp_wait_migration(q, 5000, &info), 0);
@@ -774,6 +777,90 @@ static void test_helpers(void **state) {
         assert_int_equal(qmp_wait_event(q, "SHUTDOWN", 5000, NULL), 0);
         qmp_free(q);
         peer_finish(&p);
+}
+
+/* getfd: the command's first bytes carry the file descriptor (SCM_RIGHTS),
+ * which the peer receives as a descriptor of the same open file. */
+typedef struct FdPeer {
+        int fd;
+        struct stat want;
+        char error[256];
+} FdPeer;
+
+static void *fd_peer_main(void *arg) {
+        FdPeer *p = arg;
+        if (send_all(p->fd, GREETING_TEXT "\r\n", strlen(GREETING_TEXT) + 2) < 0)
+                return snprintf(p->error, sizeof p->error, "greeting not sent"), NULL;
+        char buf[4096];
+        size_t len = 0;
+        int got = -1, cmds = 0;
+        while (cmds < 2) {
+                union {
+                        struct cmsghdr h;
+                        char b[CMSG_SPACE(sizeof(int))];
+                } c;
+                struct iovec iov = { buf + len, sizeof buf - len - 1 };
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.b,
+                                     .msg_controllen = sizeof c.b };
+                ssize_t k = recvmsg(p->fd, &mh, MSG_CMSG_CLOEXEC);
+                if (k <= 0)
+                        return snprintf(p->error, sizeof p->error, "recvmsg: %zd", k), NULL;
+                for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h))
+                        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) {
+                                if (got >= 0 || cmds != 1)
+                                        return snprintf(p->error, sizeof p->error, "fd with command %d", cmds), NULL;
+                                memcpy(&got, CMSG_DATA(h), sizeof got);
+                        }
+                len += (size_t) k;
+                buf[len] = 0;
+                char *nl;
+                while ((nl = strchr(buf, '\n'))) {
+                        *nl = 0;
+                        json_auto_t *j = json_loads(buf, 0, NULL);
+                        const char *want = cmds == 0 ? "qmp_capabilities" : "getfd";
+                        const char *ex = json_string_value(json_object_get(j, "execute"));
+                        if (!ex || strcmp(ex, want))
+                                return snprintf(p->error, sizeof p->error, "expected %s: %.200s", want, buf), NULL;
+                        json_auto_t *args = json_pack("{s:s}", "fdname", "dev");
+                        if (cmds == 1 && !json_equal(json_object_get(j, "arguments"), args))
+                                return snprintf(p->error, sizeof p->error, "getfd arguments: %.200s", buf), NULL;
+                        char reply[128];
+                        int n = snprintf(reply, sizeof reply, "{\"return\": {}, \"id\": %lld}\r\n",
+                                         json_integer_value(json_object_get(j, "id")));
+                        send_all(p->fd, reply, (size_t) n);
+                        cmds++;
+                        len -= (size_t) (nl + 1 - buf);
+                        memmove(buf, nl + 1, len + 1);
+                }
+        }
+        struct stat st;
+        if (got < 0 || fstat(got, &st) < 0 || st.st_ino != p->want.st_ino || st.st_dev != p->want.st_dev)
+                snprintf(p->error, sizeof p->error, "no descriptor of the file came with getfd (%d)", got);
+        if (got >= 0)
+                close(got);
+        return NULL;
+}
+
+static void test_send_fd(void **state) {
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        FdPeer p = { .fd = sv[1] };
+        char path[] = "/tmp/roam-test-fd-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        unlink(path);
+        assert_int_equal(fstat(fd, &p.want), 0);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, fd_peer_main, &p), 0);
+        Qmp *q = NULL;
+        assert_int_equal(qmp_new_from_fd(sv[0], 5000, &q), 0);
+        assert_int_equal(qmp_send_fd(q, fd, "dev"), 0);
+        assert_int_equal(qmp_send_fd(q, -1, "dev"), -EINVAL);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_string_equal(p.error, "");
+        qmp_free(q);
+        close(sv[1]);
+        close(fd);
 }
 
 static void test_migration_failed(void **state) {
@@ -1104,14 +1191,19 @@ static void test_real_qemu(void **state) {
         assert_string_equal(status, "paused");
         free(status);
 
-        /* checkpoint to a file, as the session code will */
+        /* checkpoint to a file handed to QEMU, as the session code does */
         _cleanup_free_ char *state_file = path_join(qemu_dir, "dev.state");
-        _cleanup_free_ char *uri = NULL;
-        assert_true(asprintf(&uri, "exec:cat > %s", state_file) > 0);
         assert_int_equal(qmp_set_migrate_capability(q, "x-ignore-shared", true), 0);
         assert_err(qmp_set_migrate_capability(q, "no-such-capability", true), -EIO,
                    "qemu refused 'migrate-set-capabilities'");
-        assert_int_equal(qmp_migrate(q, uri), 0);
+        assert_int_equal(qmp_set_migrate_parameter(q, "max-bandwidth", INT64_C(64) << 30), 0);
+        assert_err(qmp_set_migrate_parameter(q, "no-such-parameter", 1), -EIO, "qemu refused 'migrate-set-parameters'");
+        int sfd = open(state_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(sfd >= 0);
+        assert_int_equal(qmp_send_fd(q, sfd, "dev"), 0);
+        close(sfd);
+        assert_err(qmp_migrate(q, "fd:no-such-fd"), -EIO, "qemu refused 'migrate'");
+        assert_int_equal(qmp_migrate(q, "fd:dev"), 0);
         json_t *info = NULL;
         r = qmp_wait_migration(q, 20000, &info);
         if (r < 0)
@@ -1166,6 +1258,7 @@ int main(void) {
                 cmocka_unit_test(test_free_with_queued_events),
                 cmocka_unit_test(test_wait_event),
                 cmocka_unit_test(test_helpers),
+                cmocka_unit_test(test_send_fd),
                 cmocka_unit_test(test_migration_failed),
                 cmocka_unit_test(test_quit_without_reply),
                 cmocka_unit_test(test_send_to_closed_peer),

@@ -233,15 +233,6 @@ static void test_config_validate(void **state) {
         vm_config_done(&c);
 }
 
-static void test_shell_quote(void **state) {
-        char *q = shell_quote("/a b/it's");
-        assert_string_equal(q, "'/a b/it'\\''s'");
-        free(q);
-        q = shell_quote("");
-        assert_string_equal(q, "''");
-        free(q);
-}
-
 static void test_accel(void **state) {
         const char *a;
         setenv("ROAM_ACCEL", "tcg", 1);
@@ -830,7 +821,6 @@ int main(void) {
                 cmocka_unit_test(test_argv),
                 cmocka_unit_test(test_config_json),
                 cmocka_unit_test(test_config_validate),
-                cmocka_unit_test(test_shell_quote),
                 cmocka_unit_test(test_accel),
                 cmocka_unit_test(test_ram_check),
                 cmocka_unit_test(test_states),

@@ -36,6 +36,8 @@
 #                                 off, e.g. --no-stream-pack; split on spaces)
 #        ROAM_BENCH_DOC=0         do not update docs/benchmarks.md
 #        ROAM_BENCH_KEEP=1        keep the scratch directory
+#        ROAM_BENCH_PERF=1        profile the take offline (every CPU, perf record:
+#                                 offline.perf in the scratch directory)
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/guest.sh"
 
@@ -183,9 +185,11 @@ bench_roam() {
 
 	local out rc=0 w0 w1 t0 t1 down sent
 	w0=$(wire_bytes)
+	perf_begin offline
 	t0=$(now)
 	out=$(roam_in "$LT_NS" "$LTH" offline d1 2>&1) || rc=$?
 	t1=$(now)
+	perf_end
 	w1=$(wire_bytes)
 	log "$out"
 	[ $rc = 0 ] || die "take offline failed: $out; $(tail -n 5 "$d/lt.log" "$d/dc.log")"

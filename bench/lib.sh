@@ -22,6 +22,23 @@ roam() { "$ROAM_BIN" "$@"; }
 # now: seconds since the epoch, with nanoseconds
 now() { date +%s.%N; }
 
+# perf_begin NAME ... perf_end: with ROAM_BENCH_PERF=1, every CPU sampled in
+# between (perf record -a -g, cpu-clock: this machine counts no cycles) into
+# $T/NAME.perf, read with 'perf report -i' (keep it: ROAM_BENCH_KEEP=1)
+perf_begin() {
+	[ "${ROAM_BENCH_PERF:-0}" = 1 ] || return 0
+	command -v perf >/dev/null || die "ROAM_BENCH_PERF=1 needs perf (apt-get install linux-perf)"
+	perf record -a -g -e cpu-clock -F 4000 -o "$T/$1.perf" >/dev/null 2>&1 &
+	PERF_PID=$!
+	sleep 1 # perf is recording
+}
+perf_end() {
+	[ -n "${PERF_PID:-}" ] || return 0
+	kill -INT "$PERF_PID" 2>/dev/null
+	wait "$PERF_PID" || true
+	PERF_PID=
+}
+
 # timed VAR CMD...: runs CMD after a sync; VAR = its wall time in seconds,
 # VAR_cpu = the CPU time (user + system) of CMD and its children, which other
 # jobs on the machine disturb much less. The caller warms the page cache

@@ -305,6 +305,9 @@ int daemon_new(const DaemonOptions *o, Daemon **ret) {
                                store_dir);
         if (r < 0)
                 return r;
+        /* after the lock: a check for stray temp files (fsck) leaves files younger than its holders alone */
+        if (!o->no_tmp_pool && store_tmp_pool(d->store, DAEMON_TMP_POOL) < 0)
+                err_clear(); /* then every chunk write makes its file */
 
         _cleanup_free_ char *catalog_path = home_path(d, "catalog.db");
         if (!catalog_path)

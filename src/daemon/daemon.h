@@ -73,7 +73,12 @@ typedef struct DaemonOptions {
         unsigned stop_grace_s; /* 0 = HTTP_STOP_GRACE_DEFAULT_S */
         const char *store;    /* NULL: the home's (store/location.h); else recorded as the home's */
         bool laptop_server;   /* a laptop with --server: its data key comes at pairing (store/home-store.h) */
+        bool no_tmp_pool;     /* the store makes no temp files ahead (store_tmp_pool()) */
 } DaemonOptions;
+
+/* Empty temp files a daemon's local store keeps made ahead: more than a
+ * desktop's take offline or online writes chunks (~1000) */
+#define DAEMON_TMP_POOL 2048
 
 typedef struct Daemon Daemon;
 

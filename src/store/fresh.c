@@ -50,6 +50,13 @@ void fresh_open(Fresh *f, unsigned seconds) {
         pthread_mutex_unlock(&f->lock);
 }
 
+bool fresh_is_open(Fresh *f) {
+        pthread_mutex_lock(&f->lock);
+        bool open = is_open(f);
+        pthread_mutex_unlock(&f->lock);
+        return open;
+}
+
 static size_t slot_of(const Fresh *f, const RoamId *id) {
         uint64_t h;
         memcpy(&h, id, sizeof h); /* a SHA-256: its first bytes spread well */

@@ -33,6 +33,8 @@ void fresh_init(Fresh *f);
 void fresh_done(Fresh *f);
 /* Opens the window for seconds from now (0: closes it, and forgets all). */
 void fresh_open(Fresh *f, unsigned seconds);
+/* Whether the window is open (a hand-over is under way). */
+bool fresh_is_open(Fresh *f);
 /* Keeps a copy of id's plain bytes while the window is open (a cache: no
  * memory or no room, no copy). */
 void fresh_put(Fresh *f, const RoamId *id, const void *data, size_t len);

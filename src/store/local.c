@@ -19,6 +19,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,12 +155,16 @@ static int local_stat(Store *s, StoreKind k, const RoamId *id, uint64_t *ret_siz
         return 0;
 }
 
+static int pool_take(Store *s, char **ret_path);
+
 static int local_chunk_write(Store *s, const RoamId *id, const void *z, size_t zlen) {
         _cleanup_free_ char *tmpdir = NULL, *tmp = NULL;
         int r = sub(s, "tmp", &tmpdir);
         if (r < 0)
                 return r;
-        _cleanup_close_ int fd = tmpfile_create(tmpdir, &tmp);
+        _cleanup_close_ int fd = pool_take(s, &tmp);
+        if (fd < 0)
+                fd = tmpfile_create(tmpdir, &tmp);
         if (fd < 0)
                 return err_set(fd, "cannot write to store '%s': %s", s->path, strerror(-fd));
         r = failpoint_errno("store:chunk-write") ?: loop_write(fd, z, zlen);
@@ -593,37 +598,117 @@ static int local_ref_foreach(Store *s, const char *prefix, int (*cb)(const char 
         return r;
 }
 
-int store_clean_tmp(Store *s, unsigned min_age_s, uint64_t *ret_removed) {
-        if (s->be != &store_local_backend) {
-                if (ret_removed)
-                        *ret_removed = 0;
+/* ---- empty temp files made ahead (TmpPool) ---- */
+
+/* Under s->mutex: the pool wants files (below half of its target). */
+static bool pool_low(const Store *s) {
+        return s->pool.n < s->pool.target / 2;
+}
+
+static void *pool_main(void *arg) {
+        Store *s = arg;
+        _cleanup_free_ char *tmpdir = NULL;
+        if (sub(s, "tmp", &tmpdir) < 0)
+                return NULL;
+        pthread_mutex_lock(&s->mutex);
+        while (!s->pool.stop) {
+                if (!pool_low(s)) {
+                        pthread_cond_wait(&s->pool.wake, &s->mutex);
+                        continue;
+                }
+                /* up to the target, but never during a hand-over's window:
+                 * it takes from what is here */
+                while (!s->pool.stop && s->pool.n < s->pool.target) {
+                        pthread_mutex_unlock(&s->mutex);
+                        char *p = NULL;
+                        int fd = fresh_is_open(&s->fresh) ? -EAGAIN : tmpfile_create(tmpdir, &p);
+                        if (fd >= 0)
+                                close(fd);
+                        pthread_mutex_lock(&s->mutex);
+                        if (fd < 0) {
+                                /* a hand-over, or no room or no inodes: again in a moment */
+                                struct timespec ts;
+                                clock_gettime(CLOCK_REALTIME, &ts);
+                                ts.tv_sec += 1;
+                                if (!s->pool.stop)
+                                        pthread_cond_timedwait(&s->pool.wake, &s->mutex, &ts);
+                                break;
+                        }
+                        s->pool.path[s->pool.n++] = p;
+                }
+        }
+        pthread_mutex_unlock(&s->mutex);
+        return NULL;
+}
+
+int store_tmp_pool(Store *s, unsigned n) {
+        if (s->be != &store_local_backend || n == 0)
                 return 0; /* a shared backend has no temp files */
+        pthread_mutex_lock(&s->mutex);
+        int r = 0;
+        if (s->pool.running)
+                r = -EBUSY;
+        else if (!(s->pool.path = calloc(n, sizeof *s->pool.path)))
+                r = -ENOMEM;
+        else {
+                s->pool.target = n;
+                pthread_cond_init(&s->pool.wake, NULL);
+                /* no signal for it: a daemon's stop signals are for the thread that waits for them */
+                sigset_t all, old;
+                sigfillset(&all);
+                pthread_sigmask(SIG_BLOCK, &all, &old);
+                r = -pthread_create(&s->pool.thread, NULL, pool_main, s);
+                pthread_sigmask(SIG_SETMASK, &old, NULL);
+                s->pool.running = r == 0;
+                if (r < 0) {
+                        pthread_cond_destroy(&s->pool.wake);
+                        free(TAKE_PTR(s->pool.path));
+                        s->pool.target = 0;
+                }
         }
-        _cleanup_close_ int fd = openat(s->dir_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return errno == ENOENT ? 0 : -errno;
-        DIR *d = fdopendir(fd);
-        if (!d)
-                return -errno;
-        fd = -1;
-        uint64_t removed = 0;
-        time_t now = time(NULL);
-        struct dirent *de;
-        while ((de = readdir(d))) {
-                struct stat st;
-                if (strncmp(de->d_name, ".tmp-", 5))
-                        continue;
-                if (fstatat(dirfd(d), de->d_name, &st, 0) < 0)
-                        continue;
-                if (now - st.st_mtime < (time_t) min_age_s)
-                        continue;
-                if (unlinkat(dirfd(d), de->d_name, 0) == 0)
-                        removed++;
+        pthread_mutex_unlock(&s->mutex);
+        return r;
+}
+
+void local_tmp_pool_end(Store *s) {
+        pthread_mutex_lock(&s->mutex);
+        bool running = s->pool.running;
+        s->pool.stop = true;
+        if (running)
+                pthread_cond_signal(&s->pool.wake);
+        pthread_mutex_unlock(&s->mutex);
+        if (!running)
+                return;
+        pthread_join(s->pool.thread, NULL);
+        for (size_t i = 0; i < s->pool.n; i++) {
+                (void) unlink(s->pool.path[i]);
+                free(s->pool.path[i]);
         }
-        closedir(d);
-        if (ret_removed)
-                *ret_removed = removed;
-        return 0;
+        free(s->pool.path);
+        pthread_cond_destroy(&s->pool.wake);
+        s->pool = (TmpPool) { 0 };
+}
+
+/* An empty temp file of the pool, opened for writing and marked in use
+ * (tmpfile_create()), or -ENOENT when there is none. One that went (removed
+ * as stray by hand) is passed over. */
+static int pool_take(Store *s, char **ret_path) {
+        for (;;) {
+                pthread_mutex_lock(&s->mutex);
+                char *p = s->pool.n > 0 ? s->pool.path[--s->pool.n] : NULL;
+                if (s->pool.running && pool_low(s))
+                        pthread_cond_signal(&s->pool.wake);
+                pthread_mutex_unlock(&s->mutex);
+                if (!p)
+                        return -ENOENT;
+                int fd = open(p, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+                if (fd >= 0) {
+                        (void) flock(fd, LOCK_EX | LOCK_NB);
+                        *ret_path = p;
+                        return fd;
+                }
+                free(p);
+        }
 }
 
 /* ---- the backend (backend.h) ---- */

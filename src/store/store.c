@@ -228,6 +228,8 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret) {
 void store_free(Store *s) {
         if (!s)
                 return;
+        if (s->be == &store_local_backend)
+                local_tmp_pool_end(s);
         if (s->be && s->be->free)
                 s->be->free(s);
         /* unpublished writes are dropped: their temp files are garbage */

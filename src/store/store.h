@@ -201,5 +201,9 @@ int store_unlock(Store *s, const uint8_t key[static 32]);
 /* Forgets the key: the store is locked again. */
 void store_forget_key(Store *s);
 
-/* Removes stale temp files older than min_age_s from DIR/tmp. */
-int store_clean_tmp(Store *s, unsigned min_age_s, uint64_t *ret_removed);
+/* A local store keeps about n empty temp files made ahead by a thread of its
+ * own, for its chunk writes (a daemon's: a hand-over's pause creates no file).
+ * It makes none while a hand-over's window is open (store_keep_fresh()); what
+ * is left of them goes with store_free(). 0 for a store without temp files;
+ * -EBUSY when called twice. */
+int store_tmp_pool(Store *s, unsigned n);

@@ -247,6 +247,85 @@ static void test_chunk_fresh(void **state) {
         store_keep_fresh(f->s, 0);
 }
 
+/* The names of the temp files in the store's tmp/, sorted, one per line, and
+ * how many. */
+static size_t tmp_names(Fixture *f, char *out, size_t cap) {
+        _cleanup_free_ char *dir = path_join(f->storedir, "tmp");
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "ls -A '%s' | sort", dir);
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        size_t n = fread(out, 1, cap - 1, p), lines = 0;
+        out[n] = 0;
+        pclose(p);
+        for (size_t i = 0; i < n; i++)
+                lines += out[i] == '\n';
+        return lines;
+}
+
+static size_t wait_tmp_files(Fixture *f, size_t want, char *out, size_t cap) {
+        size_t n = 0;
+        for (int i = 0; i < 500 && (n = tmp_names(f, out, cap)) != want; i++)
+                usleep(10000);
+        return n;
+}
+
+/* The pool of empty temp files: chunk writes take them (no new file), it is
+ * refilled once below half, never while a hand-over's window is open, a file
+ * gone from it is passed over, and its files go with the store. */
+static void test_tmp_pool(void **state) {
+        Fixture *f = *state;
+        _cleanup_(chunk_codec_freep) ChunkCodec *c = chunk_codec_new(f->s);
+        char before[4096], after[4096];
+        assert_int_equal(store_tmp_pool(f->s, 8), 0);
+        assert_int_equal(store_tmp_pool(f->s, 8), -EBUSY);
+        assert_int_equal(wait_tmp_files(f, 8, before, sizeof before), 8);
+        uint8_t d[4096];
+        RoamId id;
+        for (int i = 0; i < 3; i++) {
+                fill_random(d, sizeof d);
+                sha256(d, sizeof d, &id);
+                assert_true(store_chunk_put(f->s, c, &id, d, sizeof d) > 0);
+        }
+        /* three pending: the pool's own files, none made */
+        assert_int_equal(tmp_names(f, after, sizeof after), 8);
+        assert_string_equal(after, before);
+        assert_int_equal(store_commit(f->s), 0);
+        usleep(100000);
+        assert_int_equal(tmp_names(f, after, sizeof after), 5); /* 5 of 8: not below half */
+        for (char *l = strtok(after, "\n"); l; l = strtok(NULL, "\n"))
+                assert_non_null(strstr(before, l));
+        /* a hand-over: below half, still nothing made */
+        store_keep_fresh(f->s, 60);
+        _cleanup_free_ char *tmpdir = path_join(f->storedir, "tmp");
+        tmp_names(f, after, sizeof after);
+        char gone[512];
+        snprintf(gone, sizeof gone, "%s/%.*s", tmpdir, (int) strcspn(after, "\n"), after);
+        assert_int_equal(unlink(gone), 0); /* removed behind its back */
+        for (int i = 0; i < 4; i++) {
+                fill_random(d, sizeof d);
+                sha256(d, sizeof d, &id);
+                assert_true(store_chunk_put(f->s, c, &id, d, sizeof d) > 0);
+        }
+        assert_int_equal(store_commit(f->s), 0);
+        usleep(200000);
+        assert_int_equal(tmp_names(f, after, sizeof after), 0); /* 4 taken, 1 was gone (a file of its own made) */
+        size_t got;
+        uint8_t back[4096];
+        assert_int_equal(store_chunk_get(f->s, c, &id, back, &got), 0);
+        assert_memory_equal(back, d, sizeof d);
+        /* the window closed: up to 8 again */
+        store_keep_fresh(f->s, 0);
+        fill_random(d, sizeof d);
+        sha256(d, sizeof d, &id);
+        assert_true(store_chunk_put(f->s, c, &id, d, sizeof d) > 0); /* a take wakes it */
+        assert_int_equal(store_commit(f->s), 0);
+        assert_int_equal(wait_tmp_files(f, 8, after, sizeof after), 8);
+        /* gone with the store */
+        reopen(f);
+        assert_int_equal(tmp_names(f, after, sizeof after), 0);
+}
+
 /* Published, for a completeness check: a pending chunk is not, a committed
  * one is, and stays answered from memory until a removal. */
 static void test_chunk_published(void **state) {
@@ -1325,6 +1404,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_chunk_roundtrip, setup, teardown),
                 cmocka_unit_test(test_seen_window),
                 cmocka_unit_test_setup_teardown(test_chunk_fresh, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_tmp_pool, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_chunk_published, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_chunk_seen, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_put_compressed_rejects_wrong_bytes, setup, teardown),

@@ -53,7 +53,9 @@
 #                                  laptop and by the server), nopages (no page
 #                                  references, ROAM_PAGE_DEDUP=0), plain (a
 #                                  laptop without encryption at rest: what
-#                                  encryption costs a hand-over)
+#                                  encryption costs a hand-over), notmppool
+#                                  (--no-tmp-pool on both daemons: every chunk
+#                                  written makes its temp file)
 #        ROAM_BENCH_HANDOFF_ONLY   the parts to run, a regex matched against each
 #                                  whole name: precopy, noprecopy, qemu, qemu-novga
 #        ROAM_BENCH_HANDOFF_QEMU_TICK  the guest's tick at which QEMU migrates
@@ -67,7 +69,7 @@
 
 RAM_SIZES=${ROAM_BENCH_HANDOFF_RAM:-512 2048}
 RUNS=${ROAM_BENCH_HANDOFF_RUNS:-3}
-LEVERS=${ROAM_BENCH_HANDOFF_LEVERS:-nowarm|nograntpack|nostream|nopages|plain}
+LEVERS=${ROAM_BENCH_HANDOFF_LEVERS:-nowarm|nograntpack|nostream|nopages|plain|notmppool}
 PRECOPY_S=25     # background pre-copy before the click (s since the laptop daemon started)
 INTERVAL=2       # --precopy-interval
 DWELL_S=15       # seconds on the laptop between take offline and take online
@@ -515,6 +517,7 @@ variant() { # NAME: the daemons' extra settings of a variant (all levers on, or 
         nostream) VARIANT_DC=(--no-stream-pack) VARIANT_LT=(--no-stream-pack) ;;
         nopages) VARIANT_ENV=(ROAM_PAGE_DEDUP=0) ;;
         plain) VARIANT_PLAIN=1 ;;
+        notmppool) VARIANT_DC=(--no-tmp-pool) VARIANT_LT=(--no-tmp-pool) ;;
         esac
 }
 variant_text() {
@@ -525,6 +528,7 @@ variant_text() {
         nostream) echo "without the remainder streamed (--no-stream-pack on both daemons): sent once all of it is packed, stored once all of it came (take offline on the laptop, take online on the server)" ;;
         nopages) echo "without page references (ROAM_PAGE_DEDUP=0)" ;;
         plain) echo "a plain laptop (laptop init --no-encryption): encryption's cost is this row against the first" ;;
+        notmppool) echo "without temp files made ahead (--no-tmp-pool on both daemons): every chunk a pause writes makes its file" ;;
         esac
 }
 stats() { # VALUES...: "median (min–max)"
@@ -572,7 +576,7 @@ for ram in $RAM_SIZES; do
         SUM_OFF="" SUM_ON=""
         if want precopy; then
                 bench_variant "$ram" all
-                for v in nowarm nograntpack nostream nopages plain; do
+                for v in nowarm nograntpack nostream nopages plain notmppool; do
                         if [[ $v =~ ^($LEVERS)$ ]]; then bench_variant "$ram" "$v"; fi
                 done
         fi

@@ -658,10 +658,11 @@ static int offline_steps(HttpRequest *req, ApiSession *a, const char *name, bool
         if (!g.again)
                 daemon_log(a->d, DAEMON_LOG_DEBUG,
                            "take offline of '%s': %.0f ms since the request came; grant %.0f ms: checkpoint %.0f "
-                           "(stop and device state %.0f, into the store %.0f [RAM and disks %.0f, device state "
+                           "(stop %.0f, device state %.0f, into the store %.0f [RAM and disks %.0f, device state "
                            "%.0f, stored and durable %.0f], QEMU ends %.0f, manifest %.0f)",
                            name, (now_ns() - http_request_start_ns(req)) / 1e6, g.pause_ns / 1e6,
-                           g.ck.total_ns / 1e6, g.ck.devstate_ns / 1e6, g.ck.copy_ns / 1e6, g.ck.scan_ns / 1e6,
+                           g.ck.total_ns / 1e6, g.ck.stop_ns / 1e6, (g.ck.devstate_ns - g.ck.stop_ns) / 1e6,
+                           g.ck.copy_ns / 1e6, g.ck.scan_ns / 1e6,
                            g.ck.devstate_import_ns / 1e6, g.ck.finish_ns / 1e6,
                            (g.ck.pause_ns - g.ck.devstate_ns - g.ck.copy_ns) / 1e6,
                            (g.ck.total_ns - g.ck.pause_ns) / 1e6);

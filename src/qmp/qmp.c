@@ -20,6 +20,7 @@
 #define CONNECT_RETRY_MS 10
 #define MIGRATION_POLL_MIN_MS 1
 #define MIGRATION_POLL_MAX_MS 100
+#define MIGRATION_POLL_FINE_MS 250
 #define NO_DEADLINE UINT64_MAX
 
 /* What pump() consumed. */
@@ -748,7 +749,7 @@ static int pump_until(Qmp *q, uint64_t deadline) {
 int qmp_wait_migration(Qmp *q, int timeout_ms, json_t **ret_info) {
         if (!q)
                 return -EINVAL;
-        uint64_t deadline = deadline_from(timeout_ms);
+        uint64_t deadline = deadline_from(timeout_ms), start = now_ns();
         unsigned interval = MIGRATION_POLL_MIN_MS;
         for (;;) {
                 _cleanup_json_ json_t *info = NULL;
@@ -777,7 +778,10 @@ int qmp_wait_migration(Qmp *q, int timeout_ms, json_t **ret_info) {
                 r = pump_until(q, deadline_min(deadline, deadline_from((int) interval)));
                 if (r < 0)
                         return r;
-                interval = MIN(interval * 2, (unsigned) MIGRATION_POLL_MAX_MS);
+                /* a device state is saved in tens of ms: looked at every ms until
+                 * MIGRATION_POLL_FINE_MS, so that its end is seen at once */
+                if (now_ns() - start > MIGRATION_POLL_FINE_MS * 1000000ULL)
+                        interval = MIN(interval * 2, (unsigned) MIGRATION_POLL_MAX_MS);
         }
 }
 

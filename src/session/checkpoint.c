@@ -396,6 +396,7 @@ static int checkpoint_paused(SessionHost *h, Op *o, Qmp **q, LiveFiles *live, bo
         r = checkpoint_stop_guest(*q, name, &was_running);
         if (r < 0)
                 return r;
+        res->stop_ns = now_ns() - t0;
         (void) unlink(o->paths.devstate);
         r = vm_save_devstate(*q, o->paths.devstate, 60000);
         if (r < 0)

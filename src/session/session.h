@@ -279,6 +279,7 @@ typedef struct SessionCheckpointResult {
         int64_t seq;       /* its number: ref sessions/<user>/<name>/<seq %06d> */
         uint64_t pause_ns; /* stop -> cont, as the guest saw it */
         uint64_t devstate_ns, copy_ns, import_ns, total_ns;
+        uint64_t stop_ns;  /* of devstate_ns: the guest stopped (QEMU flushes its disks) */
         /* of copy_ns: reading RAM, overlay and profile against their bases;
          * the device state; storing and making durable what was new */
         uint64_t scan_ns, devstate_import_ns, finish_ns;

@@ -799,7 +799,7 @@ int vm_load_devstate(Qmp *q, const char *file, int timeout_ms) {
         if (r < 0)
                 return r;
         uint64_t end = now_ns() + (uint64_t) timeout_ms * 1000000;
-        long poll_ns = 1000000; /* 1 ms, doubling to 8: the desktop's loads in ~50 ms */
+        long poll_ns = 1000000; /* 1 ms, doubling to 4: a device state loads in 20-130 ms */
         for (;;) {
                 _cleanup_free_ char *st = NULL;
                 r = qmp_query_status(q, &st);
@@ -825,6 +825,6 @@ int vm_load_devstate(Qmp *q, const char *file, int timeout_ms) {
                         return err_set(-ETIMEDOUT, "loading the device state did not finish within %d ms",
                                        timeout_ms);
                 nanosleep(&(struct timespec) { 0, poll_ns }, NULL);
-                poll_ns = MIN(poll_ns * 2, 8 * 1000000L);
+                poll_ns = MIN(poll_ns * 2, 4 * 1000000L);
         }
 }

@@ -157,17 +157,22 @@ static int local_stat(Store *s, StoreKind k, const RoamId *id, uint64_t *ret_siz
 
 static int pool_take(Store *s, char **ret_path);
 
-static int local_chunk_write(Store *s, const RoamId *id, const void *z, size_t zlen) {
-        _cleanup_free_ char *tmpdir = NULL, *tmp = NULL;
+/* A temp file for a chunk write: one of the pool's, else made now. */
+static int chunk_tmpfile(Store *s, char **ret_path) {
+        int fd = pool_take(s, ret_path);
+        if (fd >= 0)
+                return fd;
+        _cleanup_free_ char *tmpdir = NULL;
         int r = sub(s, "tmp", &tmpdir);
-        if (r < 0)
-                return r;
-        _cleanup_close_ int fd = pool_take(s, &tmp);
-        if (fd < 0)
-                fd = tmpfile_create(tmpdir, &tmp);
+        return r < 0 ? r : tmpfile_create(tmpdir, ret_path);
+}
+
+static int local_chunk_write(Store *s, const RoamId *id, const void *z, size_t zlen) {
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = chunk_tmpfile(s, &tmp);
         if (fd < 0)
                 return err_set(fd, "cannot write to store '%s': %s", s->path, strerror(-fd));
-        r = failpoint_errno("store:chunk-write") ?: loop_write(fd, z, zlen);
+        int r = failpoint_errno("store:chunk-write") ?: loop_write(fd, z, zlen);
         if (r < 0) {
                 unlink(tmp);
                 return err_set(r, "cannot write to store '%s': %s (free some space, then run 'roam store gc')",

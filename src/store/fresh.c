@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../basic/macro.h"
 #include "../basic/util.h"
 
 struct FreshEntry {
@@ -84,19 +85,33 @@ static bool grow(Fresh *f) {
         return true;
 }
 
+/* Under the lock: whether id's copy would be kept (the window open, room,
+ * not here yet). */
+static bool wants(Fresh *f, const RoamId *id, size_t len) {
+        return is_open(f) && len > 0 && f->bytes + len <= FRESH_MAX_BYTES && grow(f) &&
+               !f->slot[slot_of(f, id)].data;
+}
+
 void fresh_put(Fresh *f, const RoamId *id, const void *data, size_t len) {
         pthread_mutex_lock(&f->lock);
-        if (is_open(f) && len > 0 && f->bytes + len <= FRESH_MAX_BYTES && grow(f)) {
-                size_t i = slot_of(f, id);
-                uint8_t *copy = f->slot[i].data ? NULL : malloc(len);
-                if (copy) {
-                        memcpy(copy, data, len);
-                        f->slot[i] = (FreshEntry){ .id = *id, .data = copy, .len = len };
-                        f->n++;
-                        f->bytes += len;
-                }
+        bool want = wants(f, id, len);
+        pthread_mutex_unlock(&f->lock);
+        if (!want)
+                return;
+        /* the copy (and the page faults of new memory) outside the lock: the
+         * store threads of a hand-over put chunks at the same time */
+        uint8_t *copy = malloc(len);
+        if (!copy)
+                return;
+        memcpy(copy, data, len);
+        pthread_mutex_lock(&f->lock);
+        if (wants(f, id, len)) {
+                f->slot[slot_of(f, id)] = (FreshEntry){ .id = *id, .data = TAKE_PTR(copy), .len = len };
+                f->n++;
+                f->bytes += len;
         }
         pthread_mutex_unlock(&f->lock);
+        free(copy);
 }
 
 int fresh_get(Fresh *f, const RoamId *id, void *buf, size_t cap, size_t *ret_len) {

@@ -24,6 +24,7 @@
 #include "basic/util.h"
 #include "store/blob.h"
 #include "store/bundle.h"
+#include "store/fresh.h"
 #include "store/fsck.h"
 #include "store/index.h"
 #include "store/manifest.h"
@@ -245,6 +246,77 @@ static void test_chunk_fresh(void **state) {
         assert_true(store_chunk_get(f->s, c, &idb, back, &got) < 0);
         err_clear();
         store_keep_fresh(f->s, 0);
+}
+
+/* Store threads put the same chunks into a Fresh window at once: each is
+ * kept once with its own bytes, the byte count is right, and no put goes
+ * past FRESH_MAX_BYTES (the copies are made outside its lock). */
+#define FRESH_TEST_IDS 64
+#define FRESH_TEST_LEN (64u << 10)
+#define FRESH_TEST_BIG (3u << 20)
+
+typedef struct FreshRace {
+        Fresh *fresh;
+        uint8_t (*data)[FRESH_TEST_LEN];
+        RoamId *id;
+        int start; /* each thread its own order */
+        const uint8_t *big;
+} FreshRace;
+
+static void *fresh_race(void *arg) {
+        FreshRace *r = arg;
+        for (int k = 0; k < FRESH_TEST_IDS; k++) {
+                int i = (r->start + k * 7) % FRESH_TEST_IDS;
+                fresh_put(r->fresh, &r->id[i], r->data[i], FRESH_TEST_LEN);
+        }
+        for (int k = 0; k < 32; k++) { /* 32 × 3 MiB × 4 threads: past the limit */
+                RoamId big_id = { { 0xb1, (uint8_t) r->start, (uint8_t) k } };
+                fresh_put(r->fresh, &big_id, r->big, FRESH_TEST_BIG);
+        }
+        return NULL;
+}
+
+static void test_fresh_concurrent(void **state) {
+        (void) state;
+        Fresh fr;
+        fresh_init(&fr);
+        fresh_open(&fr, 60);
+        uint8_t (*data)[FRESH_TEST_LEN] = malloc((size_t) FRESH_TEST_IDS * FRESH_TEST_LEN);
+        uint8_t *big = malloc(FRESH_TEST_BIG);
+        RoamId id[FRESH_TEST_IDS];
+        assert_non_null(data);
+        assert_non_null(big);
+        memset(big, 0x5a, FRESH_TEST_BIG);
+        for (int i = 0; i < FRESH_TEST_IDS; i++) {
+                fill_random(data[i], FRESH_TEST_LEN);
+                sha256(data[i], FRESH_TEST_LEN, &id[i]);
+        }
+        pthread_t t[4];
+        FreshRace r[4];
+        for (int i = 0; i < 4; i++) {
+                r[i] = (FreshRace){ .fresh = &fr, .data = data, .id = id, .start = i * 16, .big = big };
+                assert_int_equal(pthread_create(&t[i], NULL, fresh_race, &r[i]), 0);
+        }
+        for (int i = 0; i < 4; i++)
+                pthread_join(t[i], NULL);
+        /* every small one kept once, the big ones until the limit */
+        assert_true(fr.bytes <= FRESH_MAX_BYTES);
+        assert_true(fr.bytes + FRESH_TEST_BIG > FRESH_MAX_BYTES);
+        size_t big_n = fr.n - FRESH_TEST_IDS;
+        assert_int_equal(fr.bytes, (size_t) FRESH_TEST_IDS * FRESH_TEST_LEN + big_n * FRESH_TEST_BIG);
+        static uint8_t back[FRESH_TEST_LEN];
+        size_t got;
+        for (int i = 0; i < FRESH_TEST_IDS; i++) {
+                assert_int_equal(fresh_get(&fr, &id[i], back, sizeof back, &got), 1);
+                assert_int_equal(got, FRESH_TEST_LEN);
+                assert_memory_equal(back, data[i], FRESH_TEST_LEN);
+        }
+        fresh_open(&fr, 0); /* closed: forgets all */
+        assert_int_equal(fresh_get(&fr, &id[0], back, sizeof back, &got), 0);
+        assert_int_equal(fr.bytes, 0);
+        fresh_done(&fr);
+        free(data);
+        free(big);
 }
 
 /* The names of the temp files in the store's tmp/, sorted, one per line, and
@@ -1404,6 +1476,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_chunk_roundtrip, setup, teardown),
                 cmocka_unit_test(test_seen_window),
                 cmocka_unit_test_setup_teardown(test_chunk_fresh, setup, teardown),
+                cmocka_unit_test(test_fresh_concurrent),
                 cmocka_unit_test_setup_teardown(test_tmp_pool, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_chunk_published, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_chunk_seen, setup, teardown),

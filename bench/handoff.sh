@@ -674,9 +674,10 @@ EOF
   laptop's "take offline of"/"take online of" lines, the server's "take
   offline of" line) and request logs (ms timestamps, one clock). Take
   offline: the request's way to the server; the server's part until its
-  grant (pause, device state, RAM and overlay into the store [the scan of
-  RAM and disks for changed chunks, the device state, storing what was new
-  and making it durable], QEMU ends, manifest, owner change); packing the
+  grant (the bases loaded while the guest still runs, pause, device state,
+  RAM and overlay into the store [the scan of RAM and disks for changed
+  chunks, the device state, storing what was new and making it durable],
+  sidecars, manifest and refs, QEMU ends; then the owner change); packing the
   remainder (its chunks as their changed pages, a thread per core); the
   answer's way back with the remainder (what is left of the laptop's wait
   for it); storing the remainder on the laptop (chunks rebuilt from their

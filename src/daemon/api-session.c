@@ -655,17 +655,12 @@ static int offline_steps(HttpRequest *req, ApiSession *a, const char *name, bool
         err_clear();
         daemon_log(a->d, DAEMON_LOG_INFO, "session '%s' %s offline on laptop '%s' (id %s) at epoch %lld", name,
                    g.again ? "stays" : "taken", l.name, l.id, (long long) g.epoch);
+        char parts[256];
         if (!g.again)
                 daemon_log(a->d, DAEMON_LOG_DEBUG,
-                           "take offline of '%s': %.0f ms since the request came; grant %.0f ms: checkpoint %.0f "
-                           "(stop %.0f, device state %.0f, into the store %.0f [RAM and disks %.0f, device state "
-                           "%.0f, stored and durable %.0f], QEMU ends %.0f, manifest %.0f)",
-                           name, (now_ns() - http_request_start_ns(req)) / 1e6, g.pause_ns / 1e6,
-                           g.ck.total_ns / 1e6, g.ck.stop_ns / 1e6, (g.ck.devstate_ns - g.ck.stop_ns) / 1e6,
-                           g.ck.copy_ns / 1e6, g.ck.scan_ns / 1e6,
-                           g.ck.devstate_import_ns / 1e6, g.ck.finish_ns / 1e6,
-                           (g.ck.pause_ns - g.ck.devstate_ns - g.ck.copy_ns) / 1e6,
-                           (g.ck.total_ns - g.ck.pause_ns) / 1e6);
+                           "take offline of '%s': %.0f ms since the request came; grant %.0f ms: checkpoint %.0f (%s)",
+                           name, (now_ns() - http_request_start_ns(req)) / 1e6, g.pause_ns / 1e6, g.ck.total_ns / 1e6,
+                           session_checkpoint_parts(&g.ck, parts, sizeof parts));
         char hex[ID_HEX_SIZE], server[HOST_ID_LEN + 1] = "";
         (void) host_id_get(daemon_home(a->d), server); /* for a later take online by file */
         err_clear();

@@ -791,17 +791,19 @@ static int do_online(Laptop *l, const char *name, json_t **ret) {
         json_object_set_new(*ret, "chunks_after_click", json_integer((json_int_t) res.final_chunks));
         json_object_set_new(*ret, "chunks_paged", json_integer((json_int_t) res.final_paged));
         json_object_set_new(*ret, "objects_as_deltas", json_integer((json_int_t) res.final_deltas));
+        char parts[256];
         daemon_log(l->d, DAEMON_LOG_INFO, "session '%s' taken online: downtime %llu ms", name,
                    (unsigned long long) (res.downtime_ns / 1000000));
         daemon_log(l->d, DAEMON_LOG_DEBUG,
                    "take online of '%s': final checkpoint %.0f ms, remainder made ready %.0f ms (%llu chunks, %llu "
-                   "as pages, %llu objects as deltas%s), the server's answer after %.0f ms (its restore %.0f ms)",
+                   "as pages, %llu objects as deltas%s), the server's answer after %.0f ms (its restore %.0f ms); "
+                   "the final checkpoint: %s",
                    name, res.final_checkpoint_ns / 1e6, res.remainder_ns / 1e6,
                    (unsigned long long) res.final_chunks, (unsigned long long) res.final_paged,
                    (unsigned long long) res.final_deltas,
                    res.remainder_with_move_in ? ", with the move-in" : ", pushed first",
                    (res.downtime_ns - res.final_checkpoint_ns - res.remainder_ns) / 1e6,
-                   res.target_restore_ns / 1e6);
+                   res.target_restore_ns / 1e6, session_checkpoint_parts(&res.final_ck, parts, sizeof parts));
         return 0;
 }
 

@@ -495,11 +495,15 @@ int session_checkpoint(SessionHost *h, const char *name, unsigned flags, Session
         if (r < 0)
                 return r;
         uint64_t resumed, t_pause = now_ns();
+        res.prepass_ns = t_pause - t_start;
         bool was_running = false;
         r = checkpoint_paused(h, &o, &q, &live, quit, &res, &resumed, &was_running);
         if (r < 0)
                 return r;
+        uint64_t t_side = now_ns();
         r = checkpoint_store(h, &o, &live, quit, &res, resumed);
+        uint64_t t_pub = now_ns();
+        res.sidecars_ns = t_pub - t_side;
 
         /* 3. manifest and refs; quitting, before QEMU ends: a checkpoint that
          * cannot be recorded (a full disk, a crash) leaves the guest running
@@ -516,9 +520,12 @@ int session_checkpoint(SessionHost *h, const char *name, unsigned flags, Session
                 }
                 r = objects ? publish_checkpoint(h, &o, objects, false, res.pause_ns, &res.id, &res.seq) : -ENOMEM;
         }
+        uint64_t t_end = now_ns();
+        res.publish_ns = t_end - t_pub;
         if (quit) {
                 r = checkpoint_end_quit(h, &o, &q, r, was_running);
                 res.pause_ns = now_ns() - t_pause;
+                res.end_ns = now_ns() - t_end;
         }
         if (r < 0)
                 return r;
@@ -527,6 +534,16 @@ int session_checkpoint(SessionHost *h, const char *name, unsigned flags, Session
         if (ret)
                 *ret = res;
         return 0;
+}
+
+const char *session_checkpoint_parts(const SessionCheckpointResult *ck, char *buf, size_t n) {
+        snprintf(buf, n,
+                 "bases %.0f, stop %.0f, device state %.0f, into the store %.0f [RAM and disks %.0f, device state "
+                 "%.0f, stored and durable %.0f], sidecars %.0f, manifest %.0f, QEMU ends %.0f",
+                 ck->prepass_ns / 1e6, ck->stop_ns / 1e6, (ck->devstate_ns - ck->stop_ns) / 1e6, ck->copy_ns / 1e6,
+                 ck->scan_ns / 1e6, ck->devstate_import_ns / 1e6, ck->finish_ns / 1e6, ck->sidecars_ns / 1e6,
+                 ck->publish_ns / 1e6, ck->end_ns / 1e6);
+        return buf;
 }
 
 /* ---- checkpoints: resolve, verify ---- */

@@ -210,6 +210,7 @@ static int move(SessionHost *h, const char *name, Remote *r, const SessionMoveOp
         }
         res.checkpoint = ck.id;
         res.final_checkpoint_ns = now_ns() - t_pause;
+        res.final_ck = ck;
         id_to_hex(&ck.id, hex);
         k = handoff_mark(h, name, "out", owner, o->token, epoch + 1, hex);
         failpoint("move:after-final-checkpoint");

@@ -44,6 +44,7 @@ typedef struct SessionMoveResult {
         bool remainder_with_move_in;/* they went in the move-in's request (one round trip) */
         uint64_t target_restore_ns; /* as the target measured it */
         uint64_t final_checkpoint_ns; /* of the downtime: the final checkpoint here */
+        SessionCheckpointResult final_ck; /* ... its parts */
         uint64_t remainder_ns;        /* ... what the target lacks, made ready to send */
         bool target_ram_staged;     /* the target had the pre-copy's RAM staged */
         bool target_warm;           /* ... and its QEMU waiting on it (warm.c) */

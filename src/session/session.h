@@ -283,6 +283,10 @@ typedef struct SessionCheckpointResult {
         /* of copy_ns: reading RAM, overlay and profile against their bases;
          * the device state; storing and making durable what was new */
         uint64_t scan_ns, devstate_import_ns, finish_ns;
+        /* before the pause: the bases loaded (and a pre-pass when due); after
+         * what pause_ns's paused part stored: the sidecars, the manifest and
+         * its refs, and (quitting) QEMU's end */
+        uint64_t prepass_ns, sidecars_ns, publish_ns, end_ns;
         uint64_t chunks, new_chunks, new_bytes, stored_bytes; /* sums over ram, overlay, devstate */
         uint64_t ram_new_chunks, overlay_new_chunks;
 } SessionCheckpointResult;
@@ -293,6 +297,11 @@ typedef struct SessionCheckpointResult {
  * only the overlay's and total_ns are set). A crashed session is refused
  * (its disk may be torn: start and stop it first). ret may be NULL. */
 int session_checkpoint(SessionHost *h, const char *name, unsigned flags, SessionCheckpointResult *ret);
+
+/* Where a live checkpoint's time went, for a log line: "bases B, stop S,
+ * device state D, into the store C [RAM and disks R, device state I, stored
+ * and durable F], sidecars X, manifest M, QEMU ends Q" (ms). Returns buf. */
+const char *session_checkpoint_parts(const SessionCheckpointResult *ck, char *buf, size_t n);
 
 /* Finds a checkpoint of user/name: spec NULL or "latest", a sequence number
  * ("3", "000003"), or a 64-hex manifest id. -ENOENT with detail. */

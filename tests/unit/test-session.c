@@ -88,7 +88,8 @@ static void test_argv(void **state) {
         assert_string_equal(argv_after(argv, "-append"), "console=ttyS0 quiet panic=-1");
         assert_string_equal(argv_after(argv, "-drive"),
                             "file=/h/sessions/s,,1/overlay.qcow2,format=qcow2,if=virtio,cache=writeback,discard=unmap,"
-                            "backing.driver=raw,backing.file.filename=/h/masters/m,,1.raw");
+                            "file.drop-cache=off,backing.driver=raw,backing.file.filename=/h/masters/m,,1.raw,"
+                            "backing.file.drop-cache=off");
         assert_string_equal(argv_after(argv, "-pidfile"), "/h/sessions/s,1/qemu.pid");
         assert_true(argv_index(argv, "-daemonize") > 0);
         assert_true(argv_index(argv, "-nodefaults") > 0);
@@ -110,7 +111,7 @@ static void test_argv(void **state) {
         int d1 = argv_index(argv, "-drive");
         assert_true(d1 > 0);
         assert_string_equal(argv[d1 + 2], "-drive");
-        assert_string_equal(argv[d1 + 3], "file=/data/profile.img,format=raw,if=virtio,cache=writeback");
+        assert_string_equal(argv[d1 + 3], "file=/data/profile.img,format=raw,if=virtio,cache=writeback,file.drop-cache=off");
         strv_free(argv);
 
         /* a terminal server: the transfer disk, and its desks' display ports next to it */

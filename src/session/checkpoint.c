@@ -524,8 +524,9 @@ int session_checkpoint(SessionHost *h, const char *name, unsigned flags, Session
         res.publish_ns = t_end - t_pub;
         if (quit) {
                 r = checkpoint_end_quit(h, &o, &q, r, was_running);
-                res.pause_ns = now_ns() - t_pause;
-                res.end_ns = now_ns() - t_end;
+                uint64_t t_ended = now_ns();
+                res.pause_ns = t_ended - t_pause;
+                res.end_ns = t_ended - t_end;
         }
         if (r < 0)
                 return r;

@@ -525,7 +525,7 @@ variant_text() {
         all) echo "all levers on (pre-copy, staged RAM, QEMU waiting, remainder with the grant, sent while it is packed and stored as it comes, page references, indexes as changes)" ;;
         nowarm) echo "without the waiting QEMU (--no-warm-restore): QEMU starts at the click" ;;
         nograntpack) echo "without the remainder in the grant's answer or the move-in's request (--no-grant-pack): pulled after the grant, pushed before the move-in, one round trip more each" ;;
-        nostream) echo "without the remainder streamed (--no-stream-pack on both daemons): sent once all of it is packed, stored once all of it came (take offline on the laptop, take online on the server)" ;;
+        nostream) echo "without the remainder streamed (--no-stream-pack on both daemons): sent once all of it is packed (take offline by the server, take online by the laptop), stored once all of it came (take offline on the laptop, take online on the server)" ;;
         nopages) echo "without page references (ROAM_PAGE_DEDUP=0)" ;;
         plain) echo "a plain laptop (laptop init --no-encryption): encryption's cost is this row against the first" ;;
         notmppool) echo "without temp files made ahead (--no-tmp-pool on both daemons): every chunk a pause writes makes its file" ;;

@@ -47,26 +47,31 @@ static bool field_ok(const char *s, size_t max) {
         return n > 0 && n <= max && !strchr(s, '\n');
 }
 
-int request_sig_message(const char *method, const char *path, const char *nonce, const void *body, size_t len,
-                        char **ret, size_t *ret_len) {
+int request_sig_message_digest(const char *method, const char *path, const char *nonce, const RoamId *body_sha,
+                               char **ret, size_t *ret_len) {
         if (!field_ok(method, METHOD_MAX) || !field_ok(path, REQSIG_PATH_MAX) ||
             !field_ok(nonce, REQSIG_NONCE_HEX_LEN))
                 return -EINVAL;
-        RoamId h;
-        sha256(body ? body : "", body ? len : 0, &h);
         char hex[ID_HEX_SIZE];
-        int n = asprintf(ret, MESSAGE_TAG "\n%s\n%s\n%s\n%s", method, path, nonce, id_to_hex(&h, hex));
+        int n = asprintf(ret, MESSAGE_TAG "\n%s\n%s\n%s\n%s", method, path, nonce, id_to_hex(body_sha, hex));
         if (n < 0)
                 return -ENOMEM;
         *ret_len = (size_t) n;
         return 0;
 }
 
-int request_sig_headers(const SignKey *k, const char *method, const char *path, const char *nonce,
-                        const void *body, size_t len, char **ret) {
+int request_sig_message(const char *method, const char *path, const char *nonce, const void *body, size_t len,
+                        char **ret, size_t *ret_len) {
+        RoamId h;
+        sha256(body ? body : "", body ? len : 0, &h);
+        return request_sig_message_digest(method, path, nonce, &h, ret, ret_len);
+}
+
+int request_sig_headers_digest(const SignKey *k, const char *method, const char *path, const char *nonce,
+                               const RoamId *body_sha, char **ret) {
         _cleanup_free_ char *msg = NULL;
         size_t n;
-        int r = request_sig_message(method, path, nonce, body, len, &msg, &n);
+        int r = request_sig_message_digest(method, path, nonce, body_sha, &msg, &n);
         if (r < 0)
                 return r;
         uint8_t sig[SIGN_SIGNATURE_SIZE], pub[SIGN_PUBLIC_SIZE];
@@ -81,6 +86,13 @@ int request_sig_headers(const SignKey *k, const char *method, const char *path, 
                      REQSIG_HDR_SIGNATURE, sig64) < 0)
                 return -ENOMEM;
         return 0;
+}
+
+int request_sig_headers(const SignKey *k, const char *method, const char *path, const char *nonce,
+                        const void *body, size_t len, char **ret) {
+        RoamId h;
+        sha256(body ? body : "", body ? len : 0, &h);
+        return request_sig_headers_digest(k, method, path, nonce, &h, ret);
 }
 
 int request_sig_verify(const uint8_t pub[static SIGN_PUBLIC_SIZE], const RequestSig *sig, const char *method,

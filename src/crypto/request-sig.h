@@ -18,13 +18,17 @@
  *
  *   "roam-request-v1\n" METHOD "\n" PATH "\n" NONCE "\n" hex(sha256(body))
  *
- * so a signature is good for one request, once. Pure code, no I/O; the
+ * so a signature is good for one request, once. A body sent while it is
+ * still being made (chunked; a take online's remainder, src/session/move.c)
+ * carries the three fields as HTTP trailer fields after its last chunk: the
+ * server looks in the header first, then in the trailer. Pure code, no I/O; the
  * header parser is fuzzed (tests/fuzz/fuzz-reqsig.c). */
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../basic/hash.h"
 #include "sign-key.h"
 
 #define REQSIG_HDR_LAPTOP "Roam-Laptop"
@@ -53,10 +57,19 @@ bool hex_is_exact(const char *s, size_t len);
 int request_sig_message(const char *method, const char *path, const char *nonce, const void *body, size_t len,
                         char **ret, size_t *ret_len);
 
+/* The same, given the body's SHA-256 (a body hashed as it was sent). */
+int request_sig_message_digest(const char *method, const char *path, const char *nonce, const RoamId *body_sha,
+                               char **ret, size_t *ret_len);
+
 /* Signs a request and returns its three header lines ("Name: value", joined
  * by '\n'). Caller frees *ret. */
 int request_sig_headers(const SignKey *k, const char *method, const char *path, const char *nonce,
                         const void *body, size_t len, char **ret);
+/* The same, given the body's SHA-256: for a body streamed while it is made,
+ * whose lines then go as HTTP trailer fields after it (the server reads the
+ * three fields from the header or, when absent there, from the trailer). */
+int request_sig_headers_digest(const SignKey *k, const char *method, const char *path, const char *nonce,
+                               const RoamId *body_sha, char **ret);
 
 /* Verifies sig against pub for this request: 0, or -EBADMSG. */
 int request_sig_verify(const uint8_t pub[static SIGN_PUBLIC_SIZE], const RequestSig *sig, const char *method,

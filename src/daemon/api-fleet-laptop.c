@@ -176,7 +176,8 @@ static int forward(ApiFleet *a, HttpRequest *req, const char *name, const char *
                 if (r != 0)
                         return replied(r);
                 laptop = l.id;
-        } else if (*action && strcmp(action, "precopy") && http_request_header(req, REQSIG_HDR_SIGNATURE))
+        } else if (*action && strcmp(action, "precopy") &&
+                   (http_request_header(req, REQSIG_HDR_SIGNATURE) || http_request_trailer(req, REQSIG_HDR_SIGNATURE)))
                 /* renew, move-in, finalize-in, stage: a laptop that does not hold it */
                 return replied(http_reply_error(req, 409, "session '%s' runs on fleet member '%s' at epoch %lld, not "
                                                 "on a laptop: a hand-over from a laptop is stale",

@@ -84,10 +84,17 @@ static int check_signature(ApiLaptop *a, HttpRequest *req, const RequestSig *sig
         return 0;
 }
 
+/* A signature field: from the header, or, for a body streamed while it was
+ * made, from the trailer after it (crypto/request-sig.h). */
+static const char *sig_field(HttpRequest *req, const char *name) {
+        const char *v = http_request_header(req, name);
+        return v ? v : http_request_trailer(req, name);
+}
+
 static int parse_headers(HttpRequest *req, RequestSig *ret) {
         err_clear();
-        int r = request_sig_parse(http_request_header(req, REQSIG_HDR_LAPTOP), http_request_header(req, REQSIG_HDR_NONCE),
-                                  http_request_header(req, REQSIG_HDR_SIGNATURE), ret);
+        int r = request_sig_parse(sig_field(req, REQSIG_HDR_LAPTOP), sig_field(req, REQSIG_HDR_NONCE),
+                                  sig_field(req, REQSIG_HDR_SIGNATURE), ret);
         if (r == -ENOENT)
                 return r;
         return r < 0 ? reply_refused(req, 400, r) : 0;

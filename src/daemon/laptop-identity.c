@@ -135,6 +135,19 @@ static int sign_cb(void *userdata, const char *method, const char *path, const v
         return request_sig_headers(li->key, method, path, nonce, body, len, ret);
 }
 
+static int sign_digest_cb(void *userdata, const char *method, const char *path, const RoamId *body_sha,
+                          char **ret) {
+        LaptopIdentity *li = userdata;
+        *ret = NULL;
+        if (!laptop_request_is_signed(method, path))
+                return 0;
+        char nonce[REQSIG_NONCE_HEX_LEN + 1];
+        int r = take_nonce(li, nonce);
+        if (r < 0)
+                return r;
+        return request_sig_headers_digest(li->key, method, path, nonce, body_sha, ret);
+}
+
 static void nonce_refused_cb(void *userdata) {
         LaptopIdentity *li = userdata;
         pthread_mutex_lock(&li->lock);
@@ -243,7 +256,7 @@ int laptop_identity_open(const LaptopIdentityOptions *o, LaptopIdentity **ret) {
         r = remote_new(o->server_url, o->token, &ro, &li->server);
         if (r < 0)
                 return r;
-        li->signer = (RemoteSigner){ .sign = sign_cb, .nonce_refused = nonce_refused_cb, .userdata = li };
+        li->signer = (RemoteSigner){ .sign = sign_cb, .sign_digest = sign_digest_cb, .nonce_refused = nonce_refused_cb, .userdata = li };
         *ret = TAKE_PTR(li);
         return 0;
 }

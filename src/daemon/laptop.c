@@ -774,7 +774,8 @@ static int do_online(Laptop *l, const char *name, json_t **ret) {
                 return do_online_powered_off(l, name, ret);
         SessionMoveOptions mo = { .owner_url = l->o.server_url,
                                   .token = l->o.token,
-                                  .no_remainder_with_move_in = l->o.no_grant_pack };
+                                  .no_remainder_with_move_in = l->o.no_grant_pack,
+                                  .no_stream_remainder = l->o.no_stream_pack };
         SessionMoveResult res;
         int k = session_move(l->h, name, l->server, &mo, &res);
         if (k < 0)
@@ -791,14 +792,20 @@ static int do_online(Laptop *l, const char *name, json_t **ret) {
         json_object_set_new(*ret, "chunks_after_click", json_integer((json_int_t) res.final_chunks));
         json_object_set_new(*ret, "chunks_paged", json_integer((json_int_t) res.final_paged));
         json_object_set_new(*ret, "objects_as_deltas", json_integer((json_int_t) res.final_deltas));
-        char parts[256];
+        json_object_set_new(*ret, "remainder_streamed", json_boolean(res.remainder_streamed));
+        char parts[256], ready[128];
+        if (res.remainder_streamed)
+                snprintf(ready, sizeof ready, "remainder planned %.0f ms, then sent while made (in %.0f ms)",
+                         res.remainder_ns / 1e6, res.remainder_made_ns / 1e6);
+        else
+                snprintf(ready, sizeof ready, "remainder made ready %.0f ms", res.remainder_ns / 1e6);
         daemon_log(l->d, DAEMON_LOG_INFO, "session '%s' taken online: downtime %llu ms", name,
                    (unsigned long long) (res.downtime_ns / 1000000));
         daemon_log(l->d, DAEMON_LOG_DEBUG,
-                   "take online of '%s': final checkpoint %.0f ms, remainder made ready %.0f ms (%llu chunks, %llu "
+                   "take online of '%s': final checkpoint %.0f ms, %s (%llu chunks, %llu "
                    "as pages, %llu objects as deltas%s), the server's answer after %.0f ms (its restore %.0f ms); "
                    "the final checkpoint: %s",
-                   name, res.final_checkpoint_ns / 1e6, res.remainder_ns / 1e6,
+                   name, res.final_checkpoint_ns / 1e6, ready,
                    (unsigned long long) res.final_chunks, (unsigned long long) res.final_paged,
                    (unsigned long long) res.final_deltas,
                    res.remainder_with_move_in ? ", with the move-in" : ", pushed first",

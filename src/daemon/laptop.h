@@ -39,7 +39,8 @@ typedef struct LaptopOptions {
                                       after the grant, take online pushes it before the move-in
                                       (for comparisons) */
         bool no_stream_pack;       /* store the remainder with the grant once all of it came,
-                                      not while it comes (for comparisons) */
+                                      not while it comes; send a take online's once all of it
+                                      is packed, not while it is (for comparisons) */
 } LaptopOptions;
 
 int laptop_register(Daemon *d, SessionHost *h, Hoard *hoard, const LaptopOptions *o);

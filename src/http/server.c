@@ -60,7 +60,7 @@ struct HttpRequest {
         void *route_userdata;
         uint8_t *body;
         size_t body_len, body_cap; /* body_cap bytes are counted in body_memory */
-        bool body_whole;           /* body_cap is the announced length: the buffer never moves */
+        bool body_whole;           /* body_cap is the announced length (or bound): the buffer never moves */
         void *observed;            /* the route's observer's state */
         bool too_large;
         bool replied;
@@ -625,6 +625,10 @@ const char *http_request_query(const HttpRequest *req, const char *key) {
 const char *http_request_header(const HttpRequest *req, const char *name) {
         return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
+
+const char *http_request_trailer(const HttpRequest *req, const char *name) {
+        return MHD_lookup_connection_value(req->conn, MHD_FOOTER_KIND, name);
+}
 const char *http_request_bearer(const HttpRequest *req) {
         const char *v = http_request_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
         if (!v && req->route && (req->route->flags & HTTP_ROUTE_QUERY_TOKEN)) {
@@ -748,10 +752,14 @@ static int request_begin(HttpRequest *req) {
                 return reply_json_ex(req, MHD_HTTP_METHOD_NOT_ALLOWED, error_json(msg),
                                      MHD_HTTP_HEADER_ALLOW, allow);
         }
-        const char *cl = http_request_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl = http_request_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH),
+                   *bound = cl ? NULL : http_request_header(req, HTTP_BODY_BOUND_HEADER);
         uint64_t len = 0;
         if (cl && parse_u64(cl, &len) < 0)
                 return http_reply_error(req, MHD_HTTP_BAD_REQUEST, "malformed Content-Length");
+        if (bound && parse_u64(bound, &len) < 0)
+                return http_reply_error(req, MHD_HTTP_BAD_REQUEST, "malformed %s (a byte count)",
+                                        HTTP_BODY_BOUND_HEADER);
         if (len > req->route->max_body)
                 return http_reply_error(req, MHD_HTTP_CONTENT_TOO_LARGE,
                                         "request body of %llu bytes is larger than %zu, the limit of this route",

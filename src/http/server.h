@@ -16,7 +16,8 @@
  *   headers complete -> auth hook (every path, also unknown ones; failure:
  *   401, empty body) -> route lookup (no path: 404, path but not method: 405
  *   with Allow) -> Content-Length over the route's max_body: 413 at once,
- *   the body is never read -> body buffered -> handler -> one reply.
+ *   the body is never read -> body buffered (a chunked one may announce its
+ *   bound: HTTP_BODY_BOUND_HEADER) -> handler -> one reply.
  *
  * Robustness: idle connections time out (timeout_s), connections are limited
  * in total and per client address, buffered request bodies are limited
@@ -60,8 +61,9 @@ typedef struct HttpBodyObserver {
         /* In the request's thread, after each piece of the body: all of it so
          * far (len bytes at body, which stay where they are until the request
          * ends). *state is the request's, NULL at first (the first calls may
-         * leave it so). Only for a body that announced its length (one buffer,
-         * made at once), never after an answer, and with the route's userdata. */
+         * leave it so). Only for a body that announced its length, or a
+         * chunked one its bound (HTTP_BODY_BOUND_HEADER): one buffer, made at
+         * once; never after an answer, and with the route's userdata. */
         void (*feed)(HttpRequest *req, const uint8_t *body, size_t len, void **state, void *userdata);
         /* Once, when the request ends, before its body goes; never with NULL. */
         void (*done)(void *state);
@@ -105,6 +107,11 @@ typedef void (*HttpLogFn)(HttpLogLevel level, const char *line, void *userdata);
 #define HTTP_TIMEOUT_DEFAULT_S 30u
 #define HTTP_STOP_GRACE_DEFAULT_S 10u
 #define HTTP_MAX_BODY_MEMORY_DEFAULT ((size_t) 1 << 30)
+/* A chunked request body may announce the most it will be in this header
+ * (a decimal byte count, within the route's max_body): it is then kept in
+ * one buffer of that size, made at once (observers see it as it comes), and
+ * more than that ends the connection. */
+#define HTTP_BODY_BOUND_HEADER "Roam-Body-Bound"
 
 typedef struct HttpServerOptions {
         /* "ADDR:PORT" with an IPv4 literal or "[IPv6]:PORT"; port 0 picks a free one */
@@ -188,6 +195,9 @@ const char *http_request_rest(const HttpRequest *req);
 const char *http_request_query(const HttpRequest *req, const char *key);
 /* A request header (case-insensitive name) or NULL. */
 const char *http_request_header(const HttpRequest *req, const char *name);
+/* A field of the trailer after a chunked request body (once the body is
+ * all here: in the handler), or NULL. */
+const char *http_request_trailer(const HttpRequest *req, const char *name);
 /* The token of "Authorization: Bearer TOKEN", or NULL. On a route with
  * HTTP_ROUTE_QUERY_TOKEN, also "?access_token=TOKEN" (the header wins). */
 const char *http_request_bearer(const HttpRequest *req);

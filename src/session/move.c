@@ -11,6 +11,7 @@
 #include "../basic/failpoint.h"
 #include "../basic/macro.h"
 #include "../basic/util.h"
+#include "../sync/pack-out.h"
 
 /* Pushes the session's latest checkpoint to the remote under the staging ref
  * sessions/USER/NAME/in-eEPOCH: the target's own refs (latest, numbered) are
@@ -82,23 +83,86 @@ static bool remainder_not_taken(int k) {
         return k == -E2BIG || k == -ENODATA || k == -EBADMSG || k == -EFBIG;
 }
 
-static int move_in_with_remainder(Store *s, Remote *r, const char *user, const char *name, const RoamId *ck,
-                                  int64_t epoch, const RoamId *precopy, SessionMoveResult *res) {
-        char staging[REF_NAME_MAX_LEN + 1];
-        snprintf(staging, sizeof staging, "sessions/%s/%s/in-e%lld", user, name, (long long) epoch);
-        _cleanup_(sync_upload_done) SyncUpload u = { 0 };
+/* The answer to a move-in that carried its remainder (taken: freed here);
+ * sent: the pack's chunks, of them as pages, objects as deltas. */
+static int move_in_reply(Remote *r, const char *name, RemoteResponse *resp, const uint64_t sent[static 3],
+                         SessionMoveResult *res) {
+        res->final_wire_bytes += resp->wire_bytes;
+        if (resp->status != 200) {
+                char what[128];
+                snprintf(what, sizeof what, "session '%s'", name);
+                int k = remote_status_error(r, resp, what);
+                remote_response_done(resp);
+                return k;
+        }
+        res->final_chunks += sent[0];
+        res->final_paged += sent[1];
+        res->final_deltas += sent[2];
+        res->remainder_with_move_in = true;
+        json_t *j = json_loadb((const char *) resp->body, resp->len, 0, NULL);
+        remote_response_done(resp);
+        return move_in_answer(r, name, j, res);
+}
+
+static ssize_t pack_read(void *userdata, void *buf, size_t max) {
+        return pack_out_read(userdata, buf, max);
+}
+
+/* The move-in with its remainder made while it is sent: the records leave
+ * as the pack's threads make them, so the link carries the first while the
+ * last are still read and turned into pages (for the 2 GiB desktop the
+ * whole pack took 140-170 ms to make before its first byte went). The
+ * signature, over the body's hash, follows it as trailer fields.
+ * -ECANCELED when the body could not be made and -EKEYEXPIRED when the
+ * server refused the nonce: nothing was carried out, and the caller sends
+ * it the buffered way (signed again). */
+static int move_in_streamed(Store *s, Remote *r, const char *name, json_t *line, const RoamId *precopy,
+                            const SyncUploadPlan *plan, SessionMoveResult *res) {
         uint64_t t0 = now_ns();
-        int k = sync_upload_build(s, ck, NULL, precopy, 1, false, &u);
+        _cleanup_(sync_upload_plan_freep) SyncUploadPlan *own = NULL;
+        int k = 0;
+        if (!plan) {
+                k = sync_upload_plan_new(s, precopy, 1, false, &own);
+                plan = own;
+        }
+        _cleanup_(pack_out_freep) PackOut *po = NULL;
+        unsigned nb = 0;
+        if (k >= 0)
+                k = sync_upload_stream(s, &res->checkpoint, plan, line, &po, &nb);
         res->remainder_ns = now_ns() - t0;
         if (k < 0)
                 return k;
-        json_t *line = move_in_line(ck, epoch);
-        if (line)
-                json_object_set_new(line, "ref", json_string(staging));
-        if (line && u.n_bases)
-                json_object_set_new(line, "bases", json_integer((json_int_t) u.n_bases));
-        _cleanup_free_ char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
-        json_decref(line);
+        PackOutStats st;
+        pack_out_stats(po, &st);
+        char path[256];
+        snprintf(path, sizeof path, "/v1/sessions/%s/move-in", name);
+        failpoint("move:after-push"); /* the remainder about to go with the move-in */
+        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
+        if (!c)
+                return -ENOMEM;
+        RemoteResponse resp;
+        k = remote_request_stream(c, "POST", path, pack_read, po, st.bound, "application/octet-stream", 64 * 1024,
+                                  &resp);
+        if (k < 0)
+                return k;
+        pack_out_stats(po, &st);
+        res->remainder_made_ns = st.made_ns;
+        res->remainder_streamed = resp.status == 200;
+        return move_in_reply(r, name, &resp, (const uint64_t[3]){ st.n_chunks, st.n_paged, st.n_delta }, res);
+}
+
+/* The remainder built whole, then sent with the move-in. */
+static int move_in_buffered(Store *s, Remote *r, const char *name, json_t *line, const RoamId *precopy,
+                            SessionMoveResult *res) {
+        _cleanup_(sync_upload_done) SyncUpload u = { 0 };
+        uint64_t t0 = now_ns();
+        int k = sync_upload_build(s, &res->checkpoint, NULL, precopy, 1, false, &u);
+        res->remainder_ns = now_ns() - t0;
+        if (k < 0)
+                return k;
+        if (u.n_bases && json_object_set_new(line, "bases", json_integer((json_int_t) u.n_bases)) < 0)
+                return -ENOMEM;
+        _cleanup_free_ char *text = json_dumps(line, JSON_COMPACT);
         size_t tlen = text ? strlen(text) : 0;
         _cleanup_free_ uint8_t *body = text ? malloc(tlen + 1 + u.len) : NULL;
         if (!body)
@@ -106,9 +170,8 @@ static int move_in_with_remainder(Store *s, Remote *r, const char *user, const c
         memcpy(body, text, tlen);
         body[tlen] = '\n';
         memcpy(body + tlen + 1, u.body, u.len);
-        char path[256], what[128];
+        char path[256];
         snprintf(path, sizeof path, "/v1/sessions/%s/move-in", name);
-        snprintf(what, sizeof what, "session '%s'", name);
         failpoint("move:after-push"); /* the remainder ready to go with the move-in */
         _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
         if (!c)
@@ -117,19 +180,29 @@ static int move_in_with_remainder(Store *s, Remote *r, const char *user, const c
         k = remote_request(c, "POST", path, body, tlen + 1 + u.len, "application/octet-stream", 64 * 1024, &resp);
         if (k < 0)
                 return k;
-        res->final_wire_bytes += resp.wire_bytes;
-        if (resp.status != 200) {
-                k = remote_status_error(r, &resp, what);
-                remote_response_done(&resp);
-                return k;
+        return move_in_reply(r, name, &resp, (const uint64_t[3]){ u.chunks, u.paged, u.deltas }, res);
+}
+
+/* plan: made from the pre-copy before the pause (NULL: made here) */
+static int move_in_with_remainder(Store *s, Remote *r, const char *user, const char *name, const RoamId *ck,
+                                  int64_t epoch, const RoamId *precopy, bool stream, const SyncUploadPlan *plan,
+                                  SessionMoveResult *res) {
+        char staging[REF_NAME_MAX_LEN + 1];
+        snprintf(staging, sizeof staging, "sessions/%s/%s/in-e%lld", user, name, (long long) epoch);
+        res->checkpoint = *ck;
+        _cleanup_(json_decrefp) json_t *line = move_in_line(ck, epoch);
+        if (!line || json_object_set_new(line, "ref", json_string(staging)) < 0)
+                return -ENOMEM;
+        if (stream) {
+                _cleanup_(json_decrefp) json_t *copy = json_deep_copy(line);
+                if (!copy)
+                        return -ENOMEM;
+                int k = move_in_streamed(s, r, name, copy, precopy, plan, res);
+                if (k != -ECANCELED && k != -EKEYEXPIRED && k != -EOPNOTSUPP)
+                        return k;
+                err_clear(); /* not carried out: the buffered way */
         }
-        res->final_chunks += u.chunks;
-        res->final_paged += u.paged;
-        res->final_deltas += u.deltas;
-        res->remainder_with_move_in = true;
-        json_t *j = json_loadb((const char *) resp.body, resp.len, 0, NULL);
-        remote_response_done(&resp);
-        return move_in_answer(r, name, j, res);
+        return move_in_buffered(s, r, name, line, precopy, res);
 }
 
 /* Asks the target to write the pre-copy's RAM file ahead of the move-in
@@ -192,6 +265,13 @@ static int move(SessionHost *h, const char *name, Remote *r, const SessionMoveOp
                 request_stage(r, name, &precopy, &res.precopy_wire_bytes);
                 failpoint("move:after-precopy");
         }
+        /* what the remainder is sent against (what is below the pre-copy,
+         * the bases of its chunks as pages) is known now: made before the
+         * pause, not in it (a failure only makes it later) */
+        _cleanup_(sync_upload_plan_freep) SyncUploadPlan *plan = NULL;
+        if (!id_is_null(&precopy) && !o->no_remainder_with_move_in && !o->no_stream_remainder &&
+            sync_upload_plan_new(s, &precopy, 1, false, &plan) < 0)
+                err_clear();
 
         /* the final round: paused from here until the target runs it */
         uint64_t t_pause = now_ns();
@@ -218,7 +298,8 @@ static int move(SessionHost *h, const char *name, Remote *r, const SessionMoveOp
          * trip while paused; else (or when that is not taken) two */
         bool combined = k >= 0 && !id_is_null(&precopy) && !o->no_remainder_with_move_in;
         if (combined) {
-                k = move_in_with_remainder(s, r, user, name, &ck.id, epoch + 1, &precopy, &res);
+                k = move_in_with_remainder(s, r, user, name, &ck.id, epoch + 1, &precopy, !o->no_stream_remainder,
+                                           plan, &res);
                 if (remainder_not_taken(k)) {
                         err_clear();
                         combined = false;

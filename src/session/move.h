@@ -29,6 +29,8 @@ typedef struct SessionMoveOptions {
                                   restarted daemon can ask the target how the move ended */
         bool no_remainder_with_move_in; /* push the remainder, then move in: two round trips
                                            while paused (a lever to compare with) */
+        bool no_stream_remainder;  /* make the remainder whole before the move-in goes (a lever
+                                      to compare with; else it is sent while it is made) */
 } SessionMoveOptions;
 
 typedef struct SessionMoveResult {
@@ -45,7 +47,10 @@ typedef struct SessionMoveResult {
         uint64_t target_restore_ns; /* as the target measured it */
         uint64_t final_checkpoint_ns; /* of the downtime: the final checkpoint here */
         SessionCheckpointResult final_ck; /* ... its parts */
-        uint64_t remainder_ns;        /* ... what the target lacks, made ready to send */
+        uint64_t remainder_ns;        /* ... what the target lacks, made ready to send (streamed:
+                                         the plan and the pack's head, before its first byte) */
+        uint64_t remainder_made_ns;   /* streamed: from the plan to the last record made */
+        bool remainder_streamed;      /* the remainder went while it was made */
         bool target_ram_staged;     /* the target had the pre-copy's RAM staged */
         bool target_warm;           /* ... and its QEMU waiting on it (warm.c) */
 } SessionMoveResult;

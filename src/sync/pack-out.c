@@ -191,7 +191,7 @@ void pack_out_free(PackOut *po) {
 /* The chunks of want not in have, and whether their stored frames (each
  * record is at most that) fit after `used` bytes within max. */
 static int out_list(PackOut *po, const Reach *want, const Reach *have, size_t used, size_t max,
-                    RoamId *ret_missing) {
+                    RoamId *ret_missing, uint64_t *ret_bytes) {
         po->ids = malloc(MAX(idset_size(want->chunks), (size_t) 1) * sizeof *po->ids);
         if (!po->ids)
                 return -ENOMEM;
@@ -212,6 +212,7 @@ static int out_list(PackOut *po, const Reach *want, const Reach *have, size_t us
                         return -E2BIG;
                 po->ids[po->n++] = id;
         }
+        *ret_bytes = bytes;
         po->slot = calloc(MAX(po->n, (size_t) 1), sizeof *po->slot);
         return po->slot ? 0 : -ENOMEM;
 }
@@ -230,16 +231,17 @@ int pack_out_new(Store *s, const Reach *want, const Reach *have, PageSender *ps,
         PackWriter pw;
         int r = pack_writer_init(&pw, max);
         bool deltas = false;
+        uint64_t bound = 0;
         if (r >= 0)
                 r = pack_put_objects(s, want, have, ps, &pw, &deltas);
         if (r >= 0)
-                r = out_list(po, want, have, pw.len, max, ret_missing);
+                r = out_list(po, want, have, pw.len, max, ret_missing, &bound);
         if (r >= 0) {
                 /* every record announced: the header says complete */
                 pack_writer_finish(&pw, PACK_COMPLETE | (ps ? PACK_PAGED : 0) | (deltas ? PACK_DELTA : 0));
                 put_le32(pw.buf + 12, (uint32_t) po->n);
                 po->st = (PackOutStats){ .n_objects = pw.n_objects, .n_delta = pw.n_delta, .n_chunks = (uint32_t) po->n,
-                                         .object_bytes = pw.object_bytes };
+                                         .object_bytes = pw.object_bytes, .bound = prefix_len + bound };
                 po->head_len = prefix_len + pw.len;
                 po->head = malloc(po->head_len);
                 if (!po->head)

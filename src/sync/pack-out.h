@@ -36,6 +36,7 @@ typedef struct PackOutStats {
         uint32_t n_objects, n_delta, n_chunks, n_paged;
         size_t object_bytes;
         uint64_t bytes;   /* of the whole body, prefix included */
+        uint64_t bound;   /* the most the whole body can be (known from the start) */
         uint64_t made_ns; /* from pack_out_new() to the last record made */
 } PackOutStats;
 
@@ -53,3 +54,7 @@ ssize_t pack_out_read(PackOut *po, void *buf, size_t max);
 void pack_out_stats(PackOut *po, PackOutStats *ret);
 /* Stops the workers (at any point) and frees. */
 void pack_out_free(PackOut *po);
+static inline void pack_out_freep(PackOut **po) {
+        if (*po)
+                pack_out_free(*po);
+}

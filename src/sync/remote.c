@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../basic/error.h"
+#include "../basic/hash.h"
 #include "../basic/macro.h"
 #include "remote-tls.h"
 
@@ -190,8 +191,63 @@ static int curl_to_errno(CURLcode cc) {
         }
 }
 
+/* Appends the lines of text ("Name: value", joined by '\n') to list. */
+static struct curl_slist *append_lines(struct curl_slist *list, const char *text) {
+        for (const char *p = text; p && *p;) {
+                size_t n = strcspn(p, "\n");
+                _cleanup_free_ char *line = strndup(p, n);
+                if (line)
+                        list = curl_slist_append(list, line);
+                p += n + (p[n] == '\n');
+        }
+        return list;
+}
+
+/* A body sent while it is made (remote_request_stream()). */
+typedef struct Upload {
+        RemoteReadFn read;
+        void *userdata;
+        uint64_t bound;
+        const RemoteSigner *signer; /* NULL: unsigned */
+        Sha256Ctx *sha;             /* of what went, when signed */
+        const char *method, *path;
+        uint64_t sent;
+        int error; /* of read or of signing: the transfer was aborted */
+} Upload;
+
+static size_t upload_read_cb(char *buf, size_t size, size_t nitems, void *userdata) {
+        Upload *u = userdata;
+        ssize_t n = u->read(u->userdata, buf, size * nitems);
+        if (n < 0) {
+                u->error = (int) n;
+                return CURL_READFUNC_ABORT;
+        }
+        if (u->sha)
+                sha256_ctx_update(u->sha, buf, (size_t) n);
+        u->sent += (uint64_t) n;
+        return (size_t) n;
+}
+
+/* After the last chunk: the signature of what went, as trailer fields. */
+static int upload_trailer_cb(struct curl_slist **list, void *userdata) {
+        Upload *u = userdata;
+        if (!u->signer)
+                return CURL_TRAILERFUNC_OK;
+        RoamId h;
+        sha256_ctx_final(u->sha, &h);
+        _cleanup_free_ char *lines = NULL;
+        int k = u->signer->sign_digest(u->signer->userdata, u->method, u->path, &h, &lines);
+        if (k < 0) {
+                u->error = k;
+                return CURL_TRAILERFUNC_ABORT;
+        }
+        *list = append_lines(*list, lines);
+        return CURL_TRAILERFUNC_OK;
+}
+
+/* One request: body (len bytes, may be NULL) or, with up, a body streamed. */
 static int request_once(RemoteConn *c, const char *method, const char *path, const void *body, size_t len,
-                        const char *content_type, const char *extra_headers, size_t max_response,
+                        Upload *up, const char *content_type, const char *extra_headers, size_t max_response,
                         RemoteResponse *ret) {
         Remote *r = c->r;
         CURL *h = c->curl;
@@ -218,18 +274,26 @@ static int request_once(RemoteConn *c, const char *method, const char *path, con
                 hdrs = curl_slist_append(hdrs, r->auth_header);
         char ct[128];
         snprintf(ct, sizeof ct, "Content-Type: %s", content_type ? content_type : "application/octet-stream");
-        if (body || strcmp(method, "GET"))
+        if (body || up || strcmp(method, "GET"))
                 hdrs = curl_slist_append(hdrs, ct);
         hdrs = curl_slist_append(hdrs, "Expect:"); /* no 100-continue round trip */
-        for (const char *p = extra_headers; p && *p;) {
-                size_t n = strcspn(p, "\n");
-                _cleanup_free_ char *line = strndup(p, n);
-                if (line)
-                        hdrs = curl_slist_append(hdrs, line);
-                p += n + (p[n] == '\n');
+        hdrs = append_lines(hdrs, extra_headers);
+        if (up) {
+                char bh[64];
+                snprintf(bh, sizeof bh, "%s: %llu", REMOTE_BODY_BOUND_HEADER, (unsigned long long) up->bound);
+                hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
+                hdrs = curl_slist_append(hdrs, bh);
         }
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-        if (!strcmp(method, "GET"))
+        if (up) {
+                curl_easy_setopt(h, CURLOPT_POST, 1L);
+                if (strcmp(method, "POST"))
+                        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+                curl_easy_setopt(h, CURLOPT_READFUNCTION, upload_read_cb);
+                curl_easy_setopt(h, CURLOPT_READDATA, up);
+                curl_easy_setopt(h, CURLOPT_TRAILERFUNCTION, upload_trailer_cb);
+                curl_easy_setopt(h, CURLOPT_TRAILERDATA, up);
+        } else if (!strcmp(method, "GET"))
                 curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
         else {
                 curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
@@ -259,6 +323,9 @@ static int request_once(RemoteConn *c, const char *method, const char *path, con
         }
         if (cc != CURLE_OK) {
                 free(sink.p);
+                if (up && up->error < 0) /* the body's own failure: nothing was carried out */
+                        return err_set(-ECANCELED, "the body of %s %s could not be made (%s); it was not sent whole",
+                                       method, path, err_message(up->error));
                 k = remote_tls_error(r->url, &r->tls, &c->tv, cc);
                 if (k < 0)
                         return k;
@@ -270,7 +337,7 @@ static int request_once(RemoteConn *c, const char *method, const char *path, con
                 .status = status,
                 .body = sink.p ? sink.p : (uint8_t *) strdup(""),
                 .len = sink.n,
-                .wire_bytes = sink.n + (body ? len : 0),
+                .wire_bytes = sink.n + (up ? up->sent : body ? len : 0),
         };
         return 0;
 }
@@ -295,7 +362,7 @@ int remote_request(RemoteConn *c, const char *method, const char *path, const vo
                         if (k < 0)
                                 return k;
                 }
-                int k = request_once(c, method, path, body, len, content_type, sig, max_response, ret);
+                int k = request_once(c, method, path, body, len, NULL, content_type, sig, max_response, ret);
                 if (k < 0 || !sig || attempt > 0 || !nonce_refused(ret))
                         return k;
                 if (c->observe)
@@ -303,6 +370,26 @@ int remote_request(RemoteConn *c, const char *method, const char *path, const vo
                 remote_response_done(ret);
                 s->nonce_refused(s->userdata);
         }
+}
+
+int remote_request_stream(RemoteConn *c, const char *method, const char *path, RemoteReadFn read, void *userdata,
+                          uint64_t bound, const char *content_type, size_t max_response, RemoteResponse *ret) {
+        const RemoteSigner *s = c->r->o.signer;
+        if (s && !s->sign_digest)
+                return -EOPNOTSUPP;
+        Upload up = { .read = read, .userdata = userdata, .bound = bound, .signer = s, .method = method,
+                      .path = path };
+        if (s && !(up.sha = sha256_ctx_new()))
+                return -ENOMEM;
+        int k = request_once(c, method, path, NULL, 0, &up, content_type, NULL, max_response, ret);
+        sha256_ctx_free(up.sha);
+        if (k >= 0 && s && nonce_refused(ret)) {
+                remote_response_done(ret);
+                s->nonce_refused(s->userdata);
+                return err_set(-EKEYEXPIRED, "%s refused the nonce of %s %s (send it again)", c->r->url, method,
+                               path);
+        }
+        return k;
 }
 
 void remote_conn_observe(RemoteConn *c, RemoteObserveFn fn, void *userdata) {

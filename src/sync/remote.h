@@ -8,9 +8,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef struct Remote Remote;
 struct Fingerprint;
+struct RoamId;
 typedef struct RemoteConn RemoteConn;
 
 /* Signs the requests that need it (a laptop's, crypto/request-sig.h). */
@@ -19,6 +21,10 @@ typedef struct RemoteSigner {
          * (caller frees), or *ret = NULL when it goes unsigned. */
         int (*sign)(void *userdata, const char *method, const char *path, const void *body, size_t len,
                     char **ret);
+        /* The same for a body streamed while it is made, given its SHA-256
+         * once it all went (the lines then go as trailer fields). */
+        int (*sign_digest)(void *userdata, const char *method, const char *path, const struct RoamId *body_sha,
+                           char **ret);
         /* The server refused the request's nonce (used, expired, or lost in a
          * restart): forget pooled nonces. The request is then signed and sent
          * once more. */
@@ -76,6 +82,24 @@ static inline void remote_conn_freep(RemoteConn **c) {
 int remote_request(RemoteConn *c, const char *method, const char *path, const void *body, size_t len,
                    const char *content_type, size_t max_response, RemoteResponse *ret);
 void remote_response_done(RemoteResponse *r);
+
+/* Reads up to max bytes of a streamed request body into buf: the count, 0 at
+ * its end, or a negative errno (the request is then aborted). */
+#define REMOTE_BODY_BOUND_HEADER "Roam-Body-Bound" /* the server's HTTP_BODY_BOUND_HEADER */
+typedef ssize_t (*RemoteReadFn)(void *userdata, void *buf, size_t max);
+
+/* One request whose body is made while it is sent (chunked transfer
+ * encoding): read gives it piece by piece; bound (> 0) is the most it can
+ * be, sent as header Roam-Body-Bound so that the server can keep it in one
+ * buffer and read it while it comes. When the Remote has a signer, the body
+ * is hashed as it goes and the signature lines follow it as trailer fields
+ * (crypto/request-sig.h). Not sent again: a server that refused the nonce
+ * is -EKEYEXPIRED (pooled nonces forgotten; make the body anew and call
+ * again); a read (or signature) that failed ends the body short, which the
+ * server never acts on: -ECANCELED. Any other answer is returned as by
+ * remote_request(). */
+int remote_request_stream(RemoteConn *c, const char *method, const char *path, RemoteReadFn read, void *userdata,
+                          uint64_t bound, const char *content_type, size_t max_response, RemoteResponse *ret);
 
 /* fn (NULL: none) sees the body of c's next requests as it comes: the whole
  * of it so far (data, n bytes) after every piece, from the thread of

@@ -1213,6 +1213,62 @@ static int ref_update_error(Remote *r, const RemoteResponse *resp, const char *r
         return k;
 }
 
+struct SyncUploadPlan {
+        Reach *have;
+        RoamId bases[PAGE_CHUNK_MAX_BASES];
+        unsigned nb;    /* of them */
+        PageSender *ps; /* NULL: no bases, chunks go as stored */
+};
+
+void sync_upload_plan_free(SyncUploadPlan *p) {
+        if (!p)
+                return;
+        reach_free(p->have);
+        page_sender_free(p->ps);
+        free(p);
+}
+
+/* The plan's first half: what is below the haves. */
+static int plan_have(Store *s, const RoamId *haves, size_t n_have, SyncUploadPlan **ret) {
+        _cleanup_(sync_upload_plan_freep) SyncUploadPlan *p = calloc(1, sizeof *p);
+        if (!p || !(p->have = reach_new()))
+                return -ENOMEM;
+        for (size_t i = 0; i < n_have; i++) {
+                int k = reach_add_object(s, p->have, &haves[i]);
+                if (k < 0)
+                        return k;
+        }
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+/* The second: the bases, the blobs below what the remote holds whole (the
+ * pre-copy of a hand-over), against which a changed chunk goes as its
+ * changed pages. */
+static int plan_bases(Store *s, SyncUploadPlan *p, const RoamId *haves, size_t n_have, bool no_pages) {
+        if (!no_pages && pages_enabled()) {
+                int k = pages_pick_bases(s, NULL, NULL, haves, n_have, p->bases, &p->nb);
+                if (k >= 0 && p->nb > 0)
+                        k = page_sender_new(s, p->bases, p->nb, &p->ps);
+                if (k < 0)
+                        return k;
+        }
+        if (!p->ps)
+                p->nb = 0;
+        return 0;
+}
+
+int sync_upload_plan_new(Store *s, const RoamId *haves, size_t n_have, bool no_pages, SyncUploadPlan **ret) {
+        _cleanup_(sync_upload_plan_freep) SyncUploadPlan *p = NULL;
+        int k = plan_have(s, haves, n_have, &p);
+        if (k >= 0)
+                k = plan_bases(s, p, haves, n_have, no_pages);
+        if (k < 0)
+                return k;
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
 int sync_upload_build(Store *s, const RoamId *root, const Reach *need, const RoamId *haves, size_t n_have,
                       bool no_pages, SyncUpload *ret) {
         *ret = (SyncUpload){ 0 };
@@ -1223,14 +1279,11 @@ int sync_upload_build(Store *s, const RoamId *root, const Reach *need, const Roa
                         return k;
                 need = own;
         }
-        _cleanup_(reach_freep) Reach *have = reach_new();
-        if (!have)
-                return -ENOMEM;
-        for (size_t i = 0; i < n_have; i++) {
-                int k = reach_add_object(s, have, &haves[i]);
-                if (k < 0)
-                        return k;
-        }
+        _cleanup_(sync_upload_plan_freep) SyncUploadPlan *plan = NULL;
+        int k = plan_have(s, haves, n_have, &plan);
+        if (k < 0)
+                return k;
+        const Reach *have = plan->have;
         /* only a remainder goes as a pack; more goes the usual way (parallel,
          * resumable, with progress) */
         uint64_t bytes = 0;
@@ -1242,19 +1295,12 @@ int sync_upload_build(Store *s, const RoamId *root, const Reach *need, const Roa
                     (bytes += size) > PACK_AUTO_BYTES)
                         return -E2BIG;
         }
-        /* bases: the blobs below what the remote holds whole (the pre-copy
-         * of a hand-over): a changed chunk goes as its changed pages */
-        RoamId bases[PAGE_CHUNK_MAX_BASES];
-        unsigned nb = 0;
-        _cleanup_(page_sender_freep) PageSender *ps = NULL;
-        int k = 0;
-        if (!no_pages && pages_enabled()) {
-                k = pages_pick_bases(s, NULL, NULL, haves, n_have, bases, &nb);
-                if (k >= 0 && nb > 0)
-                        k = page_sender_new(s, bases, nb, &ps);
-                if (k < 0)
-                        return k;
-        }
+        k = plan_bases(s, plan, haves, n_have, no_pages);
+        if (k < 0)
+                return k;
+        PageSender *ps = plan->ps;
+        const RoamId *bases = plan->bases;
+        unsigned nb = plan->nb;
         PackWriter pw;
         k = pack_writer_init(&pw, PACK_MAX_BYTES);
         bool complete = false;
@@ -1285,6 +1331,33 @@ int sync_upload_build(Store *s, const RoamId *root, const Reach *need, const Roa
                              .paged = pw.n_paged,
                              .deltas = pw.n_delta };
         pack_writer_done(&pw);
+        return 0;
+}
+
+int sync_upload_stream(Store *s, const RoamId *root, const SyncUploadPlan *plan, json_t *line, PackOut **ret,
+                       unsigned *ret_bases) {
+        _cleanup_(reach_freep) Reach *want = NULL;
+        int k = reach_root(s, root, -EUCLEAN, "unreadable objects here (run 'roam store fsck')", &want);
+        if (k < 0)
+                return k;
+        unsigned nb = plan->nb;
+        if (nb && json_object_set_new(line, "bases", json_integer((json_int_t) nb)) < 0)
+                return -ENOMEM;
+        _cleanup_free_ char *text = json_dumps(line, JSON_COMPACT);
+        if (!text)
+                return -ENOMEM;
+        size_t tlen = strlen(text), plen = tlen + 1 + (size_t) nb * ID_SIZE;
+        _cleanup_free_ uint8_t *prefix = malloc(plen);
+        if (!prefix)
+                return -ENOMEM;
+        memcpy(prefix, text, tlen);
+        prefix[tlen] = '\n';
+        memcpy(prefix + tlen + 1, plan->bases, (size_t) nb * ID_SIZE);
+        RoamId missing;
+        k = pack_out_new(s, want, plan->have, plan->ps, PACK_AUTO_BYTES, prefix, plen, ret, &missing);
+        if (k < 0)
+                return k;
+        *ret_bases = nb;
         return 0;
 }
 

@@ -143,6 +143,27 @@ typedef struct SyncUpload {
 int sync_upload_build(Store *s, const RoamId *root, const Reach *need, const RoamId *haves, size_t n_have,
                       bool no_pages, SyncUpload *ret);
 void sync_upload_done(SyncUpload *u);
+/* What an upload against the remote's haves needs from them: what is
+ * below them, and (unless no_pages) the bases among them with a sender of
+ * changed chunks as their changed pages. Made ahead (a hand-over makes it
+ * from the pre-copy before its pause). Caller frees. */
+typedef struct SyncUploadPlan SyncUploadPlan;
+int sync_upload_plan_new(Store *s, const RoamId *haves, size_t n_have, bool no_pages, SyncUploadPlan **ret);
+void sync_upload_plan_free(SyncUploadPlan *p);
+static inline void sync_upload_plan_freep(SyncUploadPlan **p) {
+        if (*p)
+                sync_upload_plan_free(*p);
+}
+/* The upload of everything below root not below the plan's haves, made
+ * while it is sent (pack-out.h: read it with pack_out_read(), the most it
+ * can be in pack_out_stats()'s bound): the body is line (a JSON object, to
+ * which "bases": N is added when chunks go as pages against N bases) as one
+ * line, the bases' ids, then the pack. -E2BIG as sync_upload_build().
+ * Caller frees *ret with pack_out_free(); *ret_bases: N. */
+struct PackOut;
+struct json_t;
+int sync_upload_stream(Store *s, const RoamId *root, const SyncUploadPlan *plan, struct json_t *line,
+                       struct PackOut **ret, unsigned *ret_bases);
 
 /* Sends local ref `ref` (and everything it needs) to the remote, then sets
  * remote ref `remote_ref` (NULL = same name) with compare-and-swap against

@@ -40,7 +40,7 @@ wan_relay "$PORT"
 
 start_laptop() {
         ROAM_HOME=$LT_HOME in_laptop "$ROAM_BIN" serve --role laptop --listen "127.0.0.1:$LPORT" \
-                --server "$SERVER" --token "$ALICE" --name lt1 --precopy-interval 2 >>lt.log 2>&1 &
+                --server "$SERVER" --token "$ALICE" --name lt1 --precopy-interval 2 -v >>lt.log 2>&1 &
         LT_PID=$!
         cleanup_add "kill $LT_PID 2>/dev/null"
         wait_for 10 wan_listening "$LT_NS" "$LPORT" || { cat lt.log >&2; fail "laptop daemon did not start"; }
@@ -108,6 +108,9 @@ expect_match "$out" "RAM staged ahead" "take online's output"
 # one round trip in the pause: the remainder went with the move-in, as pages
 expect_match "$out" "sent after the click with the move-in, [1-9][0-9]* chunks as their changed pages, [1-9][0-9]* index(es)? as changes to the pre-copy's" \
         "take online's output"
+# the laptop sent it while it was made (chunked, signed in the trailer)
+grep -q "take online of 's1': .*then sent while made" lt.log ||
+	fail "the laptop did not send the remainder while it was made: $(grep "take online of" lt.log)"
 # the server stored the remainder's chunk records while the rest of it came
 grep -q "move-in of 's1': .*; [1-9][0-9]* chunk records of it taken while it came" dc.log ||
 	fail "the server did not store the move-in's remainder while it came: $(grep "move-in of" dc.log)"

@@ -19,6 +19,7 @@
 
 #include "basic/error.h"
 #include "basic/fileio.h"
+#include "basic/hash.h"
 #include "basic/macro.h"
 #include "crypto/fingerprint.h"
 #include "crypto/tls-cert.h"
@@ -301,11 +302,114 @@ static void test_body_observer(void **state) {
         free(body);
 }
 
+/* ---- a body streamed while it is made, signed in its trailer ---- */
+
+static int h_streamed(HttpRequest *req, void *userdata) {
+        const Watch *w = http_request_observed(req);
+        size_t len;
+        const void *body = http_request_body(req, &len);
+        RoamId sum;
+        char hex[ID_HEX_SIZE];
+        sha256(body, len, &sum);
+        const char *sig = http_request_trailer(req, "Roam-Signature");
+        return http_reply_json(req, 200,
+                               json_pack("{s:I, s:I, s:b, s:s, s:s, s:b}", "len", (json_int_t) len, "feeds",
+                                         (json_int_t) (w ? w->feeds : 0), "same", w && w->first == body && !w->moved,
+                                         "sha", id_to_hex(&sum, hex), "trailer", sig ? sig : "", "in_header",
+                                         http_request_header(req, "Roam-Signature") != NULL));
+}
+
+typedef struct Source {
+        size_t len, at, fail_at; /* fail_at: a read there fails (0: never) */
+} Source;
+
+static ssize_t source_read(void *userdata, void *buf, size_t max) {
+        Source *src = userdata;
+        if (src->fail_at && src->at >= src->fail_at)
+                return -EIO;
+        size_t n = MIN(MIN(max, src->len - src->at), (size_t) 10000); /* pieces of a pack's records */
+        for (size_t i = 0; i < n; i++)
+                ((uint8_t *) buf)[i] = (uint8_t) ((src->at + i) * 13);
+        src->at += n;
+        return (ssize_t) n;
+}
+
+/* A signer whose "signature" is the hex of the body's hash: what the
+ * server got is compared with what went. */
+static int fake_sign(void *userdata, const char *method, const char *path, const void *body, size_t len,
+                     char **ret) {
+        *ret = NULL;
+        return 0;
+}
+static int fake_sign_digest(void *userdata, const char *method, const char *path, const RoamId *sha, char **ret) {
+        char hex[ID_HEX_SIZE];
+        return asprintf(ret, "Roam-Laptop: L\nRoam-Nonce: N\nRoam-Signature: %s", id_to_hex(sha, hex)) < 0 ? -ENOMEM
+                                                                                                          : 0;
+}
+static void fake_refused(void *userdata) {
+}
+
+static int post_streamed(const char *url, Source *src, uint64_t bound, json_t **ret) {
+        static const RemoteSigner signer = { .sign = fake_sign, .sign_digest = fake_sign_digest,
+                                             .nonce_refused = fake_refused };
+        _cleanup_(remote_freep) Remote *r = NULL;
+        assert_int_equal(remote_new(url, "t", &(RemoteOptions){ .connect_timeout_s = 5, .signer = &signer }, &r), 0);
+        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
+        RemoteResponse resp;
+        int k = remote_request_stream(c, "POST", "/streamed", source_read, src, bound, NULL, 4096, &resp);
+        if (k < 0)
+                return k;
+        int status = (int) resp.status;
+        *ret = json_loadb((const char *) resp.body, resp.len, 0, NULL);
+        remote_response_done(&resp);
+        return status;
+}
+
+static void test_stream_trailer(void **state) {
+        static const HttpRoute routes[] = {
+                { "POST", "/streamed", 8u << 20, h_streamed, .observe = &watcher },
+        };
+        HttpServerOptions o = { .listen = "127.0.0.1:0" };
+        HttpServer *s = NULL;
+        assert_int_equal(http_server_new(&o, &s), 0);
+        assert_int_equal(http_server_add_routes(s, routes, 1, NULL), 0);
+        assert_int_equal(http_server_start(s), 0);
+        const char *url = http_server_url(s);
+        /* 3 MiB, chunked, within a bound of 4 MiB: watched as it came in one
+         * buffer, and the trailer is the hash of exactly what the server got */
+        Source src = { .len = 3u << 20 };
+        json_t *j = NULL;
+        assert_int_equal(post_streamed(url, &src, 4u << 20, &j), 200);
+        assert_int_equal(json_integer_value(json_object_get(j, "len")), 3u << 20);
+        assert_true(json_integer_value(json_object_get(j, "feeds")) > 1);
+        assert_true(json_is_true(json_object_get(j, "same")));
+        assert_false(json_is_true(json_object_get(j, "in_header")));
+        assert_string_equal(json_string_value(json_object_get(j, "trailer")),
+                            json_string_value(json_object_get(j, "sha")));
+        json_decref(j);
+        /* more than its bound: the server ends the connection, nothing acted */
+        src = (Source){ .len = 3u << 20 };
+        err_clear();
+        int k = post_streamed(url, &src, 1u << 20, &j);
+        assert_true(k < 0);
+        /* a bound beyond the route's limit: 413 before any byte is read */
+        src = (Source){ .len = 1000 };
+        assert_int_equal(post_streamed(url, &src, 9u << 20, &j), 413);
+        json_decref(j);
+        /* a body that cannot be made: -ECANCELED, with the reason */
+        src = (Source){ .len = 3u << 20, .fail_at = 1u << 20 };
+        err_clear();
+        assert_int_equal(post_streamed(url, &src, 4u << 20, &j), -ECANCELED);
+        assert_non_null(strstr(err_message(-ECANCELED), "could not be made"));
+        http_server_free(s);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_fingerprint_text), cmocka_unit_test(test_pairing_token),
                 cmocka_unit_test(test_home_pair),        cmocka_unit_test(test_check_pair),
                 cmocka_unit_test(test_pinned_client),    cmocka_unit_test(test_body_observer),
+                cmocka_unit_test(test_stream_trailer),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -123,16 +123,13 @@ static int take_nonce(LaptopIdentity *li, char ret[static REQSIG_NONCE_HEX_LEN +
         return err_set(-EPROTO, "%s gave no usable nonce", remote_url(li->server));
 }
 
+static int sign_digest_cb(void *userdata, const char *method, const char *path, const RoamId *body_sha,
+                          char **ret);
+
 static int sign_cb(void *userdata, const char *method, const char *path, const void *body, size_t len, char **ret) {
-        LaptopIdentity *li = userdata;
-        *ret = NULL;
-        if (!laptop_request_is_signed(method, path))
-                return 0;
-        char nonce[REQSIG_NONCE_HEX_LEN + 1];
-        int r = take_nonce(li, nonce);
-        if (r < 0)
-                return r;
-        return request_sig_headers(li->key, method, path, nonce, body, len, ret);
+        RoamId h;
+        sha256(body ? body : "", body ? len : 0, &h);
+        return sign_digest_cb(userdata, method, path, &h, ret);
 }
 
 static int sign_digest_cb(void *userdata, const char *method, const char *path, const RoamId *body_sha,

@@ -108,6 +108,21 @@ static ssize_t pack_read(void *userdata, void *buf, size_t max) {
         return pack_out_read(userdata, buf, max);
 }
 
+/* Sends the move-in with its remainder: made by po while it goes (bound:
+ * the most it can be), or body (len bytes) made whole. */
+static int move_in_send(Remote *r, const char *name, PackOut *po, uint64_t bound, const void *body, size_t len,
+                        RemoteResponse *resp) {
+        char path[256];
+        snprintf(path, sizeof path, "/v1/sessions/%s/move-in", name);
+        failpoint("move:after-push"); /* the remainder ready to go with the move-in */
+        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
+        if (!c)
+                return -ENOMEM;
+        const char *type = "application/octet-stream";
+        return po ? remote_request_stream(c, "POST", path, pack_read, po, bound, type, 64 * 1024, resp)
+                  : remote_request(c, "POST", path, body, len, type, 64 * 1024, resp);
+}
+
 /* The move-in with its remainder made while it is sent: the records leave
  * as the pack's threads make them, so the link carries the first while the
  * last are still read and turned into pages (for the 2 GiB desktop the
@@ -134,15 +149,8 @@ static int move_in_streamed(Store *s, Remote *r, const char *name, json_t *line,
                 return k;
         PackOutStats st;
         pack_out_stats(po, &st);
-        char path[256];
-        snprintf(path, sizeof path, "/v1/sessions/%s/move-in", name);
-        failpoint("move:after-push"); /* the remainder about to go with the move-in */
-        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
-        if (!c)
-                return -ENOMEM;
         RemoteResponse resp;
-        k = remote_request_stream(c, "POST", path, pack_read, po, st.bound, "application/octet-stream", 64 * 1024,
-                                  &resp);
+        k = move_in_send(r, name, po, st.bound, NULL, 0, &resp);
         if (k < 0)
                 return k;
         pack_out_stats(po, &st);
@@ -170,14 +178,8 @@ static int move_in_buffered(Store *s, Remote *r, const char *name, json_t *line,
         memcpy(body, text, tlen);
         body[tlen] = '\n';
         memcpy(body + tlen + 1, u.body, u.len);
-        char path[256];
-        snprintf(path, sizeof path, "/v1/sessions/%s/move-in", name);
-        failpoint("move:after-push"); /* the remainder ready to go with the move-in */
-        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
-        if (!c)
-                return -ENOMEM;
         RemoteResponse resp;
-        k = remote_request(c, "POST", path, body, tlen + 1 + u.len, "application/octet-stream", 64 * 1024, &resp);
+        k = move_in_send(r, name, NULL, 0, body, tlen + 1 + u.len, &resp);
         if (k < 0)
                 return k;
         return move_in_reply(r, name, &resp, (const uint64_t[3]){ u.chunks, u.paged, u.deltas }, res);

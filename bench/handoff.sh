@@ -222,12 +222,16 @@ else:
         r["push_reqs"] = str(len(final))
         if final:
             r["push_ms"] = ms(mi["start"] - min(q["start"] for q in final))
-    m = first(lt, r"take online of '\S+': final checkpoint (\d+) ms, remainder made ready (\d+) ms \((\d+) chunks, "
+    # the remainder made whole before it went, or (since 3e86b91) planned,
+    # then sent while it was made
+    m = first(lt, r"take online of '\S+': final checkpoint (\d+) ms, (?:remainder made ready (\d+) ms|"
+                  r"remainder planned (\d+) ms, then sent while made \(in \d+ ms\)) \((\d+) chunks, "
                   r"(\d+) as pages, (\d+) objects as deltas, (with the move-in|pushed first)\), the server's answer "
                   r"after (\d+) ms \(its restore (\d+) ms\)")
     if m:
-        r.update(final_ckpt_ms=m.group(1), ready_ms=m.group(2), chunks=m.group(3), paged=m.group(4),
-                 deltas=m.group(5), how="'%s'" % m.group(6), answer_ms=m.group(7), server_restore_ms=m.group(8))
+        r.update(final_ckpt_ms=m.group(1), ready_ms=m.group(2) or m.group(3), chunks=m.group(4), paged=m.group(5),
+                 deltas=m.group(6), how="'%s'" % m.group(7), answer_ms=m.group(8), server_restore_ms=m.group(9),
+                 ready_how="'made whole first'" if m.group(2) else "'planned, then sent while made'")
 for k, v in r.items():
     print("tl_%s=%s" % (k, v))
 PY
@@ -235,7 +239,7 @@ PY
 timeline() {
         unset tl_to_server_ms tl_pull_reqs tl_pull_ms tl_restore_ms tl_movein_ms tl_pre_reqs tl_push_reqs \
                 tl_final_ckpt_ms tl_push_ms tl_lt_grant_ms tl_lt_store_ms tl_chunks tl_paged tl_server_ms \
-                tl_server_parts tl_pack_ms tl_back_ms tl_ready_ms tl_how tl_answer_ms tl_server_restore_ms
+                tl_server_parts tl_pack_ms tl_back_ms tl_ready_ms tl_ready_how tl_how tl_answer_ms tl_server_restore_ms
         eval "$(python3 "$TIMELINE" "$@" 2>>"$T/timeline.err")"
 }
 
@@ -408,7 +412,7 @@ bench_roam() { # RAM_MIB precopy|noprecopy
         [ "$mode" = noprecopy ] && tool="roam online (laptop daemon --no-precopy)"
         row "$sz" "take online: laptop → server" "$tool" "$(fmt_ms "$down")" "$(human "$sent")" \
                 "$(human $((w_on1 - w_on0)))" "$(fmt_s "$wall")" \
-                "${back_note}the command first runs a checkpoint + push while the guest runs (${pre_ms} ms, ${tl_pre_reqs:-?} requests), then downtime = ${tl_final_ckpt_ms:-?} ms pause + final checkpoint on the laptop + ${tl_ready_ms:-?} ms the remainder made ready (${tl_chunks:-?} chunks, ${tl_paged:-?} of them as their changed pages) + ${tl_answer_ms:-?} ms until the server's answer (${tl_how:-?}; ${tl_push_reqs:-?} requests before the move-in; the server's move-in ${tl_movein_ms:-?} ms, of it its restore ${tl_server_restore_ms:-?} ms); on the laptop ${DWELL_S} s; $cont"
+                "${back_note}the command first runs a checkpoint + push while the guest runs (${pre_ms} ms, ${tl_pre_reqs:-?} requests), then downtime = ${tl_final_ckpt_ms:-?} ms pause + final checkpoint on the laptop + ${tl_ready_ms:-?} ms the remainder made ready (${tl_ready_how:-?}; ${tl_chunks:-?} chunks, ${tl_paged:-?} of them as their changed pages) + ${tl_answer_ms:-?} ms until the server's answer (${tl_how:-?}; ${tl_push_reqs:-?} requests before the move-in; the server's move-in ${tl_movein_ms:-?} ms, of it its restore ${tl_server_restore_ms:-?} ms); on the laptop ${DWELL_S} s; $cont"
         if [ "$mode" = precopy ] && [ "${ROW_QUIET:-0}" = 0 ]; then
                 ON_DOWN=$down ON_SENT=$sent ON_WIRE=$((w_on1 - w_on0))
         fi
@@ -686,8 +690,11 @@ EOF
   after its last byte); "pull" (it checks that everything is there and sets
   the ref); "restore" into the waiting QEMU. Take online: the laptop's
   final checkpoint; the remainder made ready (chunks as their changed
-  pages); the one request that carries it with the move-in until the
-  server's answer (the server stores it, then restores: "its restore").
+  pages: by default only its plan and the pack's head before the first
+  byte goes, the records then made while they are sent; with
+  \`--no-stream-pack\` all of it first); the one request that carries it
+  with the move-in until the server's answer (the server stores it, then
+  restores: "its restore").
 * **QEMU 7.2**: the source in the server namespace, the destination in the
   laptop's (\`-incoming defer -S\`, exporting its own overlay over the same
   master through NBD); \`drive-mirror sync=top mode=existing\` into it,

@@ -34,6 +34,8 @@
 #define REQSIG_HDR_LAPTOP "Roam-Laptop"
 #define REQSIG_HDR_NONCE "Roam-Nonce"
 #define REQSIG_HDR_SIGNATURE "Roam-Signature"
+/* the three, as a request's "Trailer:" header announces them */
+#define REQSIG_FIELDS REQSIG_HDR_LAPTOP ", " REQSIG_HDR_NONCE ", " REQSIG_HDR_SIGNATURE
 #define REQSIG_NONCE_SIZE 16                       /* random bytes */
 #define REQSIG_NONCE_HEX_LEN (REQSIG_NONCE_SIZE * 2) /* as sent */
 #define REQSIG_PATH_MAX 1024

@@ -95,6 +95,16 @@ static int parse_headers(HttpRequest *req, RequestSig *ret) {
         err_clear();
         int r = request_sig_parse(sig_field(req, REQSIG_HDR_LAPTOP), sig_field(req, REQSIG_HDR_NONCE),
                                   sig_field(req, REQSIG_HDR_SIGNATURE), ret);
+        /* announced for the trailer ("Trailer: ... Roam-Signature"), but none
+         * came: something on the way dropped trailer fields (HTTP lets an
+         * intermediary that re-frames a body do that). 400, not "unsigned":
+         * the laptop then sends it again signed in the header */
+        const char *announced = http_request_header(req, "Trailer");
+        if (r == -ENOENT && announced && strcasestr(announced, REQSIG_HDR_SIGNATURE))
+                return reply_refused(req, 400,
+                                     err_set(-EBADMSG, "the request announced its signature in the trailer, but "
+                                                       "none came (something between laptop and server drops "
+                                                       "trailer fields); send it signed in the header"));
         if (r == -ENOENT)
                 return r;
         return r < 0 ? reply_refused(req, 400, r) : 0;

@@ -253,7 +253,8 @@ int laptop_identity_open(const LaptopIdentityOptions *o, LaptopIdentity **ret) {
         r = remote_new(o->server_url, o->token, &ro, &li->server);
         if (r < 0)
                 return r;
-        li->signer = (RemoteSigner){ .sign = sign_cb, .sign_digest = sign_digest_cb, .nonce_refused = nonce_refused_cb, .userdata = li };
+        li->signer = (RemoteSigner){ .sign = sign_cb, .sign_digest = sign_digest_cb,
+                                     .trailer_fields = REQSIG_FIELDS, .nonce_refused = nonce_refused_cb, .userdata = li };
         *ret = TAKE_PTR(li);
         return 0;
 }

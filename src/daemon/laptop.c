@@ -799,8 +799,11 @@ static int do_online(Laptop *l, const char *name, json_t **ret) {
                          res.remainder_ns / 1e6, res.remainder_made_ns / 1e6);
         else
                 snprintf(ready, sizeof ready, "remainder made ready %.0f ms", res.remainder_ns / 1e6);
-        daemon_log(l->d, DAEMON_LOG_INFO, "session '%s' taken online: downtime %llu ms", name,
-                   (unsigned long long) (res.downtime_ns / 1000000));
+        daemon_log(l->d, DAEMON_LOG_INFO, "session '%s' taken online: downtime %llu ms%s", name,
+                   (unsigned long long) (res.downtime_ns / 1000000),
+                   !res.remainder_with_move_in ? ", its remainder pushed first"
+                   : res.remainder_streamed    ? ", its remainder sent while made"
+                                               : ", its remainder sent whole");
         daemon_log(l->d, DAEMON_LOG_DEBUG,
                    "take online of '%s': final checkpoint %.0f ms, %s (%llu chunks, %llu "
                    "as pages, %llu objects as deltas%s), the server's answer after %.0f ms (its restore %.0f ms); "

@@ -115,12 +115,13 @@ static int move_in_send(Remote *r, const char *name, PackOut *po, uint64_t bound
         char path[256];
         snprintf(path, sizeof path, "/v1/sessions/%s/move-in", name);
         failpoint("move:after-push"); /* the remainder ready to go with the move-in */
+        const char *type = "application/octet-stream";
+        if (po)
+                return remote_request_stream(r, "POST", path, pack_read, po, bound, type, 64 * 1024, resp);
         _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
         if (!c)
                 return -ENOMEM;
-        const char *type = "application/octet-stream";
-        return po ? remote_request_stream(c, "POST", path, pack_read, po, bound, type, 64 * 1024, resp)
-                  : remote_request(c, "POST", path, body, len, type, 64 * 1024, resp);
+        return remote_request(c, "POST", path, body, len, type, 64 * 1024, resp);
 }
 
 /* The move-in with its remainder made while it is sent: the records leave
@@ -200,9 +201,13 @@ static int move_in_with_remainder(Store *s, Remote *r, const char *user, const c
                 if (!copy)
                         return -ENOMEM;
                 int k = move_in_streamed(s, r, name, copy, precopy, plan, res);
-                if (k != -ECANCELED && k != -EKEYEXPIRED && k != -EOPNOTSUPP)
+                /* not carried out: the body could not be made, the nonce was
+                 * refused, there is no digest signer, or the server refused
+                 * the request as malformed (400: an older server, or the
+                 * trailer with the signature dropped on the way) */
+                if (k != -ECANCELED && k != -EKEYEXPIRED && k != -EOPNOTSUPP && k != -EBADMSG)
                         return k;
-                err_clear(); /* not carried out: the buffered way */
+                err_clear(); /* the buffered way */
         }
         return move_in_buffered(s, r, name, line, precopy, res);
 }

@@ -283,6 +283,12 @@ static int request_once(RemoteConn *c, const char *method, const char *path, con
                 snprintf(bh, sizeof bh, "%s: %llu", REMOTE_BODY_BOUND_HEADER, (unsigned long long) up->bound);
                 hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
                 hdrs = curl_slist_append(hdrs, bh);
+                char th[256];
+                if (up->signer && up->signer->trailer_fields) {
+                        /* announced: a server that gets none can say so */
+                        snprintf(th, sizeof th, "Trailer: %s", up->signer->trailer_fields);
+                        hdrs = curl_slist_append(hdrs, th);
+                }
         }
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
         if (up) {
@@ -372,21 +378,32 @@ int remote_request(RemoteConn *c, const char *method, const char *path, const vo
         }
 }
 
-int remote_request_stream(RemoteConn *c, const char *method, const char *path, RemoteReadFn read, void *userdata,
+int remote_request_stream(Remote *r, const char *method, const char *path, RemoteReadFn read, void *userdata,
                           uint64_t bound, const char *content_type, size_t max_response, RemoteResponse *ret) {
-        const RemoteSigner *s = c->r->o.signer;
+        const RemoteSigner *s = r->o.signer;
         if (s && !s->sign_digest)
                 return -EOPNOTSUPP;
+        /* a handle of its own, never pooled: libcurl 7.88 (Debian 12) keeps
+         * a chunked upload's trailer state across curl_easy_reset(), and a
+         * second such request on the same handle sent no trailer and then
+         * crashed in free() under curl_multi_perform() (found by the crash
+         * matrix); on a new handle, also no kept-alive connection that could
+         * turn out closed, on which libcurl would send the request again (a
+         * body made while it goes cannot be sent twice). Costs a connection
+         * set-up. */
+        RemoteConn own = { .r = r, .curl = curl_easy_init() };
+        if (!own.curl)
+                return -ENOMEM;
         Upload up = { .read = read, .userdata = userdata, .bound = bound, .signer = s, .method = method,
                       .path = path };
-        if (s && !(up.sha = sha256_ctx_new()))
-                return -ENOMEM;
-        int k = request_once(c, method, path, NULL, 0, &up, content_type, NULL, max_response, ret);
+        int k = s && !(up.sha = sha256_ctx_new()) ? -ENOMEM
+                : request_once(&own, method, path, NULL, 0, &up, content_type, NULL, max_response, ret);
         sha256_ctx_free(up.sha);
+        curl_easy_cleanup(own.curl);
         if (k >= 0 && s && nonce_refused(ret)) {
                 remote_response_done(ret);
                 s->nonce_refused(s->userdata);
-                return err_set(-EKEYEXPIRED, "%s refused the nonce of %s %s (send it again)", c->r->url, method,
+                return err_set(-EKEYEXPIRED, "%s refused the nonce of %s %s (send it again)", r->url, method,
                                path);
         }
         return k;

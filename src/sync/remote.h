@@ -25,6 +25,9 @@ typedef struct RemoteSigner {
          * once it all went (the lines then go as trailer fields). */
         int (*sign_digest)(void *userdata, const char *method, const char *path, const struct RoamId *body_sha,
                            char **ret);
+        /* the names of the fields sign_digest() gives ("A, B, C"), announced
+         * in a streamed request's Trailer header; NULL: not announced */
+        const char *trailer_fields;
         /* The server refused the request's nonce (used, expired, or lost in a
          * restart): forget pooled nonces. The request is then signed and sent
          * once more. */
@@ -93,12 +96,14 @@ typedef ssize_t (*RemoteReadFn)(void *userdata, void *buf, size_t max);
  * be, sent as header Roam-Body-Bound so that the server can keep it in one
  * buffer and read it while it comes. When the Remote has a signer, the body
  * is hashed as it goes and the signature lines follow it as trailer fields
- * (crypto/request-sig.h). Not sent again: a server that refused the nonce
+ * (crypto/request-sig.h). It goes on a connection of its own (never one
+ * kept alive: see remote.c). Not sent again: a server that refused the
+ * nonce
  * is -EKEYEXPIRED (pooled nonces forgotten; make the body anew and call
  * again); a read (or signature) that failed ends the body short, which the
  * server never acts on: -ECANCELED. Any other answer is returned as by
  * remote_request(). */
-int remote_request_stream(RemoteConn *c, const char *method, const char *path, RemoteReadFn read, void *userdata,
+int remote_request_stream(Remote *r, const char *method, const char *path, RemoteReadFn read, void *userdata,
                           uint64_t bound, const char *content_type, size_t max_response, RemoteResponse *ret);
 
 /* fn (NULL: none) sees the body of c's next requests as it comes: the whole

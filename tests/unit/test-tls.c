@@ -349,20 +349,25 @@ static int fake_sign_digest(void *userdata, const char *method, const char *path
 static void fake_refused(void *userdata) {
 }
 
-static int post_streamed(const char *url, Source *src, uint64_t bound, json_t **ret) {
-        static const RemoteSigner signer = { .sign = fake_sign, .sign_digest = fake_sign_digest,
-                                             .nonce_refused = fake_refused };
-        _cleanup_(remote_freep) Remote *r = NULL;
-        assert_int_equal(remote_new(url, "t", &(RemoteOptions){ .connect_timeout_s = 5, .signer = &signer }, &r), 0);
-        _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
+static const RemoteSigner fake_signer = { .sign = fake_sign, .sign_digest = fake_sign_digest,
+                                          .nonce_refused = fake_refused };
+
+static int post_streamed_on(Remote *r, Source *src, uint64_t bound, json_t **ret) {
         RemoteResponse resp;
-        int k = remote_request_stream(c, "POST", "/streamed", source_read, src, bound, NULL, 4096, &resp);
+        int k = remote_request_stream(r, "POST", "/streamed", source_read, src, bound, NULL, 4096, &resp);
         if (k < 0)
                 return k;
         int status = (int) resp.status;
         *ret = json_loadb((const char *) resp.body, resp.len, 0, NULL);
         remote_response_done(&resp);
         return status;
+}
+
+static int post_streamed(const char *url, Source *src, uint64_t bound, json_t **ret) {
+        _cleanup_(remote_freep) Remote *r = NULL;
+        assert_int_equal(
+                remote_new(url, "t", &(RemoteOptions){ .connect_timeout_s = 5, .signer = &fake_signer }, &r), 0);
+        return post_streamed_on(r, src, bound, ret);
 }
 
 static void test_stream_trailer(void **state) {
@@ -387,6 +392,24 @@ static void test_stream_trailer(void **state) {
         assert_string_equal(json_string_value(json_object_get(j, "trailer")),
                             json_string_value(json_object_get(j, "sha")));
         json_decref(j);
+        /* again and again through one Remote, with buffered requests on its
+         * pooled handles in between: each has its trailer (libcurl 7.88 sent
+         * none on a handle that had sent one, and crashed after) */
+        _cleanup_(remote_freep) Remote *r = NULL;
+        assert_int_equal(
+                remote_new(url, "t", &(RemoteOptions){ .connect_timeout_s = 5, .signer = &fake_signer }, &r), 0);
+        for (int i = 0; i < 3; i++) {
+                src = (Source){ .len = 100000 + (size_t) i };
+                assert_int_equal(post_streamed_on(r, &src, 1u << 20, &j), 200);
+                assert_string_equal(json_string_value(json_object_get(j, "trailer")),
+                                    json_string_value(json_object_get(j, "sha")));
+                json_decref(j);
+                _cleanup_(remote_conn_freep) RemoteConn *c = remote_conn_new(r);
+                RemoteResponse resp;
+                assert_int_equal(remote_request(c, "POST", "/streamed", "{}", 2, NULL, 4096, &resp), 0);
+                assert_int_equal(resp.status, 200);
+                remote_response_done(&resp);
+        }
         /* more than its bound: the server ends the connection, nothing acted */
         src = (Source){ .len = 3u << 20 };
         err_clear();

@@ -142,9 +142,8 @@ static int move_in_streamed(Store *s, Remote *r, const char *name, json_t *line,
                 plan = own;
         }
         _cleanup_(pack_out_freep) PackOut *po = NULL;
-        unsigned nb = 0;
         if (k >= 0)
-                k = sync_upload_stream(s, &res->checkpoint, plan, line, &po, &nb);
+                k = sync_upload_stream(s, &res->checkpoint, plan, line, &po);
         res->remainder_ns = now_ns() - t0;
         if (k < 0)
                 return k;
@@ -192,7 +191,6 @@ static int move_in_with_remainder(Store *s, Remote *r, const char *user, const c
                                   SessionMoveResult *res) {
         char staging[REF_NAME_MAX_LEN + 1];
         snprintf(staging, sizeof staging, "sessions/%s/%s/in-e%lld", user, name, (long long) epoch);
-        res->checkpoint = *ck;
         _cleanup_(json_decrefp) json_t *line = move_in_line(ck, epoch);
         if (!line || json_object_set_new(line, "ref", json_string(staging)) < 0)
                 return -ENOMEM;

@@ -1334,8 +1334,7 @@ int sync_upload_build(Store *s, const RoamId *root, const Reach *need, const Roa
         return 0;
 }
 
-int sync_upload_stream(Store *s, const RoamId *root, const SyncUploadPlan *plan, json_t *line, PackOut **ret,
-                       unsigned *ret_bases) {
+int sync_upload_stream(Store *s, const RoamId *root, const SyncUploadPlan *plan, json_t *line, PackOut **ret) {
         _cleanup_(reach_freep) Reach *want = NULL;
         int k = reach_root(s, root, -EUCLEAN, "unreadable objects here (run 'roam store fsck')", &want);
         if (k < 0)
@@ -1354,11 +1353,7 @@ int sync_upload_stream(Store *s, const RoamId *root, const SyncUploadPlan *plan,
         prefix[tlen] = '\n';
         memcpy(prefix + tlen + 1, plan->bases, (size_t) nb * ID_SIZE);
         RoamId missing;
-        k = pack_out_new(s, want, plan->have, plan->ps, PACK_AUTO_BYTES, prefix, plen, ret, &missing);
-        if (k < 0)
-                return k;
-        *ret_bases = nb;
-        return 0;
+        return pack_out_new(s, want, plan->have, plan->ps, PACK_AUTO_BYTES, prefix, plen, ret, &missing);
 }
 
 void sync_upload_done(SyncUpload *u) {

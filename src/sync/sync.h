@@ -159,11 +159,11 @@ static inline void sync_upload_plan_freep(SyncUploadPlan **p) {
  * can be in pack_out_stats()'s bound): the body is line (a JSON object, to
  * which "bases": N is added when chunks go as pages against N bases) as one
  * line, the bases' ids, then the pack. -E2BIG as sync_upload_build().
- * Caller frees *ret with pack_out_free(); *ret_bases: N. */
+ * Caller frees *ret with pack_out_free(). */
 struct PackOut;
 struct json_t;
 int sync_upload_stream(Store *s, const RoamId *root, const SyncUploadPlan *plan, struct json_t *line,
-                       struct PackOut **ret, unsigned *ret_bases);
+                       struct PackOut **ret);
 
 /* Sends local ref `ref` (and everything it needs) to the remote, then sets
  * remote ref `remote_ref` (NULL = same name) with compare-and-swap against

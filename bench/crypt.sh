@@ -157,7 +157,7 @@ for mode in plain crypt; do
         roam_in "" "$T/lt-$mode" bundle apply <(roam_in "" "$S" bundle create -o /dev/stdout images/deb 2>/dev/null) \
                 >/dev/null 2>&1 || true
 done
-precopied() { roam_in "" "$1" status --json | grep -q '"precopy_at": [1-9]'; }
+precopied() { grep -q '"precopy_at": [1-9]' <<<"$(roam_in "" "$1" status --json)"; }
 for i in $(seq "$REPEAT"); do
         part offline || break
         for mode in plain crypt; do

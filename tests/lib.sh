@@ -99,6 +99,11 @@ expect_match() {
         grep -Eq -- "$2" <<<"$1" || fail "${3:-output} does not match /$2/: $1"
 }
 # expect_one_line STRING: an error message is one line
+# ext4_file IMAGE PATH: the file PATH inside the ext4 disk IMAGE (empty if
+# missing). Test it from a variable, not through `| grep -q`: grep exits at
+# the first match while debugfs may still be writing (one write a block), and
+# pipefail would then fail the check on debugfs's SIGPIPE.
+ext4_file() { debugfs -R "cat $2" "$1" 2>/dev/null || true; }
 # file_holds FILE TEXT: whether FILE (a disk image: GBs, mostly zeros) holds
 # TEXT. Not grep: a binary "line" runs to the next newline, and grep keeps
 # all of it in memory (4 GiB for a 2 GiB sparse image, about a minute, or

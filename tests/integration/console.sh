@@ -44,7 +44,7 @@ start_daemon "$DC" "127.0.0.1:$PORT" -v
 ADMIN=$(cat "$DC/local.token")
 URL=http://127.0.0.1:$PORT
 must_succeed roam session start s1
-has_tick() { roam session log s1 | grep -qE '^tick [0-9]+$'; }
+has_tick() { grep -qE '^tick [0-9]+$' <<<"$(roam session log s1)"; }
 wait_for 90 has_tick || fail "the guest does not tick: $(roam session log s1 | tail -n 5)"
 
 # the static files need no token, the data does

@@ -131,8 +131,8 @@ is_state roam_dc stopped || fail "s1 is '$(state_on roam_dc)' on the server afte
 is_state roam_laptop away || fail "the laptop still claims s1"
 prof=$DC_HOME/profiles/alice.img
 [ -f "$prof" ] || fail "no profile disk for alice on the server"
-debugfs -R 'cat /alice/logoff-done' "$prof" 2>/dev/null | grep -q tick || fail "the log-off hook did not run on the server"
-debugfs -R 'cat /alice/ticks' "$prof" 2>/dev/null | grep -q '^tick' || fail "alice's files are not on her profile disk"
+expect_match "$(ext4_file "$prof" /alice/logoff-done)" tick "alice's logoff-done (the log-off hook on the server)"
+expect_match "$(ext4_file "$prof" /alice/ticks)" '^tick' "alice's ticks on her profile disk"
 roam_dc session start s1 >/dev/null
 wait_for 90 tick_above roam_dc 3 || fail "no ticks after starting s1 again on the server"
 

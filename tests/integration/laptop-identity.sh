@@ -188,7 +188,7 @@ lease_error() {
         in_laptop curl -s -H "Authorization: Bearer $(cat "$LA/local.token")" "http://127.0.0.1:$PA/v1/handoff" |
                 python3 -c 'import json,sys; s=[x for x in json.load(sys.stdin)["sessions"] if x["name"]=="s1"]; print(s[0]["lease_error"] or "")'
 }
-renewal_refused() { lease_error | grep -q revoked; }
+renewal_refused() { grep -q revoked <<<"$(lease_error)"; }
 wait_for 20 renewal_refused || fail "the revoked laptop's lease renewal was not refused: $(tail -n 5 "$LA.log")"
 must_fail on "$LA" online s1
 expect_one_line "$ERR"

@@ -29,7 +29,7 @@ need_guest
 cd "$T"
 
 state() { roam session list | awk -v n="$1" '$1 == n { print $4 }'; }
-has_tick() { roam session log "$1" | grep -qx "tick $2"; }
+has_tick() { grep -qx "tick $2" <<<"$(roam session log "$1")"; }
 ref_of() { roam store stats >/dev/null 2>&1; cat "$ROAM_HOME/store/refs/$1" 2>/dev/null | awk '{ print $3 }'; }
 manifest() { tail -c +17 "$ROAM_HOME/store/objects/${1:0:2}/$1"; }
 
@@ -134,12 +134,12 @@ pid=$(ref_of users/alice/profile)
 [ -n "$pid" ] || fail "no users/alice/profile after the log-off"
 manifest "$pid" | jq -e '.kind == "profile" and .session == "s1" and .user == "alice"' >/dev/null ||
 	fail "users/alice/profile: $(manifest "$pid")"
-debugfs -R 'cat /alice/logoff-done' "$ROAM_HOME/profiles/alice.img" 2>/dev/null | grep -q tick ||
-	fail "the log-off hook did not write alice's profile disk"
+expect_match "$(ext4_file "$ROAM_HOME/profiles/alice.img" /alice/logoff-done)" tick \
+	"alice's logoff-done (the log-off hook on her profile disk)"
 [ ! -e "$ROAM_HOME/profiles/alice.hold" ] || fail "the log-off left the profile held"
 must_succeed roam session start s2
-debugfs -R 'cat /alice/logoff-done' "$ROAM_HOME/sessions/s2/profile.img" 2>/dev/null | grep -q tick ||
-	fail "s2 did not get the profile s1 left"
+expect_match "$(ext4_file "$ROAM_HOME/sessions/s2/profile.img" /alice/logoff-done)" tick \
+	"the logoff-done s2 got with the profile s1 left"
 must_fail roam session start s1
 expect_match "$ERR" "attached to session 's2'"
 must_succeed roam session stop s2

@@ -26,7 +26,7 @@ expect_state() {
 ticks() { roam session log s1 | grep -E '^tick [0-9]+$' | awk '{ print $2 }'; }
 last_tick() { ticks | tail -n 1; }
 log_lines() { roam session log s1 | wc -l; }
-has_tick() { roam session log s1 | grep -qx "tick $1"; }
+has_tick() { grep -qx "tick $1" <<<"$(roam session log s1)"; }
 # ticks printed after console line $1
 ticks_after() { roam session log s1 | tail -n +$(($1 + 1)) | grep -E '^tick [0-9]+$' | awk '{ print $2 }'; }
 has_ticks_after() { [ -n "$(ticks_after "$1")" ]; }
@@ -159,7 +159,7 @@ rc=0; ERR=$(roam session exec s1 -- /bin/true 2>&1) || rc=$?
 expect_match "$ERR" "is not running"
 expect_one_line "$ERR"
 [ ! -e "$S/qemu.pid" ] && [ ! -e "$RAMDIR/s1.ram" ] || fail "stop left the pid file or the RAM file"
-roam session log s1 | grep -q 'roam-guest: powered off cleanly' || fail "no clean power-off on the console"
+expect_match "$(roam session log s1)" 'roam-guest: powered off cleanly' "the console (a clean power-off)"
 qemu-img convert -O raw "$S/overlay.qcow2" "$T/disk.raw" || fail "qemu-img convert"
 debugfs -R 'cat /data/ticks' "$T/disk.raw" 2>/dev/null >"$T/ticks" || fail "debugfs"
 N=$(check_ticks "$T/ticks") || fail "/data/ticks is not gap-free: $(tail -n 5 "$T/ticks")"

@@ -39,7 +39,7 @@ PORT=$(free_port)
 start_daemon "$ROAM_HOME" "127.0.0.1:$PORT" -v
 URL=http://127.0.0.1:$PORT
 must_succeed roam session start s1
-has_tick() { roam session log s1 | grep -qE '^tick [0-9]+$'; }
+has_tick() { grep -qE '^tick [0-9]+$' <<<"$(roam session log s1)"; }
 wait_for 90 has_tick || fail "the guest does not tick: $(roam session log s1 | tail -n 5)"
 
 # --- bad input --------------------------------------------------------------------
@@ -103,7 +103,7 @@ for i in 1 2 3 4 5 6; do
 	log "frame $i: tick ${n:-(none read)}"
 	if [ -n "$n" ]; then
 		# what the frame shows is what the guest printed (its serial log)
-		roam session log s1 | grep -qx "tick $n" || fail "frame $i shows tick $n, which the guest never printed"
+		grep -qx "tick $n" <<<"$(roam session log s1)" || fail "frame $i shows tick $n, which the guest never printed"
 		[ -n "$first" ] || first=$n
 		last=$n
 		[ "$last" -gt "$first" ] && break
@@ -180,7 +180,7 @@ cleanup_add "kill $DAEMON_PID 2>/dev/null; wait $DAEMON_PID 2>/dev/null"
 wait_for 20 curl -s --cacert "$T/cert.pem" -o /dev/null "https://127.0.0.1:$PORT/v1/info" ||
 	fail "the https daemon did not start: $(tail -n 5 "$ROAM_HOME/serve.log")"
 must_succeed roam session start s1
-has_new_tick() { roam session log s1 | tail -n 3 | grep -qE '^tick [0-9]+$'; }
+has_new_tick() { grep -qE '^tick [0-9]+$' <<<"$(roam session log s1 | tail -n 3)"; }
 wait_for 90 has_new_tick || fail "the guest does not tick again"
 "$ROAM_BIN" session connect s1 --password-file "$T/passwd2" >"$T/connect2.out" 2>"$T/connect2.err" &
 CONNECT_PID=$!

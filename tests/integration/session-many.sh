@@ -14,7 +14,7 @@ export ROAM_RAM_DIR=/dev/shm/roam-test-$$-many
 cleanup_add "rm -rf '$ROAM_RAM_DIR'"
 
 state() { roam session list | awk -v n="$1" '$1 == n { print $4 }'; }
-has_tick() { roam session log "$1" | grep -qx "tick $2"; }
+has_tick() { grep -qx "tick $2" <<<"$(roam session log "$1")"; }
 
 must_succeed roam image import deb "$GUEST/master.img"
 for i in 1 2 3 4 5 6 7 8; do

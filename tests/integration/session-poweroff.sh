@@ -31,7 +31,7 @@ expect_state_on() {
 	[ "$s" = "$3" ] || fail "session $2 on $(basename "$1") is '$s', expected '$3'"
 }
 ticks_on() { on "$1" session log "$2" | { grep -E '^tick [0-9]+$' || true; } | awk '{ print $2 }'; }
-has_tick_on() { on "$1" session log "$2" | grep -qx "tick $3"; }
+has_tick_on() { grep -qx "tick $3" <<<"$(on "$1" session log "$2")"; }
 # disk_file HOME NAME PATH OUT: PATH from the session's disk (overlay over master) into OUT
 disk_file() {
 	qemu-img convert -O raw "$1/sessions/$2/overlay.qcow2" "$T/disk.raw" || fail "qemu-img convert"
@@ -39,7 +39,7 @@ disk_file() {
 	rm -f "$T/disk.raw"
 }
 # profile_file HOME USER PATH OUT: PATH from the user's profile disk
-profile_file() { debugfs -R "cat $3" "$1/profiles/$2.img" 2>/dev/null >"$4" || true; }
+profile_file() { ext4_file "$1/profiles/$2.img" "$3" >"$4"; }
 # manifest HOME HEX: the JSON of a manifest object (stored plain after a 16-byte header)
 manifest() { tail -c +17 "$1/store/objects/${2:0:2}/$2"; }
 mjson() { # HOME HEX PYTHON-EXPR on m
@@ -190,7 +190,7 @@ log "$out"
 expect_match "$out" "^roam-guest: logoff done user=alice last='tick $p1_last boot="
 expect_match "$(cat "$T/f1.err")" "policy persistent: disk kept"
 expect_state_on "$B" p1 stopped
-on "$B" session log p1 | grep -q 'roam-guest: finalizing (roam.logoff=1)' || fail "p1 did not boot into log-off"
+expect_match "$(on "$B" session log p1)" 'roam-guest: finalizing \(roam\.logoff=1\)' "p1's console (booted into log-off)"
 [ -s "$B/profiles/alice.img" ] || fail "no profile disk for alice"
 profile_file "$B" alice /alice/ticks "$T/alice.ticks"
 cmp -s "$T/p1.ticks" "$T/alice.ticks" || fail "alice's profile ticks differ from p1's disk"

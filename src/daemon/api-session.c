@@ -773,25 +773,19 @@ static int route_post(HttpRequest *req, void *userdata) {
                 if (f != 0)
                         return f < 0 ? f : 0;
         }
-        int r;
         if (!strcmp(action, "move-in"))
-                r = move_in(req, a, name);
-        else if (!strcmp(action, "renew"))
+                return move_in(req, a, name);
+        if (!strcmp(action, "renew"))
                 return renew(req, a, name);
-        else if (!strcmp(action, "precopy"))
+        if (!strcmp(action, "precopy"))
                 return precopy(req, a, name);
-        else if (!strcmp(action, "offline"))
-                r = offline(req, a, name);
-        else if (!strcmp(action, "finalize-in"))
-                r = finalize_in(req, a, name);
-        else if (!strcmp(action, "stage"))
+        if (!strcmp(action, "offline"))
+                return offline(req, a, name);
+        if (!strcmp(action, "finalize-in"))
+                return finalize_in(req, a, name);
+        if (!strcmp(action, "stage"))
                 return stage(req, a, name);
-        else
-                return http_reply_error(req, 404, "unknown session action '%s'", action);
-        /* a hand-over ended (or failed): its guest runs on one side or the
-         * other, and what its window stored raw is compressed now */
-        daemon_compress_deferred(a->d);
-        return r;
+        return http_reply_error(req, 404, "unknown session action '%s'", action);
 }
 
 static unsigned sync_status(int r) {

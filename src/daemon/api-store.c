@@ -1018,8 +1018,6 @@ void api_store_upload_stream_feed(UploadStream *u, const uint8_t *upload, size_t
                         u->failed = true; /* the handler stores all of it */
                         return;
                 }
-                /* a move-in's remainder: the guest waits for it (compressed after, move_in()) */
-                sync_pack_stream_defer_compress(u->ps, true);
                 if (u->pb && u->plain.data)
                         page_bases_attach_plain(u->pb, u->plain.id, u->plain.data, u->plain.len);
         }

@@ -409,29 +409,6 @@ void daemon_free(Daemon *d) {
         free(d);
 }
 
-static void deferred_done(void *userdata, const DeferredStats *st, int r) {
-        Daemon *d = userdata;
-        char before[32], after[32];
-        if (r < 0)
-                daemon_log(d, DAEMON_LOG_INFO, "compressing the chunks a hand-over stored raw stopped: %s (the rest "
-                           "stay raw: whole, only bigger)", strerror(-r));
-        daemon_log(d, DAEMON_LOG_DEBUG,
-                   "compressed %llu of %llu chunks a hand-over stored raw: %s -> %s in %.0f ms (after it, at a low "
-                   "priority)",
-                   (unsigned long long) st->compressed, (unsigned long long) st->chunks,
-                   format_bytes(st->bytes_before, before, sizeof before),
-                   format_bytes(st->bytes_after, after, sizeof after), st->ns / 1e6);
-}
-
-void daemon_compress_deferred(Daemon *d) {
-        if (store_deferred_count(d->store) == 0)
-                return;
-        int r = store_compress_deferred_later(d->store, deferred_done, d);
-        if (r < 0)
-                daemon_log(d, DAEMON_LOG_INFO, "cannot compress the chunks a hand-over stored raw: %s (they stay raw)",
-                           strerror(-r));
-}
-
 Store *daemon_store(Daemon *d) {
         return d->store;
 }

@@ -102,10 +102,6 @@ int daemon_run(Daemon *d);
 void daemon_stop(Daemon *d);
 
 Store *daemon_store(Daemon *d);
-/* After a hand-over, once the guest runs: the chunks its window stored raw
- * (sync_pack_stream_defer_compress()) are compressed by the store's thread,
- * at a low priority; the result goes to the log. */
-void daemon_compress_deferred(Daemon *d);
 Catalog *daemon_catalog(Daemon *d);
 ApiStore *daemon_api_store(Daemon *d);
 HttpServer *daemon_http(Daemon *d);

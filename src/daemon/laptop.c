@@ -487,8 +487,6 @@ static int request_grant(Laptop *l, const char *name, SyncPackAsk *ask, json_t *
         _cleanup_(sync_pack_stream_freep) SyncPackStream *stream = NULL;
         GrantWatch watch = { 0 };
         if (ask && !l->o.no_stream_pack && sync_pack_stream_new(ask, &stream) >= 0) {
-                /* compressed once the session runs here (offline_steps()) */
-                sync_pack_stream_defer_compress(stream, true);
                 watch.stream = stream;
                 remote_conn_observe(c, grant_watch, &watch);
         }
@@ -635,7 +633,6 @@ static int offline_steps(Laptop *l, const char *name, json_t **ret) {
         failpoint("offline:after-restore");
         /* the guest runs here from now on: what follows is bookkeeping */
         uint64_t downtime = now_ns() - t0;
-        daemon_compress_deferred(l->d);
         if (k >= 0)
                 k = handoff_lease_set(l->h, name, lease);
         if (k >= 0)

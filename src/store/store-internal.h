@@ -39,22 +39,6 @@ typedef struct TmpPool {
         pthread_cond_t wake; /* with Store.mutex: below half, or stop */
 } TmpPool;
 
-/* Chunks stored raw in a hand-over's window, to be compressed later by a
- * thread of the store's (deferred.c, store_compress_deferred_later()). */
-typedef struct Deferred {
-        pthread_mutex_t lock;
-        pthread_cond_t wake; /* with lock: work queued and asked for, or stop */
-        RoamId *ids;         /* the queue */
-        size_t n, cap;
-        /* every id queued since the queue was last empty after a run (taken
-         * or not): a sender compresses a raw frame of one of them itself */
-        IdSet *queued;
-        bool asked, stop, running;
-        pthread_t thread;
-        StoreDeferredDone done;
-        void *userdata;
-} Deferred;
-
 struct Store {
         char *path;
         uint32_t chunk_size;
@@ -82,20 +66,7 @@ struct Store {
         Seen published; /* chunks found published (stat), not just pending: for completeness checks */
         Fresh fresh; /* chunks stored in a hand-over's window, as plain bytes (fresh.h) */
         TmpPool pool; /* local: empty temp files made ahead */
-        Deferred deferred;
 };
-
-/* deferred.c: set up in store_alloc(), ended (thread stopped, queue
- * dropped) first thing in store_free(); deferred_add() queues a chunk a
- * deferring codec stored raw. */
-void deferred_init(Deferred *d);
-void deferred_end(Deferred *d);
-void deferred_add(Deferred *d, const RoamId *id);
-bool deferred_contains(Deferred *d, const RoamId *id);
-/* store.c: chunk id, if it is stored raw, rewritten compressed when that
- * shrinks it: 1 (sizes in *ret_before and *ret_after), 0 when left as it is
- * (not here, not raw, or does not shrink), < 0 on error. */
-int store_chunk_compress_raw(Store *s, ChunkCodec *c, const RoamId *id, uint64_t *ret_before, uint64_t *ret_after);
 
 /* The local directory's backend (local.c). */
 extern const StoreBackend store_local_backend;

@@ -41,7 +41,6 @@ struct ChunkCodec {
         void *plain;
         size_t chunk_size;
         int level;
-        bool defer; /* chunk_codec_defer() */
         /* an encrypted store's: sealed bytes, and the cipher context */
         void *sbuf;
         size_t scap;
@@ -125,7 +124,6 @@ static Store *store_alloc(const StoreBackend *be, void *data, const char *path, 
         seen_init(&s->seen);
         seen_init(&s->published);
         fresh_init(&s->fresh);
-        deferred_init(&s->deferred);
         pthread_mutex_init(&s->mutex, NULL);
         pthread_mutex_init(&s->commit_lock, NULL);
         pthread_rwlockattr_t ga;
@@ -230,7 +228,6 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret) {
 void store_free(Store *s) {
         if (!s)
                 return;
-        deferred_end(&s->deferred);
         if (s->be == &store_local_backend)
                 local_tmp_pool_end(s);
         if (s->be && s->be->free)
@@ -438,50 +435,17 @@ static int chunk_read_sealed(Store *s, SealCtx *ctx, const RoamId *id, void *sbu
         return store_crypt_open(s->crypt, ctx, SEAL_CHUNK, id, sbuf, slen, out, cap, ret_len);
 }
 
-static int read_chunk_file(Store *s, ChunkCodec *c, const RoamId *id, size_t *ret_len);
-
-void chunk_codec_defer(ChunkCodec *c, bool on) {
-        c->defer = on;
-}
-
 int store_chunk_put(Store *s, ChunkCodec *c, const RoamId *id, const void *data, size_t len) {
         if (len == 0 || len > s->chunk_size)
                 return -EINVAL;
-        bool raw = true;
-        int zlen = c->defer ? (int) chunk_frame_raw(c->zbuf, c->zcap, data, len)
-                            : chunk_frame_encode(c->cctx, c->level, data, len, c->zbuf, c->zcap, &raw);
-        if (zlen <= 0)
-                return zlen < 0 ? zlen : -EIO;
+        bool raw;
+        int zlen = chunk_frame_encode(c->cctx, c->level, data, len, c->zbuf, c->zcap, &raw);
+        if (zlen < 0)
+                return zlen;
         int r = chunk_write(s, c, id, c->zbuf, (size_t) zlen);
         if (r >= 0)
                 fresh_put(&s->fresh, id, data, len);
-        if (r >= 0 && c->defer)
-                deferred_add(&s->deferred, id);
         return r < 0 ? r : zlen;
-}
-
-int store_chunk_compress_raw(Store *s, ChunkCodec *c, const RoamId *id, uint64_t *ret_before, uint64_t *ret_after) {
-        size_t zlen, n;
-        int r = read_chunk_file(s, c, id, &zlen);
-        if (r == -ENOENT) {
-                err_clear(); /* removed since (gc): nothing to do */
-                return 0;
-        }
-        if (r < 0 || !chunk_frame_is_raw(c->zbuf, zlen))
-                return r < 0 ? r : 0;
-        r = decode_verify(c, id, c->zbuf, zlen, c->plain, &n);
-        if (r < 0)
-                return r;
-        bool raw;
-        int z = chunk_frame_encode(c->cctx, c->level, c->plain, n, c->zbuf, c->zcap, &raw);
-        if (z < 0 || raw)
-                return z < 0 ? z : 0;
-        r = chunk_write(s, c, id, c->zbuf, (size_t) z);
-        if (r < 0)
-                return r;
-        *ret_before = zlen;
-        *ret_after = (uint64_t) z;
-        return 1;
 }
 
 void store_keep_fresh(Store *s, unsigned seconds) {
@@ -548,22 +512,6 @@ int store_chunk_get_compressed(Store *s, ChunkCodec *c, const RoamId *id, void *
         r = decode_verify(c, id, c->zbuf, zlen, c->plain, &n);
         if (r < 0)
                 return r;
-        if (chunk_frame_is_raw(c->zbuf, zlen) && deferred_contains(&s->deferred, id)) {
-                /* stored raw in a hand-over's window and maybe not compressed
-                 * yet: a peer gets it compressed all the same */
-                size_t cap = ZSTD_compressBound(n);
-                void *z = malloc(cap);
-                if (!z)
-                        return -ENOMEM;
-                bool raw;
-                int k = chunk_frame_encode(c->cctx, c->level, c->plain, n, z, cap, &raw);
-                if (k > 0 && !raw) {
-                        *ret = z;
-                        *ret_len = (size_t) k;
-                        return 0;
-                }
-                free(z);
-        }
         void *copy = malloc(zlen);
         if (!copy)
                 return -ENOMEM;

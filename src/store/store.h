@@ -128,36 +128,6 @@ void store_keep_fresh(Store *s, unsigned seconds);
 /* 1 with the plain bytes of a chunk stored in that window (buf: chunk size
  * bytes), 0 when it is not in memory. */
 int store_chunk_fresh(Store *s, const RoamId *id, void *buf, size_t *ret_len);
-/* ---- compression deferred (a hand-over's window) ---- */
-/* From now on (until called with false), chunks this codec stores with
- * store_chunk_put() are written raw (chunk-frame.h) and queued for
- * compression later: in a hand-over's window the guest waits for every
- * chunk of the remainder, and zstd is the largest part of storing one. A
- * chunk left raw (the process ended before its turn) is whole and correct,
- * only bigger. */
-void chunk_codec_defer(ChunkCodec *c, bool on);
-typedef struct DeferredStats {
-        uint64_t chunks;     /* taken from the queue */
-        uint64_t compressed; /* of them, rewritten compressed */
-        uint64_t bytes_before, bytes_after; /* of those */
-        uint64_t ns;
-} DeferredStats;
-/* Compresses the queued chunks now: each one still stored raw is written
- * again compressed (a temp file, made durable, renamed over the raw one:
- * a crash leaves one or the other, both whole), inside the write gate. */
-int store_compress_deferred(Store *s, DeferredStats *ret);
-/* The same in a thread of the store's, at a low priority (nice 10), started
- * or woken now; done (or NULL) is called from that thread after each run.
- * store_free() stops it between two chunks. */
-typedef void (*StoreDeferredDone)(void *userdata, const DeferredStats *st, int r);
-int store_compress_deferred_later(Store *s, StoreDeferredDone done, void *userdata);
-/* Chunks queued and not yet taken. */
-size_t store_deferred_count(Store *s);
-/* Whether chunks stored in a hand-over's window are compressed later
- * (default) or right away (ROAM_DEFER_COMPRESS=0: the benchmark's other
- * side). */
-bool store_defer_enabled(void);
-
 /* Stores a compressed chunk as received from a peer: decompresses and verifies
  * the hash first; -EBADMSG (with detail) if the bytes don't match id.
  * Returns zlen. */

@@ -255,7 +255,6 @@ typedef struct PackStoreJob {
         Store *s;
         PageBases *pb; /* or NULL */
         bool paged;    /* the pack says PACK_PAGED */
-        bool defer;    /* chunks rebuilt from pages stored raw, compressed later (chunk_codec_defer()) */
         const PackChunk *chunks;
         size_t n;
         _Atomic size_t next;
@@ -319,7 +318,6 @@ static void *pack_store_worker(void *arg) {
                 job_fail_with(j, -ENOMEM);
                 return NULL;
         }
-        chunk_codec_defer(codec, j->defer);
         for (;;) {
                 size_t i = job_take(j);
                 if (i == SIZE_MAX || atomic_load(&j->error) < 0)
@@ -346,7 +344,7 @@ static void job_add_stats(const PackStoreJob *j, SyncStats *st) {
  * taken) are stored already: checks all of its framing, stores its objects
  * and the rest of its chunks. */
 static int pack_store_rest(Store *s, PageBases *pb, const void *body, size_t len, const PackChunk *taken,
-                           size_t skip, bool defer, SyncStats *st) {
+                           size_t skip, SyncStats *st) {
         PackReader rd;
         int k = pack_reader_init(&rd, body, len, ZSTD_compressBound(OBJECT_WIRE_MAX),
                                  ZSTD_compressBound(store_chunk_size(s)));
@@ -397,7 +395,7 @@ static int pack_store_rest(Store *s, PageBases *pb, const void *body, size_t len
                 return k;
         if (seen < skip)
                 return -EBADMSG;
-        PackStoreJob j = { .s = s, .pb = pb, .paged = rd.flags & PACK_PAGED, .defer = defer, .chunks = chunks, .n = n };
+        PackStoreJob j = { .s = s, .pb = pb, .paged = rd.flags & PACK_PAGED, .chunks = chunks, .n = n };
         size_t threads = MIN((size_t) MIN(cpus_online(), PACK_STORE_THREADS), MAX(n, (size_t) 1));
         run_threads((unsigned) threads, pack_store_worker, &j);
         job_add_stats(&j, st);
@@ -408,7 +406,7 @@ static int pack_store_rest(Store *s, PageBases *pb, const void *body, size_t len
 }
 
 int sync_pack_store(Store *s, PageBases *pb, const void *body, size_t len, SyncStats *st) {
-        return pack_store_rest(s, pb, body, len, NULL, 0, false, st);
+        return pack_store_rest(s, pb, body, len, NULL, 0, st);
 }
 
 /* Fetches what the remote thinks the local store lacks below root, in one
@@ -521,10 +519,6 @@ int sync_pack_stream_new_bases(Store *s, PageBases *pb, SyncPackStream **ret) {
         return 0;
 }
 
-void sync_pack_stream_defer_compress(SyncPackStream *ps, bool on) {
-        ps->job.defer = on && store_defer_enabled();
-}
-
 /* The header (pack_reader_init()'s checks); starts the workers. */
 static int stream_start(SyncPackStream *ps, const uint8_t *pack, size_t n) {
         int k = pack_reader_init(&ps->rd, pack, n, ZSTD_compressBound(OBJECT_WIRE_MAX),
@@ -600,7 +594,7 @@ int sync_pack_stream_finish(SyncPackStream *ps, const void *pack, size_t len, Sy
                 return k;
         /* the chunk records the workers took were all stored: the rest now */
         size_t taken = ps->started ? ps->job.n : 0;
-        return pack_store_rest(ps->s, ps->pb, pack, len, ps->chunks, taken, ps->job.defer, st);
+        return pack_store_rest(ps->s, ps->pb, pack, len, ps->chunks, taken, st);
 }
 
 size_t sync_pack_stream_taken(const SyncPackStream *ps) {

@@ -91,11 +91,6 @@ int sync_pack_stream_new(SyncPackAsk *a, SyncPackStream **ret);
 /* The same for a pack with pages of the bases pb (NULL: none; it must stay
  * until the stream is freed): an upload the server stores as it comes. */
 int sync_pack_stream_new_bases(Store *s, PageBases *pb, SyncPackStream **ret);
-/* Before the first feed(): chunks rebuilt from pages are stored raw and
- * compressed later (chunk_codec_defer(); a hand-over's window, where the
- * guest waits; off with ROAM_DEFER_COMPRESS=0). The caller asks for the
- * compression when the guest runs (store_compress_deferred_later()). */
-void sync_pack_stream_defer_compress(SyncPackStream *ps, bool on);
 void sync_pack_stream_feed(SyncPackStream *ps, const uint8_t *pack, size_t n);
 int sync_pack_stream_finish(SyncPackStream *ps, const void *pack, size_t len, SyncStats *st);
 /* Chunk records handed to the threads so far (by the feeder's thread). */

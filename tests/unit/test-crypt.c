@@ -513,43 +513,6 @@ static void test_plain_store(void **state) {
         rm_rf(dir);
 }
 
-/* A hand-over's chunks stored raw in an encrypted store (chunk_codec_defer())
- * are compressed later through the same seal: smaller, and read back the
- * same; no plain bytes on the disk either way. */
-static void test_store_compress_deferred(void **state) {
-        Fixture *f = *state;
-        uint8_t dk[DATA_KEY_SIZE];
-        key_of(1, dk);
-        assert_int_equal(store_unlock(f->s, dk), 0);
-        _cleanup_(chunk_codec_freep) ChunkCodec *c = chunk_codec_new(f->s);
-        assert_non_null(c);
-        uint8_t plain[CHUNK], out[CHUNK];
-        memset(plain, 0, sizeof plain);
-        for (size_t i = 0; i + 28 <= sizeof plain; i += 64)
-                memcpy(plain + i, "MARKER-plain-text-of-a-chunk", 28);
-        RoamId id;
-        sha256(plain, sizeof plain, &id);
-        chunk_codec_defer(c, true);
-        assert_true(store_chunk_put(f->s, c, &id, plain, sizeof plain) > (int) sizeof plain);
-        assert_int_equal(store_commit(f->s), 0);
-        uint64_t raw_size, sz;
-        assert_int_equal(store_chunk_stat(f->s, &id, &raw_size), 0);
-        Needle n = { .bytes = "MARKER", .len = 6 };
-        walk(f->storedir, look, &n);
-        assert_int_equal(n.found, 0);
-        DeferredStats st;
-        assert_int_equal(store_compress_deferred(f->s, &st), 0);
-        assert_int_equal(st.compressed, 1);
-        assert_int_equal(store_chunk_stat(f->s, &id, &sz), 0);
-        assert_true(sz < raw_size / 4);
-        size_t got;
-        assert_int_equal(store_chunk_get(f->s, c, &id, out, &got), 0);
-        assert_int_equal(got, sizeof plain);
-        assert_memory_equal(out, plain, got);
-        walk(f->storedir, look, &n);
-        assert_int_equal(n.found, 0);
-}
-
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_derivation),
@@ -560,7 +523,6 @@ int main(void) {
                 cmocka_unit_test(test_wrapped_key),
                 cmocka_unit_test_setup_teardown(test_store_roundtrip, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_store_fsck_gc, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_store_compress_deferred, setup, teardown),
                 cmocka_unit_test(test_plain_store),
         };
         printf("# seed %u\n", SEED);

@@ -17,7 +17,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #include "basic/error.h"
 #include "basic/fileio.h"
@@ -1472,115 +1471,6 @@ static void test_blob_import_cancel(void **state) {
         assert_int_equal(n, 0);
 }
 
-/* Chunks a deferring codec stores (a hand-over's window) are written raw and
- * queued; store_compress_deferred() rewrites the compressible ones
- * compressed, in place; what reads them gets the same bytes before and
- * after; a chunk removed meanwhile is not brought back; an incompressible
- * one stays raw. */
-typedef struct DeferWait {
-        pthread_mutex_t lock;
-        pthread_cond_t cond;
-        unsigned runs;
-        DeferredStats st;
-} DeferWait;
-
-static void defer_done(void *userdata, const DeferredStats *st, int r) {
-        DeferWait *w = userdata;
-        assert_int_equal(r, 0);
-        pthread_mutex_lock(&w->lock);
-        w->runs++;
-        w->st = *st;
-        pthread_cond_signal(&w->cond);
-        pthread_mutex_unlock(&w->lock);
-}
-
-static void test_compress_deferred(void **state) {
-        Fixture *f = *state;
-        _cleanup_(chunk_codec_freep) ChunkCodec *c = chunk_codec_new(f->s);
-        uint8_t text[3][4096], noise[4096], back[4096];
-        RoamId tid[3], nid;
-        for (int k = 0; k < 3; k++) {
-                /* compressible: a repeated line */
-                for (size_t i = 0; i < sizeof text[k]; i++)
-                        text[k][i] = (uint8_t) "deferred chunk, line after line\n"[i % 32] ^ (uint8_t) k;
-                sha256(text[k], sizeof text[k], &tid[k]);
-        }
-        fill_random(noise, sizeof noise);
-        sha256(noise, sizeof noise, &nid);
-        /* a codec that does not defer compresses as ever */
-        assert_true(store_chunk_put(f->s, c, &tid[0], text[0], sizeof text[0]) < 1024);
-        assert_int_equal(store_deferred_count(f->s), 0);
-        assert_int_equal(store_commit(f->s), 0);
-        assert_int_equal(store_chunk_remove(f->s, &tid[0]), 0);
-        chunk_codec_defer(c, true);
-        for (int k = 0; k < 3; k++)
-                assert_true(store_chunk_put(f->s, c, &tid[k], text[k], sizeof text[k]) > 4096);
-        assert_true(store_chunk_put(f->s, c, &nid, noise, sizeof noise) > 4096);
-        assert_int_equal(store_commit(f->s), 0);
-        assert_int_equal(store_deferred_count(f->s), 4);
-        uint64_t sz;
-        size_t got;
-        assert_int_equal(store_chunk_stat(f->s, &tid[1], &sz), 0);
-        assert_true(sz > 4096); /* raw: the bytes and the frame's headers */
-        assert_int_equal(store_chunk_get(f->s, c, &tid[1], back, &got), 0);
-        assert_int_equal(got, sizeof back);
-        assert_memory_equal(back, text[1], sizeof back);
-        /* a peer asking for it before its turn gets it compressed */
-        _cleanup_free_ void *z = NULL;
-        size_t zlen;
-        assert_int_equal(store_chunk_get_compressed(f->s, c, &tid[1], &z, &zlen), 0);
-        assert_true(zlen < 1024);
-        assert_int_equal(ZSTD_decompress(back, sizeof back, z, zlen), sizeof back);
-        assert_memory_equal(back, text[1], sizeof back);
-        /* one goes (gc) before its turn: not written back */
-        assert_int_equal(store_chunk_remove(f->s, &tid[2]), 0);
-        DeferredStats st;
-        assert_int_equal(store_compress_deferred(f->s, &st), 0);
-        assert_int_equal(st.chunks, 4);
-        assert_int_equal(st.compressed, 2);
-        assert_true(st.bytes_after < st.bytes_before);
-        assert_int_equal(store_deferred_count(f->s), 0);
-        assert_int_equal(store_chunk_has(f->s, &tid[2]), 0);
-        assert_int_equal(store_chunk_stat(f->s, &tid[1], &sz), 0);
-        assert_true(sz < st.bytes_after);
-        assert_true(sz < 1024);
-        assert_int_equal(store_chunk_stat(f->s, &nid, &sz), 0);
-        assert_true(sz > 4096); /* does not shrink: stays raw */
-        /* a new process reads them (nothing pending, nothing from memory) */
-        reopen(f);
-        _cleanup_(chunk_codec_freep) ChunkCodec *c2 = chunk_codec_new(f->s);
-        assert_int_equal(store_chunk_get(f->s, c2, &tid[1], back, &got), 0);
-        assert_memory_equal(back, text[1], sizeof back);
-        assert_int_equal(store_chunk_get(f->s, c2, &nid, back, &got), 0);
-        assert_memory_equal(back, noise, sizeof back);
-        /* in the store's thread, with its report */
-        chunk_codec_defer(c2, true);
-        assert_true(store_chunk_put(f->s, c2, &tid[2], text[2], sizeof text[2]) > 4096);
-        assert_int_equal(store_commit(f->s), 0);
-        DeferWait w = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
-        assert_int_equal(store_compress_deferred_later(f->s, defer_done, &w), 0);
-        pthread_mutex_lock(&w.lock);
-        while (w.runs == 0)
-                pthread_cond_wait(&w.cond, &w.lock);
-        pthread_mutex_unlock(&w.lock);
-        assert_int_equal(w.st.chunks, 1);
-        assert_int_equal(w.st.compressed, 1);
-        assert_int_equal(store_chunk_stat(f->s, &tid[2], &sz), 0);
-        assert_true(sz < 1024);
-        assert_int_equal(store_chunk_get(f->s, c2, &tid[2], back, &got), 0);
-        assert_memory_equal(back, text[2], sizeof back);
-        /* queued when the store closes: the thread stops, the chunk stays raw and whole */
-        assert_int_equal(store_chunk_remove(f->s, &tid[2]), 0);
-        assert_true(store_chunk_put(f->s, c2, &tid[2], text[2], sizeof text[2]) > 4096);
-        assert_int_equal(store_commit(f->s), 0);
-        reopen(f);
-        assert_int_equal(store_chunk_stat(f->s, &tid[2], &sz), 0);
-        assert_true(sz > 4096);
-        _cleanup_(chunk_codec_freep) ChunkCodec *c3 = chunk_codec_new(f->s);
-        assert_int_equal(store_chunk_get(f->s, c3, &tid[2], back, &got), 0);
-        assert_memory_equal(back, text[2], sizeof back);
-}
-
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_chunk_roundtrip, setup, teardown),
@@ -1609,7 +1499,6 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_blob_import_cancel, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_gc_grace, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_write_gate, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_compress_deferred, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,7 +37,7 @@ S=$DC_HOME L=$LT_HOME
 SP=7450 LP=7451 RP=7460   # ports inside the namespaces: nobody else's
 SERVER=http://127.0.0.1:$RP   # the server as the laptop sees it: through the fault relay
 INSECURE=
-if "$ROAM_BIN" serve --help 2>&1 | grep -q -- --insecure-http; then INSECURE=--insecure-http; fi
+if grep -q -- --insecure-http <<<"$("$ROAM_BIN" serve --help 2>&1)"; then INSECURE=--insecure-http; fi
 ONLY=${CRASH_MATRIX_ONLY:-}
 # 'make check' runs every failpoint with kill -9 and some of the other
 # faults; CRASH_MATRIX_FULL=1 every fault row (docs/reliability.md's table)

@@ -23,7 +23,7 @@ SLOG=$SRV/serve.log
 # gc_srv ARGS...: 'roam store gc' on the server's home, bounded
 gc_srv() { ROAM_HOME=$SRV must_succeed timeout 60 "$ROAM_BIN" store gc "$@"; }
 nchunks() { find "$1/store/chunks" -type f | wc -l; }
-has_chunks() { find "$1/store/tmp" "$1/store/chunks" -type f 2>/dev/null | grep -q .; }
+has_chunks() { [ -n "$(find "$1/store/tmp" "$1/store/chunks" -type f -print -quit 2>/dev/null)" ]; }
 test_more() { [ "$(nchunks "$1")" -gt "$2" ]; }
 # unreferenced FSCK_OUTPUT: the count of unreferenced chunks fsck printed
 unreferenced() { sed -n 's/^chunks stored: *[0-9]* (\([0-9]*\) unreferenced)$/\1/p' <<<"$1"; }

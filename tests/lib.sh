@@ -98,7 +98,6 @@ expect_match() {
         # writing, and pipefail would then see printf's SIGPIPE
         grep -Eq -- "$2" <<<"$1" || fail "${3:-output} does not match /$2/: $1"
 }
-# expect_one_line STRING: an error message is one line
 # ext4_file IMAGE PATH: the file PATH inside the ext4 disk IMAGE (empty if
 # missing). Test it from a variable, not through `| grep -q`: grep exits at
 # the first match while debugfs may still be writing (one write a block), and
@@ -117,6 +116,7 @@ with open(sys.argv[1], "rb") as f:
 PY
 }
 
+# expect_one_line STRING: an error message is one line
 expect_one_line() {
         [ "$(printf '%s\n' "$1" | wc -l)" = 1 ] || fail "expected one line, got: $1"
 }

@@ -47,7 +47,7 @@ wait_for 120 sh -c "'$ROAM_BIN' session log s1 | grep -q '^tick 2'" ||
 	fail "the session of the layer does not run: $(roam session log s1 | tail -n 5)"
 must_succeed roam session stop s1
 qemu-img convert -O raw "$ROAM_HOME/sessions/s1/overlay.qcow2" "$T/view.raw"
-[ "$(debugfs -R "cat /layer-mark" "$T/view.raw" 2>/dev/null)" = "layer mark $$" ] ||
+[ "$(ext4_file "$T/view.raw" /layer-mark)" = "layer mark $$" ] ||
 	fail "the session does not see the layer's file"
 
 # a bundle of the layer carries its base; a second host runs it

@@ -35,7 +35,7 @@ has_tick_on() { grep -qx "tick $3" <<<"$(on "$1" session log "$2")"; }
 # disk_file HOME NAME PATH OUT: PATH from the session's disk (overlay over master) into OUT
 disk_file() {
 	qemu-img convert -O raw "$1/sessions/$2/overlay.qcow2" "$T/disk.raw" || fail "qemu-img convert"
-	debugfs -R "cat $3" "$T/disk.raw" 2>/dev/null >"$4" || true
+	ext4_file "$T/disk.raw" "$3" >"$4"
 	rm -f "$T/disk.raw"
 }
 # profile_file HOME USER PATH OUT: PATH from the user's profile disk

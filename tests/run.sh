@@ -31,6 +31,8 @@ run_one() { # name cmd...
         77) skipped=$((skipped + 1)); printf 'SKIP %s: %s\n' "$name" "$(grep -m1 '^SKIP' "$log" | cut -c7-)" ;;
         *) failed=$((failed + 1)); failures+=("$name")
            printf 'FAIL %s (rc=%s, %ss); last lines of %s:\n' "$name" "$rc" "$dt" "$log"
+           # a unit test's failed checks first: its log goes on after them
+           grep -m 12 -E '^\[ +(ERROR|LINE|FAILED) +\]' "$log" | sed 's/^/    /'
            tail -n 25 "$log" | sed 's/^/    /' ;;
         esac
 }

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -374,25 +375,32 @@ static void test_tmp_pool(void **state) {
         char gone[512];
         snprintf(gone, sizeof gone, "%s/%.*s", tmpdir, (int) strcspn(after, "\n"), after);
         assert_int_equal(unlink(gone), 0); /* removed behind its back */
-        for (int i = 0; i < 4; i++) {
+        /* five puts empty it whatever the gone file's place in it: its four
+         * files taken, the gone one passed over, a file of its own made */
+        for (int i = 0; i < 5; i++) {
                 fill_random(d, sizeof d);
                 sha256(d, sizeof d, &id);
                 assert_true(store_chunk_put(f->s, c, &id, d, sizeof d) > 0);
         }
         assert_int_equal(store_commit(f->s), 0);
         usleep(200000);
-        assert_int_equal(tmp_names(f, after, sizeof after), 0); /* 4 taken, 1 was gone (a file of its own made) */
+        assert_int_equal(tmp_names(f, after, sizeof after), 0);
         size_t got;
         uint8_t back[4096];
         assert_int_equal(store_chunk_get(f->s, c, &id, back, &got), 0);
         assert_memory_equal(back, d, sizeof d);
-        /* the window closed: up to 8 again */
+        /* the window closed: empty, it fills up to 8 again by itself (it
+         * tries each second) */
         store_keep_fresh(f->s, 0);
-        fill_random(d, sizeof d);
-        sha256(d, sizeof d, &id);
-        assert_true(store_chunk_put(f->s, c, &id, d, sizeof d) > 0); /* a take wakes it */
+        assert_int_equal(wait_tmp_files(f, 8, before, sizeof before), 8);
+        /* full, it waits: the take that leaves it below half wakes it */
+        for (int i = 0; i < 5; i++) {
+                fill_random(d, sizeof d);
+                sha256(d, sizeof d, &id);
+                assert_true(store_chunk_put(f->s, c, &id, d, sizeof d) > 0);
+        }
         assert_int_equal(store_commit(f->s), 0);
-        assert_int_equal(wait_tmp_files(f, 8, after, sizeof after), 8);
+        assert_int_equal(wait_tmp_files(f, 8, after, sizeof after), 8); /* else 3 */
         /* gone with the store */
         reopen(f);
         assert_int_equal(tmp_names(f, after, sizeof after), 0);
@@ -1423,11 +1431,21 @@ static void test_gc_grace(void **state) {
         assert_true(fr.chunks_referenced > 0);
 }
 
+typedef struct Bracket {
+        Store *s;
+        sem_t held, release;
+} Bracket;
+
+/* A writer's bracket in a thread of its own, open until it is told. */
 static void *hold_bracket(void *p) {
-        Store *s = p;
-        store_write_begin(s);
-        usleep(300 * 1000);
-        store_write_end(s);
+        Bracket *b = p;
+        store_write_begin(b->s);
+        sem_post(&b->held);
+        usleep(100 * 1000);
+        while (sem_wait(&b->release) < 0 && errno == EINTR)
+                ;
+        usleep(100 * 1000); /* exclude() waits meanwhile */
+        store_write_end(b->s);
         return NULL;
 }
 
@@ -1442,13 +1460,20 @@ static void test_write_gate(void **state) {
         assert_int_equal(store_write_exclude(f->s, 10), 0);
         store_write_allow(f->s);
 
+        Bracket b = { .s = f->s };
+        assert_int_equal(sem_init(&b.held, 0, 0), 0);
+        assert_int_equal(sem_init(&b.release, 0, 0), 0);
         pthread_t t;
-        assert_int_equal(pthread_create(&t, NULL, hold_bracket, f->s), 0);
-        usleep(50 * 1000);
+        assert_int_equal(pthread_create(&t, NULL, hold_bracket, &b), 0);
+        while (sem_wait(&b.held) < 0 && errno == EINTR)
+                ;
         assert_int_equal(store_write_exclude(f->s, 20), -EBUSY);
-        assert_int_equal(store_write_exclude(f->s, 5000), 0); /* after the bracket ends */
+        sem_post(&b.release);
+        assert_int_equal(store_write_exclude(f->s, 60000), 0); /* after the bracket ends */
         store_write_allow(f->s);
         pthread_join(t, NULL);
+        sem_destroy(&b.held);
+        sem_destroy(&b.release);
 }
 
 /* An import asked to stop fails with -ECANCELED and leaves no temp file. */

@@ -101,6 +101,10 @@ static const char serve_help[] =
         "  --no-tmp-pool       every chunk written makes its temp file (by default the\n"
         "                      store keeps empty ones made ahead, so that a hand-over's\n"
         "                      pause creates no file; for comparisons)\n"
+        "  --no-handover-memory\n"
+        "                      a hand-over's copies of its chunks take new memory (by\n"
+        "                      default the store keeps 64 MiB touched ahead, so that a\n"
+        "                      pause takes no page faults for them; for comparisons)\n"
         "  -v, --verbose       log every request (--log-level debug)\n"
         "  --foreground        stay in the foreground (the default; roam never daemonizes)\n"
         "Configuration:\n"
@@ -122,7 +126,8 @@ enum {
         OPT_FOREGROUND, OPT_HOARD_RATE, OPT_OFFLINE_DAYS, OPT_NONCE_TTL, OPT_MAX_FAILED_LOGINS,
         OPT_STORE, OPT_ETCD, OPT_FLEET_NAME, OPT_FLEET_URL, OPT_FLEET_CHECKPOINT, OPT_SERVER, OPT_TOKEN,
         OPT_FINGERPRINT, OPT_NAME,
-        OPT_PRECOPY_INTERVAL, OPT_PRECOPY_RATE, OPT_NO_PRECOPY, OPT_NO_GRANT_PACK, OPT_NO_STREAM_PACK, OPT_NO_WARM_RESTORE, OPT_NO_TMP_POOL, OPT_CONFIG, OPT_PRINT_CONFIG,
+        OPT_PRECOPY_INTERVAL, OPT_PRECOPY_RATE, OPT_NO_PRECOPY, OPT_NO_GRANT_PACK, OPT_NO_STREAM_PACK, OPT_NO_WARM_RESTORE, OPT_NO_TMP_POOL,
+        OPT_NO_HANDOVER_MEMORY, OPT_CONFIG, OPT_PRINT_CONFIG,
         OPT_HELP,
 };
 #define N_SETTINGS (OPT_CONFIG - OPT_LISTEN)
@@ -207,6 +212,8 @@ static const struct ServeFlag {
                                               AT(no_stream_pack) },
         [OPT_NO_WARM_RESTORE - OPT_LISTEN] = { "no-warm-restore", no_argument, "false", KIND_SWITCH, AT(no_warm) },
         [OPT_NO_TMP_POOL - OPT_LISTEN] = { "no-tmp-pool", no_argument, "false", KIND_SWITCH, AT(daemon.no_tmp_pool) },
+        [OPT_NO_HANDOVER_MEMORY - OPT_LISTEN] = { "no-handover-memory", no_argument, "false", KIND_SWITCH,
+                                                  AT(daemon.no_handover_memory) },
         [OPT_CONFIG - OPT_LISTEN] = { "config", required_argument, NULL },
         [OPT_PRINT_CONFIG - OPT_LISTEN] = { "print-config", no_argument, NULL },
         [OPT_HELP - OPT_LISTEN] = { "help", no_argument, NULL },

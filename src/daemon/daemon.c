@@ -308,6 +308,8 @@ int daemon_new(const DaemonOptions *o, Daemon **ret) {
         /* after the lock: a check for stray temp files (fsck) leaves files younger than its holders alone */
         if (!o->no_tmp_pool && store_tmp_pool(d->store, DAEMON_TMP_POOL) < 0)
                 err_clear(); /* then every chunk write makes its file */
+        if (!o->no_handover_memory && store_fresh_reserve(d->store, DAEMON_HANDOVER_MEMORY) < 0)
+                err_clear(); /* then the copies take new memory */
 
         _cleanup_free_ char *catalog_path = home_path(d, "catalog.db");
         if (!catalog_path)

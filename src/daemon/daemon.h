@@ -74,11 +74,15 @@ typedef struct DaemonOptions {
         const char *store;    /* NULL: the home's (store/location.h); else recorded as the home's */
         bool laptop_server;   /* a laptop with --server: its data key comes at pairing (store/home-store.h) */
         bool no_tmp_pool;     /* the store makes no temp files ahead (store_tmp_pool()) */
+        bool no_handover_memory; /* no memory touched ahead for a hand-over's copies (store_fresh_reserve()) */
 } DaemonOptions;
 
 /* Empty temp files a daemon's local store keeps made ahead: more than a
  * desktop's take offline or online writes chunks (~1000) */
 #define DAEMON_TMP_POOL 2048
+/* Memory a daemon's store keeps touched for the plain copies of a hand-over's
+ * window: more than a desktop's remainder (~700 chunks of 64 KiB, 44 MiB) */
+#define DAEMON_HANDOVER_MEMORY (64u << 20)
 
 typedef struct Daemon Daemon;
 

@@ -706,7 +706,16 @@ static int pool_take(Store *s, char **ret_path) {
                 pthread_mutex_unlock(&s->mutex);
                 if (!p)
                         return -ENOENT;
-                int fd = open(p, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+                /* no O_TRUNC: the pool's files are empty, and ext4 takes a
+                 * truncate at open (even of an empty file) as a file being
+                 * replaced, and starts writing it back at its close, file by
+                 * file inside a hand-over's pause (syncfs writes them anyway) */
+                int fd = open(p, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+                struct stat st;
+                if (fd >= 0 && (fstat(fd, &st) < 0 || (st.st_size != 0 && ftruncate(fd, 0) < 0))) {
+                        close(fd);
+                        fd = -1;
+                }
                 if (fd >= 0) {
                         (void) flock(fd, LOCK_EX | LOCK_NB);
                         *ret_path = p;

@@ -66,6 +66,9 @@ struct Store {
         Seen published; /* chunks found published (stat), not just pending: for completeness checks */
         Fresh fresh; /* chunks stored in a hand-over's window, as plain bytes (fresh.h) */
         TmpPool pool; /* local: empty temp files made ahead */
+        pthread_t reserve_thread; /* store_fresh_reserve()'s, while reserving */
+        bool reserving;
+        size_t reserve_bytes;
 };
 
 /* The local directory's backend (local.c). */

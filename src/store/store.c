@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,10 +46,20 @@ struct ChunkCodec {
         void *sbuf;
         size_t scap;
         SealCtx *seal;
+        /* its user's: two chunks' worth, made on first use (chunk_codec_scratch()) */
+        uint8_t *scratch;
 };
 
 ZSTD_DCtx *chunk_codec_dctx(ChunkCodec *c) {
         return c->dctx;
+}
+
+uint8_t *chunk_codec_scratch(ChunkCodec *c, unsigned which) {
+        if (which > 1)
+                return NULL;
+        if (!c->scratch && !(c->scratch = malloc(2 * c->chunk_size)))
+                return NULL;
+        return c->scratch + which * c->chunk_size;
 }
 
 const char *store_path(const Store *s) {
@@ -225,9 +236,31 @@ int store_open(const char *dir, const StoreOptions *opts, Store **ret) {
         return 0;
 }
 
+static void *reserve_main(void *arg) {
+        Store *s = arg;
+        (void) fresh_reserve(&s->fresh, s->chunk_size, s->reserve_bytes);
+        return NULL;
+}
+
+int store_fresh_reserve(Store *s, size_t bytes) {
+        if (s->reserving)
+                return -EBUSY;
+        s->reserve_bytes = bytes;
+        /* no signal for it: a daemon's stop signals are for the thread that waits for them */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        int r = -pthread_create(&s->reserve_thread, NULL, reserve_main, s);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        s->reserving = r == 0;
+        return r;
+}
+
 void store_free(Store *s) {
         if (!s)
                 return;
+        if (s->reserving)
+                pthread_join(s->reserve_thread, NULL);
         if (s->be == &store_local_backend)
                 local_tmp_pool_end(s);
         if (s->be && s->be->free)
@@ -348,6 +381,7 @@ void chunk_codec_free(ChunkCodec *c) {
         free(c->zbuf);
         free(c->plain);
         free(c->sbuf);
+        free(c->scratch);
         seal_ctx_free(c->seal);
         free(c);
 }

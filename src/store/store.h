@@ -104,6 +104,12 @@ void chunk_codec_free(ChunkCodec *c);
 /* The codec's decompression context, for a caller's one-shot decompressions
  * between its store calls (one thread, like the codec). */
 ZSTD_DCtx *chunk_codec_dctx(ChunkCodec *c);
+/* Buffer which (0 or 1) of the codec's user, chunk_size bytes, kept with the
+ * codec (none of the codec's own calls use it): a worker thread that builds
+ * a chunk per call reuses memory instead of taking new pages from malloc()
+ * each time (whose free gives them back to the kernel once 128 KiB are
+ * free at the top of a thread's heap). NULL without memory. */
+uint8_t *chunk_codec_scratch(ChunkCodec *c, unsigned which);
 static inline void chunk_codec_freep(ChunkCodec **c) {
         if (*c)
                 chunk_codec_free(*c);
@@ -207,3 +213,8 @@ void store_forget_key(Store *s);
  * is left of them goes with store_free(). 0 for a store without temp files;
  * -EBUSY when called twice. */
 int store_tmp_pool(Store *s, unsigned n);
+/* Memory for the plain copies of a hand-over's window (store_keep_fresh()),
+ * bytes of it, mapped and touched by a thread of its own now and kept until
+ * store_free() (fresh_reserve()): a daemon's, so that a pause copies into
+ * memory that takes no page faults. -EBUSY when called twice. */
+int store_fresh_reserve(Store *s, size_t bytes);

@@ -397,7 +397,7 @@ int page_bases_store(PageBases *b, ChunkCodec *codec, const RoamId *id, const vo
         PageChunk pc;
         if (page_chunk_parse(payload, len, cs, b->n, &pc) < 0)
                 return -ESTALE;
-        _cleanup_free_ uint8_t *out = malloc(cs), *tmp = malloc(cs);
+        uint8_t *out = chunk_codec_scratch(codec, 0), *tmp = chunk_codec_scratch(codec, 1);
         if (!out || !tmp)
                 return -ENOMEM;
         /* (a one-shot decompression: rebuild_page()'s store reads may use

@@ -277,10 +277,14 @@ static void *fresh_race(void *arg) {
         return NULL;
 }
 
-static void test_fresh_concurrent(void **state) {
-        (void) state;
+static void fresh_race_check(size_t reserve_pieces) {
         Fresh fr;
         fresh_init(&fr);
+        if (reserve_pieces > 0) {
+                assert_int_equal(fresh_reserve(&fr, FRESH_TEST_LEN, reserve_pieces * FRESH_TEST_LEN), 0);
+                assert_int_equal(fresh_reserve(&fr, FRESH_TEST_LEN, FRESH_TEST_LEN), -EBUSY);
+                assert_int_equal(fresh_reserve_free(&fr), reserve_pieces);
+        }
         fresh_open(&fr, 60);
         uint8_t (*data)[FRESH_TEST_LEN] = malloc((size_t) FRESH_TEST_IDS * FRESH_TEST_LEN);
         uint8_t *big = malloc(FRESH_TEST_BIG);
@@ -312,12 +316,40 @@ static void test_fresh_concurrent(void **state) {
                 assert_int_equal(got, FRESH_TEST_LEN);
                 assert_memory_equal(back, data[i], FRESH_TEST_LEN);
         }
-        fresh_open(&fr, 0); /* closed: forgets all */
+        /* the reserved pieces went to the first copies of small ones (the
+         * big ones do not fit), the rest to malloc() */
+        size_t left = reserve_pieces > FRESH_TEST_IDS ? reserve_pieces - FRESH_TEST_IDS : 0;
+        assert_int_equal(fresh_reserve_free(&fr), left);
+        fresh_open(&fr, 0); /* closed: forgets all, its pieces free again */
         assert_int_equal(fresh_get(&fr, &id[0], back, sizeof back, &got), 0);
         assert_int_equal(fr.bytes, 0);
+        assert_int_equal(fresh_reserve_free(&fr), reserve_pieces);
+        /* reused in the next window, as many as there are */
+        fresh_open(&fr, 60);
+        for (int i = 0; i < FRESH_TEST_IDS; i++)
+                fresh_put(&fr, &id[i], data[i], FRESH_TEST_LEN);
+        fresh_put(&fr, &id[0], data[1], FRESH_TEST_LEN); /* here already: not kept, its piece back */
+        assert_int_equal(fresh_reserve_free(&fr), left);
+        for (int i = 0; i < FRESH_TEST_IDS; i++) {
+                assert_int_equal(fresh_get(&fr, &id[i], back, sizeof back, &got), 1);
+                assert_memory_equal(back, data[i], FRESH_TEST_LEN);
+        }
         fresh_done(&fr);
         free(data);
         free(big);
+}
+
+static void test_fresh_concurrent(void **state) {
+        (void) state;
+        fresh_race_check(0);
+}
+
+/* The same with memory reserved: half the small copies in its pieces, and
+ * with more pieces than copies. */
+static void test_fresh_reserved(void **state) {
+        (void) state;
+        fresh_race_check(FRESH_TEST_IDS / 2);
+        fresh_race_check(FRESH_TEST_IDS * 2);
 }
 
 /* The names of the temp files in the store's tmp/, sorted, one per line, and
@@ -1502,6 +1534,7 @@ int main(void) {
                 cmocka_unit_test(test_seen_window),
                 cmocka_unit_test_setup_teardown(test_chunk_fresh, setup, teardown),
                 cmocka_unit_test(test_fresh_concurrent),
+                cmocka_unit_test(test_fresh_reserved),
                 cmocka_unit_test_setup_teardown(test_tmp_pool, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_chunk_published, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_chunk_seen, setup, teardown),

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -192,6 +193,15 @@ void run_threads(unsigned n, void *(*fn)(void *), void *arg) {
         fn(arg); /* the calling thread works too */
         for (unsigned i = 1; i <= started; i++)
                 pthread_join(tid[i], NULL);
+}
+
+int thread_start_no_signals(pthread_t *t, void *(*fn)(void *), void *arg) {
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        int r = -pthread_create(t, NULL, fn, arg);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        return r;
 }
 
 int unix_connect(const char *path) {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,6 +43,10 @@ unsigned cpus_online(void);
  * started is one fewer (the workers share the work, so it is still done). */
 #define RUN_THREADS_MAX 64
 void run_threads(unsigned n, void *(*fn)(void *), void *arg);
+/* Starts a joinable thread running fn(arg) with every signal blocked (a
+ * daemon's stop signals are for the thread that waits for them). 0 or a
+ * negative errno. */
+int thread_start_no_signals(pthread_t *t, void *(*fn)(void *), void *arg);
 
 /* Monotonic clock in nanoseconds / seconds. */
 uint64_t now_ns(void);

@@ -19,7 +19,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -658,12 +657,7 @@ int store_tmp_pool(Store *s, unsigned n) {
         else {
                 s->pool.target = n;
                 pthread_cond_init(&s->pool.wake, NULL);
-                /* no signal for it: a daemon's stop signals are for the thread that waits for them */
-                sigset_t all, old;
-                sigfillset(&all);
-                pthread_sigmask(SIG_BLOCK, &all, &old);
-                r = -pthread_create(&s->pool.thread, NULL, pool_main, s);
-                pthread_sigmask(SIG_SETMASK, &old, NULL);
+                r = thread_start_no_signals(&s->pool.thread, pool_main, s);
                 s->pool.running = r == 0;
                 if (r < 0) {
                         pthread_cond_destroy(&s->pool.wake);

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,12 +245,7 @@ int store_fresh_reserve(Store *s, size_t bytes) {
         if (s->reserving)
                 return -EBUSY;
         s->reserve_bytes = bytes;
-        /* no signal for it: a daemon's stop signals are for the thread that waits for them */
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_BLOCK, &all, &old);
-        int r = -pthread_create(&s->reserve_thread, NULL, reserve_main, s);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        int r = thread_start_no_signals(&s->reserve_thread, reserve_main, s);
         s->reserving = r == 0;
         return r;
 }
